@@ -1,0 +1,1 @@
+"""Dagster code location for dhsurvey: wires library calls into assets and checks."""

@@ -1,0 +1,1 @@
+"""Instruments: the form model, compiler, linter, translation and diff tools."""

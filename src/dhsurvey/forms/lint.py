@@ -1,0 +1,485 @@
+"""Lint XLSForm workbooks: DIME ``ietestform`` rules, the study's own rules, and the compiler.
+
+A designer runs one command and sees everything that is wrong with a workbook — what pyxform and
+ODK Validate would reject, what DIME's checklist flags, and what this study requires (consent
+gates, refusal options on sensitive items, PII classes, complete translations). Each finding
+names the file, sheet, row, column and rule so it can be fixed in Excel directly.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from dhsurvey.errors import FormError
+from dhsurvey.forms.model import (
+    PII_CLASSES,
+    REF_RE,
+    STATA,
+    SURVEY_COLUMNS,
+    FormModel,
+    expression_errors,
+    load_form,
+    split_header,
+)
+
+ERROR, WARNING = "error", "warning"
+#: Choice codes every sensitive item must offer.
+REFUSAL_CODE = "99"
+NAME_LIMIT = 32
+LABEL_LIMIT = 80
+#: Characters Stata adds when a repeat is reshaped wide (``_10``).
+REPEAT_SUFFIX = 3
+CONSENT_RE = re.compile(r"^(consent|assent|\w+_consent|\w+_permission)$")
+PII_REQUIRED_TYPES = {"text", "geopoint", "geotrace", "geoshape", "image", "audio", "video",
+                      "file", "barcode"}
+#: pyxform fills a missing translation with this.
+PYXFORM_FILLER = "-"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem in one cell (or sheet, or file)."""
+
+    file: str
+    sheet: str | None
+    row: int | None
+    column: str | None
+    rule: str
+    severity: str
+    message: str
+
+    def location(self) -> str:
+        parts = [self.file]
+        if self.sheet:
+            parts.append(self.sheet)
+        if self.row is not None:
+            parts.append(f"row {self.row}")
+        if self.column:
+            parts.append(self.column)
+        return ":".join(parts)
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+#: Rule id → (severity, what it checks). The README lists these; tests cover each.
+RULES: dict[str, tuple[str, str]] = {
+    # compile and parse
+    "form": (ERROR, "the workbook cannot be read or parsed (missing sheet, unknown type, …)"),
+    "pyxform": (ERROR, "pyxform rejects the workbook"),
+    "pyxform-warning": (WARNING, "pyxform warns about the workbook"),
+    "odk-validate": (ERROR, "ODK Validate rejects the compiled XForm"),
+    "expression-syntax": (ERROR, "an XPath expression does not parse"),
+    # DIME ietestform
+    "encryption-key-missing": (WARNING, "settings has no public_key: submissions not encrypted"),
+    "recommended-column-missing": (WARNING, "no hint / constraint_message / required_message "
+                                   "column"),
+    "stata-label-missing": (WARNING, "no label::stata column, or a field or choice without one"),
+    "label-too-long": (WARNING, "Stata label longer than 80 characters"),
+    "choice-list-unused": (WARNING, "a choice list no question uses"),
+    "choice-name-not-numeric": (ERROR, "choice names must be integers (Stata/SPSS value labels)"),
+    "choice-name-duplicate": (ERROR, "the same choice name twice in a list"),
+    "choice-label-missing": (ERROR, "a choice without a label"),
+    "choice-label-duplicate": (ERROR, "the same label twice in a list"),
+    "whitespace": (WARNING, "leading or trailing spaces in a cell"),
+    "outdated-syntax": (WARNING, "position( or jr:choice-name( (outdated XLSForm syntax)"),
+    "not-required": (WARNING, "an input question that is not required"),
+    "required-note": (ERROR, "a note marked required (cannot be completed)"),
+    "label-missing": (ERROR, "a question, note or group without a label"),
+    "end-name-missing": (WARNING, "end group / end repeat without the name it closes"),
+    "name-too-long": (ERROR, "field name longer than 32 characters (with repeat suffix)"),
+    "repeat-name-conflict": (ERROR, "a name that clashes with a repeat field reshaped wide"),
+    "constraint-message-missing": (WARNING, "a constraint without a message"),
+    "required-message-missing": (WARNING, "a required question without a required message"),
+    "column-unknown": (WARNING, "a survey column XLSForm does not know (typo?)"),
+    # the study's own rules
+    "sensitive-no-refusal": (ERROR, "a sensitive select without 99 'prefer not to say'"),
+    "consent-ungated": (ERROR, "a question after consent that does not depend on it"),
+    "pii-missing": (ERROR, "a text/geopoint/media field without a pii class"),
+    "pii-invalid": (ERROR, "a pii value outside direct, quasi, sensitive, free_text, none"),
+    "translation-missing": (ERROR, "a label, hint or message missing in a language"),
+}
+
+
+def _finding(model: FormModel, rule: str, message: str, *, sheet: str | None = "survey",
+             row: int | None = None, column: str | None = None) -> Finding:
+    return Finding(str(model.path), sheet, row, column, rule, RULES[rule][0], message)
+
+
+Check = Callable[[FormModel], Iterator[Finding]]
+CHECKS: list[Check] = []
+
+
+def check(fn: Check) -> Check:
+    CHECKS.append(fn)
+    return fn
+
+
+# -- DIME ietestform --------------------------------------------------------------------------
+
+
+@check
+def encryption_key(model: FormModel) -> Iterator[Finding]:
+    if not model.settings.get("public_key"):
+        yield _finding(model, "encryption-key-missing",
+                       "no public_key in settings: pass --public-key to build, or add one",
+                       sheet="settings", column="public_key")
+
+
+@check
+def recommended_columns(model: FormModel) -> Iterator[Finding]:
+    bases = {split_header(h, "::" in h)[0] for h in model.survey_headers}
+    for col in ("hint", "constraint_message", "required_message"):
+        if col not in bases:
+            yield _finding(model, "recommended-column-missing", f"no '{col}' column",
+                           row=1, column=col)
+
+
+@check
+def stata_labels(model: FormModel) -> Iterator[Finding]:
+    stata_col = f"label::{STATA}"
+    if not any(h.lower().replace(" ", "") == stata_col for h in model.survey_headers):
+        yield _finding(model, "stata-label-missing", f"survey sheet has no '{stata_col}' column",
+                       row=1, column=stata_col)
+        return
+    for item in model.fields:
+        if item.type in ("calculate", "hidden") or item.holds_data is False:
+            continue
+        text = item.labels.get(STATA, "")
+        if item.is_input and not text:
+            yield _finding(model, "stata-label-missing", f"'{item.name}' has no Stata label",
+                           row=item.row, column=stata_col)
+        if len(text) > LABEL_LIMIT:
+            yield _finding(model, "label-too-long",
+                           f"Stata label of '{item.name}' has {len(text)} characters",
+                           row=item.row, column=stata_col)
+    used = _used_lists(model)
+    for lst in model.choice_lists.values():
+        if lst.name not in used:
+            continue
+        for ch in lst.choices:
+            text = ch.labels.get(STATA, "")
+            if not text:
+                yield _finding(model, "stata-label-missing",
+                               f"choice {ch.name} of '{lst.name}' has no Stata label",
+                               sheet="choices", row=ch.row, column=stata_col)
+            elif len(text) > LABEL_LIMIT:
+                yield _finding(model, "label-too-long",
+                               f"Stata label of choice {ch.name} in '{lst.name}' has "
+                               f"{len(text)} characters", sheet="choices", row=ch.row,
+                               column=stata_col)
+
+
+def _used_lists(model: FormModel) -> set[str]:
+    return {i.list_name for i in model.items if i.list_name}
+
+
+@check
+def choice_lists(model: FormModel) -> Iterator[Finding]:
+    used = _used_lists(model)
+    for lst in model.choice_lists.values():
+        if lst.name not in used:
+            yield _finding(model, "choice-list-unused", f"list '{lst.name}' is not used",
+                           sheet="choices", row=lst.row, column="list_name")
+        names: Counter[str] = Counter()
+        labels: dict[tuple[str, str], int] = {}
+        for ch in lst.choices:
+            names[ch.name] += 1
+            if not re.fullmatch(r"-?\d+", ch.name.strip()):
+                yield _finding(model, "choice-name-not-numeric",
+                               f"choice name '{ch.name}' in '{lst.name}' is not an integer",
+                               sheet="choices", row=ch.row, column="name")
+            if names[ch.name] == 2:
+                yield _finding(model, "choice-name-duplicate",
+                               f"choice name '{ch.name}' appears twice in '{lst.name}'",
+                               sheet="choices", row=ch.row, column="name")
+            for lang in model.languages:
+                text = ch.labels.get(lang, "").strip()
+                column = f"label::{lang}" if lang != "default" else "label"
+                if not text:
+                    yield _finding(model, "choice-label-missing",
+                                   f"choice {ch.name} of '{lst.name}' has no label in {lang}",
+                                   sheet="choices", row=ch.row, column=column)
+                    continue
+                key = (lang, text.lower())
+                if key in labels:
+                    yield _finding(model, "choice-label-duplicate",
+                                   f"label '{text}' is used twice in '{lst.name}' "
+                                   f"(rows {labels[key]} and {ch.row})",
+                                   sheet="choices", row=ch.row, column=column)
+                labels.setdefault(key, ch.row)
+
+
+@check
+def whitespace(model: FormModel) -> Iterator[Finding]:
+    for item in model.items:
+        for column, text in item.cells.items():
+            if text != text.strip():
+                yield _finding(model, "whitespace", f"'{text}' has leading/trailing spaces",
+                               row=item.row, column=column)
+    for lst in model.choice_lists.values():
+        for ch in lst.choices:
+            for column, text in ch.cells.items():
+                if text != text.strip():
+                    yield _finding(model, "whitespace", f"'{text}' has leading/trailing spaces",
+                                   sheet="choices", row=ch.row, column=column)
+
+
+@check
+def outdated_syntax(model: FormModel) -> Iterator[Finding]:
+    for item in model.items:
+        for column, text in item.expressions().items():
+            for token in ("position(", "jr:choice-name("):
+                if token in text.replace(" ", ""):
+                    yield _finding(model, "outdated-syntax",
+                                   f"'{token}' is outdated XLSForm syntax",
+                                   row=item.row, column=column)
+
+
+@check
+def required_and_labels(model: FormModel) -> Iterator[Finding]:
+    default = model.default_language
+    for item in model.items:
+        if item.type == "note" and item.required:
+            yield _finding(model, "required-note", f"note '{item.name}' is required",
+                           row=item.row, column="required")
+        if item.is_input and not item.required and item.type != "acknowledge":
+            yield _finding(model, "not-required", f"'{item.name}' is not required",
+                           row=item.row, column="required")
+        if item.is_input and item.required and not item.required_messages:
+            yield _finding(model, "required-message-missing",
+                           f"'{item.name}' is required but has no required message",
+                           row=item.row, column="required_message")
+        if item.constraint and not item.constraint_messages:
+            yield _finding(model, "constraint-message-missing",
+                           f"'{item.name}' has a constraint but no message",
+                           row=item.row, column="constraint_message")
+        needs_label = item.is_input or item.type == "note" or item.is_repeat
+        if needs_label and not (item.labels.get(default) or item.labels.get("default")):
+            yield _finding(model, "label-missing", f"'{item.name}' has no label",
+                           row=item.row, column=f"label::{default}")
+
+
+@check
+def end_names(model: FormModel) -> Iterator[Finding]:
+    # The model drops end rows; re-read their cells from the sheet to see their names.
+    from dhsurvey.forms.model import read_sheets
+
+    rows = read_sheets(model.path).get("survey", [])
+    if not rows:
+        return
+    header = [h.strip().lower() for h in rows[0][1]]
+    if "type" not in header or "name" not in header:
+        return
+    t, n = header.index("type"), header.index("name")
+    for number, cells in rows[1:]:
+        kind = " ".join(cells[t].split()).replace(" ", "_") if t < len(cells) else ""
+        if kind in ("end_group", "end_repeat") and not (n < len(cells) and cells[n].strip()):
+            yield _finding(model, "end-name-missing",
+                           f"'{cells[t].strip()}' does not name what it closes",
+                           row=number, column="name")
+
+
+@check
+def names(model: FormModel) -> Iterator[Finding]:
+    repeat_fields = {i.name for i in model.fields if i.repeat}
+    for item in model.items:
+        limit = NAME_LIMIT - (REPEAT_SUFFIX if item.repeat else 0)
+        if len(item.name) > limit:
+            extra = " with the repeat suffix" if item.repeat else ""
+            yield _finding(model, "name-too-long",
+                           f"'{item.name}' has {len(item.name)} characters{extra} "
+                           f"(limit {limit})", row=item.row, column="name")
+        stem = re.sub(r"_\d+$", "", item.name)
+        if not item.repeat and stem != item.name and stem in repeat_fields:
+            yield _finding(model, "repeat-name-conflict",
+                           f"'{item.name}' clashes with repeat field '{stem}' reshaped wide",
+                           row=item.row, column="name")
+
+
+@check
+def unknown_columns(model: FormModel) -> Iterator[Finding]:
+    double = any("::" in h for h in model.survey_headers)
+    for header in model.survey_headers:
+        base = split_header(header, double)[0]
+        if header and base not in SURVEY_COLUMNS and not base.startswith(("body::", "bind::",
+                                                                         "instance::")):
+            yield _finding(model, "column-unknown",
+                           f"column '{header}' is not an XLSForm column (pyxform ignores it)",
+                           row=1, column=header)
+
+
+# -- the study's rules -------------------------------------------------------------------------
+
+
+@check
+def sensitive_refusal(model: FormModel) -> Iterator[Finding]:
+    for item in model.by_pii("sensitive"):
+        lst = model.choices_for(item)
+        if lst is not None and REFUSAL_CODE not in lst.codes():
+            yield _finding(model, "sensitive-no-refusal",
+                           f"sensitive '{item.name}' uses list '{item.list_name}' without "
+                           f"{REFUSAL_CODE} (prefer not to say)", row=item.row, column="type")
+
+
+def _depends_on(model: FormModel) -> Callable[[str], set[str]]:
+    """Names an expression depends on, following calculations transitively."""
+    cache: dict[str, set[str]] = {}
+
+    def deps(name: str) -> set[str]:
+        if name in cache:
+            return cache[name]
+        cache[name] = {name}
+        item = model.by_name.get(name)
+        if item is not None and item.type == "calculate":
+            for ref in REF_RE.findall(item.calculation):
+                cache[name] |= deps(ref)
+        return cache[name]
+
+    return deps
+
+
+@check
+def consent_gate(model: FormModel) -> Iterator[Finding]:
+    gates = [i for i in model.items if CONSENT_RE.match(i.name) and i.type == "select_one"]
+    if not gates:
+        return
+    first = gates[0]
+    gate_names = {g.name for g in gates}
+    deps = _depends_on(model)
+    after = False
+    for item in model.items:
+        if item is first:
+            after = True
+            continue
+        if not after or not item.is_input or item.name in gate_names:
+            continue
+        refs: set[str] = set()
+        for expr in model.relevance(item):
+            for ref in REF_RE.findall(expr):
+                refs |= deps(ref)
+        if not refs & gate_names:
+            yield _finding(model, "consent-ungated",
+                           f"'{item.name}' comes after '{first.name}' but its relevance does "
+                           f"not depend on {', '.join(sorted(gate_names))}",
+                           row=item.row, column="relevant")
+
+
+@check
+def pii_classes(model: FormModel) -> Iterator[Finding]:
+    for item in model.fields:
+        value = item.pii
+        if value and value not in PII_CLASSES:
+            yield _finding(model, "pii-invalid",
+                           f"pii '{value}' of '{item.name}' is not one of "
+                           f"{', '.join(PII_CLASSES)}", row=item.row, column="pii")
+        elif not value and item.type in PII_REQUIRED_TYPES:
+            yield _finding(model, "pii-missing",
+                           f"{item.type} '{item.name}' has no pii class", row=item.row,
+                           column="pii")
+
+
+def untranslated(model: FormModel) -> Iterator[Finding]:
+    """Every translatable cell present in one interview language and missing in another."""
+    langs = [lang for lang in model.languages if lang != "default"]
+    if len(langs) < 2:
+        return
+    for item in model.items:
+        for base, texts in (("label", item.labels), ("hint", item.hints),
+                            ("constraint_message", item.constraint_messages),
+                            ("required_message", item.required_messages)):
+            yield from _missing_languages(model, langs, base, texts, "survey", item.row,
+                                          f"'{item.name}'")
+    for lst in model.choice_lists.values():
+        for ch in lst.choices:
+            yield from _missing_languages(model, langs, "label", ch.labels, "choices", ch.row,
+                                          f"choice {ch.name} of '{lst.name}'")
+
+
+def _missing_languages(model: FormModel, langs: list[str], base: str, texts: dict[str, str],
+                       sheet: str, row: int, what: str) -> Iterator[Finding]:
+    present = {lang for lang in langs
+               if texts.get(lang, "").strip() not in ("", PYXFORM_FILLER)}
+    if not present:
+        return
+    for lang in langs:
+        if lang not in present:
+            yield _finding(model, "translation-missing", f"{base} of {what} missing in {lang}",
+                           sheet=sheet, row=row, column=f"{base}::{lang}")
+
+
+check(untranslated)
+
+
+@check
+def expression_syntax(model: FormModel) -> Iterator[Finding]:
+    for item, column, error in expression_errors(model):
+        yield _finding(model, "expression-syntax", str(error), row=item.row, column=column)
+
+
+# -- running -----------------------------------------------------------------------------------
+
+
+def _from_error(path: Path, exc: FormError) -> Finding:
+    rule = exc.code if exc.code in RULES else "form"
+    if exc.code == "odk-validate":
+        rule = "odk-validate"
+    return Finding(str(exc.context.get("file", path)), exc.context.get("sheet"),
+                   exc.context.get("row"), exc.context.get("column"), rule, ERROR,
+                   f"[{exc.code}] {exc.message}")
+
+
+def lint_form(path: str | Path, *, compile: bool = True, validate: bool = True,
+              public_key: str | None = None) -> list[Finding]:
+    """All findings for one workbook, sorted by sheet and row.
+
+    ``compile`` runs pyxform; ``validate`` also runs ODK Validate (about 2 s, needs Java).
+    ``public_key`` is the key ``build`` will inject, which satisfies the encryption rule.
+    """
+    path = Path(path)
+    try:
+        model = load_form(path, check_expressions=False)
+    except FormError as exc:
+        return [_from_error(path, exc)]
+    if public_key:
+        model.settings["public_key"] = public_key
+    findings = [f for fn in CHECKS for f in fn(model)]
+    has_syntax_errors = any(f.rule == "expression-syntax" for f in findings)
+    if compile:
+        from dhsurvey.forms.compile import odk_validate, to_xform
+
+        try:
+            compiled = to_xform(model, public_key=public_key)
+            findings += [_finding(model, "pyxform-warning", w, sheet=None)
+                         for w in compiled.warnings]
+            if validate and not has_syntax_errors:
+                import tempfile
+
+                with tempfile.TemporaryDirectory(prefix="dhsurvey-lint-") as tmp:
+                    odk_validate(compiled, Path(tmp))
+        except FormError as exc:
+            findings.append(_from_error(path, exc))
+    order = {"settings": 0, "survey": 1, "choices": 2, None: 3}
+    return sorted(set(findings), key=lambda f: (f.file, order.get(f.sheet, 4), f.row or 0,
+                                                f.rule, f.column or "", f.message))
+
+
+def lint_paths(paths: list[str | Path], **options: object) -> list[Finding]:
+    """Lint workbooks and folders of workbooks."""
+    from dhsurvey.forms.compile import instrument_paths
+
+    findings: list[Finding] = []
+    for p in paths:
+        try:
+            files = instrument_paths(p)
+        except FormError as exc:
+            findings.append(_from_error(Path(p), exc))
+            continue
+        for f in files:
+            findings += lint_form(f, **options)  # type: ignore[arg-type]
+    return findings
+

@@ -1,0 +1,710 @@
+"""The form model: one parsed object per XLSForm workbook.
+
+This module is the only place that reads the instrument workbooks. Compiler, linter, simulator,
+validator, codebook and anonymisation all take a :class:`FormModel`, so no part of the package
+keeps a second list of columns. Rows keep their Excel row numbers so every error and lint
+finding can point a designer at the cell to fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from dhsurvey.errors import FormError
+
+SHEETS = ("survey", "choices", "settings")
+
+#: Columns that carry one value per language.
+TRANSLATABLE = {
+    "label",
+    "hint",
+    "guidance_hint",
+    "constraint_message",
+    "required_message",
+    "image",
+    "big-image",
+    "audio",
+    "video",
+}
+SURVEY_COLUMNS = TRANSLATABLE | {
+    "type",
+    "name",
+    "required",
+    "relevant",
+    "constraint",
+    "calculation",
+    "choice_filter",
+    "appearance",
+    "repeat_count",
+    "default",
+    "parameters",
+    "read_only",
+    "readonly",
+    "trigger",
+    "body::accuracyThreshold",
+    "pii",
+    "note",
+}
+PII_CLASSES = ("direct", "quasi", "sensitive", "free_text", "none")
+#: The short-label column used for Stata/SPSS; a pseudo-language, not an interview language.
+STATA = "stata"
+
+# XLSForm type spellings (pyxform aliases) → one canonical name.
+_TYPE_ALIASES = {
+    "int": "integer",
+    "string": "text",
+    "select one": "select_one",
+    "select1": "select_one",
+    "select all that apply": "select_multiple",
+    "select multiple": "select_multiple",
+    "select one from file": "select_one_from_file",
+    "select multiple from file": "select_multiple_from_file",
+    "begin group": "begin_group",
+    "end group": "end_group",
+    "begin repeat": "begin_repeat",
+    "end repeat": "end_repeat",
+    "begin_loop": "begin_repeat",
+    "date time": "datetime",
+    "dateTime": "datetime",
+    "location": "geopoint",
+    "gps": "geopoint",
+    "photo": "image",
+    "device id": "deviceid",
+    "phone number": "phonenumber",
+    "trigger": "acknowledge",
+}
+INPUT_TYPES = {
+    "integer",
+    "decimal",
+    "text",
+    "select_one",
+    "select_multiple",
+    "select_one_from_file",
+    "select_multiple_from_file",
+    "rank",
+    "range",
+    "geopoint",
+    "geotrace",
+    "geoshape",
+    "date",
+    "datetime",
+    "time",
+    "image",
+    "audio",
+    "video",
+    "file",
+    "barcode",
+    "acknowledge",
+}
+METADATA_TYPES = {
+    "start",
+    "end",
+    "today",
+    "deviceid",
+    "username",
+    "phonenumber",
+    "email",
+    "simserial",
+    "subscriberid",
+    "audit",
+    "start-geopoint",
+    "background-audio",
+}
+OTHER_TYPES = {"note", "calculate", "hidden", "xml-external", "csv-external"}
+STRUCTURE_TYPES = {"begin_group", "end_group", "begin_repeat", "end_repeat"}
+KNOWN_TYPES = INPUT_TYPES | METADATA_TYPES | OTHER_TYPES | STRUCTURE_TYPES
+SELECT_TYPES = {"select_one", "select_multiple", "rank"}
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+REF_RE = re.compile(r"\$\{([^}]*)\}")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One row of the choices sheet."""
+
+    list_name: str
+    name: str
+    labels: dict[str, str]
+    extra: dict[str, str]
+    row: int
+    cells: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass
+class ChoiceList:
+    """A named list of choices, in sheet order."""
+
+    name: str
+    choices: list[Choice]
+    row: int
+
+    def codes(self) -> list[str]:
+        return [c.name for c in self.choices]
+
+    def label(self, code: str, language: str) -> str:
+        for c in self.choices:
+            if c.name == code:
+                return c.labels.get(language, "")
+        raise KeyError(code)
+
+
+@dataclass
+class Item:
+    """One survey row: a question, note, calculation, metadata field or group boundary."""
+
+    name: str
+    type: str  # canonical type (see KNOWN_TYPES)
+    row: int
+    path: tuple[str, ...]  # enclosing group/repeat names, outermost first
+    repeat: str | None  # innermost enclosing repeat
+    cells: dict[str, str]  # every non-empty cell, keyed by header
+    list_name: str | None = None
+    or_other: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    hints: dict[str, str] = field(default_factory=dict)
+    constraint_messages: dict[str, str] = field(default_factory=dict)
+    required_messages: dict[str, str] = field(default_factory=dict)
+    end_row: int | None = None  # for groups and repeats
+
+    def get(self, column: str) -> str:
+        """A non-translatable cell value ('' if empty)."""
+        return self.cells.get(column, "")
+
+    @property
+    def relevant(self) -> str:
+        return self.get("relevant")
+
+    @property
+    def constraint(self) -> str:
+        return self.get("constraint")
+
+    @property
+    def calculation(self) -> str:
+        return self.get("calculation")
+
+    @property
+    def choice_filter(self) -> str:
+        return self.get("choice_filter")
+
+    @property
+    def repeat_count(self) -> str:
+        return self.get("repeat_count")
+
+    @property
+    def appearance(self) -> str:
+        return self.get("appearance")
+
+    @property
+    def default(self) -> str:
+        return self.get("default")
+
+    @property
+    def pii(self) -> str:
+        return self.get("pii")
+
+    @property
+    def required(self) -> str:
+        """'' (not required), 'yes', or an XPath expression."""
+        value = self.get("required")
+        return "yes" if value.lower() in ("yes", "true", "true()", "1") else (
+            "" if value.lower() in ("", "no", "false", "false()", "0") else value
+        )
+
+    @property
+    def is_group(self) -> bool:
+        return self.type in ("begin_group", "begin_repeat")
+
+    @property
+    def is_repeat(self) -> bool:
+        return self.type == "begin_repeat"
+
+    @property
+    def is_input(self) -> bool:
+        """A question the respondent or interviewer answers."""
+        return self.type in INPUT_TYPES
+
+    @property
+    def is_select(self) -> bool:
+        return self.type in SELECT_TYPES or self.type.endswith("_from_file")
+
+    @property
+    def holds_data(self) -> bool:
+        """Whether a submission carries a value for this row."""
+        return self.type in INPUT_TYPES | METADATA_TYPES | {"calculate", "hidden"}
+
+    def expressions(self) -> dict[str, str]:
+        """The XPath expressions in this row, by column."""
+        return {
+            col: self.cells[col]
+            for col in ("relevant", "constraint", "calculation", "choice_filter",
+                        "repeat_count", "required", "default")
+            if col in self.cells and (col != "required" or self.required not in ("", "yes"))
+            and (col != "default" or "${" in self.cells[col] or "(" in self.cells[col])
+        }
+
+
+@dataclass
+class FormModel:
+    """Everything a workbook says, parsed once."""
+
+    path: Path
+    settings: dict[str, str]
+    items: list[Item]  # survey rows in order, groups included, end rows excluded
+    choice_lists: dict[str, ChoiceList]
+    languages: list[str]  # interview languages, in column order (STATA excluded)
+    survey_headers: list[str]
+    choices_headers: list[str]
+    content_hash: str
+
+    # -- identity ---------------------------------------------------------------------------
+    @property
+    def form_id(self) -> str:
+        return self.settings.get("form_id") or self.path.stem
+
+    @property
+    def title(self) -> str:
+        return self.settings.get("form_title") or self.form_id
+
+    @property
+    def version(self) -> str:
+        """The compiled version: deterministic in the workbook's content.
+
+        A designer's own ``version`` is kept as a prefix; the content hash makes any change to
+        any cell produce a new version, even when nobody remembered to bump it.
+        """
+        own = self.settings.get("version", "").strip()
+        return f"{own}-{self.content_hash[:8]}" if own else self.content_hash[:10]
+
+    @property
+    def default_language(self) -> str:
+        lang = self.settings.get("default_language", "")
+        if lang:
+            return lang
+        return self.languages[0] if self.languages else "default"
+
+    # -- navigation -------------------------------------------------------------------------
+    @cached_property
+    def by_name(self) -> dict[str, Item]:
+        return {item.name: item for item in self.items}
+
+    def __getitem__(self, name: str) -> Item:
+        try:
+            return self.by_name[name]
+        except KeyError:
+            raise KeyError(f"{self.form_id} has no field {name!r}") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.by_name
+
+    @property
+    def fields(self) -> list[Item]:
+        """Every row that holds data in a submission, in form order."""
+        return [i for i in self.items if i.holds_data]
+
+    @property
+    def questions(self) -> list[Item]:
+        return [i for i in self.items if i.is_input]
+
+    @property
+    def groups(self) -> list[Item]:
+        return [i for i in self.items if i.is_group]
+
+    @property
+    def repeats(self) -> list[Item]:
+        return [i for i in self.items if i.is_repeat]
+
+    def fields_in(self, repeat: str | None) -> list[Item]:
+        """Data fields whose innermost repeat is ``repeat`` (None: the submission root)."""
+        return [i for i in self.fields if i.repeat == repeat]
+
+    def ancestors(self, item: Item) -> list[Item]:
+        """Enclosing groups and repeats, outermost first."""
+        return [self.by_name[name] for name in item.path]
+
+    def relevance(self, item: Item) -> list[str]:
+        """Every relevance that must hold for ``item`` to be asked (ancestors first)."""
+        return [g.relevant for g in [*self.ancestors(item), item] if g.relevant]
+
+    def choices_for(self, item: Item) -> ChoiceList | None:
+        return self.choice_lists.get(item.list_name) if item.list_name else None
+
+    def labels_in(self, language: str) -> dict[str, str]:
+        return {i.name: i.labels.get(language, "") for i in self.items}
+
+    def by_pii(self, pii: str) -> list[Item]:
+        return [i for i in self.fields if i.pii == pii]
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+def _cell_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def read_sheets(path: Path) -> dict[str, list[tuple[int, list[str]]]]:
+    """Every sheet as (Excel row number, cell texts) rows, blank rows dropped."""
+    import openpyxl
+
+    if not path.exists():
+        raise FormError("file not found", code="file-missing", file=path)
+    if path.suffix.lower() not in (".xlsx", ".xlsm"):
+        raise FormError(
+            f"not an XLSForm workbook (expected .xlsx, got {path.suffix or 'no suffix'})",
+            code="file-unreadable",
+            file=path,
+        )
+    try:
+        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
+        raise FormError(
+            f"cannot read the workbook ({type(exc).__name__}: {exc})",
+            code="file-unreadable",
+            file=path,
+        ) from None
+    sheets: dict[str, list[tuple[int, list[str]]]] = {}
+    try:
+        for ws in book.worksheets:
+            rows = []
+            for number, values in enumerate(ws.iter_rows(values_only=True), start=1):
+                cells = [_cell_text(v) for v in values]
+                while cells and cells[-1] == "":
+                    cells.pop()
+                if cells:
+                    rows.append((number, cells))
+            sheets[ws.title.strip().lower()] = rows
+    finally:
+        book.close()
+    return sheets
+
+
+def content_digest(sheets: dict[str, list[tuple[int, list[str]]]]) -> str:
+    """SHA-256 over the cell values of the XLSForm sheets (not the .xlsx bytes).
+
+    Excel rewrites timestamps and styles on every save; hashing values means the same content
+    always gives the same version and any change to a cell gives a new one.
+    """
+    payload = {
+        name: [cells for _, cells in sheets[name]] for name in sorted(sheets) if name in SHEETS
+        or name in ("entities", "external_choices")
+    }
+    return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()
+
+
+def split_header(header: str, double_colon: bool) -> tuple[str, str | None]:
+    """``label::English (en)`` → ("label", "English (en)")."""
+    sep = "::" if double_colon else ":"
+    if sep in header:
+        base, _, lang = header.partition(sep)
+        return base.strip().lower(), lang.strip()
+    return header.strip().lower(), None
+
+
+def _headers(rows: list[tuple[int, list[str]]], path: Path, sheet: str) -> list[str]:
+    if not rows:
+        raise FormError("sheet is empty (no header row)", code="sheet-empty", file=path,
+                        sheet=sheet)
+    return [h.strip() for h in rows[0][1]]
+
+
+def _language_columns(
+    headers: list[str], path: Path, sheet: str, header_row: int
+) -> tuple[dict[int, tuple[str, str | None]], list[str]]:
+    """Map column index → (base column, language) and list the languages in order."""
+    double = any("::" in h for h in headers)
+    columns: dict[int, tuple[str, str | None]] = {}
+    languages: list[str] = []
+    for idx, header in enumerate(headers):
+        if not header:
+            continue
+        base, lang = split_header(header, double)
+        if lang is not None and base in TRANSLATABLE:
+            if not lang:
+                raise FormError(
+                    f"column '{header}' names no language (write e.g. '{base}::English (en)')",
+                    code="bad-language-column", file=path, sheet=sheet, row=header_row,
+                    column=header,
+                )
+            if lang.lower() != STATA and not re.fullmatch(r"[^()]+\s\([A-Za-z]{2,3}(-\w+)?\)",
+                                                          lang):
+                raise FormError(
+                    f"language '{lang}' in column '{header}' is not 'Name (code)' "
+                    "(e.g. 'Kiswahili (sw)'), so devices cannot pick it by locale",
+                    code="bad-language-column", file=path, sheet=sheet, row=header_row,
+                    column=header,
+                )
+            if lang not in languages:
+                languages.append(lang)
+        columns[idx] = (base, lang)
+    return columns, languages
+
+
+def _records(
+    rows: list[tuple[int, list[str]]], columns: dict[int, tuple[str, str | None]],
+    headers: list[str],
+) -> Iterator[tuple[int, dict[str, str], dict[str, dict[str, str]]]]:
+    """Yield (row, plain cells by header, translatable cells {base: {lang: text}})."""
+    for number, cells in rows[1:]:
+        plain: dict[str, str] = {}
+        translated: dict[str, dict[str, str]] = {}
+        for idx, text in enumerate(cells):
+            if idx not in columns or text == "":
+                continue
+            base, lang = columns[idx]
+            if base in TRANSLATABLE:
+                translated.setdefault(base, {})[lang or "default"] = text
+            plain[headers[idx]] = text
+            if lang is None:
+                plain[base] = text
+        if any(v.strip() for v in plain.values()):
+            yield number, plain, translated
+
+
+def load_form(path: str | Path, *, check_expressions: bool = True) -> FormModel:
+    """Parse an XLSForm workbook into a :class:`FormModel`.
+
+    Raises :class:`FormError` naming file, sheet, row and column for anything that makes the
+    workbook unusable (missing sheets, unknown types, unbalanced groups, duplicate names,
+    undefined references, missing choice lists) and, unless ``check_expressions`` is false
+    (the linter reports every one instead of the first), for XPath syntax errors.
+    """
+    path = Path(path)
+    sheets = read_sheets(path)
+    if "survey" not in sheets:
+        raise FormError(
+            f"no 'survey' sheet (sheets: {', '.join(sheets) or 'none'})",
+            code="sheet-missing", file=path, sheet="survey",
+        )
+    survey_rows = sheets["survey"]
+    survey_headers = _headers(survey_rows, path, "survey")
+    header_row = survey_rows[0][0]
+    lowered = [split_header(h, "::" in "".join(survey_headers))[0] for h in survey_headers]
+    for required in ("type", "name"):
+        if required not in lowered:
+            raise FormError(
+                f"survey sheet has no '{required}' column", code="column-missing", file=path,
+                sheet="survey", row=header_row, column=required,
+            )
+    columns, languages = _language_columns(survey_headers, path, "survey", header_row)
+
+    settings: dict[str, str] = {}
+    if "settings" in sheets and len(sheets["settings"]) >= 2:
+        s_headers = [h.strip().lower() for h in sheets["settings"][0][1]]
+        s_values = sheets["settings"][1][1]
+        settings = {h: (s_values[i].strip() if i < len(s_values) else "")
+                    for i, h in enumerate(s_headers) if h}
+
+    choice_lists, choices_headers, choice_langs = _load_choices(sheets, path)
+    for lang in choice_langs:
+        if lang not in languages:
+            languages.append(lang)
+
+    items = _load_items(survey_rows, columns, survey_headers, path)
+    interview = [lang for lang in languages if lang.lower() != STATA and lang != "default"]
+    model = FormModel(
+        path=path,
+        settings=settings,
+        items=items,
+        choice_lists=choice_lists,
+        languages=interview or ["default"],
+        survey_headers=survey_headers,
+        choices_headers=choices_headers,
+        content_hash=content_digest(sheets),
+    )
+    _check_references(model)
+    if check_expressions:
+        for item, column, error in expression_errors(model):
+            raise FormError(str(error), code="expression-syntax", file=path, sheet="survey",
+                            row=item.row, column=column)
+    default = settings.get("default_language")
+    if default and default not in model.languages and model.languages != ["default"]:
+        raise FormError(
+            f"default_language '{default}' has no label column "
+            f"(languages: {', '.join(model.languages)})",
+            code="bad-language-column", file=path, sheet="settings", column="default_language",
+        )
+    return model
+
+
+def _load_choices(
+    sheets: dict[str, list[tuple[int, list[str]]]], path: Path
+) -> tuple[dict[str, ChoiceList], list[str], list[str]]:
+    if "choices" not in sheets:
+        return {}, [], []
+    rows = sheets["choices"]
+    headers = _headers(rows, path, "choices")
+    header_row = rows[0][0]
+    columns, languages = _language_columns(headers, path, "choices", header_row)
+    bases = {base for base, _ in columns.values()}
+    for required in ("list_name", "name"):
+        if required not in bases:
+            raise FormError(
+                f"choices sheet has no '{required}' column", code="column-missing", file=path,
+                sheet="choices", row=header_row, column=required,
+            )
+    lists: dict[str, ChoiceList] = {}
+    for number, plain, translated in _records(rows, columns, headers):
+        list_name = plain.get("list_name", "").strip()
+        name = plain.get("name", "").strip()
+        if not list_name:
+            raise FormError("choice has no list_name", code="choice-no-list", file=path,
+                            sheet="choices", row=number, column="list_name")
+        if not name:
+            raise FormError(f"choice in list '{list_name}' has no name", code="choice-no-name",
+                            file=path, sheet="choices", row=number, column="name")
+        extra = {k: v for k, v in plain.items()
+                 if k not in ("list_name", "name") and split_header(k, "::" in k)[0]
+                 not in TRANSLATABLE}
+        choice = Choice(list_name, plain.get("name", ""), translated.get("label", {}), extra,
+                        number, plain)
+        lists.setdefault(list_name, ChoiceList(list_name, [], number)).choices.append(choice)
+    return lists, headers, languages
+
+
+def _canonical_type(raw: str) -> tuple[str, str | None, bool]:
+    """``select_one yes_no or_other`` → ("select_one", "yes_no", True)."""
+    text = " ".join(raw.split())
+    or_other = text.endswith(" or_other")
+    if or_other:
+        text = text[: -len(" or_other")]
+    for prefix in ("select_one_from_file", "select_multiple_from_file", "select_one",
+                   "select_multiple", "select one from file", "select multiple from file",
+                   "select one", "select all that apply", "select multiple", "rank"):
+        if text.startswith(prefix + " "):
+            return _TYPE_ALIASES.get(prefix, prefix), text[len(prefix) + 1:].strip(), or_other
+    text = _TYPE_ALIASES.get(text, text)
+    if text in _TYPE_ALIASES.values() or text in KNOWN_TYPES:
+        return text, None, or_other
+    lowered = text.lower().replace(" ", "_")
+    return _TYPE_ALIASES.get(lowered, lowered), None, or_other
+
+
+def _load_items(
+    rows: list[tuple[int, list[str]]], columns: dict[int, tuple[str, str | None]],
+    headers: list[str], path: Path,
+) -> list[Item]:
+    items: list[Item] = []
+    stack: list[Item] = []  # open groups and repeats
+    seen: dict[str, int] = {}
+    for number, plain, translated in _records(rows, columns, headers):
+        raw_type = plain.get("type", "").strip()
+        name = plain.get("name", "").strip()
+        where = {"file": path, "sheet": "survey", "row": number}
+        if not raw_type:
+            raise FormError(f"row has no type (name '{name}')" if name else "row has no type",
+                            code="type-missing", column="type", **where)
+        type_, list_name, or_other = _canonical_type(raw_type)
+        if type_ in ("end_group", "end_repeat"):
+            kind = "begin_" + type_[4:]
+            if not stack:
+                raise FormError(f"'{raw_type}' closes nothing: no group or repeat is open",
+                                code="unmatched-end", column="type", **where)
+            top = stack.pop()
+            if top.type != kind:
+                raise FormError(
+                    f"'{raw_type}' closes '{top.type.replace('_', ' ')}' '{top.name}' "
+                    f"opened at row {top.row}",
+                    code="unmatched-end", column="type", **where,
+                )
+            if name and name != top.name:
+                raise FormError(
+                    f"'{raw_type}' named '{name}' closes '{top.name}' opened at row {top.row}",
+                    code="unmatched-end", column="name", **where,
+                )
+            top.end_row = number
+            continue
+        if type_ not in KNOWN_TYPES:
+            raise FormError(f"unknown question type '{raw_type}'", code="type-unknown",
+                            column="type", **where)
+        if type_ in SELECT_TYPES and not list_name:
+            raise FormError(f"'{raw_type}' names no choice list", code="choice-list-missing",
+                            column="type", **where)
+        if not name:
+            raise FormError(f"'{raw_type}' row has no name", code="name-missing",
+                            column="name", **where)
+        if not NAME_RE.match(name):
+            raise FormError(
+                f"name '{name}' is not a valid XML name (letters, digits, _ . -; "
+                "not starting with a digit)",
+                code="name-invalid", column="name", **where,
+            )
+        if name in seen:
+            raise FormError(f"duplicate name '{name}' (first at row {seen[name]})",
+                            code="name-duplicate", column="name", **where)
+        seen[name] = number
+        path_names = tuple(g.name for g in stack)
+        repeat = next((g.name for g in reversed(stack) if g.is_repeat), None)
+        item = Item(
+            name=name, type=type_, row=number, path=path_names, repeat=repeat, cells=plain,
+            list_name=list_name, or_other=or_other,
+            labels=translated.get("label", {}), hints=translated.get("hint", {}),
+            constraint_messages=translated.get("constraint_message", {}),
+            required_messages=translated.get("required_message", {}),
+        )
+        if type_ == "calculate" and not item.calculation and not item.default:
+            raise FormError(f"calculate '{name}' has no calculation",
+                            code="calculation-missing", column="calculation", **where)
+        items.append(item)
+        if item.is_group:
+            stack.append(item)
+    if stack:
+        top = stack[-1]
+        raise FormError(
+            f"'{top.type.replace('_', ' ')}' '{top.name}' is never closed "
+            f"(add 'end {top.type[6:]}')",
+            code="unmatched-begin", file=path, sheet="survey", row=top.row, column="type",
+        )
+    return items
+
+
+def _check_references(model: FormModel) -> None:
+    """Every ``${name}`` must exist and every select must point to a non-empty list."""
+    for item in model.items:
+        for column, text in item.cells.items():
+            for ref in REF_RE.findall(text):
+                if ref not in model.by_name:
+                    raise FormError(
+                        f"${{{ref}}} refers to no field of this form",
+                        code="reference-undefined", file=model.path, sheet="survey",
+                        row=item.row, column=column,
+                    )
+        if item.list_name and item.type in SELECT_TYPES:
+            if REF_RE.fullmatch(item.list_name):
+                continue  # select from a repeat
+            if not model.choice_lists:
+                raise FormError(
+                    f"'{item.name}' uses list '{item.list_name}' but the workbook has no "
+                    "'choices' sheet",
+                    code="sheet-missing", file=model.path, sheet="survey", row=item.row,
+                    column="type",
+                )
+            if item.list_name not in model.choice_lists:
+                raise FormError(
+                    f"choice list '{item.list_name}' is not on the choices sheet",
+                    code="choice-list-missing", file=model.path, sheet="survey",
+                    row=item.row, column="type",
+                )
+
+
+def expression_errors(model: FormModel) -> Iterator[tuple[Item, str, Exception]]:
+    """Every relevant/constraint/calculation/choice_filter that does not parse."""
+    from dhsurvey.forms.expressions import ExpressionError, parse
+
+    for item in model.items:
+        for column, text in item.expressions().items():
+            try:
+                parse(text)
+            except ExpressionError as exc:
+                yield item, column, exc

@@ -1,0 +1,102 @@
+"""Build small XLSForm workbooks for tests: each fixture is a readable table in the test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+EN = "English (en)"
+SW = "Kiswahili (sw)"
+
+SURVEY_HEADER = [
+    "type", "name", f"label::{EN}", f"label::{SW}", "label::stata", f"hint::{EN}", f"hint::{SW}",
+    "required", f"required_message::{EN}", f"required_message::{SW}", "relevant", "constraint",
+    f"constraint_message::{EN}", f"constraint_message::{SW}", "calculation", "pii",
+]
+CHOICES_HEADER = ["list_name", "name", f"label::{EN}", f"label::{SW}", "label::stata"]
+SETTINGS = {"form_title": "Test form", "form_id": "test_form", "default_language": EN}
+
+
+def q(type_: str, name: str, en: str = "", sw: str = "", **cells: str) -> dict[str, str]:
+    """One survey row; a question gets complete labels, hints and messages unless overridden."""
+    row = {"type": type_, "name": name}
+    data_type = type_.split()[0] not in ("begin_group", "end_group", "begin_repeat",
+                                         "end_repeat", "calculate", "note")
+    if en:
+        row[f"label::{EN}"] = en
+        row[f"label::{SW}"] = sw or f"{en} (sw)"
+        row["label::stata"] = en[:80]
+    if data_type and type_ not in ("start", "end", "today", "deviceid"):
+        row.update({
+            f"hint::{EN}": "A hint.", f"hint::{SW}": "Dokezo.", "required": "yes",
+            f"required_message::{EN}": "Required.", f"required_message::{SW}": "Inahitajika.",
+        })
+    if type_ in ("start", "end", "today", "deviceid", "calculate") or data_type:
+        row["pii"] = "none"
+    message = cells.pop("message", None)
+    if message is not None:
+        row[f"constraint_message::{EN}"] = message
+        row[f"constraint_message::{SW}"] = message + " (sw)"
+    row.update(cells)
+    return {k: v for k, v in row.items() if v is not None}
+
+
+def c(list_name: str, name: str, en: str, sw: str = "") -> dict[str, str]:
+    return {"list_name": list_name, "name": name, f"label::{EN}": en,
+            f"label::{SW}": sw or f"{en} (sw)", "label::stata": en}
+
+
+YES_NO = [c("yes_no", "1", "Yes", "Ndiyo"), c("yes_no", "0", "No", "Hapana")]
+
+
+def valid_survey() -> list[dict[str, str]]:
+    """A small form that lints clean: consent gate, a group, a select and an integer."""
+    return [
+        q("start", "start"),
+        q("end", "end"),
+        q("select_one yes_no", "consent", "Do you agree to take part?", "Unakubali kushiriki?"),
+        q("begin_group", "main", "Main", "Kuu", relevant="${consent} = 1"),
+        q("integer", "age", "Age in years", "Umri kwa miaka", constraint=". >= 0 and . <= 110",
+          message="0 to 110.", pii="quasi"),
+        q("select_one yes_no", "uses_internet", "Uses the internet?", "Anatumia intaneti?",
+          relevant="${age} >= 12", pii="quasi"),
+        q("end_group", "main"),
+    ]
+
+
+def write_workbook(
+    path: Path,
+    survey: list[dict[str, str]] | None = None,
+    choices: list[dict[str, str]] | None = None,
+    settings: dict[str, str] | None = None,
+    *,
+    survey_header: list[str] | None = None,
+    choices_header: list[str] | None = None,
+    sheets: tuple[str, ...] = ("survey", "choices", "settings"),
+) -> Path:
+    """Write an .xlsx with the given rows; headers default to the project's conventions."""
+    import openpyxl
+
+    survey = valid_survey() if survey is None else survey
+    choices = YES_NO if choices is None else choices
+    settings = SETTINGS if settings is None else settings
+    book = openpyxl.Workbook()
+    book.remove(book.active)
+    tables = {
+        "survey": (survey_header or _header(SURVEY_HEADER, survey), survey),
+        "choices": (choices_header or _header(CHOICES_HEADER, choices), choices),
+        "settings": (list(settings), [settings]),
+    }
+    for sheet in sheets:
+        header, rows = tables[sheet]
+        ws = book.create_sheet(sheet)
+        ws.append(header)
+        for row in rows:
+            ws.append([row.get(h, None) for h in header])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    book.save(path)
+    return path
+
+
+def _header(base: list[str], rows: list[dict[str, str]]) -> list[str]:
+    extra = [k for r in rows for k in r if k not in base]
+    return base + list(dict.fromkeys(extra))
