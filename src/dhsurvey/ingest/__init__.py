@@ -1,0 +1,1 @@
+"""Getting submissions in: decrypting ODK encrypted submissions before anything reads them."""

@@ -1,0 +1,631 @@
+"""ODK encrypted submissions: encrypt (for the simulator) and decrypt (for ingest).
+
+Implements the ODK XForms "encrypted forms" scheme as Collect writes it and Central/Briefcase
+read it, so that submissions from an encrypted form can be decrypted locally with the project's
+private key, and so that the simulator can produce byte-for-byte reproducible encrypted test data.
+
+- A random 32-byte AES key per submission, wrapped with RSA-OAEP (SHA-256 digest, MGF1-SHA-256,
+  empty label) and stored base64 in the manifest's ``base64EncryptedKey``.
+- IVs: ``seed = md5(instanceID + key)``; before the i-th file (media in manifest order, then
+  ``submission.xml.enc`` last) ``seed[i % 16] += 1`` (cumulative, mod 256); the seed is the IV.
+- Each file: AES-256-CFB (128-bit feedback) over PKCS#7-padded plaintext, named ``<name>.enc``.
+- ``base64EncryptedElementSignature``: RSA-OAEP of md5 over the lines formId, version (if any),
+  base64 key, instanceID, then ``name::md5hex(plaintext)`` per file, each ending in ``\\n``.
+
+Decryption never silently drops a submission: every failure is a :class:`DecryptionError` with a
+specific code, and :func:`decrypt_folder` keeps the raw files of failed submissions.
+Key material never appears in messages or logs.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import os
+import shutil
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from xml.sax.saxutils import escape, quoteattr
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import padding as sym_padding
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+from cryptography.hazmat.primitives.serialization import (
+    load_pem_private_key,
+    load_pem_public_key,
+)
+
+try:  # cryptography >= 43 moved CFB to "decrepit"; the old location was removed in 50
+    from cryptography.hazmat.decrepit.ciphers.modes import CFB
+except ImportError:  # pragma: no cover - older cryptography
+    from cryptography.hazmat.primitives.ciphers.modes import CFB  # type: ignore[attr-defined]
+
+from dhsurvey.errors import DhsurveyError
+from dhsurvey.io import atomic_write_bytes
+
+__all__ = [
+    "DecryptReport",
+    "DecryptedSubmission",
+    "DecryptionError",
+    "EncryptedSubmission",
+    "EncryptionError",
+    "PRIVATE_KEY_ENV",
+    "decrypt_folder",
+    "decrypt_submission",
+    "encrypt_submission",
+    "load_private_key",
+]
+
+log = logging.getLogger(__name__)
+
+PRIVATE_KEY_ENV = "DHSURVEY_PRIVATE_KEY"
+MANIFEST_NAME = "submission.xml"
+ENC_NS = "http://www.opendatakit.org/xforms/encrypted"
+ORX_NS = "http://openrosa.org/xforms"
+FAILED_DIR = "_failed"
+
+_AES_KEY_LEN = 32
+_BLOCK = 16
+_HASH = hashes.SHA256
+_H_LEN = 32  # SHA-256 digest size, for OAEP
+_OAEP = padding.OAEP(mgf=padding.MGF1(algorithm=_HASH()), algorithm=_HASH(), label=None)
+# Enketo (and Java's SunJCE "OAEPWithSHA-256AndMGF1Padding") use MGF1 with SHA-1; accepted on
+# decryption so web-form submissions are not reported as a wrong key.
+_OAEP_MGF1_SHA1 = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA1()), algorithm=_HASH(),
+                               label=None)
+
+
+def _oaep_decrypt(private_key: rsa.RSAPrivateKey, data: bytes) -> bytes:
+    """RSA-OAEP decryption, SHA-256 digest, MGF1 with SHA-256 (ODK) or SHA-1 (Enketo)."""
+    try:
+        return private_key.decrypt(data, _OAEP)
+    except ValueError:
+        return private_key.decrypt(data, _OAEP_MGF1_SHA1)
+
+
+class DecryptionError(DhsurveyError):
+    """A submission cannot be decrypted; ``code`` says why (``decrypt-wrong-key`` …)."""
+
+    code = "decrypt"
+
+
+class EncryptionError(DhsurveyError):
+    """The inputs to :func:`encrypt_submission` cannot produce a valid ODK submission."""
+
+    code = "encrypt"
+
+
+@dataclass(frozen=True)
+class EncryptedSubmission:
+    """What Collect leaves in an instance folder after finalising an encrypted form."""
+
+    manifest: bytes  # the plaintext submission.xml manifest
+    files: dict[str, bytes]  # "photo.jpg.enc", "submission.xml.enc" -> ciphertext
+
+
+@dataclass(frozen=True)
+class DecryptedSubmission:
+    """A decrypted, signature-verified submission."""
+
+    form_id: str
+    version: str | None
+    instance_id: str
+    xml: bytes
+    media: dict[str, bytes]  # plaintext name ("photo.jpg") -> content, manifest order
+
+
+@dataclass
+class DecryptReport:
+    """Outcome of :func:`decrypt_folder`: every instance folder lands in exactly one list."""
+
+    decrypted: list[str] = field(default_factory=list)
+    plain: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str, str]] = field(default_factory=list)  # (folder, code, message)
+
+    @property
+    def total(self) -> int:
+        return len(self.decrypted) + len(self.plain) + len(self.failed)
+
+
+# --------------------------------------------------------------------------- primitives
+
+
+def _md5(data: bytes) -> bytes:
+    # md5 is fixed by the ODK protocol (IV seed, signature), not our choice.
+    return hashlib.md5(data, usedforsecurity=False).digest()
+
+
+def _random(rng: Callable[[int], bytes], n: int) -> bytes:
+    out = rng(n)
+    if not isinstance(out, bytes | bytearray) or len(out) != n:
+        raise EncryptionError(f"rng({n}) must return exactly {n} bytes", code="encrypt-rng")
+    return bytes(out)
+
+
+def _ivs(instance_id: str, key: bytes, count: int) -> list[bytes]:
+    """The per-file IVs: the seed is bumped before each file, so file 0 already differs."""
+    seed = bytearray(_md5(instance_id.encode("utf-8") + key))
+    ivs = []
+    for i in range(count):
+        seed[i % _BLOCK] = (seed[i % _BLOCK] + 1) & 0xFF
+        ivs.append(bytes(seed))
+    return ivs
+
+
+def _aes_encrypt(key: bytes, iv: bytes, data: bytes) -> bytes:
+    padder = sym_padding.PKCS7(_BLOCK * 8).padder()
+    padded = padder.update(data) + padder.finalize()
+    enc = Cipher(algorithms.AES(key), CFB(iv)).encryptor()
+    return enc.update(padded) + enc.finalize()
+
+
+def _mgf1(seed: bytes, length: int) -> bytes:
+    out = b"".join(
+        hashlib.sha256(seed + counter.to_bytes(4, "big")).digest()
+        for counter in range(-(-length // _H_LEN))
+    )
+    return out[:length]
+
+
+def _xor(a: bytes, b: bytes) -> bytes:
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(len(a), "big")
+
+
+def _oaep_encrypt(
+    public_key: rsa.RSAPublicKey, message: bytes, rng: Callable[[int], bytes]
+) -> bytes:
+    """RSAES-OAEP-ENCRYPT (RFC 8017 §7.1.1), SHA-256/MGF1-SHA-256, empty label.
+
+    Written out because ``cryptography`` draws the OAEP seed itself; taking it from ``rng`` is
+    what makes a seeded simulator run reproducible. Only the public operation is done here.
+    """
+    numbers = public_key.public_numbers()
+    k = (numbers.n.bit_length() + 7) // 8
+    if len(message) > k - 2 * _H_LEN - 2:
+        raise EncryptionError("message too long for RSA-OAEP", code="encrypt-key")
+    l_hash = hashlib.sha256(b"").digest()
+    db = l_hash + b"\x00" * (k - len(message) - 2 * _H_LEN - 2) + b"\x01" + message
+    seed = _random(rng, _H_LEN)
+    masked_db = _xor(db, _mgf1(seed, k - _H_LEN - 1))
+    masked_seed = _xor(seed, _mgf1(masked_db, _H_LEN))
+    em = b"\x00" + masked_seed + masked_db
+    return pow(int.from_bytes(em, "big"), numbers.e, numbers.n).to_bytes(k, "big")
+
+
+def _signature_digest(
+    form_id: str,
+    version: str | None,
+    b64_key: str,
+    instance_id: str,
+    files: list[tuple[str, bytes]],
+) -> bytes:
+    """md5 of the signed lines; ``files`` are (plaintext name, plaintext) with submission last."""
+    lines = [form_id, *([version] if version is not None else []), b64_key, instance_id]
+    lines += [f"{name}::{_md5(data).hex()}" for name, data in files]
+    return _md5("".join(line + "\n" for line in lines).encode("utf-8"))
+
+
+def _plain_name(enc_name: str) -> str:
+    return enc_name[: -len(".enc")]
+
+
+def _is_safe_name(name: str) -> bool:
+    # Names come from an untrusted manifest and become paths under dst: no traversal.
+    return (
+        bool(name)
+        and name not in (".", "..")
+        and not any(ch in name for ch in "/\\\x00")
+        and Path(name).name == name
+    )
+
+
+# --------------------------------------------------------------------------- encryption
+
+
+def _load_public_key(pem: bytes) -> rsa.RSAPublicKey:
+    try:
+        key = load_pem_public_key(pem)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise EncryptionError(
+            "public key is not a readable PEM public key", code="encrypt-key"
+        ) from None
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise EncryptionError("ODK encryption needs an RSA public key", code="encrypt-key")
+    return key
+
+
+def encrypt_submission(
+    xml: bytes,
+    *,
+    form_id: str,
+    version: str | None,
+    instance_id: str,
+    public_key_pem: bytes,
+    media: dict[str, bytes] | None = None,
+    rng: Callable[[int], bytes] | None = None,
+) -> EncryptedSubmission:
+    """Encrypt one submission exactly as ODK Collect does, for the simulator and for tests.
+
+    With a deterministic ``rng`` (``rng(n)`` -> n bytes) the result is byte-identical across runs:
+    the AES key and both OAEP seeds all come from it, in that order.
+    """
+    rng = rng or os.urandom
+    media = dict(media or {})
+    if not form_id or not instance_id:
+        raise EncryptionError("form_id and instance_id must be non-empty", form=form_id or None)
+    for name in media:
+        if not _is_safe_name(name) or name == MANIFEST_NAME:
+            raise EncryptionError(
+                f"media file name {name!r} is not a plain file name", form=form_id, field=name
+            )
+    public_key = _load_public_key(public_key_pem)
+
+    aes_key = _random(rng, _AES_KEY_LEN)
+    b64_key = base64.b64encode(_oaep_encrypt(public_key, aes_key, rng)).decode("ascii")
+
+    plain = [*media.items(), (MANIFEST_NAME, xml)]  # submission.xml is always last
+    ivs = _ivs(instance_id, aes_key, len(plain))
+    files = {
+        f"{name}.enc": _aes_encrypt(aes_key, iv, data)
+        for (name, data), iv in zip(plain, ivs, strict=True)
+    }
+
+    digest = _signature_digest(form_id, version, b64_key, instance_id, plain)
+    b64_sig = base64.b64encode(_oaep_encrypt(public_key, digest, rng)).decode("ascii")
+
+    # Same element order and layout as Collect (one <media> per file).
+    version_attr = f" version={quoteattr(version)}" if version is not None else ""
+    parts = [
+        f'<data xmlns="{ENC_NS}" id={quoteattr(form_id)}{version_attr} encrypted="yes">',
+        f"<base64EncryptedKey>{b64_key}</base64EncryptedKey>",
+        f'<meta xmlns="{ORX_NS}"><instanceID>{escape(instance_id)}</instanceID></meta>\n',
+        *(f"<media><file>{escape(name)}.enc</file></media>\n" for name in media),
+        f"<encryptedXmlFile>{MANIFEST_NAME}.enc</encryptedXmlFile>",
+        f"<base64EncryptedElementSignature>{b64_sig}</base64EncryptedElementSignature>",
+        "</data>",
+    ]
+    return EncryptedSubmission(manifest="".join(parts).encode("utf-8"), files=files)
+
+
+# --------------------------------------------------------------------------- decryption
+
+
+@dataclass(frozen=True)
+class _Manifest:
+    form_id: str
+    version: str | None
+    instance_id: str
+    b64_key: str
+    media: list[str]  # encrypted names, manifest order
+    xml_file: str
+    b64_signature: str
+
+
+def _local(tag: str) -> str:
+    # Match on local names: Collect, Central and older servers disagree on namespaces.
+    return tag.rsplit("}", 1)[-1]
+
+
+def _child(parent: ET.Element, name: str) -> ET.Element | None:
+    return next((el for el in parent if _local(el.tag) == name), None)
+
+
+def _text(el: ET.Element | None) -> str:
+    return "".join(el.itertext()).strip() if el is not None else ""
+
+
+def _parse_manifest(manifest: bytes, source: str | None) -> _Manifest:
+    """Read and validate the manifest; anything off is ``decrypt-manifest``."""
+    where = _where(source, MANIFEST_NAME)
+    instance_id = "(unknown)"
+
+    def bad(msg: str) -> DecryptionError:
+        return DecryptionError(
+            f"instance {instance_id}, file {MANIFEST_NAME}: {msg}",
+            code="decrypt-manifest",
+            file=where,
+            instance=None if instance_id == "(unknown)" else instance_id,
+        )
+
+    try:
+        root = ET.fromstring(manifest)
+    except ET.ParseError as exc:
+        raise bad(f"manifest is not well-formed XML ({exc})") from None
+    meta = _child(root, "meta")
+    instance_id = _text(_child(meta, "instanceID") if meta is not None else None) or instance_id
+    if _local(root.tag) != "data" or (root.get("encrypted") or "").lower() != "yes":
+        raise bad('not an encrypted-submission manifest (no <data encrypted="yes">)')
+    form_id = root.get("id") or ""
+    if not form_id:
+        raise bad("root element has no form id attribute")
+    if instance_id == "(unknown)":
+        raise bad("meta/instanceID is missing")
+
+    fields = {}
+    for name in ("base64EncryptedKey", "encryptedXmlFile", "base64EncryptedElementSignature"):
+        fields[name] = _text(_child(root, name))
+        if not fields[name]:
+            raise bad(f"<{name}> is missing or empty")
+    media = [
+        _text(f) for m in root if _local(m.tag) == "media" for f in m if _local(f.tag) == "file"
+    ]
+    names = [*media, fields["encryptedXmlFile"]]
+    for name in names:
+        if not _is_safe_name(name) or not name.endswith(".enc") or name == ".enc":
+            raise bad(f"file name {name!r} is not a plain '<name>.enc' file name")
+    if len(set(names)) != len(names) or MANIFEST_NAME in map(_plain_name, media):
+        raise bad("file names are duplicated or clash with submission.xml")
+    return _Manifest(
+        form_id=form_id,
+        version=root.get("version"),
+        instance_id=instance_id,
+        b64_key="".join(fields["base64EncryptedKey"].split()),
+        media=media,
+        xml_file=fields["encryptedXmlFile"],
+        b64_signature="".join(fields["base64EncryptedElementSignature"].split()),
+    )
+
+
+def _where(source: str | Path | None, name: str) -> str:
+    return str(Path(source) / name) if source is not None else name
+
+
+def _load_private_key_pem(pem: bytes) -> rsa.RSAPrivateKey:
+    try:
+        key = load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        # The library's message never contains key bytes, but ours is clearer anyway.
+        raise DhsurveyError(
+            "private key is not a readable, unencrypted PEM private key", code="secret-invalid"
+        ) from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise DhsurveyError("ODK decryption needs an RSA private key", code="secret-invalid")
+    return key
+
+
+def _b64(text: str, what: str, fail: Callable[[str, str], DecryptionError]) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:
+        raise fail("decrypt-manifest", f"<{what}> is not valid base64") from None
+
+
+def _decrypt(
+    manifest: bytes,
+    files: Mapping[str, bytes],
+    private_key: rsa.RSAPrivateKey,
+    source: str | None,
+) -> DecryptedSubmission:
+    m = _parse_manifest(manifest, source)
+
+    def fail(code: str, msg: str, name: str = MANIFEST_NAME) -> DecryptionError:
+        return DecryptionError(
+            f"instance {m.instance_id}, file {name}: {msg}",
+            code=code,
+            file=_where(source, name),
+            form=m.form_id,
+            instance=m.instance_id,
+        )
+
+    order = [*m.media, m.xml_file]  # IV order: media first, submission last
+    for name in order:
+        if name not in files:
+            raise fail("decrypt-missing-file", "listed in the manifest but not present", name)
+
+    wrapped = _b64(m.b64_key, "base64EncryptedKey", fail)
+    try:
+        aes_key = _oaep_decrypt(private_key, wrapped)
+    except ValueError:
+        raise fail(
+            "decrypt-wrong-key",
+            "the private key cannot unwrap base64EncryptedKey: wrong private key for this "
+            "form (or the key element was altered)",
+        ) from None
+    if len(aes_key) != _AES_KEY_LEN:
+        raise fail("decrypt-manifest", f"unwrapped key is {len(aes_key)} bytes, expected 32")
+
+    plain: list[tuple[str, bytes]] = []
+    for name, iv in zip(order, _ivs(m.instance_id, aes_key, len(order)), strict=True):
+        data = files[name]
+        if not data or len(data) % _BLOCK:
+            raise fail(
+                "decrypt-truncated",
+                f"ciphertext is {len(data)} bytes, not a non-zero multiple of 16 (truncated?)",
+                name,
+            )
+        dec = Cipher(algorithms.AES(aes_key), CFB(iv)).decryptor()
+        unpadder = sym_padding.PKCS7(_BLOCK * 8).unpadder()
+        try:
+            text = unpadder.update(dec.update(data) + dec.finalize()) + unpadder.finalize()
+        except ValueError:
+            # A block-aligned cut (or damage to the last block) leaves invalid padding.
+            raise fail("decrypt-truncated", "invalid PKCS#7 padding (truncated?)", name) from None
+        plain.append((_plain_name(name), text))
+
+    signature = _b64(m.b64_signature, "base64EncryptedElementSignature", fail)
+    expected = _signature_digest(m.form_id, m.version, m.b64_key, m.instance_id, plain)
+    try:
+        signed = _oaep_decrypt(private_key, signature)
+    except ValueError:
+        signed = b""
+    if not hmac.compare_digest(signed, expected):
+        raise fail(
+            "decrypt-signature",
+            "signature does not match the manifest and decrypted files (tampered or corrupted)",
+        )
+
+    return DecryptedSubmission(
+        form_id=m.form_id,
+        version=m.version,
+        instance_id=m.instance_id,
+        xml=plain[-1][1],
+        media=dict(plain[:-1]),
+    )
+
+
+def decrypt_submission(
+    manifest: bytes,
+    files: Mapping[str, bytes],
+    private_key_pem: bytes,
+    *,
+    source: str | None = None,
+) -> DecryptedSubmission:
+    """Decrypt and verify one submission; raise :class:`DecryptionError` rather than guess.
+
+    ``files`` maps encrypted names (``submission.xml.enc``) to ciphertext; ``source`` (e.g. the
+    instance folder) is only used to say where a problem is.
+    """
+    return _decrypt(manifest, files, _load_private_key_pem(private_key_pem), source)
+
+
+# --------------------------------------------------------------------------- folders
+
+
+class _FolderFiles(Mapping[str, bytes]):
+    """The files of an instance folder, read only when the manifest asks for them."""
+
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and _is_safe_name(name) and (self._folder / name).is_file()
+
+    def __getitem__(self, name: str) -> bytes:
+        if name not in self:
+            raise KeyError(name)
+        return (self._folder / name).read_bytes()
+
+    def __iter__(self) -> Iterator[str]:
+        return (p.name for p in sorted(self._folder.iterdir()) if p.is_file())
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def _is_encrypted(manifest: bytes) -> bool:
+    """Classify a submission.xml; a parse error propagates (the folder then fails)."""
+    root = ET.fromstring(manifest)
+    return (root.get("encrypted") or "").lower() == "yes"
+
+
+def _replace_dir(target: Path, fill: Callable[[Path], None]) -> None:
+    """Build ``target`` beside itself, then swap it in, so reruns never mix old and new files."""
+    tmp = target.with_name(f".{target.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    fill(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+
+
+def decrypt_folder(src: Path, dst: Path, private_key_pem: bytes) -> DecryptReport:
+    """Decrypt every instance folder of ``src`` into ``dst``; failures are kept, not dropped.
+
+    Decrypted instances become ``dst/<folder>/submission.xml`` plus media; unencrypted ones are
+    copied as they are; a failing one is copied raw to ``dst/_failed/<folder>/`` with a
+    ``reason.txt`` and listed in the report, so no interview disappears without a trace.
+    """
+    src, dst = Path(src), Path(dst)
+    if not src.is_dir():
+        raise DecryptionError("source folder does not exist", code="decrypt-folder", file=src)
+    if dst.resolve() == src.resolve():
+        raise DecryptionError(
+            "destination must differ from source", code="decrypt-folder", file=dst
+        )
+    private_key = _load_private_key_pem(private_key_pem)  # a bad key aborts the whole run
+    dst.mkdir(parents=True, exist_ok=True)
+    report = DecryptReport()
+
+    for folder in sorted(p for p in src.iterdir() if p.is_dir()):
+        if folder.name.startswith(".") or folder.resolve() == dst.resolve():
+            continue
+        name = folder.name
+        out, failed_out = dst / name, dst / FAILED_DIR / name
+        try:
+            manifest_path = folder / MANIFEST_NAME
+            if not manifest_path.is_file():
+                raise DecryptionError(
+                    f"instance folder {name}, file {MANIFEST_NAME}: no {MANIFEST_NAME}",
+                    code="decrypt-manifest",
+                    file=manifest_path,
+                )
+            manifest = manifest_path.read_bytes()
+            try:
+                encrypted = _is_encrypted(manifest)
+            except ET.ParseError as exc:
+                raise DecryptionError(
+                    f"instance folder {name}, file {MANIFEST_NAME}: not well-formed XML ({exc})",
+                    code="decrypt-manifest",
+                    file=manifest_path,
+                ) from None
+            if not encrypted:
+                _replace_dir(out, lambda tmp, folder=folder: shutil.copytree(folder, tmp))
+                report.plain.append(name)
+            else:
+                sub = _decrypt(manifest, _FolderFiles(folder), private_key, str(folder))
+
+                def write(tmp: Path, sub: DecryptedSubmission = sub) -> None:
+                    tmp.mkdir(parents=True)
+                    atomic_write_bytes(tmp / MANIFEST_NAME, sub.xml)
+                    for media_name, data in sub.media.items():
+                        atomic_write_bytes(tmp / media_name, data)
+
+                _replace_dir(out, write)
+                report.decrypted.append(name)
+            shutil.rmtree(failed_out, ignore_errors=True)  # stale failure from an earlier run
+        except (DhsurveyError, OSError) as exc:
+            code = exc.code if isinstance(exc, DhsurveyError) else "decrypt-io"
+            message = exc.message if isinstance(exc, DhsurveyError) else f"{name}: {exc}"
+            log.warning("instance %s not decrypted (%s): %s", name, code, message)
+            report.failed.append((name, code, message))
+            shutil.rmtree(out, ignore_errors=True)  # never leave a stale "good" copy
+            _replace_dir(failed_out, lambda tmp, folder=folder: shutil.copytree(folder, tmp))
+            reason = f"folder: {name}\ncode: {code}\nmessage: {message}\n"
+            atomic_write_bytes(failed_out / "reason.txt", reason.encode("utf-8"))
+    return report
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def load_private_key(path: str | Path | None = None) -> bytes:
+    """Read the PEM private key from ``path`` or the file named by ``$DHSURVEY_PRIVATE_KEY``.
+
+    The key stays out of config files and the repository; errors name the path, never the key.
+    """
+    if path is None:
+        env = os.environ.get(PRIVATE_KEY_ENV, "").strip()
+        if not env:
+            raise DhsurveyError(
+                f"no private key: pass a key file path or set {PRIVATE_KEY_ENV} to the path of "
+                "the PEM private key file",
+                code="secret-missing",
+            )
+        if "-----BEGIN" in env or "\n" in env:
+            # Someone pasted the key itself into the variable: refuse, and do not echo it.
+            raise DhsurveyError(
+                f"{PRIVATE_KEY_ENV} must be the path of a PEM file, not the key itself",
+                code="secret-missing",
+            )
+        path = env
+    key_path = Path(path).expanduser()
+    if not key_path.is_file():
+        raise DhsurveyError("private key file not found", code="secret-missing", file=key_path)
+    try:
+        pem = key_path.read_bytes()
+    except OSError as exc:
+        raise DhsurveyError(
+            f"private key file cannot be read ({exc.strerror})",
+            code="secret-missing",
+            file=key_path,
+        ) from None
+    try:
+        _load_private_key_pem(pem)  # fail now, not halfway through a folder
+    except DhsurveyError as exc:
+        raise DhsurveyError(exc.message, code=exc.code, file=key_path) from None
+    return pem
