@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from dhsurvey.errors import DhsurveyError
@@ -39,9 +40,10 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except DhsurveyError as exc:
-            err_console.print(f"[bold red]error[/] [{exc.code}] {exc.message}")
-            for key, value in exc.context.items():
-                err_console.print(f"  {key:<8} {value}")
+            err_console.print(f"[bold red]error[/] {escape(f'[{exc.code}] {exc.message}')}",
+                              soft_wrap=True)
+            for key, value in exc.ordered_context():
+                err_console.print(f"  {key:<8} {value}", soft_wrap=True, markup=False)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -113,8 +115,8 @@ def lint(
     else:
         for f in findings:
             colour = "red" if f.severity == ERROR else "yellow"
-            console.print(f"{f.location()}: [{colour}]{f.severity}[/] {f.rule}: {f.message}",
-                          soft_wrap=True)
+            console.print(f"{escape(f.location())}: [{colour}]{f.severity}[/] {f.rule}: "
+                          f"{escape(f.message)}", soft_wrap=True)
         counts = Counter(f.severity for f in findings)
         console.print(f"{counts['error']} error(s), {counts['warning']} warning(s)")
     if any(f.severity == ERROR for f in findings):

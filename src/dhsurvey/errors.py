@@ -25,6 +25,11 @@ class DhsurveyError(Exception):
             self.code = code
         self.context = {k: v for k, v in context.items() if v is not None}
 
+    def ordered_context(self) -> list[tuple[str, Any]]:
+        """Context items, the location ones first in reading order."""
+        known = [(k, self.context[k]) for k in _CONTEXT_ORDER if k in self.context]
+        return known + [(k, v) for k, v in self.context.items() if k not in _CONTEXT_ORDER]
+
     def where(self) -> str:
         """``file, sheet 'survey', row 12, column 'relevant'`` — the location in words."""
         parts = []

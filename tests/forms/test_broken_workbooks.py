@@ -45,6 +45,7 @@ def _without(row: int) -> list[dict[str, str]]:
 
 
 def _garbage(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"PK\x03\x04 this is not really a zip file")
     return path
 

@@ -7,6 +7,7 @@ Central and KoboToolbox accept as a new form definition.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,7 @@ class CompiledForm:
     model: FormModel
     xform: str
     warnings: tuple[str, ...]
+    encrypted: bool = False
 
     @property
     def sha256(self) -> str:
@@ -42,7 +44,7 @@ class CompiledForm:
             "languages": m.languages,
             "fields": len(m.fields),
             "repeats": [r.name for r in m.repeats],
-            "encrypted": "public_key" in m.settings,
+            "encrypted": self.encrypted,
         }
 
 
@@ -117,7 +119,7 @@ def to_xform(model: FormModel, public_key: str | None = None) -> CompiledForm:
         raise _pyxform_error(exc, model) from None
     except Exception as exc:  # pyxform raises plain exceptions for some sheet errors
         raise _pyxform_error(exc, model) from None
-    return CompiledForm(model, xform, tuple(warnings))
+    return CompiledForm(model, xform, tuple(warnings), "public_key" in settings)
 
 
 def odk_validate(compiled: CompiledForm, workdir: Path) -> list[str]:
@@ -151,7 +153,7 @@ def compile_forms(
         with tempfile.TemporaryDirectory(prefix="dhsurvey-validate-") as tmp:
             with ThreadPoolExecutor(max_workers=4) as pool:
                 results = list(pool.map(lambda c: odk_validate(c, Path(tmp)), compiled))
-        compiled = [CompiledForm(c.model, c.xform, c.warnings + tuple(w))
+        compiled = [dataclasses.replace(c, warnings=c.warnings + tuple(w))
                     for c, w in zip(compiled, results, strict=True)]
     return compiled
 

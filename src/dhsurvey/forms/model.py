@@ -512,6 +512,9 @@ def load_form(path: str | Path, *, check_expressions: bool = True) -> FormModel:
             languages.append(lang)
 
     items = _load_items(survey_rows, columns, survey_headers, path)
+    if not items:
+        raise FormError("survey sheet has a header but no questions", code="sheet-empty",
+                        file=path, sheet="survey")
     interview = [lang for lang in languages if lang.lower() != STATA and lang != "default"]
     model = FormModel(
         path=path,
