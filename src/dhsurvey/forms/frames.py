@@ -1,0 +1,154 @@
+"""Submissions of one form as tables, and the form's own logic evaluated on them.
+
+A form's data is one root table (a row per submission) plus a table per repeat (a row per
+instance, ``PARENT_KEY`` pointing to the owning row). The simulator answers questions and the
+validator checks them through this one class, so relevance, constraints, calculations and choice
+filters mean the same thing everywhere — the meaning the form itself gives them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from dhsurvey.forms.expressions import RepeatData, evaluate, evaluate_bool
+from dhsurvey.forms.model import FormModel, Item
+
+PARENT = "PARENT_KEY"
+
+
+@dataclass
+class FormData:
+    """One form's submissions: ``root`` plus ``repeats[name]`` (with a ``PARENT_KEY`` column).
+
+    Column names are field names (not group paths). Index labels are the row keys; a repeat's
+    ``PARENT_KEY`` holds index labels of the enclosing repeat, or of ``root``.
+    """
+
+    model: FormModel
+    root: pd.DataFrame
+    repeats: dict[str, pd.DataFrame] = field(default_factory=dict)
+    today: dt.date | None = None
+    now: dt.datetime | None = None
+
+    # -- levels -------------------------------------------------------------------------------
+    def table(self, repeat: str | None) -> pd.DataFrame:
+        return self.root if repeat is None else self.repeats[repeat]
+
+    def _parent_repeat(self, repeat: str) -> str | None:
+        return self.model[repeat].repeat
+
+    def level_frame(self, repeat: str | None) -> pd.DataFrame:
+        """The rows of a level with every enclosing level's columns joined in.
+
+        Inside a repeat, ``${field}`` may name a field of the submission (or of an enclosing
+        repeat); joining those columns makes every reference a plain column lookup.
+        """
+        if repeat is None:
+            return self.root
+        frame = self.repeats[repeat]
+        parent_level = self._parent_repeat(repeat)
+        outer = self.level_frame(parent_level)
+        extra = [c for c in outer.columns if c not in frame.columns]
+        joined = outer.reindex(frame[PARENT].to_numpy())[extra]
+        joined.index = frame.index
+        return pd.concat([frame, joined], axis=1)
+
+    def position(self, repeat: str) -> pd.Series:
+        """1-based position of each instance within its parent, in table order."""
+        frame = self.repeats[repeat]
+        return frame.groupby(PARENT, sort=False).cumcount() + 1
+
+    def child_repeats(self, level: str | None) -> dict[str, RepeatData]:
+        """Repeats directly inside ``level``, as the evaluator's node-sets."""
+        out = {}
+        for rep in self.model.repeats:
+            if rep.repeat == level and rep.name in self.repeats:
+                frame = self.repeats[rep.name]
+                out[rep.name] = RepeatData(frame=frame, parent=frame[PARENT])
+        return out
+
+    # -- evaluation ---------------------------------------------------------------------------
+    def _context(self, level: str | None, rng: np.random.Generator | None) -> dict:
+        return {
+            "repeats": self.child_repeats(level),
+            "position": self.position(level) if level is not None else None,
+            "rng": rng,
+            "today": self.today,
+            "now": self.now,
+        }
+
+    def evaluate(self, item: Item, expression: str, *, current: pd.Series | None = None,
+                 rng: np.random.Generator | None = None,
+                 frame: pd.DataFrame | None = None) -> pd.Series:
+        """Value of ``expression`` at ``item``'s level (``.`` is the item's own value)."""
+        frame = self.level_frame(item.repeat) if frame is None else frame
+        if current is None and item.name in frame.columns:
+            current = frame[item.name]
+        return evaluate(expression, frame, current=current, **self._context(item.repeat, rng))
+
+    def evaluate_bool(self, item: Item, expression: str, *, current: pd.Series | None = None,
+                      frame: pd.DataFrame | None = None) -> pd.Series:
+        frame = self.level_frame(item.repeat) if frame is None else frame
+        if current is None and item.name in frame.columns:
+            current = frame[item.name]
+        return evaluate_bool(expression, frame, current=current,
+                             **self._context(item.repeat, None))
+
+    def relevant(self, item: Item, frame: pd.DataFrame | None = None) -> pd.Series:
+        """Whether ``item`` is asked: its own relevance and every enclosing group's."""
+        frame = self.level_frame(item.repeat) if frame is None else frame
+        mask = pd.Series(True, index=frame.index)
+        for group in [*self.model.ancestors(item), item]:
+            if not group.relevant:
+                continue
+            level_item = group if group.repeat == item.repeat else None
+            if level_item is None:
+                # An enclosing repeat's (or outer group's) relevance at its own level,
+                # broadcast to this level's rows through the parent links.
+                outer = self.relevant(group)
+                mask &= self._broadcast(outer, group.repeat, item.repeat, frame.index)
+            else:
+                mask &= self.evaluate_bool(group, group.relevant, frame=frame)
+        return mask
+
+    def _broadcast(self, values: pd.Series, source: str | None, target: str | None,
+                   index: pd.Index) -> pd.Series:
+        """Carry a per-row value from an outer level down to ``target``'s rows."""
+        if source == target:
+            return values.reindex(index).fillna(False).astype(bool)
+        parents = self.repeats[target][PARENT] if target is not None else None
+        if parents is None:
+            raise ValueError("cannot broadcast from an inner level to the root")
+        up = self._broadcast(values, source, self._parent_repeat(target),
+                             self.table(self._parent_repeat(target)).index)
+        out = up.reindex(parents.to_numpy()).fillna(False).astype(bool)
+        out.index = parents.index
+        return out.reindex(index)
+
+    def choice_mask(self, item: Item) -> pd.DataFrame:
+        """Which choices of ``item`` its ``choice_filter`` lets through, per row (rows × codes).
+
+        The filter is evaluated on a cross join of rows and choices: bare names refer to the
+        choices sheet's columns (``country = ${country}``), ``${…}`` to the row's answers.
+        """
+        lst = self.model.choices_for(item)
+        frame = self.level_frame(item.repeat)
+        if lst is None:
+            raise ValueError(f"'{item.name}' has no choice list")
+        codes = lst.codes()
+        if not item.choice_filter:
+            return pd.DataFrame(True, index=frame.index, columns=codes)
+        choices = pd.DataFrame([{"name": c.name, **c.extra} for c in lst.choices])
+        n, m = len(frame), len(choices)
+        rows = frame.iloc[np.repeat(np.arange(n), m)].reset_index(drop=True)
+        relative = choices.iloc[np.tile(np.arange(m), n)].reset_index(drop=True)
+        context = self._context(item.repeat, None)
+        if context["position"] is not None:
+            context["position"] = pd.Series(np.repeat(context["position"].to_numpy(), m))
+        context["repeats"] = {}
+        mask = evaluate_bool(item.choice_filter, rows, relative=relative, **context)
+        return pd.DataFrame(mask.to_numpy().reshape(n, m), index=frame.index, columns=codes)
