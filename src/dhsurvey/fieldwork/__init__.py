@@ -1,0 +1,1 @@
+"""Fieldwork: country configuration, sample design, simulated fieldwork and its exports."""
