@@ -119,13 +119,13 @@ class FormData:
                    index: pd.Index) -> pd.Series:
         """Carry a per-row value from an outer level down to ``target``'s rows."""
         if source == target:
-            return values.reindex(index).fillna(False).astype(bool)
+            return values.reindex(index).eq(True)
         parents = self.repeats[target][PARENT] if target is not None else None
         if parents is None:
             raise ValueError("cannot broadcast from an inner level to the root")
         up = self._broadcast(values, source, self._parent_repeat(target),
                              self.table(self._parent_repeat(target)).index)
-        out = up.reindex(parents.to_numpy()).fillna(False).astype(bool)
+        out = up.reindex(parents.to_numpy()).eq(True)
         out.index = parents.index
         return out.reindex(index)
 

@@ -1,0 +1,1 @@
+"""Validation: form-derived rules, linkage, quarantine and fieldwork quality."""

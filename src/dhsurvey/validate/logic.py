@@ -1,0 +1,98 @@
+"""The form's own rules checked on every submission: what ODK Collect enforces on a device.
+
+Submissions can break the form's logic although the device enforced it: an outdated form
+version, edits on the server, a corrections log, a bug, fabricated data. Every rule here is read
+from the form model and evaluated vectorised on whole tables, so the same rules the simulator
+obeys are the rules the validator checks.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from dhsurvey.forms.frames import FormData
+from dhsurvey.forms.model import FormModel, Item
+
+VIOLATION_COLUMNS = ["KEY", "rule", "column", "value", "message"]
+
+#: rule id → what it means (quarantine and reports use these ids)
+RULES = {
+    "required": "a required question is unanswered where it is relevant",
+    "not-relevant": "an answer to a question the skip logic hides",
+    "constraint": "an answer breaks the question's constraint",
+    "choice": "a value that is not one of the question's choices",
+    "choice-filter": "a choice the question's choice filter does not offer here",
+    "calculation": "a stored calculation differs from the form's formula",
+}
+
+
+def _rows(keys: pd.Index, mask, rule: str, item: Item, values: pd.Series,  # noqa: ANN001
+          message: str) -> pd.DataFrame:
+    hit = pd.Series(mask, index=keys).fillna(False).astype(bool)
+    if not hit.any():
+        return pd.DataFrame(columns=VIOLATION_COLUMNS)
+    return pd.DataFrame({"KEY": keys[hit.to_numpy()], "rule": rule, "column": item.name,
+                         "value": values[hit.to_numpy()].to_numpy(), "message": message})
+
+
+def check_logic(data: FormData, *, recompute_calculations: bool = False) -> pd.DataFrame:
+    """Every violation of relevance, required, constraint and choice rules, one row each.
+
+    ``KEY`` is the row's key in its own table (a repeat instance's KEY for repeat fields).
+    Calculations are not recomputed by default: ``random()``/``now()`` make some of them
+    unrepeatable, and a stored value is what the device computed.
+    """
+    model: FormModel = data.model
+    out: list[pd.DataFrame] = []
+    for item in model.fields:
+        if item.repeat is not None and item.repeat not in data.repeats:
+            continue
+        table = data.table(item.repeat)
+        if item.name not in table.columns:
+            continue
+        keys = table.index
+        values = table[item.name]
+        answered = values.notna() & (values.astype(str) != "")
+        relevant = data.relevant(item)
+        if item.is_input or item.type in ("calculate", "hidden"):
+            out.append(_rows(keys, answered & ~relevant, "not-relevant", item, values,
+                             f"'{item.name}' is answered but not relevant"
+                             f" ({' and '.join(model.relevance(item)) or 'parent group'})"))
+        if item.is_input and item.required == "yes":
+            out.append(_rows(keys, relevant & ~answered, "required", item, values,
+                             f"'{item.name}' is required but empty"))
+        check = relevant & answered
+        if item.constraint and item.is_input and check.any():
+            ok = data.evaluate_bool(item, item.constraint)
+            out.append(_rows(keys, check & ~ok, "constraint", item, values,
+                             f"breaks '{item.constraint}'"))
+        lst = model.choices_for(item)
+        if lst is not None and item.type in ("select_one", "select_multiple") and check.any():
+            codes = set(lst.codes())
+            if item.type == "select_one":
+                bad = check & ~values.isin(codes)
+            else:
+                bad = check & ~values.fillna("").astype(str).str.split().map(
+                    lambda tokens, codes=codes: bool(tokens) and set(tokens) <= codes)
+            out.append(_rows(keys, bad, "choice", item, values,
+                             f"not a choice of list '{lst.name}'"))
+            if item.choice_filter:
+                mask = data.choice_mask(item)
+                offered = pd.Series(
+                    [bool(mask.at[k, v]) if v in mask.columns else True
+                     for k, v in zip(keys, values.fillna("").astype(str), strict=True)],
+                    index=keys) if item.type == "select_one" else pd.Series(True, index=keys)
+                out.append(_rows(keys, check & ~bad & ~offered, "choice-filter", item, values,
+                                 f"not offered by '{item.choice_filter}'"))
+        if recompute_calculations and item.type == "calculate" and "random(" not in \
+                item.calculation and "now(" not in item.calculation:
+            from dhsurvey.fieldwork.answers import format_values
+
+            expected = format_values(data.evaluate(item, item.calculation))
+            differs = relevant & (expected.fillna("") != values.fillna("").astype(str))
+            out.append(_rows(keys, differs, "calculation", item, values,
+                             f"differs from '{item.calculation}'"))
+    out = [o for o in out if len(o)]
+    if not out:
+        return pd.DataFrame(columns=VIOLATION_COLUMNS)
+    return pd.concat(out, ignore_index=True)
