@@ -51,7 +51,7 @@ class SimulatedCountry:
     faults: list[dict] = field(default_factory=list)
 
 
-def _seed(seed: int, *parts: str) -> np.random.Generator:
+def seeded_rng(seed: int, *parts: str) -> np.random.Generator:
     digest = hashlib.sha256("/".join([str(seed), *parts]).encode()).digest()
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
@@ -78,18 +78,18 @@ def simulate_country(config: CountryConfig, models: dict[str, FormModel], *, see
                      households: int | None = None) -> SimulatedCountry:
     """Select the sample and simulate every form's submissions for one country."""
     config, per_psu = scaled_config(config, households)
-    rng = _seed(seed, config.iso, "design")
+    rng = seeded_rng(seed, config.iso, "design")
     sample = select_sample(config, synthetic_frame(config, rng), rng, per_psu)
-    pace = _enumerator_pace(config, _seed(seed, config.iso, "pace"))
-    hh = _household(config, models["household"], sample, pace, _seed(seed, config.iso, "hh"))
+    pace = _enumerator_pace(config, seeded_rng(seed, config.iso, "pace"))
+    hh = _household(config, models["household"], sample, pace, seeded_rng(seed, config.iso, "hh"))
     selected = _selected_children(hh)
     forms = {"household": hh}
     forms["child"] = _child(config, models["child"], selected, pace,
-                            _seed(seed, config.iso, "child"))
+                            seeded_rng(seed, config.iso, "child"))
     forms["caregiver"] = _caregiver(config, models["caregiver"], selected, pace,
-                                    _seed(seed, config.iso, "caregiver"))
+                                    seeded_rng(seed, config.iso, "caregiver"))
     forms["frontline_worker"] = _frontline(config, models["frontline_worker"], pace,
-                                           _seed(seed, config.iso, "fw"))
+                                           seeded_rng(seed, config.iso, "fw"))
     return SimulatedCountry(config, sample, {k: _raw(v, models[k]) for k, v in forms.items()})
 
 
