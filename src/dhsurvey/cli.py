@@ -169,6 +169,174 @@ def diff(old: Path, new: Path) -> None:
     console.print(f"{len(changes)} change(s)")
 
 
+def _models(instruments: Path) -> dict:
+    from dhsurvey.forms.compile import instrument_paths
+    from dhsurvey.forms.model import load_form
+
+    models = [load_form(p) for p in instrument_paths(instruments)]
+    return {m.form_id: m for m in models}
+
+
+def _configs(instruments: Path, models: dict, only: list[str] | None = None) -> list:
+    from dhsurvey.fieldwork.config import load_countries
+
+    return load_countries(instruments, list(models.values()), only)
+
+
+def _read_pem(path: Path | None, what: str) -> bytes | None:
+    if path is None:
+        return None
+    if not path.exists():
+        raise DhsurveyError(f"{what} file not found", code="secret-missing", file=path)
+    return path.read_bytes()
+
+
+@app.command()
+@friendly_errors
+def simulate(
+    out: Annotated[Path, typer.Option(help="Output folder (one subfolder per country).")],
+    country: Annotated[list[str] | None, typer.Option(
+        help="Country ISO code (repeatable); default: every configured country.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same bytes.")] = 0,
+    households: Annotated[int | None, typer.Option(
+        help="Approximate households per country (default: the configured design).")] = None,
+    faults: Annotated[str | None, typer.Option(
+        help="Fault kinds to plant: 'all' or a comma list (see docs).")] = None,
+    formats: Annotated[str, typer.Option(help="Comma list of central, kobo, xml.")] =
+    "central,kobo,xml",
+    public_key: Annotated[Path | None, typer.Option(
+        help="PEM public key: encrypt the XML instances as ODK Collect does.")] = None,
+    instruments: Annotated[Path, typer.Option(help="Instrument folder.")] = DEFAULT_INSTRUMENTS,
+) -> None:
+    """Simulate fieldwork from the forms' own logic and write it as the servers export it."""
+    from dhsurvey.fieldwork.faults import parse_faults
+    from dhsurvey.fieldwork.run import FORMATS, simulate_to
+
+    chosen = tuple(f.strip() for f in formats.split(",") if f.strip())
+    unknown = [f for f in chosen if f not in FORMATS]
+    if unknown:
+        raise DhsurveyError(f"unknown format(s) {unknown}; choose from {', '.join(FORMATS)}",
+                            code="cli")
+    kinds = parse_faults(faults)
+    models = _models(instruments)
+    configs = _configs(instruments, models, country)
+    with console.status(f"Simulating {len(configs)} country(ies)…"):
+        outputs = simulate_to(out, configs, models, seed=seed, households=households,
+                              faults=kinds, formats=chosen,
+                              public_key_pem=_read_pem(public_key, "public key"))
+    table = Table("country", *models, "faults", "folder", title="Simulated fieldwork")
+    for o in outputs:
+        table.add_row(o.iso, *(str(o.counts.get(f, 0)) for f in models), str(o.faults),
+                      str(o.folder))
+    console.print(table)
+
+
+@app.command()
+@friendly_errors
+def ingest(
+    exports: Annotated[list[Path], typer.Argument(help="Central zips, Kobo JSON, XML folders.")],
+    out: Annotated[Path, typer.Option(help="Data root; tables go to OUT/raw/<ISO>/.")] =
+    DEFAULT_DATA,
+    country: Annotated[str | None, typer.Option(help="Keep only this country.")] = None,
+    key: Annotated[Path | None, typer.Option(
+        help="Private key (PEM) for encrypted instances; default $DHSURVEY_PRIVATE_KEY.")] =
+    None,
+    instruments: Annotated[Path, typer.Option(help="Instrument folder.")] = DEFAULT_INSTRUMENTS,
+) -> None:
+    """Read exports of any kind into canonical raw tables per country and form."""
+    from dhsurvey.ingest.decrypt import load_private_key
+    from dhsurvey.ingest.run import ingest_exports
+
+    models = _models(instruments)
+    configs = _configs(instruments, models)
+    pem = key.read_bytes() if key else (load_private_key() if os.environ.get(
+        "DHSURVEY_PRIVATE_KEY") else None)
+    with console.status(f"Reading {len(exports)} export(s)…"):
+        results = ingest_exports(exports, models, configs, out, private_key_pem=pem,
+                                 country=country)
+    table = Table("country", "form", "submissions", "repeat rows", "quarantined",
+                  title=f"Raw tables in {out / 'raw'}")
+    for r in results:
+        table.add_row(r.country, r.form_id, str(r.submissions), str(r.repeat_rows),
+                      str(r.quarantined))
+    console.print(table)
+
+
+@app.command()
+@friendly_errors
+def decrypt(
+    src: Annotated[Path, typer.Argument(help="Folder of instance folders (manifest + .enc).")],
+    dst: Annotated[Path, typer.Argument(help="Where decrypted instances go.")],
+    key: Annotated[Path | None, typer.Option(
+        help="Private key (PEM); default $DHSURVEY_PRIVATE_KEY.")] = None,
+) -> None:
+    """Decrypt ODK-encrypted submissions; failures are kept in DST/_failed with a reason."""
+    from dhsurvey.ingest.decrypt import decrypt_folder, load_private_key
+
+    report = decrypt_folder(src, dst, load_private_key(key))
+    console.print(f"{len(report.decrypted)} decrypted, {len(report.plain)} plain, "
+                  f"{len(report.failed)} failed (kept in {dst / '_failed'})")
+    for folder, code, message in report.failed:
+        console.print(f"  {folder}: [{code}] {message}", markup=False, soft_wrap=True)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+@friendly_errors
+def publish(
+    form: Annotated[str, typer.Option(help="form_id of the instrument to publish.")],
+    attachment: Annotated[list[Path] | None, typer.Option(
+        help="Media or CSV file the form uses (repeatable).")] = None,
+    project: Annotated[int | None, typer.Option(
+        help="Central project id (default: pyodk's default_project_id).")] = None,
+    instruments: Annotated[Path, typer.Option(help="Instrument folder.")] = DEFAULT_INSTRUMENTS,
+    public_key: PublicKey = None,
+) -> None:
+    """Compile a form and publish it on ODK Central (pyodk config); refuses a reused version."""
+    from dhsurvey.forms.compile import compile_forms, instrument_paths
+    from dhsurvey.ingest.central_api import publish_form
+
+    models = _models(instruments)
+    if form not in models:
+        raise DhsurveyError(f"no instrument with form_id '{form}' (have: {', '.join(models)})",
+                            code="cli", file=instruments)
+    (compiled,) = compile_forms([p for p in instrument_paths(instruments)
+                                 if p == models[form].path], public_key=_public_key(public_key))
+    version = publish_form(compiled, attachments=attachment or (), project_id=project)
+    console.print(f"Published {form} version {version}")
+
+
+@app.command()
+@friendly_errors
+def fetch(
+    form: Annotated[list[str] | None, typer.Option(help="form_id (repeatable); default all.")] =
+    None,
+    out: Annotated[Path, typer.Option(help="Data root; tables go to OUT/raw/<ISO>/.")] =
+    DEFAULT_DATA,
+    project: Annotated[int | None, typer.Option(help="Central project id.")] = None,
+    instruments: Annotated[Path, typer.Option(help="Instrument folder.")] = DEFAULT_INSTRUMENTS,
+) -> None:
+    """Fetch new submissions from ODK Central (pyodk config) into the raw zone, incrementally."""
+    from dhsurvey.ingest.central_api import fetch_submissions
+    from dhsurvey.ingest.run import split_by_country
+    from dhsurvey.ingest.store import combine, read_raw, write_raw
+
+    models = _models(instruments)
+    configs = _configs(instruments, models)
+    codes = {str(c.code): c.iso for c in configs}
+    for form_id in form or list(models):
+        raw = fetch_submissions(form_id, models[form_id], project_id=project,
+                                state_dir=out / "landing" / "central")
+        for iso, part in split_by_country(raw, codes).items():
+            folder = out / "raw" / iso
+            parts = [part]
+            if (folder / f"{form_id}.parquet").exists():
+                parts.insert(0, read_raw(folder, form_id))
+            write_raw(combine(parts), folder)
+            console.print(f"{iso} {form_id}: {len(part.root)} new submission(s)")
+
+
 @app.command()
 @friendly_errors
 def demo(

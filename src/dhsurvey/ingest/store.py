@@ -1,0 +1,96 @@
+"""The raw zone: canonical tables per country and form, as Parquet, plus ingest quarantine.
+
+Several exports of one form (an incremental pull, a folder of XML from a device that never
+synced) are combined here: the same submission delivered twice is kept once, and two different
+submissions claiming one instanceID are both kept out of the raw table, in quarantine, with the
+reason — nothing is dropped without a trace.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pandas as pd
+
+from dhsurvey.errors import DhsurveyError
+from dhsurvey.ingest.canonical import (
+    PROVENANCE,
+    QUARANTINE_COLUMNS,
+    RawForm,
+    empty_quarantine,
+)
+from dhsurvey.io import atomic_write_bytes
+
+QUARANTINE = "quarantine"
+
+
+def combine(raws: list[RawForm]) -> RawForm:
+    """One RawForm from several reads of the same form (first delivery wins on exact copies)."""
+    if not raws:
+        raise DhsurveyError("nothing to combine", code="ingest-empty")
+    form_ids = {r.form_id for r in raws}
+    if len(form_ids) > 1:
+        raise DhsurveyError(f"cannot combine different forms {sorted(form_ids)}",
+                            code="ingest-mixed-forms")
+    root = pd.concat([r.root for r in raws], ignore_index=True)
+    content = root.drop(columns=PROVENANCE).astype(str)
+    exact = content.duplicated(keep="first")
+    root, content = root[~exact], content[~exact]
+    clash = root["KEY"].duplicated(keep=False)
+    quarantine = [r.quarantine for r in raws]
+    if clash.any():
+        bad = root[clash]
+        quarantine.append(pd.DataFrame({
+            "source_file": bad["source_file"].to_numpy(), "row": None,
+            "KEY": bad["KEY"].to_numpy(), "rule": "duplicate-key-conflict", "column": "KEY",
+            "value": bad["KEY"].to_numpy(),
+            "message": "the same instanceID arrived with different content in two exports",
+        }, columns=QUARANTINE_COLUMNS))
+    kept = root[~clash].reset_index(drop=True)
+    keys = set(kept["KEY"])
+    repeats: dict[str, pd.DataFrame] = {}
+    for name in {n for r in raws for n in r.repeats}:
+        table = pd.concat([r.repeats[name] for r in raws if name in r.repeats],
+                          ignore_index=True).drop_duplicates("KEY", keep="first")
+        # A repeat row belongs to the submission whose instanceID starts its KEY.
+        owner = table["KEY"].str.split("/", n=1).str[0]
+        repeats[name] = table[owner.isin(keys)].reset_index(drop=True)
+    nonempty = [q for q in quarantine if len(q)]
+    return RawForm(raws[0].form_id, kept, repeats,
+                   pd.concat(nonempty, ignore_index=True) if nonempty else empty_quarantine())
+
+
+def _parquet(table: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    table.astype(object).where(table.notna(), None).to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def write_raw(raw: RawForm, folder: str | Path) -> list[Path]:
+    """``<form>.parquet``, ``<form>-<repeat>.parquet`` and ``<form>-quarantine.parquet``."""
+    folder = Path(folder)
+    paths = [atomic_write_bytes(folder / f"{raw.form_id}.parquet", _parquet(raw.root))]
+    for name, table in sorted(raw.repeats.items()):
+        paths.append(atomic_write_bytes(folder / f"{raw.form_id}-{name}.parquet",
+                                        _parquet(table)))
+    paths.append(atomic_write_bytes(folder / f"{raw.form_id}-{QUARANTINE}.parquet",
+                                    _parquet(raw.quarantine)))
+    return paths
+
+
+def read_raw(folder: str | Path, form_id: str) -> RawForm:
+    folder = Path(folder)
+    root_path = folder / f"{form_id}.parquet"
+    if not root_path.exists():
+        raise DhsurveyError("no raw table for this form", code="raw-missing", file=root_path,
+                            form=form_id)
+    root = pd.read_parquet(root_path)
+    repeats = {}
+    for path in sorted(folder.glob(f"{form_id}-*.parquet")):
+        name = path.stem[len(form_id) + 1:]
+        if name != QUARANTINE:
+            repeats[name] = pd.read_parquet(path)
+    q_path = folder / f"{form_id}-{QUARANTINE}.parquet"
+    quarantine = pd.read_parquet(q_path) if q_path.exists() else empty_quarantine()
+    return RawForm(form_id, root, repeats, quarantine)
