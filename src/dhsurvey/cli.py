@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -25,8 +26,10 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="From XLSForm instruments to weighted, anonymised, labelled releases.")
 translate_app = typer.Typer(no_args_is_help=True, help="Translation round trip for translators.")
 app.add_typer(translate_app, name="translate")
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# Piped output (CI logs, files) gets a readable width instead of 80 columns.
+_WIDTH = None if sys.stdout.isatty() else 120
+console = Console(highlight=False, width=_WIDTH)
+err_console = Console(stderr=True, highlight=False, width=_WIDTH)
 
 DEFAULT_INSTRUMENTS = Path("instruments")
 DEFAULT_DATA = Path(os.environ.get("DHSURVEY_DATA", "data"))
@@ -343,29 +346,35 @@ def demo(
     instruments: Annotated[Path, typer.Option(help="Folder of XLSForm workbooks.")] =
     DEFAULT_INSTRUMENTS,
     out: Annotated[Path, typer.Option(help="Data root.")] = DEFAULT_DATA,
+    households: Annotated[int | None, typer.Option(
+        help="Households per country (default: each country's design).")] = None,
 ) -> None:
     """Run the study end to end on synthetic data and summarise the result."""
-    from dhsurvey.forms.compile import build as build_forms
-    from dhsurvey.forms.lint import ERROR, lint_paths
+    from dhsurvey.demo import run_demo
 
-    with console.status("Linting instruments…"):
-        findings = lint_paths([instruments], validate=False)
-    errors = [f for f in findings if f.severity == ERROR]
-    console.print(f"Lint: {len(errors)} error(s), {len(findings) - len(errors)} warning(s) "
-                  f"in {instruments}/")
-    for f in errors:
-        console.print(f"  {f.location()}: {f.rule}: {f.message}", soft_wrap=True, markup=False)
-    with console.status("Compiling instruments with pyxform and ODK Validate…"):
-        compiled = build_forms(instruments, out / "build")
-    table = Table("form", "version", "questions", "fields", "repeats", "languages",
-                  title="Instruments")
-    for c in compiled:
-        m = c.model
-        table.add_row(m.form_id, m.version, str(len(m.questions)), str(len(m.fields)),
-                      ", ".join(r.name for r in m.repeats) or "-", ", ".join(m.languages))
+    with console.status("Starting…") as status:
+        result = run_demo(instruments, out, households=households,
+                          step=lambda text: status.update(text + "…"))
+    console.print(f"Instruments: {len(result.forms)} forms compiled to {out / 'build' / 'forms'}"
+                  f"; lint {result.lint_errors} error(s), "
+                  f"{len(result.findings) - result.lint_errors} warning(s)")
+    table = Table("country", "households", "complete", "children", "caregivers",
+                  "frontline workers", "faults planted", "quarantined at ingest",
+                  title="Simulated fieldwork, ingested into the raw zone")
+    quarantine = Counter()
+    for r in result.ingested:
+        quarantine[r.country] += r.quarantined
+    for iso, counts in result.simulated.items():
+        disp = result.dispositions.get(iso, {})
+        table.add_row(iso, str(counts["household"]), str(disp.get("1", 0)),
+                      str(counts["child"]), str(counts["caregiver"]),
+                      str(counts["frontline_worker"]), str(result.faults[iso]),
+                      str(quarantine[iso]))
     console.print(table)
-    console.print(f"XForms and manifest in {out / 'build' / 'forms'}")
-    if errors:
+    console.print(f"Raw tables: {out / 'raw'}/<ISO>/<form>.parquet")
+    console.print(f"Encrypted submissions used a throwaway demo key: {result.key_path} "
+                  "(restricted; never part of a release)")
+    if result.lint_errors:
         raise typer.Exit(1)
 
 
@@ -378,7 +387,6 @@ def ui(
     """Start the Dagster UI on 127.0.0.1 with DAGSTER_HOME set and pop-ups/telemetry off."""
     import signal
     import subprocess
-    import sys
 
     home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DATA / "dagster_home").resolve()
     write_dagster_home(home)

@@ -125,7 +125,8 @@ class _Planter:
         model, root = self.models[form], self.sim.forms[form].root
         hidden = [f.name for f in model.fields_in(None)
                   if f.type == "select_one" and f.relevant]
-        for row in self.rows(form, n, root["assent"] == "1"):
+        has_hidden = root[hidden].isna().any(axis=1)
+        for row in self.rows(form, n, (root["assent"] == "1") & has_hidden):
             empty = [h for h in hidden if root[h].iloc[row] is None]
             name = empty[int(self.rng.integers(len(empty)))]
             code = model.choices_for(model[name]).codes()[0]

@@ -135,7 +135,8 @@ def _timing(config: CountryConfig, days: list[dt.date], enumerators: list[int],
         ends.append(_stamp(day, b + n, config.utc_offset))
         local = dt.datetime.combine(day, dt.time(0)) + dt.timedelta(minutes=float(b + n + d))
         utc = local - offset
-        submitted.append(utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z")
+        # Whole seconds: KoboToolbox keeps no more, so every route can carry the same time.
+        submitted.append(utc.strftime("%Y-%m-%dT%H:%M:%S.000Z"))
     return starts, ends, submitted
 
 

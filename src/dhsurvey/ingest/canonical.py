@@ -43,6 +43,8 @@ META = [
 ]
 #: Provenance columns: differ between routes that carry the same submissions.
 PROVENANCE = ["source_format", "source_file"]
+#: Kept by the server, not in the submission itself: a folder of instance XML lacks them.
+SERVER_META = ["submitter", "review_state"]
 REPEAT_META = ["KEY", PARENT]
 QUARANTINE_COLUMNS = ["source_file", "row", "KEY", "rule", "column", "value", "message"]
 
@@ -81,16 +83,21 @@ class RawForm:
         repeats = {name: t.set_index("KEY", drop=False) for name, t in self.repeats.items()}
         return FormData(model, root, repeats)
 
-    def content(self) -> dict[str, pd.DataFrame]:
-        """Tables without provenance, sorted by KEY: equal for the same submissions."""
-        out = {"": self.root.drop(columns=PROVENANCE)}
+    def content(self, server_meta: bool = True) -> dict[str, pd.DataFrame]:
+        """Tables without provenance, sorted by KEY: equal for the same submissions.
+
+        ``server_meta=False`` also drops what only a server knows (submitter, review state),
+        to compare with a route that does not carry it (instance XML).
+        """
+        drop = PROVENANCE if server_meta else PROVENANCE + SERVER_META
+        out = {"": self.root.drop(columns=drop)}
         out.update(self.repeats)
         return {name: t.sort_values("KEY").reset_index(drop=True) for name, t in out.items()}
 
 
-def assert_same_content(a: RawForm, b: RawForm) -> None:
+def assert_same_content(a: RawForm, b: RawForm, *, server_meta: bool = True) -> None:
     """Raise AssertionError naming the first table and column where two reads differ."""
-    ca, cb = a.content(), b.content()
+    ca, cb = a.content(server_meta), b.content(server_meta)
     if set(ca) != set(cb):
         raise AssertionError(f"tables differ: {sorted(ca)} vs {sorted(cb)}")
     for name in ca:

@@ -20,6 +20,7 @@ Key material never appears in messages or logs.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import logging
@@ -376,7 +377,9 @@ def _where(source: str | Path | None, name: str) -> str:
     return str(Path(source) / name) if source is not None else name
 
 
+@functools.lru_cache(maxsize=4)
 def _load_private_key_pem(pem: bytes) -> rsa.RSAPrivateKey:
+    """Parse (and check) a key once: checking an RSA key costs ~0.1 s, a folder has thousands."""
     try:
         key = load_pem_private_key(pem, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm):

@@ -11,12 +11,14 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from dhsurvey.errors import DhsurveyError
 from dhsurvey.ingest.canonical import (
     PROVENANCE,
     QUARANTINE_COLUMNS,
+    SERVER_META,
     RawForm,
     empty_quarantine,
 )
@@ -34,9 +36,12 @@ def combine(raws: list[RawForm]) -> RawForm:
         raise DhsurveyError(f"cannot combine different forms {sorted(form_ids)}",
                             code="ingest-mixed-forms")
     root = pd.concat([r.root for r in raws], ignore_index=True)
-    content = root.drop(columns=PROVENANCE).astype(str)
+    # A copy from a server (with submitter and review state) beats one from a device folder.
+    known = root[SERVER_META].notna().sum(axis=1).to_numpy()
+    root = root.iloc[np.argsort(-known, kind="stable")]
+    content = root.drop(columns=PROVENANCE + SERVER_META).astype(str)
     exact = content.duplicated(keep="first")
-    root, content = root[~exact], content[~exact]
+    root = root[~exact]
     clash = root["KEY"].duplicated(keep=False)
     quarantine = [r.quarantine for r in raws]
     if clash.any():
