@@ -357,7 +357,7 @@ def demo(
                           step=lambda text: status.update(text + "…"))
     console.print(f"Instruments: {len(result.forms)} forms compiled to {out / 'build' / 'forms'}"
                   f"; lint {result.lint_errors} error(s), "
-                  f"{len(result.findings) - result.lint_errors} warning(s)")
+                  f"{len(result.findings) - result.lint_errors} warning(s)", soft_wrap=True)
     table = Table("country", "households", "complete", "children", "caregivers",
                   "frontline workers", "faults planted", "quarantined at ingest",
                   title="Simulated fieldwork, ingested into the raw zone")
@@ -373,7 +373,7 @@ def demo(
     console.print(table)
     console.print(f"Raw tables: {out / 'raw'}/<ISO>/<form>.parquet")
     console.print(f"Encrypted submissions used a throwaway demo key: {result.key_path} "
-                  "(restricted; never part of a release)")
+                  "(restricted; never part of a release)", soft_wrap=True)
     if result.lint_errors:
         raise typer.Exit(1)
 
