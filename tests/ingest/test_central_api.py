@@ -43,17 +43,6 @@ def household() -> FormModel:
     return load_form(HOUSEHOLD)
 
 
-@pytest.fixture
-def central(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """A running stub and a pyodk config pointing at it (token cache kept in tmp_path)."""
-    with CentralStub() as stub:
-        config = tmp_path / "pyodk_config.toml"
-        config.write_text(stub.pyodk_config(), encoding="utf-8")
-        monkeypatch.setenv("PYODK_CONFIG_FILE", str(config))
-        monkeypatch.setenv("PYODK_CACHE_FILE", str(tmp_path / "pyodk_cache.toml"))
-        yield stub
-
-
 def _answer(item, i: int, model: FormModel) -> str | None:
     """A plausible device-written answer for one field of submission ``i``."""
     kind = item.type

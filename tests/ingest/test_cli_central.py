@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-import pytest
 from central_stub import CentralStub
 from typer.testing import CliRunner
 
@@ -16,16 +15,6 @@ from dhsurvey.forms.model import load_form
 
 ROOT = Path(__file__).parents[2]
 INSTRUMENTS = ROOT / "instruments"
-
-
-@pytest.fixture
-def central(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
-    with CentralStub() as stub:
-        config = tmp_path / "pyodk_config.toml"
-        config.write_text(stub.pyodk_config(), encoding="utf-8")
-        monkeypatch.setenv("PYODK_CONFIG_FILE", str(config))
-        monkeypatch.setenv("PYODK_CACHE_FILE", str(tmp_path / "pyodk_cache.toml"))
-        yield stub
 
 
 def test_publish_then_refuse_the_same_version(central: CentralStub) -> None:
