@@ -267,6 +267,47 @@ def ingest(
 
 @app.command()
 @friendly_errors
+def validate(
+    exports: Annotated[list[Path], typer.Argument(help="Exports of any kind (form recognised).")],
+    out: Annotated[Path, typer.Option(help="Folder for accepted, quarantine, flags, report.")],
+    country: Annotated[str | None, typer.Option(
+        help="Country ISO: adds fieldwork window, frame and target rules.")] = None,
+    form: Annotated[list[str] | None, typer.Option(help="Only these form ids.")] = None,
+    corrections: Annotated[Path | None, typer.Option(
+        help="Corrections log (CSV/XLSX: instanceID, field, old_value, new_value, reason, "
+             "author), applied first.")] = None,
+    key: Annotated[Path | None, typer.Option(help="Private key for encrypted instances.")] =
+    None,
+    instruments: Annotated[Path, typer.Option(help="Instrument folder.")] = DEFAULT_INSTRUMENTS,
+) -> None:
+    """Validate and link forms; write accepted/quarantine/flags per form, HFC tables, report.
+
+    Exits 0 when rows were quarantined (the normal case); non-zero only when it could not run.
+    """
+    from dhsurvey.validate.corrections import read_corrections
+    from dhsurvey.validate.run import validate_exports
+
+    models = _models(instruments)
+    configs = _configs(instruments, models)
+    log = read_corrections(corrections) if corrections else None
+    with console.status("Validating…"):
+        result = validate_exports(exports, models, configs, out, country=country, forms=form,
+                                  corrections=log, private_key_pem=_read_pem(key, "private key"))
+    table = Table("form", "raw", "accepted", "quarantined", "duplicates", "flagged",
+                  "top quarantine reasons", title=f"Validation ({result.country or 'no country'})")
+    for form_id, r in result.forms.items():
+        rec = r.reconciliation
+        reasons = ", ".join(f"{k} {v}" for k, v in list(rec["quarantine_by_rule"].items())[:3])
+        table.add_row(form_id, str(rec["raw"]), str(rec["accepted"]), str(rec["quarantined"]),
+                      str(rec["duplicates"]), str(rec["flagged"]), reasons or "-")
+    console.print(table)
+    for note in result.notes:
+        console.print(f"note: {note}", markup=False)
+    console.print(f"Results in {out}/<form>/ (accepted, quarantine, flags, reconciliation.json)")
+
+
+@app.command()
+@friendly_errors
 def decrypt(
     src: Annotated[Path, typer.Argument(help="Folder of instance folders (manifest + .enc).")],
     dst: Annotated[Path, typer.Argument(help="Where decrypted instances go.")],

@@ -17,6 +17,7 @@ import pandas as pd
 from dhsurvey.errors import DhsurveyError
 from dhsurvey.fieldwork.simulate import SimulatedCountry, instance_ids
 from dhsurvey.forms.frames import PARENT
+from dhsurvey.forms.model import REF_RE as REF
 from dhsurvey.forms.model import FormModel
 from dhsurvey.ingest.canonical import repeat_key
 
@@ -87,6 +88,10 @@ class _Planter:
             original = copy["KEY"].iloc[0]
             new_key = instance_ids(self.rng, 1)[0]
             copy["KEY"] = new_key
+            # Sent again from another tablet a few hours later.
+            sent = dt.datetime.fromisoformat(copy["submission_time"].iloc[0].replace("Z", ""))
+            later = sent + dt.timedelta(hours=int(self.rng.integers(2, 30)))
+            copy["submission_time"] = later.strftime("%Y-%m-%dT%H:%M:%S.000Z")
             raw.root = pd.concat([raw.root, copy], ignore_index=True)
             for name, table in raw.repeats.items():
                 rows = table[table[PARENT] == original].copy()
@@ -111,8 +116,11 @@ class _Planter:
     def out_of_range(self, n: int) -> None:
         for form in ("household", "child"):
             model, root = self.models[form], self.sim.forms[form].root
+            # Answers only: identifiers (what instance_name is built from) would also orphan
+            # the household's other interviews, which is a different fault.
+            ids = set(REF.findall(model.settings.get("instance_name", "")))
             bounded = [(f.name, int(m.group(1))) for f in model.fields_in(None)
-                       if f.type == "integer"
+                       if f.type == "integer" and f.name not in ids
                        and (m := re.search(r"\.\s*<=\s*(\d+)\b", f.constraint))]
             for row in self.rows(form, n, root[[b for b, _ in bounded]].notna().any(axis=1)):
                 answered = [(b, hi) for b, hi in bounded if root[b].iloc[row] is not None]

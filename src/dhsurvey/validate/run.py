@@ -1,0 +1,317 @@
+"""Validate one country's submissions: corrections, types, schema, linkage, quarantine, flags.
+
+Errors move a submission to quarantine with the rule, column, value and message; warnings flag
+it and keep it; a later copy of an interview already received is a duplicate. For every form the
+reconciliation proves that raw = accepted + quarantined + duplicates, so no submission is lost
+between fieldwork and weighting.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from dhsurvey.fieldwork.config import CountryConfig
+from dhsurvey.forms.expressions import references
+from dhsurvey.forms.lint import CONSENT_RE
+from dhsurvey.forms.model import FormModel
+from dhsurvey.ingest.canonical import RawForm
+from dhsurvey.io import atomic_write_bytes, atomic_write_json
+from dhsurvey.validate.corrections import apply_corrections
+from dhsurvey.validate.linkage import link_interviews, one_per_household
+from dhsurvey.validate.schema import ISSUE_COLUMNS, Window, build_schema
+from dhsurvey.validate.timing import speeder_mask
+from dhsurvey.validate.types import to_typed
+
+OUTPUT_COLUMNS = ["instanceID", "rule", "column", "value", "message"]
+#: Rules that flag a submission but keep it (everything else quarantines it).
+WARNINGS = {
+    "not-relevant": "answer to a question the skip logic hides (blank it, or check the form)",
+    "outside-window": "start or end outside the fieldwork window (device clock?)",
+    "speeder": "interview far shorter than the questionnaire allows",
+    "outdated-version": "submitted with an older version of the form",
+}
+LINKED = {"child": "child_line", "caregiver": "child_line"}
+
+
+@dataclass
+class FormResult:
+    form_id: str
+    accepted: pd.DataFrame
+    accepted_repeats: dict[str, pd.DataFrame]
+    quarantine: pd.DataFrame
+    flags: pd.DataFrame
+    duplicates: pd.DataFrame
+    reconciliation: dict
+    typed: pd.DataFrame  # every root row, typed (for high-frequency checks)
+    source: pd.DataFrame  # every root row as corrected strings (linkage compares these)
+    corrections: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def received(self) -> pd.DataFrame:
+        """Every interview received once (duplicates dropped), as corrected strings.
+
+        Interviews link to these, not only to accepted households: a child is not an orphan
+        because its household's record has an error of its own.
+        """
+        return self.source[~self.source["KEY"].isin(set(self.duplicates["instanceID"]))]
+
+
+@dataclass
+class ValidationResult:
+    country: str | None
+    forms: dict[str, FormResult]
+    notes: list[str]
+
+    def issues(self) -> pd.DataFrame:
+        """Quarantine and flags of every form in one table (form, severity added)."""
+        parts = []
+        for form, r in self.forms.items():
+            parts.append(r.quarantine.assign(form=form, severity="error"))
+            parts.append(r.flags.assign(form=form, severity="warning"))
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return pd.DataFrame(columns=["form", "severity", *OUTPUT_COLUMNS])
+        return pd.concat(parts, ignore_index=True)
+
+
+def id_fields(model: FormModel) -> list[str]:
+    """The fields that identify an interview: those the form's ``instance_name`` is built from."""
+    return references(model.settings["instance_name"]) if model.settings.get(
+        "instance_name") else []
+
+
+def _root_key(key: str) -> str:
+    return str(key).split("/", 1)[0]
+
+
+def _out(issues: pd.DataFrame) -> pd.DataFrame:
+    """Issues as written: the submission's instanceID first."""
+    if issues.empty:
+        return pd.DataFrame(columns=OUTPUT_COLUMNS)
+    out = issues.assign(instanceID=issues["KEY"].map(_root_key))[OUTPUT_COLUMNS]
+    return out.astype(object).where(out.notna(), None).reset_index(drop=True)
+
+
+def _duplicates(root: pd.DataFrame, ids: list[str]) -> pd.DataFrame:
+    """Later copies of the same interview (same identifying answers); earliest stays."""
+    usable = [c for c in ids if c in root.columns]
+    if not usable:
+        return pd.DataFrame(columns=["instanceID", "duplicate_of", "submission_time"])
+    order = root.assign(_t=pd.to_datetime(root["submission_time"], utc=True, errors="coerce"))
+    order = order.sort_values("_t", kind="stable", na_position="last")
+    first = order.drop_duplicates(usable, keep="first").set_index(usable)["KEY"]
+    later = order[order.duplicated(usable, keep="first")]
+    if later.empty:
+        return pd.DataFrame(columns=["instanceID", "duplicate_of", "submission_time"])
+    of = first.reindex(pd.MultiIndex.from_frame(later[usable]) if len(usable) > 1
+                       else later[usable[0]]).to_numpy()
+    return pd.DataFrame({"instanceID": later["KEY"].to_numpy(), "duplicate_of": of,
+                         "submission_time": later["submission_time"].to_numpy()})
+
+
+def _gates(model: FormModel) -> list[str]:
+    return [i.name for i in model.items if CONSENT_RE.match(i.name) and i.type == "select_one"]
+
+
+def _beyond_consent(issues: pd.DataFrame, root: pd.DataFrame, model: FormModel) -> pd.Series:
+    """Not-relevant answers in a submission whose consent or assent was not given."""
+    gates = [g for g in _gates(model) if g in root.columns]
+    if not gates or issues.empty:
+        return pd.Series(False, index=issues.index)
+    refused = root.set_index("KEY")[gates].astype("string").fillna("").ne("1").any(axis=1)
+    keys = issues["KEY"].map(_root_key)
+    return (issues["rule"] == "not-relevant") & keys.map(refused).fillna(False).astype(bool)
+
+
+def validate_form(raw: RawForm, model: FormModel, *, config: CountryConfig | None = None,
+                  corrections: pd.DataFrame | None = None,
+                  households: pd.DataFrame | None = None) -> FormResult:
+    """Validate one form's submissions (``households``: accepted household rows, for linkage)."""
+    report = pd.DataFrame()
+    if corrections is not None and len(corrections):
+        raw, report = apply_corrections(raw, corrections)
+    root = raw.root
+    data = raw.to_form_data(model)
+    window = Window(config.fieldwork_start, config.fieldwork_end, config.utc_offset) \
+        if config else None
+
+    issues: list[pd.DataFrame] = []
+    typed, type_errors = to_typed(root, model)
+    issues.append(type_errors)
+    issues.append(build_schema(data, window=window).failures(typed.set_index("KEY",
+                                                                            drop=False)))
+    typed_repeats = {}
+    for name, table in raw.repeats.items():
+        rep_typed, rep_errors = to_typed(table, model, name)
+        typed_repeats[name] = rep_typed
+        issues.append(rep_errors)
+        issues.append(build_schema(data, name).failures(rep_typed.set_index("KEY", drop=False)))
+    if config is not None:
+        issues.append(_frame_issues(root, config))
+    speeders, threshold = speeder_mask(root)
+    issues.append(pd.DataFrame({"KEY": root.loc[speeders, "KEY"].to_numpy(), "rule": "speeder",
+                                "column": "end", "value": root.loc[speeders, "end"].to_numpy(),
+                                "message": f"interview shorter than {threshold:.1f} minutes"},
+                               columns=ISSUE_COLUMNS))
+    old = root["form_version"].astype("string").fillna("") != model.version
+    issues.append(pd.DataFrame({"KEY": root.loc[old, "KEY"].to_numpy(),
+                                "rule": "outdated-version", "column": "form_version",
+                                "value": root.loc[old, "form_version"].to_numpy(),
+                                "message": f"current version is {model.version}"},
+                               columns=ISSUE_COLUMNS))
+    if households is not None and model.form_id in LINKED:
+        issues.append(link_interviews(households, root, form=model.form_id,
+                                      line=LINKED[model.form_id]))
+    all_issues = pd.concat([i for i in issues if len(i)], ignore_index=True) if any(
+        len(i) for i in issues) else pd.DataFrame(columns=ISSUE_COLUMNS)
+    promoted = _beyond_consent(all_issues, root, model)
+    all_issues.loc[promoted, "rule"] = "beyond-consent"
+    all_issues.loc[promoted, "message"] = "answer recorded after consent or assent was refused"
+
+    duplicates = _duplicates(root, id_fields(model))
+    dup_keys = set(duplicates["instanceID"])
+    issues_out = _out(all_issues)
+    issues_out = issues_out[~issues_out["instanceID"].isin(dup_keys)]
+    is_warning = issues_out["rule"].isin(WARNINGS)
+    quarantine = pd.concat([_out(raw.quarantine.rename(columns={}))
+                            if len(raw.quarantine) else pd.DataFrame(columns=OUTPUT_COLUMNS),
+                            issues_out[~is_warning]], ignore_index=True)
+    bad = set(quarantine["instanceID"]) | dup_keys
+    if households is not None and model.form_id in LINKED:
+        extra = one_per_household(root[~root["KEY"].isin(bad)], form=model.form_id)
+        quarantine = pd.concat([quarantine, _out(extra)], ignore_index=True)
+        bad |= set(extra["KEY"])
+    keep = ~typed["KEY"].isin(bad)
+    accepted = typed[keep].reset_index(drop=True)
+    accepted_keys = set(accepted["KEY"])
+    accepted_repeats = {name: t[t["KEY"].map(_root_key).isin(accepted_keys)]
+                        .reset_index(drop=True) for name, t in typed_repeats.items()}
+    raw_keys = set(root["KEY"]) | set(raw.quarantine.get("KEY", pd.Series(dtype=object))
+                                      .dropna().map(_root_key))
+    quarantined = set(quarantine["instanceID"]) - dup_keys
+    reconciliation = {
+        "form": model.form_id,
+        "raw": len(raw_keys),
+        "accepted": len(accepted_keys),
+        "quarantined": len(quarantined),
+        "duplicates": len(dup_keys),
+        "flagged": int(issues_out.loc[is_warning, "instanceID"].nunique()),
+        "balanced": len(raw_keys) == len(accepted_keys) + len(quarantined) + len(dup_keys),
+        "quarantine_by_rule": quarantine.groupby("rule")["instanceID"].nunique()
+        .sort_values(ascending=False).to_dict(),
+        "flags_by_rule": issues_out[is_warning].groupby("rule")["instanceID"].nunique()
+        .sort_values(ascending=False).to_dict(),
+        "corrections": report["status"].value_counts().to_dict() if len(report) else {},
+    }
+    return FormResult(model.form_id, accepted, accepted_repeats,
+                      quarantine.drop_duplicates().reset_index(drop=True),
+                      issues_out[is_warning].drop_duplicates().reset_index(drop=True),
+                      duplicates, reconciliation, typed, root, report)
+
+
+def _frame_issues(root: pd.DataFrame, config: CountryConfig) -> pd.DataFrame:
+    """Answers outside the country's sample frame: region, cluster and household numbers."""
+    checks = []
+    if "region" in root:
+        bad = ~root["region"].astype("string").isin([str(r) for r in config.regions]) & \
+            root["region"].notna()
+        checks.append(("region", bad, f"not a region of {config.name}"))
+    if "cluster" in root:
+        n = pd.to_numeric(root["cluster"], errors="coerce")
+        checks.append(("cluster", root["cluster"].notna() & ~n.between(1, config.psus),
+                       f"not a cluster of the sample (1–{config.psus})"))
+    if "hh_number" in root:
+        n = pd.to_numeric(root["hh_number"], errors="coerce")
+        # Household numbers follow the listing; the orphan rule catches unknown households.
+        checks.append(("hh_number", root["hh_number"].notna() & ~n.between(1, 999),
+                       "not a household number of the listing"))
+    parts = [pd.DataFrame({"KEY": root.loc[m, "KEY"].to_numpy(), "rule": "frame",
+                           "column": col, "value": root.loc[m, col].to_numpy(),
+                           "message": msg}, columns=ISSUE_COLUMNS)
+             for col, m, msg in checks if m.any()]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=ISSUE_COLUMNS)
+
+
+def validate_forms(raws: Mapping[str, RawForm], models: Mapping[str, FormModel], *,
+                   config: CountryConfig | None = None,
+                   corrections: pd.DataFrame | None = None) -> ValidationResult:
+    """Validate the forms given together; household first so interviews link to it."""
+    notes = []
+    if config is None:
+        notes.append("country not given: fieldwork window, frame and targets not checked")
+    results: dict[str, FormResult] = {}
+    order = sorted(raws, key=lambda f: (f != "household", f))
+    for form in order:
+        households = results["household"].received() if "household" in results else None
+        if form in LINKED and households is None:
+            notes.append(f"{form}: household form not given, linkage skipped")
+        results[form] = validate_form(raws[form], models[form], config=config,
+                                      corrections=corrections, households=households)
+    return ValidationResult(config.iso if config else None, results, notes)
+
+
+def _parquet(table: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    table.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def write_validation(result: ValidationResult, out: str | Path) -> list[Path]:
+    """``out/<form>/{accepted,quarantine,flags,duplicates}.parquet`` + ``reconciliation.json``."""
+    out = Path(out)
+    paths = []
+    for form, r in result.forms.items():
+        folder = out / form
+        paths.append(atomic_write_bytes(folder / "accepted.parquet", _parquet(r.accepted)))
+        for name, table in r.accepted_repeats.items():
+            paths.append(atomic_write_bytes(folder / f"accepted-{name}.parquet",
+                                            _parquet(table)))
+        paths.append(atomic_write_bytes(folder / "quarantine.parquet", _parquet(r.quarantine)))
+        paths.append(atomic_write_bytes(folder / "flags.parquet", _parquet(r.flags)))
+        paths.append(atomic_write_bytes(folder / "duplicates.parquet", _parquet(r.duplicates)))
+        if len(r.corrections):
+            paths.append(atomic_write_bytes(folder / "corrections.parquet",
+                                            _parquet(r.corrections)))
+        paths.append(atomic_write_json(folder / "reconciliation.json",
+                                       {**r.reconciliation, "notes": result.notes,
+                                        "country": result.country}))
+    return paths
+
+
+def validate_exports(paths: list[Path], models: Mapping[str, FormModel],
+                     configs: list[CountryConfig], out: str | Path, *,
+                     country: str | None = None, forms: list[str] | None = None,
+                     corrections: pd.DataFrame | None = None,
+                     private_key_pem: bytes | None = None) -> ValidationResult:
+    """Read exports of any kind, validate and link the forms given together, write results.
+
+    Without ``country`` the country-specific rules are skipped (and the notes say so).
+    """
+    from dhsurvey.ingest.read import read_export
+    from dhsurvey.ingest.run import UNKNOWN, split_by_country
+    from dhsurvey.ingest.store import combine
+
+    config = next((c for c in configs if c.iso == country), None) if country else None
+    if country and config is None:
+        from dhsurvey.errors import ConfigError
+
+        raise ConfigError(f"no configuration for country '{country}'", code="config-missing")
+    parts: dict[str, list[RawForm]] = {}
+    for path in paths:
+        raw = read_export(path, models, private_key_pem=private_key_pem)
+        if forms and raw.form_id not in forms:
+            continue
+        if config is not None:
+            split = split_by_country(raw, {str(config.code): config.iso}, config.iso)
+            # Submissions of no known country stay accounted for, in this run's quarantine.
+            raw = combine([p for p in (split.get(config.iso), split.get(UNKNOWN)) if p] or
+                          [RawForm(raw.form_id, raw.root.iloc[0:0], {})])
+        parts.setdefault(raw.form_id, []).append(raw)
+    raws = {form: combine(p) for form, p in parts.items()}
+    result = validate_forms(raws, models, config=config, corrections=corrections)
+    write_validation(result, out)
+    return result
