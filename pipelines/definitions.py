@@ -2,11 +2,13 @@
 
 import dagster as dg
 
-from pipelines.defs import forms
-from pipelines.resources import StudyPaths
+from pipelines.defs.forms import assets as forms
+from pipelines.defs.ingest import assets as ingest
+from pipelines.defs.validate import assets as validate
+from pipelines.resources import Secrets, StudyPaths
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([forms.assets]),
-    asset_checks=dg.load_asset_checks_from_modules([forms.assets]),
-    resources={"paths": StudyPaths.from_env()},
+    assets=[forms.compiled_forms, *ingest.raw_assets, validate.validated],
+    asset_checks=[forms.instruments_lint_clean],
+    resources={"paths": StudyPaths.from_env(), "secrets": Secrets.from_env()},
 )

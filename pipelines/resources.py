@@ -1,4 +1,4 @@
-"""Resources: where instruments and data zones live, configurable from the environment."""
+"""Resources: where instruments and data zones live, and the secrets, from the environment."""
 
 from __future__ import annotations
 
@@ -23,3 +23,24 @@ class StudyPaths(dg.ConfigurableResource):
     @property
     def build_dir(self) -> Path:
         return Path(self.data_root) / "build"
+
+    def zone(self, name: str, country: str | None = None) -> Path:
+        path = Path(self.data_root) / name
+        return path / country if country else path
+
+
+class Secrets(dg.ConfigurableResource):
+    """Secrets by reference only: a key's *path* from the environment, never its contents."""
+
+    private_key_path: str | None = None
+
+    @classmethod
+    def from_env(cls) -> Secrets:
+        return cls(private_key_path=dg.EnvVar("DHSURVEY_PRIVATE_KEY").get_value())
+
+    def private_key(self) -> bytes | None:
+        if not self.private_key_path:
+            return None
+        from dhsurvey.ingest.decrypt import load_private_key
+
+        return load_private_key(self.private_key_path)

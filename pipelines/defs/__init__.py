@@ -1,5 +1,1 @@
-"""One package per pipeline stage, in data order."""
-
-from pipelines.defs import forms
-
-__all__ = ["forms"]
+"""One package per pipeline stage, in data order: forms, ingest, validate."""

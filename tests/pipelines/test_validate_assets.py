@@ -1,0 +1,41 @@
+"""The pipeline from landing exports to accepted tables, in-process for one country."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from dhsurvey.fieldwork.faults import KINDS
+from dhsurvey.fieldwork.run import simulate_to
+from pipelines.definitions import defs
+from pipelines.resources import Secrets, StudyPaths
+from pipelines.study import countries, models
+
+INSTRUMENTS = Path(__file__).parents[2] / "instruments"
+
+
+def test_country_partition_runs_from_landing_to_accepted(tmp_path: Path) -> None:
+    config = next(c for c in countries() if c.iso == "UGA")
+    simulate_to(tmp_path / "landing", [config], models(), seed=5, households=150,
+                faults=list(KINDS), formats=("central", "kobo"))
+    resources = {"paths": StudyPaths(instruments=str(INSTRUMENTS), data_root=str(tmp_path)),
+                 "secrets": Secrets()}
+    assets = [a for a in defs.resolve_asset_graph().get_all_asset_keys()
+              if a.to_user_string().startswith(("raw_", "accepted_"))]
+    result = dg.materialize(
+        [*[defs.get_assets_def(k) for k in assets]],
+        partition_key="UGA", resources=resources, selection=assets)
+    assert result.success
+    checks = {(e.asset_key.to_user_string(), e.check_name): e
+              for e in result.get_asset_check_evaluations()}
+    for form in models():
+        assert checks[(f"raw_{form}", "structure")].passed
+        assert checks[(f"accepted_{form}", "reconciliation")].passed
+        assert checks[(f"accepted_{form}", "expectations")].passed
+        assert (tmp_path / "clean" / "UGA" / form / "accepted.parquet").exists()
+    child = next(m for m in result.asset_materializations_for_node("validated")
+                 if m.asset_key == dg.AssetKey("accepted_child"))
+    assert child.metadata["quarantined"].value > 0
+    assert "rule" in child.metadata["top quarantine reasons"].value
+    assert (tmp_path / "clean" / "UGA" / "data_docs" / "index.html").exists()
