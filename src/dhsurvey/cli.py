@@ -303,7 +303,10 @@ def validate(
     console.print(table)
     for note in result.notes:
         console.print(f"note: {note}", markup=False)
-    console.print(f"Results in {out}/<form>/ (accepted, quarantine, flags, reconciliation.json)")
+    console.print(f"Results in {out}/<form>/ (accepted, quarantine, flags, reconciliation.json); "
+                  f"quality tables in {out / 'quality'}; report {out / 'report.html'}; "
+                  f"Great Expectations Data Docs {out / 'data_docs' / 'index.html'}",
+                  soft_wrap=True)
 
 
 @app.command()

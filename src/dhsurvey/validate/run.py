@@ -286,7 +286,8 @@ def validate_exports(paths: list[Path], models: Mapping[str, FormModel],
                      configs: list[CountryConfig], out: str | Path, *,
                      country: str | None = None, forms: list[str] | None = None,
                      corrections: pd.DataFrame | None = None,
-                     private_key_pem: bytes | None = None) -> ValidationResult:
+                     private_key_pem: bytes | None = None,
+                     expectations: bool = True) -> ValidationResult:
     """Read exports of any kind, validate and link the forms given together, write results.
 
     Without ``country`` the country-specific rules are skipped (and the notes say so).
@@ -314,4 +315,39 @@ def validate_exports(paths: list[Path], models: Mapping[str, FormModel],
     raws = {form: combine(p) for form, p in parts.items()}
     result = validate_forms(raws, models, config=config, corrections=corrections)
     write_validation(result, out)
+    write_quality(result, models, out, config=config, expectations=expectations)
     return result
+
+
+def write_quality(result: ValidationResult, models: Mapping[str, FormModel], out: str | Path, *,
+                  config: CountryConfig | None = None, expectations: bool = True,
+                  design: pd.DataFrame | None = None) -> dict[str, Path]:
+    """High-frequency check tables, the HTML report and (optionally) GX Data Docs under ``out``.
+
+    The checks run on every submission received (typed), not only accepted ones: the point is
+    to see what goes wrong in the field, by whom.
+    """
+    from dhsurvey.validate.quality import run_checks, write_checks
+    from dhsurvey.validate.report import write_report
+
+    out = Path(out)
+    tables = {form: r.typed for form, r in result.forms.items()}
+    checks = run_checks(tables, models, config=config, issues=result.issues(), design=design)
+    write_checks(checks, out / "quality")
+    summary = {"country": result.country or "not given", "notes": "; ".join(result.notes)
+               or "none"}
+    for form, r in result.forms.items():
+        rec = r.reconciliation
+        summary[form] = (f"{rec['raw']} received, {rec['accepted']} accepted, "
+                         f"{rec['quarantined']} quarantined, {rec['duplicates']} duplicates, "
+                         f"{rec['flagged']} flagged")
+    paths = {"report": write_report(checks, out / "report.html",
+                                    title=f"Fieldwork quality — {result.country or 'all'}",
+                                    summary=summary)}
+    if expectations:
+        from dhsurvey.validate.expectations import validate_accepted
+
+        ge = validate_accepted({f: r.accepted for f, r in result.forms.items()}, models,
+                               out / "data_docs", name=result.country or "validation")
+        paths["data_docs"] = ge.index
+    return paths

@@ -1,0 +1,825 @@
+"""High-frequency checks: what a data manager reviews every day of fieldwork.
+
+Modelled on IPA's ``ipacheck`` 4.3 (form versions per day, duplicates, missingness, outliers,
+constraints and logic, other-specify, survey and enumerator dashboards, progress, durations,
+straight-lining, don't-know/refusal rates) plus AAPOR outcome rates and the distress-protocol
+referrals this study owes every child. Each check returns one tidy table so it can be written
+as Parquet, read into a report, or diffed between days.
+
+Checks run on the typed root tables of *all* submissions — duplicates, outdated versions and
+quarantined rows included — because those are exactly what field supervisors must act on.
+Counts that describe the sample (progress, AAPOR) use one record per unit: the last submission
+of each household or interview (see :func:`dhsurvey.validate.aapor.latest`).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dhsurvey.fieldwork.config import CountryConfig
+from dhsurvey.forms.expressions import evaluate_bool, references
+from dhsurvey.forms.model import FormModel, Item
+from dhsurvey.io import atomic_write_bytes
+from dhsurvey.validate import aapor
+from dhsurvey.validate.timing import completed, duration_minutes, speeder_mask
+
+#: Fields that identify a unit: one record each per form.
+UNIQUE_FIELDS: dict[str, list[str]] = {
+    "household": ["cluster", "hh_number"],
+    "child": ["cluster", "hh_number"],
+    "caregiver": ["cluster", "hh_number"],
+}
+#: Consent gates in interview order (the first one asked decides the consent denominator).
+GATES = ("consent", "caregiver_permission", "assent")
+DONT_KNOW, REFUSED, OTHER = 98, 99, 96
+#: Integer fields that are identifiers or roster pointers, not measurements.
+ID_FIELDS = {"cluster", "hh_number", "enum_id", "worker_no", "country", "region"}
+#: Household disposition codes that count as an interviewed household (complete, partial,
+#: no eligible child: the roster was taken).
+INTERVIEWED = (1, 2, 5)
+#: ``config.targets`` key → form whose interviews count towards it.
+TARGET_FORMS = {"households": "household", "children": "child", "caregivers": "caregiver",
+                "frontline_workers": "frontline_worker"}
+GRID_MIN_ITEMS = 4
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _enumerator(table: pd.DataFrame) -> pd.Series:
+    """Enumerator id (``enum_id``, else the server account that submitted)."""
+    column = "enum_id" if "enum_id" in table else "submitter" if "submitter" in table else None
+    if column is None:
+        return pd.Series(pd.NA, index=table.index, dtype="Int64")
+    return pd.to_numeric(table[column], errors="coerce").astype("Int64")
+
+
+def _offset(config: CountryConfig | None) -> pd.Timedelta:
+    if config is None:
+        return pd.Timedelta(0)
+    m = re.fullmatch(r"([+-])(\d{2}):?(\d{2})", config.utc_offset.strip())
+    if not m:
+        return pd.Timedelta(0)
+    sign = -1 if m.group(1) == "-" else 1
+    return sign * pd.Timedelta(hours=int(m.group(2)), minutes=int(m.group(3)))
+
+
+def interview_day(table: pd.DataFrame, config: CountryConfig | None = None) -> pd.Series:
+    """Local calendar day of the interview (``start``, else ``submission_time``).
+
+    Days are in the country's UTC offset: an interview at 01:00 local time belongs to the
+    fieldwork day it was done on, not to the previous UTC day.
+    """
+    for column in ("start", "submission_time"):
+        if column in table:
+            when = pd.to_datetime(table[column], utc=True, errors="coerce", format="ISO8601")
+            if when.notna().any():
+                return (when + _offset(config)).dt.tz_localize(None).dt.normalize()
+    return pd.Series(pd.NaT, index=table.index, dtype="datetime64[ns]")
+
+
+def _codes(values: pd.Series) -> pd.Series:
+    return pd.to_numeric(values, errors="coerce")
+
+
+def _present(values: pd.Series) -> pd.Series:
+    present = values.notna()
+    if values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
+        present &= values.astype("string").str.strip().fillna("") != ""
+    return present.astype(bool)
+
+
+def _has_code(values: pd.Series, item: Item, code: int) -> pd.Series:
+    """Whether each answer is (select_one) or includes (select_multiple) ``code``."""
+    if item.type == "select_multiple":
+        tokens = values.astype("string").fillna("")
+        return tokens.str.contains(rf"(?:^|\s){code}(?:\s|$)", regex=True).astype(bool)
+    return _codes(values).eq(code).fillna(False).astype(bool)
+
+
+def _offers(model: FormModel, item: Item, code: int) -> bool:
+    lst = model.choices_for(item)
+    return lst is not None and str(code) in lst.codes()
+
+
+def _root_questions(model: FormModel, table: pd.DataFrame) -> list[Item]:
+    return [i for i in model.fields_in(None) if i.is_input and i.name in table.columns]
+
+
+def _selects(model: FormModel, table: pd.DataFrame) -> list[Item]:
+    return [i for i in _root_questions(model, table)
+            if i.type in ("select_one", "select_multiple")]
+
+
+def _consent(table: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """(asked: the first consent gate was put, done: every gate passed)."""
+    gates = [g for g in GATES if g in table]
+    if not gates:
+        none = pd.Series(False, index=table.index)
+        return none, none
+    asked = _present(table[gates[0]])
+    return asked, completed(table) & asked
+
+
+def _rate(num: pd.Series | float, den: pd.Series | float) -> pd.Series | float:
+    if isinstance(den, pd.Series):
+        return (num / den.where(den > 0)).astype("float64")
+    return float(num) / float(den) if den else float("nan")
+
+
+def relevance_masks(table: pd.DataFrame, model: FormModel) -> dict[str, pd.Series]:
+    """Whether each root question is asked in each row, from the form's own relevance.
+
+    Expressions are evaluated once each (groups share them); a question whose relevance
+    cannot be evaluated on the table (e.g. it counts a repeat not passed) is left out, and
+    checks then treat it as always asked.
+    """
+    cache: dict[str, pd.Series | None] = {}
+    out: dict[str, pd.Series] = {}
+    for item in _root_questions(model, table):
+        mask = pd.Series(True, index=table.index)
+        for expression in model.relevance(item):
+            if expression not in cache:
+                try:
+                    cache[expression] = evaluate_bool(expression, table)
+                except Exception:  # noqa: BLE001 - any unevaluable expression: unknown
+                    cache[expression] = None
+            value = cache[expression]
+            if value is None:
+                break
+            mask = mask & value
+        else:
+            out[item.name] = mask.astype(bool)
+    return out
+
+
+def _frame(rows: list[dict] | pd.DataFrame, columns: list[str],
+           dtypes: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """A table with exactly ``columns`` (empty but typed when there are no rows)."""
+    out = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
+    out = out.reindex(columns=columns).reset_index(drop=True)
+    for column, dtype in (dtypes or {}).items():
+        out[column] = out[column].astype(dtype)
+    return out
+
+
+# -- checks ------------------------------------------------------------------------------------
+
+
+def form_versions(table: pd.DataFrame, model: FormModel,
+                  config: CountryConfig | None = None) -> pd.DataFrame:
+    """Submissions per day and form version; ``current`` is False for outdated versions."""
+    columns = ["form", "date", "form_version", "current", "submissions"]
+    if "form_version" not in table:
+        return _frame([], columns)
+    frame = pd.DataFrame({"date": interview_day(table, config),
+                          "form_version": table["form_version"].astype("string")})
+    out = (frame.groupby(["date", "form_version"], dropna=False).size()
+           .rename("submissions").reset_index())
+    out["form"] = model.form_id
+    out["current"] = out["form_version"] == model.version
+    return _frame(out.sort_values(["date", "form_version"]), columns,
+                  {"form": "string", "current": "bool", "submissions": "int64"})
+
+
+def duplicate_ids(table: pd.DataFrame, form: str) -> pd.DataFrame:
+    """instanceIDs (``KEY``) received more than once."""
+    columns = ["form", "KEY", "copies"]
+    counts = table["KEY"].value_counts()
+    counts = counts[counts > 1].sort_index()
+    out = pd.DataFrame({"form": form, "KEY": counts.index.astype(str),
+                        "copies": counts.to_numpy()})
+    return _frame(out, columns, {"form": "string", "KEY": "string", "copies": "int64"})
+
+
+def duplicate_units(table: pd.DataFrame, form: str, keys: list[str],
+                    config: CountryConfig | None = None) -> pd.DataFrame:
+    """Every submission of a unit (e.g. cluster + household number) submitted more than once."""
+    columns = ["form", "unit", "copies", "KEY", "enum_id", "date", "submission_time"]
+    if not set(keys) <= set(table.columns):
+        return _frame([], columns)
+    values = table[keys].astype("string")
+    dup = values.duplicated(keep=False) & values.notna().all(axis=1)
+    sub = table[dup.to_numpy()]
+    unit = values[dup.to_numpy()].agg(lambda r: "/".join(f"{k}={v}" for k, v in
+                                                         zip(keys, r, strict=True)), axis=1)
+    out = pd.DataFrame({
+        "form": form, "unit": unit, "KEY": sub["KEY"].astype("string"),
+        "enum_id": _enumerator(sub), "date": interview_day(sub, config),
+        "submission_time": sub["submission_time"].astype("string")
+        if "submission_time" in sub else pd.NA,
+    })
+    out["copies"] = out.groupby("unit")["KEY"].transform("size")
+    out = out.sort_values(["unit", "submission_time", "KEY"], na_position="first")
+    return _frame(out, columns, {"form": "string", "unit": "string", "copies": "int64",
+                                 "KEY": "string", "enum_id": "Int64",
+                                 "submission_time": "string"})
+
+
+def missingness(table: pd.DataFrame, model: FormModel,
+                relevant: Mapping[str, pd.Series] | None = None) -> pd.DataFrame:
+    """Share missing per question among rows where it is relevant.
+
+    ``relevant`` maps a question to a boolean mask (e.g. :func:`relevance_masks`); a question
+    without one is judged over every row (``relevance`` = "none"), which overstates missingness
+    for skipped questions — so pass masks whenever the form's logic can be evaluated.
+    """
+    relevant = relevant or {}
+    rows = []
+    for item in _root_questions(model, table):
+        mask = relevant.get(item.name)
+        asked = (pd.Series(True, index=table.index) if mask is None
+                 else mask.reindex(table.index).fillna(False).astype(bool))
+        missing = asked & ~_present(table[item.name])
+        n = int(asked.sum())
+        rows.append({"form": model.form_id, "variable": item.name, "type": item.type,
+                     "relevance": "none" if mask is None else "form", "relevant": n,
+                     "missing": int(missing.sum()), "share_missing": _rate(missing.sum(), n)})
+    return _frame(rows, ["form", "variable", "type", "relevance", "relevant", "missing",
+                         "share_missing"],
+                  {"form": "string", "variable": "string", "type": "string",
+                   "relevance": "string", "relevant": "int64", "missing": "int64",
+                   "share_missing": "float64"})
+
+
+def numeric_fields(model: FormModel, table: pd.DataFrame) -> list[str]:
+    """Measured numbers (integer/decimal questions), identifiers and roster lines excluded."""
+    return [i.name for i in _root_questions(model, table)
+            if i.type in ("integer", "decimal", "range") and i.name not in ID_FIELDS
+            and not i.name.endswith("_line")]
+
+
+def outliers(table: pd.DataFrame, variables: list[str], *, form: str = "",
+             method: str = "iqr", multiplier: float | None = None,
+             by: str | None = None) -> pd.DataFrame:
+    """Values outside [Q1 − k·IQR, Q3 + k·IQR] (``iqr``, k = 1.5) or mean ± k·SD (``sd``, k = 3).
+
+    ``by`` computes the bounds within groups (e.g. ``urban_rural``: rural households own
+    fewer phones, so one national bound would flag the wrong ones).
+    """
+    if method not in ("iqr", "sd"):
+        raise ValueError(f"method must be 'iqr' or 'sd', got {method!r}")
+    k = multiplier if multiplier is not None else (1.5 if method == "iqr" else 3.0)
+    columns = ["form", "variable", "KEY", "enum_id", "group", "value", "low", "high", "method"]
+    groups = (table[by].astype("string").fillna("") if by and by in table
+              else pd.Series("all", index=table.index, dtype="string"))
+    enum = _enumerator(table)
+    parts = []
+    for variable in variables:
+        if variable not in table:
+            continue
+        values = pd.to_numeric(table[variable], errors="coerce").astype("float64")
+        grouped = values.groupby(groups.to_numpy())
+        if method == "iqr":
+            q1, q3 = grouped.transform(lambda s: s.quantile(0.25)), grouped.transform(
+                lambda s: s.quantile(0.75))
+            low, high = q1 - k * (q3 - q1), q3 + k * (q3 - q1)
+        else:
+            mean, sd = grouped.transform("mean"), grouped.transform("std")
+            low, high = mean - k * sd, mean + k * sd
+        hit = (values.notna() & ((values < low) | (values > high))).to_numpy()
+        if hit.any():
+            parts.append(pd.DataFrame({
+                "form": form, "variable": variable, "KEY": table["KEY"].to_numpy()[hit],
+                "enum_id": enum.to_numpy()[hit], "group": groups.to_numpy()[hit],
+                "value": values.to_numpy()[hit], "low": low.to_numpy()[hit],
+                "high": high.to_numpy()[hit], "method": f"{method} x{k:g}"}))
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    return _frame(out, columns, {"form": "string", "variable": "string", "KEY": "string",
+                                 "enum_id": "Int64", "group": "string", "value": "float64",
+                                 "low": "float64", "high": "float64", "method": "string"})
+
+
+ISSUE_INPUT = ["form", "KEY", "rule", "column", "value", "message", "severity"]
+
+
+def issues_listing(issues: pd.DataFrame, tables: Mapping[str, pd.DataFrame],
+                   config: CountryConfig | None = None) -> pd.DataFrame:
+    """Constraint violations and logic assertions with the enumerator and day of each.
+
+    ``issues`` has columns form, KEY, rule, column, value, message, severity (``instanceID``
+    is accepted for ``KEY``, as the validation run names it).
+    """
+    if "KEY" not in issues.columns and "instanceID" in issues.columns:
+        issues = issues.rename(columns={"instanceID": "KEY"})
+    missing = [c for c in ISSUE_INPUT if c not in issues.columns]
+    if missing:
+        raise ValueError(f"issues table lacks column(s) {missing}")
+    lookup = []
+    for form, table in tables.items():
+        lookup.append(pd.DataFrame({"form": form, "KEY": table["KEY"].astype("string"),
+                                    "enum_id": _enumerator(table),
+                                    "date": interview_day(table, config)}))
+    who = (pd.concat(lookup, ignore_index=True).drop_duplicates(["form", "KEY"])
+           if lookup else pd.DataFrame(columns=["form", "KEY", "enum_id", "date"]))
+    base = issues[ISSUE_INPUT].copy()
+    for column in ISSUE_INPUT:
+        base[column] = base[column].map(lambda v: None if v is None or v is pd.NA or (
+            isinstance(v, float) and np.isnan(v)) else str(v)).astype("string")
+    who = who.astype({"form": "string", "KEY": "string"})
+    out = base.merge(who, on=["form", "KEY"], how="left")
+    out = out.sort_values(["severity", "form", "rule", "column", "KEY"], kind="stable")
+    return _frame(out, ["form", "KEY", "enum_id", "date", "severity", "rule", "column", "value",
+                        "message"], {"enum_id": "Int64", "date": "datetime64[ns]"})
+
+
+def issues_summary(listing: pd.DataFrame) -> pd.DataFrame:
+    """Issue counts per form, rule, column and severity (what to fix first)."""
+    columns = ["form", "severity", "rule", "column", "issues", "submissions"]
+    if listing.empty:
+        return _frame([], columns, {"issues": "int64", "submissions": "int64"})
+    keys = ["form", "severity", "rule", "column"]
+    out = listing.fillna({"column": ""}).groupby(keys, dropna=False).agg(
+        issues=("KEY", "size"), submissions=("KEY", "nunique")).reset_index()
+    out = out.sort_values(["issues", *keys], ascending=[False, True, True, True, True])
+    return _frame(out, columns, {"issues": "int64", "submissions": "int64"})
+
+
+def other_parent(model: FormModel, item: Item) -> str | None:
+    """The select question whose "other" answer opens ``item`` (from its relevance)."""
+    selects = [r for r in references(item.relevant) if r in model
+               and model[r].type in ("select_one", "select_multiple")] if item.relevant else []
+    if selects:
+        return selects[0]
+    stem = re.sub(r"_(oth|other|specify)$", "", item.name)
+    return stem if stem != item.name and stem in model else None
+
+
+def other_specify(table: pd.DataFrame, model: FormModel,
+                  config: CountryConfig | None = None) -> pd.DataFrame:
+    """Every non-empty free-text answer next to the select answer that opened it."""
+    columns = ["form", "KEY", "enum_id", "date", "field", "parent", "parent_value", "text"]
+    enum, day = _enumerator(table), interview_day(table, config)
+    parts = []
+    for item in model.by_pii("free_text"):
+        if item.repeat is not None or item.name not in table:
+            continue
+        text = table[item.name].astype("string")
+        hit = _present(text).to_numpy()
+        if not hit.any():
+            continue
+        parent = other_parent(model, item)
+        parent_value = (table[parent].astype("string").to_numpy()[hit] if parent in table
+                        else pd.NA)
+        parts.append(pd.DataFrame({
+            "form": model.form_id, "KEY": table["KEY"].to_numpy()[hit],
+            "enum_id": enum.to_numpy()[hit], "date": day.to_numpy()[hit], "field": item.name,
+            "parent": parent, "parent_value": parent_value,
+            "text": text.str.strip().to_numpy()[hit]}))
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    return _frame(out, columns, {"form": "string", "KEY": "string", "enum_id": "Int64",
+                                 "date": "datetime64[ns]", "field": "string",
+                                 "parent": "string", "parent_value": "string",
+                                 "text": "string"})
+
+
+def survey_dashboard(table: pd.DataFrame, form: str,
+                     config: CountryConfig | None = None) -> pd.DataFrame:
+    """Per day: submissions, cumulative, consent rate, completed interviews, median duration."""
+    asked, done = _consent(table)
+    minutes = duration_minutes(table).where(done)
+    frame = pd.DataFrame({"date": interview_day(table, config), "asked": asked, "done": done,
+                          "minutes": minutes})
+    out = frame.groupby("date", dropna=False).agg(
+        submissions=("done", "size"), asked=("asked", "sum"), completed=("done", "sum"),
+        median_duration=("minutes", "median")).reset_index()
+    out["form"] = form
+    out["cumulative"] = out["submissions"].cumsum()
+    out["cumulative_completed"] = out["completed"].cumsum()
+    out["consent_rate"] = _rate(out["completed"], out["asked"])
+    return _frame(out, ["form", "date", "submissions", "cumulative", "completed",
+                        "cumulative_completed", "consent_rate", "median_duration"],
+                  {"form": "string", "submissions": "int64", "cumulative": "int64",
+                   "completed": "int64", "cumulative_completed": "int64",
+                   "consent_rate": "float64", "median_duration": "float64"})
+
+
+def _code_counts(table: pd.DataFrame, model: FormModel,
+                 relevant: Mapping[str, pd.Series] | None) -> pd.DataFrame:
+    """Per row: answers that could be DK/refused/other, and how many were; asked vs missing."""
+    n = len(table)
+    out = {k: np.zeros(n, dtype="int64") for k in
+           ("dk_base", "dk", "refusal_base", "refused", "other_base", "other", "asked",
+            "missing")}
+    for item in _root_questions(model, table):
+        values = table[item.name]
+        answered = _present(values).to_numpy()
+        mask = (relevant or {}).get(item.name)
+        asked = np.ones(n, dtype=bool) if mask is None else mask.reindex(
+            table.index).fillna(False).to_numpy(dtype=bool)
+        out["asked"] += asked
+        out["missing"] += asked & ~answered
+        if item.type not in ("select_one", "select_multiple"):
+            continue
+        for code, base, hit in ((DONT_KNOW, "dk_base", "dk"), (REFUSED, "refusal_base",
+                                                               "refused"),
+                                (OTHER, "other_base", "other")):
+            if _offers(model, item, code):
+                out[base] += answered
+                out[hit] += answered & _has_code(values, item, code).to_numpy()
+    return pd.DataFrame(out, index=table.index)
+
+
+def dk_refusal(table: pd.DataFrame, model: FormModel,
+               relevant: Mapping[str, pd.Series] | None = None) -> pd.DataFrame:
+    """Don't-know (98) and refusal (99) rates by enumerator, against the form's own rate.
+
+    Denominators are answers to questions that offer the code. ``*_z`` is the enumerator's
+    deviation from the form rate in binomial standard errors: |z| > 3 deserves a call.
+    """
+    counts = _code_counts(table, model, relevant)
+    counts["enum_id"] = _enumerator(table)
+    out = counts.groupby("enum_id", dropna=False).agg(
+        submissions=("dk", "size"), dk_base=("dk_base", "sum"), dk=("dk", "sum"),
+        refusal_base=("refusal_base", "sum"), refused=("refused", "sum")).reset_index()
+    out["form"] = model.form_id
+    for hit, base, name in (("dk", "dk_base", "dk"), ("refused", "refusal_base", "refusal")):
+        p = _rate(counts[hit].sum(), counts[base].sum())
+        rate = _rate(out[hit], out[base])
+        out[f"{name}_rate"] = rate
+        se = np.sqrt(p * (1 - p) / out[base].where(out[base] > 0)) if 0 < p < 1 else np.nan
+        out[f"{name}_z"] = ((rate - p) / se).astype("float64")
+    return _frame(out, ["form", "enum_id", "submissions", "dk_base", "dk", "dk_rate", "dk_z",
+                        "refusal_base", "refused", "refusal_rate", "refusal_z"],
+                  {"form": "string", "enum_id": "Int64", "submissions": "int64",
+                   "dk_base": "int64", "dk": "int64", "dk_rate": "float64",
+                   "dk_z": "float64", "refusal_base": "int64", "refused": "int64",
+                   "refusal_rate": "float64", "refusal_z": "float64"})
+
+
+def enumerator_dashboard(table: pd.DataFrame, model: FormModel,
+                         relevant: Mapping[str, pd.Series] | None = None,
+                         config: CountryConfig | None = None) -> pd.DataFrame:
+    """Per enumerator: submissions, consent rate, median duration, speeders, DK/refusal/
+    missing/other rates, first and last day (ipacheck's enumerator dashboard)."""
+    counts = _code_counts(table, model, relevant)
+    asked, done = _consent(table)
+    speeders, _ = speeder_mask(table)
+    counts = counts.assign(enum_id=_enumerator(table), consent_asked=asked, done=done,
+                           minutes=duration_minutes(table).where(done), speeder=speeders,
+                           date=interview_day(table, config))
+    out = counts.groupby("enum_id", dropna=False).agg(
+        submissions=("done", "size"), consent_asked=("consent_asked", "sum"),
+        completed=("done", "sum"), median_duration=("minutes", "median"),
+        speeders=("speeder", "sum"), first_day=("date", "min"), last_day=("date", "max"),
+        **{k: (k, "sum") for k in ("dk_base", "dk", "refusal_base", "refused", "other_base",
+                                   "other", "asked", "missing")}).reset_index()
+    out["form"] = model.form_id
+    out["consent_rate"] = _rate(out["completed"], out["consent_asked"])
+    out["dk_rate"] = _rate(out["dk"], out["dk_base"])
+    out["refusal_rate"] = _rate(out["refused"], out["refusal_base"])
+    out["other_rate"] = _rate(out["other"], out["other_base"])
+    out["missing_rate"] = _rate(out["missing"], out["asked"])
+    return _frame(out, ["form", "enum_id", "submissions", "completed", "consent_rate",
+                        "median_duration", "speeders", "dk_rate", "refusal_rate",
+                        "missing_rate", "other_rate", "first_day", "last_day"],
+                  {"form": "string", "enum_id": "Int64", "submissions": "int64",
+                   "completed": "int64", "speeders": "int64", "consent_rate": "float64",
+                   "median_duration": "float64", "dk_rate": "float64",
+                   "refusal_rate": "float64", "missing_rate": "float64",
+                   "other_rate": "float64"})
+
+
+def stratum(table: pd.DataFrame) -> pd.Series:
+    """Stratum code ``f"{region}{urban_rural}"`` (NA where either is missing)."""
+    region = _codes(table["region"]).astype("Int64").astype("string")
+    ur = _codes(table["urban_rural"]).astype("Int64").astype("string")
+    return (region + ur).rename("stratum")
+
+
+def progress_psu(households: pd.DataFrame, *, config: CountryConfig | None = None,
+                 design: pd.DataFrame | None = None,
+                 children: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Households done per PSU against the PSU's target, and the share done.
+
+    The target is the design's count of sampled households in the cluster (a households
+    table with ``cluster``/``hh_number``, or a PSU table with ``households``), else
+    ``config.households_per_psu``. "Done" = households with a final disposition (one per
+    household); "interviewed" = roster taken (dispositions 1, 2, 5).
+    """
+    columns = ["cluster", "stratum", "team", "target", "done", "share_done", "interviewed",
+               "refusals", "non_contacts", "children_interviewed"]
+    hh = aapor.latest(households, ["cluster", "hh_number"])
+    disp = _codes(hh["disposition"]) if "disposition" in hh else pd.Series(np.nan,
+                                                                           index=hh.index)
+    done = pd.DataFrame({
+        "cluster": _codes(hh["cluster"]).astype("Int64"),
+        "stratum": stratum(hh) if {"region", "urban_rural"} <= set(hh.columns) else pd.NA,
+        "done": disp.notna(), "interviewed": disp.isin(INTERVIEWED), "refusals": disp.eq(3),
+        "non_contacts": disp.eq(4)})
+    per = done.groupby("cluster").agg(
+        stratum=("stratum", "first"), done=("done", "sum"), interviewed=("interviewed", "sum"),
+        refusals=("refusals", "sum"), non_contacts=("non_contacts", "sum"))
+    if design is not None and "cluster" in design:
+        d = design.assign(cluster=_codes(design["cluster"]).astype("Int64"))
+        if "hh_number" in d:
+            target = d.groupby("cluster").size().rename("target")
+        elif "households" in d:
+            target = d.groupby("cluster")["households"].sum().rename("target")
+        else:
+            target = pd.Series(config.households_per_psu if config else pd.NA,
+                               index=d["cluster"].unique(), name="target")
+        extra = pd.DataFrame(index=target.index)
+        for column in ("stratum", "team"):
+            if column in d:
+                extra[column] = d.groupby("cluster")[column].first()
+        if "stratum" in extra:
+            extra["stratum"] = extra["stratum"].astype("string")
+        per = pd.concat([target, extra], axis=1).join(per, how="outer", rsuffix="_data")
+        if "stratum_data" in per:
+            per["stratum"] = per["stratum"].fillna(per.pop("stratum_data"))
+    else:
+        per["target"] = config.households_per_psu if config else pd.NA
+    if children is not None and {"cluster", "hh_number"} <= set(children.columns):
+        ch = aapor.latest(children, ["cluster", "hh_number"])
+        _, ok = _consent(ch)
+        per["children_interviewed"] = (ok.groupby(_codes(ch["cluster"]).astype("Int64"))
+                                       .sum().reindex(per.index))
+    per.index.name = "cluster"
+    out = per.reset_index()
+    for column in ("done", "interviewed", "refusals", "non_contacts"):
+        out[column] = out[column].fillna(0)
+    out["target"] = pd.to_numeric(out["target"], errors="coerce")
+    out["share_done"] = _rate(out["done"], out["target"])
+    return _frame(out.sort_values("cluster"), columns,
+                  {"cluster": "Int64", "stratum": "string", "team": "Int64", "target": "Int64",
+                   "done": "int64", "share_done": "float64", "interviewed": "int64",
+                   "refusals": "int64", "non_contacts": "int64",
+                   "children_interviewed": "Int64"})
+
+
+def progress_country(tables: Mapping[str, pd.DataFrame], config: CountryConfig
+                     ) -> pd.DataFrame:
+    """Each of ``config.targets`` against what is achieved so far.
+
+    Households count when visited to a final disposition (the target is the sample size);
+    interviews (children, caregivers, frontline workers) count when every consent gate was
+    passed. One record per unit (the last submission).
+    """
+    rows = []
+    for key, target in sorted(config.targets.items()):
+        form = TARGET_FORMS.get(key, key)
+        table = tables.get(form)
+        achieved: float = float("nan")
+        if table is not None:
+            unit = aapor.latest(table, UNIQUE_FIELDS.get(form, ["KEY"]))
+            if form == "household":
+                achieved = float(_present(unit["disposition"]).sum()
+                                 if "disposition" in unit else len(unit))
+            else:
+                achieved = float(_consent(unit)[1].sum())
+        rows.append({"country": config.iso, "target_name": key, "form": form,
+                     "target": target, "achieved": achieved,
+                     "share": _rate(achieved, target) if table is not None else np.nan})
+    return _frame(rows, ["country", "target_name", "form", "target", "achieved", "share"],
+                  {"country": "string", "target_name": "string", "form": "string",
+                   "target": "int64", "achieved": "Int64", "share": "float64"})
+
+
+def durations(table: pd.DataFrame, form: str) -> pd.DataFrame:
+    """Interview length distribution among completed interviews and the speeder threshold."""
+    done = completed(table)
+    minutes = duration_minutes(table)[done].dropna()
+    speeders, threshold = speeder_mask(table)
+    q = minutes.quantile([0.1, 0.25, 0.5, 0.75, 0.9]) if len(minutes) else pd.Series(
+        np.nan, index=[0.1, 0.25, 0.5, 0.75, 0.9])
+    row = {"form": form, "interviews": len(minutes),
+           "min": minutes.min() if len(minutes) else np.nan, "p10": q[0.1], "p25": q[0.25],
+           "median": q[0.5], "p75": q[0.75], "p90": q[0.9],
+           "max": minutes.max() if len(minutes) else np.nan,
+           "speeder_threshold": threshold, "speeders": int(speeders.sum())}
+    return _frame([row], list(row), {"form": "string", "interviews": "int64",
+                                     "speeders": "int64", **{k: "float64" for k in (
+                                         "min", "p10", "p25", "median", "p75", "p90", "max",
+                                         "speeder_threshold")}})
+
+
+def speeders(table: pd.DataFrame, form: str,
+             config: CountryConfig | None = None) -> pd.DataFrame:
+    """Completed interviews shorter than :func:`timing.speeder_mask`'s threshold."""
+    mask, threshold = speeder_mask(table)
+    hit = mask.to_numpy(dtype=bool)
+    out = pd.DataFrame({"form": form, "KEY": table["KEY"].to_numpy()[hit],
+                        "enum_id": _enumerator(table).to_numpy()[hit],
+                        "date": interview_day(table, config).to_numpy()[hit],
+                        "minutes": duration_minutes(table).to_numpy()[hit],
+                        "threshold": threshold})
+    return _frame(out.sort_values(["minutes", "KEY"]),
+                  ["form", "KEY", "enum_id", "date", "minutes", "threshold"],
+                  {"form": "string", "KEY": "string", "enum_id": "Int64",
+                   "date": "datetime64[ns]", "minutes": "float64", "threshold": "float64"})
+
+
+def grids(model: FormModel) -> dict[str, list[str]]:
+    """Grids: field-list groups whose select_one questions (≥ 4) all share one choice list."""
+    out = {}
+    for group in model.groups:
+        if "field-list" not in group.appearance or group.repeat is not None:
+            continue
+        items = [i for i in model.items if i.path and i.path[-1] == group.name
+                 and i.type == "select_one"]
+        if len(items) >= GRID_MIN_ITEMS and len({i.list_name for i in items}) == 1:
+            out[group.name] = [i.name for i in items]
+    return out
+
+
+def straightlining(table: pd.DataFrame, model: FormModel
+                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(share of grid answers all identical, by enumerator; the interviews that did so).
+
+    Only interviews that answered every item of a grid count; identical answers to 4+
+    statements are rare in honest interviews and common when an enumerator fills in a grid.
+    """
+    summary_cols = ["form", "grid", "items", "enum_id", "interviews", "straightlined", "share",
+                    "grid_share"]
+    case_cols = ["form", "grid", "KEY", "enum_id", "value"]
+    enum = _enumerator(table)
+    summaries, cases = [], []
+    for grid, items in grids(model).items():
+        if not set(items) <= set(table.columns):
+            continue
+        values = table[items].apply(_codes)
+        full = values.notna().all(axis=1)
+        same = full & values.nunique(axis=1).eq(1)
+        frame = pd.DataFrame({"enum_id": enum, "full": full, "same": same})
+        per = frame[full].groupby("enum_id", dropna=False).agg(interviews=("full", "size"),
+                                                 straightlined=("same", "sum")).reset_index()
+        per["form"], per["grid"], per["items"] = model.form_id, grid, len(items)
+        per["share"] = _rate(per["straightlined"], per["interviews"])
+        per["grid_share"] = _rate(same.sum(), full.sum())
+        summaries.append(per)
+        hit = same.to_numpy()
+        cases.append(pd.DataFrame({"form": model.form_id, "grid": grid,
+                                   "KEY": table["KEY"].to_numpy()[hit],
+                                   "enum_id": enum.to_numpy()[hit],
+                                   "value": values.iloc[:, 0].to_numpy()[hit]}))
+    s = pd.concat(summaries, ignore_index=True) if summaries else pd.DataFrame()
+    c = pd.concat(cases, ignore_index=True) if cases else pd.DataFrame()
+    return (_frame(s, summary_cols, {"form": "string", "grid": "string", "items": "int64",
+                                     "enum_id": "Int64", "interviews": "int64",
+                                     "straightlined": "int64", "share": "float64",
+                                     "grid_share": "float64"}),
+            _frame(c, case_cols, {"form": "string", "grid": "string", "KEY": "string",
+                                  "enum_id": "Int64", "value": "float64"}))
+
+
+def aapor_table(households: pd.DataFrame, *, country: str = "",
+                children: pd.DataFrame | None = None) -> pd.DataFrame:
+    """AAPOR rates for the country and each stratum (household level, and child level when
+    the child table is given); one record per household (the last submission)."""
+    hh = aapor.latest(households, ["cluster", "hh_number"])
+    by = stratum(hh) if {"region", "urban_rural"} <= set(hh.columns) else None
+    parts = [aapor.rates(hh["disposition"], by=by).assign(interview="household")]
+    if children is not None and {"caregiver_permission", "assent"} <= set(children.columns):
+        parts.append(aapor.child_rates(hh, children, by=by).assign(interview="child"))
+    out = pd.concat(parts, ignore_index=True)
+    group = "stratum" if "stratum" in out else "group"
+    out = out.rename(columns={group: "stratum"})
+    out["level"] = np.where(out["stratum"] == aapor.ALL, "country", "stratum")
+    out["country"] = country
+    lead = ["country", "interview", "level", "stratum"]
+    out = out[lead + [c for c in out.columns if c not in lead]]
+    return out.astype({"country": "string", "interview": "string", "level": "string",
+                       "stratum": "string"}).reset_index(drop=True)
+
+
+def referrals(children: pd.DataFrame) -> pd.DataFrame:
+    """Distress-protocol referrals among child interviews: overall, by enumerator, by distress
+    code at each checkpoint. Every referral offered is a follow-up the team owes the child."""
+    columns = ["dimension", "value", "interviews", "referrals", "share"]
+    _, done = _consent(children)
+    flag = _codes(children["referral_flag"]).eq(1).fillna(False) if "referral_flag" in \
+        children else pd.Series(False, index=children.index)
+    frame = pd.DataFrame({"all": "all", "enum_id": _enumerator(children),
+                          "interview": done, "referral": flag & done})
+    dimensions = ["all", "enum_id"]
+    for checkpoint in ("distress_1", "distress_2"):
+        if checkpoint in children:
+            frame[checkpoint] = _codes(children[checkpoint]).astype("Int64")
+            dimensions.append(checkpoint)
+    frame = frame[frame["interview"]]
+    rows = []
+    for dim in dimensions:
+        per = frame.groupby(dim, dropna=False).agg(interviews=("interview", "size"),
+                                     referrals=("referral", "sum")).reset_index()
+        per = per.rename(columns={dim: "value"}).assign(dimension=dim)
+        per["value"] = per["value"].astype("string")
+        rows.append(per)
+    out = pd.concat(rows, ignore_index=True)
+    out["share"] = _rate(out["referrals"], out["interviews"])
+    return _frame(out, columns, {"dimension": "string", "value": "string",
+                                 "interviews": "int64", "referrals": "int64",
+                                 "share": "float64"})
+
+
+# -- entry points ------------------------------------------------------------------------------
+
+
+#: Order of the checks (and of the report's sections): progress first, then what to act on.
+_ORDER = ["progress_country", "progress_psu", "survey_dashboard", "enumerator_dashboard",
+          "aapor", "form_versions", "duplicate_ids", "duplicate_units", "durations",
+          "speeders", "issues_summary", "issues", "missingness", "outliers", "other_specify",
+          "straightlining", "straightlining_cases", "dk_refusal", "referrals", "skipped"]
+
+
+def run_checks(tables: Mapping[str, pd.DataFrame], models: Mapping[str, FormModel], *,
+               config: CountryConfig | None = None, issues: pd.DataFrame | None = None,
+               design: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+    """Every high-frequency check for one country, by table name.
+
+    ``tables`` are typed root tables of all submissions per form id. A check whose forms (or
+    inputs: ``issues``, ``config``) are absent is listed in the ``skipped`` table with why,
+    rather than failing the day's run.
+    """
+    forms = [f for f in tables if f in models]
+    skipped: list[dict] = [{"check": "all", "form": f, "reason": "no form model"}
+                           for f in tables if f not in models]
+    masks = {f: relevance_masks(tables[f], models[f]) for f in forms}
+
+    def per_form(fn: Callable[[str], pd.DataFrame]) -> pd.DataFrame:
+        parts = [fn(f) for f in forms]
+        parts = [p for p in parts if len(p)] or parts[:1]
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+    checks: dict[str, pd.DataFrame] = {}
+    checks["form_versions"] = per_form(lambda f: form_versions(tables[f], models[f], config))
+    checks["duplicate_ids"] = per_form(lambda f: duplicate_ids(tables[f], f))
+    checks["duplicate_units"] = per_form(
+        lambda f: duplicate_units(tables[f], f, UNIQUE_FIELDS.get(f, []), config))
+    checks["missingness"] = per_form(lambda f: missingness(tables[f], models[f], masks[f]))
+    checks["outliers"] = per_form(lambda f: outliers(
+        tables[f], numeric_fields(models[f], tables[f]), form=f))
+    if issues is not None:
+        checks["issues"] = issues_listing(issues, {f: tables[f] for f in forms}, config)
+        checks["issues_summary"] = issues_summary(checks["issues"])
+    else:
+        skipped.append({"check": "issues", "form": "", "reason": "no issues table passed"})
+    checks["other_specify"] = per_form(lambda f: other_specify(tables[f], models[f], config))
+    checks["survey_dashboard"] = per_form(lambda f: survey_dashboard(tables[f], f, config))
+    checks["enumerator_dashboard"] = per_form(
+        lambda f: enumerator_dashboard(tables[f], models[f], masks[f], config))
+    checks["dk_refusal"] = per_form(lambda f: dk_refusal(tables[f], models[f], masks[f]))
+    checks["durations"] = per_form(lambda f: durations(tables[f], f))
+    checks["speeders"] = per_form(lambda f: speeders(tables[f], f, config))
+    lines = {f: straightlining(tables[f], models[f]) for f in forms}
+    checks["straightlining"] = per_form(lambda f: lines[f][0])
+    checks["straightlining_cases"] = per_form(lambda f: lines[f][1])
+
+    household, child = tables.get("household"), tables.get("child")
+    if household is not None and "household" in models:
+        checks["progress_psu"] = progress_psu(household, config=config, design=design,
+                                              children=child)
+        checks["aapor"] = aapor_table(household, country=config.iso if config else "",
+                                      children=child)
+        if child is None:
+            skipped.append({"check": "aapor", "form": "child",
+                            "reason": "child form absent: household-level rates only"})
+    else:
+        for name in ("progress_psu", "aapor"):
+            skipped.append({"check": name, "form": "household", "reason": "form absent"})
+    if config is not None:
+        checks["progress_country"] = progress_country(tables, config)
+    else:
+        skipped.append({"check": "progress_country", "form": "",
+                        "reason": "no country configuration (targets)"})
+    if child is not None and "child" in models:
+        checks["referrals"] = referrals(child)
+    else:
+        skipped.append({"check": "referrals", "form": "child", "reason": "form absent"})
+    for f in forms:
+        if not grids(models[f]):
+            skipped.append({"check": "straightlining", "form": f, "reason": "no grid"})
+    checks["skipped"] = _frame(skipped, ["check", "form", "reason"],
+                               {"check": "string", "form": "string", "reason": "string"})
+    return {name: checks[name] for name in sorted(checks, key=_ORDER.index)}
+
+
+def _arrow_safe(table: pd.DataFrame) -> pd.DataFrame:
+    """Object columns as strings: Parquet needs one type per column."""
+    out = table.reset_index(drop=True).copy()
+    for column in out.columns:
+        if out[column].dtype == object:
+            out[column] = out[column].map(
+                lambda v: None if v is None or v is pd.NA or (isinstance(v, float) and
+                                                              np.isnan(v)) else str(v)
+            ).astype("string")
+    out.columns = [str(c) for c in out.columns]
+    return out
+
+
+def write_checks(checks: Mapping[str, pd.DataFrame], folder: str | Path) -> list[Path]:
+    """Each check as ``<name>.parquet`` (same checks → same bytes), atomically."""
+    folder = Path(folder)
+    paths = []
+    for name in sorted(checks):
+        buffer = io.BytesIO()
+        _arrow_safe(checks[name]).to_parquet(buffer, index=False, engine="pyarrow",
+                                             compression="zstd")
+        paths.append(atomic_write_bytes(folder / f"{name}.parquet", buffer.getvalue()))
+    return paths

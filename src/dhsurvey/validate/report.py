@@ -1,0 +1,367 @@
+"""The daily field-quality report: one self-contained HTML file per country.
+
+Supervisors open it on a laptop in the field, often offline, and forward it by e-mail, so it
+carries everything inline: CSS in a ``<style>`` block and charts as inline SVG drawn on
+matplotlib ``Figure`` objects (no pyplot, no GUI backend, no global state). Nothing is fetched
+from a network. Every value — including respondents' own words from other-specify answers — is
+HTML-escaped, so text typed on a tablet can never become markup. The same checks give the same
+bytes (no timestamps unless the caller puts one in ``summary``; SVG ids salted
+deterministically, no SVG date), so reports can be diffed day to day."""
+
+from __future__ import annotations
+
+import html
+import io
+import math
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from dhsurvey.io import atomic_write_text
+
+MAX_ROWS = 50
+#: check name → (section title, why it matters)
+SECTIONS: dict[str, tuple[str, str]] = {
+    "progress_country": ("Progress against country targets",
+                         "Households visited and interviews completed against the study's "
+                         "targets."),
+    "progress_psu": ("Progress by PSU",
+                     "Households with a final disposition against each PSU's sampled "
+                     "households; a PSU left short biases its stratum."),
+    "survey_dashboard": ("Survey dashboard",
+                         "Submissions per day, cumulative counts, consent rate and median "
+                         "interview length."),
+    "enumerator_dashboard": ("Enumerator dashboard",
+                             "Per enumerator: workload, consent rate, duration, speeders and "
+                             "don't-know, refusal, missing and other rates."),
+    "aapor": ("AAPOR outcome rates",
+              "Response, cooperation, refusal and contact rates (AAPOR Standard Definitions) "
+              "for the country and each stratum."),
+    "form_versions": ("Form versions per day",
+                      "Submissions made with an outdated form version need the device "
+                      "updated."),
+    "duplicate_ids": ("Duplicate instanceIDs",
+                      "The same submission received more than once."),
+    "duplicate_units": ("Duplicate households and interviews",
+                        "More than one submission for the same cluster and household."),
+    "durations": ("Interview durations",
+                  "Length of completed interviews and the speeder threshold."),
+    "speeders": ("Speeders",
+                 "Completed interviews too short to be real: call the household back."),
+    "issues_summary": ("Constraint and logic issues (summary)",
+                       "Rule violations by form, rule and question."),
+    "issues": ("Constraint and logic issues", "Every violation, with enumerator and day."),
+    "missingness": ("Missingness",
+                    "Share missing among interviews where each question is asked."),
+    "outliers": ("Outliers", "Numeric answers far outside the interquartile range."),
+    "other_specify": ("Other (specify) answers",
+                      "Free text next to the answer that opened it: recode or add choices."),
+    "straightlining": ("Straight-lining in grids",
+                       "Share of interviews answering every statement of a grid "
+                       "identically, by enumerator."),
+    "straightlining_cases": ("Straight-lined interviews", "The interviews concerned."),
+    "dk_refusal": ("Don't know and refusal by enumerator",
+                   "Rates of 98 and 99 answers; |z| > 3 is far from the form's rate."),
+    "referrals": ("Distress-protocol referrals",
+                  "Child interviews where a referral was offered: each is a follow-up owed."),
+    "skipped": ("Checks skipped", "Checks that could not run, and why."),
+}
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;
+max-width:1200px;padding:1rem 2rem;color:#1a1a1a;line-height:1.4}
+h1{border-bottom:3px solid #2a5d84;padding-bottom:.3rem}
+h2{margin-top:2.2rem;color:#2a5d84;border-bottom:1px solid #ccd}
+p.why{color:#555;margin:.2rem 0 .6rem}
+table{border-collapse:collapse;font-size:.85rem;margin:.4rem 0}
+th,td{border:1px solid #d5d8dc;padding:.2rem .5rem;text-align:left;vertical-align:top}
+th{background:#eef2f6;position:sticky;top:0}
+tr:nth-child(even) td{background:#fafbfc}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+.note{color:#8a5a00;font-size:.85rem}
+.scroll{overflow-x:auto}
+nav ul{columns:3;font-size:.9rem}
+figure{margin:1rem 0}
+figcaption{font-weight:600;margin-bottom:.3rem}
+svg{max-width:100%;height:auto}
+"""
+
+
+# -- values ------------------------------------------------------------------------------------
+
+
+def _missing(value: object) -> bool:
+    try:
+        return value is None or value is pd.NA or value is pd.NaT or bool(
+            isinstance(value, float) and math.isnan(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def format_value(value: object) -> str:
+    """A cell as display text (not yet escaped): dates without midnight, floats to 3 places."""
+    if _missing(value):
+        return ""
+    if isinstance(value, pd.Timestamp):
+        return value.strftime("%Y-%m-%d") if value == value.normalize() else value.isoformat()
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (float, np.floating)):
+        if float(value).is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return f"{float(value):.3f}"
+    return str(value)
+
+
+def _esc(value: object) -> str:
+    return html.escape(format_value(value), quote=True)
+
+
+def table_html(table: pd.DataFrame, max_rows: int = MAX_ROWS, name: str = "") -> str:
+    """An escaped HTML table of the first ``max_rows`` rows, with a note when cut."""
+    if table.empty:
+        return '<p class="note">No rows.</p>'
+    shown = table.head(max_rows)
+    numeric = [pd.api.types.is_numeric_dtype(shown[c]) and not pd.api.types.is_bool_dtype(
+        shown[c]) for c in shown.columns]
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in shown.columns)
+    body = []
+    for row in shown.itertuples(index=False, name=None):
+        cells = "".join(f'<td class="num">{_esc(v)}</td>' if num else f"<td>{_esc(v)}</td>"
+                        for v, num in zip(row, numeric, strict=True))
+        body.append(f"<tr>{cells}</tr>")
+    note = ""
+    if len(table) > max_rows:
+        where = f" (the full table is {html.escape(name)}.parquet)" if name else ""
+        note = (f'<p class="note">Showing the first {max_rows} of {len(table):,} rows'
+                f"{where}.</p>")
+    return (f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>{note}')
+
+
+# -- charts ------------------------------------------------------------------------------------
+
+
+def _svg(fig: Figure, salt: str) -> str:
+    """Inline SVG with stable ids and no date, so reruns give the same bytes."""
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.hashsalt": f"dhsurvey-{salt}", "svg.fonttype": "none"}):
+        fig.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight")
+    text = buffer.getvalue()
+    text = re.sub(r"\s*<metadata>.*?</metadata>", "", text, flags=re.S)  # RDF boilerplate
+    return text[text.index("<svg"):]
+
+
+def _panels(n: int, width: float = 11.0, height: float = 3.2) -> tuple[Figure, list]:
+    cols = min(n, 2)
+    rows = math.ceil(n / cols)
+    fig = Figure(figsize=(width, height * rows))
+    axes = [fig.add_subplot(rows, cols, i + 1) for i in range(n)]
+    return fig, axes
+
+
+def chart_progress(checks: Mapping[str, pd.DataFrame]) -> str | None:
+    """Cumulative submissions (households) or completed interviews per day vs the target."""
+    dash = checks.get("survey_dashboard")
+    if dash is None or dash.empty:
+        return None
+    targets = checks.get("progress_country", pd.DataFrame())
+    forms = list(dict.fromkeys(dash["form"]))
+    fig, axes = _panels(len(forms))
+    for ax, form in zip(axes, forms, strict=True):
+        d = dash[dash["form"] == form].sort_values("date")
+        column = "cumulative" if form == "household" else "cumulative_completed"
+        ax.plot(pd.to_datetime(d["date"]), d[column], color="#2a5d84", marker=".")
+        hit = targets[targets["form"] == form] if "form" in targets else pd.DataFrame()
+        if len(hit):
+            ax.axhline(float(hit["target"].iloc[0]), color="#c0392b", linestyle="--",
+                       label=f"target {int(hit['target'].iloc[0]):,}")
+            ax.legend(loc="upper left", fontsize=8)
+        what = "households visited" if form == "household" else "completed interviews"
+        ax.set_title(f"{form}: {what}", fontsize=10)
+        ax.tick_params(axis="x", labelrotation=30, labelsize=7)
+        ax.tick_params(axis="y", labelsize=8)
+    fig.tight_layout()
+    return _svg(fig, "progress")
+
+
+def chart_durations(checks: Mapping[str, pd.DataFrame]) -> str | None:
+    """Median completed-interview length per enumerator, with each form's speeder threshold."""
+    enum = checks.get("enumerator_dashboard")
+    if enum is None or enum.empty:
+        return None
+    thresholds = checks.get("durations", pd.DataFrame())
+    forms = list(dict.fromkeys(enum["form"]))
+    fig, axes = _panels(len(forms))
+    for ax, form in zip(axes, forms, strict=True):
+        d = enum[enum["form"] == form].sort_values("enum_id")
+        labels = [format_value(v) for v in d["enum_id"]]
+        ax.bar(range(len(d)), d["median_duration"].astype(float).fillna(0), color="#5b8db8")
+        ax.set_xticks(range(len(d)), labels, rotation=90, fontsize=7)
+        hit = thresholds[thresholds["form"] == form] if "form" in thresholds else []
+        if len(hit) and not _missing(hit["speeder_threshold"].iloc[0]):
+            ax.axhline(float(hit["speeder_threshold"].iloc[0]), color="#c0392b",
+                       linestyle="--", label="speeder threshold")
+            ax.legend(loc="upper right", fontsize=8)
+        ax.set_title(f"{form}: median minutes", fontsize=10)
+        ax.tick_params(axis="y", labelsize=8)
+    fig.tight_layout()
+    return _svg(fig, "durations")
+
+
+def chart_dk_refusal(checks: Mapping[str, pd.DataFrame]) -> str | None:
+    """Don't-know and refusal rates per enumerator over all forms."""
+    dk = checks.get("dk_refusal")
+    if dk is None or dk.empty or (dk["dk_base"].sum() + dk["refusal_base"].sum()) == 0:
+        return None
+    per = dk.groupby("enum_id")[["dk", "dk_base", "refused", "refusal_base"]].sum()
+    rates = pd.DataFrame({"don't know (98)": per["dk"] / per["dk_base"].where(
+        per["dk_base"] > 0), "refused (99)": per["refused"] / per["refusal_base"].where(
+        per["refusal_base"] > 0)}).astype(float).fillna(0)
+    fig = Figure(figsize=(11, 3.4))
+    ax = fig.add_subplot(1, 1, 1)
+    x = np.arange(len(rates))
+    for i, (label, color) in enumerate((("don't know (98)", "#7f8c8d"),
+                                        ("refused (99)", "#c0392b"))):
+        ax.bar(x + (i - 0.5) * 0.4, rates[label] * 100, width=0.4, label=label, color=color)
+    ax.set_xticks(x, [format_value(v) for v in rates.index], rotation=90, fontsize=7)
+    ax.set_ylabel("% of answers offering the code", fontsize=8)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _svg(fig, "dk")
+
+
+def chart_response(checks: Mapping[str, pd.DataFrame]) -> str | None:
+    """RR1, RR3 and COOP1 per stratum, one panel per interview level."""
+    rr = checks.get("aapor")
+    if rr is None or rr.empty:
+        return None
+    levels = list(dict.fromkeys(rr["interview"])) if "interview" in rr else [None]
+    fig, axes = _panels(len(levels))
+    for ax, level in zip(axes, levels, strict=True):
+        d = rr if level is None else rr[rr["interview"] == level]
+        d = d[d["level"] == "stratum"] if "level" in d else d
+        x = np.arange(len(d))
+        for i, (rate, color) in enumerate((("RR1", "#2a5d84"), ("RR3", "#5b8db8"),
+                                           ("COOP1", "#9bbcd8"))):
+            ax.bar(x + (i - 1) * 0.27, d[rate].astype(float).fillna(0) * 100, width=0.27,
+                   label=rate, color=color)
+        ax.set_xticks(x, [format_value(v) for v in d["stratum"]], rotation=90, fontsize=7)
+        ax.set_ylim(0, 120)
+        ax.set_title(f"{level or 'household'} interview: rates by stratum (%)", fontsize=10)
+        ax.legend(fontsize=7, loc="upper center", ncol=3)
+        ax.tick_params(axis="y", labelsize=8)
+    fig.tight_layout()
+    return _svg(fig, "response")
+
+
+CHARTS: list[tuple[str, Callable[[Mapping[str, pd.DataFrame]], str | None]]] = [
+    ("Submissions per day, cumulative, against target", chart_progress),
+    ("Median interview duration by enumerator, with the speeder threshold", chart_durations),
+    ("Don't know and refusal rates by enumerator", chart_dk_refusal),
+    ("Response rates by stratum", chart_response),
+]
+
+
+# -- summary -----------------------------------------------------------------------------------
+
+
+def _count(checks: Mapping[str, pd.DataFrame], name: str, column: str | None = None) -> int:
+    table = checks.get(name)
+    if table is None:
+        return 0
+    return int(table[column].nunique()) if column else len(table)
+
+
+def headline(checks: Mapping[str, pd.DataFrame]) -> dict[str, str]:
+    """Key figures read from the checks, for the top of the report."""
+    out: dict[str, str] = {}
+    dash = checks.get("survey_dashboard")
+    if dash is not None and len(dash):
+        totals = dash.groupby("form", sort=False)[["submissions", "completed"]].sum()
+        for form, row in totals.iterrows():
+            out[f"{form}: submissions (completed)"] = (f"{int(row['submissions']):,} "
+                                                       f"({int(row['completed']):,})")
+    rr = checks.get("aapor")
+    if rr is not None and len(rr):
+        overall = rr[rr["level"] == "country"] if "level" in rr else rr.head(1)
+        for _, row in overall.iterrows():
+            label = row.get("interview", "household")
+            out[f"{label}: RR1 / RR3 / COOP1"] = " / ".join(
+                format_value(row[r]) for r in ("RR1", "RR3", "COOP1"))
+    out["duplicate instanceIDs"] = str(_count(checks, "duplicate_ids"))
+    out["duplicated households/interviews"] = str(_count(checks, "duplicate_units", "unit"))
+    out["speeders"] = str(_count(checks, "speeders"))
+    if "issues" in checks:
+        out["constraint/logic issues"] = str(_count(checks, "issues"))
+    out["outlier values"] = str(_count(checks, "outliers"))
+    out["other-specify answers to review"] = str(_count(checks, "other_specify"))
+    out["straight-lined grids"] = str(_count(checks, "straightlining_cases"))
+    ref = checks.get("referrals")
+    if ref is not None and len(ref):
+        row = ref[ref["dimension"] == "all"]
+        if len(row):
+            out["referrals offered"] = (f"{int(row['referrals'].iloc[0]):,} of "
+                                        f"{int(row['interviews'].iloc[0]):,} child interviews")
+    return out
+
+
+def _kv_table(items: Mapping[str, object]) -> str:
+    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{_esc(v)}</td></tr>"
+                   for k, v in items.items())
+    return f"<table><tbody>{rows}</tbody></table>"
+
+
+def _anchor(name: str) -> str:
+    return "sec-" + "".join(c if c.isalnum() else "-" for c in name)
+
+
+def render(checks: Mapping[str, pd.DataFrame], *, title: str,
+           summary: Mapping[str, object] | None = None, max_rows: int = MAX_ROWS) -> str:
+    """The report as an HTML string (see :func:`write_report`)."""
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             '<meta name="viewport" content="width=device-width, initial-scale=1">',
+             f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
+             f"<h1>{html.escape(title)}</h1>", '<section id="summary"><h2>Summary</h2>']
+    if summary:
+        parts.append(_kv_table(summary))
+    parts.append("<h3>At a glance</h3>" + _kv_table(headline(checks)) + "</section>")
+    names = [n for n in checks if n != "skipped"] + (["skipped"] if "skipped" in checks
+                                                     else [])
+    toc = "".join(f'<li><a href="#{_anchor(n)}">'
+                  f"{html.escape(SECTIONS.get(n, (n, ''))[0])}</a></li>" for n in names)
+    parts.append(f'<nav><h2>Contents</h2><ul><li><a href="#charts">Charts</a></li>{toc}'
+                 "</ul></nav>")
+    parts.append('<section id="charts"><h2>Charts</h2>')
+    for caption, draw in CHARTS:
+        svg = draw(checks)
+        if svg:
+            parts.append(f"<figure><figcaption>{html.escape(caption)}</figcaption>{svg}"
+                         "</figure>")
+    parts.append("</section>")
+    for name in names:
+        section_title, why = SECTIONS.get(name, (name, ""))
+        table = checks[name]
+        parts.append(f'<section id="{_anchor(name)}"><h2>{html.escape(section_title)} '
+                     f"<small>({len(table):,} rows)</small></h2>")
+        if why:
+            parts.append(f'<p class="why">{html.escape(why)}</p>')
+        parts.append(table_html(table, max_rows, name) + "</section>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def write_report(checks: Mapping[str, pd.DataFrame], path: str | Path, *, title: str,
+                 summary: Mapping[str, object] | None = None,
+                 max_rows: int = MAX_ROWS) -> Path:
+    """Write ONE self-contained HTML report: summary, charts, then every check's table.
+
+    Tables longer than ``max_rows`` are cut with a note (the Parquet files hold them whole).
+    ``summary`` values (e.g. country, data cut-off, a run timestamp) are shown at the top.
+    """
+    return atomic_write_text(path, render(checks, title=title, summary=summary,
+                                          max_rows=max_rows))
