@@ -6,7 +6,12 @@ from pathlib import Path
 import dagster as dg
 
 from dhsurvey.ingest.store import read_raw
-from dhsurvey.validate.run import ValidationResult, validate_forms, write_validation
+from dhsurvey.validate.run import (
+    ValidationResult,
+    validate_forms,
+    write_quality,
+    write_validation,
+)
 from pipelines.resources import StudyPaths
 from pipelines.study import config_for, country_partitions, models
 
@@ -17,12 +22,19 @@ def accepted_key(form_id: str) -> dg.AssetKey:
     return dg.AssetKey(f"accepted_{form_id}")
 
 
+QUALITY = dg.AssetKey("fieldwork_quality")
+
+
 @dg.multi_asset(
     specs=[dg.AssetSpec(accepted_key(f), deps=[f"raw_{f}"], group_name="clean",
                         kinds={"parquet"},
                         description=f"Validated, linked '{f}' submissions (restricted zone); "
                                     "quarantine, flags and duplicates beside them.")
-           for f in FORMS],
+           for f in FORMS]
+    + [dg.AssetSpec(QUALITY, deps=[f"raw_{f}" for f in FORMS], group_name="clean",
+                    kinds={"html"},
+                    description="High-frequency checks, response rates and the fieldwork "
+                                "quality report (clean/<ISO>/report.html).")],
     check_specs=[dg.AssetCheckSpec("reconciliation", asset=accepted_key(f), blocking=True,
                                    description="raw = accepted + quarantined + duplicates")
                  for f in FORMS]
@@ -42,7 +54,40 @@ def validated(context: dg.AssetExecutionContext, paths: StudyPaths) -> Iterator:
     out = paths.zone("clean", iso)
     write_validation(result, out)
     yield from _results(result)
+    yield _quality(result, out, config)
     yield from _expectations(result, out / "data_docs", iso)
+
+
+def _quality(result: ValidationResult, out: Path, config) -> dg.MaterializeResult:  # noqa: ANN001
+    """The day's fieldwork picture: response rates, enumerators, referrals."""
+    import pandas as pd
+
+    write_quality(result, models(), out, config=config, expectations=False)
+    folder = out / "quality"
+    aapor = pd.read_parquet(folder / "aapor.parquet")
+    country = aapor[aapor["level"] == "country"]
+    rates = "\n".join(f"| {r.interview} | {r.n} | {r.RR1:.3f} | {r.RR3:.3f} | {r.COOP1:.3f} "
+                      f"| {r.REF1:.3f} | {r.CON1:.3f} |" for r in country.itertuples())
+    enum = pd.read_parquet(folder / "enumerator_dashboard.parquet")
+    enum = enum[enum["form"] == "child"].sort_values("median_duration")
+    chart = "\n".join(f"| {r.enum_id} | {r.submissions} | {r.median_duration:.1f} | "
+                       f"{'█' * max(1, round(r.median_duration / 2))} | {r.speeders} |"
+                       for r in enum.itertuples())
+    referrals = pd.read_parquet(folder / "referrals.parquet")
+    total = referrals[referrals["dimension"] == "all"]
+    return dg.MaterializeResult(
+        asset_key=QUALITY,
+        metadata={
+            "response rates (AAPOR)": dg.MetadataValue.md(
+                "| interview | cases | RR1 | RR3 | COOP1 | REF1 | CON1 |\n"
+                "|---|---|---|---|---|---|---|\n" + rates),
+            "child interview minutes by enumerator": dg.MetadataValue.md(
+                "| enumerator | interviews | median minutes | | speeders |\n"
+                "|---|---|---|---|---|\n" + chart),
+            "distress-protocol referrals": int(total["referrals"].sum()) if len(total) else 0,
+            "report": dg.MetadataValue.path(str(out / "report.html")),
+        },
+    )
 
 
 def _expectations(result: ValidationResult, docs: Path, iso: str) -> Iterator:

@@ -275,7 +275,7 @@ def _child(config: CountryConfig, model: FormModel, sel: pd.DataFrame, pace: dic
         "age_confirm": np.where(rng.random(n) < 0.97, "1", "0"),
         "privacy": np.where(rng.random(n) < 0.97, "1", "0"),
         "distress_1": rng.choice(["1", "2", "3"], n, p=[0.96, 0.035, 0.005]),
-        "distress_2": rng.choice(["1", "2", "3"], n, p=[0.93, 0.06, 0.01]),
+        "distress_2": rng.choice(["1", "2", "3"], n, p=[0.965, 0.03, 0.005]),
     }
     # A latent vulnerability shared by the experiences, so they co-occur as in real data.
     latent = rng.lognormal(0, 0.6, n)
