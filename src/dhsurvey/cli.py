@@ -311,6 +311,31 @@ def validate(
 
 @app.command()
 @friendly_errors
+def backcheck(
+    original: Annotated[Path, typer.Argument(help="Export of the original interviews.")],
+    checks: Annotated[Path, typer.Argument(help="Export of the back-check interviews.")],
+    out: Annotated[Path, typer.Option(help="Folder for the comparison tables.")],
+    plan: Annotated[Path, typer.Option(help="Back-check plan (YAML).")] =
+    DEFAULT_INSTRUMENTS / "backcheck.yaml",
+    instruments: Annotated[Path, typer.Option(help="Instrument folder.")] = DEFAULT_INSTRUMENTS,
+) -> None:
+    """Compare back-check answers with the original interviews (types 1/2/3, tolerances)."""
+    from dhsurvey.validate.backcheck import load_plan, run_backcheck
+
+    models = _models(instruments)
+    result = run_backcheck(original, checks, load_plan(plan), models, out)
+    table = Table("variable", "type", "compared", "differences", "error rate",
+                  title="Back-check error rates by variable")
+    for row in result["by_variable"].itertuples(index=False):
+        table.add_row(str(row.variable), str(row.type), str(row.compared), str(row.errors),
+                      f"{row.error_rate:.1%}")
+    console.print(table)
+    console.print(f"{len(result['unmatched'])} back-check(s) without an original interview; "
+                  f"tables in {out}", soft_wrap=True)
+
+
+@app.command()
+@friendly_errors
 def decrypt(
     src: Annotated[Path, typer.Argument(help="Folder of instance folders (manifest + .enc).")],
     dst: Annotated[Path, typer.Argument(help="Where decrypted instances go.")],

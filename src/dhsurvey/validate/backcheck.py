@@ -16,10 +16,15 @@ difference unless ``exclude_missing`` drops such pairs.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from dhsurvey.forms.model import FormModel
 
 TYPES = {1: "must not change: enumerator follow-up",
          2: "hard to administer: retraining",
@@ -214,3 +219,65 @@ def simulate_backcheck(original: pd.DataFrame, variables: Mapping[str, int], *,
         keep = list(dict.fromkeys([*id_columns, *variables]))
         sample = sample[keep]
     return sample.reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a back-check re-asks and how differences are read (``instruments/backcheck.yaml``)."""
+
+    form: str
+    id_columns: list[str]
+    variables: dict[str, int]
+    tolerances: dict[str, float]
+    enumerator: str = "enum_id"
+
+
+def load_plan(path: str | Path) -> Plan:
+    """Read and check a back-check plan; errors name the file and the key."""
+    import yaml
+
+    from dhsurvey.errors import ConfigError
+
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError("back-check plan not found", code="config-missing", file=path)
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    for key in ("form", "id_columns", "variables"):
+        if not data.get(key):
+            raise ConfigError(f"missing '{key}'", code="config-missing", file=path, field=key)
+    bad = {v: t for v, t in data["variables"].items() if t not in TYPES}
+    if bad:
+        raise ConfigError(f"variable types must be 1, 2 or 3: {bad}", code="config-invalid",
+                          file=path, field="variables")
+    return Plan(str(data["form"]), list(data["id_columns"]), dict(data["variables"]),
+                {k: float(v) for k, v in (data.get("tolerances") or {}).items()},
+                str(data.get("enumerator", "enum_id")))
+
+
+def run_backcheck(original: str | Path, backcheck: str | Path, plan: Plan,
+                  models: Mapping[str, FormModel], out: str | Path) -> dict[str, pd.DataFrame]:
+    """Read both exports (any format), compare them by the plan, write the tables as Parquet."""
+    from dhsurvey.errors import DhsurveyError
+    from dhsurvey.ingest.read import read_export
+    from dhsurvey.io import atomic_write_bytes
+
+    tables = []
+    for path in (original, backcheck):
+        raw = read_export(path, models)
+        if raw.form_id != plan.form:
+            raise DhsurveyError(f"export is form '{raw.form_id}', the plan checks "
+                                f"'{plan.form}'", code="backcheck-form", file=path)
+        tables.append(raw.root)
+    missing = [v for v in [*plan.id_columns, *plan.variables] if v not in tables[0].columns]
+    if missing:
+        raise DhsurveyError(f"the form has no field(s) {missing}", code="backcheck-fields",
+                            file=original)
+    result = compare(tables[0], tables[1], id_columns=plan.id_columns,
+                     variables=plan.variables, tolerances=plan.tolerances,
+                     enumerator=plan.enumerator)
+    for name, table in result.items():
+        buffer = io.BytesIO()
+        table.astype({c: "string" for c in table.columns if table[c].dtype == object}) \
+            .to_parquet(buffer, index=False)
+        atomic_write_bytes(Path(out) / f"{name}.parquet", buffer.getvalue())
+    return result
