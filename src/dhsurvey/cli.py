@@ -427,20 +427,23 @@ def demo(
     console.print(f"Instruments: {len(result.forms)} forms compiled to {out / 'build' / 'forms'}"
                   f"; lint {result.lint_errors} error(s), "
                   f"{len(result.findings) - result.lint_errors} warning(s)", soft_wrap=True)
-    table = Table("country", "households", "complete", "children", "caregivers",
-                  "frontline workers", "faults planted", "quarantined at ingest",
-                  title="Simulated fieldwork, ingested into the raw zone")
-    quarantine = Counter()
-    for r in result.ingested:
-        quarantine[r.country] += r.quarantined
+    table = Table("country", "households", "RR1", "children", "RR1", "caregivers", "workers",
+                  "faults", "quarantined", "duplicates", "flagged",
+                  title="Simulated fieldwork, validated (RR1: AAPOR response rate; faults: "
+                        "planted by the simulator)")
     for iso, counts in result.simulated.items():
-        disp = result.dispositions.get(iso, {})
-        table.add_row(iso, str(counts["household"]), str(disp.get("1", 0)),
-                      str(counts["child"]), str(counts["caregiver"]),
-                      str(counts["frontline_worker"]), str(result.faults[iso]),
-                      str(quarantine[iso]))
+        rec = result.validation.get(iso, {})
+        rr = result.response.get(iso, {})
+        table.add_row(iso, str(counts["household"]), f"{rr.get('household', 0):.1%}",
+                      str(counts["child"]), f"{rr.get('child', 0):.1%}",
+                      str(counts["caregiver"]), str(counts["frontline_worker"]),
+                      str(result.faults[iso]),
+                      str(sum(r["quarantined"] for r in rec.values())),
+                      str(sum(r["duplicates"] for r in rec.values())),
+                      str(sum(r["flagged"] for r in rec.values())))
     console.print(table)
-    console.print(f"Raw tables: {out / 'raw'}/<ISO>/<form>.parquet")
+    console.print(f"Raw tables: {out / 'raw'}/<ISO>/; accepted, quarantine and the fieldwork "
+                  f"quality report: {out / 'clean'}/<ISO>/report.html", soft_wrap=True)
     console.print(f"Encrypted submissions used a throwaway demo key: {result.key_path} "
                   "(restricted; never part of a release)", soft_wrap=True)
     if result.lint_errors:

@@ -1,7 +1,8 @@
-"""The demo: synthetic fieldwork for every configured country, from instruments to raw zone.
+"""The demo: synthetic fieldwork for every configured country, from instruments to clean zone.
 
 It runs what a study would run, on simulated data: lint and compile the instruments, simulate
-fieldwork with planted faults (encrypted device submissions included), and ingest the exports.
+fieldwork with planted faults (encrypted device submissions included), ingest the exports, and
+validate them into accepted tables, quarantine and a fieldwork quality report.
 It needs no server and no secrets: a throwaway key pair is created under ``data/secrets/`` (never
 under ``release/``) for the encrypted submissions, and the summary says so.
 """
@@ -31,6 +32,8 @@ class DemoResult:
     ingested: list[IngestResult]
     key_path: Path
     dispositions: dict[str, dict[str, int]] = field(default_factory=dict)
+    validation: dict[str, dict[str, dict]] = field(default_factory=dict)  # ISO → form → rec
+    response: dict[str, dict[str, float]] = field(default_factory=dict)  # ISO → RR1 by level
 
     @property
     def lint_errors(self) -> int:
@@ -76,13 +79,26 @@ def run_demo(instruments: Path, data: Path, *, households: int | None = None, se
     exports += [p for o in outputs for p in sorted((o.folder / "xml").iterdir())]
     ingested = ingest_exports(exports, models, configs, data,
                               private_key_pem=private.read_bytes())
-    dispositions = {}
     import pandas as pd
 
-    for o in outputs:
-        hh = pd.read_parquet(data / "raw" / o.iso / "household.parquet")
-        dispositions[o.iso] = hh["disposition"].value_counts().to_dict()
+    from dhsurvey.ingest.store import read_raw
+    from dhsurvey.validate.run import validate_forms, write_quality, write_validation
+
+    dispositions, validation, response = {}, {}, {}
+    for config in configs:
+        step(f"Validating {config.iso}: schemas, linkage, quarantine, quality report")
+        raws = {f: read_raw(data / "raw" / config.iso, f) for f in models}
+        result = validate_forms(raws, models, config=config)
+        clean = data / "clean" / config.iso
+        write_validation(result, clean)
+        write_quality(result, models, clean, config=config, expectations=False)
+        validation[config.iso] = {f: r.reconciliation for f, r in result.forms.items()}
+        hh = raws["household"].root
+        dispositions[config.iso] = hh["disposition"].value_counts().to_dict()
+        aapor = pd.read_parquet(clean / "quality" / "aapor.parquet")
+        overall = aapor[aapor["level"] == "country"]
+        response[config.iso] = dict(zip(overall["interview"], overall["RR1"], strict=True))
     return DemoResult(findings, {m: c.model.version for m, c in zip(models, compiled,
                                                                      strict=True)},
                       {o.iso: o.counts for o in outputs}, {o.iso: o.faults for o in outputs},
-                      ingested, private, dispositions)
+                      ingested, private, dispositions, validation, response)
