@@ -128,6 +128,8 @@ ref$apiclus2 <- list(
   weights = unname(weights(dclus2)),
   mean_api00 = stat(svymean(~api00, dclus2)),
   total_api_stu = stat(svytotal(~api.stu, dclus2)),
+  mean_enroll_narm = stat(svymean(~enroll, dclus2, na.rm = TRUE)),
+  by_stype_mean_api00 = by_stat(svyby(~api00, ~stype, dclus2, svymean)),
   ultimate_mean_api00 = stat(svymean(~api00, dclus2_uc)),
   ultimate_total_api_stu = stat(svytotal(~api.stu, dclus2_uc))
 )
