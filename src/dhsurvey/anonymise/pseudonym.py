@@ -1,0 +1,146 @@
+"""Keyed pseudonyms for restricted files, fresh random IDs for public releases.
+
+Why keyed: survey IDs such as ``HH-0123-04`` come from a tiny space, so a plain hash is
+reversed by enumerating every possible ID (1.4 s here). HMAC-SHA256 with a secret key is not
+enumerable without the key. The ``purpose`` string separates uses ("linkage", "backcheck",
+...): the same child gets unrelated pseudonyms in two files, so files keyed for different
+purposes cannot be joined by anyone who is only given them.
+
+Why fresh random IDs per public release: deterministic pseudonyms would let anyone link two
+public releases record by record (and build a longer, more identifying profile of a child).
+``release_ids`` draws unrelated random IDs each time; the mapping back to the internal ID is
+kept in the restricted zone only.
+
+Errors are :class:`~dhsurvey.errors.DhsurveyError` with codes ``secret-missing``,
+``secret-invalid`` and ``pseudonym-bad-argument``. No message ever contains a key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import re
+import unicodedata
+
+import numpy as np
+import pandas as pd
+
+from dhsurvey.errors import DhsurveyError
+
+#: Hex characters kept from the HMAC: 32 hex = 128 bits, collision-free for any survey size
+#: (birthday bound ~2**64 IDs) and short enough to read out on the phone.
+PSEUDONYM_HEX_LENGTH = 32
+
+#: Minimum key length in bytes (256 bits, the HMAC-SHA256 block-safe recommendation).
+MIN_KEY_BYTES = 32
+
+#: Hex characters in a release ID (64 random bits).
+RELEASE_ID_HEX_LENGTH = 16
+
+_HEX = re.compile(r"[0-9a-fA-F]+")
+
+
+def normalise_id(value: str) -> str:
+    """The form of an ID that is hashed: NFKC, trimmed, inner whitespace removed, upper case.
+
+    So ``hh-0123-04``, ``HH-0123-04 `` and the full-width ``ＨＨ-0123-04`` typed on a
+    phone keyboard get one pseudonym.
+    """
+    text = unicodedata.normalize("NFKC", str(value))
+    return re.sub(r"\s+", "", text).upper()
+
+
+def _check_key(key: bytes) -> None:
+    if not isinstance(key, bytes | bytearray) or len(key) < MIN_KEY_BYTES:
+        raise DhsurveyError(
+            f"the pseudonym key must be at least {MIN_KEY_BYTES} bytes", code="secret-invalid"
+        )
+
+
+def pseudonym(key: bytes, purpose: str, value: str) -> str:
+    """HMAC-SHA256(key, purpose || 0x00 || normalised id), first 32 hex characters.
+
+    The 0x00 separator keeps ``("ab", "c")`` and ``("a", "bc")`` apart, hence a purpose may
+    not contain NUL.
+    """
+    _check_key(key)
+    if not purpose or "\x00" in purpose:
+        raise DhsurveyError(
+            "purpose must be a non-empty string without NUL", code="pseudonym-bad-argument"
+        )
+    message = purpose.encode("utf-8") + b"\x00" + normalise_id(value).encode("utf-8")
+    return hmac.new(bytes(key), message, hashlib.sha256).hexdigest()[:PSEUDONYM_HEX_LENGTH]
+
+
+def _decode_key(raw: str) -> bytes | None:
+    """Hex, else standard or URL-safe base64 (strictly validated), else None."""
+    if len(raw) % 2 == 0 and _HEX.fullmatch(raw):
+        return bytes.fromhex(raw)
+    try:
+        return base64.b64decode(raw.replace("-", "+").replace("_", "/"), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def load_key(env: str = "DHSURVEY_PSEUDONYM_KEY") -> bytes:
+    """Read the pseudonym key from environment variable ``env``, as hex or base64.
+
+    Hex is tried first (an even-length string of hex digits), then standard and URL-safe
+    base64. The key must decode to at least 32 bytes. Error messages name the variable, never
+    its value, and carry no decoder exception (whose text could quote the value).
+    """
+    raw = os.environ.get(env, "").strip()
+    if not raw:
+        raise DhsurveyError(
+            f"environment variable {env} is not set; the pseudonym key comes from the secret "
+            "store, never from a file in the repository",
+            code="secret-missing",
+            variable=env,
+        )
+    key = _decode_key(raw)
+    if key is None:
+        raise DhsurveyError(
+            f"environment variable {env} is neither hex nor base64", code="secret-invalid",
+            variable=env,
+        )
+    if len(key) < MIN_KEY_BYTES:
+        raise DhsurveyError(
+            f"environment variable {env} holds {len(key)} bytes; at least {MIN_KEY_BYTES} "
+            "are required",
+            code="secret-invalid",
+            variable=env,
+        )
+    return key
+
+
+def release_ids(
+    values: pd.Series, rng: np.random.Generator | None = None
+) -> tuple[pd.Series, pd.DataFrame]:
+    """Fresh random IDs for one public release, and the mapping table that stays restricted.
+
+    Equal values (e.g. a household ID repeated on each member's row) get the same release ID
+    within this release; two releases get unrelated IDs. IDs are 16 hex characters from
+    ``rng`` (default: a generator seeded from the operating system's entropy); missing values
+    stay missing. The mapping has columns ``original`` and ``release_id``.
+    """
+    rng = np.random.default_rng() if rng is None else rng
+    codes, originals = pd.factorize(values, use_na_sentinel=True)
+    n = len(originals)
+    draws = np.zeros(0, dtype=np.uint64)
+    while len(draws) < n:  # redraw on the (negligible) chance of a collision
+        more = rng.integers(0, np.iinfo(np.uint64).max, size=n - len(draws), dtype=np.uint64,
+                            endpoint=True)
+        draws = np.unique(np.concatenate([draws, more]))
+    draws = rng.permutation(draws)[:n]  # np.unique sorted them: shuffle the order back out
+    ids = np.array([f"{int(d):0{RELEASE_ID_HEX_LENGTH}x}" for d in draws], dtype=object)
+    out = pd.Series(
+        np.where(codes >= 0, ids[np.maximum(codes, 0)] if n else None, None),
+        index=values.index,
+        name=values.name,
+        dtype=object,
+    )
+    mapping = pd.DataFrame({"original": np.asarray(originals, dtype=object), "release_id": ids})
+    return out, mapping

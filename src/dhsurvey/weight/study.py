@@ -1,0 +1,193 @@
+"""The study's weights: from recorded selection probabilities to calibrated child weights.
+
+Steps (DHS/MICS practice, with the study's choices stated):
+
+1. **Household design weight** = 1 / (P(PSU) × P(household | PSU)), read from the sample file
+   written at selection (``design/households.parquet``), never recomputed.
+2. **Household nonresponse**: vacant or non-dwelling units (disposition 6) are *not eligible*
+   and leave the sample; every other selected household is eligible. Respondents are completed
+   screeners (1 complete with an eligible child, 5 no eligible child). A selected household
+   with no accepted record (refused, not contacted, quarantined) is a non-respondent of known
+   eligibility. Adjustment within strata (region × urban/rural), collapsing small classes.
+3. **Child design weight** = adjusted household weight × number of eligible children (one child
+   is drawn at random among them).
+4. **Child nonresponse** among selected children, within classes urban/rural × sex × age group
+   of the selected child (known from the roster for respondents and non-respondents alike).
+   A respondent gave caregiver permission and assent.
+5. **Calibration** (raking) of the child weights to the country's margins (sex, age group,
+   urban/rural: population totals of internet-using children, source in the country file),
+   then trimming at 3.5 × the median weight with re-raking (cap → redistribute → re-rake), the
+   Kish design effect reported before and after. Expansion weights estimate totals; normalised
+   weights (mean 1) are for pooled analyses of proportions.
+6. **Caregivers** (a documented choice): a caregiver represents "the main caregiver of an
+   internet-using child aged 12–17". The caregiver's weight starts from the child design weight
+   of the selected child, is adjusted for caregiver nonresponse in the same classes, and is
+   raked to the same child margins.
+7. **Frontline workers** are not a probability sample: no weight is produced; their tables are
+   released unweighted and say so.
+
+Variance: strata = region × urban/rural, PSU = cluster; JKn replicate weights re-raked per
+replicate accompany the release for users without Taylor-linearisation software.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from dhsurvey.errors import DhsurveyError
+from dhsurvey.fieldwork.config import CountryConfig
+from dhsurvey.weight.calibrate import kish_deff, normalise, rake, trim
+from dhsurvey.weight.nonresponse import nonresponse_adjust
+from dhsurvey.weight.variance import Design
+
+NOT_ELIGIBLE = {6}
+SCREENER_DONE = {1, 5}
+HOUSEHOLD = ["cluster", "hh_number"]
+
+
+def age_group(age: pd.Series) -> pd.Series:
+    """1 = 12–14, 2 = 15–17 (the margins' age groups)."""
+    a = pd.to_numeric(age, errors="coerce")
+    return pd.Series(np.where(a <= 14, 1, 2), index=age.index).where(a.notna())
+
+
+@dataclass
+class StudyWeights:
+    """Weights per form (KEY-indexed tables) and the numbers a weighting report quotes."""
+
+    child: pd.DataFrame
+    caregiver: pd.DataFrame
+    household: pd.DataFrame
+    summary: dict = field(default_factory=dict)
+
+
+def _ids(table: pd.DataFrame) -> pd.DataFrame:
+    return table.assign(**{c: pd.to_numeric(table[c], errors="coerce").astype("Int64")
+                           for c in HOUSEHOLD})
+
+
+def _weight_table(frame: pd.DataFrame, keys: pd.Series, stages: dict[str, pd.Series],
+                  final: pd.Series) -> pd.DataFrame:
+    out = pd.DataFrame({"KEY": keys.to_numpy(), "stratum": frame["stratum"].to_numpy(),
+                        "cluster": frame["cluster"].to_numpy()})
+    for name, values in stages.items():
+        out[name] = values.to_numpy()
+    out["weight"] = final.to_numpy()
+    out["weight_norm"] = normalise(final).to_numpy()
+    return out
+
+
+def study_weights(design: pd.DataFrame, household: pd.DataFrame, child: pd.DataFrame,
+                  caregiver: pd.DataFrame, config: CountryConfig, *,
+                  replicates: bool = True) -> StudyWeights:
+    """Compute household, child and caregiver weights for one country (see module doc).
+
+    ``design``: the sample's households with ``psu_prob``, ``hh_prob``, ``stratum``; the others
+    are accepted (typed) root tables.
+    """
+    missing = [c for c in ("psu_prob", "hh_prob", "stratum", *HOUSEHOLD) if c not in design]
+    if missing:
+        raise DhsurveyError(f"sample design lacks column(s) {missing}", code="weights-design",
+                            country=config.iso)
+    hh = _ids(design).copy()
+    hh["design_weight"] = 1.0 / (hh["psu_prob"] * hh["hh_prob"])
+    answers = _ids(household)[[*HOUSEHOLD, "KEY", "disposition", "n_eligible", "sel_sex",
+                               "sel_age"]]
+    hh = hh.merge(answers.drop_duplicates(HOUSEHOLD), on=HOUSEHOLD, how="left")
+    disposition = pd.to_numeric(hh["disposition"], errors="coerce")
+    eligible = ~disposition.isin(NOT_ELIGIBLE)
+    hh["respondent"] = disposition.isin(SCREENER_DONE)
+    hh_nr = nonresponse_adjust(hh[eligible], "design_weight", "respondent", ["stratum"])
+    hh["hh_weight"] = hh_nr.weights.reindex(hh.index).fillna(0.0)
+
+    # Selected children: one per responding household with eligible children.
+    n_eligible = pd.to_numeric(hh["n_eligible"], errors="coerce").fillna(0)
+    sel = hh[hh["respondent"] & (n_eligible > 0)].copy()
+    sel["child_design_weight"] = sel["hh_weight"] * n_eligible[sel.index]
+    sel["sex"] = pd.to_numeric(sel["sel_sex"], errors="coerce")
+    sel["age_group"] = age_group(sel["sel_age"])
+    ch = _ids(child)
+    done = ch[(ch["caregiver_permission"].astype("string") == "1") &
+              (ch["assent"].astype("string") == "1")]
+    sel = sel.merge(done[[*HOUSEHOLD, "KEY"]].rename(columns={"KEY": "child_key"})
+                    .drop_duplicates(HOUSEHOLD), on=HOUSEHOLD, how="left")
+    sel["child_respondent"] = sel["child_key"].notna()
+    classes = ["urban_rural", "sex", "age_group"]
+    child_nr = nonresponse_adjust(sel, "child_design_weight", "child_respondent", classes)
+    sel["child_nr_weight"] = child_nr.weights
+    resp = sel[sel["child_respondent"]].copy()
+    margins = config.margins
+    trimmed = trim(resp, "child_nr_weight", margins)
+    resp["weight"] = trimmed.weights
+    achieved = _achieved(resp, "weight", margins)
+    child_table = _weight_table(resp, resp["child_key"], {
+        "design_weight": resp["child_design_weight"], "nr_weight": resp["child_nr_weight"]},
+        resp["weight"])
+    if replicates:
+        child_table = _with_replicates(child_table, resp, margins)
+
+    cg = _ids(caregiver)
+    cg_done = cg[cg["consent"].astype("string") == "1"]
+    sel_cg = sel.merge(cg_done[[*HOUSEHOLD, "KEY"]].rename(columns={"KEY": "cg_key"})
+                       .drop_duplicates(HOUSEHOLD), on=HOUSEHOLD, how="left")
+    sel_cg["cg_respondent"] = sel_cg["cg_key"].notna()
+    cg_nr = nonresponse_adjust(sel_cg, "child_design_weight", "cg_respondent", classes)
+    sel_cg["cg_nr_weight"] = cg_nr.weights
+    cg_resp = sel_cg[sel_cg["cg_respondent"]].copy()
+    cg_resp["weight"] = rake(cg_resp, "cg_nr_weight", margins)
+    caregiver_table = _weight_table(cg_resp, cg_resp["cg_key"], {
+        "design_weight": cg_resp["child_design_weight"], "nr_weight": cg_resp["cg_nr_weight"]},
+        cg_resp["weight"])
+
+    hh_resp = hh[hh["respondent"]]
+    household_table = _weight_table(hh_resp, hh_resp["KEY"], {
+        "design_weight": hh_resp["design_weight"]}, hh_resp["hh_weight"])
+    summary = {
+        "country": config.iso,
+        "households": {"selected": int(len(hh)), "eligible": int(eligible.sum()),
+                       "respondents": int(hh["respondent"].sum()),
+                       "classes_collapsed": list(hh_nr.log)},
+        "children": {"selected": int(len(sel)), "respondents": int(len(resp)),
+                     "classes_collapsed": list(child_nr.log)},
+        "caregivers": {"respondents": int(len(cg_resp)),
+                       "classes_collapsed": list(cg_nr.log)},
+        "trim": {"cap": trimmed.cap, "trimmed": trimmed.n_trimmed, "rounds": trimmed.rounds,
+                 "deff_before": trimmed.deff_before, "deff_after": trimmed.deff_after},
+        "deff_child": kish_deff(resp["weight"]),
+        "margins": achieved,
+        "margins_source": config.margins_source,
+        "frontline_workers": "not a probability sample: released unweighted",
+    }
+    return StudyWeights(child_table, caregiver_table, household_table, summary)
+
+
+def _achieved(frame: pd.DataFrame, weight: str, margins: dict) -> dict:
+    """Target and achieved total per margin level (relative difference asserted < 1e-8)."""
+    out = {}
+    for column, levels in margins.items():
+        values = frame[column]
+        if pd.api.types.is_numeric_dtype(values):
+            values = values.map(lambda v: str(int(v)) if pd.notna(v) and float(v).is_integer()
+                                else str(v))
+        sums = frame.groupby(values.astype(str))[weight].sum()
+        for level, target in levels.items():
+            got = float(sums.get(str(level), 0.0))
+            if abs(got - target) > 1e-8 * max(1.0, target):
+                raise DhsurveyError(f"margin {column}={level} achieved {got} ≠ {target}",
+                                    code="weights-margin", field=column)
+            out[f"{column}={level}"] = {"target": target, "achieved": got}
+    return out
+
+
+def _with_replicates(table: pd.DataFrame, frame: pd.DataFrame, margins: dict) -> pd.DataFrame:
+    """JKn replicate weights (one per PSU), each re-raked to the margins."""
+    data = frame.assign(stratum=frame["stratum"].astype(str),
+                        cluster=frame["cluster"].astype(int))
+    design = Design.jkn(data, "child_nr_weight", strata="stratum", psu="cluster",
+                        calibrated_on=margins, lonely_psu="adjust")
+    reps = design.replicate_weights()
+    reps.columns = [f"rep_{i:03d}" for i in range(1, reps.shape[1] + 1)]
+    return pd.concat([table.reset_index(drop=True), reps.reset_index(drop=True)], axis=1)

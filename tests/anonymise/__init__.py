@@ -1,0 +1,1 @@
+"""Tests of dhsurvey.anonymise."""

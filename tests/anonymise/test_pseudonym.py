@@ -1,0 +1,120 @@
+"""Keyed pseudonyms, key loading without leaking it, fresh release IDs."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dhsurvey.anonymise.pseudonym import (
+    PSEUDONYM_HEX_LENGTH,
+    load_key,
+    pseudonym,
+    release_ids,
+)
+from dhsurvey.errors import DhsurveyError
+
+KEY = bytes(range(32))
+ENV = "DHSURVEY_PSEUDONYM_KEY"
+
+
+def test_deterministic_with_key_and_documented_construction() -> None:
+    p = pseudonym(KEY, "linkage", "HH-0123-04")
+    assert p == pseudonym(KEY, "linkage", "HH-0123-04")
+    assert len(p) == PSEUDONYM_HEX_LENGTH >= 16
+    expected = hmac.new(KEY, b"linkage\x00HH-0123-04", hashlib.sha256).hexdigest()
+    assert p == expected[:PSEUDONYM_HEX_LENGTH]
+
+
+def test_normalisation() -> None:
+    assert pseudonym(KEY, "linkage", " hh-0123-04 ") == pseudonym(KEY, "linkage", "HH-0123-04")
+    assert pseudonym(KEY, "linkage", "ＨＨ-0123-04") == pseudonym(KEY, "linkage", "HH-0123-04")
+
+
+def test_purpose_and_key_change_the_pseudonym() -> None:
+    base = pseudonym(KEY, "linkage", "HH-0123-04")
+    assert pseudonym(KEY, "backcheck", "HH-0123-04") != base
+    assert pseudonym(bytes(32), "linkage", "HH-0123-04") != base
+    assert pseudonym(KEY, "linkage", "HH-0123-05") != base
+
+
+def test_purpose_and_key_are_checked() -> None:
+    with pytest.raises(DhsurveyError):
+        pseudonym(KEY, "", "x")
+    with pytest.raises(DhsurveyError):
+        pseudonym(KEY, "a\x00b", "x")
+    with pytest.raises(DhsurveyError) as err:
+        pseudonym(b"short", "linkage", "x")
+    assert err.value.code == "secret-invalid"
+
+
+def test_load_key_hex(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV, KEY.hex())
+    assert load_key() == KEY
+    monkeypatch.setenv("OTHER_KEY", KEY.hex().upper())
+    assert load_key("OTHER_KEY") == KEY
+
+
+def test_load_key_base64(monkeypatch: pytest.MonkeyPatch) -> None:
+    key = bytes(range(200, 240))  # 40 bytes, has '+' and '/' in standard base64
+    monkeypatch.setenv(ENV, base64.b64encode(key).decode())
+    assert load_key() == key
+    monkeypatch.setenv(ENV, base64.urlsafe_b64encode(key).decode())
+    assert load_key() == key
+
+
+def test_missing_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV, raising=False)
+    with pytest.raises(DhsurveyError) as err:
+        load_key()
+    assert err.value.code == "secret-missing"
+    monkeypatch.setenv(ENV, "   ")
+    with pytest.raises(DhsurveyError) as err:
+        load_key()
+    assert err.value.code == "secret-missing"
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ["deadbeefcafebabe0123456789abcdef", base64.b64encode(b"sixteen byte key").decode(),
+     "not-a-key!! s3cr3t"],
+)
+def test_short_or_invalid_key_is_not_echoed(monkeypatch: pytest.MonkeyPatch,
+                                            secret: str) -> None:
+    monkeypatch.setenv(ENV, secret)
+    with pytest.raises(DhsurveyError) as err:
+        load_key()
+    assert err.value.code == "secret-invalid"
+    shown = f"{err.value} {err.value.context} {err.value.__cause__} {err.value.__context__}"
+    assert secret not in shown
+    assert secret[:8] not in shown
+    assert ENV in str(err.value)
+
+
+def test_release_ids_are_fresh_and_the_mapping_inverts() -> None:
+    ids = pd.Series(["HH-1", "HH-2", "HH-1", None, "HH-3"], index=[10, 11, 12, 13, 14])
+    first, map1 = release_ids(ids, np.random.default_rng(1))
+    second, map2 = release_ids(ids, np.random.default_rng(2))
+    assert first.index.tolist() == ids.index.tolist()
+    # Same value, same ID within a release; missing stays missing.
+    assert first[10] == first[12] and first[10] != first[11]
+    assert first[13] is None
+    assert first.dropna().str.fullmatch(r"[0-9a-f]{16}").all()
+    # Nothing links two releases.
+    assert set(first.dropna()).isdisjoint(set(second.dropna()))
+    # The restricted mapping turns release IDs back into the originals.
+    back = first.map(dict(zip(map1["release_id"], map1["original"], strict=True)))
+    assert back.drop(13).tolist() == ids.drop(13).tolist() and pd.isna(back[13])
+    assert sorted(map1["original"]) == ["HH-1", "HH-2", "HH-3"]
+    assert map1["release_id"].is_unique
+
+
+def test_release_ids_default_rng_differs_between_calls() -> None:
+    ids = pd.Series([f"HH-{i}" for i in range(50)])
+    a, _ = release_ids(ids)
+    b, _ = release_ids(ids)
+    assert (a != b).all()
