@@ -22,7 +22,7 @@ def test_country_partition_runs_from_landing_to_accepted(tmp_path: Path) -> None
     resources = {"paths": StudyPaths(instruments=str(INSTRUMENTS), data_root=str(tmp_path)),
                  "secrets": Secrets()}
     assets = [a for a in defs.resolve_asset_graph().get_all_asset_keys()
-              if a.to_user_string().startswith(("raw_", "accepted_", "fieldwork_"))]
+              if a.to_user_string().startswith(("raw_", "accepted_", "fieldwork_", "weights"))]
     result = dg.materialize(
         [*[defs.get_assets_def(k) for k in assets]],
         partition_key="UGA", resources=resources, selection=assets)
@@ -43,3 +43,5 @@ def test_country_partition_runs_from_landing_to_accepted(tmp_path: Path) -> None
                    if m.asset_key == dg.AssetKey("fieldwork_quality"))
     assert "RR1" in quality.metadata["response rates (AAPOR)"].value
     assert (tmp_path / "clean" / "UGA" / "report.html").exists()
+    assert checks[("weights", "margins")].passed
+    assert (tmp_path / "clean" / "UGA" / "weights" / "child.parquet").exists()

@@ -13,7 +13,8 @@ Steps (DHS/MICS practice, with the study's choices stated):
    is drawn at random among them).
 4. **Child nonresponse** among selected children, within classes urban/rural × sex × age group
    of the selected child (known from the roster for respondents and non-respondents alike).
-   A respondent gave caregiver permission and assent.
+   A respondent gave caregiver permission and assent. Classes need 20 respondents (fewer, at
+   least 3, in samples under 200 respondents) and a factor ≤ 3, else they are collapsed.
 5. **Calibration** (raking) of the child weights to the country's margins (sex, age group,
    urban/rural: population totals of internet-using children, source in the country file),
    then trimming at 3.5 × the median weight with re-raking (cap → redistribute → re-rake), the
@@ -64,6 +65,11 @@ class StudyWeights:
     summary: dict = field(default_factory=dict)
 
 
+def _min_class(respondents: int) -> int:
+    """Respondents a nonresponse class needs: 20, fewer only for small (pilot, demo) samples."""
+    return max(3, min(20, respondents // 10))
+
+
 def _ids(table: pd.DataFrame) -> pd.DataFrame:
     return table.assign(**{c: pd.to_numeric(table[c], errors="coerce").astype("Int64")
                            for c in HOUSEHOLD})
@@ -100,7 +106,8 @@ def study_weights(design: pd.DataFrame, household: pd.DataFrame, child: pd.DataF
     disposition = pd.to_numeric(hh["disposition"], errors="coerce")
     eligible = ~disposition.isin(NOT_ELIGIBLE)
     hh["respondent"] = disposition.isin(SCREENER_DONE)
-    hh_nr = nonresponse_adjust(hh[eligible], "design_weight", "respondent", ["stratum"])
+    hh_nr = nonresponse_adjust(hh[eligible], "design_weight", "respondent", ["stratum"],
+                               min_respondents=_min_class(int(hh["respondent"].sum())))
     hh["hh_weight"] = hh_nr.weights.reindex(hh.index).fillna(0.0)
 
     # Selected children: one per responding household with eligible children.
@@ -116,7 +123,8 @@ def study_weights(design: pd.DataFrame, household: pd.DataFrame, child: pd.DataF
                     .drop_duplicates(HOUSEHOLD), on=HOUSEHOLD, how="left")
     sel["child_respondent"] = sel["child_key"].notna()
     classes = ["urban_rural", "sex", "age_group"]
-    child_nr = nonresponse_adjust(sel, "child_design_weight", "child_respondent", classes)
+    child_nr = nonresponse_adjust(sel, "child_design_weight", "child_respondent", classes,
+                                  min_respondents=_min_class(int(sel["child_respondent"].sum())))
     sel["child_nr_weight"] = child_nr.weights
     resp = sel[sel["child_respondent"]].copy()
     margins = config.margins
@@ -134,7 +142,8 @@ def study_weights(design: pd.DataFrame, household: pd.DataFrame, child: pd.DataF
     sel_cg = sel.merge(cg_done[[*HOUSEHOLD, "KEY"]].rename(columns={"KEY": "cg_key"})
                        .drop_duplicates(HOUSEHOLD), on=HOUSEHOLD, how="left")
     sel_cg["cg_respondent"] = sel_cg["cg_key"].notna()
-    cg_nr = nonresponse_adjust(sel_cg, "child_design_weight", "cg_respondent", classes)
+    cg_nr = nonresponse_adjust(sel_cg, "child_design_weight", "cg_respondent", classes,
+                               min_respondents=_min_class(int(sel_cg["cg_respondent"].sum())))
     sel_cg["cg_nr_weight"] = cg_nr.weights
     cg_resp = sel_cg[sel_cg["cg_respondent"]].copy()
     cg_resp["weight"] = rake(cg_resp, "cg_nr_weight", margins)

@@ -1,0 +1,1 @@
+"""Stage 4: design, nonresponse and calibrated weights with design variables and replicates."""

@@ -1,0 +1,61 @@
+"""Weights per country: read the sample file and accepted tables, write clean/<ISO>/weights/."""
+
+import io
+
+import dagster as dg
+import pandas as pd
+
+from dhsurvey.io import atomic_write_bytes, atomic_write_json
+from dhsurvey.weight.study import study_weights
+from pipelines.defs.validate.assets import accepted_key
+from pipelines.resources import StudyPaths
+from pipelines.study import config_for, country_partitions
+
+WEIGHTED = ("household", "child", "caregiver")
+
+
+def _parquet(table: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    table.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+@dg.asset(
+    group_name="weights",
+    partitions_def=country_partitions,
+    deps=[accepted_key(f) for f in WEIGHTED],
+    kinds={"parquet"},
+    check_specs=[dg.AssetCheckSpec("margins", asset="weights", blocking=True,
+                                   description="achieved calibration margins equal the "
+                                               "country's population totals")],
+    description="Household, child and caregiver weights (design → nonresponse → raking → "
+                "trimming), strata, PSU and JKn replicate weights; frontline workers "
+                "unweighted.",
+)
+def weights(context: dg.AssetExecutionContext, paths: StudyPaths):  # noqa: ANN201
+    iso = context.partition_key
+    config = config_for(iso)
+    clean = paths.zone("clean", iso)
+    design = pd.read_parquet(paths.zone("landing", iso) / "design" / "households.parquet")
+    accepted = {f: pd.read_parquet(clean / f / "accepted.parquet") for f in WEIGHTED}
+    result = study_weights(design, accepted["household"], accepted["child"],
+                           accepted["caregiver"], config)
+    folder = clean / "weights"
+    for name in WEIGHTED:
+        atomic_write_bytes(folder / f"{name}.parquet", _parquet(getattr(result, name)))
+    atomic_write_json(folder / "summary.json", result.summary)
+    s = result.summary
+    rows = "\n".join(f"| {k} | {v['target']:,.0f} | {v['achieved']:,.0f} |"
+                     for k, v in s["margins"].items())
+    yield dg.MaterializeResult(metadata={
+        "dagster/row_count": len(result.child),
+        "children weighted": s["children"]["respondents"],
+        "Kish deff before trimming": round(s["trim"]["deff_before"], 3),
+        "Kish deff after trimming": round(s["trim"]["deff_after"], 3),
+        "weights trimmed": s["trim"]["trimmed"],
+        "replicates": sum(c.startswith("rep_") for c in result.child.columns),
+        "margins": dg.MetadataValue.md("| margin | target | achieved |\n|---|---|---|\n" + rows),
+    })
+    worst = max(abs(v["achieved"] - v["target"]) / v["target"] for v in s["margins"].values())
+    yield dg.AssetCheckResult(check_name="margins", passed=bool(worst < 1e-8),
+                              metadata={"largest relative difference": worst})
