@@ -2,14 +2,20 @@
 
 import dagster as dg
 
+from pipelines.defs import automation
 from pipelines.defs.forms import assets as forms
 from pipelines.defs.ingest import assets as ingest
+from pipelines.defs.release import assets as release
 from pipelines.defs.validate import assets as validate
 from pipelines.defs.weight import assets as weight
 from pipelines.resources import Secrets, StudyPaths
 
 defs = dg.Definitions(
-    assets=[forms.compiled_forms, *ingest.raw_assets, validate.validated, weight.weights],
+    assets=[forms.compiled_forms, *ingest.raw_assets, validate.validated, weight.weights,
+            release.indicators],
     asset_checks=[forms.instruments_lint_clean],
+    jobs=[automation.country_job, automation.central_sync_job],
+    sensors=[automation.landing_sensor],
+    schedules=[automation.central_sync],
     resources={"paths": StudyPaths.from_env(), "secrets": Secrets.from_env()},
 )

@@ -8,7 +8,7 @@ import pandas as pd
 
 from dhsurvey.ingest.read import read_export
 from dhsurvey.ingest.run import split_by_country
-from dhsurvey.ingest.store import combine, write_raw
+from dhsurvey.ingest.store import combine, read_raw, write_raw
 from dhsurvey.validate.schema import build_schema
 from dhsurvey.validate.types import to_typed
 from pipelines.defs.forms.assets import compiled_forms
@@ -48,6 +48,9 @@ def _raw_asset(form_id: str) -> dg.AssetsDefinition:
         for path in exports:
             raw = read_export(path, {form_id: model}, private_key_pem=secrets.private_key())
             parts.extend(split_by_country(raw, {str(config.code): iso}, iso).values())
+        api = landing / "central-api"
+        if (api / f"{form_id}.parquet").exists():  # pulled by the Central sync job
+            parts.append(read_raw(api, form_id))
         raw = combine(parts) if parts else None
         if raw is None:
             from dhsurvey.ingest.canonical import RawForm

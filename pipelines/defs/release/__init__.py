@@ -1,0 +1,1 @@
+"""Stage 6: the labelled, anonymised release and its headline indicators."""

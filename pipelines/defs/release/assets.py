@@ -1,0 +1,54 @@
+"""Headline indicators per country: design-based estimates with 95 % confidence intervals."""
+
+import io
+
+import dagster as dg
+import pandas as pd
+
+from dhsurvey.io import atomic_write_bytes, atomic_write_text
+from dhsurvey.release.indicators import compute_indicators, load_indicators
+from pipelines.defs.validate.assets import accepted_key
+from pipelines.defs.weight.assets import weights
+from pipelines.resources import StudyPaths
+from pipelines.study import country_partitions, instruments_dir, models
+
+WEIGHTED = ("child", "caregiver")
+
+
+def weighted_tables(clean) -> dict[str, pd.DataFrame]:  # noqa: ANN001
+    """Accepted answers joined to their weights and design variables."""
+    out = {}
+    for form in WEIGHTED:
+        answers = pd.read_parquet(clean / form / "accepted.parquet")
+        w = pd.read_parquet(clean / "weights" / f"{form}.parquet")
+        out[form] = answers.drop(columns=["cluster"]).merge(w, on="KEY")
+    return out
+
+
+@dg.asset(
+    group_name="release",
+    partitions_def=country_partitions,
+    deps=[weights, *[accepted_key(f) for f in WEIGHTED]],
+    kinds={"parquet", "csv"},
+    description="Every indicator of instruments/indicators.yaml with SE, 95 % CI and "
+                "unweighted n, overall, by sex and by age group (release/<ISO>/indicators).",
+)
+def indicators(context: dg.AssetExecutionContext, paths: StudyPaths) -> dg.MaterializeResult:
+    iso = context.partition_key
+    declared, domains = load_indicators(instruments_dir() / "indicators.yaml", models())
+    table = compute_indicators(weighted_tables(paths.zone("clean", iso)), declared, domains)
+    table.insert(0, "country", iso)
+    folder = paths.zone("release", iso)
+    buffer = io.BytesIO()
+    table.to_parquet(buffer, index=False)
+    atomic_write_bytes(folder / "indicators.parquet", buffer.getvalue())
+    atomic_write_text(folder / "indicators.csv", table.to_csv(index=False,
+                                                              float_format="%.6f"))
+    overall = table[table["domain"] == "all"]
+    rows = "\n".join(f"| {r.label} | {r.estimate:.1%} | {r.ci_low:.1%}–{r.ci_high:.1%} | {r.n} |"
+                     for r in overall.itertuples())
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": len(table),
+        "indicators": dg.MetadataValue.md(
+            "| indicator | estimate | 95 % CI | n |\n|---|---|---|---|\n" + rows),
+    })
