@@ -10,12 +10,18 @@ from pipelines.defs.validate import assets as validate
 from pipelines.defs.weight import assets as weight
 from pipelines.resources import Secrets, StudyPaths
 
-defs = dg.Definitions(
-    assets=[forms.compiled_forms, *ingest.raw_assets, validate.validated, weight.weights,
-            release.indicators],
-    asset_checks=[forms.instruments_lint_clean],
-    jobs=[automation.country_job, automation.central_sync_job],
-    sensors=[automation.landing_sensor],
-    schedules=[automation.central_sync],
-    resources={"paths": StudyPaths.from_env(), "secrets": Secrets.from_env()},
-)
+
+def build_defs(paths: StudyPaths, secrets: Secrets) -> dg.Definitions:
+    """The code location with explicit resources (the demo and tests pass their own)."""
+    return dg.Definitions(
+        assets=[forms.compiled_forms, *ingest.raw_assets, validate.validated, weight.weights,
+                release.indicators],
+        asset_checks=[forms.instruments_lint_clean],
+        jobs=[automation.country_job, automation.central_sync_job, automation.forms_job],
+        sensors=[automation.landing_sensor],
+        schedules=[automation.central_sync],
+        resources={"paths": paths, "secrets": secrets},
+    )
+
+
+defs = build_defs(StudyPaths.from_env(), Secrets.from_env())

@@ -15,6 +15,8 @@ import dagster as dg
 from pipelines.resources import StudyPaths
 from pipelines.study import countries, models
 
+forms_job = dg.define_asset_job("forms_job", selection=["compiled_forms"],
+                                description="Compile and lint the instruments.")
 country_job = dg.define_asset_job(
     "country_job",
     selection=dg.AssetSelection.all() - dg.AssetSelection.assets("compiled_forms"),

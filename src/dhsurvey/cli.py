@@ -418,35 +418,52 @@ def demo(
     households: Annotated[int | None, typer.Option(
         help="Households per country (default: each country's design).")] = None,
 ) -> None:
-    """Run the study end to end on synthetic data and summarise the result."""
-    from dhsurvey.demo import run_demo
+    """Simulate three countries and run the Dagster pipeline on them; summarise the result."""
+    from dhsurvey.demo import dagster_home, prepare_demo, summarise
 
     with console.status("Starting…") as status:
-        result = run_demo(instruments, out, households=households,
-                          step=lambda text: status.update(text + "…"))
-    console.print(f"Instruments: {len(result.forms)} forms compiled to {out / 'build' / 'forms'}"
-                  f"; lint {result.lint_errors} error(s), "
-                  f"{len(result.findings) - result.lint_errors} warning(s)", soft_wrap=True)
+        def step(text: str) -> None:
+            status.update(text + "…")
+
+        prepared = prepare_demo(instruments, out, households=households, step=step)
+        try:
+            from pipelines.demo import run_pipeline
+        except ImportError as exc:  # pragma: no cover - installed with the package
+            raise DhsurveyError(f"the Dagster code location is not installed ({exc})",
+                                code="pipeline-missing") from None
+        run_pipeline(instruments.resolve(), out.resolve(), dagster_home(out),
+                     prepared.countries, private_key=prepared.private_key.resolve(), step=step)
+        summary = summarise(out, prepared.countries,
+                            {o.iso: o.counts for o in prepared.outputs},
+                            {o.iso: o.faults for o in prepared.outputs})
+    console.print(f"Instruments: {len(prepared.forms)} forms compiled; lint "
+                  f"{prepared.lint_errors} error(s), "
+                  f"{len(prepared.findings) - prepared.lint_errors} warning(s)", soft_wrap=True)
     table = Table("country", "households", "RR1", "children", "RR1", "caregivers", "workers",
                   "faults", "quarantined", "duplicates", "flagged",
-                  title="Simulated fieldwork, validated (RR1: AAPOR response rate; faults: "
-                        "planted by the simulator)")
-    for iso, counts in result.simulated.items():
-        rec = result.validation.get(iso, {})
-        rr = result.response.get(iso, {})
-        table.add_row(iso, str(counts["household"]), f"{rr.get('household', 0):.1%}",
-                      str(counts["child"]), f"{rr.get('child', 0):.1%}",
-                      str(counts["caregiver"]), str(counts["frontline_worker"]),
-                      str(result.faults[iso]),
-                      str(sum(r["quarantined"] for r in rec.values())),
-                      str(sum(r["duplicates"] for r in rec.values())),
-                      str(sum(r["flagged"] for r in rec.values())))
+                  title="Fieldwork (simulated, with planted faults) after validation; RR1 = "
+                        "AAPOR response rate")
+    for row in summary.rows:
+        acc, rr = row["accepted"], row["rr1"]
+        table.add_row(row["country"], str(row["received"]["household"]),
+                      f"{rr.get('household', 0):.1%}", str(acc["child"]),
+                      f"{rr.get('child', 0):.1%}", str(acc["caregiver"]),
+                      str(acc["frontline_worker"]), str(row["faults"]),
+                      str(row["quarantined"]), str(row["duplicates"]), str(row["flagged"]))
     console.print(table)
-    console.print(f"Raw tables: {out / 'raw'}/<ISO>/; accepted, quarantine and the fieldwork "
-                  f"quality report: {out / 'clean'}/<ISO>/report.html", soft_wrap=True)
-    console.print(f"Encrypted submissions used a throwaway demo key: {result.key_path} "
-                  "(restricted; never part of a release)", soft_wrap=True)
-    if result.lint_errors:
+    if len(summary.indicators):
+        ind = Table("country", "indicator", "estimate", "95 % CI", "n",
+                    title="Headline indicators (weighted, design-based CIs)")
+        for r in summary.indicators.itertuples():
+            ind.add_row(r.country, r.label, f"{r.estimate:.1%}",
+                        f"{r.ci_low:.1%} – {r.ci_high:.1%}", str(r.n))
+        console.print(ind)
+    console.print(f"Data zones under {out}/: landing (exports), raw, clean (accepted, "
+                  f"quarantine, weights, report.html), release", soft_wrap=True)
+    console.print(f"Throwaway demo keys in {out / 'secrets'} (restricted; never part of a "
+                  f"release). The run is recorded in {dagster_home(out)}: `make ui` shows it.",
+                  soft_wrap=True)
+    if prepared.lint_errors:
         raise typer.Exit(1)
 
 

@@ -1,43 +1,57 @@
-"""The demo: synthetic fieldwork for every configured country, from instruments to clean zone.
+"""The demo: synthetic fieldwork for every configured country, carried to the release.
 
-It runs what a study would run, on simulated data: lint and compile the instruments, simulate
-fieldwork with planted faults (encrypted device submissions included), ingest the exports, and
-validate them into accepted tables, quarantine and a fieldwork quality report.
-It needs no server and no secrets: a throwaway key pair is created under ``data/secrets/`` (never
-under ``release/``) for the encrypted submissions, and the summary says so.
+The library part is here: lint and compile the instruments, simulate fieldwork with every
+fault kind (encrypted device submissions included) into ``landing/``, and afterwards read the
+zones back into a short summary. The pipeline itself (ingest → validate → weight → …) runs as
+the Dagster job (``pipelines/demo.py``), exactly as a data manager would run it.
+
+It needs no server and no real secrets: throwaway keys are created under ``data/secrets/``
+(never under ``release/``) and the summary says so.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import secrets as random_secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
 from dhsurvey.fieldwork.config import load_countries
 from dhsurvey.fieldwork.faults import KINDS
-from dhsurvey.fieldwork.run import simulate_to
-from dhsurvey.forms.compile import build, instrument_paths
+from dhsurvey.fieldwork.run import CountryOutput, simulate_to
+from dhsurvey.forms.compile import build
 from dhsurvey.forms.lint import ERROR, Finding, lint_paths
-from dhsurvey.forms.model import load_form
-from dhsurvey.ingest.run import IngestResult, ingest_exports
-from dhsurvey.io import atomic_write_bytes
+from dhsurvey.io import atomic_write_bytes, atomic_write_text
+
+#: Indicators shown in the demo's summary.
+HEADLINE = ("ocsea_any", "told_nobody", "know_helpline", "cg_aware")
 
 
 @dataclass
-class DemoResult:
+class Prepared:
     findings: list[Finding]
     forms: dict[str, str]  # form_id → version
-    simulated: dict[str, dict[str, int]]  # ISO → form → submissions
-    faults: dict[str, int]
-    ingested: list[IngestResult]
-    key_path: Path
-    dispositions: dict[str, dict[str, int]] = field(default_factory=dict)
-    validation: dict[str, dict[str, dict]] = field(default_factory=dict)  # ISO → form → rec
-    response: dict[str, dict[str, float]] = field(default_factory=dict)  # ISO → RR1 by level
+    outputs: list[CountryOutput]
+    private_key: Path
+    pseudonym_key: Path
 
     @property
     def lint_errors(self) -> int:
         return sum(f.severity == ERROR for f in self.findings)
+
+    @property
+    def countries(self) -> list[str]:
+        return [o.iso for o in self.outputs]
+
+
+@dataclass
+class Summary:
+    rows: list[dict] = field(default_factory=list)  # one per country
+    indicators: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def demo_key(secrets: Path) -> tuple[bytes, Path]:
@@ -58,47 +72,65 @@ def demo_key(secrets: Path) -> tuple[bytes, Path]:
     return public, private
 
 
-def run_demo(instruments: Path, data: Path, *, households: int | None = None, seed: int = 2026,
-             step: Callable[[str], None] = lambda _: None) -> DemoResult:
-    """Lint, build, simulate every country with all fault kinds, ingest Central and XML."""
+def demo_pseudonym_key(secrets: Path) -> Path:
+    """A throwaway 32-byte pseudonym key (hex) for the demo, kept with the other secrets."""
+    path = secrets / "demo-pseudonym.key"
+    if not path.exists():
+        atomic_write_text(path, random_secrets.token_hex(32) + "\n")
+        path.chmod(0o600)
+    return path
+
+
+def prepare_demo(instruments: Path, data: Path, *, households: int | None = None,
+                 seed: int = 2026, step: Callable[[str], None] = lambda _: None) -> Prepared:
+    """Lint, build, and simulate every country into ``data/landing`` with every fault kind."""
     step("Linting instruments")
     findings = lint_paths([instruments], validate=False)
     step("Compiling instruments with pyxform and ODK Validate")
     compiled = build(instruments, data / "build")
     models = {c.model.form_id: c.model for c in compiled}
-    if set(models) != {load_form(p).form_id for p in instrument_paths(instruments)}:
-        raise AssertionError("compiled forms differ from the instruments")  # pragma: no cover
     configs = load_countries(instruments, list(models.values()))
     public, private = demo_key(data / "secrets")
     step(f"Simulating fieldwork in {', '.join(c.iso for c in configs)}")
     outputs = simulate_to(data / "landing", configs, models, seed=seed, households=households,
                           faults=list(KINDS), formats=("central", "xml"),
                           public_key_pem=public)
-    step("Ingesting Central exports and encrypted device submissions")
-    exports = [p for o in outputs for p in sorted((o.folder / "central").glob("*.zip"))]
-    exports += [p for o in outputs for p in sorted((o.folder / "xml").iterdir())]
-    ingested = ingest_exports(exports, models, configs, data,
-                              private_key_pem=private.read_bytes())
-    import pandas as pd
+    return Prepared(findings, {m: c.model.version for m, c in zip(models, compiled,
+                                                                   strict=True)},
+                    outputs, private, demo_pseudonym_key(data / "secrets"))
 
-    from dhsurvey.ingest.store import read_raw
-    from dhsurvey.validate.run import validate_forms, write_quality, write_validation
 
-    dispositions, validation, response = {}, {}, {}
-    for config in configs:
-        step(f"Validating {config.iso}: schemas, linkage, quarantine, quality report")
-        raws = {f: read_raw(data / "raw" / config.iso, f) for f in models}
-        result = validate_forms(raws, models, config=config)
-        clean = data / "clean" / config.iso
-        write_validation(result, clean)
-        write_quality(result, models, clean, config=config, expectations=False)
-        validation[config.iso] = {f: r.reconciliation for f, r in result.forms.items()}
-        hh = raws["household"].root
-        dispositions[config.iso] = hh["disposition"].value_counts().to_dict()
+def dagster_home(data: Path) -> Path:
+    """Where the demo's runs are recorded: $DAGSTER_HOME, else ``data/dagster_home``."""
+    return Path(os.environ.get("DAGSTER_HOME") or data / "dagster_home").resolve()
+
+
+def summarise(data: Path, countries: list[str], simulated: dict[str, dict[str, int]],
+              faults: dict[str, int]) -> Summary:
+    """Numbers worth reading, from the files the pipeline wrote."""
+    summary = Summary()
+    tables = []
+    for iso in countries:
+        clean = data / "clean" / iso
+        rec = {f: json.loads((clean / f / "reconciliation.json").read_text())
+               for f in ("household", "child", "caregiver", "frontline_worker")}
         aapor = pd.read_parquet(clean / "quality" / "aapor.parquet")
-        overall = aapor[aapor["level"] == "country"]
-        response[config.iso] = dict(zip(overall["interview"], overall["RR1"], strict=True))
-    return DemoResult(findings, {m: c.model.version for m, c in zip(models, compiled,
-                                                                     strict=True)},
-                      {o.iso: o.counts for o in outputs}, {o.iso: o.faults for o in outputs},
-                      ingested, private, dispositions, validation, response)
+        rr = dict(zip(aapor.loc[aapor["level"] == "country", "interview"],
+                      aapor.loc[aapor["level"] == "country", "RR1"], strict=True))
+        summary.rows.append({
+            "country": iso, "simulated": simulated.get(iso, {}), "faults": faults.get(iso, 0),
+            "received": {f: r["raw"] for f, r in rec.items()},
+            "accepted": {f: r["accepted"] for f, r in rec.items()},
+            "quarantined": sum(r["quarantined"] for r in rec.values()),
+            "duplicates": sum(r["duplicates"] for r in rec.values()),
+            "flagged": sum(r["flagged"] for r in rec.values()),
+            "rr1": rr,
+        })
+        path = data / "release" / iso / "indicators.parquet"
+        if path.exists():
+            tables.append(pd.read_parquet(path))
+    if tables:
+        table = pd.concat(tables, ignore_index=True)
+        summary.indicators = table[(table["domain"] == "all")
+                                   & table["indicator"].isin(HEADLINE)]
+    return summary

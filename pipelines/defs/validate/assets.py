@@ -69,7 +69,8 @@ def _quality(result: ValidationResult, out: Path, config) -> dg.MaterializeResul
     rates = "\n".join(f"| {r.interview} | {r.n} | {r.RR1:.3f} | {r.RR3:.3f} | {r.COOP1:.3f} "
                       f"| {r.REF1:.3f} | {r.CON1:.3f} |" for r in country.itertuples())
     enum = pd.read_parquet(folder / "enumerator_dashboard.parquet")
-    enum = enum[enum["form"] == "child"].sort_values("median_duration")
+    enum = enum[(enum["form"] == "child") & enum["median_duration"].notna()]
+    enum = enum.sort_values("median_duration")
     chart = "\n".join(f"| {r.enum_id} | {r.submissions} | {r.median_duration:.1f} | "
                        f"{'█' * max(1, round(r.median_duration / 2))} | {r.speeders} |"
                        for r in enum.itertuples())

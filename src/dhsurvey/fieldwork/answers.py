@@ -97,9 +97,9 @@ def answer_form(
     """Fill every data field of ``model`` for submissions ``keys`` (their instanceIDs).
 
     A preset is used where the field is relevant and must satisfy the constraint (a violation
-    is a bug in the scenario and raises); other fields are drawn at random from what the
-    constraint and choice filter allow. Non-relevant fields are left empty (None), as on a
-    device.
+    is a bug in the scenario and raises); other fields, and rows a preset leaves empty, are
+    drawn at random from what the constraint and choice filter allow. Non-relevant fields are
+    left empty (None), as on a device.
     """
     root = pd.DataFrame({f.name: pd.Series(None, index=keys, dtype=object)
                          for f in model.fields_in(None)}, index=keys)
@@ -112,14 +112,19 @@ def answer_form(
             continue
         table = data.table(item.repeat)
         relevant = data.relevant(item).to_numpy()
-        preset = item.name in _preset_columns(presets, item)
+        fixed = np.zeros(len(table), dtype=bool)  # rows the scenario decided
         if item.type == "calculate" or (item.type == "hidden" and item.calculation):
             values = format_values(data.evaluate(item, item.calculation, rng=rng))
         elif item.name in presets.derived:
             values = format_values(data.evaluate(item, presets.derived[item.name], rng=rng))
-            preset = True
-        elif preset:
+            fixed = relevant.copy()
+        elif item.name in _preset_columns(presets, item):
             values = format_values(_preset(presets, item, data))
+            fixed = relevant & values.notna().to_numpy()
+            # A preset may fix some rows only: the others are drawn like any answer.
+            open_rows = relevant & ~fixed
+            if open_rows.any():
+                values[open_rows] = _draw(data, item, open_rows, rng).to_numpy()
         elif item.default and "${" not in item.default:
             values = pd.Series(item.default, index=table.index, dtype=object)
         else:
@@ -128,7 +133,7 @@ def answer_form(
         values = values.astype(object)
         values[~relevant] = None
         if item.constraint and item.type != "calculate":
-            values = _enforce(data, item, values, relevant, rng, preset=preset)
+            values = _enforce(data, item, values, relevant, rng, fixed=fixed)
         table[item.name] = values.to_numpy()
     return data
 
@@ -275,18 +280,18 @@ def _bounds(data: FormData, item: Item) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _enforce(data: FormData, item: Item, values: pd.Series, relevant: np.ndarray,
-             rng: np.random.Generator, *, preset: bool, tries: int = 40) -> pd.Series:
+             rng: np.random.Generator, *, fixed: np.ndarray, tries: int = 40) -> pd.Series:
     """Redraw answers that break the constraint; a preset that breaks it is a scenario bug."""
     for attempt in range(tries + 1):
         ok = data.evaluate_bool(item, item.constraint, current=values).to_numpy()
         bad = relevant & ~ok & values.notna().to_numpy()
         if not bad.any():
             return values
-        if preset:
-            rows = list(data.table(item.repeat).index[bad][:3])
+        if (bad & fixed).any():
+            rows = list(data.table(item.repeat).index[bad & fixed][:3])
             raise DhsurveyError(
                 f"simulated value of '{item.name}' breaks its constraint "
-                f"'{item.constraint}' for {int(bad.sum())} row(s), e.g. {rows}",
+                f"'{item.constraint}' for {int((bad & fixed).sum())} row(s), e.g. {rows}",
                 code="simulate-constraint", form=data.model.form_id, field=item.name)
         redraw = _draw(data, item, bad, rng)
         if item.type == "select_multiple" and attempt >= tries // 2:

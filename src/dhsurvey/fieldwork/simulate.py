@@ -285,6 +285,9 @@ def _child(config: CountryConfig, model: FormModel, sel: pd.DataFrame, pace: dic
         answer = np.where(rng.random(n) < p, "1", "0")
         answer = np.where(rng.random(n) < 0.02, "99", answer)
         root[name] = answer
+    # About a third tell nobody about the most recent experience (the rest: drawn answers).
+    for told in ("talk_told", "imgreq_told", "offer_told", "threat_told", "shared_told"):
+        root[told] = np.where(rng.random(n) < 0.35, "1", None)
     presets = Presets({k: pd.Series(np.asarray(v, dtype=object), index=keys)
                        for k, v in root.items()})
     data = answer_form(model, keys, presets, rng, today=max(days, default=config.fieldwork_end))

@@ -134,8 +134,9 @@ def study_weights(design: pd.DataFrame, household: pd.DataFrame, child: pd.DataF
     child_table = _weight_table(resp, resp["child_key"], {
         "design_weight": resp["child_design_weight"], "nr_weight": resp["child_nr_weight"]},
         resp["weight"])
+    replicate_note = "none requested"
     if replicates:
-        child_table = _with_replicates(child_table, resp, margins)
+        child_table, replicate_note = _with_replicates(child_table, resp, margins)
 
     cg = _ids(caregiver)
     cg_done = cg[cg["consent"].astype("string") == "1"]
@@ -166,6 +167,7 @@ def study_weights(design: pd.DataFrame, household: pd.DataFrame, child: pd.DataF
         "trim": {"cap": trimmed.cap, "trimmed": trimmed.n_trimmed, "rounds": trimmed.rounds,
                  "deff_before": trimmed.deff_before, "deff_after": trimmed.deff_after},
         "deff_child": kish_deff(resp["weight"]),
+        "replicates": replicate_note,
         "margins": achieved,
         "margins_source": config.margins_source,
         "frontline_workers": "not a probability sample: released unweighted",
@@ -191,12 +193,23 @@ def _achieved(frame: pd.DataFrame, weight: str, margins: dict) -> dict:
     return out
 
 
-def _with_replicates(table: pd.DataFrame, frame: pd.DataFrame, margins: dict) -> pd.DataFrame:
-    """JKn replicate weights (one per PSU), each re-raked to the margins."""
+def _with_replicates(table: pd.DataFrame, frame: pd.DataFrame, margins: dict
+                     ) -> tuple[pd.DataFrame, str]:
+    """JKn replicate weights (one per PSU), each re-raked to the margins.
+
+    A replicate that drops every respondent of a margin level cannot be raked (small pilot or
+    demo samples); the replicates are then left un-raked and the summary says so.
+    """
     data = frame.assign(stratum=frame["stratum"].astype(str),
                         cluster=frame["cluster"].astype(int))
-    design = Design.jkn(data, "child_nr_weight", strata="stratum", psu="cluster",
-                        calibrated_on=margins, lonely_psu="adjust")
+    note = "JKn, one replicate per PSU, each re-raked to the margins"
+    try:
+        design = Design.jkn(data, "child_nr_weight", strata="stratum", psu="cluster",
+                            calibrated_on=margins, lonely_psu="adjust")
+    except DhsurveyError as exc:
+        design = Design.jkn(data, "weight", strata="stratum", psu="cluster",
+                            lonely_psu="adjust")
+        note = f"JKn, one replicate per PSU, not re-raked ({exc.message})"
     reps = design.replicate_weights()
     reps.columns = [f"rep_{i:03d}" for i in range(1, reps.shape[1] + 1)]
-    return pd.concat([table.reset_index(drop=True), reps.reset_index(drop=True)], axis=1)
+    return pd.concat([table.reset_index(drop=True), reps.reset_index(drop=True)], axis=1), note

@@ -1,0 +1,578 @@
+"""The codebook: one row per variable of each release table, from the form model and the data.
+
+A researcher needs to know, for every column, what was asked (the label in every interview
+language and the short Stata label), of whom (the universe: the relevance of the question and
+its enclosing groups, put into words with the choice labels), what the codes mean, which codes
+count as missing, and what the data look like (n, frequencies, simple statistics). Writing it
+from the same model as the data files keeps the two from drifting apart.
+
+The Excel and Markdown files are deterministic (no clock, stable formatting, fixed zip
+timestamps) so a rerun on the same data changes nothing in version control.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dhsurvey.forms.expressions import (
+    BinaryOp,
+    Call,
+    ExpressionError,
+    Negate,
+    Node,
+    Number,
+    Ref,
+    parse,
+)
+from dhsurvey.forms.expressions import String as Literal
+from dhsurvey.forms.model import STATA, FormModel, Item
+from dhsurvey.io import atomic_write_bytes, atomic_write_text
+from dhsurvey.release.labels import (
+    META_LABELS,
+    choice_labels,
+    dummy_columns,
+    field_for,
+    language_code,
+    missing_codes,
+    pick_label,
+    resolve_language,
+)
+from dhsurvey.release.writers import model_for
+
+#: Zip entry time in the .xlsx and its document properties (no wall clock in the file).
+_ZIP_TIME = (2000, 1, 1, 0, 0, 0)
+_CORE_TIME = "2000-01-01T00:00:00Z"
+_MISSING_NAMES = {98: "don't know", 99: "refused / prefer not to say"}
+
+
+# -- universe in words -----------------------------------------------------------------------------
+
+
+class _Unrenderable(Exception):
+    """An expression (part) with no wording; the raw expression is shown instead."""
+
+
+_COMPARE = {"=": "=", "!=": "≠", "<": "<", "<=": "≤", ">": ">", ">=": "≥"}
+_ARITHMETIC = {"+": "+", "-": "-", "*": "×", "div": "÷", "mod": "mod"}
+# Precedence of rendered text: an operand of lower precedence gets parentheses.
+_OR, _AND, _CMP, _ARITH, _ATOM = range(5)
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+class _Renderer:
+    """Walk a parsed relevance and say it in words, with choice labels for select codes."""
+
+    def __init__(self, model: FormModel, language: str) -> None:
+        self.model = model
+        self.language = language
+
+    def __call__(self, node: Node) -> tuple[str, int]:
+        if isinstance(node, BinaryOp):
+            one_of = self.one_of(node)
+            if one_of:
+                return one_of, _CMP
+            if node.op in ("and", "or"):
+                level = _AND if node.op == "and" else _OR
+                left, right = self.wrap(node.left, level), self.wrap(node.right, level)
+                return f"{left} {node.op} {right}", level
+            if node.op in _COMPARE:
+                return self.compare(node), _CMP
+            if node.op in _ARITHMETIC:
+                left, right = self.wrap(node.left, _ARITH), self.wrap(node.right, _ARITH + 1)
+                return f"{left} {_ARITHMETIC[node.op]} {right}", _ARITH
+        if isinstance(node, Ref):
+            return node.name, _ATOM
+        if isinstance(node, Number):
+            return _number(node.value), _ATOM
+        if isinstance(node, Literal):
+            return f"'{node.value}'", _ATOM
+        if isinstance(node, Negate):
+            return f"-{self.wrap(node.operand, _ATOM)}", _ATOM
+        if isinstance(node, Call):
+            return self.call(node)
+        raise _Unrenderable(type(node).__name__)
+
+    def one_of(self, node: BinaryOp) -> str | None:
+        """``${x} = 2 or ${x} = 5 or ${x} = 6`` → "x is one of A / B / C"."""
+        terms: list[Node] = []
+        stack: list[Node] = [node]
+        while stack:
+            current = stack.pop()
+            if isinstance(current, BinaryOp) and current.op == "or":
+                stack += [current.right, current.left]
+            else:
+                terms.append(current)
+        pairs: list[tuple[Ref, Node]] = []
+        for term in terms:
+            if not (isinstance(term, BinaryOp) and term.op == "=" and isinstance(term.left, Ref)
+                    and isinstance(term.right, Number | Literal)):
+                return None
+            pairs.append((term.left, term.right))
+        names = {ref.name for ref, _ in pairs}
+        if len(pairs) < 3 or len(names) != 1:
+            return None
+        item = self.item(pairs[0][0])
+        shown = []
+        for _, literal in pairs:
+            label = self.code_label(item, literal)
+            shown.append(label if label is not None else self(literal)[0])
+        return f"{names.pop()} is one of {' / '.join(shown)}"
+
+    def wrap(self, node: Node, level: int) -> str:
+        text, own = self(node)
+        return f"({text})" if own < level else text
+
+    def item(self, node: Node) -> Item | None:
+        if isinstance(node, Ref) and node.name in self.model.by_name:
+            return self.model[node.name]
+        return None
+
+    def code_label(self, item: Item | None, literal: Node) -> str | None:
+        """The choice label of a literal compared with a select field, if it is one of its codes."""
+        if item is None or not item.is_select or not isinstance(literal, Number | Literal):
+            return None
+        code = _number(literal.value) if isinstance(literal, Number) else literal.value
+        return choice_labels(self.model, item, self.language, limit=None).get(code)
+
+    def answered(self, node: Node) -> str | None:
+        """``string-length(${x})`` → ``x``: the field whose answer's presence is tested."""
+        if isinstance(node, Call) and node.name == "string-length" and len(node.args) == 1 \
+                and isinstance(node.args[0], Ref):
+            return node.args[0].name
+        return None
+
+    def compare(self, node: BinaryOp) -> str:
+        op, left, right = node.op, node.left, node.right
+        if isinstance(left, Number | Literal) and isinstance(right, Ref):
+            flipped = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}.get(op, op)
+            return self.compare(BinaryOp(node.pos, flipped, right, left))
+        if isinstance(left, Ref) and isinstance(right, Literal) and right.value == "" \
+                and op in ("=", "!="):
+            return f"{left.name} is {'blank' if op == '=' else 'answered'}"
+        name = self.answered(left)
+        if name and isinstance(right, Number) and right.value == 0:
+            if op in (">", "!="):
+                return f"{name} is answered"
+            if op == "=":
+                return f"{name} is blank"
+        label = self.code_label(self.item(left), right)
+        right_text = label if label is not None else self.wrap(right, _ARITH)
+        return f"{self.wrap(left, _ARITH)} {_COMPARE[op]} {right_text}"
+
+    def call(self, node: Call) -> tuple[str, int]:
+        args = node.args
+        if node.name == "selected" and isinstance(args[0], Ref):
+            label = self.code_label(self.item(args[0]), args[1])
+            if label is None and not isinstance(args[1], Number | Literal):
+                raise _Unrenderable("selected() with a computed choice")
+            shown = label if label is not None else self(args[1])[0]
+            return f"{args[0].name} includes {shown}", _CMP
+        if node.name == "count-selected" and isinstance(args[0], Ref):
+            return f"number of {args[0].name} choices", _ATOM
+        if node.name == "not":
+            return f"not ({self(args[0])[0]})", _ATOM
+        if node.name in ("true", "false"):
+            return ("always" if node.name == "true" else "never"), _ATOM
+        raise _Unrenderable(node.name)
+
+
+def describe_universe(model: FormModel, item: Item, language: str | None = None) -> str:
+    """Who was asked ``item``, in words: "Asked if: consent = Yes and age ≥ 12".
+
+    Each relevance (the enclosing groups' first, then the field's own) is rendered from its
+    parsed expression; one that cannot be put into words is shown as the raw expression.
+    """
+    relevances = model.relevance(item)
+    if not relevances:
+        return f"All {item.repeat} entries" if item.repeat else "All respondents"
+    lang = resolve_language(model, language)
+    render = _Renderer(model, lang)
+    parts: list[tuple[str, int]] = []
+    for expression in relevances:
+        try:
+            parts.append(render(parse(expression)))
+        except (_Unrenderable, ExpressionError, KeyError):
+            parts.append((expression, _OR))
+    if len(parts) == 1:
+        return f"Asked if: {parts[0][0]}"
+    return "Asked if: " + " and ".join(f"({t})" if p < _AND else t for t, p in parts)
+
+
+# -- frequencies and statistics --------------------------------------------------------------------
+
+
+def _present(values: pd.Series) -> pd.Series:
+    """Non-missing mask: NA/NaN/NaT and empty strings are missing."""
+    mask = values.notna()
+    if values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
+        mask &= values.astype("string").fillna("").str.strip() != ""
+    return mask.astype(bool)
+
+
+def _code_text(value: Any) -> str:
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def frequency_table(values: pd.Series, labels: Mapping[str, str], *,
+                    weights: pd.Series | None = None, multiple: bool = False) -> pd.DataFrame:
+    """Counts (and weighted sums) per code, the list's codes first in list order.
+
+    ``multiple``: values are space-separated select_multiple answers and each code counts the
+    respondents who chose it (these add up to more than n). Percentages are of the non-missing
+    answers (weighted: of their total weight; rows without a weight are left out there).
+    """
+    present = _present(values)
+    answered = values[present]
+    if multiple:
+        tokens = answered.astype("string").str.split().explode().dropna()
+        counts = tokens.value_counts()
+        owner = tokens.index
+    else:
+        codes = answered.map(_code_text)
+        counts = codes.value_counts()
+        tokens, owner = codes, codes.index
+    order = list(labels) + sorted(c for c in counts.index if c not in labels)
+    table = pd.DataFrame({"code": order, "label": [labels.get(c, "") for c in order]})
+    table["n"] = [int(counts.get(c, 0)) for c in order]
+    n = int(present.sum())
+    table["percent"] = table["n"] / n * 100 if n else np.nan
+    if weights is not None:
+        w = pd.to_numeric(weights, errors="coerce").astype("float64")
+        by_code = pd.Series(w.loc[owner].to_numpy(), index=tokens.to_numpy()).groupby(level=0).sum()
+        total = float(w[present].sum())
+        table["weighted"] = [float(by_code.get(c, 0.0)) for c in order]
+        table["weighted_percent"] = table["weighted"] / total * 100 if total else np.nan
+    return table
+
+
+def _render_frequencies(table: pd.DataFrame, column: str) -> str:
+    parts = []
+    for row in table.itertuples(index=False):
+        count = getattr(row, column)
+        share = getattr(row, "percent" if column == "n" else "weighted_percent")
+        shown = str(int(count)) if column == "n" else f"{count:.1f}"
+        pct = "" if pd.isna(share) else f" ({share:.1f}%)"
+        name = f"{row.code} {row.label}".strip()
+        parts.append(f"{name}: {shown}{pct}")
+    return "; ".join(parts)
+
+
+def _statistics(values: pd.Series) -> dict[str, Any]:
+    """min/median/max/mean of a numeric column (min/max dates as ISO text for date columns)."""
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        stamps = values.dropna()
+        if stamps.empty:
+            return {}
+        if stamps.dt.tz is None and bool((stamps == stamps.dt.normalize()).all()):
+            return {"min": stamps.min().date().isoformat(), "max": stamps.max().date().isoformat()}
+        return {"min": stamps.min().isoformat(), "max": stamps.max().isoformat()}
+    if pd.api.types.is_bool_dtype(values.dtype) or not pd.api.types.is_numeric_dtype(values.dtype):
+        return {}
+    numbers = pd.to_numeric(values).astype("Float64").dropna().astype("float64")
+    if numbers.empty:
+        return {}
+    return {"min": _tidy(numbers.min()), "median": _tidy(numbers.median()),
+            "max": _tidy(numbers.max()), "mean": _tidy(round(float(numbers.mean()), 4))}
+
+
+def _tidy(x: float) -> float | int:
+    return int(x) if float(x).is_integer() else float(x)
+
+
+# -- the codebook table ----------------------------------------------------------------------------
+
+
+def _languages(models: list[FormModel]) -> list[str]:
+    out: list[str] = []
+    for model in models:
+        for lang in [*model.languages, STATA]:
+            if lang not in out:
+                out.append(lang)
+    return [lang for lang in out if lang != STATA] + [STATA]
+
+
+def _type_text(item: Item) -> str:
+    return " ".join(p for p in (item.type, item.list_name or "", "or_other" if item.or_other
+                                else "") if p)
+
+
+def _values_text(model: FormModel, item: Item, language: str) -> str:
+    labels = choice_labels(model, item, language, limit=None)
+    return "; ".join(f"{code} = {text}" for code, text in labels.items())
+
+
+def build_codebook(tables: Mapping[str, pd.DataFrame], models: Mapping[str, FormModel], *,
+                   weights: Mapping[str, str] | None = None,
+                   language: str | None = None) -> pd.DataFrame:
+    """One row per column of every table (``form`` or ``form.repeat`` keys, as for release).
+
+    Columns: form, variable, position, ``label_<lang>`` for every interview language and
+    ``label_stata``, type, group, pii, universe (in ``language``, default the form's default
+    language), relevance (raw), ``values_<lang>`` (codes with labels, every language),
+    missing_codes, dtype, n (non-missing, 98/99 included: they are answers), n_missing,
+    frequencies and, when ``weights[form]`` names a column of the table, weighted_frequencies
+    for categorical variables, and min/median/max/mean for numeric ones.
+    """
+    weights = weights or {}
+    table_models = {name: model_for(name, models) for name in tables}
+    langs = _languages(list(table_models.values()))
+    rows: list[dict[str, Any]] = []
+    for name, df in tables.items():
+        model = table_models[name]
+        df = df.reset_index(drop=True)
+        weight_column = weights.get(name)
+        w = df[weight_column] if weight_column in df.columns else None
+        dummies = dummy_columns(model)
+        tags = missing_codes(model)
+        for position, column in enumerate(map(str, df.columns), start=1):
+            rows.append(_row(name, model, df[column], column, position, langs, language,
+                             dummies, tags, w, weight_column))
+    codebook = pd.DataFrame(rows)
+    ordered = ["form", "variable", "position", *[f"label_{language_code(lang)}" for lang in langs],
+               "type", "group", "pii", "universe", "relevance",
+               *[f"values_{language_code(lang)}" for lang in langs], "missing_codes", "dtype",
+               "n", "n_missing", "frequencies", "weighted_frequencies", "min", "median", "max",
+               "mean"]
+    codebook = codebook.reindex(columns=ordered)
+    codebook.attrs["tables"] = {
+        name: {"title": m.title, "form_id": m.form_id, "version": m.version,
+               "records": len(tables[name]), "weight": weights.get(name)
+               if weights.get(name) in tables[name].columns else None}
+        for name, m in table_models.items()
+    }
+    codebook.attrs["languages"] = langs
+    return codebook
+
+
+def _row(table: str, model: FormModel, values: pd.Series, column: str, position: int,
+         langs: list[str], language: str | None, dummies: Mapping[str, Any],
+         tags: Mapping[str, Mapping[int, str]], w: pd.Series | None,
+         weight_column: str | None) -> dict[str, Any]:
+    item = field_for(model, column)
+    dummy = dummies.get(column)
+    present = _present(values)
+    row: dict[str, Any] = {"form": table, "variable": column, "position": position,
+                           "dtype": str(values.dtype), "n": int(present.sum()),
+                           "n_missing": int((~present).sum())}
+    available = [*model.languages, STATA]
+    for lang in langs:
+        code = language_code(lang)
+        if lang not in available:
+            text = ""
+        elif dummy is not None:
+            text = f"{dummy[0].name}: {pick_label(dummy[1].labels, lang, model)}"
+        elif item is not None:
+            text = pick_label(item.labels, lang, model)
+        else:
+            text = META_LABELS.get(column, "Survey weight" if column == weight_column else "")
+        row[f"label_{code}"] = text
+        if item is not None and item.is_select and dummy is None and lang in available:
+            row[f"values_{code}"] = _values_text(model, item, lang)
+        elif dummy is not None:
+            row[f"values_{code}"] = "1 = selected; 0 = not selected"
+    categorical: Mapping[str, str] | None = None
+    multiple = False
+    if item is None:
+        row["type"] = "weight" if column == weight_column else (
+            "meta" if column in META_LABELS else "")
+        row["universe"] = "All records"
+    else:
+        row["type"] = "select_multiple dummy" if dummy is not None else _type_text(item)
+        row["group"] = "/".join(item.path)
+        row["pii"] = item.pii
+        row["universe"] = describe_universe(model, item, language)
+        relevances = model.relevance(item)
+        row["relevance"] = relevances[0] if len(relevances) == 1 else " and ".join(
+            f"({r})" for r in relevances)
+        if dummy is not None:
+            categorical = {"1": "selected", "0": "not selected"}
+        elif item.is_select:
+            categorical = choice_labels(model, item, language, limit=None)
+            multiple = item.type == "select_multiple"
+        if item.name in tags and dummy is None:
+            choices = choice_labels(model, item, language, limit=None)
+            row["missing_codes"] = "; ".join(
+                f"{code} = .{tag} ({choices.get(str(code)) or _MISSING_NAMES[code]})"
+                for code, tag in sorted(tags[item.name].items()))
+    if categorical is not None:
+        freq = frequency_table(values, categorical, weights=w, multiple=multiple)
+        row["frequencies"] = _render_frequencies(freq, "n")
+        if w is not None:
+            row["weighted_frequencies"] = _render_frequencies(freq, "weighted")
+    else:
+        row.update(_statistics(values))
+    return row
+
+
+# -- files -----------------------------------------------------------------------------------------
+
+
+def _cell(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _sheet_name(name: str, taken: set[str]) -> str:
+    base = re.sub(r"[\[\]:*?/\\]", "_", name)[:31] or "table"
+    out, i = base, 1
+    while out.lower() in taken:
+        i += 1
+        out = f"{base[:28]}_{i}"
+    taken.add(out.lower())
+    return out
+
+
+def _about(codebook: pd.DataFrame) -> list[tuple[str, str]]:
+    """Key/value lines explaining the codebook (Excel 'about' sheet and Markdown preamble)."""
+    tables = codebook.attrs.get("tables", {})
+    lines = [("Codebook", "One row per variable of each release table, in file column order.")]
+    for name in dict.fromkeys(codebook["form"]):
+        info = tables.get(name, {})
+        count = int((codebook["form"] == name).sum())
+        title = f"{info['title']} (form {info['form_id']}, version {info['version']}), " \
+            if info else ""
+        records = f", {info['records']} records" if info else ""
+        lines.append((f"Table {name}", f"{title}{count} variables{records}"))
+    languages = codebook.attrs.get("languages") or [
+        c[len("label_"):] for c in codebook.columns if c.startswith("label_")]
+    lines += [
+        ("Languages", "label_<code> / values_<code> columns: "
+         + ", ".join(language_code(lang) for lang in languages)
+         + " (stata: the short labels used in the .dta and .sav files)."),
+        ("Universe", "Who was asked: the relevance of the question and of its groups, in words "
+         "with choice labels; the raw expression where it cannot be put into words."),
+        ("Missing codes", "98 don't know → Stata .d, 99 refused / prefer not to say → Stata .r; "
+         "both user-missing in SPSS and plain codes in CSV/Parquet. 96 (other) is an answer."),
+        ("n", "Non-missing values (98 and 99 included, they are answers); n_missing: blank, "
+         "i.e. not asked or not answered."),
+        ("Frequencies", "code label: count (percent of n). select_multiple: respondents choosing "
+         "each option, which add up to more than n."),
+    ]
+    weighted = {name: info["weight"] for name, info in tables.items() if info.get("weight")}
+    if weighted:
+        lines.append(("Weighted frequencies", "Sum of weights per code (percent of the total "
+                      "weight of non-missing answers), weight column: "
+                      + ", ".join(f"{k}: {v}" for k, v in weighted.items())))
+    lines.append(("Statistics", "min / median / max / mean for numeric variables, "
+                  "first and last value for dates."))
+    return lines
+
+
+def _normalise_xlsx(data: bytes) -> bytes:
+    """Rezip an .xlsx with fixed entry times and document dates: same workbook, same bytes."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as zin, \
+            zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            content = zin.read(info.filename)
+            if info.filename == "docProps/core.xml":
+                content = re.sub(rb"(<dcterms:(created|modified)[^>]*>)[^<]*",
+                                 rb"\g<1>" + _CORE_TIME.encode(), content)
+            entry = zipfile.ZipInfo(info.filename, date_time=_ZIP_TIME)
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            entry.external_attr = 0o644 << 16
+            zout.writestr(entry, content)
+    return out.getvalue()
+
+
+def _write_xlsx(codebook: pd.DataFrame, path: Path) -> Path:
+    import openpyxl
+    from openpyxl.styles import Font
+    from openpyxl.utils import get_column_letter
+
+    book = openpyxl.Workbook()
+    book.remove(book.active)
+    book.properties.creator = "dhsurvey"
+    bold = Font(bold=True)
+    taken: set[str] = set()
+
+    def add(title: str, header: list[str], rows: list[list[Any]], freeze: str) -> None:
+        ws = book.create_sheet(_sheet_name(title, taken))
+        ws.append(header)
+        for cell in ws[1]:
+            cell.font = bold
+        for row in rows:
+            ws.append([_cell(v) for v in row])
+        ws.freeze_panes = freeze
+        for i, name in enumerate(header, start=1):
+            longest = max([len(str(name)), *(len(str(r[i - 1])) for r in rows[:200]
+                                              if r[i - 1] is not None)])
+            ws.column_dimensions[get_column_letter(i)].width = min(60, longest + 2)
+
+    add("about", ["item", "description"], [list(line) for line in _about(codebook)], "A2")
+    columns = [c for c in codebook.columns if c != "form"]
+    for name in dict.fromkeys(codebook["form"]):
+        part = codebook[codebook["form"] == name]
+        add(name, columns, [[_cell(v) for v in r] for r in part[columns].itertuples(index=False)],
+            "C2")
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return atomic_write_bytes(path, _normalise_xlsx(buffer.getvalue()))
+
+
+def _md(value: Any) -> str:
+    value = _cell(value)
+    if value is None or value == "":
+        return ""
+    if isinstance(value, float):
+        value = f"{value:.6g}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _markdown(codebook: pd.DataFrame) -> str:
+    label_columns = [c for c in codebook.columns if c.startswith("label_")]
+    value_columns = [c for c in codebook.columns if c.startswith("values_")]
+    main_label = label_columns[0] if label_columns else None
+    out = ["# Codebook", ""]
+    out += [f"- **{key}:** {_md(text)}" for key, text in _about(codebook)]
+    for name in dict.fromkeys(codebook["form"]):
+        part = codebook[codebook["form"] == name]
+        out += ["", f"## {name}", "", "| Variable | Label | Type | Universe | n |",
+                "|---|---|---|---|---|"]
+        for r in part.itertuples(index=False):
+            row = r._asdict()
+            label = _md(row.get(main_label)) if main_label else ""
+            out.append(f"| `{row['variable']}` | {label} | {_md(row['type'])} | "
+                       f"{_md(row['universe'])} | {row['n']} |")
+        for _, row in part.iterrows():
+            out += ["", f"### `{row['variable']}`", ""]
+            lines = [(f"Label ({c[len('label_'):]})", row[c]) for c in label_columns]
+            lines += [("Type", row["type"]), ("Group", row["group"]), ("PII", row["pii"]),
+                      ("Universe", row["universe"]), ("Relevance", row["relevance"])]
+            lines += [(f"Values ({c[len('values_'):]})", row[c]) for c in value_columns]
+            lines += [("Missing codes", row["missing_codes"]), ("Storage", row["dtype"]),
+                      ("n", f"{row['n']} ({row['n_missing']} missing)"),
+                      ("Frequencies", row["frequencies"]),
+                      ("Weighted frequencies", row["weighted_frequencies"])]
+            stats = [(k, _md(row[k])) for k in ("min", "median", "max", "mean") if _md(row[k])]
+            if stats:
+                lines.append((" / ".join(k for k, _ in stats), " / ".join(v for _, v in stats)))
+            out += [f"- **{key}:** {_md(text)}" for key, text in lines if _md(text)]
+    return "\n".join(out) + "\n"
+
+
+def write_codebook(codebook: pd.DataFrame, folder: str | Path) -> list[Path]:
+    """``codebook.xlsx`` (an 'about' sheet, then one sheet per table; bold header, frozen
+    panes) and ``codebook.md``, both byte-identical on a rerun with the same codebook."""
+    folder = Path(folder)
+    return [_write_xlsx(codebook, folder / "codebook.xlsx"),
+            atomic_write_text(folder / "codebook.md", _markdown(codebook))]
+
+
+__all__ = ["build_codebook", "describe_universe", "frequency_table", "write_codebook"]
