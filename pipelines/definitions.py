@@ -6,6 +6,7 @@ from pipelines.defs import automation
 from pipelines.defs.forms import assets as forms
 from pipelines.defs.ingest import assets as ingest
 from pipelines.defs.release import assets as release
+from pipelines.defs.release import files as release_files
 from pipelines.defs.validate import assets as validate
 from pipelines.defs.weight import assets as weight
 from pipelines.resources import Secrets, StudyPaths
@@ -15,7 +16,7 @@ def build_defs(paths: StudyPaths, secrets: Secrets) -> dg.Definitions:
     """The code location with explicit resources (the demo and tests pass their own)."""
     return dg.Definitions(
         assets=[forms.compiled_forms, *ingest.raw_assets, validate.validated, weight.weights,
-                release.indicators],
+                release.indicators, release_files.release],
         asset_checks=[forms.instruments_lint_clean],
         jobs=[automation.country_job, automation.central_sync_job, automation.forms_job],
         sensors=[automation.landing_sensor],

@@ -14,11 +14,19 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
 def run_pipeline(instruments: Path, data: Path, dagster_home: Path, countries: list[str], *,
-                 private_key: Path | None = None,
+                 private_key: Path | None = None, pseudonym_key: Path | None = None,
                  step: Callable[[str], None] = lambda _: None) -> None:
-    """Materialise the compiled forms, then each country's partition of ``country_job``."""
+    """Materialise the compiled forms, then each country's partition of ``country_job``.
+
+    ``pseudonym_key``: a file holding the demo's throwaway key; it is put in the environment
+    variable the pipeline reads (as a real deployment would), never in resource config.
+    """
+    import os
+
     import dagster as dg
 
+    if pseudonym_key is not None:
+        os.environ["DHSURVEY_PSEUDONYM_KEY"] = pseudonym_key.read_text().strip()
     from dhsurvey.cli import write_dagster_home
     from pipelines.definitions import build_defs
     from pipelines.resources import Secrets, StudyPaths
@@ -33,7 +41,7 @@ def run_pipeline(instruments: Path, data: Path, dagster_home: Path, countries: l
         raise RuntimeError("compiling the forms failed")
     country_job = defs.resolve_job_def("country_job")
     for iso in countries:
-        step(f"Dagster: {iso} — ingest, validate, weight, indicators")
+        step(f"Dagster: {iso} — ingest, validate, weight, anonymise, release")
         result = country_job.execute_in_process(partition_key=iso, instance=instance,
                                                 run_config=QUIET)
         if not result.success:

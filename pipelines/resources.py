@@ -12,6 +12,8 @@ class StudyPaths(dg.ConfigurableResource):
 
     instruments: str = "instruments"
     data_root: str = "data"
+    #: Names this release; release IDs are fresh for every label, stable for reruns of one.
+    release_label: str = "r1"
 
     @classmethod
     def from_env(cls) -> StudyPaths:
@@ -30,9 +32,11 @@ class StudyPaths(dg.ConfigurableResource):
 
 
 class Secrets(dg.ConfigurableResource):
-    """Secrets by reference only: a key's *path* from the environment, never its contents."""
+    """Secrets by reference only: a key's *path* or the *name* of the variable holding it,
+    never its contents (resource config is shown in the UI)."""
 
     private_key_path: str | None = None
+    pseudonym_key_env: str = "DHSURVEY_PSEUDONYM_KEY"
 
     @classmethod
     def from_env(cls) -> Secrets:
@@ -44,3 +48,9 @@ class Secrets(dg.ConfigurableResource):
         from dhsurvey.ingest.decrypt import load_private_key
 
         return load_private_key(self.private_key_path)
+
+    def pseudonym_key(self) -> bytes:
+        """The HMAC key; a clear error (no value echoed) when the variable is missing."""
+        from dhsurvey.anonymise.pseudonym import load_key
+
+        return load_key(self.pseudonym_key_env)

@@ -432,7 +432,8 @@ def demo(
             raise DhsurveyError(f"the Dagster code location is not installed ({exc})",
                                 code="pipeline-missing") from None
         run_pipeline(instruments.resolve(), out.resolve(), dagster_home(out),
-                     prepared.countries, private_key=prepared.private_key.resolve(), step=step)
+                     prepared.countries, private_key=prepared.private_key.resolve(),
+                     pseudonym_key=prepared.pseudonym_key, step=step)
         summary = summarise(out, prepared.countries,
                             {o.iso: o.counts for o in prepared.outputs},
                             {o.iso: o.faults for o in prepared.outputs})
@@ -480,6 +481,15 @@ def ui(
     home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DATA / "dagster_home").resolve()
     write_dagster_home(home)
     env = {**os.environ, "DAGSTER_HOME": str(home)}
+    demo_secrets = DEFAULT_DATA / "secrets"
+    if "DHSURVEY_PRIVATE_KEY" not in env and (demo_secrets / "demo-private.pem").exists():
+        env["DHSURVEY_PRIVATE_KEY"] = str((demo_secrets / "demo-private.pem").resolve())
+        console.print("Using the demo's throwaway private key (set DHSURVEY_PRIVATE_KEY for a "
+                      "real study).")
+    if "DHSURVEY_PSEUDONYM_KEY" not in env and (demo_secrets / "demo-pseudonym.key").exists():
+        env["DHSURVEY_PSEUDONYM_KEY"] = (demo_secrets / "demo-pseudonym.key").read_text().strip()
+        console.print("Using the demo's throwaway pseudonym key (set DHSURVEY_PSEUDONYM_KEY for a "
+                      "real study).")
     dagster = Path(sys.executable).with_name("dagster")
     cmd = [str(dagster), "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)]
     console.print(f"Dagster UI on http://127.0.0.1:{port} (DAGSTER_HOME={home}); Ctrl-C stops.")

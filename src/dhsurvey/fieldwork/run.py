@@ -63,7 +63,8 @@ def simulate_to(out: str | Path, configs: list[CountryConfig], models: dict[str,
                                  public_key_pem=public_key_pem, rng=crypto_rng)
         write_design(sim, folder)
         atomic_write_json(folder / "faults.json", {"country": config.iso, "seed": seed,
-                                                   "faults": sim.faults})
+                                                   "faults": sim.faults,
+                                                   "canaries": sim.canaries})
         outputs.append(CountryOutput(config.iso, folder,
                                      {k: len(v.root) for k, v in sim.forms.items()},
                                      len(sim.faults)))

@@ -49,6 +49,8 @@ class SimulatedCountry:
     sample: Sample
     forms: dict[str, RawForm]
     faults: list[dict] = field(default_factory=list)
+    #: Fake identifiers planted in answered restricted fields; none may reach a release.
+    canaries: list[str] = field(default_factory=list)
 
 
 def seeded_rng(seed: int, *parts: str) -> np.random.Generator:
@@ -90,7 +92,58 @@ def simulate_country(config: CountryConfig, models: dict[str, FormModel], *, see
                                     seeded_rng(seed, config.iso, "caregiver"))
     forms["frontline_worker"] = _frontline(config, models["frontline_worker"], pace,
                                            seeded_rng(seed, config.iso, "fw"))
-    return SimulatedCountry(config, sample, {k: _raw(v, models[k]) for k, v in forms.items()})
+    raws = {k: _raw(v, models[k]) for k, v in forms.items()}
+    canaries = plant_canaries(raws, models, seeded_rng(seed, config.iso, "canaries"))
+    return SimulatedCountry(config, sample, raws, canaries=canaries)
+
+
+def plant_canaries(raws: dict[str, RawForm], models: dict[str, FormModel],
+                   rng: np.random.Generator, per_field: int = 2) -> list[str]:
+    """Overwrite a few *answered* direct-identifier and free-text answers with canaries.
+
+    Names, phone numbers, e-mails and GPS strings shaped like real ones but tagged "Canary":
+    the release gate scans every release file for them. Only answered cells are used, so the
+    submissions stay valid (a canary is within every text constraint).
+    """
+    from dhsurvey.anonymise.release import canary_values
+
+    tables = [(models[f], raw.root) for f, raw in raws.items()]
+    tables += [(models[f], t) for f, raw in raws.items() for t in raw.repeats.values()]
+    pool = canary_values(400, rng)
+    by_kind = {"gps": [c for c in pool if c.count(" ") == 3 and c[0] in "-0123456789"],
+               "name": [c for c in pool if "Canary-" in c]}
+    by_kind["text"] = [c for c in pool if c not in by_kind["gps"] and c not in by_kind["name"]]
+    planted: list[str] = []
+    touched: dict[str, set[str]] = {}
+    for model, table in tables:
+        for column in table.columns:
+            if column not in model or model[column].pii not in ("direct", "free_text") or \
+                    model[column].type not in ("text", "geopoint"):
+                continue
+            kind = "gps" if model[column].type == "geopoint" else (
+                "name" if model[column].pii == "direct" else "text")
+            answered = np.flatnonzero(table[column].notna().to_numpy())
+            for row in rng.choice(answered, min(per_field, len(answered)), replace=False):
+                value = by_kind[kind].pop()
+                table.iloc[int(row), table.columns.get_loc(column)] = value
+                planted.append(value)
+                touched.setdefault(model.form_id, set()).add(column)
+    for form_id, columns in touched.items():
+        _recalculate(raws[form_id], models[form_id], columns)
+    return planted
+
+
+def _recalculate(raw: RawForm, model: FormModel, columns: set[str]) -> None:
+    """Recompute the root calculations that copy a changed answer (e.g. the selected name)."""
+    from dhsurvey.fieldwork.answers import format_values
+    from dhsurvey.forms.expressions import references
+
+    data = raw.to_form_data(model)
+    for item in model.fields_in(None):
+        if item.type == "calculate" and set(references(item.calculation)) & columns:
+            values = format_values(data.evaluate(item, item.calculation))
+            keep = raw.root[item.name].notna().to_numpy()
+            raw.root.loc[keep, item.name] = values.to_numpy()[keep]
 
 
 # -- scenario pieces --------------------------------------------------------------------------

@@ -1,0 +1,107 @@
+"""The Dagster UI in a real browser: asset graph and a check page after a pipeline run.
+
+Starts ``dagster dev`` on 127.0.0.1 (its own DAGSTER_HOME, nux and telemetry off), renders the
+pages in headless Chromium (Debian ``chromium``, installed by ``.ci/run``) and keeps the
+screenshots under ``tests/artifacts/`` for a person to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from dhsurvey.fieldwork.run import simulate_to
+from pipelines.demo import run_pipeline
+from pipelines.study import countries, models
+
+ROOT = Path(__file__).parents[2]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage", "--window-size=1400,900"]
+
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed "
+                                "(.ci/run installs it)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(url: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {seconds} s")
+
+
+def _chromium(url: str, profile: Path, *args: str) -> str:
+    out = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}",
+                          "--virtual-time-budget=20000", *args, url],
+                         capture_output=True, text=True, timeout=120, check=False)
+    return out.stdout
+
+
+@pytest.fixture(scope="module")
+def dagster_ui(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    base = tmp_path_factory.mktemp("ui")
+    data, home = base / "data", base / "dagster_home"
+    config = next(c for c in countries() if c.iso == "UGA")
+    simulate_to(data / "landing", [config], models(), seed=3, households=150,
+                formats=("central",))
+    run_pipeline(ROOT / "instruments", data, home, ["UGA"])
+    port = _free_port()
+    env = {**os.environ, "DAGSTER_HOME": str(home), "DHSURVEY_DATA": str(data),
+           "DHSURVEY_INSTRUMENTS": str(ROOT / "instruments")}
+    dagster = Path(sys.executable).with_name("dagster")
+    proc = subprocess.Popen([str(dagster), "dev", "-w", str(ROOT / "workspace.yaml"),
+                             "-h", "127.0.0.1", "-p", str(port)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        _wait(f"http://127.0.0.1:{port}/server_info", 120)
+        yield f"http://127.0.0.1:{port}", base
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_asset_graph_lists_the_pipeline(dagster_ui) -> None:  # noqa: ANN001
+    url, base = dagster_ui
+    ARTIFACTS.mkdir(exist_ok=True)
+    dom = _chromium(f"{url}/assets", base / "profile-a", "--dump-dom")
+    for name in ("compiled_forms", "raw_household", "accepted_child", "weights", "indicators"):
+        assert name in dom, name
+    _chromium(f"{url}/asset-groups", base / "profile-b",
+              f"--screenshot={ARTIFACTS / 'asset-graph.png'}")
+    assert (ARTIFACTS / "asset-graph.png").stat().st_size > 10_000
+
+
+def test_check_page_shows_a_passed_check(dagster_ui) -> None:  # noqa: ANN001
+    url, base = dagster_ui
+    page = f"{url}/assets/accepted_child?view=checks"
+    dom = _chromium(page, base / "profile-c", "--dump-dom")
+    assert "reconciliation" in dom
+    assert "Passed" in dom or "Succeeded" in dom
+    _chromium(page, base / "profile-d", f"--screenshot={ARTIFACTS / 'check-page.png'}")
+    assert (ARTIFACTS / "check-page.png").stat().st_size > 10_000
