@@ -23,10 +23,22 @@ def run_pipeline(instruments: Path, data: Path, dagster_home: Path, countries: l
     """
     import os
 
-    import dagster as dg
-
+    previous = os.environ.get("DHSURVEY_PSEUDONYM_KEY")
     if pseudonym_key is not None:
         os.environ["DHSURVEY_PSEUDONYM_KEY"] = pseudonym_key.read_text().strip()
+    try:
+        _run(instruments, data, dagster_home, countries, private_key, step)
+    finally:
+        if previous is None:
+            os.environ.pop("DHSURVEY_PSEUDONYM_KEY", None)
+        else:
+            os.environ["DHSURVEY_PSEUDONYM_KEY"] = previous
+
+
+def _run(instruments: Path, data: Path, dagster_home: Path, countries: list[str],
+         private_key: Path | None, step: Callable[[str], None]) -> None:
+    import dagster as dg
+
     from dhsurvey.cli import write_dagster_home
     from pipelines.definitions import build_defs
     from pipelines.resources import Secrets, StudyPaths

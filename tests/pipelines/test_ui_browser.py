@@ -65,12 +65,15 @@ def dagster_ui(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     base = tmp_path_factory.mktemp("ui")
     data, home = base / "data", base / "dagster_home"
     config = next(c for c in countries() if c.iso == "UGA")
-    simulate_to(data / "landing", [config], models(), seed=3, households=150,
+    simulate_to(data / "landing", [config], models(), seed=3, households=450,
                 formats=("central",))
-    run_pipeline(ROOT / "instruments", data, home, ["UGA"])
+    key = base / "pseudonym.key"
+    key.write_text("5a" * 32)
+    run_pipeline(ROOT / "instruments", data, home, ["UGA"], pseudonym_key=key)
     port = _free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home), "DHSURVEY_DATA": str(data),
-           "DHSURVEY_INSTRUMENTS": str(ROOT / "instruments")}
+           "DHSURVEY_INSTRUMENTS": str(ROOT / "instruments"),
+           "DHSURVEY_PSEUDONYM_KEY": key.read_text()}
     dagster = Path(sys.executable).with_name("dagster")
     proc = subprocess.Popen([str(dagster), "dev", "-w", str(ROOT / "workspace.yaml"),
                              "-h", "127.0.0.1", "-p", str(port)], cwd=ROOT, env=env,
@@ -91,7 +94,8 @@ def test_asset_graph_lists_the_pipeline(dagster_ui) -> None:  # noqa: ANN001
     url, base = dagster_ui
     ARTIFACTS.mkdir(exist_ok=True)
     dom = _chromium(f"{url}/assets", base / "profile-a", "--dump-dom")
-    for name in ("compiled_forms", "raw_household", "accepted_child", "weights", "indicators"):
+    for name in ("compiled_forms", "raw_household", "accepted_child", "weights", "indicators",
+                 "release"):
         assert name in dom, name
     _chromium(f"{url}/asset-groups", base / "profile-b",
               f"--screenshot={ARTIFACTS / 'asset-graph.png'}")
