@@ -22,6 +22,8 @@ def build_defs(paths: StudyPaths, secrets: Secrets) -> dg.Definitions:
         sensors=[automation.landing_sensor],
         schedules=[automation.central_sync],
         resources={"paths": paths, "secrets": secrets},
+        # Runs launched from the UI use both cores; the demo and tests run in-process.
+        executor=dg.multiprocess_executor.configured({"max_concurrent": 2}),
     )
 
 
