@@ -32,3 +32,12 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
     """Stable JSON (sorted keys, trailing newline) so reruns give identical bytes."""
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True,
                                               ensure_ascii=False, default=str) + "\n")
+
+
+def atomic_write_parquet(path: str | Path, table: Any) -> Path:
+    """A DataFrame as Parquet (no index), written atomically; same table → same bytes."""
+    import io
+
+    buffer = io.BytesIO()
+    table.to_parquet(buffer, index=False)
+    return atomic_write_bytes(path, buffer.getvalue())

@@ -1,11 +1,10 @@
 """Headline indicators per country: design-based estimates with 95 % confidence intervals."""
 
-import io
 
 import dagster as dg
 import pandas as pd
 
-from dhsurvey.io import atomic_write_bytes, atomic_write_text
+from dhsurvey.io import atomic_write_parquet, atomic_write_text
 from dhsurvey.release.indicators import compute_indicators, load_indicators
 from pipelines.defs.validate.assets import accepted_key
 from pipelines.defs.weight.assets import weights
@@ -39,9 +38,7 @@ def indicators(context: dg.AssetExecutionContext, paths: StudyPaths) -> dg.Mater
     table = compute_indicators(weighted_tables(paths.zone("clean", iso)), declared, domains)
     table.insert(0, "country", iso)
     folder = paths.zone("release", iso)
-    buffer = io.BytesIO()
-    table.to_parquet(buffer, index=False)
-    atomic_write_bytes(folder / "indicators.parquet", buffer.getvalue())
+    atomic_write_parquet(folder / "indicators.parquet", table)
     atomic_write_text(folder / "indicators.csv", table.to_csv(index=False,
                                                               float_format="%.6f"))
     overall = table[table["domain"] == "all"]

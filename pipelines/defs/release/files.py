@@ -2,7 +2,6 @@
 
 import hashlib
 import hmac
-import io
 import json
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from dhsurvey.anonymise.release import anonymise_country, gate, release_files, scan_release
-from dhsurvey.io import atomic_write_bytes, atomic_write_text
+from dhsurvey.io import atomic_write_parquet, atomic_write_text
 from dhsurvey.release.codebook import build_codebook, write_codebook
 from dhsurvey.release.writers import write_release
 from pipelines.defs.release.assets import indicators
@@ -45,12 +44,6 @@ def restricted_values(landing: Path, accepted: dict[str, pd.DataFrame]) -> list[
     return values
 
 
-def _parquet(table: pd.DataFrame) -> bytes:
-    buffer = io.BytesIO()
-    table.to_parquet(buffer, index=False)
-    return buffer.getvalue()
-
-
 @dg.asset(
     group_name="release",
     partitions_def=country_partitions,
@@ -74,7 +67,7 @@ def release(context: dg.AssetExecutionContext, paths: StudyPaths, secrets: Secre
     anonymised = anonymise_country(accepted, wts, models(), config, key=key,
                                    rng=release_rng(key, iso, paths.release_label), k=K)
     for name, table in anonymised.restricted.items():
-        atomic_write_bytes(clean / "restricted" / f"{name}.parquet", _parquet(table))
+        atomic_write_parquet(clean / "restricted" / f"{name}.parquet", table)
     written = write_release(anonymised.tables, models(), out,
                             language=config.release_language)
     codebook = build_codebook(anonymised.tables, models(),

@@ -1,23 +1,16 @@
 """Weights per country: read the sample file and accepted tables, write clean/<ISO>/weights/."""
 
-import io
 
 import dagster as dg
 import pandas as pd
 
-from dhsurvey.io import atomic_write_bytes, atomic_write_json
+from dhsurvey.io import atomic_write_json, atomic_write_parquet
 from dhsurvey.weight.study import study_weights
 from pipelines.defs.validate.assets import accepted_key
 from pipelines.resources import StudyPaths
 from pipelines.study import config_for, country_partitions
 
 WEIGHTED = ("household", "child", "caregiver")
-
-
-def _parquet(table: pd.DataFrame) -> bytes:
-    buffer = io.BytesIO()
-    table.to_parquet(buffer, index=False)
-    return buffer.getvalue()
 
 
 @dg.asset(
@@ -42,7 +35,7 @@ def weights(context: dg.AssetExecutionContext, paths: StudyPaths):  # noqa: ANN2
                            accepted["caregiver"], config)
     folder = clean / "weights"
     for name in WEIGHTED:
-        atomic_write_bytes(folder / f"{name}.parquet", _parquet(getattr(result, name)))
+        atomic_write_parquet(folder / f"{name}.parquet", getattr(result, name))
     atomic_write_json(folder / "summary.json", result.summary)
     s = result.summary
     rows = "\n".join(f"| {k} | {v['target']:,.0f} | {v['achieved']:,.0f} |"

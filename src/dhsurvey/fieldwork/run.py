@@ -16,7 +16,7 @@ from dhsurvey.fieldwork.exports import write_central_zip, write_kobo_json, write
 from dhsurvey.fieldwork.faults import inject_faults
 from dhsurvey.fieldwork.simulate import SimulatedCountry, seeded_rng, simulate_country
 from dhsurvey.forms.model import FormModel
-from dhsurvey.io import atomic_write_bytes, atomic_write_json
+from dhsurvey.io import atomic_write_json, atomic_write_parquet
 
 FORMATS = ("central", "kobo", "xml")
 
@@ -31,12 +31,8 @@ class CountryOutput:
 
 def write_design(sim: SimulatedCountry, folder: Path) -> None:
     """PSUs and households with their selection probabilities, as Parquet."""
-    import io
-
     for name, table in (("psus", sim.sample.psus), ("households", sim.sample.households)):
-        buffer = io.BytesIO()
-        table.to_parquet(buffer, index=False)
-        atomic_write_bytes(folder / "design" / f"{name}.parquet", buffer.getvalue())
+        atomic_write_parquet(folder / "design" / f"{name}.parquet", table)
 
 
 def simulate_to(out: str | Path, configs: list[CountryConfig], models: dict[str, FormModel], *,

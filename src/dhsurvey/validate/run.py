@@ -8,7 +8,6 @@ between fieldwork and weighting.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ from dhsurvey.forms.expressions import references
 from dhsurvey.forms.lint import CONSENT_RE
 from dhsurvey.forms.model import FormModel
 from dhsurvey.ingest.canonical import RawForm
-from dhsurvey.io import atomic_write_bytes, atomic_write_json
+from dhsurvey.io import atomic_write_json, atomic_write_parquet
 from dhsurvey.validate.corrections import apply_corrections
 from dhsurvey.validate.linkage import link_interviews, one_per_household
 from dhsurvey.validate.schema import ISSUE_COLUMNS, Window, build_schema
@@ -254,28 +253,20 @@ def validate_forms(raws: Mapping[str, RawForm], models: Mapping[str, FormModel],
     return ValidationResult(config.iso if config else None, results, notes)
 
 
-def _parquet(table: pd.DataFrame) -> bytes:
-    buffer = io.BytesIO()
-    table.to_parquet(buffer, index=False)
-    return buffer.getvalue()
-
-
 def write_validation(result: ValidationResult, out: str | Path) -> list[Path]:
     """``out/<form>/{accepted,quarantine,flags,duplicates}.parquet`` + ``reconciliation.json``."""
     out = Path(out)
     paths = []
     for form, r in result.forms.items():
         folder = out / form
-        paths.append(atomic_write_bytes(folder / "accepted.parquet", _parquet(r.accepted)))
+        paths.append(atomic_write_parquet(folder / "accepted.parquet", r.accepted))
         for name, table in r.accepted_repeats.items():
-            paths.append(atomic_write_bytes(folder / f"accepted-{name}.parquet",
-                                            _parquet(table)))
-        paths.append(atomic_write_bytes(folder / "quarantine.parquet", _parquet(r.quarantine)))
-        paths.append(atomic_write_bytes(folder / "flags.parquet", _parquet(r.flags)))
-        paths.append(atomic_write_bytes(folder / "duplicates.parquet", _parquet(r.duplicates)))
+            paths.append(atomic_write_parquet(folder / f"accepted-{name}.parquet", table))
+        paths.append(atomic_write_parquet(folder / "quarantine.parquet", r.quarantine))
+        paths.append(atomic_write_parquet(folder / "flags.parquet", r.flags))
+        paths.append(atomic_write_parquet(folder / "duplicates.parquet", r.duplicates))
         if len(r.corrections):
-            paths.append(atomic_write_bytes(folder / "corrections.parquet",
-                                            _parquet(r.corrections)))
+            paths.append(atomic_write_parquet(folder / "corrections.parquet", r.corrections))
         paths.append(atomic_write_json(folder / "reconciliation.json",
                                        {**r.reconciliation, "notes": result.notes,
                                         "country": result.country}))
