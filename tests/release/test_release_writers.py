@@ -323,3 +323,18 @@ def test_labels_in_another_language(tables, models, tmp_path: Path) -> None:
     sw = models["child"]["assent"].labels[SW]
     assert meta.column_names_to_labels["assent"] == (sw if len(sw) <= 80 else sw[:79] + "…")
     assert EN in models["child"].languages
+
+
+def test_dta_int_column_starting_with_missing_values(models, tmp_path: Path) -> None:  # noqa: ANN001
+    """Suppressed cells (missing) at the top of a coded column still write as numbers."""
+    import pandas as pd
+    import pyreadstat
+
+    from dhsurvey.release.writers import write_dta
+
+    table = pd.DataFrame({"cg_educ": pd.array([None, None, 1, 5, None, 2], dtype="Int64")})
+    path = write_dta(table, models["caregiver"], tmp_path / "cg.dta", language="English (en)")
+    back, meta = pyreadstat.read_dta(str(path))
+    assert back["cg_educ"].tolist()[2:4] == [1.0, 5.0]
+    assert back["cg_educ"].isna().tolist() == [True, True, False, False, True, False]
+    assert meta.variable_value_labels["cg_educ"]

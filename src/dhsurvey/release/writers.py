@@ -357,8 +357,12 @@ def write_dta(df: pd.DataFrame, model: FormModel, path: str | Path, *,
             # follows a tagged one in an int column; Stata reads either the same way.
             values = pd.Series([None if np.isnan(v) else tags.get(int(v), float(v))
                                 for v in values], index=values.index, dtype=object)
-        elif column.kind == "int" and _fits_long(values):
+        elif column.kind == "int" and _fits_long(values) and not values.isna().any():
             values = _python_ints(values)
+        elif column.kind == "int":
+            # pyreadstat takes a column's type from its first value: a leading missing value
+            # (a suppressed cell) in an object column made it a string. Doubles hold the codes.
+            values = pd.to_numeric(values, errors="coerce").astype("float64")
         frame[name] = values
         if name in prepared.value_labels:
             dta_labels[name] = {tags.get(code, code): text
