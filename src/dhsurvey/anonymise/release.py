@@ -1228,6 +1228,13 @@ def _scan_text(scanner: _Scanner, text: str, where: str) -> None:
         scanner.patterns(line, where, None, line_no)
 
 
+def _scan_bytes(scanner: _Scanner, data: bytes, where: str) -> None:
+    """Raw bytes of a binary file: restricted values only. Patterns (e-mail, phone) would
+    match random binary runs ("cz@…"); the file's cells and labels are pattern-scanned."""
+    for line_no, line in enumerate(data.decode("latin-1").splitlines(), start=1):
+        scanner.restricted(line, where, None, line_no)
+
+
 def _scan_csv(scanner: _Scanner, text: str) -> None:
     header: list[str] = []
     for row_no, row in enumerate(csv.reader(io.StringIO(text))):
@@ -1295,7 +1302,7 @@ def scan_release(paths: list[Path], restricted_values: Iterable[str]) -> list[di
                     scanner.cell(value, "dta:value-labels", name, None)
             for name, label in var_labels.items():
                 scanner.cell(label, "dta:variable-labels", name, None)
-            _scan_text(scanner, path.read_bytes().decode("latin-1"), "dta:bytes")
+            _scan_bytes(scanner, path.read_bytes(), "dta:bytes")
         elif suffix in (".sav", ".zsav"):
             import pyreadstat
 
@@ -1306,7 +1313,7 @@ def scan_release(paths: list[Path], restricted_values: Iterable[str]) -> list[di
                     scanner.cell(value, "sav:value-labels", name, None)
             for name, label in zip(meta.column_names, meta.column_labels or [], strict=False):
                 scanner.cell(label, "sav:variable-labels", name, None)
-            _scan_text(scanner, path.read_bytes().decode("latin-1"), "sav:bytes")
+            _scan_bytes(scanner, path.read_bytes(), "sav:bytes")
         elif suffix in (".csv", ".tsv"):
             _scan_csv(scanner, _decode(path.read_bytes()))
         else:
