@@ -370,10 +370,10 @@ def _prepare(form: str, table: pd.DataFrame, model: FormModel, weights: pd.DataF
             if action == "key":
                 keys.append(col)
     if weights is not None:
-        out["weight"] = data["weight"].astype(float)
-        for col in data.columns:
-            if col == "weight_norm" or _REP.match(str(col)):
-                out[col] = data[col].astype(float)
+        # Hundreds of replicate columns: added in one concat, not one insert each.
+        wanted = ["weight", *[c for c in data.columns
+                              if c == "weight_norm" or _REP.match(str(c))]]
+        out = pd.concat([out, data[wanted].astype(float)], axis=1)
     return _Form(form, model, reasons, out, keys, weights is not None, accepted_rows,
                  scrubbed, months), ids
 
