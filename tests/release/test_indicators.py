@@ -6,14 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from simulated import weighted_country
 
 from dhsurvey.errors import ConfigError
-from dhsurvey.fieldwork.config import load_country
-from dhsurvey.fieldwork.simulate import FORMS, simulate_country
+from dhsurvey.fieldwork.simulate import FORMS
 from dhsurvey.forms.model import load_form
-from dhsurvey.release.indicators import compute_indicators, load_indicators
-from dhsurvey.validate.run import validate_forms
-from dhsurvey.weight.study import study_weights
+from dhsurvey.release.indicators import compute_indicators, join_weights, load_indicators
 
 INSTRUMENTS = Path(__file__).parents[2] / "instruments"
 MODELS = {f: load_form(INSTRUMENTS / f"{f}.xlsx") for f in FORMS}
@@ -21,15 +19,8 @@ MODELS = {f: load_form(INSTRUMENTS / f"{f}.xlsx") for f in FORMS}
 
 @pytest.fixture(scope="module")
 def table():  # noqa: ANN201
-    config = load_country(INSTRUMENTS / "countries" / "KEN.yaml")
-    sim = simulate_country(config, MODELS, seed=8, households=1500)
-    result = validate_forms(sim.forms, MODELS, config=config)
-    acc = {f: r.accepted for f, r in result.forms.items()}
-    w = study_weights(sim.sample.households, acc["household"], acc["child"], acc["caregiver"],
-                      config, replicates=False)
-    tables = {"child": acc["child"].drop(columns=["cluster"]).merge(w.child, on="KEY"),
-              "caregiver": acc["caregiver"].drop(columns=["cluster"]).merge(w.caregiver,
-                                                                            on="KEY")}
+    _, _, acc, w = weighted_country("KEN", 8, 1500, replicates=False)
+    tables = join_weights(acc, {"child": w.child, "caregiver": w.caregiver})
     indicators, domains = load_indicators(INSTRUMENTS / "indicators.yaml", MODELS)
     return tables, compute_indicators(tables, indicators, domains)
 

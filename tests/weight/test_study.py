@@ -6,13 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from simulated import weighted_country
 
-from dhsurvey.fieldwork.config import load_country
-from dhsurvey.fieldwork.simulate import FORMS, simulate_country
+from dhsurvey.fieldwork.simulate import FORMS
 from dhsurvey.forms.model import load_form
-from dhsurvey.validate.run import validate_forms
 from dhsurvey.weight import Design
-from dhsurvey.weight.study import study_weights
 
 INSTRUMENTS = Path(__file__).parents[2] / "instruments"
 MODELS = {f: load_form(INSTRUMENTS / f"{f}.xlsx") for f in FORMS}
@@ -20,13 +18,7 @@ MODELS = {f: load_form(INSTRUMENTS / f"{f}.xlsx") for f in FORMS}
 
 @pytest.fixture(scope="module")
 def weighted():  # noqa: ANN201
-    config = load_country(INSTRUMENTS / "countries" / "TZA.yaml")
-    sim = simulate_country(config, MODELS, seed=12, households=1500)
-    result = validate_forms(sim.forms, MODELS, config=config)
-    accepted = {f: r.accepted for f, r in result.forms.items()}
-    weights = study_weights(sim.sample.households, accepted["household"], accepted["child"],
-                            accepted["caregiver"], config)
-    return config, sim, accepted, weights
+    return weighted_country("TZA", 12, 1500)
 
 
 def test_child_weights_hit_the_margins(weighted) -> None:  # noqa: ANN001

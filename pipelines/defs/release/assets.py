@@ -5,7 +5,7 @@ import dagster as dg
 import pandas as pd
 
 from dhsurvey.io import atomic_write_parquet, atomic_write_text
-from dhsurvey.release.indicators import compute_indicators, load_indicators
+from dhsurvey.release.indicators import compute_indicators, join_weights, load_indicators
 from pipelines.defs.validate.assets import accepted_key
 from pipelines.defs.weight.assets import weights
 from pipelines.resources import StudyPaths
@@ -16,12 +16,9 @@ WEIGHTED = ("child", "caregiver")
 
 def weighted_tables(clean) -> dict[str, pd.DataFrame]:  # noqa: ANN001
     """Accepted answers joined to their weights and design variables."""
-    out = {}
-    for form in WEIGHTED:
-        answers = pd.read_parquet(clean / form / "accepted.parquet")
-        w = pd.read_parquet(clean / "weights" / f"{form}.parquet")
-        out[form] = answers.drop(columns=["cluster"]).merge(w, on="KEY")
-    return out
+    return join_weights({f: pd.read_parquet(clean / f / "accepted.parquet") for f in WEIGHTED},
+                        {f: pd.read_parquet(clean / "weights" / f"{f}.parquet")
+                         for f in WEIGHTED})
 
 
 @dg.asset(

@@ -84,6 +84,14 @@ def _check(form: str, expressions: list[str], models: Mapping[str, FormModel], p
                               code="config-invalid", file=path, field=where)
 
 
+def join_weights(accepted: Mapping[str, pd.DataFrame], weights: Mapping[str, pd.DataFrame]
+                 ) -> dict[str, pd.DataFrame]:
+    """Accepted answers of each weighted form with its weights and design variables joined
+    (the weights table's stratum and cluster are the design's; the answer's cluster goes)."""
+    return {form: accepted[form].drop(columns=["cluster"], errors="ignore")
+            .merge(weights[form], on="KEY") for form in weights if form in accepted}
+
+
 def compute_indicators(tables: Mapping[str, pd.DataFrame], indicators: list[Indicator],
                        domains: Mapping[str, list[Domain]], *, weight: str = "weight",
                        strata: str = "stratum", psu: str = "cluster") -> pd.DataFrame:
