@@ -609,3 +609,12 @@ def test_large_frame_relevance_sanity():
     )
     assert got.equals(expected)
     print(f"\n4-clause relevance over {n:,} rows: {elapsed * 1000:.0f} ms")
+
+
+def test_conjuncts_split_top_level_and_only() -> None:
+    from dhsurvey.forms.expressions import BinaryOp, conjuncts
+
+    parts = conjuncts(". >= 0 and . <= ${n} and (${a} = 1 or ${b} = 2)")
+    assert [p.op for p in parts] == [">=", "<=", "or"]
+    assert all(isinstance(p, BinaryOp) for p in parts)
+    assert len(conjuncts("${a} = 1")) == 1

@@ -11,7 +11,6 @@ changes the simulated data with no second list to maintain.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -19,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from dhsurvey.errors import DhsurveyError
+from dhsurvey.forms.expressions import BinaryOp, Current, conjuncts
 from dhsurvey.forms.frames import PARENT, FormData
 from dhsurvey.forms.model import FormModel, Item
 from dhsurvey.ingest.canonical import repeat_key
@@ -26,31 +26,6 @@ from dhsurvey.ingest.canonical import repeat_key
 #: Rarely chosen codes: other (specify), don't know, prefer not to say.
 RARE = {"96": 0.03, "98": 0.03, "99": 0.02}
 POSITION = "_position"
-_BOUND = re.compile(r"^\.\s*(>=|<=|>|<)\s*(.+)$")
-
-
-def _conjuncts(expression: str) -> list[str]:
-    """Top-level ``and`` parts of an expression (parentheses and quotes respected)."""
-    parts, depth, quote, start, i = [], 0, "", 0, 0
-    while i < len(expression):
-        ch = expression[i]
-        if quote:
-            quote = "" if ch == quote else quote
-        elif ch in "'\"":
-            quote = ch
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        elif depth == 0 and expression.startswith(" and ", i):
-            parts.append(expression[start:i].strip())
-            start = i + 5
-            i += 4
-        i += 1
-    parts.append(expression[start:].strip())
-    return parts
-
-
 def format_values(values: pd.Series) -> pd.Series:
     """Values as the strings a device writes: ``12`` not ``12.0``, dates ISO, missing None."""
     if pd.api.types.is_bool_dtype(values):
@@ -262,11 +237,11 @@ def _bounds(data: FormData, item: Item) -> tuple[np.ndarray, np.ndarray]:
     """Lower/upper bounds per row from ``. >= expr`` / ``. <= expr`` parts of the constraint."""
     n = len(data.table(item.repeat))
     lo, hi = np.zeros(n), np.full(n, 20.0)
-    for part in _conjuncts(item.constraint):
-        found = _BOUND.match(part)
-        if not found:
+    for part in conjuncts(item.constraint):
+        if not (isinstance(part, BinaryOp) and part.op in (">=", "<=", ">", "<")
+                and isinstance(part.left, Current)):
             continue
-        op, expr = found.groups()
+        op, expr = part.op, part.right
         try:
             value = pd.to_numeric(data.evaluate(item, expr), errors="coerce").to_numpy(float)
         except Exception:  # noqa: BLE001 - a bound we cannot read just widens the range

@@ -47,6 +47,7 @@ __all__ = [
     "ExpressionError",
     "Filter",
     "FUNCTIONS",
+    "conjuncts",
     "Name",
     "Negate",
     "Node",
@@ -481,6 +482,19 @@ def parse(expression: str) -> Node:
 
 def _root(expression: str | Node) -> Node:
     return expression if isinstance(expression, Node) else parse(expression)
+
+
+def conjuncts(expression: str | Node) -> list[Node]:
+    """The top-level ``and`` operands of an expression (the whole tree when there is none):
+    the parts of a constraint that must each hold, e.g. its bounds."""
+    def walk(node: Node) -> Iterator[Node]:
+        if isinstance(node, BinaryOp) and node.op == "and":
+            yield from walk(node.left)
+            yield from walk(node.right)
+        else:
+            yield node
+
+    return list(walk(_root(expression)))
 
 
 def references(expression: str | Node) -> list[str]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from dhsurvey.forms.expressions import RepeatData, evaluate, evaluate_bool
+from dhsurvey.forms.expressions import Node, RepeatData, evaluate, evaluate_bool
 from dhsurvey.forms.model import FormModel, Item
 
 PARENT = "PARENT_KEY"
@@ -81,7 +81,8 @@ class FormData:
             "now": self.now,
         }
 
-    def evaluate(self, item: Item, expression: str, *, current: pd.Series | None = None,
+    def evaluate(self, item: Item, expression: str | Node, *,
+                 current: pd.Series | None = None,
                  rng: np.random.Generator | None = None,
                  frame: pd.DataFrame | None = None) -> pd.Series:
         """Value of ``expression`` at ``item``'s level (``.`` is the item's own value)."""

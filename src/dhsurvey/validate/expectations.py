@@ -113,16 +113,6 @@ def _literal(node: Any) -> float | None:
     return None
 
 
-def _conjuncts(node: Any) -> Iterator[Any]:
-    from dhsurvey.forms.expressions import BinaryOp
-
-    if isinstance(node, BinaryOp) and node.op == "and":
-        yield from _conjuncts(node.left)
-        yield from _conjuncts(node.right)
-    else:
-        yield node
-
-
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
 
@@ -133,7 +123,7 @@ def literal_bounds(constraint: str) -> dict[str, Any]:
     or ``not`` a bound need not hold, and a bound against another field cannot be checked
     column by column. ``{}`` when there is nothing literal.
     """
-    from dhsurvey.forms.expressions import BinaryOp, Current, ExpressionError, parse
+    from dhsurvey.forms.expressions import BinaryOp, Current, ExpressionError, conjuncts, parse
 
     if not constraint.strip():
         return {}
@@ -143,7 +133,7 @@ def literal_bounds(constraint: str) -> dict[str, Any]:
         return {}
     lower: tuple[float, bool] | None = None  # (value, strict)
     upper: tuple[float, bool] | None = None
-    for node in _conjuncts(tree):
+    for node in conjuncts(tree):
         if not isinstance(node, BinaryOp) or node.op not in _FLIP:
             continue
         if isinstance(node.left, Current) and (value := _literal(node.right)) is not None:
