@@ -24,6 +24,7 @@ import pandas as pd
 
 from dhsurvey.fieldwork.config import CountryConfig
 from dhsurvey.forms.expressions import evaluate_bool, references
+from dhsurvey.forms.lint import CONSENT_RE
 from dhsurvey.forms.model import FormModel, Item
 from dhsurvey.io import atomic_write_bytes
 from dhsurvey.validate import aapor
@@ -36,7 +37,6 @@ UNIQUE_FIELDS: dict[str, list[str]] = {
     "caregiver": ["cluster", "hh_number"],
 }
 #: Consent gates in interview order (the first one asked decides the consent denominator).
-GATES = ("consent", "caregiver_permission", "assent")
 DONT_KNOW, REFUSED, OTHER = 98, 99, 96
 #: Integer fields that are identifiers or roster pointers, not measurements.
 ID_FIELDS = {"cluster", "hh_number", "enum_id", "worker_no", "country", "region"}
@@ -119,7 +119,7 @@ def _selects(model: FormModel, table: pd.DataFrame) -> list[Item]:
 
 def _consent(table: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     """(asked: the first consent gate was put, done: every gate passed)."""
-    gates = [g for g in GATES if g in table]
+    gates = [c for c in table.columns if CONSENT_RE.match(str(c))]  # in form order
     if not gates:
         none = pd.Series(False, index=table.index)
         return none, none

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from dhsurvey.forms.lint import CONSENT_RE
+
 #: Flag interviews shorter than this share of the median completed interview ...
 SPEEDER_SHARE = 0.33
 #: ... or shorter than this many minutes, whichever is longer.
@@ -25,11 +27,11 @@ def duration_minutes(table: pd.DataFrame) -> pd.Series:
 
 
 def completed(table: pd.DataFrame) -> pd.Series:
-    """Interviews that went past their consent gate(s): those are the ones to time."""
+    """Interviews that went past their consent gate(s) — the fields the linter treats as
+    gates — : those are the ones to time."""
     done = pd.Series(True, index=table.index)
-    for gate in ("consent", "caregiver_permission", "assent"):
-        if gate in table:
-            done &= table[gate].astype("string").fillna("") == "1"
+    for gate in (c for c in table.columns if CONSENT_RE.match(str(c))):
+        done &= table[gate].astype("string").fillna("") == "1"
     return done
 
 
