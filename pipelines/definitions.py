@@ -9,6 +9,7 @@ from pipelines.defs.release import assets as release
 from pipelines.defs.release import files as release_files
 from pipelines.defs.validate import assets as validate
 from pipelines.defs.weight import assets as weight
+from pipelines.executors import executor_from_env
 from pipelines.resources import Secrets, StudyPaths
 
 
@@ -22,8 +23,9 @@ def build_defs(paths: StudyPaths, secrets: Secrets) -> dg.Definitions:
         sensors=[automation.landing_sensor],
         schedules=[automation.central_sync],
         resources={"paths": paths, "secrets": secrets},
-        # Runs launched from the UI use both cores; the demo and tests run in-process.
-        executor=dg.multiprocess_executor.configured({"max_concurrent": 2}),
+        # Runs launched from the UI: multiprocess, or Celery workers (DHSURVEY_EXECUTOR); the
+        # demo and tests run in-process.
+        executor=executor_from_env(),
     )
 
 

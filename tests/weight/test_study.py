@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from simulated import weighted_country
 
+from dhsurvey.errors import DhsurveyError
 from dhsurvey.fieldwork.simulate import FORMS
 from dhsurvey.forms.model import load_form
-from dhsurvey.weight import Design
+from dhsurvey.weight import Design, variance_units
+from dhsurvey.weight.study import study_weights
 
 INSTRUMENTS = Path(__file__).parents[2] / "instruments"
 MODELS = {f: load_form(INSTRUMENTS / f"{f}.xlsx") for f in FORMS}
@@ -72,3 +76,50 @@ def test_caregiver_weights_are_documented_and_calibrated(weighted) -> None:  # n
     assert w.caregiver["weight"].sum() == pytest.approx(sum(config.margins["sex"].values()),
                                                         rel=1e-8)
     assert "unweighted" in w.summary["frontline_workers"]
+
+
+def test_variance_units_deal_psus_round_robin_within_strata() -> None:
+    strata = pd.Series(["b", "a", "a", "a", "a", "a", "b", "b"])
+    psu = pd.Series([7, 5, 1, 3, 1, 9, 8, 7])
+    units = variance_units(strata, psu, per_stratum=2)
+    # Stratum a: PSUs 1, 3, 5, 9 → groups 0, 1, 0, 1; stratum b: PSUs 7, 8 → units 2, 3.
+    assert units.tolist() == [2, 0, 0, 1, 0, 1, 3, 2]
+    with pytest.raises(DhsurveyError):
+        variance_units(strata, psu, per_stratum=1)
+
+
+def test_grouped_replicates_keep_their_count_fixed_and_estimate_the_variance(
+        weighted) -> None:  # noqa: ANN001
+    config, sim, accepted, w = weighted
+    capped = replace(config, max_replicates=48)  # 16 strata of ~5 PSUs → 3 groups each
+    g = study_weights(sim.sample.households, accepted["household"], accepted["child"],
+                      accepted["caregiver"], capped)
+    info = g.summary["replicates"]
+    reps = [c for c in g.child.columns if c.startswith("rep_")]
+    assert len(reps) == info["count"] == 48 and info["grouped_psus"]
+    assert info["rscales"] == pytest.approx([2 / 3] * 48)
+    units = g.child.groupby("variance_unit").agg(psus=("cluster", "nunique"),
+                                                 strata=("stratum", "nunique"),
+                                                 stratum=("stratum", "first"))
+    assert len(units) == 48 and (units["strata"] == 1).all()
+    sizes = units.groupby("stratum")["psus"].agg(["min", "max", "sum"])
+    assert (sizes["max"] - sizes["min"] <= 1).all()  # dealt evenly
+    assert sizes["sum"].sum() == g.child["cluster"].nunique() > 48
+    # The full-sample weights do not depend on how replicates are formed.
+    np.testing.assert_allclose(g.child["weight"], w.child["weight"])
+
+    child = accepted["child"].drop(columns=["cluster"])
+    yes_no = [c for c in child.columns if child[c].astype(str).eq("1").mean() > 0.05][:15]
+
+    def replicate_se(table, info: dict, y: str) -> float:  # noqa: ANN001
+        data = child.merge(table, on="KEY")
+        v = (data[y].astype(str) == "1").astype(float).to_numpy()
+        cols = [c for c in table.columns if c.startswith("rep_")]
+        theta = np.array([np.sum(data[c] * v) / np.sum(data[c]) for c in cols])
+        return float(np.sqrt(np.sum(np.asarray(info["rscales"]) * (theta - theta.mean()) ** 2)))
+
+    ratios = [replicate_se(g.child, info, y) / se for y in yes_no
+              if (se := replicate_se(w.child, w.summary["replicates"], y)) > 0]
+    # 48 units estimate the same variance as 80 PSUs, less stably: unbiased on average.
+    assert len(ratios) >= 10
+    assert 0.85 < float(np.mean(ratios)) < 1.2

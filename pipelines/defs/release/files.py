@@ -12,6 +12,7 @@ import pandas as pd
 from dhsurvey.anonymise.release import anonymise_country, gate, release_files, scan_release
 from dhsurvey.io import atomic_write_parquet, atomic_write_text
 from dhsurvey.release.codebook import build_codebook, write_codebook
+from dhsurvey.release.design import variance_text, write_design
 from dhsurvey.release.writers import write_release
 from pipelines.defs.release.assets import indicators
 from pipelines.defs.validate.assets import accepted_key
@@ -70,11 +71,17 @@ def release(context: dg.AssetExecutionContext, paths: StudyPaths, secrets: Secre
         atomic_write_parquet(clean / "restricted" / f"{name}.parquet", table)
     written = write_release(anonymised.tables, models(), out,
                             language=config.release_language)
+    summary = json.loads((clean / "weights" / "summary.json").read_text())
+    replicates = summary.get("replicates", {})
+    replicates = replicates if isinstance(replicates, dict) and replicates.get("rscales") else None
     codebook = build_codebook(anonymised.tables, models(),
                               weights={f: "weight" for f in ("household", "child",
                                                              "caregiver")},
-                              language=config.release_language)
+                              language=config.release_language,
+                              variance=variance_text(replicates) if replicates else None)
     write_codebook(codebook, out)
+    if replicates:
+        write_design(out, replicates)
     atomic_write_text(out / "disclosure_risk.md", anonymised.markdown())
     findings = scan_release(release_files(out), restricted_values(paths.zone("landing", iso),
                                                                   accepted))
@@ -85,6 +92,7 @@ def release(context: dg.AssetExecutionContext, paths: StudyPaths, secrets: Secre
         "rows": {f: len(t) for f, t in anonymised.tables.items()},
         "form versions": versions,
         "format warnings": "; ".join(written.warnings) or "none",
+        "replicates": f"{replicates['count']} ({replicates['note']})" if replicates else "none",
         "disclosure report": dg.MetadataValue.path(str(out / "disclosure_risk.md")),
     }, data_version=dg.DataVersion(hashlib.sha256(json.dumps(
         {f.name: f.stat().st_size for f in release_files(out)}, sort_keys=True).encode())

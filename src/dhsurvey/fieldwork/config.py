@@ -76,6 +76,9 @@ class CountryConfig:
     margins: dict[str, dict[str, float]]
     margins_source: str
     simulation: Simulation = field(default_factory=Simulation)
+    #: Cap on released replicate weights: PSUs are grouped into variance units when a
+    #: stratum has more PSUs than its share of the cap (see weight.study).
+    max_replicates: int = 200
 
     @property
     def enumerators(self) -> list[int]:
@@ -215,6 +218,7 @@ def load_country(path: str | Path, forms: list[FormModel] | None = None) -> Coun
         margins=margins,
         margins_source=str(_need(margins_block, "source", path, "margins.")),
         simulation=Simulation(**sim),
+        max_replicates=_int(data.get("max_replicates", 200), path, "max_replicates", 2),
     )
     if forms:
         _check_against_forms(config, forms)

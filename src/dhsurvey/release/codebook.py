@@ -316,7 +316,8 @@ def _values_text(model: FormModel, item: Item, language: str) -> str:
 
 def build_codebook(tables: Mapping[str, pd.DataFrame], models: Mapping[str, FormModel], *,
                    weights: Mapping[str, str] | None = None,
-                   language: str | None = None) -> pd.DataFrame:
+                   language: str | None = None,
+                   variance: str | None = None) -> pd.DataFrame:
     """One row per column of every table (``form`` or ``form.repeat`` keys, as for release).
 
     Columns: form, variable, position, ``label_<lang>`` for every interview language and
@@ -324,7 +325,8 @@ def build_codebook(tables: Mapping[str, pd.DataFrame], models: Mapping[str, Form
     language), relevance (raw), ``values_<lang>`` (codes with labels, every language),
     missing_codes, dtype, n (non-missing, 98/99 included: they are answers), n_missing,
     frequencies and, when ``weights[form]`` names a column of the table, weighted_frequencies
-    for categorical variables, and min/median/max/mean for numeric ones.
+    for categorical variables, and min/median/max/mean for numeric ones. ``variance``: how to
+    estimate variances from the design variables, shown in the codebook's preamble.
     """
     weights = weights or {}
     table_models = {name: model_for(name, models) for name in tables}
@@ -354,6 +356,7 @@ def build_codebook(tables: Mapping[str, pd.DataFrame], models: Mapping[str, Form
         for name, m in table_models.items()
     }
     codebook.attrs["languages"] = langs
+    codebook.attrs["variance"] = variance
     return codebook
 
 
@@ -471,6 +474,8 @@ def _about(codebook: pd.DataFrame) -> list[tuple[str, str]]:
                       + ", ".join(f"{k}: {v}" for k, v in weighted.items())))
     lines.append(("Statistics", "min / median / max / mean for numeric variables, "
                   "first and last value for dates."))
+    if codebook.attrs.get("variance"):
+        lines.append(("Variance estimation", codebook.attrs["variance"]))
     return lines
 
 

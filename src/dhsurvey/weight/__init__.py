@@ -4,7 +4,7 @@
   :func:`kish_deff`, :func:`normalise`.
 - :mod:`~dhsurvey.weight.nonresponse`: :func:`nonresponse_adjust` (weighting classes).
 - :mod:`~dhsurvey.weight.variance`: :class:`Design` (Taylor linearisation, calibration-aware
-  SEs, domains, JK1/JKn replicates) returning :class:`Estimate`.
+  SEs, domains, JK1/JKn replicates) returning :class:`Estimate`; :func:`variance_units`.
 
 The expansion weights are the calibrated ones; :func:`normalise` gives mean-1 analysis weights.
 """
@@ -19,7 +19,14 @@ from dhsurvey.weight.calibrate import (
     trim,
 )
 from dhsurvey.weight.nonresponse import AdjustResult, nonresponse_adjust
-from dhsurvey.weight.variance import LONELY_PSU, RAKING_SWEEPS, Design, Estimate, Replicates
+from dhsurvey.weight.variance import (
+    LONELY_PSU,
+    RAKING_SWEEPS,
+    Design,
+    Estimate,
+    Replicates,
+    variance_units,
+)
 
 __all__ = [
     "LONELY_PSU",
@@ -36,4 +43,5 @@ __all__ = [
     "normalise",
     "rake",
     "trim",
+    "variance_units",
 ]

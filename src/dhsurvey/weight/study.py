@@ -28,7 +28,8 @@ Steps (DHS/MICS practice, with the study's choices stated):
    released unweighted and say so.
 
 Variance: strata = region × urban/rural, PSU = cluster; JKn replicate weights re-raked per
-replicate accompany the release for users without Taylor-linearisation software.
+replicate accompany the release for users without Taylor-linearisation software — one per PSU,
+or per group of PSUs when the country's ``max_replicates`` (default 200) would be exceeded.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from dhsurvey.errors import DhsurveyError
 from dhsurvey.fieldwork.config import CountryConfig
 from dhsurvey.weight.calibrate import kish_deff, normalise, rake, trim
 from dhsurvey.weight.nonresponse import nonresponse_adjust
-from dhsurvey.weight.variance import Design
+from dhsurvey.weight.variance import Design, variance_units
 
 NOT_ELIGIBLE = {6}
 SCREENER_DONE = {1, 5}
@@ -134,9 +135,10 @@ def study_weights(design: pd.DataFrame, household: pd.DataFrame, child: pd.DataF
     child_table = _weight_table(resp, resp["child_key"], {
         "design_weight": resp["child_design_weight"], "nr_weight": resp["child_nr_weight"]},
         resp["weight"])
-    replicate_note = "none requested"
+    replicate_info: dict = {"method": "none requested"}
     if replicates:
-        child_table, replicate_note = _with_replicates(child_table, resp, margins)
+        child_table, replicate_info = _with_replicates(child_table, resp, margins,
+                                                       config.max_replicates)
 
     cg = _ids(caregiver)
     cg_done = cg[cg["consent"].astype("string") == "1"]
@@ -167,7 +169,7 @@ def study_weights(design: pd.DataFrame, household: pd.DataFrame, child: pd.DataF
         "trim": {"cap": trimmed.cap, "trimmed": trimmed.n_trimmed, "rounds": trimmed.rounds,
                  "deff_before": trimmed.deff_before, "deff_after": trimmed.deff_after},
         "deff_child": kish_deff(resp["weight"]),
-        "replicates": replicate_note,
+        "replicates": replicate_info,
         "margins": achieved,
         "margins_source": config.margins_source,
         "frontline_workers": "not a probability sample: released unweighted",
@@ -193,23 +195,43 @@ def _achieved(frame: pd.DataFrame, weight: str, margins: dict) -> dict:
     return out
 
 
-def _with_replicates(table: pd.DataFrame, frame: pd.DataFrame, margins: dict
-                     ) -> tuple[pd.DataFrame, str]:
-    """JKn replicate weights (one per PSU), each re-raked to the margins.
+def _with_replicates(table: pd.DataFrame, frame: pd.DataFrame, margins: dict,
+                     max_replicates: int) -> tuple[pd.DataFrame, dict]:
+    """JKn replicate weights, one per variance unit, each re-raked to the margins.
 
-    A replicate that drops every respondent of a margin level cannot be raked (small pilot or
-    demo samples); the replicates are then left un-raked and the summary says so.
+    A variance unit is a PSU, or a group of a stratum's PSUs when the strata hold more PSUs
+    than ``max_replicates`` allows (:func:`~dhsurvey.weight.variance.variance_units`): the
+    number of replicate columns then stays fixed however large the sample grows. A replicate
+    that drops every respondent of a margin level cannot be raked (small pilot or demo
+    samples); the replicates are then left un-raked and the note says so. Returns the table
+    with ``variance_unit`` and ``rep_NNN`` columns, and what a user needs to compute variances:
+    method, scale and the per-replicate multiplier (``rscales``).
     """
     data = frame.assign(stratum=frame["stratum"].astype(str),
                         cluster=frame["cluster"].astype(int))
-    note = "JKn, one replicate per PSU, each re-raked to the margins"
+    n_strata = data["stratum"].nunique()
+    per_stratum = max(2, max_replicates // max(n_strata, 1))
+    psus_per_stratum = data.groupby("stratum")["cluster"].nunique()
+    grouped = bool((psus_per_stratum > per_stratum).any())
+    data["variance_unit"] = variance_units(data["stratum"], data["cluster"], per_stratum)
+    unit = (f"groups of PSUs (at most {per_stratum} per stratum)" if grouped
+            else "one replicate per PSU")
+    note = f"JKn, {unit}, each re-raked to the margins"
     try:
-        design = Design.jkn(data, "child_nr_weight", strata="stratum", psu="cluster",
+        # From the final (trimmed, raked) weights: re-raking them leaves the full sample
+        # unchanged, so the replicates vary around the published estimate.
+        design = Design.jkn(data, "weight", strata="stratum", psu="variance_unit",
                             calibrated_on=margins, lonely_psu="adjust")
     except DhsurveyError as exc:
-        design = Design.jkn(data, "weight", strata="stratum", psu="cluster",
+        design = Design.jkn(data, "weight", strata="stratum", psu="variance_unit",
                             lonely_psu="adjust")
-        note = f"JKn, one replicate per PSU, not re-raked ({exc.message})"
+        note = f"JKn, {unit}, not re-raked ({exc.message})"
     reps = design.replicate_weights()
     reps.columns = [f"rep_{i:03d}" for i in range(1, reps.shape[1] + 1)]
-    return pd.concat([table.reset_index(drop=True), reps.reset_index(drop=True)], axis=1), note
+    scale, rscales = design.replicate_scales
+    out = table.reset_index(drop=True).assign(
+        variance_unit=data["variance_unit"].to_numpy())
+    info = {"method": "JKn", "note": note, "count": int(reps.shape[1]),
+            "grouped_psus": grouped, "units_per_stratum": per_stratum, "scale": scale,
+            "rscales": [float(r) for r in rscales]}
+    return pd.concat([out, reps.reset_index(drop=True)], axis=1), info

@@ -65,6 +65,29 @@ _CERTAINTY = 1e-7
 _CALIBRATIONS = ("rake", "linear")
 
 
+def variance_units(strata: pd.Series, psu: pd.Series, per_stratum: int) -> np.ndarray:
+    """Variance units: each PSU its own unit, or PSUs dealt into ``per_stratum`` groups.
+
+    Why: a JKn release carries one replicate weight per PSU, so a sample grown by adding PSUs
+    grows its columns too (1,760 replicates at 10,000 children). Grouping the PSUs of a
+    stratum into at most ``per_stratum`` variance units keeps the replicate count fixed while
+    the jackknife stays valid (the random-groups principle: each group is a sample of the
+    stratum's PSUs). PSUs are taken in order of their number — frame order — and dealt round
+    robin, so every group spreads across the stratum like a systematic subsample. The result
+    is a unit code per row, unique across strata (stratum rank × per_stratum + group).
+    """
+    if per_stratum < 2:
+        raise DhsurveyError("variance units need at least 2 per stratum", code="design-invalid")
+    frame = pd.DataFrame({"h": strata.to_numpy(), "psu": psu.to_numpy()})
+    if frame.isna().any().any():
+        raise DhsurveyError("stratum or PSU missing on some rows", code="design-invalid")
+    pairs = frame.drop_duplicates().sort_values(["h", "psu"], kind="stable")
+    rank = pairs.groupby("h", sort=False).cumcount().to_numpy()
+    h_code = pd.factorize(pairs["h"], sort=True)[0]
+    pairs["unit"] = h_code * per_stratum + rank % per_stratum
+    return frame.merge(pairs, on=["h", "psu"], how="left")["unit"].to_numpy()
+
+
 @dataclass(frozen=True)
 class Estimate:
     """A point estimate with its standard error; ``n`` is the number of sample rows used."""

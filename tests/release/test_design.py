@@ -1,0 +1,62 @@
+"""The published replicate multipliers and set-ups reproduce the library's JKn variance."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+from simulated import weighted_country
+
+from dhsurvey.errors import DhsurveyError
+from dhsurvey.release.design import replicate_table, variance_text, write_design
+from dhsurvey.weight import Design, Replicates
+from dhsurvey.weight.study import age_group, study_weights
+
+
+@pytest.mark.parametrize("max_replicates", [200, 40])  # one per PSU; grouped PSUs
+def test_published_multipliers_give_the_jkn_standard_error(tmp_path, max_replicates: int
+                                                           ) -> None:  # noqa: ANN001
+    config, sim, accepted, _ = weighted_country("TZA", 12, 1500)
+    config = replace(config, max_replicates=max_replicates)
+    w = study_weights(sim.sample.households, accepted["household"], accepted["child"],
+                      accepted["caregiver"], config)
+    info = w.summary["replicates"]
+    files = write_design(tmp_path, info)
+    assert [f.name for f in files] == ["replicates.csv", "svydesign.R", "svyset.do"]
+    published = pd.read_csv(tmp_path / "replicates.csv")
+    reps = [c for c in w.child.columns if c.startswith("rep_")]
+    assert published["replicate"].tolist() == reps
+
+    child = accepted["child"].drop(columns=["cluster"]).merge(w.child, on="KEY")
+    child["talk"] = (child["ocsea_talk"].astype(str) == "1").astype(float)
+    from_release = Design(child, "weight", replicates=Replicates(
+        reps, scale=info["scale"], rscales=published["rscale"].tolist())).mean("talk")
+    # The same design built from the (unpublished) strata and variance units, re-raked to
+    # the margins of the selected child (sex and age from the roster, urban/rural of the PSU).
+    frame = sim.sample.households[["cluster", "hh_number", "urban_rural"]]
+    resp = child.astype({"cluster": int, "hh_number": int}).merge(frame, on=["cluster",
+                                                                               "hh_number"])
+    resp = resp.assign(stratum=resp["stratum"].astype(str), sex=resp["child_sex"],
+                       age_group=age_group(resp["child_age"]))
+    direct = Design.jkn(resp, "weight", strata="stratum", psu="variance_unit",
+                        calibrated_on=config.margins, lonely_psu="adjust").mean("talk")
+    assert from_release.estimate == pytest.approx(direct.estimate, rel=1e-9)
+    assert from_release.se == pytest.approx(direct.se, rel=1e-9)
+    assert from_release.se > 0
+
+    do = (tmp_path / "svyset.do").read_text()
+    assert f"jkrweight(rep_001-rep_{len(reps):03d}, multiplier(" in do
+    multipliers = do.split("multiplier(")[1].split(")")[0].split()
+    np.testing.assert_allclose([float(m) for m in multipliers], published["rscale"])
+    r = (tmp_path / "svydesign.R").read_text()
+    assert 'type = "JKn"' in r and "rscales = rscales" in r
+    assert f"{len(reps):03d}" in variance_text(info)
+
+
+def test_a_summary_without_replicates_is_refused() -> None:
+    with pytest.raises(DhsurveyError, match="no JKn replicates"):
+        replicate_table({"method": "none requested"})
+    with pytest.raises(DhsurveyError, match="multipliers"):
+        replicate_table({"method": "JKn", "count": 3, "rscales": [0.5, 0.5]})
