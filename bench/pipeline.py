@@ -1,9 +1,16 @@
-"""Time and peak memory of validate → weight → anonymise → release at growing sizes.
+"""Time and peak memory of validate → weight → anonymise → release: a wave and growing sizes.
 
-Simulates one country once, then grows it by copying PSUs under new cluster numbers and
-instanceIDs (a bigger sample of the same design), and runs the library steps the pipeline
-runs for N children. Prints seconds, seconds per 1,000 children and peak RSS per size; never
-part of the test suite. Usage: ``python bench/pipeline.py [10000 100000 ...]``.
+- **wave**: 13 full-size countries (the three country files in turn, each with its own seed)
+  simulated first, untimed, to Parquet; then timed: a pool of 2 worker processes (2 cores)
+  takes the countries one by one through the library steps the pipeline's assets call, and
+  writes each release. Prints the wall time from the pool's start to the last release (worker
+  start-up and imports included), the seconds per country and the workers' peak RSS.
+- **sizes** (N children): one country simulated once, then grown by copying PSUs under new
+  cluster numbers and instanceIDs (a bigger sample of the same design), in a fresh process
+  per size. Prints seconds per step, seconds per 1,000 children and peak RSS.
+
+Never part of the test suite. Usage: ``python bench/pipeline.py [wave] [10000 100000 ...]``
+(default: the wave, 10,000 and 100,000).
 """
 
 from __future__ import annotations
@@ -50,41 +57,112 @@ def grow(sim, factor: int):  # noqa: ANN001, ANN201
     return forms, design
 
 
-def run(children: int, queue) -> None:  # noqa: ANN001
+WAVE = 13
+COUNTRY_FILES = ("KEN", "TZA", "UGA")
+
+
+def _models():  # noqa: ANN202
+    from dhsurvey.fieldwork.simulate import FORMS
+    from dhsurvey.forms.model import load_form
+
+    return {f: load_form(ROOT / "instruments" / f"{f}.xlsx") for f in FORMS}
+
+
+def _config(iso: str):  # noqa: ANN202
+    from dhsurvey.fieldwork.config import load_country
+
+    return load_country(ROOT / "instruments" / "countries" / f"{iso}.yaml")
+
+
+def release_country(forms: dict, design, models: dict, config, out: Path) -> tuple:  # noqa: ANN001
+    """validate → weight → anonymise → release, as the pipeline's assets call them."""
     import numpy as np
 
     from dhsurvey.anonymise.release import anonymise_country
-    from dhsurvey.fieldwork.config import load_country
-    from dhsurvey.fieldwork.simulate import FORMS, simulate_country
-    from dhsurvey.forms.model import load_form
     from dhsurvey.release.writers import write_release
     from dhsurvey.validate.run import validate_forms
     from dhsurvey.weight.study import study_weights
 
-    models = {f: load_form(ROOT / "instruments" / f"{f}.xlsx") for f in FORMS}
-    config = load_country(ROOT / "instruments" / "countries" / "KEN.yaml")
+    t0 = time.perf_counter()
+    result = validate_forms(forms, models, config=config)
+    t1 = time.perf_counter()
+    acc = {f: r.accepted for f, r in result.forms.items()}
+    w = study_weights(design, acc["household"], acc["child"], acc["caregiver"], config)
+    t2 = time.perf_counter()
+    release = anonymise_country(acc, {"household": w.household, "child": w.child,
+                                      "caregiver": w.caregiver}, models, config,
+                                key=b"k" * 32, rng=np.random.default_rng(0))
+    t3 = time.perf_counter()
+    write_release(release.tables, models, out, language=config.release_language)
+    t4 = time.perf_counter()
+    return len(acc["child"]), t1 - t0, t2 - t1, t3 - t2, t4 - t3
+
+
+def run(children: int, queue) -> None:  # noqa: ANN001
+    from dataclasses import replace
+
+    from dhsurvey.fieldwork.simulate import simulate_country
+
+    models, config = _models(), _config("KEN")
     base = simulate_country(config, models, seed=1)
     factor = max(1, round(children / len(base.forms["child"].root)))
     forms, design = grow(base, factor)
-    from dataclasses import replace
-
     big = replace(config, strata=tuple(replace(s, psus=s.psus * factor) for s in config.strata))
-    t0 = time.perf_counter()
-    result = validate_forms(forms, models, config=big)
-    t1 = time.perf_counter()
-    acc = {f: r.accepted for f, r in result.forms.items()}
-    w = study_weights(design, acc["household"], acc["child"], acc["caregiver"], big,
-                      replicates=children <= 20_000)
-    t2 = time.perf_counter()
-    release = anonymise_country(acc, {"household": w.household, "child": w.child,
-                                      "caregiver": w.caregiver}, models, big,
-                                key=b"k" * 32, rng=np.random.default_rng(0))
-    t3 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        write_release(release.tables, models, tmp, language=config.release_language)
-    t4 = time.perf_counter()
+        times = release_country(forms, design, models, big, Path(tmp))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    queue.put((len(acc["child"]), t1 - t0, t2 - t1, t3 - t2, t4 - t3, peak))
+    queue.put((*times, peak))
+
+
+def _simulate(task: tuple[int, str, str]) -> None:
+    """Simulate one country of the wave to ``folder`` (raw Parquet and the sample design)."""
+    index, iso, folder = task
+    from dhsurvey.fieldwork.simulate import simulate_country
+    from dhsurvey.ingest.store import write_raw
+
+    sim = simulate_country(_config(iso), _models(), seed=100 + index)
+    for raw in sim.forms.values():
+        write_raw(raw, Path(folder))
+    sim.sample.households.to_parquet(Path(folder) / "design.parquet")
+
+
+def _release(task: tuple[int, str, str]) -> tuple:
+    index, iso, folder = task
+    import pandas as pd
+
+    from dhsurvey.ingest.store import read_raw
+
+    models = _models()
+    forms = {f: read_raw(folder, f) for f in models}
+    design = pd.read_parquet(Path(folder) / "design.parquet")
+    t0 = time.perf_counter()
+    times = release_country(forms, design, models, _config(iso), Path(folder) / "release")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return index, iso, time.perf_counter() - t0, times[0], peak
+
+
+def wave() -> None:
+    """13 countries on 2 worker processes; simulation untimed, the rest timed end to end."""
+    ctx = mp.get_context("spawn")
+    with tempfile.TemporaryDirectory() as tmp:
+        tasks = [(i, COUNTRY_FILES[i % len(COUNTRY_FILES)], f"{tmp}/c{i:02d}")
+                 for i in range(WAVE)]
+        t0 = time.perf_counter()
+        with ctx.Pool(2) as pool:
+            pool.map(_simulate, tasks, chunksize=1)
+        simulated = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        with ctx.Pool(2, maxtasksperchild=None) as pool:
+            results = pool.map(_release, tasks, chunksize=1)
+        wall = time.perf_counter() - t0
+    children = sum(r[3] for r in results)
+    per_country = [r[2] for r in results]
+    print(f"wave: {WAVE} countries, {children:,} children; simulated (untimed) in "
+          f"{simulated:.0f} s")
+    print(f"wave: validate → weight → anonymise → release on 2 processes: {wall:.1f} s wall; "
+          f"per country {min(per_country):.1f}–{max(per_country):.1f} s "
+          f"(mean {sum(per_country) / len(per_country):.1f} s); "
+          f"worker peak RSS {max(r[4] for r in results):.0f} MB")
 
 
 def main(sizes: list[int]) -> None:
@@ -102,4 +180,8 @@ def main(sizes: list[int]) -> None:
 
 
 if __name__ == "__main__":
-    main([int(a) for a in sys.argv[1:]] or [10_000, 100_000])
+    args = sys.argv[1:] or ["wave", "10000", "100000"]
+    if "wave" in args:
+        wave()
+    if sizes := [int(a) for a in args if a != "wave"]:
+        main(sizes)

@@ -58,3 +58,8 @@ def _run(instruments: Path, data: Path, dagster_home: Path, countries: list[str]
                                                 run_config=QUIET)
         if not result.success:
             raise RuntimeError(f"the pipeline failed for {iso}")
+    if len(countries) > 1:
+        step("Dagster: pooled release of " + ", ".join(countries))
+        if not defs.resolve_job_def("pooled_job").execute_in_process(
+                instance=instance, run_config=QUIET).success:
+            raise RuntimeError("the pooled release failed")

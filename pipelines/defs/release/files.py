@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from dhsurvey.anonymise.release import anonymise_country, gate, release_files, scan_release
-from dhsurvey.io import atomic_write_parquet, atomic_write_text
+from dhsurvey.io import atomic_write_json, atomic_write_parquet, atomic_write_text
 from dhsurvey.release.codebook import build_codebook, write_codebook
 from dhsurvey.release.design import variance_text, write_design
 from dhsurvey.release.writers import write_release
@@ -86,6 +86,9 @@ def release(context: dg.AssetExecutionContext, paths: StudyPaths, secrets: Secre
     findings = scan_release(release_files(out), restricted_values(paths.zone("landing", iso),
                                                                   accepted))
     verdict = gate(anonymised, findings, k=K, max_global_risk=MAX_GLOBAL_RISK)
+    # The pooled release takes only countries whose latest gate passed.
+    atomic_write_json(clean / "gate.json", {"passed": verdict.passed,
+                                            "reasons": list(verdict.reasons)})
     versions = {f: m.version for f, m in models().items()}
     yield dg.MaterializeResult(metadata={
         "files": len(release_files(out)),

@@ -5,7 +5,7 @@ deviation by (n_h − 1)/n_h of its stratum, which a user cannot recover from a 
 stratum and cluster codes are scrambled. So the release carries ``replicates.csv`` (one row per
 replicate column: its multiplier) and the two set-ups reviewers use, ``svydesign.R`` (R
 ``survey``) and ``svyset.do`` (Stata), with the numbers filled in. Taylor linearisation needs
-only ``stratum``, ``cluster`` and ``weight``, which are in every weighted table.
+only ``stratum``, ``psu`` and ``weight``, which are in every weighted table.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ child <- read.csv("child.csv")  # or haven::read_dta("child.dta") / arrow::read_
 rscales <- read.csv("replicates.csv")$rscale
 
 # Taylor linearisation: strata and PSUs.
-taylor <- svydesign(ids = ~cluster, strata = ~stratum, weights = ~weight, data = child,
+taylor <- svydesign(ids = ~psu, strata = ~stratum, weights = ~weight, data = child,
                     nest = TRUE)
 
 # Replicate weights ({len(table)} columns rep_001 ... rep_{len(table):03d}).
@@ -57,7 +57,7 @@ def _stata_do(table: pd.DataFrame, note: str) -> str:
     return f"""* Survey design of the weighted tables (child, caregiver), for Stata's svy commands.
 * Replicates: {note}.
 * Taylor linearisation:
-*   svyset cluster [pweight=weight], strata(stratum) singleunit(centered)
+*   svyset psu [pweight=weight], strata(stratum) singleunit(centered)
 * Replicate weights, one multiplier per replicate (replicates.csv):
 svyset [pweight=weight], vce(jackknife) ///
     jkrweight({first}-{last}, multiplier({multipliers}))
@@ -67,7 +67,7 @@ svyset [pweight=weight], vce(jackknife) ///
 def variance_text(info: Mapping[str, Any]) -> str:
     """The codebook's line on variance estimation."""
     count = len(replicate_table(info))
-    return ("Taylor linearisation: strata `stratum`, PSUs `cluster`, weight `weight`. "
+    return ("Taylor linearisation: strata `stratum`, PSUs `psu`, weight `weight`. "
             f"Replicate weights rep_001–rep_{count:03d}: {info.get('note', 'JKn')}; "
             "variance = scale × Σ rscale_r (θ_r − mean θ)², the multipliers in replicates.csv; "
             "set-ups for R (svydesign.R) and Stata (svyset.do) beside this codebook.")

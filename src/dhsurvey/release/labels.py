@@ -42,7 +42,15 @@ META_LABELS = {
     "review_state": "Review state on the server",
     "source_format": "Export route the record was read from",
     "source_file": "File the record was read from",
+    # Columns the release adds: identifiers, design variables and weights.
+    "record_id": "Record ID (random, this release only)",
+    "hh_id": "Household ID (random, this release only; links the household's records)",
+    "stratum": "Variance stratum (region x urban/rural, code scrambled)",
+    "psu": "Primary sampling unit (cluster, code scrambled)",
+    "weight": "Survey weight (expands to the population)",
+    "weight_norm": "Normalised survey weight (mean 1 within the country)",
 }
+_REPLICATE = re.compile(r"^rep_(\d+)$")
 
 # Words Stata or SPSS refuse as variable names (readstat enforces them; we name the column).
 _STATA_RESERVED = {
@@ -266,7 +274,12 @@ def column_labels(columns: Iterable[str], model: FormModel,
                   language: str | None = None) -> dict[str, str]:
     """Label of each column of a release table: form fields, dummies and canonical meta."""
     known = {**META_LABELS, **dummy_labels(model, language), **variable_labels(model, language)}
-    return {column: known.get(column, "") for column in columns}
+    out = {}
+    for column in columns:
+        replicate = _REPLICATE.match(column)
+        out[column] = known.get(column, f"Replicate weight {int(replicate[1])} (JKn)"
+                                if replicate else "")
+    return out
 
 
 def check_names(columns: Iterable[str], form: str) -> None:

@@ -1,0 +1,151 @@
+"""The pooled release: every country's released tables in one file per table.
+
+Why a separate step and not a bigger country release: each country's release has passed its
+own disclosure gate, and pooling anonymised tables adds no key a country file lacks (every
+record already names its country). So the pooled files are built from the country *release*
+tables, never from the clean data, and only three things change:
+
+- **Design codes.** Stratum and PSU codes are scrambled per country (1…n each), so they are
+  renumbered to be unique across countries: pooled codes follow (country, code) order.
+- **Replicate weights.** Countries are independent samples, so the pooled replicate set is the
+  union of the countries' replicates: in the block of country c, c's rows carry their
+  replicate weight and every other row its full-sample weight; the multipliers are the
+  countries' own. The JKn variance of any pooled estimate is then exact, not approximated.
+- **Weights** stay as released: ``weight`` expands to each country's population, so pooled
+  estimates describe all the countries' children together (large countries count more);
+  ``weight_norm`` has mean 1 within each country (each country counts by its sample size).
+
+Record and household IDs are random 16-hex strings per release and stay unique; pooling
+refuses to go on if two countries' IDs collide.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dhsurvey.errors import DhsurveyError
+
+_REP = re.compile(r"^rep_\d+$")
+DESIGN = ("stratum", "psu")
+ID_COLUMNS = ("record_id",)
+
+
+@dataclass
+class PooledRelease:
+    """Pooled tables, the pooled replicate description (or None) and notes for the reader."""
+
+    tables: dict[str, pd.DataFrame]
+    replicates: dict[str, Any] | None
+    notes: list[str] = field(default_factory=list)
+
+
+def _renumber(parts: list[pd.DataFrame], column: str) -> None:
+    """Pooled codes 1..n over (country, code), the same in every table of the release."""
+    pairs = sorted({(iso, int(v)) for part in parts if column in part
+                    for iso, v in zip(part["_country"], part[column], strict=True)
+                    if pd.notna(v)})
+    code = {pair: i for i, pair in enumerate(pairs, start=1)}
+    for part in parts:
+        if column in part:
+            part[column] = pd.array([code.get((iso, int(v))) if pd.notna(v) else None
+                                     for iso, v in zip(part["_country"], part[column],
+                                                       strict=True)], dtype="Int64")
+
+
+def pool_release(countries: Mapping[str, Mapping[str, pd.DataFrame]],
+                 replicates: Mapping[str, Mapping[str, Any] | None]) -> PooledRelease:
+    """Pool the released tables of several countries (``countries[iso][table]``).
+
+    ``replicates[iso]`` is the country's weights summary entry (method, scale, rscales) or
+    None. Countries are taken in ISO order, so the same inputs give the same bytes.
+    """
+    if len(countries) < 2:
+        raise DhsurveyError("a pooled release needs at least two countries",
+                            code="pooled-countries")
+    order = sorted(countries)
+    names = list(dict.fromkeys(n for iso in order for n in countries[iso]))
+    notes: list[str] = []
+    parts: dict[str, list[pd.DataFrame]] = {}
+    for name in names:
+        missing = [iso for iso in order if name not in countries[iso]]
+        if missing:
+            raise DhsurveyError(f"table {name!r} is missing from the release of {missing}",
+                                code="pooled-tables", field=name)
+        parts[name] = [countries[iso][name].reset_index(drop=True).assign(_country=iso)
+                       for iso in order]
+    everything = [p for ps in parts.values() for p in ps]
+    for column in DESIGN:
+        _renumber(everything, column)
+
+    rep_info = _replicate_blocks(order, replicates, notes)
+    tables: dict[str, pd.DataFrame] = {}
+    for name in names:
+        frames = parts[name]
+        reps = [c for c in frames[0].columns if _REP.match(str(c))]
+        if reps and rep_info is not None:
+            frames = _pool_replicates(frames, order, rep_info)
+        elif reps:
+            frames = [f.drop(columns=[c for c in f.columns if _REP.match(str(c))])
+                      for f in frames]
+        table = pd.concat(frames, ignore_index=True).drop(columns="_country")
+        for column in ID_COLUMNS:
+            if column in table and table[column].dropna().duplicated().any():
+                raise DhsurveyError(f"{column} values repeat across countries in {name!r}",
+                                    code="pooled-ids", field=column)
+        tables[name] = table
+    return PooledRelease(tables, rep_info, notes)
+
+
+def _replicate_blocks(order: list[str], replicates: Mapping[str, Mapping[str, Any] | None],
+                      notes: list[str]) -> dict[str, Any] | None:
+    """Which pooled replicate columns belong to which country, and their multipliers."""
+    lacking = [iso for iso in order if not (replicates.get(iso) or {}).get("rscales")]
+    if lacking:
+        notes.append(f"no pooled replicate weights: {', '.join(lacking)} released none; "
+                     "use Taylor linearisation (stratum, psu, weight)")
+        return None
+    scales = {float(replicates[iso].get("scale", 1.0)) for iso in order}
+    if len(scales) > 1:
+        raise DhsurveyError(f"countries' replicate scales differ ({sorted(scales)})",
+                            code="pooled-replicates")
+    blocks, rscales, start = {}, [], 0
+    for iso in order:
+        r = [float(v) for v in replicates[iso]["rscales"]]
+        blocks[iso] = (start, start + len(r))
+        rscales += r
+        start += len(r)
+    notes.append(f"{start} pooled replicate weights: each country's own JKn replicates, the "
+                 "other countries at their full-sample weight")
+    return {"method": "JKn", "scale": scales.pop(), "rscales": rscales, "count": start,
+            "blocks": {iso: list(b) for iso, b in blocks.items()},
+            "note": "JKn, the union of the countries' replicates (countries are independent "
+                    "samples)"}
+
+
+def _pool_replicates(frames: list[pd.DataFrame], order: list[str], info: dict[str, Any]
+                     ) -> list[pd.DataFrame]:
+    total = info["count"]
+    names = [f"rep_{i:03d}" for i in range(1, total + 1)]
+    out = []
+    for iso, frame in zip(order, frames, strict=True):
+        own = [c for c in frame.columns if _REP.match(str(c))]
+        lo, hi = info["blocks"][iso]
+        if len(own) != hi - lo:
+            raise DhsurveyError(f"{iso} has {len(own)} replicate columns, its summary "
+                                f"{hi - lo}", code="pooled-replicates")
+        weight = frame["weight"].to_numpy(dtype=float)
+        values = np.repeat(weight[:, None], total, axis=1)
+        values[:, lo:hi] = frame[own].to_numpy(dtype=float)
+        rest = frame.drop(columns=own)
+        out.append(pd.concat([rest, pd.DataFrame(values, columns=names, index=rest.index)],
+                             axis=1))
+    return out
+
+
+__all__ = ["PooledRelease", "pool_release"]
