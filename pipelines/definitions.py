@@ -7,6 +7,7 @@ from pipelines.defs.forms import assets as forms
 from pipelines.defs.ingest import assets as ingest
 from pipelines.defs.release import assets as release
 from pipelines.defs.release import files as release_files
+from pipelines.defs.release import pooled
 from pipelines.defs.validate import assets as validate
 from pipelines.defs.weight import assets as weight
 from pipelines.executors import executor_from_env
@@ -17,9 +18,10 @@ def build_defs(paths: StudyPaths, secrets: Secrets) -> dg.Definitions:
     """The code location with explicit resources (the demo and tests pass their own)."""
     return dg.Definitions(
         assets=[forms.compiled_forms, *ingest.raw_assets, validate.validated, weight.weights,
-                release.indicators, release_files.release],
+                release.indicators, release_files.release, pooled.pooled_release],
         asset_checks=[forms.instruments_lint_clean],
-        jobs=[automation.country_job, automation.central_sync_job, automation.forms_job],
+        jobs=[automation.country_job, automation.pooled_job, automation.central_sync_job,
+              automation.forms_job],
         sensors=[automation.landing_sensor],
         schedules=[automation.central_sync],
         resources={"paths": paths, "secrets": secrets},
