@@ -129,6 +129,9 @@ def summarise(data: Path, countries: list[str], simulated: dict[str, dict[str, i
         path = data / "release" / iso / "indicators.parquet"
         if path.exists():
             tables.append(pd.read_parquet(path))
+    pooled = data / "release" / "pooled" / "indicators.parquet"
+    if pooled.exists():
+        tables.append(pd.read_parquet(pooled).assign(country="all"))
     if tables:
         table = pd.concat(tables, ignore_index=True)
         summary.indicators = table[(table["domain"] == "all")

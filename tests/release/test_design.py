@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from simulated import weighted_country
 
+from dhsurvey.anonymise.release import scan_release
 from dhsurvey.errors import DhsurveyError
 from dhsurvey.release.design import replicate_table, variance_text, write_design
 from dhsurvey.weight import Design, Replicates
@@ -48,8 +49,11 @@ def test_published_multipliers_give_the_jkn_standard_error(tmp_path, max_replica
 
     do = (tmp_path / "svyset.do").read_text()
     assert f"jkrweight(rep_001-rep_{len(reps):03d}, multiplier(" in do
-    multipliers = do.split("multiplier(")[1].split(")")[0].split()
-    np.testing.assert_allclose([float(m) for m in multipliers], published["rscale"])
+    lines = do.split("multiplier(")[1].split("))")[0].splitlines()[1:]
+    multipliers = [line.split("///") for line in lines if "///" in line]
+    assert [name.strip() for _, name in multipliers] == reps
+    np.testing.assert_allclose([float(m) for m, _ in multipliers], published["rscale"])
+    assert not scan_release(files, [])  # nothing in them looks like an identifier
     r = (tmp_path / "svydesign.R").read_text()
     assert 'type = "JKn"' in r and "rscales = rscales" in r
     assert f"{len(reps):03d}" in variance_text(info)

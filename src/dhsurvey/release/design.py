@@ -46,13 +46,16 @@ taylor <- svydesign(ids = ~psu, strata = ~stratum, weights = ~weight, data = chi
 
 # Replicate weights ({len(table)} columns rep_001 ... rep_{len(table):03d}).
 jkn <- svrepdesign(data = child, repweights = "^rep_[0-9]+$", weights = ~weight,
-                   type = "JKn", scale = {scale:.17g}, rscales = rscales,
+                   type = "JKn", scale = {scale!r}, rscales = rscales,
                    combined.weights = TRUE, mse = FALSE)
 """
 
 
 def _stata_do(table: pd.DataFrame, note: str) -> str:
-    multipliers = " ".join(f"{r:.17g}" for r in table["rscale"])
+    # One multiplier per line, named: readable, and no run of decimals that looks like a
+    # coordinate pair to the release scan.
+    multipliers = "".join(f"\n        {float(r)!r} /// {name}"
+                          for name, r in zip(table["replicate"], table["rscale"], strict=True))
     first, last = table["replicate"].iloc[0], table["replicate"].iloc[-1]
     return f"""* Survey design of the weighted tables (child, caregiver), for Stata's svy commands.
 * Replicates: {note}.
@@ -60,7 +63,8 @@ def _stata_do(table: pd.DataFrame, note: str) -> str:
 *   svyset psu [pweight=weight], strata(stratum) singleunit(centered)
 * Replicate weights, one multiplier per replicate (replicates.csv):
 svyset [pweight=weight], vce(jackknife) ///
-    jkrweight({first}-{last}, multiplier({multipliers}))
+    jkrweight({first}-{last}, multiplier( ///{multipliers}
+    ))
 """
 
 
@@ -81,7 +85,7 @@ def write_design(folder: str | Path, info: Mapping[str, Any]) -> list[Path]:
     scale = float(info.get("scale", 1.0))
     return [
         atomic_write_text(folder / "replicates.csv",
-                          table.to_csv(index=False, float_format="%.17g")),
+                          table.to_csv(index=False)),
         atomic_write_text(folder / "svydesign.R", _r_script(table, scale, note)),
         atomic_write_text(folder / "svyset.do", _stata_do(table, note)),
     ]

@@ -1,0 +1,86 @@
+"""The pooled release in the pipeline: countries that passed their gate, pooled and scanned."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from dhsurvey.fieldwork.run import simulate_to
+from pipelines.defs.release.pooled import released_countries
+from pipelines.demo import run_pipeline
+from pipelines.resources import StudyPaths
+from pipelines.study import countries, models
+
+ROOT = Path(__file__).parents[2]
+ISOS = ["KEN", "UGA"]
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    data, home = tmp_path_factory.mktemp("data"), tmp_path_factory.mktemp("home")
+    configs = [c for c in countries() if c.iso in ISOS]
+    simulate_to(data / "landing", configs, models(), seed=3, households=450,
+                formats=("central",))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DHSURVEY_PSEUDONYM_KEY", "5c" * 32)
+        run_pipeline(ROOT / "instruments", data, home, ISOS)
+    return data, home
+
+
+def test_pooled_release_holds_every_country_and_passes_its_scan(study) -> None:  # noqa: ANN001
+    data, home = study
+    pooled = data / "release" / "pooled"
+    for name in ("child", "caregiver", "household", "frontline_worker"):
+        table = pd.read_parquet(pooled / f"{name}.parquet")
+        sizes = [len(pd.read_parquet(data / "release" / iso / f"{name}.parquet"))
+                 for iso in ISOS]
+        assert len(table) == sum(sizes), name
+        assert table["country"].nunique() == 2
+    for suffix in ("dta", "sav", "csv"):
+        assert (pooled / f"child.{suffix}").stat().st_size > 0
+    assert {"replicates.csv", "svydesign.R", "svyset.do", "codebook.xlsx"} <= {
+        p.name for p in pooled.iterdir()}
+
+    instance = dg.DagsterInstance.from_config(str(home))
+    check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        [dg.AssetCheckKey(dg.AssetKey("pooled_release"), "pooled_scan")])
+    evaluation = next(iter(check.values()))
+    assert evaluation.status.value == "SUCCEEDED"
+
+
+def test_pooled_indicators_by_country_match_the_country_releases(study) -> None:  # noqa: ANN001
+    data, _ = study
+    pooled = pd.read_parquet(data / "release" / "pooled" / "indicators.parquet")
+    names = {c.iso: c.name for c in countries()}
+    for iso in ISOS:
+        own = pd.read_parquet(data / "release" / iso / "indicators.parquet")
+        own = own[own["domain"] == "all"].set_index("indicator")
+        part = pooled[(pooled["domain"] == "country")
+                      & (pooled["level_label"] == names[iso])].set_index("indicator")
+        assert len(part) == len(own) > 0
+        joined = own.join(part, rsuffix="_pooled")
+        pd.testing.assert_series_equal(joined["estimate"], joined["estimate_pooled"],
+                                       check_names=False, rtol=1e-9)
+        pd.testing.assert_series_equal(joined["n"], joined["n_pooled"], check_names=False)
+        # Same strata and PSUs, now beside another country's: the same Taylor SE.
+        pd.testing.assert_series_equal(joined["se"], joined["se_pooled"], check_names=False,
+                                       rtol=1e-6)
+
+
+def test_a_country_whose_gate_failed_is_left_out(study) -> None:  # noqa: ANN001
+    data, _ = study
+    paths = StudyPaths(instruments=str(ROOT / "instruments"), data_root=str(data))
+    gate = data / "clean" / "UGA" / "gate.json"
+    saved = gate.read_text()
+    try:
+        gate.write_text(json.dumps({"passed": False, "reasons": ["k < 3"]}))
+        included, left_out = released_countries(paths)
+        assert included == ["KEN"]
+        assert left_out["UGA"] == "its disclosure gate failed"
+        assert "TZA" in left_out  # never released here
+    finally:
+        gate.write_text(saved)
