@@ -24,6 +24,7 @@ def test_shipped_countries_load_against_the_instruments() -> None:
         totals = {round(sum(v.values())) for v in c.margins.values()}
         assert len(totals) == 1
         assert c.margins_source
+        assert c.max_replicates == 200
 
 
 def _variant(tmp_path: Path, edit) -> Path:  # noqa: ANN001
@@ -47,6 +48,7 @@ CASES = {
     "margins disagree": (lambda d: d["margins"]["totals"]["sex"].update({1: 1}),
                          "margins.totals"),
     "not a number": (lambda d: d.update(households_per_psu="twenty"), "households_per_psu"),
+    "one replicate": (lambda d: d.update(max_replicates=1), "max_replicates"),
     "unknown simulation key": (lambda d: d["simulation"].update(vacnt=0.1), "simulation"),
     "region of another country": (lambda d: d["strata"][0].update(region=83401), "strata"),
     "language not in forms": (lambda d: d.update(languages=["French (fr)"]), "languages"),
