@@ -26,23 +26,44 @@ ROOT = Path(__file__).parents[1]
 
 
 def grow(sim, factor: int):  # noqa: ANN001, ANN201
-    """The simulated country repeated ``factor`` times as distinct clusters and interviews."""
+    """The simulated country repeated ``factor`` times as distinct clusters and interviews.
+
+    The forms bound cluster numbers (≤ 9999) and household numbers (≤ 999), as real frames
+    do: copies first take new cluster numbers, then, once those run out, new household
+    numbers within the clusters (more sampled households per PSU).
+    """
     import pandas as pd
 
     from dhsurvey.ingest.canonical import RawForm
 
     n_clusters = int(sim.sample.psus["cluster"].max())
+    per_psu = int(sim.sample.households["hh_number"].max())
+    blocks = 9999 // n_clusters
+    if factor > blocks * (999 // per_psu):
+        raise SystemExit(f"{factor} copies exceed the forms' cluster and household numbers")
+
+    def shift(table: pd.DataFrame, i: int) -> pd.DataFrame:
+        out = table.copy()
+        if "cluster" in out:
+            out["cluster"] = (pd.to_numeric(out["cluster"]) + (i % blocks) * n_clusters)
+        if "hh_number" in out:
+            out["hh_number"] = (pd.to_numeric(out["hh_number"]) + (i // blocks) * per_psu)
+        return out
+
     forms = {}
     for form, raw in sim.forms.items():
         roots, reps = [], {name: [] for name in raw.repeats}
-        for i in range(factor):
+        # Frontline workers are a fixed ~50 per country, not a household sample: not grown.
+        for i in range(1 if form == "frontline_worker" else factor):
             root = raw.root.copy()
             suffix = f"-{i:04d}"
             root["KEY"] = root["KEY"] + suffix
-            if "cluster" in root:
-                root["cluster"] = (pd.to_numeric(root["cluster"]) + i * n_clusters).astype(str)
-            if form == "frontline_worker":
-                root["worker_no"] = (pd.to_numeric(root["worker_no"]) + i * 1000).astype(str)
+            if form != "frontline_worker":
+                shifted = shift(root, i)
+                for col in ("cluster", "hh_number"):
+                    if col in root:
+                        root[col] = shifted[col].astype("Int64").astype(str).where(
+                            root[col].notna())
             roots.append(root)
             for name, table in raw.repeats.items():
                 t = table.copy()
@@ -51,9 +72,8 @@ def grow(sim, factor: int):  # noqa: ANN001, ANN201
                 reps[name].append(t)
         forms[form] = RawForm(form, pd.concat(roots, ignore_index=True),
                               {n: pd.concat(v, ignore_index=True) for n, v in reps.items()})
-    design = pd.concat([sim.sample.households.assign(
-        cluster=sim.sample.households["cluster"] + i * n_clusters) for i in range(factor)],
-        ignore_index=True)
+    design = pd.concat([shift(sim.sample.households, i) for i in range(factor)],
+                       ignore_index=True)
     return forms, design
 
 
@@ -107,7 +127,8 @@ def run(children: int, queue) -> None:  # noqa: ANN001
     base = simulate_country(config, models, seed=1)
     factor = max(1, round(children / len(base.forms["child"].root)))
     forms, design = grow(base, factor)
-    big = replace(config, strata=tuple(replace(s, psus=s.psus * factor) for s in config.strata))
+    psus = min(factor, 9999 // int(base.sample.psus["cluster"].max()))
+    big = replace(config, strata=tuple(replace(s, psus=s.psus * psus) for s in config.strata))
     with tempfile.TemporaryDirectory() as tmp:
         times = release_country(forms, design, models, big, Path(tmp))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

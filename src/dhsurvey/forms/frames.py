@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from dhsurvey.forms.expressions import Node, RepeatData, evaluate, evaluate_bool
+from dhsurvey.forms.expressions import Node, RepeatData, evaluate, evaluate_bool, references
 from dhsurvey.forms.model import FormModel, Item
 
 PARENT = "PARENT_KEY"
@@ -99,8 +99,13 @@ class FormData:
         return evaluate_bool(expression, frame, current=current,
                              **self._context(item.repeat, None))
 
-    def relevant(self, item: Item, frame: pd.DataFrame | None = None) -> pd.Series:
-        """Whether ``item`` is asked: its own relevance and every enclosing group's."""
+    def relevant(self, item: Item, frame: pd.DataFrame | None = None,
+                 cache: dict[str, pd.Series] | None = None) -> pd.Series:
+        """Whether ``item`` is asked: its own relevance and every enclosing group's.
+
+        ``cache`` (group name → its own relevance at its level) lets a caller walking every
+        field evaluate each group's relevance once, not once per field inside it.
+        """
         frame = self.level_frame(item.repeat) if frame is None else frame
         mask = pd.Series(True, index=frame.index)
         for group in [*self.model.ancestors(item), item]:
@@ -110,8 +115,12 @@ class FormData:
             if level_item is None:
                 # An enclosing repeat's (or outer group's) relevance at its own level,
                 # broadcast to this level's rows through the parent links.
-                outer = self.relevant(group)
+                outer = self.relevant(group, cache=cache)
                 mask &= self._broadcast(outer, group.repeat, item.repeat, frame.index)
+            elif cache is not None and group is not item:
+                if group.name not in cache:
+                    cache[group.name] = self.evaluate_bool(group, group.relevant, frame=frame)
+                mask &= cache[group.name]
             else:
                 mask &= self.evaluate_bool(group, group.relevant, frame=frame)
         return mask
@@ -145,7 +154,9 @@ class FormData:
             return pd.DataFrame(True, index=frame.index, columns=codes)
         choices = pd.DataFrame([{"name": c.name, **c.extra} for c in lst.choices])
         n, m = len(frame), len(choices)
-        rows = frame.iloc[np.repeat(np.arange(n), m)].reset_index(drop=True)
+        # Only the answers the filter names are crossed with the choices (rows × m copies).
+        used = [c for c in references(item.choice_filter) if c in frame.columns]
+        rows = frame[used].iloc[np.repeat(np.arange(n), m)].reset_index(drop=True)
         relative = choices.iloc[np.tile(np.arange(m), n)].reset_index(drop=True)
         context = self._context(item.repeat, None)
         if context["position"] is not None:

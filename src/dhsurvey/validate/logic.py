@@ -8,6 +8,7 @@ obeys are the rules the validator checks.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from dhsurvey.forms.frames import FormData
@@ -44,16 +45,23 @@ def check_logic(data: FormData, *, recompute_calculations: bool = False) -> pd.D
     """
     model: FormModel = data.model
     out: list[pd.DataFrame] = []
+    # Each level's frame (a repeat's joins its parents' columns) and each group's relevance
+    # are built once for the whole walk: they do not change while fields are checked.
+    frames: dict[str | None, pd.DataFrame] = {}
+    groups: dict[str, pd.Series] = {}
     for item in model.fields:
         if item.repeat is not None and item.repeat not in data.repeats:
             continue
         table = data.table(item.repeat)
         if item.name not in table.columns:
             continue
+        if item.repeat not in frames:
+            frames[item.repeat] = data.level_frame(item.repeat)
+        frame = frames[item.repeat]
         keys = table.index
         values = table[item.name]
         answered = values.notna() & (values.astype(str) != "")
-        relevant = data.relevant(item)
+        relevant = data.relevant(item, frame=frame, cache=groups)
         if item.is_input or item.type in ("calculate", "hidden"):
             out.append(_rows(keys, answered & ~relevant, "not-relevant", item, values,
                              f"'{item.name}' is answered but not relevant"
@@ -63,7 +71,7 @@ def check_logic(data: FormData, *, recompute_calculations: bool = False) -> pd.D
                              f"'{item.name}' is required but empty"))
         check = relevant & answered
         if item.constraint and item.is_input and check.any():
-            ok = data.evaluate_bool(item, item.constraint)
+            ok = data.evaluate_bool(item, item.constraint, frame=frame)
             out.append(_rows(keys, check & ~ok, "constraint", item, values,
                              f"breaks '{item.constraint}'"))
         lst = model.choices_for(item)
@@ -77,11 +85,12 @@ def check_logic(data: FormData, *, recompute_calculations: bool = False) -> pd.D
             out.append(_rows(keys, bad, "choice", item, values,
                              f"not a choice of list '{lst.name}'"))
             if item.choice_filter:
-                mask = data.choice_mask(item)
-                offered = pd.Series(
-                    [bool(mask.at[k, v]) if v in mask.columns else True
-                     for k, v in zip(keys, values.fillna("").astype(str), strict=True)],
-                    index=keys) if item.type == "select_one" else pd.Series(True, index=keys)
+                offered = pd.Series(True, index=keys)
+                if item.type == "select_one":
+                    mask = data.choice_mask(item)
+                    column = mask.columns.get_indexer(values.fillna("").astype(str))
+                    picked = mask.to_numpy()[np.arange(len(mask)), np.maximum(column, 0)]
+                    offered[:] = np.where(column >= 0, picked, True)
                 out.append(_rows(keys, check & ~bad & ~offered, "choice-filter", item, values,
                                  f"not offered by '{item.choice_filter}'"))
         if recompute_calculations and item.type == "calculate" and "random(" not in \
