@@ -95,7 +95,11 @@ def _config(iso: str):  # noqa: ANN202
 
 
 def release_country(forms: dict, design, models: dict, config, out: Path) -> tuple:  # noqa: ANN001
-    """validate → weight → anonymise → release, as the pipeline's assets call them."""
+    """validate → weight → anonymise → release, as the pipeline's assets call them.
+
+    Between steps only what the next asset reads is kept (the pipeline's assets pass Parquet
+    files, not objects): ``forms`` is emptied once validated.
+    """
     import numpy as np
 
     from dhsurvey.anonymise.release import anonymise_country
@@ -107,15 +111,19 @@ def release_country(forms: dict, design, models: dict, config, out: Path) -> tup
     result = validate_forms(forms, models, config=config)
     t1 = time.perf_counter()
     acc = {f: r.accepted for f, r in result.forms.items()}
+    del result
+    forms.clear()
     w = study_weights(design, acc["household"], acc["child"], acc["caregiver"], config)
     t2 = time.perf_counter()
     release = anonymise_country(acc, {"household": w.household, "child": w.child,
                                       "caregiver": w.caregiver}, models, config,
                                 key=b"k" * 32, rng=np.random.default_rng(0))
     t3 = time.perf_counter()
+    children = len(acc["child"])
+    del acc, w
     write_release(release.tables, models, out, language=config.release_language)
     t4 = time.perf_counter()
-    return len(acc["child"]), t1 - t0, t2 - t1, t3 - t2, t4 - t3
+    return children, t1 - t0, t2 - t1, t3 - t2, t4 - t3
 
 
 def run(children: int, queue) -> None:  # noqa: ANN001
@@ -128,6 +136,7 @@ def run(children: int, queue) -> None:  # noqa: ANN001
     factor = max(1, round(children / len(base.forms["child"].root)))
     forms, design = grow(base, factor)
     psus = min(factor, 9999 // int(base.sample.psus["cluster"].max()))
+    del base
     big = replace(config, strata=tuple(replace(s, psus=s.psus * psus) for s in config.strata))
     with tempfile.TemporaryDirectory() as tmp:
         times = release_country(forms, design, models, big, Path(tmp))
