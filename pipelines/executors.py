@@ -39,7 +39,6 @@ BROKER_ENV = "DHSURVEY_CELERY_BROKER"
 BACKEND_ENV = "DHSURVEY_CELERY_BACKEND"
 
 
-
 def executor_name() -> str:
     """``DHSURVEY_EXECUTOR``, checked: a typo must not silently fall back to one machine."""
     name = os.environ.get("DHSURVEY_EXECUTOR", "").strip().lower() or "multiprocess"
