@@ -232,9 +232,10 @@ def _csv_column(series: pd.Series, item: Item | None) -> pd.Series:
     if kind in ("int", "bool"):
         out = series.astype("boolean" if kind == "bool" else "Int64").astype("string")
     elif kind == "float":
-        numbers = pd.to_numeric(series).astype("float64")
-        out = pd.Series([None if np.isnan(v) else repr(float(v)) for v in numbers],
-                        index=series.index, dtype="string")
+        numbers = pd.to_numeric(series).astype("float64").to_numpy()
+        text = np.array(list(map(float.__repr__, numbers.tolist())), dtype=object)
+        text[np.isnan(numbers)] = None
+        out = pd.Series(text, index=series.index, dtype="string")
     elif kind in ("datetime", "date"):
         stamps = _stamps(series)
         if isinstance(stamps.dtype, pd.DatetimeTZDtype):
