@@ -107,23 +107,31 @@ def release_country(forms: dict, design, models: dict, config, out: Path) -> tup
     from dhsurvey.validate.run import validate_forms
     from dhsurvey.weight.study import study_weights
 
+    def peak() -> float:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    peaks = [peak()]
     t0 = time.perf_counter()
     result = validate_forms(forms, models, config=config)
     t1 = time.perf_counter()
+    peaks.append(peak())
     acc = {f: r.accepted for f, r in result.forms.items()}
     del result
     forms.clear()
     w = study_weights(design, acc["household"], acc["child"], acc["caregiver"], config)
     t2 = time.perf_counter()
+    peaks.append(peak())
     release = anonymise_country(acc, {"household": w.household, "child": w.child,
                                       "caregiver": w.caregiver}, models, config,
                                 key=b"k" * 32, rng=np.random.default_rng(0))
     t3 = time.perf_counter()
+    peaks.append(peak())
     children = len(acc["child"])
     del acc, w
     write_release(release.tables, models, out, language=config.release_language)
     t4 = time.perf_counter()
-    return children, t1 - t0, t2 - t1, t3 - t2, t4 - t3
+    peaks.append(peak())
+    return children, t1 - t0, t2 - t1, t3 - t2, t4 - t3, peaks
 
 
 def run(children: int, queue) -> None:  # noqa: ANN001
@@ -139,9 +147,7 @@ def run(children: int, queue) -> None:  # noqa: ANN001
     del base
     big = replace(config, strata=tuple(replace(s, psus=s.psus * psus) for s in config.strata))
     with tempfile.TemporaryDirectory() as tmp:
-        times = release_country(forms, design, models, big, Path(tmp))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    queue.put((*times, peak))
+        queue.put(release_country(forms, design, models, big, Path(tmp)))
 
 
 def _simulate(task: tuple[int, str, str]) -> None:
@@ -167,8 +173,7 @@ def _release(task: tuple[int, str, str]) -> tuple:
     design = pd.read_parquet(Path(folder) / "design.parquet")
     t0 = time.perf_counter()
     times = release_country(forms, design, models, _config(iso), Path(folder) / "release")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return index, iso, time.perf_counter() - t0, times[0], peak
+    return index, iso, time.perf_counter() - t0, times[0], times[-1][-1]
 
 
 def wave() -> None:
@@ -197,16 +202,18 @@ def wave() -> None:
 
 def main(sizes: list[int]) -> None:
     print(f"{'children':>9} {'validate':>9} {'weight':>8} {'anonymise':>10} {'release':>8} "
-          f"{'total s':>8} {'s/1k':>6} {'peak MB':>8}")
+          f"{'total s':>8} {'s/1k':>6} {'peak MB':>8}  peak MB after input/validate/weight/"
+          "anonymise")
     for size in sizes:
         queue = mp.get_context("spawn").Queue()
         proc = mp.get_context("spawn").Process(target=run, args=(size, queue))
         proc.start()
         proc.join()
-        n, v, w, a, r, peak = queue.get()
+        n, v, w, a, r, peaks = queue.get()
         total = v + w + a + r
         print(f"{n:>9,} {v:>9.1f} {w:>8.1f} {a:>10.1f} {r:>8.1f} {total:>8.1f} "
-              f"{1000 * total / n:>6.2f} {peak:>8.0f}")
+              f"{1000 * total / n:>6.2f} {peaks[-1]:>8.0f}  "
+              + " / ".join(f"{p:.0f}" for p in peaks[:-1]), flush=True)
 
 
 if __name__ == "__main__":

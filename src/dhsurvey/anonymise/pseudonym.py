@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import os
 import re
@@ -72,7 +71,7 @@ def pseudonym(key: bytes, purpose: str, value: str) -> str:
             "purpose must be a non-empty string without NUL", code="pseudonym-bad-argument"
         )
     message = purpose.encode("utf-8") + b"\x00" + normalise_id(value).encode("utf-8")
-    return hmac.new(bytes(key), message, hashlib.sha256).hexdigest()[:PSEUDONYM_HEX_LENGTH]
+    return hmac.digest(bytes(key), message, "sha256").hex()[:PSEUDONYM_HEX_LENGTH]
 
 
 def _decode_key(raw: str) -> bytes | None:

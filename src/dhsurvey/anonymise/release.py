@@ -287,21 +287,25 @@ def _to_month(values: pd.Series, tz: dt.tzinfo) -> pd.Series:
     if not pd.api.types.is_datetime64_any_dtype(stamps):
         stamps = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
     if isinstance(stamps.dtype, pd.DatetimeTZDtype):
-        stamps = stamps.dt.tz_convert(tz)
-    return stamps.dt.strftime("%Y-%m").astype("string")
+        stamps = stamps.dt.tz_convert(tz).dt.tz_localize(None)  # local wall time
+    # Formatted once per distinct month, not once per row (strftime is per element).
+    months = stamps.dt.to_period("M")
+    codes, uniques = pd.factorize(months)
+    labels = np.array([p.strftime("%Y-%m") for p in uniques] + [None], dtype=object)
+    return pd.Series(labels[codes], index=values.index, dtype="string")
 
 
 def _household_pseudonyms(table: pd.DataFrame, config: CountryConfig, key: bytes
                           ) -> pd.Series:
     """HMAC pseudonym of ``HH-<country>-<cluster>-<hh_number>`` (the household's own ID)."""
-    out = []
-    for cluster, number in zip(table["cluster"], table["hh_number"], strict=True):
-        if pd.isna(cluster) or pd.isna(number):
-            out.append(None)
-        else:
-            value = f"HH-{config.code}-{int(cluster)}-{int(number)}"
-            out.append(pseudonym(key, HOUSEHOLD_PURPOSE, value))
-    return pd.Series(out, index=table.index, dtype=object)
+    pairs = pd.MultiIndex.from_arrays([pd.to_numeric(table["cluster"]),
+                                       pd.to_numeric(table["hh_number"])])
+    codes, uniques = pd.factorize(pairs)  # one HMAC per household, however many rows
+    names = [None if pd.isna(c) or pd.isna(n) else
+             pseudonym(key, HOUSEHOLD_PURPOSE, f"HH-{config.code}-{int(c)}-{int(n)}")
+             for c, n in uniques]
+    labels = np.array([*names, None], dtype=object)
+    return pd.Series(labels[codes], index=table.index, dtype=object)
 
 
 def _join_weights(form: str, table: pd.DataFrame, weights: pd.DataFrame) -> pd.DataFrame:
