@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -64,3 +65,48 @@ def test_a_summary_without_replicates_is_refused() -> None:
         replicate_table({"method": "none requested"})
     with pytest.raises(DhsurveyError, match="multipliers"):
         replicate_table({"method": "JKn", "count": 3, "rscales": [0.5, 0.5]})
+
+
+def test_r_survey_reads_the_release_with_the_shipped_set_up(tmp_path) -> None:  # noqa: ANN001
+    """R ``survey`` (Debian r-cran-survey, installed by .ci/run) runs svydesign.R on a written
+    release and gets this library's estimate and standard errors."""
+    import shutil
+    import subprocess
+
+    from dhsurvey.anonymise.release import anonymise_country
+    from dhsurvey.fieldwork.simulate import FORMS
+    from dhsurvey.forms.model import load_form
+    from dhsurvey.release.writers import write_release
+
+    rscript = shutil.which("Rscript")
+    assert rscript, "Rscript is missing: .ci/run installs r-cran-survey"
+    config, _, accepted, w = weighted_country("TZA", 12, 1500)
+    models = {f: load_form(Path(__file__).parents[2] / "instruments" / f"{f}.xlsx")
+              for f in FORMS}
+    release = anonymise_country(accepted, {"household": w.household, "child": w.child,
+                                           "caregiver": w.caregiver}, models, config,
+                                key=bytes(range(32)), rng=np.random.default_rng(3))
+    child = release.tables["child"]
+    write_release({"child": child}, models, tmp_path, formats=("csv",))
+    write_design(tmp_path, w.summary["replicates"])
+    (tmp_path / "check.R").write_text(
+        'source("svydesign.R")\n'
+        'taylor <- update(taylor, talk = as.numeric(ocsea_talk == 1))\n'
+        'jkn <- update(jkn, talk = as.numeric(ocsea_talk == 1))\n'
+        'a <- svymean(~talk, subset(taylor, ocsea_talk %in% c(0, 1)))\n'
+        'b <- svymean(~talk, subset(jkn, ocsea_talk %in% c(0, 1)))\n'
+        'cat(sprintf("%.15g", c(coef(a), SE(a), coef(b), SE(b))), sep = "\\n")\n')
+    out = subprocess.run([rscript, "check.R"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    est, taylor_se, jkn_est, jkn_se = (float(v) for v in out.stdout.split())
+
+    data = child[child["ocsea_talk"].isin([0, 1])].assign(
+        talk=lambda d: (d["ocsea_talk"] == 1).astype(float))
+    ours = Design(data, "weight", strata="stratum", psu="psu").mean("talk")
+    reps = [c for c in child.columns if c.startswith("rep_")]
+    ours_jkn = Design(data, "weight", replicates=Replicates(
+        reps, 1.0, w.summary["replicates"]["rscales"])).mean("talk")
+    assert est == pytest.approx(ours.estimate, rel=1e-9) == jkn_est
+    assert taylor_se == pytest.approx(ours.se, rel=1e-7)
+    assert jkn_se == pytest.approx(ours_jkn.se, rel=1e-7)
