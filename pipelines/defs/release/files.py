@@ -13,6 +13,7 @@ from dhsurvey.anonymise.release import anonymise_country, gate, release_files, s
 from dhsurvey.io import atomic_write_json, atomic_write_parquet, atomic_write_text
 from dhsurvey.release.codebook import build_codebook, write_codebook
 from dhsurvey.release.design import variance_text, write_design
+from dhsurvey.release.manifest import write_manifest
 from dhsurvey.release.writers import write_release
 from pipelines.defs.release.assets import indicators
 from pipelines.defs.validate.assets import accepted_key
@@ -86,6 +87,10 @@ def release(context: dg.AssetExecutionContext, paths: StudyPaths, secrets: Secre
     findings = scan_release(release_files(out), restricted_values(paths.zone("landing", iso),
                                                                   accepted))
     verdict = gate(anonymised, findings, k=K, max_global_risk=MAX_GLOBAL_RISK)
+    # Written after the scan: file names, checksums and form versions, no data values.
+    manifest = write_manifest(out, anonymised.tables, models(), {
+        "release": paths.release_label, "country": iso,
+        "disclosure_gate": "passed" if verdict.passed else "failed"})
     # The pooled release takes only countries whose latest gate passed.
     atomic_write_json(clean / "gate.json", {"passed": verdict.passed,
                                             "reasons": list(verdict.reasons)})
@@ -97,6 +102,7 @@ def release(context: dg.AssetExecutionContext, paths: StudyPaths, secrets: Secre
         "format warnings": "; ".join(written.warnings) or "none",
         "replicates": f"{replicates['count']} ({replicates['note']})" if replicates else "none",
         "disclosure report": dg.MetadataValue.path(str(out / "disclosure_risk.md")),
+        "manifest": dg.MetadataValue.path(str(manifest)),
     }, data_version=dg.DataVersion(hashlib.sha256(json.dumps(
         {f.name: f.stat().st_size for f in release_files(out)}, sort_keys=True).encode())
         .hexdigest()[:16]))

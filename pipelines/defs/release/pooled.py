@@ -10,6 +10,7 @@ from dhsurvey.io import atomic_write_parquet, atomic_write_text
 from dhsurvey.release.codebook import build_codebook, write_codebook
 from dhsurvey.release.design import variance_text, write_design
 from dhsurvey.release.indicators import Domain, compute_indicators, load_indicators
+from dhsurvey.release.manifest import write_manifest
 from dhsurvey.release.pooled import pool_release
 from dhsurvey.release.writers import write_release
 from pipelines.defs.release.assets import weighted_tables
@@ -103,6 +104,10 @@ def pooled_release(context: dg.AssetExecutionContext, paths: StudyPaths):  # noq
     atomic_write_parquet(out / "indicators.parquet", table)
     atomic_write_text(out / "indicators.csv", table.to_csv(index=False, float_format="%.6f"))
     findings = scan_release(release_files(out), restricted)
+    # Written after the scan: file names, checksums and form versions, no data values.
+    manifest = write_manifest(out, pooled.tables, models(), {
+        "release": paths.release_label, "countries": isos, "left_out": left_out,
+        "pooled_scan": "passed" if not findings else "failed"})
     overall = table[(table["domain"] == "all")]
     rows = "\n".join(f"| {r.label} | {r.estimate:.1%} | {r.ci_low:.1%}–{r.ci_high:.1%} | {r.n} |"
                      for r in overall.itertuples())
@@ -113,6 +118,7 @@ def pooled_release(context: dg.AssetExecutionContext, paths: StudyPaths):  # noq
         "replicates": pooled.replicates["count"] if pooled.replicates else 0,
         "notes": "; ".join(pooled.notes + list(written.warnings)) or "none",
         "files": len(release_files(out)),
+        "manifest": dg.MetadataValue.path(str(manifest)),
         "indicators": dg.MetadataValue.md(
             "| indicator | estimate | 95 % CI | n |\n|---|---|---|---|\n" + rows),
     })
