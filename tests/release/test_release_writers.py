@@ -209,6 +209,17 @@ def test_csv_round_trips_to_the_same_values(tables, models, tmp_path: Path, tabl
             pd.testing.assert_series_equal(read.astype("string"), expected, check_names=False)
 
 
+def test_csv_written_in_blocks_is_the_same_file(tables, models, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import dhsurvey.release.writers as writers
+
+    df = tables["child"]
+    whole = write_csv(df, models["child"], tmp_path / "whole.csv").read_bytes()
+    monkeypatch.setattr(writers, "_CSV_ROWS", 7)  # many blocks, the last one short
+    assert len(df) % 7 and len(df) > 14
+    assert write_csv(df, models["child"], tmp_path / "blocks.csv").read_bytes() == whole
+
+
 def test_parquet_keeps_dtypes_and_carries_labels(tables, models, tmp_path: Path) -> None:
     paths = write_release({"child": tables["child"]}, models, tmp_path, language="sw",
                           formats=("parquet",))

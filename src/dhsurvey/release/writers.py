@@ -226,32 +226,45 @@ def write_parquet(df: pd.DataFrame, model: FormModel, path: str | Path, *,
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-def _csv_column(series: pd.Series, item: Item | None) -> pd.Series:
-    """One column as text: shortest round-trip floats, ISO 8601 dates and UTC times."""
+def _csv_plan(series: pd.Series, item: Item | None) -> str:
+    """How a whole column is written: int, bool, float, utc-ms, utc-us, date, datetime or
+    string (decided on every value, so blocks of rows are formatted alike)."""
     kind = _kind(series)
-    if kind in ("int", "bool"):
-        out = series.astype("boolean" if kind == "bool" else "Int64").astype("string")
-    elif kind == "float":
+    if kind in ("datetime", "date"):
+        stamps = _stamps(series)
+        if isinstance(stamps.dtype, pd.DatetimeTZDtype):
+            whole_ms = bool((stamps.dropna().dt.microsecond % 1000 == 0).all())
+            return "utc-ms" if whole_ms else "utc-us"  # ODK records whole milliseconds
+        if (item is not None and item.type in ("date", "today")) or kind == "date" or bool(
+                (stamps.dropna() == stamps.dropna().dt.normalize()).all()):
+            return "date"
+        return "datetime"
+    return kind
+
+
+def _csv_column(series: pd.Series, plan: str) -> pd.Series:
+    """One column as text: shortest round-trip floats, ISO 8601 dates and UTC times."""
+    if plan in ("int", "bool"):
+        out = series.astype("boolean" if plan == "bool" else "Int64").astype("string")
+    elif plan == "float":
         numbers = pd.to_numeric(series).astype("float64").to_numpy()
         text = np.array(list(map(float.__repr__, numbers.tolist())), dtype=object)
         text[np.isnan(numbers)] = None
         out = pd.Series(text, index=series.index, dtype="string")
-    elif kind in ("datetime", "date"):
-        stamps = _stamps(series)
-        if isinstance(stamps.dtype, pd.DatetimeTZDtype):
-            utc = stamps.dt.tz_convert("UTC")
-            out = utc.dt.strftime("%Y-%m-%dT%H:%M:%S.%f")
-            if bool((utc.dropna().dt.microsecond % 1000 == 0).all()):
-                out = out.str[:-3]  # whole milliseconds, as ODK records them
-            out = out + "Z"
-        elif (item is not None and item.type in ("date", "today")) or kind == "date" or bool(
-                (stamps.dropna() == stamps.dropna().dt.normalize()).all()):
-            out = stamps.dt.strftime("%Y-%m-%d")
-        else:
-            out = stamps.dt.strftime("%Y-%m-%dT%H:%M:%S.%f")
+    elif plan in ("utc-ms", "utc-us"):
+        out = _stamps(series).dt.tz_convert("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S.%f")
+        out = (out.str[:-3] if plan == "utc-ms" else out) + "Z"
+    elif plan == "date":
+        out = _stamps(series).dt.strftime("%Y-%m-%d")
+    elif plan == "datetime":
+        out = _stamps(series).dt.strftime("%Y-%m-%dT%H:%M:%S.%f")
     else:
         out = series.astype("string")
     return out.astype(object).where(out.notna(), None)
+
+
+#: Rows formatted at a time by :func:`write_csv`.
+_CSV_ROWS = 20_000
 
 
 def write_csv(df: pd.DataFrame, model: FormModel, path: str | Path, *,
@@ -263,10 +276,16 @@ def write_csv(df: pd.DataFrame, model: FormModel, path: str | Path, *,
     CSV carries codes, not labels (``language`` is accepted for a uniform signature).
     """
     resolve_language(model, language)
-    text = pd.DataFrame({c: _csv_column(df[c], field_for(model, str(c))) for c in df.columns},
-                        columns=df.columns)
+    plans = {c: _csv_plan(df[c], field_for(model, str(c))) for c in df.columns}
     buffer = io.StringIO()
-    text.to_csv(buffer, index=False, lineterminator="\n", na_rep="")
+    # Formatted in blocks of rows: the text of a whole large table would take several times
+    # the memory of its numbers. A column's format depends on its kind (whole column), and
+    # dates on whether *all* values are midnight, so that is decided once, up front.
+    for start in range(0, max(len(df), 1), _CSV_ROWS):
+        part = df.iloc[start:start + _CSV_ROWS]
+        text = pd.DataFrame({c: _csv_column(part[c], plans[c]) for c in df.columns},
+                            columns=df.columns)
+        text.to_csv(buffer, index=False, lineterminator="\n", na_rep="", header=start == 0)
     return atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
 
 
