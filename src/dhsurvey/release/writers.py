@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from dhsurvey.forms.model import FormModel, Item
-from dhsurvey.io import atomic_write_bytes
+from dhsurvey.io import atomic_open, atomic_write_bytes
 from dhsurvey.release.labels import (
     LABEL_LIMIT,
     ReleaseError,
@@ -277,16 +277,17 @@ def write_csv(df: pd.DataFrame, model: FormModel, path: str | Path, *,
     """
     resolve_language(model, language)
     plans = {c: _csv_plan(df[c], field_for(model, str(c))) for c in df.columns}
-    buffer = io.StringIO()
-    # Formatted in blocks of rows: the text of a whole large table would take several times
-    # the memory of its numbers. A column's format depends on its kind (whole column), and
-    # dates on whether *all* values are midnight, so that is decided once, up front.
-    for start in range(0, max(len(df), 1), _CSV_ROWS):
-        part = df.iloc[start:start + _CSV_ROWS]
-        text = pd.DataFrame({c: _csv_column(part[c], plans[c]) for c in df.columns},
-                            columns=df.columns)
-        text.to_csv(buffer, index=False, lineterminator="\n", na_rep="", header=start == 0)
-    return atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
+    # Formatted and written in blocks of rows: the text of a whole large table would take
+    # several times the memory of its numbers. Formats are decided per whole column (above),
+    # so the blocks join into the same file a single pass would write.
+    with atomic_open(path) as fh:
+        for start in range(0, max(len(df), 1), _CSV_ROWS):
+            part = df.iloc[start:start + _CSV_ROWS]
+            text = pd.DataFrame({c: _csv_column(part[c], plans[c]) for c in df.columns},
+                                columns=df.columns)
+            fh.write(text.to_csv(index=False, lineterminator="\n", na_rep="",
+                                 header=start == 0).encode("utf-8"))
+    return Path(path)
 
 
 # -- Stata ---------------------------------------------------------------------------------------
