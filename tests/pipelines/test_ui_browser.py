@@ -95,7 +95,7 @@ def test_asset_graph_lists_the_pipeline(dagster_ui) -> None:  # noqa: ANN001
     ARTIFACTS.mkdir(exist_ok=True)
     dom = _chromium(f"{url}/assets", base / "profile-a", "--dump-dom")
     for name in ("compiled_forms", "raw_household", "accepted_child", "weights", "indicators",
-                 "release"):
+                 "release", "pooled_release"):
         assert name in dom, name
     _chromium(f"{url}/asset-groups", base / "profile-b",
               f"--screenshot={ARTIFACTS / 'asset-graph.png'}")
