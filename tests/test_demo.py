@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -38,5 +39,12 @@ def test_demo_runs_the_pipeline_for_three_countries(tmp_path: Path, monkeypatch)
 
     instance = dg.DagsterInstance.from_config(str(tmp_path / "dagster_home"))
     runs = instance.get_runs()
-    assert len(runs) == 4 and all(r.is_success for r in runs)
+    # forms_job, country_job for each country, then pooled_job.
+    assert sorted(r.job_name for r in runs) == ["country_job"] * 3 + ["forms_job", "pooled_job"]
+    assert all(r.is_success for r in runs)
     assert instance.get_latest_materialization_event(dg.AssetKey("release")) is not None
+    assert instance.get_latest_materialization_event(dg.AssetKey("pooled_release")) is not None
+    pooled = pd.read_parquet(tmp_path / "release" / "pooled" / "child.parquet")
+    assert set(pooled["country"].astype(str)) == {"404", "834", "800"}
+    # The summary prints the pooled headline indicators as country "all".
+    assert re.search(r"│ all\s+│", result.output), result.output
