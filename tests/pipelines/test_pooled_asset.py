@@ -50,6 +50,13 @@ def test_pooled_release_holds_every_country_and_passes_its_scan(study) -> None: 
         [dg.AssetCheckKey(dg.AssetKey("pooled_release"), "pooled_scan")])
     evaluation = next(iter(check.values()))
     assert evaluation.status.value == "SUCCEEDED"
+    event = instance.get_latest_materialization_event(dg.AssetKey("pooled_release"))
+    metadata = event.asset_materialization.metadata
+    assert metadata["dagster/row_count"].value == len(pd.read_parquet(pooled / "child.parquet"))
+    columns = {c.name: c.description for c in metadata["dagster/column_schema"].schema.columns}
+    assert columns["weight"].startswith("Survey weight")
+    assert columns["rep_001"] == "Replicate weight 1 (JKn)"
+    assert metadata["replicates"].value == len([c for c in columns if c.startswith("rep_")])
 
 
 def test_pooled_indicators_by_country_match_the_country_releases(study) -> None:  # noqa: ANN001

@@ -13,6 +13,7 @@ from dhsurvey.anonymise.release import anonymise_country, gate, release_files, s
 from dhsurvey.io import atomic_write_json, atomic_write_parquet, atomic_write_text
 from dhsurvey.release.codebook import build_codebook, write_codebook
 from dhsurvey.release.design import variance_text, write_design
+from dhsurvey.release.labels import column_labels
 from dhsurvey.release.manifest import write_manifest
 from dhsurvey.release.writers import write_release
 from pipelines.defs.release.assets import indicators
@@ -24,6 +25,14 @@ from pipelines.study import config_for, country_partitions, models
 FORMS = ("household", "child", "caregiver", "frontline_worker")
 K = 3
 MAX_GLOBAL_RISK = 0.01
+
+
+def child_schema(table: pd.DataFrame, language: str) -> dg.TableSchema:
+    """The released child table's columns with their labels, shown on the asset's page."""
+    labels = column_labels(table.columns, models()["child"], language)
+    return dg.TableSchema(columns=[dg.TableColumn(str(c), str(t.dtype), description=labels[c]
+                                                  or None)
+                                   for c, t in table.items()])
 
 
 def release_rng(key: bytes, iso: str, label: str) -> np.random.Generator:
@@ -98,6 +107,9 @@ def release(context: dg.AssetExecutionContext, paths: StudyPaths, secrets: Secre
     yield dg.MaterializeResult(metadata={
         "files": len(release_files(out)),
         "rows": {f: len(t) for f, t in anonymised.tables.items()},
+        "dagster/row_count": len(anonymised.tables["child"]),
+        "dagster/column_schema": child_schema(anonymised.tables["child"],
+                                              config.release_language),
         "form versions": versions,
         "format warnings": "; ".join(written.warnings) or "none",
         "replicates": f"{replicates['count']} ({replicates['note']})" if replicates else "none",

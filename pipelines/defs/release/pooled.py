@@ -14,7 +14,7 @@ from dhsurvey.release.manifest import write_manifest
 from dhsurvey.release.pooled import pool_release
 from dhsurvey.release.writers import write_release
 from pipelines.defs.release.assets import weighted_tables
-from pipelines.defs.release.files import FORMS, release, restricted_values
+from pipelines.defs.release.files import FORMS, child_schema, release, restricted_values
 from pipelines.resources import StudyPaths
 from pipelines.study import countries, instruments_dir, models
 
@@ -115,6 +115,8 @@ def pooled_release(context: dg.AssetExecutionContext, paths: StudyPaths):  # noq
         "countries": ", ".join(isos),
         "left out": "; ".join(f"{k}: {v}" for k, v in left_out.items()) or "none",
         "rows": {name: len(t) for name, t in pooled.tables.items()},
+        "dagster/row_count": len(pooled.tables["child"]),
+        "dagster/column_schema": child_schema(pooled.tables["child"], language),
         "replicates": pooled.replicates["count"] if pooled.replicates else 0,
         "notes": "; ".join(pooled.notes + list(written.warnings)) or "none",
         "files": len(release_files(out)),
