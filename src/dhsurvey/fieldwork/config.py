@@ -77,7 +77,8 @@ class CountryConfig:
     margins_source: str
     simulation: Simulation = field(default_factory=Simulation)
     #: Cap on released replicate weights: PSUs are grouped into variance units when a
-    #: stratum has more PSUs than its share of the cap (see weight.study).
+    #: stratum has more PSUs than its share of the cap (see weight.study). A stratum keeps at
+    #: least two units, so with more than cap/2 strata the count is 2 per stratum instead.
     max_replicates: int = 200
 
     @property
