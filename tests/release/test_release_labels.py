@@ -114,3 +114,36 @@ def test_child_dummies_fit_stata(tables, models) -> None:
     assert (out.loc[answered, "devices_96"] == chosen[answered].astype(int)).all()
     assert out.loc[~answered, "devices_96"].isna().all()
     assert all(len(v) <= LABEL_LIMIT for v in dummy_labels(models["child"], "stata").values())
+
+
+def test_merged_rare_levels_get_a_label_in_every_language(models, tmp_path: Path) -> None:
+    import pyreadstat
+
+    from dhsurvey.release.labels import value_labels, with_merged_codes
+    from dhsurvey.release.writers import write_dta
+
+    fw = models["frontline_worker"]
+    merged = with_merged_codes(models, {"frontline_worker": {
+        "org_type": {"levels": [5, 96], "into": 995}}})
+    new = merged["frontline_worker"]
+    english = value_labels(new, "English (en)")["org_type"]
+    assert english[995] == f"{english[5]} / {english[96]}"
+    swahili = value_labels(new, "Kiswahili (sw)")["org_type"]
+    assert swahili[995] == f"{swahili[5]} / {swahili[96]}" != english[995]
+    assert 995 not in value_labels(fw, "English (en)")["org_type"]  # original untouched
+    assert merged["child"] is models["child"]
+
+    table = pd.DataFrame({"org_type": pd.array([1, 995, 995], dtype="Int64")})
+    path = write_dta(table, new, tmp_path / "fw.dta", language="English (en)")
+    _, meta = pyreadstat.read_dta(path)
+    assert meta.variable_value_labels["org_type"][995] == english[995]
+
+    # A second column of the same list merging other levels: the code names all of them.
+    both = with_merged_codes({"frontline_worker": new}, {"frontline_worker": {
+        "org_type": {"levels": [2, 3], "into": 995}}})["frontline_worker"]
+    label = value_labels(both, "English (en)")["org_type"][995]
+    assert label == " / ".join(english[c] for c in (2, 3, 5, 96))
+    # A code the form defines is never relabelled.
+    kept = with_merged_codes(models, {"frontline_worker": {
+        "org_type": {"levels": [5], "into": 96}}})["frontline_worker"]
+    assert value_labels(kept, "English (en)")["org_type"][96] == english[96]

@@ -13,7 +13,7 @@ from dhsurvey.anonymise.release import anonymise_country, gate, release_files, s
 from dhsurvey.io import atomic_write_json, atomic_write_parquet, atomic_write_text
 from dhsurvey.release.codebook import build_codebook, write_codebook
 from dhsurvey.release.design import variance_text, write_design
-from dhsurvey.release.labels import column_labels
+from dhsurvey.release.labels import column_labels, with_merged_codes
 from dhsurvey.release.manifest import write_manifest
 from dhsurvey.release.writers import write_release
 from pipelines.defs.release.assets import indicators
@@ -79,12 +79,14 @@ def release(context: dg.AssetExecutionContext, paths: StudyPaths, secrets: Secre
                                    rng=release_rng(key, iso, paths.release_label), k=K)
     for name, table in anonymised.restricted.items():
         atomic_write_parquet(clean / "restricted" / f"{name}.parquet", table)
-    written = write_release(anonymised.tables, models(), out,
+    # Codes recoding introduced (merged rare levels) are labelled in every file.
+    labelled = with_merged_codes(models(), anonymised.merged_codes)
+    written = write_release(anonymised.tables, labelled, out,
                             language=config.release_language)
     summary = json.loads((clean / "weights" / "summary.json").read_text())
     replicates = summary.get("replicates", {})
     replicates = replicates if isinstance(replicates, dict) and replicates.get("rscales") else None
-    codebook = build_codebook(anonymised.tables, models(),
+    codebook = build_codebook(anonymised.tables, labelled,
                               weights={f: "weight" for f in ("household", "child",
                                                              "caregiver")},
                               language=config.release_language,
@@ -102,7 +104,8 @@ def release(context: dg.AssetExecutionContext, paths: StudyPaths, secrets: Secre
         "disclosure_gate": "passed" if verdict.passed else "failed"})
     # The pooled release takes only countries whose latest gate passed.
     atomic_write_json(clean / "gate.json", {"passed": verdict.passed,
-                                            "reasons": list(verdict.reasons)})
+                                            "reasons": list(verdict.reasons),
+                                            "merged_codes": anonymised.merged_codes})
     versions = {f: m.version for f, m in models().items()}
     yield dg.MaterializeResult(metadata={
         "files": len(release_files(out)),

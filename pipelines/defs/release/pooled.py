@@ -10,6 +10,7 @@ from dhsurvey.io import atomic_write_parquet, atomic_write_text
 from dhsurvey.release.codebook import build_codebook, write_codebook
 from dhsurvey.release.design import variance_text, write_design
 from dhsurvey.release.indicators import Domain, compute_indicators, load_indicators
+from dhsurvey.release.labels import with_merged_codes
 from dhsurvey.release.manifest import write_manifest
 from dhsurvey.release.pooled import pool_release
 from dhsurvey.release.writers import write_release
@@ -33,6 +34,19 @@ def released_countries(paths: StudyPaths) -> tuple[list[str], dict[str, str]]:
         else:
             included.append(config.iso)
     return included, left_out
+
+
+def merged_codes(paths: StudyPaths, isos: list[str]) -> dict[str, dict[str, dict]]:
+    """The countries' merged rare levels, per form and column, united for the pooled labels."""
+    out: dict[str, dict[str, dict]] = {}
+    for iso in isos:
+        gate = json.loads((paths.zone("clean", iso) / "gate.json").read_text())
+        for form, columns in gate.get("merged_codes", {}).items():
+            for column, merge in columns.items():
+                into = out.setdefault(form, {}).setdefault(column, {"levels": [],
+                                                                    "into": merge["into"]})
+                into["levels"] = sorted({*map(str, into["levels"]), *map(str, merge["levels"])})
+    return out
 
 
 def pooled_indicators(paths: StudyPaths, isos: list[str]) -> pd.DataFrame:
@@ -91,9 +105,10 @@ def pooled_release(context: dg.AssetExecutionContext, paths: StudyPaths):  # noq
             f: pd.read_parquet(clean / f / "accepted.parquet", columns=None) for f in FORMS})
     pooled = pool_release(country_tables, replicates)
     language = next(c.release_language for c in countries() if c.iso == isos[0])
-    written = write_release(pooled.tables, models(), out, language=language)
+    labelled = with_merged_codes(models(), merged_codes(paths, isos))
+    written = write_release(pooled.tables, labelled, out, language=language)
     codebook = build_codebook(
-        pooled.tables, models(), weights={f: "weight" for f in ("household", "child",
+        pooled.tables, labelled, weights={f: "weight" for f in ("household", "child",
                                                                  "caregiver")},
         language=language,
         variance=variance_text(pooled.replicates) if pooled.replicates else None)

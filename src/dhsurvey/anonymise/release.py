@@ -244,6 +244,13 @@ class AnonymisedRelease:
     report: dict[str, dict[str, Any]]
     report_md: dict[str, str]
 
+    @property
+    def merged_codes(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Per form and column, the rare levels merged into a new code (for its labels)."""
+        return {form: {col: {"levels": m["levels"], "into": m["into"]}
+                       for col, m in rep.get("rare_merged", {}).items()}
+                for form, rep in self.report.items() if rep.get("rare_merged")}
+
     def markdown(self) -> str:
         """The whole report as one Markdown document (linked profile last)."""
         parts = ["# Disclosure control report", ""]

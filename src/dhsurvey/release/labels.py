@@ -13,8 +13,10 @@ real answer and stays a value.
 
 from __future__ import annotations
 
+import copy
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -279,6 +281,46 @@ def column_labels(columns: Iterable[str], model: FormModel,
         replicate = _REPLICATE.match(column)
         out[column] = known.get(column, f"Replicate weight {int(replicate[1])} (JKn)"
                                 if replicate else "")
+    return out
+
+
+def with_merged_codes(models: Mapping[str, FormModel],
+                      merges: Mapping[str, Mapping[str, Mapping[str, Any]]]
+                      ) -> dict[str, FormModel]:
+    """Copies of the models whose choice lists also label the codes recoding introduced.
+
+    ``merges[form][column] = {"levels": [...], "into": code}`` (the anonymisation report's
+    ``rare_merged``). A merged code gets the merged levels' labels joined with " / " in every
+    language of the list (so no translation is invented), e.g. ``995`` → "Non-governmental
+    organisation (NGO) / Other"; a code merged from different levels in several columns of
+    one list gets all of them. The originals are not changed.
+    """
+    out = dict(models)
+    for form, columns in merges.items():
+        if form not in models or not columns:
+            continue
+        model = copy.deepcopy(models[form])
+        for column, merge in columns.items():
+            if column not in model.by_name:
+                continue
+            lst = model.choices_for(model[column])
+            if lst is None:
+                continue
+            code = str(merge["into"])
+            levels = [c for c in lst.choices if c.name in {str(v) for v in merge["levels"]}]
+            existing = next((c for c in lst.choices if c.name == code), None)
+            if existing is not None and existing.row >= 0:
+                continue  # a code the form itself defines keeps its own label
+            if existing is not None:  # merged before, in another column: name all levels
+                names = {c.name for c in levels} | set(existing.cells["merged"].split("\x00"))
+                levels = [c for c in lst.choices if c.name in names]
+                lst.choices.remove(existing)
+            keys = dict.fromkeys(k for c in levels for k in c.labels)
+            lst.choices.append(Choice(
+                list_name=lst.name, name=code, row=-1, extra={},
+                labels={k: " / ".join(c.labels.get(k, c.name) for c in levels) for k in keys},
+                cells={"merged": "\x00".join(c.name for c in levels)}))
+        out[form] = model
     return out
 
 
