@@ -16,7 +16,9 @@ tables, never from the clean data, and only three things change:
   ``weight_norm`` has mean 1 within each country (each country counts by its sample size).
 
 Record and household IDs are random 16-hex strings per release and stay unique; pooling
-refuses to go on if two countries' IDs collide.
+refuses to go on if two countries' IDs collide. Recodes stay as each country's gate needed
+them: a rare category merged in one country (code 995) is merged for that country's records
+only, and the pooled labels name every merge.
 """
 
 from __future__ import annotations
