@@ -5,7 +5,7 @@ import dagster as dg
 import pandas as pd
 
 from dhsurvey.io import atomic_write_json, atomic_write_parquet
-from dhsurvey.weight.study import study_weights
+from dhsurvey.weight.study import REPLICATE, study_weights
 from pipelines.defs.validate.assets import accepted_key
 from pipelines.resources import StudyPaths
 from pipelines.study import config_for, country_partitions
@@ -46,7 +46,7 @@ def weights(context: dg.AssetExecutionContext, paths: StudyPaths):  # noqa: ANN2
         "Kish deff before trimming": round(s["trim"]["deff_before"], 3),
         "Kish deff after trimming": round(s["trim"]["deff_after"], 3),
         "weights trimmed": s["trim"]["trimmed"],
-        "replicates": sum(c.startswith("rep_") for c in result.child.columns),
+        "replicates": sum(bool(REPLICATE.match(c)) for c in result.child.columns),
         "margins": dg.MetadataValue.md("| margin | target | achieved |\n|---|---|---|\n" + rows),
     })
     worst = max(abs(v["achieved"] - v["target"]) / v["target"] for v in s["margins"].values())

@@ -76,6 +76,7 @@ from dhsurvey.errors import DhsurveyError
 from dhsurvey.fieldwork.config import CountryConfig
 from dhsurvey.forms.model import REF_RE, FormModel
 from dhsurvey.ingest.canonical import META
+from dhsurvey.weight.study import REPLICATE
 
 # ------------------------------------------------------------------------------ constants
 
@@ -160,7 +161,6 @@ RARE_LABEL = "rare"
 #: Design variables added to the released tables.
 DESIGN = ["stratum", "psu"]
 WEIGHT_COLUMNS = ["weight", "weight_norm"]
-_REP = re.compile(r"^rep_\d+$")
 
 #: Default importance per form, most important first (least important is suppressed first).
 #: Keys a form has but this list does not name are appended (suppressed before all listed).
@@ -325,7 +325,7 @@ def _join_weights(form: str, table: pd.DataFrame, weights: pd.DataFrame) -> pd.D
     if weights["KEY"].duplicated().any():
         raise DhsurveyError("weights table has duplicated KEYs", code="release-weights",
                             form=form)
-    cols = need + [c for c in weights.columns if c == "weight_norm" or _REP.match(str(c))]
+    cols = need + [c for c in weights.columns if c == "weight_norm" or REPLICATE.match(str(c))]
     w = weights[cols].rename(columns={"cluster": "_cluster", "stratum": "_stratum"})
     return table.merge(w, on="KEY", how="inner", validate="one_to_one")
 
@@ -383,7 +383,7 @@ def _prepare(form: str, table: pd.DataFrame, model: FormModel, weights: pd.DataF
     if weights is not None:
         # Hundreds of replicate columns: added in one concat, not one insert each.
         wanted = ["weight", *[c for c in data.columns
-                              if c == "weight_norm" or _REP.match(str(c))]]
+                              if c == "weight_norm" or REPLICATE.match(str(c))]]
         out = pd.concat([out, data[wanted].astype(float)], axis=1)
     return _Form(form, model, reasons, out, keys, weights is not None, accepted_rows,
                  scrubbed, months), ids
@@ -977,7 +977,7 @@ def anonymise_country(
 def _order_columns(table: pd.DataFrame) -> pd.DataFrame:
     """IDs and design first, data in form order, weights last."""
     head = [c for c in ("record_id", "hh_id", *DESIGN) if c in table.columns]
-    tail = [c for c in table.columns if c in WEIGHT_COLUMNS or _REP.match(str(c))]
+    tail = [c for c in table.columns if c in WEIGHT_COLUMNS or REPLICATE.match(str(c))]
     body = [c for c in table.columns if c not in head and c not in tail]
     return table[head + body + tail].reset_index(drop=True)
 

@@ -18,6 +18,7 @@ import pandas as pd
 
 from dhsurvey.errors import DhsurveyError
 from dhsurvey.io import atomic_write_text
+from dhsurvey.weight.study import replicate_names
 
 
 def replicate_table(info: Mapping[str, Any]) -> pd.DataFrame:
@@ -29,7 +30,7 @@ def replicate_table(info: Mapping[str, Any]) -> pd.DataFrame:
     if int(info.get("count", len(rscales))) != len(rscales):
         raise DhsurveyError(f"{info['count']} replicates but {len(rscales)} multipliers",
                             code="release-design", field="replicates")
-    return pd.DataFrame({"replicate": [f"rep_{i:03d}" for i in range(1, len(rscales) + 1)],
+    return pd.DataFrame({"replicate": replicate_names(len(rscales)),
                          "rscale": [float(r) for r in rscales]})
 
 

@@ -23,6 +23,7 @@ import pandas as pd
 from dhsurvey.errors import DhsurveyError
 from dhsurvey.forms.model import STATA, Choice, FormModel, Item
 from dhsurvey.validate.types import dtype_for
+from dhsurvey.weight.study import REPLICATE
 
 #: Stata's limit on variable (and, here, value) labels; SPSS allows more.
 LABEL_LIMIT = 80
@@ -52,7 +53,6 @@ META_LABELS = {
     "weight": "Survey weight (expands to the population)",
     "weight_norm": "Normalised survey weight (mean 1 within the country)",
 }
-_REPLICATE = re.compile(r"^rep_(\d+)$")
 
 # Words Stata or SPSS refuse as variable names (readstat enforces them; we name the column).
 _STATA_RESERVED = {
@@ -278,7 +278,7 @@ def column_labels(columns: Iterable[str], model: FormModel,
     known = {**META_LABELS, **dummy_labels(model, language), **variable_labels(model, language)}
     out = {}
     for column in columns:
-        replicate = _REPLICATE.match(column)
+        replicate = REPLICATE.match(column)
         out[column] = known.get(column, f"Replicate weight {int(replicate[1])} (JKn)"
                                 if replicate else "")
     return out

@@ -23,7 +23,6 @@ only, and the pooled labels name every merge.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,10 +30,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dhsurvey.anonymise.release import DESIGN
 from dhsurvey.errors import DhsurveyError
+from dhsurvey.weight.study import REPLICATE, replicate_names
 
-_REP = re.compile(r"^rep_\d+$")
-DESIGN = ("stratum", "psu")
 ID_COLUMNS = ("record_id",)
 
 
@@ -89,11 +88,11 @@ def pool_release(countries: Mapping[str, Mapping[str, pd.DataFrame]],
     tables: dict[str, pd.DataFrame] = {}
     for name in names:
         frames = parts[name]
-        reps = [c for c in frames[0].columns if _REP.match(str(c))]
+        reps = [c for c in frames[0].columns if REPLICATE.match(str(c))]
         if reps and rep_info is not None:
             frames = _pool_replicates(frames, order, rep_info)
         elif reps:
-            frames = [f.drop(columns=[c for c in f.columns if _REP.match(str(c))])
+            frames = [f.drop(columns=[c for c in f.columns if REPLICATE.match(str(c))])
                       for f in frames]
         table = pd.concat(frames, ignore_index=True).drop(columns="_country")
         for column in ID_COLUMNS:
@@ -133,10 +132,10 @@ def _replicate_blocks(order: list[str], replicates: Mapping[str, Mapping[str, An
 def _pool_replicates(frames: list[pd.DataFrame], order: list[str], info: dict[str, Any]
                      ) -> list[pd.DataFrame]:
     total = info["count"]
-    names = [f"rep_{i:03d}" for i in range(1, total + 1)]
+    names = replicate_names(total)
     out = []
     for iso, frame in zip(order, frames, strict=True):
-        own = [c for c in frame.columns if _REP.match(str(c))]
+        own = [c for c in frame.columns if REPLICATE.match(str(c))]
         lo, hi = info["blocks"][iso]
         if len(own) != hi - lo:
             raise DhsurveyError(f"{iso} has {len(own)} replicate columns, its summary "

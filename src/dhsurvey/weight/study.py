@@ -34,6 +34,7 @@ or per group of PSUs when the country's ``max_replicates`` (default 200) would b
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,6 +45,15 @@ from dhsurvey.fieldwork.config import CountryConfig
 from dhsurvey.weight.calibrate import kish_deff, normalise, rake, trim
 from dhsurvey.weight.nonresponse import nonresponse_adjust
 from dhsurvey.weight.variance import Design, variance_units
+
+#: Replicate weight columns: rep_001, rep_002, … (rep_1000 after rep_999).
+REPLICATE = re.compile(r"^rep_(\d+)$")
+
+
+def replicate_names(count: int) -> list[str]:
+    """The names of ``count`` replicate weight columns, in order."""
+    return [f"rep_{i:03d}" for i in range(1, count + 1)]
+
 
 NOT_ELIGIBLE = {6}
 SCREENER_DONE = {1, 5}
@@ -227,7 +237,7 @@ def _with_replicates(table: pd.DataFrame, frame: pd.DataFrame, margins: dict,
                             lonely_psu="adjust")
         note = f"JKn, {unit}, not re-raked ({exc.message})"
     reps = design.replicate_weights()
-    reps.columns = [f"rep_{i:03d}" for i in range(1, reps.shape[1] + 1)]
+    reps.columns = replicate_names(reps.shape[1])
     scale, rscales = design.replicate_scales
     out = table.reset_index(drop=True).assign(
         variance_unit=data["variance_unit"].to_numpy())
