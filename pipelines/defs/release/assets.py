@@ -1,5 +1,7 @@
 """Headline indicators per country: design-based estimates with 95 % confidence intervals."""
 
+from collections.abc import Mapping
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -14,11 +16,26 @@ from pipelines.study import country_partitions, instruments_dir, models
 WEIGHTED = ("child", "caregiver")
 
 
-def weighted_tables(clean) -> dict[str, pd.DataFrame]:  # noqa: ANN001
-    """Accepted answers joined to their weights and design variables."""
-    return join_weights({f: pd.read_parquet(clean / f / "accepted.parquet") for f in WEIGHTED},
+def weighted_tables(clean: Path, accepted: Mapping[str, pd.DataFrame] | None = None
+                    ) -> dict[str, pd.DataFrame]:
+    """Accepted answers joined to their weights and design variables (``accepted``: the
+    tables when the caller has read them already)."""
+    if accepted is None:
+        accepted = {f: pd.read_parquet(clean / f / "accepted.parquet") for f in WEIGHTED}
+    return join_weights({f: accepted[f] for f in WEIGHTED},
                         {f: pd.read_parquet(clean / "weights" / f"{f}.parquet")
                          for f in WEIGHTED})
+
+
+def write_indicators(folder: Path, table: pd.DataFrame) -> dg.MetadataValue:
+    """``indicators.parquet`` and ``.csv`` in ``folder``; the overall estimates as Markdown."""
+    atomic_write_parquet(folder / "indicators.parquet", table)
+    atomic_write_text(folder / "indicators.csv", table.to_csv(index=False, float_format="%.6f"))
+    overall = table[table["domain"] == "all"]
+    rows = "\n".join(f"| {r.label} | {r.estimate:.1%} | {r.ci_low:.1%}–{r.ci_high:.1%} | {r.n} |"
+                     for r in overall.itertuples())
+    return dg.MetadataValue.md("| indicator | estimate | 95 % CI | n |\n|---|---|---|---|\n"
+                               + rows)
 
 
 @dg.asset(
@@ -34,15 +51,7 @@ def indicators(context: dg.AssetExecutionContext, paths: StudyPaths) -> dg.Mater
     declared, domains = load_indicators(instruments_dir() / "indicators.yaml", models())
     table = compute_indicators(weighted_tables(paths.zone("clean", iso)), declared, domains)
     table.insert(0, "country", iso)
-    folder = paths.zone("release", iso)
-    atomic_write_parquet(folder / "indicators.parquet", table)
-    atomic_write_text(folder / "indicators.csv", table.to_csv(index=False,
-                                                              float_format="%.6f"))
-    overall = table[table["domain"] == "all"]
-    rows = "\n".join(f"| {r.label} | {r.estimate:.1%} | {r.ci_low:.1%}–{r.ci_high:.1%} | {r.n} |"
-                     for r in overall.itertuples())
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(table),
-        "indicators": dg.MetadataValue.md(
-            "| indicator | estimate | 95 % CI | n |\n|---|---|---|---|\n" + rows),
+        "indicators": write_indicators(paths.zone("release", iso), table),
     })

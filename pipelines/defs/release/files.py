@@ -15,7 +15,7 @@ from dhsurvey.release.codebook import build_codebook, write_codebook
 from dhsurvey.release.design import variance_text, write_design
 from dhsurvey.release.labels import column_labels, with_merged_codes
 from dhsurvey.release.manifest import write_manifest
-from dhsurvey.release.writers import write_release
+from dhsurvey.release.writers import ReleaseFiles, write_release
 from pipelines.defs.release.assets import indicators
 from pipelines.defs.validate.assets import accepted_key
 from pipelines.defs.weight.assets import weights
@@ -25,6 +25,27 @@ from pipelines.study import config_for, country_partitions, models
 FORMS = ("household", "child", "caregiver", "frontline_worker")
 K = 3
 MAX_GLOBAL_RISK = 0.01
+
+
+def replicate_info(clean: Path) -> dict | None:
+    """The weights summary's replicate description (method, scale, multipliers), or None
+    when the country's weights were made without replicates."""
+    info = json.loads((clean / "weights" / "summary.json").read_text()).get("replicates")
+    return info if isinstance(info, dict) and info.get("rscales") else None
+
+
+def write_labelled_release(tables: dict[str, pd.DataFrame], labelled: dict, out: Path,
+                           language: str, replicates: dict | None) -> ReleaseFiles:
+    """The data files, the codebook and, with replicates, the design set-ups of a release."""
+    written = write_release(tables, labelled, out, language=language)
+    codebook = build_codebook(tables, labelled,
+                              weights={f: "weight" for f in ("household", "child", "caregiver")},
+                              language=language,
+                              variance=variance_text(replicates) if replicates else None)
+    write_codebook(codebook, out)
+    if replicates:
+        write_design(out, replicates)
+    return written
 
 
 def child_schema(table: pd.DataFrame, language: str) -> dg.TableSchema:
@@ -81,19 +102,9 @@ def release(context: dg.AssetExecutionContext, paths: StudyPaths, secrets: Secre
         atomic_write_parquet(clean / "restricted" / f"{name}.parquet", table)
     # Codes recoding introduced (merged rare levels) are labelled in every file.
     labelled = with_merged_codes(models(), anonymised.merged_codes)
-    written = write_release(anonymised.tables, labelled, out,
-                            language=config.release_language)
-    summary = json.loads((clean / "weights" / "summary.json").read_text())
-    replicates = summary.get("replicates", {})
-    replicates = replicates if isinstance(replicates, dict) and replicates.get("rscales") else None
-    codebook = build_codebook(anonymised.tables, labelled,
-                              weights={f: "weight" for f in ("household", "child",
-                                                             "caregiver")},
-                              language=config.release_language,
-                              variance=variance_text(replicates) if replicates else None)
-    write_codebook(codebook, out)
-    if replicates:
-        write_design(out, replicates)
+    replicates = replicate_info(clean)
+    written = write_labelled_release(anonymised.tables, labelled, out,
+                                     config.release_language, replicates)
     atomic_write_text(out / "disclosure_risk.md", anonymised.markdown())
     findings = scan_release(release_files(out), restricted_values(paths.zone("landing", iso),
                                                                   accepted))

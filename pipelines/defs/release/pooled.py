@@ -6,18 +6,21 @@ import dagster as dg
 import pandas as pd
 
 from dhsurvey.anonymise.release import release_files, scan_release
-from dhsurvey.io import atomic_write_parquet, atomic_write_text
-from dhsurvey.release.codebook import build_codebook, write_codebook
-from dhsurvey.release.design import variance_text, write_design
 from dhsurvey.release.indicators import Domain, compute_indicators, load_indicators
 from dhsurvey.release.labels import with_merged_codes
 from dhsurvey.release.manifest import write_manifest
 from dhsurvey.release.pooled import pool_release
-from dhsurvey.release.writers import write_release
-from pipelines.defs.release.assets import weighted_tables
-from pipelines.defs.release.files import FORMS, child_schema, release, restricted_values
+from pipelines.defs.release.assets import weighted_tables, write_indicators
+from pipelines.defs.release.files import (
+    FORMS,
+    child_schema,
+    release,
+    replicate_info,
+    restricted_values,
+    write_labelled_release,
+)
 from pipelines.resources import StudyPaths
-from pipelines.study import countries, instruments_dir, models
+from pipelines.study import config_for, countries, instruments_dir, models
 
 POOLED = "pooled"
 
@@ -49,16 +52,16 @@ def merged_codes(paths: StudyPaths, isos: list[str]) -> dict[str, dict[str, dict
     return out
 
 
-def pooled_indicators(paths: StudyPaths, isos: list[str]) -> pd.DataFrame:
+def pooled_indicators(paths: StudyPaths, accepted: dict[str, dict[str, pd.DataFrame]]
+                      ) -> pd.DataFrame:
     """Indicators over all included countries (population-weighted), overall, by the
-    indicator file's domains and by country; strata and PSUs kept distinct per country."""
+    indicator file's domains and by country; strata and PSUs kept distinct per country.
+    ``accepted[iso][form]``: the countries' accepted tables."""
     declared, domains = load_indicators(instruments_dir() / "indicators.yaml", models())
     parts: dict[str, list[pd.DataFrame]] = {}
-    for iso in isos:
-        clean = paths.zone("clean", iso)
-        tables = weighted_tables(clean)
-        tables["frontline_worker"] = pd.read_parquet(clean / "frontline_worker" /
-                                                     "accepted.parquet")
+    for iso, tables in accepted.items():
+        tables = {**weighted_tables(paths.zone("clean", iso), tables),
+                  "frontline_worker": tables["frontline_worker"]}
         for form, table in tables.items():
             if "stratum" in table:
                 table = table.assign(stratum=iso + ":" + table["stratum"].astype(str),
@@ -69,7 +72,7 @@ def pooled_indicators(paths: StudyPaths, isos: list[str]) -> pd.DataFrame:
     by_country = {form: [*doms, Domain("country", "${country}", names)]
                   for form, doms in {f: domains.get(f, []) for f in pooled}.items()}
     table = compute_indicators(pooled, declared, by_country)
-    table.insert(0, "country", "+".join(isos))
+    table.insert(0, "country", "+".join(accepted))
     return table
 
 
@@ -91,41 +94,25 @@ def pooled_release(context: dg.AssetExecutionContext, paths: StudyPaths):  # noq
         raise dg.Failure(f"a pooled release needs two released countries; have {isos}, "
                          f"left out: {left_out}")
     out = paths.zone("release", POOLED)
-    country_tables, replicates, restricted = {}, {}, []
+    country_tables, replicates, accepted, restricted = {}, {}, {}, []
     for iso in isos:
-        folder = paths.zone("release", iso)
+        folder, clean = paths.zone("release", iso), paths.zone("clean", iso)
         country_tables[iso] = {p.stem: pd.read_parquet(p) for p in sorted(folder.glob(
             "*.parquet")) if p.stem != "indicators"}
-        summary = json.loads((paths.zone("clean", iso) / "weights" / "summary.json")
-                             .read_text())
-        replicates[iso] = summary.get("replicates") if isinstance(
-            summary.get("replicates"), dict) else None
-        clean = paths.zone("clean", iso)
-        restricted += restricted_values(paths.zone("landing", iso), {
-            f: pd.read_parquet(clean / f / "accepted.parquet", columns=None) for f in FORMS})
+        replicates[iso] = replicate_info(clean)
+        accepted[iso] = {f: pd.read_parquet(clean / f / "accepted.parquet") for f in FORMS}
+        restricted += restricted_values(paths.zone("landing", iso), accepted[iso])
     pooled = pool_release(country_tables, replicates)
-    language = next(c.release_language for c in countries() if c.iso == isos[0])
+    language = config_for(isos[0]).release_language
     labelled = with_merged_codes(models(), merged_codes(paths, isos))
-    written = write_release(pooled.tables, labelled, out, language=language)
-    codebook = build_codebook(
-        pooled.tables, labelled, weights={f: "weight" for f in ("household", "child",
-                                                                 "caregiver")},
-        language=language,
-        variance=variance_text(pooled.replicates) if pooled.replicates else None)
-    write_codebook(codebook, out)
-    if pooled.replicates:
-        write_design(out, pooled.replicates)
-    table = pooled_indicators(paths, isos)
-    atomic_write_parquet(out / "indicators.parquet", table)
-    atomic_write_text(out / "indicators.csv", table.to_csv(index=False, float_format="%.6f"))
+    written = write_labelled_release(pooled.tables, labelled, out, language, pooled.replicates)
+    table = pooled_indicators(paths, accepted)
+    indicators_md = write_indicators(out, table)
     findings = scan_release(release_files(out), restricted)
     # Written after the scan: file names, checksums and form versions, no data values.
     manifest = write_manifest(out, pooled.tables, models(), {
         "release": paths.release_label, "countries": isos, "left_out": left_out,
         "pooled_scan": "passed" if not findings else "failed"})
-    overall = table[(table["domain"] == "all")]
-    rows = "\n".join(f"| {r.label} | {r.estimate:.1%} | {r.ci_low:.1%}–{r.ci_high:.1%} | {r.n} |"
-                     for r in overall.itertuples())
     yield dg.MaterializeResult(metadata={
         "countries": ", ".join(isos),
         "left out": "; ".join(f"{k}: {v}" for k, v in left_out.items()) or "none",
@@ -136,8 +123,7 @@ def pooled_release(context: dg.AssetExecutionContext, paths: StudyPaths):  # noq
         "notes": "; ".join(pooled.notes + list(written.warnings)) or "none",
         "files": len(release_files(out)),
         "manifest": dg.MetadataValue.path(str(manifest)),
-        "indicators": dg.MetadataValue.md(
-            "| indicator | estimate | 95 % CI | n |\n|---|---|---|---|\n" + rows),
+        "indicators": indicators_md,
     })
     yield dg.AssetCheckResult(check_name="pooled_scan", passed=not findings,
                               metadata={"scan findings": len(findings),
