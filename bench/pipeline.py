@@ -188,7 +188,7 @@ def wave() -> None:
             pool.map(_simulate, tasks, chunksize=1)
         simulated = time.perf_counter() - t0
         t0 = time.perf_counter()
-        with ctx.Pool(2, maxtasksperchild=None) as pool:
+        with ctx.Pool(2) as pool:
             results = pool.map(_release, tasks, chunksize=1)
         wall = time.perf_counter() - t0
     children = sum(r[3] for r in results)
