@@ -655,14 +655,18 @@ class Design:
     def _domains(self, by: str | None, valid: np.ndarray) -> tuple[list[Any], list[np.ndarray]]:
         if by is None:
             return [None], [valid]
-        if by not in self.df.columns:
-            raise DhsurveyError(f"column {by!r} not found", code="design-column-missing",
-                                column=by)
-        try:
-            codes, levels = pd.factorize(self.df[by], sort=True)
-        except TypeError:
-            codes, levels = pd.factorize(self.df[by], sort=False)
+        codes, levels = self._levels(by)
         return list(levels), [valid & (codes == i) for i in range(len(levels))]
+
+    def _levels(self, column: str) -> tuple[np.ndarray, pd.Index]:
+        """Codes (−1 for missing) and levels of a column, sorted when the values allow."""
+        if column not in self.df.columns:
+            raise DhsurveyError(f"column {column!r} not found", code="design-column-missing",
+                                column=column)
+        try:
+            return pd.factorize(self.df[column], sort=True)
+        except TypeError:  # mixed types: first-appearance order
+            return pd.factorize(self.df[column], sort=False)
 
     def _variance(self, x: np.ndarray) -> np.ndarray:
         """Taylor variance of the totals of each column of linearised values x (n, k)."""
@@ -780,13 +784,7 @@ class Design:
     def proportion(self, y: str, *, na_rm: bool = False) -> pd.DataFrame:
         """Share of each level of a categorical ``y`` (R's ``svymean(~factor)``): one row per
         level with estimate, se and n; rows with missing ``y`` need ``na_rm=True``."""
-        if y not in self.df.columns:
-            raise DhsurveyError(f"column {y!r} not found", code="design-column-missing",
-                                column=y)
-        try:
-            codes, levels = pd.factorize(self.df[y], sort=True)
-        except TypeError:
-            codes, levels = pd.factorize(self.df[y], sort=False)
+        codes, levels = self._levels(y)
         valid = codes >= 0
         if not valid.all() and not na_rm:
             raise DhsurveyError(f"column {y!r} has missing values; pass na_rm=True",
