@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -46,24 +47,23 @@ def make_data(n: int = N, seed: int = 20261) -> pd.DataFrame:
     return df
 
 
-def time_python(df: pd.DataFrame, repeats: int = 3) -> float:
+def best_of(work: Callable[[], object], repeats: int = 3) -> float:
+    """The fastest of ``repeats`` runs of ``work``, in seconds."""
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        frequencies(df, KEYS, "weight")
-        individual_risk(df, KEYS, "weight")
+        work()
         best = min(best, time.perf_counter() - start)
     return best
 
 
-def time_python_shared(df: pd.DataFrame, repeats: int = 3) -> float:
+def time_python(df: pd.DataFrame) -> float:
+    return best_of(lambda: (frequencies(df, KEYS, "weight"), individual_risk(df, KEYS, "weight")))
+
+
+def time_python_shared(df: pd.DataFrame) -> float:
     """Individual risk alone: it computes the frequencies itself (one wildcard pass)."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        individual_risk(df, KEYS, "weight")
-        best = min(best, time.perf_counter() - start)
-    return best
+    return best_of(lambda: individual_risk(df, KEYS, "weight"))
 
 
 def time_r(df: pd.DataFrame) -> float | None:
