@@ -128,8 +128,13 @@ def _beyond_consent(issues: pd.DataFrame, root: pd.DataFrame, model: FormModel) 
 
 def validate_form(raw: RawForm, model: FormModel, *, config: CountryConfig | None = None,
                   corrections: pd.DataFrame | None = None,
-                  households: pd.DataFrame | None = None) -> FormResult:
-    """Validate one form's submissions (``households``: accepted household rows, for linkage)."""
+                  households: pd.DataFrame | None = None,
+                  speeder_threshold: float | None = None) -> FormResult:
+    """Validate one form's submissions (``households``: accepted household rows, for linkage).
+
+    ``speeder_threshold`` (minutes): the form's threshold over all its interviews, when
+    ``raw`` is one batch of them (:mod:`dhsurvey.batched`); else computed from ``raw``.
+    """
     report = pd.DataFrame()
     if corrections is not None and len(corrections):
         raw, report = apply_corrections(raw, corrections)
@@ -151,7 +156,7 @@ def validate_form(raw: RawForm, model: FormModel, *, config: CountryConfig | Non
         issues.append(build_schema(data, name).failures(rep_typed.set_index("KEY", drop=False)))
     if config is not None:
         issues.append(_frame_issues(root, config))
-    speeders, threshold = speeder_mask(root)
+    speeders, threshold = speeder_mask(root, threshold=speeder_threshold)
     issues.append(pd.DataFrame({"KEY": root.loc[speeders, "KEY"].to_numpy(), "rule": "speeder",
                                 "column": "end", "value": root.loc[speeders, "end"].to_numpy(),
                                 "message": f"interview shorter than {threshold:.1f} minutes"},
@@ -237,8 +242,12 @@ def _frame_issues(root: pd.DataFrame, config: CountryConfig) -> pd.DataFrame:
 
 def validate_forms(raws: Mapping[str, RawForm], models: Mapping[str, FormModel], *,
                    config: CountryConfig | None = None,
-                   corrections: pd.DataFrame | None = None) -> ValidationResult:
-    """Validate the forms given together; household first so interviews link to it."""
+                   corrections: pd.DataFrame | None = None,
+                   speeder_thresholds: Mapping[str, float] | None = None) -> ValidationResult:
+    """Validate the forms given together; household first so interviews link to it.
+
+    ``speeder_thresholds``: form → minutes, when the forms given are one batch of a country.
+    """
     notes = []
     if config is None:
         notes.append("country not given: fieldwork window, frame and targets not checked")
@@ -249,7 +258,8 @@ def validate_forms(raws: Mapping[str, RawForm], models: Mapping[str, FormModel],
         if form in LINKED and households is None:
             notes.append(f"{form}: household form not given, linkage skipped")
         results[form] = validate_form(raws[form], models[form], config=config,
-                                      corrections=corrections, households=households)
+                                      corrections=corrections, households=households,
+                                      speeder_threshold=(speeder_thresholds or {}).get(form))
     return ValidationResult(config.iso if config else None, results, notes)
 
 

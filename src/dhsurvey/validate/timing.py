@@ -35,13 +35,24 @@ def completed(table: pd.DataFrame) -> pd.Series:
     return done
 
 
-def speeder_mask(table: pd.DataFrame, *, share: float = SPEEDER_SHARE,
-                 floor: float = SPEEDER_FLOOR_MINUTES) -> tuple[pd.Series, float]:
-    """(mask of speeders among completed interviews, threshold in minutes)."""
+def speeder_threshold(median: float, *, share: float = SPEEDER_SHARE,
+                      floor: float = SPEEDER_FLOOR_MINUTES) -> float:
+    """The speeder threshold in minutes for a form whose completed interviews' median is
+    ``median`` (NaN when no interview was completed)."""
+    return float("nan") if pd.isna(median) else max(floor, share * float(median))
+
+
+def speeder_mask(table: pd.DataFrame, *, threshold: float | None = None
+                 ) -> tuple[pd.Series, float]:
+    """(mask of speeders among completed interviews, threshold in minutes).
+
+    ``threshold`` given: the form's threshold was computed over more interviews than
+    ``table`` holds (a country validated in batches); else it comes from ``table``.
+    """
     minutes = duration_minutes(table)
     done = completed(table)
-    median = minutes[done].median()
-    if pd.isna(median):
+    if threshold is None:
+        threshold = speeder_threshold(minutes[done].median())
+    if pd.isna(threshold):
         return pd.Series(False, index=table.index), float("nan")
-    threshold = max(floor, share * float(median))
     return (done & (minutes < threshold)).fillna(False), threshold

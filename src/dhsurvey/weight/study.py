@@ -58,6 +58,12 @@ def replicate_names(count: int) -> list[str]:
 NOT_ELIGIBLE = {6}
 SCREENER_DONE = {1, 5}
 HOUSEHOLD = ["cluster", "hh_number"]
+#: The answers the weights read from each form's accepted table (nothing else is needed).
+INPUT_COLUMNS = {
+    "household": [*HOUSEHOLD, "KEY", "disposition", "n_eligible", "sel_sex", "sel_age"],
+    "child": [*HOUSEHOLD, "KEY", "caregiver_permission", "assent"],
+    "caregiver": [*HOUSEHOLD, "KEY", "consent"],
+}
 
 
 def age_group(age: pd.Series) -> pd.Series:
@@ -74,6 +80,25 @@ class StudyWeights:
     caregiver: pd.DataFrame
     household: pd.DataFrame
     summary: dict = field(default_factory=dict)
+    #: The child replicate design, kept in factor form (``dense_replicates=False``).
+    replicates: Design | None = None
+
+    def child_replicates(self, keys: pd.Series | np.ndarray) -> pd.DataFrame:
+        """``rep_NNN`` columns for the child interviews ``keys`` (KEYs, in that order).
+
+        With ``dense_replicates=False`` the child table carries no replicate columns: a
+        release written in batches asks for each batch's rows here instead.
+        """
+        positions = pd.Index(self.child["KEY"]).get_indexer(np.asarray(keys, dtype=object))
+        if (positions < 0).any():
+            raise DhsurveyError("replicate weights asked for a child without a weight",
+                                code="weights-replicates")
+        if self.replicates is None:
+            names = [c for c in self.child.columns if REPLICATE.match(str(c))]
+            return self.child[names].iloc[positions].reset_index(drop=True)
+        reps = self.replicates.replicate_weights(positions).reset_index(drop=True)
+        reps.columns = replicate_names(reps.shape[1])
+        return reps
 
 
 def _min_class(respondents: int) -> int:
@@ -99,11 +124,13 @@ def _weight_table(frame: pd.DataFrame, keys: pd.Series, stages: dict[str, pd.Ser
 
 def study_weights(design: pd.DataFrame, household: pd.DataFrame, child: pd.DataFrame,
                   caregiver: pd.DataFrame, config: CountryConfig, *,
-                  replicates: bool = True) -> StudyWeights:
+                  replicates: bool = True, dense_replicates: bool = True) -> StudyWeights:
     """Compute household, child and caregiver weights for one country (see module doc).
 
     ``design``: the sample's households with ``psu_prob``, ``hh_prob``, ``stratum``; the others
-    are accepted (typed) root tables.
+    are accepted (typed) root tables, of which only the columns the weights need are read.
+    ``dense_replicates=False`` keeps the replicate weights out of the child table (see
+    :meth:`StudyWeights.child_replicates`).
     """
     missing = [c for c in ("psu_prob", "hh_prob", "stratum", *HOUSEHOLD) if c not in design]
     if missing:
@@ -111,8 +138,7 @@ def study_weights(design: pd.DataFrame, household: pd.DataFrame, child: pd.DataF
                             country=config.iso)
     hh = _ids(design).copy()
     hh["design_weight"] = 1.0 / (hh["psu_prob"] * hh["hh_prob"])
-    answers = _ids(household)[[*HOUSEHOLD, "KEY", "disposition", "n_eligible", "sel_sex",
-                               "sel_age"]]
+    answers = _ids(household[INPUT_COLUMNS["household"]])
     hh = hh.merge(answers.drop_duplicates(HOUSEHOLD), on=HOUSEHOLD, how="left")
     disposition = pd.to_numeric(hh["disposition"], errors="coerce")
     eligible = ~disposition.isin(NOT_ELIGIBLE)
@@ -127,7 +153,7 @@ def study_weights(design: pd.DataFrame, household: pd.DataFrame, child: pd.DataF
     sel["child_design_weight"] = sel["hh_weight"] * n_eligible[sel.index]
     sel["sex"] = pd.to_numeric(sel["sel_sex"], errors="coerce")
     sel["age_group"] = age_group(sel["sel_age"])
-    ch = _ids(child)
+    ch = _ids(child[INPUT_COLUMNS["child"]])
     done = ch[(ch["caregiver_permission"].astype("string") == "1") &
               (ch["assent"].astype("string") == "1")]
     sel = sel.merge(done[[*HOUSEHOLD, "KEY"]].rename(columns={"KEY": "child_key"})
@@ -146,11 +172,12 @@ def study_weights(design: pd.DataFrame, household: pd.DataFrame, child: pd.DataF
         "design_weight": resp["child_design_weight"], "nr_weight": resp["child_nr_weight"]},
         resp["weight"])
     replicate_info: dict = {"method": "none requested"}
+    rep_design = None
     if replicates:
-        child_table, replicate_info = _with_replicates(child_table, resp, margins,
-                                                       config.max_replicates)
+        child_table, replicate_info, rep_design = _with_replicates(
+            child_table, resp, margins, config.max_replicates, dense=dense_replicates)
 
-    cg = _ids(caregiver)
+    cg = _ids(caregiver[INPUT_COLUMNS["caregiver"]])
     cg_done = cg[cg["consent"].astype("string") == "1"]
     sel_cg = sel.merge(cg_done[[*HOUSEHOLD, "KEY"]].rename(columns={"KEY": "cg_key"})
                        .drop_duplicates(HOUSEHOLD), on=HOUSEHOLD, how="left")
@@ -184,7 +211,7 @@ def study_weights(design: pd.DataFrame, household: pd.DataFrame, child: pd.DataF
         "margins_source": config.margins_source,
         "frontline_workers": "not a probability sample: released unweighted",
     }
-    return StudyWeights(child_table, caregiver_table, household_table, summary)
+    return StudyWeights(child_table, caregiver_table, household_table, summary, rep_design)
 
 
 def _achieved(frame: pd.DataFrame, weight: str, margins: dict) -> dict:
@@ -206,7 +233,8 @@ def _achieved(frame: pd.DataFrame, weight: str, margins: dict) -> dict:
 
 
 def _with_replicates(table: pd.DataFrame, frame: pd.DataFrame, margins: dict,
-                     max_replicates: int) -> tuple[pd.DataFrame, dict]:
+                     max_replicates: int, *, dense: bool = True
+                     ) -> tuple[pd.DataFrame, dict, Design | None]:
     """JKn replicate weights, one per variance unit, each re-raked to the margins.
 
     A variance unit is a PSU, or a group of a stratum's PSUs when the strata hold more PSUs
@@ -215,7 +243,8 @@ def _with_replicates(table: pd.DataFrame, frame: pd.DataFrame, margins: dict,
     that drops every respondent of a margin level cannot be raked (small pilot or demo
     samples); the replicates are then left un-raked and the note says so. Returns the table
     with ``variance_unit`` and ``rep_NNN`` columns, and what a user needs to compute variances:
-    method, scale and the per-replicate multiplier (``rscales``).
+    method, scale and the per-replicate multiplier (``rscales``). ``dense=False``: no
+    ``rep_NNN`` columns; the design that generates them is returned instead.
     """
     data = frame.assign(stratum=frame["stratum"].astype(str),
                         cluster=frame["cluster"].astype(int))
@@ -236,12 +265,14 @@ def _with_replicates(table: pd.DataFrame, frame: pd.DataFrame, margins: dict,
         design = Design.jkn(data, "weight", strata="stratum", psu="variance_unit",
                             lonely_psu="adjust")
         note = f"JKn, {unit}, not re-raked ({exc.message})"
-    reps = design.replicate_weights()
-    reps.columns = replicate_names(reps.shape[1])
     scale, rscales = design.replicate_scales
     out = table.reset_index(drop=True).assign(
         variance_unit=data["variance_unit"].to_numpy())
-    info = {"method": "JKn", "note": note, "count": int(reps.shape[1]),
+    info = {"method": "JKn", "note": note, "count": int(design.n_replicates),
             "grouped_psus": grouped, "units_per_stratum": per_stratum, "scale": scale,
             "rscales": [float(r) for r in rscales]}
-    return pd.concat([out, reps.reset_index(drop=True)], axis=1), info
+    if not dense:
+        return out, info, design
+    reps = design.replicate_weights()
+    reps.columns = replicate_names(reps.shape[1])
+    return pd.concat([out, reps.reset_index(drop=True)], axis=1), info, None

@@ -283,14 +283,16 @@ class _ReplicateSet:
             out[:, j] = ((t.T @ self.factors) * self.cal).sum(axis=0)
         return out
 
-    def weights(self) -> np.ndarray:
-        """Dense (n, R) replicate analysis weights (for export; memory n × R)."""
+    def weights(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """Dense (n, R) replicate analysis weights (for export; memory n × R), or those of
+        the positions ``rows`` only (a release written in batches)."""
         if self.matrix is not None:
-            return self.matrix
+            return self.matrix if rows is None else self.matrix[rows]
         assert self.start is not None and self.unit is not None and self.factors is not None
-        out = self.start[:, None] * self.factors[self.unit]
+        take = slice(None) if rows is None else rows
+        out = self.start[take][:, None] * self.factors[self.unit[take]]
         if self.cal is not None and self.cell is not None:
-            out = out * self.cal[self.cell]
+            out = out * self.cal[self.cell[take]]
         return out
 
     def variance(self, theta: np.ndarray, reps: np.ndarray) -> np.ndarray:
@@ -622,12 +624,15 @@ class Design:
             raise DhsurveyError("not a replicate design", code="design-invalid")
         return self._rep.scale, self._rep.rscales.copy()
 
-    def replicate_weights(self) -> pd.DataFrame:
-        """Replicate analysis weights, one column per replicate (dense: n × R)."""
+    def replicate_weights(self, rows: np.ndarray | None = None) -> pd.DataFrame:
+        """Replicate analysis weights, one column per replicate (dense: n × R), of every row
+        or of the row positions ``rows`` (kept in factor form until asked for: a million
+        rows × 200 replicates would take 1.6 GB)."""
         if self._rep is None:
             raise DhsurveyError("not a replicate design", code="design-invalid")
-        values = self._rep.weights()
-        return pd.DataFrame(values, index=self.df.index,
+        values = self._rep.weights(rows)
+        index = self.df.index if rows is None else self.df.index[rows]
+        return pd.DataFrame(values, index=index,
                             columns=[f"rep{r + 1}" for r in range(values.shape[1])])
 
     # -- estimation ----------------------------------------------------------------------------
