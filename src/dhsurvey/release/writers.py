@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -75,27 +75,28 @@ def release_timestamp() -> datetime:
     return FIXED_TIMESTAMP
 
 
-def _warn(message: str, notes: list[str] | None) -> None:
-    warnings.warn(message, ReleaseWarning, stacklevel=3)
+def _warn(message: str, notes: list[str] | None, stacklevel: int = 3) -> None:
+    warnings.warn(message, ReleaseWarning, stacklevel=stacklevel)
     if notes is not None:
         notes.append(message)
 
 
 # -- column preparation --------------------------------------------------------------------------
+#
+# Every writer is split in two: decisions taken on whole columns (a column's kind, Stata storage,
+# SPSS width and format, CSV plan) and the encoding of a block of rows given those decisions. The
+# whole-frame writers decide on the frame and encode it as one block; the streaming writers
+# (:mod:`dhsurvey.release.stream`) decide column by column and encode batch by batch, so both
+# write the same bytes from one set of rules.
 
 
-@dataclass
-class _Column:
-    """A column converted for Stata/SPSS, with what the writer needs to know about it."""
+@dataclass(frozen=True)
+class _Layout:
+    """What Stata and SPSS writers decide from the column names, kinds and the form model."""
 
-    values: pd.Series
-    kind: str  # int | float | date | datetime | string | empty (no value at all)
-    item: Item | None
-
-
-@dataclass
-class _Prepared:
-    columns: dict[str, _Column]
+    names: list[str]
+    kinds: dict[str, str]  # int | float | date | datetime | string | empty (no value at all)
+    items: dict[str, Item | None]
     labels: dict[str, str]
     value_labels: dict[str, dict[int, str]]
     missing: dict[str, dict[int, str]]
@@ -121,47 +122,79 @@ def _kind(series: pd.Series) -> str:
     return "string"
 
 
-def _convert(series: pd.Series, item: Item | None) -> _Column:
-    """Typed column → plain numpy/python values readstat understands (UTC naive timestamps)."""
+def _column_kind(series: pd.Series) -> str:
+    """The kind a whole column is written as: bools as ints, a column without values "empty"
+    (readstat infers a type from the first value; a column without one goes as double)."""
     kind = _kind(series)
     if kind != "string" and not bool(series.notna().any()):
-        # readstat infers a type from the first value; a column without one goes as double.
-        return _Column(pd.Series(np.nan, index=series.index, dtype="float64"), "empty", item)
-    if kind == "bool":
-        series, kind = series.astype("boolean").astype("Int64"), "int"
+        return "empty"
+    return "int" if kind == "bool" else kind
+
+
+def _values(series: pd.Series, kind: str, item: Item | None) -> pd.Series:
+    """Rows of a column of ``kind`` → plain numpy/python values readstat understands (UTC naive
+    timestamps); the same for a whole column or any block of its rows."""
+    if kind == "empty":
+        return pd.Series(np.nan, index=series.index, dtype="float64")
     if kind in ("int", "float"):
+        if _kind(series) == "bool":
+            series = series.astype("boolean").astype("Int64")
         numbers = pd.to_numeric(series).astype("Float64").to_numpy("float64", na_value=np.nan)
-        return _Column(pd.Series(numbers, index=series.index), kind, item)
+        return pd.Series(numbers, index=series.index)
     if kind in ("datetime", "date"):
-        stamps = _stamps(series)
+        stamps = _stamps(series, kind)
         if isinstance(stamps.dtype, pd.DatetimeTZDtype):
             stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
-        if kind == "date" or (item is not None and item.type in ("date", "today")):
+        if _as_days(kind, item):
             days = [None if pd.isna(v) else v.date() for v in stamps]
-            return _Column(pd.Series(days, index=series.index, dtype=object), "date", item)
-        return _Column(stamps.astype("datetime64[ns]"), "datetime", item)
+            return pd.Series(days, index=series.index, dtype=object)
+        return stamps.astype("datetime64[ns]")
     text = series.astype("string").fillna("")  # Stata and SPSS have no missing string: ""
-    return _Column(text.astype(object), "string", item)
+    return text.astype(object)
 
 
-def _stamps(series: pd.Series) -> pd.Series:
-    """Datetime values of a datetime column or of an object column of datetimes/dates."""
+def _as_days(kind: str, item: Item | None) -> bool:
+    """Dates (and ODK date/today fields) are written as days, other times as timestamps."""
+    return kind == "date" or (item is not None and item.type in ("date", "today"))
+
+
+def _stamps(series: pd.Series, kind: str) -> pd.Series:
+    """Datetime values of a datetime column or of an object column of datetimes/dates (whose
+    whole-column ``kind`` says whether they are times, read as UTC, or dates)."""
     if pd.api.types.is_datetime64_any_dtype(series.dtype):
         return series
-    return pd.to_datetime(series, utc=_kind(series) == "datetime")
+    return pd.to_datetime(series, utc=kind == "datetime")
 
 
-def _prepare(df: pd.DataFrame, model: FormModel, language: str | None) -> _Prepared:
-    """Check names and convert every column, collecting labels for the columns present."""
+def _layout(names: list[str], kinds: Mapping[str, str], model: FormModel,
+            language: str | None) -> _Layout:
+    """Check names and collect labels for the columns present, given each column's kind."""
+    check_names(names, model.form_id)
+    lang = resolve_language(model, language)
+    labels = column_labels(names, model, lang)
+    coded = {c: v for c, v in value_labels(model, lang).items()
+             if c in kinds and kinds[c] in ("int", "empty")}
+    missing = {c: v for c, v in missing_codes(model).items() if c in coded}
+    return _Layout(list(names), dict(kinds), {n: field_for(model, n) for n in names}, labels,
+                   coded, missing, model.title)
+
+
+def _prepare(df: pd.DataFrame, model: FormModel,
+             language: str | None) -> tuple[_Layout, dict[str, pd.Series]]:
+    """The layout of a whole frame and its columns converted for Stata/SPSS."""
     check_names(df.columns, model.form_id)
     df = df.reset_index(drop=True)
-    lang = resolve_language(model, language)
-    labels = column_labels(df.columns, model, lang)
-    columns = {str(c): _convert(df[c], field_for(model, str(c))) for c in df.columns}
-    coded = {c: v for c, v in value_labels(model, lang).items()
-             if c in columns and columns[c].kind in ("int", "empty")}
-    missing = {c: v for c, v in missing_codes(model).items() if c in coded}
-    return _Prepared(columns, labels, coded, missing, model.title)
+    names = [str(c) for c in df.columns]
+    layout = _layout(names, {n: _column_kind(df[c]) for n, c in zip(names, df.columns,
+                                                                    strict=True)},
+                     model, language)
+    return layout, _convert(df, layout)
+
+
+def _convert(block: pd.DataFrame, layout: _Layout) -> dict[str, pd.Series]:
+    """A block of rows converted for Stata/SPSS with the whole table's kinds."""
+    return {name: _values(block[column], layout.kinds[name], layout.items[name])
+            for name, column in zip(layout.names, block.columns, strict=True)}
 
 
 def _python_ints(values: pd.Series) -> pd.Series:
@@ -174,6 +207,17 @@ def _fits_long(values: pd.Series) -> bool:
     finite = values.dropna()
     return finite.empty or bool(finite.between(*_STATA_LONG).all() and
                                 (finite == np.floor(finite)).all())
+
+
+def _byte_lengths(values: pd.Series) -> np.ndarray:
+    """UTF-8 byte length of every string of an object column of strings."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if values.empty:
+        return np.zeros(0, dtype="int64")
+    lengths = pc.binary_length(pa.array(values.to_numpy(object), type=pa.large_string()))
+    return lengths.to_numpy(zero_copy_only=False).astype("int64")
 
 
 def _via_scratch(path: str | Path, write: Callable[[str], None],
@@ -231,7 +275,7 @@ def _csv_plan(series: pd.Series, item: Item | None) -> str:
     string (decided on every value, so blocks of rows are formatted alike)."""
     kind = _kind(series)
     if kind in ("datetime", "date"):
-        stamps = _stamps(series)
+        stamps = _stamps(series, kind)
         if isinstance(stamps.dtype, pd.DatetimeTZDtype):
             whole_ms = bool((stamps.dropna().dt.microsecond % 1000 == 0).all())
             return "utc-ms" if whole_ms else "utc-us"  # ODK records whole milliseconds
@@ -252,15 +296,28 @@ def _csv_column(series: pd.Series, plan: str) -> pd.Series:
         text[np.isnan(numbers)] = None
         out = pd.Series(text, index=series.index, dtype="string")
     elif plan in ("utc-ms", "utc-us"):
-        out = _stamps(series).dt.tz_convert("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S.%f")
+        out = _stamps(series, "datetime").dt.tz_convert("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S.%f")
         out = (out.str[:-3] if plan == "utc-ms" else out) + "Z"
     elif plan == "date":
-        out = _stamps(series).dt.strftime("%Y-%m-%d")
+        out = _stamps(series, "date").dt.strftime("%Y-%m-%d")
     elif plan == "datetime":
-        out = _stamps(series).dt.strftime("%Y-%m-%dT%H:%M:%S.%f")
+        out = _stamps(series, "date").dt.strftime("%Y-%m-%dT%H:%M:%S.%f")
     else:
         out = series.astype("string")
     return out.astype(object).where(out.notna(), None)
+
+
+def _csv_plans(df: pd.DataFrame, model: FormModel) -> dict[str, str]:
+    """The CSV plan of every column of a frame (whole columns, or one column at a time)."""
+    return {str(c): _csv_plan(df[c], field_for(model, str(c))) for c in df.columns}
+
+
+def _csv_block(part: pd.DataFrame, plans: Mapping[str, str], *, header: bool) -> bytes:
+    """A block of rows as CSV text, formatted by the whole table's plans."""
+    text = pd.DataFrame({c: _csv_column(part[c], plans[str(c)]) for c in part.columns},
+                        columns=part.columns)
+    return text.to_csv(index=False, lineterminator="\n", na_rep="",
+                       header=header).encode("utf-8")
 
 
 #: Rows formatted at a time by :func:`write_csv`.
@@ -276,21 +333,87 @@ def write_csv(df: pd.DataFrame, model: FormModel, path: str | Path, *,
     CSV carries codes, not labels (``language`` is accepted for a uniform signature).
     """
     resolve_language(model, language)
-    plans = {c: _csv_plan(df[c], field_for(model, str(c))) for c in df.columns}
+    plans = _csv_plans(df, model)
     # Formatted and written in blocks of rows: the text of a whole large table would take
     # several times the memory of its numbers. Formats are decided per whole column (above),
     # so the blocks join into the same file a single pass would write.
     with atomic_open(path) as fh:
         for start in range(0, max(len(df), 1), _CSV_ROWS):
-            part = df.iloc[start:start + _CSV_ROWS]
-            text = pd.DataFrame({c: _csv_column(part[c], plans[c]) for c in df.columns},
-                                columns=df.columns)
-            fh.write(text.to_csv(index=False, lineterminator="\n", na_rep="",
-                                 header=start == 0).encode("utf-8"))
+            fh.write(_csv_block(df.iloc[start:start + _CSV_ROWS], plans, header=start == 0))
     return Path(path)
 
 
 # -- Stata ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _StataColumn:
+    """How a column is stored in a .dta, decided on the whole column."""
+
+    storage: str  # tagged | long | double | string | date | datetime
+    width: int = 0  # bytes of the longest string (string storage)
+
+
+def _stata_column(values: pd.Series, kind: str, tags: Mapping[int, str]) -> _StataColumn:
+    """Stata storage of a whole converted column (:func:`_values`)."""
+    if tags:
+        # Tagged columns go as double: pyreadstat (≤ 1.3.7) misreads a plain missing that
+        # follows a tagged one in an int column; Stata reads either the same way.
+        return _StataColumn("tagged")
+    if kind == "int" and _fits_long(values) and not values.isna().any():
+        return _StataColumn("long")
+    if kind in ("int", "float", "empty"):
+        # pyreadstat takes a column's type from its first value: a leading missing value
+        # (a suppressed cell) in an object column made it a string. Doubles hold the codes.
+        return _StataColumn("double")
+    if kind == "string":
+        lengths = _byte_lengths(values)
+        return _StataColumn("string", int(lengths.max()) if len(lengths) else 0)
+    return _StataColumn(kind)
+
+
+def _stata_values(values: pd.Series, column: _StataColumn, tags: Mapping[int, str]) -> pd.Series:
+    """Rows of a converted column as pyreadstat writes them with the column's storage."""
+    if column.storage == "tagged":
+        return pd.Series([None if np.isnan(v) else tags.get(int(v), float(v)) for v in values],
+                         index=values.index, dtype=object)
+    if column.storage == "long":
+        return _python_ints(values)
+    if column.storage == "double":
+        return pd.to_numeric(values, errors="coerce").astype("float64")
+    return values
+
+
+def _dta_alias(names: list[str]) -> dict[str, str]:
+    """Placeholder names keep pyreadstat's label-set names short; _patch_dta restores them."""
+    return {name: f"v{i + 1}" for i, name in enumerate(names)}
+
+
+def _dta_frame(columns: Mapping[str, pd.Series], layout: _Layout,
+               stata: Mapping[str, _StataColumn]) -> pd.DataFrame:
+    """A block of converted rows as the frame handed to pyreadstat (placeholder names)."""
+    alias = _dta_alias(layout.names)
+    return pd.DataFrame({alias[n]: _stata_values(columns[n], stata[n], layout.missing.get(n, {}))
+                         for n in layout.names})
+
+
+def _dta_options(layout: _Layout) -> dict[str, Any]:
+    """pyreadstat.write_dta's labels and options for a table."""
+    alias = _dta_alias(layout.names)
+    # In column order, as pyreadstat numbers the label sets in the order it is given them.
+    dta_labels = {
+        alias[name]: {layout.missing.get(name, {}).get(code, code): text
+                      for code, text in layout.value_labels[name].items()}
+        for name in layout.names if name in layout.value_labels
+    }
+    return {
+        "file_label": truncate(layout.title, LABEL_LIMIT),
+        "column_labels": {alias[n]: truncate(layout.labels[n]) or None for n in layout.names},
+        "version": 14,  # Stata 14/15 → file format 118
+        "variable_value_labels": dta_labels,
+        "missing_user_values": {alias[n]: sorted(layout.missing[n].values())
+                                for n in layout.names if n in layout.missing},
+    }
 
 
 def _stata_stamp() -> bytes:
@@ -365,63 +488,98 @@ def write_dta(df: pd.DataFrame, model: FormModel, path: str | Path, *,
     """
     import pyreadstat
 
-    prepared = _prepare(df, model, language)
-    names = list(prepared.columns)
-    frame: dict[str, pd.Series] = {}
-    dta_labels: dict[str, dict[Any, str]] = {}
-    user_missing: dict[str, list[str]] = {}
-    for name, column in prepared.columns.items():
-        values = column.values
-        tags = prepared.missing.get(name, {})
-        if tags:
-            # Tagged columns go as double: pyreadstat (≤ 1.3.7) misreads a plain missing that
-            # follows a tagged one in an int column; Stata reads either the same way.
-            values = pd.Series([None if np.isnan(v) else tags.get(int(v), float(v))
-                                for v in values], index=values.index, dtype=object)
-        elif column.kind == "int" and _fits_long(values) and not values.isna().any():
-            values = _python_ints(values)
-        elif column.kind == "int":
-            # pyreadstat takes a column's type from its first value: a leading missing value
-            # (a suppressed cell) in an object column made it a string. Doubles hold the codes.
-            values = pd.to_numeric(values, errors="coerce").astype("float64")
-        frame[name] = values
-        if name in prepared.value_labels:
-            dta_labels[name] = {tags.get(code, code): text
-                                for code, text in prepared.value_labels[name].items()}
-        if tags:
-            user_missing[name] = sorted(tags.values())
-    # Placeholder names keep pyreadstat's label-set names short; _patch_dta restores them.
-    alias = {name: f"v{i + 1}" for i, name in enumerate(names)}
-    table = pd.DataFrame({alias[n]: frame[n] for n in names})
-
-    def write(tmp: str) -> None:
-        pyreadstat.write_dta(
-            table, tmp, file_label=truncate(prepared.title, LABEL_LIMIT),
-            column_labels={alias[n]: truncate(prepared.labels[n]) or None for n in names},
-            version=14,  # Stata 14/15 → file format 118
-            variable_value_labels={alias[n]: v for n, v in dta_labels.items()},
-            missing_user_values={alias[n]: v for n, v in user_missing.items()},
-        )
-
-    return _via_scratch(path, write, lambda data: _patch_dta(data, names))
+    layout, columns = _prepare(df, model, language)
+    stata = {n: _stata_column(columns[n], layout.kinds[n], layout.missing.get(n, {}))
+             for n in layout.names}
+    table = _dta_frame(columns, layout, stata)
+    options = _dta_options(layout)
+    return _via_scratch(path, lambda tmp: pyreadstat.write_dta(table, tmp, **options),
+                        lambda data: _patch_dta(data, layout.names))
 
 
 # -- SPSS ----------------------------------------------------------------------------------------
 
 
-def measure_level(column: _Column) -> str:
+class _Measured(Protocol):
+    kind: str
+    item: Item | None
+
+
+def measure_level(column: _Measured) -> str:
     """SPSS measurement level from the XLSForm type: what SPSS offers in dialogs and charts.
 
     rank and ``likert`` selects are ordinal, other selects (and their dummies) and text nominal,
-    numbers and dates scale.
+    numbers and dates scale. ``column`` is anything with the column's ``kind`` and form ``item``.
     """
-    item = column.item
+    return _measure(column.kind, column.item)
+
+
+def _measure(kind: str, item: Item | None) -> str:
     if item is not None and (item.type == "rank" or (
             item.type == "select_one" and "likert" in item.appearance)):
         return "ordinal"
-    if column.kind == "string" or (item is not None and item.is_select):
+    if kind == "string" or (item is not None and item.is_select):
         return "nominal"
     return "scale"
+
+
+@dataclass(frozen=True)
+class _SavColumn:
+    """How a column is stored in a .sav, decided on the whole column."""
+
+    truncate: bool = False  # some strings exceed SPSS's limit and are cut
+    width: int = 0  # bytes of the longest string once cut (string columns)
+    format: str | None = None  # print format of whole numbers, wide enough for the largest
+
+
+def _sav_column(name: str, values: pd.Series, kind: str, form_id: str,
+                notes: list[str] | None) -> _SavColumn:
+    """SPSS storage of a whole converted column; warns (and notes) when strings are cut."""
+    if kind == "string":
+        lengths = _byte_lengths(values)
+        too_long = lengths > _SPSS_STRING_BYTES
+        if not bool(too_long.any()):
+            return _SavColumn(width=int(lengths.max()) if len(lengths) else 0)
+        _warn(f"{form_id}.{name}: {int(too_long.sum())} value(s) longer than "
+              f"{_SPSS_STRING_BYTES} bytes truncated for SPSS", notes, stacklevel=4)
+        cut = [len(truncate_bytes(s, _SPSS_STRING_BYTES).encode("utf-8"))
+               for s in values[too_long]]
+        return _SavColumn(True, max([*cut, *lengths[~too_long].tolist()]))
+    if kind == "int":
+        finite = values.dropna().abs()
+        digits = len(str(int(finite.max()))) if not finite.empty else 1
+        return _SavColumn(format=f"F{min(40, max(digits + 1, 3))}.0")
+    return _SavColumn()
+
+
+def _sav_values(values: pd.Series, column: _SavColumn) -> pd.Series:
+    """Rows of a converted column as pyreadstat writes them to a .sav."""
+    if column.truncate:
+        return values.map(lambda s: truncate_bytes(s, _SPSS_STRING_BYTES))
+    return values
+
+
+def _sav_frame(columns: Mapping[str, pd.Series], layout: _Layout,
+               sav: Mapping[str, _SavColumn]) -> pd.DataFrame:
+    """A block of converted rows as the frame handed to pyreadstat."""
+    return pd.DataFrame({n: _sav_values(columns[n], sav[n]) for n in layout.names})
+
+
+def _sav_options(layout: _Layout, sav: Mapping[str, _SavColumn]) -> dict[str, Any]:
+    """pyreadstat.write_sav's labels and options for a table (row-compressed)."""
+    return {
+        "file_label": truncate_bytes(layout.title, 64),
+        "column_labels": {n: layout.labels[n] or None for n in layout.names},
+        "variable_value_labels": {
+            name: {code: truncate_bytes(text, _SPSS_VALUE_LABEL_BYTES)
+                   for code, text in v.items()}
+            for name, v in layout.value_labels.items()
+        },
+        "missing_ranges": {n: sorted(tags) for n, tags in layout.missing.items()},
+        "variable_measure": {n: _measure(layout.kinds[n], layout.items[n]) for n in layout.names},
+        "variable_format": {n: c.format for n, c in sav.items() if c.format},
+        "row_compress": True,
+    }
 
 
 def _patch_sav(data: bytearray) -> None:
@@ -444,40 +602,13 @@ def write_sav(df: pd.DataFrame, model: FormModel, path: str | Path, *,
     """
     import pyreadstat
 
-    prepared = _prepare(df, model, language)
-    frame: dict[str, pd.Series] = {}
-    formats: dict[str, str] = {}
-    for name, column in prepared.columns.items():
-        values = column.values
-        if column.kind == "string":
-            too_long = values.map(lambda s: len(s.encode("utf-8")) > _SPSS_STRING_BYTES)
-            if bool(too_long.any()):
-                _warn(f"{model.form_id}.{name}: {int(too_long.sum())} value(s) longer than "
-                      f"{_SPSS_STRING_BYTES} bytes truncated for SPSS", notes)
-                values = values.map(lambda s: truncate_bytes(s, _SPSS_STRING_BYTES))
-        elif column.kind == "int":
-            finite = values.dropna().abs()
-            digits = len(str(int(finite.max()))) if not finite.empty else 1
-            formats[name] = f"F{min(40, max(digits + 1, 3))}.0"
-        frame[name] = values
-    table = pd.DataFrame(frame)
-    spss_labels = {
-        name: {code: truncate_bytes(text, _SPSS_VALUE_LABEL_BYTES) for code, text in v.items()}
-        for name, v in prepared.value_labels.items()
-    }
-
-    def write(tmp: str) -> None:
-        pyreadstat.write_sav(
-            table, tmp, file_label=truncate_bytes(prepared.title, 64),
-            column_labels={n: prepared.labels[n] or None for n in table.columns},
-            variable_value_labels=spss_labels,
-            missing_ranges={n: sorted(tags) for n, tags in prepared.missing.items()},
-            variable_measure={n: measure_level(c) for n, c in prepared.columns.items()},
-            variable_format=formats,
-            row_compress=True,
-        )
-
-    return _via_scratch(path, write, _patch_sav)
+    layout, columns = _prepare(df, model, language)
+    sav = {n: _sav_column(n, columns[n], layout.kinds[n], model.form_id, notes)
+           for n in layout.names}
+    table = _sav_frame(columns, layout, sav)
+    options = _sav_options(layout, sav)
+    return _via_scratch(path, lambda tmp: pyreadstat.write_sav(table, tmp, **options),
+                        _patch_sav)
 
 
 # -- a whole release -----------------------------------------------------------------------------
