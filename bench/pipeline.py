@@ -26,8 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).parents[1]
 
 
-def grow(sim, factor: int):  # noqa: ANN001, ANN201
-    """The simulated country repeated ``factor`` times as distinct clusters and interviews.
+def copies(sim, factor: int):  # noqa: ANN001, ANN201
+    """The simulated country repeated ``factor`` times as distinct clusters and interviews:
+    yields (forms, design) of each copy.
 
     The forms bound cluster numbers (≤ 9999) and household numbers (≤ 999), as real frames
     do: copies first take new cluster numbers, then, once those run out, new household
@@ -51,11 +52,12 @@ def grow(sim, factor: int):  # noqa: ANN001, ANN201
             out["hh_number"] = (pd.to_numeric(out["hh_number"]) + (i // blocks) * per_psu)
         return out
 
-    forms = {}
-    for form, raw in sim.forms.items():
-        roots, reps = [], {name: [] for name in raw.repeats}
-        # Frontline workers are a fixed ~50 per country, not a household sample: not grown.
-        for i in range(1 if form == "frontline_worker" else factor):
+    for i in range(factor):
+        forms = {}
+        for form, raw in sim.forms.items():
+            # Frontline workers are a fixed ~50 per country, not a household sample: not grown.
+            if form == "frontline_worker" and i:
+                continue
             root = raw.root.copy()
             suffix = f"-{i:04d}"
             root["KEY"] = root["KEY"] + suffix
@@ -65,17 +67,69 @@ def grow(sim, factor: int):  # noqa: ANN001, ANN201
                     if col in root:
                         root[col] = shifted[col].astype("Int64").astype(str).where(
                             root[col].notna())
-            roots.append(root)
+            reps = {}
             for name, table in raw.repeats.items():
                 t = table.copy()
                 t["PARENT_KEY"] = t["PARENT_KEY"] + suffix
                 t["KEY"] = [k.replace("/", suffix + "/", 1) for k in t["KEY"]]
-                reps[name].append(t)
-        forms[form] = RawForm(form, pd.concat(roots, ignore_index=True),
-                              {n: pd.concat(v, ignore_index=True) for n, v in reps.items()})
-    design = pd.concat([shift(sim.sample.households, i) for i in range(factor)],
-                       ignore_index=True)
-    return forms, design
+                reps[name] = t
+            forms[form] = RawForm(form, root, reps, raw.quarantine if i == 0 else
+                                  raw.quarantine.iloc[0:0])
+        yield forms, shift(sim.sample.households, i)
+
+
+def grow(sim, factor: int):  # noqa: ANN001, ANN201
+    """All copies in memory: (forms, design)."""
+    import pandas as pd
+
+    from dhsurvey.ingest.canonical import RawForm
+
+    parts = list(copies(sim, factor))
+    forms = {}
+    for form in sim.forms:
+        mine = [p[form] for p, _ in parts if form in p]
+        forms[form] = RawForm(form, pd.concat([m.root for m in mine], ignore_index=True),
+                              {n: pd.concat([m.repeats[n] for m in mine], ignore_index=True)
+                               for n in mine[0].repeats}, mine[0].quarantine)
+    return forms, pd.concat([d for _, d in parts], ignore_index=True)
+
+
+def grow_to_disk(sim, factor: int, folder: Path):  # noqa: ANN001, ANN201
+    """The copies appended to raw Parquet files under ``folder`` (as the raw zone holds
+    them), one copy at a time: (design, children). Memory: one copy."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from dhsurvey.ingest.store import QUARANTINE, _parquet
+
+    writers: dict[str, pq.ParquetWriter] = {}
+    designs, children = [], 0
+
+    def append(name: str, table) -> None:  # noqa: ANN001
+        data = pa.table({c: pa.array(table[c].astype(object).where(table[c].notna(), None),
+                                     type=pa.string()) for c in table.columns})
+        if name not in writers:
+            writers[name] = pq.ParquetWriter(folder / f"{name}.parquet", data.schema)
+        writers[name].write_table(data.cast(writers[name].schema))
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for forms, design in copies(sim, factor):
+        for form, raw in forms.items():
+            append(form, raw.root)
+            for name, table in raw.repeats.items():
+                append(f"{form}-{name}", table)
+            if form == "frontline_worker" or len(raw.quarantine):
+                (folder / f"{form}-{QUARANTINE}.parquet").write_bytes(_parquet(raw.quarantine))
+        children += len(forms["child"].root)
+        designs.append(design[["cluster", "hh_number", "hh_prob", "psu_prob", "stratum",
+                               "region", "urban_rural"]])
+    for w in writers.values():
+        w.close()
+    import pandas as pd
+
+    design = pd.concat(designs, ignore_index=True)
+    design["stratum"] = design["stratum"].astype("category")
+    return design, children
 
 
 WAVE = 13
@@ -135,20 +189,60 @@ def release_country(forms: dict, design, models: dict, config, out: Path) -> tup
     return children, t1 - t0, t2 - t1, t3 - t2, t4 - t3, peaks
 
 
-def run(children: int, queue) -> None:  # noqa: ANN001
-    from dataclasses import replace
-
+def _grown(children: int):  # noqa: ANN202
+    """(models, config, base simulation, factor): KEN grown to about ``children``."""
     from dhsurvey.fieldwork.simulate import simulate_country
 
     models, config = _models(), _config("KEN")
     base = simulate_country(config, models, seed=1)
     factor = max(1, round(children / len(base.forms["child"].root)))
-    forms, design = grow(base, factor)
+    return models, config, base, factor
+
+
+def _big(config, base, factor: int):  # noqa: ANN001, ANN202
+    """The country file with as many PSUs per stratum as the grown sample has."""
+    from dataclasses import replace
+
     psus = min(factor, 9999 // int(base.sample.psus["cluster"].max()))
+    return replace(config, strata=tuple(replace(s, psus=s.psus * psus) for s in config.strata))
+
+
+def run(children: int, queue) -> None:  # noqa: ANN001
+    """In memory: the grown country held whole, through the library steps one by one."""
+    models, config, base, factor = _grown(children)
+    forms, design = grow(base, factor)
+    big = _big(config, base, factor)
     del base
-    big = replace(config, strata=tuple(replace(s, psus=s.psus * psus) for s in config.strata))
     with tempfile.TemporaryDirectory() as tmp:
         queue.put(release_country(forms, design, models, big, Path(tmp)))
+
+
+def run_batched(children: int, queue) -> None:  # noqa: ANN001
+    """In batches: the grown country written to raw Parquet one copy at a time, then
+    :func:`dhsurvey.batched.release_in_batches` (the generation is not timed)."""
+    import numpy as np
+
+    from dhsurvey.batched import release_in_batches
+
+    def peak() -> float:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    models, config, base, factor = _grown(children)
+    big = _big(config, base, factor)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        design, n = grow_to_disk(base, factor, Path(tmp) / "raw")
+        generated = time.perf_counter() - t0
+        del base
+        marks = [("input", time.perf_counter(), peak())]
+        result = release_in_batches(
+            Path(tmp) / "raw", design, models, big, Path(tmp) / "release", Path(tmp) / "work",
+            key=b"k" * 32, rng=np.random.default_rng(0),
+            on_step=lambda name: marks.append((name, time.perf_counter(), peak())))
+        size = sum(p.stat().st_size for p in result.files)
+        queue.put((n, result.batches, generated, size,
+                   [(name, t - marks[i][1], mb) for i, (name, t, mb) in
+                    enumerate(marks[1:])], marks[0][2]))
 
 
 def _simulate(task: tuple[int, str, str]) -> None:
@@ -213,34 +307,58 @@ def _available_mb() -> float:
     return float("inf")
 
 
-def main(sizes: list[int]) -> None:
+def whole(sizes: list[int]) -> None:
+    """The in-memory steps (what the pipeline's assets do today) at each size that fits."""
     for size in sizes:
         need = size * MB_PER_CHILD
         if need > 0.9 * _available_mb():
-            print(f"{size:,} children: not run — about {need / 1024:.0f} GB needed at "
+            print(f"whole {size:,} children: not run — about {need / 1024:.0f} GB needed at "
                   f"{MB_PER_CHILD * 1000:.0f} MB per 1,000 children, "
-                  f"{_available_mb() / 1024:.0f} GB available (see bench/README.md)")
+                  f"{_available_mb() / 1024:.0f} GB available (use the batched run)")
     sizes = [s for s in sizes if s * MB_PER_CHILD <= 0.9 * _available_mb()]
     if not sizes:
         return
-    print(f"{'children':>9} {'validate':>9} {'weight':>8} {'anonymise':>10} {'release':>8} "
-          f"{'total s':>8} {'s/1k':>6} {'peak MB':>8}  peak MB after input/validate/weight/"
-          "anonymise")
+    print(f"{'whole':>5} {'children':>9} {'validate':>9} {'weight':>8} {'anonymise':>10} "
+          f"{'release':>8} {'total s':>8} {'s/1k':>6} {'peak MB':>8}  peak MB after "
+          "input/validate/weight/anonymise")
     for size in sizes:
         queue = mp.get_context("spawn").Queue()
         proc = mp.get_context("spawn").Process(target=run, args=(size, queue))
         proc.start()
-        proc.join()
         n, v, w, a, r, peaks = queue.get()
+        proc.join()
         total = v + w + a + r
-        print(f"{n:>9,} {v:>9.1f} {w:>8.1f} {a:>10.1f} {r:>8.1f} {total:>8.1f} "
+        print(f"{'':>5} {n:>9,} {v:>9.1f} {w:>8.1f} {a:>10.1f} {r:>8.1f} {total:>8.1f} "
               f"{1000 * total / n:>6.2f} {peaks[-1]:>8.0f}  "
               + " / ".join(f"{p:.0f}" for p in peaks[:-1]), flush=True)
 
 
+def batched(sizes: list[int]) -> None:
+    """The batched steps (:mod:`dhsurvey.batched`) at each size, each in a fresh process."""
+    steps = ("partition", "validate", "weight", "anonymise", "release")
+    print(f"{'children':>9} {'batches':>7} " + " ".join(f"{s:>9}" for s in steps)
+          + f" {'total s':>8} {'s/1k':>6} {'peak MB':>8}  peak MB after input/"
+          + "/".join(steps[:-1]) + "; release files; input generated in (untimed)")
+    for size in sizes:
+        queue = mp.get_context("spawn").Queue()
+        proc = mp.get_context("spawn").Process(target=run_batched, args=(size, queue))
+        proc.start()
+        n, batches, generated, size_bytes, marks, input_peak = queue.get()
+        proc.join()
+        total = sum(t for _, t, _ in marks)
+        peaks = [input_peak, *(mb for _, _, mb in marks)]
+        print(f"{n:>9,} {batches:>7} " + " ".join(f"{t:>9.1f}" for _, t, _ in marks)
+              + f" {total:>8.1f} {1000 * total / n:>6.2f} {peaks[-1]:>8.0f}  "
+              + " / ".join(f"{p:.0f}" for p in peaks[:-1])
+              + f"; {size_bytes / 1e9:.1f} GB; {generated:.0f} s", flush=True)
+
+
 if __name__ == "__main__":
-    args = sys.argv[1:] or ["wave", "10000", "100000"]
+    args = sys.argv[1:] or ["wave", "10000", "100000", "1000000"]
     if "wave" in args:
         wave()
-    if sizes := [int(a) for a in args if a != "wave"]:
-        main(sizes)
+    sizes = [int(a) for a in args if a.isdigit()]
+    if "whole" in args:
+        whole(sizes)
+    elif sizes:
+        batched(sizes)

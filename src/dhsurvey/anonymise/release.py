@@ -330,12 +330,12 @@ def _join_weights(form: str, table: pd.DataFrame, weights: pd.DataFrame) -> pd.D
     return table.merge(w, on="KEY", how="inner", validate="one_to_one")
 
 
-def _prepare(form: str, table: pd.DataFrame, model: FormModel, weights: pd.DataFrame | None,
-             config: CountryConfig, key: bytes, allowed: Sequence[str],
-             rng: np.random.Generator) -> tuple[_Form, pd.DataFrame]:
-    """Drop, convert dates, join weights, shuffle. Returns the form and its ID frame."""
+def _column_reasons(form: str, columns: Iterable[str], model: FormModel,
+                    allowed: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """:func:`classify_with_reasons` for a table's columns: unknown columns drop, allowed free
+    text is scrubbed."""
     reasons = classify_with_reasons(model)
-    for col in table.columns:
+    for col in columns:
         if col not in reasons:
             reasons[col] = ("drop", "not in the form model: unreviewed column")
     for col in allowed:
@@ -343,6 +343,25 @@ def _prepare(form: str, table: pd.DataFrame, model: FormModel, weights: pd.DataF
             raise DhsurveyError(f"allowed_free_text names {col!r}, not a free_text field",
                                 code="release-bad-argument", form=form)
         reasons[col] = ("scrub", "free text allowed for this release: scrubbed")
+    return reasons
+
+
+def _released_column(values: pd.Series, action: str, tz: dt.tzinfo) -> pd.Series:
+    """One column as released, for the actions that look at a single value at a time."""
+    if action == "month":
+        return _to_month(values, tz)
+    if action == "scrub":
+        from dhsurvey.anonymise.text import scrub
+
+        return scrub(values).astype("string")
+    return values
+
+
+def _prepare(form: str, table: pd.DataFrame, model: FormModel, weights: pd.DataFrame | None,
+             config: CountryConfig, key: bytes, allowed: Sequence[str],
+             rng: np.random.Generator) -> tuple[_Form, pd.DataFrame]:
+    """Drop, convert dates, join weights, shuffle. Returns the form and its ID frame."""
+    reasons = _column_reasons(form, table.columns, model, allowed)
     if "KEY" not in table.columns:
         raise DhsurveyError("accepted table has no KEY column", code="release-bad-argument",
                             form=form)
@@ -368,18 +387,8 @@ def _prepare(form: str, table: pd.DataFrame, model: FormModel, weights: pd.DataF
         action = reasons[col][0]
         if action == "drop":
             continue
-        if action == "month":
-            out[col] = _to_month(data[col], tz)
-            months.append(col)
-        elif action == "scrub":
-            from dhsurvey.anonymise.text import scrub
-
-            out[col] = scrub(data[col]).astype("string")
-            scrubbed.append(col)
-        else:
-            out[col] = data[col]
-            if action == "key":
-                keys.append(col)
+        out[col] = _released_column(data[col], action, tz)
+        {"month": months, "scrub": scrubbed, "key": keys}.get(action, []).append(col)
     if weights is not None:
         # Hundreds of replicate columns: added in one concat, not one insert each.
         wanted = ["weight", *[c for c in data.columns
@@ -997,6 +1006,99 @@ def anonymise_form(
     name = model.form_id
     return anonymise_country({name: table}, {name: weights} if weights is not None else {},
                              {name: model}, config, **options)
+
+
+
+# ------------------------------------------------------------------ a release in batches
+
+
+def plan_columns(model: FormModel, columns: Iterable[str]) -> list[str]:
+    """The columns of an accepted table whose release depends on the whole sample.
+
+    KEY, the household ID fields (pseudonyms), keys (frequencies, suppression), sensitive
+    answers (l-diversity) and globally recoded counts (top-codes at percentiles, bands):
+    :func:`anonymise_country` on these columns alone decides every record's release IDs,
+    order and suppressions. Every other column is released value by value
+    (:class:`ReleasePlan`), so a country larger than memory is anonymised in batches.
+    """
+    reasons = classify_with_reasons(model)
+    wanted = {"KEY", "cluster", "hh_number"}
+    return [c for c in columns if c in wanted or c in FIXED_TOPCODES or c in BANDS
+            or PERCENTILE_TOPCODE.match(str(c))
+            or reasons.get(c, ("drop", ""))[0] in ("key", "sensitive")]
+
+
+class ReleasePlan:
+    """A release decided on :func:`plan_columns` and applied to batches of whole records.
+
+    ``release`` is :func:`anonymise_country` of the plan columns (all columns for forms
+    given whole, e.g. the small frontline-worker file); ``columns`` names every column of
+    each form's accepted table, so the report lists all drops, months and scrubbed text.
+    :meth:`rows` of every batch, stacked, equal the whole-table release of the same rows
+    (the test compares them), in the order the release's shuffle gave.
+    """
+
+    def __init__(self, release: AnonymisedRelease, models: Mapping[str, FormModel],
+                 config: CountryConfig, columns: Mapping[str, Sequence[str]], *,
+                 allowed_free_text: Mapping[str, list[str]] | None = None) -> None:
+        self.release = release
+        self.models = models
+        self.tz = _local_tz(config.utc_offset)
+        self.columns = {f: list(c) for f, c in columns.items()}
+        allowed = dict(allowed_free_text or {})
+        self.reasons = {f: _column_reasons(f, cols, models[f], allowed.get(f, []))
+                        for f, cols in self.columns.items()}
+        records = release.restricted["records"]
+        self.positions: dict[str, pd.Index] = {}
+        for form, table in release.tables.items():
+            keys = records.loc[records["form"] == form, "KEY"]
+            if len(keys) != len(table):
+                raise DhsurveyError("restricted records do not match the released rows",
+                                    code="release-bad-argument", form=form)
+            self.positions[form] = pd.Index(keys.to_numpy())
+        for form, cols in self.columns.items():
+            rep = release.report.get(form)
+            if rep is None:
+                continue
+            actions = [(c, self.reasons[form][c]) for c in cols if c in self.reasons[form]]
+            rep["dropped"] = {c: r for c, (a, r) in self.reasons[form].items() if a == "drop"}
+            rep["months"] = [c for c, (a, _) in actions if a == "month"]
+            rep["free_text_scrubbed"] = [c for c, (a, _) in actions if a == "scrub"]
+            release.report_md[form] = _md_form(rep)
+
+    def released_columns(self, form: str, replicates: Sequence[str] = ()) -> list[str]:
+        """The released table's columns in release order (IDs, design, data, weights), as
+        :func:`_order_columns` puts them."""
+        planned = self.release.tables[form]
+        head = [c for c in ("record_id", "hh_id", *DESIGN) if c in planned.columns]
+        data = [c for c in self.columns[form] if self.reasons[form][c][0] != "drop"]
+        tail = [c for c in planned.columns if c in WEIGHT_COLUMNS]
+        return head + data + tail + list(replicates)
+
+    def rows(self, form: str, batch: pd.DataFrame,
+             replicates: Any = None) -> pd.DataFrame:
+        """The released rows of the accepted records ``batch`` (all columns, KEY included).
+
+        Records the plan does not release (no weight) are left out; ``replicates(keys)``
+        gives the replicate weight columns of those KEYs (weighted forms whose weights
+        keep replicates in factor form).
+        """
+        planned = self.release.tables[form]
+        found = self.positions[form].get_indexer(batch["KEY"].to_numpy(dtype=object))
+        take = np.sort(found[found >= 0])
+        plan_rows = planned.iloc[take].reset_index(drop=True)
+        keys = self.positions[form][take]
+        source = batch.set_index("KEY").loc[keys].reset_index(drop=True)
+        parts = {c: plan_rows[c] for c in plan_rows.columns}
+        for col in source.columns:
+            action = self.reasons[form].get(col, ("drop", ""))[0]
+            if action != "drop" and col not in parts:
+                parts[col] = _released_column(source[col], action, self.tz)
+        reps = replicates(keys) if replicates is not None else pd.DataFrame(index=plan_rows.index)
+        for col in reps.columns:
+            parts[col] = reps[col].astype(float)
+        order = self.released_columns(form, list(reps.columns))
+        return pd.DataFrame({c: parts[c] for c in order})
 
 
 # ------------------------------------------------------------------------------ canaries

@@ -1,0 +1,129 @@
+"""A country in batches of PSUs gives the release the whole-country steps give.
+
+The same simulated KEN fieldwork goes through the in-memory steps (validate_forms,
+study_weights, anonymise_country on whole tables) and through release_in_batches with several
+batches; reconciliation, weights, the disclosure decisions and every released row must agree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyreadstat
+import pytest
+
+from dhsurvey.anonymise.release import anonymise_country
+from dhsurvey.batched import (
+    partition_raw,
+    psu_batches,
+    read_accepted,
+    release_in_batches,
+    validate_batches,
+)
+from dhsurvey.fieldwork.config import load_country
+from dhsurvey.fieldwork.faults import KINDS, inject_faults
+from dhsurvey.fieldwork.simulate import FORMS, simulate_country
+from dhsurvey.forms.model import load_form
+from dhsurvey.ingest.store import write_raw
+from dhsurvey.validate.run import validate_forms
+from dhsurvey.weight.study import study_weights
+
+INSTRUMENTS = Path(__file__).parents[1] / "instruments"
+KEY = bytes(range(32))
+HOUSEHOLDS_PER_BATCH = 150
+
+
+@pytest.fixture(scope="module")
+def country(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    models = {f: load_form(INSTRUMENTS / f"{f}.xlsx") for f in FORMS}
+    config = load_country(INSTRUMENTS / "countries" / "KEN.yaml")
+    sim = simulate_country(config, models, seed=3, households=800)
+    # Every kind of fault the field produces (duplicates, orphans, a second child, ...).
+    inject_faults(sim, models, list(KINDS), np.random.default_rng(4), per_kind=3)
+    raw = tmp_path_factory.mktemp("raw")
+    for form in sim.forms.values():
+        write_raw(form, raw)
+    return models, config, sim, raw
+
+
+def test_psu_batches_are_whole_random_psus(country) -> None:  # noqa: ANN001
+    _, _, sim, _ = country
+    design = sim.sample.households
+    batch = psu_batches(design, HOUSEHOLDS_PER_BATCH, np.random.default_rng(1))
+    clusters = set(pd.to_numeric(design["cluster"]).astype(int))
+    assert set(batch.index) == clusters
+    sizes = pd.to_numeric(design["cluster"]).astype(int).map(batch).value_counts()
+    assert len(sizes) >= 4
+    # Every batch but the last holds at least the target: whole PSUs, cut after the target.
+    assert (sizes.sort_index().iloc[:-1] >= HOUSEHOLDS_PER_BATCH - 25).all()
+    other = psu_batches(design, HOUSEHOLDS_PER_BATCH, np.random.default_rng(2))
+    assert not batch.equals(other)  # the grouping is random
+
+
+def test_batches_validate_like_the_whole_country(country, tmp_path: Path) -> None:  # noqa: ANN001
+    models, config, sim, raw = country
+    whole = validate_forms(sim.forms, models, config=config)
+    batch = psu_batches(sim.sample.households, HOUSEHOLDS_PER_BATCH, np.random.default_rng(1))
+    part = partition_raw(raw, models, batch, tmp_path / "parts")
+    assert part.whole == ["frontline_worker"] and part.batches >= 4
+    recs = validate_batches(part, models, config, tmp_path / "validation")
+    for form, r in whole.forms.items():
+        got, want = recs[form], r.reconciliation
+        for name in ("raw", "accepted", "quarantined", "duplicates", "flagged",
+                     "quarantine_by_rule", "flags_by_rule"):
+            assert got[name] == want[name], (form, name)
+        assert got["balanced"]
+        accepted = read_accepted(tmp_path / "validation", form)
+        assert sorted(accepted["KEY"]) == sorted(r.accepted["KEY"])
+        quarantine = pd.read_parquet(tmp_path / "validation" / form / "quarantine.parquet")
+        assert len(quarantine) == len(r.quarantine)
+    # Faults the simulator plants are found across batch borders as in one piece.
+    assert sum(recs[f]["quarantined"] for f in recs) > 10
+    assert sum(recs[f]["duplicates"] for f in recs) > 0
+    assert sum(recs[f]["flags_by_rule"].get("speeder", 0) for f in recs) > 0
+
+
+def test_batched_release_equals_the_whole_release(country, tmp_path: Path) -> None:  # noqa: ANN001
+    models, config, sim, raw = country
+    steps: list[str] = []
+    result = release_in_batches(raw, sim.sample.households, models, config,
+                                tmp_path / "release", tmp_path / "work", key=KEY,
+                                rng=np.random.default_rng(7),
+                                batch_households=HOUSEHOLDS_PER_BATCH, on_step=steps.append)
+    assert steps == ["partition", "validate", "weight", "anonymise", "release"]
+    assert result.batches >= 4
+
+    # The whole-country steps on the same accepted rows, in the batches' order, with the
+    # random generator where the batched run had it after drawing the batches.
+    whole = validate_forms(sim.forms, models, config=config)
+    order = {f: read_accepted(tmp_path / "work" / "validation", f, ["KEY"])["KEY"]
+             for f in whole.forms}
+    accepted = {f: r.accepted.set_index("KEY", drop=False).loc[order[f]]
+                .reset_index(drop=True) for f, r in whole.forms.items()}
+    w = study_weights(sim.sample.households, accepted["household"], accepted["child"],
+                      accepted["caregiver"], config)
+    assert w.summary == result.weights
+    rng = np.random.default_rng(7)
+    psu_batches(sim.sample.households, HOUSEHOLDS_PER_BATCH, rng)
+    release = anonymise_country(accepted, {"household": w.household, "child": w.child,
+                                           "caregiver": w.caregiver}, models, config,
+                                key=KEY, rng=rng)
+    for form, table in release.tables.items():
+        got = pd.read_parquet(tmp_path / "release" / f"{form}.parquet")
+        want = table.sort_values("record_id").reset_index(drop=True)
+        got = got.sort_values("record_id").reset_index(drop=True)
+        pd.testing.assert_frame_equal(got, want, check_exact=True)
+        assert result.report[form]["suppressions"] == release.report[form]["suppressions"]
+        assert result.report[form]["dropped"] == release.report[form]["dropped"]
+        assert result.report[form]["months"] == release.report[form]["months"]
+    assert result.report["linked"] == release.report["linked"]
+
+    # Stata and SPSS files were written from the Parquet, with their labels.
+    dta, meta = pyreadstat.read_dta(tmp_path / "release" / "child.dta")
+    assert len(dta) == len(release.tables["child"])
+    assert meta.column_names_to_labels["weight"]
+    sav, meta = pyreadstat.read_sav(tmp_path / "release" / "child.sav", user_missing=True)
+    assert len(sav) == len(release.tables["child"]) and meta.variable_value_labels
+    assert result.children == len(accepted["child"])
