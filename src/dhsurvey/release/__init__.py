@@ -12,6 +12,7 @@ from dhsurvey.release.labels import (
     value_labels,
     variable_labels,
 )
+from dhsurvey.release.stream import ParquetAppender, write_from_parquet
 from dhsurvey.release.writers import (
     ReleaseFiles,
     ReleaseWarning,
@@ -23,6 +24,7 @@ from dhsurvey.release.writers import (
 )
 
 __all__ = [
+    "ParquetAppender",
     "ReleaseError",
     "ReleaseFiles",
     "ReleaseWarning",
@@ -34,6 +36,7 @@ __all__ = [
     "write_codebook",
     "write_csv",
     "write_dta",
+    "write_from_parquet",
     "write_parquet",
     "write_release",
     "write_sav",

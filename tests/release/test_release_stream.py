@@ -1,0 +1,176 @@
+"""Streamed release files: Parquet appended in batches, CSV/.dta/.sav written from it batch by
+batch, byte for byte what the whole-frame writers write for the whole table."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pyreadstat
+import pytest
+from simulated import weighted_country
+from workbooks import YES_NO, c, q, write_workbook
+
+from dhsurvey.anonymise.release import anonymise_country
+from dhsurvey.forms.model import FormModel, load_form
+from dhsurvey.release.labels import ReleaseError, value_labels
+from dhsurvey.release.stream import ParquetAppender, write_from_parquet
+from dhsurvey.release.writers import (
+    ReleaseWarning,
+    release_metadata,
+    write_csv,
+    write_dta,
+    write_parquet,
+    write_sav,
+)
+
+FORMS = ("child", "household", "caregiver", "frontline_worker")
+WHOLE = {"csv": write_csv, "dta": write_dta, "sav": write_sav}
+#: Uneven shares of the rows in 7 batches.
+SHARES = (0.04, 0.21, 0.09, 0.26, 0.03, 0.17)
+
+
+@pytest.fixture(scope="module")
+def release(models: dict[str, FormModel]) -> dict[str, pd.DataFrame]:
+    """Anonymised KEN release tables (replicate weights, suppressed cells, 98/99 codes)."""
+    config, _, accepted, w = weighted_country("KEN", 4, 900)
+    out = anonymise_country(accepted, {"household": w.household, "child": w.child,
+                                       "caregiver": w.caregiver}, models, config,
+                            key=bytes(range(32)), rng=np.random.default_rng(4))
+    tables = {}
+    for name in FORMS:
+        table = out.tables[name]
+        repeat = -(-250 // len(table))  # enough rows for several batches of every size
+        tables[name] = pd.concat([table] * repeat, ignore_index=True)
+    return tables
+
+
+def _batches(df: pd.DataFrame) -> list[pd.DataFrame]:
+    """7 uneven batches: one with an all-missing string column, one holding a column's longest
+    string, one where an Int64 key column is all NA."""
+    cuts = np.cumsum([int(len(df) * s) for s in SHARES])
+    parts = [df.iloc[a:b].reset_index(drop=True).copy()
+             for a, b in zip([0, *cuts], [*cuts, len(df)], strict=True)]
+    strings = [col for col in df.columns if isinstance(df[col].dtype, pd.StringDtype)]
+    ints = [col for col in df.columns if isinstance(df[col].dtype, pd.Int64Dtype)]
+    key = "stratum" if "stratum" in df.columns else ints[0]
+    for part, column in ((parts[1], strings[0]), (parts[5], key)):
+        part[column] = pd.Series(pd.NA, index=part.index, dtype=df[column].dtype)
+    parts[3].loc[2, strings[-1]] = "ü" * 40 + " the longest answer"
+    return parts
+
+
+def _append(path: Path, parts: list[pd.DataFrame], model: FormModel,
+            language: str | None = None) -> pd.DataFrame:
+    with ParquetAppender(path, model, language) as appender:
+        for part in parts:
+            appender.write(part)
+    return pd.concat(parts, ignore_index=True)
+
+
+@pytest.mark.parametrize("name", FORMS)
+def test_streamed_files_are_the_whole_frame_files(release, models, tmp_path: Path,
+                                                  name: str) -> None:
+    model, language = models[name], "stata"
+    whole = _append(tmp_path / f"{name}.parquet", _batches(release[name]), model, language)
+    table = pd.read_parquet(tmp_path / f"{name}.parquet")
+    pd.testing.assert_frame_equal(table, whole)
+    assert pq.ParquetFile(tmp_path / f"{name}.parquet").metadata.num_row_groups == 7
+    streamed = write_from_parquet(tmp_path / f"{name}.parquet", model, tmp_path / "stream",
+                                  language=language, batch_rows=97)
+    assert [p.name for p in streamed] == [f"{name}.{ext}" for ext in ("csv", "dta", "sav")]
+    for path in streamed:
+        fmt = path.suffix[1:]
+        expected = WHOLE[fmt](table, model, tmp_path / f"whole.{fmt}", language=language)
+        assert path.read_bytes() == expected.read_bytes(), fmt
+    coded = {k: v for k, v in value_labels(model, language).items() if k in table.columns}
+    _, dta = pyreadstat.read_dta(streamed[1])
+    _, sav = pyreadstat.read_sav(streamed[2])
+    assert dta.number_rows == sav.number_rows == len(table)
+    assert set(dta.variable_value_labels) == set(sav.variable_value_labels) == set(coded)
+    assert not list((tmp_path / "stream").glob(".*.tmp"))
+
+
+def test_long_strings_truncated_for_spss_and_dates(tmp_path: Path) -> None:
+    """Very long SPSS strings (segments, the 32,767-byte cut), dates and UTC times."""
+    survey = [q("select_one yes_no", "owns", "Owns a phone?"),
+              q("text", "story", "Tell us more", pii="free_text"),
+              q("date", "visit", "Visit date")]
+    model = load_form(write_workbook(tmp_path / "m.xlsx", survey, [*YES_NO, c("x", "1", "X")]))
+    n = 300
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({
+        "owns": pd.array(rng.choice([0, 1, None], n), dtype="Int64"),
+        "story": pd.array([("é" * int(k)) if k else None for k in rng.integers(0, 400, n)],
+                          dtype="string"),
+        "visit": pd.to_datetime("2026-01-01") + pd.to_timedelta(rng.integers(0, 90, n), "D"),
+        "start": pd.to_datetime("2026-01-01T08:00:00.123Z")
+        + pd.to_timedelta(rng.integers(0, 10**6, n), "s"),
+        "score": rng.normal(size=n),
+    })
+    df.loc[250, "story"] = "x" * 40_000
+    parts = [df.iloc[:7], df.iloc[7:200], df.iloc[200:]]
+    table = _append(tmp_path / "t.parquet", [p.reset_index(drop=True) for p in parts], model)
+    notes: list[str] = []
+    with pytest.warns(ReleaseWarning, match="truncated for SPSS"):
+        paths = write_from_parquet(tmp_path / "t.parquet", model, tmp_path / "s",
+                                   formats=("csv", "sav"), notes=notes, batch_rows=41)
+    assert len(notes) == 1 and "story" in notes[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ReleaseWarning)
+        for path in paths:
+            fmt = path.suffix[1:]
+            assert path.read_bytes() == WHOLE[fmt](table, model, tmp_path / f"w.{fmt}") \
+                .read_bytes(), fmt
+    with pytest.raises(ReleaseError, match="strL"):
+        write_from_parquet(tmp_path / "t.parquet", model, tmp_path / "s", formats=("dta",))
+    short = table.assign(story=table["story"].str.slice(0, 300))
+    _append(tmp_path / "short.parquet", [short.iloc[:100], short.iloc[100:]], model)
+    (dta,) = write_from_parquet(tmp_path / "short.parquet", model, tmp_path / "s",
+                                formats=("dta",), batch_rows=64)
+    assert dta.read_bytes() == write_dta(short, model, tmp_path / "w.dta").read_bytes()
+
+
+def test_appender_metadata_matches_write_parquet(release, models, tmp_path: Path) -> None:
+    df, model = release["child"], models["child"]
+    _append(tmp_path / "a.parquet", _batches(df), model, "sw")
+    write_parquet(df, model, tmp_path / "b.parquet", language="sw")
+    meta = [json.loads(pq.read_schema(tmp_path / p).metadata[b"dhsurvey"])
+            for p in ("a.parquet", "b.parquet")]
+    assert meta[0] == meta[1] == release_metadata(df, model, "sw")
+
+
+def test_appender_is_atomic_and_checks_batches(release, models, tmp_path: Path) -> None:
+    df, model = release["household"], models["household"]
+    path = tmp_path / "h.parquet"
+    with pytest.raises(RuntimeError), ParquetAppender(path, model) as appender:
+        appender.write(df.iloc[:10])
+        raise RuntimeError("killed")
+    assert not list(tmp_path.iterdir())
+    bad = df.iloc[10:20].assign(psu=df["psu"].iloc[10:20].astype("float64"))
+    with pytest.raises(ReleaseError, match="'psu'"), ParquetAppender(path, model) as appender:
+        appender.write(df.iloc[:10])
+        appender.write(bad)
+    strings = df.iloc[10:20].assign(record_id=pd.array([1] * 10, dtype="Int64"))
+    with pytest.raises(ReleaseError, match="'record_id'"), \
+            ParquetAppender(path, model) as appender:
+        appender.write(df.iloc[:10])
+        appender.write(strings)
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(ReleaseError, match="no batch"):
+        ParquetAppender(path, model).close()
+
+
+def test_zero_rows(release, models, tmp_path: Path) -> None:
+    df, model = release["caregiver"], models["caregiver"]
+    path = ParquetAppender(tmp_path / "e.parquet", model, empty=df.iloc[:0]).close()
+    table = pd.read_parquet(path)
+    assert len(table) == 0 and list(table.columns) == list(df.columns)
+    for out in write_from_parquet(path, model, tmp_path / "s", name="cg"):
+        fmt = out.suffix[1:]
+        assert out.name == f"cg.{fmt}"
+        assert out.read_bytes() == WHOLE[fmt](table, model, tmp_path / f"w.{fmt}").read_bytes()
