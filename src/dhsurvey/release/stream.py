@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -42,7 +42,6 @@ from dhsurvey.release.writers import (
     _csv_plan,
     _dta_frame,
     _dta_options,
-    _Layout,
     _layout,
     _patch_dta,
     _patch_sav,
@@ -75,8 +74,10 @@ class ParquetAppender:
     """A release Parquet file written one batch (row group) at a time.
 
     Carries the same ``dhsurvey`` schema metadata as
-    :func:`~dhsurvey.release.writers.write_parquet`. The first batch (or ``empty``, a frame with
-    the table's columns and dtypes) fixes the schema; every later batch must fit it. The file is
+    :func:`~dhsurvey.release.writers.write_parquet`. The first batch fixes the schema and the
+    pandas dtypes; every later batch must have the same (:class:`ReleaseError` names the column
+    that differs). ``empty``, a frame with the table's columns and dtypes, is written when no
+    batch came, so a table without rows still gets its file. The file is
     written beside ``path`` under a temporary name and renamed into place by :meth:`close`, so a
     failed run leaves no partial file; as a context manager, an error discards the file.
     """
@@ -243,28 +244,31 @@ class _Plan:
         self.sav: dict[str, _SavColumn] = {}
         kinds: dict[str, str] = {}
         items = {n: field_for(model, n) for n in source.names}
-        # The layout needs every kind first; kinds are cheap, so columns are read twice.
+        labelled = "dta" in formats or "sav" in formats
         for name in source.names:
             column = source.column(name)
             kinds[name] = _column_kind(column)
             if "csv" in formats:
                 self.csv[name] = _csv_plan(column, items[name])
-        self.layout: _Layout | None = None
-        if "dta" in formats or "sav" in formats:
-            self.layout = _layout(source.names, kinds, model, language)
-            for name in source.names:
-                values = _values(source.column(name), kinds[name], items[name])
-                if "dta" in formats:
-                    self.stata[name] = _stata_column(values, kinds[name],
-                                                     self.layout.missing.get(name, {}))
-                    if self.stata[name].width >= _STATA_STR_MAX:
-                        raise ReleaseError(
-                            f"{model.form_id}.{name}: strings of {self.stata[name].width} bytes "
-                            f"need Stata strL, which the streaming writer cannot splice; write "
-                            "this table with write_dta", code="release-strl", field=name)
-                if "sav" in formats:
-                    self.sav[name] = _sav_column(name, values, kinds[name], model.form_id, notes)
-                del values
+            if not labelled:
+                continue
+            values = _values(column, kinds[name], items[name])
+            del column
+            if "dta" in formats:
+                # Tagged columns are known once the layout is (below); they need no values.
+                self.stata[name] = _stata_column(values, kinds[name], {})
+                if self.stata[name].width >= _STATA_STR_MAX:
+                    raise ReleaseError(
+                        f"{model.form_id}.{name}: strings of {self.stata[name].width} bytes "
+                        "need Stata strL, which the streaming writer cannot splice; write "
+                        "this table with write_dta", code="release-strl", field=name)
+            if "sav" in formats:
+                self.sav[name] = _sav_column(name, values, kinds[name], model.form_id, notes)
+            del values
+        self.layout = _layout(source.names, kinds, model, language) if labelled else None
+        if self.layout is not None and "dta" in formats:
+            for name, tags in self.layout.missing.items():
+                self.stata[name] = _stata_column(pd.Series(dtype="float64"), kinds[name], tags)
 
 
 # -- template rows -------------------------------------------------------------------------------
@@ -457,6 +461,16 @@ def _write_sav(source: _Source, plan: _Plan, path: Path) -> Path:
     return path
 
 
+# -- CSV -----------------------------------------------------------------------------------------
+
+
+def _write_csv(source: _Source, plan: _Plan, path: Path) -> Path:
+    with atomic_open(path) as fh:
+        for i, block in enumerate(source.batches()):
+            fh.write(_csv_block(block, plan.csv, header=i == 0))
+    return path
+
+
 # -- writing ---------------------------------------------------------------------------------------
 
 
@@ -502,19 +516,6 @@ def write_from_parquet(parquet_path: str | Path, model: FormModel, folder: str |
         else:
             _write_sav(source, plan, path)
     return paths
-
-
-def _write_csv(source: _Source, plan: _Plan, path: Path) -> Path:
-    with atomic_open(path) as fh:
-        _csv_batches(fh, source, plan.csv)
-    return path
-
-
-def _csv_batches(fh: IO[bytes], source: _Source, plans: Mapping[str, str]) -> None:
-    header = True
-    for block in source.batches():
-        fh.write(_csv_block(block, plans, header=header))
-        header = False
 
 
 __all__ = ["ParquetAppender", "write_from_parquet"]
