@@ -35,6 +35,7 @@ from dhsurvey.forms.model import FormModel, Item
 from dhsurvey.io import atomic_open
 from dhsurvey.release.labels import ReleaseError, field_for, resolve_language
 from dhsurvey.release.writers import (
+    _CSV_ROWS,
     _as_days,
     _column_kind,
     _convert,
@@ -58,6 +59,9 @@ from dhsurvey.release.writers import (
     write_sav,
 )
 
+#: Rows handed to pyreadstat at a time: its frame, the row bytes and their compression take
+#: several times the memory of the batch's numbers.
+_READSTAT_ROWS = 10_000
 #: Stata strings of this many bytes or more are strL (pyreadstat, format 118).
 _STATA_STR_MAX = 2045
 #: SPSS system-missing (-DBL_MAX) and eight spaces, as 8-byte words.
@@ -220,10 +224,11 @@ class _Source:
         table = self.file.read(columns=[name], use_pandas_metadata=True)
         return table.to_pandas().reset_index(drop=True)[name]
 
-    def batches(self) -> Iterator[pd.DataFrame]:
+    def batches(self, limit: int) -> Iterator[pd.DataFrame]:
+        """Batches of at most ``batch_rows`` and ``limit`` rows, in order."""
         import pyarrow as pa
 
-        for batch in self.file.iter_batches(batch_size=self.batch_rows):
+        for batch in self.file.iter_batches(batch_size=min(self.batch_rows, limit)):
             table = pa.Table.from_batches([batch]).replace_schema_metadata(self.schema.metadata)
             yield table.to_pandas().reset_index(drop=True)
 
@@ -346,7 +351,7 @@ def _write_dta(source: _Source, plan: _Plan, path: Path) -> Path:
     start, end = offsets[9] + len(b"<data>"), offsets[10] - len(b"</data>")
     with atomic_open(path) as fh:
         fh.write(head[:start])
-        for block in source.batches():
+        for block in source.batches(_READSTAT_ROWS):
             data = _dta_rows(_scratch_write(pyreadstat.write_dta,
                                             _with_template(rows(block), template), options))
             if len(data) != width * (len(block) + 1):
@@ -454,7 +459,7 @@ def _write_sav(source: _Source, plan: _Plan, path: Path) -> Path:
     done = 0
     with atomic_open(path) as fh:
         fh.write(head)
-        for block in source.batches():
+        for block in source.batches(_READSTAT_ROWS):
             data = _scratch_write(pyreadstat.write_sav, rows(block), flat)
             done += len(block)
             fh.write(_sav_compress(_sav_rows(data, len(block)), text, last=done == source.rows))
@@ -466,7 +471,7 @@ def _write_sav(source: _Source, plan: _Plan, path: Path) -> Path:
 
 def _write_csv(source: _Source, plan: _Plan, path: Path) -> Path:
     with atomic_open(path) as fh:
-        for i, block in enumerate(source.batches()):
+        for i, block in enumerate(source.batches(_CSV_ROWS)):
             fh.write(_csv_block(block, plan.csv, header=i == 0))
     return path
 
