@@ -81,9 +81,9 @@ class ParquetAppender:
     :func:`~dhsurvey.release.writers.write_parquet`. The first batch fixes the schema and the
     pandas dtypes; every later batch must have the same (:class:`ReleaseError` names the column
     that differs). ``empty``, a frame with the table's columns and dtypes, is written when no
-    batch came, so a table without rows still gets its file. The file is
-    written beside ``path`` under a temporary name and renamed into place by :meth:`close`, so a
-    failed run leaves no partial file; as a context manager, an error discards the file.
+    batch came, so a table without rows still gets its file. The file is written beside
+    ``path`` under a temporary name and renamed into place by :meth:`close`, so a failed run
+    leaves no partial file; as a context manager, an error discards the file.
     """
 
     def __init__(self, path: str | Path, model: FormModel, language: str | None = None, *,
@@ -487,12 +487,18 @@ def write_from_parquet(parquet_path: str | Path, model: FormModel, folder: str |
     """Write ``<folder>/<name>.csv|.dta|.sav`` from a release Parquet file without loading the
     whole table (``name`` defaults to the file's stem).
 
-    Each column is read once or twice to take the whole-column decisions of the whole-frame
-    writers (kinds, CSV plans, Stata storage, SPSS widths, formats and truncation warnings,
-    which go to ``notes`` too), then each format is written ``batch_rows`` rows at a time. The
-    files are byte-identical to ``write_csv``/``write_dta``/``write_sav`` of
-    ``pd.read_parquet(parquet_path)``. Strings that would need Stata strL (≥ 2045 bytes) are
-    refused for .dta (:class:`ReleaseError`); write such a table with ``write_dta``.
+    Each column is read once to take the whole-column decisions of the whole-frame writers
+    (kinds, CSV plans, Stata storage, SPSS widths, formats and truncation warnings, which go to
+    ``notes`` too), then each format is written batch by batch: at most ``batch_rows`` rows,
+    and fewer for encoding (20,000 for CSV, 10,000 for pyreadstat), whose text and row bytes
+    take several times a batch's numbers. The files are byte-identical to
+    ``write_csv``/``write_dta``/``write_sav`` of ``pd.read_parquet(parquet_path)``.
+
+    Memory is about one batch and one column, provided the file's row groups are not much
+    larger than the batches (Arrow decodes a row group's column chunks whole);
+    :class:`ParquetAppender` writes one row group per batch. Strings that would need Stata strL
+    (≥ 2045 bytes) are refused for .dta (:class:`ReleaseError`): splicing rows needs fixed-width
+    rows; write such a table with ``write_dta``.
     """
     formats = tuple(formats)
     unknown = [f for f in formats if f not in ("csv", "dta", "sav")]
