@@ -182,12 +182,10 @@ def _layout(names: list[str], kinds: Mapping[str, str], model: FormModel,
 def _prepare(df: pd.DataFrame, model: FormModel,
              language: str | None) -> tuple[_Layout, dict[str, pd.Series]]:
     """The layout of a whole frame and its columns converted for Stata/SPSS."""
-    check_names(df.columns, model.form_id)
     df = df.reset_index(drop=True)
     names = [str(c) for c in df.columns]
-    layout = _layout(names, {n: _column_kind(df[c]) for n, c in zip(names, df.columns,
-                                                                    strict=True)},
-                     model, language)
+    kinds = {n: _column_kind(df[c]) for n, c in zip(names, df.columns, strict=True)}
+    layout = _layout(names, kinds, model, language)
     return layout, _convert(df, layout)
 
 
