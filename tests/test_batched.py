@@ -118,6 +118,8 @@ def test_batched_release_equals_the_whole_release(country, tmp_path: Path) -> No
         assert result.report[form]["suppressions"] == release.report[form]["suppressions"]
         assert result.report[form]["dropped"] == release.report[form]["dropped"]
         assert result.report[form]["months"] == release.report[form]["months"]
+        assert result.report[form]["l_diversity"] == release.report[form]["l_diversity"]
+    assert result.report["child"]["l_diversity"]  # the child file has sensitive answers
     assert result.report["linked"] == release.report["linked"]
 
     # Stata and SPSS files were written from the Parquet, with their labels.

@@ -50,6 +50,11 @@ from dhsurvey.io import atomic_write_json, atomic_write_parquet
 
 #: Rows read from a raw table at a time while partitioning.
 READ_ROWS = 200_000
+#: Values formatted at a time by the CSV, Stata and SPSS writers (rows × columns): the text
+#: of a block of rows takes ~400 bytes per value in pandas.
+WRITE_CELLS = 500_000
+#: Sensitive columns read over the whole sample at a time (for the l-diversity report).
+SENSITIVE_AT_ONCE = 8
 
 
 @dataclass
@@ -201,6 +206,12 @@ def partition_raw(raw: str | Path, models: Mapping[str, FormModel], psu_batch: p
     return part
 
 
+def _width(parquet: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return len(pq.read_schema(parquet).names)
+
+
 def _mkdir(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
@@ -327,8 +338,19 @@ def release_in_batches(raw: str | Path, design: pd.DataFrame,
                              if f in part.batched else None) for f in recs}
     weights = {"household": w.household, "child": w.child, "caregiver": w.caregiver}
     release = anonymise_country(slim, weights, models, config, key=key, rng=rng)
-    del slim
+    del slim, weights
     plan = ReleasePlan(release, models, config, columns)
+    # The restricted mappings go to the restricted zone now; only the child weights (for
+    # the replicate columns) stay in memory.
+    for name, table in release.restricted.items():
+        atomic_write_parquet(work / "restricted" / f"{name}.parquet", table)
+    release.restricted = {}
+    w.household, w.caregiver = w.household.iloc[0:0], w.caregiver.iloc[0:0]
+    for form in part.batched:
+        sensitive = plan.sensitive(form)
+        for i in range(0, len(sensitive), SENSITIVE_AT_ONCE):
+            plan.diversity(form, read_accepted(
+                accepted, form, ["KEY", *sensitive[i:i + SENSITIVE_AT_ONCE]]))
     step("anonymise")
     labelled = with_merged_codes(models, release.merged_codes)
     files: list[Path] = []
@@ -345,7 +367,8 @@ def release_in_batches(raw: str | Path, design: pd.DataFrame,
                 appender.write(release.tables[form])
         files.append(path)
         files += write_from_parquet(path, labelled[form], out, language=language,
-                                    formats=[f for f in FORMATS if f != "parquet"])
+                                    formats=[f for f in FORMATS if f != "parquet"],
+                                    batch_rows=max(500, WRITE_CELLS // _width(path)))
     atomic_write_json(work / "release-report.json", json.loads(json.dumps(release.report,
                                                                           default=str)))
     step("release")

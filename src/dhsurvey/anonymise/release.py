@@ -1015,17 +1015,17 @@ def anonymise_form(
 def plan_columns(model: FormModel, columns: Iterable[str]) -> list[str]:
     """The columns of an accepted table whose release depends on the whole sample.
 
-    KEY, the household ID fields (pseudonyms), keys (frequencies, suppression), sensitive
-    answers (l-diversity) and globally recoded counts (top-codes at percentiles, bands):
-    :func:`anonymise_country` on these columns alone decides every record's release IDs,
-    order and suppressions. Every other column is released value by value
-    (:class:`ReleasePlan`), so a country larger than memory is anonymised in batches.
+    KEY, the household ID fields (pseudonyms), keys (frequencies, suppression) and globally
+    recoded counts (top-codes at percentiles, bands): :func:`anonymise_country` on these
+    columns alone decides every record's release IDs, order and suppressions. Every other
+    column is released value by value (:class:`ReleasePlan`), so a country larger than
+    memory is anonymised in batches; sensitive answers, of which the report only needs
+    l-diversity, are added one column at a time (:meth:`ReleasePlan.diversity`).
     """
     reasons = classify_with_reasons(model)
     wanted = {"KEY", "cluster", "hh_number"}
     return [c for c in columns if c in wanted or c in FIXED_TOPCODES or c in BANDS
-            or PERCENTILE_TOPCODE.match(str(c))
-            or reasons.get(c, ("drop", ""))[0] in ("key", "sensitive")]
+            or PERCENTILE_TOPCODE.match(str(c)) or reasons.get(c, ("drop", ""))[0] == "key"]
 
 
 class ReleasePlan:
@@ -1065,6 +1065,25 @@ class ReleasePlan:
             rep["months"] = [c for c, (a, _) in actions if a == "month"]
             rep["free_text_scrubbed"] = [c for c, (a, _) in actions if a == "scrub"]
             release.report_md[form] = _md_form(rep)
+
+    def sensitive(self, form: str) -> list[str]:
+        """The form's sensitive columns (released unchanged; the plan leaves them out)."""
+        return [c for c, (a, _) in self.reasons[form].items()
+                if a == "sensitive" and c in self.columns[form]]
+
+    def diversity(self, form: str, values: pd.DataFrame) -> None:
+        """Add the l-diversity of sensitive columns to the report: ``values`` holds KEY and
+        some of :meth:`sensitive` over the whole sample (a few columns at a time)."""
+        rep = self.release.report[form]
+        keys = list(rep["keys"])
+        rows = values.set_index("KEY").reindex(self.positions[form])
+        frame = self.release.tables[form][keys].reset_index(drop=True)
+        found = rep.setdefault("l_diversity", {})
+        for col in [c for c in values.columns if c != "KEY"]:
+            found[col] = _l_diversity(frame.assign(**{col: rows[col].to_numpy()}), keys, col)
+        # In the order the whole-table report lists them.
+        rep["l_diversity"] = {c: found[c] for c in self.sensitive(form) if c in found}
+        self.release.report_md[form] = _md_form(rep)
 
     def released_columns(self, form: str, replicates: Sequence[str] = ()) -> list[str]:
         """The released table's columns in release order (IDs, design, data, weights), as
