@@ -207,7 +207,9 @@ class _Source:
         import pyarrow.parquet as pq
 
         self.path = Path(path)
-        self.file = pq.ParquetFile(self.path)
+        # Without pre_buffer=False, Arrow buffers the file's column chunks ahead of reading:
+        # the whole file, for a sequential scan.
+        self.file = pq.ParquetFile(self.path, pre_buffer=False)
         self.schema = self.file.schema_arrow
         self.names = [n for n in self.schema.names if n not in self._index_columns()]
         self.rows = self.file.metadata.num_rows
