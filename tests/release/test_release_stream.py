@@ -174,3 +174,12 @@ def test_zero_rows(release, models, tmp_path: Path) -> None:
         fmt = out.suffix[1:]
         assert out.name == f"cg.{fmt}"
         assert out.read_bytes() == WHOLE[fmt](table, model, tmp_path / f"w.{fmt}").read_bytes()
+
+
+def test_from_a_write_parquet_file(release, models, tmp_path: Path) -> None:
+    """One large row group (write_parquet's) streams in batches to the same files."""
+    df, model = release["frontline_worker"], models["frontline_worker"]
+    path = write_parquet(df, model, tmp_path / "fw.parquet")
+    for out in write_from_parquet(path, model, tmp_path / "s", batch_rows=33):
+        fmt = out.suffix[1:]
+        assert out.read_bytes() == WHOLE[fmt](df, model, tmp_path / f"w.{fmt}").read_bytes()
