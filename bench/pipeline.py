@@ -6,12 +6,17 @@
   writes each release. Prints the wall time from the pool's start to the last release (worker
   start-up and imports included), the seconds per country and the workers' peak RSS.
 - **sizes** (N children): one country simulated once, then grown by copying PSUs under new
-  cluster numbers and instanceIDs (a bigger sample of the same design), in a fresh process
-  per size. Prints seconds per step, seconds per 1,000 children and peak RSS.
+  cluster numbers and instanceIDs (a bigger sample of the same design), written to raw Parquet
+  one copy at a time (untimed), and taken through :func:`dhsurvey.batched.release_in_batches`
+  in a fresh process per size. Prints seconds per step, seconds per 1,000 children, peak RSS
+  after each step and the size of the release files.
+- **whole** sizes (``whole 10000 100000``): the same grown country held in memory and taken
+  through the whole-table library steps, as the pipeline's assets call them. A size whose
+  memory estimate exceeds the free memory is reported as not run (~29 MB per 1,000
+  children).
 
-Never part of the test suite. Usage: ``python bench/pipeline.py [wave] [10000 100000 ...]``
-(default: the wave, 10,000 and 100,000). A size whose memory estimate exceeds the free memory
-is reported as not run (1,000,000 children needs ~29 GB: see bench/README.md).
+Never part of the test suite. Usage: ``python bench/pipeline.py [wave] [whole] [N ...]``
+(default: the wave, then 10,000, 100,000 and 1,000,000 children in batches).
 """
 
 from __future__ import annotations

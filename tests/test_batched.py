@@ -121,6 +121,11 @@ def test_batched_release_equals_the_whole_release(country, tmp_path: Path) -> No
         assert result.report[form]["l_diversity"] == release.report[form]["l_diversity"]
     assert result.report["child"]["l_diversity"]  # the child file has sensitive answers
     assert result.report["linked"] == release.report["linked"]
+    # The restricted mapping joins release IDs back to the instanceIDs, as the whole one does.
+    records = pd.read_parquet(tmp_path / "work" / "restricted" / "records.parquet")
+    want = release.restricted["records"].astype(object)
+    pd.testing.assert_frame_equal(records.astype(object).where(records.notna(), None),
+                                  want.where(want.notna(), None))
 
     # Stata and SPSS files were written from the Parquet, with their labels.
     dta, meta = pyreadstat.read_dta(tmp_path / "release" / "child.dta")

@@ -274,12 +274,72 @@ def accepted_parts(folder: str | Path, form: str) -> list[Path]:
     return sorted((Path(folder) / "accepted" / form).glob("batch-*.parquet"))
 
 
-def read_accepted(folder: str | Path, form: str, columns: list[str] | None = None
-                  ) -> pd.DataFrame:
-    """Some columns of a form's accepted rows over every batch (one part at a time)."""
-    frames = [pd.read_parquet(p, columns=columns) for p in accepted_parts(folder, form)]
+def read_accepted(folder: str | Path, form: str, columns: list[str] | None = None, *,
+                  numbered: int | None = None) -> pd.DataFrame:
+    """Some columns of a form's accepted rows over every batch (one part at a time).
+
+    ``numbered``: KEY is replaced by row numbers from this one on (:func:`number_keys`).
+    """
+    frames = []
+    for p in accepted_parts(folder, form):
+        frame = pd.read_parquet(p, columns=[c for c in columns if c != "KEY"]
+                                if numbered is not None and columns else columns)
+        frames.append(frame)
     frames = [f for f in frames if len(f)] or frames[:1]
-    return pd.concat(frames, ignore_index=True)
+    out = pd.concat(frames, ignore_index=True)
+    if numbered is not None:
+        out.insert(0, "KEY", pd.array(numbered + np.arange(len(out)), dtype="Int64"))
+    return out
+
+
+def number_keys(folder: str | Path, forms: list[str]) -> dict[str, int]:
+    """The first record number of each form: records are numbered across forms in the order
+    of the accepted parts, so a number names one record of the country.
+
+    While planning, numbers stand in for instanceIDs (a million households' instanceIDs as
+    Python strings take more memory than all their keys); the restricted mapping gets the
+    instanceIDs back at the end (:func:`_restore_keys`).
+    """
+    import pyarrow.parquet as pq
+
+    starts, n = {}, 0
+    for form in forms:
+        starts[form] = n
+        n += sum(pq.ParquetFile(p).metadata.num_rows for p in accepted_parts(folder, form))
+    return starts
+
+
+def _numbered_parts(folder: Path, form: str, start: int):  # noqa: ANN202
+    """(part, its rows with KEY replaced by their numbers), batch by batch."""
+    for p in accepted_parts(folder, form):
+        frame = pd.read_parquet(p)
+        frame["KEY"] = pd.array(start + np.arange(len(frame)), dtype="Int64")
+        start += len(frame)
+        yield p, frame
+
+
+def _restore_keys(records: Path, folder: Path, starts: dict[str, int]) -> None:
+    """Put the instanceIDs back into the restricted record mapping, a block at a time."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    keys = np.concatenate([read_accepted(folder, f, ["KEY"])["KEY"].to_numpy(dtype=object)
+                           for f in starts])
+    source = pq.ParquetFile(records)
+    target = records.with_name(f".{records.name}.tmp")
+    writer = None
+    try:
+        for chunk in source.iter_batches(batch_size=READ_ROWS):
+            frame = chunk.to_pandas()
+            frame["KEY"] = keys[frame["KEY"].to_numpy(dtype=np.int64)]
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            writer = writer or pq.ParquetWriter(target, table.schema)
+            writer.write_table(table)
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is not None:
+        target.replace(records)
 
 
 def accepted_columns(folder: str | Path, form: str) -> list[str]:
@@ -329,13 +389,15 @@ def release_in_batches(raw: str | Path, design: pd.DataFrame,
     recs = validate_batches(part, models, config, work / "validation")
     step("validate")
     accepted = work / "validation"
-    w = study_weights(design, *(read_accepted(accepted, f, INPUT_COLUMNS[f])
+    starts = number_keys(accepted, list(recs))
+    w = study_weights(design, *(read_accepted(accepted, f, INPUT_COLUMNS[f], numbered=starts[f])
                                 for f in ("household", "child", "caregiver")),
                       config, dense_replicates=False)
     step("weight")
     columns = {f: accepted_columns(accepted, f) for f in recs}
     slim = {f: read_accepted(accepted, f, plan_columns(models[f], columns[f])
-                             if f in part.batched else None) for f in recs}
+                             if f in part.batched else columns[f], numbered=starts[f])
+            for f in recs}
     weights = {"household": w.household, "child": w.child, "caregiver": w.caregiver}
     release = anonymise_country(slim, weights, models, config, key=key, rng=rng)
     del slim, weights
@@ -350,7 +412,8 @@ def release_in_batches(raw: str | Path, design: pd.DataFrame,
         sensitive = plan.sensitive(form)
         for i in range(0, len(sensitive), SENSITIVE_AT_ONCE):
             plan.diversity(form, read_accepted(
-                accepted, form, ["KEY", *sensitive[i:i + SENSITIVE_AT_ONCE]]))
+                accepted, form, ["KEY", *sensitive[i:i + SENSITIVE_AT_ONCE]],
+                numbered=starts[form]))
     step("anonymise")
     labelled = with_merged_codes(models, release.merged_codes)
     files: list[Path] = []
@@ -358,8 +421,8 @@ def release_in_batches(raw: str | Path, design: pd.DataFrame,
         path = out / f"{form}.parquet"
         with ParquetAppender(path, labelled[form], language=language) as appender:
             if form in part.batched:
-                for p in accepted_parts(accepted, form):
-                    rows = plan.rows(form, pd.read_parquet(p), w.child_replicates
+                for _, batch in _numbered_parts(accepted, form, starts[form]):
+                    rows = plan.rows(form, batch, w.child_replicates
                                      if form == "child" else None)
                     if len(rows):
                         appender.write(rows)
@@ -371,6 +434,9 @@ def release_in_batches(raw: str | Path, design: pd.DataFrame,
                                     batch_rows=max(500, WRITE_CELLS // _width(path)))
     atomic_write_json(work / "release-report.json", json.loads(json.dumps(release.report,
                                                                           default=str)))
+    summary, report = w.summary, release.report
+    del plan, release, w
+    _restore_keys(work / "restricted" / "records.parquet", accepted, starts)
     step("release")
-    return BatchedRelease(recs, w.summary, release.report, files, part.batches,
+    return BatchedRelease(recs, summary, report, files, part.batches,
                           int(recs.get("child", {}).get("accepted", 0)))

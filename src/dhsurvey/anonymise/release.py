@@ -701,19 +701,20 @@ def _suppress_linked(forms: dict[str, _Form], k: int, preferred: Sequence[str] |
     """
     if sum("hh_id" in f.table.columns for f in forms.values()) < 2:
         return None
-    before, keys, _ = _linked_frame(forms, "before")
-    recoded, _, _ = _linked_frame(forms, "after_recode")
-    frame, _, targets = _linked_frame(forms, "table")
+    frame, keys, targets = _linked_frame(forms, "table")
     order = _linked_importance(forms, keys, preferred)
     weight = "_weight" if frame["_weight"].notna().all() else None
-    stages = {"before_recoding": before, "after_recoding": recoded,
-              "after_form_suppression": frame}
     report: dict[str, Any] = {
         "keys": keys, "importance": order, "rows": len(frame), "weighted": weight is not None,
-        "violations": {s: _violations(df, keys, k)[0] for s, df in stages.items()},
-        "global_risk": {s: _risk(df, keys, weight) for s, df in stages.items()},
-        "suppressions": {},
+        "violations": {}, "global_risk": {}, "suppressions": {},
     }
+    # One household profile at a time: each is as large as the household file.
+    for stage, source in (("before_recoding", "before"), ("after_recoding", "after_recode"),
+                          ("after_form_suppression", "table")):
+        df = frame if source == "table" else _linked_frame(forms, source)[0]
+        report["violations"][stage] = _violations(df, keys, k)[0]
+        report["global_risk"][stage] = _risk(df, keys, weight)
+        del df
     if suppress:
         result = local_suppression(frame, keys, k, importance=order, weight=weight)
         counts: dict[str, int] = {}
@@ -1055,7 +1056,7 @@ class ReleasePlan:
             if len(keys) != len(table):
                 raise DhsurveyError("restricted records do not match the released rows",
                                     code="release-bad-argument", form=form)
-            self.positions[form] = pd.Index(keys.to_numpy())
+            self.positions[form] = pd.Index(keys.tolist())  # int64 for numbered records
         for form, cols in self.columns.items():
             rep = release.report.get(form)
             if rep is None:
@@ -1103,7 +1104,7 @@ class ReleasePlan:
         keep replicates in factor form).
         """
         planned = self.release.tables[form]
-        found = self.positions[form].get_indexer(batch["KEY"].to_numpy(dtype=object))
+        found = self.positions[form].get_indexer(pd.Index(batch["KEY"].tolist()))
         take = np.sort(found[found >= 0])
         plan_rows = planned.iloc[take].reset_index(drop=True)
         keys = self.positions[form][take]

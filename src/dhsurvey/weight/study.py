@@ -83,13 +83,13 @@ class StudyWeights:
     #: The child replicate design, kept in factor form (``dense_replicates=False``).
     replicates: Design | None = None
 
-    def child_replicates(self, keys: pd.Series | np.ndarray) -> pd.DataFrame:
+    def child_replicates(self, keys: pd.Series | pd.Index | np.ndarray) -> pd.DataFrame:
         """``rep_NNN`` columns for the child interviews ``keys`` (KEYs, in that order).
 
         With ``dense_replicates=False`` the child table carries no replicate columns: a
         release written in batches asks for each batch's rows here instead.
         """
-        positions = pd.Index(self.child["KEY"]).get_indexer(np.asarray(keys, dtype=object))
+        positions = pd.Index(self.child["KEY"].tolist()).get_indexer(pd.Index(list(keys)))
         if (positions < 0).any():
             raise DhsurveyError("replicate weights asked for a child without a weight",
                                 code="weights-replicates")
