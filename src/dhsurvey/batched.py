@@ -212,6 +212,25 @@ def _width(parquet: Path) -> int:
     return len(pq.read_schema(parquet).names)
 
 
+def release_memory() -> None:
+    """Hand freed memory back to the system between steps and batches.
+
+    glibc and Arrow keep freed blocks for reuse, so a process's resident memory stays at its
+    largest step; returning them lets the next step start from what is really in use.
+    """
+    import ctypes
+    import gc
+
+    import pyarrow as pa
+
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to hand back explicitly
+        pass
+
+
 def _mkdir(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
@@ -253,6 +272,7 @@ def validate_batches(part: Partition, models: Mapping[str, FormModel], config: C
                 issues.setdefault(form, {}).setdefault(name, []).append(getattr(r, name))
             recs.setdefault(form, []).append(r.reconciliation)
         del result
+        release_memory()
         if progress:
             progress(batch)
     out = {}
@@ -365,7 +385,7 @@ class BatchedRelease:
 def release_in_batches(raw: str | Path, design: pd.DataFrame,
                        models: Mapping[str, FormModel], config: CountryConfig,
                        out: str | Path, work: str | Path, *, key: bytes,
-                       rng: np.random.Generator, batch_households: int = 60_000,
+                       rng: np.random.Generator, batch_households: int = 30_000,
                        language: str | None = None,
                        on_step: Callable[[str], None] | None = None) -> BatchedRelease:
     """validate → weight → anonymise → release of one country, a batch of PSUs at a time.
@@ -382,7 +402,12 @@ def release_in_batches(raw: str | Path, design: pd.DataFrame,
     from dhsurvey.weight.study import INPUT_COLUMNS, study_weights
 
     work, out = Path(work), Path(out)
-    step = on_step or (lambda name: None)
+
+    def step(name: str) -> None:
+        release_memory()
+        if on_step is not None:
+            on_step(name)
+
     part = partition_raw(raw, models, psu_batches(design, batch_households, rng),
                          work / "raw")
     step("partition")

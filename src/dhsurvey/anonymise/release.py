@@ -371,12 +371,18 @@ def _prepare(form: str, table: pd.DataFrame, model: FormModel, weights: pd.DataF
         data = _join_weights(form, data, weights)
     data = data.iloc[rng.permutation(len(data))].reset_index(drop=True)
 
-    ids = pd.DataFrame({"form": form, "KEY": data["KEY"].astype(object)})
+    # Numbered records (a country in batches) keep integer KEYs: no object per row.
+    record_keys = data["KEY"] if pd.api.types.is_integer_dtype(data["KEY"]) else \
+        data["KEY"].astype(object)
+    ids = pd.DataFrame({"form": form, "KEY": record_keys})
     if {"cluster", "hh_number"} <= set(data.columns):
         ids["hh_pseudonym"] = _household_pseudonyms(data, config, key)
     if weights is not None:
         ids["cluster"] = data["_cluster"].to_numpy()
-        ids["stratum"] = data["_stratum"].astype(str).to_numpy()
+        # Each stratum's name once, not once per record.
+        strata = data["_stratum"].astype("category")
+        ids["stratum"] = strata.cat.rename_categories(
+            [str(c) for c in strata.cat.categories]).astype(object).to_numpy()
 
     tz = _local_tz(config.utc_offset)
     out = pd.DataFrame(index=data.index)
@@ -626,16 +632,23 @@ def _linked_frame(forms: dict[str, _Form], source: str = "table"
             counts[key] = counts.get(key, 0) + 1
     targets: dict[str, list[tuple[str, str]]] = {}
     frame: pd.DataFrame | None = None
-    for f in linked:
+    # Households joined on integer codes in the sort order of their hh_id (the order an
+    # outer merge on the strings gives): hashing millions of strings three times costs more
+    # memory than the whole profile.
+    ids = [getattr(f, source)["hh_id"] for f in linked]
+    codes, _ = pd.factorize(pd.concat(ids, ignore_index=True).astype(object), sort=True)
+    starts = np.cumsum([0, *map(len, ids)])
+    for i, f in enumerate(linked):
         t = getattr(f, source)
-        part = pd.DataFrame({"hh_id": t["hh_id"].astype(object), f"_row:{f.name}": t.index})
+        part = pd.DataFrame({"hh_id": codes[starts[i]:starts[i + 1]],
+                             f"_row:{f.name}": t.index})
         for key in f.keys:
             part[f"{f.name}:{key}"] = t[key].to_numpy()
             targets.setdefault(key if counts[key] > 1 else f"{f.name}:{key}", []).append(
                 (f.name, key))
         if f.weighted:
             part[f"_w:{f.name}"] = t["weight"].to_numpy()
-        part = part[part["hh_id"].notna()]
+        part = part[part["hh_id"] >= 0]  # -1: no household
         frame = part if frame is None else frame.merge(part, on="hh_id", how="outer")
     assert frame is not None
     frame = frame.reset_index(drop=True)
