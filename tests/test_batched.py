@@ -134,3 +134,37 @@ def test_batched_release_equals_the_whole_release(country, tmp_path: Path) -> No
     sav, meta = pyreadstat.read_sav(tmp_path / "release" / "child.sav", user_missing=True)
     assert len(sav) == len(release.tables["child"]) and meta.variable_value_labels
     assert result.children == len(accepted["child"])
+
+
+def test_release_batches_command(country, tmp_path: Path,  # noqa: ANN001
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from dhsurvey.cli import app
+
+    models, config, sim, raw = country
+    data = tmp_path / "data"
+    shutil.copytree(raw, data / "raw" / "KEN")
+    (data / "landing" / "KEN" / "design").mkdir(parents=True)
+    sim.sample.households.to_parquet(data / "landing" / "KEN" / "design" / "households.parquet")
+    args = ["release-batches", "KEN", "--instruments", str(INSTRUMENTS), "--data", str(data),
+            "--batch-households", str(HOUSEHOLDS_PER_BATCH)]
+
+    monkeypatch.delenv("DHSURVEY_PSEUDONYM_KEY", raising=False)
+    missing = CliRunner().invoke(app, args)
+    assert missing.exit_code == 2 and "DHSURVEY_PSEUDONYM_KEY" in missing.output
+
+    monkeypatch.setenv("DHSURVEY_PSEUDONYM_KEY", KEY.hex())
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "batches of PSUs" in result.output
+    release = data / "batched" / "KEN" / "release"
+    assert sorted(p.name for p in release.glob("child.*")) == [
+        "child.csv", "child.dta", "child.parquet", "child.sav"]
+    assert (data / "batched" / "KEN" / "work" / "restricted" / "records.parquet").exists()
+    # The key never reaches a file the command wrote.
+    for path in (data / "batched").rglob("*"):
+        if path.is_file():
+            assert KEY.hex().encode() not in path.read_bytes()

@@ -469,6 +469,70 @@ def demo(
         raise typer.Exit(1)
 
 
+@app.command("release-batches")
+@friendly_errors
+def release_batches(
+    country: Annotated[str, typer.Argument(help="ISO code of the country (its country file).")],
+    instruments: Annotated[Path, typer.Option(help="Folder of XLSForm workbooks.")] =
+    DEFAULT_INSTRUMENTS,
+    data: Annotated[Path, typer.Option(help="Data root (raw/<ISO>, landing/<ISO>/design).")] =
+    DEFAULT_DATA,
+    out: Annotated[Path | None, typer.Option(
+        help="Release folder (default DATA/batched/<ISO>/release).")] = None,
+    batch_households: Annotated[int, typer.Option(
+        help="Sampled households per batch (whole PSUs).")] = 30_000,
+) -> None:
+    """Validate, weight, anonymise and release one country a batch of PSUs at a time.
+
+    For a sample too large to hold in memory: peak memory follows the batch, not the country.
+    Reads DATA/raw/<ISO> and DATA/landing/<ISO>/design/households.parquet; the pseudonym key
+    comes from $DHSURVEY_PSEUDONYM_KEY. Writes the data files (Parquet, CSV, .dta, .sav) and,
+    under DATA/batched/<ISO>/work, validation results, the restricted mappings and the
+    disclosure report.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from dhsurvey.anonymise.pseudonym import load_key
+    from dhsurvey.batched import release_in_batches
+    from dhsurvey.fieldwork.config import load_country
+    from dhsurvey.forms.model import load_form
+
+    iso = country.upper()
+    config = load_country(instruments / "countries" / f"{iso}.yaml")
+    design_path = data / "landing" / iso / "design" / "households.parquet"
+    raw = data / "raw" / iso
+    for path in (design_path, raw):
+        if not path.exists():
+            raise DhsurveyError("input not found", code="batches-input", file=path, country=iso)
+    models = {p.stem: load_form(p) for p in sorted(instruments.glob("*.xlsx"))
+              if (raw / f"{p.stem}.parquet").exists()}
+    key = load_key()
+    root = data / "batched" / iso
+    with console.status("Partitioning the raw tables by PSU…") as status:
+        done: list[str] = []
+        after = {"partition": "Validating batch by batch", "validate": "Computing weights",
+                 "weight": "Planning the anonymisation", "anonymise": "Writing the release"}
+
+        def step(name: str) -> None:
+            done.append(name)
+            if name in after:
+                status.update(after[name] + "…")
+
+        result = release_in_batches(raw, pd.read_parquet(design_path), models, config,
+                                    out or root / "release", root / "work", key=key,
+                                    rng=np.random.default_rng(),
+                                    batch_households=batch_households, on_step=step)
+    table = Table("form", "received", "accepted", "quarantined", "duplicates", "flagged",
+                  title=f"{iso}: {result.batches} batches of PSUs")
+    for form, rec in result.reconciliation.items():
+        table.add_row(form, *(str(rec[c]) for c in ("raw", "accepted", "quarantined",
+                                                     "duplicates", "flagged")))
+    console.print(table)
+    console.print(f"Release files: {len(result.files)} in {out or root / 'release'}; "
+                  f"restricted mappings and reports in {root / 'work'}", soft_wrap=True)
+
+
 @app.command()
 def ui(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 3000,
