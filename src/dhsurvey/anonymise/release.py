@@ -614,6 +614,18 @@ def _restore_dtypes(table: pd.DataFrame, original: pd.DataFrame, keys: list[str]
             table[key] = table[key].astype("Float64").round().astype("Int64")
 
 
+def _scatter(values: np.ndarray, present: np.ndarray, at: np.ndarray, n: int,
+             complete: bool) -> np.ndarray:
+    """A form's values on their household's row of the profile; households the form lacks
+    get NaN, as an outer merge leaves them (an int column turns float only then)."""
+    if complete:
+        out = np.empty(n, dtype=values.dtype)
+    else:
+        out = np.full(n, np.nan, dtype=object if values.dtype == object else np.float64)
+    out[at] = values[present]
+    return out
+
+
 def _linked_frame(forms: dict[str, _Form], source: str = "table"
                   ) -> tuple[pd.DataFrame, list[str], dict[str, list[tuple[str, str]]]]:
     """Every household's keys from every form carrying ``hh_id``, one row per household.
@@ -631,26 +643,32 @@ def _linked_frame(forms: dict[str, _Form], source: str = "table"
         for key in f.keys:
             counts[key] = counts.get(key, 0) + 1
     targets: dict[str, list[tuple[str, str]]] = {}
-    frame: pd.DataFrame | None = None
-    # Households joined on integer codes in the sort order of their hh_id (the order an
-    # outer merge on the strings gives): hashing millions of strings three times costs more
-    # memory than the whole profile.
+    # One row per household, in the sort order of hh_id (what an outer merge on hh_id
+    # gives), each form's columns scattered into it: no merge, whose hash tables on
+    # millions of IDs take more memory than the profile itself.
     ids = [getattr(f, source)["hh_id"] for f in linked]
-    codes, _ = pd.factorize(pd.concat(ids, ignore_index=True).astype(object), sort=True)
+    codes, uniques = pd.factorize(pd.concat(ids, ignore_index=True).astype(object), sort=True)
+    n = len(uniques)
     starts = np.cumsum([0, *map(len, ids)])
+    columns: dict[str, Any] = {"hh_id": np.arange(n)}
     for i, f in enumerate(linked):
         t = getattr(f, source)
-        part = pd.DataFrame({"hh_id": codes[starts[i]:starts[i + 1]],
-                             f"_row:{f.name}": t.index})
+        code = codes[starts[i]:starts[i + 1]]
+        present = code >= 0  # a record without a household takes no part
+        at = code[present]
+        if len(np.unique(at)) != len(at):
+            raise DhsurveyError("two records of one household in a linked file",
+                                code="release-bad-argument", form=f.name)
+        complete = len(at) == n
+        columns[f"_row:{f.name}"] = _scatter(np.asarray(t.index), present, at, n, complete)
         for key in f.keys:
-            part[f"{f.name}:{key}"] = t[key].to_numpy()
+            columns[f"{f.name}:{key}"] = _scatter(t[key].to_numpy(), present, at, n, complete)
             targets.setdefault(key if counts[key] > 1 else f"{f.name}:{key}", []).append(
                 (f.name, key))
         if f.weighted:
-            part[f"_w:{f.name}"] = t["weight"].to_numpy()
-        part = part[part["hh_id"] >= 0]  # -1: no household
-        frame = part if frame is None else frame.merge(part, on="hh_id", how="outer")
-    assert frame is not None
+            columns[f"_w:{f.name}"] = _scatter(t["weight"].to_numpy(), present, at, n,
+                                               complete)
+    frame = pd.DataFrame(columns)
     frame = frame.reset_index(drop=True)
     for key in [key for key, n in counts.items() if n > 1]:
         cols = [f"{f.name}:{key}" for f in linked if key in f.keys]
