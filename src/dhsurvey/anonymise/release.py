@@ -983,10 +983,14 @@ def anonymise_country(
                                           allowed.get(name, []), rng)
     restricted = _assign_ids(forms, ids, rng)
     for f in forms.values():
-        f.before = f.table.copy()
+        # The stages the report compares keep what it reads: keys, columns recoding may
+        # change, the household link and the weight (not the release IDs).
+        staged = [c for c in f.table.columns if c in f.keys or c in ("hh_id", "weight")
+                  or c in FIXED_TOPCODES or c in BANDS or PERCENTILE_TOPCODE.match(str(c))]
+        f.before = f.table[staged].copy()
         if recode:
             _recode(f, k)
-        f.after_recode = f.table.copy()
+        f.after_recode = f.table[staged].copy()
     for f in forms.values():
         if not suppress or not f.keys or f.table.empty:
             continue
