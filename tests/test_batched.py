@@ -7,6 +7,7 @@ batches; reconciliation, weights, the disclosure decisions and every released ro
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -160,6 +161,9 @@ def test_release_batches_command(country, tmp_path: Path,  # noqa: ANN001
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "batches of PSUs" in result.output
+    assert "Disclosure gate (k, global risk, design variables): passed" in result.output
+    decision = json.loads((data / "batched" / "KEN" / "work" / "gate.json").read_text())
+    assert decision["passed"] and decision["scan"] == "not run"
     release = data / "batched" / "KEN" / "release"
     assert sorted(p.name for p in release.glob("child.*")) == [
         "child.csv", "child.dta", "child.parquet", "child.sav"]

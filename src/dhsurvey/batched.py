@@ -380,6 +380,7 @@ class BatchedRelease:
     files: list[Path]
     batches: int
     children: int
+    gate: Any = None  # GateResult on the report (k, risk, design); the file scan is not run
 
 
 def release_in_batches(raw: str | Path, design: pd.DataFrame,
@@ -395,7 +396,7 @@ def release_in_batches(raw: str | Path, design: pd.DataFrame,
     ``out``: the release folder (``<form>.parquet|csv|dta|sav``, codebook-free). ``on_step``
     is called with each step's name when it ends (a benchmark reads time and memory there).
     """
-    from dhsurvey.anonymise.release import ReleasePlan, anonymise_country, plan_columns
+    from dhsurvey.anonymise.release import ReleasePlan, anonymise_country, gate, plan_columns
     from dhsurvey.release.labels import with_merged_codes
     from dhsurvey.release.stream import ParquetAppender, write_from_parquet
     from dhsurvey.release.writers import FORMATS
@@ -463,5 +464,11 @@ def release_in_batches(raw: str | Path, design: pd.DataFrame,
     del plan, release, w
     _restore_keys(work / "restricted" / "records.parquet", accepted, starts)
     step("release")
+    # The release decision on the disclosure report (k, global risk, design variables); the
+    # scan of the written files for identifiers reads whole files and is not run here.
+    decision = gate(report, [])
+    atomic_write_json(work / "gate.json", {"passed": decision.passed,
+                                           "reasons": decision.reasons,
+                                           "notes": decision.notes, "scan": "not run"})
     return BatchedRelease(recs, summary, report, files, part.batches,
-                          int(recs.get("child", {}).get("accepted", 0)))
+                          int(recs.get("child", {}).get("accepted", 0)), decision)

@@ -531,6 +531,15 @@ def release_batches(
     console.print(table)
     console.print(f"Release files: {len(result.files)} in {out or root / 'release'}; "
                   f"restricted mappings and reports in {root / 'work'}", soft_wrap=True)
+    decision = result.gate
+    if decision.passed:
+        console.print("Disclosure gate (k, global risk, design variables): passed. The scan "
+                      "of the files for identifiers is not run on batched releases.",
+                      soft_wrap=True)
+    else:
+        console.print("[bold red]Disclosure gate: blocked[/] — do not publish: "
+                      + escape("; ".join(decision.reasons)), soft_wrap=True)
+        raise typer.Exit(1)
 
 
 @app.command()
