@@ -33,8 +33,8 @@ released (random) PSU codes already do.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,6 @@ class Partition:
     whole: list[str]  # forms kept whole, in batch 0
     repeats: dict[str, list[str]]
     speeder_thresholds: dict[str, float]
-    rows: dict[str, int] = field(default_factory=dict)
 
     def part(self, table: str, batch: int) -> Path:
         return self.folder / table / f"batch-{batch:05d}.parquet"
@@ -104,17 +103,15 @@ def _batch_of(clusters: pd.Series, psu_batch: pd.Series) -> np.ndarray:
     return psu_batch.reindex(number.to_numpy()).fillna(0).to_numpy(dtype=np.int64)
 
 
-def _deal(source: Path, target: Callable[[Any], np.ndarray], parts: list[Path]) -> int:
+def _deal(source: Path, target: Callable[[Any], np.ndarray], parts: list[Path]) -> None:
     """Rows of ``source`` read in row groups, each written to ``parts[target(rows)]``."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(source)
     writers = [pq.ParquetWriter(_mkdir(p), pf.schema_arrow) for p in parts]
-    rows = 0
     try:
         for chunk in pf.iter_batches(batch_size=READ_ROWS):
-            rows += chunk.num_rows
             batch = target(chunk)
             order = np.argsort(batch, kind="stable")
             bounds = np.searchsorted(batch[order], np.arange(len(parts) + 1))
@@ -125,7 +122,6 @@ def _deal(source: Path, target: Callable[[Any], np.ndarray], parts: list[Path]) 
     finally:
         for writer in writers:
             writer.close()
-    return rows
 
 
 class _Roots:
@@ -194,7 +190,7 @@ def partition_raw(raw: str | Path, models: Mapping[str, FormModel], psu_batch: p
         timing = [c for c in pq.read_schema(source).names
                   if c in ("start", "end") or CONSENT_RE.match(c)]
         roots = _Roots(psu_batch if batched else None, timing)
-        part.rows[form] = _deal(source, roots, [part.part(form, b) for b in range(count)])
+        _deal(source, roots, [part.part(form, b) for b in range(count)])
         part.speeder_thresholds[form] = roots.threshold()
         target = roots.repeats()
         for name in part.repeats[form]:
@@ -294,22 +290,32 @@ def accepted_parts(folder: str | Path, form: str) -> list[Path]:
     return sorted((Path(folder) / "accepted" / form).glob("batch-*.parquet"))
 
 
+def accepted_batches(folder: str | Path, form: str, columns: list[str] | None = None, *,
+                     numbered: int | None = None) -> Iterator[pd.DataFrame]:
+    """A form's accepted rows, one batch at a time (some columns, or all).
+
+    ``numbered``: KEY is replaced by record numbers from this one on, in part order
+    (:func:`number_keys`).
+    """
+    read = [c for c in columns if c != "KEY"] if numbered is not None and columns else columns
+    for p in accepted_parts(folder, form):
+        frame = pd.read_parquet(p, columns=read)
+        if numbered is not None:
+            keys = pd.array(numbered + np.arange(len(frame)), dtype="Int64")
+            if "KEY" in frame.columns:
+                frame["KEY"] = keys
+            else:
+                frame.insert(0, "KEY", keys)
+            numbered += len(frame)
+        yield frame
+
+
 def read_accepted(folder: str | Path, form: str, columns: list[str] | None = None, *,
                   numbered: int | None = None) -> pd.DataFrame:
-    """Some columns of a form's accepted rows over every batch (one part at a time).
-
-    ``numbered``: KEY is replaced by row numbers from this one on (:func:`number_keys`).
-    """
-    frames = []
-    for p in accepted_parts(folder, form):
-        frame = pd.read_parquet(p, columns=[c for c in columns if c != "KEY"]
-                                if numbered is not None and columns else columns)
-        frames.append(frame)
+    """Some columns of a form's accepted rows over every batch (one part at a time)."""
+    frames = list(accepted_batches(folder, form, columns, numbered=numbered))
     frames = [f for f in frames if len(f)] or frames[:1]
-    out = pd.concat(frames, ignore_index=True)
-    if numbered is not None:
-        out.insert(0, "KEY", pd.array(numbered + np.arange(len(out)), dtype="Int64"))
-    return out
+    return pd.concat(frames, ignore_index=True)
 
 
 def number_keys(folder: str | Path, forms: list[str]) -> dict[str, int]:
@@ -327,15 +333,6 @@ def number_keys(folder: str | Path, forms: list[str]) -> dict[str, int]:
         starts[form] = n
         n += sum(pq.ParquetFile(p).metadata.num_rows for p in accepted_parts(folder, form))
     return starts
-
-
-def _numbered_parts(folder: Path, form: str, start: int):  # noqa: ANN202
-    """(part, its rows with KEY replaced by their numbers), batch by batch."""
-    for p in accepted_parts(folder, form):
-        frame = pd.read_parquet(p)
-        frame["KEY"] = pd.array(start + np.arange(len(frame)), dtype="Int64")
-        start += len(frame)
-        yield p, frame
 
 
 def _restore_keys(records: Path, folder: Path, starts: dict[str, int]) -> None:
@@ -447,7 +444,7 @@ def release_in_batches(raw: str | Path, design: pd.DataFrame,
         path = out / f"{form}.parquet"
         with ParquetAppender(path, labelled[form], language=language) as appender:
             if form in part.batched:
-                for _, batch in _numbered_parts(accepted, form, starts[form]):
+                for batch in accepted_batches(accepted, form, numbered=starts[form]):
                     rows = plan.rows(form, batch, w.child_replicates
                                      if form == "child" else None)
                     if len(rows):

@@ -82,6 +82,7 @@ class StudyWeights:
     summary: dict = field(default_factory=dict)
     #: The child replicate design, kept in factor form (``dense_replicates=False``).
     replicates: Design | None = None
+    _child_index: pd.Index | None = field(default=None, init=False, repr=False, compare=False)
 
     def child_replicates(self, keys: pd.Series | pd.Index | np.ndarray) -> pd.DataFrame:
         """``rep_NNN`` columns for the child interviews ``keys`` (KEYs, in that order).
@@ -89,7 +90,9 @@ class StudyWeights:
         With ``dense_replicates=False`` the child table carries no replicate columns: a
         release written in batches asks for each batch's rows here instead.
         """
-        positions = pd.Index(self.child["KEY"].tolist()).get_indexer(pd.Index(list(keys)))
+        if self._child_index is None or len(self._child_index) != len(self.child):
+            self._child_index = pd.Index(self.child["KEY"].tolist())  # once, not per batch
+        positions = self._child_index.get_indexer(pd.Index(list(keys)))
         if (positions < 0).any():
             raise DhsurveyError("replicate weights asked for a child without a weight",
                                 code="weights-replicates")
