@@ -312,6 +312,17 @@ def _available_mb() -> float:
     return float("inf")
 
 
+def _in_fresh_process(target, size: int) -> tuple:  # noqa: ANN001
+    """``target(size, queue)`` in a new process (peak RSS is that run's alone); its result."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=target, args=(size, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
 def whole(sizes: list[int]) -> None:
     """The in-memory steps (what the pipeline's assets do today) at each size that fits."""
     for size in sizes:
@@ -327,11 +338,7 @@ def whole(sizes: list[int]) -> None:
           f"{'release':>8} {'total s':>8} {'s/1k':>6} {'peak MB':>8}  peak MB after "
           "input/validate/weight/anonymise")
     for size in sizes:
-        queue = mp.get_context("spawn").Queue()
-        proc = mp.get_context("spawn").Process(target=run, args=(size, queue))
-        proc.start()
-        n, v, w, a, r, peaks = queue.get()
-        proc.join()
+        n, v, w, a, r, peaks = _in_fresh_process(run, size)
         total = v + w + a + r
         print(f"{'':>5} {n:>9,} {v:>9.1f} {w:>8.1f} {a:>10.1f} {r:>8.1f} {total:>8.1f} "
               f"{1000 * total / n:>6.2f} {peaks[-1]:>8.0f}  "
@@ -345,11 +352,8 @@ def batched(sizes: list[int]) -> None:
           + f" {'total s':>8} {'s/1k':>6} {'peak MB':>8}  peak MB after input/"
           + "/".join(steps[:-1]) + "; release files; input generated in (untimed)")
     for size in sizes:
-        queue = mp.get_context("spawn").Queue()
-        proc = mp.get_context("spawn").Process(target=run_batched, args=(size, queue))
-        proc.start()
-        n, batches, generated, size_bytes, marks, input_peak = queue.get()
-        proc.join()
+        n, batches, generated, size_bytes, marks, input_peak = _in_fresh_process(run_batched,
+                                                                                 size)
         total = sum(t for _, t, _ in marks)
         peaks = [input_peak, *(mb for _, _, mb in marks)]
         print(f"{n:>9,} {batches:>7} " + " ".join(f"{t:>9.1f}" for _, t, _ in marks)

@@ -45,7 +45,7 @@ from dhsurvey.errors import DhsurveyError
 from dhsurvey.fieldwork.config import CountryConfig
 from dhsurvey.forms.model import FormModel
 from dhsurvey.ingest.canonical import RawForm, empty_quarantine
-from dhsurvey.ingest.store import QUARANTINE
+from dhsurvey.ingest.store import QUARANTINE, repeat_names
 from dhsurvey.io import atomic_write_json, atomic_write_parquet
 
 #: Rows read from a raw table at a time while partitioning.
@@ -71,7 +71,7 @@ class Partition:
     def part(self, table: str, batch: int) -> Path:
         return self.folder / table / f"batch-{batch:05d}.parquet"
 
-    def raw(self, batch: int, models: Mapping[str, FormModel]) -> dict[str, RawForm]:
+    def raw(self, batch: int) -> dict[str, RawForm]:
         """The forms' raw rows of one batch (whole forms in batch 0 only)."""
         out = {}
         for form in [*self.batched, *(self.whole if batch == 0 else [])]:
@@ -183,9 +183,7 @@ def partition_raw(raw: str | Path, models: Mapping[str, FormModel], psu_batch: p
         batched = "cluster" in id_fields(model)
         (part.batched if batched else part.whole).append(form)
         count = n_batches if batched else 1  # a whole form: everything in batch 0
-        part.repeats[form] = sorted(
-            p.stem[len(form) + 1:] for p in raw.glob(f"{form}-*.parquet")
-            if p.stem != f"{form}-{QUARANTINE}")
+        part.repeats[form] = repeat_names(raw, form)
         # What the speeder rule reads: durations and the consent gates of completed ones.
         timing = [c for c in pq.read_schema(source).names
                   if c in ("start", "end") or CONSENT_RE.match(c)]
@@ -259,7 +257,7 @@ def validate_batches(part: Partition, models: Mapping[str, FormModel], config: C
     issues: dict[str, dict[str, list[pd.DataFrame]]] = {}
     recs: dict[str, list[dict]] = {}
     for batch in range(part.batches):
-        result = validate_forms(part.raw(batch, models), models, config=config,
+        result = validate_forms(part.raw(batch), models, config=config,
                                 speeder_thresholds=part.speeder_thresholds)
         for form, r in result.forms.items():
             atomic_write_parquet(folder / "accepted" / form / f"batch-{batch:05d}.parquet",

@@ -546,6 +546,12 @@ def _band_text(lows: Sequence[int]) -> str:
     return "bands " + ", ".join(parts) + " (coded by lower bound)"
 
 
+def _recodable(column: Any) -> bool:
+    """A count :func:`_recode` top-codes or bands (keys are recoded too: rare levels)."""
+    return column in FIXED_TOPCODES or column in BANDS or bool(
+        PERCENTILE_TOPCODE.match(str(column)))
+
+
 def _recode(form: _Form, k: int) -> None:
     """Global recoding of one form, recorded in ``form.recodes`` and ``form.rare``."""
     t = form.table
@@ -669,7 +675,6 @@ def _linked_frame(forms: dict[str, _Form], source: str = "table"
             columns[f"_w:{f.name}"] = _scatter(t["weight"].to_numpy(), present, at, n,
                                                complete)
     frame = pd.DataFrame(columns)
-    frame = frame.reset_index(drop=True)
     for key in [key for key, n in counts.items() if n > 1]:
         cols = [f"{f.name}:{key}" for f in linked if key in f.keys]
         value = frame[cols[0]].astype(object)
@@ -986,7 +991,7 @@ def anonymise_country(
         # The stages the report compares keep what it reads: keys, columns recoding may
         # change, the household link and the weight (not the release IDs).
         staged = [c for c in f.table.columns if c in f.keys or c in ("hh_id", "weight")
-                  or c in FIXED_TOPCODES or c in BANDS or PERCENTILE_TOPCODE.match(str(c))]
+                  or _recodable(c)]
         f.before = f.table[staged].copy()
         if recode:
             _recode(f, k)
@@ -1019,12 +1024,15 @@ def anonymise_country(
     return AnonymisedRelease(tables, restricted, report, report_md)
 
 
+def _column_order(columns: Sequence[Any]) -> list[Any]:
+    """IDs and design first, data in the order given (form order), weights last."""
+    head = [c for c in ("record_id", "hh_id", *DESIGN) if c in columns]
+    tail = [c for c in columns if c in WEIGHT_COLUMNS or REPLICATE.match(str(c))]
+    return head + [c for c in columns if c not in head and c not in tail] + tail
+
+
 def _order_columns(table: pd.DataFrame) -> pd.DataFrame:
-    """IDs and design first, data in form order, weights last."""
-    head = [c for c in ("record_id", "hh_id", *DESIGN) if c in table.columns]
-    tail = [c for c in table.columns if c in WEIGHT_COLUMNS or REPLICATE.match(str(c))]
-    body = [c for c in table.columns if c not in head and c not in tail]
-    return table[head + body + tail].reset_index(drop=True)
+    return table[_column_order(list(table.columns))].reset_index(drop=True)
 
 
 def anonymise_form(
@@ -1044,7 +1052,6 @@ def anonymise_form(
                              {name: model}, config, **options)
 
 
-
 # ------------------------------------------------------------------ a release in batches
 
 
@@ -1060,8 +1067,8 @@ def plan_columns(model: FormModel, columns: Iterable[str]) -> list[str]:
     """
     reasons = classify_with_reasons(model)
     wanted = {"KEY", "cluster", "hh_number"}
-    return [c for c in columns if c in wanted or c in FIXED_TOPCODES or c in BANDS
-            or PERCENTILE_TOPCODE.match(str(c)) or reasons.get(c, ("drop", ""))[0] == "key"]
+    return [c for c in columns if c in wanted or _recodable(c)
+            or reasons.get(c, ("drop", ""))[0] == "key"]
 
 
 class ReleasePlan:
@@ -1078,7 +1085,6 @@ class ReleasePlan:
                  config: CountryConfig, columns: Mapping[str, Sequence[str]], *,
                  allowed_free_text: Mapping[str, list[str]] | None = None) -> None:
         self.release = release
-        self.models = models
         self.tz = _local_tz(config.utc_offset)
         self.columns = {f: list(c) for f, c in columns.items()}
         allowed = dict(allowed_free_text or {})
@@ -1122,13 +1128,10 @@ class ReleasePlan:
         self.release.report_md[form] = _md_form(rep)
 
     def released_columns(self, form: str, replicates: Sequence[str] = ()) -> list[str]:
-        """The released table's columns in release order (IDs, design, data, weights), as
-        :func:`_order_columns` puts them."""
-        planned = self.release.tables[form]
-        head = [c for c in ("record_id", "hh_id", *DESIGN) if c in planned.columns]
+        """The released table's columns in release order (IDs, design, data, weights)."""
         data = [c for c in self.columns[form] if self.reasons[form][c][0] != "drop"]
-        tail = [c for c in planned.columns if c in WEIGHT_COLUMNS]
-        return head + data + tail + list(replicates)
+        ids = [c for c in self.release.tables[form].columns if c not in data]
+        return _column_order([*ids, *data, *replicates])
 
     def rows(self, form: str, batch: pd.DataFrame,
              replicates: Any = None) -> pd.DataFrame:

@@ -84,6 +84,12 @@ def write_raw(raw: RawForm, folder: str | Path) -> list[Path]:
     return paths
 
 
+def repeat_names(folder: str | Path, form_id: str) -> list[str]:
+    """The repeats of a form in a raw folder (``<form>-<repeat>.parquet``), sorted."""
+    return sorted(p.stem[len(form_id) + 1:] for p in Path(folder).glob(f"{form_id}-*.parquet")
+                  if p.stem != f"{form_id}-{QUARANTINE}")
+
+
 def read_raw(folder: str | Path, form_id: str) -> RawForm:
     folder = Path(folder)
     root_path = folder / f"{form_id}.parquet"
@@ -91,11 +97,8 @@ def read_raw(folder: str | Path, form_id: str) -> RawForm:
         raise DhsurveyError("no raw table for this form", code="raw-missing", file=root_path,
                             form=form_id)
     root = pd.read_parquet(root_path)
-    repeats = {}
-    for path in sorted(folder.glob(f"{form_id}-*.parquet")):
-        name = path.stem[len(form_id) + 1:]
-        if name != QUARANTINE:
-            repeats[name] = pd.read_parquet(path)
+    repeats = {name: pd.read_parquet(folder / f"{form_id}-{name}.parquet")
+               for name in repeat_names(folder, form_id)}
     q_path = folder / f"{form_id}-{QUARANTINE}.parquet"
     quarantine = pd.read_parquet(q_path) if q_path.exists() else empty_quarantine()
     return RawForm(form_id, root, repeats, quarantine)
