@@ -347,7 +347,12 @@ def _restore_keys(records: Path, folder: Path, starts: dict[str, int]) -> None:
         for chunk in source.iter_batches(batch_size=READ_ROWS):
             frame = chunk.to_pandas()
             frame["KEY"] = keys[frame["KEY"].to_numpy(dtype=np.int64)]
-            table = pa.Table.from_pandas(frame, preserve_index=False)
+            # Codes (form, household pseudonym) are written out as text: one schema for
+            # every block, whichever categories a block holds.
+            frame = frame.astype({c: object for c in frame.columns
+                                  if isinstance(frame[c].dtype, pd.CategoricalDtype)})
+            table = pa.Table.from_pandas(frame, preserve_index=False,
+                                         schema=writer.schema if writer else None)
             writer = writer or pq.ParquetWriter(target, table.schema)
             writer.write_table(table)
     finally:
@@ -362,6 +367,24 @@ def accepted_columns(folder: str | Path, form: str) -> list[str]:
 
     return [c for c in pq.read_schema(accepted_parts(folder, form)[0]).names
             if not c.startswith("__")]
+
+
+class _Accepted(Mapping[str, pd.DataFrame]):
+    """Some columns of each form's accepted rows, read when asked for and not kept: the
+    anonymisation holds one form's input at a time, not all of them."""
+
+    def __init__(self, folder: Path, columns: dict[str, list[str]], starts: dict[str, int]
+                 ) -> None:
+        self.folder, self.columns, self.starts = folder, columns, starts
+
+    def __getitem__(self, form: str) -> pd.DataFrame:
+        return read_accepted(self.folder, form, self.columns[form], numbered=self.starts[form])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.columns)
+
+    def __len__(self) -> int:
+        return len(self.columns)
 
 
 @dataclass
@@ -416,12 +439,12 @@ def release_in_batches(raw: str | Path, design: pd.DataFrame,
                       config, dense_replicates=False)
     step("weight")
     columns = {f: accepted_columns(accepted, f) for f in recs}
-    slim = {f: read_accepted(accepted, f, plan_columns(models[f], columns[f])
-                             if f in part.batched else columns[f], numbered=starts[f])
-            for f in recs}
+    slim = _Accepted(accepted, {f: plan_columns(models[f], columns[f])
+                                if f in part.batched else columns[f] for f in recs}, starts)
     weights = {"household": w.household, "child": w.child, "caregiver": w.caregiver}
-    release = anonymise_country(slim, weights, models, config, key=key, rng=rng)
-    del slim, weights
+    release = anonymise_country(slim, weights, models, config, key=key, rng=rng,
+                                numeric_ids=True)
+    del weights
     plan = ReleasePlan(release, models, config, columns)
     # The restricted mappings go to the restricted zone now; only the child weights (for
     # the replicate columns) stay in memory.
@@ -448,7 +471,7 @@ def release_in_batches(raw: str | Path, design: pd.DataFrame,
                     if len(rows):
                         appender.write(rows)
             else:
-                appender.write(release.tables[form])
+                appender.write(plan.table(form))
         files.append(path)
         files += write_from_parquet(path, labelled[form], out, language=language,
                                     formats=[f for f in FORMATS if f != "parquet"],

@@ -232,8 +232,13 @@ def test_child_and_caregiver_of_a_household_share_hh_id(release: AnonymisedRelea
     for form in ("child", "caregiver"):
         acc = study.accepted[form].set_index("KEY")
         key_to_hh[form] = acc[["cluster", "hh_number"]]
-    ch = release.tables["child"][["record_id", "hh_id"]].merge(records, on="record_id")
-    cg = release.tables["caregiver"][["record_id", "hh_id"]].merge(records, on="record_id")
+    # The restricted records name each record's household as the release does.
+    ch = release.tables["child"][["record_id", "hh_id"]].merge(records,
+                                                               on=["record_id", "hh_id"])
+    cg = release.tables["caregiver"][["record_id", "hh_id"]].merge(records,
+                                                                   on=["record_id", "hh_id"])
+    assert len(ch) == len(release.tables["child"])
+    assert len(cg) == len(release.tables["caregiver"])
     ch = ch.join(key_to_hh["child"], on="KEY")
     cg = cg.join(key_to_hh["caregiver"], on="KEY")
     pairs = ch.merge(cg, on=["cluster", "hh_number"], suffixes=("_ch", "_cg"))

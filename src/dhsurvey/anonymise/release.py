@@ -64,7 +64,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dhsurvey.anonymise.pseudonym import pseudonym, release_ids
+from dhsurvey.anonymise.pseudonym import id_text, pseudonym, release_numbers
 from dhsurvey.anonymise.risk import (
     frequencies,
     global_risk,
@@ -302,17 +302,30 @@ def _to_month(values: pd.Series, tz: dt.tzinfo) -> pd.Series:
     return pd.Series(labels[codes], index=values.index, dtype="string")
 
 
-def _household_pseudonyms(table: pd.DataFrame, config: CountryConfig, key: bytes
-                          ) -> pd.Series:
-    """HMAC pseudonym of ``HH-<country>-<cluster>-<hh_number>`` (the household's own ID)."""
-    pairs = pd.MultiIndex.from_arrays([pd.to_numeric(table["cluster"]),
-                                       pd.to_numeric(table["hh_number"])])
-    codes, uniques = pd.factorize(pairs)  # one HMAC per household, however many rows
-    names = [None if pd.isna(c) or pd.isna(n) else
-             pseudonym(key, HOUSEHOLD_PURPOSE, f"HH-{config.code}-{int(c)}-{int(n)}")
-             for c, n in uniques]
-    labels = np.array([*names, None], dtype=object)
-    return pd.Series(labels[codes], index=table.index, dtype=object)
+def _household_numbers(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(cluster, hh_number) as whole numbers, NaN when missing: the household's own ID."""
+    return tuple(np.trunc(pd.to_numeric(table[c], errors="coerce").astype(float)
+                          .to_numpy(dtype=float, na_value=np.nan))
+                 for c in ("cluster", "hh_number"))
+
+
+#: Households whose pseudonyms are computed at once (their text goes to Arrow per block).
+_PSEUDONYM_BLOCK = 100_000
+
+
+def _household_pseudonyms(cluster: np.ndarray, number: np.ndarray, config: CountryConfig,
+                          key: bytes) -> pd.api.extensions.ExtensionArray:
+    """HMAC pseudonym of ``HH-<country>-<cluster>-<hh_number>`` per household (Arrow text:
+    a million pseudonyms as one buffer, not a million Python strings)."""
+    import pyarrow as pa
+
+    blocks = [pa.array([pseudonym(key, HOUSEHOLD_PURPOSE, f"HH-{config.code}-{int(c)}-{int(n)}")
+                        for c, n in zip(cluster[i:i + _PSEUDONYM_BLOCK],
+                                        number[i:i + _PSEUDONYM_BLOCK], strict=True)],
+                       type=pa.string())
+              for i in range(0, len(cluster), _PSEUDONYM_BLOCK)]
+    text = pa.chunked_array(blocks, type=pa.string()).combine_chunks()
+    return pd.array(text, dtype="string[pyarrow]")
 
 
 def _join_weights(form: str, table: pd.DataFrame, weights: pd.DataFrame) -> pd.DataFrame:
@@ -358,7 +371,7 @@ def _released_column(values: pd.Series, action: str, tz: dt.tzinfo) -> pd.Series
 
 
 def _prepare(form: str, table: pd.DataFrame, model: FormModel, weights: pd.DataFrame | None,
-             config: CountryConfig, key: bytes, allowed: Sequence[str],
+             config: CountryConfig, allowed: Sequence[str],
              rng: np.random.Generator) -> tuple[_Form, pd.DataFrame]:
     """Drop, convert dates, join weights, shuffle. Returns the form and its ID frame."""
     reasons = _column_reasons(form, table.columns, model, allowed)
@@ -376,7 +389,7 @@ def _prepare(form: str, table: pd.DataFrame, model: FormModel, weights: pd.DataF
         data["KEY"].astype(object)
     ids = pd.DataFrame({"form": form, "KEY": record_keys})
     if {"cluster", "hh_number"} <= set(data.columns):
-        ids["hh_pseudonym"] = _household_pseudonyms(data, config, key)
+        ids["_hh_cluster"], ids["_hh_number"] = _household_numbers(data)
     if weights is not None:
         ids["cluster"] = data["_cluster"].to_numpy()
         # Each stratum's name once, not once per record.
@@ -420,44 +433,96 @@ def _random_codes(values: Iterable[Any], rng: np.random.Generator) -> dict[Any, 
     return {v: int(c) for v, c in zip(distinct, codes, strict=True)}
 
 
+def _coded(values: pd.Series, codes: dict[Any, int]) -> pd.api.extensions.ExtensionArray:
+    """Each value's code (Int64), looked up once per distinct value."""
+    at, distinct = pd.factorize(values, use_na_sentinel=True)
+    table = np.array([codes[_id_value(v)] for v in distinct] + [0], dtype=np.int64)
+    return pd.arrays.IntegerArray(table[at], at < 0)
+
+
+def _numbered(codes: np.ndarray, n: int, rng: np.random.Generator
+              ) -> tuple[pd.api.extensions.ExtensionArray, np.ndarray]:
+    """Release ID numbers for ``n`` distinct values (``codes``: each row's value, -1 when
+    missing): per row (UInt64) and per value."""
+    numbers = release_numbers(n, rng)
+    per_row = numbers[np.maximum(codes, 0)] if n else np.zeros(len(codes), dtype=np.uint64)
+    return pd.arrays.IntegerArray(per_row, codes < 0), numbers
+
+
+def _household_codes(cluster: np.ndarray, number: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's household (-1 when its ID is missing), households in order of first
+    appearance, and each household's cluster and number."""
+    valid = ~(np.isnan(cluster) | np.isnan(number))
+    cc, cu = pd.factorize(cluster[valid])
+    nc, nu = pd.factorize(number[valid])
+    at, pairs = pd.factorize(cc.astype(np.int64) * max(len(nu), 1) + nc)
+    codes = np.full(len(cluster), -1, dtype=np.int64)
+    codes[valid] = at
+    return codes, cu[pairs // max(len(nu), 1)], nu[pairs % max(len(nu), 1)]
+
+
 def _assign_ids(forms: dict[str, _Form], ids: dict[str, pd.DataFrame],
-                rng: np.random.Generator) -> dict[str, pd.DataFrame]:
-    """record_id, hh_id, stratum and psu codes for every form; the restricted mappings."""
+                rng: np.random.Generator, config: CountryConfig, key: bytes
+                ) -> dict[str, pd.DataFrame]:
+    """record_id, hh_id, stratum and psu codes for every form; the restricted mappings.
+
+    The IDs go into the tables as numbers (UInt64) and are written as text at the end
+    (:func:`_text_ids`); the restricted mappings hold their text in Arrow columns.
+    """
     names = list(forms)
     all_ids = pd.concat([ids[f] for f in names], ignore_index=True)
     lengths = [len(ids[f]) for f in names]
     starts = np.cumsum([0, *lengths])
 
-    record, _ = release_ids(all_ids["KEY"].reset_index(drop=True), rng)
-    all_ids["record_id"] = record.to_numpy()
+    codes, distinct = pd.factorize(all_ids["KEY"], use_na_sentinel=True)
+    record, _ = _numbered(codes, len(distinct), rng)
+    del codes, distinct
     restricted: dict[str, pd.DataFrame] = {}
-    linked = "hh_pseudonym" in all_ids.columns
-    if linked:
-        hh, hh_map = release_ids(all_ids["hh_pseudonym"].reset_index(drop=True), rng)
-        all_ids["hh_id"] = hh.to_numpy()
-        restricted["households"] = hh_map.rename(
-            columns={"original": "hh_pseudonym", "release_id": "hh_id"})
-    cols = ["form", "KEY", "record_id"] + (["hh_pseudonym"] if linked else [])
-    restricted["records"] = all_ids[cols].reset_index(drop=True)
+    hh = None
+    records = pd.DataFrame({"form": all_ids["form"].astype("category"), "KEY": all_ids["KEY"],
+                            "record_id": id_text(record)})
+    if "_hh_cluster" in all_ids.columns:
+        # One household per (cluster, hh_number) in order of first appearance, as a
+        # factorisation of the pseudonyms would give; one HMAC per household.
+        codes, cluster, number = _household_codes(all_ids.pop("_hh_cluster").to_numpy(),
+                                                  all_ids.pop("_hh_number").to_numpy())
+        hh, numbers = _numbered(codes, len(cluster), rng)
+        names_ = _household_pseudonyms(cluster, number, config, key)
+        restricted["households"] = pd.DataFrame({"hh_pseudonym": names_,
+                                                 "hh_id": id_text(numbers)})
+        # A record's household by its release ID; the households' mapping gives its
+        # pseudonym (one pseudonym per household, not one per record).
+        records["hh_id"] = id_text(hh)
+        del codes, cluster, number, numbers, names_
+    restricted["records"] = records
     if "stratum" in all_ids.columns:
-        strata = _random_codes(all_ids["stratum"], rng)
-        psus = _random_codes(all_ids["cluster"], rng)
+        strata = _random_codes(pd.unique(all_ids["stratum"]), rng)
+        psus = _random_codes(pd.unique(all_ids["cluster"]), rng)
         restricted["strata"] = pd.DataFrame({"stratum": list(strata),
                                              "stratum_code": list(strata.values())})
         restricted["psu"] = pd.DataFrame({"cluster": list(psus), "psu": list(psus.values())})
     for i, f in enumerate(names):
-        part = all_ids.iloc[starts[i]:starts[i + 1]].reset_index(drop=True)
-        head = pd.DataFrame({"record_id": part["record_id"].astype("string")})
-        if "hh_pseudonym" in ids[f].columns:
-            head["hh_id"] = part["hh_id"].astype("string")
+        rows = slice(starts[i], starts[i + 1])
+        head = pd.DataFrame({"record_id": record[rows]})
+        if hh is not None and "_hh_cluster" in ids[f].columns:
+            head["hh_id"] = hh[rows]
         if forms[f].weighted:
-            head["stratum"] = pd.array([strata[_id_value(s)] for s in part["stratum"]],
-                                       dtype="Int64")
-            head["psu"] = pd.array([psus[_id_value(c)] for c in part["cluster"]],
-                                   dtype="Int64")
+            part = all_ids.iloc[rows]
+            head["stratum"] = _coded(part["stratum"], strata)
+            head["psu"] = _coded(part["cluster"], psus)
             forms[f].keys = ["stratum", *forms[f].keys]
         forms[f].table = pd.concat([head, forms[f].table.reset_index(drop=True)], axis=1)
     return restricted
+
+
+def _text_ids(table: pd.DataFrame) -> pd.DataFrame:
+    """record_id and hh_id as released: 16 hex digits (pandas ``string``)."""
+    for col in ("record_id", "hh_id"):
+        if col in table.columns and not pd.api.types.is_string_dtype(table[col]):
+            table[col] = pd.array(np.asarray(id_text(table[col].array), dtype=object),
+                                  dtype="string")
+    return table
 
 
 # ---------------------------------------------------------------------------- recoding
@@ -599,6 +664,11 @@ def _recode(form: _Form, k: int) -> None:
                 form.recodes[col] = "; ".join(x for x in (form.recodes.get(col), note) if x)
 
 
+def _stage(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Some columns of ``table`` as a frame over the same arrays (no copy)."""
+    return pd.DataFrame({c: table[c] for c in columns}, copy=False)
+
+
 def _plain(value: Any) -> Any:
     """numpy scalars to Python for the JSON-able report."""
     return value.item() if hasattr(value, "item") else value
@@ -618,6 +688,14 @@ def _restore_dtypes(table: pd.DataFrame, original: pd.DataFrame, keys: list[str]
     for key in keys:
         if original[key].dtype == "Int64" and table[key].dtype != "Int64":
             table[key] = table[key].astype("Float64").round().astype("Int64")
+
+
+def _plain_values(values: pd.Series) -> np.ndarray:
+    """A key's values for the profile: numbers as float64 with NaN for missing (a nullable
+    integer column would give an object per value), anything else as objects."""
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        return values.to_numpy(dtype=np.float64, na_value=np.nan)
+    return values.to_numpy()
 
 
 def _scatter(values: np.ndarray, present: np.ndarray, at: np.ndarray, n: int,
@@ -653,7 +731,8 @@ def _linked_frame(forms: dict[str, _Form], source: str = "table"
     # gives), each form's columns scattered into it: no merge, whose hash tables on
     # millions of IDs take more memory than the profile itself.
     ids = [getattr(f, source)["hh_id"] for f in linked]
-    codes, uniques = pd.factorize(pd.concat(ids, ignore_index=True).astype(object), sort=True)
+    # The ID numbers sort as their fixed-width text does.
+    codes, uniques = pd.factorize(pd.concat(ids, ignore_index=True), sort=True)
     n = len(uniques)
     starts = np.cumsum([0, *map(len, ids)])
     columns: dict[str, Any] = {"hh_id": np.arange(n)}
@@ -668,18 +747,22 @@ def _linked_frame(forms: dict[str, _Form], source: str = "table"
         complete = len(at) == n
         columns[f"_row:{f.name}"] = _scatter(np.asarray(t.index), present, at, n, complete)
         for key in f.keys:
-            columns[f"{f.name}:{key}"] = _scatter(t[key].to_numpy(), present, at, n, complete)
+            columns[f"{f.name}:{key}"] = _scatter(_plain_values(t[key]), present, at, n,
+                                                  complete)
             targets.setdefault(key if counts[key] > 1 else f"{f.name}:{key}", []).append(
                 (f.name, key))
         if f.weighted:
             columns[f"_w:{f.name}"] = _scatter(t["weight"].to_numpy(), present, at, n,
                                                complete)
-    frame = pd.DataFrame(columns)
+    frame = pd.DataFrame(columns, copy=False)  # the arrays as they are: no second copy
+    del columns
     for key in [key for key, n in counts.items() if n > 1]:
         cols = [f"{f.name}:{key}" for f in linked if key in f.keys]
-        value = frame[cols[0]].astype(object)
+        numeric = all(frame[c].dtype.kind == "f" for c in cols)
+        value = frame[cols[0]] if numeric else frame[cols[0]].astype(object)
         for col in cols[1:]:  # equal for one household; a blank in one form is filled
-            value = value.where(value.notna(), frame[col].astype(object))
+            value = value.where(value.notna(), frame[col] if numeric
+                                else frame[col].astype(object))
         frame = frame.drop(columns=cols)
         frame[key] = value.where(value.notna(), None)
     keys = list(targets)
@@ -737,20 +820,20 @@ def _suppress_linked(forms: dict[str, _Form], k: int, preferred: Sequence[str] |
     """
     if sum("hh_id" in f.table.columns for f in forms.values()) < 2:
         return None
-    frame, keys, targets = _linked_frame(forms, "table")
-    order = _linked_importance(forms, keys, preferred)
-    weight = "_weight" if frame["_weight"].notna().all() else None
-    report: dict[str, Any] = {
-        "keys": keys, "importance": order, "rows": len(frame), "weighted": weight is not None,
-        "violations": {}, "global_risk": {}, "suppressions": {},
-    }
-    # One household profile at a time: each is as large as the household file.
+    report: dict[str, Any] = {"violations": {}, "global_risk": {}, "suppressions": {}}
+    # One household profile at a time: each is as large as the household file. The
+    # current one (last) is kept for suppression.
     for stage, source in (("before_recoding", "before"), ("after_recoding", "after_recode"),
                           ("after_form_suppression", "table")):
-        df = frame if source == "table" else _linked_frame(forms, source)[0]
-        report["violations"][stage] = _violations(df, keys, k)[0]
-        report["global_risk"][stage] = _risk(df, keys, weight)
-        del df
+        frame, keys, targets = _linked_frame(forms, source)
+        weight = "_weight" if frame["_weight"].notna().all() else None
+        report["violations"][stage] = _violations(frame, keys, k)[0]
+        report["global_risk"][stage] = _risk(frame, keys, weight)
+        if source != "table":
+            del frame
+    order = _linked_importance(forms, keys, preferred)
+    report = {"keys": keys, "importance": order, "rows": len(frame),
+              "weighted": weight is not None, **report}
     if suppress:
         result = local_suppression(frame, keys, k, importance=order, weight=weight)
         counts: dict[str, int] = {}
@@ -763,12 +846,15 @@ def _suppress_linked(forms: dict[str, _Form], k: int, preferred: Sequence[str] |
                 hit = t.index.isin(rows.unique()) & t[key].notna().to_numpy()
                 n = int(hit.sum())
                 if n:
-                    original = t[[key]].copy()
-                    t.loc[hit, key] = None
+                    original = t[[key]]
+                    blanked = t[key].copy()  # a new column: the stages keep the old one
+                    blanked[hit] = None
+                    t[key] = blanked
                     _restore_dtypes(t, original, [key])
                     forms[form_name].suppressed[key] = forms[form_name].suppressed.get(key, 0) + n
                     counts[f"{form_name}:{key}"] = n
         report["suppressions"] = counts
+        del frame, result
         frame, _, _ = _linked_frame(forms, "table")
     violations, min_fk = _violations(frame, keys, k)
     report["violations"]["after_suppression"] = violations
@@ -961,6 +1047,7 @@ def anonymise_country(
     importance: Mapping[str, list[str]] | None = None,
     allowed_free_text: Mapping[str, list[str]] | None = None,
     suppress: bool = True,
+    numeric_ids: bool = False,
 ) -> AnonymisedRelease:
     """Anonymise every form of one country into a release (see the module docstring).
 
@@ -972,6 +1059,8 @@ def anonymise_country(
     profile, with ``form:key`` names); unlisted keys are suppressed first. ``recode=False``
     skips global recoding (top-codes, bands, rare merges) but never the drops or the months;
     ``suppress=False`` skips local suppression (both for comparison in reports and tests).
+    ``numeric_ids=True`` leaves ``record_id`` and ``hh_id`` as the numbers their text is
+    made of (a plan for millions of records, :class:`ReleasePlan`, writes them per batch).
     """
     if k < 1:
         raise DhsurveyError("k must be at least 1", code="release-bad-argument")
@@ -984,18 +1073,21 @@ def anonymise_country(
     ids: dict[str, pd.DataFrame] = {}
     for name, table in accepted.items():
         w = weights.get(name)
-        forms[name], ids[name] = _prepare(name, table, models[name], w, config, key,
+        forms[name], ids[name] = _prepare(name, table, models[name], w, config,
                                           allowed.get(name, []), rng)
-    restricted = _assign_ids(forms, ids, rng)
+    restricted = _assign_ids(forms, ids, rng, config, key)
+    del ids
     for f in forms.values():
         # The stages the report compares keep what it reads: keys, columns recoding may
-        # change, the household link and the weight (not the release IDs).
+        # change, the household link and the weight (not the release IDs). A stage shares
+        # the table's arrays: recoding and suppression replace a column, never write into
+        # it, so a stage holds its own copy only of the columns changed after it.
         staged = [c for c in f.table.columns if c in f.keys or c in ("hh_id", "weight")
                   or _recodable(c)]
-        f.before = f.table[staged].copy()
+        f.before = _stage(f.table, staged)
         if recode:
             _recode(f, k)
-        f.after_recode = f.table[staged].copy()
+        f.after_recode = _stage(f.table, staged)
     for f in forms.values():
         if not suppress or not f.keys or f.table.empty:
             continue
@@ -1020,7 +1112,8 @@ def anonymise_country(
         linked_report["k"] = k
         report[LINKED] = linked_report
         report_md[LINKED] = _md_linked(linked_report, k)
-    tables = {name: _order_columns(f.table) for name, f in forms.items()}
+    tables = {name: _order_columns(f.table if numeric_ids else _text_ids(f.table))
+              for name, f in forms.items()}
     return AnonymisedRelease(tables, restricted, report, report_md)
 
 
@@ -1127,6 +1220,10 @@ class ReleasePlan:
         rep["l_diversity"] = {c: found[c] for c in self.sensitive(form) if c in found}
         self.release.report_md[form] = _md_form(rep)
 
+    def table(self, form: str) -> pd.DataFrame:
+        """A form planned with all its columns (given whole), as released."""
+        return _text_ids(self.release.tables[form].copy())
+
     def released_columns(self, form: str, replicates: Sequence[str] = ()) -> list[str]:
         """The released table's columns in release order (IDs, design, data, weights)."""
         data = [c for c in self.columns[form] if self.reasons[form][c][0] != "drop"]
@@ -1144,7 +1241,7 @@ class ReleasePlan:
         planned = self.release.tables[form]
         found = self.positions[form].get_indexer(pd.Index(batch["KEY"].tolist()))
         take = np.sort(found[found >= 0])
-        plan_rows = planned.iloc[take].reset_index(drop=True)
+        plan_rows = _text_ids(planned.iloc[take].reset_index(drop=True))
         keys = self.positions[form][take]
         source = batch.set_index("KEY").loc[keys].reset_index(drop=True)
         parts = {c: plan_rows[c] for c in plan_rows.columns}

@@ -78,11 +78,15 @@ def local_suppression(
     if k < 1:
         raise DhsurveyError("k must be at least 1", code="sdc-bad-argument")
     order = _suppression_order(df, keys, importance)
-    out = df.copy()
+    # A new frame over the same columns: a key is copied when a value of it is first
+    # blanked, the other columns (IDs, weights, row numbers) are never copied.
+    out = df.copy(deep=False)
+    owned: set[str] = set()
     for key in keys:
         # Integer and boolean columns cannot hold a missing value: widen them once.
         if out[key].dtype.kind in "biu":
             out[key] = out[key].astype("Float64" if out[key].dtype.kind != "b" else "boolean")
+            owned.add(key)
     counts = dict.fromkeys(keys, 0)
     risk_before = global_risk(df, keys, weight)
     iterations = 0
@@ -102,6 +106,9 @@ def local_suppression(
         for j, key in enumerate(order):
             rows = candidates & (choice == j)
             if rows.any():
+                if key not in owned:
+                    out[key] = out[key].copy()
+                    owned.add(key)
                 out.loc[rows, key] = None
                 counts[key] += int(rows.sum())
     return SuppressionResult(
