@@ -139,30 +139,44 @@ def study_weights(design: pd.DataFrame, household: pd.DataFrame, child: pd.DataF
     if missing:
         raise DhsurveyError(f"sample design lacks column(s) {missing}", code="weights-design",
                             country=config.iso)
-    hh = _ids(design).copy()
+    hh = _ids(design)
     hh["design_weight"] = 1.0 / (hh["psu_prob"] * hh["hh_prob"])
     answers = _ids(household[INPUT_COLUMNS["household"]])
     hh = hh.merge(answers.drop_duplicates(HOUSEHOLD), on=HOUSEHOLD, how="left")
+    del answers
     disposition = pd.to_numeric(hh["disposition"], errors="coerce")
     eligible = ~disposition.isin(NOT_ELIGIBLE)
     hh["respondent"] = disposition.isin(SCREENER_DONE)
     hh_nr = nonresponse_adjust(hh[eligible], "design_weight", "respondent", ["stratum"],
                                min_respondents=_min_class(int(hh["respondent"].sum())))
     hh["hh_weight"] = hh_nr.weights.reindex(hh.index).fillna(0.0)
+    hh_resp = hh[hh["respondent"]]
+    household_table = _weight_table(hh_resp, hh_resp["KEY"], {
+        "design_weight": hh_resp["design_weight"]}, hh_resp["hh_weight"])
+    households = {"selected": int(len(hh)), "eligible": int(eligible.sum()),
+                  "respondents": int(hh["respondent"].sum()),
+                  "classes_collapsed": list(hh_nr.log)}
+    del hh_resp, disposition, eligible, hh_nr
 
-    # Selected children: one per responding household with eligible children.
+    # Selected children: one per responding household with eligible children. From here on
+    # only the columns the child and caregiver weights read are kept (a frame per stage of
+    # millions of households would otherwise stay in memory to the end).
+    classes = ["urban_rural", "sex", "age_group"]
     n_eligible = pd.to_numeric(hh["n_eligible"], errors="coerce").fillna(0)
-    sel = hh[hh["respondent"] & (n_eligible > 0)].copy()
-    sel["child_design_weight"] = sel["hh_weight"] * n_eligible[sel.index]
-    sel["sex"] = pd.to_numeric(sel["sel_sex"], errors="coerce")
-    sel["age_group"] = age_group(sel["sel_age"])
+    chosen = hh["respondent"] & (n_eligible > 0)
+    sel = hh.loc[chosen, [c for c in hh.columns if c in {*HOUSEHOLD, "stratum", *classes,
+                                                         *config.margins}]].copy()
+    sel["child_design_weight"] = hh.loc[chosen, "hh_weight"] * n_eligible[chosen]
+    sel["sex"] = pd.to_numeric(hh.loc[chosen, "sel_sex"], errors="coerce")
+    sel["age_group"] = age_group(hh.loc[chosen, "sel_age"])
+    del hh, n_eligible, chosen
     ch = _ids(child[INPUT_COLUMNS["child"]])
     done = ch[(ch["caregiver_permission"].astype("string") == "1") &
               (ch["assent"].astype("string") == "1")]
     sel = sel.merge(done[[*HOUSEHOLD, "KEY"]].rename(columns={"KEY": "child_key"})
                     .drop_duplicates(HOUSEHOLD), on=HOUSEHOLD, how="left")
+    del ch, done
     sel["child_respondent"] = sel["child_key"].notna()
-    classes = ["urban_rural", "sex", "age_group"]
     child_nr = nonresponse_adjust(sel, "child_design_weight", "child_respondent", classes,
                                   min_respondents=_min_class(int(sel["child_respondent"].sum())))
     sel["child_nr_weight"] = child_nr.weights
@@ -179,36 +193,35 @@ def study_weights(design: pd.DataFrame, household: pd.DataFrame, child: pd.DataF
     if replicates:
         child_table, replicate_info, rep_design = _with_replicates(
             child_table, resp, margins, config.max_replicates, dense=dense_replicates)
+    children = {"selected": int(len(sel)), "respondents": int(len(resp)),
+                "classes_collapsed": list(child_nr.log)}
+    deff_child = kish_deff(resp["weight"])
+    del resp
 
     cg = _ids(caregiver[INPUT_COLUMNS["caregiver"]])
     cg_done = cg[cg["consent"].astype("string") == "1"]
     sel_cg = sel.merge(cg_done[[*HOUSEHOLD, "KEY"]].rename(columns={"KEY": "cg_key"})
                        .drop_duplicates(HOUSEHOLD), on=HOUSEHOLD, how="left")
+    del sel, cg, cg_done
     sel_cg["cg_respondent"] = sel_cg["cg_key"].notna()
     cg_nr = nonresponse_adjust(sel_cg, "child_design_weight", "cg_respondent", classes,
                                min_respondents=_min_class(int(sel_cg["cg_respondent"].sum())))
     sel_cg["cg_nr_weight"] = cg_nr.weights
     cg_resp = sel_cg[sel_cg["cg_respondent"]].copy()
+    del sel_cg
     cg_resp["weight"] = rake(cg_resp, "cg_nr_weight", margins)
     caregiver_table = _weight_table(cg_resp, cg_resp["cg_key"], {
         "design_weight": cg_resp["child_design_weight"], "nr_weight": cg_resp["cg_nr_weight"]},
         cg_resp["weight"])
-
-    hh_resp = hh[hh["respondent"]]
-    household_table = _weight_table(hh_resp, hh_resp["KEY"], {
-        "design_weight": hh_resp["design_weight"]}, hh_resp["hh_weight"])
     summary = {
         "country": config.iso,
-        "households": {"selected": int(len(hh)), "eligible": int(eligible.sum()),
-                       "respondents": int(hh["respondent"].sum()),
-                       "classes_collapsed": list(hh_nr.log)},
-        "children": {"selected": int(len(sel)), "respondents": int(len(resp)),
-                     "classes_collapsed": list(child_nr.log)},
+        "households": households,
+        "children": children,
         "caregivers": {"respondents": int(len(cg_resp)),
                        "classes_collapsed": list(cg_nr.log)},
         "trim": {"cap": trimmed.cap, "trimmed": trimmed.n_trimmed, "rounds": trimmed.rounds,
                  "deff_before": trimmed.deff_before, "deff_after": trimmed.deff_after},
-        "deff_child": kish_deff(resp["weight"]),
+        "deff_child": deff_child,
         "replicates": replicate_info,
         "margins": achieved,
         "margins_source": config.margins_source,
