@@ -12,9 +12,11 @@ import pytest
 
 from dhsurvey.anonymise.pseudonym import (
     PSEUDONYM_HEX_LENGTH,
+    id_text,
     load_key,
     pseudonym,
     release_ids,
+    release_numbers,
 )
 from dhsurvey.errors import DhsurveyError
 
@@ -118,3 +120,18 @@ def test_release_ids_default_rng_differs_between_calls() -> None:
     a, _ = release_ids(ids)
     b, _ = release_ids(ids)
     assert (a != b).all()
+
+
+def test_release_id_text_is_the_numbers_in_fixed_width_hex() -> None:
+    numbers = np.concatenate([np.array([0, 1, 255, 2**63, 2**64 - 1], dtype=np.uint64),
+                              release_numbers(1000, np.random.default_rng(4))])
+    assert numbers.dtype == np.uint64
+    text = id_text(numbers)
+    assert list(text) == [f"{int(n):016x}" for n in numbers]
+    # Fixed width: the text sorts as the numbers do (the linked profile relies on it).
+    assert np.array_equal(np.argsort(np.asarray(text, dtype=object), kind="stable"),
+                          np.argsort(numbers, kind="stable"))
+    assert len(set(numbers[5:])) == 1000  # release numbers are distinct
+    with_missing = id_text(pd.array([7, None, 2**64 - 1], dtype="UInt64"))
+    assert with_missing[0] == "0000000000000007" and pd.isna(with_missing[1])
+    assert with_missing[2] == "f" * 16

@@ -87,3 +87,24 @@ def test_importance_must_name_every_key() -> None:
     with pytest.raises(DhsurveyError) as err:
         local_suppression(_survey(), ["region", "age"], 2, importance=["age"])
     assert err.value.code == "sdc-bad-argument"
+
+
+def test_float_and_text_keys_are_blanked_in_a_copy_not_in_the_input() -> None:
+    # Float and text keys are copied only when a value of theirs is blanked: the input
+    # frame (here the stages of a release share its arrays) must never change.
+    rng = np.random.default_rng(8)
+    n = 400
+    df = pd.DataFrame({
+        "region": rng.choice(["north", "south", "east", "west"], n).astype(object),
+        "age": rng.integers(12, 18, n).astype(float),
+        "size": rng.integers(1, 15, n).astype(float),
+        "row": np.arange(n),
+    })
+    df.loc[::50, "age"] = np.nan
+    original = df.copy()
+    res = local_suppression(df, ["region", "age", "size"], 5, importance=["region", "age",
+                                                                           "size"])
+    assert sum(res.suppressions.values()) > 0
+    pd.testing.assert_frame_equal(df, original)
+    assert res.data["size"].isna().sum() == res.suppressions["size"]
+    assert not k_anonymity_violations(res.data, ["region", "age", "size"], 5).any()
