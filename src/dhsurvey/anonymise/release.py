@@ -17,7 +17,9 @@ The release of one country (:func:`anonymise_country`) does, in this order:
    answers); ``stratum`` and ``psu`` get fresh random codes, household links a fresh random
    ``hh_id`` and every record a fresh random ``record_id`` (so two releases cannot be joined
    record by record); the keyed HMAC pseudonym of the household and the code mappings go to
-   ``restricted`` only. Rows are shuffled, since file order follows cluster and visit order.
+   ``restricted`` only: ``records`` (form, KEY, record_id, hh_id), ``households``
+   (hh_pseudonym, hh_id), ``strata`` and ``psu``. Rows are shuffled, since file order
+   follows cluster and visit order.
 3. **Global recoding** (``recode=True``, see :data:`FIXED_TOPCODES`, :data:`BANDS`, ...).
 4. **Local suppression** to k-anonymity, first per form, then on the *linked household
    profile* (every household's keys from every form that carries ``hh_id``, joined: an
