@@ -367,8 +367,8 @@ def _restore_keys(records: Path, folder: Path, starts: dict[str, int]) -> None:
         for chunk in source.iter_batches(batch_size=READ_ROWS):
             frame = chunk.to_pandas()
             frame["KEY"] = keys[frame["KEY"].to_numpy(dtype=np.int64)]
-            # Codes (form, household pseudonym) are written out as text: one schema for
-            # every block, whichever categories a block holds.
+            # Coded columns (the form) are written out as text: one schema for every
+            # block, whichever categories a block holds.
             frame = frame.astype({c: object for c in frame.columns
                                   if isinstance(frame[c].dtype, pd.CategoricalDtype)})
             table = pa.Table.from_pandas(frame, preserve_index=False,
