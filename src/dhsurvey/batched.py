@@ -206,23 +206,32 @@ def _width(parquet: Path) -> int:
     return len(pq.read_schema(parquet).names)
 
 
+def _glibc() -> Any:
+    """The C library when it is glibc (malloc_trim, mallopt), else None."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
 def release_memory() -> None:
     """Hand freed memory back to the system between steps and batches.
 
     glibc and Arrow keep freed blocks for reuse, so a process's resident memory stays at its
     largest step; returning them lets the next step start from what is really in use.
     """
-    import ctypes
     import gc
 
     import pyarrow as pa
 
     gc.collect()
     pa.default_memory_pool().release_unused()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to hand back explicitly
-        pass
+    libc = _glibc()
+    if libc is not None:  # not glibc: nothing to hand back explicitly
+        libc.malloc_trim(0)
 
 
 #: glibc's M_MMAP_THRESHOLD: allocations from this size up are mapped on their own.
@@ -237,12 +246,9 @@ def return_large_blocks() -> None:
     objects; a step then holds its transients' memory long after it freed them. Fixing the
     threshold costs a system call per large array. Process-wide; nothing to do off glibc.
     """
-    import ctypes
-
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(-3, _MMAP_THRESHOLD)  # -3: M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        pass
+    libc = _glibc()
+    if libc is not None:
+        libc.mallopt(-3, _MMAP_THRESHOLD)  # -3: M_MMAP_THRESHOLD
 
 
 def _mkdir(path: Path) -> Path:

@@ -155,6 +155,15 @@ def id_text(numbers: np.ndarray | pd.api.extensions.ExtensionArray
     return pd.array(text.cast(pa.string()), dtype="string[pyarrow]")
 
 
+def numbered(codes: np.ndarray, n: int, rng: np.random.Generator | None = None
+             ) -> tuple[pd.api.extensions.ExtensionArray, np.ndarray]:
+    """Release ID numbers for ``n`` distinct values, ``codes`` giving each row's value (-1
+    when missing): per row (``UInt64``, missing stays missing) and per value."""
+    numbers = release_numbers(n, rng)
+    per_row = numbers[np.maximum(codes, 0)] if n else np.zeros(len(codes), dtype=np.uint64)
+    return pd.arrays.IntegerArray(per_row, np.asarray(codes) < 0), numbers
+
+
 def release_ids(
     values: pd.Series, rng: np.random.Generator | None = None
 ) -> tuple[pd.Series, pd.DataFrame]:
@@ -166,12 +175,9 @@ def release_ids(
     stay missing. The mapping has columns ``original`` and ``release_id``.
     """
     codes, originals = pd.factorize(values, use_na_sentinel=True)
-    ids = np.asarray(id_text(release_numbers(len(originals), rng)), dtype=object)
-    out = pd.Series(
-        np.where(codes >= 0, ids[np.maximum(codes, 0)] if len(ids) else None, None),
-        index=values.index,
-        name=values.name,
-        dtype=object,
-    )
-    mapping = pd.DataFrame({"original": np.asarray(originals, dtype=object), "release_id": ids})
+    per_row, numbers = numbered(codes, len(originals), rng)
+    out = pd.Series(id_text(per_row).to_numpy(dtype=object, na_value=None),
+                    index=values.index, name=values.name, dtype=object)
+    mapping = pd.DataFrame({"original": np.asarray(originals, dtype=object),
+                            "release_id": np.asarray(id_text(numbers), dtype=object)})
     return out, mapping

@@ -66,7 +66,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dhsurvey.anonymise.pseudonym import id_text, pseudonym, release_numbers
+from dhsurvey.anonymise.pseudonym import id_text, numbered, pseudonym
 from dhsurvey.anonymise.risk import (
     frequencies,
     global_risk,
@@ -442,15 +442,6 @@ def _coded(values: pd.Series, codes: dict[Any, int]) -> pd.api.extensions.Extens
     return pd.arrays.IntegerArray(table[at], at < 0)
 
 
-def _numbered(codes: np.ndarray, n: int, rng: np.random.Generator
-              ) -> tuple[pd.api.extensions.ExtensionArray, np.ndarray]:
-    """Release ID numbers for ``n`` distinct values (``codes``: each row's value, -1 when
-    missing): per row (UInt64) and per value."""
-    numbers = release_numbers(n, rng)
-    per_row = numbers[np.maximum(codes, 0)] if n else np.zeros(len(codes), dtype=np.uint64)
-    return pd.arrays.IntegerArray(per_row, codes < 0), numbers
-
-
 def _household_codes(cluster: np.ndarray, number: np.ndarray
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each row's household (-1 when its ID is missing), households in order of first
@@ -478,10 +469,9 @@ def _assign_ids(forms: dict[str, _Form], ids: dict[str, pd.DataFrame],
     starts = np.cumsum([0, *lengths])
 
     codes, distinct = pd.factorize(all_ids["KEY"], use_na_sentinel=True)
-    record, _ = _numbered(codes, len(distinct), rng)
+    record, _ = numbered(codes, len(distinct), rng)
     del codes, distinct
     restricted: dict[str, pd.DataFrame] = {}
-    hh = None
     records = pd.DataFrame({"form": all_ids["form"].astype("category"), "KEY": all_ids["KEY"],
                             "record_id": id_text(record)})
     if "_hh_cluster" in all_ids.columns:
@@ -489,7 +479,7 @@ def _assign_ids(forms: dict[str, _Form], ids: dict[str, pd.DataFrame],
         # factorisation of the pseudonyms would give; one HMAC per household.
         codes, cluster, number = _household_codes(all_ids.pop("_hh_cluster").to_numpy(),
                                                   all_ids.pop("_hh_number").to_numpy())
-        hh, numbers = _numbered(codes, len(cluster), rng)
+        hh, numbers = numbered(codes, len(cluster), rng)
         names_ = _household_pseudonyms(cluster, number, config, key)
         restricted["households"] = pd.DataFrame({"hh_pseudonym": names_,
                                                  "hh_id": id_text(numbers)})
@@ -507,7 +497,7 @@ def _assign_ids(forms: dict[str, _Form], ids: dict[str, pd.DataFrame],
     for i, f in enumerate(names):
         rows = slice(starts[i], starts[i + 1])
         head = pd.DataFrame({"record_id": record[rows]})
-        if hh is not None and "_hh_cluster" in ids[f].columns:
+        if "_hh_cluster" in ids[f].columns:  # then every form's households were numbered
             head["hh_id"] = hh[rows]
         if forms[f].weighted:
             part = all_ids.iloc[rows]
