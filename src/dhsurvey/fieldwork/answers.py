@@ -19,34 +19,13 @@ import pandas as pd
 
 from dhsurvey.errors import DhsurveyError
 from dhsurvey.forms.expressions import BinaryOp, Current, conjuncts
-from dhsurvey.forms.frames import PARENT, FormData
+from dhsurvey.forms.frames import PARENT, FormData, format_values
 from dhsurvey.forms.model import FormModel, Item
 from dhsurvey.ingest.canonical import repeat_key
 
 #: Rarely chosen codes: other (specify), don't know, prefer not to say.
 RARE = {"96": 0.03, "98": 0.03, "99": 0.02}
 POSITION = "_position"
-def format_values(values: pd.Series) -> pd.Series:
-    """Values as the strings a device writes: ``12`` not ``12.0``, dates ISO, missing None."""
-    if pd.api.types.is_bool_dtype(values):
-        return values.map(lambda v: "true" if v else "false").astype(object)
-    if pd.api.types.is_datetime64_any_dtype(values):
-        return values.map(lambda v: None if pd.isna(v) else v.date().isoformat()).astype(object)
-    return values.map(_format_one).astype(object)
-
-
-def _format_one(value: object) -> str | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, (bool, np.bool_)):
-        return "true" if value else "false"
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        if np.isnan(value) or np.isinf(value):
-            return None
-        return str(int(value)) if float(value).is_integer() else repr(float(value))
-    return str(value)
 
 
 @dataclass

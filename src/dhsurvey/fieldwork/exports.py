@@ -25,6 +25,7 @@ import pandas as pd
 
 from dhsurvey.forms.frames import PARENT
 from dhsurvey.forms.model import FormModel, Item
+from dhsurvey.ingest.builder import repeat_position
 from dhsurvey.ingest.canonical import RawForm, normalise
 from dhsurvey.ingest.central import (
     repeat_header,
@@ -34,7 +35,6 @@ from dhsurvey.ingest.central import (
 )
 from dhsurvey.ingest.decrypt import MANIFEST_NAME, encrypt_submission
 from dhsurvey.ingest.kobo import REVIEW_TO_VALIDATION, VALIDATION_LABELS, full_path
-from dhsurvey.ingest.read import repeat_position
 from dhsurvey.ingest.xmlfolder import SUBMISSION_DATE_ATTR, children_by_container
 from dhsurvey.io import atomic_write_bytes, atomic_write_text
 

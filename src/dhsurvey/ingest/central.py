@@ -18,8 +18,8 @@ from pathlib import Path
 from dhsurvey.errors import DhsurveyError
 from dhsurvey.forms.frames import PARENT
 from dhsurvey.forms.model import FormModel, Item
+from dhsurvey.ingest.builder import TableBuilder, canonical_time, decode_utf8
 from dhsurvey.ingest.canonical import RawForm
-from dhsurvey.ingest.read import TableBuilder, canonical_time, decode_utf8
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from typing import Any
 from dhsurvey.errors import DhsurveyError
 from dhsurvey.forms.frames import PARENT
 from dhsurvey.forms.model import FormModel, Item
+from dhsurvey.ingest.builder import TableBuilder, canonical_time, decode_utf8
 from dhsurvey.ingest.canonical import RawForm, normalise, repeat_key
-from dhsurvey.ingest.read import TableBuilder, canonical_time, decode_utf8
 
 log = logging.getLogger(__name__)
 

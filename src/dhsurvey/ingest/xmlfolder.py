@@ -17,9 +17,9 @@ from typing import Any
 from dhsurvey.errors import DhsurveyError
 from dhsurvey.forms.frames import PARENT
 from dhsurvey.forms.model import FormModel, Item
+from dhsurvey.ingest.builder import TableBuilder, canonical_time
 from dhsurvey.ingest.canonical import RawForm, normalise, repeat_key
 from dhsurvey.ingest.decrypt import FAILED_DIR, DecryptionError, decrypt_submission
-from dhsurvey.ingest.read import TableBuilder, canonical_time
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from dhsurvey.forms.frames import FormData
+from dhsurvey.forms.frames import FormData, format_values
 from dhsurvey.forms.model import FormModel, Item
 
 VIOLATION_COLUMNS = ["KEY", "rule", "column", "value", "message"]
@@ -95,8 +95,6 @@ def check_logic(data: FormData, *, recompute_calculations: bool = False) -> pd.D
                                  f"not offered by '{item.choice_filter}'"))
         if recompute_calculations and item.type == "calculate" and "random(" not in \
                 item.calculation and "now(" not in item.calculation:
-            from dhsurvey.fieldwork.answers import format_values
-
             expected = format_values(data.evaluate(item, item.calculation))
             differs = relevant & (expected.fillna("") != values.fillna("").astype(str))
             out.append(_rows(keys, differs, "calculation", item, values,
