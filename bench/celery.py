@@ -119,7 +119,7 @@ def dagster_home(home: Path) -> dict[str, str]:
     fresh home race to create the same tables."""
     import dagster as dg
 
-    from dhsurvey.cli import write_dagster_home
+    from pipelines.demo import write_dagster_home
 
     write_dagster_home(home)
     dg.DagsterInstance.from_config(str(home)).dispose()

@@ -13,6 +13,17 @@ from pathlib import Path
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
+def write_dagster_home(home: Path) -> Path:
+    """Create DAGSTER_HOME with nux and telemetry off (else a pop-up covers the UI)."""
+    from dhsurvey.io import atomic_write_text
+
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        atomic_write_text(config, "nux:\n  enabled: false\ntelemetry:\n  enabled: false\n")
+    return config
+
+
 def run_pipeline(instruments: Path, data: Path, dagster_home: Path, countries: list[str], *,
                  private_key: Path | None = None, pseudonym_key: Path | None = None,
                  step: Callable[[str], None] = lambda _: None) -> None:
@@ -39,7 +50,6 @@ def _run(instruments: Path, data: Path, dagster_home: Path, countries: list[str]
          private_key: Path | None, step: Callable[[str], None]) -> None:
     import dagster as dg
 
-    from dhsurvey.cli import write_dagster_home
     from pipelines.definitions import build_defs
     from pipelines.resources import Secrets, StudyPaths
 

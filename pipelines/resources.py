@@ -1,4 +1,4 @@
-"""Resources: where instruments and data zones live, and the secrets, from the environment."""
+"""Resources: the data store and the secrets, from the environment."""
 
 from __future__ import annotations
 
@@ -6,14 +6,19 @@ from pathlib import Path
 
 import dagster as dg
 
+from dhsurvey.store import Store
+
 
 class StudyPaths(dg.ConfigurableResource):
-    """Instrument folder and data root (``landing/``, ``raw/``, ``clean/``, ``release/``)."""
+    """The instrument folder and the data store (:class:`~dhsurvey.store.Store`, which owns
+    the zones and file names under ``data_root``)."""
 
     instruments: str = "instruments"
     data_root: str = "data"
     #: Names this release; release IDs are fresh for every label, stable for reruns of one.
     release_label: str = "r1"
+    #: Validate every country in batches of this many households (0: by size).
+    batch_households: int = 0
 
     @classmethod
     def from_env(cls) -> StudyPaths:
@@ -23,12 +28,8 @@ class StudyPaths(dg.ConfigurableResource):
         )
 
     @property
-    def build_dir(self) -> Path:
-        return Path(self.data_root) / "build"
-
-    def zone(self, name: str, country: str | None = None) -> Path:
-        path = Path(self.data_root) / name
-        return path / country if country else path
+    def store(self) -> Store:
+        return Store(Path(self.data_root), self.release_label)
 
 
 class Secrets(dg.ConfigurableResource):

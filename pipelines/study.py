@@ -12,9 +12,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from dhsurvey.fieldwork.config import CountryConfig, load_countries
-from dhsurvey.forms.compile import instrument_paths
-from dhsurvey.forms.model import FormModel, load_form
+from dhsurvey.fieldwork.config import CountryConfig
+from dhsurvey.forms.model import FormModel
+from dhsurvey.study import Study
 
 
 def instruments_dir() -> Path:
@@ -22,18 +22,21 @@ def instruments_dir() -> Path:
 
 
 @cache
+def study() -> Study:
+    """The forms and country files, loaded and checked against each other once."""
+    return Study.load(instruments_dir())
+
+
 def models() -> dict[str, FormModel]:
-    loaded = [load_form(p) for p in instrument_paths(instruments_dir())]
-    return {m.form_id: m for m in loaded}
+    return study().models
 
 
-@cache
 def countries() -> list[CountryConfig]:
-    return load_countries(instruments_dir(), list(models().values()))
+    return list(study().countries.values())
 
 
 def config_for(iso: str) -> CountryConfig:
-    return next(c for c in countries() if c.iso == iso)
+    return study().config(iso)
 
 
 country_partitions = dg.StaticPartitionsDefinition([c.iso for c in countries()])

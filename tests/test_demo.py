@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 from typer.testing import CliRunner
 
-from dhsurvey.cli import app
+from pipelines.cli import app
 
 INSTRUMENTS = Path(__file__).parents[1] / "instruments"
 

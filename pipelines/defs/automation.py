@@ -43,7 +43,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, paths: StudyPaths):  # n
     """Launch a country's run when its landing folder changed since the last tick."""
     seen = json.loads(context.cursor) if context.cursor else {}
     for config in countries():
-        current = fingerprint(paths.zone("landing", config.iso))
+        current = fingerprint(paths.store.landing(config.iso))
         if current and seen.get(config.iso) != current:
             seen[config.iso] = current
             yield dg.RunRequest(run_key=f"{config.iso}-{current}", partition_key=config.iso)
@@ -57,12 +57,13 @@ def fetch_from_central(paths: StudyPaths) -> dg.Output:
     from dhsurvey.ingest.run import split_by_country
     from dhsurvey.ingest.store import combine, read_raw, write_raw
 
+    store = paths.store
     codes = {str(c.code): c.iso for c in countries()}
     fetched = {}
     for form_id, model in models().items():
-        raw = fetch_submissions(form_id, model, state_dir=paths.zone("landing") / "central")
+        raw = fetch_submissions(form_id, model, state_dir=store.central_state())
         for iso, part in split_by_country(raw, codes).items():
-            folder = paths.zone("landing", iso) / "central-api"
+            folder = store.central_api(iso)
             parts = [part]
             if (folder / f"{form_id}.parquet").exists():
                 parts.insert(0, read_raw(folder, form_id))

@@ -1,9 +1,8 @@
-"""A country larger than memory, in batches of PSUs: validate → weight → anonymise → release.
+"""Validation of a country larger than memory, in batches of whole PSUs.
 
-Why: the pipeline's steps hold a country's tables in pandas, about 29 MB per 1,000 children;
-a national sample grown to a million children would need ~30 GB. Here the country is cut into
-batches of whole PSUs, and each step reads either one batch or only the few columns the whole
-sample must see together:
+Why: the validation steps hold a country's tables in pandas, about 29 MB per 1,000 children; a
+national sample grown to a million children would need ~30 GB. :func:`dhsurvey.study.validate`
+cuts such a country into batches of whole PSUs:
 
 1. **Partition** (:func:`partition_raw`): the raw tables are read in row groups and every row
    goes to the batch of its cluster. All interviews of a household share its cluster, and the
@@ -12,28 +11,18 @@ sample must see together:
    rows follow their submission. A form identified without a cluster (frontline workers) is
    kept whole, in batch 0. The pass also collects every form's interview durations: the
    speeder threshold is a share of the *country's* median.
-2. **Validate** each batch (:func:`~dhsurvey.validate.run.validate_forms` with those
-   thresholds); accepted rows go to one Parquet part per batch, issues and the
-   reconciliation (raw = accepted + quarantined + duplicates) are summed over batches.
-3. **Weights** from the columns they read (:data:`~dhsurvey.weight.study.INPUT_COLUMNS`) of
-   every accepted part; child replicate weights stay in factor form.
-4. **Anonymisation plan**: :func:`~dhsurvey.anonymise.release.anonymise_country` on the
-   columns whose release depends on the whole sample
-   (:func:`~dhsurvey.anonymise.release.plan_columns`): IDs, order, recodes, suppressions.
-5. **Release**: each batch's accepted records through the plan
-   (:class:`~dhsurvey.anonymise.release.ReleasePlan`) with their replicate weights, appended
-   to Parquet as row groups; CSV, Stata and SPSS are then written from the Parquet file a
-   block of rows at a time (:func:`~dhsurvey.release.stream.write_from_parquet`).
+2. **Validate** each batch (:func:`validate_batches`); accepted rows go to one Parquet part per
+   batch, issues and the reconciliation (raw = accepted + quarantined + duplicates) are summed
+   over batches.
 
-Batches are random groups of PSUs drawn from the release's random generator, and each batch's
-rows come out in the release's shuffled order, so the file order says no more than the
-released (random) PSU codes already do.
+Everything after validation (weights, the anonymisation plan, the release) reads the accepted
+parts a few columns or one part at a time and is the same for a country validated whole
+(:mod:`dhsurvey.study`). Here too: the memory helpers those steps call between batches.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,15 +36,10 @@ from dhsurvey.forms.model import FormModel
 from dhsurvey.ingest.canonical import RawForm, empty_quarantine
 from dhsurvey.ingest.store import QUARANTINE, repeat_names
 from dhsurvey.io import atomic_write_json, atomic_write_parquet
+from dhsurvey.store import RECONCILIATION, Store
 
 #: Rows read from a raw table at a time while partitioning.
 READ_ROWS = 200_000
-#: Values formatted at a time by the CSV, Stata and SPSS writers (rows × columns): the text
-#: of a block of rows takes ~400 bytes per value in pandas.
-WRITE_CELLS = 500_000
-#: Sensitive columns read over the whole sample at a time (for the l-diversity report).
-SENSITIVE_AT_ONCE = 8
-
 
 @dataclass
 class Partition:
@@ -200,12 +184,6 @@ def partition_raw(raw: str | Path, models: Mapping[str, FormModel], psu_batch: p
     return part
 
 
-def _width(parquet: Path) -> int:
-    import pyarrow.parquet as pq
-
-    return len(pq.read_schema(parquet).names)
-
-
 def _glibc() -> Any:
     """The C library when it is glibc (malloc_trim, mallopt), else None."""
     import ctypes
@@ -272,22 +250,20 @@ def _sum_reconciliation(parts: list[dict]) -> dict:
 
 
 def validate_batches(part: Partition, models: Mapping[str, FormModel], config: CountryConfig,
-                     folder: str | Path, *, progress: Callable[[int], None] | None = None
+                     store: Store, iso: str, *, progress: Callable[[int], None] | None = None
                      ) -> dict[str, dict]:
-    """Validate every batch; accepted root rows to ``folder/accepted/<form>/batch-*.parquet``,
-    quarantine, flags and duplicates of all batches to ``folder/<form>/*.parquet`` with the
-    summed ``reconciliation.json``. Returns the reconciliations."""
+    """Validate every batch: accepted root rows to one part per batch
+    (:meth:`~dhsurvey.store.Store.accepted_part`), quarantine, flags and duplicates of all
+    batches and the summed ``reconciliation.json`` beside them. Returns the reconciliations."""
     from dhsurvey.validate.run import validate_forms
 
-    folder = Path(folder)
     issues: dict[str, dict[str, list[pd.DataFrame]]] = {}
     recs: dict[str, list[dict]] = {}
     for batch in range(part.batches):
         result = validate_forms(part.raw(batch), models, config=config,
                                 speeder_thresholds=part.speeder_thresholds)
         for form, r in result.forms.items():
-            atomic_write_parquet(folder / "accepted" / form / f"batch-{batch:05d}.parquet",
-                                 r.accepted)
+            atomic_write_parquet(store.accepted_part(iso, form, batch), r.accepted)
             for name in ("quarantine", "flags", "duplicates"):
                 issues.setdefault(form, {}).setdefault(name, []).append(getattr(r, name))
             recs.setdefault(form, []).append(r.reconciliation)
@@ -301,78 +277,28 @@ def validate_batches(part: Partition, models: Mapping[str, FormModel], config: C
         if not out[form]["balanced"]:
             raise DhsurveyError("batches do not reconcile: raw ≠ accepted + quarantined + "
                                 "duplicates", code="batches-unbalanced", form=form)
+        folder = store.form_dir(iso, form)
         for name, frames in issues[form].items():
             frames = [f for f in frames if len(f)] or frames[:1]
-            atomic_write_parquet(folder / form / f"{name}.parquet",
-                                 pd.concat(frames, ignore_index=True))
-        atomic_write_json(folder / form / "reconciliation.json",
+            atomic_write_parquet(folder / f"{name}.parquet", pd.concat(frames, ignore_index=True))
+        atomic_write_json(folder / RECONCILIATION,
                           {**out[form], "country": config.iso, "batches": part.batches})
     return out
 
 
-def accepted_parts(folder: str | Path, form: str) -> list[Path]:
-    return sorted((Path(folder) / "accepted" / form).glob("batch-*.parquet"))
-
-
-def accepted_batches(folder: str | Path, form: str, columns: list[str] | None = None, *,
-                     numbered: int | None = None) -> Iterator[pd.DataFrame]:
-    """A form's accepted rows, one batch at a time (some columns, or all).
-
-    ``numbered``: KEY is replaced by record numbers from this one on, in part order
-    (:func:`number_keys`).
-    """
-    read = [c for c in columns if c != "KEY"] if numbered is not None and columns else columns
-    for p in accepted_parts(folder, form):
-        frame = pd.read_parquet(p, columns=read)
-        if numbered is not None:
-            keys = pd.array(numbered + np.arange(len(frame)), dtype="Int64")
-            if "KEY" in frame.columns:
-                frame["KEY"] = keys
-            else:
-                frame.insert(0, "KEY", keys)
-            numbered += len(frame)
-        yield frame
-
-
-def read_accepted(folder: str | Path, form: str, columns: list[str] | None = None, *,
-                  numbered: int | None = None) -> pd.DataFrame:
-    """Some columns of a form's accepted rows over every batch (one part at a time)."""
-    frames = list(accepted_batches(folder, form, columns, numbered=numbered))
-    frames = [f for f in frames if len(f)] or frames[:1]
-    return pd.concat(frames, ignore_index=True)
-
-
-def number_keys(folder: str | Path, forms: list[str]) -> dict[str, int]:
-    """The first record number of each form: records are numbered across forms in the order
-    of the accepted parts, so a number names one record of the country.
-
-    While planning, numbers stand in for instanceIDs (a million households' instanceIDs as
-    Python strings take more memory than all their keys); the restricted mapping gets the
-    instanceIDs back at the end (:func:`_restore_keys`).
-    """
-    import pyarrow.parquet as pq
-
-    starts, n = {}, 0
-    for form in forms:
-        starts[form] = n
-        n += sum(pq.ParquetFile(p).metadata.num_rows for p in accepted_parts(folder, form))
-    return starts
-
-
-def _restore_keys(records: Path, folder: Path, starts: dict[str, int]) -> None:
-    """Put the instanceIDs back into the restricted record mapping, a block at a time."""
+def restore_keys(records: Path, instance_ids: np.ndarray) -> None:
+    """Put the instanceIDs back into the restricted record mapping (record numbers index
+    ``instance_ids``), a block of rows at a time."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    keys = np.concatenate([read_accepted(folder, f, ["KEY"])["KEY"].to_numpy(dtype=object)
-                           for f in starts])
     source = pq.ParquetFile(records)
     target = records.with_name(f".{records.name}.tmp")
     writer = None
     try:
         for chunk in source.iter_batches(batch_size=READ_ROWS):
             frame = chunk.to_pandas()
-            frame["KEY"] = keys[frame["KEY"].to_numpy(dtype=np.int64)]
+            frame["KEY"] = instance_ids[frame["KEY"].to_numpy(dtype=np.int64)]
             # Coded columns (the form) are written out as text: one schema for every
             # block, whichever categories a block holds.
             frame = frame.astype({c: object for c in frame.columns
@@ -386,134 +312,3 @@ def _restore_keys(records: Path, folder: Path, starts: dict[str, int]) -> None:
             writer.close()
     if writer is not None:
         target.replace(records)
-
-
-def accepted_columns(folder: str | Path, form: str) -> list[str]:
-    import pyarrow.parquet as pq
-
-    return [c for c in pq.read_schema(accepted_parts(folder, form)[0]).names
-            if not c.startswith("__")]
-
-
-class _Accepted(Mapping[str, pd.DataFrame]):
-    """Some columns of each form's accepted rows, read when asked for and not kept: the
-    anonymisation holds one form's input at a time, not all of them."""
-
-    def __init__(self, folder: Path, columns: dict[str, list[str]], starts: dict[str, int]
-                 ) -> None:
-        self.folder, self.columns, self.starts = folder, columns, starts
-
-    def __getitem__(self, form: str) -> pd.DataFrame:
-        return read_accepted(self.folder, form, self.columns[form], numbered=self.starts[form])
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.columns)
-
-    def __len__(self) -> int:
-        return len(self.columns)
-
-
-@dataclass
-class BatchedRelease:
-    """What :func:`release_in_batches` did: per-form reconciliation, weights summary, the
-    disclosure report, the files written and the batches."""
-
-    reconciliation: dict[str, dict]
-    weights: dict
-    report: dict[str, dict]
-    files: list[Path]
-    batches: int
-    children: int
-    gate: Any = None  # GateResult on the report (k, risk, design); the file scan is not run
-
-
-def release_in_batches(raw: str | Path, design: pd.DataFrame,
-                       models: Mapping[str, FormModel], config: CountryConfig,
-                       out: str | Path, work: str | Path, *, key: bytes,
-                       rng: np.random.Generator, batch_households: int = 30_000,
-                       language: str | None = None,
-                       on_step: Callable[[str], None] | None = None) -> BatchedRelease:
-    """validate → weight → anonymise → release of one country, a batch of PSUs at a time.
-
-    ``raw``: the raw zone folder of the country; ``design``: the sample's households (for
-    the weights); ``work``: scratch space for the partition and the accepted parts;
-    ``out``: the release folder (``<form>.parquet|csv|dta|sav``, codebook-free). ``on_step``
-    is called with each step's name when it ends (a benchmark reads time and memory there).
-    """
-    from dhsurvey.anonymise.release import ReleasePlan, anonymise_country, gate, plan_columns
-    from dhsurvey.release.labels import with_merged_codes
-    from dhsurvey.release.stream import ParquetAppender, write_from_parquet
-    from dhsurvey.release.writers import FORMATS
-    from dhsurvey.weight.study import INPUT_COLUMNS, study_weights
-
-    work, out = Path(work), Path(out)
-    return_large_blocks()
-
-    def step(name: str) -> None:
-        release_memory()
-        if on_step is not None:
-            on_step(name)
-
-    part = partition_raw(raw, models, psu_batches(design, batch_households, rng),
-                         work / "raw")
-    step("partition")
-    recs = validate_batches(part, models, config, work / "validation")
-    step("validate")
-    accepted = work / "validation"
-    starts = number_keys(accepted, list(recs))
-    w = study_weights(design, *(read_accepted(accepted, f, INPUT_COLUMNS[f], numbered=starts[f])
-                                for f in ("household", "child", "caregiver")),
-                      config, dense_replicates=False)
-    step("weight")
-    columns = {f: accepted_columns(accepted, f) for f in recs}
-    slim = _Accepted(accepted, {f: plan_columns(models[f], columns[f])
-                                if f in part.batched else columns[f] for f in recs}, starts)
-    weights = {"household": w.household, "child": w.child, "caregiver": w.caregiver}
-    release = anonymise_country(slim, weights, models, config, key=key, rng=rng,
-                                numeric_ids=True)
-    del weights
-    plan = ReleasePlan(release, models, config, columns)
-    # The restricted mappings go to the restricted zone now; only the child weights (for
-    # the replicate columns) stay in memory.
-    for name, table in release.restricted.items():
-        atomic_write_parquet(work / "restricted" / f"{name}.parquet", table)
-    release.restricted = {}
-    w.household, w.caregiver = w.household.iloc[0:0], w.caregiver.iloc[0:0]
-    for form in part.batched:
-        sensitive = plan.sensitive(form)
-        for i in range(0, len(sensitive), SENSITIVE_AT_ONCE):
-            plan.diversity(form, read_accepted(
-                accepted, form, ["KEY", *sensitive[i:i + SENSITIVE_AT_ONCE]],
-                numbered=starts[form]))
-    step("anonymise")
-    labelled = with_merged_codes(models, release.merged_codes)
-    files: list[Path] = []
-    for form in recs:
-        path = out / f"{form}.parquet"
-        with ParquetAppender(path, labelled[form], language=language) as appender:
-            if form in part.batched:
-                for batch in accepted_batches(accepted, form, numbered=starts[form]):
-                    rows = plan.rows(form, batch, w.child_replicates
-                                     if form == "child" else None)
-                    if len(rows):
-                        appender.write(rows)
-            else:
-                appender.write(plan.table(form))
-        files.append(path)
-        files += write_from_parquet(path, labelled[form], out, language=language,
-                                    formats=[f for f in FORMATS if f != "parquet"],
-                                    batch_rows=max(500, WRITE_CELLS // _width(path)))
-    atomic_write_json(work / "release-report.json", json.loads(json.dumps(release.report,
-                                                                          default=str)))
-    summary, report = w.summary, release.report
-    del plan, release, w
-    _restore_keys(work / "restricted" / "records.parquet", accepted, starts)
-    step("release")
-    # The release decision on the disclosure report (k, global risk, design variables); the
-    # scan of the written files for identifiers reads whole files and is not run here.
-    decision = gate(report, [])
-    atomic_write_json(work / "gate.json", {"passed": decision.passed,
-                                           "reasons": decision.reasons,
-                                           "notes": decision.notes, "scan": "not run"})
-    return BatchedRelease(recs, summary, report, files, part.batches,
-                          int(recs.get("child", {}).get("accepted", 0)), decision)

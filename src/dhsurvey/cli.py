@@ -411,179 +411,58 @@ def fetch(
 
 @app.command()
 @friendly_errors
-def demo(
-    instruments: Annotated[Path, typer.Option(help="Folder of XLSForm workbooks.")] =
-    DEFAULT_INSTRUMENTS,
-    out: Annotated[Path, typer.Option(help="Data root.")] = DEFAULT_DATA,
-    households: Annotated[int | None, typer.Option(
-        help="Households per country (default: each country's design).")] = None,
-) -> None:
-    """Simulate three countries and run the Dagster pipeline on them; summarise the result."""
-    from dhsurvey.demo import dagster_home, prepare_demo, summarise
-
-    with console.status("Starting…") as status:
-        def step(text: str) -> None:
-            status.update(text + "…")
-
-        prepared = prepare_demo(instruments, out, households=households, step=step)
-        try:
-            from pipelines.demo import run_pipeline
-        except ImportError as exc:  # pragma: no cover - installed with the package
-            raise DhsurveyError(f"the Dagster code location is not installed ({exc})",
-                                code="pipeline-missing") from None
-        run_pipeline(instruments.resolve(), out.resolve(), dagster_home(out),
-                     prepared.countries, private_key=prepared.private_key.resolve(),
-                     pseudonym_key=prepared.pseudonym_key, step=step)
-        summary = summarise(out, prepared.countries,
-                            {o.iso: o.counts for o in prepared.outputs},
-                            {o.iso: o.faults for o in prepared.outputs})
-    console.print(f"Instruments: {len(prepared.forms)} forms compiled; lint "
-                  f"{prepared.lint_errors} error(s), "
-                  f"{len(prepared.findings) - prepared.lint_errors} warning(s)", soft_wrap=True)
-    table = Table("country", "households", "RR1", "children", "RR1", "caregivers", "workers",
-                  "faults", "quarantined", "duplicates", "flagged",
-                  title="Fieldwork (simulated, with planted faults) after validation; RR1 = "
-                        "AAPOR response rate")
-    for row in summary.rows:
-        acc, rr = row["accepted"], row["rr1"]
-        table.add_row(row["country"], str(row["received"]["household"]),
-                      f"{rr.get('household', 0):.1%}", str(acc["child"]),
-                      f"{rr.get('child', 0):.1%}", str(acc["caregiver"]),
-                      str(acc["frontline_worker"]), str(row["faults"]),
-                      str(row["quarantined"]), str(row["duplicates"]), str(row["flagged"]))
-    console.print(table)
-    if len(summary.indicators):
-        ind = Table("country", "indicator", "estimate", "95 % CI", "n",
-                    title="Headline indicators (weighted, design-based CIs)")
-        for r in summary.indicators.itertuples():
-            ind.add_row(r.country, r.label, f"{r.estimate:.1%}",
-                        f"{r.ci_low:.1%} – {r.ci_high:.1%}", str(r.n))
-        console.print(ind)
-    console.print(f"Data zones under {out}/: landing (exports), raw, clean (accepted, "
-                  f"quarantine, weights, report.html), release (one folder per country, and "
-                  f"pooled/ for all countries together)", soft_wrap=True)
-    console.print(f"Throwaway demo keys in {out / 'secrets'} (restricted; never part of a "
-                  f"release). The run is recorded in {dagster_home(out)}: `make ui` shows it.",
-                  soft_wrap=True)
-    if prepared.lint_errors:
-        raise typer.Exit(1)
-
-
-@app.command("release-batches")
-@friendly_errors
-def release_batches(
+def run(
     country: Annotated[str, typer.Argument(help="ISO code of the country (its country file).")],
     instruments: Annotated[Path, typer.Option(help="Folder of XLSForm workbooks.")] =
     DEFAULT_INSTRUMENTS,
-    data: Annotated[Path, typer.Option(help="Data root (raw/<ISO>, landing/<ISO>/design).")] =
-    DEFAULT_DATA,
-    out: Annotated[Path | None, typer.Option(
-        help="Release folder (default DATA/batched/<ISO>/release).")] = None,
-    batch_households: Annotated[int, typer.Option(
-        help="Sampled households per batch (whole PSUs).")] = 30_000,
+    data: Annotated[Path, typer.Option(help="Data root (landing/<ISO> in, release/<ISO> out).")]
+    = DEFAULT_DATA,
+    batch_households: Annotated[int | None, typer.Option(
+        help="Validate in batches of this many sampled households (whole PSUs); default: "
+             "whole up to 100,000 households, else batches of 30,000.")] = None,
 ) -> None:
-    """Validate, weight, anonymise and release one country a batch of PSUs at a time.
+    """Run one country from DATA/landing/<ISO> to DATA/release/<ISO>.
 
-    For a sample too large to hold in memory: peak memory follows the batch, not the country.
-    Reads DATA/raw/<ISO> and DATA/landing/<ISO>/design/households.parquet; the pseudonym key
-    comes from $DHSURVEY_PSEUDONYM_KEY. Writes the data files (Parquet, CSV, .dta, .sav) and,
-    under DATA/batched/<ISO>/work, validation results, the restricted mappings and the
-    disclosure report.
+    Ingest every export, validate, weight, estimate the indicators, anonymise and release, as
+    the Dagster country job does. The pseudonym key comes from $DHSURVEY_PSEUDONYM_KEY and, for
+    encrypted submissions, the private key's path from $DHSURVEY_PRIVATE_KEY. Exit 1 when the
+    disclosure gate blocks the release.
     """
-    import numpy as np
-    import pandas as pd
-
     from dhsurvey.anonymise.pseudonym import load_key
-    from dhsurvey.batched import release_in_batches
-    from dhsurvey.fieldwork.config import load_country
-    from dhsurvey.forms.model import load_form
+    from dhsurvey.store import Store
+    from dhsurvey.study import Study, run_country
 
     iso = country.upper()
-    config = load_country(instruments / "countries" / f"{iso}.yaml")
-    design_path = data / "landing" / iso / "design" / "households.parquet"
-    raw = data / "raw" / iso
-    for path in (design_path, raw):
-        if not path.exists():
-            raise DhsurveyError("input not found", code="batches-input", file=path, country=iso)
-    models = {p.stem: load_form(p) for p in sorted(instruments.glob("*.xlsx"))
-              if (raw / f"{p.stem}.parquet").exists()}
+    study = Study.load(instruments)
+    study.config(iso)
     key = load_key()
-    root = data / "batched" / iso
-    with console.status("Partitioning the raw tables by PSU…") as status:
-        done: list[str] = []
-        after = {"partition": "Validating batch by batch", "validate": "Computing weights",
-                 "weight": "Planning the anonymisation", "anonymise": "Writing the release"}
-
-        def step(name: str) -> None:
-            done.append(name)
-            if name in after:
-                status.update(after[name] + "…")
-
-        result = release_in_batches(raw, pd.read_parquet(design_path), models, config,
-                                    out or root / "release", root / "work", key=key,
-                                    rng=np.random.default_rng(),
-                                    batch_households=batch_households, on_step=step)
+    private = os.environ.get("DHSURVEY_PRIVATE_KEY")
+    pem = _read_pem(Path(private), "private key") if private else None
+    store = Store(data)
+    after = {"ingest": "Validating", "validate": "Computing weights",
+             "weight": "Estimating the indicators", "indicators": "Anonymising and releasing"}
+    with console.status(f"{iso}: reading the exports…") as status:
+        result = run_country(store, study, iso, key=key, private_key=pem,
+                             batch_households=batch_households,
+                             on_step=lambda name: status.update(
+                                 f"{iso}: {after.get(name, name)}…"))
     table = Table("form", "received", "accepted", "quarantined", "duplicates", "flagged",
-                  title=f"{iso}: {result.batches} batches of PSUs")
-    for form, rec in result.reconciliation.items():
+                  title=f"{iso}: validated in {result.validated.batches} batch(es)")
+    for form, rec in result.validated.reconciliation.items():
         table.add_row(form, *(str(rec[c]) for c in ("raw", "accepted", "quarantined",
                                                      "duplicates", "flagged")))
     console.print(table)
-    console.print(f"Release files: {len(result.files)} in {out or root / 'release'}; "
-                  f"restricted mappings and reports in {root / 'work'}", soft_wrap=True)
-    decision = result.gate
+    released = result.release
+    console.print(f"Release: {len(released.files)} files in {released.folder}; restricted "
+                  f"mappings in {store.restricted(iso)}", soft_wrap=True)
+    decision = released.gate
     if decision.passed:
-        console.print("Disclosure gate (k, global risk, design variables): passed. The scan "
-                      "of the files for identifiers is not run on batched releases.",
+        console.print("Disclosure gate (k, global risk, design variables, file scan): passed.",
                       soft_wrap=True)
     else:
         console.print("[bold red]Disclosure gate: blocked[/] — do not publish: "
                       + escape("; ".join(decision.reasons)), soft_wrap=True)
         raise typer.Exit(1)
-
-
-@app.command()
-def ui(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 3000,
-    workspace: Annotated[Path, typer.Option(help="Dagster workspace file.")] =
-    Path("workspace.yaml"),
-) -> None:
-    """Start the Dagster UI on 127.0.0.1 with DAGSTER_HOME set and pop-ups/telemetry off."""
-    import signal
-    import subprocess
-
-    home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DATA / "dagster_home").resolve()
-    write_dagster_home(home)
-    env = {**os.environ, "DAGSTER_HOME": str(home)}
-    demo_secrets = DEFAULT_DATA / "secrets"
-    if "DHSURVEY_PRIVATE_KEY" not in env and (demo_secrets / "demo-private.pem").exists():
-        env["DHSURVEY_PRIVATE_KEY"] = str((demo_secrets / "demo-private.pem").resolve())
-        console.print("Using the demo's throwaway private key (set DHSURVEY_PRIVATE_KEY for a "
-                      "real study).")
-    if "DHSURVEY_PSEUDONYM_KEY" not in env and (demo_secrets / "demo-pseudonym.key").exists():
-        env["DHSURVEY_PSEUDONYM_KEY"] = (demo_secrets / "demo-pseudonym.key").read_text().strip()
-        console.print("Using the demo's throwaway pseudonym key (set DHSURVEY_PSEUDONYM_KEY for a "
-                      "real study).")
-    dagster = Path(sys.executable).with_name("dagster")
-    cmd = [str(dagster), "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)]
-    console.print(f"Dagster UI on http://127.0.0.1:{port} (DAGSTER_HOME={home}); Ctrl-C stops.")
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
-    try:
-        raise typer.Exit(proc.wait())
-    except KeyboardInterrupt:
-        os.killpg(proc.pid, signal.SIGTERM)
-        raise typer.Exit(proc.wait()) from None
-
-
-def write_dagster_home(home: Path) -> Path:
-    """Create DAGSTER_HOME with nux and telemetry off (else a pop-up covers the UI)."""
-    from dhsurvey.io import atomic_write_text
-
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        atomic_write_text(config, "nux:\n  enabled: false\ntelemetry:\n  enabled: false\n")
-    return config
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,9 +23,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from dhsurvey.cli import write_dagster_home
 from dhsurvey.fieldwork.faults import KINDS
 from dhsurvey.fieldwork.run import simulate_to
+from pipelines.demo import write_dagster_home
 from pipelines.executors import executor_from_env
 from pipelines.study import countries, models
 

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from dhsurvey.fieldwork.run import simulate_to
-from pipelines.defs.release.pooled import released_countries
+from dhsurvey.store import Store
+from dhsurvey.study import Study, released_countries
 from pipelines.demo import run_pipeline
-from pipelines.resources import StudyPaths
 from pipelines.study import countries, models
 
 ROOT = Path(__file__).parents[2]
@@ -80,12 +80,12 @@ def test_pooled_indicators_by_country_match_the_country_releases(study) -> None:
 
 def test_a_country_whose_gate_failed_is_left_out(study) -> None:  # noqa: ANN001
     data, _ = study
-    paths = StudyPaths(instruments=str(ROOT / "instruments"), data_root=str(data))
+    store, loaded = Store(data), Study.load(ROOT / "instruments")
     gate = data / "clean" / "UGA" / "gate.json"
     saved = gate.read_text()
     try:
         gate.write_text(json.dumps({"passed": False, "reasons": ["k < 3"]}))
-        included, left_out = released_countries(paths)
+        included, left_out = released_countries(store, loaded)
         assert included == ["KEN"]
         assert left_out["UGA"] == "its disclosure gate failed"
         assert "TZA" in left_out  # never released here

@@ -10,7 +10,7 @@ from pipelines.resources import StudyPaths
 @dg.asset(group_name="instruments", kinds={"xlsform"})
 def compiled_forms(paths: StudyPaths) -> dg.MaterializeResult:
     """Every instrument compiled with pyxform and ODK Validate, with a content-derived version."""
-    compiled = build(paths.instruments, paths.build_dir)
+    compiled = build(paths.instruments, paths.store.build)
     rows = "\n".join(
         f"| {c.model.form_id} | {c.model.version} | {len(c.model.fields)} | "
         f"{', '.join(c.model.languages)} |"
@@ -22,7 +22,7 @@ def compiled_forms(paths: StudyPaths) -> dg.MaterializeResult:
                 "| form | version | fields | languages |\n|---|---|---|---|\n" + rows
             ),
             "versions": {c.model.form_id: c.model.version for c in compiled},
-            "manifest": dg.MetadataValue.path(str(paths.build_dir / "forms" / "manifest.json")),
+            "manifest": dg.MetadataValue.path(str(paths.store.build / "forms" / "manifest.json")),
         },
         data_version=dg.DataVersion("-".join(c.model.version for c in compiled)),
     )

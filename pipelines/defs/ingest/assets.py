@@ -1,27 +1,16 @@
 """Raw tables: one asset per form, partitioned by country, with a blocking schema check."""
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
-from dhsurvey.ingest.read import read_export
-from dhsurvey.ingest.run import split_by_country
-from dhsurvey.ingest.store import combine, read_raw, write_raw
+from dhsurvey.study import ingest_form
 from dhsurvey.validate.schema import build_schema
 from dhsurvey.validate.types import to_typed
 from pipelines.defs.forms.assets import compiled_forms
 from pipelines.resources import Secrets, StudyPaths
-from pipelines.study import config_for, country_partitions, models
-
-
-def exports_for(landing: Path, form_id: str) -> list[Path]:
-    """Every export of one form in a country's landing folder, in a stable order."""
-    found = sorted(landing.glob(f"central/{form_id}.csv.zip"))
-    found += sorted(landing.glob(f"kobo/{form_id}*.json"))
-    found += [p for p in sorted(landing.glob(f"xml/{form_id}")) if p.is_dir()]
-    return found
+from pipelines.study import country_partitions, models, study
 
 
 def _raw_asset(form_id: str) -> dg.AssetsDefinition:
@@ -39,33 +28,18 @@ def _raw_asset(form_id: str) -> dg.AssetsDefinition:
     )
     def raw_form(context: dg.AssetExecutionContext, paths: StudyPaths,
                  secrets: Secrets) -> Iterator:
-        iso = context.partition_key
-        config = config_for(iso)
-        model = models()[form_id]
-        landing = paths.zone("landing", iso)
-        exports = exports_for(landing, form_id)
-        parts = []
-        for path in exports:
-            raw = read_export(path, {form_id: model}, private_key_pem=secrets.private_key())
-            parts.extend(split_by_country(raw, {str(config.code): iso}, iso).values())
-        api = landing / "central-api"
-        if (api / f"{form_id}.parquet").exists():  # pulled by the Central sync job
-            parts.append(read_raw(api, form_id))
-        raw = combine(parts) if parts else None
-        if raw is None:
-            from dhsurvey.ingest.canonical import RawForm
-
-            raw = RawForm(form_id, pd.DataFrame(columns=["KEY"]))
-        written = write_raw(raw, paths.zone("raw", iso))
+        got = ingest_form(paths.store, study(), context.partition_key, form_id,
+                          private_key=secrets.private_key())
+        raw, model = got.raw, models()[form_id]
         yield dg.MaterializeResult(
             asset_key=f"raw_{form_id}",
             metadata={
                 "dagster/row_count": len(raw.root),
-                "exports": len(exports),
+                "exports": len(got.exports),
                 "repeat rows": {n: len(t) for n, t in raw.repeats.items()},
                 "ingest quarantine": len(raw.quarantine),
                 "form version": model.version,
-                "path": dg.MetadataValue.path(str(written[0])),
+                "path": dg.MetadataValue.path(str(got.paths[0])),
                 "dagster/column_schema": dg.TableSchema(
                     columns=[dg.TableColumn(c, "string") for c in raw.root.columns]),
             },

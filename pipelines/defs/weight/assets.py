@@ -2,15 +2,11 @@
 
 
 import dagster as dg
-import pandas as pd
 
-from dhsurvey.io import atomic_write_json, atomic_write_parquet
-from dhsurvey.weight.study import REPLICATE, study_weights
+from dhsurvey.study import WEIGHTED, weight
 from pipelines.defs.validate.assets import accepted_key
 from pipelines.resources import StudyPaths
-from pipelines.study import config_for, country_partitions
-
-WEIGHTED = ("household", "child", "caregiver")
+from pipelines.study import country_partitions, study
 
 
 @dg.asset(
@@ -26,17 +22,7 @@ WEIGHTED = ("household", "child", "caregiver")
                 "unweighted.",
 )
 def weights(context: dg.AssetExecutionContext, paths: StudyPaths):  # noqa: ANN201
-    iso = context.partition_key
-    config = config_for(iso)
-    clean = paths.zone("clean", iso)
-    design = pd.read_parquet(paths.zone("landing", iso) / "design" / "households.parquet")
-    accepted = {f: pd.read_parquet(clean / f / "accepted.parquet") for f in WEIGHTED}
-    result = study_weights(design, accepted["household"], accepted["child"],
-                           accepted["caregiver"], config)
-    folder = clean / "weights"
-    for name in WEIGHTED:
-        atomic_write_parquet(folder / f"{name}.parquet", getattr(result, name))
-    atomic_write_json(folder / "summary.json", result.summary)
+    result = weight(paths.store, study(), context.partition_key)
     s = result.summary
     rows = "\n".join(f"| {k} | {v['target']:,.0f} | {v['achieved']:,.0f} |"
                      for k, v in s["margins"].items())
@@ -46,7 +32,7 @@ def weights(context: dg.AssetExecutionContext, paths: StudyPaths):  # noqa: ANN2
         "Kish deff before trimming": round(s["trim"]["deff_before"], 3),
         "Kish deff after trimming": round(s["trim"]["deff_after"], 3),
         "weights trimmed": s["trim"]["trimmed"],
-        "replicates": sum(bool(REPLICATE.match(c)) for c in result.child.columns),
+        "replicates": int(s["replicates"].get("count", 0)),
         "margins": dg.MetadataValue.md("| margin | target | achieved |\n|---|---|---|\n" + rows),
     })
     worst = max(abs(v["achieved"] - v["target"]) / v["target"] for v in s["margins"].values())

@@ -1,0 +1,118 @@
+"""The ``dhsurvey`` command: the library's commands plus those that run the Dagster code
+location (``demo``, ``ui``).
+
+Why here: the library (``dhsurvey``) knows nothing of Dagster; the console script is assembled
+in the code location, which imports Dagster only when one of its commands runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from dhsurvey.cli import DEFAULT_DATA, DEFAULT_INSTRUMENTS, app, console, friendly_errors
+from dhsurvey.errors import DhsurveyError
+
+
+@app.command()
+@friendly_errors
+def demo(
+    instruments: Annotated[Path, typer.Option(help="Folder of XLSForm workbooks.")] =
+    DEFAULT_INSTRUMENTS,
+    out: Annotated[Path, typer.Option(help="Data root.")] = DEFAULT_DATA,
+    households: Annotated[int | None, typer.Option(
+        help="Households per country (default: each country's design).")] = None,
+) -> None:
+    """Simulate three countries and run the Dagster pipeline on them; summarise the result."""
+    from dhsurvey.demo import dagster_home, prepare_demo, summarise
+    from pipelines.demo import run_pipeline
+
+    with console.status("Starting…") as status:
+        def step(text: str) -> None:
+            status.update(text + "…")
+
+        prepared = prepare_demo(instruments, out, households=households, step=step)
+        run_pipeline(instruments.resolve(), out.resolve(), dagster_home(out),
+                     prepared.countries, private_key=prepared.private_key.resolve(),
+                     pseudonym_key=prepared.pseudonym_key, step=step)
+        summary = summarise(out, prepared.countries,
+                            {o.iso: o.counts for o in prepared.outputs},
+                            {o.iso: o.faults for o in prepared.outputs})
+    console.print(f"Instruments: {len(prepared.forms)} forms compiled; lint "
+                  f"{prepared.lint_errors} error(s), "
+                  f"{len(prepared.findings) - prepared.lint_errors} warning(s)", soft_wrap=True)
+    table = Table("country", "households", "RR1", "children", "RR1", "caregivers", "workers",
+                  "faults", "quarantined", "duplicates", "flagged",
+                  title="Fieldwork (simulated, with planted faults) after validation; RR1 = "
+                        "AAPOR response rate")
+    for row in summary.rows:
+        acc, rr = row["accepted"], row["rr1"]
+        table.add_row(row["country"], str(row["received"]["household"]),
+                      f"{rr.get('household', 0):.1%}", str(acc["child"]),
+                      f"{rr.get('child', 0):.1%}", str(acc["caregiver"]),
+                      str(acc["frontline_worker"]), str(row["faults"]),
+                      str(row["quarantined"]), str(row["duplicates"]), str(row["flagged"]))
+    console.print(table)
+    if len(summary.indicators):
+        ind = Table("country", "indicator", "estimate", "95 % CI", "n",
+                    title="Headline indicators (weighted, design-based CIs)")
+        for r in summary.indicators.itertuples():
+            ind.add_row(r.country, r.label, f"{r.estimate:.1%}",
+                        f"{r.ci_low:.1%} – {r.ci_high:.1%}", str(r.n))
+        console.print(ind)
+    console.print(f"Data zones under {out}/: landing (exports), raw, clean (accepted, "
+                  f"quarantine, weights, report.html), release (one folder per country, and "
+                  f"pooled/ for all countries together)", soft_wrap=True)
+    console.print(f"Throwaway demo keys in {out / 'secrets'} (restricted; never part of a "
+                  f"release). The run is recorded in {dagster_home(out)}: `make ui` shows it.",
+                  soft_wrap=True)
+    if prepared.lint_errors:
+        raise typer.Exit(1)
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 3000,
+    workspace: Annotated[Path, typer.Option(help="Dagster workspace file.")] =
+    Path("workspace.yaml"),
+) -> None:
+    """Start the Dagster UI on 127.0.0.1 with DAGSTER_HOME set and pop-ups/telemetry off."""
+    import signal
+    import subprocess
+
+    from dhsurvey.store import Store
+    from pipelines.demo import write_dagster_home
+
+    home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DATA / "dagster_home").resolve()
+    write_dagster_home(home)
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    demo_secrets = Store(DEFAULT_DATA).root / "secrets"
+    if "DHSURVEY_PRIVATE_KEY" not in env and (demo_secrets / "demo-private.pem").exists():
+        env["DHSURVEY_PRIVATE_KEY"] = str((demo_secrets / "demo-private.pem").resolve())
+        console.print("Using the demo's throwaway private key (set DHSURVEY_PRIVATE_KEY for a "
+                      "real study).")
+    if "DHSURVEY_PSEUDONYM_KEY" not in env and (demo_secrets / "demo-pseudonym.key").exists():
+        env["DHSURVEY_PSEUDONYM_KEY"] = (demo_secrets / "demo-pseudonym.key").read_text().strip()
+        console.print("Using the demo's throwaway pseudonym key (set DHSURVEY_PSEUDONYM_KEY for a "
+                      "real study).")
+    dagster = Path(sys.executable).with_name("dagster")
+    if not dagster.exists():
+        raise DhsurveyError("Dagster is not installed (pip install 'dhsurvey[pipeline]')",
+                            code="pipeline-missing")
+    cmd = [str(dagster), "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)]
+    console.print(f"Dagster UI on http://127.0.0.1:{port} (DAGSTER_HOME={home}); Ctrl-C stops.")
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    try:
+        raise typer.Exit(proc.wait())
+    except KeyboardInterrupt:
+        os.killpg(proc.pid, signal.SIGTERM)
+        raise typer.Exit(proc.wait()) from None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

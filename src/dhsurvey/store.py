@@ -1,0 +1,248 @@
+"""The data store: one owner of the runtime data layout (zones, file names, permissions).
+
+Why: every stage reads what an earlier one wrote. When each spells its own paths the layout
+drifts (a batched release nobody pools, a gate file read from one place and written to
+another). Here every zone and file name is spelled once; stages, the CLI, the demo and the
+Dagster resource ask the store for paths and typed reads and writes.
+
+Zones (``root`` defaults to ``./data``)::
+
+    landing/<ISO>/…            exports as they arrive, the sample design, faults.json  restricted
+    raw/<ISO>/<form>.parquet   parsed, decrypted submissions (+ repeats, quarantine)    restricted
+    clean/<ISO>/…              accepted, quarantine, quality, weights, restricted maps  restricted
+    licensed/<ISO>/…           scientific-use files                                     licensed
+    release/<ISO>/…            public-use files; release/pooled/ for all countries      public
+    build/ secrets/            compiled forms; the demo's throwaway keys                restricted
+
+Restricted zones are created 0700; every file is written atomically (temporary file in the
+same folder, renamed into place; ``mkstemp`` makes it 0600), so a killed run never leaves a
+half-written file and nothing in a restricted zone is readable by other users.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from dhsurvey.io import atomic_write_bytes, atomic_write_json, atomic_write_parquet
+
+#: Zones that hold personal data: created owner-only.
+RESTRICTED = ("landing", "raw", "clean", "build", "secrets", "work")
+#: Folder of the pooled release under ``release/``.
+POOLED = "pooled"
+ACCEPTED = "accepted.parquet"
+RECONCILIATION = "reconciliation.json"
+
+
+@dataclass(frozen=True)
+class Store:
+    """The data root and the release label (release IDs are fresh per label, stable for a
+    rebuild of the same label)."""
+
+    root: Path
+    release_label: str = "r1"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    # ------------------------------------------------------------------------- zones
+
+    def zone(self, name: str, country: str | None = None) -> Path:
+        """``root/name[/country]``, created (owner-only for restricted zones)."""
+        path = self.root / name / country if country else self.root / name
+        self._mkdir(path, name in RESTRICTED)
+        return path
+
+    @staticmethod
+    def _mkdir(path: Path, restricted: bool) -> None:
+        if path.is_dir():
+            return
+        path.mkdir(parents=True, exist_ok=True)
+        if restricted:
+            os.chmod(path, 0o700)
+            for parent in path.parents:  # the zone folder itself, not the data root
+                if parent.name in RESTRICTED:
+                    os.chmod(parent, 0o700)
+                    break
+
+    def landing(self, iso: str | None = None) -> Path:
+        return self.zone("landing", iso)
+
+    def raw(self, iso: str) -> Path:
+        return self.zone("raw", iso)
+
+    def clean(self, iso: str) -> Path:
+        return self.zone("clean", iso)
+
+    def release(self, iso: str) -> Path:
+        """Public-use files of a country (``POOLED`` for all countries together)."""
+        return self.zone("release", iso)
+
+    def licensed(self, iso: str) -> Path:
+        return self.zone("licensed", iso)
+
+    @property
+    def build(self) -> Path:
+        return self.zone("build")
+
+    @property
+    def secrets(self) -> Path:
+        return self.zone("secrets")
+
+    def work(self, iso: str, step: str) -> Path:
+        """Scratch space of a step (batches of a partition), emptied before use."""
+        path = self.clean(iso) / "work" / step
+        if path.exists():
+            shutil.rmtree(path)
+        self._mkdir(path, True)
+        return path
+
+    # ----------------------------------------------------------------------- landing
+
+    def exports(self, iso: str, form: str) -> list[Path]:
+        """Every export of one form in a country's landing folder, in a stable order:
+        ODK Central CSV zips, KoboToolbox JSON, folders of instance XML."""
+        landing = self.landing(iso)
+        found = sorted(landing.glob(f"central/{form}.csv.zip"))
+        found += sorted(landing.glob(f"kobo/{form}*.json"))
+        found += [p for p in sorted(landing.glob(f"xml/{form}")) if p.is_dir()]
+        return found
+
+    def central_api(self, iso: str) -> Path:
+        """Submissions pulled from ODK Central's API (raw-zone layout)."""
+        return self.landing(iso) / "central-api"
+
+    def central_state(self) -> Path:
+        """Where incremental pulls from ODK Central keep their position."""
+        return self.landing() / "central"
+
+    def design_path(self, iso: str) -> Path:
+        return self.landing(iso) / "design" / "households.parquet"
+
+    def design(self, iso: str) -> pd.DataFrame:
+        """The sample's households with their selection probabilities."""
+        path = self.design_path(iso)
+        if not path.exists():
+            from dhsurvey.errors import DhsurveyError
+
+            raise DhsurveyError("the sample design is missing", code="store-design",
+                                file=path, country=iso)
+        return pd.read_parquet(path)
+
+    def faults(self, iso: str) -> dict[str, Any]:
+        """``faults.json`` of simulated fieldwork (planted faults and canaries), or {}."""
+        path = self.landing(iso) / "faults.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    # ------------------------------------------------------------------------- clean
+
+    def form_dir(self, iso: str, form: str) -> Path:
+        """Validation results of one form: accepted, quarantine, flags, duplicates."""
+        return self.clean(iso) / form
+
+    def accepted_parts(self, iso: str, form: str) -> list[Path]:
+        """A form's accepted rows: one file, or one part per batch of PSUs."""
+        folder = self.form_dir(iso, form)
+        whole = folder / ACCEPTED
+        return [whole] if whole.exists() else sorted((folder / "accepted").glob("*.parquet"))
+
+    def accepted_part(self, iso: str, form: str, batch: int | None) -> Path:
+        """Where validation writes a form's accepted rows (``batch=None``: whole)."""
+        folder = self.form_dir(iso, form)
+        return folder / ACCEPTED if batch is None else \
+            folder / "accepted" / f"batch-{batch:05d}.parquet"
+
+    def clear_accepted(self, iso: str, form: str) -> None:
+        """Remove a form's accepted rows of an earlier run (whole or batched)."""
+        folder = self.form_dir(iso, form)
+        (folder / ACCEPTED).unlink(missing_ok=True)
+        shutil.rmtree(folder / "accepted", ignore_errors=True)
+
+    def accepted_batches(self, iso: str, form: str, columns: list[str] | None = None
+                         ) -> Iterator[pd.DataFrame]:
+        """A form's accepted rows one part at a time (some columns, or all)."""
+        for path in self.accepted_parts(iso, form):
+            yield pd.read_parquet(path, columns=columns)
+
+    def read_accepted(self, iso: str, form: str, columns: list[str] | None = None
+                      ) -> pd.DataFrame:
+        """Some columns of a form's accepted rows over every part."""
+        frames = list(self.accepted_batches(iso, form, columns))
+        if not frames:
+            from dhsurvey.errors import DhsurveyError
+
+            raise DhsurveyError("no accepted rows: validation has not run", code="store-clean",
+                                country=iso, form=form)
+        frames = [f for f in frames if len(f)] or frames[:1]
+        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+    def accepted_columns(self, iso: str, form: str) -> list[str]:
+        import pyarrow.parquet as pq
+
+        parts = self.accepted_parts(iso, form)
+        return [c for c in pq.read_schema(parts[0]).names if not c.startswith("__")] \
+            if parts else []
+
+    def has_accepted(self, iso: str, form: str) -> bool:
+        return bool(self.accepted_parts(iso, form))
+
+    def reconciliation(self, iso: str, form: str) -> dict[str, Any]:
+        return json.loads((self.form_dir(iso, form) / RECONCILIATION).read_text())
+
+    def quality(self, iso: str) -> Path:
+        """High-frequency check tables (``quality/``) and ``report.html`` live here."""
+        return self.clean(iso)
+
+    def weights_dir(self, iso: str) -> Path:
+        return self.clean(iso) / "weights"
+
+    def write_weights(self, iso: str, weights: Any) -> list[Path]:
+        """Weight tables per form, the summary, and the whole result (replicate design in
+        factor form) for the release to generate replicate weights from."""
+        folder = self.weights_dir(iso)
+        paths = [atomic_write_parquet(folder / f"{name}.parquet", getattr(weights, name))
+                 for name in ("household", "child", "caregiver")]
+        paths.append(atomic_write_json(folder / "summary.json", weights.summary))
+        paths.append(atomic_write_bytes(folder / "weights.pickle",
+                                        pickle.dumps(weights, protocol=5)))
+        return paths
+
+    def read_weights(self, iso: str) -> Any:
+        """The :class:`~dhsurvey.weight.study.StudyWeights` the weight step wrote (a file of
+        this store's own restricted zone, written by the same code)."""
+        path = self.weights_dir(iso) / "weights.pickle"
+        if not path.exists():
+            from dhsurvey.errors import DhsurveyError
+
+            raise DhsurveyError("no weights: the weight step has not run", code="store-clean",
+                                file=path, country=iso)
+        return pickle.loads(path.read_bytes())  # noqa: S301 - our own restricted zone
+
+    def weights_summary(self, iso: str) -> dict[str, Any]:
+        return json.loads((self.weights_dir(iso) / "summary.json").read_text())
+
+    def restricted(self, iso: str) -> Path:
+        """Mappings from release IDs back to instanceIDs and households (never released)."""
+        return self.clean(iso) / "restricted"
+
+    def gate_path(self, iso: str) -> Path:
+        return self.clean(iso) / "gate.json"
+
+    def write_gate(self, iso: str, verdict: dict[str, Any]) -> Path:
+        return atomic_write_json(self.gate_path(iso), verdict)
+
+    def gate(self, iso: str) -> dict[str, Any] | None:
+        """The country's latest disclosure-gate decision, or None before its first release."""
+        path = self.gate_path(iso)
+        return json.loads(path.read_text()) if path.exists() else None
+
+
+__all__ = ["ACCEPTED", "POOLED", "RECONCILIATION", "RESTRICTED", "Store"]

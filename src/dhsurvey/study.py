@@ -1,0 +1,613 @@
+"""One path through a country: ingest → validate → weight → indicators → release, and pool.
+
+Why: the CLI (``dhsurvey run``), the demo and the Dagster assets must produce the same
+release from the same exports. Each stage here is a function of a :class:`~dhsurvey.store.Store`
+and a country; callers only choose when to run them and what to report.
+
+A country is validated whole, or — when its sample is larger than :data:`WHOLE_UP_TO`
+households, or when asked — in batches of whole PSUs (:mod:`dhsurvey.batched`): peak memory
+then follows the batch, not the country. Everything after validation reads the accepted rows
+in parts and puts them in one canonical order (by instanceID) before anything is computed
+from them, and the release's rows are written in the order the anonymisation plan gave them,
+a fixed number of rows at a time. So the release is the same set of files, byte for byte,
+whatever the strategy or batch size (the manifests' SHA-256s are equal; tested).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dhsurvey.errors import DhsurveyError
+from dhsurvey.fieldwork.config import CountryConfig, load_countries
+from dhsurvey.forms.model import FormModel, load_form
+from dhsurvey.io import atomic_write_parquet, atomic_write_text
+from dhsurvey.store import POOLED, Store
+
+#: Countries with at most this many sampled households are validated whole.
+WHOLE_UP_TO = 100_000
+#: Households per batch when a country is validated in batches.
+BATCH_HOUSEHOLDS = 30_000
+#: Released rows assembled and appended at a time (a constant: the files do not depend on
+#: the batches validation used).
+RELEASE_ROWS = 100_000
+#: Values formatted at a time by the CSV, Stata and SPSS writers (rows × columns): the text
+#: of a block of rows takes ~400 bytes per value in pandas.
+WRITE_CELLS = 500_000
+#: Sensitive columns read over the whole sample at a time (for the l-diversity report).
+SENSITIVE_AT_ONCE = 8
+#: Disclosure gate: every key combination shared by at least K records; global risk cap.
+K = 3
+MAX_GLOBAL_RISK = 0.01
+#: Forms that carry survey weights.
+WEIGHTED = ("household", "child", "caregiver")
+#: Forms whose indicators are estimated per country.
+INDICATOR_FORMS = ("child", "caregiver")
+
+
+@dataclass
+class Study:
+    """The instruments (form models) and the country files, loaded and checked once."""
+
+    instruments: Path
+    models: dict[str, FormModel]
+    countries: dict[str, CountryConfig]
+
+    @classmethod
+    def load(cls, instruments: str | Path) -> Study:
+        from dhsurvey.forms.compile import instrument_paths
+
+        instruments = Path(instruments)
+        models = {m.form_id: m for m in (load_form(p) for p in instrument_paths(instruments))}
+        configs = load_countries(instruments, list(models.values()))
+        return cls(instruments, models, {c.iso: c for c in configs})
+
+    def config(self, iso: str) -> CountryConfig:
+        if iso not in self.countries:
+            raise DhsurveyError(f"no country file for '{iso}'", code="config-missing",
+                                file=self.instruments / "countries", country=iso)
+        return self.countries[iso]
+
+    @cached_property
+    def indicators(self) -> tuple[list[Any], dict[str, list[Any]]]:
+        """The declared indicators and domains (``indicators.yaml``)."""
+        from dhsurvey.release.indicators import load_indicators
+
+        return load_indicators(self.instruments / "indicators.yaml", self.models)
+
+
+# ---------------------------------------------------------------------------- ingest
+
+
+@dataclass
+class Ingested:
+    """One form's raw table of a country: what came in and where it went."""
+
+    raw: Any  # RawForm
+    exports: list[Path]
+    paths: list[Path]
+
+
+def ingest_form(store: Store, study: Study, iso: str, form: str, *,
+                private_key: bytes | None = None) -> Ingested:
+    """Every export of ``form`` in the country's landing folder → ``raw/<ISO>/``.
+
+    Submissions of another country stay out; those of no known country are kept in the raw
+    quarantine (nothing that enters is lost).
+    """
+    from dhsurvey.ingest.canonical import RawForm
+    from dhsurvey.ingest.read import read_export
+    from dhsurvey.ingest.run import split_by_country
+    from dhsurvey.ingest.store import combine, read_raw, write_raw
+
+    config, model = study.config(iso), study.models[form]
+    exports = store.exports(iso, form)
+    parts = []
+    for path in exports:
+        raw = read_export(path, {form: model}, private_key_pem=private_key)
+        parts.extend(split_by_country(raw, {str(config.code): iso}, iso).values())
+    api = store.central_api(iso)
+    if (api / f"{form}.parquet").exists():  # pulled by the Central sync job
+        parts.append(read_raw(api, form))
+    raw = combine(parts) if parts else RawForm(form, pd.DataFrame(columns=["KEY"]))
+    return Ingested(raw, exports, write_raw(raw, store.raw(iso)))
+
+
+def ingest(store: Store, study: Study, iso: str, *, private_key: bytes | None = None
+           ) -> dict[str, Ingested]:
+    return {form: ingest_form(store, study, iso, form, private_key=private_key)
+            for form in study.models}
+
+
+# -------------------------------------------------------------------------- validate
+
+
+@dataclass
+class Validated:
+    """Per-form reconciliation (raw = accepted + quarantined + duplicates); the whole
+    result when the country was validated in one piece (for reports), else None."""
+
+    reconciliation: dict[str, dict]
+    batches: int
+    result: Any = None  # ValidationResult
+
+
+def batches_for(store: Store, iso: str, batch_households: int | None) -> int | None:
+    """Households per batch, or None to validate whole: asked for, or chosen by size."""
+    if batch_households is not None:
+        return batch_households
+    return BATCH_HOUSEHOLDS if len(store.design(iso)) > WHOLE_UP_TO else None
+
+
+def validate(store: Store, study: Study, iso: str, *, batch_households: int | None = None,
+             quality: bool = True) -> Validated:
+    """``raw/<ISO>`` → accepted, quarantine, flags, duplicates and reconciliation per form in
+    ``clean/<ISO>/``; whole (with the high-frequency checks and report when ``quality``) or
+    in batches of whole PSUs."""
+    from dhsurvey.ingest.store import read_raw
+    from dhsurvey.validate.run import validate_forms, write_quality, write_validation
+
+    config = study.config(iso)
+    per_batch = batches_for(store, iso, batch_households)
+    forms = [f for f in study.models if (store.raw(iso) / f"{f}.parquet").exists()]
+    for form in study.models:
+        store.clear_accepted(iso, form)
+    if per_batch is None:
+        raws = {f: read_raw(store.raw(iso), f) for f in forms}
+        result = validate_forms(raws, study.models, config=config)
+        write_validation(result, store.clean(iso))
+        if quality:
+            write_quality(result, study.models, store.quality(iso), config=config,
+                          expectations=False)
+        return Validated({f: r.reconciliation for f, r in result.forms.items()}, 1, result)
+    from dhsurvey.batched import partition_raw, psu_batches, validate_batches
+
+    models = {f: study.models[f] for f in forms}
+    # The grouping does not reach the release (see the module docstring): a fixed seed.
+    grouping = psu_batches(store.design(iso), per_batch, np.random.default_rng(0))
+    part = partition_raw(store.raw(iso), models, grouping, store.work(iso, "partition"))
+    recs = validate_batches(part, models, config, store, iso)
+    return Validated(recs, part.batches)
+
+
+# ---------------------------------------------------------------------------- weight
+
+
+def _by_key(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows in instanceID order: what is computed from them does not depend on the order
+    (or the batches) validation wrote them in."""
+    return frame.sort_values("KEY", kind="stable").reset_index(drop=True)
+
+
+def weight(store: Store, study: Study, iso: str) -> Any:
+    """Household, child and caregiver weights with the child replicate design
+    (``clean/<ISO>/weights/``); returns the :class:`~dhsurvey.weight.study.StudyWeights`."""
+    from dhsurvey.weight.study import INPUT_COLUMNS, study_weights
+
+    inputs = [_by_key(store.read_accepted(iso, f, INPUT_COLUMNS[f])) for f in WEIGHTED]
+    weights = study_weights(store.design(iso), *inputs, study.config(iso),
+                            dense_replicates=False)
+    store.write_weights(iso, weights)
+    return weights
+
+
+# ------------------------------------------------------------------------ indicators
+
+
+def weighted_tables(store: Store, iso: str, forms: tuple[str, ...] = INDICATOR_FORMS
+                    ) -> dict[str, pd.DataFrame]:
+    """Accepted answers joined to their weights and design variables, in instanceID order."""
+    from dhsurvey.release.indicators import join_weights
+
+    weights = store.read_weights(iso)
+    return {f: _by_key(t) for f, t in join_weights(
+        {f: store.read_accepted(iso, f) for f in forms},
+        {f: getattr(weights, f) for f in forms}).items()}
+
+
+def write_indicators(folder: Path, table: pd.DataFrame) -> list[Path]:
+    return [atomic_write_parquet(folder / "indicators.parquet", table),
+            atomic_write_text(folder / "indicators.csv",
+                              table.to_csv(index=False, float_format="%.6f"))]
+
+
+def indicators(store: Store, study: Study, iso: str) -> pd.DataFrame:
+    """Every declared indicator with SE, 95 % CI and n, overall and by domain
+    (``release/<ISO>/indicators.*``)."""
+    from dhsurvey.release.indicators import compute_indicators
+
+    declared, domains = study.indicators
+    table = compute_indicators(weighted_tables(store, iso), declared, domains)
+    table.insert(0, "country", iso)
+    write_indicators(store.release(iso), table)
+    return table
+
+
+# --------------------------------------------------------------------------- release
+
+
+def release_rng(key: bytes, iso: str, label: str) -> np.random.Generator:
+    """Release IDs: fresh for each release label, identical when a release is rebuilt."""
+    digest = hmac.new(key, f"release-ids\x00{iso}\x00{label}".encode(), hashlib.sha256)
+    return np.random.default_rng(int.from_bytes(digest.digest()[:8], "little"))
+
+
+class Numbering:
+    """Record numbers standing in for instanceIDs while a release is planned: each form's
+    records numbered in instanceID order, forms one after the other, so a number names one
+    record of the country whatever the batches. (A million instanceIDs as Python strings
+    take more memory than all their keys.)"""
+
+    def __init__(self, store: Store, iso: str, forms: list[str]) -> None:
+        self.starts: dict[str, int] = {}
+        self.keys: dict[str, pd.Index] = {}
+        n = 0
+        for form in forms:
+            keys = np.sort(store.read_accepted(iso, form, ["KEY"])["KEY"].to_numpy(object))
+            self.starts[form], self.keys[form] = n, pd.Index(keys)
+            n += len(keys)
+
+    def number(self, form: str, keys: Any) -> np.ndarray:
+        found = self.keys[form].get_indexer(pd.Index(list(keys)))
+        if (found < 0).any():
+            raise DhsurveyError("a record the plan does not know", code="release-records",
+                                form=form)
+        return self.starts[form] + found
+
+    def numbered(self, form: str, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` with KEY replaced by record numbers, in record-number order."""
+        numbers = self.number(form, frame["KEY"])
+        order = np.argsort(numbers, kind="stable")
+        out = frame.iloc[order].reset_index(drop=True)
+        out["KEY"] = pd.array(numbers[order], dtype="Int64")
+        return out
+
+    def instance_ids(self) -> np.ndarray:
+        """instanceID of every record number."""
+        parts = [k.to_numpy(object) for k in self.keys.values()]
+        return np.concatenate(parts) if parts else np.array([], dtype=object)
+
+
+class _PlanInputs(Mapping[str, pd.DataFrame]):
+    """Some columns of each form's accepted rows, numbered and in record order; read when
+    asked for and not kept (the anonymisation holds one form's input at a time)."""
+
+    def __init__(self, store: Store, iso: str, columns: dict[str, list[str]],
+                 numbering: Numbering) -> None:
+        self.store, self.iso, self.columns, self.numbering = store, iso, columns, numbering
+
+    def __getitem__(self, form: str) -> pd.DataFrame:
+        return self.numbering.numbered(form, self.store.read_accepted(
+            self.iso, form, self.columns[form]))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.columns)
+
+    def __len__(self) -> int:
+        return len(self.columns)
+
+
+@dataclass
+class CountryRelease:
+    """What a country's release holds and what the disclosure gate decided."""
+
+    folder: Path
+    rows: dict[str, int]
+    columns: dict[str, int]
+    report: dict[str, Any]
+    gate: Any  # GateResult
+    findings: list[dict[str, Any]]
+    replicates: dict[str, Any] | None
+    manifest: Path
+    warnings: list[str] = field(default_factory=list)
+    merged_codes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def files(self) -> list[Path]:
+        from dhsurvey.anonymise.release import release_files
+
+        return release_files(self.folder)
+
+
+def restricted_values(store: Store, iso: str, study: Study) -> list[str]:
+    """What must never appear in a release: planted canaries, instanceIDs, GPS strings."""
+    values: list[str] = list(store.faults(iso).get("canaries", []))
+    for form, model in study.models.items():
+        if not store.has_accepted(iso, form):
+            continue
+        gps = [i.name for i in model.fields_in(None) if i.type == "geopoint"]
+        columns = store.accepted_columns(iso, form)
+        for batch in store.accepted_batches(iso, form, ["KEY", *[c for c in gps
+                                                                 if c in columns]]):
+            for column in batch.columns:
+                values += [str(v) for v in batch[column].dropna()]
+    return values
+
+
+def replicate_info(summary: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The weights summary's replicate description (method, scale, multipliers), or None
+    when the weights were made without replicates."""
+    info = summary.get("replicates")
+    return info if isinstance(info, dict) and info.get("rscales") else None
+
+
+def _write_form(store: Store, iso: str, form: str, plan: Any, numbering: Numbering,
+                replicates: Callable[[Any], pd.DataFrame] | None, appender: Any) -> None:
+    """A form's released rows in plan order, :data:`RELEASE_ROWS` at a time, each slice
+    gathered from every accepted part."""
+    positions = plan.positions[form]
+    for low in range(0, len(positions), RELEASE_ROWS):
+        high = low + RELEASE_ROWS
+        rows, where = [], []
+        for batch in store.accepted_batches(iso, form):
+            numbers = numbering.number(form, batch["KEY"])
+            found = positions.get_indexer(numbers)
+            inside = (found >= low) & (found < high)
+            if not inside.any():
+                continue
+            part = batch[inside].assign(KEY=pd.array(numbers[inside], dtype="Int64"))
+            rows.append(plan.rows(form, part, replicates))
+            where.append(np.sort(found[inside]))
+        if rows:
+            frame = pd.concat(rows, ignore_index=True) if len(rows) > 1 else rows[0]
+            order = np.argsort(np.concatenate(where), kind="stable")
+            appender.write(frame.iloc[order].reset_index(drop=True))
+
+
+def release(store: Store, study: Study, iso: str, *, key: bytes, k: int = K,
+            max_global_risk: float = MAX_GLOBAL_RISK) -> CountryRelease:
+    """Anonymise and release a country (``release/<ISO>/``): data files in every format,
+    codebook, design set-ups, disclosure report, the scan of every file, the gate and the
+    manifest; restricted mappings to ``clean/<ISO>/restricted/``.
+    """
+    from dhsurvey.anonymise.release import (
+        ReleasePlan,
+        anonymise_country,
+        gate,
+        plan_columns,
+        release_files,
+        scan_release,
+    )
+    from dhsurvey.batched import release_memory, restore_keys
+    from dhsurvey.io import atomic_write_json
+    from dhsurvey.release.codebook import build_codebook, write_codebook
+    from dhsurvey.release.design import variance_text, write_design
+    from dhsurvey.release.labels import with_merged_codes
+    from dhsurvey.release.manifest import write_manifest
+    from dhsurvey.release.stream import ParquetAppender, write_from_parquet
+    from dhsurvey.validate.run import id_fields
+
+    config, models = study.config(iso), study.models
+    forms = [f for f in models if store.has_accepted(iso, f)]
+    out, restricted = store.release(iso), store.restricted(iso)
+    numbering = Numbering(store, iso, forms)
+    weights = store.read_weights(iso)
+    # Weights joined on record numbers, as the plan's inputs are.
+    weights = replace(weights, **{name: getattr(weights, name).assign(KEY=pd.array(
+        numbering.number(name, getattr(weights, name)["KEY"]), dtype="Int64"))
+        for name in WEIGHTED})
+    columns = {f: store.accepted_columns(iso, f) for f in forms}
+    # Forms identified by cluster are planned on the columns whose release depends on the
+    # whole sample and applied to the accepted parts; the others (frontline workers) whole.
+    planned = [f for f in forms if "cluster" in id_fields(models[f])]
+    inputs = _PlanInputs(store, iso, {f: plan_columns(models[f], columns[f])
+                                      if f in planned else columns[f] for f in forms},
+                         numbering)
+    anonymised = anonymise_country(inputs, {f: getattr(weights, f) for f in WEIGHTED},
+                                   models, config, key=key, k=k, numeric_ids=True,
+                                   rng=release_rng(key, iso, store.release_label))
+    plan = ReleasePlan(anonymised, models, config, columns)
+    for name, table in anonymised.restricted.items():
+        atomic_write_parquet(restricted / f"{name}.parquet", table)
+    anonymised.restricted = {}
+    restore_keys(restricted / "records.parquet", numbering.instance_ids())
+    for form in planned:
+        sensitive = plan.sensitive(form)
+        for i in range(0, len(sensitive), SENSITIVE_AT_ONCE):
+            plan.diversity(form, numbering.numbered(form, store.read_accepted(
+                iso, form, ["KEY", *sensitive[i:i + SENSITIVE_AT_ONCE]])))
+    release_memory()
+
+    labelled = with_merged_codes(models, anonymised.merged_codes)
+    language = config.release_language
+    warnings: list[str] = []
+    for form in forms:
+        path = out / f"{form}.parquet"
+        with ParquetAppender(path, labelled[form], language=language) as appender:
+            if form in planned:
+                _write_form(store, iso, form, plan, numbering,
+                            weights.child_replicates if form == "child" else None, appender)
+            else:
+                appender.write(plan.table(form))
+        width = len(columns[form]) + 200  # data and at most ~200 replicate columns
+        write_from_parquet(path, labelled[form], out, language=language, notes=warnings,
+                           batch_rows=max(500, WRITE_CELLS // width))
+    release_memory()
+    replicates = replicate_info(weights.summary)
+    tables = {f: pd.read_parquet(out / f"{f}.parquet") for f in forms}
+    codebook = build_codebook(tables, labelled, weights={f: "weight" for f in WEIGHTED},
+                              language=language,
+                              variance=variance_text(replicates) if replicates else None)
+    write_codebook(codebook, out)
+    if replicates:
+        write_design(out, replicates)
+    atomic_write_text(out / "disclosure_risk.md", anonymised.markdown())
+    findings = scan_release(release_files(out), restricted_values(store, iso, study))
+    verdict = gate(anonymised, findings, k=k, max_global_risk=max_global_risk)
+    # Written after the scan: file names, checksums and form versions, no data values.
+    manifest = write_manifest(out, tables, models, {
+        "release": store.release_label, "country": iso,
+        "disclosure_gate": "passed" if verdict.passed else "failed"})
+    # The pooled release takes only countries whose latest gate passed.
+    store.write_gate(iso, {"passed": verdict.passed, "reasons": list(verdict.reasons),
+                           "merged_codes": anonymised.merged_codes})
+    atomic_write_json(store.clean(iso) / "release-report.json", anonymised.report)
+    return CountryRelease(out, {f: len(t) for f, t in tables.items()},
+                          {f: t.shape[1] for f, t in tables.items()}, anonymised.report,
+                          verdict, findings, replicates, manifest, warnings,
+                          anonymised.merged_codes)
+
+
+# ------------------------------------------------------------------------------ pool
+
+
+@dataclass
+class Pooled:
+    """The pooled release: countries in it, those left out and why, and its files."""
+
+    countries: list[str]
+    left_out: dict[str, str]
+    folder: Path
+    rows: dict[str, int]
+    replicates: int
+    notes: list[str]
+    findings: list[dict[str, Any]]
+    indicators: pd.DataFrame
+    manifest: Path
+
+    @property
+    def passed(self) -> bool:
+        return not self.findings
+
+
+def released_countries(store: Store, study: Study) -> tuple[list[str], dict[str, str]]:
+    """Countries whose latest release passed the disclosure gate, and why the others are out."""
+    included, left_out = [], {}
+    for iso in study.countries:
+        verdict = store.gate(iso)
+        if verdict is None:
+            left_out[iso] = "not released yet"
+        elif not verdict["passed"]:
+            left_out[iso] = "its disclosure gate failed"
+        else:
+            included.append(iso)
+    return included, left_out
+
+
+def _merged_codes(store: Store, isos: list[str]) -> dict[str, dict[str, dict]]:
+    """The countries' merged rare levels, per form and column, united for the pooled labels."""
+    out: dict[str, dict[str, dict]] = {}
+    for iso in isos:
+        for form, cols in (store.gate(iso) or {}).get("merged_codes", {}).items():
+            for column, merge in cols.items():
+                into = out.setdefault(form, {}).setdefault(column, {"levels": [],
+                                                                    "into": merge["into"]})
+                into["levels"] = sorted({*map(str, into["levels"]), *map(str, merge["levels"])})
+    return out
+
+
+def pooled_indicators(store: Store, study: Study, isos: list[str]) -> pd.DataFrame:
+    """Indicators over all included countries (population-weighted), overall, by the
+    indicator file's domains and by country; strata and PSUs kept distinct per country."""
+    from dhsurvey.release.indicators import Domain, compute_indicators
+
+    declared, domains = study.indicators
+    parts: dict[str, list[pd.DataFrame]] = {}
+    for iso in isos:
+        tables = {**weighted_tables(store, iso),
+                  "frontline_worker": _by_key(store.read_accepted(iso, "frontline_worker"))}
+        for form, table in tables.items():
+            if "stratum" in table:
+                table = table.assign(stratum=iso + ":" + table["stratum"].astype(str),
+                                     cluster=iso + ":" + table["cluster"].astype(str))
+            parts.setdefault(form, []).append(table)
+    pooled = {form: pd.concat(frames, ignore_index=True) for form, frames in parts.items()}
+    names = {str(c.code): c.name for c in study.countries.values()}
+    by_country = {form: [*domains.get(form, []), Domain("country", "${country}", names)]
+                  for form in pooled}
+    table = compute_indicators(pooled, declared, by_country)
+    table.insert(0, "country", "+".join(isos))
+    return table
+
+
+def pool(store: Store, study: Study) -> Pooled:
+    """Every country whose gate passed, pooled into ``release/pooled/``: one file per table,
+    the same formats and codebook, indicators, and a scan of every pooled file."""
+    from dhsurvey.anonymise.release import release_files, scan_release
+    from dhsurvey.release.codebook import build_codebook, write_codebook
+    from dhsurvey.release.design import variance_text, write_design
+    from dhsurvey.release.labels import with_merged_codes
+    from dhsurvey.release.manifest import write_manifest
+    from dhsurvey.release.pooled import pool_release
+    from dhsurvey.release.writers import write_release
+
+    isos, left_out = released_countries(store, study)
+    if len(isos) < 2:
+        raise DhsurveyError(f"a pooled release needs two released countries; have {isos}, "
+                            f"left out: {left_out}", code="pooled-countries")
+    out = store.release(POOLED)
+    tables, replicates, restricted = {}, {}, []
+    for iso in isos:
+        tables[iso] = {p.stem: pd.read_parquet(p) for p in sorted(
+            store.release(iso).glob("*.parquet")) if p.stem != "indicators"}
+        replicates[iso] = replicate_info(store.weights_summary(iso))
+        restricted += restricted_values(store, iso, study)
+    pooled = pool_release(tables, replicates)
+    language = study.config(isos[0]).release_language
+    labelled = with_merged_codes(study.models, _merged_codes(store, isos))
+    written = write_release(pooled.tables, labelled, out, language=language)
+    codebook = build_codebook(pooled.tables, labelled, weights={f: "weight" for f in WEIGHTED},
+                              language=language, variance=variance_text(pooled.replicates)
+                              if pooled.replicates else None)
+    write_codebook(codebook, out)
+    if pooled.replicates:
+        write_design(out, pooled.replicates)
+    table = pooled_indicators(store, study, isos)
+    write_indicators(out, table)
+    findings = scan_release(release_files(out), restricted)
+    manifest = write_manifest(out, pooled.tables, study.models, {
+        "release": store.release_label, "countries": isos, "left_out": left_out,
+        "pooled_scan": "passed" if not findings else "failed"})
+    return Pooled(isos, left_out, out, {n: len(t) for n, t in pooled.tables.items()},
+                  pooled.replicates["count"] if pooled.replicates else 0,
+                  [*pooled.notes, *written.warnings], findings, table, manifest)
+
+
+# ------------------------------------------------------------------------------- run
+
+
+@dataclass
+class CountryRun:
+    ingested: dict[str, Ingested]
+    validated: Validated
+    weights: Any
+    indicators: pd.DataFrame
+    release: CountryRelease
+
+
+def run_country(store: Store, study: Study, iso: str, *, key: bytes,
+                private_key: bytes | None = None, batch_households: int | None = None,
+                on_step: Callable[[str], None] | None = None) -> CountryRun:
+    """A country from ``landing/<ISO>`` to ``release/<ISO>``, stage by stage."""
+    def step(name: str) -> None:
+        if on_step is not None:
+            on_step(name)
+
+    ingested = ingest(store, study, iso, private_key=private_key)
+    step("ingest")
+    validated = validate(store, study, iso, batch_households=batch_households)
+    step("validate")
+    weights = weight(store, study, iso)
+    step("weight")
+    table = indicators(store, study, iso)
+    step("indicators")
+    released = release(store, study, iso, key=key)
+    step("release")
+    return CountryRun(ingested, validated, weights, table, released)
+
+
+__all__ = [
+    "BATCH_HOUSEHOLDS", "K", "MAX_GLOBAL_RISK", "RELEASE_ROWS", "WHOLE_UP_TO",
+    "CountryRelease", "CountryRun", "Ingested", "Numbering", "Pooled", "Study", "Validated",
+    "batches_for", "indicators", "ingest", "ingest_form", "pool", "pooled_indicators",
+    "release", "release_rng", "released_countries", "replicate_info", "restricted_values",
+    "run_country", "validate", "weight", "weighted_tables",
+]

@@ -1,0 +1,85 @@
+"""One path through a country: whole or in batches of PSUs, the same release byte for byte.
+
+Simulated KEN fieldwork (every fault kind planted) goes from landing/ to release/ three times:
+through the ``dhsurvey run`` command (validated whole) and through the library with two batch
+sizes. Every file of the release — data in four formats, codebook, indicators, design set-ups,
+disclosure report — has the same SHA-256 each time, and the gate (with the file scan) ran.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dhsurvey.fieldwork.faults import KINDS
+from dhsurvey.fieldwork.run import simulate_to
+from dhsurvey.store import Store
+from dhsurvey.study import Study, run_country
+
+INSTRUMENTS = Path(__file__).parents[1] / "instruments"
+KEY = bytes(range(32))
+
+
+@pytest.fixture(scope="module")
+def landed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Study, Path]:
+    study = Study.load(INSTRUMENTS)
+    data = tmp_path_factory.mktemp("data")
+    simulate_to(data / "landing", [study.config("KEN")], study.models, seed=5,
+                households=700, faults=list(KINDS), formats=("central",))
+    return study, data
+
+
+def _manifest(data: Path) -> dict[str, str]:
+    manifest = json.loads((data / "release" / "KEN" / "manifest.json").read_text())
+    assert manifest["disclosure_gate"] == "passed"
+    return {f["file"]: f["sha256"] for f in manifest["files"]}
+
+
+def test_whole_and_batched_runs_give_identical_releases(landed, monkeypatch) -> None:  # noqa: ANN001
+    from dhsurvey.cli import app
+
+    study, data = landed
+    monkeypatch.setenv("DHSURVEY_PSEUDONYM_KEY", KEY.hex())
+    monkeypatch.delenv("DHSURVEY_PRIVATE_KEY", raising=False)
+    result = CliRunner().invoke(app, ["run", "ken", "--data", str(data), "--instruments",
+                                      str(INSTRUMENTS)])
+    assert result.exit_code == 0, result.output
+    assert "validated in 1 batch(es)" in result.output
+    assert "file scan): passed" in result.output
+    whole = _manifest(data)
+    assert {"child.parquet", "child.csv", "child.dta", "child.sav", "codebook.xlsx",
+            "codebook.md", "indicators.csv", "svydesign.R", "svyset.do",
+            "disclosure_risk.md"} <= set(whole)
+
+    batches = []
+    for households in (150, 400):
+        run = run_country(Store(data), study, "KEN", key=KEY, batch_households=households)
+        batches.append(run.validated.batches)
+        assert run.release.gate.passed and run.release.findings == []
+        assert _manifest(data) == whole, households
+        # Nothing lost: every submission accounted for in every batch layout.
+        for rec in run.validated.reconciliation.values():
+            assert rec["raw"] == rec["accepted"] + rec["quarantined"] + rec["duplicates"]
+    assert batches[0] > batches[1] > 1
+    # The restricted mapping names instanceIDs, in the restricted zone only.
+    import pandas as pd
+
+    records = pd.read_parquet(data / "clean" / "KEN" / "restricted" / "records.parquet")
+    assert records["KEY"].str.startswith("uuid:").all()
+    assert oct((data / "clean").stat().st_mode & 0o777) == "0o700"
+
+
+def test_run_without_a_pseudonym_key_says_so(landed, monkeypatch) -> None:  # noqa: ANN001
+    from dhsurvey.cli import app
+
+    _, data = landed
+    monkeypatch.delenv("DHSURVEY_PSEUDONYM_KEY", raising=False)
+    result = CliRunner().invoke(app, ["run", "KEN", "--data", str(data), "--instruments",
+                                      str(INSTRUMENTS)])
+    assert result.exit_code == 2 and "DHSURVEY_PSEUDONYM_KEY" in result.output
+    unknown = CliRunner().invoke(app, ["run", "XYZ", "--data", str(data), "--instruments",
+                                       str(INSTRUMENTS)])
+    assert unknown.exit_code == 2 and "XYZ" in unknown.output
