@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dhsurvey.errors import DhsurveyError
 from dhsurvey.validate.backcheck import compare, simulate_backcheck
 
 VARIABLES = {"hh_size": 1, "head_name": 2, "income": 3}
@@ -82,9 +83,12 @@ def test_bad_input_is_refused() -> None:
     original, backcheck = _frames()
     with pytest.raises(ValueError, match="types"):
         compare(original, backcheck, id_columns=["hh_id"], variables={"hh_size": 4})
-    with pytest.raises(ValueError, match="duplicate"):
+    with pytest.raises(ValueError, match="duplicate") as info:
         compare(pd.concat([original, original.head(1)]), backcheck, id_columns=["hh_id"],
                 variables=VARIABLES)
+    assert isinstance(info.value, DhsurveyError)
+    assert info.value.code == "backcheck-duplicate-ids" and info.value.context == {
+        "table": "original"}
     with pytest.raises(ValueError, match="lacks"):
         compare(original, backcheck.drop(columns="income"), id_columns=["hh_id"],
                 variables=VARIABLES)
@@ -118,6 +122,7 @@ def test_backcheck_command_on_simulated_exports(tmp_path) -> None:  # noqa: ANN0
     from pathlib import Path
 
     import numpy as np
+    from click.testing import Result
     from typer.testing import CliRunner
 
     from dhsurvey.cli import app
@@ -140,15 +145,22 @@ def test_backcheck_command_on_simulated_exports(tmp_path) -> None:  # noqa: ANN0
                                 rng=np.random.default_rng(1))
     checks["KEY"] = [f"uuid:bc-{i}" for i in range(len(checks))]
     write_central_zip(hh, models["household"], tmp_path / "original.csv.zip")
-    write_central_zip(RawForm("household", checks), models["household"],
-                      tmp_path / "backcheck.csv.zip")
-    result = CliRunner().invoke(app, ["backcheck", str(tmp_path / "original.csv.zip"),
-                                      str(tmp_path / "backcheck.csv.zip"), "--out",
-                                      str(tmp_path / "bc"), "--instruments", str(instruments)])
-    assert result.exit_code == 0, result.output
-    import pandas as pd
 
+    def backcheck(table: pd.DataFrame, name: str) -> Result:
+        write_central_zip(RawForm("household", table), models["household"],
+                          tmp_path / f"{name}.csv.zip")
+        return CliRunner().invoke(app, [
+            "backcheck", str(tmp_path / "original.csv.zip"), str(tmp_path / f"{name}.csv.zip"),
+            "--out", str(tmp_path / name), "--instruments", str(instruments)])
+
+    result = backcheck(checks, "bc")
+    assert result.exit_code == 0, result.output
     by_variable = pd.read_parquet(tmp_path / "bc" / "by_variable.parquet").set_index("variable")
     assert by_variable.loc["hh_size", "errors"] == 0  # type 1 never changed here
     assert by_variable.loc["hh_phones", "differences"] > 0
     assert "hh_size" in result.output
+    refused = backcheck(pd.concat([checks, checks.head(1).assign(KEY="uuid:bc-again")],
+                                  ignore_index=True), "twice")
+    assert refused.exit_code == 2, refused.output
+    assert "[backcheck-duplicate-ids] backcheck has duplicate ids" in refused.output
+    assert "twice.csv.zip" in refused.output and "Traceback" not in refused.output

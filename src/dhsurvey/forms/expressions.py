@@ -40,6 +40,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dhsurvey.errors import DhsurveyError
+
 __all__ = [
     "BinaryOp",
     "Call",
@@ -65,25 +67,43 @@ __all__ = [
 ]
 
 
-class ExpressionError(ValueError):
+class ExpressionError(DhsurveyError, ValueError):
     """An expression that cannot be parsed or evaluated.
 
-    Carries the expression text and the 0-based character offset of the problem (when known) so
-    that lint messages can point at the offending cell content.
+    Part of the library's error family (the CLI prints it as one block) and still a
+    ``ValueError``. Carries the expression text and the 0-based character offset of the problem
+    (when known) so that lint messages can point at the offending cell content; code
+    ``expression-syntax`` when it does not parse, ``expression-evaluation`` when it fails on
+    data. Whoever knows the cell adds it with :meth:`located` (file, sheet, row, column, form,
+    field).
     """
 
+    code = "expression-syntax"
+
     def __init__(
-        self, message: str, expression: str | None = None, position: int | None = None
+        self, message: str, expression: str | None = None, position: int | None = None, *,
+        code: str | None = None, **context: Any,
     ) -> None:
-        self.message = message
+        super().__init__(message, code=code, expression=expression or None, position=position,
+                         **context)
         self.expression = expression
         self.position = position
-        text = message
-        if position is not None:
-            text += f" at position {position}"
-        if expression:
-            text += f" in {expression!r}"
-        super().__init__(text)
+
+    def located(self, **context: Any) -> ExpressionError:
+        """Add where the expression is written; what is already known is kept."""
+        for key, value in context.items():
+            if value is not None:
+                self.context.setdefault(key, value)
+        return self
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.position is not None:
+            text += f" at position {self.position}"
+        if self.expression:
+            text += f" in {self.expression!r}"
+        where = self.where()
+        return f"{where}: {text}" if where else text
 
 
 class _Fail(Exception):
@@ -1201,7 +1221,8 @@ def _eval(node: Node, ctx: _Ctx) -> Value:
     try:
         return _EVALUATORS[type(node)](node, ctx)
     except _Fail as exc:
-        raise ExpressionError(str(exc), ctx.env.source, node.pos) from None
+        raise ExpressionError(str(exc), ctx.env.source, node.pos,
+                              code="expression-evaluation") from None
 
 
 def _eval_binary(node: BinaryOp, ctx: _Ctx) -> Value:
@@ -1690,7 +1711,8 @@ def evaluate(
     try:
         value = _unpack(value)
     except _Fail as exc:
-        raise ExpressionError(str(exc), env.source, root.pos) from None
+        raise ExpressionError(str(exc), env.source, root.pos,
+                              code="expression-evaluation") from None
     if isinstance(value, _Node):
         out = value.raw.copy()
         out.index = env.index

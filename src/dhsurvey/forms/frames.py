@@ -9,12 +9,22 @@ filters mean the same thing everywhere — the meaning the form itself gives the
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from dhsurvey.forms.expressions import Node, RepeatData, evaluate, evaluate_bool, references
+from dhsurvey.forms.expressions import (
+    ExpressionError,
+    Node,
+    RepeatData,
+    evaluate,
+    evaluate_bool,
+    references,
+)
 from dhsurvey.forms.model import FormModel, Item
 
 PARENT = "PARENT_KEY"
@@ -104,6 +114,25 @@ class FormData:
             "now": self.now,
         }
 
+    @contextmanager
+    def located(self, item: Item, expression: str | Node) -> Iterator[None]:
+        """An :class:`ExpressionError` inside names the workbook cell of ``expression``.
+
+        File, form and field always; sheet, row and column when ``expression`` is one of the
+        item's own cells (relevant, constraint, calculation, choice_filter, …).
+        """
+        try:
+            yield
+        except ExpressionError as exc:
+            exc.located(**self._where(item, expression))
+            raise
+
+    def _where(self, item: Item, expression: str | Node) -> dict[str, Any]:
+        text = expression if isinstance(expression, str) else expression.source
+        column = next((c for c, t in item.expressions().items() if t == text), None)
+        cell = {"sheet": "survey", "row": item.row, "column": column} if column else {}
+        return {"file": self.model.path, **cell, "form": self.model.form_id, "field": item.name}
+
     def evaluate(self, item: Item, expression: str | Node, *,
                  current: pd.Series | None = None,
                  rng: np.random.Generator | None = None,
@@ -112,15 +141,18 @@ class FormData:
         frame = self.level_frame(item.repeat) if frame is None else frame
         if current is None and item.name in frame.columns:
             current = frame[item.name]
-        return evaluate(expression, frame, current=current, **self._context(item.repeat, rng))
+        with self.located(item, expression):
+            return evaluate(expression, frame, current=current,
+                            **self._context(item.repeat, rng))
 
     def evaluate_bool(self, item: Item, expression: str, *, current: pd.Series | None = None,
                       frame: pd.DataFrame | None = None) -> pd.Series:
         frame = self.level_frame(item.repeat) if frame is None else frame
         if current is None and item.name in frame.columns:
             current = frame[item.name]
-        return evaluate_bool(expression, frame, current=current,
-                             **self._context(item.repeat, None))
+        with self.located(item, expression):
+            return evaluate_bool(expression, frame, current=current,
+                                 **self._context(item.repeat, None))
 
     def relevant(self, item: Item, frame: pd.DataFrame | None = None,
                  cache: dict[str, pd.Series] | None = None) -> pd.Series:
@@ -178,12 +210,14 @@ class FormData:
         choices = pd.DataFrame([{"name": c.name, **c.extra} for c in lst.choices])
         n, m = len(frame), len(choices)
         # Only the answers the filter names are crossed with the choices (rows × m copies).
-        used = [c for c in references(item.choice_filter) if c in frame.columns]
+        with self.located(item, item.choice_filter):
+            used = [c for c in references(item.choice_filter) if c in frame.columns]
         rows = frame[used].iloc[np.repeat(np.arange(n), m)].reset_index(drop=True)
         relative = choices.iloc[np.tile(np.arange(m), n)].reset_index(drop=True)
         context = self._context(item.repeat, None)
         if context["position"] is not None:
             context["position"] = pd.Series(np.repeat(context["position"].to_numpy(), m))
         context["repeats"] = {}
-        mask = evaluate_bool(item.choice_filter, rows, relative=relative, **context)
+        with self.located(item, item.choice_filter):
+            mask = evaluate_bool(item.choice_filter, rows, relative=relative, **context)
         return pd.DataFrame(mask.to_numpy().reshape(n, m), index=frame.index, columns=codes)

@@ -24,12 +24,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dhsurvey.errors import DhsurveyError
 from dhsurvey.forms.model import FormModel
 
 TYPES = {1: "must not change: enumerator follow-up",
          2: "hard to administer: retraining",
          3: "stability: data quality"}
 ALL = "all"
+
+
+class BackcheckError(DhsurveyError, ValueError):
+    """Tables or arguments a back-check cannot be run on (still a ``ValueError``)."""
+
+    code = "backcheck"
 
 
 def _key(values: pd.Series) -> pd.Series:
@@ -99,17 +106,20 @@ def compare(original: pd.DataFrame, backcheck: pd.DataFrame, *, id_columns: list
     tolerances = dict(tolerances or {})
     bad_types = {v: t for v, t in variables.items() if t not in TYPES}
     if bad_types:
-        raise ValueError(f"variable types must be 1, 2 or 3: {bad_types}")
+        raise BackcheckError(f"variable types must be 1, 2 or 3: {bad_types}",
+                             code="backcheck-types")
     for name, frame, extra in (("original", original, [enumerator] + ([team] if team else [])),
                                ("backcheck", backcheck,
                                 [backchecker] if backchecker else [])):
         missing = [c for c in [*id_columns, *variables, *extra] if c not in frame.columns]
         if missing:
-            raise ValueError(f"{name} lacks column(s) {missing}")
+            raise BackcheckError(f"{name} lacks column(s) {missing}", code="backcheck-columns",
+                                 table=name)
         dup = frame.duplicated(id_columns, keep=False)
         if dup.any():
             ids = frame.loc[dup, id_columns].drop_duplicates().head(5).to_dict("records")
-            raise ValueError(f"{name} has duplicate ids (first: {ids}); keep one record per id")
+            raise BackcheckError(f"{name} has duplicate ids (first: {ids}); keep one record per "
+                                 "id", code="backcheck-duplicate-ids", table=name)
 
     keys = [f"_id{i}" for i in range(len(id_columns))]
     left = original.assign(**{k: _key(original[c]) for k, c in zip(keys, id_columns,
@@ -194,7 +204,7 @@ def simulate_backcheck(original: pd.DataFrame, variables: Mapping[str, int], *,
     ``original`` from completed interviews: only those can be back-checked.
     """
     if not 0 < share <= 1:
-        raise ValueError(f"share must be in (0, 1], got {share}")
+        raise BackcheckError(f"share must be in (0, 1], got {share}", code="backcheck-share")
     n = min(len(original), max(1, round(share * len(original)))) if len(original) else 0
     rows = np.sort(rng.choice(len(original), n, replace=False)) if n else np.array([], int)
     sample = original.iloc[rows].copy()
@@ -257,7 +267,6 @@ def load_plan(path: str | Path) -> Plan:
 def run_backcheck(original: str | Path, backcheck: str | Path, plan: Plan,
                   models: Mapping[str, FormModel], out: str | Path) -> dict[str, pd.DataFrame]:
     """Read both exports (any format), compare them by the plan, write the tables as Parquet."""
-    from dhsurvey.errors import DhsurveyError
     from dhsurvey.ingest.read import read_export
     from dhsurvey.io import atomic_write_bytes
 
@@ -272,9 +281,15 @@ def run_backcheck(original: str | Path, backcheck: str | Path, plan: Plan,
     if missing:
         raise DhsurveyError(f"the form has no field(s) {missing}", code="backcheck-fields",
                             file=original)
-    result = compare(tables[0], tables[1], id_columns=plan.id_columns,
-                     variables=plan.variables, tolerances=plan.tolerances,
-                     enumerator=plan.enumerator)
+    try:
+        result = compare(tables[0], tables[1], id_columns=plan.id_columns,
+                         variables=plan.variables, tolerances=plan.tolerances,
+                         enumerator=plan.enumerator)
+    except BackcheckError as exc:
+        table = exc.context.get("table")
+        if table is not None:
+            exc.context.setdefault("file", original if table == "original" else backcheck)
+        raise
     for name, table in result.items():
         buffer = io.BytesIO()
         table.astype({c: "string" for c in table.columns if table[c].dtype == object}) \
