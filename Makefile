@@ -14,9 +14,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
+	bash scripts/system-deps.sh demo
 	$(BIN)/dhsurvey demo
 
+# Java, Chromium, Redis and R (survey, haven) the tests need, from Debian when missing.
 test: $(STAMP)
+	bash scripts/system-deps.sh
 	$(BIN)/ruff check src pipelines tests bench
 	$(BIN)/python -m pytest -q
 

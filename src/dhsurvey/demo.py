@@ -3,7 +3,8 @@
 The library part is here: lint and compile the instruments, simulate fieldwork with every
 fault kind (encrypted device submissions included) into ``landing/``, and afterwards read the
 zones back into a short summary. The pipeline itself (ingest → validate → weight → …) runs as
-the Dagster job (``pipelines/demo.py``), exactly as a data manager would run it.
+the Dagster job (``pipelines/demo.py``), exactly as a data manager would run it; its assets
+call the library's one path (:mod:`dhsurvey.study`).
 
 It needs no server and no real secrets: throwaway keys are created under ``data/secrets/``
 (never under ``release/``) and the summary says so.
@@ -11,7 +12,6 @@ It needs no server and no real secrets: throwaway keys are created under ``data/
 
 from __future__ import annotations
 
-import json
 import os
 import secrets as random_secrets
 from collections.abc import Callable
@@ -26,6 +26,7 @@ from dhsurvey.fieldwork.run import CountryOutput, simulate_to
 from dhsurvey.forms.compile import build
 from dhsurvey.forms.lint import ERROR, Finding, lint_paths
 from dhsurvey.io import atomic_write_bytes, atomic_write_text
+from dhsurvey.store import POOLED, Store
 
 #: Indicators shown in the demo's summary.
 HEADLINE = ("ocsea_any", "told_nobody", "know_helpline", "cg_aware")
@@ -87,17 +88,18 @@ def prepare_demo(instruments: Path, data: Path, *, households: int | None = None
     step("Linting instruments")
     findings = lint_paths([instruments], validate=False)
     step("Compiling instruments with pyxform and ODK Validate")
-    compiled = build(instruments, data / "build")
+    store = Store(data)
+    compiled = build(instruments, store.build)
     models = {c.model.form_id: c.model for c in compiled}
     configs = load_countries(instruments, list(models.values()))
-    public, private = demo_key(data / "secrets")
+    public, private = demo_key(store.secrets)
     step(f"Simulating fieldwork in {', '.join(c.iso for c in configs)}")
-    outputs = simulate_to(data / "landing", configs, models, seed=seed, households=households,
+    outputs = simulate_to(store.landing(), configs, models, seed=seed, households=households,
                           faults=list(KINDS), formats=("central", "xml"),
                           public_key_pem=public)
     return Prepared(findings, {m: c.model.version for m, c in zip(models, compiled,
                                                                    strict=True)},
-                    outputs, private, demo_pseudonym_key(data / "secrets"))
+                    outputs, private, demo_pseudonym_key(store.secrets))
 
 
 def dagster_home(data: Path) -> Path:
@@ -108,13 +110,13 @@ def dagster_home(data: Path) -> Path:
 def summarise(data: Path, countries: list[str], simulated: dict[str, dict[str, int]],
               faults: dict[str, int]) -> Summary:
     """Numbers worth reading, from the files the pipeline wrote."""
+    store = Store(data)
     summary = Summary()
     tables = []
     for iso in countries:
-        clean = data / "clean" / iso
-        rec = {f: json.loads((clean / f / "reconciliation.json").read_text())
+        rec = {f: store.reconciliation(iso, f)
                for f in ("household", "child", "caregiver", "frontline_worker")}
-        aapor = pd.read_parquet(clean / "quality" / "aapor.parquet")
+        aapor = pd.read_parquet(store.quality(iso) / "quality" / "aapor.parquet")
         rr = dict(zip(aapor.loc[aapor["level"] == "country", "interview"],
                       aapor.loc[aapor["level"] == "country", "RR1"], strict=True))
         summary.rows.append({
@@ -126,10 +128,10 @@ def summarise(data: Path, countries: list[str], simulated: dict[str, dict[str, i
             "flagged": sum(r["flagged"] for r in rec.values()),
             "rr1": rr,
         })
-        path = data / "release" / iso / "indicators.parquet"
+        path = store.release(iso) / "indicators.parquet"
         if path.exists():
             tables.append(pd.read_parquet(path))
-    pooled = data / "release" / "pooled" / "indicators.parquet"
+    pooled = store.release(POOLED) / "indicators.parquet"
     if pooled.exists():
         tables.append(pd.read_parquet(pooled).assign(country="all"))
     if tables:

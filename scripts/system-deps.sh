@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Debian packages, installed with apt-get when missing.
+#   scripts/system-deps.sh demo   Java (ODK Validate, bundled in pyxform): what `make demo` needs
+#   scripts/system-deps.sh        that, and what the tests need: Chromium (the UI browser test),
+#                                 Redis (the Celery executor test's broker) and R with survey and
+#                                 haven (the release's R set-up and reference values)
+# `make demo`, `make test` and `.ci/run` call it; without root and with packages missing it says
+# what to install and fails.
+set -euo pipefail
+need=()
+command -v java >/dev/null 2>&1 || need+=(default-jre-headless)
+if [ "${1:-test}" != demo ]; then
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+  Rscript -e 'library(survey)' >/dev/null 2>&1 || need+=(r-cran-survey)
+  Rscript -e 'library(haven)' >/dev/null 2>&1 || need+=(r-cran-haven)
+fi
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "system packages missing: ${need[*]}" >&2
+  echo "install them as root: apt-get install ${need[*]}  (or run: sudo $0)" >&2
+  exit 1
+fi
+echo "installing system packages: ${need[*]}" >&2
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
