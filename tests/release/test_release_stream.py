@@ -3,6 +3,7 @@ batch, byte for byte what the whole-frame writers write for the whole table."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from pathlib import Path
@@ -17,6 +18,7 @@ from workbooks import YES_NO, c, q, write_workbook
 
 from dhsurvey.anonymise.release import anonymise_country
 from dhsurvey.forms.model import FormModel, load_form
+from dhsurvey.release.formats.parquet import row_group_rows
 from dhsurvey.release.labels import ReleaseError, value_labels
 from dhsurvey.release.stream import ParquetAppender, write_from_parquet
 from dhsurvey.release.writers import (
@@ -79,7 +81,9 @@ def test_streamed_files_are_the_whole_frame_files(release, models, tmp_path: Pat
     whole = _append(tmp_path / f"{name}.parquet", _batches(release[name]), model, language)
     table = pd.read_parquet(tmp_path / f"{name}.parquet")
     pd.testing.assert_frame_equal(table, whole)
-    assert pq.ParquetFile(tmp_path / f"{name}.parquet").metadata.num_row_groups == 7
+    # Row groups of a fixed size, however many batches came (7 here).
+    groups = -(-len(whole) // row_group_rows(len(whole.columns)))
+    assert pq.ParquetFile(tmp_path / f"{name}.parquet").metadata.num_row_groups == groups
     streamed = write_from_parquet(tmp_path / f"{name}.parquet", model, tmp_path / "stream",
                                   language=language, batch_rows=97)
     assert [p.name for p in streamed] == [f"{name}.{ext}" for ext in ("csv", "dta", "sav")]
@@ -95,8 +99,9 @@ def test_streamed_files_are_the_whole_frame_files(release, models, tmp_path: Pat
     assert not list((tmp_path / "stream").glob(".*.tmp"))
 
 
-def test_long_strings_truncated_for_spss_and_dates(tmp_path: Path) -> None:
-    """Very long SPSS strings (segments, the 32,767-byte cut), dates and UTC times."""
+@pytest.fixture
+def stories(tmp_path: Path) -> tuple[FormModel, pd.DataFrame]:
+    """A form and 300 rows with strings up to 800 bytes and one of 40,000, dates and times."""
     survey = [q("select_one yes_no", "owns", "Owns a phone?"),
               q("text", "story", "Tell us more", pii="free_text"),
               q("date", "visit", "Visit date")]
@@ -113,6 +118,12 @@ def test_long_strings_truncated_for_spss_and_dates(tmp_path: Path) -> None:
         "score": rng.normal(size=n),
     })
     df.loc[250, "story"] = "x" * 40_000
+    return model, df
+
+
+def test_long_strings_truncated_for_spss_and_dates(stories, tmp_path: Path) -> None:
+    """Very long SPSS strings (segments, the 32,767-byte cut), dates and UTC times."""
+    model, df = stories
     parts = [df.iloc[:7], df.iloc[7:200], df.iloc[200:]]
     table = _append(tmp_path / "t.parquet", [p.reset_index(drop=True) for p in parts], model)
     notes: list[str] = []
@@ -126,8 +137,13 @@ def test_long_strings_truncated_for_spss_and_dates(tmp_path: Path) -> None:
             fmt = path.suffix[1:]
             assert path.read_bytes() == WHOLE[fmt](table, model, tmp_path / f"w.{fmt}") \
                 .read_bytes(), fmt
-    with pytest.raises(ReleaseError, match="strL"):
-        write_from_parquet(tmp_path / "t.parquet", model, tmp_path / "s", formats=("dta",))
+    # Strings over 2045 bytes are Stata strL, stored apart from the rows: the blocks' references
+    # are renumbered into one file, the same as one block's.
+    (dta,) = write_from_parquet(tmp_path / "t.parquet", model, tmp_path / "s",
+                                formats=("dta",), batch_rows=41)
+    assert dta.read_bytes() == write_dta(table, model, tmp_path / "w.dta").read_bytes()
+    back, _ = pyreadstat.read_dta(dta)
+    assert back["story"].tolist() == table["story"].fillna("").tolist()
     short = table.assign(story=table["story"].str.slice(0, 300))
     _append(tmp_path / "short.parquet", [short.iloc[:100], short.iloc[100:]], model)
     (dta,) = write_from_parquet(tmp_path / "short.parquet", model, tmp_path / "s",
@@ -183,3 +199,37 @@ def test_from_a_write_parquet_file(release, models, tmp_path: Path) -> None:
     for out in write_from_parquet(path, model, tmp_path / "s", batch_rows=33):
         fmt = out.suffix[1:]
         assert out.read_bytes() == WHOLE[fmt](df, model, tmp_path / f"w.{fmt}").read_bytes()
+
+
+def _hashes(parts: list[pd.DataFrame], model: FormModel, folder: Path) -> dict[str, str]:
+    """SHA-256 of every release file of the rows appended in ``parts``."""
+    _append(folder / "t.parquet", parts, model, "stata")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ReleaseWarning)
+        paths = write_from_parquet(folder / "t.parquet", model, folder, language="stata")
+    return {p.suffix: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in [folder / "t.parquet", *paths]}
+
+
+@pytest.mark.parametrize("name", ["child", "household", "stories"])
+def test_bytes_do_not_depend_on_the_batches(release, models, stories, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """The same rows appended whole, in 2 batches or in 7 uneven ones (some empty) give the
+    same files: row groups of a fixed size (here 50 rows, so batches and groups cross), the
+    other formats written from them (strL values renumbered across blocks)."""
+    import dhsurvey.release.formats.parquet as parquet
+
+    model, df = stories if name == "stories" else (models[name], release[name])
+    monkeypatch.setattr(parquet, "ROW_GROUP_CELLS", 50 * len(df.columns))
+    n = len(df)
+    cuts = [0, 0, 3, 3, n // 4, n // 4 + 1, n - 60, n]
+    ways = {"whole": [df], "two": [df.iloc[:n // 2], df.iloc[n // 2:]],
+            "seven": [df.iloc[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]}
+    assert len(ways["seven"]) == 7 and sum(map(len, ways["seven"])) == n
+    hashes = {way: _hashes(parts, model, tmp_path / way) for way, parts in ways.items()}
+    assert hashes["whole"] == hashes["two"] == hashes["seven"]
+    assert set(hashes["whole"]) == {".parquet", ".csv", ".dta", ".sav"}
+    assert pq.ParquetFile(tmp_path / "seven" / "t.parquet").metadata.num_row_groups \
+        == -(-n // 50) > 2
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "seven" / "t.parquet"),
+                                  df.reset_index(drop=True))

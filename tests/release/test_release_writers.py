@@ -211,11 +211,11 @@ def test_csv_round_trips_to_the_same_values(tables, models, tmp_path: Path, tabl
 
 def test_csv_written_in_blocks_is_the_same_file(tables, models, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    import dhsurvey.release.writers as writers
+    import dhsurvey.release.formats.csv as csv_format
 
     df = tables["child"]
     whole = write_csv(df, models["child"], tmp_path / "whole.csv").read_bytes()
-    monkeypatch.setattr(writers, "_CSV_ROWS", 7)  # many blocks, the last one short
+    monkeypatch.setattr(csv_format, "CSV_ROWS", 7)  # many blocks, the last one short
     assert len(df) % 7 and len(df) > 14
     assert write_csv(df, models["child"], tmp_path / "blocks.csv").read_bytes() == whole
 
@@ -336,7 +336,7 @@ def test_labels_in_another_language(tables, models, tmp_path: Path) -> None:
     assert EN in models["child"].languages
 
 
-def test_dta_int_column_starting_with_missing_values(models, tmp_path: Path) -> None:  # noqa: ANN001
+def test_dta_int_column_starting_with_missing_values(models, tmp_path: Path) -> None:
     """Suppressed cells (missing) at the top of a coded column still write as numbers."""
     import pandas as pd
     import pyreadstat

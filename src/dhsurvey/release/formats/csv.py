@@ -1,0 +1,85 @@
+"""Release CSV: UTF-8 without index, ``\\n`` line ends and explicit value formatting.
+
+Floats use Python's shortest round-trip repr and timestamps ISO 8601 (UTC with ``Z``), so the
+text does not depend on pandas display options and reads back to the same values. The CSV
+carries codes, not labels. How a column is formatted (:func:`csv_plan`) is decided on the whole
+column, so blocks of rows formatted one at a time join into the file one pass would write; the
+text of a whole large table would take several times the memory of its numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dhsurvey.forms.model import Item
+from dhsurvey.io import atomic_open
+from dhsurvey.release.encode import stamps, value_kind
+from dhsurvey.release.formats.parquet import ParquetSource
+
+#: Rows formatted at a time.
+CSV_ROWS = 20_000
+
+
+def csv_plan(series: pd.Series, item: Item | None) -> str:
+    """How a whole column is written: int, bool, float, utc-ms, utc-us, date, datetime or
+    string (decided on every value, so blocks of rows are formatted alike)."""
+    kind = value_kind(series)
+    if kind in ("datetime", "date"):
+        times = stamps(series, kind)
+        if isinstance(times.dtype, pd.DatetimeTZDtype):
+            whole_ms = bool((times.dropna().dt.microsecond % 1000 == 0).all())
+            return "utc-ms" if whole_ms else "utc-us"  # ODK records whole milliseconds
+        if (item is not None and item.type in ("date", "today")) or kind == "date" or bool(
+                (times.dropna() == times.dropna().dt.normalize()).all()):
+            return "date"
+        return "datetime"
+    return kind
+
+
+def _column_text(series: pd.Series, plan: str) -> pd.Series:
+    """One column as text: shortest round-trip floats, ISO 8601 dates and UTC times."""
+    if plan in ("int", "bool"):
+        out = series.astype("boolean" if plan == "bool" else "Int64").astype("string")
+    elif plan == "float":
+        numbers = pd.to_numeric(series).astype("float64").to_numpy()
+        text = np.array(list(map(float.__repr__, numbers.tolist())), dtype=object)
+        text[np.isnan(numbers)] = None
+        out = pd.Series(text, index=series.index, dtype="string")
+    elif plan in ("utc-ms", "utc-us"):
+        out = stamps(series, "datetime").dt.tz_convert("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S.%f")
+        out = (out.str[:-3] if plan == "utc-ms" else out) + "Z"
+    elif plan == "date":
+        out = stamps(series, "date").dt.strftime("%Y-%m-%d")
+    elif plan == "datetime":
+        out = stamps(series, "date").dt.strftime("%Y-%m-%dT%H:%M:%S.%f")
+    else:
+        out = series.astype("string")
+    return out.astype(object).where(out.notna(), None)
+
+
+def _block(part: pd.DataFrame, plans: Mapping[str, str], *, header: bool) -> bytes:
+    """A block of rows as CSV text, formatted by the whole table's plans."""
+    text = pd.DataFrame({c: _column_text(part[c], plans[str(c)]) for c in part.columns},
+                        columns=part.columns)
+    return text.to_csv(index=False, lineterminator="\n", na_rep="",
+                       header=header).encode("utf-8")
+
+
+def stream_csv(source: ParquetSource, plans: Mapping[str, str], path: str | Path) -> Path:
+    """Write the CSV of ``source`` atomically, :data:`CSV_ROWS` rows at a time, with the plans
+    of its columns (:func:`csv_plan`); a table without rows gets its header line."""
+    header = True
+    with atomic_open(path) as fh:
+        for block in source.batches(CSV_ROWS):
+            fh.write(_block(block, plans, header=header))
+            header = False
+        if header:
+            fh.write(_block(source.empty(), plans, header=True))
+    return Path(path)
+
+
+__all__ = ["CSV_ROWS", "csv_plan", "stream_csv"]
