@@ -13,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 
 from pipelines.resources import StudyPaths
-from pipelines.study import countries, models
+from pipelines.study import countries, study
 
 forms_job = dg.define_asset_job("forms_job", selection=["compiled_forms"],
                                 description="Compile and lint the instruments.")
@@ -39,7 +39,7 @@ def fingerprint(folder: Path) -> str:
 
 @dg.sensor(job=country_job, minimum_interval_seconds=60,
            default_status=dg.DefaultSensorStatus.STOPPED)
-def landing_sensor(context: dg.SensorEvaluationContext, paths: StudyPaths):  # noqa: ANN201
+def landing_sensor(context: dg.SensorEvaluationContext, paths: StudyPaths):
     """Launch a country's run when its landing folder changed since the last tick."""
     seen = json.loads(context.cursor) if context.cursor else {}
     for config in countries():
@@ -53,23 +53,9 @@ def landing_sensor(context: dg.SensorEvaluationContext, paths: StudyPaths):  # n
 @dg.op(description="Fetch new submissions of every form from ODK Central (pyodk config) "
                    "into landing/<ISO>/central-api/.")
 def fetch_from_central(paths: StudyPaths) -> dg.Output:
-    from dhsurvey.ingest.central_api import fetch_submissions
-    from dhsurvey.ingest.run import split_by_country
-    from dhsurvey.ingest.store import combine, read_raw, write_raw
+    from dhsurvey.study import fetch_central
 
-    store = paths.store
-    codes = {str(c.code): c.iso for c in countries()}
-    fetched = {}
-    for form_id, model in models().items():
-        raw = fetch_submissions(form_id, model, state_dir=store.central_state())
-        for iso, part in split_by_country(raw, codes).items():
-            folder = store.central_api(iso)
-            parts = [part]
-            if (folder / f"{form_id}.parquet").exists():
-                parts.insert(0, read_raw(folder, form_id))
-            write_raw(combine(parts), folder)
-            fetched[f"{iso}/{form_id}"] = len(part.root)
-    return dg.Output(None, metadata={"new submissions": fetched})
+    return dg.Output(None, metadata={"new submissions": fetch_central(paths.store, study())})
 
 
 @dg.job(description="Pull ODK Central; the landing sensor then starts the changed countries.")

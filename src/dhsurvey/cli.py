@@ -384,29 +384,23 @@ def publish(
 def fetch(
     form: Annotated[list[str] | None, typer.Option(help="form_id (repeatable); default all.")] =
     None,
-    out: Annotated[Path, typer.Option(help="Data root; tables go to OUT/raw/<ISO>/.")] =
-    DEFAULT_DATA,
+    out: Annotated[Path, typer.Option(
+        help="Data root; submissions go to OUT/landing/<ISO>/central-api/.")] = DEFAULT_DATA,
     project: Annotated[int | None, typer.Option(help="Central project id.")] = None,
     instruments: Annotated[Path, typer.Option(help="Instrument folder.")] = DEFAULT_INSTRUMENTS,
 ) -> None:
-    """Fetch new submissions from ODK Central (pyodk config) into the raw zone, incrementally."""
-    from dhsurvey.ingest.central_api import fetch_submissions
-    from dhsurvey.ingest.run import split_by_country
-    from dhsurvey.ingest.store import combine, read_raw, write_raw
+    """Fetch new submissions from ODK Central (pyodk config), incrementally, into
+    OUT/landing/<ISO>/central-api/, where `dhsurvey run` and the pipeline ingest them."""
+    from dhsurvey.store import Store
+    from dhsurvey.study import Study, fetch_central
 
-    models = _models(instruments)
-    configs = _configs(instruments, models)
-    codes = {str(c.code): c.iso for c in configs}
-    for form_id in form or list(models):
-        raw = fetch_submissions(form_id, models[form_id], project_id=project,
-                                state_dir=out / "landing" / "central")
-        for iso, part in split_by_country(raw, codes).items():
-            folder = out / "raw" / iso
-            parts = [part]
-            if (folder / f"{form_id}.parquet").exists():
-                parts.insert(0, read_raw(folder, form_id))
-            write_raw(combine(parts), folder)
-            console.print(f"{iso} {form_id}: {len(part.root)} new submission(s)")
+    study = Study.load(instruments)
+    unknown = [f for f in form or [] if f not in study.models]
+    if unknown:
+        raise DhsurveyError(f"no instrument for form(s) {unknown}", code="config-missing",
+                            file=instruments)
+    for name, n in fetch_central(Store(out), study, form, project=project).items():
+        console.print(f"{name}: {n} new submission(s)")
 
 
 @app.command()

@@ -121,6 +121,30 @@ def ingest_form(store: Store, study: Study, iso: str, form: str, *,
     return Ingested(raw, exports, write_raw(raw, store.raw(iso)))
 
 
+def fetch_central(store: Store, study: Study, forms: list[str] | None = None, *,
+                  project: int | None = None) -> dict[str, int]:
+    """New submissions of each form from ODK Central (pyodk's config) into each country's
+    ``landing/<ISO>/central-api/``, where :func:`ingest_form` reads them; returns the new
+    submissions per ``ISO/form``."""
+    from dhsurvey.ingest.central_api import fetch_submissions
+    from dhsurvey.ingest.run import split_by_country
+    from dhsurvey.ingest.store import combine, read_raw, write_raw
+
+    codes = {str(c.code): c.iso for c in study.countries.values()}
+    fetched = {}
+    for form in forms or list(study.models):
+        raw = fetch_submissions(form, study.models[form], project_id=project,
+                                state_dir=store.central_state())
+        for iso, part in split_by_country(raw, codes).items():
+            folder = store.central_api(iso)
+            parts = [part]
+            if (folder / f"{form}.parquet").exists():
+                parts.insert(0, read_raw(folder, form))
+            write_raw(combine(parts), folder)
+            fetched[f"{iso}/{form}"] = len(part.root)
+    return fetched
+
+
 def ingest(store: Store, study: Study, iso: str, *, private_key: bytes | None = None
            ) -> dict[str, Ingested]:
     return {form: ingest_form(store, study, iso, form, private_key=private_key)
@@ -607,7 +631,7 @@ def run_country(store: Store, study: Study, iso: str, *, key: bytes,
 __all__ = [
     "BATCH_HOUSEHOLDS", "K", "MAX_GLOBAL_RISK", "RELEASE_ROWS", "WHOLE_UP_TO",
     "CountryRelease", "CountryRun", "Ingested", "Numbering", "Pooled", "Study", "Validated",
-    "batches_for", "indicators", "ingest", "ingest_form", "pool", "pooled_indicators",
-    "release", "release_rng", "released_countries", "replicate_info", "restricted_values",
-    "run_country", "validate", "weight", "weighted_tables",
+    "batches_for", "fetch_central", "indicators", "ingest", "ingest_form", "pool",
+    "pooled_indicators", "release", "release_rng", "released_countries", "replicate_info",
+    "restricted_values", "run_country", "validate", "weight", "weighted_tables",
 ]

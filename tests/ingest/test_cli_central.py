@@ -12,6 +12,7 @@ from dhsurvey.cli import app
 from dhsurvey.fieldwork.config import load_country
 from dhsurvey.fieldwork.simulate import FORMS, simulate_country
 from dhsurvey.forms.model import load_form
+from dhsurvey.store import Store
 
 ROOT = Path(__file__).parents[2]
 INSTRUMENTS = ROOT / "instruments"
@@ -44,13 +45,15 @@ def test_fetch_is_incremental_and_split_by_country(central: CentralStub, tmp_pat
             "--instruments", str(INSTRUMENTS)]
     out = runner.invoke(app, args)
     assert out.exit_code == 0, out.output
-    assert "UGA frontline_worker: 30 new" in out.output
-    stored = pd.read_parquet(tmp_path / "data" / "raw" / "UGA" / "frontline_worker.parquet")
+    assert "UGA/frontline_worker: 30 new" in out.output
+    stored = pd.read_parquet(Store(tmp_path / "data").central_api("UGA")
+                             / "frontline_worker.parquet")
     assert sorted(stored["KEY"]) == sorted(first_half["KEY"])
 
     central.load(models["frontline_worker"], RawForm(raw.form_id, raw.root.iloc[30:]))
     again = runner.invoke(app, args)
     assert again.exit_code == 0, again.output
-    assert "UGA frontline_worker: 20 new" in again.output
-    stored = pd.read_parquet(tmp_path / "data" / "raw" / "UGA" / "frontline_worker.parquet")
+    assert "UGA/frontline_worker: 20 new" in again.output
+    stored = pd.read_parquet(Store(tmp_path / "data").central_api("UGA")
+                             / "frontline_worker.parquet")
     assert sorted(stored["KEY"]) == sorted(raw.root["KEY"])

@@ -49,7 +49,7 @@ def _raw_asset(form_id: str) -> dg.AssetsDefinition:
     return raw_form
 
 
-def _structure_check(form_id: str, raw, model) -> dg.AssetCheckResult:  # noqa: ANN001
+def _structure_check(form_id: str, raw, model) -> dg.AssetCheckResult:
     """Blocking: the table must be one validation can run on. Row-level failures are normal
     fieldwork (quarantined later) and only counted here."""
     expected = {f.name for f in model.fields_in(None)}

@@ -36,7 +36,7 @@ def child_schema(table: pd.DataFrame, language: str) -> dg.TableSchema:
     description="Anonymised, labelled release (Parquet, CSV, Stata, SPSS), codebook and "
                 "disclosure-risk report in release/<ISO>/; restricted mappings in clean/<ISO>/.",
 )
-def release(context: dg.AssetExecutionContext, paths: StudyPaths, secrets: Secrets):  # noqa: ANN201
+def release(context: dg.AssetExecutionContext, paths: StudyPaths, secrets: Secrets):
     iso = context.partition_key
     out = release_country(paths.store, study(), iso, key=secrets.pseudonym_key())
     verdict, replicates = out.gate, out.replicates

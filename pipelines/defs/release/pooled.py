@@ -22,7 +22,7 @@ from pipelines.study import study
                 "and PSUs, the union of the countries' replicate weights, codebook, "
                 "indicators overall and by country.",
 )
-def pooled_release(context: dg.AssetExecutionContext, paths: StudyPaths):  # noqa: ANN201
+def pooled_release(context: dg.AssetExecutionContext, paths: StudyPaths):
     import pandas as pd
 
     try:

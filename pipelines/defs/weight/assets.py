@@ -21,7 +21,7 @@ from pipelines.study import country_partitions, study
                 "trimming), strata, PSU and JKn replicate weights; frontline workers "
                 "unweighted.",
 )
-def weights(context: dg.AssetExecutionContext, paths: StudyPaths):  # noqa: ANN201
+def weights(context: dg.AssetExecutionContext, paths: StudyPaths):
     result = weight(paths.store, study(), context.partition_key)
     s = result.summary
     rows = "\n".join(f"| {k} | {v['target']:,.0f} | {v['achieved']:,.0f} |"
