@@ -3,13 +3,16 @@
 ``instruments/countries/<ISO>.yaml`` holds the languages fieldwork uses, the strata (region ×
 urban/rural) with their synthetic frame size and PSU allocation, households per PSU, the
 fieldwork window, teams and enumerators, targets, and calibration margins with their source.
-Everything is checked against the instruments (region codes, languages) so a typo fails at load
-with the file and key named, not halfway through a pipeline run.
+Everything is checked against the instruments (country and region codes, urban/rural codes,
+margin levels, interview and release languages) so a typo fails at load with the file and key
+named, not halfway through a pipeline run. :func:`load_countries` is the loader every entry
+point uses: it always checks against the forms (the instruments' own when none are given).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,7 @@ from typing import Any
 import yaml
 
 from dhsurvey.errors import ConfigError
-from dhsurvey.forms.model import FormModel
+from dhsurvey.forms.model import FormModel, load_form
 
 URBAN, RURAL = 1, 2
 
@@ -121,8 +124,68 @@ def _date(value: Any, path: Path, name: str) -> dt.date:
                           code="config-invalid", file=path, field=name) from None
 
 
-def load_country(path: str | Path, forms: list[FormModel] | None = None) -> CountryConfig:
-    """Read and validate one country's YAML; ``forms`` adds checks against the instruments."""
+Forms = Mapping[str, FormModel] | Iterable[FormModel]
+
+
+def _forms(forms: Forms | None) -> list[FormModel]:
+    if forms is None:
+        return []
+    return list(forms.values() if isinstance(forms, Mapping) else forms)
+
+
+def _strata(data: dict, path: Path) -> list[Stratum]:
+    strata = []
+    seen: set[tuple[int, int]] = set()
+    for i, s in enumerate(_need(data, "strata", path)):
+        where = f"strata[{i}]."
+        stratum = Stratum(
+            region=_int(_need(s, "region", path, where), path, where + "region"),
+            urban_rural=_int(_need(s, "urban_rural", path, where), path, where + "urban_rural"),
+            eas=_int(_need(s, "eas", path, where), path, where + "eas", 1),
+            psus=_int(_need(s, "psus", path, where), path, where + "psus", 1),
+            mean_households=float(s.get("mean_households", 150.0)),
+        )
+        if stratum.urban_rural not in (URBAN, RURAL):
+            raise ConfigError(f"{where}urban_rural must be 1 (urban) or 2 (rural)",
+                              code="config-invalid", file=path, field=where + "urban_rural")
+        if stratum.psus > stratum.eas:
+            raise ConfigError(f"{where}psus ({stratum.psus}) exceeds the frame's EAs "
+                              f"({stratum.eas})", code="config-invalid", file=path,
+                              field=where + "psus")
+        key = (stratum.region, stratum.urban_rural)
+        if key in seen:
+            raise ConfigError(f"stratum {key} is listed twice", code="config-invalid",
+                              file=path, field=where + "region")
+        seen.add(key)
+        strata.append(stratum)
+    return strata
+
+
+def _teams(data: dict, path: Path, strata: list[Stratum]) -> list[Team]:
+    teams = []
+    enumerators: set[int] = set()
+    for i, t in enumerate(_need(data, "teams", path)):
+        where = f"teams[{i}]."
+        ids = tuple(_int(e, path, where + "enumerators") for e in _need(t, "enumerators",
+                                                                            path, where))
+        dup = enumerators & set(ids)
+        if dup:
+            raise ConfigError(f"enumerator(s) {sorted(dup)} in more than one team",
+                              code="config-invalid", file=path, field=where + "enumerators")
+        enumerators |= set(ids)
+        team = Team(_int(_need(t, "id", path, where), path, where + "id"), ids,
+                    tuple(_int(r, path, where + "regions") for r in t.get("regions", ()) or ()))
+        strange = sorted(set(team.regions) - {s.region for s in strata})
+        if strange:
+            raise ConfigError(f"team {team.id} works in region(s) {strange}, which no stratum "
+                              "has", code="config-invalid", file=path, field=where + "regions")
+        teams.append(team)
+    return teams
+
+
+def load_country(path: str | Path, forms: Forms | None = None) -> CountryConfig:
+    """Read and validate one country's YAML; ``forms`` adds checks against the instruments
+    (entry points use :func:`load_countries`, which always checks)."""
     path = Path(path)
     if not path.exists():
         raise ConfigError("country configuration not found", code="config-missing", file=path)
@@ -148,44 +211,8 @@ def load_country(path: str | Path, forms: list[FormModel] | None = None) -> Coun
         raise ConfigError("fieldwork.end is before fieldwork.start", code="config-invalid",
                           file=path, field="fieldwork.end")
 
-    strata = []
-    seen: set[tuple[int, int]] = set()
-    for i, s in enumerate(_need(data, "strata", path)):
-        where = f"strata[{i}]."
-        stratum = Stratum(
-            region=_int(_need(s, "region", path, where), path, where + "region"),
-            urban_rural=_int(_need(s, "urban_rural", path, where), path, where + "urban_rural"),
-            eas=_int(_need(s, "eas", path, where), path, where + "eas", 1),
-            psus=_int(_need(s, "psus", path, where), path, where + "psus", 1),
-            mean_households=float(s.get("mean_households", 150.0)),
-        )
-        if stratum.urban_rural not in (URBAN, RURAL):
-            raise ConfigError(f"{where}urban_rural must be 1 (urban) or 2 (rural)",
-                              code="config-invalid", file=path, field=where + "urban_rural")
-        if stratum.psus > stratum.eas:
-            raise ConfigError(f"{where}psus ({stratum.psus}) exceeds the frame's EAs "
-                              f"({stratum.eas})", code="config-invalid", file=path,
-                              field=where + "psus")
-        key = (stratum.region, stratum.urban_rural)
-        if key in seen:
-            raise ConfigError(f"stratum {key} is listed twice", code="config-invalid",
-                              file=path, field=where + "region")
-        seen.add(key)
-        strata.append(stratum)
-
-    teams = []
-    enumerators: set[int] = set()
-    for i, t in enumerate(_need(data, "teams", path)):
-        where = f"teams[{i}]."
-        ids = tuple(_int(e, path, where + "enumerators") for e in _need(t, "enumerators",
-                                                                            path, where))
-        dup = enumerators & set(ids)
-        if dup:
-            raise ConfigError(f"enumerator(s) {sorted(dup)} in more than one team",
-                              code="config-invalid", file=path, field=where + "enumerators")
-        enumerators |= set(ids)
-        teams.append(Team(_int(_need(t, "id", path, where), path, where + "id"), ids,
-                          tuple(t.get("regions", ()))))
+    strata = _strata(data, path)
+    teams = _teams(data, path, strata)
 
     margins_block = _need(data, "margins", path)
     margins = {str(var): {str(k): float(v) for k, v in levels.items()}
@@ -222,8 +249,15 @@ def load_country(path: str | Path, forms: list[FormModel] | None = None) -> Coun
         max_replicates=_int(data.get("max_replicates", 200), path, "max_replicates", 2),
     )
     if forms:
-        _check_against_forms(config, forms)
+        _check_against_forms(config, _forms(forms))
     return config
+
+
+def _choice_codes(model: FormModel, name: str) -> list[str] | None:
+    """The codes of the choice list of field ``name`` (None: no such select field)."""
+    item = model.by_name.get(name)
+    lst = model.choices_for(item) if item is not None and item.is_select else None
+    return lst.codes() if lst is not None else None
 
 
 def _check_against_forms(config: CountryConfig, forms: list[FormModel]) -> None:
@@ -234,6 +268,26 @@ def _check_against_forms(config: CountryConfig, forms: list[FormModel]) -> None:
             raise ConfigError(f"language(s) {missing} not in {model.path.name} "
                               f"(it has {model.languages})", code="config-invalid", file=path,
                               field="languages", form=model.form_id)
+        if model.languages != ["default"] and config.release_language not in model.languages:
+            raise ConfigError(f"release_language '{config.release_language}' is not a language "
+                              f"of {model.path.name} (it has {model.languages})",
+                              code="config-invalid", file=path, field="release_language",
+                              form=model.form_id)
+        urban_rural = _choice_codes(model, "urban_rural")
+        for i, stratum in enumerate(config.strata):
+            if urban_rural is not None and str(stratum.urban_rural) not in urban_rural:
+                raise ConfigError(f"urban_rural {stratum.urban_rural} is not a code of "
+                                  f"{model.path.name}'s urban_rural list ({urban_rural})",
+                                  code="config-invalid", file=path,
+                                  field=f"strata[{i}].urban_rural", form=model.form_id)
+        for variable, levels in config.margins.items():
+            codes = _choice_codes(model, variable)
+            unknown = [level for level in levels if codes is not None and level not in codes]
+            if unknown:
+                raise ConfigError(f"margin {variable} has level(s) {unknown} that are not codes "
+                                  f"of {model.path.name}'s '{variable}' list ({codes})",
+                                  code="config-invalid", file=path,
+                                  field=f"margins.totals.{variable}", form=model.form_id)
         regions = model.choice_lists.get("region")
         countries = model.choice_lists.get("country")
         if countries is not None and str(config.code) not in countries.codes():
@@ -259,8 +313,15 @@ def country_paths(instruments: str | Path) -> list[Path]:
     return paths
 
 
-def load_countries(instruments: str | Path, forms: list[FormModel] | None = None,
+def load_countries(instruments: str | Path, forms: Forms | None = None,
                    only: list[str] | None = None) -> list[CountryConfig]:
+    """Every country file of ``instruments`` (or those in ``only``), each checked against
+    ``forms``: the instruments' own workbooks when not given. The one loader of country files
+    every entry point uses."""
+    if forms is None:
+        from dhsurvey.forms.compile import instrument_paths
+
+        forms = [load_form(p) for p in instrument_paths(instruments)]
     configs = [load_country(p, forms) for p in country_paths(instruments)]
     if only:
         unknown = set(only) - {c.iso for c in configs}

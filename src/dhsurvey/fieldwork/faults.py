@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 
 from dhsurvey.errors import DhsurveyError
-from dhsurvey.fieldwork.simulate import SimulatedCountry, instance_ids
+from dhsurvey.fieldwork.simulate import SimulatedCountry, completed_with_child, instance_ids
+from dhsurvey.forms.facts import gates_passed
 from dhsurvey.forms.frames import PARENT
-from dhsurvey.forms.model import REF_RE as REF
 from dhsurvey.forms.model import FormModel
 from dhsurvey.ingest.canonical import repeat_key
 
@@ -75,6 +75,10 @@ class _Planter:
         self.sim.faults.append({"form": form, "instanceID": key, "kind": kind,
                                 "field": field, "detail": detail})
 
+    def interviewed(self, form: str) -> pd.Series:
+        """The form's interviews past every consent gate (child: permission and assent)."""
+        return gates_passed(self.sim.forms[form].root, self.models[form].consent_given)
+
     def set(self, form: str, row: int, column: str, value: str | None) -> None:
         root = self.sim.forms[form].root
         root.iloc[row, root.columns.get_loc(column)] = value
@@ -83,7 +87,8 @@ class _Planter:
     def duplicate(self, n: int) -> None:
         raw = self.sim.forms["household"]
         root = raw.root
-        for row in self.rows("household", n, root["disposition"] == "1"):
+        for row in self.rows("household", n,
+                             completed_with_child(root, self.models["household"])):
             copy = root.iloc[[row]].copy()
             original = copy["KEY"].iloc[0]
             new_key = instance_ids(self.rng, 1)[0]
@@ -107,7 +112,7 @@ class _Planter:
 
     def speeder(self, n: int) -> None:
         root = self.sim.forms["child"].root
-        for row in self.rows("child", n, root["assent"] == "1"):
+        for row in self.rows("child", n, self.interviewed("child")):
             start = dt.datetime.fromisoformat(root["start"].iloc[row])
             end = (start + dt.timedelta(minutes=4)).isoformat(timespec="milliseconds")
             self.set("child", row, "end", end)
@@ -118,7 +123,7 @@ class _Planter:
             model, root = self.models[form], self.sim.forms[form].root
             # Answers only: identifiers (what instance_name is built from) would also orphan
             # the household's other interviews, which is a different fault.
-            ids = set(REF.findall(model.settings.get("instance_name", "")))
+            ids = set(model.instance_fields)
             bounded = [(f.name, int(m.group(1))) for f in model.fields_in(None)
                        if f.type == "integer" and f.name not in ids
                        and (m := re.search(r"\.\s*<=\s*(\d+)\b", f.constraint))]
@@ -134,7 +139,7 @@ class _Planter:
         hidden = [f.name for f in model.fields_in(None)
                   if f.type == "select_one" and f.relevant]
         has_hidden = root[hidden].isna().any(axis=1)
-        for row in self.rows(form, n, (root["assent"] == "1") & has_hidden):
+        for row in self.rows(form, n, self.interviewed(form) & has_hidden):
             empty = [h for h in hidden if root[h].iloc[row] is None]
             name = empty[int(self.rng.integers(len(empty)))]
             code = model.choices_for(model[name]).codes()[0]
@@ -142,17 +147,18 @@ class _Planter:
             self.record(form, row, "non_relevant", name, f"answered {code} although hidden")
 
     def orphan_child(self, n: int) -> None:
+        number = self.models["child"].household_id[-1]  # the household's own number
         for row in self.rows("child", n):
-            self.set("child", row, "hh_number", "999")
-            self.record("child", row, "orphan_child", "hh_number", "no household 999")
+            self.set("child", row, number, "999")
+            self.record("child", row, "orphan_child", number, "no household 999")
 
     def wrong_child(self, n: int) -> None:
         child = self.sim.forms["child"].root
-        hh = (self.sim.forms["household"].root.drop_duplicates(["cluster", "hh_number"])
-              .set_index(["cluster", "hh_number"]).sort_index())
+        ids = list(self.models["child"].household_id)
+        hh = (self.sim.forms["household"].root.drop_duplicates(ids).set_index(ids).sort_index())
         roster = self.sim.forms["household"].repeats["roster"]
         for row in self.rows("child", n):
-            key = (child["cluster"].iloc[row], child["hh_number"].iloc[row])
+            key = tuple(child[c].iloc[row] for c in ids)
             members = roster[roster[PARENT] == hh.loc[key, "KEY"]]
             others = [line for line in members["line"] if line != child["child_line"].iloc[row]]
             if not others:
@@ -172,7 +178,7 @@ class _Planter:
         form = "child"
         model, root = self.models[form], self.sim.forms[form].root
         required = [f.name for f in model.fields_in(None) if f.is_input and f.required == "yes"]
-        for row in self.rows(form, n, root["assent"] == "1"):
+        for row in self.rows(form, n, self.interviewed(form)):
             answered = [r for r in required if root[r].iloc[row] is not None]
             name = answered[int(self.rng.integers(len(answered)))]
             self.set(form, row, name, None)

@@ -53,6 +53,44 @@ class SimulatedCountry:
     canaries: list[str] = field(default_factory=list)
 
 
+def _disposition_field(model: FormModel) -> str:
+    if model.disposition_field is None:
+        raise ValueError(f"{model.form_id} records no final disposition")
+    return model.disposition_field
+
+
+def completed_with_child(root: pd.DataFrame, model: FormModel) -> pd.Series:
+    """Households interviewed to the end (a disposition of AAPOR category I) that selected a
+    child (``sel_line``): the child and caregiver forms interview theirs."""
+    disposition = root[_disposition_field(model)].astype("string")
+    return (disposition.isin(model.disposition_codes("I")).fillna(False).astype(bool)
+            & root["sel_line"].notna())
+
+
+def gates_answered(model: FormModel, agrees: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Answers to the form's consent gates, in form order: the answer that lets the interview
+    go on where ``agrees``, else another answer of the gate's list (a refusal)."""
+    out: dict[str, np.ndarray] = {}
+    for gate, agree in zip(model.consent_gates, agrees, strict=False):
+        given = model.consent_given[gate]
+        codes = model.choices_for(model[gate])
+        if given is None or codes is None:
+            raise ValueError(f"consent gate {gate} of {model.form_id} has no answer that goes on")
+        other = next(c for c in codes.codes() if c != given)
+        out[gate] = np.where(agree, np.array(given, dtype=object), np.array(other, dtype=object))
+    return out
+
+
+def _broken_off(model: FormModel, share: float) -> str:
+    """The disposition the interviewer records: the one the form derives (``disp_auto``),
+    but ``share`` of the completed interviews with a selected child break off after the
+    roster (the form's partial code)."""
+    complete = " or ".join(f"${{disp_auto}} = {c}" for c in model.disposition_codes("I"))
+    partial = model.disposition_codes("P")[0]
+    return (f"if(({complete}) and ${{n_eligible}} > 0 and random() < {share}, {partial}, "
+            "${disp_auto})")
+
+
 def seeded_rng(seed: int, *parts: str) -> np.random.Generator:
     digest = hashlib.sha256("/".join([str(seed), *parts]).encode()).digest()
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
@@ -84,7 +122,7 @@ def simulate_country(config: CountryConfig, models: dict[str, FormModel], *, see
     sample = select_sample(config, synthetic_frame(config, rng), rng, per_psu)
     pace = _enumerator_pace(config, seeded_rng(seed, config.iso, "pace"))
     hh = _household(config, models["household"], sample, pace, seeded_rng(seed, config.iso, "hh"))
-    selected = _selected_children(hh)
+    selected = _selected_children(hh, models["household"])
     forms = {"household": hh}
     forms["child"] = _child(config, models["child"], selected, pace,
                             seeded_rng(seed, config.iso, "child"))
@@ -262,7 +300,7 @@ def _household(config: CountryConfig, model: FormModel, sample: Sample,
         "urban_rural": hh["urban_rural"].astype(str).tolist(), "enum_id": [str(e) for e in enum],
         "gps": _gps(hh, rng),
         **visits,
-        "consent": ["0" if f == "consent_refusal" else "1" for f in fate],
+        **gates_answered(model, [np.array([f != "consent_refusal" for f in fate])]),
         "hh_size": [str(len(r)) if r else None for r in rosters],
         "resp_line": ["1"] * n,
         "caregiver_line": caregiver_line,
@@ -271,8 +309,7 @@ def _household(config: CountryConfig, model: FormModel, sample: Sample,
                       {"roster": roster} if len(roster) else {},
                       # The interviewer records the derived outcome; a few interviews break
                       # off after the roster (partial).
-                      {"disposition": "if(${disp_auto} = 1 and random() < 0.02, 2, "
-                                      "${disp_auto})"})
+                      {_disposition_field(model): _broken_off(model, 0.02)})
     data = answer_form(model, keys, presets, rng, today=max(interview_day))
     data.root["_submitted"] = submitted
     return data
@@ -290,13 +327,13 @@ def _gps(hh: pd.DataFrame, rng: np.random.Generator) -> list[str]:
     return out
 
 
-def _selected_children(hh: FormData) -> pd.DataFrame:
+def _selected_children(hh: FormData, model: FormModel) -> pd.DataFrame:
     """Households that completed the interview with an eligible child, and who was selected."""
     root = hh.root
-    done = root[(root["disposition"] == "1") & root["sel_line"].notna()]
+    done = root[completed_with_child(root, model).to_numpy()]
     return pd.DataFrame({
         "hh_key": done.index, "country": done["country"], "region": done["region"],
-        "cluster": done["cluster"], "hh_number": done["hh_number"],
+        **{f: done[f] for f in model.household_id},
         "enum_id": done["enum_id"], "child_line": done["sel_line"],
         "child_age": done["sel_age"], "child_sex": done["sel_sex"],
         "caregiver_line": done["caregiver_line"], "lang": done["child_lang"],
@@ -314,17 +351,16 @@ def _child(config: CountryConfig, model: FormModel, sel: pd.DataFrame, pace: dic
     start, end, submitted = _timing(config, days, enum, pace, DURATION["child"], rng)
     age = sel["child_age"].astype(int).to_numpy()
     girl = sel["child_sex"].astype(str).to_numpy() == "2"
-    permission = rng.random(n) > sim.caregiver_refusal
-    assent = rng.random(n) > sim.child_refusal
+    # The caregiver's permission, then the child's assent (the form's gates, in order).
+    agrees = [rng.random(n) > sim.caregiver_refusal, rng.random(n) > sim.child_refusal]
     root: dict[str, object] = {
         "start": start, "end": end, "deviceid": [f"collect:{config.iso.lower()}{e}"
                                                  for e in enum],
-        "country": sel["country"], "region": sel["region"], "cluster": sel["cluster"],
-        "hh_number": sel["hh_number"], "enum_id": sel["enum_id"],
+        "country": sel["country"], "region": sel["region"],
+        **{f: sel[f] for f in model.household_id}, "enum_id": sel["enum_id"],
         "child_line": sel["child_line"], "child_age": sel["child_age"],
         "child_sex": sel["child_sex"], "int_lang": sel["lang"],
-        "caregiver_permission": np.where(permission, "1", "0"),
-        "assent": np.where(assent, "1", "0"),
+        **gates_answered(model, agrees),
         "age_confirm": np.where(rng.random(n) < 0.97, "1", "0"),
         "privacy": np.where(rng.random(n) < 0.97, "1", "0"),
         "distress_1": rng.choice(["1", "2", "3"], n, p=[0.96, 0.035, 0.005]),
@@ -359,10 +395,10 @@ def _caregiver(config: CountryConfig, model: FormModel, sel: pd.DataFrame,
     root = {
         "start": start, "end": end, "deviceid": [f"collect:{config.iso.lower()}{e}"
                                                  for e in enum],
-        "country": sel["country"], "region": sel["region"], "cluster": sel["cluster"],
-        "hh_number": sel["hh_number"], "enum_id": sel["enum_id"],
+        "country": sel["country"], "region": sel["region"],
+        **{f: sel[f] for f in model.household_id}, "enum_id": sel["enum_id"],
         "cg_line": sel["caregiver_line"], "child_line": sel["child_line"],
-        "consent": np.where(rng.random(n) > config.simulation.caregiver_refusal, "1", "0"),
+        **gates_answered(model, [rng.random(n) > config.simulation.caregiver_refusal]),
         "cg_age": [str(int(a)) for a in rng.integers(24, 65, n)],
     }
     presets = Presets({k: pd.Series(np.asarray(v, dtype=object), index=keys)
@@ -387,7 +423,7 @@ def _frontline(config: CountryConfig, model: FormModel, pace: dict[int, float],
         "country": [str(config.code)] * n,
         "region": [str(r) for r in rng.choice(config.regions, n)],
         "enum_id": [str(e) for e in enum], "worker_no": [str(i) for i in range(1, n + 1)],
-        "consent": np.where(rng.random(n) < 0.96, "1", "0"),
+        **gates_answered(model, [rng.random(n) < 0.96]),
     }
     presets = Presets({k: pd.Series(np.asarray(v, dtype=object), index=keys)
                        for k, v in root.items()})

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from dhsurvey.errors import FormError
 from dhsurvey.forms.model import (
+    GATE_NAME_RE,
     PII_CLASSES,
     REF_RE,
     STATA,
@@ -33,7 +34,9 @@ NAME_LIMIT = 32
 LABEL_LIMIT = 80
 #: Characters Stata adds when a repeat is reshaped wide (``_10``).
 REPEAT_SUFFIX = 3
-CONSENT_RE = re.compile(r"^(consent|assent|\w+_consent|\w+_permission)$")
+#: The consent-gate names of a workbook that declares no ``consent_gates`` (kept for callers
+#: that match column names; a form's gates are :attr:`FormModel.consent_gates`).
+CONSENT_RE = GATE_NAME_RE
 PII_REQUIRED_TYPES = {"text", "geopoint", "geotrace", "geoshape", "image", "audio", "video",
                       "file", "barcode"}
 #: pyxform fills a missing translation with this.
@@ -345,7 +348,7 @@ def _depends_on(model: FormModel) -> Callable[[str], set[str]]:
 
 @check
 def consent_gate(model: FormModel) -> Iterator[Finding]:
-    gates = [i for i in model.items if CONSENT_RE.match(i.name) and i.type == "select_one"]
+    gates = [model[name] for name in model.consent_gates]
     if not gates:
         return
     first = gates[0]

@@ -125,6 +125,20 @@ SELECT_TYPES = {"select_one", "select_multiple", "rank"}
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 REF_RE = re.compile(r"\$\{([^}]*)\}")
 
+# Study facts a workbook declares (pyxform and ODK ignore these settings and the extra choices
+# column; see the FormModel accessors and dhsurvey.forms.facts).
+#: Settings: the fields that identify the household an interview belongs to.
+HOUSEHOLD_ID_SETTING = "household_id"
+#: Settings: the consent gates (permission, assent, consent questions), in any order.
+CONSENT_GATES_SETTING = "consent_gates"
+#: Choices column: the AAPOR category of each final disposition code.
+AAPOR_COLUMN = "aapor"
+#: AAPOR Standard Definitions categories: complete, partial, refusal and break-off,
+#: non-contact, other, unknown if household, unknown other, not eligible.
+AAPOR_CATEGORIES = ("I", "P", "R", "NC", "O", "UH", "UO", "NE")
+#: The consent gates of a workbook that declares none: select_one questions named like these.
+GATE_NAME_RE = re.compile(r"^(consent|assent|\w+_consent|\w+_permission)$")
+
 
 @dataclass(frozen=True)
 class Choice:
@@ -154,6 +168,16 @@ class ChoiceList:
             if c.name == code:
                 return c.labels.get(language, "")
         raise KeyError(code)
+
+
+@dataclass(frozen=True)
+class Disposition:
+    """One final disposition code of the household form and what it means."""
+
+    code: str
+    label: str  # in the form's default language
+    aapor: str  # AAPOR category (see AAPOR_CATEGORIES)
+    row: int  # on the choices sheet
 
 
 @dataclass
@@ -342,6 +366,95 @@ class FormModel:
     def by_pii(self, pii: str) -> list[Item]:
         return [i for i in self.fields if i.pii == pii]
 
+    # -- study facts: what the workbook declares about the study -----------------------------
+    # Stages read these (directly or through dhsurvey.forms.facts), never a list of their own.
+
+    @cached_property
+    def instance_fields(self) -> tuple[str, ...]:
+        """The fields that identify an interview: the ``${…}`` of the settings'
+        ``instance_name``, in order (none when the form sets no instance name)."""
+        return tuple(dict.fromkeys(REF_RE.findall(self.settings.get("instance_name", ""))))
+
+    @cached_property
+    def household_id(self) -> tuple[str, ...]:
+        """The fields that identify the household an interview belongs to (settings
+        ``household_id``, e.g. ``cluster hh_number``); empty for a form of no household."""
+        return _setting_names(self.settings.get(HOUSEHOLD_ID_SETTING, ""))
+
+    @cached_property
+    def consent_gates(self) -> tuple[str, ...]:
+        """The consent gates in form order: the questions whose answer decides whether the
+        interview goes on (settings ``consent_gates``; a workbook that declares none has the
+        select_one questions named like :data:`GATE_NAME_RE`)."""
+        declared = self.settings.get(CONSENT_GATES_SETTING, "")
+        if declared:
+            names = set(_setting_names(declared))
+            return tuple(i.name for i in self.items if i.name in names)
+        return tuple(i.name for i in self.items
+                     if GATE_NAME_RE.match(i.name) and i.type == "select_one")
+
+    @cached_property
+    def consent_given(self) -> dict[str, str | None]:
+        """Each consent gate → the answer that lets the interview go on, read from the form's
+        own relevance (``${consent} = 1`` on what follows the gate); None when nothing after
+        the gate depends on one answer of it (then no interview passes it)."""
+        return {gate: _given(self, self[gate]) for gate in self.consent_gates}
+
+    @cached_property
+    def disposition_list(self) -> ChoiceList | None:
+        """The final disposition codes: the choice list whose choices declare an AAPOR
+        category (choices column ``aapor``); None on a form that records no disposition."""
+        return next((lst for lst in self.choice_lists.values()
+                     if any(c.extra.get(AAPOR_COLUMN) for c in lst.choices)), None)
+
+    @cached_property
+    def disposition_field(self) -> str | None:
+        """The question that records the final disposition (it uses :attr:`disposition_list`)."""
+        lst = self.disposition_list
+        if lst is None:
+            return None
+        return next((i.name for i in self.items
+                     if i.list_name == lst.name and i.type == "select_one"), None)
+
+    @cached_property
+    def dispositions(self) -> dict[str, Disposition]:
+        """Disposition code → its label and AAPOR category, in list order."""
+        lst = self.disposition_list
+        if lst is None:
+            return {}
+        return {c.name: Disposition(c.name, c.labels.get(self.default_language, "")
+                                    or next(iter(c.labels.values()), ""),
+                                    c.extra.get(AAPOR_COLUMN, ""), c.row)
+                for c in lst.choices}
+
+    def disposition_codes(self, *categories: str) -> tuple[str, ...]:
+        """The disposition codes of the given AAPOR categories, in list order."""
+        unknown = set(categories) - set(AAPOR_CATEGORIES)
+        if unknown:
+            raise ValueError(f"not AAPOR categories: {sorted(unknown)}")
+        return tuple(d.code for d in self.dispositions.values() if d.aapor in categories)
+
+
+def _setting_names(text: str) -> tuple[str, ...]:
+    """``"cluster hh_number"`` (spaces or commas) → ("cluster", "hh_number")."""
+    return tuple(dict.fromkeys(n for n in re.split(r"[\s,]+", text.strip()) if n))
+
+
+def _given(model: FormModel, gate: Item) -> str | None:
+    """The answer to ``gate`` that the relevance of a later row requires, e.g. the ``1`` of
+    ``${consent} = 1`` or ``selected(${consent}, '1')``."""
+    ref = re.escape("${" + gate.name + "}")
+    pattern = re.compile(
+        ref + r"\s*=\s*(?:'([^']*)'|\"([^\"]*)\"|(-?\d+(?:\.\d+)?))"
+        r"|selected\(\s*" + ref + r"\s*,\s*(?:'([^']*)'|\"([^\"]*)\")\s*\)")
+    for item in model.items:
+        if item.row <= gate.row or not item.relevant:
+            continue
+        found = pattern.search(item.relevant)
+        if found:
+            return next(g for g in found.groups() if g is not None)
+    return None
+
 
 # -- reading ------------------------------------------------------------------------------------
 
@@ -527,6 +640,7 @@ def load_form(path: str | Path, *, check_expressions: bool = True) -> FormModel:
         content_hash=content_digest(sheets),
     )
     _check_references(model)
+    _check_study_facts(model)
     if check_expressions:
         for item, column, error in expression_errors(model):
             raise FormError(str(error), code="expression-syntax", file=path, sheet="survey",
@@ -610,39 +724,9 @@ def _load_items(
                             code="type-missing", column="type", **where)
         type_, list_name, or_other = _canonical_type(raw_type)
         if type_ in ("end_group", "end_repeat"):
-            kind = "begin_" + type_[4:]
-            if not stack:
-                raise FormError(f"'{raw_type}' closes nothing: no group or repeat is open",
-                                code="unmatched-end", column="type", **where)
-            top = stack.pop()
-            if top.type != kind:
-                raise FormError(
-                    f"'{raw_type}' closes '{top.type.replace('_', ' ')}' '{top.name}' "
-                    f"opened at row {top.row}",
-                    code="unmatched-end", column="type", **where,
-                )
-            if name and name != top.name:
-                raise FormError(
-                    f"'{raw_type}' named '{name}' closes '{top.name}' opened at row {top.row}",
-                    code="unmatched-end", column="name", **where,
-                )
-            top.end_row = number
+            _close(stack, type_, raw_type, name, where)
             continue
-        if type_ not in KNOWN_TYPES:
-            raise FormError(f"unknown question type '{raw_type}'", code="type-unknown",
-                            column="type", **where)
-        if type_ in SELECT_TYPES and not list_name:
-            raise FormError(f"'{raw_type}' names no choice list", code="choice-list-missing",
-                            column="type", **where)
-        if not name:
-            raise FormError(f"'{raw_type}' row has no name", code="name-missing",
-                            column="name", **where)
-        if not NAME_RE.match(name):
-            raise FormError(
-                f"name '{name}' is not a valid XML name (letters, digits, _ . -; "
-                "not starting with a digit)",
-                code="name-invalid", column="name", **where,
-            )
+        _check_row(type_, list_name, raw_type, name, where)
         if name in seen:
             raise FormError(f"duplicate name '{name}' (first at row {seen[name]})",
                             code="name-duplicate", column="name", **where)
@@ -672,6 +756,48 @@ def _load_items(
     return items
 
 
+def _close(stack: list[Item], type_: str, raw_type: str, name: str,
+           where: dict[str, Any]) -> None:
+    """An end group / end repeat row: close the innermost open block, which must match."""
+    kind = "begin_" + type_[4:]
+    if not stack:
+        raise FormError(f"'{raw_type}' closes nothing: no group or repeat is open",
+                        code="unmatched-end", column="type", **where)
+    top = stack.pop()
+    if top.type != kind:
+        raise FormError(
+            f"'{raw_type}' closes '{top.type.replace('_', ' ')}' '{top.name}' "
+            f"opened at row {top.row}",
+            code="unmatched-end", column="type", **where,
+        )
+    if name and name != top.name:
+        raise FormError(
+            f"'{raw_type}' named '{name}' closes '{top.name}' opened at row {top.row}",
+            code="unmatched-end", column="name", **where,
+        )
+    top.end_row = where["row"]
+
+
+def _check_row(type_: str, list_name: str | None, raw_type: str, name: str,
+               where: dict[str, Any]) -> None:
+    """A survey row's type, choice list and name must be usable."""
+    if type_ not in KNOWN_TYPES:
+        raise FormError(f"unknown question type '{raw_type}'", code="type-unknown",
+                        column="type", **where)
+    if type_ in SELECT_TYPES and not list_name:
+        raise FormError(f"'{raw_type}' names no choice list", code="choice-list-missing",
+                        column="type", **where)
+    if not name:
+        raise FormError(f"'{raw_type}' row has no name", code="name-missing",
+                        column="name", **where)
+    if not NAME_RE.match(name):
+        raise FormError(
+            f"name '{name}' is not a valid XML name (letters, digits, _ . -; "
+            "not starting with a digit)",
+            code="name-invalid", column="name", **where,
+        )
+
+
 def _check_references(model: FormModel) -> None:
     """Every ``${name}`` must exist and every select must point to a non-empty list."""
     for item in model.items:
@@ -699,6 +825,49 @@ def _check_references(model: FormModel) -> None:
                     code="choice-list-missing", file=model.path, sheet="survey",
                     row=item.row, column="type",
                 )
+
+
+def _check_study_facts(model: FormModel) -> None:
+    """What a workbook declares about the study must name its own fields and codes."""
+    settings = {"file": model.path, "sheet": "settings"}
+    for name in model.household_id:
+        item = model.by_name.get(name)
+        if item is None or not item.holds_data or item.repeat is not None:
+            raise FormError(f"household_id names '{name}', which is no field of the form "
+                            "outside repeats", code="household-id-invalid",
+                            column=HOUSEHOLD_ID_SETTING, **settings)
+        if model.instance_fields and name not in model.instance_fields:
+            raise FormError(f"household_id field '{name}' is not part of instance_name, so "
+                            "an interview's ID would not name its household",
+                            code="household-id-invalid", column=HOUSEHOLD_ID_SETTING,
+                            **settings)
+    for name in _setting_names(model.settings.get(CONSENT_GATES_SETTING, "")):
+        item = model.by_name.get(name)
+        if item is None or item.type != "select_one" or item.repeat is not None:
+            raise FormError(f"consent_gates names '{name}', which is no select_one question "
+                            "of the form outside repeats", code="consent-gate-invalid",
+                            column=CONSENT_GATES_SETTING, **settings)
+    lists = [lst for lst in model.choice_lists.values()
+             if any(c.extra.get(AAPOR_COLUMN) for c in lst.choices)]
+    where = {"file": model.path, "sheet": "choices", "column": AAPOR_COLUMN}
+    if len(lists) > 1:
+        raise FormError(f"more than one choice list declares AAPOR categories "
+                        f"({', '.join(lst.name for lst in lists)}): a form records one final "
+                        "disposition", code="disposition-invalid", row=lists[1].row, **where)
+    for lst in lists:
+        for c in lst.choices:
+            category = c.extra.get(AAPOR_COLUMN, "")
+            if category not in AAPOR_CATEGORIES:
+                raise FormError(
+                    f"disposition {c.name} of '{lst.name}' has AAPOR category "
+                    f"'{category}' (one of {', '.join(AAPOR_CATEGORIES)} expected)",
+                    code="disposition-invalid", row=c.row, **where)
+        users = [i for i in model.items if i.list_name == lst.name]
+        if len(users) != 1 or users[0].type != "select_one" or users[0].repeat is not None:
+            raise FormError(f"the disposition list '{lst.name}' must be used by one "
+                            "select_one question outside repeats (used by "
+                            f"{[i.name for i in users]})", code="disposition-invalid",
+                            row=lst.row, **where)
 
 
 def expression_errors(model: FormModel) -> Iterator[tuple[Item, str, Exception]]:

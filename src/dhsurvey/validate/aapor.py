@@ -2,7 +2,9 @@
 
 Response, cooperation, refusal and contact rates are what funders and reviewers compare across
 surveys, so they follow the AAPOR formulas exactly (Standard Definitions, in-person household
-surveys). Each final case falls in one category:
+surveys). Each final case falls in one category; the household form declares which, in the
+``aapor`` column of its disposition choice list (:attr:`FormModel.dispositions
+<dhsurvey.forms.model.FormModel.dispositions>`). The study's instruments say:
 
 ====  ==========================================  ========================================
 code  AAPOR category                              household form ``disposition`` codes
@@ -20,7 +22,8 @@ NE    not eligible                                6 vacant / not a dwelling
 The household interview is a screener: "no eligible child" (5) means the household was found,
 agreed and answered the roster, so it is a completed interview (I) at the household level; its
 ineligibility concerns the child interview, not the household. A study that records unknown
-eligibility (e.g. a dwelling never reached) passes a ``mapping`` that sends that code to UH.
+eligibility (e.g. a dwelling never reached) gives that code the category UH in the workbook
+(or passes a ``mapping``).
 Missing or unmapped codes are counted in ``unmapped`` and enter no rate.
 
 With T = (I+P) + (R+NC+O), U = UH+UO:
@@ -43,6 +46,9 @@ I = permission and assent given and the interview not stopped; P = stopped under
 protocol (answers before the stop are kept); R = caregiver permission or child assent refused;
 NC = selected child with no child interview (never reached); O = permission/assent not
 recorded. Eligibility was established by the roster, so UH = NE = 0 at this level.
+Permission and assent are the child form's consent gates (:attr:`FormModel.consent_gates
+<dhsurvey.forms.model.FormModel.consent_gates>`); households and children are matched on the
+household ID the forms declare.
 """
 
 from __future__ import annotations
@@ -52,9 +58,13 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-CATEGORIES = ("I", "P", "R", "NC", "O", "UH", "UO", "NE")
-#: Household form ``disposition`` code → AAPOR category.
-HOUSEHOLD_MAPPING: dict[int, str] = {1: "I", 2: "P", 3: "R", 4: "NC", 5: "I", 6: "NE", 7: "O"}
+from dhsurvey.forms.facts import Models, StudyFacts, gates_passed, gates_refused, study_facts
+from dhsurvey.forms.model import AAPOR_CATEGORIES
+
+CATEGORIES = AAPOR_CATEGORIES
+#: The child interview: the form whose consent gates and answers :func:`child_dispositions`
+#: reads.
+CHILD_FORM = "child"
 RATES = ("RR1", "RR2", "RR3", "RR4", "RR5", "RR6", "COOP1", "COOP2", "COOP3", "COOP4",
          "REF1", "REF2", "REF3", "CON1", "CON2", "CON3")
 ALL = "all"
@@ -121,16 +131,18 @@ def rates_from_categories(categories: pd.Series, *, by: pd.Series | None = None,
 
 
 def rates(dispositions: pd.Series, *, by: pd.Series | None = None, e: float | None = None,
-          mapping: Mapping[int, str] | None = None) -> pd.DataFrame:
+          mapping: Mapping[int | str, str] | None = None,
+          models: Models | StudyFacts | None = None) -> pd.DataFrame:
     """AAPOR RR1–RR6, COOP1–4, REF1–3, CON1–3 with their counts, overall and per group.
 
-    ``dispositions`` holds one final code per case (the household form's ``disposition``);
-    ``mapping`` sends codes to AAPOR categories (default :data:`HOUSEHOLD_MAPPING`). ``by``
-    (aligned on the same index, e.g. the stratum) adds a row per group. ``e`` defaults to
-    :func:`default_e` over all cases; the value used is in column ``e``.
+    ``dispositions`` holds one final code per case (the household form's disposition);
+    ``mapping`` sends codes to AAPOR categories (default: the categories the household form
+    of ``models`` declares, else of the study's instruments). ``by`` (aligned on the same
+    index, e.g. the stratum) adds a row per group. ``e`` defaults to :func:`default_e` over all
+    cases; the value used is in column ``e``.
     """
-    mapping = HOUSEHOLD_MAPPING if mapping is None else mapping
-    lookup = {str(k): v for k, v in mapping.items()}
+    declared = study_facts(models).aapor_mapping if mapping is None else mapping
+    lookup = {str(k): v for k, v in declared.items()}
     codes = pd.to_numeric(dispositions, errors="coerce")
     text = codes.map(lambda x: None if pd.isna(x) else str(int(x)) if float(x).is_integer()
                      else str(x))
@@ -157,19 +169,23 @@ def _is(series: pd.Series, code: int) -> pd.Series:
     return pd.to_numeric(series, errors="coerce").eq(code).fillna(False).astype(bool)
 
 
-def child_dispositions(households: pd.DataFrame, children: pd.DataFrame) -> pd.Series:
+def child_dispositions(households: pd.DataFrame, children: pd.DataFrame, *,
+                       models: Models | StudyFacts | None = None) -> pd.Series:
     """AAPOR category of the child interview for each household that selected a child.
 
     Indexed like ``households`` (only the rows with a selected child). Households and child
-    interviews are matched on (cluster, hh_number); the last submission of each counts.
+    interviews are matched on the household ID; the last submission of each counts.
+    ``models``: the study's forms (default: its instruments).
     """
-    keys = ["cluster", "hh_number"]
+    facts = study_facts(models)
+    keys = list(facts.household_id)
     hh = latest(households, keys)
     if "sel_line" in hh.columns:
         selected = pd.to_numeric(hh["sel_line"], errors="coerce").notna()
     else:
-        selected = _is(hh["consent"], 1) & (pd.to_numeric(hh["n_eligible"],
-                                                          errors="coerce") > 0)
+        consent = facts.gates(facts.household_form or "")
+        selected = gates_passed(hh, consent) & (pd.to_numeric(hh["n_eligible"],
+                                                               errors="coerce") > 0)
     hh = hh[selected.to_numpy()]
     ch = latest(children, keys)
     ch_keys = pd.MultiIndex.from_frame(ch[keys].apply(pd.to_numeric, errors="coerce"))
@@ -177,25 +193,30 @@ def child_dispositions(households: pd.DataFrame, children: pd.DataFrame) -> pd.S
     pos = ch_keys.get_indexer(hh_keys)
     found = pos >= 0
     take = ch.iloc[np.where(found, pos, 0)] if len(ch) else ch.reindex(range(len(hh)))
-    permission = _is(take["caregiver_permission"], 1).to_numpy()
-    refused = (_is(take["caregiver_permission"], 0) | _is(take["assent"], 0)).to_numpy()
-    assent = _is(take["assent"], 1).to_numpy()
+    gates = facts.gates(CHILD_FORM)
+    missing = [g for g in gates if g not in take.columns]
+    if missing or not gates:
+        raise ValueError(f"child interviews lack the consent gate column(s) {missing}"
+                         if gates else "the child form declares no consent gates")
+    refused = gates_refused(take, gates).to_numpy()
+    given = gates_passed(take, gates).to_numpy()
     stopped = (_is(take["stop_int"], 1).to_numpy() if "stop_int" in take.columns
                else np.zeros(len(take), dtype=bool))
     category = np.select(
-        [~found, refused, permission & assent & stopped, permission & assent],
+        [~found, refused, given & stopped, given],
         ["NC", "R", "P", "I"], default="O")
     return pd.Series(category, index=hh.index, dtype="object", name="child_disposition")
 
 
 def child_rates(households: pd.DataFrame, children: pd.DataFrame, *,
-                by: pd.Series | None = None, e: float | None = None) -> pd.DataFrame:
+                by: pd.Series | None = None, e: float | None = None,
+                models: Models | StudyFacts | None = None) -> pd.DataFrame:
     """AAPOR rates of the child interview among selected eligible children.
 
     ``households`` and ``children`` are root tables (typed or canonical); ``by`` is aligned
     on ``households``' index (e.g. the stratum). Categories: see the module docstring.
     """
-    categories = child_dispositions(households, children)
+    categories = child_dispositions(households, children, models=models)
     group = by.reindex(categories.index) if by is not None else None
     return rates_from_categories(categories, by=group, e=e,
                                  by_name=str(by.name) if by is not None and by.name else None)

@@ -1,19 +1,30 @@
 """Linkage between the household screener and the child and caregiver interviews.
 
 A child interview is only valid for the child the household form selected at random: the same
-cluster and household, the selected roster line, and the roster's sex and age (±1 year, a
-birthday may fall between visits). One child and one caregiver interview per selected
-household; anything else would bias the sample towards easy-to-reach children.
+household (the fields the forms declare as ``household_id``), the selected roster line, and
+the roster's sex and age (±1 year, a birthday may fall between visits). One child and one
+caregiver interview per selected household; anything else would bias the sample towards
+easy-to-reach children.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pandas as pd
 
+from dhsurvey.forms.facts import study_facts
 from dhsurvey.validate.schema import ISSUE_COLUMNS
 
-HOUSEHOLD_ID = ["cluster", "hh_number"]
 AGE_TOLERANCE = 1
+
+
+def _household_id(household_id: Sequence[str] | None) -> list[str]:
+    """The household ID given, else the one the study's instruments declare."""
+    ids = list(study_facts().household_id if household_id is None else household_id)
+    if not ids:
+        raise ValueError("no household ID: the forms declare no household_id")
+    return ids
 
 
 def _issue(frame: pd.DataFrame, rule: str, column: str, message: str) -> pd.DataFrame:
@@ -30,27 +41,29 @@ def _text(series: pd.Series) -> pd.Series:
 
 
 def link_interviews(household: pd.DataFrame, interviews: pd.DataFrame, *, form: str,
-                    line: str) -> pd.DataFrame:
+                    line: str, household_id: Sequence[str] | None = None) -> pd.DataFrame:
     """Issues linking ``interviews`` (child or caregiver root rows) to accepted households.
 
     ``household`` holds the household rows received (raw strings, duplicates dropped);
-    ``line`` is the column of the interview that names the selected child's roster line.
+    ``line`` is the column of the interview that names the selected child's roster line;
+    ``household_id`` the fields both identify a household by (default: the instruments').
     """
     if interviews.empty:
         return pd.DataFrame(columns=ISSUE_COLUMNS)
-    hh = household.assign(**{c: _text(household[c]) for c in HOUSEHOLD_ID})
-    hh = hh.drop_duplicates(HOUSEHOLD_ID, keep="first").set_index(HOUSEHOLD_ID)
-    ids = pd.MultiIndex.from_arrays([_text(interviews[c]) for c in HOUSEHOLD_ID])
+    keys = _household_id(household_id)
+    hh = household.assign(**{c: _text(household[c]) for c in keys})
+    hh = hh.drop_duplicates(keys, keep="first").set_index(keys)
+    ids = pd.MultiIndex.from_arrays([_text(interviews[c]) for c in keys])
     found = ids.isin(hh.index)
-    issues = [_issue(interviews[~found], "orphan", "hh_number",
+    issues = [_issue(interviews[~found], "orphan", keys[-1],
                      f"no household with this cluster and number for the {form}")]
     linked = interviews[found]
     if linked.empty:
         return pd.concat(issues, ignore_index=True)
-    target = hh.reindex(pd.MultiIndex.from_arrays([_text(linked[c]) for c in HOUSEHOLD_ID]))
+    target = hh.reindex(pd.MultiIndex.from_arrays([_text(linked[c]) for c in keys]))
     selected = _text(target["sel_line"]).to_numpy()
     no_selection = pd.isna(selected)
-    issues.append(_issue(linked[no_selection], "no-selected-child", "hh_number",
+    issues.append(_issue(linked[no_selection], "no-selected-child", keys[-1],
                          "the household has no selected child (no eligible child or no "
                          "completed screener)"))
     mismatch = ~no_selection & (_text(linked[line]).to_numpy() != selected)
@@ -75,11 +88,13 @@ def link_interviews(household: pd.DataFrame, interviews: pd.DataFrame, *, form: 
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=ISSUE_COLUMNS)
 
 
-def one_per_household(interviews: pd.DataFrame, *, form: str) -> pd.DataFrame:
+def one_per_household(interviews: pd.DataFrame, *, form: str,
+                      household_id: Sequence[str] | None = None) -> pd.DataFrame:
     """Second and later interviews of the same household (the earliest one stays)."""
     if interviews.empty:
         return pd.DataFrame(columns=ISSUE_COLUMNS)
+    keys = _household_id(household_id)
     order = interviews.sort_values(["submission_time", "KEY"], na_position="last")
-    extra = order[order.duplicated(HOUSEHOLD_ID, keep="first")]
-    return _issue(extra, f"second-{form}", "hh_number",
+    extra = order[order.duplicated(keys, keep="first")]
+    return _issue(extra, f"second-{form}", keys[-1],
                   f"another {form} interview of this household came first")

@@ -24,25 +24,19 @@ import pandas as pd
 
 from dhsurvey.fieldwork.config import CountryConfig
 from dhsurvey.forms.expressions import evaluate_bool, references
-from dhsurvey.forms.lint import CONSENT_RE
+from dhsurvey.forms.facts import Models, StudyFacts, gates_asked, study_facts
 from dhsurvey.forms.model import FormModel, Item
 from dhsurvey.io import atomic_write_bytes
 from dhsurvey.validate import aapor
 from dhsurvey.validate.timing import completed, duration_minutes, speeder_mask
 
-#: Fields that identify a unit: one record each per form.
-UNIQUE_FIELDS: dict[str, list[str]] = {
-    "household": ["cluster", "hh_number"],
-    "child": ["cluster", "hh_number"],
-    "caregiver": ["cluster", "hh_number"],
-}
-#: Consent gates in interview order (the first one asked decides the consent denominator).
+# The study facts these checks read come from the forms (dhsurvey.forms.facts): the household
+# ID (one record per household per form), the consent gates in interview order (the first one
+# asked decides the consent denominator), the disposition codes by AAPOR category (an
+# interviewed household — roster taken — is a complete or partial one).
 DONT_KNOW, REFUSED, OTHER = 98, 99, 96
-#: Integer fields that are identifiers or roster pointers, not measurements.
-ID_FIELDS = {"cluster", "hh_number", "enum_id", "worker_no", "country", "region"}
-#: Household disposition codes that count as an interviewed household (complete, partial,
-#: no eligible child: the roster was taken).
-INTERVIEWED = (1, 2, 5)
+#: The enumerator's ID field (integer, an identifier, not a measurement).
+ENUMERATOR = "enum_id"
 #: ``config.targets`` key → form whose interviews count towards it.
 TARGET_FORMS = {"households": "household", "children": "child", "caregivers": "caregiver",
                 "frontline_workers": "frontline_worker"}
@@ -54,7 +48,7 @@ GRID_MIN_ITEMS = 4
 
 def _enumerator(table: pd.DataFrame) -> pd.Series:
     """Enumerator id (``enum_id``, else the server account that submitted)."""
-    column = "enum_id" if "enum_id" in table else "submitter" if "submitter" in table else None
+    column = ENUMERATOR if ENUMERATOR in table else "submitter" if "submitter" in table else None
     if column is None:
         return pd.Series(pd.NA, index=table.index, dtype="Int64")
     return pd.to_numeric(table[column], errors="coerce").astype("Int64")
@@ -117,14 +111,19 @@ def _selects(model: FormModel, table: pd.DataFrame) -> list[Item]:
             if i.type in ("select_one", "select_multiple")]
 
 
-def _consent(table: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-    """(asked: the first consent gate was put, done: every gate passed)."""
-    gates = [c for c in table.columns if CONSENT_RE.match(str(c))]  # in form order
-    if not gates:
+def _consent(table: pd.DataFrame, gates: Mapping[str, str | None]
+             ) -> tuple[pd.Series, pd.Series]:
+    """(asked: the first consent gate was put, done: every gate passed), for the form's
+    ``gates`` (:attr:`FormModel.consent_given`)."""
+    if not any(g in table.columns for g in gates):
         none = pd.Series(False, index=table.index)
         return none, none
-    asked = _present(table[gates[0]])
-    return asked, completed(table) & asked
+    asked = gates_asked(table, gates)
+    return asked, completed(table, gates) & asked
+
+
+def _gates(form: str, models: Models | StudyFacts | None) -> dict[str, str | None]:
+    return study_facts(models).gates(form)
 
 
 def _rate(num: pd.Series | float, den: pd.Series | float) -> pd.Series | float:
@@ -148,7 +147,7 @@ def relevance_masks(table: pd.DataFrame, model: FormModel) -> dict[str, pd.Serie
             if expression not in cache:
                 try:
                     cache[expression] = evaluate_bool(expression, table)
-                except Exception:  # noqa: BLE001 - any unevaluable expression: unknown
+                except Exception:  # any unevaluable expression: unknown
                     cache[expression] = None
             value = cache[expression]
             if value is None:
@@ -249,9 +248,11 @@ def missingness(table: pd.DataFrame, model: FormModel,
 
 
 def numeric_fields(model: FormModel, table: pd.DataFrame) -> list[str]:
-    """Measured numbers (integer/decimal questions), identifiers and roster lines excluded."""
+    """Measured numbers (integer/decimal questions): identifiers (the interview's, the
+    household's, the enumerator's) and roster lines excluded."""
+    ids = {*model.instance_fields, *model.household_id, ENUMERATOR}
     return [i.name for i in _root_questions(model, table)
-            if i.type in ("integer", "decimal", "range") and i.name not in ID_FIELDS
+            if i.type in ("integer", "decimal", "range") and i.name not in ids
             and not i.name.endswith("_line")]
 
 
@@ -380,9 +381,13 @@ def other_specify(table: pd.DataFrame, model: FormModel,
 
 
 def survey_dashboard(table: pd.DataFrame, form: str,
-                     config: CountryConfig | None = None) -> pd.DataFrame:
-    """Per day: submissions, cumulative, consent rate, completed interviews, median duration."""
-    asked, done = _consent(table)
+                     config: CountryConfig | None = None, *,
+                     models: Models | StudyFacts | None = None) -> pd.DataFrame:
+    """Per day: submissions, cumulative, consent rate, completed interviews, median duration.
+
+    ``models``: the study's forms, for the consent gates of ``form`` (default: its
+    instruments)."""
+    asked, done = _consent(table, _gates(form, models))
     minutes = duration_minutes(table).where(done)
     frame = pd.DataFrame({"date": interview_day(table, config), "asked": asked, "done": done,
                           "minutes": minutes})
@@ -459,8 +464,8 @@ def enumerator_dashboard(table: pd.DataFrame, model: FormModel,
     """Per enumerator: submissions, consent rate, median duration, speeders, DK/refusal/
     missing/other rates, first and last day (ipacheck's enumerator dashboard)."""
     counts = _code_counts(table, model, relevant)
-    asked, done = _consent(table)
-    speeders, _ = speeder_mask(table)
+    asked, done = _consent(table, model.consent_given)
+    speeders, _ = speeder_mask(table, gates=model.consent_given)
     counts = counts.assign(enum_id=_enumerator(table), consent_asked=asked, done=done,
                            minutes=duration_minutes(table).where(done), speeder=speeders,
                            date=interview_day(table, config))
@@ -493,32 +498,45 @@ def stratum(table: pd.DataFrame) -> pd.Series:
     return (region + ur).rename("stratum")
 
 
+def _disposition(table: pd.DataFrame, facts: StudyFacts) -> pd.Series:
+    """The household's final disposition code as text ("1"), NA where none."""
+    if facts.disposition not in table:
+        return pd.Series(pd.NA, index=table.index, dtype="string")
+    codes = _codes(table[facts.disposition])
+    return codes.map(lambda v: pd.NA if pd.isna(v) else str(int(v)) if float(v).is_integer()
+                     else str(v)).astype("string")
+
+
 def progress_psu(households: pd.DataFrame, *, config: CountryConfig | None = None,
                  design: pd.DataFrame | None = None,
-                 children: pd.DataFrame | None = None) -> pd.DataFrame:
+                 children: pd.DataFrame | None = None,
+                 models: Models | StudyFacts | None = None) -> pd.DataFrame:
     """Households done per PSU against the PSU's target, and the share done.
 
     The target is the design's count of sampled households in the cluster (a households
-    table with ``cluster``/``hh_number``, or a PSU table with ``households``), else
+    table with the household ID, or a PSU table with ``households``), else
     ``config.households_per_psu``. "Done" = households with a final disposition (one per
-    household); "interviewed" = roster taken (dispositions 1, 2, 5).
+    household); "interviewed" = roster taken (AAPOR complete or partial); refusals and
+    non-contacts by their AAPOR category. ``models``: the study's forms (default: its
+    instruments).
     """
+    facts = study_facts(models)
+    household_id = list(facts.household_id)
     columns = ["cluster", "stratum", "team", "target", "done", "share_done", "interviewed",
                "refusals", "non_contacts", "children_interviewed"]
-    hh = aapor.latest(households, ["cluster", "hh_number"])
-    disp = _codes(hh["disposition"]) if "disposition" in hh else pd.Series(np.nan,
-                                                                           index=hh.index)
+    hh = aapor.latest(households, household_id)
+    disp = _disposition(hh, facts)
     done = pd.DataFrame({
         "cluster": _codes(hh["cluster"]).astype("Int64"),
         "stratum": stratum(hh) if {"region", "urban_rural"} <= set(hh.columns) else pd.NA,
-        "done": disp.notna(), "interviewed": disp.isin(INTERVIEWED), "refusals": disp.eq(3),
-        "non_contacts": disp.eq(4)})
+        "done": disp.notna(), "interviewed": disp.isin(facts.codes("I", "P")),
+        "refusals": disp.isin(facts.codes("R")), "non_contacts": disp.isin(facts.codes("NC"))})
     per = done.groupby("cluster").agg(
         stratum=("stratum", "first"), done=("done", "sum"), interviewed=("interviewed", "sum"),
         refusals=("refusals", "sum"), non_contacts=("non_contacts", "sum"))
     if design is not None and "cluster" in design:
         d = design.assign(cluster=_codes(design["cluster"]).astype("Int64"))
-        if "hh_number" in d:
+        if set(household_id) <= set(d.columns):
             target = d.groupby("cluster").size().rename("target")
         elif "households" in d:
             target = d.groupby("cluster")["households"].sum().rename("target")
@@ -536,9 +554,9 @@ def progress_psu(households: pd.DataFrame, *, config: CountryConfig | None = Non
             per["stratum"] = per["stratum"].fillna(per.pop("stratum_data"))
     else:
         per["target"] = config.households_per_psu if config else pd.NA
-    if children is not None and {"cluster", "hh_number"} <= set(children.columns):
-        ch = aapor.latest(children, ["cluster", "hh_number"])
-        _, ok = _consent(ch)
+    if children is not None and set(household_id) <= set(children.columns):
+        ch = aapor.latest(children, household_id)
+        _, ok = _consent(ch, facts.gates(aapor.CHILD_FORM))
         per["children_interviewed"] = (ok.groupby(_codes(ch["cluster"]).astype("Int64"))
                                        .sum().reindex(per.index))
     per.index.name = "cluster"
@@ -554,26 +572,30 @@ def progress_psu(households: pd.DataFrame, *, config: CountryConfig | None = Non
                    "children_interviewed": "Int64"})
 
 
-def progress_country(tables: Mapping[str, pd.DataFrame], config: CountryConfig
-                     ) -> pd.DataFrame:
+def progress_country(tables: Mapping[str, pd.DataFrame], config: CountryConfig, *,
+                     models: Models | StudyFacts | None = None) -> pd.DataFrame:
     """Each of ``config.targets`` against what is achieved so far.
 
     Households count when visited to a final disposition (the target is the sample size);
     interviews (children, caregivers, frontline workers) count when every consent gate was
-    passed. One record per unit (the last submission).
+    passed. One record per unit (the last submission of a household, for the forms of a
+    household). ``models``: the study's forms (default: its instruments).
     """
+    facts = study_facts(models)
     rows = []
     for key, target in sorted(config.targets.items()):
         form = TARGET_FORMS.get(key, key)
         table = tables.get(form)
         achieved: float = float("nan")
         if table is not None:
-            unit = aapor.latest(table, UNIQUE_FIELDS.get(form, ["KEY"]))
-            if form == "household":
-                achieved = float(_present(unit["disposition"]).sum()
-                                 if "disposition" in unit else len(unit))
+            model = facts.model(form)
+            unit = aapor.latest(table, list(model.household_id if model and model.household_id
+                                            else ["KEY"]))
+            if form == facts.household_form:
+                achieved = float(_present(unit[facts.disposition]).sum()
+                                 if facts.disposition in unit else len(unit))
             else:
-                achieved = float(_consent(unit)[1].sum())
+                achieved = float(_consent(unit, facts.gates(form))[1].sum())
         rows.append({"country": config.iso, "target_name": key, "form": form,
                      "target": target, "achieved": achieved,
                      "share": _rate(achieved, target) if table is not None else np.nan})
@@ -582,11 +604,13 @@ def progress_country(tables: Mapping[str, pd.DataFrame], config: CountryConfig
                    "target": "int64", "achieved": "Int64", "share": "float64"})
 
 
-def durations(table: pd.DataFrame, form: str) -> pd.DataFrame:
+def durations(table: pd.DataFrame, form: str, *,
+              models: Models | StudyFacts | None = None) -> pd.DataFrame:
     """Interview length distribution among completed interviews and the speeder threshold."""
-    done = completed(table)
+    gates = _gates(form, models)
+    done = completed(table, gates)
     minutes = duration_minutes(table)[done].dropna()
-    speeders, threshold = speeder_mask(table)
+    speeders, threshold = speeder_mask(table, gates=gates)
     q = minutes.quantile([0.1, 0.25, 0.5, 0.75, 0.9]) if len(minutes) else pd.Series(
         np.nan, index=[0.1, 0.25, 0.5, 0.75, 0.9])
     row = {"form": form, "interviews": len(minutes),
@@ -601,9 +625,10 @@ def durations(table: pd.DataFrame, form: str) -> pd.DataFrame:
 
 
 def speeders(table: pd.DataFrame, form: str,
-             config: CountryConfig | None = None) -> pd.DataFrame:
+             config: CountryConfig | None = None, *,
+             models: Models | StudyFacts | None = None) -> pd.DataFrame:
     """Completed interviews shorter than :func:`timing.speeder_mask`'s threshold."""
-    mask, threshold = speeder_mask(table)
+    mask, threshold = speeder_mask(table, gates=_gates(form, models))
     hit = mask.to_numpy(dtype=bool)
     out = pd.DataFrame({"form": form, "KEY": table["KEY"].to_numpy()[hit],
                         "enum_id": _enumerator(table).to_numpy()[hit],
@@ -670,14 +695,20 @@ def straightlining(table: pd.DataFrame, model: FormModel
 
 
 def aapor_table(households: pd.DataFrame, *, country: str = "",
-                children: pd.DataFrame | None = None) -> pd.DataFrame:
+                children: pd.DataFrame | None = None,
+                models: Models | StudyFacts | None = None) -> pd.DataFrame:
     """AAPOR rates for the country and each stratum (household level, and child level when
-    the child table is given); one record per household (the last submission)."""
-    hh = aapor.latest(households, ["cluster", "hh_number"])
+    the child table is given); one record per household (the last submission).
+    ``models``: the study's forms (default: its instruments)."""
+    facts = study_facts(models)
+    hh = aapor.latest(households, list(facts.household_id))
     by = stratum(hh) if {"region", "urban_rural"} <= set(hh.columns) else None
-    parts = [aapor.rates(hh["disposition"], by=by).assign(interview="household")]
-    if children is not None and {"caregiver_permission", "assent"} <= set(children.columns):
-        parts.append(aapor.child_rates(hh, children, by=by).assign(interview="child"))
+    parts = [aapor.rates(hh[facts.disposition], by=by, models=facts)
+             .assign(interview="household")]
+    child_gates = facts.gates(aapor.CHILD_FORM)
+    if children is not None and child_gates and set(child_gates) <= set(children.columns):
+        parts.append(aapor.child_rates(hh, children, by=by, models=facts)
+                     .assign(interview="child"))
     out = pd.concat(parts, ignore_index=True)
     group = "stratum" if "stratum" in out else "group"
     out = out.rename(columns={group: "stratum"})
@@ -689,11 +720,12 @@ def aapor_table(households: pd.DataFrame, *, country: str = "",
                        "stratum": "string"}).reset_index(drop=True)
 
 
-def referrals(children: pd.DataFrame) -> pd.DataFrame:
+def referrals(children: pd.DataFrame, *,
+              models: Models | StudyFacts | None = None) -> pd.DataFrame:
     """Distress-protocol referrals among child interviews: overall, by enumerator, by distress
     code at each checkpoint. Every referral offered is a follow-up the team owes the child."""
     columns = ["dimension", "value", "interviews", "referrals", "share"]
-    _, done = _consent(children)
+    _, done = _consent(children, _gates(aapor.CHILD_FORM, models))
     flag = _codes(children["referral_flag"]).eq(1).fillna(False) if "referral_flag" in \
         children else pd.Series(False, index=children.index)
     frame = pd.DataFrame({"all": "all", "enum_id": _enumerator(children),
@@ -738,6 +770,7 @@ def run_checks(tables: Mapping[str, pd.DataFrame], models: Mapping[str, FormMode
     rather than failing the day's run.
     """
     forms = [f for f in tables if f in models]
+    facts = study_facts(models)
     skipped: list[dict] = [{"check": "all", "form": f, "reason": "no form model"}
                            for f in tables if f not in models]
     masks = {f: relevance_masks(tables[f], models[f]) for f in forms}
@@ -751,7 +784,7 @@ def run_checks(tables: Mapping[str, pd.DataFrame], models: Mapping[str, FormMode
     checks["form_versions"] = per_form(lambda f: form_versions(tables[f], models[f], config))
     checks["duplicate_ids"] = per_form(lambda f: duplicate_ids(tables[f], f))
     checks["duplicate_units"] = per_form(
-        lambda f: duplicate_units(tables[f], f, UNIQUE_FIELDS.get(f, []), config))
+        lambda f: duplicate_units(tables[f], f, list(models[f].household_id), config))
     checks["missingness"] = per_form(lambda f: missingness(tables[f], models[f], masks[f]))
     checks["outliers"] = per_form(lambda f: outliers(
         tables[f], numeric_fields(models[f], tables[f]), form=f))
@@ -761,37 +794,41 @@ def run_checks(tables: Mapping[str, pd.DataFrame], models: Mapping[str, FormMode
     else:
         skipped.append({"check": "issues", "form": "", "reason": "no issues table passed"})
     checks["other_specify"] = per_form(lambda f: other_specify(tables[f], models[f], config))
-    checks["survey_dashboard"] = per_form(lambda f: survey_dashboard(tables[f], f, config))
+    checks["survey_dashboard"] = per_form(lambda f: survey_dashboard(tables[f], f, config,
+                                                                     models=facts))
     checks["enumerator_dashboard"] = per_form(
         lambda f: enumerator_dashboard(tables[f], models[f], masks[f], config))
     checks["dk_refusal"] = per_form(lambda f: dk_refusal(tables[f], models[f], masks[f]))
-    checks["durations"] = per_form(lambda f: durations(tables[f], f))
-    checks["speeders"] = per_form(lambda f: speeders(tables[f], f, config))
+    checks["durations"] = per_form(lambda f: durations(tables[f], f, models=facts))
+    checks["speeders"] = per_form(lambda f: speeders(tables[f], f, config, models=facts))
     lines = {f: straightlining(tables[f], models[f]) for f in forms}
     checks["straightlining"] = per_form(lambda f: lines[f][0])
     checks["straightlining_cases"] = per_form(lambda f: lines[f][1])
 
-    household, child = tables.get("household"), tables.get("child")
-    if household is not None and "household" in models:
+    household = tables.get(facts.household_form or "")
+    child = tables.get(aapor.CHILD_FORM)
+    if household is not None:
         checks["progress_psu"] = progress_psu(household, config=config, design=design,
-                                              children=child)
+                                              children=child, models=facts)
         checks["aapor"] = aapor_table(household, country=config.iso if config else "",
-                                      children=child)
+                                      children=child, models=facts)
         if child is None:
-            skipped.append({"check": "aapor", "form": "child",
+            skipped.append({"check": "aapor", "form": aapor.CHILD_FORM,
                             "reason": "child form absent: household-level rates only"})
     else:
         for name in ("progress_psu", "aapor"):
-            skipped.append({"check": name, "form": "household", "reason": "form absent"})
+            skipped.append({"check": name, "form": facts.household_form or "household",
+                            "reason": "form absent"})
     if config is not None:
-        checks["progress_country"] = progress_country(tables, config)
+        checks["progress_country"] = progress_country(tables, config, models=facts)
     else:
         skipped.append({"check": "progress_country", "form": "",
                         "reason": "no country configuration (targets)"})
-    if child is not None and "child" in models:
-        checks["referrals"] = referrals(child)
+    if child is not None and aapor.CHILD_FORM in models:
+        checks["referrals"] = referrals(child, models=facts)
     else:
-        skipped.append({"check": "referrals", "form": "child", "reason": "form absent"})
+        skipped.append({"check": "referrals", "form": aapor.CHILD_FORM,
+                        "reason": "form absent"})
     for f in forms:
         if not grids(models[f]):
             skipped.append({"check": "straightlining", "form": f, "reason": "no grid"})

@@ -15,8 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from dhsurvey.fieldwork.config import CountryConfig
-from dhsurvey.forms.expressions import references
-from dhsurvey.forms.lint import CONSENT_RE
+from dhsurvey.forms.facts import gates_passed, is_linked, study_facts
 from dhsurvey.forms.model import FormModel
 from dhsurvey.ingest.canonical import RawForm
 from dhsurvey.io import atomic_write_json, atomic_write_parquet
@@ -34,7 +33,9 @@ WARNINGS = {
     "speeder": "interview far shorter than the questionnaire allows",
     "outdated-version": "submitted with an older version of the form",
 }
-LINKED = {"child": "child_line", "caregiver": "child_line"}
+#: The column of a linked interview (child, caregiver) that names the selected child's
+#: roster line. Which forms link to the household: :func:`~dhsurvey.forms.facts.is_linked`.
+SELECTED_LINE = "child_line"
 
 
 @dataclass
@@ -78,9 +79,9 @@ class ValidationResult:
 
 
 def id_fields(model: FormModel) -> list[str]:
-    """The fields that identify an interview: those the form's ``instance_name`` is built from."""
-    return references(model.settings["instance_name"]) if model.settings.get(
-        "instance_name") else []
+    """The fields that identify an interview: those the form's ``instance_name`` is built from
+    (:attr:`FormModel.instance_fields`)."""
+    return list(model.instance_fields)
 
 
 def _root_key(key: str) -> str:
@@ -112,16 +113,12 @@ def _duplicates(root: pd.DataFrame, ids: list[str]) -> pd.DataFrame:
                          "submission_time": later["submission_time"].to_numpy()})
 
 
-def _gates(model: FormModel) -> list[str]:
-    return [i.name for i in model.items if CONSENT_RE.match(i.name) and i.type == "select_one"]
-
-
 def _beyond_consent(issues: pd.DataFrame, root: pd.DataFrame, model: FormModel) -> pd.Series:
     """Not-relevant answers in a submission whose consent or assent was not given."""
-    gates = [g for g in _gates(model) if g in root.columns]
+    gates = {g: v for g, v in model.consent_given.items() if g in root.columns}
     if not gates or issues.empty:
         return pd.Series(False, index=issues.index)
-    refused = root.set_index("KEY")[gates].astype("string").fillna("").ne("1").any(axis=1)
+    refused = ~gates_passed(root.set_index("KEY")[list(gates)], gates)
     keys = issues["KEY"].map(_root_key)
     return (issues["rule"] == "not-relevant") & keys.map(refused).fillna(False).astype(bool)
 
@@ -156,7 +153,8 @@ def validate_form(raw: RawForm, model: FormModel, *, config: CountryConfig | Non
         issues.append(build_schema(data, name).failures(rep_typed.set_index("KEY", drop=False)))
     if config is not None:
         issues.append(_frame_issues(root, config))
-    speeders, threshold = speeder_mask(root, threshold=speeder_threshold)
+    speeders, threshold = speeder_mask(root, threshold=speeder_threshold,
+                                       gates=model.consent_given)
     issues.append(pd.DataFrame({"KEY": root.loc[speeders, "KEY"].to_numpy(), "rule": "speeder",
                                 "column": "end", "value": root.loc[speeders, "end"].to_numpy(),
                                 "message": f"interview shorter than {threshold:.1f} minutes"},
@@ -167,9 +165,10 @@ def validate_form(raw: RawForm, model: FormModel, *, config: CountryConfig | Non
                                 "value": root.loc[old, "form_version"].to_numpy(),
                                 "message": f"current version is {model.version}"},
                                columns=ISSUE_COLUMNS))
-    if households is not None and model.form_id in LINKED:
-        issues.append(link_interviews(households, root, form=model.form_id,
-                                      line=LINKED[model.form_id]))
+    linked = households is not None and is_linked(model)
+    if linked:
+        issues.append(link_interviews(households, root, form=model.form_id, line=SELECTED_LINE,
+                                      household_id=model.household_id))
     all_issues = pd.concat([i for i in issues if len(i)], ignore_index=True) if any(
         len(i) for i in issues) else pd.DataFrame(columns=ISSUE_COLUMNS)
     promoted = _beyond_consent(all_issues, root, model)
@@ -185,8 +184,9 @@ def validate_form(raw: RawForm, model: FormModel, *, config: CountryConfig | Non
                             if len(raw.quarantine) else pd.DataFrame(columns=OUTPUT_COLUMNS),
                             issues_out[~is_warning]], ignore_index=True)
     bad = set(quarantine["instanceID"]) | dup_keys
-    if households is not None and model.form_id in LINKED:
-        extra = one_per_household(root[~root["KEY"].isin(bad)], form=model.form_id)
+    if linked:
+        extra = one_per_household(root[~root["KEY"].isin(bad)], form=model.form_id,
+                                  household_id=model.household_id)
         quarantine = pd.concat([quarantine, _out(extra)], ignore_index=True)
         bad |= set(extra["KEY"])
     keep = ~typed["KEY"].isin(bad)
@@ -248,14 +248,15 @@ def validate_forms(raws: Mapping[str, RawForm], models: Mapping[str, FormModel],
 
     ``speeder_thresholds``: form → minutes, when the forms given are one batch of a country.
     """
+    household = study_facts(models).household_form  # forms that disagree on the ID fail here
     notes = []
     if config is None:
         notes.append("country not given: fieldwork window, frame and targets not checked")
     results: dict[str, FormResult] = {}
-    order = sorted(raws, key=lambda f: (f != "household", f))
+    order = sorted(raws, key=lambda f: (f != household, f))
     for form in order:
-        households = results["household"].received() if "household" in results else None
-        if form in LINKED and households is None:
+        households = results[household].received() if household in results else None
+        if is_linked(models[form]) and households is None:
             notes.append(f"{form}: household form not given, linkage skipped")
         results[form] = validate_form(raws[form], models[form], config=config,
                                       corrections=corrections, households=households,

@@ -7,9 +7,11 @@ flagged, not removed: a supervisor calls the household back before anything is d
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pandas as pd
 
-from dhsurvey.forms.lint import CONSENT_RE
+from dhsurvey.forms.facts import gates_passed, study_facts
 
 #: Flag interviews shorter than this share of the median completed interview ...
 SPEEDER_SHARE = 0.33
@@ -26,13 +28,14 @@ def duration_minutes(table: pd.DataFrame) -> pd.Series:
     return (end - start).dt.total_seconds() / 60
 
 
-def completed(table: pd.DataFrame) -> pd.Series:
-    """Interviews that went past their consent gate(s) — the fields the linter treats as
-    gates — : those are the ones to time."""
-    done = pd.Series(True, index=table.index)
-    for gate in (c for c in table.columns if CONSENT_RE.match(str(c))):
-        done &= table[gate].astype("string").fillna("") == "1"
-    return done
+def completed(table: pd.DataFrame, gates: Mapping[str, str | None] | None = None
+              ) -> pd.Series:
+    """Interviews that went past their consent gate(s): those are the ones to time.
+
+    ``gates``: the form's :attr:`~dhsurvey.forms.model.FormModel.consent_given`; without
+    it, the gates of every form of the study's instruments found in ``table``.
+    """
+    return gates_passed(table, study_facts().all_gates if gates is None else gates)
 
 
 def speeder_threshold(median: float, *, share: float = SPEEDER_SHARE,
@@ -42,15 +45,16 @@ def speeder_threshold(median: float, *, share: float = SPEEDER_SHARE,
     return float("nan") if pd.isna(median) else max(floor, share * float(median))
 
 
-def speeder_mask(table: pd.DataFrame, *, threshold: float | None = None
-                 ) -> tuple[pd.Series, float]:
+def speeder_mask(table: pd.DataFrame, *, threshold: float | None = None,
+                 gates: Mapping[str, str | None] | None = None) -> tuple[pd.Series, float]:
     """(mask of speeders among completed interviews, threshold in minutes).
 
     ``threshold`` given: the form's threshold was computed over more interviews than
     ``table`` holds (a country validated in batches); else it comes from ``table``.
+    ``gates``: as for :func:`completed`.
     """
     minutes = duration_minutes(table)
-    done = completed(table)
+    done = completed(table, gates)
     if threshold is None:
         threshold = speeder_threshold(minutes[done].median())
     if pd.isna(threshold):

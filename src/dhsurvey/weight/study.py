@@ -4,16 +4,19 @@ Steps (DHS/MICS practice, with the study's choices stated):
 
 1. **Household design weight** = 1 / (P(PSU) × P(household | PSU)), read from the sample file
    written at selection (``design/households.parquet``), never recomputed.
-2. **Household nonresponse**: vacant or non-dwelling units (disposition 6) are *not eligible*
-   and leave the sample; every other selected household is eligible. Respondents are completed
-   screeners (1 complete with an eligible child, 5 no eligible child). A selected household
-   with no accepted record (refused, not contacted, quarantined) is a non-respondent of known
-   eligibility. Adjustment within strata (region × urban/rural), collapsing small classes.
+2. **Household nonresponse**: vacant or non-dwelling units (AAPOR category NE of the household
+   form's disposition list: 6) are *not eligible* and leave the sample; every other selected
+   household is eligible. Respondents are completed screeners (category I: 1 complete with an
+   eligible child, 5 no eligible child). A selected household with no accepted record
+   (refused, not contacted, quarantined) is a non-respondent of known eligibility. Adjustment
+   within strata (region × urban/rural), collapsing small classes. Households are matched on
+   the household ID the forms declare (``household_id``: cluster, hh_number).
 3. **Child design weight** = adjusted household weight × number of eligible children (one child
    is drawn at random among them).
 4. **Child nonresponse** among selected children, within classes urban/rural × sex × age group
    of the selected child (known from the roster for respondents and non-respondents alike).
-   A respondent gave caregiver permission and assent. Classes need 20 respondents (fewer, at
+   A respondent passed the child form's consent gates (caregiver permission and assent).
+   Classes need 20 respondents (fewer, at
    least 3, in samples under 200 respondents) and a factor ≤ 3, else they are collapsed.
 5. **Calibration** (raking) of the child weights to the country's margins (sex, age group,
    urban/rural: population totals of internet-using children, source in the country file),
@@ -22,8 +25,8 @@ Steps (DHS/MICS practice, with the study's choices stated):
    weights (mean 1) are for pooled analyses of proportions.
 6. **Caregivers** (a documented choice): a caregiver represents "the main caregiver of an
    internet-using child aged 12–17". The caregiver's weight starts from the child design weight
-   of the selected child, is adjusted for caregiver nonresponse in the same classes, and is
-   raked to the same child margins.
+   of the selected child, is adjusted for caregiver nonresponse (a respondent passed the
+   caregiver form's consent gate) in the same classes, and is raked to the same child margins.
 7. **Frontline workers** are not a probability sample: no weight is produced; their tables are
    released unweighted and say so.
 
@@ -42,6 +45,7 @@ import pandas as pd
 
 from dhsurvey.errors import DhsurveyError
 from dhsurvey.fieldwork.config import CountryConfig
+from dhsurvey.forms.facts import Models, StudyFacts, gates_passed, study_facts
 from dhsurvey.weight.calibrate import kish_deff, normalise, rake, trim
 from dhsurvey.weight.nonresponse import nonresponse_adjust
 from dhsurvey.weight.variance import Design, variance_units
@@ -55,15 +59,33 @@ def replicate_names(count: int) -> list[str]:
     return [f"rep_{i:03d}" for i in range(1, count + 1)]
 
 
-NOT_ELIGIBLE = {6}
-SCREENER_DONE = {1, 5}
-HOUSEHOLD = ["cluster", "hh_number"]
-#: The answers the weights read from each form's accepted table (nothing else is needed).
-INPUT_COLUMNS = {
-    "household": [*HOUSEHOLD, "KEY", "disposition", "n_eligible", "sel_sex", "sel_age"],
-    "child": [*HOUSEHOLD, "KEY", "caregiver_permission", "assent"],
-    "caregiver": [*HOUSEHOLD, "KEY", "consent"],
-}
+#: The forms weighted, in :func:`study_weights`' argument order.
+WEIGHTED = ("household", "child", "caregiver")
+#: The household form's answers the weights read besides the household ID and disposition:
+#: eligible children, and the selected child's sex and age (the nonresponse classes).
+SELECTION = ("n_eligible", "sel_sex", "sel_age")
+
+
+def input_columns(models: Models | StudyFacts | None = None) -> dict[str, list[str]]:
+    """The answers the weights read from each form's accepted table (nothing else is needed):
+    the household ID, ``KEY``, and the household's disposition and selected child, or the
+    interview's consent gates. ``models``: the study's forms (default: its instruments)."""
+    facts = study_facts(models)
+    household, child, caregiver = WEIGHTED
+    if facts.disposition is None or not facts.household_id:
+        raise DhsurveyError("the forms declare no household ID or final disposition list",
+                            code="weights-forms")
+    ids = [*facts.household_id, "KEY"]
+    return {household: [*ids, facts.disposition, *SELECTION],
+            child: [*ids, *facts.gates(child)],
+            caregiver: [*ids, *facts.gates(caregiver)]}
+
+
+def __getattr__(name: str) -> object:
+    # INPUT_COLUMNS: the study's instruments' input_columns(), for callers that pass no models.
+    if name == "INPUT_COLUMNS":
+        return input_columns()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def age_group(age: pd.Series) -> pd.Series:
@@ -109,9 +131,9 @@ def _min_class(respondents: int) -> int:
     return max(3, min(20, respondents // 10))
 
 
-def _ids(table: pd.DataFrame) -> pd.DataFrame:
+def _ids(table: pd.DataFrame, household_id: list[str]) -> pd.DataFrame:
     return table.assign(**{c: pd.to_numeric(table[c], errors="coerce").astype("Int64")
-                           for c in HOUSEHOLD})
+                           for c in household_id})
 
 
 def _weight_table(frame: pd.DataFrame, keys: pd.Series, stages: dict[str, pd.Series],
@@ -125,28 +147,41 @@ def _weight_table(frame: pd.DataFrame, keys: pd.Series, stages: dict[str, pd.Ser
     return out
 
 
+def _codes(values: pd.Series, codes: tuple[str, ...]) -> pd.Series:
+    """Whether each disposition is one of ``codes`` (the workbook's codes, compared as
+    numbers)."""
+    return pd.to_numeric(values, errors="coerce").isin([float(c) for c in codes])
+
+
 def study_weights(design: pd.DataFrame, household: pd.DataFrame, child: pd.DataFrame,
                   caregiver: pd.DataFrame, config: CountryConfig, *,
-                  replicates: bool = True, dense_replicates: bool = True) -> StudyWeights:
+                  replicates: bool = True, dense_replicates: bool = True,
+                  models: Models | StudyFacts | None = None) -> StudyWeights:
     """Compute household, child and caregiver weights for one country (see module doc).
 
-    ``design``: the sample's households with ``psu_prob``, ``hh_prob``, ``stratum``; the others
-    are accepted (typed) root tables, of which only the columns the weights need are read.
-    ``dense_replicates=False`` keeps the replicate weights out of the child table (see
-    :meth:`StudyWeights.child_replicates`).
+    ``design``: the sample's households with ``psu_prob``, ``hh_prob``, ``stratum`` and the
+    household ID; the others are accepted (typed) root tables, of which only the columns the
+    weights need (:func:`input_columns`) are read. ``dense_replicates=False`` keeps the
+    replicate weights out of the child table (see :meth:`StudyWeights.child_replicates`).
+    ``models``: the study's forms, for the household ID, dispositions and consent gates
+    (default: the study's instruments).
     """
-    missing = [c for c in ("psu_prob", "hh_prob", "stratum", *HOUSEHOLD) if c not in design]
+    facts = study_facts(models)
+    columns = input_columns(facts)
+    form_hh, form_child, form_cg = WEIGHTED
+    ids = list(facts.household_id)
+    missing = [c for c in ("psu_prob", "hh_prob", "stratum", *ids) if c not in design]
     if missing:
         raise DhsurveyError(f"sample design lacks column(s) {missing}", code="weights-design",
                             country=config.iso)
-    hh = _ids(design)
+    hh = _ids(design, ids)
     hh["design_weight"] = 1.0 / (hh["psu_prob"] * hh["hh_prob"])
-    answers = _ids(household[INPUT_COLUMNS["household"]])
-    hh = hh.merge(answers.drop_duplicates(HOUSEHOLD), on=HOUSEHOLD, how="left")
+    answers = _ids(household[columns[form_hh]], ids)
+    hh = hh.merge(answers.drop_duplicates(ids), on=ids, how="left")
     del answers
-    disposition = pd.to_numeric(hh["disposition"], errors="coerce")
-    eligible = ~disposition.isin(NOT_ELIGIBLE)
-    hh["respondent"] = disposition.isin(SCREENER_DONE)
+    disposition = hh[facts.disposition]
+    eligible = ~_codes(disposition, facts.codes("NE"))
+    hh["respondent"] = _codes(disposition, facts.codes("I"))
     hh_nr = nonresponse_adjust(hh[eligible], "design_weight", "respondent", ["stratum"],
                                min_respondents=_min_class(int(hh["respondent"].sum())))
     hh["hh_weight"] = hh_nr.weights.reindex(hh.index).fillna(0.0)
@@ -164,17 +199,16 @@ def study_weights(design: pd.DataFrame, household: pd.DataFrame, child: pd.DataF
     classes = ["urban_rural", "sex", "age_group"]
     n_eligible = pd.to_numeric(hh["n_eligible"], errors="coerce").fillna(0)
     chosen = hh["respondent"] & (n_eligible > 0)
-    sel = hh.loc[chosen, [c for c in hh.columns if c in {*HOUSEHOLD, "stratum", *classes,
+    sel = hh.loc[chosen, [c for c in hh.columns if c in {*ids, "stratum", *classes,
                                                          *config.margins}]].copy()
     sel["child_design_weight"] = hh.loc[chosen, "hh_weight"] * n_eligible[chosen]
     sel["sex"] = pd.to_numeric(hh.loc[chosen, "sel_sex"], errors="coerce")
     sel["age_group"] = age_group(hh.loc[chosen, "sel_age"])
     del hh, n_eligible, chosen
-    ch = _ids(child[INPUT_COLUMNS["child"]])
-    done = ch[(ch["caregiver_permission"].astype("string") == "1") &
-              (ch["assent"].astype("string") == "1")]
-    sel = sel.merge(done[[*HOUSEHOLD, "KEY"]].rename(columns={"KEY": "child_key"})
-                    .drop_duplicates(HOUSEHOLD), on=HOUSEHOLD, how="left")
+    ch = _ids(child[columns[form_child]], ids)
+    done = ch[gates_passed(ch, facts.gates(form_child)).to_numpy()]
+    sel = sel.merge(done[[*ids, "KEY"]].rename(columns={"KEY": "child_key"})
+                    .drop_duplicates(ids), on=ids, how="left")
     del ch, done
     sel["child_respondent"] = sel["child_key"].notna()
     child_nr = nonresponse_adjust(sel, "child_design_weight", "child_respondent", classes,
@@ -198,10 +232,10 @@ def study_weights(design: pd.DataFrame, household: pd.DataFrame, child: pd.DataF
     deff_child = kish_deff(resp["weight"])
     del resp
 
-    cg = _ids(caregiver[INPUT_COLUMNS["caregiver"]])
-    cg_done = cg[cg["consent"].astype("string") == "1"]
-    sel_cg = sel.merge(cg_done[[*HOUSEHOLD, "KEY"]].rename(columns={"KEY": "cg_key"})
-                       .drop_duplicates(HOUSEHOLD), on=HOUSEHOLD, how="left")
+    cg = _ids(caregiver[columns[form_cg]], ids)
+    cg_done = cg[gates_passed(cg, facts.gates(form_cg)).to_numpy()]
+    sel_cg = sel.merge(cg_done[[*ids, "KEY"]].rename(columns={"KEY": "cg_key"})
+                       .drop_duplicates(ids), on=ids, how="left")
     del sel, cg, cg_done
     sel_cg["cg_respondent"] = sel_cg["cg_key"].notna()
     cg_nr = nonresponse_adjust(sel_cg, "child_design_weight", "cg_respondent", classes,
