@@ -65,7 +65,7 @@ def start(args: list[str], log: Path, env: dict[str, str] | None = None) -> subp
     return proc
 
 
-def wait_until(ready, what: str, proc: subprocess.Popen, log: Path,  # noqa: ANN001
+def wait_until(ready, what: str, proc: subprocess.Popen, log: Path,
                timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not ready():

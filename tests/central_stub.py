@@ -380,13 +380,18 @@ class CentralStub:
             if method == "POST":
                 return self._create_form(pid, q, headers, body)
             raise not_found()
-        name = rest[1]
+        return self._route_form(method, pid, rest[1], rest[2:], query, headers, body, path)
+
+    def _route_form(self, method: str, pid: int, name: str, tail: list[str],
+                    query: list[tuple[str, str]], headers: dict[str, str], body: bytes,
+                    path: str) -> Any:
+        """/projects/{pid}/forms/{name}/...: OData, form XML, form, versions and draft."""
+        q = dict(query)
         if name.endswith(".svc") and method == "GET":
-            return self._odata(pid, name[:-4], rest[2:], query, path)
-        if name.endswith(".xml") and len(rest) == 2 and method == "GET":
+            return self._odata(pid, name[:-4], tail, query, path)
+        if name.endswith(".xml") and not tail and method == "GET":
             return self._get_form(pid, name[:-4]).current().xml
         form = self._get_form(pid, name)
-        tail = rest[2:]
         if not tail and method == "GET":
             return self._form_json(form)
         if tail == ["versions"] and method == "GET":
@@ -510,13 +515,7 @@ class CentralStub:
             raise not_found()
         table = rest[0]
         q = dict(query)
-        for option in ("$select", "$wkt", "$orderby", "$search"):
-            if option in q and not (option == "$wkt" and q[option].lower() == "false"):
-                raise not_supported(option)
-        if "$expand" in q and q["$expand"] != "*":
-            raise Problem(501.6, f'The given OData expand expression is not supported by this '
-                                 f'server: "{q["$expand"]}". Currently, only "$expand=*" is '
-                                 "supported.")
+        _refuse_unsupported(q)
         keep = _filter(q.get("$filter"), table != "Submissions")
         subs = [s for s in _newest_first(form.submissions) if keep(s.submission_date)]
         if table == "Submissions":
@@ -527,17 +526,7 @@ class CentralStub:
                     for s in subs if not s.encrypted
                     for inst in s.repeats if inst.repeat == tables[table]]
             cursor = "repeatId"
-        start = 0
-        if "$skiptoken" in q:
-            token = _parse_skiptoken(q["$skiptoken"])
-            last = token.get(cursor)
-            ids = [r["__id"] for r in rows]
-            if last not in ids:
-                raise Problem(400.8, "Unexpected $skiptoken value; the row it points to "
-                                     "no longer exists.")
-            start = ids.index(last) + 1
-        elif "$skip" in q:
-            start = max(0, _int(q["$skip"], "$skip"))
+        start = _page_start(q, rows, cursor)
         limit = _int(q["$top"], "$top") if "$top" in q else None
         page = rows[start:] if limit is None else rows[start:start + max(0, limit)]
         out: dict[str, Any] = {"value": page, "@odata.context": f"{svc}/$metadata#{table}"}
@@ -717,6 +706,32 @@ def _filter(text: str | None, subtable: bool):
     return lambda date: all(op(_parse_time(date), bound) for op, bound in clauses)
 
 
+def _refuse_unsupported(q: dict[str, str]) -> None:
+    """Central's answer to the query options it does not support."""
+    for option in ("$select", "$wkt", "$orderby", "$search"):
+        if option in q and not (option == "$wkt" and q[option].lower() == "false"):
+            raise not_supported(option)
+    if "$expand" in q and q["$expand"] != "*":
+        raise Problem(501.6, f'The given OData expand expression is not supported by this '
+                             f'server: "{q["$expand"]}". Currently, only "$expand=*" is '
+                             "supported.")
+
+
+def _page_start(q: dict[str, str], rows: list[dict[str, Any]], cursor: str) -> int:
+    """The first row of the page: after the $skiptoken's row, else $skip, else 0."""
+    if "$skiptoken" in q:
+        token = _parse_skiptoken(q["$skiptoken"])
+        last = token.get(cursor)
+        ids = [r["__id"] for r in rows]
+        if last not in ids:
+            raise Problem(400.8, "Unexpected $skiptoken value; the row it points to "
+                                 "no longer exists.")
+        return ids.index(last) + 1
+    if "$skip" in q:
+        return max(0, _int(q["$skip"], "$skip"))
+    return 0
+
+
 def _parse_skiptoken(token: str) -> dict[str, Any]:
     if not token.startswith("01"):
         raise Problem(400.8, "Unexpected $skiptoken value; it is not valid.")
@@ -744,7 +759,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "central-stub/1"
     timeout = 10  # a stuck client cannot hold a thread for ever
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep stderr quiet
+    def log_message(self, format: str, *args: Any) -> None:  # keep stderr quiet
         pass
 
     def _body(self) -> bytes:
@@ -784,13 +799,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:  # http.server's naming
         self._serve("GET")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._serve("POST")
 
-    def do_DELETE(self) -> None:  # noqa: N802
+    def do_DELETE(self) -> None:
         self._serve("DELETE")
 
 

@@ -9,7 +9,7 @@ INSTRUMENTS = Path(__file__).parents[1] / "instruments"
 
 
 @cache
-def weighted_country(iso: str, seed: int, households: int, replicates: bool = True):  # noqa: ANN201
+def weighted_country(iso: str, seed: int, households: int, replicates: bool = True):
     """Simulated, validated and weighted fieldwork of one country (cached per arguments):
     (config, simulation, accepted tables, StudyWeights)."""
     from dhsurvey.fieldwork.config import load_country

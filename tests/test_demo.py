@@ -13,7 +13,7 @@ from pipelines.cli import app
 INSTRUMENTS = Path(__file__).parents[1] / "instruments"
 
 
-def test_demo_runs_the_pipeline_for_three_countries(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+def test_demo_runs_the_pipeline_for_three_countries(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--households", "450",
                                       "--instruments", str(INSTRUMENTS)])

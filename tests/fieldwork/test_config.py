@@ -27,7 +27,7 @@ def test_shipped_countries_load_against_the_instruments() -> None:
         assert c.max_replicates == 200
 
 
-def _variant(tmp_path: Path, edit) -> Path:  # noqa: ANN001
+def _variant(tmp_path: Path, edit) -> Path:
     data = yaml.safe_load((INSTRUMENTS / "countries" / "KEN.yaml").read_text())
     edit(data)
     path = tmp_path / "KEN.yaml"

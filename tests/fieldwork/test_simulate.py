@@ -22,12 +22,12 @@ ROOT = Path(__file__).parents[2]
 MODELS = {f: load_form(ROOT / "instruments" / f"{f}.xlsx") for f in FORMS}
 
 
-def _config(iso: str):  # noqa: ANN202
+def _config(iso: str):
     return load_country(ROOT / "instruments" / "countries" / f"{iso}.yaml")
 
 
 @pytest.fixture(scope="module")
-def kenya():  # noqa: ANN201
+def kenya():
     return simulate_country(_config("KEN"), MODELS, seed=11, households=1500)
 
 
@@ -40,7 +40,7 @@ def test_clean_submissions_obey_every_rule_of_the_form(iso: str) -> None:
         assert violations.empty, violations.head().to_string()
 
 
-def test_the_selected_child_is_the_forms_choice(kenya) -> None:  # noqa: ANN001
+def test_the_selected_child_is_the_forms_choice(kenya) -> None:
     hh = kenya.forms["household"].root.set_index("KEY")
     roster = kenya.forms["household"].repeats["roster"]
     chosen = hh[hh["sel_line"].notna()]
@@ -61,7 +61,7 @@ def test_the_selected_child_is_the_forms_choice(kenya) -> None:  # noqa: ANN001
     assert (linked["child_age"] == linked["sel_age"]).all()
 
 
-def test_dispositions_and_response(kenya) -> None:  # noqa: ANN001
+def test_dispositions_and_response(kenya) -> None:
     disp = kenya.forms["household"].root["disposition"].value_counts(normalize=True)
     assert set(disp.index) <= {"1", "2", "3", "4", "5", "6", "7"}
     assert 0.02 < disp.get("6", 0) < 0.08  # vacant
@@ -69,7 +69,7 @@ def test_dispositions_and_response(kenya) -> None:  # noqa: ANN001
     assert disp.get("5", 0) > 0.2  # no eligible child
 
 
-def test_ocsea_prevalence_has_structure(kenya) -> None:  # noqa: ANN001
+def test_ocsea_prevalence_has_structure(kenya) -> None:
     child = kenya.forms["child"].root
     answered = child[child["ocsea_talk"].isin(["0", "1"])]
     age = answered["age_now"].astype(int)
@@ -81,7 +81,7 @@ def test_ocsea_prevalence_has_structure(kenya) -> None:  # noqa: ANN001
     assert older > younger
 
 
-def test_timestamps_inside_window_and_enumerators_differ(kenya) -> None:  # noqa: ANN001
+def test_timestamps_inside_window_and_enumerators_differ(kenya) -> None:
     config = kenya.config
     child = kenya.forms["child"].root
     start = pd.to_datetime(child["start"].str[:19])
@@ -104,7 +104,7 @@ def test_same_seed_same_submissions_other_seed_different() -> None:
     assert not a.forms["child"].root["KEY"].equals(c.forms["child"].root["KEY"])
 
 
-def test_frontline_workers_per_country(kenya) -> None:  # noqa: ANN001
+def test_frontline_workers_per_country(kenya) -> None:
     fw = kenya.forms["frontline_worker"].root
     assert len(fw) == 50
     assert set(fw["region"].astype(int)) <= set(kenya.config.regions)

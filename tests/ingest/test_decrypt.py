@@ -440,7 +440,7 @@ def test_load_private_key_never_echoes_key(keys, monkeypatch, tmp_path):
     assert ei.value.code == "secret-invalid" and body not in str(ei.value)
 
 
-def test_key_wrapped_with_mgf1_sha1_is_accepted(keys) -> None:  # noqa: ANN001
+def test_key_wrapped_with_mgf1_sha1_is_accepted(keys) -> None:
     """Enketo wraps the AES key with OAEP(SHA-256, MGF1-SHA-1); it must still decrypt."""
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import padding

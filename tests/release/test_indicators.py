@@ -18,14 +18,14 @@ MODELS = {f: load_form(INSTRUMENTS / f"{f}.xlsx") for f in FORMS}
 
 
 @pytest.fixture(scope="module")
-def table():  # noqa: ANN201
+def table():
     _, _, acc, w = weighted_country("KEN", 8, 1500, replicates=False)
     tables = join_weights(acc, {"child": w.child, "caregiver": w.caregiver})
     indicators, domains = load_indicators(INSTRUMENTS / "indicators.yaml", MODELS)
     return tables, compute_indicators(tables, indicators, domains)
 
 
-def test_every_declared_indicator_overall_and_by_domain(table) -> None:  # noqa: ANN001
+def test_every_declared_indicator_overall_and_by_domain(table) -> None:
     _, out = table
     ids = {"ocsea_talk", "ocsea_image_req", "ocsea_offer", "ocsea_threat", "ocsea_shared",
            "ocsea_any", "told_nobody", "know_helpline", "cg_aware", "cg_know_helpline"}
@@ -40,7 +40,7 @@ def test_every_declared_indicator_overall_and_by_domain(table) -> None:  # noqa:
         assert (rows["se"] > 0).all()
 
 
-def test_overall_estimate_is_the_weighted_share(table) -> None:  # noqa: ANN001
+def test_overall_estimate_is_the_weighted_share(table) -> None:
     tables, out = table
     child = tables["child"]
     universe = child["ocsea_talk"].isin([0, 1])

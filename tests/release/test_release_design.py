@@ -19,7 +19,7 @@ from dhsurvey.weight.study import age_group, study_weights
 
 @pytest.mark.parametrize("max_replicates", [200, 40])  # one per PSU; grouped PSUs
 def test_published_multipliers_give_the_jkn_standard_error(tmp_path, max_replicates: int
-                                                           ) -> None:  # noqa: ANN001
+                                                           ) -> None:
     config, sim, accepted, _ = weighted_country("TZA", 12, 1500)
     config = replace(config, max_replicates=max_replicates)
     w = study_weights(sim.sample.households, accepted["household"], accepted["child"],
@@ -67,7 +67,7 @@ def test_a_summary_without_replicates_is_refused() -> None:
         replicate_table({"method": "JKn", "count": 3, "rscales": [0.5, 0.5]})
 
 
-def test_r_survey_reads_the_release_with_the_shipped_set_up(tmp_path) -> None:  # noqa: ANN001
+def test_r_survey_reads_the_release_with_the_shipped_set_up(tmp_path) -> None:
     """R ``survey`` (Debian r-cran-survey, installed by .ci/run) runs svydesign.R on a written
     release and gets this library's estimate and standard errors."""
     import shutil

@@ -16,7 +16,7 @@ from dhsurvey.release.writers import write_release
 from dhsurvey.weight import Design, Replicates
 
 
-def _country(iso: str, seed: int):  # noqa: ANN202
+def _country(iso: str, seed: int):
     config, _, accepted, w = weighted_country(iso, seed, 900)
     from dhsurvey.fieldwork.simulate import FORMS
     from dhsurvey.forms.model import load_form
@@ -30,7 +30,7 @@ def _country(iso: str, seed: int):  # noqa: ANN202
 
 
 @pytest.fixture(scope="module")
-def countries():  # noqa: ANN201
+def countries():
     ken, ken_reps, models = _country("KEN", 4)
     tza, tza_reps, _ = _country("TZA", 5)
     return {"KEN": ken, "TZA": tza}, {"KEN": ken_reps, "TZA": tza_reps}, models
@@ -40,7 +40,7 @@ def _reps(table: pd.DataFrame) -> list[str]:
     return [c for c in table.columns if c.startswith("rep_")]
 
 
-def test_pooled_tables_keep_every_record_with_unique_design_codes(countries) -> None:  # noqa: ANN001
+def test_pooled_tables_keep_every_record_with_unique_design_codes(countries) -> None:
     tables, reps, _ = countries
     pooled = pool_release(tables, reps)
     assert set(pooled.tables) == set(tables["KEN"])
@@ -59,7 +59,7 @@ def test_pooled_tables_keep_every_record_with_unique_design_codes(countries) -> 
 
 
 def test_pooled_replicates_are_the_union_and_give_each_countrys_variance(countries
-                                                                          ) -> None:  # noqa: ANN001
+                                                                          ) -> None:
     tables, reps, _ = countries
     pooled = pool_release(tables, reps)
     info = pooled.replicates
@@ -86,7 +86,7 @@ def test_pooled_replicates_are_the_union_and_give_each_countrys_variance(countri
     assert from_pool == pytest.approx(own, rel=1e-10) and own > 0
 
 
-def test_pooled_files_reopen_with_labels(countries, tmp_path) -> None:  # noqa: ANN001
+def test_pooled_files_reopen_with_labels(countries, tmp_path) -> None:
     import pyreadstat
 
     tables, reps, models = countries
@@ -98,7 +98,7 @@ def test_pooled_files_reopen_with_labels(countries, tmp_path) -> None:  # noqa: 
     assert meta.column_names_to_labels["weight"]
 
 
-def test_pooling_refuses_one_country_colliding_ids_and_missing_tables(countries) -> None:  # noqa: ANN001
+def test_pooling_refuses_one_country_colliding_ids_and_missing_tables(countries) -> None:
     tables, reps, _ = countries
     with pytest.raises(DhsurveyError, match="two countries"):
         pool_release({"KEN": tables["KEN"]}, reps)

@@ -117,7 +117,7 @@ def test_simulated_backcheck_has_the_planted_error_rates() -> None:
     assert out["unmatched"].empty
 
 
-def test_backcheck_command_on_simulated_exports(tmp_path) -> None:  # noqa: ANN001
+def test_backcheck_command_on_simulated_exports(tmp_path) -> None:
     """A back-check of 10 % of households, written as a Central export, read back and compared."""
     from pathlib import Path
 

@@ -46,7 +46,7 @@ def typed(models: dict[str, FormModel]) -> dict[str, pd.DataFrame]:
     return out
 
 
-def _by(suite, type_: str, column: str | None = None) -> list:  # noqa: ANN001
+def _by(suite, type_: str, column: str | None = None) -> list:
     return [e for e in suite.expectations
             if e.expectation_type == type_ and getattr(e, "column", None) == column]
 

@@ -31,7 +31,7 @@ CONFIG = load_country(INSTRUMENTS / "countries" / "KEN.yaml")
 
 
 @pytest.fixture(scope="module")
-def fieldwork():  # noqa: ANN201
+def fieldwork():
     sim = simulate_country(CONFIG, MODELS, seed=5, households=600)
     manifest = pd.DataFrame(inject_faults(sim, MODELS, list(KINDS), np.random.default_rng(5)))
     tables = {f: to_typed(sim.forms[f].root, MODELS[f])[0] for f in FORMS}
@@ -49,7 +49,7 @@ def _planted(manifest: pd.DataFrame, kind: str, form: str | None = None) -> set[
     return set(rows["instanceID"])
 
 
-def test_every_check_is_a_table(fieldwork) -> None:  # noqa: ANN001
+def test_every_check_is_a_table(fieldwork) -> None:
     *_, checks = fieldwork
     expected = {"progress_country", "progress_psu", "survey_dashboard", "enumerator_dashboard",
                 "aapor", "form_versions", "duplicate_ids", "duplicate_units", "durations",
@@ -60,7 +60,7 @@ def test_every_check_is_a_table(fieldwork) -> None:  # noqa: ANN001
     assert all(isinstance(t, pd.DataFrame) for t in checks.values())
 
 
-def test_speeders_are_the_planted_ones(fieldwork) -> None:  # noqa: ANN001
+def test_speeders_are_the_planted_ones(fieldwork) -> None:
     _, manifest, tables, checks = fieldwork
     child = tables["child"]
     done = set(child.loc[completed(child), "KEY"])
@@ -70,7 +70,7 @@ def test_speeders_are_the_planted_ones(fieldwork) -> None:  # noqa: ANN001
     assert checks["durations"].set_index("form").loc["child", "speeders"] == len(planted)
 
 
-def test_duplicates_found(fieldwork) -> None:  # noqa: ANN001
+def test_duplicates_found(fieldwork) -> None:
     _, manifest, tables, checks = fieldwork
     units = checks["duplicate_units"]
     found = set(units.loc[units["form"] == "household", "KEY"])
@@ -84,7 +84,7 @@ def test_duplicates_found(fieldwork) -> None:  # noqa: ANN001
     assert ids["copies"].tolist() == [2]
 
 
-def test_other_specify_lists_text_next_to_its_parent(fieldwork) -> None:  # noqa: ANN001
+def test_other_specify_lists_text_next_to_its_parent(fieldwork) -> None:
     *_, checks = fieldwork
     other = checks["other_specify"]
     assert len(other) > 0 and other["text"].str.len().gt(0).all()
@@ -93,7 +93,7 @@ def test_other_specify_lists_text_next_to_its_parent(fieldwork) -> None:  # noqa
     assert other["parent"].notna().all()
 
 
-def test_enumerator_dashboard_one_row_per_enumerator(fieldwork) -> None:  # noqa: ANN001
+def test_enumerator_dashboard_one_row_per_enumerator(fieldwork) -> None:
     _, _, tables, checks = fieldwork
     dash = checks["enumerator_dashboard"]
     assert not dash.duplicated(["form", "enum_id"]).any()
@@ -107,7 +107,7 @@ def test_enumerator_dashboard_one_row_per_enumerator(fieldwork) -> None:  # noqa
     assert child["dk_rate"].between(0, 1).all() and child["missing_rate"].between(0, 1).all()
 
 
-def test_progress_per_psu_against_design(fieldwork) -> None:  # noqa: ANN001
+def test_progress_per_psu_against_design(fieldwork) -> None:
     sim, _, tables, checks = fieldwork
     psu = checks["progress_psu"]
     design = sim.sample.households
@@ -122,7 +122,7 @@ def test_progress_per_psu_against_design(fieldwork) -> None:  # noqa: ANN001
     assert country.loc["households", "achieved"] == len(unique)
 
 
-def test_missing_required_and_outliers_found(fieldwork) -> None:  # noqa: ANN001
+def test_missing_required_and_outliers_found(fieldwork) -> None:
     _, manifest, _, checks = fieldwork
     miss = checks["missingness"].set_index(["form", "variable"])
     for _, fault in manifest[manifest["kind"] == "missing_required"].iterrows():
@@ -135,7 +135,7 @@ def test_missing_required_and_outliers_found(fieldwork) -> None:  # noqa: ANN001
             assert fault["instanceID"] in set(out.loc[out["variable"] == fault["field"], "KEY"])
 
 
-def test_issues_listing_has_enumerators(fieldwork) -> None:  # noqa: ANN001
+def test_issues_listing_has_enumerators(fieldwork) -> None:
     _, manifest, _, checks = fieldwork
     issues = checks["issues"]
     assert len(issues) and issues["date"].notna().all()
@@ -143,7 +143,7 @@ def test_issues_listing_has_enumerators(fieldwork) -> None:  # noqa: ANN001
     assert checks["issues_summary"]["issues"].sum() == len(issues)
 
 
-def test_straightlining_detects_a_planted_grid(fieldwork) -> None:  # noqa: ANN001
+def test_straightlining_detects_a_planted_grid(fieldwork) -> None:
     _, _, tables, _ = fieldwork
     child = tables["child"].copy()
     items = grids(MODELS["child"])["activities"]
@@ -159,7 +159,7 @@ def test_straightlining_detects_a_planted_grid(fieldwork) -> None:  # noqa: ANN0
     assert set(grids(MODELS["caregiver"])) == {"cg_skills", "med_active"}  # ≥ 4 items only
 
 
-def test_aapor_and_referrals(fieldwork) -> None:  # noqa: ANN001
+def test_aapor_and_referrals(fieldwork) -> None:
     _, _, tables, checks = fieldwork
     rr = checks["aapor"]
     hh = rr[(rr["interview"] == "household") & (rr["level"] == "country")].iloc[0]
@@ -187,7 +187,7 @@ def test_absent_forms_are_skipped_with_a_reason() -> None:
     assert len(checks["enumerator_dashboard"]) == fw["enum_id"].nunique()
 
 
-def test_parquet_bytes_are_deterministic(fieldwork, tmp_path: Path) -> None:  # noqa: ANN001
+def test_parquet_bytes_are_deterministic(fieldwork, tmp_path: Path) -> None:
     *_, checks = fieldwork
     first = write_checks(checks, tmp_path / "a")
     second = write_checks(checks, tmp_path / "b")
@@ -197,7 +197,7 @@ def test_parquet_bytes_are_deterministic(fieldwork, tmp_path: Path) -> None:  # 
     assert len(back) == len(checks["speeders"])
 
 
-def test_report_renders_escaped_and_deterministic(fieldwork, tmp_path: Path) -> None:  # noqa: ANN001
+def test_report_renders_escaped_and_deterministic(fieldwork, tmp_path: Path) -> None:
     *_, checks = fieldwork
     checks = dict(checks)
     other = checks["other_specify"].copy()

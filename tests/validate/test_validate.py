@@ -27,7 +27,7 @@ INSTRUMENTS = ROOT / "instruments"
 MODELS = {f: load_form(INSTRUMENTS / f"{f}.xlsx") for f in FORMS}
 
 
-def _config(iso: str):  # noqa: ANN202
+def _config(iso: str):
     return load_country(INSTRUMENTS / "countries" / f"{iso}.yaml")
 
 
@@ -54,11 +54,11 @@ def test_recall_is_complete_and_no_clean_submission_is_quarantined(iso: str, see
 
 
 @pytest.fixture(scope="module")
-def kenya():  # noqa: ANN201
+def kenya():
     return simulate_country(_config("KEN"), MODELS, seed=21, households=400)
 
 
-def test_schemas_are_generated_for_every_form_and_repeat(kenya) -> None:  # noqa: ANN001
+def test_schemas_are_generated_for_every_form_and_repeat(kenya) -> None:
     for form, raw in kenya.forms.items():
         data = raw.to_form_data(MODELS[form])
         for repeat in [None, *[r.name for r in MODELS[form].repeats]]:
@@ -78,11 +78,11 @@ def _mutate(raw: RawForm, row: int, **values: str | None) -> RawForm:
     return RawForm(raw.form_id, root, raw.repeats, raw.quarantine)
 
 
-def _rules(result, key: str) -> set[str]:  # noqa: ANN001
+def _rules(result, key: str) -> set[str]:
     return set(result.quarantine.loc[result.quarantine["instanceID"] == key, "rule"])
 
 
-def test_type_errors_and_answers_after_refusal_are_quarantined(kenya) -> None:  # noqa: ANN001
+def test_type_errors_and_answers_after_refusal_are_quarantined(kenya) -> None:
     child = kenya.forms["child"]
     refused = child.root.index[child.root["assent"] == "0"]
     consented = child.root.index[child.root["assent"] == "1"]
@@ -95,7 +95,7 @@ def test_type_errors_and_answers_after_refusal_are_quarantined(kenya) -> None:  
     assert result.reconciliation["balanced"]
 
 
-def test_window_and_version_are_flags_not_quarantine(kenya) -> None:  # noqa: ANN001
+def test_window_and_version_are_flags_not_quarantine(kenya) -> None:
     config = _config("KEN")
     hh = kenya.forms["household"]
     raw = _mutate(hh, 0, start="2025-12-01T09:00:00.000+03:00", form_version="old")
@@ -108,7 +108,7 @@ def test_window_and_version_are_flags_not_quarantine(kenya) -> None:  # noqa: AN
     assert "outside-window" not in set(without.flags["rule"])
 
 
-def test_roster_errors_quarantine_the_submission(kenya) -> None:  # noqa: ANN001
+def test_roster_errors_quarantine_the_submission(kenya) -> None:
     hh = kenya.forms["household"]
     roster = hh.repeats["roster"].copy()
     roster.loc[0, "age"] = "140"
@@ -120,7 +120,7 @@ def test_roster_errors_quarantine_the_submission(kenya) -> None:  # noqa: ANN001
     assert not result.accepted_repeats["roster"]["KEY"].str.startswith(owner).any()
 
 
-def test_corrections_log_is_applied_reproducibly(kenya, tmp_path: Path) -> None:  # noqa: ANN001
+def test_corrections_log_is_applied_reproducibly(kenya, tmp_path: Path) -> None:
     hh = kenya.forms["household"]
     key = hh.root.loc[hh.root["hh_phones"].notna(), "KEY"].iloc[0]
     current = hh.root.set_index("KEY").loc[key, "hh_phones"]
@@ -172,7 +172,7 @@ def test_validate_cli_writes_every_output(tmp_path: Path) -> None:
     assert failed.exit_code == 2
 
 
-def test_form_data_is_evaluated_on_raw_answers(kenya) -> None:  # noqa: ANN001
+def test_form_data_is_evaluated_on_raw_answers(kenya) -> None:
     data = kenya.forms["child"].to_form_data(MODELS["child"])
     assert isinstance(data, FormData)
     assert data.root.index.name == "KEY"

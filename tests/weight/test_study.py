@@ -21,11 +21,11 @@ MODELS = {f: load_form(INSTRUMENTS / f"{f}.xlsx") for f in FORMS}
 
 
 @pytest.fixture(scope="module")
-def weighted():  # noqa: ANN201
+def weighted():
     return weighted_country("TZA", 12, 1500)
 
 
-def test_child_weights_hit_the_margins(weighted) -> None:  # noqa: ANN001
+def test_child_weights_hit_the_margins(weighted) -> None:
     config, _, accepted, w = weighted
     for label, m in w.summary["margins"].items():
         assert m["achieved"] == pytest.approx(m["target"], rel=1e-8), label
@@ -35,14 +35,14 @@ def test_child_weights_hit_the_margins(weighted) -> None:  # noqa: ANN001
     assert set(w.child["KEY"]) <= set(accepted["child"]["KEY"])
 
 
-def test_trimming_lowers_the_design_effect_and_caps_weights(weighted) -> None:  # noqa: ANN001
+def test_trimming_lowers_the_design_effect_and_caps_weights(weighted) -> None:
     _, _, _, w = weighted
     trim = w.summary["trim"]
     assert trim["deff_after"] <= trim["deff_before"]
     assert w.child["weight"].max() <= trim["cap"] * (1 + 1e-9)
 
 
-def test_household_weights_follow_the_recorded_probabilities(weighted) -> None:  # noqa: ANN001
+def test_household_weights_follow_the_recorded_probabilities(weighted) -> None:
     _, sim, _, w = weighted
     design = sim.sample.households
     # Nonresponse moves weight from non-respondents to respondents within strata, so the
@@ -57,7 +57,7 @@ def test_household_weights_follow_the_recorded_probabilities(weighted) -> None: 
     assert (w.household["design_weight"] > 0).all()
 
 
-def test_replicates_and_a_prevalence_with_its_ci(weighted) -> None:  # noqa: ANN001
+def test_replicates_and_a_prevalence_with_its_ci(weighted) -> None:
     _, sim, accepted, w = weighted
     reps = [c for c in w.child.columns if c.startswith("rep_")]
     assert len(reps) == sim.sample.psus["cluster"].nunique()
@@ -71,7 +71,7 @@ def test_replicates_and_a_prevalence_with_its_ci(weighted) -> None:  # noqa: ANN
     assert np.isfinite(taylor.se) and taylor.se > 0
 
 
-def test_caregiver_weights_are_documented_and_calibrated(weighted) -> None:  # noqa: ANN001
+def test_caregiver_weights_are_documented_and_calibrated(weighted) -> None:
     config, _, _, w = weighted
     assert w.caregiver["weight"].sum() == pytest.approx(sum(config.margins["sex"].values()),
                                                         rel=1e-8)
@@ -89,7 +89,7 @@ def test_variance_units_deal_psus_round_robin_within_strata() -> None:
 
 
 def test_grouped_replicates_keep_their_count_fixed_and_estimate_the_variance(
-        weighted) -> None:  # noqa: ANN001
+        weighted) -> None:
     config, sim, accepted, w = weighted
     capped = replace(config, max_replicates=48)  # 16 strata of ~5 PSUs → 3 groups each
     g = study_weights(sim.sample.households, accepted["household"], accepted["child"],
@@ -111,7 +111,7 @@ def test_grouped_replicates_keep_their_count_fixed_and_estimate_the_variance(
     child = accepted["child"].drop(columns=["cluster"])
     yes_no = [c for c in child.columns if child[c].astype(str).eq("1").mean() > 0.05][:15]
 
-    def replicate_se(table, info: dict, y: str) -> float:  # noqa: ANN001
+    def replicate_se(table, info: dict, y: str) -> float:
         data = child.merge(table, on="KEY")
         v = (data[y].astype(str) == "1").astype(float).to_numpy()
         cols = [c for c in table.columns if c.startswith("rep_")]

@@ -54,30 +54,34 @@ def diff_models(old: FormModel, new: FormModel) -> list[Change]:
             changes.append(Change("added", item.name, f"{item.type} in {_where(item)} "
                                   f"(row {item.row})"))
             continue
-        before = old.by_name[item.name]
-        if before.path != item.path:
-            changes.append(Change("moved", item.name,
-                                  f"from {_where(before)} to {_where(item)}"))
-        elif item.name not in in_place:
-            changes.append(Change("moved", item.name,
-                                  f"reordered (row {before.row} → {item.row})"))
-        if (before.type, before.list_name) != (item.type, item.list_name):
-            changes.append(Change("type", item.name,
-                                  f"{_type(before)} → {_type(item)}"))
-        changes += _text_changes(item.name, "label", before.labels, item.labels)
-        changes += _text_changes(item.name, "hint", before.hints, item.hints)
-        changes += _text_changes(item.name, "message", before.constraint_messages,
-                                 item.constraint_messages)
-        for col in LOGIC:
-            a, b = before.get(col), item.get(col)
-            if a != b:
-                changes.append(Change("logic", item.name, f"{col}: '{a}' → '{b}'"))
-        if before.pii != item.pii:
-            changes.append(Change("pii", item.name, f"'{before.pii}' → '{item.pii}'"))
+        changes += _item_changes(old.by_name[item.name], item, in_place=item.name in in_place)
     for item in old.items:
         if item.name not in new.by_name:
             changes.append(Change("removed", item.name, f"{item.type} from {_where(item)}"))
     changes += _choice_changes(old, new)
+    return changes
+
+
+def _item_changes(before: Item, item: Item, *, in_place: bool) -> list[Change]:
+    """Changes of a field in both forms: place, type, texts, logic, PII. ``in_place``: the
+    field keeps its order among the fields both forms have."""
+    changes: list[Change] = []
+    if before.path != item.path:
+        changes.append(Change("moved", item.name, f"from {_where(before)} to {_where(item)}"))
+    elif not in_place:
+        changes.append(Change("moved", item.name, f"reordered (row {before.row} → {item.row})"))
+    if (before.type, before.list_name) != (item.type, item.list_name):
+        changes.append(Change("type", item.name, f"{_type(before)} → {_type(item)}"))
+    changes += _text_changes(item.name, "label", before.labels, item.labels)
+    changes += _text_changes(item.name, "hint", before.hints, item.hints)
+    changes += _text_changes(item.name, "message", before.constraint_messages,
+                             item.constraint_messages)
+    for col in LOGIC:
+        a, b = before.get(col), item.get(col)
+        if a != b:
+            changes.append(Change("logic", item.name, f"{col}: '{a}' → '{b}'"))
+    if before.pii != item.pii:
+        changes.append(Change("pii", item.name, f"'{before.pii}' → '{item.pii}'"))
     return changes
 
 

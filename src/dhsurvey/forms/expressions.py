@@ -595,7 +595,8 @@ class _Node:
             if self.cat == "num":
                 return _fmt_num(self.num(), missing="")
             if self.cat == "bool":
-                values = self.raw.to_numpy(dtype=object, na_value=None)
+                # pandas-stubs reject na_value=None, which pandas documents and accepts
+                values = self.raw.to_numpy(dtype=object, na_value=None)  # type: ignore[call-overload]
                 return np.array([_py_to_str(v) for v in values], dtype=object)
             if self.cat == "date":
                 return _days_to_str(self.days(), None)
@@ -784,8 +785,10 @@ def _py_truth(v: Any) -> bool:
         return False
     if isinstance(v, bool | np.bool_):
         return bool(v)
-    if isinstance(v, int | float | np.number):
-        return bool(abs(v) > 1e-12)  # NaN compares False
+    if isinstance(v, int | float):
+        return abs(v) > 1e-12  # NaN compares False
+    if isinstance(v, np.number):
+        return bool(abs(v) > 1e-12)
     return _py_to_str(v) != ""
 
 
@@ -1100,7 +1103,7 @@ class _Env:
                 parent = parent.reindex(data.frame.index)
             if not self.index.is_unique:
                 raise _Fail("the frame's index must be unique to resolve repeats")
-            owner = self.index.get_indexer(parent.to_numpy())
+            owner = self.index.get_indexer(pd.Index(parent.to_numpy()))
             rows = np.flatnonzero(owner >= 0)  # instances of other parents are ignored...
             if self.n and len(owner) and not len(rows):
                 # ...but none matching at all is almost surely a key mismatch (e.g. int vs str)
@@ -1381,7 +1384,7 @@ def _fn_substr(node: Call, ctx: _Ctx) -> Value:
     start = _to_int(_as_num(values[1]))
     end = _to_int(_as_num(values[2])) if len(values) > 2 else None
     # Python slicing has JavaRosa's semantics: 0-based, end exclusive, negatives from the end.
-    if np.ndim(start) == 0 and np.ndim(end) == 0:
+    if np.ndim(start) == 0 and (end is None or np.ndim(end) == 0):
         first, stop = int(start), None if end is None else int(end)
         return _map_strings(STR, lambda x: x[first:stop], s)
     if end is None:
@@ -1559,6 +1562,25 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
+#: JavaRosa format-date token → the text of each date (a pandas DatetimeIndex).
+_DATE_TOKENS: dict[str, Callable[[pd.DatetimeIndex], list[str]]] = {
+    "Y": lambda idx: [f"{v:04d}" for v in idx.year],
+    "y": lambda idx: [f"{v % 100:02d}" for v in idx.year],
+    "m": lambda idx: [f"{v:02d}" for v in idx.month],
+    "n": lambda idx: [str(v) for v in idx.month],
+    "b": lambda idx: [_MONTHS[v - 1] for v in idx.month],
+    "d": lambda idx: [f"{v:02d}" for v in idx.day],
+    "e": lambda idx: [str(v) for v in idx.day],
+    "H": lambda idx: [f"{v:02d}" for v in idx.hour],
+    "h": lambda idx: [str(v) for v in idx.hour],
+    "M": lambda idx: [f"{v:02d}" for v in idx.minute],
+    "S": lambda idx: [f"{v:02d}" for v in idx.second],
+    "3": lambda idx: [f"{v // 1000:03d}" for v in idx.microsecond],
+    "a": lambda idx: [_WEEKDAYS[v] for v in idx.dayofweek],
+    "%": lambda idx: ["%"] * len(idx),
+}
+
+
 def _format_dates(days: np.ndarray, fmt: str) -> np.ndarray:
     """JavaRosa format-date tokens: %Y %y %m %n %b %d %e %H %h %M %S %3 %a (and %%)."""
     out = np.full(len(days), "", dtype=object)
@@ -1572,31 +1594,10 @@ def _format_dates(days: np.ndarray, fmt: str) -> np.ndarray:
     for m in re.finditer(r"%(.)", fmt):
         parts.append([fmt[cursor : m.start()]] * len(idx))
         cursor = m.end()
-        token = m.group(1)
-        if token == "Y":
-            parts.append([f"{v:04d}" for v in idx.year])
-        elif token == "y":
-            parts.append([f"{v % 100:02d}" for v in idx.year])
-        elif token in "mn":
-            parts.append([f"{v:02d}" if token == "m" else str(v) for v in idx.month])
-        elif token == "b":
-            parts.append([_MONTHS[v - 1] for v in idx.month])
-        elif token in "de":
-            parts.append([f"{v:02d}" if token == "d" else str(v) for v in idx.day])
-        elif token in "Hh":
-            parts.append([f"{v:02d}" if token == "H" else str(v) for v in idx.hour])
-        elif token == "M":
-            parts.append([f"{v:02d}" for v in idx.minute])
-        elif token == "S":
-            parts.append([f"{v:02d}" for v in idx.second])
-        elif token == "3":
-            parts.append([f"{v // 1000:03d}" for v in idx.microsecond])
-        elif token == "a":
-            parts.append([_WEEKDAYS[v] for v in idx.dayofweek])
-        elif token == "%":
-            parts.append(["%"] * len(idx))
-        else:
-            raise _Fail(f"format-date(): unsupported format token %{token}")
+        token = _DATE_TOKENS.get(m.group(1))
+        if token is None:
+            raise _Fail(f"format-date(): unsupported format token %{m.group(1)}")
+        parts.append(token(idx))
     parts.append([fmt[cursor:]] * len(idx))
     out[ok] = np.array(["".join(p) for p in zip(*parts, strict=True)], dtype=object)
     return out

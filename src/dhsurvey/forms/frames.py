@@ -185,9 +185,9 @@ class FormData:
         """Carry a per-row value from an outer level down to ``target``'s rows."""
         if source == target:
             return values.reindex(index).eq(True)
-        parents = self.repeats[target][PARENT] if target is not None else None
-        if parents is None:
+        if target is None:
             raise ValueError("cannot broadcast from an inner level to the root")
+        parents = self.repeats[target][PARENT]
         up = self._broadcast(values, source, self._parent_repeat(target),
                              self.table(self._parent_repeat(target)).index)
         out = up.reindex(parents.to_numpy()).eq(True)

@@ -72,7 +72,7 @@ def export(workbook: str | Path, out: str | Path, language: str, *,
     model = load_form(workbook)
     rows = [e for e in entries(model, language) if not missing_only or _missing(e.current)]
     book = openpyxl.Workbook()
-    ws = book.active
+    ws = book.worksheets[0]  # a new workbook's one (active) sheet
     ws.title = "translations"
     ws.append(list(COLUMNS))
     for cell in ws[1]:

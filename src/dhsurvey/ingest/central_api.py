@@ -66,7 +66,7 @@ def _server(client: Any) -> str:
 
 def _central_problem(exc: Exception) -> tuple[int | None, str | None, str | None]:
     """(HTTP status, Central problem code, Central message) from a pyodk error, if known."""
-    response = exc.args[1] if len(exc.args) > 1 else None
+    response: Any = exc.args[1] if len(exc.args) > 1 else None
     status = getattr(response, "status_code", None)
     if status is None:
         return None, None, None
@@ -273,9 +273,9 @@ def fetch_submissions(
 
         root_filter = f"__system/submissionDate gt {lower}" if lower else None
         root_pages = _fetch_table(central, pid, form_id, ROOT_TABLE, root_filter, page_size)
-        dates = [utc_ms((row.get("__system") or {}).get("submissionDate"))
-                 for page in root_pages for row in page.get("value", [])]
-        dates = [d for d in dates if d]
+        stamps = [utc_ms((row.get("__system") or {}).get("submissionDate"))
+                  for page in root_pages for row in page.get("value", [])]
+        dates = [d for d in stamps if d]
         newest = max(dates) if dates else None
 
         repeat_pages: dict[str, list[dict[str, Any]]] = {}
@@ -319,7 +319,7 @@ def _xform_identity(xml: str, where: Path | None) -> tuple[str, str]:
                      if "id" not in el.attrib), None)
     data = next(iter(instance), None) if instance is not None else None
     form_id = data.get("id") if data is not None else None
-    if not form_id:
+    if data is None or not form_id:
         raise DhsurveyError("the XForm's primary instance has no id", code="publish-bad-xform",
                             file=where)
     version = data.get("version") or data.get(f"{{{_ORX_NS}}}version")

@@ -45,7 +45,7 @@ from cryptography.hazmat.primitives.serialization import (
 try:  # cryptography >= 43 moved CFB to "decrepit"; the old location was removed in 50
     from cryptography.hazmat.decrepit.ciphers.modes import CFB
 except ImportError:  # pragma: no cover - older cryptography
-    from cryptography.hazmat.primitives.ciphers.modes import CFB  # type: ignore[attr-defined]
+    from cryptography.hazmat.primitives.ciphers.modes import CFB  # type: ignore[attr-defined, unused-ignore]
 
 from dhsurvey.errors import DhsurveyError
 from dhsurvey.io import atomic_write_bytes
@@ -517,7 +517,7 @@ def _is_encrypted(manifest: bytes) -> bool:
     return (root.get("encrypted") or "").lower() == "yes"
 
 
-def _replace_dir(target: Path, fill: Callable[[Path], None]) -> None:
+def _replace_dir(target: Path, fill: Callable[[Path], object]) -> None:
     """Build ``target`` beside itself, then swap it in, so reruns never mix old and new files."""
     tmp = target.with_name(f".{target.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -567,7 +567,7 @@ def decrypt_folder(src: Path, dst: Path, private_key_pem: bytes) -> DecryptRepor
                     file=manifest_path,
                 ) from None
             if not encrypted:
-                _replace_dir(out, lambda tmp, folder=folder: shutil.copytree(folder, tmp))
+                _replace_dir(out, functools.partial(shutil.copytree, folder))
                 report.plain.append(name)
             else:
                 sub = _decrypt(manifest, _FolderFiles(folder), private_key, str(folder))
@@ -587,7 +587,7 @@ def decrypt_folder(src: Path, dst: Path, private_key_pem: bytes) -> DecryptRepor
             log.warning("instance %s not decrypted (%s): %s", name, code, message)
             report.failed.append((name, code, message))
             shutil.rmtree(out, ignore_errors=True)  # never leave a stale "good" copy
-            _replace_dir(failed_out, lambda tmp, folder=folder: shutil.copytree(folder, tmp))
+            _replace_dir(failed_out, functools.partial(shutil.copytree, folder))
             reason = f"folder: {name}\ncode: {code}\nmessage: {message}\n"
             atomic_write_bytes(failed_out / "reason.txt", reason.encode("utf-8"))
     return report

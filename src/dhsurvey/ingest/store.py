@@ -68,7 +68,9 @@ def combine(raws: list[RawForm]) -> RawForm:
 
 def _parquet(table: pd.DataFrame) -> bytes:
     buffer = io.BytesIO()
-    table.astype(object).where(table.notna(), None).to_parquet(buffer, index=False)
+    # pandas-stubs reject other=None, which pandas accepts (missing values become None)
+    table.astype(object).where(table.notna(), None).to_parquet(  # type: ignore[call-overload]
+        buffer, index=False)
     return buffer.getvalue()
 
 

@@ -360,16 +360,11 @@ def build_codebook(tables: Mapping[str, pd.DataFrame], models: Mapping[str, Form
     return codebook
 
 
-def _row(table: str, model: FormModel, values: pd.Series, column: str, position: int,
-         langs: list[str], language: str | None, dummies: Mapping[str, Any],
-         tags: Mapping[str, Mapping[int, str]], w: pd.Series | None,
-         weight_column: str | None) -> dict[str, Any]:
-    item = field_for(model, column)
-    dummy = dummies.get(column)
-    present = _present(values)
-    row: dict[str, Any] = {"form": table, "variable": column, "position": position,
-                           "dtype": str(values.dtype), "n": int(present.sum()),
-                           "n_missing": int((~present).sum())}
+def _label_columns(model: FormModel, item: Item | None, dummy: Any, column: str,
+                   langs: list[str], weight_column: str | None) -> dict[str, str]:
+    """A column's ``label_<code>`` and ``values_<code>`` per language (empty where the form
+    lacks the language)."""
+    row: dict[str, str] = {}
     available = [*model.languages, STATA]
     for lang in langs:
         code = language_code(lang)
@@ -386,6 +381,20 @@ def _row(table: str, model: FormModel, values: pd.Series, column: str, position:
             row[f"values_{code}"] = _values_text(model, item, lang)
         elif dummy is not None:
             row[f"values_{code}"] = "1 = selected; 0 = not selected"
+    return row
+
+
+def _row(table: str, model: FormModel, values: pd.Series, column: str, position: int,
+         langs: list[str], language: str | None, dummies: Mapping[str, Any],
+         tags: Mapping[str, Mapping[int, str]], w: pd.Series | None,
+         weight_column: str | None) -> dict[str, Any]:
+    item = field_for(model, column)
+    dummy = dummies.get(column)
+    present = _present(values)
+    row: dict[str, Any] = {"form": table, "variable": column, "position": position,
+                           "dtype": str(values.dtype), "n": int(present.sum()),
+                           "n_missing": int((~present).sum())}
+    row.update(_label_columns(model, item, dummy, column, langs, weight_column))
     categorical: Mapping[str, str] | None = None
     multiple = False
     if item is None:
@@ -502,7 +511,7 @@ def _write_xlsx(codebook: pd.DataFrame, path: Path) -> Path:
     from openpyxl.utils import get_column_letter
 
     book = openpyxl.Workbook()
-    book.remove(book.active)
+    book.remove(book.worksheets[0])  # a new workbook's one (active) sheet
     book.properties.creator = "dhsurvey"
     bold = Font(bold=True)
     taken: set[str] = set()

@@ -256,8 +256,9 @@ def select_multiple_dummies(df: pd.DataFrame, model: FormModel, *,
         answered = text.notna() & (text.str.strip() != "")
         chosen = text.fillna("").str.split()
         for dummy, code in by_field[column]:
-            flag = chosen.map(lambda codes, c=code: int(c in codes)).astype("Int64")
-            parts.append(flag.where(answered, pd.NA).rename(dummy))
+            flag = pd.Series([int(code in codes) for codes in chosen], index=chosen.index,
+                             dtype="Int64")
+            parts.append(flag.where(answered).rename(dummy))  # NA where unanswered
     return pd.concat(parts, axis=1) if parts else df.copy()
 
 

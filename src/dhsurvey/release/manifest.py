@@ -52,9 +52,9 @@ def write_manifest(folder: str | Path, tables: Mapping[str, pd.DataFrame],
                        and not p.name.startswith(".")):
         entry: dict[str, Any] = {"file": path.name, "bytes": path.stat().st_size,
                                  "sha256": _sha256(path)}
-        table = path.name.rsplit(".", 1)[0]
-        if table in forms:
-            entry["table"] = table
+        stem = path.name.rsplit(".", 1)[0]
+        if stem in forms:
+            entry["table"] = stem
         files.append(entry)
     return atomic_write_json(folder / MANIFEST, {**about, "tables": forms, "files": files})
 

@@ -106,18 +106,19 @@ def pool_release(countries: Mapping[str, Mapping[str, pd.DataFrame]],
 def _replicate_blocks(order: list[str], replicates: Mapping[str, Mapping[str, Any] | None],
                       notes: list[str]) -> dict[str, Any] | None:
     """Which pooled replicate columns belong to which country, and their multipliers."""
-    lacking = [iso for iso in order if not (replicates.get(iso) or {}).get("rscales")]
+    given = {iso: replicates.get(iso) or {} for iso in order}
+    lacking = [iso for iso in order if not given[iso].get("rscales")]
     if lacking:
         notes.append(f"no pooled replicate weights: {', '.join(lacking)} released none; "
                      "use Taylor linearisation (stratum, psu, weight)")
         return None
-    scales = {float(replicates[iso].get("scale", 1.0)) for iso in order}
+    scales = {float(given[iso].get("scale", 1.0)) for iso in order}
     if len(scales) > 1:
         raise DhsurveyError(f"countries' replicate scales differ ({sorted(scales)})",
                             code="pooled-replicates")
     blocks, rscales, start = {}, [], 0
     for iso in order:
-        r = [float(v) for v in replicates[iso]["rscales"]]
+        r = [float(v) for v in given[iso]["rscales"]]
         blocks[iso] = (start, start + len(r))
         rscales += r
         start += len(r)

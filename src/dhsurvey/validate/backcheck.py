@@ -20,6 +20,7 @@ import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -148,10 +149,10 @@ def compare(original: pd.DataFrame, backcheck: pd.DataFrame, *, id_columns: list
             within = (difference.abs() <= tol + 1e-12).fillna(False)
             differs = (difference != 0).fillna(False)
         else:
-            o = o_raw.astype("string").str.strip().str.casefold()
-            b = b_raw.astype("string").str.strip().str.casefold()
+            o_text = o_raw.astype("string").str.strip().str.casefold()
+            b_text = b_raw.astype("string").str.strip().str.casefold()
             difference = pd.Series(np.nan, index=merged.index)
-            differs = (o != b).fillna(False).astype(bool)
+            differs = (o_text != b_text).fillna(False).astype(bool)
             within = ~differs
         differs = (differs | one_missing) & ~both_missing
         within = (within | both_missing) & ~one_missing
@@ -210,11 +211,11 @@ def simulate_backcheck(original: pd.DataFrame, variables: Mapping[str, int], *,
     sample = original.iloc[rows].copy()
     for variable, vtype in variables.items():
         p = float(error_rates.get(vtype, 0.0))
-        column = sample.columns.get_loc(variable)
+        column = cast(int, sample.columns.get_loc(variable))  # column names are unique
         observed = pd.unique(original[variable].dropna())
         numeric = pd.api.types.is_numeric_dtype(original[variable])
         for i in np.flatnonzero(rng.random(n) < p):
-            value = sample.iat[i, column]
+            value: Any = sample.iat[int(i), column]
             if pd.isna(value):
                 continue
             others = [v for v in observed if _same(v) != _same(value)]
@@ -224,7 +225,7 @@ def simulate_backcheck(original: pd.DataFrame, variables: Mapping[str, int], *,
                 new = value + 1
             else:
                 new = f"{value} (changed)"
-            sample.iat[i, column] = new
+            sample.iat[int(i), column] = new
     if id_columns is not None:
         keep = list(dict.fromkeys([*id_columns, *variables]))
         sample = sample[keep]

@@ -9,6 +9,7 @@ the raw exports. A correction whose old value no longer matches is not applied a
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
 
@@ -58,13 +59,14 @@ def apply_corrections(raw: RawForm, corrections: pd.DataFrame) -> tuple[RawForm,
         if row.field not in root.columns:
             statuses.append("unknown-field")
             continue
-        current = root.iat[i, root.columns.get_loc(row.field)]
+        column = cast(int, root.columns.get_loc(row.field))  # column names are unique
+        current = root.iat[i, column]
         current = "" if current is None or (isinstance(current, float) and pd.isna(current)) \
             else str(current)
         if current == row.new_value:
             statuses.append("already-applied")
         elif current == row.old_value:
-            root.iat[i, root.columns.get_loc(row.field)] = row.new_value or None
+            root.iat[i, column] = row.new_value or None
             statuses.append("applied")
         else:
             statuses.append("conflict")

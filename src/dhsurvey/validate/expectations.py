@@ -148,15 +148,18 @@ def literal_bounds(constraint: str) -> dict[str, Any]:
                 lower = (value, strict)
         elif upper is None or (value, not strict) < (upper[0], not upper[1]):
             upper = (value, strict)
-    out: dict[str, Any] = {}
-    if lower is not None:
-        out["min_value"] = int(lower[0]) if lower[0].is_integer() else lower[0]
-        if lower[1]:
-            out["strict_min"] = True
-    if upper is not None:
-        out["max_value"] = int(upper[0]) if upper[0].is_integer() else upper[0]
-        if upper[1]:
-            out["strict_max"] = True
+    return {**_bound("min", lower), **_bound("max", upper)}
+
+
+def _bound(side: str, bound: tuple[float, bool] | None) -> dict[str, Any]:
+    """``{side}_value`` (an int when whole) and ``strict_{side}`` when strict; ``{}`` for
+    no bound."""
+    if bound is None:
+        return {}
+    value, strict = bound
+    out: dict[str, Any] = {f"{side}_value": int(value) if value.is_integer() else value}
+    if strict:
+        out[f"strict_{side}"] = True
     return out
 
 

@@ -27,7 +27,7 @@ RULES = {
 }
 
 
-def _rows(keys: pd.Index, mask, rule: str, item: Item, values: pd.Series,  # noqa: ANN001
+def _rows(keys: pd.Index, mask, rule: str, item: Item, values: pd.Series,
           message: str) -> pd.DataFrame:
     hit = pd.Series(mask, index=keys).fillna(False).astype(bool)
     if not hit.any():
@@ -74,25 +74,8 @@ def check_logic(data: FormData, *, recompute_calculations: bool = False) -> pd.D
             ok = data.evaluate_bool(item, item.constraint, frame=frame)
             out.append(_rows(keys, check & ~ok, "constraint", item, values,
                              f"breaks '{item.constraint}'"))
-        lst = model.choices_for(item)
-        if lst is not None and item.type in ("select_one", "select_multiple") and check.any():
-            codes = set(lst.codes())
-            if item.type == "select_one":
-                bad = check & ~values.isin(codes)
-            else:
-                bad = check & ~values.fillna("").astype(str).str.split().map(
-                    lambda tokens, codes=codes: bool(tokens) and set(tokens) <= codes)
-            out.append(_rows(keys, bad, "choice", item, values,
-                             f"not a choice of list '{lst.name}'"))
-            if item.choice_filter:
-                offered = pd.Series(True, index=keys)
-                if item.type == "select_one":
-                    mask = data.choice_mask(item)
-                    column = mask.columns.get_indexer(values.fillna("").astype(str))
-                    picked = mask.to_numpy()[np.arange(len(mask)), np.maximum(column, 0)]
-                    offered[:] = np.where(column >= 0, picked, True)
-                out.append(_rows(keys, check & ~bad & ~offered, "choice-filter", item, values,
-                                 f"not offered by '{item.choice_filter}'"))
+        if item.type in ("select_one", "select_multiple") and check.any():
+            out += _choice_rows(data, item, values, check)
         if recompute_calculations and item.type == "calculate" and "random(" not in \
                 item.calculation and "now(" not in item.calculation:
             expected = format_values(data.evaluate(item, item.calculation))
@@ -103,3 +86,30 @@ def check_logic(data: FormData, *, recompute_calculations: bool = False) -> pd.D
     if not out:
         return pd.DataFrame(columns=VIOLATION_COLUMNS)
     return pd.concat(out, ignore_index=True)
+
+
+def _choice_rows(data: FormData, item: Item, values: pd.Series, check: pd.Series
+                 ) -> list[pd.DataFrame]:
+    """A select's answers (where ``check``: relevant and answered) that are not codes of its
+    list, and, under a choice filter, codes the filter did not offer."""
+    lst = data.model.choices_for(item)
+    if lst is None:
+        return []
+    keys = values.index
+    codes = set(lst.codes())
+    if item.type == "select_one":
+        bad = check & ~values.isin(codes)
+    else:
+        bad = check & ~values.fillna("").astype(str).str.split().map(
+            lambda tokens: bool(tokens) and set(tokens) <= codes)
+    out = [_rows(keys, bad, "choice", item, values, f"not a choice of list '{lst.name}'")]
+    if item.choice_filter:
+        offered = pd.Series(True, index=keys)
+        if item.type == "select_one":
+            mask = data.choice_mask(item)
+            column = mask.columns.get_indexer(pd.Index(values.fillna("").astype(str)))
+            picked = mask.to_numpy()[np.arange(len(mask)), np.maximum(column, 0)]
+            offered[:] = np.where(column >= 0, picked, True)
+        out.append(_rows(keys, check & ~bad & ~offered, "choice-filter", item, values,
+                         f"not offered by '{item.choice_filter}'"))
+    return out

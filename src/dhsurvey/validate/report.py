@@ -111,7 +111,7 @@ def format_value(value: object) -> str:
     if isinstance(value, (bool, np.bool_)):
         return "yes" if value else "no"
     if isinstance(value, (float, np.floating)):
-        if float(value).is_integer() and abs(value) < 1e15:
+        if float(value).is_integer() and abs(float(value)) < 1e15:
             return str(int(value))
         return f"{float(value):.3f}"
     return str(value)
@@ -202,7 +202,8 @@ def chart_durations(checks: Mapping[str, pd.DataFrame]) -> str | None:
         labels = [format_value(v) for v in d["enum_id"]]
         ax.bar(range(len(d)), d["median_duration"].astype(float).fillna(0), color="#5b8db8")
         ax.set_xticks(range(len(d)), labels, rotation=90, fontsize=7)
-        hit = thresholds[thresholds["form"] == form] if "form" in thresholds else []
+        hit = thresholds[thresholds["form"] == form] if "form" in thresholds \
+            else thresholds.iloc[:0]
         if len(hit) and not _missing(hit["speeder_threshold"].iloc[0]):
             ax.axhline(float(hit["speeder_threshold"].iloc[0]), color="#c0392b",
                        linestyle="--", label="speeder threshold")
@@ -303,10 +304,11 @@ def headline(checks: Mapping[str, pd.DataFrame]) -> dict[str, str]:
     out["straight-lined grids"] = str(_count(checks, "straightlining_cases"))
     ref = checks.get("referrals")
     if ref is not None and len(ref):
-        row = ref[ref["dimension"] == "all"]
-        if len(row):
-            out["referrals offered"] = (f"{int(row['referrals'].iloc[0]):,} of "
-                                        f"{int(row['interviews'].iloc[0]):,} child interviews")
+        overall = ref[ref["dimension"] == "all"]
+        if len(overall):
+            out["referrals offered"] = (f"{int(overall['referrals'].iloc[0]):,} of "
+                                        f"{int(overall['interviews'].iloc[0]):,} child "
+                                        "interviews")
     return out
 
 

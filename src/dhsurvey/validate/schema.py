@@ -15,6 +15,7 @@ import datetime as dt
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 import pandera.pandas as pa
@@ -60,6 +61,7 @@ class FormSchema:
 
     def _rows(self, cases: pd.DataFrame, typed: pd.DataFrame) -> pd.DataFrame:
         rows = []
+        case: Any  # a row of pandera's failure cases
         for case in cases.itertuples(index=False):
             column = case.column
             if case.check == "field_uniqueness":
@@ -98,6 +100,7 @@ def build_schema(data: FormData, repeat: str | None = None, *,
     model = data.model
     logic = check_logic(data)
     by_rule: dict[tuple[str, str], set[str]] = {}
+    row: Any  # a row of check_logic's violations
     for row in logic.itertuples(index=False):
         by_rule.setdefault((row.column, row.rule), set()).add(row.KEY)
     columns: dict[str, pa.Column] = {}
@@ -131,7 +134,7 @@ def build_schema(data: FormData, repeat: str | None = None, *,
     return FormSchema(pa.DataFrameSchema(columns, name=name, strict=False), meanings)
 
 
-def _choice_check(model, item: Item, checks: list, notes: list) -> None:  # noqa: ANN001
+def _choice_check(model, item: Item, checks: list, notes: list) -> None:
     lst = model.choices_for(item)
     if lst is None or item.type not in ("select_one", "select_multiple"):
         return

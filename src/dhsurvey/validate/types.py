@@ -60,12 +60,12 @@ def _convert(values: pd.Series, dtype: str) -> tuple[pd.Series, pd.Series]:
         return pd.to_numeric(text.where(ok), errors="coerce").astype("Float64"), present & ~ok
     if dtype == "datetime64[ns]":
         ok = text.str.match(_DATE.pattern).fillna(False)
-        out = pd.to_datetime(text.where(ok), format="%Y-%m-%d", errors="coerce")
-        return out, present & ~(ok & out.notna())
+        dates = pd.to_datetime(text.where(ok), format="%Y-%m-%d", errors="coerce")
+        return dates, present & ~(ok & dates.notna())
     if dtype == "datetime64[ns, UTC]":
         ok = text.str.match(_DATETIME.pattern).fillna(False)
-        out = pd.to_datetime(text.where(ok), utc=True, errors="coerce", format="ISO8601")
-        return out, present & ~(ok & out.notna())
+        dates = pd.to_datetime(text.where(ok), utc=True, errors="coerce", format="ISO8601")
+        return dates, present & ~(ok & dates.notna())
     if dtype == "calculate":
         numeric = text.str.match(_NUMBER.pattern).fillna(False)
         if bool((numeric | ~present).all()):

@@ -73,20 +73,9 @@ def _respondent_mask(df: pd.DataFrame, column: str) -> np.ndarray:
     return values.to_numpy() == 1
 
 
-def nonresponse_adjust(df: pd.DataFrame, weight: str, respondent: str, classes: Sequence[str],
-                       min_respondents: int = 20, max_factor: float = 3.0) -> AdjustResult:
-    """Weighting-class nonresponse adjustment (see the module docstring for the rule).
-
-    Returns adjusted weights on ``df.index`` (non-respondents 0), a table of final classes
-    (labels, counts, weight sums, factor, number of original cells, whether collapsed), a
-    table of the original cells and their final class, and the collapse log in order.
-    """
-    w = weights_array(df, weight, code="nonresponse-bad-weight")
-    resp = _respondent_mask(df, respondent)
-    classes = list(classes)
-    if not classes:
-        raise DhsurveyError("at least one class variable is needed",
-                            code="nonresponse-invalid")
+def _class_codes(df: pd.DataFrame, classes: list[str]
+                 ) -> tuple[list[np.ndarray], list[list[Any]]]:
+    """Per class variable: each row's level code and the levels (sorted when sortable)."""
     code_cols, level_names = [], []
     for col in classes:
         if col not in df.columns:
@@ -102,6 +91,130 @@ def nonresponse_adjust(df: pd.DataFrame, weight: str, respondent: str, classes: 
                                 row=df.index[int(np.flatnonzero(codes < 0)[0])])
         code_cols.append(codes.astype(np.int64))
         level_names.append(list(uniques))
+    return code_cols, level_names
+
+
+@dataclass
+class _Cells:
+    """The original cells (observed class combinations, in sorted order) and the classes
+    (groups) they are collapsed into."""
+
+    classes: list[str]
+    level_names: list[list[Any]]
+    leaves: np.ndarray  # one row of level codes per cell
+    stats: np.ndarray  # per cell: n_eligible, n_respondents, weight_eligible, weight_respondents
+    groups: dict[int, _Group]
+    leaf_group: np.ndarray  # per cell: the id of its group
+
+    @classmethod
+    def start(cls, classes: list[str], level_names: list[list[Any]], leaves: np.ndarray,
+              stats: np.ndarray) -> _Cells:
+        """One group per cell."""
+        k, n = len(classes), len(leaves)
+        groups = {i: _Group(k, tuple(leaves[i, :-1]), [int(leaves[i, -1])]) for i in range(n)}
+        return cls(classes, level_names, leaves, stats, groups, np.arange(n))
+
+    def label(self, g: _Group) -> str:
+        names = self.level_names
+        parts = [f"{self.classes[j]}={names[j][c]}" for j, c in enumerate(g.prefix)]
+        lv = "+".join(str(names[g.depth - 1][c]) for c in g.levels)
+        parts.append(f"{self.classes[g.depth - 1]}={lv}")
+        return ", ".join(parts)
+
+    def members(self, prefix: tuple[int, ...]) -> np.ndarray:
+        """The cells under the level codes ``prefix`` of the first variables."""
+        d = len(prefix)
+        return np.flatnonzero((self.leaves[:, :d] == np.asarray(prefix, dtype=np.int64))
+                              .all(axis=1) if d else np.ones(len(self.leaves), dtype=bool))
+
+    def observed(self, g: _Group) -> list[int]:
+        """The levels of ``g``'s last variable observed under its prefix."""
+        return sorted(set(int(c) for c in self.leaves[self.members(g.prefix), g.depth - 1]))
+
+    def totals(self, gid: int) -> np.ndarray:
+        return self.stats[self.leaf_group == gid].sum(axis=0)
+
+    def first_cell(self, gid: int) -> int:
+        return int(np.flatnonzero(self.leaf_group == gid)[0])
+
+    def failure(self, gid: int, min_respondents: int, max_factor: float) -> str | None:
+        n_elig, n_resp, w_elig, w_resp = self.totals(gid)
+        if n_resp < min_respondents:
+            return f"{int(n_resp)} respondents < {min_respondents}"
+        if w_resp <= 0:
+            return "no respondent weight"
+        if w_elig / w_resp > max_factor:
+            return f"factor {w_elig / w_resp:.3f} > {max_factor:g}"
+        return None
+
+    def lift(self, gid: int) -> None:
+        """A class spanning every level of its last variable becomes the parent class."""
+        g = self.groups[gid]
+        while g.depth > 0:
+            if g.levels != self.observed(g):
+                return
+            if g.depth == 1:
+                g.depth, g.levels = 0, []
+                return
+            g.levels = [g.prefix[-1]]
+            g.prefix = g.prefix[:-1]
+            g.depth -= 1
+
+    def merge(self, gid: int, reason: str) -> str:
+        """Merge failing group ``gid`` with its neighbour (module docstring); the log line."""
+        g = self.groups[gid]
+        if g.depth == 0:
+            raise DhsurveyError(
+                f"even the whole sample fails the adjustment rule ({reason}): lower "
+                "min_respondents or raise max_factor", code="nonresponse-infeasible")
+        observed = self.observed(g)
+        last = observed.index(g.levels[-1])
+        first = observed.index(g.levels[0])
+        neighbour = observed[last + 1] if last + 1 < len(observed) else observed[first - 1]
+        who = self.label(g)
+        absorbed = sorted(set(int(x) for x in
+                              self.leaf_group[self.members(g.prefix + (neighbour,))]))
+        names = []
+        for other in absorbed:
+            og = self.groups.pop(other)
+            names.append(self.label(og))
+            self.leaf_group[self.leaf_group == other] = gid
+            if og.depth == g.depth and og.prefix == g.prefix:
+                g.levels = sorted(set(g.levels) | set(og.levels))
+        g.levels = sorted(set(g.levels) | {neighbour})
+        self.lift(gid)
+        return (f"{who} ({reason}) merged with {' & '.join(names)} -> "
+                f"{self.label(g) if g.depth else '(all)'}")
+
+    def class_columns(self, g: _Group) -> dict[str, Any]:
+        """A final class's level of each class variable ("a+b" when merged, "(all)")."""
+        row: dict[str, Any] = {}
+        for j, col in enumerate(self.classes):
+            if j < len(g.prefix):
+                row[col] = self.level_names[j][g.prefix[j]]
+            elif j == g.depth - 1:
+                row[col] = "+".join(str(self.level_names[j][c]) for c in g.levels) \
+                    if len(g.levels) > 1 else self.level_names[j][g.levels[0]]
+            else:
+                row[col] = "(all)"
+        return row
+
+
+def nonresponse_adjust(df: pd.DataFrame, weight: str, respondent: str, classes: Sequence[str],
+                       min_respondents: int = 20, max_factor: float = 3.0) -> AdjustResult:
+    """Weighting-class nonresponse adjustment (see the module docstring for the rule).
+
+    Returns adjusted weights on ``df.index`` (non-respondents 0), a table of final classes
+    (labels, counts, weight sums, factor, number of original cells, whether collapsed), a
+    table of the original cells and their final class, and the collapse log in order.
+    """
+    w = weights_array(df, weight, code="nonresponse-bad-weight")
+    resp = _respondent_mask(df, respondent)
+    classes = list(classes)
+    if not classes:
+        raise DhsurveyError("at least one class variable is needed",
+                            code="nonresponse-invalid")
+    code_cols, level_names = _class_codes(df, classes)
 
     # Original cells: the observed combinations, in sorted order.
     stacked = np.stack(code_cols, axis=1)
@@ -114,107 +227,39 @@ def nonresponse_adjust(df: pd.DataFrame, weight: str, respondent: str, classes: 
         np.bincount(leaf_of_row, weights=w, minlength=n_leaves),
         np.bincount(leaf_of_row, weights=np.where(resp, w, 0.0), minlength=n_leaves),
     ], axis=1)  # n_eligible, n_respondents, weight_eligible, weight_respondents
-    k = len(classes)
-    groups: dict[int, _Group] = {i: _Group(k, tuple(leaves[i, :-1]), [int(leaves[i, -1])])
-                                 for i in range(n_leaves)}
-    leaf_group = np.arange(n_leaves)
-
-    def label(g: _Group) -> str:
-        parts = [f"{classes[j]}={level_names[j][c]}" for j, c in enumerate(g.prefix)]
-        lv = "+".join(str(level_names[g.depth - 1][c]) for c in g.levels)
-        parts.append(f"{classes[g.depth - 1]}={lv}")
-        return ", ".join(parts)
-
-    def members(prefix: tuple[int, ...]) -> np.ndarray:
-        d = len(prefix)
-        return np.flatnonzero((leaves[:, :d] == np.asarray(prefix, dtype=np.int64)).all(axis=1)
-                              if d else np.ones(n_leaves, dtype=bool))
-
-    def failure(gid: int) -> str | None:
-        n_elig, n_resp, w_elig, w_resp = stats[leaf_group == gid].sum(axis=0)
-        if n_resp < min_respondents:
-            return f"{int(n_resp)} respondents < {min_respondents}"
-        if w_resp <= 0:
-            return "no respondent weight"
-        if w_elig / w_resp > max_factor:
-            return f"factor {w_elig / w_resp:.3f} > {max_factor:g}"
-        return None
-
-    def lift(gid: int) -> None:
-        # A class spanning every level of its last variable becomes the parent class.
-        g = groups[gid]
-        while g.depth > 0:
-            within = members(g.prefix)
-            observed = sorted(set(int(c) for c in leaves[within, g.depth - 1]))
-            if g.levels != observed:
-                return
-            if g.depth == 1:
-                g.depth, g.levels = 0, []
-                return
-            g.levels = [g.prefix[-1]]
-            g.prefix = g.prefix[:-1]
-            g.depth -= 1
+    cells = _Cells.start(classes, level_names, leaves, stats)
+    leaf_group = cells.leaf_group
 
     log: list[str] = []
     while True:
-        failing = [(stats[leaf_group == gid, 1].sum(), int(np.flatnonzero(leaf_group == gid)[0]),
-                    gid, reason) for gid in groups if (reason := failure(gid)) is not None]
+        failing = [(stats[leaf_group == gid, 1].sum(), cells.first_cell(gid), gid, reason)
+                   for gid in cells.groups
+                   if (reason := cells.failure(gid, min_respondents, max_factor)) is not None]
         if not failing:
             break
         _, _, gid, reason = min(failing)
-        g = groups[gid]
-        if g.depth == 0:
-            raise DhsurveyError(
-                f"even the whole sample fails the adjustment rule ({reason}): lower "
-                "min_respondents or raise max_factor", code="nonresponse-infeasible")
-        within = members(g.prefix)
-        observed = sorted(set(int(c) for c in leaves[within, g.depth - 1]))
-        last = observed.index(g.levels[-1])
-        first = observed.index(g.levels[0])
-        neighbour = observed[last + 1] if last + 1 < len(observed) else observed[first - 1]
-        who = label(g)
-        absorbed = sorted(set(int(x) for x in leaf_group[members(g.prefix + (neighbour,))]))
-        names = []
-        for other in absorbed:
-            og = groups.pop(other)
-            names.append(label(og))
-            leaf_group[leaf_group == other] = gid
-            if og.depth == g.depth and og.prefix == g.prefix:
-                g.levels = sorted(set(g.levels) | set(og.levels))
-        g.levels = sorted(set(g.levels) | {neighbour})
-        lift(gid)
-        log.append(f"{who} ({reason}) merged with {' & '.join(names)} -> "
-                   f"{label(g) if g.depth else '(all)'}")
+        log.append(cells.merge(gid, reason))
 
     # Final classes in sort order of their first cell.
-    order = sorted(groups, key=lambda gid: int(np.flatnonzero(leaf_group == gid)[0]))
+    order = sorted(cells.groups, key=cells.first_cell)
     class_id = {gid: i + 1 for i, gid in enumerate(order)}
     rows, factors = [], np.zeros(n_leaves)
     for gid in order:
-        g = groups[gid]
-        n_elig, n_resp, w_elig, w_resp = stats[leaf_group == gid].sum(axis=0)
+        n_elig, n_resp, w_elig, w_resp = cells.totals(gid)
         factor = w_elig / w_resp
         factors[leaf_group == gid] = factor
-        row: dict[str, Any] = {"class": class_id[gid]}
-        for j, col in enumerate(classes):
-            if j < len(g.prefix):
-                row[col] = level_names[j][g.prefix[j]]
-            elif j == g.depth - 1:
-                row[col] = "+".join(str(level_names[j][c]) for c in g.levels) \
-                    if len(g.levels) > 1 else level_names[j][g.levels[0]]
-            else:
-                row[col] = "(all)"
+        row: dict[str, Any] = {"class": class_id[gid], **cells.class_columns(cells.groups[gid])}
         row.update(n_eligible=int(n_elig), n_respondents=int(n_resp), weight_eligible=w_elig,
                    weight_respondents=w_resp, factor=factor,
                    n_cells=int((leaf_group == gid).sum()),
                    collapsed=bool((leaf_group == gid).sum() > 1))
         rows.append(row)
-    cells = pd.DataFrame({col: [level_names[j][c] for c in leaves[:, j]]
+    table = pd.DataFrame({col: [level_names[j][c] for c in leaves[:, j]]
                           for j, col in enumerate(classes)})
-    cells["n_eligible"] = stats[:, 0].astype(int)
-    cells["n_respondents"] = stats[:, 1].astype(int)
-    cells["class"] = [class_id[int(g)] for g in leaf_group]
-    cells["factor"] = factors
+    table["n_eligible"] = stats[:, 0].astype(int)
+    table["n_respondents"] = stats[:, 1].astype(int)
+    table["class"] = [class_id[int(g)] for g in leaf_group]
+    table["factor"] = factors
     adjusted = np.where(resp, w * factors[leaf_of_row], 0.0)
     return AdjustResult(weights=pd.Series(adjusted, index=df.index, name=weight),
-                        classes=pd.DataFrame(rows), cells=cells, log=tuple(log))
+                        classes=pd.DataFrame(rows), cells=table, log=tuple(log))

@@ -167,6 +167,54 @@ def _per_group(codes: np.ndarray, values: np.ndarray, size: int, column: str,
     return out
 
 
+def _jk1_replicates(st: _Stage) -> tuple[np.ndarray, float, np.ndarray]:
+    """JK1 (unstratified delete-one) replicate factors per PSU, scale and rscales; no
+    replicate when the one stratum was taken whole."""
+    n1, f = st.n_units, st.f
+    if n1 < 2:
+        raise DhsurveyError("JK1 needs at least two PSUs", code="design-invalid")
+    if f[0] < _CERTAINTY and st.fraction[0] > 0:
+        factors = np.ones((n1, 0))
+    else:
+        factors = np.full((n1, n1), n1 / (n1 - 1))
+        np.fill_diagonal(factors, 0.0)
+    return factors, float(f[0] * (n1 - 1) / n1), np.ones(factors.shape[1])
+
+
+def _jkn_replicates(st: _Stage, lonely_psu: str) -> tuple[np.ndarray, float, np.ndarray]:
+    """JKn (stratified delete-one) replicate factors per PSU, scale and rscales: one
+    replicate per PSU of a stratum with two or more (strata taken whole have none), plus one
+    per lonely stratum under ``lonely_psu='adjust'``."""
+    count, f, parent, n_strata = st.count, st.f, st.parent, st.n_parent
+    dropped: list[int] = []  # the PSU each ordinary replicate deletes
+    adjust: list[int] = []  # lonely strata getting an 'adjust' replicate
+    certain = (f < _CERTAINTY) & (st.fraction > 0)
+    for u in range(st.n_units):  # PSU codes run in order of first appearance
+        h = parent[u]
+        if certain[h]:
+            continue
+        if count[h] == 1:
+            if lonely_psu == "adjust":
+                adjust.append(int(h))
+            continue
+        dropped.append(u)
+    d = np.asarray(dropped, dtype=np.int64)
+    rep_stratum = parent[d]
+    same = parent[:, None] == rep_stratum[None, :]
+    factors = np.where(same, (count / np.maximum(count - 1, 1))[rep_stratum], 1.0)
+    factors[d, np.arange(d.size)] = 0.0
+    rscales = f[rep_stratum] * (count[rep_stratum] - 1) / count[rep_stratum]
+    if adjust:
+        extra = np.where(parent[:, None] == np.asarray(adjust)[None, :], 0.0,
+                         n_strata / (n_strata - 1))
+        factors = np.concatenate([factors, extra], axis=1)
+        rscales = np.concatenate([rscales, np.full(len(adjust), (n_strata - 1) / n_strata)])
+    if factors.shape[1] == 0 and st.n_units:
+        raise DhsurveyError("all strata were sampled exhaustively: no replicates",
+                            code="design-invalid")
+    return factors, 1.0, rscales
+
+
 class _RakeProjection:
     """R's raking residuals, backfitted in margin-level space (rows touched once per margin)."""
 
@@ -194,7 +242,7 @@ class _RakeProjection:
         k = len(self.codes)
         for j in range(x.shape[1]):
             e = x[:, j] * self.inv_w
-            sums = [np.bincount(c, weights=e, minlength=s)
+            sums: list[np.ndarray] = [np.bincount(c, weights=e, minlength=s)
                     for c, s in zip(self.codes, self.sizes, strict=True)]
             adj = [np.zeros(s) for s in self.sizes]
             for _ in range(RAKING_SWEEPS):
@@ -534,56 +582,18 @@ class Design:
         if calibration not in _CALIBRATIONS:
             raise DhsurveyError(f"calibration must be one of {_CALIBRATIONS}",
                                 code="design-invalid")
-        count, f = st.count, st.f
-        n_units, parent = st.n_units, st.parent
+        n_units = st.n_units
         if kind == "JK1":
-            n1 = n_units
-            if n1 < 2:
-                raise DhsurveyError("JK1 needs at least two PSUs", code="design-invalid")
-            if f[0] < _CERTAINTY and st.fraction[0] > 0:
-                factors = np.ones((n1, 0))
-            else:
-                factors = np.full((n1, n1), n1 / (n1 - 1))
-                np.fill_diagonal(factors, 0.0)
-            scale = float(f[0] * (n1 - 1) / n1)
-            rscales = np.ones(factors.shape[1])
+            factors, scale, rscales = _jk1_replicates(st)
         else:
-            n_strata = st.n_parent
-            dropped: list[int] = []  # the PSU each ordinary replicate deletes
-            adjust: list[int] = []  # lonely strata getting an 'adjust' replicate
-            certain = (f < _CERTAINTY) & (st.fraction > 0)
-            for u in range(n_units):  # PSU codes run in order of first appearance
-                h = parent[u]
-                if certain[h]:
-                    continue
-                if count[h] == 1:
-                    if self.lonely_psu == "adjust":
-                        adjust.append(int(h))
-                    continue
-                dropped.append(u)
-            d = np.asarray(dropped, dtype=np.int64)
-            rep_stratum = parent[d]
-            same = parent[:, None] == rep_stratum[None, :]
-            factors = np.where(same, (count / np.maximum(count - 1, 1))[rep_stratum], 1.0)
-            factors[d, np.arange(d.size)] = 0.0
-            rscales = f[rep_stratum] * (count[rep_stratum] - 1) / count[rep_stratum]
-            if adjust:
-                extra = np.where(parent[:, None] == np.asarray(adjust)[None, :], 0.0,
-                                 n_strata / (n_strata - 1))
-                factors = np.concatenate([factors, extra], axis=1)
-                rscales = np.concatenate([rscales, np.full(len(adjust),
-                                                           (n_strata - 1) / n_strata)])
-            scale = 1.0
-            if factors.shape[1] == 0 and n_units:
-                raise DhsurveyError("all strata were sampled exhaustively: no replicates",
-                                    code="design-invalid")
+            factors, scale, rscales = _jkn_replicates(st, self.lonely_psu)
         rep = _ReplicateSet(kind=kind, scale=scale, rscales=np.asarray(rscales, dtype=float),
                             mse=mse, start=self._w.copy(), unit=self._psu_codes,
                             n_units=n_units, factors=factors)
         if recalibrate:
             assert calibrated_on is not None
             model = CellModel(self.df, calibrated_on, tol=tol)
-            flat = rep.unit * model.n_cells + model.cell
+            flat = self._psu_codes * model.n_cells + model.cell
             table = np.bincount(flat, weights=self._w,
                                 minlength=n_units * model.n_cells).reshape(n_units,
                                                                            model.n_cells)
@@ -697,7 +707,10 @@ class Design:
             valid = valid & valid_x
         levels, masks = self._domains(by, valid)
         w = self._w
-        thetas, lin, nums, dens = [], [], [], []
+        thetas: list[float] = []
+        lin: list[np.ndarray] = []
+        nums: list[np.ndarray] = []
+        dens: list[np.ndarray | None] = []  # None: no denominator (a total)
         for mask in masks:
             wd = np.where(mask, w, 0.0)
             if kind == "total":
