@@ -38,6 +38,8 @@ from dhsurvey.ingest.store import QUARANTINE, repeat_names
 from dhsurvey.io import atomic_write_json, atomic_write_parquet
 from dhsurvey.store import RECONCILIATION, Store
 
+#: The sample design's PSU column, part of every household form's household ID.
+PSU = "cluster"
 #: Rows read from a raw table at a time while partitioning.
 READ_ROWS = 200_000
 
@@ -73,7 +75,7 @@ def psu_batches(design: pd.DataFrame, households: int, rng: np.random.Generator
                 ) -> pd.Series:
     """Cluster → batch: PSUs in random order, cut into batches of about ``households``
     sampled households (whole PSUs only)."""
-    sizes = pd.to_numeric(design["cluster"]).astype(int).value_counts()
+    sizes = pd.to_numeric(design[PSU]).astype(int).value_counts()
     order = sizes.index.to_numpy()[rng.permutation(len(sizes))]
     cumulative = np.cumsum(sizes.loc[order].to_numpy())
     batch = (cumulative - 1) // max(int(households), 1)
@@ -112,20 +114,22 @@ class _Roots:
     """Per root chunk: each row's batch, each submission's batch (for its repeat rows) and
     the durations of completed interviews (for the speeder threshold)."""
 
-    def __init__(self, psu_batch: pd.Series | None, timing: list[str]) -> None:
-        self.psu_batch, self.timing = psu_batch, timing
+    def __init__(self, psu_batch: pd.Series | None, timing: list[str],
+                 gates: Mapping[str, str | None]) -> None:
+        self.psu_batch, self.timing, self.gates = psu_batch, timing, gates
         self.owner: list[pd.Series] = []
         self.minutes: list[np.ndarray] = []
 
     def __call__(self, chunk: Any) -> np.ndarray:
         from dhsurvey.validate.timing import completed, duration_minutes
 
-        wanted = ["KEY", "cluster", *self.timing] if self.psu_batch is not None else self.timing
+        wanted = ["KEY", PSU, *self.timing] if self.psu_batch is not None else self.timing
         frame = chunk.select([c for c in wanted if c in chunk.schema.names]).to_pandas()
-        self.minutes.append(duration_minutes(frame).to_numpy()[completed(frame).to_numpy()])
+        done = completed(frame, self.gates).to_numpy()
+        self.minutes.append(duration_minutes(frame).to_numpy()[done])
         if self.psu_batch is None:
             return np.zeros(chunk.num_rows, dtype=np.int64)
-        batch = _batch_of(frame["cluster"], self.psu_batch)
+        batch = _batch_of(frame[PSU], self.psu_batch)
         self.owner.append(pd.Series(batch, index=frame["KEY"].to_numpy()))
         return batch
 
@@ -154,9 +158,6 @@ def partition_raw(raw: str | Path, models: Mapping[str, FormModel], psu_batch: p
     them) to batches by cluster, one Parquet part per table and batch, under ``folder``."""
     import pyarrow.parquet as pq
 
-    from dhsurvey.forms.lint import CONSENT_RE
-    from dhsurvey.validate.run import id_fields
-
     raw, folder = Path(raw), Path(folder)
     n_batches = int(psu_batch.max()) + 1 if len(psu_batch) else 1
     part = Partition(folder, n_batches, [], [], {}, {})
@@ -164,14 +165,14 @@ def partition_raw(raw: str | Path, models: Mapping[str, FormModel], psu_batch: p
         source = raw / f"{form}.parquet"
         if not source.exists():
             continue
-        batched = "cluster" in id_fields(model)
+        batched = PSU in model.household_id
         (part.batched if batched else part.whole).append(form)
         count = n_batches if batched else 1  # a whole form: everything in batch 0
         part.repeats[form] = repeat_names(raw, form)
         # What the speeder rule reads: durations and the consent gates of completed ones.
         timing = [c for c in pq.read_schema(source).names
-                  if c in ("start", "end") or CONSENT_RE.match(c)]
-        roots = _Roots(psu_batch if batched else None, timing)
+                  if c in ("start", "end") or c in model.consent_gates]
+        roots = _Roots(psu_batch if batched else None, timing, model.consent_given)
         _deal(source, roots, [part.part(form, b) for b in range(count)])
         part.speeder_thresholds[form] = roots.threshold()
         target = roots.repeats()

@@ -67,8 +67,8 @@ def demo_key(secrets: Path) -> tuple[bytes, Path]:
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption()))
         private.chmod(0o600)
-    key = serialization.load_pem_private_key(private.read_bytes(), None)
-    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+    loaded = serialization.load_pem_private_key(private.read_bytes(), None)
+    public = loaded.public_key().public_bytes(serialization.Encoding.PEM,
                                            serialization.PublicFormat.SubjectPublicKeyInfo)
     return public, private
 

@@ -110,7 +110,7 @@ def ingest_form(store: Store, study: Study, iso: str, form: str, *,
 
     config, model = study.config(iso), study.models[form]
     exports = store.exports(iso, form)
-    parts = []
+    parts: list[Any] = []
     for path in exports:
         raw = read_export(path, {form: model}, private_key_pem=private_key)
         parts.extend(split_by_country(raw, {str(config.code): iso}, iso).values())
@@ -214,11 +214,13 @@ def _by_key(frame: pd.DataFrame) -> pd.DataFrame:
 def weight(store: Store, study: Study, iso: str) -> Any:
     """Household, child and caregiver weights with the child replicate design
     (``clean/<ISO>/weights/``); returns the :class:`~dhsurvey.weight.study.StudyWeights`."""
-    from dhsurvey.weight.study import INPUT_COLUMNS, study_weights
+    from dhsurvey.weight.study import input_columns, study_weights
 
-    inputs = [_by_key(store.read_accepted(iso, f, INPUT_COLUMNS[f])) for f in WEIGHTED]
-    weights = study_weights(store.design(iso), *inputs, study.config(iso),
-                            dense_replicates=False)
+    columns = input_columns(study.models)
+    household, child, caregiver = (_by_key(store.read_accepted(iso, f, columns[f]))
+                                   for f in WEIGHTED)
+    weights = study_weights(store.design(iso), household, child, caregiver,
+                            study.config(iso), dense_replicates=False, models=study.models)
     store.write_weights(iso, weights)
     return weights
 
@@ -407,8 +409,6 @@ def release(store: Store, study: Study, iso: str, *, key: bytes, k: int = K,
     from dhsurvey.release.labels import with_merged_codes
     from dhsurvey.release.manifest import write_manifest
     from dhsurvey.release.stream import ParquetAppender, write_from_parquet
-    from dhsurvey.validate.run import id_fields
-
     config, models = study.config(iso), study.models
     forms = [f for f in models if store.has_accepted(iso, f)]
     out, restricted = store.release(iso), store.restricted(iso)
@@ -419,9 +419,9 @@ def release(store: Store, study: Study, iso: str, *, key: bytes, k: int = K,
         numbering.number(name, getattr(weights, name)["KEY"]), dtype="Int64"))
         for name in WEIGHTED})
     columns = {f: store.accepted_columns(iso, f) for f in forms}
-    # Forms identified by cluster are planned on the columns whose release depends on the
-    # whole sample and applied to the accepted parts; the others (frontline workers) whole.
-    planned = [f for f in forms if "cluster" in id_fields(models[f])]
+    # Forms of a household are planned on the columns whose release depends on the whole
+    # sample and applied to the accepted parts; the others (frontline workers) whole.
+    planned = [f for f in forms if models[f].household_id]
     inputs = _PlanInputs(store, iso, {f: plan_columns(models[f], columns[f])
                                       if f in planned else columns[f] for f in forms},
                          numbering)
