@@ -29,7 +29,7 @@ HOUSEHOLDS_PER_BATCH = 150
 
 
 @pytest.fixture(scope="module")
-def country(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def country(tmp_path_factory: pytest.TempPathFactory):
     models = {f: load_form(INSTRUMENTS / f"{f}.xlsx") for f in FORMS}
     config = load_country(INSTRUMENTS / "countries" / "KEN.yaml")
     sim = simulate_country(config, models, seed=3, households=800)
@@ -41,7 +41,7 @@ def country(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     return models, config, sim, raw
 
 
-def test_psu_batches_are_whole_random_psus(country) -> None:  # noqa: ANN001
+def test_psu_batches_are_whole_random_psus(country) -> None:
     _, _, sim, _ = country
     design = sim.sample.households
     batch = psu_batches(design, HOUSEHOLDS_PER_BATCH, np.random.default_rng(1))
@@ -55,7 +55,7 @@ def test_psu_batches_are_whole_random_psus(country) -> None:  # noqa: ANN001
     assert not batch.equals(other)  # the grouping is random
 
 
-def test_batches_validate_like_the_whole_country(country, tmp_path: Path) -> None:  # noqa: ANN001
+def test_batches_validate_like_the_whole_country(country, tmp_path: Path) -> None:
     models, config, sim, raw = country
     whole = validate_forms(sim.forms, models, config=config)
     batch = psu_batches(sim.sample.households, HOUSEHOLDS_PER_BATCH, np.random.default_rng(1))

@@ -38,7 +38,7 @@ def _manifest(data: Path) -> dict[str, str]:
     return {f["file"]: f["sha256"] for f in manifest["files"]}
 
 
-def test_whole_and_batched_runs_give_identical_releases(landed, monkeypatch) -> None:  # noqa: ANN001
+def test_whole_and_batched_runs_give_identical_releases(landed, monkeypatch) -> None:
     from dhsurvey.cli import app
 
     study, data = landed
@@ -72,7 +72,7 @@ def test_whole_and_batched_runs_give_identical_releases(landed, monkeypatch) -> 
     assert oct((data / "clean").stat().st_mode & 0o777) == "0o700"
 
 
-def test_run_without_a_pseudonym_key_says_so(landed, monkeypatch) -> None:  # noqa: ANN001
+def test_run_without_a_pseudonym_key_says_so(landed, monkeypatch) -> None:
     from dhsurvey.cli import app
 
     _, data = landed

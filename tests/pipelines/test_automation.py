@@ -10,7 +10,7 @@ from pipelines.defs.automation import central_sync, landing_sensor
 from pipelines.resources import StudyPaths
 
 
-def _tick(tmp_path: Path, cursor: str | None):  # noqa: ANN202
+def _tick(tmp_path: Path, cursor: str | None):
     context = dg.build_sensor_context(
         cursor=cursor, resources={"paths": StudyPaths(data_root=str(tmp_path))})
     requests = list(landing_sensor(context))

@@ -59,7 +59,7 @@ def _stop(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def _wait_for(predicate, what: str, proc: subprocess.Popen, log: Path,  # noqa: ANN001
+def _wait_for(predicate, what: str, proc: subprocess.Popen, log: Path,
               timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():

@@ -31,7 +31,7 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return data, home
 
 
-def test_pooled_release_holds_every_country_and_passes_its_scan(study) -> None:  # noqa: ANN001
+def test_pooled_release_holds_every_country_and_passes_its_scan(study) -> None:
     data, home = study
     pooled = data / "release" / "pooled"
     for name in ("child", "caregiver", "household", "frontline_worker"):
@@ -59,7 +59,7 @@ def test_pooled_release_holds_every_country_and_passes_its_scan(study) -> None: 
     assert metadata["replicates"].value == len([c for c in columns if c.startswith("rep_")])
 
 
-def test_pooled_indicators_by_country_match_the_country_releases(study) -> None:  # noqa: ANN001
+def test_pooled_indicators_by_country_match_the_country_releases(study) -> None:
     data, _ = study
     pooled = pd.read_parquet(data / "release" / "pooled" / "indicators.parquet")
     names = {c.iso: c.name for c in countries()}
@@ -78,7 +78,7 @@ def test_pooled_indicators_by_country_match_the_country_releases(study) -> None:
                                        rtol=1e-6)
 
 
-def test_a_country_whose_gate_failed_is_left_out(study) -> None:  # noqa: ANN001
+def test_a_country_whose_gate_failed_is_left_out(study) -> None:
     data, _ = study
     store, loaded = Store(data), Study.load(ROOT / "instruments")
     gate = data / "clean" / "UGA" / "gate.json"

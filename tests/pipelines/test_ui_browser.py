@@ -61,7 +61,7 @@ def _chromium(url: str, profile: Path, *args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def dagster_ui(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def dagster_ui(tmp_path_factory: pytest.TempPathFactory):
     base = tmp_path_factory.mktemp("ui")
     data, home = base / "data", base / "dagster_home"
     config = next(c for c in countries() if c.iso == "UGA")
@@ -90,7 +90,7 @@ def dagster_ui(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def test_asset_graph_lists_the_pipeline(dagster_ui) -> None:  # noqa: ANN001
+def test_asset_graph_lists_the_pipeline(dagster_ui) -> None:
     url, base = dagster_ui
     ARTIFACTS.mkdir(exist_ok=True)
     dom = _chromium(f"{url}/assets", base / "profile-a", "--dump-dom")
@@ -102,7 +102,7 @@ def test_asset_graph_lists_the_pipeline(dagster_ui) -> None:  # noqa: ANN001
     assert (ARTIFACTS / "asset-graph.png").stat().st_size > 10_000
 
 
-def test_check_page_shows_a_passed_check(dagster_ui) -> None:  # noqa: ANN001
+def test_check_page_shows_a_passed_check(dagster_ui) -> None:
     url, base = dagster_ui
     page = f"{url}/assets/accepted_child?view=checks"
     dom = _chromium(page, base / "profile-c", "--dump-dom")
