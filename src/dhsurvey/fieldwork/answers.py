@@ -137,6 +137,14 @@ def _open_repeat(data: FormData, item: Item, presets: Presets, rng: np.random.Ge
 # -- drawing answers ----------------------------------------------------------------------------
 
 
+def _codes(model: FormModel, item: Item) -> list[str]:
+    """The codes of a select's choice list."""
+    lst = model.choices_for(item)
+    if lst is None:
+        raise ValueError(f"'{item.name}' has no choice list")
+    return lst.codes()
+
+
 def _weights(codes: list[str]) -> np.ndarray:
     w = np.array([RARE.get(c, 0.0) for c in codes])
     common = w == 0
@@ -154,7 +162,7 @@ def _draw(data: FormData, item: Item, rows: np.ndarray, rng: np.random.Generator
         codes = list(data.choice_mask(item).columns)
         return pd.Series(_pick_one(mask, _weights(codes), codes, rng), index=index)
     if item.type == "select_multiple":
-        codes = data.model.choices_for(item).codes()
+        codes = _codes(data.model, item)
         return pd.Series(_pick_many(codes, n, rng), index=index)
     if item.type in ("integer", "decimal"):
         lo, hi = _bounds(data, item)
@@ -223,7 +231,7 @@ def _bounds(data: FormData, item: Item) -> tuple[np.ndarray, np.ndarray]:
         op, expr = part.op, part.right
         try:
             value = pd.to_numeric(data.evaluate(item, expr), errors="coerce").to_numpy(float)
-        except Exception:  # noqa: BLE001 - a bound we cannot read just widens the range
+        except Exception:  # a bound we cannot read just widens the range
             continue
         value = np.broadcast_to(value, (n,))
         if op in (">=", ">"):
@@ -249,7 +257,7 @@ def _enforce(data: FormData, item: Item, values: pd.Series, relevant: np.ndarray
                 code="simulate-constraint", form=data.model.form_id, field=item.name)
         redraw = _draw(data, item, bad, rng)
         if item.type == "select_multiple" and attempt >= tries // 2:
-            codes = data.model.choices_for(item).codes()
+            codes = _codes(data.model, item)
             redraw = pd.Series(rng.choice(codes, int(bad.sum())), index=redraw.index)
         values = values.copy()
         values[bad] = redraw.to_numpy()

@@ -101,16 +101,16 @@ def select_sample(config: CountryConfig, frame: pd.DataFrame, rng: np.random.Gen
     psus["team"] = teams
 
     hh_parts = []
-    for row in psus.itertuples(index=False):
-        take = min(m, row.listed)
-        interval = row.listed / take
+    for cluster, listed in zip(psus["cluster"].tolist(), psus["listed"].tolist(), strict=True):
+        take = min(m, listed)
+        interval = listed / take
         start = rng.uniform(0, interval)
         lines = np.floor(start + interval * np.arange(take)).astype(int) + 1
         hh_parts.append(pd.DataFrame({
-            "cluster": row.cluster,
+            "cluster": cluster,
             "hh_number": np.arange(1, take + 1),
             "listing_line": lines,
-            "hh_prob": take / row.listed,
+            "hh_prob": take / listed,
         }))
     households = pd.concat(hh_parts, ignore_index=True)
     households = households.merge(

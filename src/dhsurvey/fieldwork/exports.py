@@ -49,7 +49,7 @@ _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed, so the same tables give the same zip
 def _records(frame: pd.DataFrame | None) -> list[dict[str, Any]]:
     if frame is None or frame.empty:
         return []
-    return [{k: normalise(v) for k, v in rec.items()} for rec in frame.to_dict("records")]
+    return [{str(k): normalise(v) for k, v in rec.items()} for rec in frame.to_dict("records")]
 
 
 def _children(raw: RawForm, model: FormModel) -> dict[str, dict[str, list[dict[str, Any]]]]:

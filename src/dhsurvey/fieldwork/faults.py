@@ -66,7 +66,7 @@ class _Planter:
         candidates = np.flatnonzero(ok.to_numpy())
         if len(candidates) == 0:
             return []
-        chosen = sorted(self.rng.choice(candidates, min(n, len(candidates)), replace=False))
+        chosen = np.sort(self.rng.choice(candidates, min(n, len(candidates)), replace=False))
         self.used.update(root["KEY"].iloc[chosen])
         return [int(i) for i in chosen]
 
@@ -81,7 +81,10 @@ class _Planter:
 
     def set(self, form: str, row: int, column: str, value: str | None) -> None:
         root = self.sim.forms[form].root
-        root.iloc[row, root.columns.get_loc(column)] = value
+        at = root.columns.get_loc(column)
+        if not isinstance(at, int):
+            raise ValueError(f"column {column} of {form} is not unique")
+        root.iloc[row, at] = value
 
     # -- kinds --------------------------------------------------------------------------------
     def duplicate(self, n: int) -> None:
@@ -142,7 +145,10 @@ class _Planter:
         for row in self.rows(form, n, self.interviewed(form) & has_hidden):
             empty = [h for h in hidden if root[h].iloc[row] is None]
             name = empty[int(self.rng.integers(len(empty)))]
-            code = model.choices_for(model[name]).codes()[0]
+            choices = model.choices_for(model[name])
+            if choices is None:
+                raise ValueError(f"{name} of {form} has no choice list")
+            code = choices.codes()[0]
             self.set(form, row, name, code)
             self.record(form, row, "non_relevant", name, f"answered {code} although hidden")
 

@@ -8,6 +8,7 @@ selection probabilities (which weighting reads).
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def write_design(sim: SimulatedCountry, folder: Path) -> None:
 
 
 def simulate_to(out: str | Path, configs: list[CountryConfig], models: dict[str, FormModel], *,
-                seed: int = 0, households: int | None = None, faults: list[str] = (),
+                seed: int = 0, households: int | None = None, faults: Sequence[str] = (),
                 formats: tuple[str, ...] = FORMATS, public_key_pem: bytes | None = None,
                 faults_per_kind: int = 3) -> list[CountryOutput]:
     """Simulate each country and write ``out/<ISO>/{central,kobo,xml}/…``; deterministic."""

@@ -111,7 +111,9 @@ def rates_from_categories(categories: pd.Series, *, by: pd.Series | None = None,
 
     One row for all cases (group ``"all"``) then one per group of ``by`` in sorted order.
     """
-    categories = categories.astype("object").where(categories.isin(CATEGORIES), None)
+    # The stubs reject other=None, which pandas accepts.
+    categories = categories.astype("object").where(  # type: ignore[call-overload]
+        categories.isin(CATEGORIES), None)
     overall = _counts(categories)
     e_used = default_e(overall) if e is None else float(e)
     name = by_name or (str(by.name) if by is not None and by.name is not None else "group")

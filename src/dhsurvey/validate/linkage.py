@@ -37,7 +37,8 @@ def _issue(frame: pd.DataFrame, rule: str, column: str, message: str) -> pd.Data
 def _text(series: pd.Series) -> pd.Series:
     """Trimmed strings with None for missing (object dtype, so comparisons stay boolean)."""
     text = series.astype("string").str.strip()
-    return text.astype(object).where(text.notna(), None)
+    # The stubs reject other=None, which pandas accepts.
+    return text.astype(object).where(text.notna(), None)  # type: ignore[call-overload]
 
 
 def link_interviews(household: pd.DataFrame, interviews: pd.DataFrame, *, form: str,

@@ -18,6 +18,7 @@ import io
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,9 @@ from dhsurvey.forms.model import FormModel, Item
 from dhsurvey.io import atomic_write_bytes
 from dhsurvey.validate import aapor
 from dhsurvey.validate.timing import completed, duration_minutes, speeder_mask
+
+if TYPE_CHECKING:
+    from pandas._typing import AstypeArg
 
 # The study facts these checks read come from the forms (dhsurvey.forms.facts): the household
 # ID (one record per household per form), the consent gates in interview order (the first one
@@ -126,6 +130,10 @@ def _gates(form: str, models: Models | StudyFacts | None) -> dict[str, str | Non
     return study_facts(models).gates(form)
 
 
+@overload
+def _rate(num: pd.Series | float, den: pd.Series) -> pd.Series: ...
+@overload
+def _rate(num: float, den: float) -> float: ...
 def _rate(num: pd.Series | float, den: pd.Series | float) -> pd.Series | float:
     if isinstance(den, pd.Series):
         return (num / den.where(den > 0)).astype("float64")
@@ -159,7 +167,7 @@ def relevance_masks(table: pd.DataFrame, model: FormModel) -> dict[str, pd.Serie
 
 
 def _frame(rows: list[dict] | pd.DataFrame, columns: list[str],
-           dtypes: Mapping[str, str] | None = None) -> pd.DataFrame:
+           dtypes: Mapping[str, AstypeArg] | None = None) -> pd.DataFrame:
     """A table with exactly ``columns`` (empty but typed when there are no rows)."""
     out = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
     out = out.reindex(columns=columns).reset_index(drop=True)
@@ -206,8 +214,8 @@ def duplicate_units(table: pd.DataFrame, form: str, keys: list[str],
     values = table[keys].astype("string")
     dup = values.duplicated(keep=False) & values.notna().all(axis=1)
     sub = table[dup.to_numpy()]
-    unit = values[dup.to_numpy()].agg(lambda r: "/".join(f"{k}={v}" for k, v in
-                                                         zip(keys, r, strict=True)), axis=1)
+    unit = values[dup.to_numpy()].aggregate(lambda r: "/".join(f"{k}={v}" for k, v in
+                                                               zip(keys, r, strict=True)), axis=1)
     out = pd.DataFrame({
         "form": form, "unit": unit, "KEY": sub["KEY"].astype("string"),
         "enum_id": _enumerator(sub), "date": interview_day(sub, config),

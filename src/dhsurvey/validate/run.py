@@ -93,7 +93,9 @@ def _out(issues: pd.DataFrame) -> pd.DataFrame:
     if issues.empty:
         return pd.DataFrame(columns=OUTPUT_COLUMNS)
     out = issues.assign(instanceID=issues["KEY"].map(_root_key))[OUTPUT_COLUMNS]
-    return out.astype(object).where(out.notna(), None).reset_index(drop=True)
+    # The stubs reject other=None, which pandas accepts.
+    return out.astype(object).where(out.notna(), None).reset_index(  # type: ignore[call-overload]
+        drop=True)
 
 
 def _duplicates(root: pd.DataFrame, ids: list[str]) -> pd.DataFrame:
@@ -166,7 +168,7 @@ def validate_form(raw: RawForm, model: FormModel, *, config: CountryConfig | Non
                                 "message": f"current version is {model.version}"},
                                columns=ISSUE_COLUMNS))
     linked = households is not None and is_linked(model)
-    if linked:
+    if households is not None and linked:
         issues.append(link_interviews(households, root, form=model.form_id, line=SELECTED_LINE,
                                       household_id=model.household_id))
     all_issues = pd.concat([i for i in issues if len(i)], ignore_index=True) if any(

@@ -58,7 +58,8 @@ def _column_text(series: pd.Series, plan: str) -> pd.Series:
         out = stamps(series, "date").dt.strftime("%Y-%m-%dT%H:%M:%S.%f")
     else:
         out = series.astype("string")
-    return out.astype(object).where(out.notna(), None)
+    # The stubs reject other=None, which pandas accepts.
+    return out.astype(object).where(out.notna(), None)  # type: ignore[call-overload]
 
 
 def _block(part: pd.DataFrame, plans: Mapping[str, str], *, header: bool) -> bytes:

@@ -126,7 +126,7 @@ def _options(layout: Layout, columns: Mapping[str, SavColumn]) -> dict[str, Any]
 
 def _patch(data: bytearray) -> None:
     """Overwrite readstat's creation date and time (header bytes 92-108) with the fixed stamp."""
-    if data[:4] not in (b"$FL2", b"$FL3"):
+    if bytes(data[:4]) not in (b"$FL2", b"$FL3"):
         raise ReleaseError("unexpected .sav layout from pyreadstat")
     data[92:109] = header_stamp("%d %b %y%H:%M:%S")
 

@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 import pandas as pd
@@ -244,7 +244,7 @@ class _LongStrings:
         self.dta = dta
         self.out = out
         self.seen: dict[bytes, bytes] = {}  # digest of a value → its 8-byte reference
-        self.endian = "little" if dta.order == "<" else "big"
+        self.endian: Literal["little", "big"] = "little" if dta.order == "<" else "big"
 
     def _ref(self, v: int, o: int) -> bytes:
         return v.to_bytes(2, self.endian) + o.to_bytes(6, self.endian)  # format 118: 2 + 6
