@@ -1,37 +1,82 @@
-"""Time and peak memory of validate → weight → anonymise → release: a wave and growing sizes.
+"""Time and peak memory of the one path through a country: validate → weight → indicators →
+release (:mod:`dhsurvey.study`), as a library call and as the Dagster ``country_job``.
 
-- **wave**: 13 full-size countries (the three country files in turn, each with its own seed)
-  simulated first, untimed, to Parquet; then timed: a pool of 2 worker processes (2 cores)
-  takes the countries one by one through the library steps the pipeline's assets call, and
-  writes each release. Prints the wall time from the pool's start to the last release (worker
-  start-up and imports included), the seconds per country and the workers' peak RSS.
-- **sizes** (N children): one country simulated once, then grown by copying PSUs under new
-  cluster numbers and instanceIDs (a bigger sample of the same design), written to raw Parquet
-  one copy at a time (untimed), and taken through :func:`dhsurvey.batched.release_in_batches`
-  in a fresh process per size. Prints seconds per step, seconds per 1,000 children, peak RSS
-  after each step and the size of the release files.
-- **whole** sizes (``whole 10000 100000``): the same grown country held in memory and taken
-  through the whole-table library steps, as the pipeline's assets call them. A size whose
-  memory estimate exceeds the free memory is reported as not run (~29 MB per 1,000
-  children).
+- **sizes** (N children): KEN simulated once and grown by copying PSUs under new cluster
+  numbers and instanceIDs (a bigger sample of the same design, with a country file of as many
+  PSUs), written into a temporary data root as the store lays it out — ``raw/KEN/`` one copy
+  at a time and ``landing/KEN/design/households.parquet`` — in a process of its own
+  (untimed). Then, each in a fresh process on the same raw inputs:
 
-Never part of the test suite. Usage: ``python bench/pipeline.py [wave] [whole] [N ...]``
-(default: the wave, then 10,000, 100,000 and 1,000,000 children in batches).
+  1. **library**: :func:`dhsurvey.study.validate`, :func:`~dhsurvey.study.weight`,
+     :func:`~dhsurvey.study.indicators` and :func:`~dhsurvey.study.release`, one after the
+     other, the strategy chosen by size as the library chooses it (whole up to
+     ``WHOLE_UP_TO`` sampled households, else batches of ``BATCH_HOUSEHOLDS``): seconds,
+     share of the total and peak RSS (``ru_maxrss``) after each stage;
+  2. the clean and release zones emptied (raw and landing kept), then **Dagster**: the
+     ``country_job`` of ``pipelines.definitions.build_defs`` executed in-process on an
+     ephemeral instance for KEN's partition, the assets after ingest selected (``validated``
+     — accepted_<form> and fieldwork_quality —, ``weights``, ``indicators``, ``release``):
+     total seconds, seconds per step from the run's event log, peak RSS.
+
+  Prints one row per size (library and Dagster side by side, and their ratio), a line of
+  detail under it, and whether the two releases are the same files (manifests' SHA-256s).
+- **wave**: 13 full-size countries (the three country files in turn, each with its own seed,
+  each in its own data root) simulated first, untimed; then timed: a pool of 2 worker
+  processes (2 cores) takes the countries one by one through the same four stages
+  (whole: a country file's sample is below ``WHOLE_UP_TO``). Prints the wall time from the
+  pool's start to the last release (worker start-up and imports included), the seconds per
+  country and the workers' peak RSS.
+
+The 13-country wave is kept: it goes through :mod:`dhsurvey.study` now. The ``whole`` mode
+of earlier versions (the grown country held in memory through the whole-table functions) is
+gone: the library chooses whole or batches by size, and that choice is what is measured.
+
+Never part of the test suite. Usage:
+``python bench/pipeline.py [wave] [N ...] [--no-dagster] [--batch-households=H]`` (default:
+the wave, then 10,000, 100,000 and 1,000,000 children; ``--no-dagster``: the library run
+only; ``--batch-households``: validate every size in batches of H households, in both runs,
+instead of choosing by size). Temporary data roots go to ``$TMPDIR`` (about 15 GB at a
+million children).
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import queue as queues
 import resource
+import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).parents[1]
+INSTRUMENTS = ROOT / "instruments"
+ISO = "KEN"
+#: The pseudonym key of both runs (hex, as Dagster reads it from DHSURVEY_PSEUDONYM_KEY).
+KEY_HEX = "6b" * 32
+STAGES = ("validate", "weight", "indicators", "release")
+#: The assets after ingest, i.e. the Dagster steps of the timed run.
+DAGSTER_STEPS = ("validated", "weights", "indicators", "release")
 
 
-def copies(sim, factor: int):  # noqa: ANN001, ANN201
+def gigabytes(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e9
+
+
+def peak_mb() -> float:
+    """This process's peak resident memory so far (Linux: ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cpu_s() -> float:
+    """This process's CPU seconds so far, user and system, all threads: on a shared machine
+    a steadier measure than wall time."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def copies(sim, factor: int):
     """The simulated country repeated ``factor`` times as distinct clusters and interviews:
     yields (forms, design) of each copy.
 
@@ -83,23 +128,7 @@ def copies(sim, factor: int):  # noqa: ANN001, ANN201
         yield forms, shift(sim.sample.households, i)
 
 
-def grow(sim, factor: int):  # noqa: ANN001, ANN201
-    """All copies in memory: (forms, design)."""
-    import pandas as pd
-
-    from dhsurvey.ingest.canonical import RawForm
-
-    parts = list(copies(sim, factor))
-    forms = {}
-    for form in sim.forms:
-        mine = [p[form] for p, _ in parts if form in p]
-        forms[form] = RawForm(form, pd.concat([m.root for m in mine], ignore_index=True),
-                              {n: pd.concat([m.repeats[n] for m in mine], ignore_index=True)
-                               for n in mine[0].repeats}, mine[0].quarantine)
-    return forms, pd.concat([d for _, d in parts], ignore_index=True)
-
-
-def grow_to_disk(sim, factor: int, folder: Path):  # noqa: ANN001, ANN201
+def grow_to_disk(sim, factor: int, folder: Path):
     """The copies appended to raw Parquet files under ``folder`` (as the raw zone holds
     them), one copy at a time: (design, children). Memory: one copy."""
     import pyarrow as pa
@@ -110,7 +139,7 @@ def grow_to_disk(sim, factor: int, folder: Path):  # noqa: ANN001, ANN201
     writers: dict[str, pq.ParquetWriter] = {}
     designs, children = [], 0
 
-    def append(name: str, table) -> None:  # noqa: ANN001
+    def append(name: str, table) -> None:
         data = pa.table({c: pa.array(table[c].astype(object).where(table[c].notna(), None),
                                      type=pa.string()) for c in table.columns})
         if name not in writers:
@@ -137,149 +166,268 @@ def grow_to_disk(sim, factor: int, folder: Path):  # noqa: ANN001, ANN201
     return design, children
 
 
-WAVE = 13
-COUNTRY_FILES = ("KEN", "TZA", "UGA")
+def _study():
+    from dhsurvey.study import Study
+
+    return Study.load(INSTRUMENTS)
 
 
-def _models():  # noqa: ANN202
-    from dhsurvey.fieldwork.simulate import FORMS
-    from dhsurvey.forms.model import load_form
-
-    return {f: load_form(ROOT / "instruments" / f"{f}.xlsx") for f in FORMS}
-
-
-def _config(iso: str):  # noqa: ANN202
-    from dhsurvey.fieldwork.config import load_country
-
-    return load_country(ROOT / "instruments" / "countries" / f"{iso}.yaml")
-
-
-def release_country(forms: dict, design, models: dict, config, out: Path) -> tuple:  # noqa: ANN001
-    """validate → weight → anonymise → release, as the pipeline's assets call them.
-
-    Between steps only what the next asset reads is kept (the pipeline's assets pass Parquet
-    files, not objects): ``forms`` is emptied once validated.
-    """
-    import numpy as np
-
-    from dhsurvey.anonymise.release import anonymise_country
-    from dhsurvey.release.writers import write_release
-    from dhsurvey.validate.run import validate_forms
-    from dhsurvey.weight.study import study_weights
-
-    def peak() -> float:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-    peaks = [peak()]
-    t0 = time.perf_counter()
-    result = validate_forms(forms, models, config=config)
-    t1 = time.perf_counter()
-    peaks.append(peak())
-    acc = {f: r.accepted for f, r in result.forms.items()}
-    del result
-    forms.clear()
-    w = study_weights(design, acc["household"], acc["child"], acc["caregiver"], config)
-    t2 = time.perf_counter()
-    peaks.append(peak())
-    release = anonymise_country(acc, {"household": w.household, "child": w.child,
-                                      "caregiver": w.caregiver}, models, config,
-                                key=b"k" * 32, rng=np.random.default_rng(0))
-    t3 = time.perf_counter()
-    peaks.append(peak())
-    children = len(acc["child"])
-    del acc, w
-    write_release(release.tables, models, out, language=config.release_language)
-    t4 = time.perf_counter()
-    peaks.append(peak())
-    return children, t1 - t0, t2 - t1, t3 - t2, t4 - t3, peaks
-
-
-def _grown(children: int):  # noqa: ANN202
-    """(models, config, base simulation, factor): KEN grown to about ``children``."""
-    from dhsurvey.fieldwork.simulate import simulate_country
-
-    models, config = _models(), _config("KEN")
-    base = simulate_country(config, models, seed=1)
-    factor = max(1, round(children / len(base.forms["child"].root)))
-    return models, config, base, factor
-
-
-def _big(config, base, factor: int):  # noqa: ANN001, ANN202
-    """The country file with as many PSUs per stratum as the grown sample has."""
+def _big(config, multiple: int):
+    """The country file with ``multiple`` times as many PSUs per stratum."""
     from dataclasses import replace
 
-    psus = min(factor, 9999 // int(base.sample.psus["cluster"].max()))
-    return replace(config, strata=tuple(replace(s, psus=s.psus * psus) for s in config.strata))
+    return replace(config, strata=tuple(replace(s, psus=s.psus * multiple)
+                                        for s in config.strata))
 
 
-def run(children: int, queue) -> None:  # noqa: ANN001
-    """In memory: the grown country held whole, through the library steps one by one."""
-    models, config, base, factor = _grown(children)
-    forms, design = grow(base, factor)
-    big = _big(config, base, factor)
-    del base
-    with tempfile.TemporaryDirectory() as tmp:
-        queue.put(release_country(forms, design, models, big, Path(tmp)))
+# ------------------------------------------------------------------------------ sizes
 
 
-def run_batched(children: int, queue) -> None:  # noqa: ANN001
-    """In batches: the grown country written to raw Parquet one copy at a time, then
-    :func:`dhsurvey.batched.release_in_batches` (the generation is not timed)."""
-    import numpy as np
+def generate(children: int, data: str) -> dict:
+    """KEN grown to about ``children`` into the data root ``data`` (raw zone and sample
+    design), as the store lays them out; the PSU multiple of its country file."""
+    from dhsurvey.fieldwork.simulate import simulate_country
+    from dhsurvey.store import Store
 
-    from dhsurvey.batched import release_in_batches
+    study = _study()
+    t0 = time.perf_counter()
+    base = simulate_country(study.config(ISO), study.models, seed=1)
+    factor = max(1, round(children / len(base.forms["child"].root)))
+    multiple = min(factor, 9999 // int(base.sample.psus["cluster"].max()))
+    store = Store(Path(data))
+    design, n = grow_to_disk(base, factor, store.raw(ISO))
+    path = store.design_path(ISO)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    design.to_parquet(path)
+    return {"children": n, "households": len(design), "psus": int(
+        design[["cluster"]].drop_duplicates().shape[0]), "multiple": multiple,
+        "seconds": time.perf_counter() - t0, "raw": gigabytes(store.raw(ISO))}
 
-    def peak() -> float:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    models, config, base, factor = _grown(children)
-    big = _big(config, base, factor)
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        design, n = grow_to_disk(base, factor, Path(tmp) / "raw")
-        generated = time.perf_counter() - t0
-        del base
-        marks = [("input", time.perf_counter(), peak())]
-        result = release_in_batches(
-            Path(tmp) / "raw", design, models, big, Path(tmp) / "release", Path(tmp) / "work",
-            key=b"k" * 32, rng=np.random.default_rng(0),
-            on_step=lambda name: marks.append((name, time.perf_counter(), peak())))
-        size = sum(p.stat().st_size for p in result.files)
-        queue.put((n, result.batches, generated, size,
-                   [(name, t - marks[i][1], mb) for i, (name, t, mb) in
-                    enumerate(marks[1:])], marks[0][2]))
+def _manifest(store) -> dict[str, str]:
+    """The release's files and their SHA-256s (the manifest)."""
+    import json
+
+    manifest = json.loads((store.release(ISO) / "manifest.json").read_text())
+    return {f["file"]: f["sha256"] for f in manifest["files"]}
+
+
+def library(data: str, multiple: int, batch: int | None) -> dict:
+    """validate → weight → indicators → release through :mod:`dhsurvey.study`; validation
+    whole or in batches as chosen by size, or in batches of ``batch`` households."""
+    from dhsurvey.store import Store
+    from dhsurvey.study import batches_for, indicators, release, validate, weight
+
+    study = _study()
+    study.countries[ISO] = _big(study.config(ISO), multiple)
+    store = Store(Path(data))
+    per_batch = batches_for(store, ISO, batch)
+    key = bytes.fromhex(KEY_HEX)
+    start = peak_mb()
+    marks, cpu = [], []
+    t, c = time.perf_counter(), cpu_s()
+    for name, stage in (("validate", lambda: validate(store, study, ISO,
+                                                     batch_households=batch)),
+                        ("weight", lambda: weight(store, study, ISO)),
+                        ("indicators", lambda: indicators(store, study, ISO)),
+                        ("release", lambda: release(store, study, ISO, key=key))):
+        out = stage()
+        now = time.perf_counter()
+        marks.append((name, now - t, peak_mb()))
+        cpu.append(cpu_s() - c)
+        t, c = now, cpu_s()
+        if name == "validate":
+            batches = out.batches
+        elif name == "release":
+            passed = out.gate.passed
+        del out
+    return {"release": gigabytes(store.release(ISO)), "clean": gigabytes(store.clean(ISO)),
+            "per_batch": per_batch, "batches": batches, "marks": marks, "cpu": cpu,
+            "start": start, "gate": passed, "manifest": _manifest(store)}
+
+
+def dagster(data: str, multiple: int, batch: int | None) -> dict:
+    """The ``country_job`` for KEN in-process (ephemeral instance), assets after ingest."""
+    import os
+
+    os.environ["DHSURVEY_INSTRUMENTS"] = str(INSTRUMENTS)
+    os.environ["DHSURVEY_PSEUDONYM_KEY"] = KEY_HEX
+    t0 = time.perf_counter()
+    import dagster as dg
+
+    import pipelines.study
+    from dhsurvey.store import Store
+
+    cached = pipelines.study.study()  # the Study every asset asks for
+    cached.countries[ISO] = _big(cached.config(ISO), multiple)
+    from pipelines.definitions import build_defs
+    from pipelines.demo import QUIET
+    from pipelines.resources import Secrets, StudyPaths
+
+    defs = build_defs(StudyPaths(instruments=str(INSTRUMENTS), data_root=data,
+                                 batch_households=batch or 0), Secrets())
+    job = defs.resolve_job_def("country_job")
+    selection = [dg.AssetKey(f"accepted_{f}") for f in cached.models] + [
+        dg.AssetKey(k) for k in ("fieldwork_quality", "weights", "indicators", "release")]
+    instance = dg.DagsterInstance.ephemeral()
+    loaded = time.perf_counter() - t0
+    start = peak_mb()
+    t, c = time.perf_counter(), cpu_s()
+    result = job.execute_in_process(partition_key=ISO, instance=instance, run_config=QUIET,
+                                    asset_selection=selection, raise_on_error=False)
+    total, cpu = time.perf_counter() - t, cpu_s() - c
+    begun, steps = {}, {}
+    for entry in instance.all_logs(result.run_id):
+        kind = entry.dagster_event_type.value if entry.dagster_event_type else None
+        if kind == "STEP_START":
+            begun[entry.step_key] = entry.timestamp
+        elif kind in ("STEP_SUCCESS", "STEP_FAILURE") and entry.step_key in begun:
+            steps[entry.step_key] = entry.timestamp - begun[entry.step_key]
+    failed = [e.step_key for e in result.all_events if e.is_step_failure]
+    checks = [e.event_specific_data for e in result.all_events
+              if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    store = Store(Path(data))
+    manifest = _manifest(store) if (store.release(ISO) / "manifest.json").exists() else {}
+    return {"seconds": total, "cpu": cpu, "loaded": loaded, "start": start, "peak": peak_mb(),
+            "steps": steps, "success": result.success, "failed": failed,
+            "checks_failed": sorted(f"{c.asset_key.to_user_string()}:{c.check_name}"
+                                    for c in checks if not c.passed),
+            "manifest": manifest}
+
+
+def _call(target, args: tuple, queue) -> None:
+    queue.put(target(*args))
+
+
+def in_fresh_process(target, *args):
+    """``target(*args)`` in a new process (peak RSS is that run's alone); its result."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_call, args=(target, args, queue))
+    proc.start()
+    while True:
+        try:
+            result = queue.get(timeout=5)
+            break
+        except queues.Empty:
+            if not proc.is_alive():
+                raise SystemExit(f"{target.__name__}{args} died (exit code {proc.exitcode})"
+                                 ) from None
+    proc.join()
+    return result
+
+
+def _clear_outputs(data: Path) -> None:
+    """Everything the stages wrote; raw exports and the design stay."""
+    for zone in ("clean", "release", "licensed"):
+        shutil.rmtree(data / zone, ignore_errors=True)
+
+
+def sizes(children: list[int], *, with_dagster: bool = True, batch: int | None = None
+          ) -> None:
+    """Each size: generated (untimed), then the library run, then the Dagster run."""
+    print(f"{'children':>9} {'strategy':>12} " + " ".join(f"{s:>10}" for s in STAGES)
+          + f" {'lib s':>7} {'lib s/1k':>8} {'lib MB':>7} {'dag s':>7} {'dag s/1k':>8} "
+          f"{'dag MB':>7} {'dag/lib':>7}", flush=True)
+    for size in children:
+        with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
+            data = Path(tmp) / "data"
+            made = in_fresh_process(generate, size, str(data))
+            lib = in_fresh_process(library, str(data), made["multiple"], batch)
+            dag = None
+            if with_dagster:
+                _clear_outputs(data)
+                dag = in_fresh_process(dagster, str(data), made["multiple"], batch)
+        _row(made, lib, dag)
+
+
+def _row(made: dict, lib: dict, dag: dict | None) -> None:
+    n = made["children"]
+    total = sum(s for _, s, _ in lib["marks"])
+    peak = max(mb for _, _, mb in lib["marks"])
+    strategy = "whole" if lib["per_batch"] is None else \
+        f"{lib['batches']}×{lib['per_batch']:,}"
+    line = (f"{n:>9,} {strategy:>12} " + " ".join(f"{s:>10.1f}" for _, s, _ in lib["marks"])
+            + f" {total:>7.1f} {1000 * total / n:>8.2f} {peak:>7.0f}")
+    if dag is not None:
+        line += (f" {dag['seconds']:>7.1f} {1000 * dag['seconds'] / n:>8.2f} "
+                 f"{dag['peak']:>7.0f} {dag['seconds'] / total:>7.2f}")
+    print(line)
+    print(f"{'':>9} input: {made['households']:,} households, {made['psus']:,} PSUs, "
+          f"raw {made['raw']:.2f} GB, generated (untimed) in {made['seconds']:.0f} s")
+    print(f"{'':>9} library: share "
+          + " / ".join(f"{100 * s / total:.0f}%" for _, s, _ in lib["marks"])
+          + f", peak MB at start {lib['start']:.0f}, after each stage "
+          + " / ".join(f"{mb:.0f}" for _, _, mb in lib["marks"])
+          + f"; CPU s {' / '.join(f'{c:.1f}' for c in lib['cpu'])} "
+          f"(total {sum(lib['cpu']):.1f}); release {lib['release']:.2f} GB, clean "
+          f"{lib['clean']:.2f} GB; gate "
+          + ("passed" if lib["gate"] else "failed"))
+    if dag is not None:
+        steps = dag["steps"]
+        inside = sum(steps.values())
+        same = "the same files" if dag["manifest"] == lib["manifest"] else \
+            "DIFFERENT files (manifests differ)"
+        print(f"{'':>9} dagster: steps " + " / ".join(
+            f"{k} {steps[k]:.1f}" for k in DAGSTER_STEPS if k in steps)
+            + f" s, outside steps {dag['seconds'] - inside:.1f} s; CPU s {dag['cpu']:.1f} "
+            f"(dagster/library {dag['cpu'] / sum(lib['cpu']):.2f}); import and definitions "
+            f"{dag['loaded']:.1f} s (untimed), peak MB at start {dag['start']:.0f}; "
+            + ("run succeeded" if dag["success"] else
+               f"run FAILED at {', '.join(dag['failed']) or '?'}")
+            + (f", failed checks {', '.join(dag['checks_failed'])}"
+               if dag["checks_failed"] else "")
+            + f"; release: {same} as the library's")
+    sys.stdout.flush()
+
+
+# ------------------------------------------------------------------------------- wave
+
+WAVE = 13
+COUNTRY_FILES = ("KEN", "TZA", "UGA")
+_WORKER_STUDY = []
+
+
+def _worker_study():
+    if not _WORKER_STUDY:
+        _WORKER_STUDY.append(_study())
+    return _WORKER_STUDY[0]
 
 
 def _simulate(task: tuple[int, str, str]) -> None:
-    """Simulate one country of the wave to ``folder`` (raw Parquet and the sample design)."""
-    index, iso, folder = task
+    """One country of the wave into its own data root (raw zone and sample design)."""
+    index, iso, data = task
+    from dhsurvey.fieldwork.run import write_design
     from dhsurvey.fieldwork.simulate import simulate_country
     from dhsurvey.ingest.store import write_raw
+    from dhsurvey.store import Store
 
-    sim = simulate_country(_config(iso), _models(), seed=100 + index)
+    study, store = _worker_study(), Store(Path(data))
+    sim = simulate_country(study.config(iso), study.models, seed=100 + index)
     for raw in sim.forms.values():
-        write_raw(raw, Path(folder))
-    sim.sample.households.to_parquet(Path(folder) / "design.parquet")
+        write_raw(raw, store.raw(iso))
+    write_design(sim, store.landing(iso))
 
 
 def _release(task: tuple[int, str, str]) -> tuple:
-    index, iso, folder = task
-    import pandas as pd
+    index, iso, data = task
+    from dhsurvey.store import Store
+    from dhsurvey.study import indicators, release, validate, weight
 
-    from dhsurvey.ingest.store import read_raw
-
-    models = _models()
-    forms = {f: read_raw(folder, f) for f in models}
-    design = pd.read_parquet(Path(folder) / "design.parquet")
+    study, store = _worker_study(), Store(Path(data))
     t0 = time.perf_counter()
-    times = release_country(forms, design, models, _config(iso), Path(folder) / "release")
-    return index, iso, time.perf_counter() - t0, times[0], times[-1][-1]
+    validated = validate(store, study, iso)
+    weight(store, study, iso)
+    indicators(store, study, iso)
+    release(store, study, iso, key=bytes.fromhex(KEY_HEX))
+    return (index, iso, time.perf_counter() - t0,
+            validated.reconciliation["child"]["accepted"], validated.batches, peak_mb())
 
 
 def wave() -> None:
     """13 countries on 2 worker processes; simulation untimed, the rest timed end to end."""
     ctx = mp.get_context("spawn")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-wave-") as tmp:
         tasks = [(i, COUNTRY_FILES[i % len(COUNTRY_FILES)], f"{tmp}/c{i:02d}")
                  for i in range(WAVE)]
         t0 = time.perf_counter()
@@ -292,82 +440,29 @@ def wave() -> None:
         wall = time.perf_counter() - t0
     children = sum(r[3] for r in results)
     per_country = [r[2] for r in results]
-    print(f"wave: {WAVE} countries, {children:,} children; simulated (untimed) in "
+    whole = sum(r[4] == 1 for r in results)
+    print(f"wave: {WAVE} countries, {children:,} accepted children; simulated (untimed) in "
           f"{simulated:.0f} s")
-    print(f"wave: validate → weight → anonymise → release on 2 processes: {wall:.1f} s wall; "
-          f"per country {min(per_country):.1f}–{max(per_country):.1f} s "
+    print(f"wave: validate → weight → indicators → release (dhsurvey.study, {whole} of "
+          f"{WAVE} whole) on 2 processes: {wall:.1f} s wall; per country "
+          f"{min(per_country):.1f}–{max(per_country):.1f} s "
           f"(mean {sum(per_country) / len(per_country):.1f} s); "
-          f"worker peak RSS {max(r[4] for r in results):.0f} MB")
+          f"worker peak RSS {max(r[5] for r in results):.0f} MB", flush=True)
 
 
-#: Peak RSS per child measured at 100,000 children (2,979 MB): the steps hold a country in
-#: memory, so a size whose estimate exceeds the free memory is refused, not left to swap.
-MB_PER_CHILD = 0.030
-
-
-def _available_mb() -> float:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) / 1024
-    return float("inf")
-
-
-def _in_fresh_process(target, size: int) -> tuple:  # noqa: ANN001
-    """``target(size, queue)`` in a new process (peak RSS is that run's alone); its result."""
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=target, args=(size, queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
-
-
-def whole(sizes: list[int]) -> None:
-    """The in-memory steps (what the pipeline's assets do today) at each size that fits."""
-    for size in sizes:
-        need = size * MB_PER_CHILD
-        if need > 0.9 * _available_mb():
-            print(f"whole {size:,} children: not run — about {need / 1024:.0f} GB needed at "
-                  f"{MB_PER_CHILD * 1000:.0f} MB per 1,000 children, "
-                  f"{_available_mb() / 1024:.0f} GB available (use the batched run)")
-    sizes = [s for s in sizes if s * MB_PER_CHILD <= 0.9 * _available_mb()]
-    if not sizes:
-        return
-    print(f"{'whole':>5} {'children':>9} {'validate':>9} {'weight':>8} {'anonymise':>10} "
-          f"{'release':>8} {'total s':>8} {'s/1k':>6} {'peak MB':>8}  peak MB after "
-          "input/validate/weight/anonymise")
-    for size in sizes:
-        n, v, w, a, r, peaks = _in_fresh_process(run, size)
-        total = v + w + a + r
-        print(f"{'':>5} {n:>9,} {v:>9.1f} {w:>8.1f} {a:>10.1f} {r:>8.1f} {total:>8.1f} "
-              f"{1000 * total / n:>6.2f} {peaks[-1]:>8.0f}  "
-              + " / ".join(f"{p:.0f}" for p in peaks[:-1]), flush=True)
-
-
-def batched(sizes: list[int]) -> None:
-    """The batched steps (:mod:`dhsurvey.batched`) at each size, each in a fresh process."""
-    steps = ("partition", "validate", "weight", "anonymise", "release")
-    print(f"{'children':>9} {'batches':>7} " + " ".join(f"{s:>9}" for s in steps)
-          + f" {'total s':>8} {'s/1k':>6} {'peak MB':>8}  peak MB after input/"
-          + "/".join(steps[:-1]) + "; release files; input generated in (untimed)")
-    for size in sizes:
-        n, batches, generated, size_bytes, marks, input_peak = _in_fresh_process(run_batched,
-                                                                                 size)
-        total = sum(t for _, t, _ in marks)
-        peaks = [input_peak, *(mb for _, _, mb in marks)]
-        print(f"{n:>9,} {batches:>7} " + " ".join(f"{t:>9.1f}" for _, t, _ in marks)
-              + f" {total:>8.1f} {1000 * total / n:>6.2f} {peaks[-1]:>8.0f}  "
-              + " / ".join(f"{p:.0f}" for p in peaks[:-1])
-              + f"; {size_bytes / 1e9:.1f} GB; {generated:.0f} s", flush=True)
-
+USAGE = "bench/pipeline.py [wave] [N ...] [--no-dagster] [--batch-households=H]"
 
 if __name__ == "__main__":
-    args = sys.argv[1:] or ["wave", "10000", "100000", "1000000"]
-    if "wave" in args:
+    args = sys.argv[1:]
+    options = {a.split("=")[0]: a.partition("=")[2] for a in args if a.startswith("--")}
+    chosen = [a for a in args if not a.startswith("--")] or ["wave", "10000", "100000",
+                                                              "1000000"]
+    if set(options) - {"--no-dagster", "--batch-households"} or \
+            any(a != "wave" and not a.isdigit() for a in chosen):
+        raise SystemExit(f"usage: {USAGE}")
+    if "wave" in chosen:
         wave()
-    sizes = [int(a) for a in args if a.isdigit()]
-    if "whole" in args:
-        whole(sizes)
-    elif sizes:
-        batched(sizes)
+    if numbers := [int(a) for a in chosen if a.isdigit()]:
+        sizes(numbers, with_dagster="--no-dagster" not in options,
+              batch=int(options["--batch-households"]) if "--batch-households" in options
+              else None)
