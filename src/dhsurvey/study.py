@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import shutil
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -192,8 +193,14 @@ def validate(store: Store, study: Study, iso: str, *, batch_households: int | No
             write_quality(result, study.models, store.quality(iso), config=config,
                           expectations=False)
         return Validated({f: r.reconciliation for f, r in result.forms.items()}, 1, result)
-    from dhsurvey.batched import partition_raw, psu_batches, validate_batches
+    from dhsurvey.batched import (
+        partition_raw,
+        psu_batches,
+        return_large_blocks,
+        validate_batches,
+    )
 
+    return_large_blocks()
     models = {f: study.models[f] for f in forms}
     # The grouping does not reach the release (see the module docstring): a fixed seed.
     grouping = psu_batches(store.design(iso), per_batch, np.random.default_rng(0))
@@ -367,25 +374,44 @@ def replicate_info(summary: Mapping[str, Any]) -> dict[str, Any] | None:
 
 def _write_form(store: Store, iso: str, form: str, plan: Any, numbering: Numbering,
                 replicates: Callable[[Any], pd.DataFrame] | None, appender: Any) -> None:
-    """A form's released rows in plan order, :data:`RELEASE_ROWS` at a time, each slice
-    gathered from every accepted part."""
+    """A form's released rows in plan order, :data:`RELEASE_ROWS` at a time.
+
+    One part holds all the rows: they go straight in. Otherwise each accepted part's released
+    rows are dealt to the slices of the plan order they fall in (scratch files in the
+    restricted zone), and each slice is then sorted and appended: every part is read once.
+    """
     positions = plan.positions[form]
-    for low in range(0, len(positions), RELEASE_ROWS):
-        high = low + RELEASE_ROWS
-        rows, where = [], []
-        for batch in store.accepted_batches(iso, form):
-            numbers = numbering.number(form, batch["KEY"])
-            found = positions.get_indexer(numbers)
-            inside = (found >= low) & (found < high)
-            if not inside.any():
-                continue
-            part = batch[inside].assign(KEY=pd.array(numbers[inside], dtype="Int64"))
-            rows.append(plan.rows(form, part, replicates))
-            where.append(np.sort(found[inside]))
-        if rows:
-            frame = pd.concat(rows, ignore_index=True) if len(rows) > 1 else rows[0]
-            order = np.argsort(np.concatenate(where), kind="stable")
-            appender.write(frame.iloc[order].reset_index(drop=True))
+    slices = range(0, len(positions), RELEASE_ROWS)
+    parts = store.accepted_parts(iso, form)
+    if len(parts) == 1 and len(slices) <= 1:
+        batch = pd.read_parquet(parts[0])
+        if len(batch):
+            appender.write(plan.rows(form, numbering.numbered(form, batch), replicates))
+        return
+    scratch = store.work(iso, f"release-{form}")
+    for p, path in enumerate(parts):
+        batch = pd.read_parquet(path)
+        numbers = numbering.number(form, batch["KEY"])
+        found = positions.get_indexer(numbers)
+        kept = found >= 0
+        if not kept.any():
+            continue
+        batch = batch[kept].assign(KEY=pd.array(numbers[kept], dtype="Int64"))
+        rows = plan.rows(form, batch, replicates)  # in plan order
+        where = np.sort(found[kept])
+        rows.insert(0, "__position", where)
+        bounds = np.searchsorted(where, [*slices, len(positions)])
+        for i in range(len(slices)):
+            if bounds[i + 1] > bounds[i]:
+                rows.iloc[bounds[i]:bounds[i + 1]].to_pickle(
+                    scratch / f"slice-{i:05d}-part-{p:05d}.pickle")
+        del batch, rows
+    for i in range(len(slices)):
+        pieces = [pd.read_pickle(f) for f in sorted(scratch.glob(f"slice-{i:05d}-*.pickle"))]
+        if pieces:
+            frame = pd.concat(pieces, ignore_index=True).sort_values("__position")
+            appender.write(frame.drop(columns="__position").reset_index(drop=True))
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 def release(store: Store, study: Study, iso: str, *, key: bytes, k: int = K,
@@ -402,13 +428,14 @@ def release(store: Store, study: Study, iso: str, *, key: bytes, k: int = K,
         release_files,
         scan_release,
     )
-    from dhsurvey.batched import release_memory, restore_keys
+    from dhsurvey.batched import release_memory, restore_keys, return_large_blocks
     from dhsurvey.io import atomic_write_json
     from dhsurvey.release.codebook import build_codebook, write_codebook
     from dhsurvey.release.design import variance_text, write_design
     from dhsurvey.release.labels import with_merged_codes
     from dhsurvey.release.manifest import write_manifest
     from dhsurvey.release.stream import ParquetAppender, write_from_parquet
+    return_large_blocks()
     config, models = study.config(iso), study.models
     forms = [f for f in models if store.has_accepted(iso, f)]
     out, restricted = store.release(iso), store.restricted(iso)
