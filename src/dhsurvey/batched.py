@@ -36,7 +36,7 @@ from dhsurvey.forms.model import FormModel
 from dhsurvey.ingest.canonical import RawForm, empty_quarantine
 from dhsurvey.ingest.store import QUARANTINE, repeat_names
 from dhsurvey.io import atomic_write_json, atomic_write_parquet
-from dhsurvey.store import RECONCILIATION, Store
+from dhsurvey.store import ISSUES, RECONCILIATION, Store, issue_table
 
 #: The sample design's PSU column, part of every household form's household ID.
 PSU = "cluster"
@@ -265,7 +265,7 @@ def validate_batches(part: Partition, models: Mapping[str, FormModel], config: C
                                 speeder_thresholds=part.speeder_thresholds)
         for form, r in result.forms.items():
             atomic_write_parquet(store.accepted_part(iso, form, batch), r.accepted)
-            for name in ("quarantine", "flags", "duplicates"):
+            for name in ISSUES:
                 issues.setdefault(form, {}).setdefault(name, []).append(getattr(r, name))
             recs.setdefault(form, []).append(r.reconciliation)
         del result
@@ -281,7 +281,7 @@ def validate_batches(part: Partition, models: Mapping[str, FormModel], config: C
         folder = store.form_dir(iso, form)
         for name, frames in issues[form].items():
             frames = [f for f in frames if len(f)] or frames[:1]
-            atomic_write_parquet(folder / f"{name}.parquet", pd.concat(frames, ignore_index=True))
+            atomic_write_parquet(folder / issue_table(name), pd.concat(frames, ignore_index=True))
         atomic_write_json(folder / RECONCILIATION,
                           {**out[form], "country": config.iso, "batches": part.batches})
     return out

@@ -116,7 +116,7 @@ def summarise(data: Path, countries: list[str], simulated: dict[str, dict[str, i
     for iso in countries:
         rec = {f: store.reconciliation(iso, f)
                for f in ("household", "child", "caregiver", "frontline_worker")}
-        aapor = pd.read_parquet(store.quality(iso) / "quality" / "aapor.parquet")
+        aapor = store.quality_table(iso, "aapor")
         rr = dict(zip(aapor.loc[aapor["level"] == "country", "interview"],
                       aapor.loc[aapor["level"] == "country", "RR1"], strict=True))
         summary.rows.append({

@@ -38,8 +38,26 @@ from dhsurvey.io import atomic_write_bytes, atomic_write_json, atomic_write_parq
 RESTRICTED = ("landing", "raw", "clean", "build", "secrets", "work")
 #: Folder of the pooled release under ``release/``.
 POOLED = "pooled"
+# A validation folder (``clean/<ISO>/`` or ``dhsurvey validate --out DIR``): per form
+# ``<form>/ACCEPTED``, the issue tables and ``RECONCILIATION``; beside them the high-frequency
+# check tables (``QUALITY/``), the report and the Great Expectations Data Docs.
 ACCEPTED = "accepted.parquet"
+ISSUES = ("quarantine", "flags", "duplicates")
+CORRECTIONS = "corrections.parquet"
 RECONCILIATION = "reconciliation.json"
+QUALITY = "quality"
+REPORT = "report.html"
+DATA_DOCS = "data_docs"
+
+
+def accepted_repeat(name: str) -> str:
+    """File of a form's accepted rows of repeat ``name``."""
+    return f"accepted-{name}.parquet"
+
+
+def issue_table(name: str) -> str:
+    """File of a form's issues of one kind (:data:`ISSUES`)."""
+    return f"{name}.parquet"
 
 
 @dataclass(frozen=True)
@@ -198,8 +216,13 @@ class Store:
         return json.loads((self.form_dir(iso, form) / RECONCILIATION).read_text())
 
     def quality(self, iso: str) -> Path:
-        """High-frequency check tables (``quality/``) and ``report.html`` live here."""
+        """The validation folder: high-frequency check tables (``QUALITY/``), ``REPORT`` and
+        ``DATA_DOCS`` live here."""
         return self.clean(iso)
+
+    def quality_table(self, iso: str, name: str) -> pd.DataFrame:
+        """One high-frequency check table (``aapor``, ``enumerator_dashboard`` …)."""
+        return pd.read_parquet(self.clean(iso) / QUALITY / f"{name}.parquet")
 
     def weights_dir(self, iso: str) -> Path:
         return self.clean(iso) / "weights"
@@ -245,4 +268,5 @@ class Store:
         return json.loads(path.read_text()) if path.exists() else None
 
 
-__all__ = ["ACCEPTED", "POOLED", "RECONCILIATION", "RESTRICTED", "Store"]
+__all__ = ["ACCEPTED", "CORRECTIONS", "DATA_DOCS", "ISSUES", "POOLED", "QUALITY",
+           "RECONCILIATION", "REPORT", "RESTRICTED", "Store", "accepted_repeat", "issue_table"]

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from dhsurvey.store import Store
+from dhsurvey.store import DATA_DOCS, REPORT, Store
 from dhsurvey.study import Validated, validate
 from pipelines.resources import StudyPaths
 from pipelines.study import country_partitions, models, study
@@ -46,29 +46,26 @@ def validated(context: dg.AssetExecutionContext, paths: StudyPaths) -> Iterator:
     outcome = validate(store, study(), iso, batch_households=paths.batch_households or None)
     context.log.info(f"{iso}: validated in {outcome.batches} batch(es)")
     yield from _results(outcome, store, iso)
-    yield _quality(outcome, store.quality(iso))
-    yield from _expectations(outcome, store.quality(iso) / "data_docs", iso)
+    yield _quality(outcome, store, iso)
+    yield from _expectations(outcome, store.quality(iso) / DATA_DOCS, iso)
 
 
-def _quality(outcome: Validated, out: Path) -> dg.MaterializeResult:
+def _quality(outcome: Validated, store: Store, iso: str) -> dg.MaterializeResult:
     """The day's fieldwork picture: response rates, enumerators, referrals."""
-    import pandas as pd
-
     if outcome.result is None:
         return dg.MaterializeResult(asset_key=QUALITY, metadata={
             "report": f"not made: the country was validated in {outcome.batches} batches"})
-    folder = out / "quality"
-    aapor = pd.read_parquet(folder / "aapor.parquet")
+    aapor = store.quality_table(iso, "aapor")
     country = aapor[aapor["level"] == "country"]
     rates = "\n".join(f"| {r.interview} | {r.n} | {r.RR1:.3f} | {r.RR3:.3f} | {r.COOP1:.3f} "
                       f"| {r.REF1:.3f} | {r.CON1:.3f} |" for r in country.itertuples())
-    enum = pd.read_parquet(folder / "enumerator_dashboard.parquet")
+    enum = store.quality_table(iso, "enumerator_dashboard")
     enum = enum[(enum["form"] == "child") & enum["median_duration"].notna()]
     enum = enum.sort_values("median_duration")
     chart = "\n".join(f"| {r.enum_id} | {r.submissions} | {r.median_duration:.1f} | "
                        f"{'█' * max(1, round(r.median_duration / 2))} | {r.speeders} |"
                        for r in enum.itertuples())
-    referrals = pd.read_parquet(folder / "referrals.parquet")
+    referrals = store.quality_table(iso, "referrals")
     total = referrals[referrals["dimension"] == "all"]
     return dg.MaterializeResult(
         asset_key=QUALITY,
@@ -80,7 +77,7 @@ def _quality(outcome: Validated, out: Path) -> dg.MaterializeResult:
                 "| enumerator | interviews | median minutes | | speeders |\n"
                 "|---|---|---|---|---|\n" + chart),
             "distress-protocol referrals": int(total["referrals"].sum()) if len(total) else 0,
-            "report": dg.MetadataValue.path(str(out / "report.html")),
+            "report": dg.MetadataValue.path(str(store.quality(iso) / REPORT)),
         },
     )
 

@@ -19,6 +19,17 @@ from dhsurvey.forms.facts import gates_passed, is_linked, study_facts
 from dhsurvey.forms.model import FormModel
 from dhsurvey.ingest.canonical import RawForm
 from dhsurvey.io import atomic_write_json, atomic_write_parquet
+from dhsurvey.store import (
+    ACCEPTED,
+    CORRECTIONS,
+    DATA_DOCS,
+    ISSUES,
+    QUALITY,
+    RECONCILIATION,
+    REPORT,
+    accepted_repeat,
+    issue_table,
+)
 from dhsurvey.validate.corrections import apply_corrections
 from dhsurvey.validate.linkage import link_interviews, one_per_household
 from dhsurvey.validate.schema import ISSUE_COLUMNS, Window, build_schema
@@ -272,15 +283,14 @@ def write_validation(result: ValidationResult, out: str | Path) -> list[Path]:
     paths = []
     for form, r in result.forms.items():
         folder = out / form
-        paths.append(atomic_write_parquet(folder / "accepted.parquet", r.accepted))
+        paths.append(atomic_write_parquet(folder / ACCEPTED, r.accepted))
         for name, table in r.accepted_repeats.items():
-            paths.append(atomic_write_parquet(folder / f"accepted-{name}.parquet", table))
-        paths.append(atomic_write_parquet(folder / "quarantine.parquet", r.quarantine))
-        paths.append(atomic_write_parquet(folder / "flags.parquet", r.flags))
-        paths.append(atomic_write_parquet(folder / "duplicates.parquet", r.duplicates))
+            paths.append(atomic_write_parquet(folder / accepted_repeat(name), table))
+        for name in ISSUES:
+            paths.append(atomic_write_parquet(folder / issue_table(name), getattr(r, name)))
         if len(r.corrections):
-            paths.append(atomic_write_parquet(folder / "corrections.parquet", r.corrections))
-        paths.append(atomic_write_json(folder / "reconciliation.json",
+            paths.append(atomic_write_parquet(folder / CORRECTIONS, r.corrections))
+        paths.append(atomic_write_json(folder / RECONCILIATION,
                                        {**r.reconciliation, "notes": result.notes,
                                         "country": result.country}))
     return paths
@@ -337,7 +347,7 @@ def write_quality(result: ValidationResult, models: Mapping[str, FormModel], out
     out = Path(out)
     tables = {form: r.typed for form, r in result.forms.items()}
     checks = run_checks(tables, models, config=config, issues=result.issues(), design=design)
-    write_checks(checks, out / "quality")
+    write_checks(checks, out / QUALITY)
     summary = {"country": result.country or "not given", "notes": "; ".join(result.notes)
                or "none"}
     for form, r in result.forms.items():
@@ -345,13 +355,13 @@ def write_quality(result: ValidationResult, models: Mapping[str, FormModel], out
         summary[form] = (f"{rec['raw']} received, {rec['accepted']} accepted, "
                          f"{rec['quarantined']} quarantined, {rec['duplicates']} duplicates, "
                          f"{rec['flagged']} flagged")
-    paths = {"report": write_report(checks, out / "report.html",
+    paths = {"report": write_report(checks, out / REPORT,
                                     title=f"Fieldwork quality — {result.country or 'all'}",
                                     summary=summary)}
     if expectations:
         from dhsurvey.validate.expectations import validate_accepted
 
         ge = validate_accepted({f: r.accepted for f, r in result.forms.items()}, models,
-                               out / "data_docs", name=result.country or "validation")
+                               out / DATA_DOCS, name=result.country or "validation")
         paths["data_docs"] = ge.index
     return paths
