@@ -25,14 +25,13 @@ from dhsurvey.anonymise.release import (
     AnonymisedRelease,
     anonymise_country,
     anonymise_form,
-    canary_values,
     classify,
     gate,
-    plant_canaries,
     scan_release,
 )
 from dhsurvey.anonymise.risk import frequencies, k_anonymity_violations
 from dhsurvey.errors import DhsurveyError
+from dhsurvey.fieldwork.canaries import canary_values, plant_canaries
 from dhsurvey.fieldwork.config import CountryConfig, load_country
 from dhsurvey.fieldwork.simulate import FORMS, simulate_country
 from dhsurvey.forms.model import FormModel, load_form

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from dhsurvey.fieldwork.answers import Presets, answer_form
+from dhsurvey.fieldwork.canaries import canary_values
 from dhsurvey.fieldwork.config import CountryConfig
 from dhsurvey.fieldwork.design import Sample, select_sample, synthetic_frame
 from dhsurvey.forms.frames import PARENT, FormData
@@ -143,8 +144,6 @@ def plant_canaries(raws: dict[str, RawForm], models: dict[str, FormModel],
     the release gate scans every release file for them. Only answered cells are used, so the
     submissions stay valid (a canary is within every text constraint).
     """
-    from dhsurvey.anonymise.release import canary_values
-
     tables = [(models[f], raw.root) for f, raw in raws.items()]
     tables += [(models[f], t) for f, raw in raws.items() for t in raw.repeats.values()]
     pool = canary_values(400, rng)

@@ -1,0 +1,54 @@
+"""The numbers a release's report compares at each stage: risk, k violations, l, changes.
+
+Why a module of their own: the per-file report and the linked household profile measure
+the same things (sdcMicro's global risk, records with f_k < k, distinct l-diversity, values
+changed) at several stages; these wrappers over :mod:`~dhsurvey.anonymise.risk` give them
+one definition, including what an empty table or a form without keys reports.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from dhsurvey.anonymise.risk import frequencies, global_risk, l_diversity
+
+
+def risk_summary(df: pd.DataFrame, keys: list[str], weight: str | None) -> dict[str, float]:
+    """Global risk and expected re-identifications (0 for no keys or no rows)."""
+    if not keys or df.empty:
+        return {"risk": 0.0, "expected_reidentifications": 0.0}
+    g = global_risk(df, keys, weight)
+    return {"risk": g.risk, "expected_reidentifications": g.expected_reidentifications}
+
+
+def violations(df: pd.DataFrame, keys: list[str], k: int) -> tuple[int, int | None]:
+    """(records with f_k < k, smallest f_k)."""
+    if not keys or df.empty:
+        return 0, None
+    fk = frequencies(df, keys)["fk"]
+    return int((fk < k).sum()), int(fk.min())
+
+
+def distinct_l(df: pd.DataFrame, keys: list[str], sensitive: str) -> dict[str, Any]:
+    """Distinct l over the keys: smallest l and records whose group shows a single answer
+    (an intruder who places a record in its group learns that answer)."""
+    if not keys or df[sensitive].notna().sum() == 0:
+        return {"min_l": None, "records_l1": 0, "share_l1": 0.0}
+    col = df[sensitive]
+    if not isinstance(col.dtype, pd.CategoricalDtype):
+        col = col.astype(object).where(col.notna(), None)  # type: ignore[call-overload]
+    frame = df[keys].assign(**{"_s": col})
+    ell = l_diversity(frame, keys, "_s", "distinct")
+    seen = ell[ell > 0]
+    ones = int((seen == 1).sum())
+    return {"min_l": int(seen.min()) if len(seen) else None, "records_l1": ones,
+            "share_l1": ones / len(seen) if len(seen) else 0.0}
+
+
+def changed(before: pd.Series, after: pd.Series) -> int:
+    """Observed values that recoding or suppression altered (the information lost)."""
+    b = before.astype(object).where(before.notna(), None)  # type: ignore[call-overload]
+    a = after.astype(object).where(after.notna(), None)  # type: ignore[call-overload]
+    return int(sum(1 for x, y in zip(b, a, strict=True) if x is not None and x != y))

@@ -1,0 +1,473 @@
+"""Read the written release files back and report every identifier found in them.
+
+Why after writing: a release is what is in its files, not what the tables held; a writer
+adding labels, notes or metadata could carry a value the anonymisation dropped. Every file
+is read as the format stores it (Parquet, CSV, Stata, SPSS, Excel, text), plus the raw
+bytes of the binary statistical formats.
+
+Why streaming and set-based: at a million records the release files hold tens of millions
+of cells and the restricted values (every instanceID) number millions. Parquet is read one
+column of one row group at a time, CSV, Stata and SPSS in chunks of rows, text line by
+line; each distinct value of a column chunk is examined once (most columns repeat a few
+codes); restricted values are matched through a token index
+(:class:`~dhsurvey.anonymise.identifiers.RestrictedValues`) and patterns only where a cheap
+test says one may be (:func:`~dhsurvey.anonymise.identifiers.pattern_hits`).
+
+Findings say file, where, column, row (the first occurrence), kind, the index of the
+restricted value matched and how often it occurs; never the value itself. They come in
+the order a reading of the file cell by cell (row by row for CSV) first meets them.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import datetime as dt
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import zip_longest
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dhsurvey.anonymise.identifiers import RestrictedValues, mask, may_hold, pattern_hits
+from dhsurvey.errors import DhsurveyError
+
+#: Rows per chunk of a CSV, Stata or SPSS file and per batch of a Parquet column.
+CHUNK_ROWS = 131_072
+#: Characters of a binary file (decoded latin-1) matched at once by the raw-bytes scan.
+BYTES_BLOCK = 1 << 22
+#: Distinct values whose result a column remembers across its chunks.
+_MEMORY = 100_000
+#: Line ends :meth:`str.splitlines` knows.
+_LINE_ENDS = ("\n", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")
+
+Hit = tuple[str, str, int | None]  # (kind, matched text, restricted index)
+Order = tuple[Any, ...]
+
+
+class _Findings:
+    """The findings of one file: one per (kind, column, restricted value or pattern text),
+    counted; each sorted by where a cell-by-cell reading of the file first meets it."""
+
+    def __init__(self, path: Path, restricted: RestrictedValues) -> None:
+        self.path = path
+        self.restricted = restricted
+        self.found: list[tuple[Order, dict[str, Any]]] = []
+        self._seen: set[tuple[Any, ...]] = set()
+        self._first: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    def hits(self, text: str) -> list[Hit]:
+        """Restricted values, then patterns, in one string (a cell, a label, a line)."""
+        out: list[Hit] = [("restricted", m, i) for m, i in self.restricted.find(text.casefold())]
+        return out + [(kind, m, None) for kind, m in pattern_hits(text)]
+
+    def add(self, hits: Sequence[Hit], where: str, column: Any, row: Any, order: Order,
+            times: int = 1) -> None:
+        """Record the ``hits`` of a string met ``times`` times, first at ``row``. Repeats
+        count on the first finding of their kind, column and restricted value."""
+        for seq, (kind, text, restricted) in enumerate(hits):
+            key = (kind, column, restricted, text if restricted is None else None)
+            group = key[:3]
+            if key in self._seen:
+                self._first[group]["count"] += times
+                continue
+            self._seen.add(key)
+            finding = {"file": str(self.path), "where": where, "column": column, "row": row,
+                       "kind": kind, "restricted_index": restricted, "excerpt": mask(text),
+                       "count": 1}
+            self.found.append(((*order, seq), finding))
+            first = self._first.setdefault(group, finding)
+            first["count"] += times - 1
+
+    def result(self) -> list[dict[str, Any]]:
+        return [f for _, f in sorted(self.found, key=lambda x: x[0])]
+
+
+class _Column:
+    """One column read in chunks: each distinct string examined once per chunk (and
+    remembered across chunks while there are few), findings at its first row.
+
+    ``order(row)`` places a finding among the file's; ``header`` names the ``where`` of
+    row 0 when the header is the first row (CSV).
+    """
+
+    def __init__(self, findings: _Findings, column: Any, where: str,
+                 order: Callable[[int], Order], header: str | None = None) -> None:
+        self.findings = findings
+        self.column = column
+        self.where = where
+        self.order = order
+        self.header = header
+        self.memory: dict[str, list[Hit]] = {}
+
+    def hits(self, text: str) -> list[Hit]:
+        found = self.memory.get(text)
+        if found is None:
+            found = self.findings.hits(text)
+            if len(self.memory) >= _MEMORY:
+                self.memory.clear()
+            self.memory[text] = found
+        return found
+
+    def chunk(self, texts: Any, times: np.ndarray, offset: int,
+              first_rows: Callable[[list[str]], dict[str, int]]) -> None:
+        """``texts``: the distinct strings of a chunk starting at row ``offset`` (Arrow without
+        nulls, or a list), in order of first appearance; ``times`` how often each occurs
+        there; ``first_rows`` gives the position in the chunk of some of them."""
+        if isinstance(texts, list):  # not Arrow: each looked at
+            at, picked = np.arange(len(texts)), texts
+        else:
+            at = np.flatnonzero(may_hold(texts, self.findings.restricted))
+            picked = texts.take(at).to_pylist()
+        found = [(text, int(times[i]), hits) for i, text in zip(at, picked, strict=True)
+                 if text for hits in [self.hits(text)] if hits]
+        if not found:
+            return
+        rows = first_rows([text for text, _, _ in found])
+        for text, n, hits in found:
+            row = offset + rows[text]
+            if self.header is not None and row == 0:
+                self.findings.add(hits, self.header, self.column, None, self.order(row), n)
+            else:
+                self.findings.add(hits, self.where, self.column, row, self.order(row), n)
+
+
+def _ordered(*head: Any) -> Callable[[int], Order]:
+    """Findings of a column read down: after ``head`` (section, column), by row."""
+    return lambda row: (*head, row)
+
+
+def _row_major(col_no: int) -> Callable[[int], Order]:
+    """Findings of a file read across (CSV): by row, then column."""
+    return lambda row: (row, col_no)
+
+
+# ------------------------------------------------------------------------ values of cells
+
+
+def _cell_text(value: Any) -> str | None:
+    """A cell as the scan reads it: numbers, booleans, dates and missing values are not
+    text (an identifier is written as text)."""
+    if value is None or value is pd.NA or isinstance(value, bool | int | float | np.number):
+        return None
+    if isinstance(value, dt.date | dt.datetime | pd.Timestamp):
+        return None
+    return str(value)
+
+
+def _texts(values: Iterable[Any]) -> list[str | None]:
+    return [v if type(v) is str else _cell_text(v) for v in values]
+
+
+def _list_chunk(column: _Column, values: Sequence[str | None], offset: int) -> None:
+    """A chunk of a column as Python values (``None``: not text)."""
+    import pyarrow as pa
+
+    def first_rows(wanted: list[str]) -> dict[str, int]:
+        want = set(wanted)
+        out: dict[str, int] = {}
+        for i, v in enumerate(values):
+            if v in want and v not in out:
+                out[v] = i
+                if len(out) == len(want):
+                    break
+        return out
+
+    counts = Counter(values)
+    counts.pop(None, None)
+    texts: Any = list(counts)
+    try:
+        texts = pa.array(texts, type=pa.string())
+    except (pa.ArrowException, UnicodeError):  # e.g. a lone surrogate: looked at in Python
+        pass
+    column.chunk(texts, np.fromiter(counts.values(), dtype=np.int64, count=len(counts)),
+                 offset, first_rows)
+
+
+def _arrow_chunk(column: _Column, array: Any, offset: int) -> None:
+    """A chunk of an Arrow string column, counted in Arrow (no Python string per row)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_string_view(array.type):
+        array = array.cast(pa.string())
+    counted = pc.value_counts(array)  # in order of first appearance
+    texts, times = counted.field("values"), counted.field("counts")
+    if texts.null_count:
+        valid = texts.is_valid()
+        texts, times = texts.filter(valid), times.filter(valid)
+
+    def first_rows(wanted: list[str]) -> dict[str, int]:
+        at = pc.index_in(array, value_set=pa.array(wanted, type=array.type))
+        codes = at.fill_null(-1).to_numpy()
+        rows = np.flatnonzero(codes >= 0)
+        _, first = np.unique(codes[rows], return_index=True)
+        return {wanted[int(codes[rows[j]])]: int(rows[j]) for j in first}
+
+    column.chunk(texts, times.to_numpy(), offset, first_rows)
+
+
+# ------------------------------------------------------------------------------- formats
+
+
+def _frame_chunks(findings: _Findings, chunks: Iterable[pd.DataFrame], where: str) -> None:
+    """A table read in chunks of rows (Stata, SPSS): each header once, then string cells."""
+    columns: dict[Any, _Column] = {}
+    offset = 0
+    for chunk in chunks:
+        for col_no, col in enumerate(chunk.columns):
+            if col not in columns:
+                columns[col] = _Column(findings, col, where, _ordered(0, col_no, 1))
+                findings.add(findings.hits(str(col)), f"{where}:header", col, None, (0, col_no, 0))
+            series = chunk[col]
+            if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series) or \
+                    pd.api.types.is_datetime64_any_dtype(series):
+                continue
+            _list_chunk(columns[col], _texts(series.to_numpy(dtype=object)), offset)
+        offset += len(chunk)
+
+
+def _arrow_kind(kind: Any) -> str:
+    """How a Parquet column is read (as pandas would show it): ``skip`` (numbers, booleans,
+    timestamps, dates), ``strings``, ``categories`` (dictionary-encoded: only the
+    categories) or ``objects`` (anything else, as the text of each value)."""
+    import pyarrow.types as t
+
+    if t.is_integer(kind) or t.is_floating(kind) or t.is_boolean(kind) or \
+            t.is_timestamp(kind) or t.is_date(kind) or t.is_null(kind):
+        return "skip"
+    if t.is_string(kind) or t.is_large_string(kind) or t.is_string_view(kind):
+        return "strings"
+    if t.is_dictionary(kind):
+        return "categories"
+    return "objects"
+
+
+def _scan_parquet(findings: _Findings, path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    source = pq.ParquetFile(path)
+    for key, value in (source.schema_arrow.metadata or {}).items():
+        text = _decode(key) + "\n" + _decode(value)
+        _text_lines(findings, text.splitlines(), "parquet:metadata", (0, len(findings.found)))
+    for col_no, field in enumerate(source.schema_arrow):
+        name = field.name
+        findings.add(findings.hits(str(name)), "parquet:header", name, None, (1, col_no, 0))
+        kind = _arrow_kind(field.type)
+        if kind == "skip":
+            continue
+        column = _Column(findings, name, "parquet", _ordered(1, col_no, 1))
+        categories: list[str] = []
+        offset = 0
+        for batch in source.iter_batches(batch_size=CHUNK_ROWS, columns=[name]):
+            array = batch.column(0)
+            if kind == "strings":
+                _arrow_chunk(column, array, offset)
+            elif kind == "categories":
+                categories += [t for t in _texts(array.dictionary.to_pylist())
+                               if t is not None and t not in categories]
+            else:
+                _list_chunk(column, _texts(array.to_pandas().to_numpy(dtype=object)), offset)
+            offset += len(array)
+        for i, text in enumerate(categories):  # each category once, in order, no row
+            findings.add(column.hits(text), "parquet:categories", name, None, (1, col_no, 1, i))
+
+
+def _csv_rows(handle: Iterable[str]) -> Iterator[list[list[str]]]:
+    chunk: list[list[str]] = []
+    for row in csv.reader(handle):
+        chunk.append(row)
+        if len(chunk) == CHUNK_ROWS:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _scan_csv(findings: _Findings, path: Path, encoding: str) -> None:
+    """Cell by cell, header row included; columns named by the header."""
+    header: list[str] = []
+    columns: dict[int, _Column] = {}
+    offset = 0
+    with open(path, encoding=encoding, newline="") as handle:
+        for chunk in _csv_rows(handle):
+            if offset == 0:
+                header = chunk[0]
+            for col_no, values in enumerate(zip_longest(*chunk)):
+                if col_no not in columns:
+                    name = header[col_no] if col_no < len(header) else col_no
+                    columns[col_no] = _Column(findings, name, "csv", _row_major(col_no),
+                                              "csv:header")
+                _list_chunk(columns[col_no], values, offset)
+            offset += len(chunk)
+
+
+def _text_lines(findings: _Findings, lines: Iterable[str], where: str,
+                order: Order = ()) -> None:
+    for line_no, line in enumerate(lines, start=1):
+        findings.add(findings.hits(line), where, None, line_no, (*order, line_no))
+
+
+def _lines(path: Path, encoding: str, block: int = 1 << 20) -> Iterator[str]:
+    """The lines of a file as :meth:`str.splitlines` gives them, decoded block by block."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    rest = ""
+    with open(path, "rb") as handle:
+        while data := handle.read(block):
+            lines = (rest + decoder.decode(data)).splitlines(keepends=True)
+            # The last line may go on in the next block (a "\r" may be half of "\r\n").
+            rest = lines.pop() if lines and (not lines[-1].endswith(_LINE_ENDS)
+                                             or lines[-1].endswith("\r")) else ""
+            for line in lines:
+                yield line.splitlines()[0]
+    yield from (rest + decoder.decode(b"", final=True)).splitlines()
+
+
+def _scan_bytes(findings: _Findings, path: Path, where: str) -> None:
+    """Raw bytes of a binary file, decoded latin-1: restricted values only. Patterns (e-mail,
+    phone) would match random binary runs ("cz@…"); the file's cells and labels are
+    pattern-scanned. Matched in blocks of whole lines; no match spans a line break."""
+    if not findings.restricted:
+        return
+    first_line = 1
+    block: list[str] = []
+    size = 0
+    for line in _lines(path, "latin-1", BYTES_BLOCK):
+        block.append(line)
+        size += len(line) + 1
+        if size >= BYTES_BLOCK:
+            _bytes_block(findings, block, first_line, where)
+            first_line += len(block)
+            block, size = [], 0
+    _bytes_block(findings, block, first_line, where)
+
+
+def _bytes_block(findings: _Findings, lines: list[str], first_line: int, where: str) -> None:
+    text = "\n".join(lines).casefold()
+    for start, end, i in findings.restricted.spans(text, lines=True):
+        line_no = first_line + text.count("\n", 0, start)
+        findings.add([("restricted", text[start:end], i)], where, None, line_no,
+                     (3, line_no, start))
+
+
+def _labels(findings: _Findings, value_labels: dict[Any, dict[Any, Any]],
+            variable_labels: dict[Any, Any], kind: str) -> None:
+    """Value labels, then variable labels (after the cells, before the bytes)."""
+    n = 0
+    for name, mapping in value_labels.items():
+        for value in mapping.values():
+            text = _cell_text(value)
+            if text:
+                findings.add(findings.hits(text), f"{kind}:value-labels", name, None, (1, n))
+            n += 1
+    for name, label in variable_labels.items():
+        text = _cell_text(label)
+        if text:
+            findings.add(findings.hits(text), f"{kind}:variable-labels", name, None, (2, n))
+        n += 1
+
+
+def _scan_dta(findings: _Findings, path: Path) -> None:
+    with pd.io.stata.StataReader(path, convert_categoricals=False,
+                                 chunksize=CHUNK_ROWS) as reader:
+        _frame_chunks(findings, reader, "dta")
+        labels = reader.value_labels()
+        var_labels = reader.variable_labels()
+    _labels(findings, labels, var_labels, "dta")
+    _scan_bytes(findings, path, "dta:bytes")
+
+
+def _scan_sav(findings: _Findings, path: Path) -> None:
+    import pyreadstat
+
+    _, meta = pyreadstat.read_sav(str(path), metadataonly=True)
+    chunks = (frame for frame, _ in pyreadstat.read_file_in_chunks(
+        pyreadstat.read_sav, str(path), chunksize=CHUNK_ROWS, apply_value_formats=False))
+    _frame_chunks(findings, chunks, "sav")
+    var_labels = dict(zip(meta.column_names, meta.column_labels or [], strict=False))
+    _labels(findings, meta.variable_value_labels or {}, var_labels, "sav")
+    _scan_bytes(findings, path, "sav:bytes")
+
+
+def _scan_xlsx(findings: _Findings, path: Path) -> None:
+    """Cell by cell, row by row (openpyxl's streaming reader), each distinct text once."""
+    import openpyxl
+
+    memory: dict[str, list[Hit]] = {}
+    n = 0
+    book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    try:
+        for ws in book.worksheets:
+            n += 1
+            findings.add(findings.hits(ws.title), "xlsx:sheet", None, None, (n,))
+            for r, values in enumerate(ws.iter_rows(values_only=True), start=1):
+                for c, value in enumerate(values, start=1):
+                    text = _cell_text(value)
+                    n += 1
+                    if not text:
+                        continue
+                    if text not in memory:
+                        memory[text] = findings.hits(text)
+                    findings.add(memory[text], f"xlsx:{ws.title}", c, r, (n,))
+    finally:
+        book.close()
+
+
+def _decode(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+_BINARY: dict[str, Callable[[_Findings, Path], None]] = {
+    ".parquet": _scan_parquet, ".xlsx": _scan_xlsx, ".xlsm": _scan_xlsx, ".dta": _scan_dta,
+    ".sav": _scan_sav, ".zsav": _scan_sav}
+
+
+def _scan_file(path: Path, restricted: RestrictedValues) -> list[dict[str, Any]]:
+    suffix = path.suffix.lower()
+    if suffix in _BINARY:
+        findings = _Findings(path, restricted)
+        _BINARY[suffix](findings, path)
+        return findings.result()
+    for encoding in ("utf-8", "latin-1"):  # not UTF-8: the whole file again as latin-1
+        findings = _Findings(path, restricted)
+        try:
+            if suffix in (".csv", ".tsv"):
+                _scan_csv(findings, path, encoding)
+            else:
+                _text_lines(findings, _lines(path, encoding), suffix.lstrip(".") or "text")
+        except UnicodeDecodeError:
+            continue
+        return findings.result()
+    raise AssertionError("latin-1 decodes any bytes")
+
+
+def scan_release(paths: Iterable[str | Path],
+                 restricted_values: Iterable[Any]) -> list[dict[str, Any]]:
+    """Every occurrence of a restricted value, and every e-mail, phone, UUID or coordinate
+    pair in a string cell, in the release files at ``paths``.
+
+    Parquet is read column by column, plus its metadata; xlsx cell by cell; dta and sav in
+    chunks of rows with their value and variable labels, plus their raw bytes decoded; csv
+    in chunks of rows; md, html and other text line by line (UTF-8, else latin-1).
+    Restricted values match case insensitively as whole tokens (not inside a longer word or
+    number). Findings say file, column, first row, kind, the index of the restricted value
+    matched and how often it occurs, never the value itself.
+    """
+    restricted = RestrictedValues(restricted_values)
+    findings: list[dict[str, Any]] = []
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise DhsurveyError("release file not found", code="release-scan", file=path)
+        findings += _scan_file(path, restricted)
+    return findings
+
+
+def release_files(folder: str | Path) -> list[Path]:
+    """Every file under ``folder``, sorted: what :func:`scan_release` should read."""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file())

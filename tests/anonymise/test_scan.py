@@ -1,0 +1,139 @@
+"""The release scan: restricted values and identifier patterns in written files, read in chunks.
+
+What must hold: a restricted value is found wherever it sits in a cell (alone, inside free
+text, in any case), in Parquet, CSV, Stata and SPSS files alike and in whichever chunk it
+falls, with its first row and how often it occurs; never inside a longer word or number;
+the longest value at a position wins, as one regex over all values would give; and
+``phonenumbers`` never sees a hex release ID.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dhsurvey.anonymise import identifiers, scan
+from dhsurvey.anonymise.identifiers import PHONE_MIN_DIGITS, PHONE_REGIONS, RestrictedValues
+from dhsurvey.anonymise.scan import scan_release
+
+INSTANCE_IDS = [f"uuid:{uuid.UUID(int=i * 7919 + 13)}" for i in range(5000)]
+GPS = "-1.825933 37.043138 1234.5 5.0"
+
+
+def _restricted(found: list[dict]) -> set[tuple[str, object, int]]:
+    return {(Path(f["file"]).suffix, f["column"], f["restricted_index"]) for f in found
+            if f["kind"] == "restricted"}
+
+
+def test_a_value_inside_free_text_is_found(tmp_path: Path) -> None:
+    leak = INSTANCE_IDS[4321]
+    hex_ids = [f"{v:016x}" for v in np.random.default_rng(1).integers(0, 2**62, 2000)]
+    notes = [f"child uses phone {i % 7} hours" for i in range(2000)]
+    notes[1500] = f"see form {leak.upper()} again"  # case folded, inside a sentence
+    notes[1700] = f"met at ({GPS}), near the school"  # a value holding spaces
+    table = pd.DataFrame({"record_id": hex_ids, "note": notes})
+    table.to_parquet(tmp_path / "t.parquet")
+    table.to_csv(tmp_path / "t.csv", index=False)
+    restricted = [*INSTANCE_IDS, GPS]
+    found = scan_release([tmp_path / "t.parquet", tmp_path / "t.csv"], restricted)
+    assert _restricted(found) == {(s, "note", i) for s in (".parquet", ".csv")
+                                  for i in (4321, len(INSTANCE_IDS))}
+    rows = {(Path(f["file"]).suffix, f["restricted_index"]): f["row"] for f in found}
+    assert rows[(".parquet", 4321)] == 1500 and rows[(".csv", 4321)] == 1501  # + header
+    assert all(leak not in f["excerpt"] for f in found)
+    # The same text without the leak: nothing.
+    table["note"] = [f"child uses phone {i % 7} hours" for i in range(2000)]
+    table.to_parquet(tmp_path / "t.parquet")
+    assert scan_release([tmp_path / "t.parquet"], restricted) == []
+
+
+def test_whole_tokens_and_the_longest_value_first() -> None:
+    values = RestrictedValues(["Zawadi", "Zawadi Canary-4321", "ab", "4321"])
+    assert values.find("hi zawadi canary-4321!") == [("zawadi canary-4321", 1)]
+    assert values.find("zawadi canary-43210") == [("zawadi", 0)]
+    assert values.find("xzawadi 4321x 14321") == []
+    assert values.find("ab zawadi") == [("zawadi", 0)]  # under 3 characters: ignored
+
+
+@pytest.mark.parametrize("suffix", [".dta", ".sav"])
+def test_a_value_in_a_stata_or_spss_file_is_found_in_any_chunk(
+        tmp_path: Path, suffix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scan, "CHUNK_ROWS", 7)  # the rows below span several chunks
+    leak = INSTANCE_IDS[17]
+    names = [f"household {i}" for i in range(40)]
+    names[23] = names[31] = f"was {leak}"
+    frame = pd.DataFrame({"n": np.arange(40, dtype=float), "text": names})
+    path = tmp_path / f"t{suffix}"
+    if suffix == ".dta":
+        frame.to_stata(path, write_index=False, version=118)
+    else:
+        import pyreadstat
+
+        pyreadstat.write_sav(frame, str(path))
+    found = scan_release([path], INSTANCE_IDS)
+    cells = [f for f in found if f["where"] == suffix[1:] and f["kind"] == "restricted"]
+    assert [(f["column"], f["row"], f["restricted_index"], f["count"]) for f in cells] == \
+        [("text", 23, 17, 2)]
+    assert any(f["where"] == f"{suffix[1:]}:bytes" for f in found)  # the raw bytes too
+
+
+def test_labels_of_a_spss_file_are_scanned(tmp_path: Path) -> None:
+    import pyreadstat
+
+    frame = pd.DataFrame({"q": [1.0, 2.0]})
+    pyreadstat.write_sav(frame, str(tmp_path / "t.sav"), column_labels={"q": GPS},
+                         variable_value_labels={"q": {1.0: "yes", 2.0: INSTANCE_IDS[3]}})
+    found = scan_release([tmp_path / "t.sav"], [GPS, *INSTANCE_IDS])
+    wheres = {(f["where"], f["restricted_index"]) for f in found}
+    assert {("sav:variable-labels", 0), ("sav:value-labels", 4)} <= wheres
+
+
+def test_phone_numbers_are_parsed_only_where_one_may_be(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    parsed: list[str] = []
+    phones = identifiers.phones
+
+    def spy(text: str) -> list[str]:
+        parsed.append(text)
+        return phones(text)
+
+    monkeypatch.setattr(identifiers, "phones", spy)
+    rng = np.random.default_rng(3)
+    hex_ids = [f"{v:016x}" for v in rng.integers(0, 2**62, 3000)]
+    table = pd.DataFrame({"record_id": hex_ids,
+                          "note": ["call 0712 345 678", *["ok"] * 2999]})
+    table.to_parquet(tmp_path / "t.parquet")
+    table.to_csv(tmp_path / "t.csv", index=False)
+    found = scan_release([tmp_path / "t.parquet", tmp_path / "t.csv"], [])
+    assert {(f["kind"], f["column"]) for f in found} == {("phone", "note")}
+    assert set(parsed) == {"call 0712 345 678"}
+
+
+@pytest.mark.parametrize("text", [
+    "0712 345 678", "+254 712 34 5678", "tel:+44 20 7946 0958", "(020) 7946 0958 x",
+    "x/ 0712 345 678", "0712 345 678/0723 456 789", "call\u00a00712\u00a0345678"])
+def test_the_phone_prefilter_keeps_every_number_phonenumbers_finds(text: str) -> None:
+    import pyarrow as pa
+
+    assert identifiers.phones(text)
+    assert identifiers.may_hold_phone(text)
+    assert identifiers.may_hold(pa.array([text]), RestrictedValues([]))[0]
+
+
+@pytest.mark.parametrize("text", ["3f8a921234567b0c", "ab0712345678", "0712345678cd",
+                                  "1234567", "2026-02", "13393.492854"])
+def test_no_phone_is_looked_for_in_ids_months_or_numbers(text: str) -> None:
+    assert not identifiers.pattern_hits(text)
+    assert not identifiers.phones(text)
+
+
+def test_the_shortest_valid_number_has_phone_min_digits() -> None:
+    from phonenumbers import PhoneMetadata
+
+    shortest = min(min(PhoneMetadata.metadata_for_region(r).general_desc.possible_length)
+                   for r in PHONE_REGIONS)
+    assert PHONE_MIN_DIGITS <= shortest
