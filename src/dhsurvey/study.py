@@ -32,6 +32,7 @@ from dhsurvey.fieldwork.config import CountryConfig, load_countries
 from dhsurvey.forms.model import FormModel, load_form
 from dhsurvey.io import atomic_write_parquet, atomic_write_text
 from dhsurvey.store import POOLED, Store
+from dhsurvey.weight.study import WEIGHTED
 
 #: Countries with at most this many sampled households are validated whole.
 WHOLE_UP_TO = 100_000
@@ -48,8 +49,6 @@ SENSITIVE_AT_ONCE = 8
 #: Disclosure gate: every key combination shared by at least K records; global risk cap.
 K = 3
 MAX_GLOBAL_RISK = 0.01
-#: Forms that carry survey weights.
-WEIGHTED = ("household", "child", "caregiver")
 #: Forms whose indicators are estimated per country.
 INDICATOR_FORMS = ("child", "caregiver")
 
@@ -67,7 +66,11 @@ class Study:
         from dhsurvey.forms.compile import instrument_paths
 
         instruments = Path(instruments)
-        models = {m.form_id: m for m in (load_form(p) for p in instrument_paths(instruments))}
+        loaded = {m.form_id: m for m in (load_form(p) for p in instrument_paths(instruments))}
+        # The weighted forms first, in their order (household, child, caregiver): tables,
+        # reports and codebooks list them so.
+        order = [f for f in WEIGHTED if f in loaded] + [f for f in loaded if f not in WEIGHTED]
+        models = {f: loaded[f] for f in order}
         configs = load_countries(instruments, list(models.values()))
         return cls(instruments, models, {c.iso: c for c in configs})
 
