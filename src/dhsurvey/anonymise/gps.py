@@ -151,43 +151,27 @@ def _max_distances(urban: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return max_km
 
 
-def displace(
-    points: pd.DataFrame,
-    *,
-    inside: Inside | None = None,
-    regions: Mapping[Hashable, Polygon | Sequence[Polygon]] | None = None,
-    rng: np.random.Generator | None = None,
-    max_tries: int = 50,
-    audit: bool = False,
-) -> pd.DataFrame:
-    """Displace cluster points by the DHS rule; returns ``points`` with new lat and lon.
+def _check_own_points(clusters: pd.DataFrame, lat: np.ndarray, lon: np.ndarray,
+                      region: np.ndarray, inside: Inside) -> None:
+    """Every cluster's true point must lie inside its own region."""
+    for i in range(len(clusters)):
+        if not inside(lat[i], lon[i], region[i]):
+            raise DhsurveyError(
+                "the cluster's own point is not inside its region; check the boundary "
+                "file and the coordinates",
+                code="gps-outside-region",
+                cluster=str(clusters.loc[i, "cluster"]),
+                region=str(region[i]),
+            )
 
-    ``rng`` defaults to a generator seeded from the operating system; never store a seed
-    with a release, it would allow the displacement to be undone. With ``audit=True`` the
-    result also has ``max_km``, ``distance_km`` and ``reduced`` (maximum halved to stay
-    inside) for the restricted audit file; never release those columns.
-    """
-    if inside is not None and regions is not None:
-        raise DhsurveyError("give either inside or regions, not both", code="gps-bad-point")
-    if regions is not None:
-        inside = polygon_inside(regions)
-    rng = np.random.default_rng() if rng is None else rng
-    clusters = _clusters(points)
-    n = len(clusters)
-    lat0 = clusters["lat"].to_numpy(dtype=np.float64)
-    lon0 = clusters["lon"].to_numpy(dtype=np.float64)
-    region = clusters["region"].to_numpy(dtype=object)
-    if inside is not None:
-        for i in range(n):
-            if not inside(lat0[i], lon0[i], region[i]):
-                raise DhsurveyError(
-                    "the cluster's own point is not inside its region; check the boundary "
-                    "file and the coordinates",
-                    code="gps-outside-region",
-                    cluster=str(clusters.loc[i, "cluster"]),
-                    region=str(region[i]),
-                )
-    max_km = _max_distances(clusters["urban"].to_numpy(), rng)
+
+def _draw(lat0: np.ndarray, lon0: np.ndarray, region: np.ndarray, max_km: np.ndarray,
+          inside: Inside | None, rng: np.random.Generator, max_tries: int
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Random displacements within ``max_km``, redrawn while outside the region and halved
+    when ``max_tries`` draws fail: (lat, lon, distance, the maximum used, clusters never
+    placed)."""
+    n = len(lat0)
     cap = max_km.copy()
     lat1, lon1, dist = lat0.copy(), lon0.copy(), np.zeros(n)
     pending = np.arange(n)
@@ -211,6 +195,38 @@ def displace(
             pending = pending[~ok]
         if not len(pending):
             break
+    return lat1, lon1, dist, cap, pending
+
+
+def displace(
+    points: pd.DataFrame,
+    *,
+    inside: Inside | None = None,
+    regions: Mapping[Hashable, Polygon | Sequence[Polygon]] | None = None,
+    rng: np.random.Generator | None = None,
+    max_tries: int = 50,
+    audit: bool = False,
+) -> pd.DataFrame:
+    """Displace cluster points by the DHS rule; returns ``points`` with new lat and lon.
+
+    ``rng`` defaults to a generator seeded from the operating system; never store a seed
+    with a release, it would allow the displacement to be undone. With ``audit=True`` the
+    result also has ``max_km``, ``distance_km`` and ``reduced`` (maximum halved to stay
+    inside) for the restricted audit file; never release those columns.
+    """
+    if inside is not None and regions is not None:
+        raise DhsurveyError("give either inside or regions, not both", code="gps-bad-point")
+    if regions is not None:
+        inside = polygon_inside(regions)
+    rng = np.random.default_rng() if rng is None else rng
+    clusters = _clusters(points)
+    lat0 = clusters["lat"].to_numpy(dtype=np.float64)
+    lon0 = clusters["lon"].to_numpy(dtype=np.float64)
+    region = clusters["region"].to_numpy(dtype=object)
+    if inside is not None:
+        _check_own_points(clusters, lat0, lon0, region, inside)
+    max_km = _max_distances(clusters["urban"].to_numpy(), rng)
+    lat1, lon1, dist, cap, pending = _draw(lat0, lon0, region, max_km, inside, rng, max_tries)
     if len(pending):
         raise DhsurveyError(
             f"{len(pending)} cluster(s) could not be displaced inside their region even at "

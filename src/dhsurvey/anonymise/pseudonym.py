@@ -140,7 +140,7 @@ def id_text(numbers: np.ndarray | pd.api.extensions.ExtensionArray
     """
     import pyarrow as pa
 
-    values = pd.array(numbers, dtype="UInt64")
+    values = pd.Series(numbers, dtype="UInt64", copy=False).array
     missing = np.asarray(values.isna())
     raw = values.to_numpy(dtype=np.uint64, na_value=0).astype(">u8").view(np.uint8)
     raw = raw.reshape(-1, 8)
@@ -176,8 +176,9 @@ def release_ids(
     """
     codes, originals = pd.factorize(values, use_na_sentinel=True)
     per_row, numbers = numbered(codes, len(originals), rng)
-    out = pd.Series(id_text(per_row).to_numpy(dtype=object, na_value=None),
-                    index=values.index, name=values.name, dtype=object)
+    text = np.asarray(id_text(per_row), dtype=object)
+    text[codes < 0] = None  # missing stays missing: None in an object column
+    out = pd.Series(text, index=values.index, name=values.name, dtype=object)
     mapping = pd.DataFrame({"original": np.asarray(originals, dtype=object),
                             "release_id": np.asarray(id_text(numbers), dtype=object)})
     return out, mapping

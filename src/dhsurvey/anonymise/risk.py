@@ -72,7 +72,8 @@ def _check_columns(df: pd.DataFrame, columns: Sequence[str]) -> None:
         )
 
 
-def _check_keys(df: pd.DataFrame, keys: Sequence[str]) -> list[str]:
+def check_keys(df: pd.DataFrame, keys: Sequence[str]) -> list[str]:
+    """``keys`` as a list: at least one, none repeated, every one a column of ``df``."""
     keys = list(keys)
     if not keys:
         raise DhsurveyError("at least one key variable is needed", code="sdc-no-keys")
@@ -99,7 +100,7 @@ def _encode(df: pd.DataFrame, keys: Sequence[str]) -> tuple[np.ndarray, np.ndarr
     return codes, cards
 
 
-def _combine(columns: Sequence[np.ndarray], radices: Sequence[int]) -> np.ndarray:
+def _combine(columns: Sequence[np.ndarray], radices: Sequence[int] | np.ndarray) -> np.ndarray:
     """Mixed-radix code of several non-negative code columns (equal codes = equal rows).
 
     When the code space would overflow int64 the partial code is re-factorised to dense ids
@@ -119,7 +120,7 @@ def _combine(columns: Sequence[np.ndarray], radices: Sequence[int]) -> np.ndarra
 
 
 def _pair_codes(
-    a: np.ndarray, b: np.ndarray, radices: Sequence[int]
+    a: np.ndarray, b: np.ndarray, radices: Sequence[int] | np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Comparable codes for two code matrices over the same columns."""
     if prod(int(r) for r in radices) < _CODE_LIMIT:
@@ -247,12 +248,12 @@ def _cell_frequencies(
     df: pd.DataFrame, keys: Sequence[str], weight: Weight
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(cell id per row, fk per cell, Fk per cell); risk is a function of the cell only."""
-    keys = _check_keys(df, keys)
+    keys = check_keys(df, keys)
     w = _weights(df, weight)
     codes, cards = _encode(df, keys)
     cell_of_row, cell_codes = _cells(codes, cards)
     n_cells = len(cell_codes)
-    cols = [np.bincount(cell_of_row, minlength=n_cells).astype(np.float64)]
+    cols: list[np.ndarray] = [np.bincount(cell_of_row, minlength=n_cells).astype(np.float64)]
     if w is not None:
         cols.append(np.bincount(cell_of_row, weights=w, minlength=n_cells))
     totals = _matched_sums(cell_codes, cards, np.column_stack(cols))
@@ -379,7 +380,7 @@ def l_diversity(
         raise DhsurveyError(f"unknown l-diversity kind {kind!r}", code="sdc-bad-argument")
     if c is None:
         c = 2.0
-    keys = _check_keys(df, keys)
+    keys = check_keys(df, keys)
     _check_columns(df, [sensitive])
     if sensitive in keys:
         raise DhsurveyError("the sensitive variable cannot be a key", code="sdc-bad-argument")
@@ -456,7 +457,7 @@ def suda2(
 
     Returns per record: ``score``, ``dis_score``, ``n_msu`` and ``min_msu_size`` (0 = none).
     """
-    keys = _check_keys(df, keys)
+    keys = check_keys(df, keys)
     n_att = len(keys)
     max_k = n_att if max_k is None else int(max_k)
     if not 1 <= max_k <= n_att:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dhsurvey.anonymise.risk import GlobalRisk, Weight, _check_keys, frequencies, global_risk
+from dhsurvey.anonymise.risk import GlobalRisk, Weight, check_keys, frequencies, global_risk
 from dhsurvey.errors import DhsurveyError
 
 
@@ -74,7 +74,7 @@ def local_suppression(
     values is blanked first. ``weight`` only feeds the before/after global risk reported.
     The input frame is not modified.
     """
-    keys = _check_keys(df, keys)
+    keys = check_keys(df, keys)
     if k < 1:
         raise DhsurveyError("k must be at least 1", code="sdc-bad-argument")
     order = _suppression_order(df, keys, importance)

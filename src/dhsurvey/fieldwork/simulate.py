@@ -14,6 +14,7 @@ import datetime as dt
 import hashlib
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -162,7 +163,10 @@ def plant_canaries(raws: dict[str, RawForm], models: dict[str, FormModel],
             answered = np.flatnonzero(table[column].notna().to_numpy())
             for row in rng.choice(answered, min(per_field, len(answered)), replace=False):
                 value = by_kind[kind].pop()
-                table.iloc[int(row), table.columns.get_loc(column)] = value
+                at = table.columns.get_loc(column)
+                if not isinstance(at, int):
+                    raise ValueError(f"column {column} of {model.form_id} is not unique")
+                table.iloc[int(row), at] = value
                 planted.append(value)
                 touched.setdefault(model.form_id, set()).add(column)
     for form_id, columns in touched.items():
@@ -230,9 +234,9 @@ def _timing(config: CountryConfig, days: list[dt.date], enumerators: list[int],
     return starts, ends, submitted
 
 
-def _roster(rng: np.random.Generator, internet_use: float) -> list[dict]:
+def _roster(rng: np.random.Generator, internet_use: float) -> list[dict[str, Any]]:
     """A plausible household: a head, often a spouse, children and sometimes others."""
-    members = []
+    members: list[dict[str, Any]] = []
     head_sex = 1 if rng.random() < 0.7 else 2
     head_age = int(rng.integers(24, 70))
     members.append({"sex": head_sex, "age": head_age, "relation": 1})
@@ -375,7 +379,9 @@ def _child(config: CountryConfig, model: FormModel, sel: pd.DataFrame, pace: dic
         root[name] = answer
     # About a third tell nobody about the most recent experience (the rest: drawn answers).
     for told in ("talk_told", "imgreq_told", "offer_told", "threat_told", "shared_told"):
-        root[told] = np.where(rng.random(n) < 0.35, "1", None)
+        told_someone = np.full(n, None, dtype=object)
+        told_someone[rng.random(n) < 0.35] = "1"
+        root[told] = told_someone
     presets = Presets({k: pd.Series(np.asarray(v, dtype=object), index=keys)
                        for k, v in root.items()})
     data = answer_form(model, keys, presets, rng, today=max(days, default=config.fieldwork_end))
@@ -446,12 +452,13 @@ def _raw(data: FormData, model: FormModel) -> RawForm:
         "source_file": None,
     }, columns=META)
     table = pd.concat([meta, root[fields].reset_index(drop=True)], axis=1).astype(object)
-    table = table.where(table.notna(), None)
+    # pandas-stubs reject other=None, which pandas accepts (missing values become None)
+    table = table.where(table.notna(), None)  # type: ignore[call-overload]
     repeats = {}
     for name, frame in data.repeats.items():
         cols = field_columns(model, name)
         rep = pd.DataFrame({"KEY": frame.index.astype(str).to_numpy(),
                             PARENT: frame[PARENT].astype(str).to_numpy()})
         rep = pd.concat([rep, frame[cols].reset_index(drop=True)], axis=1).astype(object)
-        repeats[name] = rep.where(rep.notna(), None)
+        repeats[name] = rep.where(rep.notna(), None)  # type: ignore[call-overload]
     return RawForm(model.form_id, table, repeats)
