@@ -11,22 +11,25 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from dhsurvey.anonymise.pseudonym import pseudonym
 from dhsurvey.anonymise.release import (
     BANDS,
     FIXED_TOPCODES,
+    HOUSEHOLD_PURPOSE,
     LINKED,
     AnonymisedRelease,
     anonymise_country,
     anonymise_form,
     classify,
     gate,
+    plan_columns,
     scan_release,
 )
 from dhsurvey.anonymise.risk import frequencies, k_anonymity_violations
@@ -222,6 +225,42 @@ def test_release_ids_are_fresh_and_the_restricted_mapping_joins_back(
     # The pseudonym is the keyed HMAC of the household ID, never the ID itself.
     assert a["hh_pseudonym"].str.fullmatch(r"[0-9a-f]{32}").all()
     assert not release.restricted["psu"]["psu"].equals(other.restricted["psu"]["psu"])
+
+
+def test_households_are_identified_by_the_household_id_the_forms_declare(
+        release: AnonymisedRelease, study: Study) -> None:
+    assert {study.models[f].household_id for f in LINKED_FORMS} == {("cluster", "hh_number")}
+    # The pseudonym is the keyed HMAC of HH-<country>-<the household ID fields, in order>.
+    records = release.restricted["records"]
+    households = release.restricted["households"].set_index("hh_id")["hh_pseudonym"]
+    hh = study.accepted["household"].set_index("KEY")
+    rows = records[records["form"] == "household"].join(hh[["cluster", "hh_number"]], on="KEY")
+    expected = [pseudonym(KEY, HOUSEHOLD_PURPOSE,
+                          f"HH-{study.config.code}-{int(c)}-{int(n)}")
+                for c, n in zip(rows["cluster"], rows["hh_number"], strict=True)]
+    assert rows["hh_id"].map(households).tolist() == expected
+    # Forms that declare the household ID in the other order: the same households, whose
+    # pseudonyms name the fields in that order.
+    swapped = {f: replace(m, settings={**m.settings, "household_id": "hh_number cluster"})
+               if m.household_id else m for f, m in study.models.items()}
+    rel = anonymise_country(study.accepted, study.weights, swapped, study.config, key=KEY,
+                            rng=np.random.default_rng(3), recode=False, suppress=False)
+    assert len(rel.restricted["households"]) == len(release.restricted["households"])
+    assert set(rel.restricted["households"]["hh_pseudonym"]) == {
+        pseudonym(KEY, HOUSEHOLD_PURPOSE, f"HH-{study.config.code}-{int(n)}-{int(c)}")
+        for c, n in zip(rows["cluster"], rows["hh_number"], strict=True)}
+    # The plan of a release in batches reads the household ID fields the form declares.
+    only_cluster = replace(study.models["child"],
+                           settings={**study.models["child"].settings, "household_id": "cluster"})
+    columns = study.accepted["child"].columns
+    assert {"KEY", "cluster", "hh_number"} <= set(plan_columns(study.models["child"], columns))
+    assert "hh_number" not in plan_columns(only_cluster, columns)
+    # A form of households whose table lacks a field of the household ID is refused.
+    with pytest.raises(DhsurveyError) as err:
+        anonymise_form(study.accepted["child"].drop(columns="hh_number"),
+                       study.models["child"], study.config, study.weights["child"], key=KEY,
+                       rng=np.random.default_rng(4))
+    assert err.value.code == "release-bad-argument" and "hh_number" in str(err.value)
 
 
 def test_child_and_caregiver_of_a_household_share_hh_id(release: AnonymisedRelease,

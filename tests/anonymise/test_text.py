@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import socket
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from dhsurvey.anonymise import text
-from dhsurvey.anonymise.text import scrub
+from dhsurvey.anonymise.text import code_pattern, household_code_pattern, scrub
 from dhsurvey.errors import DhsurveyError
+from dhsurvey.forms.model import FormModel, load_form
 
 
 def test_works_without_network(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -71,3 +74,41 @@ def test_bad_extra_pattern() -> None:
     assert err.value.code == "text-bad-pattern"
     with pytest.raises(DhsurveyError):
         scrub(pd.Series(["x"]), extra_patterns={"child id": "x"})
+
+
+# ----------------------------------------------------------- household codes, from the forms
+
+INSTRUMENTS = Path(__file__).parents[2] / "instruments"
+
+
+def _household(instance_name: str) -> FormModel:
+    model = load_form(INSTRUMENTS / "household.xlsx")
+    return replace(model, settings={**model.settings, "instance_name": instance_name})
+
+
+def test_household_codes_look_like_the_household_forms_instance_name() -> None:
+    household = load_form(INSTRUMENTS / "household.xlsx")
+    assert household.settings["instance_name"].startswith("concat('HH-', ${country}, '-'")
+    assert code_pattern(household) == r"\bHH\-\d+(?:\-\d+)*\b"
+    assert household_code_pattern() == code_pattern(household)  # the study's instruments
+    # A form released on its own still finds the study's household codes.
+    child = load_form(INSTRUMENTS / "child.xlsx")
+    assert household_code_pattern([child]) == code_pattern(household)
+
+
+def test_a_new_household_code_is_scrubbed_and_the_old_one_is_not() -> None:
+    kaya = _household("concat('KAYA/', ${country}, '/', ${cluster}, '/', ${hh_number})")
+    texts = pd.Series(["visit kaya/404/12/7 today", "old code HH-0123-04"])
+    out = scrub(texts, models=[kaya])
+    assert out.tolist() == ["visit <HOUSEHOLD_ID> today", "old code HH-0123-04"]
+
+
+def test_code_patterns_of_other_instance_names() -> None:
+    # Parts are numbers only when every field is; several separators are all accepted.
+    mixed = _household("concat('HH-', ${country}, '/', ${cluster}, '-', ${start})")
+    assert code_pattern(mixed) == r"\bHH\-[^\W_]+(?:(?:/|\-)[^\W_]+)*\b"
+    assert code_pattern(_household("concat('hh', ${cluster})")) == r"\bhh\d+\b"
+    # No text in front (or none with a letter): a bare number is no household code.
+    for name in ("${cluster}", "concat(${cluster}, '-', ${hh_number})", "concat('-', ${cluster})",
+                 ""):
+        assert code_pattern(_household(name)) is None

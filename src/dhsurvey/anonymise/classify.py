@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from dhsurvey.errors import DhsurveyError
-from dhsurvey.forms.model import REF_RE, FormModel
+from dhsurvey.forms.facts import Models, StudyFacts
+from dhsurvey.forms.model import FormModel
 from dhsurvey.ingest.canonical import META
 
 ACTIONS = ("drop", "month", "key", "sensitive", "keep")
@@ -76,9 +77,9 @@ LINE_POINTER = re.compile(r"(^|_)line$")
 
 
 def _instance_id_fields(model: FormModel) -> set[str]:
-    """Fields an instance name is built from, except choice-coded ones (country, region)."""
-    refs = set(REF_RE.findall(model.settings.get("instance_name", "")))
-    return {r for r in refs if r in model and not model[r].is_select}
+    """Fields that identify an interview (:attr:`FormModel.instance_fields`), except
+    choice-coded ones (country, region)."""
+    return {r for r in model.instance_fields if r in model and not model[r].is_select}
 
 
 def classify_with_reasons(model: FormModel) -> dict[str, tuple[str, str]]:
@@ -173,13 +174,15 @@ def to_month(values: pd.Series, tz: dt.tzinfo) -> pd.Series:
     return pd.Series(labels[codes], index=values.index, dtype="string")
 
 
-def released_column(values: pd.Series, action: str, tz: dt.tzinfo) -> pd.Series:
+def released_column(values: pd.Series, action: str, tz: dt.tzinfo,
+                    models: Models | StudyFacts | None = None) -> pd.Series:
     """One column as released, for the actions that look at a single value at a time
-    (``month``, ``scrub``; anything else passes unchanged)."""
+    (``month``, ``scrub``; anything else passes unchanged). ``models``: the study's forms,
+    for what a household code in free text looks like (default: the study's instruments)."""
     if action == "month":
         return to_month(values, tz)
     if action == "scrub":
         from dhsurvey.anonymise.text import scrub
 
-        return scrub(values).astype("string")
+        return scrub(values, models=models).astype("string")
     return values

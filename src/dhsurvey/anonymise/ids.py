@@ -1,16 +1,17 @@
 """Release IDs: fresh random record, household, stratum and PSU codes, and their mappings.
 
-Why fresh codes per release: the instanceID, the household's cluster and number and the
-stratum's name would let anyone holding two releases (or the field files) join them record
-by record. Every release draws new codes from its own random generator; only the restricted
-mappings (``records``, ``households``, ``strata``, ``psu``) join them back, and those never
-leave the restricted zone. The household's keyed HMAC pseudonym stays in the mapping, so a
+Why fresh codes per release: the instanceID, the household's own ID (the fields the forms
+declare as ``household_id``, e.g. cluster and household number) and the stratum's name
+would let anyone holding two releases (or the field files) join them record by record.
+Every release draws new codes from its own random generator; only the restricted mappings
+(``records``, ``households``, ``strata``, ``psu``) join them back, and those never leave
+the restricted zone. The household's keyed HMAC pseudonym stays in the mapping, so a
 household keeps one identity across releases for those allowed to hold it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,26 +30,34 @@ DESIGN = ["stratum", "psu"]
 #: Households whose pseudonyms are computed at once (their text goes to Arrow per block).
 _PSEUDONYM_BLOCK = 100_000
 
-
-def household_numbers(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(cluster, hh_number) as whole numbers, NaN when missing: the household's own ID."""
-    cluster, number = (np.trunc(pd.to_numeric(table[c], errors="coerce").astype(float)
-                                .to_numpy(dtype=float, na_value=np.nan))
-                       for c in ("cluster", "hh_number"))
-    return cluster, number
+#: Prefix of the ID frame's columns that hold the household ID fields (``_hh:cluster``, ...).
+HOUSEHOLD_COLUMN = "_hh:"
 
 
-def _household_pseudonyms(cluster: np.ndarray, number: np.ndarray, config: CountryConfig,
+def household_numbers(table: pd.DataFrame, household_id: Sequence[str]) -> list[np.ndarray]:
+    """The household's own ID, one array per field of ``household_id`` (the forms'
+    :attr:`~dhsurvey.forms.model.FormModel.household_id`, e.g. cluster and hh_number), as
+    whole numbers, NaN when missing."""
+    return [np.trunc(pd.to_numeric(table[c], errors="coerce").astype(float)
+                     .to_numpy(dtype=float, na_value=np.nan))
+            for c in household_id]
+
+
+def _household_pseudonyms(parts: Sequence[np.ndarray], config: CountryConfig,
                           key: bytes) -> pd.api.extensions.ExtensionArray:
-    """HMAC pseudonym of ``HH-<country>-<cluster>-<hh_number>`` per household (Arrow text:
-    a million pseudonyms as one buffer, not a million Python strings)."""
+    """HMAC pseudonym of ``HH-<country>-<field>-<field>...`` per household, the fields of its
+    ID in order (``HH-<country>-<cluster>-<hh_number>``). Arrow text: a million pseudonyms as
+    one buffer, not a million Python strings."""
     import pyarrow as pa
 
-    blocks = [pa.array([pseudonym(key, HOUSEHOLD_PURPOSE, f"HH-{config.code}-{int(c)}-{int(n)}")
-                        for c, n in zip(cluster[i:i + _PSEUDONYM_BLOCK],
-                                        number[i:i + _PSEUDONYM_BLOCK], strict=True)],
+    prefix = f"HH-{config.code}-"
+    n = len(parts[0]) if parts else 0
+    blocks = [pa.array([pseudonym(key, HOUSEHOLD_PURPOSE,
+                                  prefix + "-".join(map(str, map(int, values))))
+                        for values in zip(*(p[i:i + _PSEUDONYM_BLOCK] for p in parts),
+                                          strict=True)],
                        type=pa.string())
-              for i in range(0, len(cluster), _PSEUDONYM_BLOCK)]
+              for i in range(0, n, _PSEUDONYM_BLOCK)]
     text = pa.chunked_array(blocks, type=pa.string()).combine_chunks()
     return pd.array(text, dtype="string[pyarrow]")
 
@@ -76,17 +85,20 @@ def _coded(values: pd.Series, codes: dict[Any, int]) -> pd.api.extensions.Extens
     return pd.arrays.IntegerArray(table[at], at < 0)
 
 
-def _household_codes(cluster: np.ndarray, number: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each row's household (-1 when its ID is missing), households in order of first
-    appearance, and each household's cluster and number."""
-    valid = ~(np.isnan(cluster) | np.isnan(number))
-    cc, cu = pd.factorize(cluster[valid])
-    nc, nu = pd.factorize(number[valid])
-    at, pairs = pd.factorize(cc.astype(np.int64) * max(len(nu), 1) + nc)
-    codes = np.full(len(cluster), -1, dtype=np.int64)
+def _household_codes(parts: Sequence[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Each row's household (-1 when a field of its ID is missing), households numbered in
+    order of first appearance, and each household's ID fields (one array per field)."""
+    valid = ~np.logical_or.reduce([np.isnan(p) for p in parts])
+    at = np.zeros(int(valid.sum()), dtype=np.int64)
+    for j, part in enumerate(parts):
+        field, distinct = pd.factorize(part[valid])
+        # Kept dense (renumbered after each field), so any number of fields fits in int64.
+        at = field.astype(np.int64) if j == 0 else \
+            pd.factorize(at * max(len(distinct), 1) + field)[0].astype(np.int64)
+    codes = np.full(len(valid), -1, dtype=np.int64)
     codes[valid] = at
-    return codes, cu[pairs // max(len(nu), 1)], nu[pairs % max(len(nu), 1)]
+    _, first = np.unique(at, return_index=True)  # each household's first row
+    return codes, [p[valid][first] for p in parts]
 
 
 def assign_ids(forms: dict[str, WorkingForm], ids: dict[str, pd.DataFrame],
@@ -94,8 +106,9 @@ def assign_ids(forms: dict[str, WorkingForm], ids: dict[str, pd.DataFrame],
                ) -> dict[str, pd.DataFrame]:
     """record_id, hh_id, stratum and psu codes for every form; the restricted mappings.
 
-    ``ids`` holds each form's ID frame (form, KEY, and the household's cluster and number,
-    stratum and cluster when weighted), row for row with its table. The IDs go into the
+    ``ids`` holds each form's ID frame (form, KEY, the fields of the household's ID as
+    ``_hh:<field>`` columns (:func:`household_numbers`) when the form has them, stratum and
+    cluster when weighted), row for row with its table. The IDs go into the
     tables as numbers (UInt64) and are written as text at the end (:func:`text_ids`); the
     restricted mappings hold their text in Arrow columns. Weighted forms get ``stratum`` as
     their first (most important) key.
@@ -111,19 +124,20 @@ def assign_ids(forms: dict[str, WorkingForm], ids: dict[str, pd.DataFrame],
     restricted: dict[str, pd.DataFrame] = {}
     records = pd.DataFrame({"form": all_ids["form"].astype("category"), "KEY": all_ids["KEY"],
                             "record_id": id_text(record)})
-    if "_hh_cluster" in all_ids.columns:
-        # One household per (cluster, hh_number) in order of first appearance, as a
+    household = [c for c in all_ids.columns if str(c).startswith(HOUSEHOLD_COLUMN)]
+    if household:
+        # One household per value of its ID fields in order of first appearance, as a
         # factorisation of the pseudonyms would give; one HMAC per household.
-        codes, cluster, number = _household_codes(all_ids.pop("_hh_cluster").to_numpy(),
-                                                  all_ids.pop("_hh_number").to_numpy())
-        hh, numbers = numbered(codes, len(cluster), rng)
-        names_ = _household_pseudonyms(cluster, number, config, key)
+        codes, parts = _household_codes([all_ids.pop(c).to_numpy(dtype=float)
+                                         for c in household])
+        hh, numbers = numbered(codes, len(parts[0]), rng)
+        names_ = _household_pseudonyms(parts, config, key)
         restricted["households"] = pd.DataFrame({"hh_pseudonym": names_,
                                                  "hh_id": id_text(numbers)})
         # A record's household by its release ID; the households' mapping gives its
         # pseudonym (one pseudonym per household, not one per record).
         records["hh_id"] = id_text(hh)
-        del codes, cluster, number, numbers, names_
+        del codes, parts, numbers, names_
     restricted["records"] = records
     if "stratum" in all_ids.columns:
         strata = _random_codes(pd.unique(all_ids["stratum"]), rng)
@@ -134,7 +148,8 @@ def assign_ids(forms: dict[str, WorkingForm], ids: dict[str, pd.DataFrame],
     for i, f in enumerate(names):
         rows = slice(starts[i], starts[i + 1])
         head = pd.DataFrame({"record_id": record[rows]})
-        if "_hh_cluster" in ids[f].columns:  # then every form's households were numbered
+        if any(str(c).startswith(HOUSEHOLD_COLUMN) for c in ids[f].columns):
+            # A form of households (then every form's households were numbered).
             head["hh_id"] = hh[rows]
         if forms[f].weighted:
             part = all_ids.iloc[rows]

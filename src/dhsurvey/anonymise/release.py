@@ -72,6 +72,7 @@ from dhsurvey.anonymise.gate import GateResult, gate
 from dhsurvey.anonymise.identifiers import COORD_RE, EMAIL_RE, PHONE_REGIONS, UUID_RE
 from dhsurvey.anonymise.ids import (
     DESIGN,
+    HOUSEHOLD_COLUMN,
     HOUSEHOLD_PURPOSE,
     assign_ids,
     household_numbers,
@@ -102,6 +103,7 @@ from dhsurvey.anonymise.suppression import (
 from dhsurvey.anonymise.working import WorkingForm
 from dhsurvey.errors import DhsurveyError
 from dhsurvey.fieldwork.config import CountryConfig
+from dhsurvey.forms.facts import StudyFacts, study_facts
 from dhsurvey.forms.model import FormModel
 from dhsurvey.weight.study import REPLICATE
 
@@ -189,8 +191,8 @@ def _join_weights(form: str, table: pd.DataFrame, weights: pd.DataFrame) -> pd.D
 
 
 def _prepare(form: str, table: pd.DataFrame, model: FormModel, weights: pd.DataFrame | None,
-             config: CountryConfig, allowed: Sequence[str],
-             rng: np.random.Generator) -> tuple[WorkingForm, pd.DataFrame]:
+             config: CountryConfig, allowed: Sequence[str], rng: np.random.Generator,
+             facts: StudyFacts) -> tuple[WorkingForm, pd.DataFrame]:
     """Drop, convert dates, join weights, shuffle. Returns the form and its ID frame."""
     reasons = column_reasons(form, table.columns, model, allowed)
     if "KEY" not in table.columns:
@@ -206,8 +208,15 @@ def _prepare(form: str, table: pd.DataFrame, model: FormModel, weights: pd.DataF
     record_keys = data["KEY"] if pd.api.types.is_integer_dtype(data["KEY"]) else \
         data["KEY"].astype(object)
     ids = pd.DataFrame({"form": form, "KEY": record_keys})
-    if {"cluster", "hh_number"} <= set(data.columns):
-        ids["_hh_cluster"], ids["_hh_number"] = household_numbers(data)
+    household_id = model.household_id
+    if household_id:
+        missing = [c for c in household_id if c not in data.columns]
+        if missing:
+            raise DhsurveyError(f"accepted table lacks the household ID field(s) {missing}",
+                                code="release-bad-argument", form=form)
+        for field, part in zip(household_id, household_numbers(data, household_id),
+                               strict=True):
+            ids[HOUSEHOLD_COLUMN + field] = part
     if weights is not None:
         ids["cluster"] = data["_cluster"].to_numpy()
         # Each stratum's name once, not once per record.
@@ -224,7 +233,7 @@ def _prepare(form: str, table: pd.DataFrame, model: FormModel, weights: pd.DataF
         action = reasons[col][0]
         if action == "drop":
             continue
-        out[col] = released_column(data[col], action, tz)
+        out[col] = released_column(data[col], action, tz, facts)
         {"month": months, "scrub": scrubbed, "key": keys}.get(action, []).append(col)
     if weights is not None:
         # Hundreds of replicate columns: added in one concat, not one insert each.
@@ -273,6 +282,9 @@ def anonymise_country(
     missing = [f for f in accepted if f not in models]
     if missing:
         raise DhsurveyError(f"no form model for {missing}", code="release-bad-argument")
+    # The forms of a household must identify it by the same fields (an error otherwise):
+    # one household gets one pseudonym and one hh_id whichever form names it.
+    facts = study_facts([models[f] for f in accepted])
     allowed = dict(allowed_free_text or {})
     importance = dict(importance or {})
     forms: dict[str, WorkingForm] = {}
@@ -280,7 +292,7 @@ def anonymise_country(
     for name, table in accepted.items():
         w = weights.get(name)
         forms[name], ids[name] = _prepare(name, table, models[name], w, config,
-                                          allowed.get(name, []), rng)
+                                          allowed.get(name, []), rng, facts)
     restricted = assign_ids(forms, ids, rng, config, key)
     del ids
     for f in forms.values():
@@ -356,7 +368,7 @@ def plan_columns(model: FormModel, columns: Iterable[str]) -> list[str]:
     l-diversity, are added one column at a time (:meth:`ReleasePlan.diversity`).
     """
     reasons = classify_with_reasons(model)
-    wanted = {"KEY", "cluster", "hh_number"}
+    wanted = {"KEY", *model.household_id}
     return [c for c in columns if c in wanted or recodable(c)
             or reasons.get(c, ("drop", ""))[0] == "key"]
 
@@ -375,6 +387,7 @@ class ReleasePlan:
                  config: CountryConfig, columns: Mapping[str, Sequence[str]], *,
                  allowed_free_text: Mapping[str, list[str]] | None = None) -> None:
         self.release = release
+        self.facts = study_facts(models)
         self.tz = local_tz(config.utc_offset)
         self.columns = {f: list(c) for f, c in columns.items()}
         allowed = dict(allowed_free_text or {})
@@ -445,7 +458,7 @@ class ReleasePlan:
         for col in source.columns:
             action = self.reasons[form].get(col, ("drop", ""))[0]
             if action != "drop" and col not in parts:
-                parts[col] = released_column(source[col], action, self.tz)
+                parts[col] = released_column(source[col], action, self.tz, self.facts)
         reps = replicates(keys) if replicates is not None else pd.DataFrame(index=plan_rows.index)
         for col in reps.columns:
             parts[col] = reps[col].astype(float)

@@ -5,8 +5,13 @@ are not on the package registry), and nothing may be downloaded at run time. pre
 needs the pipeline for tokens; its pattern recognisers work on the raw text. So the NLP engine
 is built from ``spacy.blank("en")`` and only regex/rule recognisers are registered: e-mail,
 phone (the ``phonenumbers`` library, for the survey countries' formats), URL, IP address,
-dates, UUIDs and household codes ``HH-<digits>``, plus any ``extra_patterns``.
+dates, UUIDs and household codes, plus any ``extra_patterns``.
 Each finding is replaced by ``<TYPE>`` (``<EMAIL_ADDRESS>``, ``<PHONE_NUMBER>``, ...).
+
+What a household code looks like is read from the household form (:func:`code_pattern`):
+the text its ``instance_name`` starts with and the parts that follow (``HH-404-12-7`` for
+``concat('HH-', ${country}, '-', ${cluster}, '-', ${hh_number})``), so a change of the
+instrument changes what is scrubbed.
 
 **Names, places and schools are not found**: that needs a statistical NER model. Scrubbed text
 is therefore still not safe to release on its own; children's open answers about abuse are
@@ -31,22 +36,89 @@ from typing import Any
 import pandas as pd
 
 from dhsurvey.errors import DhsurveyError
+from dhsurvey.forms.expressions import Call, ExpressionError, Node, Ref, String, parse
+from dhsurvey.forms.facts import Models, StudyFacts, study_facts
+from dhsurvey.forms.model import FormModel
 
 #: Regions whose national phone formats are recognised (survey countries first).
 DEFAULT_PHONE_REGIONS: tuple[str, ...] = ("KE", "TZ", "UG", "GB", "US")
 
 #: Custom identifiers, entity name -> regex (case-insensitive, as presidio compiles them).
 CUSTOM_PATTERNS: dict[str, str] = {
-    "HOUSEHOLD_ID": r"\bHH-\d+(?:-\d+)*\b",
     # Any 8-4-4-4-12 hex string (ODK instance IDs included), whatever its version nibble.
     "UUID": r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b",
 }
+#: The entity of a household code (its pattern: :func:`household_code_pattern`).
+HOUSEHOLD_ENTITY = "HOUSEHOLD_ID"
 
 _ENTITY_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
 
 
+def _numeric(model: FormModel, name: str) -> bool:
+    """Whether the field's answers are whole numbers (an integer, or choices coded 1, 2...)."""
+    item = model.by_name.get(name)
+    if item is None:
+        return False
+    choices = model.choices_for(item)
+    if item.is_select and choices is not None:
+        return bool(choices.codes()) and all(code.isdigit() for code in choices.codes())
+    return item.type == "integer"
+
+
+def code_pattern(model: FormModel) -> str | None:
+    r"""The regex of the form's interview ID as people write it in free text, from its
+    ``instance_name``: the text it starts with, then one or more parts separated by the text
+    between its fields. ``concat('HH-', ${country}, '-', ${cluster}, '-', ${hh_number})``
+    gives ``\bHH\-\d+(?:\-\d+)*\b``: any number of parts, so a code written short
+    (``hh-77``, ``HH-0123-04``) is found too (presidio matches without regard to case).
+
+    Parts are numbers when every field is (integers, choices coded by numbers), else runs of
+    letters and digits. None when the instance name does not start with text that has a
+    letter: a bare number is no code.
+    """
+    try:
+        root = parse(model.settings.get("instance_name", ""))
+    except ExpressionError:
+        return None
+    args = root.args if isinstance(root, Call) and root.name == "concat" else (root,)
+    prefix = ""
+    parts: list[Node] = []  # the fields (and any other expression) after the prefix
+    after: list[str] = []  # the text after each part
+    for arg in args:
+        if isinstance(arg, String):
+            if parts:
+                after[-1] += arg.value
+            else:
+                prefix += arg.value
+        else:
+            parts.append(arg)
+            after.append("")
+    if not parts or not re.search(r"[^\W\d_]", prefix):
+        return None
+    numbers = all(isinstance(a, Ref) and _numeric(model, a.name) for a in parts)
+    part = r"\d+" if numbers else r"[^\W_]+"
+    # The text after the last part ends the ID; the others separate its parts.
+    separators = sorted({re.escape(text) for text in after[:-1] if text})
+    lead = r"\b" if re.match(r"\w", prefix) else ""
+    if not separators:
+        return rf"{lead}{re.escape(prefix)}{part}\b"
+    sep = separators[0] if len(separators) == 1 else f"(?:{'|'.join(separators)})"
+    return rf"{lead}{re.escape(prefix)}{part}(?:{sep}{part})*\b"
+
+
+def household_code_pattern(models: Models | StudyFacts | None = None) -> str | None:
+    """:func:`code_pattern` of the study's household form (the one recording the final
+    disposition): the one among ``models``, else that of the study's instruments (a form
+    released on its own still has household codes in its free text); None without one."""
+    facts = study_facts(models)
+    if facts.household_form is None and models is not None:
+        facts = study_facts()
+    form = facts.household_form
+    return code_pattern(facts.models[form]) if form is not None else None
+
+
 @lru_cache(maxsize=8)
-def _engines(extra: tuple[tuple[str, str], ...], phone_regions: tuple[str, ...]) -> Any:
+def _engines(patterns: tuple[tuple[str, str], ...], phone_regions: tuple[str, ...]) -> Any:
     """(analyzer, anonymizer) for one configuration, built once: imports take seconds."""
     import spacy
     import tldextract
@@ -76,7 +148,9 @@ def _engines(extra: tuple[tuple[str, str], ...], phone_regions: tuple[str, ...])
         """A spaCy engine on ``spacy.blank``: tokens only, no model to load or download."""
 
         def load(self) -> None:
-            self.nlp = {"en": spacy.blank("en")}
+            # presidio sets ``self.nlp = None`` in __init__ and never annotates it, so its
+            # inferred type is None although its own load() fills it with a dict like this.
+            self.nlp = {"en": spacy.blank("en")}  # type: ignore[assignment]
 
     nlp_engine = BlankSpacyNlpEngine(models=[{"lang_code": "en", "model_name": "blank"}])
     nlp_engine.load()
@@ -87,7 +161,7 @@ def _engines(extra: tuple[tuple[str, str], ...], phone_regions: tuple[str, ...])
         IpRecognizer(),
         DateRecognizer(),
     ]
-    for entity, regex in (*CUSTOM_PATTERNS.items(), *extra):
+    for entity, regex in patterns:
         recognizers.append(
             PatternRecognizer(
                 supported_entity=entity,
@@ -123,18 +197,24 @@ def _check_extra(extra_patterns: Mapping[str, str] | None) -> tuple[tuple[str, s
 def scrub(
     texts: pd.Series,
     *,
+    models: Models | StudyFacts | None = None,
     extra_patterns: Mapping[str, str] | None = None,
     phone_regions: Sequence[str] = DEFAULT_PHONE_REGIONS,
 ) -> pd.Series:
     """Replace e-mails, phones, URLs, IPs, dates, UUIDs and household IDs with ``<TYPE>``.
 
+    ``models``: the study's forms, whose household form says what a household code looks
+    like (:func:`household_code_pattern`; default: the study's instruments).
     ``extra_patterns`` maps further entity names (``"CHILD_ID"``) to regexes, matched case
     insensitively. Missing values stay missing; other values are converted to ``str``.
     Names are **not** detected (see the module docstring).
     """
     from presidio_anonymizer.entities import OperatorConfig
 
-    analyzer, anonymizer = _engines(_check_extra(extra_patterns), tuple(phone_regions))
+    household = household_code_pattern(models)
+    patterns = (*([(HOUSEHOLD_ENTITY, household)] if household else []),
+                *CUSTOM_PATTERNS.items(), *_check_extra(extra_patterns))
+    analyzer, anonymizer = _engines(patterns, tuple(phone_regions))
     cache: dict[str, str] = {}
 
     def one(value: Any) -> Any:
