@@ -435,6 +435,7 @@ def release(store: Store, study: Study, iso: str, *, key: bytes, k: int = K,
     from dhsurvey.io import atomic_write_json
     from dhsurvey.release.codebook import build_codebook, write_codebook
     from dhsurvey.release.design import variance_text, write_design
+    from dhsurvey.release.formats.parquet import ParquetTable
     from dhsurvey.release.labels import with_merged_codes
     from dhsurvey.release.manifest import write_manifest
     from dhsurvey.release.stream import ParquetAppender, write_from_parquet
@@ -486,7 +487,8 @@ def release(store: Store, study: Study, iso: str, *, key: bytes, k: int = K,
                            batch_rows=max(500, WRITE_CELLS // width))
     release_memory()
     replicates = replicate_info(weights.summary)
-    tables = {f: pd.read_parquet(out / f"{f}.parquet") for f in forms}
+    # Read a column at a time by the codebook and the manifest, never loaded whole.
+    tables = {f: ParquetTable(out / f"{f}.parquet") for f in forms}
     codebook = build_codebook(tables, labelled, weights={f: "weight" for f in WEIGHTED},
                               language=language,
                               variance=variance_text(replicates) if replicates else None)

@@ -2,10 +2,11 @@
 
 import hashlib
 import json
+from pathlib import Path
 
 import dagster as dg
-import pandas as pd
 
+from dhsurvey.release.formats.parquet import ParquetTable
 from dhsurvey.release.labels import column_labels
 from dhsurvey.study import MAX_GLOBAL_RISK, K
 from dhsurvey.study import release as release_country
@@ -16,12 +17,13 @@ from pipelines.resources import Secrets, StudyPaths
 from pipelines.study import config_for, country_partitions, models, study
 
 
-def child_schema(table: pd.DataFrame, language: str) -> dg.TableSchema:
+def child_schema(path: Path, language: str) -> dg.TableSchema:
     """The released child table's columns with their labels, shown on the asset's page."""
-    labels = column_labels(table.columns, models()["child"], language)
-    return dg.TableSchema(columns=[dg.TableColumn(str(c), str(t.dtype), description=labels[c]
+    dtypes = ParquetTable(path).dtypes
+    labels = column_labels(dtypes.index, models()["child"], language)
+    return dg.TableSchema(columns=[dg.TableColumn(str(c), str(t), description=labels[c]
                                                   or None)
-                                   for c, t in table.items()])
+                                   for c, t in dtypes.items()])
 
 
 @dg.asset(
@@ -41,12 +43,12 @@ def release(context: dg.AssetExecutionContext, paths: StudyPaths, secrets: Secre
     out = release_country(paths.store, study(), iso, key=secrets.pseudonym_key())
     verdict, replicates = out.gate, out.replicates
     files = out.files
-    child = pd.read_parquet(out.folder / "child.parquet")
     yield dg.MaterializeResult(metadata={
         "files": len(files),
         "rows": out.rows,
         "dagster/row_count": out.rows.get("child", 0),
-        "dagster/column_schema": child_schema(child, config_for(iso).release_language),
+        "dagster/column_schema": child_schema(out.folder / "child.parquet",
+                                              config_for(iso).release_language),
         "form versions": {f: m.version for f, m in models().items()},
         "format warnings": "; ".join(out.warnings) or "none",
         "replicates": f"{replicates['count']} ({replicates['note']})" if replicates else "none",

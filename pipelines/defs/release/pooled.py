@@ -23,20 +23,18 @@ from pipelines.study import study
                 "indicators overall and by country.",
 )
 def pooled_release(context: dg.AssetExecutionContext, paths: StudyPaths):
-    import pandas as pd
-
     try:
         pooled = pool(paths.store, study())
     except DhsurveyError as exc:
         raise dg.Failure(exc.message) from None
     isos = pooled.countries
-    child = pd.read_parquet(pooled.folder / "child.parquet")
     yield dg.MaterializeResult(metadata={
         "countries": ", ".join(isos),
         "left out": "; ".join(f"{k}: {v}" for k, v in pooled.left_out.items()) or "none",
         "rows": pooled.rows,
         "dagster/row_count": pooled.rows.get("child", 0),
-        "dagster/column_schema": child_schema(child, study().config(isos[0]).release_language),
+        "dagster/column_schema": child_schema(pooled.folder / "child.parquet",
+                                              study().config(isos[0]).release_language),
         "replicates": pooled.replicates,
         "notes": "; ".join(pooled.notes) or "none",
         "files": len(list(pooled.folder.iterdir())),

@@ -35,6 +35,7 @@ from dhsurvey.forms.expressions import (
 from dhsurvey.forms.expressions import String as Literal
 from dhsurvey.forms.model import STATA, FormModel, Item
 from dhsurvey.io import atomic_write_bytes, atomic_write_text
+from dhsurvey.release.formats.parquet import ParquetTable
 from dhsurvey.release.labels import (
     META_LABELS,
     choice_labels,
@@ -314,7 +315,8 @@ def _values_text(model: FormModel, item: Item, language: str) -> str:
     return "; ".join(f"{code} = {text}" for code, text in labels.items())
 
 
-def build_codebook(tables: Mapping[str, pd.DataFrame], models: Mapping[str, FormModel], *,
+def build_codebook(tables: Mapping[str, pd.DataFrame | ParquetTable],
+                   models: Mapping[str, FormModel], *,
                    weights: Mapping[str, str] | None = None,
                    language: str | None = None,
                    variance: str | None = None) -> pd.DataFrame:
@@ -336,7 +338,8 @@ def build_codebook(tables: Mapping[str, pd.DataFrame], models: Mapping[str, Form
         model = table_models[name]
         df = df.reset_index(drop=True)
         weight_column = weights.get(name)
-        w = df[weight_column] if weight_column in df.columns else None
+        w = df[weight_column] if weight_column is not None and weight_column in df.columns \
+            else None
         dummies = dummy_columns(model)
         tags = missing_codes(model)
         for position, column in enumerate(map(str, df.columns), start=1):

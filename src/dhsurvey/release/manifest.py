@@ -19,6 +19,7 @@ import pandas as pd
 
 from dhsurvey.forms.model import FormModel
 from dhsurvey.io import atomic_write_json
+from dhsurvey.release.formats.parquet import ParquetTable
 from dhsurvey.release.writers import model_for
 
 MANIFEST = "manifest.json"
@@ -32,7 +33,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_manifest(folder: str | Path, tables: Mapping[str, pd.DataFrame],
+def write_manifest(folder: str | Path, tables: Mapping[str, pd.DataFrame | ParquetTable],
                    models: Mapping[str, FormModel], about: Mapping[str, Any]) -> Path:
     """Write ``folder/manifest.json`` over every other file in ``folder`` (sorted by name).
 

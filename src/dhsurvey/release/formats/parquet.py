@@ -265,11 +265,46 @@ class ParquetSource:
         return self.schema.empty_table().to_pandas().reset_index(drop=True)
 
 
+class ParquetTable:
+    """A release Parquet file as a table read one column at a time.
+
+    Why: the codebook and the manifest read a release's columns one by one (and its shape);
+    a country of a million children need not be loaded whole for that. Columns come with
+    the dtypes ``pd.read_parquet`` gives.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.source = ParquetSource(path, 1)
+
+    @property
+    def columns(self) -> pd.Index:
+        return pd.Index(self.source.names)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.source.rows, len(self.source.names)
+
+    @property
+    def dtypes(self) -> pd.Series:
+        return self.source.empty().dtypes
+
+    def __len__(self) -> int:
+        return self.source.rows
+
+    def __getitem__(self, name: str) -> pd.Series:
+        return self.source.column(name)
+
+    def reset_index(self, drop: bool = True) -> ParquetTable:
+        """Itself: rows are numbered from 0 as read (for code written for DataFrames)."""
+        return self
+
+
 __all__ = [
     "ROW_GROUP_CELLS",
     "ROW_GROUP_ROWS",
     "ParquetAppender",
     "ParquetSource",
+    "ParquetTable",
     "release_metadata",
     "row_group_rows",
 ]
