@@ -38,6 +38,16 @@ from dhsurvey.io import atomic_write_bytes, atomic_write_json, atomic_write_parq
 RESTRICTED = ("landing", "raw", "clean", "build", "secrets", "work")
 #: Folder of the pooled release under ``release/``.
 POOLED = "pooled"
+# A raw folder (``raw/<ISO>/``, ``landing/<ISO>/central-api/``): per form its root table,
+# one table per repeat and the ingest quarantine.
+RAW_QUARANTINE = "quarantine"
+
+
+def raw_table(form: str, repeat: str | None = None) -> str:
+    """File of a form's raw root table, or of one of its repeats (or the quarantine)."""
+    return f"{form}.parquet" if repeat is None else f"{form}-{repeat}.parquet"
+
+
 # A validation folder (``clean/<ISO>/`` or ``dhsurvey validate --out DIR``): per form
 # ``<form>/ACCEPTED``, the issue tables and ``RECONCILIATION``; beside them the high-frequency
 # check tables (``QUALITY/``), the report and the Great Expectations Data Docs.
@@ -96,6 +106,10 @@ class Store:
 
     def raw(self, iso: str) -> Path:
         return self.zone("raw", iso)
+
+    def has_raw(self, iso: str, form: str, folder: Path | None = None) -> bool:
+        """Whether a raw root table of ``form`` is in the raw zone (or ``folder``)."""
+        return ((folder or self.raw(iso)) / raw_table(form)).exists()
 
     def clean(self, iso: str) -> Path:
         return self.zone("clean", iso)
@@ -269,4 +283,5 @@ class Store:
 
 
 __all__ = ["ACCEPTED", "CORRECTIONS", "DATA_DOCS", "ISSUES", "POOLED", "QUALITY",
-           "RECONCILIATION", "REPORT", "RESTRICTED", "Store", "accepted_repeat", "issue_table"]
+           "RAW_QUARANTINE", "RECONCILIATION", "REPORT", "RESTRICTED", "Store",
+           "accepted_repeat", "issue_table", "raw_table"]

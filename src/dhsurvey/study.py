@@ -49,8 +49,6 @@ SENSITIVE_AT_ONCE = 8
 #: Disclosure gate: every key combination shared by at least K records; global risk cap.
 K = 3
 MAX_GLOBAL_RISK = 0.01
-#: Forms whose indicators are estimated per country.
-INDICATOR_FORMS = ("child", "caregiver")
 
 
 @dataclass
@@ -87,6 +85,12 @@ class Study:
 
         return load_indicators(self.instruments / "indicators.yaml", self.models)
 
+    @cached_property
+    def indicator_forms(self) -> tuple[str, ...]:
+        """The weighted forms that indicators are declared for (estimated per country)."""
+        declared = {i.form for i in self.indicators[0]}
+        return tuple(f for f in WEIGHTED if f in declared)
+
 
 # ---------------------------------------------------------------------------- ingest
 
@@ -119,7 +123,7 @@ def ingest_form(store: Store, study: Study, iso: str, form: str, *,
         raw = read_export(path, {form: model}, private_key_pem=private_key)
         parts.extend(split_by_country(raw, {str(config.code): iso}, iso).values())
     api = store.central_api(iso)
-    if (api / f"{form}.parquet").exists():  # pulled by the Central sync job
+    if store.has_raw(iso, form, api):  # pulled by the Central sync job
         parts.append(read_raw(api, form))
     raw = combine(parts) if parts else RawForm(form, pd.DataFrame(columns=["KEY"]))
     return Ingested(raw, exports, write_raw(raw, store.raw(iso)))
@@ -142,7 +146,7 @@ def fetch_central(store: Store, study: Study, forms: list[str] | None = None, *,
         for iso, part in split_by_country(raw, codes).items():
             folder = store.central_api(iso)
             parts = [part]
-            if (folder / f"{form}.parquet").exists():
+            if store.has_raw(iso, form, folder):
                 parts.insert(0, read_raw(folder, form))
             write_raw(combine(parts), folder)
             fetched[f"{iso}/{form}"] = len(part.root)
@@ -185,7 +189,7 @@ def validate(store: Store, study: Study, iso: str, *, batch_households: int | No
 
     config = study.config(iso)
     per_batch = batches_for(store, iso, batch_households)
-    forms = [f for f in study.models if (store.raw(iso) / f"{f}.parquet").exists()]
+    forms = [f for f in study.models if store.has_raw(iso, f)]
     for form in study.models:
         store.clear_accepted(iso, form)
     if per_batch is None:
@@ -238,8 +242,7 @@ def weight(store: Store, study: Study, iso: str) -> Any:
 # ------------------------------------------------------------------------ indicators
 
 
-def weighted_tables(store: Store, iso: str, forms: tuple[str, ...] = INDICATOR_FORMS
-                    ) -> dict[str, pd.DataFrame]:
+def weighted_tables(store: Store, iso: str, forms: tuple[str, ...]) -> dict[str, pd.DataFrame]:
     """Accepted answers joined to their weights and design variables, in instanceID order."""
     from dhsurvey.release.indicators import join_weights
 
@@ -261,7 +264,8 @@ def indicators(store: Store, study: Study, iso: str) -> pd.DataFrame:
     from dhsurvey.release.indicators import compute_indicators
 
     declared, domains = study.indicators
-    table = compute_indicators(weighted_tables(store, iso), declared, domains)
+    table = compute_indicators(weighted_tables(store, iso, study.indicator_forms), declared,
+                               domains)
     table.insert(0, "country", iso)
     write_indicators(store.release(iso), table)
     return table
@@ -566,10 +570,12 @@ def pooled_indicators(store: Store, study: Study, isos: list[str]) -> pd.DataFra
     from dhsurvey.release.indicators import Domain, compute_indicators
 
     declared, domains = study.indicators
+    # Forms of no probability sample (frontline workers) pooled unweighted.
+    unweighted = sorted({i.form for i in declared} - set(WEIGHTED))
     parts: dict[str, list[pd.DataFrame]] = {}
     for iso in isos:
-        tables = {**weighted_tables(store, iso),
-                  "frontline_worker": _by_key(store.read_accepted(iso, "frontline_worker"))}
+        tables = {**weighted_tables(store, iso, study.indicator_forms),
+                  **{f: _by_key(store.read_accepted(iso, f)) for f in unweighted}}
         for form, table in tables.items():
             if "stratum" in table:
                 table = table.assign(stratum=iso + ":" + table["stratum"].astype(str),

@@ -3,7 +3,6 @@
 import dagster as dg
 import pandas as pd
 
-from dhsurvey.study import INDICATOR_FORMS
 from dhsurvey.study import indicators as country_indicators
 from pipelines.defs.validate.assets import accepted_key
 from pipelines.defs.weight.assets import weights
@@ -23,7 +22,7 @@ def indicators_table(table: pd.DataFrame) -> dg.MetadataValue:
 @dg.asset(
     group_name="release",
     partitions_def=country_partitions,
-    deps=[weights, *[accepted_key(f) for f in INDICATOR_FORMS]],
+    deps=[weights, *[accepted_key(f) for f in study().indicator_forms]],
     kinds={"parquet", "csv"},
     description="Every indicator of instruments/indicators.yaml with SE, 95 % CI and "
                 "unweighted n, overall, by sex and by age group (release/<ISO>/indicators).",

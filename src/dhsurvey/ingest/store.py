@@ -23,8 +23,9 @@ from dhsurvey.ingest.canonical import (
     empty_quarantine,
 )
 from dhsurvey.io import atomic_write_bytes
+from dhsurvey.store import RAW_QUARANTINE, raw_table
 
-QUARANTINE = "quarantine"
+QUARANTINE = RAW_QUARANTINE
 
 
 def combine(raws: list[RawForm]) -> RawForm:
@@ -77,11 +78,10 @@ def _parquet(table: pd.DataFrame) -> bytes:
 def write_raw(raw: RawForm, folder: str | Path) -> list[Path]:
     """``<form>.parquet``, ``<form>-<repeat>.parquet`` and ``<form>-quarantine.parquet``."""
     folder = Path(folder)
-    paths = [atomic_write_bytes(folder / f"{raw.form_id}.parquet", _parquet(raw.root))]
+    paths = [atomic_write_bytes(folder / raw_table(raw.form_id), _parquet(raw.root))]
     for name, table in sorted(raw.repeats.items()):
-        paths.append(atomic_write_bytes(folder / f"{raw.form_id}-{name}.parquet",
-                                        _parquet(table)))
-    paths.append(atomic_write_bytes(folder / f"{raw.form_id}-{QUARANTINE}.parquet",
+        paths.append(atomic_write_bytes(folder / raw_table(raw.form_id, name), _parquet(table)))
+    paths.append(atomic_write_bytes(folder / raw_table(raw.form_id, QUARANTINE),
                                     _parquet(raw.quarantine)))
     return paths
 
@@ -94,13 +94,13 @@ def repeat_names(folder: str | Path, form_id: str) -> list[str]:
 
 def read_raw(folder: str | Path, form_id: str) -> RawForm:
     folder = Path(folder)
-    root_path = folder / f"{form_id}.parquet"
+    root_path = folder / raw_table(form_id)
     if not root_path.exists():
         raise DhsurveyError("no raw table for this form", code="raw-missing", file=root_path,
                             form=form_id)
     root = pd.read_parquet(root_path)
-    repeats = {name: pd.read_parquet(folder / f"{form_id}-{name}.parquet")
+    repeats = {name: pd.read_parquet(folder / raw_table(form_id, name))
                for name in repeat_names(folder, form_id)}
-    q_path = folder / f"{form_id}-{QUARANTINE}.parquet"
+    q_path = folder / raw_table(form_id, QUARANTINE)
     quarantine = pd.read_parquet(q_path) if q_path.exists() else empty_quarantine()
     return RawForm(form_id, root, repeats, quarantine)
