@@ -285,6 +285,7 @@ def validate(
     Exits 0 when rows were quarantined (the normal case); non-zero only when it could not run.
     """
     from dhsurvey.validate.corrections import read_corrections
+    from dhsurvey.validate.disclosure import LISTINGS
     from dhsurvey.validate.run import validate_exports
 
     models = _models(instruments)
@@ -304,7 +305,8 @@ def validate(
     for note in result.notes:
         console.print(f"note: {note}", markup=False)
     console.print(f"Results in {out}/<form>/ (accepted, quarantine, flags, reconciliation.json); "
-                  f"quality tables in {out / 'quality'}; report {out / 'report.html'}; "
+                  f"quality tables in {out / 'quality'}; report {out / 'report.html'} "
+                  f"(restricted listings behind it in {out / LISTINGS}); "
                   f"Great Expectations Data Docs {out / 'data_docs' / 'index.html'}",
                   soft_wrap=True)
 

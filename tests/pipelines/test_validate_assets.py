@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import dagster as dg
@@ -43,5 +44,16 @@ def test_country_partition_runs_from_landing_to_accepted(tmp_path: Path) -> None
                    if m.asset_key == dg.AssetKey("fieldwork_quality"))
     assert "RR1" in quality.metadata["response rates (AAPOR)"].value
     assert (tmp_path / "clean" / "UGA" / "report.html").exists()
+    assert "| issues |" in quality.metadata["restricted listings (rows)"].value
+    assert (tmp_path / "clean" / "UGA" / "restricted" / "listings" / "issues.parquet").exists()
+    # Metadata is shared: counts, rates, rule and column names, no value of a submission.
+    canaries = json.loads((tmp_path / "landing" / "UGA" / "faults.json").read_text())[
+        "canaries"]
+    shown = "\n".join(str(v.value) for e in result.get_asset_materialization_events()
+                      for v in e.step_materialization_data.materialization.metadata.values())
+    shown += "\n".join(str(v.value) for e in result.get_asset_check_evaluations()
+                       for v in e.metadata.values())
+    assert canaries and [c for c in canaries if c in shown] == []
+    assert "uuid:" not in shown
     assert checks[("weights", "margins")].passed
     assert (tmp_path / "clean" / "UGA" / "weights" / "child.parquet").exists()

@@ -211,7 +211,8 @@ def test_report_renders_escaped_and_deterministic(fieldwork, tmp_path: Path) -> 
         title = SECTIONS[name][0].replace("'", "&#x27;")
         assert title in text, name
     assert "<svg" in text or "<img" in text
-    assert "<script>" not in text and "&lt;script&gt;" in text
+    # Free text is not printed at all (shared report): neither as markup nor escaped.
+    assert "<script>" not in text and "&lt;script&gt;" not in text and "alert(" not in text
     assert "<b>bold</b>" not in text and "Kenya &lt;daily&gt;" in text
     assert "http://" not in text.replace("http://www.w3.org", "")  # nothing fetched
     assert "Showing the first" in text  # long tables are cut with a note

@@ -7,6 +7,7 @@ import dagster as dg
 
 from dhsurvey.store import DATA_DOCS, REPORT, Store
 from dhsurvey.study import Validated, validate
+from dhsurvey.validate.disclosure import LISTINGS
 from pipelines.resources import StudyPaths
 from pipelines.study import country_partitions, models, study
 
@@ -50,8 +51,19 @@ def validated(context: dg.AssetExecutionContext, paths: StudyPaths) -> Iterator:
     yield from _expectations(outcome, store.quality(iso) / DATA_DOCS, iso)
 
 
+def _listed_rows(folder: Path) -> dict[str, int]:
+    """Rows of each restricted listing (from the Parquet footers: no value is read)."""
+    import pyarrow.parquet as pq
+
+    return {p.stem: pq.read_metadata(p).num_rows for p in sorted(folder.glob("*.parquet"))}
+
+
 def _quality(outcome: Validated, store: Store, iso: str) -> dg.MaterializeResult:
-    """The day's fieldwork picture: response rates, enumerators, referrals."""
+    """The day's fieldwork picture: response rates, enumerators, referrals.
+
+    Metadata is shared like the report: rates, counts, rule and column names and enumerator
+    codes only; the instanceIDs and values behind listed rows stay in the restricted
+    listings, of which only the row counts are shown."""
     if outcome.result is None:
         return dg.MaterializeResult(asset_key=QUALITY, metadata={
             "report": f"not made: the country was validated in {outcome.batches} batches"})
@@ -67,6 +79,8 @@ def _quality(outcome: Validated, store: Store, iso: str) -> dg.MaterializeResult
                        for r in enum.itertuples())
     referrals = store.quality_table(iso, "referrals")
     total = referrals[referrals["dimension"] == "all"]
+    listings = store.quality(iso) / LISTINGS
+    listed = "\n".join(f"| {name} | {rows} |" for name, rows in _listed_rows(listings).items())
     return dg.MaterializeResult(
         asset_key=QUALITY,
         metadata={
@@ -78,6 +92,9 @@ def _quality(outcome: Validated, store: Store, iso: str) -> dg.MaterializeResult
                 "|---|---|---|---|---|\n" + chart),
             "distress-protocol referrals": int(total["referrals"].sum()) if len(total) else 0,
             "report": dg.MetadataValue.path(str(store.quality(iso) / REPORT)),
+            "restricted listings (rows)": dg.MetadataValue.md(
+                "| check | listed rows |\n|---|---|\n" + listed if listed else "none"),
+            "restricted listings": dg.MetadataValue.path(str(listings)),
         },
     )
 
@@ -107,6 +124,7 @@ def _expectations(outcome: Validated, docs: Path, iso: str) -> Iterator:
 
 def _results(outcome: Validated, store: Store, iso: str) -> Iterator:
     for form, rec in outcome.reconciliation.items():
+        # Rule names and counts only: the values and instanceIDs are in the issue tables.
         reasons = "\n".join(f"| {rule} | {n} |" for rule, n in
                             list(rec["quarantine_by_rule"].items())[:10])
         yield dg.MaterializeResult(

@@ -20,8 +20,13 @@ What a suite expects (root table, or one repeat's table):
   (``. >= 0 and . <= 110``); bounds that reference other fields are the validator's job;
 * required fields that no relevance can hide (none on the field or any enclosing group) are
   never null;
-* free text and direct identifiers get no expectation: rendering their values in Data Docs
-  would leak them, and there is nothing generic to check.
+* free text and direct identifiers get no expectation: there is nothing generic to check.
+
+Data Docs are shared like the quality report, so they print no value of any table: results
+keep counts and shares of unexpected values but no samples (``partial_unexpected_count`` 0,
+:data:`RESULT_FORMAT`) — GX would otherwise list up to 20 failing values of each expectation,
+instanceIDs included when ``KEY`` is not unique. The values are in the validation's own
+issue tables and the restricted listings.
 
 ``great_expectations`` is imported lazily: it costs ~3 s and turns on
 ``logging.captureWarnings(True)``, which the rest of the package must not inherit.
@@ -47,12 +52,14 @@ from dhsurvey.ingest.canonical import META, REPEAT_META
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import great_expectations as gx
 
-#: PII classes whose values must not appear in Data Docs (which print unexpected values).
+#: PII classes that get no expectation (nothing generic to check in names or free text).
 NO_EXPECTATIONS_PII = ("free_text", "direct")
 #: Field types whose constraint may carry numeric bounds.
 NUMERIC_TYPES = ("integer", "decimal")
-#: Result detail kept for Data Docs: counts plus up to 20 example values per failure.
-RESULT_FORMAT = "SUMMARY"
+#: Result detail kept for Data Docs: counts and shares of unexpected values, no samples of
+#: them (Data Docs are shared: no value of a table may appear in them).
+RESULT_FORMAT: dict[str, Any] = {"result_format": "SUMMARY", "partial_unexpected_count": 0,
+                                 "include_unexpected_rows": False}
 _INT_CODE = re.compile(r"^-?\d+$")
 _SITE = "dhsurvey"
 
@@ -308,7 +315,7 @@ def validate_accepted(
             definition = context.validation_definitions.add(
                 gx.ValidationDefinition(name=f"{name}-{form_id}", data=batch, suite=suite))
             outcome = definition.run(batch_parameters={"dataframe": table}, run_id=run_id,
-                                     result_format=RESULT_FORMAT)
+                                     result_format=dict(RESULT_FORMAT))
             failed = [_label(r.expectation_config) for r in outcome.results if not r.success]
             stats = outcome.statistics
             forms[form_id] = FormResult(

@@ -3,8 +3,11 @@
 Supervisors open it on a laptop in the field, often offline, and forward it by e-mail, so it
 carries everything inline: CSS in a ``<style>`` block and charts as inline SVG drawn on
 matplotlib ``Figure`` objects (no pyplot, no GUI backend, no global state). Nothing is fetched
-from a network. Every value — including respondents' own words from other-specify answers — is
-HTML-escaped, so text typed on a tablet can never become markup. The same checks give the same
+from a network. Because it is forwarded, it prints counts, codes and enumerator IDs but never an
+instanceID, a free-text answer or an identifier: the check tables pass through
+:func:`dhsurvey.validate.disclosure.share_checks` first, listed rows are referred to by their
+``row`` in the restricted listing, and each such section says how many rows its listing holds
+and where it is. Every value shown is HTML-escaped all the same. The same checks give the same
 bytes (no timestamps unless the caller puts one in ``summary``; SVG ids salted
 deterministically, no SVG date), so reports can be diffed day to day."""
 
@@ -22,7 +25,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from dhsurvey.forms.model import FormModel
 from dhsurvey.io import atomic_write_text
+from dhsurvey.validate.disclosure import share_checks
 
 MAX_ROWS = 50
 #: check name → (section title, why it matters)
@@ -46,9 +51,11 @@ SECTIONS: dict[str, tuple[str, str]] = {
                       "Submissions made with an outdated form version need the device "
                       "updated."),
     "duplicate_ids": ("Duplicate instanceIDs",
-                      "The same submission received more than once."),
+                      "The same submission received more than once (the instanceIDs are in "
+                      "the restricted listing)."),
     "duplicate_units": ("Duplicate households and interviews",
-                        "More than one submission for the same cluster and household."),
+                        "More than one submission for the same cluster and household; the "
+                        "submissions of one household share a set number."),
     "durations": ("Interview durations",
                   "Length of completed interviews and the speeder threshold."),
     "speeders": ("Speeders",
@@ -60,7 +67,8 @@ SECTIONS: dict[str, tuple[str, str]] = {
                     "Share missing among interviews where each question is asked."),
     "outliers": ("Outliers", "Numeric answers far outside the interquartile range."),
     "other_specify": ("Other (specify) answers",
-                      "Free text next to the answer that opened it: recode or add choices."),
+                      "Other-specify answers per question and enumerator: recode or add "
+                      "choices. The texts themselves are in the restricted listing only."),
     "straightlining": ("Straight-lining in grids",
                        "Share of interviews answering every statement of a grid "
                        "identically, by enumerator."),
@@ -87,6 +95,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 nav ul{columns:3;font-size:.9rem}
 figure{margin:1rem 0}
 figcaption{font-weight:600;margin-bottom:.3rem}
+p.restricted{border-left:4px solid #8a5a00;padding-left:.6rem;font-size:.9rem}
 svg{max-width:100%;height:auto}
 """
 
@@ -275,11 +284,15 @@ def _count(checks: Mapping[str, pd.DataFrame], name: str, column: str | None = N
     table = checks.get(name)
     if table is None:
         return 0
+    if name == "other_specify" and "answers" in table:  # shared: counts per question
+        return int(table["answers"].sum())
+    if name == "duplicate_units" and column == "unit" and "unit" not in table:
+        column = "set"  # shared: the households are numbered sets
     return int(table[column].nunique()) if column else len(table)
 
 
 def headline(checks: Mapping[str, pd.DataFrame]) -> dict[str, str]:
-    """Key figures read from the checks, for the top of the report."""
+    """Key figures read from the checks (whole or shared), for the top of the report."""
     out: dict[str, str] = {}
     dash = checks.get("survey_dashboard")
     if dash is not None and len(dash):
@@ -322,16 +335,44 @@ def _anchor(name: str) -> str:
     return "sec-" + "".join(c if c.isalnum() else "-" for c in name)
 
 
+#: Where a listing is, as the report names it: (rows, path) by check.
+Listings = Mapping[str, tuple[int, str | None]]
+SHARING = ("This report is for sharing: it shows counts, codes and enumerator IDs. "
+           "InstanceIDs, free-text answers and identifiers are withheld; a listed row is "
+           "referred to by its <code>row</code> in the check's restricted listing, which "
+           "stays with the data manager (owner-only, in the clean zone) and is never "
+           "forwarded.")
+
+
+def _listing_note(name: str, rows: int, where: str | None) -> str:
+    what = ("other-specify answers (their texts)" if name == "other_specify"
+            else "listed rows (instanceIDs and withheld values)")
+    place = (f" are in the restricted listing <code>{html.escape(where)}</code>" if where
+             else " are withheld from this report")
+    return f'<p class="restricted">{rows:,} {what}{place}.</p>'
+
+
 def render(checks: Mapping[str, pd.DataFrame], *, title: str,
-           summary: Mapping[str, object] | None = None, max_rows: int = MAX_ROWS) -> str:
+           summary: Mapping[str, object] | None = None, max_rows: int = MAX_ROWS,
+           models: Mapping[str, FormModel] | None = None,
+           listings: Listings | None = None) -> str:
     """The report as an HTML string (see :func:`write_report`)."""
+    shared = share_checks(checks, models)
+    checks = shared.tables
+    notes: dict[str, tuple[int, str | None]] = {
+        name: (len(table), None) for name, table in shared.listings.items()}
+    notes.update(listings or {})
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
              f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
-             f"<h1>{html.escape(title)}</h1>", '<section id="summary"><h2>Summary</h2>']
+             f"<h1>{html.escape(title)}</h1>", f'<p class="restricted">{SHARING}</p>',
+             '<section id="summary"><h2>Summary</h2>']
     if summary:
         parts.append(_kv_table(summary))
-    parts.append("<h3>At a glance</h3>" + _kv_table(headline(checks)) + "</section>")
+    glance = headline(checks)
+    if notes:
+        glance["rows in restricted listings"] = f"{sum(n for n, _ in notes.values()):,}"
+    parts.append("<h3>At a glance</h3>" + _kv_table(glance) + "</section>")
     names = [n for n in checks if n != "skipped"] + (["skipped"] if "skipped" in checks
                                                      else [])
     toc = "".join(f'<li><a href="#{_anchor(n)}">'
@@ -352,6 +393,8 @@ def render(checks: Mapping[str, pd.DataFrame], *, title: str,
                      f"<small>({len(table):,} rows)</small></h2>")
         if why:
             parts.append(f'<p class="why">{html.escape(why)}</p>')
+        if name in notes:
+            parts.append(_listing_note(name, *notes[name]))
         parts.append(table_html(table, max_rows, name) + "</section>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
@@ -359,11 +402,18 @@ def render(checks: Mapping[str, pd.DataFrame], *, title: str,
 
 def write_report(checks: Mapping[str, pd.DataFrame], path: str | Path, *, title: str,
                  summary: Mapping[str, object] | None = None,
-                 max_rows: int = MAX_ROWS) -> Path:
+                 max_rows: int = MAX_ROWS, models: Mapping[str, FormModel] | None = None,
+                 listings: Listings | None = None) -> Path:
     """Write ONE self-contained HTML report: summary, charts, then every check's table.
 
-    Tables longer than ``max_rows`` are cut with a note (the Parquet files hold them whole).
-    ``summary`` values (e.g. country, data cut-off, a run timestamp) are shown at the top.
+    ``checks`` whole (:func:`~dhsurvey.validate.quality.run_checks`) or already shared
+    (:func:`~dhsurvey.validate.disclosure.share_checks`): either way only the shared tables
+    are printed. ``models`` decide which coded values may be shown (without them none of a
+    listing's values is); ``listings`` name the restricted listing of each listed check
+    (rows, path), which the report states. Tables longer than ``max_rows`` are cut with a
+    note (the Parquet files hold them whole). ``summary`` values (e.g. country, data
+    cut-off, a run timestamp) are shown at the top.
     """
     return atomic_write_text(path, render(checks, title=title, summary=summary,
-                                          max_rows=max_rows))
+                                          max_rows=max_rows, models=models,
+                                          listings=listings))

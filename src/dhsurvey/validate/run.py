@@ -339,15 +339,22 @@ def write_quality(result: ValidationResult, models: Mapping[str, FormModel], out
     """High-frequency check tables, the HTML report and (optionally) GX Data Docs under ``out``.
 
     The checks run on every submission received (typed), not only accepted ones: the point is
-    to see what goes wrong in the field, by whom.
+    to see what goes wrong in the field, by whom. What is shared — the check tables in
+    ``QUALITY/``, the report, the Data Docs — holds counts, codes and enumerator IDs; the
+    instanceIDs, free text and identifying values behind the listed rows go to the restricted
+    listings (``LISTINGS/<check>.parquet``), which the report points to
+    (:mod:`dhsurvey.validate.disclosure`).
     """
+    from dhsurvey.validate.disclosure import LISTINGS, share_checks, write_listings
     from dhsurvey.validate.quality import run_checks, write_checks
     from dhsurvey.validate.report import write_report
 
     out = Path(out)
     tables = {form: r.typed for form, r in result.forms.items()}
     checks = run_checks(tables, models, config=config, issues=result.issues(), design=design)
-    write_checks(checks, out / QUALITY)
+    shared = share_checks(checks, models)
+    write_checks(shared.tables, out / QUALITY)
+    listed = write_listings(shared.listings, out / LISTINGS)
     summary = {"country": result.country or "not given", "notes": "; ".join(result.notes)
                or "none"}
     for form, r in result.forms.items():
@@ -355,9 +362,12 @@ def write_quality(result: ValidationResult, models: Mapping[str, FormModel], out
         summary[form] = (f"{rec['raw']} received, {rec['accepted']} accepted, "
                          f"{rec['quarantined']} quarantined, {rec['duplicates']} duplicates, "
                          f"{rec['flagged']} flagged")
-    paths = {"report": write_report(checks, out / REPORT,
-                                    title=f"Fieldwork quality — {result.country or 'all'}",
-                                    summary=summary)}
+    paths = {"report": write_report(
+        shared.tables, out / REPORT, title=f"Fieldwork quality — {result.country or 'all'}",
+        summary=summary, models=models,
+        listings={name: (len(shared.listings[name]), path.relative_to(out).as_posix())
+                  for name, path in listed.items()}),
+        "listings": out / LISTINGS}
     if expectations:
         from dhsurvey.validate.expectations import validate_accepted
 
