@@ -23,6 +23,7 @@ parts a few columns or one part at a time and is the same for a country validate
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from dhsurvey.fieldwork.config import CountryConfig
 from dhsurvey.forms.model import FormModel
 from dhsurvey.ingest.canonical import RawForm, empty_quarantine
 from dhsurvey.ingest.store import QUARANTINE, repeat_names
-from dhsurvey.io import atomic_write_json, atomic_write_parquet
+from dhsurvey.io import atomic_write_bytes, atomic_write_json, atomic_write_parquet, open_private
 from dhsurvey.store import ISSUES, RECONCILIATION, Store, issue_table
 
 #: The sample design's PSU column, part of every household form's household ID.
@@ -95,19 +96,21 @@ def _deal(source: Path, target: Callable[[Any], np.ndarray], parts: list[Path]) 
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(source)
-    writers = [pq.ParquetWriter(_mkdir(p), pf.schema_arrow) for p in parts]
-    try:
-        for chunk in pf.iter_batches(batch_size=READ_ROWS):
-            batch = target(chunk)
-            order = np.argsort(batch, kind="stable")
-            bounds = np.searchsorted(batch[order], np.arange(len(parts) + 1))
-            for b, writer in enumerate(writers):
-                if bounds[b + 1] > bounds[b]:
-                    writer.write_table(pa.Table.from_batches(
-                        [chunk.take(pa.array(order[bounds[b]:bounds[b + 1]]))]))
-    finally:
-        for writer in writers:
-            writer.close()
+    with ExitStack() as files:  # owner-only files (pyarrow would make them 0644)
+        sinks = [files.enter_context(open_private(p)) for p in parts]
+        writers = [pq.ParquetWriter(sink, pf.schema_arrow) for sink in sinks]
+        try:
+            for chunk in pf.iter_batches(batch_size=READ_ROWS):
+                batch = target(chunk)
+                order = np.argsort(batch, kind="stable")
+                bounds = np.searchsorted(batch[order], np.arange(len(parts) + 1))
+                for b, writer in enumerate(writers):
+                    if bounds[b + 1] > bounds[b]:
+                        writer.write_table(pa.Table.from_batches(
+                            [chunk.take(pa.array(order[bounds[b]:bounds[b + 1]]))]))
+        finally:
+            for writer in writers:
+                writer.close()
 
 
 class _Roots:
@@ -181,7 +184,7 @@ def partition_raw(raw: str | Path, models: Mapping[str, FormModel], psu_batch: p
                   [part.part(f"{form}-{name}", b) for b in range(count)])
         quarantine = raw / f"{form}-{QUARANTINE}.parquet"
         if quarantine.exists():
-            _mkdir(part.part(f"{form}-{QUARANTINE}", 0)).write_bytes(quarantine.read_bytes())
+            atomic_write_bytes(part.part(f"{form}-{QUARANTINE}", 0), quarantine.read_bytes())
     return part
 
 
@@ -228,11 +231,6 @@ def return_large_blocks() -> None:
     libc = _glibc()
     if libc is not None:
         libc.mallopt(-3, _MMAP_THRESHOLD)  # -3: M_MMAP_THRESHOLD
-
-
-def _mkdir(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def _sum_reconciliation(parts: list[dict]) -> dict:
@@ -296,20 +294,23 @@ def restore_keys(records: Path, instance_ids: np.ndarray) -> None:
     source = pq.ParquetFile(records)
     target = records.with_name(f".{records.name}.tmp")
     writer = None
-    try:
-        for chunk in source.iter_batches(batch_size=READ_ROWS):
-            frame = chunk.to_pandas()
-            frame["KEY"] = instance_ids[frame["KEY"].to_numpy(dtype=np.int64)]
-            # Coded columns (the form) are written out as text: one schema for every
-            # block, whichever categories a block holds.
-            frame = frame.astype({c: object for c in frame.columns
-                                  if isinstance(frame[c].dtype, pd.CategoricalDtype)})
-            table = pa.Table.from_pandas(frame, preserve_index=False,
-                                         schema=writer.schema if writer else None)
-            writer = writer or pq.ParquetWriter(target, table.schema)
-            writer.write_table(table)
-    finally:
-        if writer is not None:
-            writer.close()
+    with open_private(target) as sink:  # the mapping stays owner-only
+        try:
+            for chunk in source.iter_batches(batch_size=READ_ROWS):
+                frame = chunk.to_pandas()
+                frame["KEY"] = instance_ids[frame["KEY"].to_numpy(dtype=np.int64)]
+                # Coded columns (the form) are written out as text: one schema for every
+                # block, whichever categories a block holds.
+                frame = frame.astype({c: object for c in frame.columns
+                                      if isinstance(frame[c].dtype, pd.CategoricalDtype)})
+                table = pa.Table.from_pandas(frame, preserve_index=False,
+                                             schema=writer.schema if writer else None)
+                writer = writer or pq.ParquetWriter(sink, table.schema)
+                writer.write_table(table)
+        finally:
+            if writer is not None:
+                writer.close()
     if writer is not None:
         target.replace(records)
+    else:
+        target.unlink(missing_ok=True)

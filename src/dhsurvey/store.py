@@ -14,9 +14,11 @@ Zones (``root`` defaults to ``./data``)::
     release/<ISO>/…            public-use files; release/pooled/ for all countries      public
     build/ secrets/            compiled forms; the demo's throwaway keys                restricted
 
-Restricted zones are created 0700; every file is written atomically (temporary file in the
-same folder, renamed into place; ``mkstemp`` makes it 0600), so a killed run never leaves a
-half-written file and nothing in a restricted zone is readable by other users.
+Restricted zones and their folders are 0700 (made so when the store hands out a path, even if
+someone else created them); every file is written atomically (temporary file in the same folder,
+renamed into place; ``mkstemp`` makes it 0600) or, when a library writes it through a handle,
+opened 0600 (:func:`~dhsurvey.io.open_private`), so a killed run never leaves a half-written
+file and nothing in a restricted zone is readable by other users (tested after a batched run).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import json
 import os
 import pickle
 import shutil
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +35,12 @@ from typing import Any
 
 import pandas as pd
 
-from dhsurvey.io import atomic_write_bytes, atomic_write_json, atomic_write_parquet
+from dhsurvey.io import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_parquet,
+    private_dirs,
+)
 
 #: Zones that hold personal data: created owner-only.
 RESTRICTED = ("landing", "raw", "clean", "build", "secrets", "work")
@@ -89,17 +97,19 @@ class Store:
         self._mkdir(path, name in RESTRICTED)
         return path
 
-    @staticmethod
-    def _mkdir(path: Path, restricted: bool) -> None:
-        if path.is_dir():
+    def _mkdir(self, path: Path, restricted: bool) -> None:
+        """Create ``path``; in a restricted zone every folder from the zone down to ``path``
+        is made owner-only, also when it exists already (exports copied into ``landing/``
+        by hand, a folder made by another tool)."""
+        if not restricted:
+            path.mkdir(parents=True, exist_ok=True)
             return
-        path.mkdir(parents=True, exist_ok=True)
-        if restricted:
-            os.chmod(path, 0o700)
-            for parent in path.parents:  # the zone folder itself, not the data root
-                if parent.name in RESTRICTED:
-                    os.chmod(parent, 0o700)
-                    break
+        private_dirs(path)
+        folder = self.root
+        for part in path.relative_to(self.root).parts:  # not the data root itself
+            folder = folder / part
+            if stat.S_IMODE(folder.stat().st_mode) != 0o700:
+                os.chmod(folder, 0o700)
 
     def landing(self, iso: str | None = None) -> Path:
         return self.zone("landing", iso)

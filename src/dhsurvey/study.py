@@ -253,9 +253,12 @@ def weighted_tables(store: Store, iso: str, forms: tuple[str, ...]) -> dict[str,
 
 
 def write_indicators(folder: Path, table: pd.DataFrame) -> list[Path]:
+    """``indicators.parquet`` and ``indicators.csv`` (text cells made spreadsheet-safe)."""
+    from dhsurvey.io import neutralise_formulas
+
     return [atomic_write_parquet(folder / "indicators.parquet", table),
             atomic_write_text(folder / "indicators.csv",
-                              table.to_csv(index=False, float_format="%.6f"))]
+                              neutralise_formulas(table).to_csv(index=False, float_format="%.6f"))]
 
 
 def indicators(store: Store, study: Study, iso: str) -> pd.DataFrame:

@@ -84,3 +84,32 @@ def test_cli_round_trip(tmp_path: Path) -> None:
     assert "1 strings written" in back.output
     assert load_form(tmp_path / "new.xlsx")["age"].labels[SW] == "Umri kwa miaka"
     assert load_form(form)["age"].labels.get(SW, "") == ""  # --out leaves the source alone
+
+
+def test_formula_like_text_is_inert_both_ways(tmp_path: Path) -> None:
+    """A label starting with - or @ goes to translators with a quote in front (a spreadsheet
+    would run it) and matches its source again on import; a translation starting with = is
+    written into the XLSForm as text, not as a formula."""
+    survey = valid_survey()
+    survey[4] = {**survey[4], f"label::{EN}": "-Age in years", f"label::{SW}": "",
+                 f"hint::{EN}": "@ last birthday", f"hint::{SW}": "-"}
+    form = write_workbook(tmp_path / "form.xlsx", survey)
+    sheet = tmp_path / "sw.xlsx"
+    assert export(form, sheet, SW, missing_only=True) == 2
+    ws = openpyxl.load_workbook(sheet)["translations"]
+    sources = {r[5].value: r[5].data_type for r in ws.iter_rows(min_row=2)}
+    assert sources == {"'-Age in years": "s", "'@ last birthday": "s"}
+
+    book = openpyxl.load_workbook(sheet)
+    header = [c.value for c in book["translations"][1]]
+    for row in book["translations"].iter_rows(min_row=2):
+        cell = row[header.index("translation")]
+        # A translator copying the quoted source, and one typing a formula-like text.
+        cell.value = "'-Umri kwa miaka" if "Age" in row[5].value else "=siku ya kuzaliwa"
+        cell.data_type = "s"
+    book.save(sheet)
+    result = import_(form, sheet)
+    assert (result.written, result.conflicts) == (2, [])
+    model = load_form(form)
+    assert model["age"].labels[SW] == "-Umri kwa miaka"
+    assert model["age"].hints[SW] == "=siku ya kuzaliwa"

@@ -58,3 +58,24 @@ def test_bad_indicator_file_names_the_entry(tmp_path: Path) -> None:
                     "universe: 'true()'}\n")
     with pytest.raises(ConfigError, match="no field"):
         load_indicators(path, MODELS)
+
+
+def test_indicators_csv_text_cannot_run_as_formulas(tmp_path: Path) -> None:
+    """indicators.csv quotes text a spreadsheet would run; numbers and the Parquet file are
+    as computed."""
+    import csv
+
+    import pandas as pd
+
+    from dhsurvey.study import write_indicators
+
+    table = pd.DataFrame({"country": ["KEN", "KEN"],
+                          "indicator": ["=cmd|' /C calc'!A0", "ocsea_talk"],
+                          "domain": ["-all", "@sex"], "estimate": [-0.5, 0.25], "n": [-3, 40]})
+    parquet, path = write_indicators(tmp_path, table)
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    assert rows == [["country", "indicator", "domain", "estimate", "n"],
+                    ["KEN", "'=cmd|' /C calc'!A0", "'-all", "-0.500000", "-3"],
+                    ["KEN", "ocsea_talk", "'@sex", "0.250000", "40"]]
+    assert pd.read_parquet(parquet).equals(table)

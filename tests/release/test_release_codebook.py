@@ -196,3 +196,28 @@ def test_codebook_for_a_small_form(tmp_path: Path) -> None:
     assert book.loc["consent", "frequencies"] == "1 Yes: 3 (75.0%); 0 No: 1 (25.0%)"
     assert book.loc["uses_internet", "label_sw"] == "Anatumia intaneti?"
     assert SW in model.languages
+
+
+def test_codebook_xlsx_text_cannot_run_as_formulas(tmp_path: Path) -> None:
+    """Labels and values starting with = + - @ are quoted in codebook.xlsx (the Markdown
+    keeps them as they are); numbers stay numbers."""
+    survey = [q("integer", "devices", "-Devices owned", "+Vifaa"),
+              q("select_one yes_no", "owns", "@home phone?")]
+    model = load_form(write_workbook(tmp_path / "f.xlsx", survey))
+    df = pd.DataFrame({"devices": pd.array([-3, 2, None, 4], dtype="Int64"),
+                       "owns": pd.array([1, 0, 1, None], dtype="Int64")})
+    book = build_codebook({"test_form": df}, {"test_form": model})
+    at = book.index[book["variable"] == "owns"][0]
+    book.loc[at, "values_stata"] = '=HYPERLINK("http://evil.example","x")'
+    xlsx, md = write_codebook(book, tmp_path / "out")
+    sheet = openpyxl.load_workbook(xlsx)["test_form"]
+    header = [cell.value for cell in sheet[1]]
+    rows = {r[0].value: {h: cell for h, cell in zip(header, r, strict=True)}
+            for r in sheet.iter_rows(min_row=2)}
+    assert rows["devices"]["label_en"].value == "'-Devices owned"
+    assert rows["devices"]["label_sw"].value == "'+Vifaa"
+    assert rows["owns"]["label_en"].value == "'@home phone?"
+    formula = rows["owns"]["values_stata"]
+    assert formula.data_type == "s" and formula.value == '\'=HYPERLINK("http://evil.example","x")'
+    assert rows["devices"]["min"].value == -3 and rows["devices"]["n"].value == 3
+    assert "-Devices owned" in md.read_text(encoding="utf-8")

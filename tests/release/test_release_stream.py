@@ -233,3 +233,39 @@ def test_bytes_do_not_depend_on_the_batches(release, models, stories, tmp_path: 
         == -(-n // 50) > 2
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "seven" / "t.parquet"),
                                   df.reset_index(drop=True))
+
+
+#: Text answers a spreadsheet would run (or hide a formula behind), and ones it would not.
+FORMULA_TEXTS = ['=HYPERLINK("http://evil.example","click")', "+1+cmd|' /C calc'!A0", "-2+3",
+                 "@SUM(A1:A9)", "\tx", "\r=1", "-3", "+2.5e3", "ok", None, "a=b", "'=quoted"]
+NEUTRALISED = ['\'=HYPERLINK("http://evil.example","click")', "'+1+cmd|' /C calc'!A0",
+               "'-2+3", "'@SUM(A1:A9)", "'\tx", "'\r=1", "-3", "+2.5e3", "ok", "", "a=b",
+               "'=quoted"]
+
+
+def test_csv_text_cells_cannot_run_as_formulas(tmp_path: Path) -> None:
+    """Text starting with = + - @ tab or CR gets a leading quote, in the whole-frame and the
+    streamed CSV alike; numbers (and texts that are plain numbers) are written as they are."""
+    import csv
+    import io
+
+    survey = [q("text", "story", "Tell us more", pii="free_text"),
+              q("integer", "count", "How many")]
+    model = load_form(write_workbook(tmp_path / "m.xlsx", survey, YES_NO))
+    n = len(FORMULA_TEXTS) * 20
+    df = pd.DataFrame({
+        "story": pd.array(FORMULA_TEXTS * 20, dtype="string"),
+        "count": pd.array([-3, 0, None, 7] * (n // 4), dtype="Int64"),
+        "score": [-2.5, 1.0, -0.125] * (n // 3),
+    })
+    table = _append(tmp_path / "t.parquet", [df.iloc[:37], df.iloc[37:].reset_index(drop=True)],
+                    model)
+    [streamed] = write_from_parquet(tmp_path / "t.parquet", model, tmp_path / "s",
+                                    formats=("csv",), batch_rows=5)
+    whole = write_csv(table, model, tmp_path / "w.csv")
+    assert streamed.read_bytes() == whole.read_bytes()
+    rows = list(csv.reader(io.StringIO(whole.read_bytes().decode("utf-8"), newline="")))
+    assert rows[0] == ["story", "count", "score"]
+    assert [r[0] for r in rows[1:len(FORMULA_TEXTS) + 1]] == NEUTRALISED
+    assert [r[1] for r in rows[1:5]] == ["-3", "0", "", "7"]
+    assert [r[2] for r in rows[1:4]] == ["-2.5", "1.0", "-0.125"]

@@ -4,6 +4,11 @@ Translators never edit the XLSForm itself: they get one row per string with its 
 source text and the column it goes to. Rows are matched back by a stable key (field name, or
 list and choice name), not by row number, so designers can keep editing the workbook meanwhile;
 a source text that changed since the export is reported, never silently overwritten.
+
+Text cells of the translators' sheet are spreadsheet-safe (:func:`~dhsurvey.io.neutralise_formulas`:
+a label starting with ``-`` or ``=`` is written with a ``'`` in front); the quote is taken off
+again when the sheet comes back, and a text written into the XLSForm is always a text, never a
+formula.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from pathlib import Path
 from dhsurvey.errors import FormError
 from dhsurvey.forms.lint import PYXFORM_FILLER
 from dhsurvey.forms.model import STATA, FormModel, load_form, split_header
-from dhsurvey.io import atomic_write_bytes
+from dhsurvey.io import atomic_write_bytes, neutralise_formulas
 
 COLUMNS = ("sheet", "key", "row", "column", "context", "source", "current", "translation")
 _SURVEY_BASES = ("label", "hint", "constraint_message", "required_message")
@@ -78,17 +83,17 @@ def export(workbook: str | Path, out: str | Path, language: str, *,
     for cell in ws[1]:
         cell.font = Font(bold=True)
     for e in rows:
-        ws.append([e.sheet, e.key, e.row, e.column, e.context, e.source,
-                   "" if _missing(e.current) else e.current, ""])
+        ws.append([neutralise_formulas(v) for v in (
+            e.sheet, e.key, e.row, e.column, e.context, e.source,
+            "" if _missing(e.current) else e.current, "")])
     ws.freeze_panes = "A2"
     for letter, width in zip("ABCDEFGH", (9, 28, 6, 30, 30, 60, 60, 60), strict=True):
         ws.column_dimensions[letter].width = width
     meta = book.create_sheet("about")
-    meta.append(["workbook", model.path.name])
-    meta.append(["form_id", model.form_id])
-    meta.append(["source language", model.default_language])
-    meta.append(["target language", language])
-    meta.append(["how", "Fill the 'translation' column; leave it empty to keep 'current'."])
+    for line in (["workbook", model.path.name], ["form_id", model.form_id],
+                 ["source language", model.default_language], ["target language", language],
+                 ["how", "Fill the 'translation' column; leave it empty to keep 'current'."]):
+        meta.append([neutralise_formulas(v) for v in line])
     buffer = io.BytesIO()
     book.save(buffer)
     atomic_write_bytes(out, buffer.getvalue())
@@ -137,7 +142,7 @@ def import_(workbook: str | Path, translations: str | Path, *,
     for number, values in enumerate(rows[1:], start=2):
         def cell(name: str, values: tuple = values) -> str:
             value = values[idx[name]] if idx[name] < len(values) else None
-            return "" if value is None else str(value)
+            return "" if value is None else _as_exported(str(value))
 
         text = cell("translation").strip()
         if not text:
@@ -163,12 +168,22 @@ def import_(workbook: str | Path, translations: str | Path, *,
     return ImportResult(written, unchanged, conflicts)
 
 
+def _as_exported(text: str) -> str:
+    """A cell of the translators' sheet without the quote :func:`export` put in front of a
+    text a spreadsheet would run as a formula (a translator copying it copies the quote)."""
+    if text.startswith("'") and neutralise_formulas(text[1:]) == text:
+        return text[1:]
+    return text
+
+
 def _set_cell(ws, row: int, column: str, text: str) -> None:
-    """Set ``column`` (a header) on ``row``; add the column at the end if it is new."""
+    """Set ``column`` (a header) on ``row``; add the column at the end if it is new. The
+    value is stored as text even when it starts with ``=`` (openpyxl would make a formula)."""
     headers = [str(c.value or "").strip() for c in ws[1]]
     if column in headers:
         col = headers.index(column) + 1
     else:
         col = len(headers) + 1
         ws.cell(row=1, column=col, value=column)
-    ws.cell(row=row, column=col, value=text)
+    cell = ws.cell(row=row, column=col, value=text)
+    cell.data_type = "s"

@@ -34,7 +34,7 @@ from dhsurvey.forms.expressions import (
 )
 from dhsurvey.forms.expressions import String as Literal
 from dhsurvey.forms.model import STATA, FormModel, Item
-from dhsurvey.io import atomic_write_bytes, atomic_write_text
+from dhsurvey.io import atomic_write_bytes, atomic_write_text, neutralise_formulas
 from dhsurvey.release.formats.parquet import ParquetTable
 from dhsurvey.release.labels import (
     META_LABELS,
@@ -521,11 +521,11 @@ def _write_xlsx(codebook: pd.DataFrame, path: Path) -> Path:
 
     def add(title: str, header: list[str], rows: list[list[Any]], freeze: str) -> None:
         ws = book.create_sheet(_sheet_name(title, taken))
-        ws.append(header)
+        ws.append([neutralise_formulas(h) for h in header])
         for cell in ws[1]:
             cell.font = bold
         for row in rows:
-            ws.append([_cell(v) for v in row])
+            ws.append([neutralise_formulas(_cell(v)) for v in row])
         ws.freeze_panes = freeze
         for i, name in enumerate(header, start=1):
             longest = max([len(str(name)), *(len(str(r[i - 1])) for r in rows[:200]

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from dhsurvey.errors import DhsurveyError
-from dhsurvey.io import atomic_write_text
+from dhsurvey.io import atomic_write_text, neutralise_formulas
 from dhsurvey.weight.study import replicate_names
 
 
@@ -86,7 +86,7 @@ def write_design(folder: str | Path, info: Mapping[str, Any]) -> list[Path]:
     scale = float(info.get("scale", 1.0))
     return [
         atomic_write_text(folder / "replicates.csv",
-                          table.to_csv(index=False)),
+                          neutralise_formulas(table).to_csv(index=False)),
         atomic_write_text(folder / "svydesign.R", _r_script(table, scale, note)),
         atomic_write_text(folder / "svyset.do", _stata_do(table, note)),
     ]

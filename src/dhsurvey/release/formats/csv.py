@@ -4,11 +4,14 @@ Floats use Python's shortest round-trip repr and timestamps ISO 8601 (UTC with `
 text does not depend on pandas display options and reads back to the same values. The CSV
 carries codes, not labels. How a column is formatted (:func:`csv_plan`) is decided on the whole
 column, so blocks of rows formatted one at a time join into the file one pass would write; the
-text of a whole large table would take several times the memory of its numbers.
+text of a whole large table would take several times the memory of its numbers. Text cells a
+spreadsheet would run as a formula are made inert (:func:`~dhsurvey.io.neutralise_formulas`,
+cell by cell, so the same in any block); numeric columns are written as they are.
 """
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -16,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from dhsurvey.forms.model import Item
-from dhsurvey.io import atomic_open
+from dhsurvey.io import atomic_open, neutralise_formulas
 from dhsurvey.release.encode import stamps, value_kind
 from dhsurvey.release.formats.parquet import ParquetSource
 
@@ -57,17 +60,35 @@ def _column_text(series: pd.Series, plan: str) -> pd.Series:
     elif plan == "datetime":
         out = stamps(series, "date").dt.strftime("%Y-%m-%dT%H:%M:%S.%f")
     else:
-        out = series.astype("string")
+        out = neutralise_formulas(series.astype("string"))
     # The stubs reject other=None, which pandas accepts.
     return out.astype(object).where(out.notna(), None)  # type: ignore[call-overload]
 
 
+class _Records:
+    """What :func:`csv.writer` writes, a record per call, each ended by ``\\n``.
+
+    The writer is given ``\\r\\n`` as its line end because it quotes a field holding a
+    character of the line end, and only then: with ``\\n`` a text holding a bare carriage
+    return went out unquoted and a spreadsheet started a new row (and a formula) there.
+    """
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+
+    def write(self, record: str) -> None:
+        self.parts.append(record[:-2] + "\n")
+
+
 def _block(part: pd.DataFrame, plans: Mapping[str, str], *, header: bool) -> bytes:
-    """A block of rows as CSV text, formatted by the whole table's plans."""
-    text = pd.DataFrame({c: _column_text(part[c], plans[str(c)]) for c in part.columns},
-                        columns=part.columns)
-    return text.to_csv(index=False, lineterminator="\n", na_rep="",
-                       header=header).encode("utf-8")
+    """A block of rows as CSV text, formatted by the whole table's plans (missing: empty)."""
+    columns = [_column_text(part[c], plans[str(c)]).tolist() for c in part.columns]
+    out = _Records()
+    writer = csv.writer(out, lineterminator="\r\n")
+    if header:
+        writer.writerow([neutralise_formulas(str(c)) for c in part.columns])
+    writer.writerows(zip(*columns, strict=True))
+    return "".join(out.parts).encode("utf-8")
 
 
 def stream_csv(source: ParquetSource, plans: Mapping[str, str], path: str | Path) -> Path:
