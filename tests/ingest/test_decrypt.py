@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
 from dhsurvey.errors import DhsurveyError
 from dhsurvey.ingest.decrypt import (
+    PASSPHRASE_ENV,
     PRIVATE_KEY_ENV,
     DecryptionError,
     _oaep_encrypt,
@@ -438,6 +439,58 @@ def test_load_private_key_never_echoes_key(keys, monkeypatch, tmp_path):
     with pytest.raises(DhsurveyError) as ei:
         load_private_key(broken)
     assert ei.value.code == "secret-invalid" and body not in str(ei.value)
+
+
+PASSPHRASE = "correct horse battery staple 7"
+
+
+@pytest.mark.parametrize("layout", [serialization.PrivateFormat.PKCS8,
+                                    serialization.PrivateFormat.TraditionalOpenSSL])
+def test_passphrase_protected_key_is_opened_with_the_variable(keys, monkeypatch, tmp_path,
+                                                               layout) -> None:
+    key, _, pub = keys
+    pem = key.private_bytes(serialization.Encoding.PEM, layout,
+                            serialization.BestAvailableEncryption(PASSPHRASE.encode()))
+    assert b"ENCRYPTED" in pem
+    path = tmp_path / "odk.pem"
+    path.write_bytes(pem)
+    monkeypatch.setenv(PASSPHRASE_ENV, PASSPHRASE)
+    monkeypatch.setenv(PRIVATE_KEY_ENV, str(path))
+    assert load_private_key() == pem
+    enc = encrypt_submission(XML, form_id="hh", version="1", instance_id=IID,
+                             public_key_pem=pub, media=MEDIA)
+    plain = decrypt_submission(enc.manifest, enc.files, load_private_key(path))
+    assert plain.xml == XML and plain.media == MEDIA
+
+
+def test_missing_or_wrong_passphrase_is_a_clear_error(keys, monkeypatch, tmp_path) -> None:
+    key, _, pub = keys
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.BestAvailableEncryption(PASSPHRASE.encode()))
+    path = tmp_path / "odk.pem"
+    path.write_bytes(pem)
+    monkeypatch.delenv(PASSPHRASE_ENV, raising=False)
+    with pytest.raises(DhsurveyError) as ei:
+        load_private_key(path)
+    assert ei.value.code == "secret-missing" and PASSPHRASE_ENV in ei.value.message
+    assert ei.value.context["file"] == path
+
+    wrong = "not the passphrase 42"
+    monkeypatch.setenv(PASSPHRASE_ENV, wrong)
+    with pytest.raises(DhsurveyError) as ei:
+        load_private_key(path)
+    err = ei.value
+    assert err.code == "secret-invalid" and PASSPHRASE_ENV in err.message
+    assert "does not decrypt" in err.message and err.context["file"] == path
+    body = pem.decode().splitlines()[1]
+    for secret in (wrong, PASSPHRASE, body):
+        assert secret not in str(err) and secret not in repr(err.context)
+    # A PEM given directly (not through load_private_key) is refused the same way.
+    enc = encrypt_submission(XML, form_id="hh", version=None, instance_id=IID,
+                             public_key_pem=pub)
+    with pytest.raises(DhsurveyError) as ei:
+        decrypt_submission(enc.manifest, enc.files, pem)
+    assert ei.value.code == "secret-invalid" and wrong not in str(ei.value)
 
 
 def test_key_wrapped_with_mgf1_sha1_is_accepted(keys) -> None:

@@ -10,8 +10,9 @@ Quarantine rules used by the readers:
 - root level (one row per submission not taken): ``duplicate-key`` (a later copy of a KEY),
   ``missing-key`` (no instanceID), ``not-decrypted`` (encrypted and not readable: Central's
   Status, no private key, or a decryption failure whose code is in ``value``), ``wrong-form``
-  (an instance of another form), ``xml-unreadable`` (not well-formed XML), ``xml-missing``
-  (an instance folder without ``submission.xml``);
+  (an instance of another form), ``xml-unreadable`` (not well-formed XML), ``xml-too-large``
+  (a submission's XML over ``DHSURVEY_MAX_XML_MB``, not read), ``xml-missing`` (an instance
+  folder without ``submission.xml``);
 - repeat level: ``orphan-repeat`` (PARENT_KEY matches no row of the parent level),
   ``duplicate-repeat-key``, ``parent-quarantined`` (rows of a submission quarantined above).
 """
@@ -40,7 +41,7 @@ from dhsurvey.ingest.canonical import (
 
 ROOT_RULES = frozenset({
     "duplicate-key", "missing-key", "not-decrypted", "wrong-form", "xml-unreadable",
-    "xml-missing",
+    "xml-too-large", "xml-missing",
 })
 REPEAT_RULES = frozenset({"orphan-repeat", "duplicate-repeat-key", "parent-quarantined"})
 

@@ -12,7 +12,6 @@ import csv
 import io
 import logging
 import zipfile
-import zlib
 from pathlib import Path
 
 from dhsurvey.errors import DhsurveyError
@@ -20,6 +19,7 @@ from dhsurvey.forms.frames import PARENT
 from dhsurvey.forms.model import FormModel, Item
 from dhsurvey.ingest.builder import TableBuilder, canonical_time, decode_utf8
 from dhsurvey.ingest.canonical import RawForm
+from dhsurvey.ingest.limits import read_zip_member
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +82,14 @@ def join_geopoint(cells: list[str]) -> str | None:
 # --------------------------------------------------------------------------- reading
 
 
-def _read_table(zf: zipfile.ZipFile, member: str, label: str) -> tuple[list[str], list[list[str]]]:
-    """Header and records of one CSV member: BOM stripped, CRLF accepted, UTF-8 enforced."""
-    try:
-        data = zf.read(member)
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
-        raise DhsurveyError(f"cannot read this table from the zip ({exc})",
-                            code="export-unreadable", file=label) from None
+def _read_table(zf: zipfile.ZipFile, member: str, label: str,
+                path: Path) -> tuple[list[str], list[list[str]]]:
+    """Header and records of one CSV member: BOM stripped, CRLF accepted, UTF-8 enforced; a
+    member over the size cap (:data:`~dhsurvey.ingest.limits.ZIP_MEMBER`) is refused before
+    it is decompressed."""
+    data = read_zip_member(zf, member, file=path)
     text = decode_utf8(data, label)
+    del data
     if not text.strip():
         raise DhsurveyError("table is empty (not even a header row)", code="export-empty",
                             file=label)
@@ -149,7 +149,8 @@ def read_central_zip(path: str | Path, model: FormModel) -> RawForm:
 
     Rows Central could not decrypt, later copies of a KEY and repeat rows without a parent go to
     quarantine; values are kept as text (typing is validation's job). Unreadable files, other
-    encodings than UTF-8 and missing columns are errors naming the file (and row/column).
+    encodings than UTF-8, a CSV member over the size cap (``DHSURVEY_MAX_ZIP_MEMBER_MB``) and
+    missing columns are errors naming the file (and member, row or column).
     """
     path = Path(path)
     builder = TableBuilder(model, SOURCE_FORMAT, path)
@@ -167,7 +168,7 @@ def read_central_zip(path: str | Path, model: FormModel) -> RawForm:
                     f"no '{member}' in the zip (files: {', '.join(sorted(names)) or 'none'})",
                     code="export-missing-table", file=str(path), form=model.form_id)
             label = f"{path}/{member}"
-            header, rows = _read_table(zf, member, label)
+            header, rows = _read_table(zf, member, label, path)
             if repeat is None:
                 _read_root(model, builder, header, rows, label)
             else:

@@ -16,6 +16,8 @@ needs on top:
   rows without their parent.
 - **Paging** follows Central's ``@odata.nextLink`` (``$skiptoken`` or ``$skip``), re-issued
   against the configured server so a proxy's different host name cannot redirect the token.
+  Each page is streamed and refused once it passes ``DHSURVEY_MAX_JSON_MB``
+  (:mod:`dhsurvey.ingest.limits`), before it is parsed.
 - **Publishing** refuses a version string Central already has *before* uploading anything, so
   a forgotten version bump never leaves a half-made draft behind.
 """
@@ -36,6 +38,7 @@ from dhsurvey.errors import DhsurveyError
 from dhsurvey.forms.compile import CompiledForm
 from dhsurvey.forms.model import FormModel
 from dhsurvey.ingest.canonical import RawForm
+from dhsurvey.ingest.limits import read_response_json
 from dhsurvey.ingest.odata import ROOT_TABLE, read_odata, table_name, utc_ms
 from dhsurvey.io import atomic_write_json
 
@@ -188,13 +191,24 @@ def _plus_ms(stamp: str) -> str:
 
 def _fetch_table(client: Any, project_id: int, form_id: str, table: str, filter_: str | None,
                  page_size: int) -> list[dict[str, Any]]:
-    """Every page of one OData table; rows repeated across pages (offset paging) kept once."""
-    first = client.submissions.get_table(
-        form_id=form_id, project_id=project_id, table_name=table, top=page_size, count=True,
-        filter=filter_,
-    )
+    """Every page of one OData table; rows repeated across pages (offset paging) kept once.
+    A page is streamed and refused as soon as it passes ``DHSURVEY_MAX_JSON_MB``."""
     url = client.session.urlformat(_TABLE_URL, project_id=project_id, form_id=form_id,
                                    table_name=table)
+    label = f"{_server(client).rstrip('/')}/{url.lstrip('/')}"
+
+    def get(params: Any) -> dict[str, Any]:
+        response = client.session.response_or_error(method="GET", url=url, logger=log,
+                                                     params=params, stream=True)
+        page = read_response_json(response, file=label)
+        if not isinstance(page, dict):
+            raise DhsurveyError(f"a page of OData table '{table}' is not an object",
+                                code="odata-shape", form=form_id, table=table)
+        return page
+
+    # As pyodk's submissions.get_table asks for the first page.
+    first = get({k: v for k, v in {"$top": page_size, "$count": True,
+                                   "$filter": filter_}.items() if v is not None})
     total = first.get("@odata.count")
     max_pages = total // page_size + 2 if isinstance(total, int) else MAX_PAGES
     seen: set[str] = set()
@@ -221,10 +235,7 @@ def _fetch_table(client: Any, project_id: int, form_id: str, table: str, filter_
             )
         links.add(link)
         # Only the query of the link is used: the server part comes from our own config.
-        query = parse_qsl(urlsplit(link).query, keep_blank_values=True)
-        page = client.session.response_or_error(
-            method="GET", url=url, logger=log, params=query
-        ).json()
+        page = get(parse_qsl(urlsplit(link).query, keep_blank_values=True))
 
 
 def _drop_keys(raw: RawForm, keys: set[str]) -> RawForm:

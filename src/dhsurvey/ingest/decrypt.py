@@ -48,7 +48,8 @@ except ImportError:  # pragma: no cover - older cryptography
     from cryptography.hazmat.primitives.ciphers.modes import CFB  # type: ignore[attr-defined, unused-ignore]
 
 from dhsurvey.errors import DhsurveyError
-from dhsurvey.io import atomic_write_bytes
+from dhsurvey.ingest.limits import XML, check_size, read_file
+from dhsurvey.io import atomic_write_bytes, private_dirs
 
 __all__ = [
     "DecryptReport",
@@ -56,6 +57,8 @@ __all__ = [
     "DecryptionError",
     "EncryptedSubmission",
     "EncryptionError",
+    "FolderFiles",
+    "PASSPHRASE_ENV",
     "PRIVATE_KEY_ENV",
     "decrypt_folder",
     "decrypt_submission",
@@ -66,6 +69,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PRIVATE_KEY_ENV = "DHSURVEY_PRIVATE_KEY"
+#: The passphrase of an encrypted PEM private key (never in a file, never echoed).
+PASSPHRASE_ENV = "DHSURVEY_PRIVATE_KEY_PASSPHRASE"
 MANIFEST_NAME = "submission.xml"
 ENC_NS = "http://www.opendatakit.org/xforms/encrypted"
 ORX_NS = "http://openrosa.org/xforms"
@@ -377,15 +382,38 @@ def _where(source: str | Path | None, name: str) -> str:
     return str(Path(source) / name) if source is not None else name
 
 
-@functools.lru_cache(maxsize=4)
 def _load_private_key_pem(pem: bytes) -> rsa.RSAPrivateKey:
-    """Parse (and check) a key once: checking an RSA key costs ~0.1 s, a folder has thousands."""
-    try:
-        key = load_pem_private_key(pem, password=None)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        # The library's message never contains key bytes, but ours is clearer anyway.
+    """The RSA private key of a PEM, decrypted with ``$DHSURVEY_PRIVATE_KEY_PASSPHRASE`` when
+    the PEM is encrypted."""
+    passphrase = os.environ.get(PASSPHRASE_ENV) or None
+    return _parse_private_key(pem, passphrase.encode("utf-8") if passphrase else None)
+
+
+def _is_encrypted_pem(pem: bytes) -> bool:
+    """PKCS#8 ``ENCRYPTED PRIVATE KEY`` or a traditional OpenSSL ``Proc-Type: 4,ENCRYPTED``."""
+    return b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in pem or b"Proc-Type: 4,ENCRYPTED" in pem
+
+
+@functools.lru_cache(maxsize=4)
+def _parse_private_key(pem: bytes, passphrase: bytes | None) -> rsa.RSAPrivateKey:
+    """Parse (and check) a key once: checking an RSA key costs ~0.1 s, a folder has thousands.
+    Messages never contain key bytes or the passphrase (nor the library's text)."""
+    encrypted = _is_encrypted_pem(pem)
+    if encrypted and passphrase is None:
         raise DhsurveyError(
-            "private key is not a readable, unencrypted PEM private key", code="secret-invalid"
+            f"the private key is encrypted with a passphrase: set {PASSPHRASE_ENV} to it",
+            code="secret-missing", variable=PASSPHRASE_ENV,
+        )
+    try:
+        key = load_pem_private_key(pem, password=passphrase if encrypted else None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        if encrypted:
+            raise DhsurveyError(
+                f"the passphrase in {PASSPHRASE_ENV} does not decrypt the private key (wrong "
+                "passphrase, or not this key's)", code="secret-invalid", variable=PASSPHRASE_ENV,
+            ) from None
+        raise DhsurveyError(
+            "private key is not a readable PEM private key", code="secret-invalid"
         ) from None
     if not isinstance(key, rsa.RSAPrivateKey):
         raise DhsurveyError("ODK decryption needs an RSA private key", code="secret-invalid")
@@ -420,6 +448,10 @@ def _decrypt(
     for name in order:
         if name not in files:
             raise fail("decrypt-missing-file", "listed in the manifest but not present", name)
+    # The ciphertext is as long as the XML (plus padding): over the cap, it is not read.
+    xml_size = files.size(m.xml_file) if isinstance(files, FolderFiles) else \
+        len(files[m.xml_file])
+    check_size(XML, xml_size, file=_where(source, m.xml_file))
 
     wrapped = _b64(m.b64_key, "base64EncryptedKey", fail)
     try:
@@ -490,11 +522,17 @@ def decrypt_submission(
 # --------------------------------------------------------------------------- folders
 
 
-class _FolderFiles(Mapping[str, bytes]):
+class FolderFiles(Mapping[str, bytes]):
     """The files of an instance folder, read only when the manifest asks for them."""
 
     def __init__(self, folder: Path) -> None:
-        self._folder = folder
+        self._folder = Path(folder)
+
+    def size(self, name: str) -> int:
+        """A file's size on disk, without reading it."""
+        if name not in self:
+            raise KeyError(name)
+        return (self._folder / name).stat().st_size
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and _is_safe_name(name) and (self._folder / name).is_file()
@@ -557,7 +595,7 @@ def decrypt_folder(src: Path, dst: Path, private_key_pem: bytes) -> DecryptRepor
                     code="decrypt-manifest",
                     file=manifest_path,
                 )
-            manifest = manifest_path.read_bytes()
+            manifest = read_file(manifest_path, XML)
             try:
                 encrypted = _is_encrypted(manifest)
             except ET.ParseError as exc:
@@ -570,10 +608,10 @@ def decrypt_folder(src: Path, dst: Path, private_key_pem: bytes) -> DecryptRepor
                 _replace_dir(out, functools.partial(shutil.copytree, folder))
                 report.plain.append(name)
             else:
-                sub = _decrypt(manifest, _FolderFiles(folder), private_key, str(folder))
+                sub = _decrypt(manifest, FolderFiles(folder), private_key, str(folder))
 
                 def write(tmp: Path, sub: DecryptedSubmission = sub) -> None:
-                    tmp.mkdir(parents=True)
+                    private_dirs(tmp)  # decrypted answers: owner-only
                     atomic_write_bytes(tmp / MANIFEST_NAME, sub.xml)
                     for media_name, data in sub.media.items():
                         atomic_write_bytes(tmp / media_name, data)
@@ -599,7 +637,10 @@ def decrypt_folder(src: Path, dst: Path, private_key_pem: bytes) -> DecryptRepor
 def load_private_key(path: str | Path | None = None) -> bytes:
     """Read the PEM private key from ``path`` or the file named by ``$DHSURVEY_PRIVATE_KEY``.
 
-    The key stays out of config files and the repository; errors name the path, never the key.
+    A passphrase-protected PEM is decrypted with ``$DHSURVEY_PRIVATE_KEY_PASSPHRASE`` (here, to
+    check it, and wherever the PEM is used); a missing or wrong passphrase is a clear error.
+    The key stays out of config files and the repository; errors name the path, never the key
+    or the passphrase.
     """
     if path is None:
         env = os.environ.get(PRIVATE_KEY_ENV, "").strip()

@@ -18,6 +18,7 @@ from dhsurvey.forms.frames import PARENT
 from dhsurvey.forms.model import FormModel, Item
 from dhsurvey.ingest.builder import TableBuilder, canonical_time, decode_utf8
 from dhsurvey.ingest.canonical import RawForm, normalise, repeat_key
+from dhsurvey.ingest.limits import JSON, read_file
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +53,11 @@ def _text(value: Any) -> str | None:
 
 
 def _load_page(path: Path) -> list[dict[str, Any]]:
-    data = path.read_bytes() if path.is_file() else None
-    if data is None:
+    if not path.is_file():
         raise DhsurveyError("export not found", code="export-missing", file=str(path))
+    data = read_file(path, JSON)  # a page over DHSURVEY_MAX_JSON_MB is refused unread
     text = decode_utf8(data, path)
+    del data
     if not text.strip():
         raise DhsurveyError("file is empty", code="export-empty", file=str(path))
     try:

@@ -20,6 +20,7 @@ from dhsurvey.ingest.builder import REPEAT_RULES, ROOT_RULES, decode_utf8
 from dhsurvey.ingest.canonical import RawForm
 from dhsurvey.ingest.central import read_central_zip
 from dhsurvey.ingest.kobo import read_kobo_json
+from dhsurvey.ingest.limits import JSON, XML, InputTooLarge, read_file
 from dhsurvey.ingest.xmlfolder import instance_folders, read_xml_folder
 
 __all__ = ["REPEAT_RULES", "ROOT_RULES", "read_export"]
@@ -55,8 +56,8 @@ def _zip_form_id(path: Path, models: Mapping[str, FormModel]) -> str:
 
 def _json_form_id(paths: Sequence[Path], models: Mapping[str, FormModel]) -> str:
     for path in paths:
-        try:
-            page = json.loads(decode_utf8(path.read_bytes(), path) or "null")
+        try:  # a page over the size cap is refused here, unread
+            page = json.loads(decode_utf8(read_file(path, JSON), path) or "null")
         except (json.JSONDecodeError, OSError):
             continue  # the reader reports it with the line
         results = page.get("results") if isinstance(page, dict) else None
@@ -74,9 +75,9 @@ def _xml_form_id(folder: Path, models: Mapping[str, FormModel]) -> str:
     found: list[str] = []
     for inst in instance_folders(folder):
         try:
-            root = ET.parse(inst / "submission.xml").getroot()
-        except (ET.ParseError, OSError):
-            continue
+            root = ET.fromstring(read_file(inst / "submission.xml", XML))
+        except (ET.ParseError, OSError, InputTooLarge):
+            continue  # the reader quarantines it
         if root.get("id"):
             found.append(root.get("id", ""))
     known = sorted({f for f in found if f in models})

@@ -3,7 +3,9 @@
 One sub-folder per submission holding ``submission.xml``: either the instance document itself
 (``<data id="form" version="…">`` with groups as nested elements, repeats as repeated elements,
 non-relevant fields absent) or, for an encrypted form, a manifest with ``submission.xml.enc``.
-Every instance folder ends up as a root row or a quarantine row; none is skipped silently.
+Every instance folder ends up as a root row or a quarantine row; none is skipped silently. A
+submission's XML over the size cap (``DHSURVEY_MAX_XML_MB``) is quarantined as
+``xml-too-large`` without being read.
 """
 
 from __future__ import annotations
@@ -19,7 +21,13 @@ from dhsurvey.forms.frames import PARENT
 from dhsurvey.forms.model import FormModel, Item
 from dhsurvey.ingest.builder import TableBuilder, canonical_time
 from dhsurvey.ingest.canonical import RawForm, normalise, repeat_key
-from dhsurvey.ingest.decrypt import FAILED_DIR, DecryptionError, decrypt_submission
+from dhsurvey.ingest.decrypt import (
+    FAILED_DIR,
+    DecryptionError,
+    FolderFiles,
+    decrypt_submission,
+)
+from dhsurvey.ingest.limits import XML, InputTooLarge, read_file
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +103,12 @@ def _read_instance(model: FormModel, builder: TableBuilder,
                            source_file=inst)
         return
     try:
-        data = sub.read_bytes()
+        data = read_file(sub, XML)
         root = ET.fromstring(data)
+    except InputTooLarge as exc:
+        builder.quarantine("xml-too-large", exc.message, source_file=sub,
+                           value=f"{exc.context['cap_mb']:g} MB")
+        return
     except (ET.ParseError, OSError) as exc:
         builder.quarantine("xml-unreadable", f"{SUBMISSION} is not well-formed XML ({exc})",
                            source_file=sub)
@@ -113,11 +125,14 @@ def _read_instance(model: FormModel, builder: TableBuilder,
             builder.quarantine("not-decrypted", "encrypted submission and no private key given",
                                source_file=sub, key=key, value="no-private-key")
             return
-        files = {p.name: p.read_bytes() for p in inst.iterdir()
-                 if p.is_file() and p.name.endswith(".enc")}
-        try:
-            plain = decrypt_submission(data, files, private_key_pem, source=str(inst))
+        try:  # the files are read as the manifest names them, the XML's size checked first
+            plain = decrypt_submission(data, FolderFiles(inst), private_key_pem,
+                                       source=str(inst))
             root = ET.fromstring(plain.xml)
+        except InputTooLarge as exc:
+            builder.quarantine("xml-too-large", exc.message, source_file=sub, key=key,
+                               value=f"{exc.context['cap_mb']:g} MB")
+            return
         except DecryptionError as exc:
             builder.quarantine("not-decrypted", exc.message, source_file=sub, key=key,
                                value=exc.code)
