@@ -32,6 +32,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).parents[1]
 BIN = Path(sys.executable).parent
+#: The pseudonym key of the workers (hex, a fixed random one: weak keys are refused).
+KEY_HEX = "477399719f87d145297c470ed6c4cde1af727040430cd9855922fd8648b9db00"
 RUNNING: list[subprocess.Popen] = []
 
 
@@ -242,7 +244,7 @@ def main() -> None:
         broker = start_redis(tmp)
         base = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
                 "DHSURVEY_INSTRUMENTS": str(ROOT / "instruments"), "DHSURVEY_DATA": str(data),
-                "DHSURVEY_PSEUDONYM_KEY": "ab" * 32, "DHSURVEY_CELERY_BROKER": broker}
+                "DHSURVEY_PSEUDONYM_KEY": KEY_HEX, "DHSURVEY_CELERY_BROKER": broker}
         t0 = time.monotonic()
         names = start_workers(args.workers, {**base, **dagster_home(tmp / "home-workers")},
                               tmp)

@@ -56,7 +56,7 @@ ROOT = Path(__file__).parents[1]
 INSTRUMENTS = ROOT / "instruments"
 ISO = "KEN"
 #: The pseudonym key of both runs (hex, as Dagster reads it from DHSURVEY_PSEUDONYM_KEY).
-KEY_HEX = "6b" * 32
+KEY_HEX = "531d8dc8b91fb39be8b72cfe162fe81c2b35ab43c1d38d4bfe43f5f7304209b3"
 STAGES = ("validate", "weight", "indicators", "release")
 #: The assets after ingest, i.e. the Dagster steps of the timed run.
 DAGSTER_STEPS = ("validated", "weights", "indicators", "release")

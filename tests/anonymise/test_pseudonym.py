@@ -12,6 +12,7 @@ import pytest
 
 from dhsurvey.anonymise.pseudonym import (
     PSEUDONYM_HEX_LENGTH,
+    check_key,
     id_text,
     load_key,
     pseudonym,
@@ -40,7 +41,7 @@ def test_normalisation() -> None:
 def test_purpose_and_key_change_the_pseudonym() -> None:
     base = pseudonym(KEY, "linkage", "HH-0123-04")
     assert pseudonym(KEY, "backcheck", "HH-0123-04") != base
-    assert pseudonym(bytes(32), "linkage", "HH-0123-04") != base
+    assert pseudonym(bytes(range(31, -1, -1)), "linkage", "HH-0123-04") != base
     assert pseudonym(KEY, "linkage", "HH-0123-05") != base
 
 
@@ -95,6 +96,58 @@ def test_short_or_invalid_key_is_not_echoed(monkeypatch: pytest.MonkeyPatch,
     assert secret not in shown
     assert secret[:8] not in shown
     assert ENV in str(err.value)
+
+
+#: Keys of the right length an attacker could guess: refused wherever a key enters.
+WEAK = {
+    "zeros": bytes(32),
+    "one byte": bytes.fromhex("5c" * 32),
+    "two-byte pattern": b"\xab\xcd" * 16,
+    "half repeated": bytes(range(16)) * 2,
+    "ten values": bytes([7, 1, 9, 0, 3, 3, 8, 2, 5, 4, 6, 1, 0, 9, 2, 8,
+                         3, 7, 4, 5, 6, 0, 9, 1, 8, 2, 7, 3, 5, 4, 6, 0]),
+}
+
+
+@pytest.mark.parametrize("name", WEAK)
+def test_weak_keys_are_refused_without_echoing_them(monkeypatch: pytest.MonkeyPatch,
+                                                    name: str) -> None:
+    key = WEAK[name]
+    with pytest.raises(DhsurveyError) as err:
+        pseudonym(key, "linkage", "HH-0123-04")
+    assert err.value.code == "secret-weak"
+    for encoded in (key.hex(), base64.b64encode(key).decode()):
+        monkeypatch.setenv(ENV, encoded)
+        with pytest.raises(DhsurveyError) as err:
+            load_key()
+        assert err.value.code == "secret-weak" and ENV in str(err.value)
+        assert "secrets.token_hex(32)" in err.value.message
+        shown = f"{err.value} {err.value.context} {err.value.__cause__} {err.value.__context__}"
+        assert encoded not in shown and encoded[:8] not in shown
+
+
+def test_strong_keys_pass() -> None:
+    import secrets
+
+    for key in (KEY, bytes(range(31, -1, -1)), secrets.token_bytes(32),
+                secrets.token_bytes(32) * 2):  # a random 32-byte half is a whole key's worth
+        check_key(key)
+
+
+def test_anonymise_country_refuses_a_weak_key() -> None:
+    from simulated import INSTRUMENTS, weighted_country
+
+    from dhsurvey.anonymise.release import anonymise_country
+    from dhsurvey.fieldwork.simulate import FORMS
+    from dhsurvey.forms.model import load_form
+
+    config, _, accepted, w = weighted_country("KEN", 3, 200)
+    models = {f: load_form(INSTRUMENTS / f"{f}.xlsx") for f in FORMS}
+    with pytest.raises(DhsurveyError) as err:
+        anonymise_country(accepted, {"household": w.household, "child": w.child,
+                                     "caregiver": w.caregiver}, models, config,
+                          key=WEAK["one byte"], rng=np.random.default_rng(1))
+    assert err.value.code == "secret-weak"
 
 
 def test_release_ids_are_fresh_and_the_mapping_inverts() -> None:

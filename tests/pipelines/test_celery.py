@@ -31,7 +31,7 @@ from pipelines.study import countries, models
 
 ROOT = Path(__file__).parents[2]
 BIN = Path(sys.executable).parent
-KEY = "9f" * 32
+KEY = "b353c8f4933ae04f50f82a2b36f0c1f41a356b3fb0bb9688716df1fa7bdc0aa2"
 ISO = "UGA"
 WORKER = "dhsurvey-test"
 RELEASE = {"child.dta", "child.sav", "child.csv", "child.parquet", "codebook.xlsx",

@@ -26,7 +26,7 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     simulate_to(data / "landing", configs, models(), seed=3, households=450,
                 formats=("central",))
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DHSURVEY_PSEUDONYM_KEY", "5c" * 32)
+        mp.setenv("DHSURVEY_PSEUDONYM_KEY", bytes(range(32)).hex())
         run_pipeline(ROOT / "instruments", data, home, ISOS)
     return data, home
 

@@ -18,7 +18,7 @@ from pipelines.demo import run_pipeline
 from pipelines.study import countries, models
 
 ROOT = Path(__file__).parents[2]
-KEY = "9f" * 32
+KEY = "b353c8f4933ae04f50f82a2b36f0c1f41a356b3fb0bb9688716df1fa7bdc0aa2"
 
 
 def _simulate(data: Path) -> None:

@@ -68,7 +68,7 @@ def dagster_ui(tmp_path_factory: pytest.TempPathFactory):
     simulate_to(data / "landing", [config], models(), seed=3, households=450,
                 formats=("central",))
     key = base / "pseudonym.key"
-    key.write_text("5a" * 32)
+    key.write_text("accee70b0b449abe7272bd14aed2ca765a51454a821d4f61cf0b89442fba51c1")
     run_pipeline(ROOT / "instruments", data, home, ["UGA"], pseudonym_key=key)
     port = _free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home), "DHSURVEY_DATA": str(data),

@@ -11,14 +11,22 @@ public releases record by record (and build a longer, more identifying profile o
 ``release_ids`` draws unrelated random IDs each time; the mapping back to the internal ID is
 kept in the restricted zone only.
 
+Weak keys are refused wherever a key enters (:func:`load_key`, :func:`check_key`, and every
+:func:`pseudonym`, hence ``anonymise_country(key=...)``): one byte repeated (``"5c" * 32``),
+fewer than :data:`MIN_DISTINCT_BYTES` distinct byte values, or a short pattern repeated
+(``b"ab" * 16``). 32 random bytes have about 30 distinct values; fewer than 16 happens by chance
+with a probability below 10^-20.
+
 Errors are :class:`~dhsurvey.errors.DhsurveyError` with codes ``secret-missing``,
-``secret-invalid`` and ``pseudonym-bad-argument``. No message ever contains a key.
+``secret-invalid``, ``secret-weak`` and ``pseudonym-bad-argument``. No message ever contains a
+key.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hmac
 import os
 import re
@@ -36,6 +44,12 @@ PSEUDONYM_HEX_LENGTH = 32
 #: Minimum key length in bytes (256 bits, the HMAC-SHA256 block-safe recommendation).
 MIN_KEY_BYTES = 32
 
+#: Fewest distinct byte values a key may have (a random 32-byte key has about 30).
+MIN_DISTINCT_BYTES = 16
+
+#: How to make a good key, for the messages.
+_MAKE_KEY = "python -c 'import secrets; print(secrets.token_hex(32))'"
+
 #: Hex characters in a release ID (64 random bits).
 RELEASE_ID_HEX_LENGTH = 16
 
@@ -52,10 +66,41 @@ def normalise_id(value: str) -> str:
     return re.sub(r"\s+", "", text).upper()
 
 
-def _check_key(key: bytes) -> None:
+@functools.lru_cache(maxsize=8)
+def key_weakness(key: bytes) -> str | None:
+    """Why ``key`` is too weak for a pseudonym key, in words that do not reveal it; None
+    when it is not (its length is checked apart)."""
+    distinct = len(set(key))
+    if distinct == 1:
+        return "it is one byte value repeated"
+    # A pattern shorter than a key, repeated (a longer one holds a whole key's worth).
+    period = next((p for p in range(1, min(len(key) // 2, MIN_KEY_BYTES - 1) + 1)
+                   if key[p:] == key[:-p]), None)
+    if period is not None:
+        return f"it repeats a pattern of {period} bytes"
+    if distinct < MIN_DISTINCT_BYTES:
+        return (f"it has only {distinct} distinct byte values (a random key of "
+                f"{len(key)} bytes has about {_expected_distinct(len(key)):.0f}; at least "
+                f"{MIN_DISTINCT_BYTES} are required)")
+    return None
+
+
+def _expected_distinct(n: int) -> float:
+    return 256 * (1 - (255 / 256) ** n)
+
+
+def check_key(key: bytes, where: str = "the pseudonym key") -> None:
+    """Refuse a key that is too short or weak (:func:`key_weakness`); the message names
+    ``where`` the key came from, never the key."""
     if not isinstance(key, bytes | bytearray) or len(key) < MIN_KEY_BYTES:
         raise DhsurveyError(
-            f"the pseudonym key must be at least {MIN_KEY_BYTES} bytes", code="secret-invalid"
+            f"{where} must be at least {MIN_KEY_BYTES} bytes", code="secret-invalid"
+        )
+    weakness = key_weakness(bytes(key))
+    if weakness is not None:
+        raise DhsurveyError(
+            f"{where} is too weak to keep pseudonyms secret: {weakness}. Use {MIN_KEY_BYTES} "
+            f"random bytes, e.g. from {_MAKE_KEY}", code="secret-weak",
         )
 
 
@@ -65,7 +110,7 @@ def pseudonym(key: bytes, purpose: str, value: str) -> str:
     The 0x00 separator keeps ``("ab", "c")`` and ``("a", "bc")`` apart, hence a purpose may
     not contain NUL.
     """
-    _check_key(key)
+    check_key(key)
     if not purpose or "\x00" in purpose:
         raise DhsurveyError(
             "purpose must be a non-empty string without NUL", code="pseudonym-bad-argument"
@@ -88,8 +133,9 @@ def load_key(env: str = "DHSURVEY_PSEUDONYM_KEY") -> bytes:
     """Read the pseudonym key from environment variable ``env``, as hex or base64.
 
     Hex is tried first (an even-length string of hex digits), then standard and URL-safe
-    base64. The key must decode to at least 32 bytes. Error messages name the variable, never
-    its value, and carry no decoder exception (whose text could quote the value).
+    base64. The key must decode to at least 32 bytes and not be weak (:func:`check_key`).
+    Error messages name the variable, never its value, and carry no decoder exception (whose
+    text could quote the value).
     """
     raw = os.environ.get(env, "").strip()
     if not raw:
@@ -112,6 +158,10 @@ def load_key(env: str = "DHSURVEY_PSEUDONYM_KEY") -> bytes:
             code="secret-invalid",
             variable=env,
         )
+    try:
+        check_key(key, f"the key in environment variable {env}")
+    except DhsurveyError as exc:
+        raise DhsurveyError(exc.message, code=exc.code, variable=env) from None
     return key
 
 
