@@ -104,6 +104,7 @@ class Store:
         if not restricted:
             path.mkdir(parents=True, exist_ok=True)
             return
+        self.root.mkdir(parents=True, exist_ok=True)  # the data root as the umask makes it
         private_dirs(path)
         folder = self.root
         for part in path.relative_to(self.root).parts:  # not the data root itself
