@@ -85,6 +85,16 @@ class Study:
 
         return load_indicators(self.instruments / "indicators.yaml", self.models)
 
+    def indicator_columns(self, form: str) -> list[str]:
+        """The answers the indicators and domains of ``form`` read (and KEY): a country of a
+        million children is estimated from these columns, not its whole table."""
+        from dhsurvey.forms.expressions import references
+
+        declared, domains = self.indicators
+        expressions = [e for i in declared if i.form == form for e in (i.value, i.universe)]
+        expressions += [d.expression for d in domains.get(form, [])]
+        return list(dict.fromkeys(["KEY", *(r for e in expressions for r in references(e))]))
+
     @cached_property
     def indicator_forms(self) -> tuple[str, ...]:
         """The weighted forms that indicators are declared for (estimated per country)."""
@@ -242,13 +252,14 @@ def weight(store: Store, study: Study, iso: str) -> Any:
 # ------------------------------------------------------------------------ indicators
 
 
-def weighted_tables(store: Store, iso: str, forms: tuple[str, ...]) -> dict[str, pd.DataFrame]:
-    """Accepted answers joined to their weights and design variables, in instanceID order."""
+def weighted_tables(store: Store, study: Study, iso: str) -> dict[str, pd.DataFrame]:
+    """The answers the indicators read, joined to their weights and design variables, in
+    instanceID order."""
     from dhsurvey.release.indicators import join_weights
 
-    weights = store.read_weights(iso)
+    weights, forms = store.read_weights(iso), study.indicator_forms
     return {f: _by_key(t) for f, t in join_weights(
-        {f: store.read_accepted(iso, f) for f in forms},
+        {f: store.read_accepted(iso, f, study.indicator_columns(f)) for f in forms},
         {f: getattr(weights, f) for f in forms}).items()}
 
 
@@ -267,8 +278,7 @@ def indicators(store: Store, study: Study, iso: str) -> pd.DataFrame:
     from dhsurvey.release.indicators import compute_indicators
 
     declared, domains = study.indicators
-    table = compute_indicators(weighted_tables(store, iso, study.indicator_forms), declared,
-                               domains)
+    table = compute_indicators(weighted_tables(store, study, iso), declared, domains)
     table.insert(0, "country", iso)
     write_indicators(store.release(iso), table)
     return table
@@ -577,8 +587,9 @@ def pooled_indicators(store: Store, study: Study, isos: list[str]) -> pd.DataFra
     unweighted = sorted({i.form for i in declared} - set(WEIGHTED))
     parts: dict[str, list[pd.DataFrame]] = {}
     for iso in isos:
-        tables = {**weighted_tables(store, iso, study.indicator_forms),
-                  **{f: _by_key(store.read_accepted(iso, f)) for f in unweighted}}
+        tables = {**weighted_tables(store, study, iso),
+                  **{f: _by_key(store.read_accepted(iso, f, study.indicator_columns(f)))
+                     for f in unweighted}}
         for form, table in tables.items():
             if "stratum" in table:
                 table = table.assign(stratum=iso + ":" + table["stratum"].astype(str),
