@@ -252,14 +252,17 @@ def weight(store: Store, study: Study, iso: str) -> Any:
 # ------------------------------------------------------------------------ indicators
 
 
-def weighted_tables(store: Store, study: Study, iso: str) -> dict[str, pd.DataFrame]:
-    """The answers the indicators read, joined to their weights and design variables, in
-    instanceID order."""
+def weighted_tables(store: Store, study: Study, iso: str, also: tuple[str, ...] = ()
+                    ) -> dict[str, pd.DataFrame]:
+    """The answers the indicators read (and the columns ``also``), joined to their weights
+    and design variables, in instanceID order."""
     from dhsurvey.release.indicators import join_weights
 
     weights, forms = store.read_weights(iso), study.indicator_forms
     return {f: _by_key(t) for f, t in join_weights(
-        {f: store.read_accepted(iso, f, study.indicator_columns(f)) for f in forms},
+        {f: store.read_accepted(iso, f, list(dict.fromkeys([*study.indicator_columns(f),
+                                                            *also])))
+         for f in forms},
         {f: getattr(weights, f) for f in forms}).items()}
 
 
@@ -587,9 +590,10 @@ def pooled_indicators(store: Store, study: Study, isos: list[str]) -> pd.DataFra
     unweighted = sorted({i.form for i in declared} - set(WEIGHTED))
     parts: dict[str, list[pd.DataFrame]] = {}
     for iso in isos:
-        tables = {**weighted_tables(store, study, iso),
-                  **{f: _by_key(store.read_accepted(iso, f, study.indicator_columns(f)))
-                     for f in unweighted}}
+        # The by-country domain reads each form's country answer.
+        tables = {**weighted_tables(store, study, iso, ("country",)),
+                  **{f: _by_key(store.read_accepted(iso, f, list(dict.fromkeys(
+                      [*study.indicator_columns(f), "country"])))) for f in unweighted}}
         for form, table in tables.items():
             if "stratum" in table:
                 table = table.assign(stratum=iso + ":" + table["stratum"].astype(str),
