@@ -357,14 +357,12 @@ class CountryRelease:
 
     folder: Path
     rows: dict[str, int]
-    columns: dict[str, int]
     report: dict[str, Any]
     gate: Any  # GateResult
     findings: list[dict[str, Any]]
     replicates: dict[str, Any] | None
     manifest: Path
     warnings: list[str] = field(default_factory=list)
-    merged_codes: dict[str, Any] = field(default_factory=dict)
 
     @property
     def files(self) -> list[Path]:
@@ -526,10 +524,8 @@ def release(store: Store, study: Study, iso: str, *, key: bytes, k: int = K,
     store.write_gate(iso, {"passed": verdict.passed, "reasons": list(verdict.reasons),
                            "merged_codes": anonymised.merged_codes})
     atomic_write_json(store.clean(iso) / "release-report.json", anonymised.report)
-    return CountryRelease(out, {f: len(t) for f, t in tables.items()},
-                          {f: t.shape[1] for f, t in tables.items()}, anonymised.report,
-                          verdict, findings, replicates, manifest, warnings,
-                          anonymised.merged_codes)
+    return CountryRelease(out, {f: len(t) for f, t in tables.items()}, anonymised.report,
+                          verdict, findings, replicates, manifest, warnings)
 
 
 # ------------------------------------------------------------------------------ pool
