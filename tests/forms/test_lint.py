@@ -21,6 +21,7 @@ from workbooks import (
 
 from dhsurvey.cli import app
 from dhsurvey.forms.lint import ERROR, RULES, lint_form
+from dhsurvey.forms.model import load_form
 
 KEY = "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"  # any non-empty key satisfies the rule
 
@@ -43,6 +44,22 @@ def _drop_header(*names: str) -> list[str]:
 
 
 LONG = "x" * 81
+CG_NAME = "indexed-repeat(${first_name}, ${roster}, ${caregiver_line})"
+
+
+def _names(cg_pii: str = "direct", **cg_cells: str) -> list[dict[str, str]]:
+    """valid_survey() with the household's name pattern inside the consented group: a roster
+    of first names (direct), a caregiver line, ``cg_name`` copying the caregiver's name
+    (Excel row 12) and ``n_members`` counting the roster (row 13)."""
+    return _add(
+        q("begin_repeat", "roster", "Household members", "Wanakaya"),
+        q("text", "first_name", "First name", "Jina la kwanza", pii="direct"),
+        q("end_repeat", "roster"),
+        q("integer", "caregiver_line", "Caregiver's line", "Mstari wa mlezi", pii="none"),
+        q("calculate", "cg_name", calculation=CG_NAME, pii=cg_pii, **cg_cells),
+        q("calculate", "n_members", calculation="count(${roster})", pii="quasi"),
+        at=8)
+
 ROSTER = [
     q("begin_repeat", "roster", "Household members", "Wanakaya"),
     q("integer", "member_age", "Member age", "Umri", pii="quasi"),
@@ -105,6 +122,7 @@ FIXTURES: dict[str, tuple[Callable[[Path], Path], int | None, dict]] = {
     "pii-missing": (lambda p: write_workbook(
         p, _add(q("text", "nickname", "Nickname", "Jina", pii=""))), 7, {}),
     "pii-invalid": (lambda p: write_workbook(p, _edit(6, pii="secret")), 6, {}),
+    "pii-inherited": (lambda p: write_workbook(p, _names("none")), 12, {}),
     "translation-missing": (lambda p: write_workbook(p, _edit(6, **{f"label::{SW}": ""})), 6,
                             {}),
 }
@@ -182,3 +200,66 @@ def test_choices_header_variants_are_read(tmp_path: Path) -> None:
     path = write_workbook(tmp_path / "t.xlsx", choices=choices,
                           choices_header=[*CHOICES_HEADER, "country"])
     assert [f for f in _lint(path, {}) if f.severity == ERROR] == []
+
+
+# -- pii classes: every field, and calculations inherit what they copy ---------------------------
+
+
+@pytest.mark.parametrize("row", [
+    {"type": "calculate", "name": "double_age", "calculation": "${age} * 2"},
+    {"type": "hidden", "name": "batch"},
+    {"type": "deviceid", "name": "deviceid"},
+    {k: v for k, v in q("integer", "rooms", "Rooms", "Vyumba").items() if k != "pii"},
+], ids=lambda r: r["type"])
+def test_every_field_holding_data_needs_a_pii_class(tmp_path: Path, row: dict) -> None:
+    path = write_workbook(tmp_path / "t.xlsx", _add(row, at=8))
+    hits = [f for f in _lint(path, {}) if f.rule == "pii-missing"]
+    assert [(f.row, f.column, f.severity) for f in hits] == [(8, "pii", ERROR)]
+    assert f"'{row['name']}'" in hits[0].message
+
+
+def test_calculation_classed_weaker_than_the_name_it_copies(tmp_path: Path) -> None:
+    path = write_workbook(tmp_path / "t.xlsx", _names("none"))
+    findings = _lint(path, {})
+    (hit,) = [f for f in findings if f.rule == "pii-inherited"]
+    assert (hit.row, hit.column, hit.severity) == (12, "pii", ERROR)
+    assert hit.message.startswith("'cg_name' references direct field 'first_name' (via ")
+    assert hit.message.endswith("but is classed 'none'; class it direct or give a pii_reason")
+    # n_members counts the roster that holds the names: it copies none of them.
+    assert [f.rule for f in findings if f.severity == ERROR] == ["pii-inherited"]
+
+
+def test_inheritance_follows_calculations(tmp_path: Path) -> None:
+    survey = _names("none")
+    survey.insert(12, q("calculate", "cg_greeting", calculation="concat('Dear ', ${cg_name})",
+                        pii="none"))
+    findings = _lint(write_workbook(tmp_path / "t.xlsx", survey), {})
+    hits = {f.row: f.message for f in findings if f.rule == "pii-inherited"}
+    assert set(hits) == {12, 14}
+    assert hits[14].startswith("'cg_greeting' references direct field 'first_name' (via ")
+    assert "cg_name" in hits[14]
+
+
+def test_pii_reason_allows_a_weaker_class(tmp_path: Path) -> None:
+    reason = "only whether a caregiver was named: the form never shows the value"
+    path = write_workbook(tmp_path / "t.xlsx", _names("none", pii_reason=reason))
+    assert [f for f in _lint(path, {}) if f.severity == ERROR or f.rule == "column-unknown"] == []
+    model = load_form(path)
+    assert model["cg_name"].pii_reason == reason
+    assert model.effective_pii("cg_name") == "none"
+
+
+def test_effective_class_is_the_inherited_one_without_a_reason(tmp_path: Path) -> None:
+    model = load_form(write_workbook(tmp_path / "t.xlsx", _names("none")))
+    assert model["cg_name"].pii == "none"
+    assert model.effective_pii("cg_name") == "direct"
+    assert "cg_name" in {i.name for i in model.by_pii("direct")}
+    # Counting the roster's rows is not copying its names.
+    assert model.effective_pii("n_members") == "quasi"
+
+
+def test_a_blank_calculation_is_effectively_what_it_copies(tmp_path: Path) -> None:
+    path = write_workbook(tmp_path / "t.xlsx", _names(""))
+    (hit,) = [f for f in _lint(path, {}) if f.rule == "pii-missing"]
+    assert "'cg_name'" in hit.message and "first_name" in hit.message
+    assert load_form(path).effective_pii("cg_name") == "direct"

@@ -19,7 +19,7 @@ import pandas as pd
 
 from dhsurvey.errors import DhsurveyError
 from dhsurvey.forms.facts import Models, StudyFacts
-from dhsurvey.forms.model import FormModel
+from dhsurvey.forms.model import FormModel, Item
 from dhsurvey.ingest.canonical import META
 
 ACTIONS = ("drop", "month", "key", "sensitive", "keep")
@@ -71,6 +71,10 @@ FIELD_DROP = {
     "hh_id)",
 }
 
+#: Why a per-record draw (``random()``, ``uuid()``) and whatever is computed from it never
+#: leave: the value is unique to the record, so two releases carrying it could be joined.
+RANDOM_DRAW = "random draw: would link two releases"
+
 #: Roster line pointers (``line``, ``sel_line``, ``caregiver_line``, ...): only meaningful
 #: with the roster, which is never released.
 LINE_POINTER = re.compile(r"(^|_)line$")
@@ -85,45 +89,62 @@ def _instance_id_fields(model: FormModel) -> set[str]:
 def classify_with_reasons(model: FormModel) -> dict[str, tuple[str, str]]:
     """Column -> (action, reason) for the META columns and every data field of ``model``.
 
-    The reason is what the disclosure report prints next to each column not released.
+    The reason is what the disclosure report prints next to each column not released. Classes
+    are the effective ones (:attr:`FormModel.pii_classes`): a calculation copying a name is
+    dropped as a direct identifier even when its ``pii`` cell says otherwise without a
+    ``pii_reason``. The model caches what this reads, so a release per country costs a loop.
     """
     out: dict[str, tuple[str, str]] = {}
     for col in META:
         out[col] = ("drop", META_DROP[col]) if col in META_DROP else ("keep", "form metadata")
     ids = _instance_id_fields(model)
+    classes = model.pii_classes
     for item in model.fields:
         name = item.name
-        if item.type in DROP_TYPES:
-            out[name] = ("drop", DROP_TYPES[item.type])
-        elif item.pii == "direct":
-            out[name] = ("drop", "direct identifier")
-        elif item.pii == "free_text":
-            out[name] = ("drop", "free text (not in allowed_free_text)")
-        elif name in ids:
-            out[name] = ("drop", "record ID field (instance name): replaced by release IDs")
-        elif name in FIELD_DROP:
-            out[name] = ("drop", FIELD_DROP[name])
-        elif LINE_POINTER.search(name):
-            out[name] = ("drop", "roster line pointer: the roster is not released")
+        pii = classes[name]
+        dropped = _drop_reason(model, item, pii, ids)
+        if dropped:
+            out[name] = ("drop", dropped)
         elif item.type in MONTH_TYPES or name.endswith("_date"):
             out[name] = ("month", "date: released as YYYY-MM")
-        elif item.pii == "quasi":
+        elif pii == "quasi":
             out[name] = ("key", "quasi-identifier")
-        elif item.pii == "sensitive":
+        elif pii == "sensitive":
             out[name] = ("sensitive", "sensitive answer")
         else:
             out[name] = ("keep", "")
     return out
 
 
+def _drop_reason(model: FormModel, item: Item, pii: str, ids: set[str]) -> str:
+    """Why ``item`` (of effective class ``pii``) never leaves, or '' when it may."""
+    name = item.name
+    if item.type in DROP_TYPES:
+        return DROP_TYPES[item.type]
+    if pii == "direct":
+        return "direct identifier"
+    if pii == "free_text":
+        return "free text (not in allowed_free_text)"
+    if name in ids:
+        return "record ID field (instance name): replaced by release IDs"
+    if name in FIELD_DROP:
+        return FIELD_DROP[name]
+    if LINE_POINTER.search(name):
+        return "roster line pointer: the roster is not released"
+    if name in model.random_draws:
+        return RANDOM_DRAW
+    return ""
+
+
 def classify(model: FormModel) -> dict[str, str]:
     """Column -> action: ``drop``, ``month``, ``key``, ``sensitive`` or ``keep``.
 
     Rules (first match wins): META KEY/submitter/review_state/source_*/submission_time drop;
-    device, phone, e-mail, audit, GPS and media types drop; ``pii`` direct and free_text
-    drop (free text may be allowed and scrubbed per release); the non-choice fields of the
-    form's ``instance_name`` (cluster, hh_number, child_line, cg_line, worker_no) drop;
+    device, phone, e-mail, audit, GPS and media types drop; effective ``pii`` direct and
+    free_text drop (free text may be allowed and scrubbed per release); the non-choice fields
+    of the form's ``instance_name`` (cluster, hh_number, child_line, cg_line, worker_no) drop;
     :data:`FIELD_DROP` (enum_id, duplicates of released keys) and roster line pointers drop;
+    values computed from ``random()``/``uuid()`` (:attr:`FormModel.random_draws`) drop;
     start/end/today/date/datetime and ``*_date`` become months; ``pii`` quasi are keys,
     sensitive stay sensitive; everything else is kept.
     """
@@ -139,7 +160,7 @@ def column_reasons(form: str, columns: Iterable[str], model: FormModel,
         if col not in reasons:
             reasons[col] = ("drop", "not in the form model: unreviewed column")
     for col in allowed:
-        if col not in model or model[col].pii != "free_text":
+        if col not in model or model.effective_pii(col) != "free_text":
             raise DhsurveyError(f"allowed_free_text names {col!r}, not a free_text field",
                                 code="release-bad-argument", form=form)
         reasons[col] = ("scrub", "free text allowed for this release: scrubbed")

@@ -37,8 +37,6 @@ REPEAT_SUFFIX = 3
 #: The consent-gate names of a workbook that declares no ``consent_gates`` (kept for callers
 #: that match column names; a form's gates are :attr:`FormModel.consent_gates`).
 CONSENT_RE = GATE_NAME_RE
-PII_REQUIRED_TYPES = {"text", "geopoint", "geotrace", "geoshape", "image", "audio", "video",
-                      "file", "barcode"}
 #: pyxform fills a missing translation with this.
 PYXFORM_FILLER = "-"
 
@@ -102,8 +100,11 @@ RULES: dict[str, tuple[str, str]] = {
     # the study's own rules
     "sensitive-no-refusal": (ERROR, "a sensitive select without 99 'prefer not to say'"),
     "consent-ungated": (ERROR, "a question after consent that does not depend on it"),
-    "pii-missing": (ERROR, "a text/geopoint/media field without a pii class"),
+    "pii-missing": (ERROR, "a field holding data (question, metadata, calculation) without a "
+                    "pii class"),
     "pii-invalid": (ERROR, "a pii value outside direct, quasi, sensitive, free_text, none"),
+    "pii-inherited": (ERROR, "a calculation of a direct or free_text field classed weaker "
+                      "without a pii_reason"),
     "translation-missing": (ERROR, "a label, hint or message missing in a language"),
 }
 
@@ -374,16 +375,29 @@ def consent_gate(model: FormModel) -> Iterator[Finding]:
 
 @check
 def pii_classes(model: FormModel) -> Iterator[Finding]:
+    """Every field that holds data is classed, and no calculation is classed weaker than what
+    it copies: what a release may carry is decided from these cells (an unclassed calculation
+    is as unreviewed as an unclassed question)."""
+    inheritance = model.pii_inheritance
     for item in model.fields:
         value = item.pii
+        got = inheritance.get(item.name)
         if value and value not in PII_CLASSES:
             yield _finding(model, "pii-invalid",
                            f"pii '{value}' of '{item.name}' is not one of "
                            f"{', '.join(PII_CLASSES)}", row=item.row, column="pii")
-        elif not value and item.type in PII_REQUIRED_TYPES:
+        elif not value:
+            hint = (f" (it references {got.pii} field '{got.source}': class it {got.pii})"
+                    if got is not None else "")
             yield _finding(model, "pii-missing",
-                           f"{item.type} '{item.name}' has no pii class", row=item.row,
+                           f"{item.type} '{item.name}' has no pii class{hint}", row=item.row,
                            column="pii")
+        elif got is not None and model.effective_pii(item.name) != value:
+            via = " → ".join((got.column, *got.via))
+            yield _finding(model, "pii-inherited",
+                           f"'{item.name}' references {got.pii} field '{got.source}' "
+                           f"(via {via}) but is classed '{value}'; class it {got.pii} or give "
+                           "a pii_reason", row=item.row, column="pii")
 
 
 def untranslated(model: FormModel) -> Iterator[Finding]:

@@ -51,9 +51,19 @@ SURVEY_COLUMNS = TRANSLATABLE | {
     "trigger",
     "body::accuracyThreshold",
     "pii",
+    "pii_reason",
     "note",
 }
 PII_CLASSES = ("direct", "quasi", "sensitive", "free_text", "none")
+#: The classes a value carries into whatever is computed from it, weakest first: a calculation
+#: that copies (part of) a name is as identifying as the name, one that copies free text as
+#: revealing as the text. The other classes describe an answer, not what is computed from it
+#: (a count of sensitive answers may be classed ``quasi``), so they are not inherited.
+INHERITED_PII = ("free_text", "direct")
+#: Functions whose value is drawn anew for every record: a released draw would be a key
+#: shared by every release that carries it.
+RANDOM_FUNCTIONS = frozenset({"random", "uuid"})
+_RANDOM_CALL = re.compile(r"(?<![\w:.-])(?:random|uuid)\s*\(")
 #: The short-label column used for Stata/SPSS; a pseudo-language, not an interview language.
 STATA = "stata"
 
@@ -122,6 +132,8 @@ OTHER_TYPES = {"note", "calculate", "hidden", "xml-external", "csv-external"}
 STRUCTURE_TYPES = {"begin_group", "end_group", "begin_repeat", "end_repeat"}
 KNOWN_TYPES = INPUT_TYPES | METADATA_TYPES | OTHER_TYPES | STRUCTURE_TYPES
 SELECT_TYPES = {"select_one", "select_multiple", "rank"}
+#: The columns whose expression sets a field's value.
+VALUE_COLUMNS = ("calculation", "default")
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 REF_RE = re.compile(r"\$\{([^}]*)\}")
 
@@ -180,6 +192,30 @@ class Disposition:
     row: int  # on the choices sheet
 
 
+@dataclass(frozen=True)
+class PiiInheritance:
+    """The class a computed field inherits from a field its value references, and how.
+
+    ``path`` runs from the field the value expression references to the field that holds the
+    class by its own ``pii`` cell (``("first_name",)`` for a direct reference; ``("sel_name",
+    "first_name")`` through another calculation).
+    """
+
+    pii: str  # one of INHERITED_PII
+    path: tuple[str, ...]
+    column: str  # the value column (calculation or default) that references path[0]
+
+    @property
+    def source(self) -> str:
+        """The field that holds the class by its own ``pii`` cell."""
+        return self.path[-1]
+
+    @property
+    def via(self) -> tuple[str, ...]:
+        """The computed fields between the referencing field and the source, nearest first."""
+        return self.path[:-1]
+
+
 @dataclass
 class Item:
     """One survey row: a question, note, calculation, metadata field or group boundary."""
@@ -232,7 +268,13 @@ class Item:
 
     @property
     def pii(self) -> str:
+        """The ``pii`` cell as written; :meth:`FormModel.effective_pii` is what counts."""
         return self.get("pii")
+
+    @property
+    def pii_reason(self) -> str:
+        """Why this field may be classed weaker than the class it inherits ('' if none)."""
+        return self.get("pii_reason").strip()
 
     @property
     def required(self) -> str:
@@ -273,6 +315,13 @@ class Item:
             if col in self.cells and (col != "required" or self.required not in ("", "yes"))
             and (col != "default" or "${" in self.cells[col] or "(" in self.cells[col])
         }
+
+    def value_expressions(self) -> dict[str, str]:
+        """The expressions that set this row's value, by column: its calculation and a default
+        that is an expression. Relevance and constraints decide whether a value exists or is
+        accepted, not what it is, so they carry no class and no draw into it."""
+        exprs = self.expressions()
+        return {col: exprs[col] for col in VALUE_COLUMNS if col in exprs}
 
 
 @dataclass
@@ -364,7 +413,100 @@ class FormModel:
         return {i.name: i.labels.get(language, "") for i in self.items}
 
     def by_pii(self, pii: str) -> list[Item]:
-        return [i for i in self.fields if i.pii == pii]
+        """The fields whose effective class (:meth:`effective_pii`) is ``pii``."""
+        classes = self.pii_classes
+        return [i for i in self.fields if classes[i.name] == pii]
+
+    # -- disclosure: what a field's value carries ---------------------------------------------
+    # Cached: anonymisation asks for every column of every release; the workbook is read once.
+
+    @cached_property
+    def value_references(self) -> dict[str, tuple[str, ...]]:
+        """Each data field with a value expression → the data fields that expression names
+        (``${x}``, in order; groups and repeats such as ``count(${roster})`` name no value,
+        so a count of roster rows inherits nothing from the names on the roster)."""
+        fields = {i.name for i in self.fields}
+        out: dict[str, tuple[str, ...]] = {}
+        for item in self.fields:
+            exprs = item.value_expressions()
+            if exprs:
+                refs = (r for text in exprs.values() for r in REF_RE.findall(text))
+                out[item.name] = tuple(dict.fromkeys(r for r in refs
+                                                     if r in fields and r != item.name))
+        return out
+
+    @cached_property
+    def pii_inheritance(self) -> dict[str, PiiInheritance]:
+        """Each computed field → the strongest class of :data:`INHERITED_PII` its value
+        expression references, directly or through other computed fields.
+
+        A field with a ``pii_reason`` (beside a valid class) is classed by its cell: nothing
+        is inherited into it, and what is computed from it inherits its declared class.
+        Reference cycles (which ODK rejects, but a workbook being linted may have) end where
+        they would repeat.
+        """
+        refs = {name: names for name, names in self.value_references.items()
+                if not _reasoned(self[name])}
+        # name → (rank, path): the strongest class the field's value carries; an empty path
+        # means the field's own cell gives it.
+        carried: dict[str, tuple[int, tuple[str, ...]]] = {
+            i.name: (_pii_rank(i.pii), ()) for i in self.fields}
+        inherited: dict[str, tuple[int, tuple[str, ...]]] = {}
+        changed = True
+        while changed:  # ranks only grow (at most twice per field), so this ends
+            changed = False
+            for name, names in refs.items():
+                for ref in names:
+                    rank, path = carried[ref]
+                    if rank == 0 or name in path or rank <= inherited.get(name, (0, ()))[0]:
+                        continue
+                    inherited[name] = (rank, (ref, *path))
+                    if rank >= carried[name][0]:
+                        carried[name] = inherited[name]
+                    changed = True
+        out: dict[str, PiiInheritance] = {}
+        for name, (rank, path) in inherited.items():
+            exprs = self[name].value_expressions()
+            column = next(col for col, text in exprs.items()
+                          if path[0] in REF_RE.findall(text))
+            out[name] = PiiInheritance(INHERITED_PII[rank - 1], path, column)
+        return out
+
+    @cached_property
+    def pii_classes(self) -> dict[str, str]:
+        """Each data field → its effective class: the ``pii`` cell, unless the field's value
+        inherits a stronger class (:attr:`pii_inheritance`) and no ``pii_reason`` says why
+        not. A calculation classed too weakly is therefore still handled as what it copies
+        (a name stays out of every release) while lint asks for the cell to be fixed."""
+        inheritance = self.pii_inheritance
+        out: dict[str, str] = {}
+        for item in self.fields:
+            got = inheritance.get(item.name)
+            stronger = got is not None and _pii_rank(got.pii) > _pii_rank(item.pii)
+            out[item.name] = got.pii if got is not None and stronger else item.pii
+        return out
+
+    def effective_pii(self, name: str) -> str:
+        """The effective class of field ``name`` (:attr:`pii_classes`; '' when unclassed)."""
+        self[name]  # KeyError naming the form for a name it does not have
+        return self.pii_classes.get(name, "")
+
+    @cached_property
+    def random_draws(self) -> frozenset[str]:
+        """The fields whose value is a per-record draw: a value expression that calls
+        ``random()`` or ``uuid()`` (also inside ``once()``), or that references such a field,
+        transitively. Such a value is unique to the record, so two releases that both carry
+        it (or anything computed from it) could be joined on it."""
+        draws = {i.name for i in self.fields
+                 if any(_uses_random(t) for t in i.value_expressions().values())}
+        changed = True
+        while changed:
+            changed = False
+            for name, names in self.value_references.items():
+                if name not in draws and draws.intersection(names):
+                    draws.add(name)
+                    changed = True
+        return frozenset(draws)
 
     # -- study facts: what the workbook declares about the study -----------------------------
     # Stages read these (directly or through dhsurvey.forms.facts), never a list of their own.
@@ -433,6 +575,28 @@ class FormModel:
         if unknown:
             raise ValueError(f"not AAPOR categories: {sorted(unknown)}")
         return tuple(d.code for d in self.dispositions.values() if d.aapor in categories)
+
+
+def _pii_rank(pii: str) -> int:
+    """0 for a class nothing inherits (or none), else 1 + its place in INHERITED_PII."""
+    return INHERITED_PII.index(pii) + 1 if pii in INHERITED_PII else 0
+
+
+def _reasoned(item: Item) -> bool:
+    """Whether the workbook classes ``item`` itself, with a reason: a valid ``pii`` cell and a
+    ``pii_reason`` (a reason beside a blank or invalid class justifies nothing)."""
+    return bool(item.pii_reason) and item.pii in PII_CLASSES
+
+
+def _uses_random(expression: str) -> bool:
+    """Whether an expression calls one of :data:`RANDOM_FUNCTIONS` (read from its syntax tree;
+    an expression that does not parse, which lint reports, is searched as text)."""
+    from dhsurvey.forms.expressions import ExpressionError, functions
+
+    try:
+        return bool(functions(expression) & RANDOM_FUNCTIONS)
+    except ExpressionError:
+        return bool(_RANDOM_CALL.search(expression))
 
 
 def _setting_names(text: str) -> tuple[str, ...]:
