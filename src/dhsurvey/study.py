@@ -96,6 +96,14 @@ class Study:
         return list(dict.fromkeys(["KEY", *(r for e in expressions for r in references(e))]))
 
     @cached_property
+    def disclosure(self) -> Any:
+        """The disclosure rules: intruder scenarios per tier, thresholds, recoding steps
+        (``disclosure.yaml``, :mod:`dhsurvey.anonymise.scenario`)."""
+        from dhsurvey.anonymise.scenario import RULES_FILE, load_rules
+
+        return load_rules(self.instruments / RULES_FILE, self.models)
+
+    @cached_property
     def indicator_forms(self) -> tuple[str, ...]:
         """The weighted forms that indicators are declared for (estimated per country)."""
         declared = {i.form for i in self.indicators[0]}
@@ -363,6 +371,10 @@ class CountryRelease:
     replicates: dict[str, Any] | None
     manifest: Path
     warnings: list[str] = field(default_factory=list)
+    tier: str = "public"
+    merged_codes: dict[str, Any] = field(default_factory=dict)
+    #: Every tier's release by name (set on the public one by :func:`release`).
+    tiers: dict[str, CountryRelease] = field(default_factory=dict)
 
     @property
     def files(self) -> list[Path]:
@@ -372,18 +384,12 @@ class CountryRelease:
 
 
 def restricted_values(store: Store, iso: str, study: Study) -> list[str]:
-    """What must never appear in a release: planted canaries, instanceIDs, GPS strings."""
-    values: list[str] = list(store.faults(iso).get("canaries", []))
-    for form, model in study.models.items():
-        if not store.has_accepted(iso, form):
-            continue
-        gps = [i.name for i in model.fields_in(None) if i.type == "geopoint"]
-        columns = store.accepted_columns(iso, form)
-        for batch in store.accepted_batches(iso, form, ["KEY", *[c for c in gps
-                                                                 if c in columns]]):
-            for column in batch.columns:
-                values += [str(v) for v in batch[column].dropna()]
-    return values
+    """What must never appear in a release: the canaries, every instanceID and every value of
+    every direct identifier the country's raw data hold
+    (:func:`dhsurvey.anonymise.restricted.restricted_values`)."""
+    from dhsurvey.anonymise.restricted import restricted_values as values
+
+    return values(store, iso, study.models)
 
 
 def replicate_info(summary: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -435,12 +441,44 @@ def _write_form(store: Store, iso: str, form: str, plan: Any, numbering: Numberi
     shutil.rmtree(scratch, ignore_errors=True)
 
 
-def release(store: Store, study: Study, iso: str, *, key: bytes, k: int = K,
-            max_global_risk: float = MAX_GLOBAL_RISK) -> CountryRelease:
-    """Anonymise and release a country (``release/<ISO>/``): data files in every format,
-    codebook, design set-ups, disclosure report, the scan of every file, the gate and the
-    manifest; restricted mappings to ``clean/<ISO>/restricted/``.
+def release(store: Store, study: Study, iso: str, *, key: bytes, k: int | None = None,
+            max_global_risk: float | None = None) -> CountryRelease:
+    """Anonymise and release a country in every tier of the disclosure rules: the public-use
+    files to ``release/<ISO>/``, the scientific-use files to ``licensed/<ISO>/``, each with
+    its data files in every format, codebook, design set-ups, disclosure report, the scan of
+    every file, its gate and manifest; restricted mappings to
+    ``clean/<ISO>/restricted/<tier>/``. Returns the public tier (its ``tiers`` hold all);
+    the country's gate passes only if every tier's does. ``k`` and ``max_global_risk``
+    override the rules'.
     """
+    from dataclasses import replace as replaced
+
+    rules = study.disclosure
+    if k is not None:
+        rules = replaced(rules, k=k)
+    if max_global_risk is not None:
+        rules = replaced(rules, max_global_risk=max_global_risk)
+    tiers = {name: _release_tier(store, study, iso, key, rules, name) for name in rules.tiers}
+    store.write_gate(iso, {
+        "passed": all(t.gate.passed for t in tiers.values()),
+        "reasons": [f"{name}: {r}" for name, t in tiers.items() for r in t.gate.reasons],
+        "tiers": {name: {"passed": t.gate.passed, "reasons": list(t.gate.reasons),
+                         "folder": str(t.folder), "merged_codes": t.merged_codes}
+                  for name, t in tiers.items()},
+        "merged_codes": tiers["public"].merged_codes})
+    public = tiers["public"]
+    public.tiers = tiers
+    return public
+
+
+def _tier_folder(store: Store, tier: Any, iso: str) -> Path:
+    """Where a tier's files go: ``release/<ISO>`` (public) or ``licensed/<ISO>``."""
+    return store.release(iso) if tier.folder == "release" else store.licensed(iso)
+
+
+def _release_tier(store: Store, study: Study, iso: str, key: bytes, rules: Any,
+                  name: str) -> CountryRelease:
+    """One tier of a country's release (see :func:`release`)."""
     from dhsurvey.anonymise.release import (
         ReleasePlan,
         anonymise_country,
@@ -452,34 +490,40 @@ def release(store: Store, study: Study, iso: str, *, key: bytes, k: int = K,
     from dhsurvey.batched import release_memory, restore_keys, return_large_blocks
     from dhsurvey.io import atomic_write_json
     from dhsurvey.release.codebook import build_codebook, write_codebook
-    from dhsurvey.release.design import variance_text, write_design
+    from dhsurvey.release.design import masked_text, variance_text, write_design, write_masked
     from dhsurvey.release.formats.parquet import ParquetTable
     from dhsurvey.release.labels import with_merged_codes
     from dhsurvey.release.manifest import write_manifest
     from dhsurvey.release.stream import ParquetAppender, write_from_parquet
     return_large_blocks()
+    tier = rules.tiers[name]
+    masked = tier.design == "masked"
     config, models = study.config(iso), study.models
     forms = [f for f in models if store.has_accepted(iso, f)]
-    out, restricted = store.release(iso), store.restricted(iso)
+    out = _tier_folder(store, tier, iso)
+    restricted = store.restricted(iso) / name
+    restricted.mkdir(mode=0o700, parents=True, exist_ok=True)
     numbering = Numbering(store, iso, forms)
     weights = store.read_weights(iso)
     # Weights joined on record numbers, as the plan's inputs are.
-    weights = replace(weights, **{name: getattr(weights, name).assign(KEY=pd.array(
-        numbering.number(name, getattr(weights, name)["KEY"]), dtype="Int64"))
-        for name in WEIGHTED})
+    weights = replace(weights, **{w: getattr(weights, w).assign(KEY=pd.array(
+        numbering.number(w, getattr(weights, w)["KEY"]), dtype="Int64"))
+        for w in WEIGHTED})
     columns = {f: store.accepted_columns(iso, f) for f in forms}
     # Forms of a household are planned on the columns whose release depends on the whole
     # sample and applied to the accepted parts; the others (frontline workers) whole.
     planned = [f for f in forms if models[f].household_id]
-    inputs = _PlanInputs(store, iso, {f: plan_columns(models[f], columns[f])
+    inputs = _PlanInputs(store, iso, {f: plan_columns(models[f], columns[f], rules)
                                       if f in planned else columns[f] for f in forms},
                          numbering)
+    # Each tier draws its own IDs: a public and a licensed file cannot be joined by them.
     anonymised = anonymise_country(inputs, {f: getattr(weights, f) for f in WEIGHTED},
-                                   models, config, key=key, k=k, numeric_ids=True,
-                                   rng=release_rng(key, iso, store.release_label))
+                                   models, config, key=key, numeric_ids=True, rules=rules,
+                                   tier=name, rng=release_rng(
+                                       key, iso, f"{store.release_label}\x00{name}"))
     plan = ReleasePlan(anonymised, models, config, columns)
-    for name, table in anonymised.restricted.items():
-        atomic_write_parquet(restricted / f"{name}.parquet", table)
+    for table_name, table in anonymised.restricted.items():
+        atomic_write_parquet(restricted / f"{table_name}.parquet", table)
     anonymised.restricted = {}
     restore_keys(restricted / "records.parquet", numbering.instance_ids())
     for form in planned:
@@ -497,35 +541,37 @@ def release(store: Store, study: Study, iso: str, *, key: bytes, k: int = K,
         with ParquetAppender(path, labelled[form], language=language) as appender:
             if form in planned:
                 _write_form(store, iso, form, plan, numbering,
-                            weights.child_replicates if form == "child" else None, appender)
+                            weights.child_replicates if form == "child" and not masked
+                            else None, appender)
             else:
                 appender.write(plan.table(form))
         width = len(columns[form]) + 200  # data and at most ~200 replicate columns
         write_from_parquet(path, labelled[form], out, language=language, notes=warnings,
                            batch_rows=max(500, WRITE_CELLS // width))
     release_memory()
-    replicates = replicate_info(weights.summary)
+    replicates = None if masked else replicate_info(weights.summary)
     # Read a column at a time by the codebook and the manifest, never loaded whole.
     tables = {f: ParquetTable(out / f"{f}.parquet") for f in forms}
+    variance = masked_text() if masked else variance_text(replicates) if replicates else None
     codebook = build_codebook(tables, labelled, weights={f: "weight" for f in WEIGHTED},
-                              language=language,
-                              variance=variance_text(replicates) if replicates else None)
+                              language=language, variance=variance)
     write_codebook(codebook, out)
-    if replicates:
+    if masked:
+        write_masked(out)
+    elif replicates:
         write_design(out, replicates)
     atomic_write_text(out / "disclosure_risk.md", anonymised.markdown())
     findings = scan_release(release_files(out), restricted_values(store, iso, study))
-    verdict = gate(anonymised, findings, k=k, max_global_risk=max_global_risk)
+    verdict = gate(anonymised, findings, k=rules.k, max_global_risk=rules.max_global_risk)
     # Written after the scan: file names, checksums and form versions, no data values.
     manifest = write_manifest(out, tables, models, {
-        "release": store.release_label, "country": iso,
+        "release": store.release_label, "country": iso, "tier": name,
         "disclosure_gate": "passed" if verdict.passed else "failed"})
-    # The pooled release takes only countries whose latest gate passed.
-    store.write_gate(iso, {"passed": verdict.passed, "reasons": list(verdict.reasons),
-                           "merged_codes": anonymised.merged_codes})
-    atomic_write_json(store.clean(iso) / "release-report.json", anonymised.report)
+    atomic_write_json(restricted / "release-report.json",
+                      {"tier": anonymised.tier, "files": anonymised.report})
     return CountryRelease(out, {f: len(t) for f, t in tables.items()}, anonymised.report,
-                          verdict, findings, replicates, manifest, warnings)
+                          verdict, findings, replicates, manifest, warnings, name,
+                          anonymised.merged_codes)
 
 
 # ------------------------------------------------------------------------------ pool
@@ -544,10 +590,12 @@ class Pooled:
     findings: list[dict[str, Any]]
     indicators: pd.DataFrame
     manifest: Path
+    #: Every tier's pool by name (set on the public one by :func:`pool`).
+    tiers: dict[str, Pooled] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
-        return not self.findings
+        return all(not t.findings for t in (self.tiers.values() or [self]))
 
 
 def released_countries(store: Store, study: Study) -> tuple[list[str], dict[str, str]]:
@@ -564,11 +612,16 @@ def released_countries(store: Store, study: Study) -> tuple[list[str], dict[str,
     return included, left_out
 
 
-def _merged_codes(store: Store, isos: list[str]) -> dict[str, dict[str, dict]]:
-    """The countries' merged rare levels, per form and column, united for the pooled labels."""
+def _merged_codes(store: Store, isos: list[str], tier: str = "public"
+                  ) -> dict[str, dict[str, dict]]:
+    """The countries' merged levels of one tier, per form and column, united for the pooled
+    labels."""
     out: dict[str, dict[str, dict]] = {}
     for iso in isos:
-        for form, cols in (store.gate(iso) or {}).get("merged_codes", {}).items():
+        verdict = store.gate(iso) or {}
+        merged = verdict.get("tiers", {}).get(tier, {}).get("merged_codes",
+                                                            verdict.get("merged_codes", {}))
+        for form, cols in merged.items():
             for column, merge in cols.items():
                 into = out.setdefault(form, {}).setdefault(column, {"levels": [],
                                                                     "into": merge["into"]})
@@ -605,46 +658,67 @@ def pooled_indicators(store: Store, study: Study, isos: list[str]) -> pd.DataFra
 
 
 def pool(store: Store, study: Study) -> Pooled:
-    """Every country whose gate passed, pooled into ``release/pooled/``: one file per table,
-    the same formats and codebook, indicators, and a scan of every pooled file."""
+    """Every country whose gate passed, pooled per tier: ``release/pooled/`` (public) and
+    ``licensed/pooled/``, one file per table, the same formats and codebook, the pooled
+    indicators (public), and a scan of every pooled file. Returns the public pool (its
+    ``tiers`` hold all)."""
+    isos, left_out = released_countries(store, study)
+    if len(isos) < 2:
+        raise DhsurveyError(f"a pooled release needs two released countries; have {isos}, "
+                            f"left out: {left_out}", code="pooled-countries")
+    rules = study.disclosure
+    restricted: list[str] = []
+    for iso in isos:
+        restricted += restricted_values(store, iso, study)
+    tiers = {name: _pool_tier(store, study, isos, left_out, rules.tiers[name], restricted)
+             for name in rules.tiers}
+    public = tiers["public"]
+    public.tiers = tiers
+    return public
+
+
+def _pool_tier(store: Store, study: Study, isos: list[str], left_out: dict[str, str],
+               tier: Any, restricted: list[str]) -> Pooled:
+    """One tier's pooled release (see :func:`pool`)."""
     from dhsurvey.anonymise.release import release_files, scan_release
     from dhsurvey.release.codebook import build_codebook, write_codebook
-    from dhsurvey.release.design import variance_text, write_design
+    from dhsurvey.release.design import masked_text, variance_text, write_design, write_masked
     from dhsurvey.release.labels import with_merged_codes
     from dhsurvey.release.manifest import write_manifest
     from dhsurvey.release.pooled import pool_release
     from dhsurvey.release.writers import write_release
 
-    isos, left_out = released_countries(store, study)
-    if len(isos) < 2:
-        raise DhsurveyError(f"a pooled release needs two released countries; have {isos}, "
-                            f"left out: {left_out}", code="pooled-countries")
-    out = store.release(POOLED)
-    tables, replicates, restricted = {}, {}, []
+    masked = tier.design == "masked"
+    out = _tier_folder(store, tier, POOLED)
+    tables, replicates = {}, {}
     for iso in isos:
         tables[iso] = {p.stem: pd.read_parquet(p) for p in sorted(
-            store.release(iso).glob("*.parquet")) if p.stem != "indicators"}
-        replicates[iso] = replicate_info(store.weights_summary(iso))
-        restricted += restricted_values(store, iso, study)
+            _tier_folder(store, tier, iso).glob("*.parquet")) if p.stem != "indicators"}
+        replicates[iso] = None if masked else replicate_info(store.weights_summary(iso))
     pooled = pool_release(tables, replicates)
     language = study.config(isos[0]).release_language
-    labelled = with_merged_codes(study.models, _merged_codes(store, isos))
+    labelled = with_merged_codes(study.models, _merged_codes(store, isos, tier.name))
     written = write_release(pooled.tables, labelled, out, language=language)
+    variance = masked_text() if masked else \
+        variance_text(pooled.replicates) if pooled.replicates else None
     codebook = build_codebook(pooled.tables, labelled, weights={f: "weight" for f in WEIGHTED},
-                              language=language, variance=variance_text(pooled.replicates)
-                              if pooled.replicates else None)
+                              language=language, variance=variance)
     write_codebook(codebook, out)
-    if pooled.replicates:
+    if masked:
+        write_masked(out)
+    elif pooled.replicates:
         write_design(out, pooled.replicates)
     table = pooled_indicators(store, study, isos)
-    write_indicators(out, table)
+    if tier.folder == "release":
+        write_indicators(out, table)
     findings = scan_release(release_files(out), restricted)
     manifest = write_manifest(out, pooled.tables, study.models, {
-        "release": store.release_label, "countries": isos, "left_out": left_out,
-        "pooled_scan": "passed" if not findings else "failed"})
+        "release": store.release_label, "tier": tier.name, "countries": isos,
+        "left_out": left_out, "pooled_scan": "passed" if not findings else "failed"})
+    notes = [n for n in pooled.notes if not masked or "replicate" not in n]
     return Pooled(isos, left_out, out, {n: len(t) for n, t in pooled.tables.items()},
                   pooled.replicates["count"] if pooled.replicates else 0,
-                  [*pooled.notes, *written.warnings], findings, table, manifest)
+                  [*notes, *written.warnings], findings, table, manifest)
 
 
 # ------------------------------------------------------------------------------- run

@@ -19,6 +19,7 @@ class HasReport(Protocol):
     :class:`~dhsurvey.anonymise.release.AnonymisedRelease`)."""
 
     report: dict[str, dict[str, Any]]
+    tier: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -32,18 +33,22 @@ class GateResult:
 
 def gate(report: Mapping[str, Mapping[str, Any]] | HasReport,
          findings: Sequence[Mapping[str, Any]], *, k: int = 3,
-         max_global_risk: float = 0.01) -> GateResult:
-    """Block the release if any key combination has f_k < k after suppression (per form and
-    in the linked household profile), if a weighted form's global risk exceeds
-    ``max_global_risk``, if a design variable was suppressed, or if the scan found anything.
+         max_global_risk: float = 0.01, tier: Mapping[str, Any] | None = None) -> GateResult:
+    """Block the release if any record has f_k < k after suppression (among its file's
+    respondents, on every key that can be joined to it), if a record sits in a group whose
+    members all share a harmful answer (l-diversity), if local suppression took more than the
+    budget of a key or the rules could not be met (``tier``, the tier's report), if a
+    weighted form's global risk exceeds ``max_global_risk``, if a design variable was
+    suppressed, or if the scan found anything.
 
     Unweighted forms (frontline workers, not a probability sample) have risk 1/f_k with the
     sample taken as the population: with f_k >= k that is at most 1/k and says nothing a
     threshold for weighted risk could judge, so they are gated on k only and a note says so.
     """
     if not isinstance(report, Mapping):
+        tier = report.tier if tier is None else tier
         report = report.report
-    reasons: list[str] = []
+    reasons: list[str] = list((tier or {}).get("budget_failures", []))
     notes: list[str] = []
     for name, rep in report.items():
         min_fk = rep.get("min_fk")
@@ -52,6 +57,10 @@ def gate(report: Mapping[str, Mapping[str, Any]] | HasReport,
             extra = f" ({bad} records)" if bad else ""
             reasons.append(f"{name}: a key combination has f_k = {min_fk} < k = {k} after "
                            f"suppression{extra}")
+        for col, stages in rep.get("l_violations", {}).items():
+            if stages.get("after_suppression"):
+                reasons.append(f"{name}: {stages['after_suppression']} records in groups whose "
+                               f"members all share a harmful answer of {col}")
         if rep.get("design_suppressed"):
             reasons.append(f"{name}: stratum suppressed in {rep['design_suppressed']} records")
         risk = rep["global_risk"]["after_suppression"]["risk"]

@@ -1,161 +1,270 @@
-"""The linked household profile: every household's keys from every file, and its risk.
+"""What the intruder can join: each file's keys with those of every file linked to it.
 
-Why: an intruder holding the release can join the household, child and caregiver files on
-``hh_id``, and a child may be identifiable "by combining answers" that are each common in
-their own file. The profile is that join, one row per household; it is measured at each
-stage like a file and made k-anonymous after the per-file pass. Suppression only adds
-wildcards, so this second pass never undoes the first; it adds only what joining the files
-requires (on KEN dev data: n_eligible for about 110 households).
+Why a profile per group of linked files: the household, child and caregiver files of a tier
+that share ``hh_id`` can be joined by anyone holding them, so a child is found by its own
+keys *and* its household's and caregiver's. The profile is that join, one row per household
+(or, for a file released on its own, one row per record). Each file's risk is then counted
+among that file's own respondents (the profile rows where it has a record), on every key of
+the profile.
+
+Why two kinds of missing: a value missing because the question was not asked (a child not in
+school has no school level) or because the household has no record in a linked file (no
+child interview) is something the intruder sees, so it is a category of its own here
+(:data:`NOT_ASKED`, :data:`NO_RECORD`). Only a value blanked by local suppression could be
+anything, so only that is a wildcard (sdcMicro's rule). Counting absent records as wildcards
+let every household without a child pad every child's group.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from dhsurvey.anonymise.measure import risk_summary, violations
-from dhsurvey.anonymise.suppress import local_suppression
-from dhsurvey.anonymise.suppression import linked_importance, restore_dtypes
+from dhsurvey.anonymise.measure import risk_summary
+from dhsurvey.anonymise.risk import global_risk, matched_counts
+from dhsurvey.anonymise.scenario import Harmful
 from dhsurvey.anonymise.working import WorkingForm
 from dhsurvey.errors import DhsurveyError
 
+#: Stand-ins for a value the intruder sees as absent: numeric keys, then text keys.
+NOT_ASKED = np.inf
+NO_RECORD = -np.inf
+NOT_ASKED_TEXT = "\x00not asked"
+NO_RECORD_TEXT = "\x00no record"
+_SENTINELS = (NOT_ASKED, NO_RECORD, NOT_ASKED_TEXT, NO_RECORD_TEXT)
 
-def _plain_values(values: pd.Series) -> np.ndarray:
-    """A key's values for the profile: numbers as float64 with NaN for missing (a nullable
-    integer column would give an object per value), anything else as objects."""
+
+def plain_values(values: pd.Series) -> np.ndarray:
+    """A key's values: numbers as float64 with NaN for missing (a nullable integer column
+    would give an object per value), anything else as objects with None."""
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
         return values.to_numpy(dtype=np.float64, na_value=np.nan)
-    return values.to_numpy()
-
-
-def _scatter(values: np.ndarray, present: np.ndarray, at: np.ndarray, n: int,
-             complete: bool) -> np.ndarray:
-    """A form's values on their household's row of the profile; households the form lacks
-    get NaN, as an outer merge leaves them (an int column turns float only then)."""
-    if complete:
-        out = np.empty(n, dtype=values.dtype)
-    else:
-        out = np.full(n, np.nan, dtype=object if values.dtype == object else np.float64)
-    out[at] = values[present]
+    out = values.to_numpy(dtype=object)
+    out[pd.isna(out)] = None
     return out
 
 
-def linked_frame(forms: dict[str, WorkingForm], source: str = "table"
-                 ) -> tuple[pd.DataFrame, list[str], dict[str, list[tuple[str, str]]]]:
-    """Every household's keys from every form carrying ``hh_id``, one row per household.
+def is_absent(values: np.ndarray) -> np.ndarray:
+    """Cells holding a stand-in for "not asked" or "no record" (observed, never blanked)."""
+    if values.dtype.kind == "f":
+        return np.isinf(values)
+    return np.isin(values, np.array([NOT_ASKED_TEXT, NO_RECORD_TEXT], dtype=object))
 
-    Keys found in several forms (stratum, region) appear once; form-specific keys are named
-    ``form:key``. A form without a record for the household leaves its keys missing, i.e.
-    wildcards (sdcMicro semantics, as everywhere in the engine); the per-form pass covers
-    each file on its own. ``source`` picks the stage: ``before``, ``after_recode`` or
-    ``table`` (current). Returns the frame, its keys and, per key column, the (form, key)
-    pairs a blanked value is written back to.
+
+def key_view(values: pd.Series, suppressed: np.ndarray | None) -> np.ndarray:
+    """A key as the intruder reads it: suppressed cells missing (wildcards), every other
+    missing cell "not asked"."""
+    out = plain_values(values)
+    missing = pd.isna(out)
+    if suppressed is not None:
+        missing &= ~suppressed
+    out[missing] = NOT_ASKED if out.dtype.kind == "f" else NOT_ASKED_TEXT
+    return out
+
+
+@dataclass
+class Profile:
+    """The keys of a group of linked files, one row per household (or per record).
+
+    ``present[form]`` marks the rows where the form has a record and ``at[form]`` gives that
+    record's row in the form's table (-1 where absent); ``targets`` maps each key column to
+    the (form, key) cells a blank in it is written back to.
     """
-    linked = [f for f in forms.values() if "hh_id" in f.table.columns]
+
+    frame: pd.DataFrame
+    keys: list[str]
+    targets: dict[str, list[tuple[str, str]]]
+    present: dict[str, np.ndarray]
+    at: dict[str, np.ndarray]
+    weights: dict[str, np.ndarray | None] = field(default_factory=dict)
+    harmful: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+    @property
+    def forms(self) -> list[str]:
+        return list(self.present)
+
+
+def harmful_flags(table: pd.DataFrame, rules: Mapping[str, Harmful]) -> dict[str, np.ndarray]:
+    """Per declared sensitive variable in ``table``, whether each record holds a harmful
+    answer (missing: not asked, not harmful)."""
+    out = {}
+    for col, rule in rules.items():
+        if col not in table.columns:
+            continue
+        values = table[col]
+        if rule.at_least is not None:
+            x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+            out[col] = np.nan_to_num(x, nan=-np.inf) >= rule.at_least
+        else:
+            out[col] = code_text(values).isin({str(v) for v in rule.values}).to_numpy()
+    return out
+
+
+def code_text(values: pd.Series) -> pd.Series:
+    """Codes as the text a choice list names them by (1.0 -> "1"), one conversion per
+    distinct value; missing stays missing."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    names = [str(int(v)) if isinstance(v, float | np.floating) and float(v).is_integer()
+             else str(v) for v in uniques]
+    table = np.array([*names, None], dtype=object)
+    return pd.Series(table[codes], index=values.index, dtype=object)
+
+
+def _source(form: WorkingForm, source: str) -> pd.DataFrame:
+    table = getattr(form, source)
+    if table is None:
+        raise DhsurveyError(f"stage {source} not kept", code="release-bad-argument",
+                            form=form.name)
+    return table
+
+
+def build_profile(forms: Sequence[WorkingForm], source: str = "table",
+                  sensitive: Mapping[str, Mapping[str, Harmful]] | None = None,
+                  keys: Mapping[str, Sequence[str]] | None = None,
+                  flags: Mapping[str, dict[str, np.ndarray]] | None = None,
+                  absent_known: bool = True) -> Profile:
+    """The profile of ``forms`` (one form: its records; several: joined on ``hh_id``).
+
+    ``source`` picks the stage (``before``, ``after_recode`` or ``table``); ``keys`` the
+    keys per form at that stage (default: each form's current keys); ``flags`` the harmful
+    answers per form when known (:func:`harmful_flags`; they do not change with recoding).
+    ``absent_known=False`` (a scenario whose intruder does not know who else in the
+    household was interviewed) makes a missing linked record a wildcard, not a category.
+    Keys several forms carry (stratum, region) appear once; the others are named
+    ``form:key``.
+    """
+    sensitive = sensitive or {}
+    flags = flags or {}
+    keyed = {f.name: list((keys or {}).get(f.name, f.keys)) for f in forms}
+    tables = {f.name: _source(f, source) for f in forms}
+    suppressed = {f.name: (f.suppressed_cells if source == "table" else {}) for f in forms}
+    if len(forms) == 1:
+        f = forms[0]
+        t = tables[f.name]
+        n = len(t)
+        frame = pd.DataFrame({key: key_view(t[key], suppressed[f.name].get(key))
+                              for key in keyed[f.name]}, copy=False)
+        return Profile(frame, list(keyed[f.name]),
+                       {key: [(f.name, key)] for key in keyed[f.name]},
+                       {f.name: np.ones(n, dtype=bool)}, {f.name: np.arange(n)},
+                       {f.name: t["weight"].to_numpy(dtype=float) if f.weighted else None},
+                       {f.name: flags[f.name] if f.name in flags
+                        else harmful_flags(t, sensitive.get(f.name, {}))})
     counts: dict[str, int] = {}
-    for f in linked:
-        for key in f.keys:
+    for f in forms:
+        for key in keyed[f.name]:
             counts[key] = counts.get(key, 0) + 1
-    targets: dict[str, list[tuple[str, str]]] = {}
-    # One row per household, in the sort order of hh_id (what an outer merge on hh_id
-    # gives), each form's columns scattered into it: no merge, whose hash tables on
-    # millions of IDs take more memory than the profile itself.
-    ids = [getattr(f, source)["hh_id"] for f in linked]
-    # The ID numbers sort as their fixed-width text does.
+    ids = [tables[f.name]["hh_id"] for f in forms]
     codes, uniques = pd.factorize(pd.concat(ids, ignore_index=True), sort=True)
     n = len(uniques)
     starts = np.cumsum([0, *map(len, ids)])
-    columns: dict[str, Any] = {"hh_id": np.arange(n)}
-    for i, f in enumerate(linked):
-        t = getattr(f, source)
+    columns: dict[str, np.ndarray] = {}
+    targets: dict[str, list[tuple[str, str]]] = {}
+    present: dict[str, np.ndarray] = {}
+    at: dict[str, np.ndarray] = {}
+    weights: dict[str, np.ndarray | None] = {}
+    harmful: dict[str, dict[str, np.ndarray]] = {}
+    for i, f in enumerate(forms):
+        t = tables[f.name]
         code = codes[starts[i]:starts[i + 1]]
-        present = code >= 0  # a record without a household takes no part
-        at = code[present]
-        if len(np.unique(at)) != len(at):
+        if (code < 0).any():
+            raise DhsurveyError("a record of a linked file has no hh_id",
+                                code="release-bad-argument", form=f.name)
+        if len(np.unique(code)) != len(code):
             raise DhsurveyError("two records of one household in a linked file",
                                 code="release-bad-argument", form=f.name)
-        complete = len(at) == n
-        columns[f"_row:{f.name}"] = _scatter(np.asarray(t.index), present, at, n, complete)
-        for key in f.keys:
-            columns[f"{f.name}:{key}"] = _scatter(_plain_values(t[key]), present, at, n,
-                                                  complete)
-            targets.setdefault(key if counts[key] > 1 else f"{f.name}:{key}", []).append(
-                (f.name, key))
+        rows = np.full(n, -1, dtype=np.int64)
+        rows[code] = np.arange(len(t))
+        at[f.name] = rows
+        present[f.name] = rows >= 0
         if f.weighted:
-            columns[f"_w:{f.name}"] = _scatter(t["weight"].to_numpy(), present, at, n,
-                                               complete)
-    frame = pd.DataFrame(columns, copy=False)  # the arrays as they are: no second copy
-    del columns
-    for key in [key for key, n in counts.items() if n > 1]:
-        cols = [f"{f.name}:{key}" for f in linked if key in f.keys]
-        numeric = all(frame[c].dtype.kind == "f" for c in cols)
-        value = frame[cols[0]] if numeric else frame[cols[0]].astype(object)
-        for col in cols[1:]:  # equal for one household; a blank in one form is filled
-            value = value.where(value.notna(), frame[col] if numeric
-                                else frame[col].astype(object))
-        frame = frame.drop(columns=cols)
-        frame[key] = value.where(value.notna(), None)  # type: ignore[call-overload]
-    keys = list(targets)
-    wcols = sorted((c for c in frame.columns if c.startswith("_w:")),
-                   key=lambda c: (c != "_w:household", c))
-    weight = pd.Series(np.nan, index=frame.index)
-    for col in wcols:  # the household's weight, else a member's
-        weight = weight.fillna(frame[col].astype(float))
-    frame["_weight"] = weight
-    return frame, keys, targets
+            w = np.full(n, np.nan)
+            w[code] = t["weight"].to_numpy(dtype=float)
+            weights[f.name] = w
+        else:
+            weights[f.name] = None
+        harmful[f.name] = {}
+        own = flags[f.name] if f.name in flags else harmful_flags(t, sensitive.get(f.name, {}))
+        for col, flag in own.items():
+            h = np.zeros(n, dtype=bool)
+            h[code] = flag
+            harmful[f.name][col] = h
+        for key in keyed[f.name]:
+            values = key_view(t[key], suppressed[f.name].get(key))
+            name = key if counts[key] > 1 else f"{f.name}:{key}"
+            targets.setdefault(name, []).append((f.name, key))
+            if name in columns:  # a shared key: the first form's value, else this one's
+                shared = columns[name]
+                if values.dtype != shared.dtype:
+                    shared, values = shared.astype(object), values.astype(object)
+                lacking = pd.Series(shared).isin([NO_RECORD, NO_RECORD_TEXT]).to_numpy() \
+                    | pd.isna(shared)
+                take = lacking[code]
+                shared[code[take]] = values[take]
+                columns[name] = shared
+                continue
+            blank: Any = (NO_RECORD if values.dtype.kind == "f" else NO_RECORD_TEXT) \
+                if absent_known else (np.nan if values.dtype.kind == "f" else None)
+            column = np.full(n, blank, dtype=values.dtype)
+            column[code] = values
+            columns[name] = column
+    frame = pd.DataFrame(columns, copy=False)
+    return Profile(frame, list(targets), targets, present, at, weights, harmful)
 
 
-def suppress_linked(forms: dict[str, WorkingForm], k: int, preferred: Sequence[str] | None,
-                    suppress: bool) -> dict[str, Any] | None:
-    """Make the household profile k-anonymous; write blanked values back into each form.
+def file_measures(profile: Profile, frame: pd.DataFrame | None = None, *, k: int
+                  ) -> dict[str, dict[str, Any]]:
+    """Per file, among its own respondents: records with f_k < k, smallest f_k, weighted
+    global risk, and per sensitive variable the records whose whole group shares its
+    harmful answer (an l-diversity of 1 on the harmful answer)."""
+    frame = profile.frame if frame is None else frame
+    out: dict[str, dict[str, Any]] = {}
+    for form, rows in profile.present.items():
+        sub = frame.loc[rows, profile.keys] if not rows.all() else frame[profile.keys]
+        if sub.empty or not profile.keys:
+            out[form] = {"violations": 0, "min_fk": None, "risk": risk_summary(sub, [], None),
+                         "l_violations": {c: 0 for c in profile.harmful.get(form, {})}}
+            continue
+        flags = profile.harmful.get(form, {})
+        values = np.column_stack([np.ones(len(sub))]
+                                 + [flags[c][rows] for c in flags]).astype(float)
+        sums = matched_counts(sub, profile.keys, values)
+        fk = np.rint(sums[:, 0]).astype(np.int64)
+        weight = profile.weights.get(form)
+        g = global_risk(sub, profile.keys, None if weight is None else weight[rows])
+        out[form] = {
+            "violations": int((fk < k).sum()), "min_fk": int(fk.min()),
+            "risk": {"risk": g.risk, "expected_reidentifications": g.expected_reidentifications},
+            "l_violations": {c: int((flags[c][rows] & (np.rint(sums[:, j + 1]) == fk)).sum())
+                             for j, c in enumerate(flags)},
+        }
+    return out
 
-    Runs after the per-form pass, so it only adds what joining the files requires. Returns
-    the profile's report (keys, importance, violations and risk at each stage,
-    suppressions), or None when fewer than two forms carry ``hh_id``.
-    """
-    if sum("hh_id" in f.table.columns for f in forms.values()) < 2:
-        return None
-    report: dict[str, Any] = {"violations": {}, "global_risk": {}, "suppressions": {}}
-    # One household profile at a time: each is as large as the household file. The
-    # current one (last) is kept for suppression.
-    for stage, source in (("before_recoding", "before"), ("after_recoding", "after_recode"),
-                          ("after_form_suppression", "table")):
-        frame, keys, targets = linked_frame(forms, source)
-        weight = "_weight" if frame["_weight"].notna().all() else None
-        report["violations"][stage] = violations(frame, keys, k)[0]
-        report["global_risk"][stage] = risk_summary(frame, keys, weight)
-        if source != "table":
-            del frame
-    order = linked_importance(forms, keys, preferred)
-    report = {"keys": keys, "importance": order, "rows": len(frame),
-              "weighted": weight is not None, **report}
-    if suppress:
-        result = local_suppression(frame, keys, k, importance=order, weight=weight)
-        counts: dict[str, int] = {}
-        for col, pairs in targets.items():
-            blank = result.data[col].isna() & frame[col].notna()
-            for form_name, key in pairs:
-                rows_col = f"_row:{form_name}"
-                rows = frame.loc[blank & frame[rows_col].notna(), rows_col].astype(int)
-                t = forms[form_name].table
-                hit = t.index.isin(rows.unique()) & t[key].notna().to_numpy()
-                n = int(hit.sum())
-                if n:
-                    original = t[[key]]
-                    blanked = t[key].copy()  # a new column: the stages keep the old one
-                    blanked[hit] = None
-                    t[key] = blanked
-                    restore_dtypes(t, original, [key])
-                    forms[form_name].suppressed[key] = forms[form_name].suppressed.get(key, 0) + n
-                    counts[f"{form_name}:{key}"] = n
-        report["suppressions"] = counts
-        del frame, result
-        frame, _, _ = linked_frame(forms, "table")
-    found, min_fk = violations(frame, keys, k)
-    report["violations"]["after_suppression"] = found
-    report["global_risk"]["after_suppression"] = risk_summary(frame, keys, weight)
-    report["min_fk"] = min_fk
-    return report
+
+def unsafe_rows(profile: Profile, frame: pd.DataFrame, k: int) -> np.ndarray:
+    """Profile rows where some file's record has f_k < k or sits in a group that shares a
+    harmful answer."""
+    unsafe = np.zeros(len(frame), dtype=bool)
+    for form, rows in profile.present.items():
+        idx = np.flatnonzero(rows)
+        if not len(idx) or not profile.keys:
+            continue
+        sub = frame.iloc[idx][profile.keys]
+        flags = profile.harmful.get(form, {})
+        values = np.column_stack([np.ones(len(sub))] + [flags[c][idx] for c in flags])
+        sums = matched_counts(sub, profile.keys, values)
+        fk = np.rint(sums[:, 0])
+        bad = fk < k
+        for j, c in enumerate(flags):
+            bad |= flags[c][idx] & (np.rint(sums[:, j + 1]) == fk)
+        unsafe[idx[bad]] = True
+    return unsafe
+
+
+__all__ = ["NOT_ASKED", "NOT_ASKED_TEXT", "NO_RECORD", "NO_RECORD_TEXT", "Profile",
+           "build_profile", "code_text", "file_measures", "harmful_flags", "is_absent",
+           "key_view", "plain_values", "unsafe_rows"]

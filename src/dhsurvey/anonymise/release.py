@@ -49,7 +49,7 @@ Errors are :class:`~dhsurvey.errors.DhsurveyError` with codes ``release-bad-argu
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -78,7 +78,8 @@ from dhsurvey.anonymise.ids import (
     household_numbers,
     text_ids,
 )
-from dhsurvey.anonymise.linked import suppress_linked
+from dhsurvey.anonymise.ladder import Search, Trial, apply_trial, linked_groups
+from dhsurvey.anonymise.masked import mask_design
 from dhsurvey.anonymise.measure import distinct_l
 from dhsurvey.anonymise.recode import (
     BANDS,
@@ -91,14 +92,20 @@ from dhsurvey.anonymise.recode import (
     recodable,
     recode_form,
 )
-from dhsurvey.anonymise.report import form_markdown, form_report, linked_markdown
+from dhsurvey.anonymise.report import (
+    form_markdown,
+    form_report,
+    tier_markdown,
+    tier_measures,
+    tier_report,
+)
 from dhsurvey.anonymise.scan import release_files, scan_release
+from dhsurvey.anonymise.scenario import UNDECLARED, Rules, Tier
 from dhsurvey.anonymise.suppression import (
     DEFAULT_IMPORTANCE,
     LINK_PRIORITY,
     LINKED,
     form_importance,
-    suppress_form,
 )
 from dhsurvey.anonymise.working import WorkingForm
 from dhsurvey.errors import DhsurveyError
@@ -160,6 +167,8 @@ class AnonymisedRelease:
     restricted: dict[str, pd.DataFrame]
     report: dict[str, dict[str, Any]]
     report_md: dict[str, str]
+    #: The tier: scenario, thresholds, linking decision, budget (:func:`tier_report`).
+    tier: dict[str, Any] = field(default_factory=dict)
 
     @property
     def merged_codes(self) -> dict[str, dict[str, dict[str, Any]]]:
@@ -171,6 +180,8 @@ class AnonymisedRelease:
     def markdown(self) -> str:
         """The whole report as one Markdown document (linked profile last)."""
         parts = ["# Disclosure control report", ""]
+        if self.tier:
+            parts.append(tier_markdown(self.tier, self.report))
         parts += [self.report_md[name] for name in self.report_md]
         return "\n".join(parts)
 
@@ -192,8 +203,9 @@ def _join_weights(form: str, table: pd.DataFrame, weights: pd.DataFrame) -> pd.D
 
 def _prepare(form: str, table: pd.DataFrame, model: FormModel, weights: pd.DataFrame | None,
              config: CountryConfig, allowed: Sequence[str], rng: np.random.Generator,
-             facts: StudyFacts) -> tuple[WorkingForm, pd.DataFrame]:
-    """Drop, convert dates, join weights, shuffle. Returns the form and its ID frame."""
+             facts: StudyFacts, replicates: bool = True) -> tuple[WorkingForm, pd.DataFrame]:
+    """Drop, convert dates, join weights (replicate weights only if ``replicates``),
+    shuffle. Returns the form and its ID frame."""
     reasons = column_reasons(form, table.columns, model, allowed)
     if "KEY" not in table.columns:
         raise DhsurveyError("accepted table has no KEY column", code="release-bad-argument",
@@ -237,8 +249,8 @@ def _prepare(form: str, table: pd.DataFrame, model: FormModel, weights: pd.DataF
         {"month": months, "scrub": scrubbed, "key": keys}.get(action, []).append(col)
     if weights is not None:
         # Hundreds of replicate columns: added in one concat, not one insert each.
-        wanted = ["weight", *[c for c in data.columns
-                              if c == "weight_norm" or REPLICATE.match(str(c))]]
+        wanted = ["weight", *[c for c in data.columns if c == "weight_norm"
+                              or (replicates and REPLICATE.match(str(c)))]]
         out = pd.concat([out, data[wanted].astype(float)], axis=1)
     return WorkingForm(form, model, reasons, out, keys, weights is not None, accepted_rows,
                        scrubbed, months), ids
@@ -258,27 +270,39 @@ def anonymise_country(
     key: bytes,
     rng: np.random.Generator,
     recode: bool = True,
-    k: int = 3,
+    k: int | None = None,
     importance: Mapping[str, list[str]] | None = None,
     allowed_free_text: Mapping[str, list[str]] | None = None,
     suppress: bool = True,
     numeric_ids: bool = False,
+    rules: Rules | None = None,
+    tier: str = "public",
 ) -> AnonymisedRelease:
-    """Anonymise every form of one country into a release (see the module docstring).
+    """Anonymise every form of one country into one tier's release (see the module docstring).
 
     ``accepted``: typed root tables by form; ``weights``: form -> weights table (KEY, stratum,
     cluster, weight, weight_norm, rep_*), absent for unweighted forms (frontline workers);
     ``key``: the pseudonym key (:func:`~dhsurvey.anonymise.pseudonym.load_key`); ``rng``:
     the source of every release ID and code (never store its seed with a release).
-    ``importance``: form -> keys most important first (``"linked"`` for the household
-    profile, with ``form:key`` names); unlisted keys are suppressed first. ``recode=False``
-    skips global recoding (top-codes, bands, rare merges) but never the drops or the months;
-    ``suppress=False`` skips local suppression (both for comparison in reports and tests).
-    ``numeric_ids=True`` leaves ``record_id`` and ``hh_id`` as the numbers their text is
-    made of (a plan for millions of records, :class:`ReleasePlan`, writes them per batch).
+    ``rules`` (``disclosure.yaml``, :func:`~dhsurvey.anonymise.scenario.load_rules`) and
+    ``tier`` name the intruder scenario, thresholds and recoding steps; without rules every
+    quasi-identifier is a key, the files stay linked and no recoding step is searched.
+    ``k`` overrides the rules' k. ``importance``: form -> keys most important first;
+    unlisted keys are suppressed first. ``recode=False`` skips global recoding (top-codes,
+    bands, rare merges, steps) but never the drops or the months; ``suppress=False`` skips
+    local suppression (both for comparison in reports and tests). ``numeric_ids=True``
+    leaves ``record_id`` and ``hh_id`` as the numbers their text is made of (a plan for
+    millions of records, :class:`ReleasePlan`, writes them per batch).
     """
+    rules = rules if rules is not None else Rules(tiers={"public": UNDECLARED})
+    rules = replace(rules, k=rules.k if k is None else k)
+    k = rules.k
     if k < 1:
         raise DhsurveyError("k must be at least 1", code="release-bad-argument")
+    if tier not in rules.tiers:
+        raise DhsurveyError(f"no release tier '{tier}' in the disclosure rules",
+                            code="release-bad-argument", file=rules.source or None)
+    scenario = rules.tiers[tier]
     missing = [f for f in accepted if f not in models]
     if missing:
         raise DhsurveyError(f"no form model for {missing}", code="release-bad-argument")
@@ -289,41 +313,83 @@ def anonymise_country(
     importance = dict(importance or {})
     forms: dict[str, WorkingForm] = {}
     ids: dict[str, pd.DataFrame] = {}
+    masked = scenario.design == "masked"
     for name, table in accepted.items():
         w = weights.get(name)
         forms[name], ids[name] = _prepare(name, table, models[name], w, config,
-                                          allowed.get(name, []), rng, facts)
+                                          allowed.get(name, []), rng, facts,
+                                          replicates=not masked)
     restricted = assign_ids(forms, ids, rng, config, key)
     del ids
     for f in forms.values():
-        # The stages the report compares keep what it reads: keys, columns recoding may
-        # change, the household link and the weight (not the release IDs). A stage shares
-        # the table's arrays: recoding and suppression replace a column, never write into
-        # it, so a stage holds its own copy only of the columns changed after it.
-        staged = [c for c in f.table.columns if c in f.keys or c in ("hh_id", "weight")
-                  or recodable(c)]
-        f.before = _stage(f.table, staged)
-        if recode:
-            recode_form(f, k)
-        f.after_recode = _stage(f.table, staged)
-    if suppress:
+        _stages(f, scenario, rules, recode)
+    search = Search(forms, rules, k, importance, scenario.knows_participation)
+    if not recode:
+        search.rules = replace(rules, recoding={})
+    linked, trial = _protect(forms, search, scenario.link, suppress, tier)
+    groups = linked_groups(forms, linked)
+    if not linked:
         for f in forms.values():
-            suppress_form(f, k, form_importance(f, importance))
-    linked_report = suppress_linked(forms, k, importance.get(LINKED), suppress)
+            if "hh_id" in f.table.columns:
+                f.table = f.table.drop(columns=["hh_id"])
+                f.reasons["hh_id"] = ("drop", f"household link: the {tier} tier's files "
+                                      "cannot be protected together, so they share no ID")
+    if masked:
+        restricted.update(mask_design(forms, rules, rng))
     report: dict[str, dict[str, Any]] = {}
     report_md: dict[str, str] = {}
+    recoded = trial.forms if trial is not None else None
+    measures = tier_measures(forms, groups, rules, recoded, scenario.knows_participation)
     for f in forms.values():
-        rep = form_report(f, k, suppress)
+        rep = form_report(f, k, suppress, measures[f.name], rules,
+                          recoded[f.name] if recoded else None)
         rep["importance"] = form_importance(f, importance)
         report[f.name] = rep
         report_md[f.name] = form_markdown(rep)
-    if linked_report is not None:
-        linked_report["k"] = k
-        report[LINKED] = linked_report
-        report_md[LINKED] = linked_markdown(linked_report, k)
+    tier_rep = tier_report(tier, scenario, rules, groups, linked, trial, forms)
     tables = {name: _order_columns(f.table if numeric_ids else text_ids(f.table))
               for name, f in forms.items()}
-    return AnonymisedRelease(tables, restricted, report, report_md)
+    return AnonymisedRelease(tables, restricted, report, report_md, tier_rep)
+
+
+def _stages(f: WorkingForm, scenario: Tier, rules: Rules, recode: bool) -> None:
+    """The tier's keys of a form, its stage before recoding and after the fixed recodes.
+
+    The stages keep what the report reads: keys, columns recoding may change, the household
+    link, the weight and the declared sensitive answers (not the release IDs). A stage
+    shares the table's arrays: recoding and suppression replace a column, never write into
+    it.
+    """
+    f.keys = [c for c in f.keys if scenario.is_key(f.name, c)]
+    f.initial_keys = list(f.keys)
+    staged = [c for c in f.table.columns if c in f.keys or c in ("hh_id", "weight")
+              or recodable(c) or c in rules.sensitive.get(f.name, {})]
+    f.before = _stage(f.table, staged)
+    if recode:
+        recode_form(f, rules.k)
+    f.after_recode = _stage(f.table, staged)
+
+
+def _protect(forms: Mapping[str, WorkingForm], search: Search, link: Any, suppress: bool,
+             tier: str) -> tuple[bool, Trial | None]:
+    """Choose the recoding steps and suppress (:mod:`~dhsurvey.anonymise.ladder`); whether
+    the files stay linked. ``link="auto"``: linked only if the rules can be met so without
+    leaving any variable out, else each file on its own."""
+    linked = link is not False
+    if not suppress:
+        return linked, None
+    budget = search.rules.suppression_budget
+    several = len(linked_groups(forms, True)) < len(forms)
+    trial = None
+    if link == "auto" and several:
+        if search.coarsest(linked_groups(forms, True)).ok(budget):
+            trial = search.search(linked_groups(forms, True), drops=False)
+        if trial is None or not trial.ok(budget):
+            linked, trial = False, None
+    if trial is None:
+        trial = search.search(linked_groups(forms, linked))
+    apply_trial(forms, trial, search.rules, tier)
+    return linked, trial
 
 
 def _column_order(columns: Sequence[Any]) -> list[Any]:
@@ -357,7 +423,8 @@ def anonymise_form(
 # ------------------------------------------------------------------ a release in batches
 
 
-def plan_columns(model: FormModel, columns: Iterable[str]) -> list[str]:
+def plan_columns(model: FormModel, columns: Iterable[str],
+                 rules: Rules | None = None) -> list[str]:
     """The columns of an accepted table whose release depends on the whole sample.
 
     KEY, the household ID fields (pseudonyms), keys (frequencies, suppression) and globally
@@ -368,7 +435,8 @@ def plan_columns(model: FormModel, columns: Iterable[str]) -> list[str]:
     l-diversity, are added one column at a time (:meth:`ReleasePlan.diversity`).
     """
     reasons = classify_with_reasons(model)
-    wanted = {"KEY", *model.household_id}
+    sensitive = (rules.sensitive if rules is not None else {}).get(model.form_id, {})
+    wanted = {"KEY", *model.household_id, *sensitive}
     return [c for c in columns if c in wanted or recodable(c)
             or reasons.get(c, ("drop", ""))[0] == "key"]
 
@@ -393,6 +461,10 @@ class ReleasePlan:
         allowed = dict(allowed_free_text or {})
         self.reasons = {f: column_reasons(f, cols, models[f], allowed.get(f, []))
                         for f, cols in self.columns.items()}
+        for form, entry in release.report.items():  # left out by the tier's recoding steps
+            for col, reason in entry.get("dropped", {}).items():
+                if form in self.reasons and col in self.reasons[form]:
+                    self.reasons[form][col] = ("drop", reason)
         records = release.restricted["records"]
         self.positions: dict[str, pd.Index] = {}
         for form, table in release.tables.items():

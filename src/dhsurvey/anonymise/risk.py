@@ -345,6 +345,21 @@ def household_risk(
     return pd.Series(-np.expm1(sums[hh_codes]), index=df.index, name="household_risk")
 
 
+def matched_counts(df: pd.DataFrame, keys: Sequence[str], values: np.ndarray) -> np.ndarray:
+    """Per record, the column sums of ``values`` (n x m) over the records its key matches
+    (the wildcard rule of :func:`frequencies`): with a column of ones that is ``fk``, with a
+    0/1 flag the matched records that carry it (all of them: the group shares the answer)."""
+    keys = check_keys(df, keys)
+    values = np.asarray(values, dtype=np.float64).reshape(len(df), -1)
+    codes, cards = _encode(df, keys)
+    cell_of_row, cell_codes = _cells(codes, cards)
+    n_cells = len(cell_codes)
+    sums = np.column_stack([np.bincount(cell_of_row, weights=values[:, j], minlength=n_cells)
+                            for j in range(values.shape[1])]) if n_cells else \
+        np.zeros((0, values.shape[1]))
+    return _matched_sums(cell_codes, cards, sums)[cell_of_row]
+
+
 def k_anonymity_violations(df: pd.DataFrame, keys: Sequence[str], k: int) -> pd.Series:
     """True for records whose key is shared by fewer than ``k`` records (wildcards counted)."""
     if k < 1:

@@ -1,40 +1,54 @@
-"""Local suppression of a release, file by file: which keys are blanked first, and the pass.
+"""Local suppression on a profile of linked files: which keys are blanked first, and the pass.
 
-Why an order: sdcMicro's ``localSuppression`` blanks the least important key of a
-violating record first. Analysts need the stratum and region (design domains) and the
-child's age and sex more than, say, school level, so every form has a default order
-(:data:`DEFAULT_IMPORTANCE`), overridable per release. The linked household profile
-(:mod:`~dhsurvey.anonymise.linked`) interleaves the forms' orders, the child's first.
-The engine itself is :func:`~dhsurvey.anonymise.suppress.local_suppression`.
+Why an order: sdcMicro's ``localSuppression`` blanks the least important key of a violating
+record first. Analysts need the stratum and region (design domains) and the child's age and
+sex more than, say, school level, so every form has a default order
+(:data:`DEFAULT_IMPORTANCE`), overridable per release; a profile of linked files takes the
+shared keys first and then interleaves the forms' orders, the child's first.
+
+Why on the profile (:mod:`~dhsurvey.anonymise.linked`): a record is safe only when it is safe
+among its file's respondents on everything the intruder can join to it, and a record that
+sits in a group whose members all share a harmful answer (l-diversity) is as exposed as a
+unique one. Each round blanks, in every unsafe record, its least important key that is still
+observed; a "not asked" or "no record" cell is never blanked (it stays visible in the files
+whatever is done). Blanks only add wildcards, so a safe record stays safe; the pass ends when
+no record is unsafe or no unsafe record has anything left to blank.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
-from dhsurvey.anonymise.suppress import local_suppression
+from dhsurvey.anonymise.linked import Profile, is_absent, unsafe_rows
 from dhsurvey.anonymise.working import WorkingForm
 
 #: Default importance per form, most important first (least important is suppressed first).
 #: Keys a form has but this list does not name are appended (suppressed before all listed).
 DEFAULT_IMPORTANCE: dict[str, list[str]] = {
     "household": ["stratum", "region", "urban_rural", "n_members", "n_eligible"],
-    "child": ["stratum", "region", "age_now", "child_sex", "in_school", "school_level"],
-    "caregiver": ["stratum", "region", "cg_sex", "cg_relation", "cg_age", "cg_educ"],
+    "child": ["stratum", "region", "urban_rural", "age_now", "child_sex", "in_school",
+              "school_level"],
+    "caregiver": ["stratum", "region", "urban_rural", "cg_sex", "cg_relation", "cg_age",
+                  "cg_educ"],
     # Frontline workers: a purposive sample analysed by agency and role, not by region.
     "frontline_worker": ["org_type", "role", "region", "years_service"],
 }
 
+#: Keys local suppression never blanks: the stratum is a design variable analysts need in
+#: every record (a record it cannot protect otherwise stays unsafe and the gate says so).
+LOCKED = frozenset({"stratum"})
+
 #: Name of the linked household profile in a release's report and ``importance`` option.
 LINKED = "linked"
 
-#: Round-robin order of the forms in the linked profile: the child's keys first.
+#: Round-robin order of the forms in a profile: the child's keys first.
 LINK_PRIORITY = ("child", "caregiver", "household")
 
 
-def importance(keys: list[str], preferred: Sequence[str]) -> list[str]:
+def importance(keys: Sequence[str], preferred: Sequence[str]) -> list[str]:
     """Keys most important first: ``preferred`` order, unlisted keys after (suppressed first)."""
     listed = [k for k in preferred if k in keys]
     return listed + [k for k in keys if k not in listed]
@@ -45,41 +59,104 @@ def form_importance(form: WorkingForm, preferred: Mapping[str, list[str]]) -> li
     return importance(form.keys, preferred.get(form.name, DEFAULT_IMPORTANCE.get(form.name, [])))
 
 
-def linked_importance(forms: Mapping[str, WorkingForm], keys: list[str],
-                      preferred: Sequence[str] | None) -> list[str]:
-    """Shared keys (stratum, region), then the forms' own orders interleaved, child first."""
-    if preferred is not None:
-        return importance(keys, preferred)
-    linked = sorted((f for f in forms.values() if "hh_id" in f.table.columns),
-                    key=lambda f: (LINK_PRIORITY.index(f.name) if f.name in LINK_PRIORITY
-                                   else len(LINK_PRIORITY), f.name))
-    own = {f.name: importance(f.keys, DEFAULT_IMPORTANCE.get(f.name, [])) for f in linked}
-    shared = [k for k in keys if ":" not in k]
-    shared.sort(key=lambda k: min(o.index(k) for o in own.values() if k in o))
-    orders = [[f"{name}:{k}" for k in o if f"{name}:{k}" in keys] for name, o in own.items()]
+def profile_importance(profile: Profile, preferred: Mapping[str, list[str]]) -> list[str]:
+    """A profile's key columns, most important first: shared keys (stratum, region) in the
+    forms' own order, then each form's keys interleaved, child first."""
+    if len(profile.forms) == 1:
+        form = profile.forms[0]
+        return importance(profile.keys, preferred.get(form, DEFAULT_IMPORTANCE.get(form, [])))
+    forms = sorted(profile.forms, key=lambda f: (LINK_PRIORITY.index(f) if f in LINK_PRIORITY
+                                                 else len(LINK_PRIORITY), f))
+    own = {f: importance([key for col in profile.keys for g, key in profile.targets[col]
+                          if g == f],
+                         preferred.get(f, DEFAULT_IMPORTANCE.get(f, []))) for f in forms}
+    shared = [c for c in profile.keys if ":" not in c]
+    shared.sort(key=lambda c: min(o.index(c) for o in own.values() if c in o))
+    orders = [[f"{f}:{key}" for key in o if f"{f}:{key}" in profile.keys] for f, o in own.items()]
     rest: list[str] = []
     for i in range(max((len(o) for o in orders), default=0)):
         rest += [o[i] for o in orders if i < len(o)]
-    return importance(keys, shared + rest)
+    return importance(profile.keys, shared + rest)
 
 
-def restore_dtypes(table: pd.DataFrame, original: pd.DataFrame, keys: list[str]) -> None:
-    """local_suppression widens Int64 to Float64 to hold missing values; narrow them back,
-    so Stata and SPSS files keep integer codes."""
-    for key in keys:
-        if original[key].dtype == "Int64" and table[key].dtype != "Int64":
-            table[key] = table[key].astype("Float64").round().astype("Int64")
+def _blank(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    out = values.copy()
+    out[rows] = np.nan if out.dtype.kind == "f" else None
+    return out
 
 
-def suppress_form(form: WorkingForm, k: int, order: list[str]) -> None:
-    """Make one form k-anonymous on its keys, blanking in ``order`` (least important last in
-    the list, blanked first); counts go to ``form.suppressed``."""
-    if not form.keys or form.table.empty:
-        return
-    weight = "weight" if form.weighted else None
-    result = local_suppression(form.table, form.keys, k, importance=order, weight=weight)
-    restore_dtypes(result.data, form.table, form.keys)
-    for key_col, n in result.suppressions.items():
-        if n:
-            form.suppressed[key_col] = form.suppressed.get(key_col, 0) + n
-    form.table = result.data
+def protect(profile: Profile, order: Sequence[str], k: int
+            ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Blank key cells of the profile until no file has a record with f_k < k or in a group
+    sharing a harmful answer. ``order``: the profile's keys, most important first.
+
+    Returns the cells blanked per key column and the rows still unsafe (empty when done).
+    """
+    frame = profile.frame.copy(deep=False)
+    # Suppressed first; a design variable never (the gate blocks a release that would need it).
+    first = [c for c in reversed(list(order)) if c not in LOCKED]
+    blanked = {c: np.zeros(len(frame), dtype=bool) for c in profile.keys}
+    unsafe = unsafe_rows(profile, frame, k)
+    while unsafe.any():
+        can = np.column_stack([
+            ~pd.isna(v) & ~is_absent(v) for v in (frame[c].to_numpy() for c in first)])
+        candidates = unsafe & can.any(axis=1)
+        if not candidates.any():
+            break
+        choice = np.argmax(can, axis=1)
+        for j, col in enumerate(first):
+            rows = candidates & (choice == j)
+            if rows.any():
+                frame[col] = _blank(frame[col].to_numpy(), rows)
+                blanked[col] |= rows
+        unsafe = unsafe_rows(profile, frame, k)
+    return blanked, unsafe
+
+
+def blanked_cells(profile: Profile, blanked: Mapping[str, np.ndarray],
+                  tables: Mapping[str, pd.DataFrame]) -> dict[tuple[str, str], np.ndarray]:
+    """The profile's blanks as cells of each form's table: (form, key) -> rows (bool), only
+    where the form's value is observed."""
+    out: dict[tuple[str, str], np.ndarray] = {}
+    for col, mask in blanked.items():
+        if not mask.any():
+            continue
+        for form, key in profile.targets[col]:
+            rows = profile.at[form][mask]
+            rows = rows[rows >= 0]
+            t = tables[form]
+            hit = out.get((form, key), np.zeros(len(t), dtype=bool))
+            hit[rows] = True
+            out[(form, key)] = hit & t[key].notna().to_numpy()
+    return out
+
+
+def restore_dtype(values: pd.Series, original: pd.Series) -> pd.Series:
+    """Blanking may widen Int64 to Float64 or object; narrow it back, so Stata and SPSS files
+    keep integer codes."""
+    if original.dtype == "Int64" and values.dtype != "Int64":
+        return pd.to_numeric(values, errors="coerce").astype("Float64").round().astype("Int64")
+    return values
+
+
+def write_back(forms: Mapping[str, WorkingForm],
+               cells: Mapping[tuple[str, str], np.ndarray]) -> None:
+    """Blank the cells in the forms' tables and count them (``suppressed``,
+    ``suppressed_cells``)."""
+    for (name, key), hit in cells.items():
+        n = int(hit.sum())
+        if not n:
+            continue
+        f = forms[name]
+        original = f.table[key]
+        blanked = original.copy()  # a new column: the stages keep the old one
+        blanked[hit] = None
+        f.table[key] = restore_dtype(blanked, original)
+        mask = f.suppressed_cells.get(key)
+        f.suppressed_cells[key] = hit if mask is None else (mask | hit)
+        f.suppressed[key] = f.suppressed.get(key, 0) + n
+
+
+__all__ = ["DEFAULT_IMPORTANCE", "LINKED", "LINK_PRIORITY", "LOCKED", "blanked_cells",
+           "form_importance", "importance", "profile_importance", "protect", "restore_dtype",
+           "write_back"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from dhsurvey.forms.model import FormModel
@@ -22,7 +23,9 @@ class WorkingForm:
 
     ``table`` holds the released columns (and IDs), one row per released record; ``before``
     and ``after_recode`` share its arrays as they were before recoding and after it (the
-    report's stages); ``recodes``, ``rare`` and ``suppressed`` say what changed.
+    report's stages); ``recodes``, ``rare`` and ``suppressed`` say what changed, and
+    ``suppressed_cells`` which key cells suppression blanked (a value missing otherwise was
+    not asked, which the intruder sees).
     """
 
     name: str
@@ -39,3 +42,9 @@ class WorkingForm:
     rare: dict[str, dict[str, Any]] = field(default_factory=dict)
     suppressed: dict[str, int] = field(default_factory=dict)
     after_recode: pd.DataFrame | None = None
+    #: Key cells blanked by local suppression (the only wildcards), per key.
+    suppressed_cells: dict[str, np.ndarray] = field(default_factory=dict)
+    #: The tier's keys before any was left out by recoding (what "before" is measured on).
+    initial_keys: list[str] = field(default_factory=list)
+    #: Recoding steps of the rules applied, per variable (:mod:`~dhsurvey.anonymise.ladder`).
+    steps: dict[str, list[Any]] = field(default_factory=dict)

@@ -78,6 +78,38 @@ def variance_text(info: Mapping[str, Any]) -> str:
             "set-ups for R (svydesign.R) and Stata (svyset.do) beside this codebook.")
 
 
+MASKED_R = """# Survey design of the public-use files, for R's survey package.
+# Masked variance units: `stratum` (fresh codes) and `psu`, a pseudo-PSU that groups the
+# stratum's PSUs at random into two halves; weights smoothed within cells of released values
+# (disclosure_risk.md). Taylor linearisation on them is the random-group estimator.
+library(survey)
+child <- haven::read_dta("child.dta")  # or arrow::read_parquet("child.parquet")
+design <- svydesign(ids = ~psu, strata = ~stratum, weights = ~weight, data = child,
+                    nest = TRUE)
+"""
+
+MASKED_DO = """* Survey design of the public-use files, for Stata's svy commands.
+* Masked variance units: stratum and psu (a pseudo-PSU: each stratum's PSUs in two random
+* halves); weights smoothed within cells of released values (disclosure_risk.md).
+svyset psu [pweight=weight], strata(stratum) singleunit(centered)
+"""
+
+
+def masked_text() -> str:
+    """The codebook's line on variance estimation in a tier of masked variance units."""
+    return ("Taylor linearisation on masked variance units: strata `stratum`, pseudo-PSUs "
+            "`psu` (each stratum's PSUs in two random halves), weight `weight` (smoothed "
+            "within cells of released values); no replicate weights in this tier; set-ups "
+            "for R (svydesign.R) and Stata (svyset.do) beside this codebook.")
+
+
+def write_masked(folder: str | Path) -> list[Path]:
+    """Write ``svydesign.R`` and ``svyset.do`` for masked variance units."""
+    folder = Path(folder)
+    return [atomic_write_text(folder / "svydesign.R", MASKED_R),
+            atomic_write_text(folder / "svyset.do", MASKED_DO)]
+
+
 def write_design(folder: str | Path, info: Mapping[str, Any]) -> list[Path]:
     """Write ``replicates.csv``, ``svydesign.R`` and ``svyset.do`` into the release folder."""
     folder = Path(folder)
@@ -92,4 +124,4 @@ def write_design(folder: str | Path, info: Mapping[str, Any]) -> list[Path]:
     ]
 
 
-__all__ = ["replicate_table", "variance_text", "write_design"]
+__all__ = ["masked_text", "replicate_table", "variance_text", "write_design", "write_masked"]

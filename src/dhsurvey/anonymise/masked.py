@@ -1,0 +1,75 @@
+"""Masked variance units and smoothed weights for the public tier.
+
+Why: a PSU code, a replicate weight column (a jackknife replicate drops one PSU, so its zero
+names the cluster) and an exact weight (a child's weight is its household's weight times its
+own adjustments, often unique) each let an intruder place a record in a cluster or join it
+to another file. The public tier therefore releases, as NHANES does, *masked variance units*:
+the stratum (region x urban/rural, which the keys show anyway) with a fresh code, and within
+it a pseudo-PSU that groups the stratum's PSUs at random into two halves. Variance by Taylor
+linearisation on (stratum, pseudo-PSU) is the random-group estimator: unbiased, with fewer
+degrees of freedom. Each weight is replaced by the mean weight of the records of its stratum
+that share the released values of the rules' ``weight_cells`` (suppressed values form their
+own cell), so a weight tells nothing the file does not show and stratum totals are kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from dhsurvey.anonymise.scenario import Rules
+from dhsurvey.anonymise.working import WorkingForm
+
+#: Pseudo-PSUs per stratum (two, as NHANES's masked variance units).
+PSEUDO_PSUS = 2
+
+
+def pseudo_psus(psu: pd.Series, stratum: pd.Series, rng: np.random.Generator
+                ) -> dict[tuple[int, int], int]:
+    """(stratum code, psu code) -> pseudo-PSU 1..2: each stratum's PSUs in random halves
+    (a stratum with one PSU keeps it as pseudo-PSU 1)."""
+    pairs = pd.DataFrame({"s": stratum, "p": psu}).dropna().drop_duplicates()
+    out: dict[tuple[int, int], int] = {}
+    for s, group in pairs.sort_values(["s", "p"]).groupby("s", sort=True):
+        codes = group["p"].to_numpy(dtype=np.int64)
+        order = rng.permutation(len(codes))
+        for i, j in enumerate(order):
+            out[(int(str(s)), int(codes[j]))] = 1 + (i % PSEUDO_PSUS)
+    return out
+
+
+def smooth_weights(table: pd.DataFrame, cells: list[str]) -> pd.Series:
+    """Each record's weight replaced by its cell's mean weight (cell: stratum x ``cells``,
+    missing values a cell of their own): every cell's total is kept."""
+    keys = ["stratum", *[c for c in cells if c in table.columns]]
+    frame = table[keys].astype(object).where(table[keys].notna(), "\\x00")
+    frame["_w"] = table["weight"].astype(float).to_numpy()
+    return frame.groupby(keys, sort=False, dropna=False)["_w"].transform("mean")
+
+
+def mask_design(forms: Mapping[str, WorkingForm], rules: Rules, rng: np.random.Generator
+                ) -> dict[str, pd.DataFrame]:
+    """Replace every weighted form's ``psu`` by its pseudo-PSU and its weights by smoothed
+    ones, in place; replicate columns are not in a masked tier. Returns the restricted
+    mapping (stratum, psu, pseudo_psu)."""
+    weighted = [f for f in forms.values() if f.weighted and "psu" in f.table.columns]
+    if not weighted:
+        return {}
+    psu = pd.concat([f.table["psu"] for f in weighted], ignore_index=True)
+    stratum = pd.concat([f.table["stratum"] for f in weighted], ignore_index=True)
+    mapping = pseudo_psus(psu, stratum, rng)
+    for f in weighted:
+        t = f.table
+        t["psu"] = pd.array([mapping.get((int(s), int(p))) if pd.notna(s) and pd.notna(p)
+                             else None for s, p in zip(t["stratum"], t["psu"], strict=True)],
+                            dtype="Int64")
+        t["weight"] = smooth_weights(t, list(rules.weight_cells.get(f.name, ()))).to_numpy()
+        if "weight_norm" in t.columns:
+            t["weight_norm"] = (t["weight"] / t["weight"].mean()).to_numpy()
+    return {"pseudo_psu": pd.DataFrame([{"stratum": s, "psu": p, "pseudo_psu": q}
+                                        for (s, p), q in sorted(mapping.items())])}
+
+
+__all__ = ["PSEUDO_PSUS", "mask_design", "pseudo_psus", "smooth_weights"]
