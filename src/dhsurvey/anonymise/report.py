@@ -70,8 +70,11 @@ def form_report(form: WorkingForm, k: int, suppress: bool,
     suppressions = {key: int(form.suppressed.get(key, 0)) for key in keys}
     observed = {key: int(t[key].notna().sum()) + suppressions[key] for key in keys}
     mid = recoded.table if recoded is not None else t
-    recoded_cols = [c for c in form.recodes if c in t.columns and c in before.columns
-                    and c in mid.columns]
+
+    def after_recoding(c: str) -> Any:  # a key as recoded (a copy); any other as released
+        return mid[c] if c in mid.columns else t[c]
+
+    recoded_cols = [c for c in form.recodes if c in t.columns and c in before.columns]
     report: dict[str, Any] = {
         "form": form.name,
         "rows": n,
@@ -97,7 +100,7 @@ def form_report(form: WorkingForm, k: int, suppress: bool,
         "dropped": {c: r for c, (a, r) in form.reasons.items() if a == "drop"},
         "suppressions": suppressions,
         "suppression_share": {key: _share(suppressions[key], observed[key]) for key in keys},
-        "changed_by_recoding": {c: _share(changed(before[c], mid[c]), n)
+        "changed_by_recoding": {c: _share(changed(before[c], after_recoding(c)), n)
                                 for c in recoded_cols},
     }
     report["suppressed_total"] = sum(suppressions.values())
