@@ -28,6 +28,7 @@ from dhsurvey.anonymise.recode import RARE_CODE, band
 from dhsurvey.anonymise.scenario import Rules, Step
 from dhsurvey.anonymise.suppression import (
     blanked_cells,
+    form_importance,
     profile_importance,
     protect,
     write_back,
@@ -98,8 +99,10 @@ class Search:
     """
 
     def __init__(self, forms: Mapping[str, WorkingForm], rules: Rules, k: int,
-                 preferred: Mapping[str, list[str]], absent_known: bool = True) -> None:
+                 preferred: Mapping[str, list[str]], absent_known: bool = True,
+                 collapsed: bool = False) -> None:
         self.forms = dict(forms)
+        self.collapsed = collapsed
         self.absent_known = absent_known
         self.rules = rules
         self.k = k
@@ -155,7 +158,7 @@ class Search:
             unsafe = dict.fromkeys(group, 0)
             if profile.keys:
                 blanked, left = protect(profile, profile_importance(profile, self.preferred),
-                                        self.k)
+                                        self.k, self.collapsed)
                 cells = blanked_cells(profile, blanked, {n: copies[n].table for n in group})
                 unsafe = {n: int((left & profile.present[n]).sum()) for n in group}
             found = (copies, cells, unsafe)
@@ -230,12 +233,46 @@ class Search:
             options = self.options(trial, groups, drops)
             if not options:
                 break
-            over = trial.over_budget(budget)
-            scores = {o: (self._unsafe_before(groups, {**levels, o: levels.get(o, 0) + 1}),
-                          0 if o in over else 1) for o in options}
-            best = min(options, key=scores.__getitem__)
+            best = self._best(options, groups, levels, trial)
             levels[best] = levels.get(best, 0) + 1
             trial = self.trial(groups, levels)
+        return self.prune(groups, trial) if trial.ok(budget) else trial
+
+    def _best(self, options: list[tuple[str, str]], groups: Sequence[Sequence[str]],
+              levels: Levels, trial: Trial) -> tuple[str, str]:
+        """The step that leaves the fewest unsafe records before suppression (a variable
+        over budget first among equals); among steps that leave a variable out, the least
+        important variable's."""
+        if all(self.rules.ladder(*o)[levels.get(o, 0)].kind == "drop" for o in options):
+            def rank(o: tuple[str, str]) -> int:
+                order = form_importance(self.forms[o[0]], self.preferred)
+                return -order.index(o[1]) if o[1] in order else 0
+            return min(options, key=rank)
+        over = trial.over_budget(self.rules.suppression_budget)
+        scores = {o: (self._unsafe_before(groups, {**levels, o: levels.get(o, 0) + 1}),
+                      0 if o in over else 1) for o in options}
+        return min(options, key=scores.__getitem__)
+
+    def prune(self, groups: Sequence[Sequence[str]], trial: Trial) -> Trial:
+        """Undo, one step at a time and the most important variable's first, every step the
+        rules can still be met without: a step taken early may have become needless once a
+        later one was taken."""
+        levels = dict(trial.levels)
+
+        def rank(key: tuple[str, str]) -> int:  # the most important variable first
+            order = form_importance(self.forms[key[0]], self.preferred)
+            return order.index(key[1]) if key[1] in order else len(order)
+
+        changed = True
+        while changed:
+            changed = False
+            for key in sorted(levels, key=rank):
+                if not levels[key]:
+                    continue
+                fewer = {**levels, key: levels[key] - 1}
+                attempt = self.trial(groups, fewer)
+                if attempt.ok(self.rules.suppression_budget):
+                    levels, trial, changed = fewer, attempt, True
         return trial
 
 

@@ -4,8 +4,8 @@ Why: a PSU code, a replicate weight column (a jackknife replicate drops one PSU,
 names the cluster) and an exact weight (a child's weight is its household's weight times its
 own adjustments, often unique) each let an intruder place a record in a cluster or join it
 to another file. The public tier therefore releases, as NHANES does, *masked variance units*:
-the stratum (region x urban/rural, which the keys show anyway) with a fresh code, and within
-it a pseudo-PSU that groups the stratum's PSUs at random into two halves. Variance by Taylor
+pseudo-strata (the region: its urban and rural strata collapsed) with fresh codes, and within
+each a pseudo-PSU that groups its PSUs at random into two halves. Variance by Taylor
 linearisation on (stratum, pseudo-PSU) is the random-group estimator: unbiased, with fewer
 degrees of freedom. Each weight is replaced by the mean weight of the records of its stratum
 that share the released values of the rules' ``weight_cells`` (suppressed values form their
@@ -24,6 +24,28 @@ from dhsurvey.anonymise.working import WorkingForm
 
 #: Pseudo-PSUs per stratum (two, as NHANES's masked variance units).
 PSEUDO_PSUS = 2
+
+
+def collapse_strata(forms: Mapping[str, WorkingForm], rng: np.random.Generator
+                    ) -> dict[str, pd.DataFrame]:
+    """Pseudo-strata: every weighted form's ``stratum`` replaced by a fresh code of its
+    region (the urban and rural strata of a region collapsed), in place. Collapsing strata
+    keeps the variance estimator valid (slightly conservative) and frees ``urban_rural`` to
+    be recoded or suppressed like any key. Returns the restricted mapping."""
+    weighted = [f for f in forms.values() if f.weighted and {"stratum", "region"}
+                <= set(f.table.columns)]
+    if not weighted:
+        return {}
+    pairs = pd.concat([f.table[["stratum", "region"]] for f in weighted]).dropna()
+    regions = sorted({int(r) for r in pairs["region"]})
+    codes = dict(zip(regions, (int(c) + 1 for c in rng.permutation(len(regions))),
+                     strict=True))
+    for f in weighted:
+        f.table["stratum"] = pd.array([codes.get(int(r)) if pd.notna(r) else None
+                                       for r in f.table["region"]], dtype="Int64")
+    mapping = pairs.drop_duplicates().assign(
+        pseudo_stratum=lambda d: [codes[int(r)] for r in d["region"]])
+    return {"pseudo_strata": mapping.reset_index(drop=True)}
 
 
 def pseudo_psus(psu: pd.Series, stratum: pd.Series, rng: np.random.Generator
@@ -59,7 +81,7 @@ def mask_design(forms: Mapping[str, WorkingForm], rules: Rules, rng: np.random.G
         return {}
     psu = pd.concat([f.table["psu"] for f in weighted], ignore_index=True)
     stratum = pd.concat([f.table["stratum"] for f in weighted], ignore_index=True)
-    mapping = pseudo_psus(psu, stratum, rng)
+    mapping = pseudo_psus(psu, stratum, rng)  # psu codes are unique across strata
     for f in weighted:
         t = f.table
         t["psu"] = pd.array([mapping.get((int(s), int(p))) if pd.notna(s) and pd.notna(p)
@@ -72,4 +94,4 @@ def mask_design(forms: Mapping[str, WorkingForm], rules: Rules, rng: np.random.G
                                         for (s, p), q in sorted(mapping.items())])}
 
 
-__all__ = ["PSEUDO_PSUS", "mask_design", "pseudo_psus", "smooth_weights"]
+__all__ = ["PSEUDO_PSUS", "collapse_strata", "mask_design", "pseudo_psus", "smooth_weights"]

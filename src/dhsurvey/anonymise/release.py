@@ -79,7 +79,8 @@ from dhsurvey.anonymise.ids import (
     text_ids,
 )
 from dhsurvey.anonymise.ladder import Search, Trial, apply_trial, linked_groups
-from dhsurvey.anonymise.masked import mask_design
+from dhsurvey.anonymise.linked import code_text
+from dhsurvey.anonymise.masked import collapse_strata, mask_design
 from dhsurvey.anonymise.measure import distinct_l
 from dhsurvey.anonymise.recode import (
     BANDS,
@@ -201,6 +202,15 @@ def _join_weights(form: str, table: pd.DataFrame, weights: pd.DataFrame) -> pd.D
     return table.merge(w, on="KEY", how="inner", validate="one_to_one")
 
 
+def _consented(model: FormModel, table: pd.DataFrame) -> np.ndarray:
+    """Records that passed every consent gate of the form (the others hold no answers)."""
+    keep = np.ones(len(table), dtype=bool)
+    for gate_name, answer in model.consent_given.items():
+        if answer is not None and gate_name in table.columns:
+            keep &= code_text(table[gate_name]).eq(str(answer)).to_numpy()
+    return keep
+
+
 def _prepare(form: str, table: pd.DataFrame, model: FormModel, weights: pd.DataFrame | None,
              config: CountryConfig, allowed: Sequence[str], rng: np.random.Generator,
              facts: StudyFacts, replicates: bool = True) -> tuple[WorkingForm, pd.DataFrame]:
@@ -214,6 +224,8 @@ def _prepare(form: str, table: pd.DataFrame, model: FormModel, weights: pd.DataF
     data = table.copy()
     if weights is not None:
         data = _join_weights(form, data, weights)
+    else:  # no weight marks the non-respondents of an unweighted form: its consent does
+        data = data[_consented(model, data)]
     data = data.iloc[rng.permutation(len(data))].reset_index(drop=True)
 
     # Numbered records (a country in batches) keep integer KEYs: no object per row.
@@ -297,15 +309,7 @@ def anonymise_country(
     rules = rules if rules is not None else Rules(tiers={"public": UNDECLARED})
     rules = replace(rules, k=rules.k if k is None else k)
     k = rules.k
-    if k < 1:
-        raise DhsurveyError("k must be at least 1", code="release-bad-argument")
-    if tier not in rules.tiers:
-        raise DhsurveyError(f"no release tier '{tier}' in the disclosure rules",
-                            code="release-bad-argument", file=rules.source or None)
-    scenario = rules.tiers[tier]
-    missing = [f for f in accepted if f not in models]
-    if missing:
-        raise DhsurveyError(f"no form model for {missing}", code="release-bad-argument")
+    scenario = _check(accepted, models, rules, tier)
     # The forms of a household must identify it by the same fields (an error otherwise):
     # one household gets one pseudonym and one hh_id whichever form names it.
     facts = study_facts([models[f] for f in accepted])
@@ -321,9 +325,11 @@ def anonymise_country(
                                           replicates=not masked)
     restricted = assign_ids(forms, ids, rng, config, key)
     del ids
+    if masked:
+        restricted.update(collapse_strata(forms, rng))
     for f in forms.values():
         _stages(f, scenario, rules, recode)
-    search = Search(forms, rules, k, importance, scenario.knows_participation)
+    search = Search(forms, rules, k, importance, scenario.knows_participation, masked)
     if not recode:
         search.rules = replace(rules, recoding={})
     linked, trial = _protect(forms, search, scenario.link, suppress, tier)
@@ -350,6 +356,20 @@ def anonymise_country(
     tables = {name: _order_columns(f.table if numeric_ids else text_ids(f.table))
               for name, f in forms.items()}
     return AnonymisedRelease(tables, restricted, report, report_md, tier_rep)
+
+
+def _check(accepted: Mapping[str, pd.DataFrame], models: Mapping[str, FormModel],
+           rules: Rules, tier: str) -> Tier:
+    """The tier's scenario, once the arguments are known to fit together."""
+    if rules.k < 1:
+        raise DhsurveyError("k must be at least 1", code="release-bad-argument")
+    if tier not in rules.tiers:
+        raise DhsurveyError(f"no release tier '{tier}' in the disclosure rules",
+                            code="release-bad-argument", file=rules.source or None)
+    missing = [f for f in accepted if f not in models]
+    if missing:
+        raise DhsurveyError(f"no form model for {missing}", code="release-bad-argument")
+    return rules.tiers[tier]
 
 
 def _stages(f: WorkingForm, scenario: Tier, rules: Rules, recode: bool) -> None:

@@ -212,8 +212,8 @@ def form_markdown(rep: dict[str, Any]) -> str:
     k = rep["k"]
     lines = [f"## {rep['form']}", ""]
     lines.append(f"Records released: {rep['rows']} of {rep['accepted_rows']} accepted "
-                 f"({rep['rows_not_released']} without a weight, i.e. non-respondents, are not "
-                 "released).")
+                 f"({rep['rows_not_released']} non-respondents, without a weight or without "
+                 "consent, are not released).")
     if rep["weighted"]:
         lines.append("Risk is weighted (F_k = sum of final weights; sdcMicro 5.8 "
                      "Benedetti-Franconi).")

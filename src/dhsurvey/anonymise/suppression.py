@@ -41,6 +41,15 @@ DEFAULT_IMPORTANCE: dict[str, list[str]] = {
 #: every record (a record it cannot protect otherwise stays unsafe and the gate says so).
 LOCKED = frozenset({"stratum"})
 
+
+def locked(keys: Sequence[str], collapsed: bool) -> frozenset[str]:
+    """Keys not worth blanking beside a released stratum: the stratum itself, and what it
+    pins down, its region (and its urban/rural setting unless the strata were collapsed to
+    regions)."""
+    if "stratum" not in keys:
+        return frozenset()
+    return LOCKED | {"region"} | (frozenset() if collapsed else {"urban_rural"})
+
 #: Name of the linked household profile in a release's report and ``importance`` option.
 LINKED = "linked"
 
@@ -85,16 +94,18 @@ def _blank(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def protect(profile: Profile, order: Sequence[str], k: int
+def protect(profile: Profile, order: Sequence[str], k: int, collapsed: bool = False
             ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Blank key cells of the profile until no file has a record with f_k < k or in a group
     sharing a harmful answer. ``order``: the profile's keys, most important first.
 
     Returns the cells blanked per key column and the rows still unsafe (empty when done).
+    ``collapsed``: the strata are regions (:func:`locked`).
     """
     frame = profile.frame.copy(deep=False)
-    # Suppressed first; a design variable never (the gate blocks a release that would need it).
-    first = [c for c in reversed(list(order)) if c not in LOCKED]
+    # Suppressed first; never what the stratum pins down (:func:`locked`).
+    fixed = locked(profile.keys, collapsed)
+    first = [c for c in reversed(list(order)) if c not in fixed]
     blanked = {c: np.zeros(len(frame), dtype=bool) for c in profile.keys}
     unsafe = unsafe_rows(profile, frame, k)
     while unsafe.any():
@@ -157,6 +168,6 @@ def write_back(forms: Mapping[str, WorkingForm],
         f.suppressed[key] = f.suppressed.get(key, 0) + n
 
 
-__all__ = ["DEFAULT_IMPORTANCE", "LINKED", "LINK_PRIORITY", "LOCKED", "blanked_cells",
+__all__ = ["DEFAULT_IMPORTANCE", "LINKED", "LINK_PRIORITY", "LOCKED", "blanked_cells", "locked",
            "form_importance", "importance", "profile_importance", "protect", "restore_dtype",
            "write_back"]
