@@ -2,13 +2,14 @@
 
 Simulated KEN fieldwork (every fault kind planted) goes from landing/ to release/ three times:
 through the ``dhsurvey run`` command (validated whole) and through the library with two batch
-sizes. Every file of the release — data in four formats, codebook, indicators, design set-ups,
+sizes. Every file of both tiers — data in four formats, codebook, indicators, design set-ups,
 disclosure report — has the same SHA-256 each time, and the gate (with the file scan) ran.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -25,8 +26,23 @@ KEY = bytes(range(32))
 
 
 @pytest.fixture(scope="module")
-def landed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Study, Path]:
-    study = Study.load(INSTRUMENTS)
+def instruments(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The study's instruments with a wider suppression budget: this country of 700
+    households has about 12 children per stratum, too few for the licensed tier's real strata
+    at the study's 5 % (the gate rightly blocks it; the identity of batches is tested here)."""
+    folder = tmp_path_factory.mktemp("instruments")
+    shutil.copytree(INSTRUMENTS, folder, dirs_exist_ok=True)
+    rules = folder / "disclosure.yaml"
+    text = rules.read_text(encoding="utf-8")
+    assert "suppression_budget: 0.05" in text
+    rules.write_text(text.replace("suppression_budget: 0.05", "suppression_budget: 0.3"),
+                     encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def landed(tmp_path_factory: pytest.TempPathFactory, instruments: Path) -> tuple[Study, Path]:
+    study = Study.load(instruments)
     data = tmp_path_factory.mktemp("data")
     simulate_to(data / "landing", [study.config("KEN")], study.models, seed=5,
                 households=700, faults=list(KINDS), formats=("central",))
@@ -34,9 +50,13 @@ def landed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Study, Path]:
 
 
 def _manifest(data: Path) -> dict[str, str]:
-    manifest = json.loads((data / "release" / "KEN" / "manifest.json").read_text())
-    assert manifest["disclosure_gate"] == "passed"
-    return {f["file"]: f["sha256"] for f in manifest["files"]}
+    """Every file of both tiers (public release/, scientific-use licensed/) by checksum."""
+    out = {}
+    for folder in ("release", "licensed"):
+        manifest = json.loads((data / folder / "KEN" / "manifest.json").read_text())
+        assert manifest["disclosure_gate"] == "passed", folder
+        out |= {f"{folder}/{f['file']}": f["sha256"] for f in manifest["files"]}
+    return out
 
 
 def test_whole_and_batched_runs_give_identical_releases(landed, monkeypatch) -> None:
@@ -46,14 +66,16 @@ def test_whole_and_batched_runs_give_identical_releases(landed, monkeypatch) -> 
     monkeypatch.setenv("DHSURVEY_PSEUDONYM_KEY", KEY.hex())
     monkeypatch.delenv("DHSURVEY_PRIVATE_KEY", raising=False)
     result = CliRunner().invoke(app, ["run", "ken", "--data", str(data), "--instruments",
-                                      str(INSTRUMENTS)])
+                                      str(study.instruments)])
     assert result.exit_code == 0, result.output
     assert "validated in 1 batch(es)" in result.output
-    assert "file scan): passed" in result.output
+    assert result.output.count("file scan): passed") == 2
     whole = _manifest(data)
-    assert {"child.parquet", "child.csv", "child.dta", "child.sav", "codebook.xlsx",
+    assert {f"release/{name}" for name in (
+        "child.parquet", "child.csv", "child.dta", "child.sav", "codebook.xlsx",
             "codebook.md", "indicators.csv", "svydesign.R", "svyset.do",
-            "disclosure_risk.md"} <= set(whole)
+            "disclosure_risk.md")} <= set(whole)
+    assert "licensed/replicates.csv" in whole and "release/replicates.csv" not in whole
 
     batches = []
     for households in (150, 400):
@@ -68,10 +90,11 @@ def test_whole_and_batched_runs_give_identical_releases(landed, monkeypatch) -> 
             assert rec["raw"] == rec["accepted"] + rec["quarantined"] + rec["duplicates"]
     assert batches[0] > batches[1] > 1
     # The restricted mapping names instanceIDs, in the restricted zone only.
-    import pandas as pd
+    from dhsurvey.io import read_parquet
 
-    records = pd.read_parquet(data / "clean" / "KEN" / "restricted" / "records.parquet")
-    assert records["KEY"].str.startswith("uuid:").all()
+    for tier in ("public", "licensed"):
+        records = read_parquet(data / "clean" / "KEN" / "restricted" / tier / "records.parquet")
+        assert records["KEY"].str.startswith("uuid:").all()
     assert oct((data / "clean").stat().st_mode & 0o777) == "0o700"
 
 

@@ -449,15 +449,20 @@ def run(
                                                      "duplicates", "flagged")))
     console.print(table)
     released = result.release
-    console.print(f"Release: {len(released.files)} files in {released.folder}; restricted "
-                  f"mappings in {store.restricted(iso)}", soft_wrap=True)
-    decision = released.gate
-    if decision.passed:
-        console.print("Disclosure gate (k, global risk, design variables, file scan): passed.",
+    blocked = False
+    for name, tier in (released.tiers or {"public": released}).items():
+        console.print(f"{name.capitalize()} tier: {len(tier.files)} files in {tier.folder}",
                       soft_wrap=True)
-    else:
-        console.print("[bold red]Disclosure gate: blocked[/] — do not publish: "
-                      + escape("; ".join(decision.reasons)), soft_wrap=True)
+        if tier.gate.passed:
+            console.print(f"  disclosure gate (k and l among respondents on linked keys, "
+                          "suppression budget, global risk, design variables, file scan): "
+                          "passed.", soft_wrap=True)
+        else:
+            blocked = True
+            console.print("  [bold red]disclosure gate: blocked[/] — do not publish: "
+                          + escape("; ".join(tier.gate.reasons)), soft_wrap=True)
+    console.print(f"Restricted mappings in {store.restricted(iso)}", soft_wrap=True)
+    if blocked:
         raise typer.Exit(1)
 
 

@@ -104,8 +104,9 @@ def protect(profile: Profile, order: Sequence[str], k: int, collapsed: bool = Fa
     """
     frame = profile.frame.copy(deep=False)
     # Suppressed first; never what the stratum pins down (:func:`locked`).
-    fixed = locked(profile.keys, collapsed)
-    first = [c for c in reversed(list(order)) if c not in fixed]
+    fixed = locked([key for c in profile.keys for _, key in profile.targets[c]], collapsed)
+    first = [c for c in reversed(list(order))
+             if not any(key in fixed for _, key in profile.targets[c])]
     blanked = {c: np.zeros(len(frame), dtype=bool) for c in profile.keys}
     unsafe = unsafe_rows(profile, frame, k)
     while unsafe.any():
