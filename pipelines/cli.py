@@ -30,7 +30,8 @@ def demo(
 ) -> None:
     """Simulate three countries and run the Dagster pipeline on them; summarise the result."""
     from dhsurvey.demo import dagster_home, prepare_demo, summarise
-    from pipelines.demo import run_pipeline
+    from dhsurvey.io import AT_REST_KEY_ENV
+    from pipelines.demo import key_in_env, run_pipeline
 
     with console.status("Starting…") as status:
         def step(text: str) -> None:
@@ -39,10 +40,12 @@ def demo(
         prepared = prepare_demo(instruments, out, households=households, step=step)
         run_pipeline(instruments.resolve(), out.resolve(), dagster_home(out),
                      prepared.countries, private_key=prepared.private_key.resolve(),
-                     pseudonym_key=prepared.pseudonym_key, step=step)
-        summary = summarise(out, prepared.countries,
-                            {o.iso: o.counts for o in prepared.outputs},
-                            {o.iso: o.faults for o in prepared.outputs})
+                     pseudonym_key=prepared.pseudonym_key, at_rest_key=prepared.at_rest_key,
+                     step=step)
+        with key_in_env(AT_REST_KEY_ENV, prepared.at_rest_key):  # the summary reads clean/
+            summary = summarise(out, prepared.countries,
+                                {o.iso: o.counts for o in prepared.outputs},
+                                {o.iso: o.faults for o in prepared.outputs})
     console.print(f"Instruments: {len(prepared.forms)} forms compiled; lint "
                   f"{prepared.lint_errors} error(s), "
                   f"{len(prepared.findings) - prepared.lint_errors} warning(s)", soft_wrap=True)
@@ -71,6 +74,13 @@ def demo(
     console.print(f"Throwaway demo keys in {out / 'secrets'} (restricted; never part of a "
                   f"release). The run is recorded in {dagster_home(out)}: `make ui` shows it.",
                   soft_wrap=True)
+    if prepared.at_rest_key is not None:
+        console.print(f"raw/ and clean/ are encrypted at rest with the demo's throwaway key "
+                      f"{prepared.at_rest_key.name} (set {AT_REST_KEY_ENV} for a real study).",
+                      soft_wrap=True)
+    else:
+        console.print(f"raw/ and clean/ are encrypted at rest with the key in "
+                      f"{AT_REST_KEY_ENV}.", soft_wrap=True)
     if prepared.lint_errors:
         raise typer.Exit(1)
 
@@ -100,6 +110,10 @@ def ui(
         env["DHSURVEY_PSEUDONYM_KEY"] = (demo_secrets / "demo-pseudonym.key").read_text().strip()
         console.print("Using the demo's throwaway pseudonym key (set DHSURVEY_PSEUDONYM_KEY for a "
                       "real study).")
+    if "DHSURVEY_AT_REST_KEY" not in env and (demo_secrets / "demo-at-rest.key").exists():
+        env["DHSURVEY_AT_REST_KEY"] = (demo_secrets / "demo-at-rest.key").read_text().strip()
+        console.print("Using the demo's throwaway key for encryption at rest (set "
+                      "DHSURVEY_AT_REST_KEY for a real study).")
     dagster = Path(sys.executable).with_name("dagster")
     if not dagster.exists():
         raise DhsurveyError("Dagster is not installed (pip install 'dhsurvey[pipeline]')",

@@ -7,7 +7,8 @@ shows the materialisations, checks and metadata of that run.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
@@ -24,26 +25,39 @@ def write_dagster_home(home: Path) -> Path:
     return config
 
 
+@contextmanager
+def key_in_env(variable: str, path: Path | None) -> Iterator[None]:
+    """The key in the file at ``path`` as environment variable ``variable`` for the block,
+    the variable as it was afterwards; nothing changes when ``path`` is None."""
+    import os
+
+    previous = os.environ.get(variable)
+    if path is not None:
+        os.environ[variable] = path.read_text().strip()
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = previous
+
+
 def run_pipeline(instruments: Path, data: Path, dagster_home: Path, countries: list[str], *,
                  private_key: Path | None = None, pseudonym_key: Path | None = None,
+                 at_rest_key: Path | None = None,
                  step: Callable[[str], None] = lambda _: None) -> None:
     """Materialise the compiled forms, then each country's partition of ``country_job``.
 
-    ``pseudonym_key``: a file holding the demo's throwaway key; it is put in the environment
-    variable the pipeline reads (as a real deployment would), never in resource config.
+    ``pseudonym_key``, ``at_rest_key``: files holding the demo's throwaway keys; each is put
+    in the environment variable the pipeline reads (``DHSURVEY_PSEUDONYM_KEY``,
+    ``DHSURVEY_AT_REST_KEY``), as a real deployment would, never in resource config.
     """
-    import os
+    from dhsurvey.io import AT_REST_KEY_ENV
 
-    previous = os.environ.get("DHSURVEY_PSEUDONYM_KEY")
-    if pseudonym_key is not None:
-        os.environ["DHSURVEY_PSEUDONYM_KEY"] = pseudonym_key.read_text().strip()
-    try:
+    with key_in_env("DHSURVEY_PSEUDONYM_KEY", pseudonym_key), \
+            key_in_env(AT_REST_KEY_ENV, at_rest_key):
         _run(instruments, data, dagster_home, countries, private_key, step)
-    finally:
-        if previous is None:
-            os.environ.pop("DHSURVEY_PSEUDONYM_KEY", None)
-        else:
-            os.environ["DHSURVEY_PSEUDONYM_KEY"] = previous
 
 
 def _run(instruments: Path, data: Path, dagster_home: Path, countries: list[str],

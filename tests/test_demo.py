@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 from typer.testing import CliRunner
 
+from dhsurvey.io import AT_REST_KEY_ENV, is_encrypted, read_parquet
 from pipelines.cli import app
 
 INSTRUMENTS = Path(__file__).parents[1] / "instruments"
@@ -15,15 +16,23 @@ INSTRUMENTS = Path(__file__).parents[1] / "instruments"
 
 def test_demo_runs_the_pipeline_for_three_countries(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.delenv(AT_REST_KEY_ENV, raising=False)
     result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--households", "450",
                                       "--instruments", str(INSTRUMENTS)])
     assert result.exit_code == 0, result.output
     assert "lint 0 error(s)" in result.output
     assert "Headline indicators" in result.output
+    # The raw and clean zones are encrypted at rest with a throwaway key kept in secrets/.
+    at_rest = tmp_path / "secrets" / "demo-at-rest.key"
+    assert oct(at_rest.stat().st_mode & 0o777) == "0o600"
+    assert "encrypted at rest with the demo's throwaway key" in result.output
+    assert at_rest.read_text().strip() not in result.output
+    monkeypatch.setenv(AT_REST_KEY_ENV, at_rest.read_text().strip())
     for iso in ("KEN", "TZA", "UGA"):
         assert iso in result.output
         for form in ("household", "child", "caregiver", "frontline_worker"):
-            table = pd.read_parquet(tmp_path / "raw" / iso / f"{form}.parquet")
+            assert is_encrypted(tmp_path / "raw" / iso / f"{form}.parquet")
+            table = read_parquet(tmp_path / "raw" / iso / f"{form}.parquet")
             assert len(table) > 0
             assert set(table["country"].dropna()) == {
                 {"KEN": "404", "TZA": "834", "UGA": "800"}[iso]}

@@ -36,7 +36,15 @@ from dhsurvey.fieldwork.config import CountryConfig
 from dhsurvey.forms.model import FormModel
 from dhsurvey.ingest.canonical import RawForm, empty_quarantine
 from dhsurvey.ingest.store import QUARANTINE, repeat_names
-from dhsurvey.io import atomic_write_bytes, atomic_write_json, atomic_write_parquet, open_private
+from dhsurvey.io import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_parquet,
+    open_private,
+    parquet_file,
+    parquet_writer,
+    read_parquet,
+)
 from dhsurvey.store import ISSUES, RECONCILIATION, Store, issue_table
 
 #: The sample design's PSU column, part of every household form's household ID.
@@ -62,12 +70,12 @@ class Partition:
         """The forms' raw rows of one batch (whole forms in batch 0 only)."""
         out = {}
         for form in [*self.batched, *(self.whole if batch == 0 else [])]:
-            repeats = {name: pd.read_parquet(self.part(f"{form}-{name}", batch))
+            repeats = {name: read_parquet(self.part(f"{form}-{name}", batch))
                        for name in self.repeats[form]}
             quarantine = empty_quarantine()
             if batch == 0 and self.part(f"{form}-{QUARANTINE}", 0).exists():
-                quarantine = pd.read_parquet(self.part(f"{form}-{QUARANTINE}", 0))
-            out[form] = RawForm(form, pd.read_parquet(self.part(form, batch)), repeats,
+                quarantine = read_parquet(self.part(f"{form}-{QUARANTINE}", 0))
+            out[form] = RawForm(form, read_parquet(self.part(form, batch)), repeats,
                                 quarantine)
         return out
 
@@ -93,12 +101,12 @@ def _batch_of(clusters: pd.Series, psu_batch: pd.Series) -> np.ndarray:
 def _deal(source: Path, target: Callable[[Any], np.ndarray], parts: list[Path]) -> None:
     """Rows of ``source`` read in row groups, each written to ``parts[target(rows)]``."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    pf = pq.ParquetFile(source)
     with ExitStack() as files:  # owner-only files (pyarrow would make them 0644)
+        pf = files.enter_context(parquet_file(source))
         sinks = [files.enter_context(open_private(p)) for p in parts]
-        writers = [pq.ParquetWriter(sink, pf.schema_arrow) for sink in sinks]
+        writers = [parquet_writer(sink, pf.schema_arrow, p)
+                   for sink, p in zip(sinks, parts, strict=True)]
         try:
             for chunk in pf.iter_batches(batch_size=READ_ROWS):
                 batch = target(chunk)
@@ -159,8 +167,6 @@ def partition_raw(raw: str | Path, models: Mapping[str, FormModel], psu_batch: p
                   folder: str | Path) -> Partition:
     """Deal the raw tables in ``raw`` (as :func:`~dhsurvey.ingest.store.write_raw` writes
     them) to batches by cluster, one Parquet part per table and batch, under ``folder``."""
-    import pyarrow.parquet as pq
-
     raw, folder = Path(raw), Path(folder)
     n_batches = int(psu_batch.max()) + 1 if len(psu_batch) else 1
     part = Partition(folder, n_batches, [], [], {}, {})
@@ -173,8 +179,9 @@ def partition_raw(raw: str | Path, models: Mapping[str, FormModel], psu_batch: p
         count = n_batches if batched else 1  # a whole form: everything in batch 0
         part.repeats[form] = repeat_names(raw, form)
         # What the speeder rule reads: durations and the consent gates of completed ones.
-        timing = [c for c in pq.read_schema(source).names
-                  if c in ("start", "end") or c in model.consent_gates]
+        with parquet_file(source) as pf:
+            timing = [c for c in pf.schema_arrow.names
+                      if c in ("start", "end") or c in model.consent_gates]
         roots = _Roots(psu_batch if batched else None, timing, model.consent_given)
         _deal(source, roots, [part.part(form, b) for b in range(count)])
         part.speeder_thresholds[form] = roots.threshold()
@@ -287,14 +294,13 @@ def validate_batches(part: Partition, models: Mapping[str, FormModel], config: C
 
 def restore_keys(records: Path, instance_ids: np.ndarray) -> None:
     """Put the instanceIDs back into the restricted record mapping (record numbers index
-    ``instance_ids``), a block of rows at a time."""
+    ``instance_ids``), a block of rows at a time (encrypted at rest as the mapping is, by
+    :func:`~dhsurvey.io.parquet_writer`)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    source = pq.ParquetFile(records)
     target = records.with_name(f".{records.name}.tmp")
     writer = None
-    with open_private(target) as sink:  # the mapping stays owner-only
+    with parquet_file(records) as source, open_private(target) as sink:  # owner-only
         try:
             for chunk in source.iter_batches(batch_size=READ_ROWS):
                 frame = chunk.to_pandas()
@@ -305,7 +311,7 @@ def restore_keys(records: Path, instance_ids: np.ndarray) -> None:
                                       if isinstance(frame[c].dtype, pd.CategoricalDtype)})
                 table = pa.Table.from_pandas(frame, preserve_index=False,
                                              schema=writer.schema if writer else None)
-                writer = writer or pq.ParquetWriter(sink, table.schema)
+                writer = writer or parquet_writer(sink, table.schema, records)
                 writer.write_table(table)
         finally:
             if writer is not None:

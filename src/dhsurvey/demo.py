@@ -7,7 +7,9 @@ the Dagster job (``pipelines/demo.py``), exactly as a data manager would run it;
 call the library's one path (:mod:`dhsurvey.study`).
 
 It needs no server and no real secrets: throwaway keys are created under ``data/secrets/``
-(never under ``release/``) and the summary says so.
+(never under ``release/``) and the summary says so. That includes a key for encryption at rest
+when ``DHSURVEY_AT_REST_KEY`` is unset, so the demo's raw and clean zones are encrypted as a
+real study's should be (:mod:`dhsurvey.io`); a key in the variable is used as it is.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from dhsurvey.fieldwork.faults import KINDS
 from dhsurvey.fieldwork.run import CountryOutput, simulate_to
 from dhsurvey.forms.compile import build
 from dhsurvey.forms.lint import ERROR, Finding, lint_paths
-from dhsurvey.io import atomic_write_bytes, atomic_write_text
+from dhsurvey.io import AT_REST_KEY_ENV, atomic_write_bytes, atomic_write_text
 from dhsurvey.store import POOLED, Store
 
 #: Indicators shown in the demo's summary.
@@ -39,6 +41,8 @@ class Prepared:
     outputs: list[CountryOutput]
     private_key: Path
     pseudonym_key: Path
+    #: The throwaway key for encryption at rest; None when ``DHSURVEY_AT_REST_KEY`` is set.
+    at_rest_key: Path | None = None
 
     @property
     def lint_errors(self) -> int:
@@ -75,7 +79,16 @@ def demo_key(secrets: Path) -> tuple[bytes, Path]:
 
 def demo_pseudonym_key(secrets: Path) -> Path:
     """A throwaway 32-byte pseudonym key (hex) for the demo, kept with the other secrets."""
-    path = secrets / "demo-pseudonym.key"
+    return _throwaway_key(secrets / "demo-pseudonym.key")
+
+
+def demo_at_rest_key(secrets: Path) -> Path:
+    """A throwaway 32-byte key (hex) for encryption at rest, kept with the other secrets and
+    reused by later runs (the files it encrypted stay readable)."""
+    return _throwaway_key(secrets / "demo-at-rest.key")
+
+
+def _throwaway_key(path: Path) -> Path:
     if not path.exists():
         atomic_write_text(path, random_secrets.token_hex(32) + "\n")
         path.chmod(0o600)
@@ -97,9 +110,11 @@ def prepare_demo(instruments: Path, data: Path, *, households: int | None = None
     outputs = simulate_to(store.landing(), configs, models, seed=seed, households=households,
                           faults=list(KINDS), formats=("central", "xml"),
                           public_key_pem=public)
+    at_rest = None if os.environ.get(AT_REST_KEY_ENV, "").strip() else \
+        demo_at_rest_key(store.secrets)
     return Prepared(findings, {m: c.model.version for m, c in zip(models, compiled,
                                                                    strict=True)},
-                    outputs, private, demo_pseudonym_key(store.secrets))
+                    outputs, private, demo_pseudonym_key(store.secrets), at_rest)
 
 
 def dagster_home(data: Path) -> Path:

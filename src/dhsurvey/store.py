@@ -14,6 +14,12 @@ Zones (``root`` defaults to ``./data``)::
     release/<ISO>/…            public-use files; release/pooled/ for all countries      public
     build/ secrets/            compiled forms; the demo's throwaway keys                restricted
 
+The Parquet files of ``raw/`` and ``clean/`` (:data:`ENCRYPTED`; the restricted mappings of
+release IDs included) are encrypted at rest when ``DHSURVEY_AT_REST_KEY`` is set: the store
+reads and writes them through :mod:`dhsurvey.io`, which decides by the path
+(:func:`~dhsurvey.io.in_encrypted_zone`: a folder on it named ``raw`` or ``clean``); hence
+the data root may not lie below a folder of those names.
+
 Restricted zones and their folders are 0700 (made so when the store hands out a path, even if
 someone else created them); every file is written atomically (temporary file in the same folder,
 renamed into place; ``mkstemp`` makes it 0600) or, when a library writes it through a handle,
@@ -36,10 +42,13 @@ from typing import Any
 import pandas as pd
 
 from dhsurvey.io import (
+    ENCRYPTED,
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_parquet,
+    parquet_file,
     private_dirs,
+    read_parquet,
 )
 
 #: Zones that hold personal data: created owner-only.
@@ -88,6 +97,15 @@ class Store:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
+        below = [part for part in self.root.absolute().parts if part in ENCRYPTED]
+        if below:
+            from dhsurvey.errors import DhsurveyError
+
+            # Files are encrypted at rest by a folder named raw or clean on their path
+            # (dhsurvey.io): below one, the release would be encrypted too.
+            raise DhsurveyError(
+                f"the data root may not lie in a folder named '{below[0]}' (a name of a data "
+                "zone): choose another folder", code="store-root", file=self.root)
 
     # ------------------------------------------------------------------------- zones
 
@@ -178,7 +196,7 @@ class Store:
 
             raise DhsurveyError("the sample design is missing", code="store-design",
                                 file=path, country=iso)
-        return pd.read_parquet(path)
+        return read_parquet(path)
 
     def faults(self, iso: str) -> dict[str, Any]:
         """``faults.json`` of simulated fieldwork (planted faults and canaries), or {}."""
@@ -213,7 +231,7 @@ class Store:
                          ) -> Iterator[pd.DataFrame]:
         """A form's accepted rows one part at a time (some columns, or all)."""
         for path in self.accepted_parts(iso, form):
-            yield pd.read_parquet(path, columns=columns)
+            yield read_parquet(path, columns=columns)
 
     def read_accepted(self, iso: str, form: str, columns: list[str] | None = None
                       ) -> pd.DataFrame:
@@ -228,11 +246,11 @@ class Store:
         return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
     def accepted_columns(self, iso: str, form: str) -> list[str]:
-        import pyarrow.parquet as pq
-
         parts = self.accepted_parts(iso, form)
-        return [c for c in pq.read_schema(parts[0]).names if not c.startswith("__")] \
-            if parts else []
+        if not parts:
+            return []
+        with parquet_file(parts[0]) as source:
+            return [c for c in source.schema_arrow.names if not c.startswith("__")]
 
     def has_accepted(self, iso: str, form: str) -> bool:
         return bool(self.accepted_parts(iso, form))
@@ -247,7 +265,7 @@ class Store:
 
     def quality_table(self, iso: str, name: str) -> pd.DataFrame:
         """One high-frequency check table (``aapor``, ``enumerator_dashboard`` …)."""
-        return pd.read_parquet(self.clean(iso) / QUALITY / f"{name}.parquet")
+        return read_parquet(self.clean(iso) / QUALITY / f"{name}.parquet")
 
     def weights_dir(self, iso: str) -> Path:
         return self.clean(iso) / "weights"
@@ -293,6 +311,6 @@ class Store:
         return json.loads(path.read_text()) if path.exists() else None
 
 
-__all__ = ["ACCEPTED", "CORRECTIONS", "DATA_DOCS", "ISSUES", "POOLED", "QUALITY",
+__all__ = ["ACCEPTED", "CORRECTIONS", "DATA_DOCS", "ENCRYPTED", "ISSUES", "POOLED", "QUALITY",
            "RAW_QUARANTINE", "RECONCILIATION", "REPORT", "RESTRICTED", "Store",
            "accepted_repeat", "issue_table", "raw_table"]

@@ -52,10 +52,15 @@ def validated(context: dg.AssetExecutionContext, paths: StudyPaths) -> Iterator:
 
 
 def _listed_rows(folder: Path) -> dict[str, int]:
-    """Rows of each restricted listing (from the Parquet footers: no value is read)."""
-    import pyarrow.parquet as pq
+    """Rows of each restricted listing (from the Parquet footers: no value is read;
+    decrypted when encrypted at rest)."""
+    from dhsurvey.io import parquet_file
 
-    return {p.stem: pq.read_metadata(p).num_rows for p in sorted(folder.glob("*.parquet"))}
+    rows = {}
+    for path in sorted(folder.glob("*.parquet")):
+        with parquet_file(path) as source:
+            rows[path.stem] = source.metadata.num_rows
+    return rows
 
 
 def _quality(outcome: Validated, store: Store, iso: str) -> dg.MaterializeResult:

@@ -8,7 +8,6 @@ reason — nothing is dropped without a trace.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from dhsurvey.ingest.canonical import (
     RawForm,
     empty_quarantine,
 )
-from dhsurvey.io import atomic_write_bytes
+from dhsurvey.io import atomic_write_parquet, read_parquet
 from dhsurvey.store import RAW_QUARANTINE, raw_table
 
 QUARANTINE = RAW_QUARANTINE
@@ -67,22 +66,21 @@ def combine(raws: list[RawForm]) -> RawForm:
                    pd.concat(nonempty, ignore_index=True) if nonempty else empty_quarantine())
 
 
-def _parquet(table: pd.DataFrame) -> bytes:
-    buffer = io.BytesIO()
+def _write(path: Path, table: pd.DataFrame) -> Path:
+    """A raw table as Parquet, every value as it was parsed (missing values become None);
+    encrypted at rest in the raw zone (:func:`~dhsurvey.io.atomic_write_parquet`)."""
     # pandas-stubs reject other=None, which pandas accepts (missing values become None)
-    table.astype(object).where(table.notna(), None).to_parquet(  # type: ignore[call-overload]
-        buffer, index=False)
-    return buffer.getvalue()
+    return atomic_write_parquet(
+        path, table.astype(object).where(table.notna(), None))  # type: ignore[call-overload]
 
 
 def write_raw(raw: RawForm, folder: str | Path) -> list[Path]:
     """``<form>.parquet``, ``<form>-<repeat>.parquet`` and ``<form>-quarantine.parquet``."""
     folder = Path(folder)
-    paths = [atomic_write_bytes(folder / raw_table(raw.form_id), _parquet(raw.root))]
+    paths = [_write(folder / raw_table(raw.form_id), raw.root)]
     for name, table in sorted(raw.repeats.items()):
-        paths.append(atomic_write_bytes(folder / raw_table(raw.form_id, name), _parquet(table)))
-    paths.append(atomic_write_bytes(folder / raw_table(raw.form_id, QUARANTINE),
-                                    _parquet(raw.quarantine)))
+        paths.append(_write(folder / raw_table(raw.form_id, name), table))
+    paths.append(_write(folder / raw_table(raw.form_id, QUARANTINE), raw.quarantine))
     return paths
 
 
@@ -98,9 +96,9 @@ def read_raw(folder: str | Path, form_id: str) -> RawForm:
     if not root_path.exists():
         raise DhsurveyError("no raw table for this form", code="raw-missing", file=root_path,
                             form=form_id)
-    root = pd.read_parquet(root_path)
-    repeats = {name: pd.read_parquet(folder / raw_table(form_id, name))
+    root = read_parquet(root_path)
+    repeats = {name: read_parquet(folder / raw_table(form_id, name))
                for name in repeat_names(folder, form_id)}
     q_path = folder / raw_table(form_id, QUARANTINE)
-    quarantine = pd.read_parquet(q_path) if q_path.exists() else empty_quarantine()
+    quarantine = read_parquet(q_path) if q_path.exists() else empty_quarantine()
     return RawForm(form_id, root, repeats, quarantine)

@@ -16,7 +16,6 @@ difference unless ``exclude_missing`` drops such pairs.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -269,7 +268,7 @@ def run_backcheck(original: str | Path, backcheck: str | Path, plan: Plan,
                   models: Mapping[str, FormModel], out: str | Path) -> dict[str, pd.DataFrame]:
     """Read both exports (any format), compare them by the plan, write the tables as Parquet."""
     from dhsurvey.ingest.read import read_export
-    from dhsurvey.io import atomic_write_bytes
+    from dhsurvey.io import atomic_write_parquet
 
     tables = []
     for path in (original, backcheck):
@@ -292,8 +291,6 @@ def run_backcheck(original: str | Path, backcheck: str | Path, plan: Plan,
             exc.context.setdefault("file", original if table == "original" else backcheck)
         raise
     for name, table in result.items():
-        buffer = io.BytesIO()
-        table.astype({c: "string" for c in table.columns if table[c].dtype == object}) \
-            .to_parquet(buffer, index=False)
-        atomic_write_bytes(Path(out) / f"{name}.parquet", buffer.getvalue())
+        atomic_write_parquet(Path(out) / f"{name}.parquet", table.astype(
+            {c: "string" for c in table.columns if table[c].dtype == object}))
     return result

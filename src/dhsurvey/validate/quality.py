@@ -14,7 +14,6 @@ of each household or interview (see :func:`dhsurvey.validate.aapor.latest`).
 
 from __future__ import annotations
 
-import io
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -27,7 +26,7 @@ from dhsurvey.fieldwork.config import CountryConfig
 from dhsurvey.forms.expressions import evaluate_bool, references
 from dhsurvey.forms.facts import Models, StudyFacts, gates_asked, study_facts
 from dhsurvey.forms.model import FormModel, Item
-from dhsurvey.io import atomic_write_bytes
+from dhsurvey.io import atomic_write_parquet
 from dhsurvey.validate import aapor
 from dhsurvey.validate.timing import completed, duration_minutes, speeder_mask
 
@@ -859,12 +858,9 @@ def _arrow_safe(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_checks(checks: Mapping[str, pd.DataFrame], folder: str | Path) -> list[Path]:
-    """Each check as ``<name>.parquet`` (same checks → same bytes), atomically."""
+    """Each check as ``<name>.parquet``, atomically (same checks → same bytes; encrypted at
+    rest in the clean zone: :func:`~dhsurvey.io.atomic_write_parquet`)."""
     folder = Path(folder)
-    paths = []
-    for name in sorted(checks):
-        buffer = io.BytesIO()
-        _arrow_safe(checks[name]).to_parquet(buffer, index=False, engine="pyarrow",
-                                             compression="zstd")
-        paths.append(atomic_write_bytes(folder / f"{name}.parquet", buffer.getvalue()))
-    return paths
+    return [atomic_write_parquet(folder / f"{name}.parquet", _arrow_safe(checks[name]),
+                                 engine="pyarrow", compression="zstd")
+            for name in sorted(checks)]
