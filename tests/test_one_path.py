@@ -9,11 +9,11 @@ disclosure report — has the same SHA-256 each time, and the gate (with the fil
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
+from workbooks import instruments_with_budget
 
 from dhsurvey import study as study_module
 from dhsurvey.fieldwork.faults import KINDS
@@ -27,17 +27,9 @@ KEY = bytes(range(32))
 
 @pytest.fixture(scope="module")
 def instruments(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The study's instruments with a wider suppression budget: this country of 700
-    households has about 12 children per stratum, too few for the licensed tier's real strata
-    at the study's 5 % (the gate rightly blocks it; the identity of batches is tested here)."""
-    folder = tmp_path_factory.mktemp("instruments")
-    shutil.copytree(INSTRUMENTS, folder, dirs_exist_ok=True)
-    rules = folder / "disclosure.yaml"
-    text = rules.read_text(encoding="utf-8")
-    assert "suppression_budget: 0.05" in text
-    rules.write_text(text.replace("suppression_budget: 0.05", "suppression_budget: 0.3"),
-                     encoding="utf-8")
-    return folder
+    """About 12 children per stratum: too few for the licensed tier's real strata at the
+    study's 5 % budget; batch identity is what is tested here."""
+    return instruments_with_budget(tmp_path_factory.mktemp("instruments"), 0.3)
 
 
 @pytest.fixture(scope="module")

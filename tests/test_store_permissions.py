@@ -63,7 +63,9 @@ def test_restricted_zones_are_owner_only_after_a_batched_run(data: Path) -> None
     # The run wrote what the test is about: batched parts and the restricted mappings.
     clean = data / "clean" / "KEN"
     assert sorted((clean / "child" / "accepted").glob("batch-*.parquet"))
-    mappings = sorted((clean / "restricted").glob("*.parquet"))
-    assert {p.name for p in mappings} >= {"records.parquet", "households.parquet"}
+    mappings = sorted((clean / "restricted").rglob("*.parquet"))  # one folder per tier
+    for tier in ("public", "licensed"):
+        assert {p.name for p in mappings if p.parent.name == tier} >= {
+            "records.parquet", "households.parquet"}, tier
     for path in mappings:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+#: The study's own instruments.
+INSTRUMENTS = Path(__file__).parents[1] / "instruments"
+
 EN = "English (en)"
 SW = "Kiswahili (sw)"
 
@@ -100,3 +103,19 @@ def write_workbook(
 def _header(base: list[str], rows: list[dict[str, str]]) -> list[str]:
     extra = [k for r in rows for k in r if k not in base]
     return base + list(dict.fromkeys(extra))
+
+
+def instruments_with_budget(folder: Path, budget: float) -> Path:
+    """A copy of the study's instruments in ``folder`` whose disclosure rules allow local
+    suppression of ``budget`` of a variable: a test country of a few hundred households has
+    too few children per stratum for the study's 5 % (the gate rightly blocks it), and the
+    tests that use this copy are about something else (batches, the demo's wiring)."""
+    import shutil
+
+    shutil.copytree(INSTRUMENTS, folder, dirs_exist_ok=True)
+    rules = folder / "disclosure.yaml"
+    text = rules.read_text(encoding="utf-8")
+    assert "suppression_budget: 0.05" in text
+    rules.write_text(text.replace("suppression_budget: 0.05", f"suppression_budget: {budget}"),
+                     encoding="utf-8")
+    return folder

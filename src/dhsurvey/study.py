@@ -30,7 +30,7 @@ import pandas as pd
 from dhsurvey.errors import DhsurveyError
 from dhsurvey.fieldwork.config import CountryConfig, load_countries
 from dhsurvey.forms.model import FormModel, load_form
-from dhsurvey.io import atomic_write_parquet, atomic_write_text
+from dhsurvey.io import atomic_write_parquet, atomic_write_text, read_parquet
 from dhsurvey.store import POOLED, Store
 from dhsurvey.weight.study import WEIGHTED
 
@@ -46,9 +46,6 @@ RELEASE_ROWS = 100_000
 WRITE_CELLS = 500_000
 #: Sensitive columns read over the whole sample at a time (for the l-diversity report).
 SENSITIVE_AT_ONCE = 8
-#: Disclosure gate: every key combination shared by at least K records; global risk cap.
-K = 3
-MAX_GLOBAL_RISK = 0.01
 
 
 @dataclass
@@ -411,13 +408,13 @@ def _write_form(store: Store, iso: str, form: str, plan: Any, numbering: Numberi
     slices = range(0, len(positions), RELEASE_ROWS)
     parts = store.accepted_parts(iso, form)
     if len(parts) == 1 and len(slices) <= 1:
-        batch = pd.read_parquet(parts[0])
+        batch = read_parquet(parts[0])
         if len(batch):
             appender.write(plan.rows(form, numbering.numbered(form, batch), replicates))
         return
     scratch = store.work(iso, f"release-{form}")
     for p, path in enumerate(parts):
-        batch = pd.read_parquet(path)
+        batch = read_parquet(path)
         numbers = numbering.number(form, batch["KEY"])
         found = positions.get_indexer(numbers)
         kept = found >= 0
@@ -463,7 +460,8 @@ def release(store: Store, study: Study, iso: str, *, key: bytes, k: int | None =
         "passed": all(t.gate.passed for t in tiers.values()),
         "reasons": [f"{name}: {r}" for name, t in tiers.items() for r in t.gate.reasons],
         "tiers": {name: {"passed": t.gate.passed, "reasons": list(t.gate.reasons),
-                         "folder": str(t.folder), "merged_codes": t.merged_codes}
+                         "folder": str(t.folder), "merged_codes": t.merged_codes,
+                         "levels": {f: r.get("levels", {}) for f, r in t.report.items()}}
                   for name, t in tiers.items()},
         "merged_codes": tiers["public"].merged_codes})
     public = tiers["public"]
@@ -680,6 +678,7 @@ def pool(store: Store, study: Study) -> Pooled:
 def _pool_tier(store: Store, study: Study, isos: list[str], left_out: dict[str, str],
                tier: Any, restricted: list[str]) -> Pooled:
     """One tier's pooled release (see :func:`pool`)."""
+    from dhsurvey.anonymise.ladder import harmonise
     from dhsurvey.anonymise.release import release_files, scan_release
     from dhsurvey.release.codebook import build_codebook, write_codebook
     from dhsurvey.release.design import masked_text, variance_text, write_design, write_masked
@@ -695,9 +694,14 @@ def _pool_tier(store: Store, study: Study, isos: list[str], left_out: dict[str, 
         tables[iso] = {p.stem: pd.read_parquet(p) for p in sorted(
             _tier_folder(store, tier, iso).glob("*.parquet")) if p.stem != "indicators"}
         replicates[iso] = None if masked else replicate_info(store.weights_summary(iso))
+    merged = _merged_codes(store, isos, tier.name)
+    levels = {iso: (store.gate(iso) or {}).get("tiers", {}).get(tier.name, {}).get(
+        "levels", {}) for iso in isos}
+    tables, recoded = harmonise(tables, levels, study.disclosure, merged)
     pooled = pool_release(tables, replicates)
+    pooled.notes.extend(recoded)
     language = study.config(isos[0]).release_language
-    labelled = with_merged_codes(study.models, _merged_codes(store, isos, tier.name))
+    labelled = with_merged_codes(study.models, merged)
     written = write_release(pooled.tables, labelled, out, language=language)
     variance = masked_text() if masked else \
         variance_text(pooled.replicates) if pooled.replicates else None
@@ -755,7 +759,7 @@ def run_country(store: Store, study: Study, iso: str, *, key: bytes,
 
 
 __all__ = [
-    "BATCH_HOUSEHOLDS", "K", "MAX_GLOBAL_RISK", "RELEASE_ROWS", "WHOLE_UP_TO",
+    "BATCH_HOUSEHOLDS", "RELEASE_ROWS", "WHOLE_UP_TO",
     "CountryRelease", "CountryRun", "Ingested", "Numbering", "Pooled", "Study", "Validated",
     "batches_for", "fetch_central", "indicators", "ingest", "ingest_form", "pool",
     "pooled_indicators", "release", "release_rng", "released_countries", "replicate_info",

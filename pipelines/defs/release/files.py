@@ -8,7 +8,6 @@ import dagster as dg
 
 from dhsurvey.release.formats.parquet import ParquetTable
 from dhsurvey.release.labels import column_labels
-from dhsurvey.study import MAX_GLOBAL_RISK, K
 from dhsurvey.study import release as release_country
 from pipelines.defs.release.assets import indicators
 from pipelines.defs.validate.assets import FORMS, accepted_key
@@ -33,16 +32,22 @@ def child_schema(path: Path, language: str) -> dg.TableSchema:
     kinds={"parquet", "csv", "stata", "spss"},
     check_specs=[dg.AssetCheckSpec(
         "disclosure_gate", asset="release", blocking=True,
-        description=f"k ≥ {K} on every key combination, global risk ≤ {MAX_GLOBAL_RISK}, and "
-                    "no direct identifier or canary in any release file")],
-    description="Anonymised, labelled release (Parquet, CSV, Stata, SPSS), codebook and "
-                "disclosure-risk report in release/<ISO>/; restricted mappings in clean/<ISO>/.",
+        description="Every tier of instruments/disclosure.yaml: k among each file's "
+                    "respondents on every key that can be joined to it, no group sharing a "
+                    "harmful answer, local suppression within its budget per variable, global "
+                    "risk, and no direct identifier, instanceID or canary in any file")],
+    description="Anonymised, labelled releases (Parquet, CSV, Stata, SPSS), codebook and "
+                "disclosure-risk report per tier: public-use files in release/{ISO}/, "
+                "scientific-use files in licensed/{ISO}/; restricted mappings in "
+                "clean/{ISO}/restricted/.",
 )
 def release(context: dg.AssetExecutionContext, paths: StudyPaths, secrets: Secrets):
     iso = context.partition_key
     out = release_country(paths.store, study(), iso, key=secrets.pseudonym_key())
-    verdict, replicates = out.gate, out.replicates
-    files = out.files
+    tiers = out.tiers or {"public": out}
+    licensed = tiers.get("licensed")
+    replicates = licensed.replicates if licensed is not None else out.replicates
+    files = [f for t in tiers.values() for f in t.files]
     yield dg.MaterializeResult(metadata={
         "files": len(files),
         "rows": out.rows,
@@ -51,13 +56,20 @@ def release(context: dg.AssetExecutionContext, paths: StudyPaths, secrets: Secre
                                               config_for(iso).release_language),
         "form versions": {f: m.version for f, m in models().items()},
         "format warnings": "; ".join(out.warnings) or "none",
-        "replicates": f"{replicates['count']} ({replicates['note']})" if replicates else "none",
-        "disclosure report": dg.MetadataValue.path(str(out.folder / "disclosure_risk.md")),
+        "replicates (licensed)": f"{replicates['count']} ({replicates['note']})"
+        if replicates else "none",
+        **{f"{name} gate": "passed" if t.gate.passed else "blocked"
+           for name, t in tiers.items()},
+        **{f"{name} disclosure report": dg.MetadataValue.path(str(t.folder
+                                                                  / "disclosure_risk.md"))
+           for name, t in tiers.items()},
         "manifest": dg.MetadataValue.path(str(out.manifest)),
     }, data_version=dg.DataVersion(hashlib.sha256(json.dumps(
         {f.name: f.stat().st_size for f in files}, sort_keys=True).encode()).hexdigest()[:16]))
     yield dg.AssetCheckResult(
-        check_name="disclosure_gate", passed=verdict.passed,
-        metadata={"reasons": "; ".join(verdict.reasons) or "none",
-                  "notes": "; ".join(verdict.notes) or "none",
-                  "scan findings": len(out.findings)})
+        check_name="disclosure_gate", passed=all(t.gate.passed for t in tiers.values()),
+        metadata={"reasons": "; ".join(f"{n}: {r}" for n, t in tiers.items()
+                                       for r in t.gate.reasons) or "none",
+                  "notes": "; ".join(f"{n}: {r}" for n, t in tiers.items()
+                                     for r in t.gate.notes) or "none",
+                  "scan findings": sum(len(t.findings) for t in tiers.values())})

@@ -18,9 +18,9 @@ from pipelines.study import study
         "pooled_scan", asset="pooled_release", blocking=True,
         description="no direct identifier, instanceID, GPS string or canary in any pooled "
                     "file; every included country passed its own disclosure gate")],
-    description="All countries' released tables pooled (release/pooled/): renumbered strata "
-                "and PSUs, the union of the countries' replicate weights, codebook, "
-                "indicators overall and by country.",
+    description="All countries' released tables pooled per tier (release/pooled/, "
+                "licensed/pooled/): renumbered strata and PSUs, the union of the countries' "
+                "replicate weights (licensed), codebook, indicators overall and by country.",
 )
 def pooled_release(context: dg.AssetExecutionContext, paths: StudyPaths):
     try:
@@ -42,5 +42,7 @@ def pooled_release(context: dg.AssetExecutionContext, paths: StudyPaths):
         "indicators": indicators_table(pooled.indicators),
     })
     yield dg.AssetCheckResult(check_name="pooled_scan", passed=pooled.passed,
-                              metadata={"scan findings": len(pooled.findings),
+                              metadata={"scan findings": sum(len(t.findings) for t in
+                                                             (pooled.tiers or {"": pooled})
+                                                             .values()),
                                         "countries": ", ".join(isos)})

@@ -82,8 +82,10 @@ class Trial:
     def over_budget(self, budget: float) -> dict[tuple[str, str], float]:
         return {key: share for key, share in self.shares.items() if share > budget + 1e-12}
 
-    def ok(self, budget: float) -> bool:
-        return not any(self.unsafe.values()) and not self.over_budget(budget)
+    def ok(self, budget: float, forms: Sequence[str] | None = None) -> bool:
+        """Every record safe and every key within the budget (of ``forms``, default all)."""
+        return not any(n for f, n in self.unsafe.items() if forms is None or f in forms) \
+            and not [k for k in self.over_budget(budget) if forms is None or k[0] in forms]
 
 
 Levels = dict[tuple[str, str], int]
@@ -193,11 +195,11 @@ class Search:
             total += self._before[memo]
         return total
 
-    def options(self, trial: Trial, groups: Sequence[Sequence[str]], drops: bool = True
-                ) -> list[tuple[str, str]]:
+    def options(self, trial: Trial, groups: Sequence[Sequence[str]],
+                strict: Sequence[str] = ()) -> list[tuple[str, str]]:
         """Next steps worth trying: variables of the groups that still have a problem;
-        steps that leave a variable out only when no other step is left (never when
-        ``drops`` is false)."""
+        steps that leave a variable out only when no other step is left (never for the
+        forms in ``strict``)."""
         over = trial.over_budget(self.rules.suppression_budget)
         troubled = [g for g in groups
                     if any(trial.unsafe.get(n) for n in g) or any(f in g for f, _ in over)]
@@ -210,7 +212,7 @@ class Search:
                     if n < len(ladder):
                         found.append(((name, col), ladder[n].kind == "drop"))
         keep = [o for o, drop in found if not drop]
-        return keep or ([o for o, _ in found] if drops else [])
+        return keep or [o for o, _ in found if o[0] not in strict]
 
     def coarsest(self, groups: Sequence[Sequence[str]]) -> Trial:
         """Every variable of ``groups`` at its last step short of leaving it out."""
@@ -224,13 +226,14 @@ class Search:
                         levels[(name, col)] = len(steps)
         return self.trial(groups, levels)
 
-    def search(self, groups: Sequence[Sequence[str]], drops: bool = True) -> Trial:
-        """The first combination of steps that meets the rules (or the last one tried)."""
+    def search(self, groups: Sequence[Sequence[str]], strict: Sequence[str] = ()) -> Trial:
+        """The first combination of steps that meets the rules (or the last one tried);
+        no variable of the forms in ``strict`` is left out."""
         levels: Levels = {}
         trial = self.trial(groups, levels)
         budget = self.rules.suppression_budget
         while not trial.ok(budget):
-            options = self.options(trial, groups, drops)
+            options = self.options(trial, groups, strict)
             if not options:
                 break
             best = self._best(options, groups, levels, trial)
@@ -315,4 +318,43 @@ def apply_trial(forms: Mapping[str, WorkingForm], trial: Trial, rules: Rules,
     write_back(forms, trial.cells)
 
 
-__all__ = ["Search", "Trial", "apply_step", "apply_trial", "linked_groups", "merge_code"]
+def harmonise(tables: Mapping[str, Mapping[str, pd.DataFrame]],
+              levels: Mapping[str, Mapping[str, Mapping[str, int]]], rules: Rules,
+              merged: Mapping[str, Mapping[str, Mapping[str, Any]]]
+              ) -> tuple[dict[str, dict[str, pd.DataFrame]], list[str]]:
+    """Countries' released tables recoded alike for pooling: each variable taken to the
+    coarsest step any country needed (``levels[iso][form][column]``, steps of the same
+    ladder), left out everywhere if any country left it out. Coarsening only merges groups,
+    so every country stays as protected as its own release; without it a code would mean
+    "12" in one country and "12-14" in another. ``merged``: the pooled merged codes, per
+    form and column (the code merged levels take). Returns the tables and notes."""
+    top: dict[tuple[str, str], int] = {}
+    for per_form in levels.values():
+        for form, cols in per_form.items():
+            for col, n in cols.items():
+                top[(form, col)] = max(top.get((form, col), 0), int(n))
+    out = {iso: dict(t) for iso, t in tables.items()}
+    notes: list[str] = []
+    for (form, col), n in sorted(top.items()):
+        ladder = rules.ladder(form, col)[:n]
+        if any(step.kind == "drop" for step in ladder):
+            for iso in out:
+                if form in out[iso] and col in out[iso][form].columns:
+                    out[iso][form] = out[iso][form].drop(columns=[col])
+            notes.append(f"{form}.{col} left out: a country's release left it out")
+            continue
+        into = merged.get(form, {}).get(col, {}).get("into", RARE_CODE)
+        for iso in out:
+            have = int(levels.get(iso, {}).get(form, {}).get(col, 0))
+            if have < n and form in out[iso] and col in out[iso][form].columns:
+                table = out[iso][form].copy()
+                for step in rules.ladder(form, col)[have:n]:
+                    table[col] = apply_step(table[col], step, into)
+                out[iso][form] = table
+                notes.append(f"{form}.{col} of {iso} recoded as the coarsest country's: "
+                             + "; ".join(s.describe() for s in ladder[have:]))
+    return out, notes
+
+
+__all__ = ["Search", "Trial", "apply_step", "apply_trial", "harmonise", "linked_groups",
+           "merge_code"]

@@ -216,55 +216,84 @@ def build_profile(forms: Sequence[WorkingForm], source: str = "table",
     return Profile(frame, list(targets), targets, present, at, weights, harmful)
 
 
-def file_measures(profile: Profile, frame: pd.DataFrame | None = None, *, k: int
-                  ) -> dict[str, dict[str, Any]]:
-    """Per file, among its own respondents: records with f_k < k, smallest f_k, weighted
-    global risk, and per sensitive variable the records whose whole group shares its
-    harmful answer (an l-diversity of 1 on the harmful answer)."""
+def intruder_counts(keys: Sequence[str], truth: pd.DataFrame, released: pd.DataFrame,
+                    values: np.ndarray) -> np.ndarray:
+    """For each record as the intruder knows it (``truth``: its values before suppression;
+    missing only where the intruder does not know), the column sums of ``values`` over the
+    released records compatible with it: equal on every key, or suppressed there.
+
+    Why not sdcMicro's symmetric count: a record whose age was suppressed matches every age
+    in sdcMicro's f_k, but the intruder looking for that child still knows its age, and
+    finds only the records of that age and those whose age is suppressed too.
+    """
+    n = len(truth)
+    both = pd.concat([truth[list(keys)], released[list(keys)]], ignore_index=True)
+    values = np.asarray(values, dtype=np.float64).reshape(len(released), -1)
+    weights = np.vstack([np.zeros((n, values.shape[1])), values])
+    return matched_counts(both, keys, weights)[:n]
+
+
+def _counts(profile: Profile, truth: pd.DataFrame, frame: pd.DataFrame, form: str
+            ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """(rows of the form's respondents, compatible records per respondent, compatible
+    records holding each harmful answer)."""
+    idx = np.flatnonzero(profile.present[form])
+    flags = profile.harmful.get(form, {})
+    values = np.column_stack([np.ones(len(idx))] + [flags[c][idx] for c in flags])
+    sums = intruder_counts(profile.keys, truth.iloc[idx], frame.iloc[idx], values)
+    fk = np.rint(sums[:, 0]).astype(np.int64)
+    return idx, fk, {c: np.rint(sums[:, j + 1]).astype(np.int64)
+                     for j, c in enumerate(flags)}
+
+
+def file_measures(profile: Profile, frame: pd.DataFrame | None = None, *, k: int,
+                  truth: pd.DataFrame | None = None) -> dict[str, dict[str, Any]]:
+    """Per file, among its own respondents: records with fewer than k compatible released
+    records (:func:`intruder_counts`; ``truth`` the values before suppression, default the
+    frame itself), the smallest such count, sdcMicro's weighted global risk, and per
+    sensitive variable the records whose compatible records all share its harmful answer."""
     frame = profile.frame if frame is None else frame
+    truth = frame if truth is None else truth
     out: dict[str, dict[str, Any]] = {}
     for form, rows in profile.present.items():
-        sub = frame.loc[rows, profile.keys] if not rows.all() else frame[profile.keys]
-        if sub.empty or not profile.keys:
-            out[form] = {"violations": 0, "min_fk": None, "risk": risk_summary(sub, [], None),
-                         "l_violations": {c: 0 for c in profile.harmful.get(form, {})}}
-            continue
         flags = profile.harmful.get(form, {})
-        values = np.column_stack([np.ones(len(sub))]
-                                 + [flags[c][rows] for c in flags]).astype(float)
-        sums = matched_counts(sub, profile.keys, values)
-        fk = np.rint(sums[:, 0]).astype(np.int64)
+        if not rows.any() or not profile.keys:
+            out[form] = {"violations": 0, "min_fk": None,
+                         "risk": risk_summary(frame.iloc[:0], [], None),
+                         "l_violations": dict.fromkeys(flags, 0)}
+            continue
+        idx, fk, harmful = _counts(profile, truth, frame, form)
+        sub = frame.iloc[idx][profile.keys]
         weight = profile.weights.get(form)
-        g = global_risk(sub, profile.keys, None if weight is None else weight[rows])
+        g = global_risk(sub, profile.keys, None if weight is None else weight[idx])
         out[form] = {
             "violations": int((fk < k).sum()), "min_fk": int(fk.min()),
             "risk": {"risk": g.risk, "expected_reidentifications": g.expected_reidentifications},
-            "l_violations": {c: int((flags[c][rows] & (np.rint(sums[:, j + 1]) == fk)).sum())
-                             for j, c in enumerate(flags)},
+            "l_violations": {c: int((flags[c][idx] & (harmful[c] == fk)).sum())
+                             for c in flags},
         }
     return out
 
 
 def unsafe_rows(profile: Profile, frame: pd.DataFrame, k: int) -> np.ndarray:
-    """Profile rows where some file's record has f_k < k or sits in a group that shares a
-    harmful answer."""
+    """Profile rows where some file's record, as the intruder knows it (the profile's own
+    values), has fewer than k compatible records in ``frame`` or only compatible records
+    sharing a harmful answer."""
     unsafe = np.zeros(len(frame), dtype=bool)
+    if not profile.keys:
+        return unsafe
     for form, rows in profile.present.items():
-        idx = np.flatnonzero(rows)
-        if not len(idx) or not profile.keys:
+        if not rows.any():
             continue
-        sub = frame.iloc[idx][profile.keys]
-        flags = profile.harmful.get(form, {})
-        values = np.column_stack([np.ones(len(sub))] + [flags[c][idx] for c in flags])
-        sums = matched_counts(sub, profile.keys, values)
-        fk = np.rint(sums[:, 0])
+        idx, fk, harmful = _counts(profile, profile.frame, frame, form)
         bad = fk < k
-        for j, c in enumerate(flags):
-            bad |= flags[c][idx] & (np.rint(sums[:, j + 1]) == fk)
+        for c, count in harmful.items():
+            bad |= profile.harmful[form][c][idx] & (count == fk)
         unsafe[idx[bad]] = True
     return unsafe
 
 
 __all__ = ["NOT_ASKED", "NOT_ASKED_TEXT", "NO_RECORD", "NO_RECORD_TEXT", "Profile",
-           "build_profile", "code_text", "file_measures", "harmful_flags", "is_absent",
+           "build_profile", "code_text", "file_measures", "harmful_flags", "intruder_counts",
+           "is_absent",
            "key_view", "plain_values", "unsafe_rows"]

@@ -9,7 +9,8 @@ each a pseudo-PSU that groups its PSUs at random into two halves. Variance by Ta
 linearisation on (stratum, pseudo-PSU) is the random-group estimator: unbiased, with fewer
 degrees of freedom. Each weight is replaced by the mean weight of the records of its stratum
 that share the released values of the rules' ``weight_cells`` (suppressed values form their
-own cell), so a weight tells nothing the file does not show and stratum totals are kept.
+own cell), so a weight tells nothing the file does not show, no weight is held by fewer than
+k records, and the totals of the groups averaged over are kept.
 """
 
 from __future__ import annotations
@@ -62,13 +63,30 @@ def pseudo_psus(psu: pd.Series, stratum: pd.Series, rng: np.random.Generator
     return out
 
 
-def smooth_weights(table: pd.DataFrame, cells: list[str]) -> pd.Series:
-    """Each record's weight replaced by its cell's mean weight (cell: stratum x ``cells``,
-    missing values a cell of their own): every cell's total is kept."""
-    keys = ["stratum", *[c for c in cells if c in table.columns]]
-    frame = table[keys].astype(object).where(table[keys].notna(), "\\x00")
-    frame["_w"] = table["weight"].astype(float).to_numpy()
-    return frame.groupby(keys, sort=False, dropna=False)["_w"].transform("mean")
+def smooth_weights(table: pd.DataFrame, cells: list[str], k: int = 3) -> pd.Series:
+    """Each record's weight replaced by the mean weight of its group, so that no released
+    weight is held by fewer than ``k`` records (a weight held by one record would join two
+    releases of the same data record by record) and each group's total is kept.
+
+    Groups: stratum x the released values of ``cells`` when that cell holds ``k`` records or
+    more; the stratum's other records (smaller cells, or a cell variable suppressed) pooled;
+    what is still fewer than ``k`` pooled over all strata (and, if that pool is still too
+    small, with the largest group).
+    """
+    keys = [c for c in cells if c in table.columns]
+    weight = pd.Series(table["weight"].astype(float).to_numpy(), index=table.index)
+    stratum = table["stratum"].astype(str)
+    complete = table[keys].notna().all(axis=1) if keys else \
+        pd.Series(True, index=table.index)
+    cell = stratum
+    for c in keys:
+        cell = cell + "\x00" + table[c].astype(str)
+    cell = cell.where(complete & (cell.map(cell.value_counts()) >= k), stratum + "\x00rest")
+    cell = cell.where(cell.map(cell.value_counts()) >= k, "\x00all")
+    counts = cell.value_counts()
+    if 0 < counts.get("\x00all", 0) < k and len(counts) > 1:  # joins the largest group
+        cell = cell.replace("\x00all", counts.drop("\x00all").idxmax())
+    return weight.groupby(cell).transform("mean")
 
 
 def mask_design(forms: Mapping[str, WorkingForm], rules: Rules, rng: np.random.Generator
@@ -87,7 +105,8 @@ def mask_design(forms: Mapping[str, WorkingForm], rules: Rules, rng: np.random.G
         t["psu"] = pd.array([mapping.get((int(s), int(p))) if pd.notna(s) and pd.notna(p)
                              else None for s, p in zip(t["stratum"], t["psu"], strict=True)],
                             dtype="Int64")
-        t["weight"] = smooth_weights(t, list(rules.weight_cells.get(f.name, ()))).to_numpy()
+        t["weight"] = smooth_weights(t, list(rules.weight_cells.get(f.name, ())),
+                                     rules.k).to_numpy()
         if "weight_norm" in t.columns:
             t["weight_norm"] = (t["weight"] / t["weight"].mean()).to_numpy()
     return {"pseudo_psu": pd.DataFrame([{"stratum": s, "psu": p, "pseudo_psu": q}

@@ -399,12 +399,13 @@ def _protect(forms: Mapping[str, WorkingForm], search: Search, link: Any, suppre
     if not suppress:
         return linked, None
     budget = search.rules.suppression_budget
-    several = len(linked_groups(forms, True)) < len(forms)
+    groups = linked_groups(forms, True)
     trial = None
-    if link == "auto" and several:
-        if search.coarsest(linked_groups(forms, True)).ok(budget):
-            trial = search.search(linked_groups(forms, True), drops=False)
-        if trial is None or not trial.ok(budget):
+    if link == "auto" and len(groups) < len(forms):
+        together = groups[0]
+        if search.coarsest(groups).ok(budget, together):
+            trial = search.search(groups, strict=together)
+        if trial is None or not trial.ok(budget, together):
             linked, trial = False, None
     if trial is None:
         trial = search.search(linked_groups(forms, linked))

@@ -46,8 +46,12 @@ def tier_measures(forms: Mapping[str, WorkingForm], groups: Sequence[Sequence[st
             "after_suppression": build_profile(members, "table", rules.sensitive,
                                                absent_known=absent_known),
         }
+        recoded_frame = stages["after_recoding"].frame
         for stage, profile in stages.items():
-            for name, measures in file_measures(profile, k=rules.k).items():
+            truth = recoded_frame if stage == "after_suppression" else None
+            if truth is not None:
+                assert list(truth.columns) == list(profile.frame.columns)
+            for name, measures in file_measures(profile, k=rules.k, truth=truth).items():
                 measures["keys"] = list(profile.keys)
                 out[name][stage] = measures
     return out
@@ -94,6 +98,7 @@ def form_report(form: WorkingForm, k: int, suppress: bool,
                          for col in after["l_violations"]},
         "household_risk": None,
         "recodes": dict(form.recodes),
+        "levels": {c: len(steps) for c, steps in form.steps.items() if steps},
         "rare_merged": dict(form.rare),
         "months": list(form.months),
         "free_text_scrubbed": list(form.scrubbed),

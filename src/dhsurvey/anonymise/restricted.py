@@ -44,6 +44,7 @@ from typing import Any
 
 from dhsurvey.anonymise.identifiers import PHONE_MIN_DIGITS, TOKEN_RE
 from dhsurvey.forms.model import FormModel
+from dhsurvey.io import parquet_file
 from dhsurvey.store import (
     ISSUES,
     RAW_QUARANTINE,
@@ -209,9 +210,8 @@ def _distinct(path: Path, columns: list[str]) -> Iterator[str]:
     if not path.exists():
         return
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
-    source = pq.ParquetFile(path)
+    source = parquet_file(path)
     present = [c for c in dict.fromkeys(columns) if c in source.schema_arrow.names]
     if not present:
         return

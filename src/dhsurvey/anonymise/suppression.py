@@ -9,10 +9,11 @@ shared keys first and then interleaves the forms' orders, the child's first.
 Why on the profile (:mod:`~dhsurvey.anonymise.linked`): a record is safe only when it is safe
 among its file's respondents on everything the intruder can join to it, and a record that
 sits in a group whose members all share a harmful answer (l-diversity) is as exposed as a
-unique one. Each round blanks, in every unsafe record, its least important key that is still
-observed; a "not asked" or "no record" cell is never blanked (it stays visible in the files
-whatever is done). Blanks only add wildcards, so a safe record stays safe; the pass ends when
-no record is unsafe or no unsafe record has anything left to blank.
+unique one. Each round blanks, for every unsafe record, its least important key that is
+still observed, in it and in its neighbours (:func:`protect` says why); a "not asked" or "no
+record" cell is never blanked (it stays visible in the files whatever is done). Blanks only
+add candidates, so a safe record stays safe; the pass ends when no record is unsafe or no
+unsafe record has anything left to blank.
 """
 
 from __future__ import annotations
@@ -94,13 +95,53 @@ def _blank(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return out
 
 
+def _neighbourhoods(frame: pd.DataFrame, others: list[str]) -> np.ndarray:
+    """A group number per row: rows agreeing on every key of ``others`` (a blank agrees
+    with a blank) share one."""
+    if not others:
+        return np.zeros(len(frame), dtype=np.int64)
+    codes = [pd.factorize(frame[c], use_na_sentinel=False)[0] for c in others]
+    if len(codes) == 1:
+        return codes[0]
+    return pd.factorize(pd.MultiIndex.from_arrays(codes))[0]
+
+
+def _with_neighbours(frame: pd.DataFrame, others: list[str], rows: np.ndarray,
+                     can: np.ndarray, blank: np.ndarray, harmful: np.ndarray, k: int
+                     ) -> np.ndarray:
+    """``rows`` and, in each of their neighbourhoods, as few other records as make k blanks
+    there (records without a harmful answer first, then the most common values): the
+    records whose key is blanked this round."""
+    group = _neighbourhoods(frame, others)
+    out = rows.copy()
+    for g in np.unique(group[rows]):
+        members = group == g
+        have = int((members & (blank | rows)).sum())
+        need = k - have
+        needs_mixing = bool((rows & members & harmful).any())
+        donors = np.flatnonzero(members & can & ~rows)
+        if need <= 0 and not needs_mixing:
+            continue
+        order = np.lexsort((np.arange(len(donors)), harmful[donors]))  # harmless first
+        take = donors[order[:max(need, 1 if needs_mixing else 0)]]
+        out[take] = True
+    return out
+
+
 def protect(profile: Profile, order: Sequence[str], k: int, collapsed: bool = False
             ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Blank key cells of the profile until no file has a record with f_k < k or in a group
-    sharing a harmful answer. ``order``: the profile's keys, most important first.
+    """Blank key cells of the profile until no file's record, as the intruder knows it, has
+    fewer than k compatible records or only compatible records sharing a harmful answer.
+    ``order``: the profile's keys, most important first; ``collapsed``: the strata are
+    regions (:func:`locked`).
+
+    Each round every unsafe record picks its least important key still observed, and that
+    key is blanked in it *and in enough of its neighbours* (records agreeing with it on all
+    its other keys) to make k blanks there, neighbours without a harmful answer first:
+    blanking a record's own value does not hide it from an intruder who knows the value,
+    but blanking its neighbours' values makes them candidates too.
 
     Returns the cells blanked per key column and the rows still unsafe (empty when done).
-    ``collapsed``: the strata are regions (:func:`locked`).
     """
     frame = profile.frame.copy(deep=False)
     # Suppressed first; never what the stratum pins down (:func:`locked`).
@@ -108,10 +149,15 @@ def protect(profile: Profile, order: Sequence[str], k: int, collapsed: bool = Fa
     first = [c for c in reversed(list(order))
              if not any(key in fixed for _, key in profile.targets[c])]
     blanked = {c: np.zeros(len(frame), dtype=bool) for c in profile.keys}
+    harmful = np.zeros(len(frame), dtype=bool)
+    for flags in profile.harmful.values():
+        for flag in flags.values():
+            harmful |= flag
     unsafe = unsafe_rows(profile, frame, k)
     while unsafe.any():
         can = np.column_stack([
-            ~pd.isna(v) & ~is_absent(v) for v in (frame[c].to_numpy() for c in first)])
+            ~pd.isna(v) & ~is_absent(v) for v in (frame[c].to_numpy() for c in first)]) \
+            if first else np.zeros((len(frame), 0), dtype=bool)
         candidates = unsafe & can.any(axis=1)
         if not candidates.any():
             break
@@ -119,6 +165,9 @@ def protect(profile: Profile, order: Sequence[str], k: int, collapsed: bool = Fa
         for j, col in enumerate(first):
             rows = candidates & (choice == j)
             if rows.any():
+                others = [c for c in profile.keys if c != col]
+                rows = _with_neighbours(frame, others, rows, can[:, j], blanked[col],
+                                        harmful, k)
                 frame[col] = _blank(frame[col].to_numpy(), rows)
                 blanked[col] |= rows
         unsafe = unsafe_rows(profile, frame, k)
