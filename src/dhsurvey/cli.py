@@ -454,7 +454,7 @@ def run(
         console.print(f"{name.capitalize()} tier: {len(tier.files)} files in {tier.folder}",
                       soft_wrap=True)
         if tier.gate.passed:
-            console.print(f"  disclosure gate (k and l among respondents on linked keys, "
+            console.print("  disclosure gate (k and l among respondents on linked keys, "
                           "suppression budget, global risk, design variables, file scan): "
                           "passed.", soft_wrap=True)
         else:

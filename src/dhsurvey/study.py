@@ -474,6 +474,51 @@ def _tier_folder(store: Store, tier: Any, iso: str) -> Path:
     return store.release(iso) if tier.folder == "release" else store.licensed(iso)
 
 
+def masked_variance(store: Store, study: Study, iso: str, folder: Path) -> str:
+    """The report's section comparing the headline indicators (overall) estimated from the
+    full design (strata, PSUs, exact weights) and from a masked tier's files (pseudo-strata,
+    pseudo-PSUs, rounded weights), both by Taylor linearisation: what masking costs."""
+    import pyarrow.parquet as pq
+
+    from dhsurvey.forms.expressions import references
+    from dhsurvey.release.indicators import compute_indicators
+
+    declared, _ = study.indicators
+    forms = {i.form for i in declared if i.form in WEIGHTED}
+    released: dict[str, pd.DataFrame] = {}
+    usable = []
+    for ind in declared:
+        path = folder / f"{ind.form}.parquet"
+        if ind.form not in forms or not path.exists():
+            continue
+        needed = {*references(ind.value), *references(ind.universe)}
+        columns = set(pq.read_schema(path).names)
+        if needed <= columns:
+            usable.append(ind)
+            cols = released.get(ind.form, pd.DataFrame()).columns
+            released[ind.form] = pd.read_parquet(path, columns=sorted(
+                {*cols, *needed, "stratum", "psu", "weight"}))
+    if not usable:
+        return ""
+    full = compute_indicators(weighted_tables(store, study, iso), usable, {})
+    public = compute_indicators(released, usable, {}, psu="psu")
+    both = full.merge(public, on=["indicator", "domain", "level"], suffixes=("_full", "_pub"))
+    lines = ["", "## Variance with masked units", "",
+             "Headline indicators estimated from the full design (strata, PSUs, exact "
+             "weights; the published `indicators.csv`) and from these files (pseudo-strata, "
+             "pseudo-PSUs, rounded weights), both by Taylor linearisation. Keys suppressed "
+             "here are not used by these indicators.", "",
+             "| Indicator | Estimate (full) | Estimate (files) | SE (full) | SE (files) | "
+             "SE ratio |", "|---|---:|---:|---:|---:|---:|"]
+    for row in both.to_dict("records"):
+        se_full, se_pub = float(row["se_full"]), float(row["se_pub"])
+        ratio = se_pub / se_full if se_full else float("nan")
+        lines.append(f"| `{row['indicator']}` | {float(row['estimate_full']):.4f} | "
+                     f"{float(row['estimate_pub']):.4f} | {se_full:.4f} | {se_pub:.4f} | "
+                     f"{ratio:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
 def _release_tier(store: Store, study: Study, iso: str, key: bytes, rules: Any,
                   name: str) -> CountryRelease:
     """One tier of a country's release (see :func:`release`)."""
@@ -558,7 +603,10 @@ def _release_tier(store: Store, study: Study, iso: str, key: bytes, rules: Any,
         write_masked(out)
     elif replicates:
         write_design(out, replicates)
-    atomic_write_text(out / "disclosure_risk.md", anonymised.markdown())
+    report_md = anonymised.markdown()
+    if masked:
+        report_md += masked_variance(store, study, iso, out)
+    atomic_write_text(out / "disclosure_risk.md", report_md)
     findings = scan_release(release_files(out), restricted_values(store, iso, study))
     verdict = gate(anonymised, findings, k=rules.k, max_global_risk=rules.max_global_risk)
     # Written after the scan: file names, checksums and form versions, no data values.
@@ -761,7 +809,8 @@ def run_country(store: Store, study: Study, iso: str, *, key: bytes,
 __all__ = [
     "BATCH_HOUSEHOLDS", "RELEASE_ROWS", "WHOLE_UP_TO",
     "CountryRelease", "CountryRun", "Ingested", "Numbering", "Pooled", "Study", "Validated",
-    "batches_for", "fetch_central", "indicators", "ingest", "ingest_form", "pool",
-    "pooled_indicators", "release", "release_rng", "released_countries", "replicate_info",
+    "batches_for", "fetch_central", "indicators", "ingest", "ingest_form", "masked_variance",
+    "pool", "pooled_indicators", "release", "release_rng", "released_countries",
+    "replicate_info",
     "restricted_values", "run_country", "validate", "weight", "weighted_tables",
 ]

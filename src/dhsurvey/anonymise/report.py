@@ -164,7 +164,8 @@ def _pct(x: float) -> str:
 def tier_markdown(tier: Mapping[str, Any], report: Mapping[str, Mapping[str, Any]]) -> str:
     """The report's opening: the intruder, the thresholds, the linking decision."""
     design = ("masked variance units (stratum, pseudo-PSU: each stratum's PSUs in two random "
-              "halves) and weights smoothed within cells of released values; no replicate "
+              "halves) and weights rounded so no value is held by fewer than k records of a "
+              "stratum, each stratum keeping its total; no replicate "
               "weights" if tier["design"] == "masked" else
               "strata and PSUs with fresh codes, and the replicate weights")
     keys = tier["keys_declared"]

@@ -97,7 +97,8 @@ class Rules:
     sensitive: Mapping[str, Mapping[str, Harmful]] = field(default_factory=dict)
     tiers: Mapping[str, Tier] = field(default_factory=dict)
     recoding: Mapping[str, Mapping[str, tuple[Step, ...]]] = field(default_factory=dict)
-    weight_cells: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Significant digits public-tier weights are rounded to.
+    weight_digits: int = 2
     source: str = ""
 
     def ladder(self, form: str, column: str) -> tuple[Step, ...]:
@@ -184,6 +185,16 @@ def _thresholds(path: Path, data: Mapping[str, Any]) -> tuple[int, float, float,
     return k, risk, budget, group
 
 
+def _digits(path: Path, data: Mapping[str, Any]) -> int:
+    try:
+        digits = int(data.get("weight_digits", 2))
+    except (TypeError, ValueError):
+        raise _error(path, "weight_digits is a whole number", "weight_digits") from None
+    if digits < 1:
+        raise _error(path, "weight_digits is at least 1", "weight_digits")
+    return digits
+
+
 def load_rules(path: str | Path, models: Mapping[str, FormModel] | None = None) -> Rules:
     """Read and check ``disclosure.yaml``; names of forms and fields are checked against
     ``models`` (a rule about a field no form has would silently protect nothing)."""
@@ -209,10 +220,9 @@ def load_rules(path: str | Path, models: Mapping[str, FormModel] | None = None) 
     recoding = {form: {col: tuple(_step(path, f"recoding.{form}.{col}", s) for s in steps)
                        for col, steps in (cols or {}).items()}
                 for form, cols in (data.get("recoding") or {}).items()}
-    cells = {form: tuple(cols or ()) for form, cols in (data.get("weight_cells") or {}).items()}
+    digits = _digits(path, data)
     if models is not None:
-        for where, table in (("l_diversity.sensitive", sensitive), ("recoding", recoding),
-                             ("weight_cells", {f: dict.fromkeys(c) for f, c in cells.items()})):
+        for where, table in (("l_diversity.sensitive", sensitive), ("recoding", recoding)):
             for form, cols in table.items():
                 if form not in models:
                     raise _error(path, f"no form '{form}'", f"{where}.{form}")
@@ -220,7 +230,7 @@ def load_rules(path: str | Path, models: Mapping[str, FormModel] | None = None) 
                     if col not in models[form]:
                         raise _error(path, f"form '{form}' has no field '{col}'",
                                      f"{where}.{form}.{col}")
-    return Rules(k, risk, budget, group, sensitive, tiers, recoding, cells, str(path))
+    return Rules(k, risk, budget, group, sensitive, tiers, recoding, digits, str(path))
 
 
 __all__ = ["DESIGNS", "RULES_FILE", "UNDECLARED", "Harmful", "Rules", "Step", "Tier",

@@ -43,13 +43,12 @@ DEFAULT_IMPORTANCE: dict[str, list[str]] = {
 LOCKED = frozenset({"stratum"})
 
 
-def locked(keys: Sequence[str], collapsed: bool) -> frozenset[str]:
+def locked(keys: Sequence[str]) -> frozenset[str]:
     """Keys not worth blanking beside a released stratum: the stratum itself, and what it
-    pins down, its region (and its urban/rural setting unless the strata were collapsed to
-    regions)."""
+    pins down, its region and urban/rural setting."""
     if "stratum" not in keys:
         return frozenset()
-    return LOCKED | {"region"} | (frozenset() if collapsed else {"urban_rural"})
+    return LOCKED | {"region", "urban_rural"}
 
 #: Name of the linked household profile in a release's report and ``importance`` option.
 LINKED = "linked"
@@ -128,12 +127,11 @@ def _with_neighbours(frame: pd.DataFrame, others: list[str], rows: np.ndarray,
     return out
 
 
-def protect(profile: Profile, order: Sequence[str], k: int, collapsed: bool = False
+def protect(profile: Profile, order: Sequence[str], k: int
             ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Blank key cells of the profile until no file's record, as the intruder knows it, has
     fewer than k compatible records or only compatible records sharing a harmful answer.
-    ``order``: the profile's keys, most important first; ``collapsed``: the strata are
-    regions (:func:`locked`).
+    ``order``: the profile's keys, most important first.
 
     Each round every unsafe record picks its least important key still observed, and that
     key is blanked in it *and in enough of its neighbours* (records agreeing with it on all
@@ -145,7 +143,7 @@ def protect(profile: Profile, order: Sequence[str], k: int, collapsed: bool = Fa
     """
     frame = profile.frame.copy(deep=False)
     # Suppressed first; never what the stratum pins down (:func:`locked`).
-    fixed = locked([key for c in profile.keys for _, key in profile.targets[c]], collapsed)
+    fixed = locked([key for c in profile.keys for _, key in profile.targets[c]])
     first = [c for c in reversed(list(order))
              if not any(key in fixed for _, key in profile.targets[c])]
     blanked = {c: np.zeros(len(frame), dtype=bool) for c in profile.keys}

@@ -80,8 +80,8 @@ def variance_text(info: Mapping[str, Any]) -> str:
 
 MASKED_R = """# Survey design of the public-use files, for R's survey package.
 # Masked variance units: `stratum` (fresh codes) and `psu`, a pseudo-PSU that groups the
-# stratum's PSUs at random into two halves; weights smoothed within cells of released values
-# (disclosure_risk.md). Taylor linearisation on them is the random-group estimator.
+# stratum's PSUs at random into two halves; weights rounded so no value is held by fewer
+# than k records (disclosure_risk.md). Taylor linearisation on them is the random-group estimator.
 library(survey)
 child <- haven::read_dta("child.dta")  # or arrow::read_parquet("child.parquet")
 design <- svydesign(ids = ~psu, strata = ~stratum, weights = ~weight, data = child,
@@ -90,7 +90,7 @@ design <- svydesign(ids = ~psu, strata = ~stratum, weights = ~weight, data = chi
 
 MASKED_DO = """* Survey design of the public-use files, for Stata's svy commands.
 * Masked variance units: stratum and psu (a pseudo-PSU: each stratum's PSUs in two random
-* halves); weights smoothed within cells of released values (disclosure_risk.md).
+* halves); weights rounded so no value is held by fewer than k records (disclosure_risk.md).
 svyset psu [pweight=weight], strata(stratum) singleunit(centered)
 """
 
@@ -98,9 +98,10 @@ svyset psu [pweight=weight], strata(stratum) singleunit(centered)
 def masked_text() -> str:
     """The codebook's line on variance estimation in a tier of masked variance units."""
     return ("Taylor linearisation on masked variance units: strata `stratum`, pseudo-PSUs "
-            "`psu` (each stratum's PSUs in two random halves), weight `weight` (smoothed "
-            "within cells of released values); no replicate weights in this tier; set-ups "
-            "for R (svydesign.R) and Stata (svyset.do) beside this codebook.")
+            "`psu` (each stratum's PSUs in two random halves), weight `weight` (rounded to "
+            "two significant digits, no value held by fewer than k records); no replicate "
+            "weights in this tier; set-ups for R (svydesign.R) and Stata (svyset.do) beside "
+            "this codebook.")
 
 
 def write_masked(folder: str | Path) -> list[Path]:
