@@ -307,9 +307,9 @@ def apply_trial(forms: Mapping[str, WorkingForm], trial: Trial, rules: Rules,
             before = f.table[col]
             f.table[col] = apply_step(before, step, into)
             if step.kind == "merge":
-                levels = {*map(str, f.rare.get(col, {}).get("levels", [])),
-                          *map(str, step.value)}
-                f.rare[col] = {"levels": sorted(levels, key=lambda v: (len(v), v)),
+                levels = list(f.rare.get(col, {}).get("levels", []))
+                levels += [v for v in step.value if str(v) not in set(map(str, levels))]
+                f.rare[col] = {"levels": sorted(levels, key=lambda v: (len(str(v)), str(v))),
                                "into": into,
                                "records": int(f.table[col].astype(str).eq(str(into)).sum())}
             f.recodes[col] = "; ".join(x for x in (f.recodes.get(col), step.describe()) if x)

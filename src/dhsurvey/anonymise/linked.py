@@ -233,7 +233,7 @@ def intruder_counts(keys: Sequence[str], truth: pd.DataFrame, released: pd.DataF
     return matched_counts(both, keys, weights)[:n]
 
 
-def _counts(profile: Profile, truth: pd.DataFrame, frame: pd.DataFrame, form: str
+def respondent_counts(profile: Profile, truth: pd.DataFrame, frame: pd.DataFrame, form: str
             ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """(rows of the form's respondents, compatible records per respondent, compatible
     records holding each harmful answer)."""
@@ -262,7 +262,7 @@ def file_measures(profile: Profile, frame: pd.DataFrame | None = None, *, k: int
                          "risk": risk_summary(frame.iloc[:0], [], None),
                          "l_violations": dict.fromkeys(flags, 0)}
             continue
-        idx, fk, harmful = _counts(profile, truth, frame, form)
+        idx, fk, harmful = respondent_counts(profile, truth, frame, form)
         sub = frame.iloc[idx][profile.keys]
         weight = profile.weights.get(form)
         g = global_risk(sub, profile.keys, None if weight is None else weight[idx])
@@ -285,7 +285,7 @@ def unsafe_rows(profile: Profile, frame: pd.DataFrame, k: int) -> np.ndarray:
     for form, rows in profile.present.items():
         if not rows.any():
             continue
-        idx, fk, harmful = _counts(profile, profile.frame, frame, form)
+        idx, fk, harmful = respondent_counts(profile, profile.frame, frame, form)
         bad = fk < k
         for c, count in harmful.items():
             bad |= profile.harmful[form][c][idx] & (count == fk)
@@ -296,4 +296,4 @@ def unsafe_rows(profile: Profile, frame: pd.DataFrame, k: int) -> np.ndarray:
 __all__ = ["NOT_ASKED", "NOT_ASKED_TEXT", "NO_RECORD", "NO_RECORD_TEXT", "Profile",
            "build_profile", "code_text", "file_measures", "harmful_flags", "intruder_counts",
            "is_absent",
-           "key_view", "plain_values", "unsafe_rows"]
+           "key_view", "plain_values", "respondent_counts", "unsafe_rows"]

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from dhsurvey.anonymise.linked import Profile, is_absent, unsafe_rows
+from dhsurvey.anonymise.linked import Profile, is_absent, respondent_counts, unsafe_rows
 from dhsurvey.anonymise.working import WorkingForm
 
 #: Default importance per form, most important first (least important is suppressed first).
@@ -127,6 +127,45 @@ def _with_neighbours(frame: pd.DataFrame, others: list[str], rows: np.ndarray,
     return out
 
 
+def _donate(profile: Profile, frame: pd.DataFrame, first: list[str], k: int,
+            harmful: np.ndarray, blanked: dict[str, np.ndarray]) -> bool:
+    """For records still unsafe once their neighbourhoods are spent: find, key by key (least
+    important first), respondents of the same file that differ from the record's true
+    values on that key only, and blank it in as many as the record lacks (without a harmful
+    answer first). Returns whether anything was blanked."""
+    progress = False
+    for form, present in profile.present.items():
+        idx, fk, counts = respondent_counts(profile, profile.frame, frame, form)
+        flags = profile.harmful.get(form, {})
+        mixing = np.zeros(len(idx), dtype=bool)
+        for c, n in counts.items():
+            mixing |= flags[c][idx] & (n == fk)
+        for row, have, mix in zip(idx, fk, mixing, strict=True):
+            need = max(k - int(have), 1 if mix else 0)
+            if need <= 0:
+                continue
+            truth = profile.frame.iloc[row]
+            for col in first:
+                target = truth[col]
+                if pd.isna(target) or is_absent(np.array([target], dtype=object)).any():
+                    continue
+                values = frame[col].to_numpy()
+                ok = present & ~pd.isna(values) & ~is_absent(values) & (values != target)
+                for other in profile.keys:
+                    if other != col:
+                        v = frame[other].to_numpy()
+                        ok &= pd.isna(v) | (v == truth[other])
+                donors = np.flatnonzero(ok)
+                if len(donors) < need:
+                    continue
+                donors = donors[np.argsort(harmful[donors], kind="stable")][:need]
+                frame[col] = _blank(values, donors)
+                blanked[col][donors] = True
+                progress = True
+                break
+    return progress
+
+
 def protect(profile: Profile, order: Sequence[str], k: int
             ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Blank key cells of the profile until no file's record, as the intruder knows it, has
@@ -152,22 +191,35 @@ def protect(profile: Profile, order: Sequence[str], k: int
         for flag in flags.values():
             harmful |= flag
     unsafe = unsafe_rows(profile, frame, k)
+    known = np.column_stack([~pd.isna(v) & ~is_absent(v) for v in (
+        profile.frame[c].to_numpy() for c in first)]) if first else \
+        np.zeros((len(frame), 0), dtype=bool)
     while unsafe.any():
         can = np.column_stack([
             ~pd.isna(v) & ~is_absent(v) for v in (frame[c].to_numpy() for c in first)]) \
             if first else np.zeros((len(frame), 0), dtype=bool)
-        candidates = unsafe & can.any(axis=1)
+        # A record with nothing of its own left to blank still gains candidates when its
+        # neighbours' values are blanked on a key the intruder knows of it.
+        own = can.any(axis=1)
+        candidates = unsafe & (own | known.any(axis=1))
         if not candidates.any():
             break
-        choice = np.argmax(can, axis=1)
+        choice = np.where(own, np.argmax(can, axis=1), np.argmax(known, axis=1))
+        progress = False
         for j, col in enumerate(first):
             rows = candidates & (choice == j)
             if rows.any():
                 others = [c for c in profile.keys if c != col]
-                rows = _with_neighbours(frame, others, rows, can[:, j], blanked[col],
-                                        harmful, k)
-                frame[col] = _blank(frame[col].to_numpy(), rows)
-                blanked[col] |= rows
+                chosen = _with_neighbours(frame, others, rows, can[:, j], blanked[col],
+                                          harmful, k) & can[:, j]
+                if chosen.any():
+                    frame[col] = _blank(frame[col].to_numpy(), chosen)
+                    blanked[col] |= chosen
+                    progress = True
+        if not progress:
+            progress = _donate(profile, frame, first, k, harmful, blanked)
+        if not progress:
+            break
         unsafe = unsafe_rows(profile, frame, k)
     return blanked, unsafe
 
