@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
@@ -26,14 +27,14 @@ def write_dagster_home(home: Path) -> Path:
 
 
 @contextmanager
-def key_in_env(variable: str, path: Path | None) -> Iterator[None]:
-    """The key in the file at ``path`` as environment variable ``variable`` for the block,
-    the variable as it was afterwards; nothing changes when ``path`` is None."""
+def in_env(variable: str, value: str | None) -> Iterator[None]:
+    """``value`` as environment variable ``variable`` for the block, the variable as it was
+    afterwards; nothing changes when ``value`` is None."""
     import os
 
     previous = os.environ.get(variable)
-    if path is not None:
-        os.environ[variable] = path.read_text().strip()
+    if value is not None:
+        os.environ[variable] = value
     try:
         yield
     finally:
@@ -41,6 +42,11 @@ def key_in_env(variable: str, path: Path | None) -> Iterator[None]:
             os.environ.pop(variable, None)
         else:
             os.environ[variable] = previous
+
+
+def key_in_env(variable: str, path: Path | None) -> Any:
+    """The key in the file at ``path`` as environment variable ``variable`` for the block."""
+    return in_env(variable, path.read_text().strip() if path is not None else None)
 
 
 def run_pipeline(instruments: Path, data: Path, dagster_home: Path, countries: list[str], *,
@@ -56,8 +62,22 @@ def run_pipeline(instruments: Path, data: Path, dagster_home: Path, countries: l
     from dhsurvey.io import AT_REST_KEY_ENV
 
     with key_in_env("DHSURVEY_PSEUDONYM_KEY", pseudonym_key), \
-            key_in_env(AT_REST_KEY_ENV, at_rest_key):
+            key_in_env(AT_REST_KEY_ENV, at_rest_key), instruments_in_env(instruments):
         _run(instruments, data, dagster_home, countries, private_key, step)
+
+
+@contextmanager
+def instruments_in_env(folder: Path) -> Iterator[None]:
+    """The code location reads the study (forms, countries, disclosure rules) from
+    ``DHSURVEY_INSTRUMENTS``: point it at ``folder`` for the run, as a deployment would."""
+    from pipelines import study
+
+    with in_env("DHSURVEY_INSTRUMENTS", str(folder)):
+        study.study.cache_clear()
+        try:
+            yield
+        finally:
+            study.study.cache_clear()
 
 
 def _run(instruments: Path, data: Path, dagster_home: Path, countries: list[str],

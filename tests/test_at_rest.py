@@ -209,3 +209,18 @@ def test_a_country_run_with_the_key_encrypts_raw_and_clean_only(run_with_key: Pa
     # With the key, everything reads back.
     monkeypatch.setenv(AT_REST_KEY_ENV, KEY)
     assert all(len(read_parquet(p).columns) for p in restricted)
+
+
+def test_the_weights_pickle_is_sealed_too(run_with_key: Path, monkeypatch) -> None:
+    """The weight step's hand-off (a pickle holding every instanceID and weight) is sealed
+    with the same key; without it the store says which variable to set."""
+    path = run_with_key / "clean" / "KEN" / "weights" / "weights.pickle"
+    data = path.read_bytes()
+    assert data.startswith(b"DHSURVEY-SEALED-1\n") and b"uuid:" not in data
+    store = Store(run_with_key)
+    monkeypatch.delenv(AT_REST_KEY_ENV, raising=False)
+    with pytest.raises(DhsurveyError) as caught:
+        store.read_weights("KEN")
+    assert caught.value.code == "at-rest-key-missing"
+    monkeypatch.setenv(AT_REST_KEY_ENV, KEY)
+    assert len(store.read_weights("KEN").child) > 0

@@ -119,3 +119,11 @@ def instruments_with_budget(folder: Path, budget: float) -> Path:
     rules.write_text(text.replace("suppression_budget: 0.05", f"suppression_budget: {budget}"),
                      encoding="utf-8")
     return folder
+
+
+def code_location_instruments() -> Path:
+    """The instruments the Dagster code location reads (``DHSURVEY_INSTRUMENTS``; the
+    pipeline tests point it at a copy, tests/pipelines/conftest.py)."""
+    import os
+
+    return Path(os.environ["DHSURVEY_INSTRUMENTS"])

@@ -389,10 +389,8 @@ def parquet_writer(sink: Any, schema: pa.Schema, path: str | Path, **options: An
     return pq.ParquetWriter(sink, schema, **options)
 
 
-def _decryption_properties(path: str | Path) -> pe.FileDecryptionProperties | None:
-    """None for a plain file; an encrypted one needs the key."""
-    if not is_encrypted(path):
-        return None
+def _required_key(path: str | Path) -> bytes:
+    """The at-rest key for reading an encrypted file; an error naming the variable if unset."""
     from dhsurvey.errors import DhsurveyError
 
     key = _key_for(path)
@@ -400,6 +398,14 @@ def _decryption_properties(path: str | Path) -> pe.FileDecryptionProperties | No
         raise DhsurveyError(
             f"the file is encrypted at rest: set {AT_REST_KEY_ENV} to the key it was "
             "written with", code="at-rest-key-missing", file=path, variable=AT_REST_KEY_ENV)
+    return key
+
+
+def _decryption_properties(path: str | Path) -> pe.FileDecryptionProperties | None:
+    """None for a plain file; an encrypted one needs the key."""
+    if not is_encrypted(path):
+        return None
+    key = _required_key(path)
     import pyarrow.parquet.encryption as pe
 
     factory, connection = _crypto(key)
@@ -422,6 +428,46 @@ def _decrypting(path: str | Path) -> Iterator[None]:
             f"the file cannot be decrypted with the key in {AT_REST_KEY_ENV}: it was written "
             "with another key, or altered", code="at-rest-key-wrong", file=path,
             variable=AT_REST_KEY_ENV) from None
+
+
+#: First bytes of a non-Parquet file sealed at rest (:func:`seal`).
+_SEALED = b"DHSURVEY-SEALED-1\n"
+
+
+def _file_key(key: bytes) -> bytes:
+    """The key that seals whole files, apart from the one wrapping Parquet keys."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                info=_KDF_INFO + b"/files").derive(key)
+
+
+def seal(path: str | Path, data: bytes) -> bytes:
+    """The bytes of a non-Parquet file (a pickle, a scratch file) as written at ``path``:
+    AES-GCM under the at-rest key when ``path`` is in an encrypted zone and the key is set
+    (the file's name as associated data), else unchanged."""
+    key = _key_for(path) if in_encrypted_zone(path) else None
+    if key is None:
+        return data
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    nonce = os.urandom(_NONCE_BYTES)
+    return _SEALED + nonce + AESGCM(_file_key(key)).encrypt(nonce, data,
+                                                            Path(path).name.encode())
+
+
+def unseal(path: str | Path, data: bytes) -> bytes:
+    """The plain bytes of a file :func:`seal` wrote (plain files pass unchanged)."""
+    if not data.startswith(_SEALED):
+        return data
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    key = _required_key(path)
+    body = data[len(_SEALED):]
+    with _decrypting(path):
+        return bytes(AESGCM(_file_key(key)).decrypt(body[:_NONCE_BYTES], body[_NONCE_BYTES:],
+                                                    Path(path).name.encode()))
 
 
 @functools.lru_cache(maxsize=4)

@@ -49,6 +49,8 @@ from dhsurvey.io import (
     parquet_file,
     private_dirs,
     read_parquet,
+    seal,
+    unseal,
 )
 
 #: Zones that hold personal data: created owner-only.
@@ -277,8 +279,8 @@ class Store:
         paths = [atomic_write_parquet(folder / f"{name}.parquet", getattr(weights, name))
                  for name in ("household", "child", "caregiver")]
         paths.append(atomic_write_json(folder / "summary.json", weights.summary))
-        paths.append(atomic_write_bytes(folder / "weights.pickle",
-                                        pickle.dumps(weights, protocol=5)))
+        path = folder / "weights.pickle"  # sealed at rest like the Parquet files
+        paths.append(atomic_write_bytes(path, seal(path, pickle.dumps(weights, protocol=5))))
         return paths
 
     def read_weights(self, iso: str) -> Any:
@@ -290,7 +292,7 @@ class Store:
 
             raise DhsurveyError("no weights: the weight step has not run", code="store-clean",
                                 file=path, country=iso)
-        return pickle.loads(path.read_bytes())
+        return pickle.loads(unseal(path, path.read_bytes()))
 
     def weights_summary(self, iso: str) -> dict[str, Any]:
         return json.loads((self.weights_dir(iso) / "summary.json").read_text())

@@ -114,7 +114,7 @@ def study(tmp_path: Path, broker: str) -> dict[str, str]:
     home = tmp_path / "dagster_home"
     write_dagster_home(home)
     return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-            "DAGSTER_HOME": str(home), "DHSURVEY_INSTRUMENTS": str(ROOT / "instruments"),
+            "DAGSTER_HOME": str(home), "DHSURVEY_INSTRUMENTS": os.environ["DHSURVEY_INSTRUMENTS"],
             "DHSURVEY_DATA": str(tmp_path / "data"), "DHSURVEY_PSEUDONYM_KEY": KEY,
             "DHSURVEY_EXECUTOR": "celery", "DHSURVEY_CELERY_BROKER": broker}
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
+from workbooks import code_location_instruments
 
 from dhsurvey.fieldwork.run import simulate_to
 from dhsurvey.store import Store
@@ -16,6 +17,7 @@ from pipelines.demo import run_pipeline
 from pipelines.study import countries, models
 
 ROOT = Path(__file__).parents[2]
+
 ISOS = ["KEN", "UGA"]
 
 
@@ -27,7 +29,7 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
                 formats=("central",))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DHSURVEY_PSEUDONYM_KEY", bytes(range(32)).hex())
-        run_pipeline(ROOT / "instruments", data, home, ISOS)
+        run_pipeline(code_location_instruments(), data, home, ISOS)
     return data, home
 
 
@@ -42,8 +44,11 @@ def test_pooled_release_holds_every_country_and_passes_its_scan(study) -> None:
         assert table["country"].nunique() == 2
     for suffix in ("dta", "sav", "csv"):
         assert (pooled / f"child.{suffix}").stat().st_size > 0
+    # Public: masked variance units, no replicate weights; licensed: the replicates.
+    assert {"svydesign.R", "svyset.do", "codebook.xlsx"} <= {p.name for p in pooled.iterdir()}
+    assert not (pooled / "replicates.csv").exists()
     assert {"replicates.csv", "svydesign.R", "svyset.do", "codebook.xlsx"} <= {
-        p.name for p in pooled.iterdir()}
+        p.name for p in (data / "licensed" / "pooled").iterdir()}
 
     instance = dg.DagsterInstance.from_config(str(home))
     check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
@@ -80,7 +85,7 @@ def test_pooled_indicators_by_country_match_the_country_releases(study) -> None:
 
 def test_a_country_whose_gate_failed_is_left_out(study) -> None:
     data, _ = study
-    store, loaded = Store(data), Study.load(ROOT / "instruments")
+    store, loaded = Store(data), Study.load(code_location_instruments())
     gate = data / "clean" / "UGA" / "gate.json"
     saved = gate.read_text()
     try:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from workbooks import code_location_instruments
 
 from dhsurvey.fieldwork.faults import KINDS
 from dhsurvey.fieldwork.run import simulate_to
@@ -18,6 +19,7 @@ from pipelines.demo import run_pipeline
 from pipelines.study import countries, models
 
 ROOT = Path(__file__).parents[2]
+
 KEY = "b353c8f4933ae04f50f82a2b36f0c1f41a356b3fb0bb9688716df1fa7bdc0aa2"
 
 
@@ -41,19 +43,19 @@ def pseudonym_key(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_killed_run_then_rerun_gives_identical_release(tmp_path: Path) -> None:
     reference = tmp_path / "reference"
     _simulate(reference)
-    run_pipeline(ROOT / "instruments", reference, tmp_path / "home-a", ["UGA"])
+    run_pipeline(code_location_instruments(), reference, tmp_path / "home-a", ["UGA"])
     expected = _release(reference)
     assert {"child.dta", "child.sav", "child.csv", "child.parquet", "codebook.xlsx",
             "disclosure_risk.md", "indicators.csv"} <= set(expected)
 
     # Unchanged inputs: a second run rewrites nothing differently.
-    run_pipeline(ROOT / "instruments", reference, tmp_path / "home-a", ["UGA"])
+    run_pipeline(code_location_instruments(), reference, tmp_path / "home-a", ["UGA"])
     assert _release(reference) == expected
 
     killed = tmp_path / "killed"
     _simulate(killed)
     script = ("import sys; from pathlib import Path; from pipelines.demo import run_pipeline; "
-              f"run_pipeline(Path({str(ROOT / 'instruments')!r}), Path({str(killed)!r}), "
+              f"run_pipeline(Path({str(code_location_instruments())!r}), Path({str(killed)!r}), "
               f"Path({str(tmp_path / 'home-b')!r}), ['UGA'])")
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT,
                             env={**os.environ, "DHSURVEY_PSEUDONYM_KEY": KEY},
@@ -65,5 +67,5 @@ def test_killed_run_then_rerun_gives_identical_release(tmp_path: Path) -> None:
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert (killed / "clean" / "UGA").exists(), "the run was not under way when killed"
-    run_pipeline(ROOT / "instruments", killed, tmp_path / "home-b", ["UGA"])
+    run_pipeline(code_location_instruments(), killed, tmp_path / "home-b", ["UGA"])
     assert _release(killed) == expected

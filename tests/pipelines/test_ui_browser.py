@@ -18,12 +18,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from workbooks import code_location_instruments
 
 from dhsurvey.fieldwork.run import simulate_to
 from pipelines.demo import run_pipeline
 from pipelines.study import countries, models
 
 ROOT = Path(__file__).parents[2]
+
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -69,10 +71,10 @@ def dagster_ui(tmp_path_factory: pytest.TempPathFactory):
                 formats=("central",))
     key = base / "pseudonym.key"
     key.write_text("accee70b0b449abe7272bd14aed2ca765a51454a821d4f61cf0b89442fba51c1")
-    run_pipeline(ROOT / "instruments", data, home, ["UGA"], pseudonym_key=key)
+    run_pipeline(code_location_instruments(), data, home, ["UGA"], pseudonym_key=key)
     port = _free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home), "DHSURVEY_DATA": str(data),
-           "DHSURVEY_INSTRUMENTS": str(ROOT / "instruments"),
+           "DHSURVEY_INSTRUMENTS": os.environ["DHSURVEY_INSTRUMENTS"],
            "DHSURVEY_PSEUDONYM_KEY": key.read_text()}
     dagster = Path(sys.executable).with_name("dagster")
     proc = subprocess.Popen([str(dagster), "dev", "-w", str(ROOT / "workspace.yaml"),

@@ -101,8 +101,10 @@ class Search:
     """
 
     def __init__(self, forms: Mapping[str, WorkingForm], rules: Rules, k: int,
-                 preferred: Mapping[str, list[str]], absent_known: bool = True) -> None:
+                 preferred: Mapping[str, list[str]], absent_known: bool = True,
+                 collapsed: bool = False) -> None:
         self.forms = dict(forms)
+        self.collapsed = collapsed
         self.absent_known = absent_known
         self.rules = rules
         self.k = k
@@ -158,7 +160,7 @@ class Search:
             unsafe = dict.fromkeys(group, 0)
             if profile.keys:
                 blanked, left = protect(profile, profile_importance(profile, self.preferred),
-                                        self.k)
+                                        self.k, self.collapsed)
                 cells = blanked_cells(profile, blanked, {n: copies[n].table for n in group})
                 unsafe = {n: int((left & profile.present[n]).sum()) for n in group}
             found = (copies, cells, unsafe)

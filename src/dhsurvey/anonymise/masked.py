@@ -4,12 +4,14 @@ Why: a PSU code, a replicate weight column (a jackknife replicate drops one PSU,
 names the cluster) and an exact weight (a child's weight is its household's weight times its
 own adjustments, often held by that child alone) each let an intruder place a record in a
 cluster, join it to another file, or join two releases of the same data record by record.
-The public tier therefore releases, as NHANES does, *masked variance units*: the stratum with
-a fresh code, and within it a pseudo-PSU that groups the stratum's PSUs at random into two
-halves. Variance by Taylor linearisation on (stratum, pseudo-PSU) is the random-group
-estimator: unbiased, with fewer degrees of freedom. Weights are rounded so that no value is
-held by fewer than k records of a stratum, and scaled back to each stratum's total
-(:func:`coarsen_weights`).
+The public tier therefore releases, as NHANES does, *masked variance units*: pseudo-strata
+(the region: its urban and rural strata collapsed, so that a small country's thin strata do
+not single out their few children and urban/rural is a key like any other) with fresh codes,
+and within each a pseudo-PSU that groups its PSUs at random into two halves. Variance by
+Taylor linearisation on (stratum, pseudo-PSU) is the random-group estimator: valid and
+slightly conservative (strata collapsed), with fewer degrees of freedom. Weights are rounded
+so that no value is held by fewer than k records of a stratum, and scaled back to each
+stratum's total (:func:`coarsen_weights`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,28 @@ from dhsurvey.anonymise.working import WorkingForm
 
 #: Pseudo-PSUs per stratum (two, as NHANES's masked variance units).
 PSEUDO_PSUS = 2
+
+
+def collapse_strata(forms: Mapping[str, WorkingForm], rng: np.random.Generator
+                    ) -> dict[str, pd.DataFrame]:
+    """Pseudo-strata: every weighted form's ``stratum`` replaced by a fresh code of its
+    region (the urban and rural strata of a region collapsed), in place. Collapsing strata
+    keeps the variance estimator valid (slightly conservative) and frees ``urban_rural`` to
+    be recoded or suppressed like any key. Returns the restricted mapping."""
+    weighted = [f for f in forms.values() if f.weighted and {"stratum", "region"}
+                <= set(f.table.columns)]
+    if not weighted:
+        return {}
+    pairs = pd.concat([f.table[["stratum", "region"]] for f in weighted]).dropna()
+    regions = sorted({int(r) for r in pairs["region"]})
+    codes = dict(zip(regions, (int(c) + 1 for c in rng.permutation(len(regions))),
+                     strict=True))
+    for f in weighted:
+        f.table["stratum"] = pd.array([codes.get(int(r)) if pd.notna(r) else None
+                                       for r in f.table["region"]], dtype="Int64")
+    mapping = pairs.drop_duplicates().assign(
+        pseudo_stratum=lambda d: [codes[int(r)] for r in d["region"]])
+    return {"pseudo_strata": mapping.reset_index(drop=True)}
 
 
 def pseudo_psus(psu: pd.Series, stratum: pd.Series, rng: np.random.Generator
@@ -104,4 +128,4 @@ def mask_design(forms: Mapping[str, WorkingForm], rules: Rules, rng: np.random.G
                                         for (s, p), q in sorted(mapping.items())])}
 
 
-__all__ = ["PSEUDO_PSUS", "coarsen_weights", "mask_design", "pseudo_psus"]
+__all__ = ["PSEUDO_PSUS", "coarsen_weights", "collapse_strata", "mask_design", "pseudo_psus"]

@@ -80,7 +80,7 @@ from dhsurvey.anonymise.ids import (
 )
 from dhsurvey.anonymise.ladder import Search, Trial, apply_trial, linked_groups
 from dhsurvey.anonymise.linked import code_text
-from dhsurvey.anonymise.masked import mask_design
+from dhsurvey.anonymise.masked import collapse_strata, mask_design
 from dhsurvey.anonymise.measure import distinct_l
 from dhsurvey.anonymise.recode import (
     BANDS,
@@ -325,9 +325,11 @@ def anonymise_country(
                                           replicates=not masked)
     restricted = assign_ids(forms, ids, rng, config, key)
     del ids
+    if masked:
+        restricted.update(collapse_strata(forms, rng))
     for f in forms.values():
         _stages(f, scenario, rules, recode)
-    search = Search(forms, rules, k, importance, scenario.knows_participation)
+    search = Search(forms, rules, k, importance, scenario.knows_participation, masked)
     if not recode:
         search.rules = replace(rules, recoding={})
     linked, trial = _protect(forms, search, scenario.link, suppress, tier)

@@ -43,12 +43,13 @@ DEFAULT_IMPORTANCE: dict[str, list[str]] = {
 LOCKED = frozenset({"stratum"})
 
 
-def locked(keys: Sequence[str]) -> frozenset[str]:
+def locked(keys: Sequence[str], collapsed: bool = False) -> frozenset[str]:
     """Keys not worth blanking beside a released stratum: the stratum itself, and what it
-    pins down, its region and urban/rural setting."""
+    pins down, its region (and its urban/rural setting, unless the strata were collapsed to
+    regions)."""
     if "stratum" not in keys:
         return frozenset()
-    return LOCKED | {"region", "urban_rural"}
+    return LOCKED | {"region"} | (frozenset() if collapsed else {"urban_rural"})
 
 #: Name of the linked household profile in a release's report and ``importance`` option.
 LINKED = "linked"
@@ -166,11 +167,12 @@ def _donate(profile: Profile, frame: pd.DataFrame, first: list[str], k: int,
     return progress
 
 
-def protect(profile: Profile, order: Sequence[str], k: int
+def protect(profile: Profile, order: Sequence[str], k: int, collapsed: bool = False
             ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Blank key cells of the profile until no file's record, as the intruder knows it, has
     fewer than k compatible records or only compatible records sharing a harmful answer.
-    ``order``: the profile's keys, most important first.
+    ``order``: the profile's keys, most important first; ``collapsed``: the strata are
+    regions (:func:`locked`).
 
     Each round every unsafe record picks its least important key still observed, and that
     key is blanked in it *and in enough of its neighbours* (records agreeing with it on all
@@ -182,7 +184,7 @@ def protect(profile: Profile, order: Sequence[str], k: int
     """
     frame = profile.frame.copy(deep=False)
     # Suppressed first; never what the stratum pins down (:func:`locked`).
-    fixed = locked([key for c in profile.keys for _, key in profile.targets[c]])
+    fixed = locked([key for c in profile.keys for _, key in profile.targets[c]], collapsed)
     first = [c for c in reversed(list(order))
              if not any(key in fixed for _, key in profile.targets[c])]
     blanked = {c: np.zeros(len(frame), dtype=bool) for c in profile.keys}
