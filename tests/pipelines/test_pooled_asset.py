@@ -60,7 +60,7 @@ def test_pooled_release_holds_every_country_and_passes_its_scan(study) -> None:
     assert metadata["dagster/row_count"].value == len(pd.read_parquet(pooled / "child.parquet"))
     columns = {c.name: c.description for c in metadata["dagster/column_schema"].schema.columns}
     assert columns["weight"].startswith("Survey weight")
-    assert columns["rep_001"] == "Replicate weight 1 (JKn)"
+    assert "rep_001" not in columns  # the public pool: masked units, no replicates
     assert metadata["replicates"].value == len([c for c in columns if c.startswith("rep_")])
 
 
