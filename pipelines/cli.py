@@ -69,8 +69,10 @@ def demo(
                         f"{r.ci_low:.1%} – {r.ci_high:.1%}", str(r.n))
         console.print(ind)
     console.print(f"Data zones under {out}/: landing (exports), raw, clean (accepted, "
-                  f"quarantine, weights, report.html), release (one folder per country, and "
-                  f"pooled/ for all countries together)", soft_wrap=True)
+                  f"quarantine, weights, report.html), release (public-use files: one folder "
+                  f"per country, and pooled/ for all countries together), licensed "
+                  f"(scientific-use files, the same layout; docs/disclosure.md)",
+                  soft_wrap=True)
     console.print(f"Throwaway demo keys in {out / 'secrets'} (restricted; never part of a "
                   f"release). The run is recorded in {dagster_home(out)}: `make ui` shows it.",
                   soft_wrap=True)
