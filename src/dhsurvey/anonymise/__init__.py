@@ -7,11 +7,14 @@ statistical office computes in R.
 
 The generic engine (:mod:`.risk`, :mod:`.suppress`, :mod:`.pseudonym`, :mod:`.gps`,
 :mod:`.text`) knows k-anonymity; the study's release is built on it one method per module:
-:mod:`.classify` (what each column becomes), :mod:`.ids` (fresh release IDs), :mod:`.recode`
-(global recoding), :mod:`.suppression` and :mod:`.linked` (local suppression per file and on
-the linked household profile), :mod:`.measure` and :mod:`.report` (the disclosure report),
-:mod:`.release` (the steps in order), :mod:`.scan` with :mod:`.identifiers` (reading the
-written files back) and :mod:`.gate` (the release decision).
+:mod:`.scenario` (the intruder scenarios and rules of ``disclosure.yaml``), :mod:`.classify`
+(what each column becomes), :mod:`.ids` (fresh release IDs), :mod:`.recode` (fixed global
+recodes), :mod:`.linked` (what the intruder can join, and the risk among each file's
+respondents), :mod:`.ladder` (recoding steps chosen by the suppression budget),
+:mod:`.suppression` (local suppression), :mod:`.masked` (masked variance units, rounded
+weights), :mod:`.measure` and :mod:`.report` (the disclosure report), :mod:`.release` (the
+steps in order), :mod:`.restricted`, :mod:`.scan` and :mod:`.identifiers` (the values that
+must never appear, and reading the written files back) and :mod:`.gate` (the decision).
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
-"""The numbers a release's report compares at each stage: risk, k violations, l, changes.
+"""The numbers a release's report compares at each stage: global risk, distinct l, changes.
 
-Why a module of their own: the per-file report and the linked household profile measure
-the same things (sdcMicro's global risk, records with f_k < k, distinct l-diversity, values
-changed) at several stages; these wrappers over :mod:`~dhsurvey.anonymise.risk` give them
-one definition, including what an empty table or a form without keys reports.
+Why a module of their own: the per-file report, the release plan and the profiles of linked
+files measure the same things (sdcMicro's global risk, distinct l-diversity, values changed)
+at several stages; these wrappers over :mod:`~dhsurvey.anonymise.risk` give them one
+definition, including what an empty table or a form without keys reports. (Records below k
+are counted as the intruder counts them, in :mod:`~dhsurvey.anonymise.linked`.)
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from dhsurvey.anonymise.risk import frequencies, global_risk, l_diversity
+from dhsurvey.anonymise.risk import global_risk, l_diversity
 
 
 def risk_summary(df: pd.DataFrame, keys: list[str], weight: str | None) -> dict[str, float]:
@@ -21,14 +22,6 @@ def risk_summary(df: pd.DataFrame, keys: list[str], weight: str | None) -> dict[
         return {"risk": 0.0, "expected_reidentifications": 0.0}
     g = global_risk(df, keys, weight)
     return {"risk": g.risk, "expected_reidentifications": g.expected_reidentifications}
-
-
-def violations(df: pd.DataFrame, keys: list[str], k: int) -> tuple[int, int | None]:
-    """(records with f_k < k, smallest f_k)."""
-    if not keys or df.empty:
-        return 0, None
-    fk = frequencies(df, keys)["fk"]
-    return int((fk < k).sum()), int(fk.min())
 
 
 def distinct_l(df: pd.DataFrame, keys: list[str], sensitive: str) -> dict[str, Any]:

@@ -19,23 +19,29 @@ The release of one country (:func:`anonymise_country`) does, in this order:
    pseudonym of the household and the code mappings go to ``restricted`` only: ``records``
    (form, KEY, record_id, hh_id), ``households`` (hh_pseudonym, hh_id), ``strata`` and
    ``psu``. Rows are shuffled, since file order follows cluster and visit order.
-3. **Global recoding** (:mod:`~dhsurvey.anonymise.recode`, ``recode=True``).
-4. **Local suppression** to k-anonymity, first per form
-   (:mod:`~dhsurvey.anonymise.suppression`), then on the *linked household profile*
-   (:mod:`~dhsurvey.anonymise.linked`: every household's keys from every form that carries
-   ``hh_id``, joined: an intruder holding the release can join them too).
-5. **Report** (:mod:`~dhsurvey.anonymise.report`), as a dict and as Markdown.
+3. **Global recoding** (:mod:`~dhsurvey.anonymise.recode`, ``recode=True``): the fixed
+   top-codes, bands and rare merges.
+4. **Recoding steps and local suppression** (:mod:`~dhsurvey.anonymise.ladder`,
+   :mod:`~dhsurvey.anonymise.suppression`): the fewest of the rules' steps that let
+   suppression protect every record within the budget, on the profile of the files the
+   tier links (:mod:`~dhsurvey.anonymise.linked`: each file's respondents, on every key the
+   intruder can join to them). With ``link: auto`` the files stay linked only if they can
+   be protected together; otherwise they are released without ``hh_id``.
+5. **Masked design** (:mod:`~dhsurvey.anonymise.masked`, tiers with ``design: masked``):
+   pseudo-strata and pseudo-PSUs, rounded weights, no replicate weights.
+6. **Report** (:mod:`~dhsurvey.anonymise.report`), as a dict and as Markdown.
 
 Choices worth knowing:
 
-- ``stratum`` (region x urban/rural) is a key in every weighted file, most important (never
-  blanked in practice: a record blank on everything else hides in its whole stratum; the
-  gate blocks a release if it ever is). ``psu`` is not a key: its code is random per
-  release, carries no geography, and making it one would blank most answers in a
-  20-household cluster; the residual cluster-level risk is the one DHS accepts.
+- ``stratum`` is a key of every weighted file and is never suppressed, nor what it pins
+  down (its region, and its urban/rural setting unless the strata were collapsed): the
+  gate blocks a release whose records cannot be protected otherwise. ``psu`` is not a key:
+  its code is random per release (a pseudo-PSU in the public tier) and carries no
+  geography.
 - Dates become months and identifiers are dropped even with ``recode=False``: that switch
   exists to show what global recoding buys on the keys, not to release exact dates.
-- Unweighted files (frontline workers) get risk 1/f_k with the sample as population.
+- Unweighted files (frontline workers) get risk 1/f_k with the sample as population; their
+  records without consent are not released.
 
 :func:`~dhsurvey.anonymise.scan.scan_release` then reads the written files back and looks for
 restricted values and identifier patterns; :func:`~dhsurvey.anonymise.gate.gate` turns the
@@ -105,7 +111,6 @@ from dhsurvey.anonymise.scenario import UNDECLARED, Rules, Tier
 from dhsurvey.anonymise.suppression import (
     DEFAULT_IMPORTANCE,
     LINK_PRIORITY,
-    LINKED,
     form_importance,
 )
 from dhsurvey.anonymise.working import WorkingForm
@@ -127,7 +132,6 @@ __all__ = [
     "FIXED_TOPCODES",
     "HOUSEHOLD_PURPOSE",
     "LINE_POINTER",
-    "LINKED",
     "LINK_PRIORITY",
     "META_DROP",
     "MONTH_TYPES",

@@ -51,9 +51,6 @@ def locked(keys: Sequence[str], collapsed: bool = False) -> frozenset[str]:
         return frozenset()
     return LOCKED | {"region"} | (frozenset() if collapsed else {"urban_rural"})
 
-#: Name of the linked household profile in a release's report and ``importance`` option.
-LINKED = "linked"
-
 #: Round-robin order of the forms in a profile: the child's keys first.
 LINK_PRIORITY = ("child", "caregiver", "household")
 
@@ -270,6 +267,6 @@ def write_back(forms: Mapping[str, WorkingForm],
         f.suppressed[key] = f.suppressed.get(key, 0) + n
 
 
-__all__ = ["DEFAULT_IMPORTANCE", "LINKED", "LINK_PRIORITY", "LOCKED", "blanked_cells", "locked",
+__all__ = ["DEFAULT_IMPORTANCE", "LINK_PRIORITY", "LOCKED", "blanked_cells", "locked",
            "form_importance", "importance", "profile_importance", "protect", "restore_dtype",
            "write_back"]
