@@ -102,3 +102,28 @@ def test_run_without_a_pseudonym_key_says_so(landed, monkeypatch) -> None:
     unknown = CliRunner().invoke(app, ["run", "XYZ", "--data", str(data), "--instruments",
                                        str(INSTRUMENTS)])
     assert unknown.exit_code == 2 and "XYZ" in unknown.output
+
+
+def test_every_release_folder_carries_its_methods_note(landed) -> None:
+    """methods.md: design, response, weighting with the margins' source and the trimming cap,
+    variance estimation for the tier, disclosure control, the frontline-worker caveat; the
+    numbers are the weight step's own."""
+    study, data = landed
+    store = Store(data)
+    if not (data / "release" / "KEN" / "methods.md").exists():
+        run_country(store, study, "KEN", key=KEY)
+    summary = store.weights_summary("KEN")
+    config = study.config("KEN")
+    for folder, variance in (("release", "masked variance units"), ("licensed", "rep_001")):
+        note = (data / folder / "KEN" / "methods.md").read_text(encoding="utf-8")
+        assert note.startswith(f"# {config.name}: how these files were made")
+        assert f"({folder}/)" in note.replace("`", "")
+        assert "not a probability sample" in note
+        assert config.margins_source.split(";")[0] in note
+        assert f"{summary['trim']['cap']:,.1f}" in note
+        hh = summary["households"]
+        assert f"| Households | {hh['selected']} | {hh['eligible']} | {hh['respondents']} |" \
+            in note
+        assert variance in note
+        assert study.disclosure.tiers["public" if folder == "release" else "licensed"] \
+            .scenario in note

@@ -537,6 +537,7 @@ def _release_tier(store: Store, study: Study, iso: str, key: bytes, rules: Any,
     from dhsurvey.release.formats.parquet import ParquetTable
     from dhsurvey.release.labels import with_merged_codes
     from dhsurvey.release.manifest import write_manifest
+    from dhsurvey.release.methods import methods_note, write_methods
     from dhsurvey.release.stream import ParquetAppender, write_from_parquet
     return_large_blocks()
     tier = rules.tiers[name]
@@ -603,6 +604,8 @@ def _release_tier(store: Store, study: Study, iso: str, key: bytes, rules: Any,
         write_masked(out)
     elif replicates:
         write_design(out, replicates)
+    write_methods(out, methods_note(config, weights.summary, anonymised.tier, variance,
+                                    release=store.release_label))
     report_md = anonymised.markdown()
     if masked:
         report_md += masked_variance(store, study, iso, out)
@@ -732,6 +735,7 @@ def _pool_tier(store: Store, study: Study, isos: list[str], left_out: dict[str, 
     from dhsurvey.release.design import masked_text, variance_text, write_design, write_masked
     from dhsurvey.release.labels import with_merged_codes
     from dhsurvey.release.manifest import write_manifest
+    from dhsurvey.release.methods import methods_note, write_methods
     from dhsurvey.release.pooled import pool_release
     from dhsurvey.release.writers import write_release
 
@@ -760,6 +764,13 @@ def _pool_tier(store: Store, study: Study, isos: list[str], left_out: dict[str, 
         write_masked(out)
     elif pooled.replicates:
         write_design(out, pooled.replicates)
+    rules = study.disclosure
+    write_methods(out, methods_note(None, None, {
+        "tier": tier.name, "folder": tier.folder, "scenario": tier.scenario, "k": rules.k,
+        "l_group": rules.l_group, "suppression_budget": rules.suppression_budget,
+        "linked": all("hh_id" in t.columns for n, t in pooled.tables.items()
+                      if n in ("household", "child", "caregiver"))},
+        variance, release=store.release_label, countries=isos))
     table = pooled_indicators(store, study, isos)
     if tier.folder == "release":
         write_indicators(out, table)

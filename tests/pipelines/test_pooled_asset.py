@@ -49,6 +49,9 @@ def test_pooled_release_holds_every_country_and_passes_its_scan(study) -> None:
     assert not (pooled / "replicates.csv").exists()
     assert {"replicates.csv", "svydesign.R", "svyset.do", "codebook.xlsx"} <= {
         p.name for p in (data / "licensed" / "pooled").iterdir()}
+    for tier in ("release", "licensed"):  # the methods note travels with the pool too
+        note = (data / tier / "pooled" / "methods.md").read_text(encoding="utf-8")
+        assert "All countries: KEN, UGA" in note and "not a probability sample" in note
 
     instance = dg.DagsterInstance.from_config(str(home))
     check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
