@@ -18,7 +18,7 @@ from dhsurvey.release.labels import (
     LABEL_LIMIT,
     NAME_LIMIT,
     ReleaseError,
-    column_labels,
+    file_labels,
     missing_codes,
     select_multiple_dummies,
     value_labels,
@@ -56,8 +56,9 @@ def test_dta_labels_match_the_model(tables, models, tmp_path: Path, table: str,
     path = write_dta(tables[table], model, tmp_path / "t.dta", language=language)
     data, meta = pyreadstat.read_dta(path, user_missing=True)
     assert list(data.columns) == list(tables[table].columns)
-    expected = column_labels(tables[table].columns, model, language)
+    expected = file_labels(tables[table].columns, model, language)
     assert meta.column_names_to_labels == {k: v or None for k, v in expected.items()}
+
     tags = missing_codes(model)
     coded = {k: v for k, v in value_labels(model, language).items() if k in data.columns}
     assert coded, "the table has labelled variables"
@@ -128,7 +129,7 @@ def test_sav_labels_user_missing_and_measure(tables, models, tmp_path: Path, tab
     path = write_sav(df, model, tmp_path / "t.sav", language="stata")
     data, meta = pyreadstat.read_sav(path, user_missing=True)
     plain, _ = pyreadstat.read_sav(path)
-    expected = column_labels(df.columns, model, "stata")
+    expected = file_labels(df.columns, model, "stata")
     assert meta.column_names_to_labels == {k: v or None for k, v in expected.items()}
     coded = {k: v for k, v in value_labels(model, "stata").items() if k in df.columns}
     assert meta.variable_value_labels == {
@@ -326,6 +327,23 @@ def test_measure_levels_follow_the_xlsform_type(tmp_path: Path) -> None:
     _, meta = pyreadstat.read_sav(write_sav(df, model, tmp_path / "m.sav"))
     assert meta.variable_measure == {"opinion": "ordinal", "owns": "nominal", "which": "nominal",
                                      "age": "scale", "hours": "scale", "note_text": "nominal"}
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_an_english_release_takes_the_stata_variable_labels(tables, models, tmp_path: Path,
+                                                            table: str) -> None:
+    """Variable labels are the workbook's label::stata wherever it has one (value labels
+    follow the release language)."""
+    model = model_for(table, models)
+    path = write_dta(tables[table], model, tmp_path / "t.dta", language=EN)
+    data, meta = pyreadstat.read_dta(path)
+    shorts = {i.name: i.labels["stata"] for i in model.fields
+              if i.labels.get("stata") and i.name in data.columns}
+    assert shorts
+    assert {n: meta.column_names_to_labels[n] for n in shorts} == {
+        n: t if len(t) <= LABEL_LIMIT else t[:LABEL_LIMIT - 1] + "…" for n, t in shorts.items()}
+    english = {i.name: i.labels[EN] for i in model.fields if i.name in shorts}
+    assert any(english[n] != shorts[n] for n in shorts)  # not the long English labels
 
 
 def test_labels_in_another_language(tables, models, tmp_path: Path) -> None:

@@ -18,8 +18,8 @@ import pandas as pd
 
 from dhsurvey.forms.model import FormModel, Item
 from dhsurvey.release.labels import (
-    column_labels,
     field_for,
+    file_labels,
     missing_codes,
     resolve_language,
     value_labels,
@@ -119,7 +119,7 @@ def table_layout(names: list[str], kinds: Mapping[str, str], model: FormModel,
     """Labels and missing codes of the columns present, given each column's kind (the names
     are checked by the caller, once per table: :func:`~dhsurvey.release.labels.check_names`)."""
     lang = resolve_language(model, language)
-    labels = column_labels(names, model, lang)
+    labels = file_labels(names, model, lang)
     coded = {c: v for c, v in value_labels(model, lang).items()
              if c in kinds and kinds[c] in ("int", "empty")}
     missing = {c: v for c, v in missing_codes(model).items() if c in coded}

@@ -285,6 +285,23 @@ def column_labels(columns: Iterable[str], model: FormModel,
     return out
 
 
+def file_labels(columns: Iterable[str], model: FormModel,
+                language: str | None = None) -> dict[str, str]:
+    """Variable labels of a Stata or SPSS file: a field's ``label::stata`` (the short English
+    label its workbook writes for these files) where it has one, else its label in
+    ``language`` (:func:`column_labels`). A release in another language than English keeps
+    its own labels (the stata column is English). Value labels follow the language."""
+    out = column_labels(columns, model, language)
+    if resolve_language(model, language) not in (STATA, english(model)):
+        return out
+    for column in out:
+        if column in model.by_name:
+            short = clean_label(model[column].labels.get(STATA, ""))
+            if short:
+                out[column] = truncate(short)
+    return out
+
+
 def with_merged_codes(models: Mapping[str, FormModel],
                       merges: Mapping[str, Mapping[str, Mapping[str, Any]]]
                       ) -> dict[str, FormModel]:
