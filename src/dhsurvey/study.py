@@ -535,7 +535,7 @@ def _release_tier(store: Store, study: Study, iso: str, key: bytes, rules: Any,
     from dhsurvey.release.codebook import build_codebook, write_codebook
     from dhsurvey.release.design import masked_text, variance_text, write_design, write_masked
     from dhsurvey.release.formats.parquet import ParquetTable
-    from dhsurvey.release.labels import with_merged_codes
+    from dhsurvey.release.labels import for_countries, with_merged_codes
     from dhsurvey.release.manifest import write_manifest
     from dhsurvey.release.methods import methods_note, write_methods
     from dhsurvey.release.stream import ParquetAppender, write_from_parquet
@@ -577,7 +577,7 @@ def _release_tier(store: Store, study: Study, iso: str, key: bytes, rules: Any,
                 iso, form, ["KEY", *sensitive[i:i + SENSITIVE_AT_ONCE]])))
     release_memory()
 
-    labelled = with_merged_codes(models, anonymised.merged_codes)
+    labelled = with_merged_codes(for_countries(models, [config.code]), anonymised.merged_codes)
     language = config.release_language
     warnings: list[str] = []
     for form in forms:
@@ -733,7 +733,7 @@ def _pool_tier(store: Store, study: Study, isos: list[str], left_out: dict[str, 
     from dhsurvey.anonymise.release import release_files, scan_release
     from dhsurvey.release.codebook import build_codebook, write_codebook
     from dhsurvey.release.design import masked_text, variance_text, write_design, write_masked
-    from dhsurvey.release.labels import with_merged_codes
+    from dhsurvey.release.labels import for_countries, with_merged_codes
     from dhsurvey.release.manifest import write_manifest
     from dhsurvey.release.methods import methods_note, write_methods
     from dhsurvey.release.pooled import pool_release
@@ -753,7 +753,8 @@ def _pool_tier(store: Store, study: Study, isos: list[str], left_out: dict[str, 
     pooled = pool_release(tables, replicates)
     pooled.notes.extend(recoded)
     language = study.config(isos[0]).release_language
-    labelled = with_merged_codes(study.models, merged)
+    labelled = with_merged_codes(
+        for_countries(study.models, [study.config(iso).code for iso in isos]), merged)
     written = write_release(pooled.tables, labelled, out, language=language)
     variance = masked_text() if masked else \
         variance_text(pooled.replicates) if pooled.replicates else None

@@ -147,3 +147,23 @@ def test_merged_rare_levels_get_a_label_in_every_language(models, tmp_path: Path
     kept = with_merged_codes(models, {"frontline_worker": {
         "org_type": {"levels": [5], "into": 96}}})["frontline_worker"]
     assert value_labels(kept, "English (en)")["org_type"][96] == english[96]
+
+
+def test_a_countrys_files_label_only_its_own_regions() -> None:
+    """The region list holds every country's regions (filtered by ${country} in the form);
+    a country's release labels its own, the pooled one those of its countries."""
+    from dhsurvey.release.labels import for_countries
+    from dhsurvey.study import Study
+
+    study = Study.load(Path(__file__).parents[2] / "instruments")
+    everything = value_labels(study.models["child"])["region"]
+    codes = {iso: {int(r) for r in study.config(iso).regions} for iso in ("KEN", "TZA")}
+    assert codes["KEN"] | codes["TZA"] < set(everything)  # the list holds more countries
+    ken = for_countries(study.models, [study.config("KEN").code])
+    assert set(value_labels(ken["child"])["region"]) == codes["KEN"]
+    both = for_countries(study.models, [study.config(i).code for i in ("KEN", "TZA")])
+    assert set(value_labels(both["household"])["region"]) == codes["KEN"] | codes["TZA"]
+    # Lists without a country filter, and the models given, are untouched.
+    assert value_labels(ken["child"])["child_sex"] == value_labels(study.models["child"])[
+        "child_sex"]
+    assert value_labels(study.models["child"])["region"] == everything

@@ -302,6 +302,36 @@ def file_labels(columns: Iterable[str], model: FormModel,
     return out
 
 
+#: A choice filter that keeps a country's own choices: ``<column> = ${country}``.
+_COUNTRY_FILTER = re.compile(r"^\s*(\w+)\s*=\s*\$\{country\}\s*$")
+
+
+def for_countries(models: Mapping[str, FormModel], codes: Iterable[str | int]
+                  ) -> dict[str, FormModel]:
+    """Copies of the models whose choice lists filtered by country (``choice_filter``
+    ``country = ${country}``, as the region list) keep only the choices of the countries
+    ``codes`` (ISO numeric, as the forms' ``country`` field): a country's files label its own
+    regions, not every country's. The originals are not changed."""
+    wanted = {str(c) for c in codes}
+    out = dict(models)
+    for form, model in models.items():
+        filtered = []
+        for item in model.fields:
+            match = _COUNTRY_FILTER.match(str(item.get("choice_filter") or ""))
+            lst = model.choices_for(item) if match else None
+            if match and lst is not None:
+                filtered.append((lst.name, match.group(1)))
+        if not filtered:
+            continue
+        copy_ = copy.deepcopy(model)
+        for list_name, column in filtered:
+            lst = copy_.choice_lists[list_name]
+            lst.choices[:] = [c for c in lst.choices
+                              if str(c.extra.get(column, "")) in wanted or column not in c.extra]
+        out[form] = copy_
+    return out
+
+
 def with_merged_codes(models: Mapping[str, FormModel],
                       merges: Mapping[str, Mapping[str, Mapping[str, Any]]]
                       ) -> dict[str, FormModel]:
