@@ -213,7 +213,7 @@ MIN_KEY_BYTES = 32
 #: Fewest distinct byte values a secret key may have (a random 32-byte key has about 30).
 MIN_DISTINCT_BYTES = 16
 #: How to make a good key, for the messages.
-_MAKE_KEY = "python -c 'import secrets; print(secrets.token_hex(32))'"
+MAKE_KEY = "python -c 'import secrets; print(secrets.token_hex(32))'"
 _HEX = re.compile(r"[0-9a-fA-F]+")
 #: How long pyarrow keeps a key encryption key (wrapping and unwrapping) before asking the
 #: in-process KMS again.
@@ -237,12 +237,10 @@ def at_rest_key() -> bytes | None:
 def env_key(variable: str, purpose: str) -> bytes | None:
     """A secret key from environment variable ``variable``, hex or base64 (:func:`decode_key`),
     at least :data:`MIN_KEY_BYTES` bytes and not weak (:func:`key_weakness`); None when the
-    variable is unset or empty. The rules are those of the pseudonym key
-    (:func:`~dhsurvey.anonymise.pseudonym.load_key`), spelled here because shared
-    infrastructure may not import a stage (``tests/test_architecture.py``); errors
-    (``secret-invalid``,
-    ``secret-weak``) name the variable and what the key is for (``purpose``), never the
-    key."""
+    variable is unset or empty. One set of rules for every secret key: the pseudonym key is
+    read through here too (:func:`~dhsurvey.anonymise.pseudonym.load_key`). Errors
+    (``secret-invalid``, ``secret-weak``) name the variable and what the key is for
+    (``purpose``), never the key."""
     raw = os.environ.get(variable, "").strip()
     return _checked_key(raw, variable, purpose) if raw else None
 
@@ -263,7 +261,7 @@ def _checked_key(raw: str, variable: str, purpose: str) -> bytes:
     if weakness is not None:
         raise DhsurveyError(
             f"the key in environment variable {variable} is too weak to {purpose}: {weakness}. "
-            f"Use {MIN_KEY_BYTES} random bytes, e.g. from {_MAKE_KEY}", code="secret-weak",
+            f"Use {MIN_KEY_BYTES} random bytes, e.g. from {MAKE_KEY}", code="secret-weak",
             variable=variable)
     return key
 
@@ -279,6 +277,7 @@ def decode_key(raw: str) -> bytes | None:
         return None
 
 
+@functools.lru_cache(maxsize=8)
 def key_weakness(key: bytes) -> str | None:
     """Why ``key`` is too weak, in words that do not reveal it; None when it is not (its
     length is checked apart): one byte value repeated, a pattern shorter than

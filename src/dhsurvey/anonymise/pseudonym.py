@@ -24,11 +24,7 @@ key.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import functools
 import hmac
-import os
 import re
 import unicodedata
 
@@ -36,24 +32,19 @@ import numpy as np
 import pandas as pd
 
 from dhsurvey.errors import DhsurveyError
+from dhsurvey.io import (
+    MAKE_KEY,
+    MIN_KEY_BYTES,
+    env_key,
+    key_weakness,
+)
 
 #: Hex characters kept from the HMAC: 32 hex = 128 bits, collision-free for any survey size
 #: (birthday bound ~2**64 IDs) and short enough to read out on the phone.
 PSEUDONYM_HEX_LENGTH = 32
 
-#: Minimum key length in bytes (256 bits, the HMAC-SHA256 block-safe recommendation).
-MIN_KEY_BYTES = 32
-
-#: Fewest distinct byte values a key may have (a random 32-byte key has about 30).
-MIN_DISTINCT_BYTES = 16
-
-#: How to make a good key, for the messages.
-_MAKE_KEY = "python -c 'import secrets; print(secrets.token_hex(32))'"
-
 #: Hex characters in a release ID (64 random bits).
 RELEASE_ID_HEX_LENGTH = 16
-
-_HEX = re.compile(r"[0-9a-fA-F]+")
 
 
 def normalise_id(value: str) -> str:
@@ -64,29 +55,6 @@ def normalise_id(value: str) -> str:
     """
     text = unicodedata.normalize("NFKC", str(value))
     return re.sub(r"\s+", "", text).upper()
-
-
-@functools.lru_cache(maxsize=8)
-def key_weakness(key: bytes) -> str | None:
-    """Why ``key`` is too weak for a pseudonym key, in words that do not reveal it; None
-    when it is not (its length is checked apart)."""
-    distinct = len(set(key))
-    if distinct == 1:
-        return "it is one byte value repeated"
-    # A pattern shorter than a key, repeated (a longer one holds a whole key's worth).
-    period = next((p for p in range(1, min(len(key) // 2, MIN_KEY_BYTES - 1) + 1)
-                   if key[p:] == key[:-p]), None)
-    if period is not None:
-        return f"it repeats a pattern of {period} bytes"
-    if distinct < MIN_DISTINCT_BYTES:
-        return (f"it has only {distinct} distinct byte values (a random key of "
-                f"{len(key)} bytes has about {_expected_distinct(len(key)):.0f}; at least "
-                f"{MIN_DISTINCT_BYTES} are required)")
-    return None
-
-
-def _expected_distinct(n: int) -> float:
-    return 256 * (1 - (255 / 256) ** n)
 
 
 def check_key(key: bytes, where: str = "the pseudonym key") -> None:
@@ -100,7 +68,7 @@ def check_key(key: bytes, where: str = "the pseudonym key") -> None:
     if weakness is not None:
         raise DhsurveyError(
             f"{where} is too weak to keep pseudonyms secret: {weakness}. Use {MIN_KEY_BYTES} "
-            f"random bytes, e.g. from {_MAKE_KEY}", code="secret-weak",
+            f"random bytes, e.g. from {MAKE_KEY}", code="secret-weak",
         )
 
 
@@ -119,16 +87,6 @@ def pseudonym(key: bytes, purpose: str, value: str) -> str:
     return hmac.digest(bytes(key), message, "sha256").hex()[:PSEUDONYM_HEX_LENGTH]
 
 
-def _decode_key(raw: str) -> bytes | None:
-    """Hex, else standard or URL-safe base64 (strictly validated), else None."""
-    if len(raw) % 2 == 0 and _HEX.fullmatch(raw):
-        return bytes.fromhex(raw)
-    try:
-        return base64.b64decode(raw.replace("-", "+").replace("_", "/"), validate=True)
-    except (binascii.Error, ValueError):
-        return None
-
-
 def load_key(env: str = "DHSURVEY_PSEUDONYM_KEY") -> bytes:
     """Read the pseudonym key from environment variable ``env``, as hex or base64.
 
@@ -137,31 +95,14 @@ def load_key(env: str = "DHSURVEY_PSEUDONYM_KEY") -> bytes:
     Error messages name the variable, never its value, and carry no decoder exception (whose
     text could quote the value).
     """
-    raw = os.environ.get(env, "").strip()
-    if not raw:
+    key = env_key(env, "keep pseudonyms secret")
+    if key is None:
         raise DhsurveyError(
             f"environment variable {env} is not set; the pseudonym key comes from the secret "
             "store, never from a file in the repository",
             code="secret-missing",
             variable=env,
         )
-    key = _decode_key(raw)
-    if key is None:
-        raise DhsurveyError(
-            f"environment variable {env} is neither hex nor base64", code="secret-invalid",
-            variable=env,
-        )
-    if len(key) < MIN_KEY_BYTES:
-        raise DhsurveyError(
-            f"environment variable {env} holds {len(key)} bytes; at least {MIN_KEY_BYTES} "
-            "are required",
-            code="secret-invalid",
-            variable=env,
-        )
-    try:
-        check_key(key, f"the key in environment variable {env}")
-    except DhsurveyError as exc:
-        raise DhsurveyError(exc.message, code=exc.code, variable=env) from None
     return key
 
 
