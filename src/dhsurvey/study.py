@@ -455,7 +455,9 @@ def release(store: Store, study: Study, iso: str, *, key: bytes, k: int | None =
         rules = replaced(rules, k=k)
     if max_global_risk is not None:
         rules = replaced(rules, max_global_risk=max_global_risk)
-    tiers = {name: _release_tier(store, study, iso, key, rules, name) for name in rules.tiers}
+    country = _ReleaseInputs.of(store, study, iso)
+    tiers = {name: _release_tier(store, study, iso, key, rules, name, country)
+             for name in rules.tiers}
     store.write_gate(iso, {
         "passed": all(t.gate.passed for t in tiers.values()),
         "reasons": [f"{name}: {r}" for name, t in tiers.items() for r in t.gate.reasons],
@@ -469,6 +471,32 @@ def release(store: Store, study: Study, iso: str, *, key: bytes, k: int | None =
     return public
 
 
+@dataclass
+class _ReleaseInputs:
+    """What every tier of a country's release reads alike, read once: the forms released,
+    the record numbering, the weights on record numbers, each form's accepted columns, and
+    the values the scan looks for."""
+
+    forms: list[str]
+    numbering: Numbering
+    weights: Any  # StudyWeights, KEYs as record numbers
+    columns: dict[str, list[str]]
+    restricted: list[str]
+
+    @classmethod
+    def of(cls, store: Store, study: Study, iso: str) -> _ReleaseInputs:
+        forms = [f for f in study.models if store.has_accepted(iso, f)]
+        numbering = Numbering(store, iso, forms)
+        weights = store.read_weights(iso)
+        # Weights joined on record numbers, as the plan's inputs are.
+        weights = replace(weights, **{w: getattr(weights, w).assign(KEY=pd.array(
+            numbering.number(w, getattr(weights, w)["KEY"]), dtype="Int64"))
+            for w in WEIGHTED})
+        return cls(forms, numbering, weights,
+                   {f: store.accepted_columns(iso, f) for f in forms},
+                   restricted_values(store, iso, study))
+
+
 def _tier_folder(store: Store, tier: Any, iso: str) -> Path:
     """Where a tier's files go: ``release/<ISO>`` (public) or ``licensed/<ISO>``."""
     return store.release(iso) if tier.folder == "release" else store.licensed(iso)
@@ -476,8 +504,10 @@ def _tier_folder(store: Store, tier: Any, iso: str) -> Path:
 
 def masked_variance(store: Store, study: Study, iso: str, folder: Path) -> str:
     """The report's section comparing the headline indicators (overall) estimated from the
-    full design (strata, PSUs, exact weights) and from a masked tier's files (pseudo-strata,
-    pseudo-PSUs, rounded weights), both by Taylor linearisation: what masking costs."""
+    full design (strata, PSUs, exact weights: the published ``indicators.parquet``, computed
+    here only when the indicators step has not run) and from a masked tier's files
+    (pseudo-strata, pseudo-PSUs, rounded weights), both by Taylor linearisation: what
+    masking costs."""
     import pyarrow.parquet as pq
 
     from dhsurvey.forms.expressions import references
@@ -500,7 +530,10 @@ def masked_variance(store: Store, study: Study, iso: str, folder: Path) -> str:
                 {*cols, *needed, "stratum", "psu", "weight"}))
     if not usable:
         return ""
-    full = compute_indicators(weighted_tables(store, study, iso), usable, {})
+    published = store.release(iso) / "indicators.parquet"  # the indicators step's own
+    full = pd.read_parquet(published) if published.exists() else \
+        compute_indicators(weighted_tables(store, study, iso), usable, {})
+    full = full[(full["domain"] == "all") & full["indicator"].isin([i.id for i in usable])]
     public = compute_indicators(released, usable, {}, psu="psu")
     both = full.merge(public, on=["indicator", "domain", "level"], suffixes=("_full", "_pub"))
     lines = ["", "## Variance with masked units", "",
@@ -520,7 +553,7 @@ def masked_variance(store: Store, study: Study, iso: str, folder: Path) -> str:
 
 
 def _release_tier(store: Store, study: Study, iso: str, key: bytes, rules: Any,
-                  name: str) -> CountryRelease:
+                  name: str, country: _ReleaseInputs) -> CountryRelease:
     """One tier of a country's release (see :func:`release`)."""
     from dhsurvey.anonymise.release import (
         ReleasePlan,
@@ -543,17 +576,11 @@ def _release_tier(store: Store, study: Study, iso: str, key: bytes, rules: Any,
     tier = rules.tiers[name]
     masked = tier.design == "masked"
     config, models = study.config(iso), study.models
-    forms = [f for f in models if store.has_accepted(iso, f)]
+    forms, numbering, weights, columns = (country.forms, country.numbering, country.weights,
+                                          country.columns)
     out = _tier_folder(store, tier, iso)
     restricted = store.restricted(iso) / name
     restricted.mkdir(mode=0o700, parents=True, exist_ok=True)
-    numbering = Numbering(store, iso, forms)
-    weights = store.read_weights(iso)
-    # Weights joined on record numbers, as the plan's inputs are.
-    weights = replace(weights, **{w: getattr(weights, w).assign(KEY=pd.array(
-        numbering.number(w, getattr(weights, w)["KEY"]), dtype="Int64"))
-        for w in WEIGHTED})
-    columns = {f: store.accepted_columns(iso, f) for f in forms}
     # Forms of a household are planned on the columns whose release depends on the whole
     # sample and applied to the accepted parts; the others (frontline workers) whole.
     planned = [f for f in forms if models[f].household_id]
@@ -610,7 +637,7 @@ def _release_tier(store: Store, study: Study, iso: str, key: bytes, rules: Any,
     if masked:
         report_md += masked_variance(store, study, iso, out)
     atomic_write_text(out / "disclosure_risk.md", report_md)
-    findings = scan_release(release_files(out), restricted_values(store, iso, study))
+    findings = scan_release(release_files(out), country.restricted)
     verdict = gate(anonymised, findings, k=rules.k, max_global_risk=rules.max_global_risk)
     # Written after the scan: file names, checksums and form versions, no data values.
     manifest = write_manifest(out, tables, models, {
