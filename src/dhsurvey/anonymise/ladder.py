@@ -17,7 +17,7 @@ they can be protected together; otherwise each is protected, and released, on it
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -77,7 +77,6 @@ class Trial:
     cells: dict[tuple[str, str], np.ndarray]
     unsafe: dict[str, int]  # per form: records left unsafe
     shares: dict[tuple[str, str], float]
-    observed: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def over_budget(self, budget: float) -> dict[tuple[str, str], float]:
         return {key: share for key, share in self.shares.items() if share > budget + 1e-12}
@@ -180,7 +179,7 @@ class Search:
                     for n in copies for key in copies[n].keys}
         shares = {key: (int(cells[key].sum()) / observed[key] if key in cells and observed[key]
                         else 0.0) for key in observed}
-        return Trial(dict(levels), copies, cells, unsafe, shares, observed)
+        return Trial(dict(levels), copies, cells, unsafe, shares)
 
     def _unsafe_before(self, groups: Sequence[Sequence[str]], levels: Levels) -> int:
         total = 0

@@ -25,20 +25,11 @@ DESIGNS = ("masked", "replicates")
 
 @dataclass(frozen=True)
 class Harmful:
-    """The answers of a sensitive variable an intruder must not learn (l-diversity)."""
+    """The answers of a sensitive variable an intruder must not learn (l-diversity; the
+    records holding one: :func:`~dhsurvey.anonymise.linked.harmful_flags`)."""
 
     values: tuple[Any, ...] = ()
     at_least: float | None = None
-
-    def test(self, value: Any) -> bool:
-        if value is None or value != value:  # missing: not asked, not harmful
-            return False
-        if self.at_least is not None:
-            try:
-                return float(value) >= self.at_least
-            except (TypeError, ValueError):
-                return False
-        return str(value) in {str(v) for v in self.values} or value in self.values
 
     def describe(self) -> str:
         if self.at_least is not None:
