@@ -1,4 +1,5 @@
-"""The study's weights: from recorded selection probabilities to calibrated child weights.
+"""The study's weights: from recorded selection probabilities to calibrated child and
+caregiver weights, with replicate weights for every weighted form.
 
 Steps (DHS/MICS practice, with the study's choices stated):
 
@@ -26,18 +27,27 @@ Steps (DHS/MICS practice, with the study's choices stated):
 6. **Caregivers** (a documented choice): a caregiver represents "the main caregiver of an
    internet-using child aged 12–17". The caregiver's weight starts from the child design weight
    of the selected child, is adjusted for caregiver nonresponse (a respondent passed the
-   caregiver form's consent gate) in the same classes, and is raked to the same child margins.
+   caregiver form's consent gate) in the same classes, and is raked to the same child margins
+   and trimmed as the child weights are (3.5 × the caregivers' median, cap → redistribute →
+   re-rake), the Kish design effect reported before and after.
 7. **Frontline workers** are not a probability sample: no weight is produced; their tables are
    released unweighted and say so.
 
-Variance: strata = region × urban/rural, PSU = cluster; JKn replicate weights re-raked per
-replicate accompany the release for users without Taylor-linearisation software — one per PSU,
-or per group of PSUs when the country's ``max_replicates`` (default 200) would be exceeded.
+Variance: strata = region × urban/rural, PSU = cluster; JKn replicate weights accompany the
+release for users without Taylor-linearisation software, for every weighted form — one per PSU,
+or per group of PSUs when the country's ``max_replicates`` (default 200) would be exceeded. The
+child and caregiver replicates are re-raked to the margins per replicate; the household ones
+are not (household weights are nonresponse-adjusted, not calibrated).
+
+The child and caregiver weight tables carry the margin variables (``config.margins``: the
+selected child's roster sex and age group, the household's urban/rural) with the values each
+weight was calibrated with, so that users can rake the design again.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,7 +56,7 @@ import pandas as pd
 from dhsurvey.errors import DhsurveyError
 from dhsurvey.fieldwork.config import CountryConfig
 from dhsurvey.forms.facts import Models, StudyFacts, gates_passed, study_facts
-from dhsurvey.weight.calibrate import kish_deff, normalise, rake, trim
+from dhsurvey.weight.calibrate import TrimResult, kish_deff, normalise, trim
 from dhsurvey.weight.nonresponse import nonresponse_adjust
 from dhsurvey.weight.variance import Design, variance_units
 
@@ -102,28 +112,57 @@ class StudyWeights:
     caregiver: pd.DataFrame
     household: pd.DataFrame
     summary: dict = field(default_factory=dict)
-    #: The child replicate design, kept in factor form (``dense_replicates=False``).
+    #: The child replicate design, kept in factor form (``dense_replicates=False``): the same
+    #: as ``designs["child"]``, kept for the callers that read it.
     replicates: Design | None = None
-    _child_index: pd.Index | None = field(default=None, init=False, repr=False, compare=False)
+    #: Each weighted form's replicate design in factor form (``dense_replicates=False``).
+    designs: dict[str, Design] = field(default_factory=dict)
+    #: Per form: (the table's id, its length, its KEYs as an index), built once per table.
+    _index: dict[str, tuple[int, int, pd.Index]] = field(default_factory=dict, init=False,
+                                                         repr=False, compare=False)
 
-    def child_replicates(self, keys: pd.Series | pd.Index | np.ndarray) -> pd.DataFrame:
-        """``rep_NNN`` columns for the child interviews ``keys`` (KEYs, in that order).
-
-        With ``dense_replicates=False`` the child table carries no replicate columns: a
-        release written in batches asks for each batch's rows here instead.
-        """
-        if self._child_index is None or len(self._child_index) != len(self.child):
-            self._child_index = pd.Index(self.child["KEY"].tolist())  # once, not per batch
-        positions = self._child_index.get_indexer(pd.Index(list(keys)))
-        if (positions < 0).any():
-            raise DhsurveyError("replicate weights asked for a child without a weight",
-                                code="weights-replicates")
+    def __post_init__(self) -> None:
         if self.replicates is None:
-            names = [c for c in self.child.columns if REPLICATE.match(str(c))]
-            return self.child[names].iloc[positions].reset_index(drop=True)
-        reps = self.replicates.replicate_weights(positions).reset_index(drop=True)
+            self.replicates = self.designs.get("child")
+        elif "child" not in self.designs:
+            self.designs = {**self.designs, "child": self.replicates}
+
+    def replicates_for(self, form: str, keys: pd.Series | pd.Index | np.ndarray
+                       ) -> pd.DataFrame:
+        """``rep_NNN`` columns for the records ``keys`` (KEYs, in that order) of ``form``
+        ("household", "child" or "caregiver").
+
+        With ``dense_replicates=False`` the weight tables carry no replicate columns: a
+        release written in batches asks for each batch's rows here instead. Without replicate
+        weights (``replicates=False``) the frame has no columns.
+        """
+        if form not in WEIGHTED:
+            raise DhsurveyError(f"no weights for form {form!r}", code="weights-replicates",
+                                form=form)
+        table: pd.DataFrame = getattr(self, form)
+        # Weights pickled before every form had replicates lack the per-form attributes.
+        cache: dict = self.__dict__.setdefault("_index", {})
+        cached = cache.get(form)
+        if cached is None or cached[0] != id(table) or cached[1] != len(table):
+            cached = (id(table), len(table), pd.Index(table["KEY"].tolist()))  # once per table
+            cache[form] = cached
+        positions = cached[2].get_indexer(pd.Index(list(keys)))
+        if (positions < 0).any():
+            raise DhsurveyError(f"replicate weights asked for a {form} record without a weight",
+                                code="weights-replicates", form=form)
+        designs = getattr(self, "designs", None) or {}
+        design = designs.get(form, self.replicates if form == "child" else None)
+        if design is None:
+            names = [c for c in table.columns if REPLICATE.match(str(c))]
+            return table[names].iloc[positions].reset_index(drop=True)
+        reps = design.replicate_weights(positions).reset_index(drop=True)
         reps.columns = replicate_names(reps.shape[1])
         return reps
+
+    def child_replicates(self, keys: pd.Series | pd.Index | np.ndarray) -> pd.DataFrame:
+        """``rep_NNN`` columns for the child interviews ``keys``
+        (:meth:`replicates_for` the child form)."""
+        return self.replicates_for("child", keys)
 
 
 def _min_class(respondents: int) -> int:
@@ -137,14 +176,27 @@ def _ids(table: pd.DataFrame, household_id: list[str]) -> pd.DataFrame:
 
 
 def _weight_table(frame: pd.DataFrame, keys: pd.Series, stages: dict[str, pd.Series],
-                  final: pd.Series) -> pd.DataFrame:
+                  final: pd.Series, margins: Iterable[str] = ()) -> pd.DataFrame:
+    """KEY, stratum, cluster, the margin variables (``margins``, as nullable integers), the
+    weights of each stage and the final weight with its normalised form."""
     out = pd.DataFrame({"KEY": keys.to_numpy(), "stratum": frame["stratum"].to_numpy(),
                         "cluster": frame["cluster"].to_numpy()})
+    for name in margins:
+        out[name] = _margin_values(frame[name], name)
     for name, values in stages.items():
         out[name] = values.to_numpy()
     out["weight"] = final.to_numpy()
     out["weight_norm"] = normalise(final).to_numpy()
     return out
+
+
+def _margin_values(values: pd.Series, name: str) -> pd.api.extensions.ExtensionArray:
+    """A margin variable's values as nullable integers (the codes a weight was raked with)."""
+    try:
+        return pd.to_numeric(values, errors="raise").astype("Int64").array
+    except (TypeError, ValueError) as exc:
+        raise DhsurveyError(f"margin variable {name!r} is not coded as integers",
+                            code="weights-margin", field=name) from exc
 
 
 def _codes(values: pd.Series, codes: tuple[str, ...]) -> pd.Series:
@@ -161,8 +213,10 @@ def study_weights(design: pd.DataFrame, household: pd.DataFrame, child: pd.DataF
 
     ``design``: the sample's households with ``psu_prob``, ``hh_prob``, ``stratum`` and the
     household ID; the others are accepted (typed) root tables, of which only the columns the
-    weights need (:func:`input_columns`) are read. ``dense_replicates=False`` keeps the
-    replicate weights out of the child table (see :meth:`StudyWeights.child_replicates`).
+    weights need (:func:`input_columns`) are read. ``replicates``: JKn replicate weights for
+    every weighted form. ``dense_replicates=False`` keeps them out of the tables (a design per
+    form instead, see :meth:`StudyWeights.replicates_for`): dense columns take 8 bytes × rows ×
+    replicates, 1.6 GB for a million households and 200 replicates.
     ``models``: the study's forms, for the household ID, dispositions and consent gates
     (default: the study's instruments).
     """
@@ -221,16 +275,12 @@ def study_weights(design: pd.DataFrame, household: pd.DataFrame, child: pd.DataF
     achieved = _achieved(resp, "weight", margins)
     child_table = _weight_table(resp, resp["child_key"], {
         "design_weight": resp["child_design_weight"], "nr_weight": resp["child_nr_weight"]},
-        resp["weight"])
-    replicate_info: dict = {"method": "none requested"}
-    rep_design = None
-    if replicates:
-        child_table, replicate_info, rep_design = _with_replicates(
-            child_table, resp, margins, config.max_replicates, dense=dense_replicates)
+        resp["weight"], margins)
     children = {"selected": int(len(sel)), "respondents": int(len(resp)),
                 "classes_collapsed": list(child_nr.log)}
     deff_child = kish_deff(resp["weight"])
-    del resp
+    trim_child = _trim_summary(trimmed)
+    del resp, trimmed
 
     cg = _ids(caregiver[columns[form_cg]], ids)
     cg_done = cg[gates_passed(cg, facts.gates(form_cg)).to_numpy()]
@@ -243,25 +293,54 @@ def study_weights(design: pd.DataFrame, household: pd.DataFrame, child: pd.DataF
     sel_cg["cg_nr_weight"] = cg_nr.weights
     cg_resp = sel_cg[sel_cg["cg_respondent"]].copy()
     del sel_cg
-    cg_resp["weight"] = rake(cg_resp, "cg_nr_weight", margins)
+    cg_trimmed = trim(cg_resp, "cg_nr_weight", margins)
     caregiver_table = _weight_table(cg_resp, cg_resp["cg_key"], {
         "design_weight": cg_resp["child_design_weight"], "nr_weight": cg_resp["cg_nr_weight"]},
-        cg_resp["weight"])
+        cg_trimmed.weights, margins)
+    caregivers = {"respondents": int(len(cg_resp)), "classes_collapsed": list(cg_nr.log)}
+    trim_caregiver = _trim_summary(cg_trimmed)
+    deff_caregiver = kish_deff(cg_trimmed.weights)
+    del cg_resp, cg_trimmed
+
+    # Replicates from the weight tables alone (the stages' frames are gone by now); a table
+    # with replicate columns replaces the one without.
+    tables = {form_hh: household_table, form_child: child_table, form_cg: caregiver_table}
+    del household_table, child_table, caregiver_table
+    replicate_info: dict[str, dict] = {}
+    designs: dict[str, Design] = {}
+    for form in WEIGHTED:
+        if not replicates:
+            replicate_info[form] = {"method": "none requested"}
+            continue
+        tables[form], replicate_info[form], rep_design = _with_replicates(
+            tables[form], None if form == form_hh else margins, config.max_replicates,
+            dense=dense_replicates)
+        if rep_design is not None:
+            designs[form] = rep_design
+        del rep_design
     summary = {
         "country": config.iso,
         "households": households,
         "children": children,
-        "caregivers": {"respondents": int(len(cg_resp)),
-                       "classes_collapsed": list(cg_nr.log)},
-        "trim": {"cap": trimmed.cap, "trimmed": trimmed.n_trimmed, "rounds": trimmed.rounds,
-                 "deff_before": trimmed.deff_before, "deff_after": trimmed.deff_after},
+        "caregivers": caregivers,
+        "trim": trim_child,
+        "trim_caregiver": trim_caregiver,
         "deff_child": deff_child,
-        "replicates": replicate_info,
+        "deff_caregiver": deff_caregiver,
+        "replicates": replicate_info[form_child],
+        "replicates_by_form": replicate_info,
         "margins": achieved,
         "margins_source": config.margins_source,
         "frontline_workers": "not a probability sample: released unweighted",
     }
-    return StudyWeights(child_table, caregiver_table, household_table, summary, rep_design)
+    return StudyWeights(tables[form_child], tables[form_cg], tables[form_hh], summary,
+                        designs.get(form_child), designs)
+
+
+def _trim_summary(trimmed: TrimResult) -> dict:
+    """What the weighting report quotes of a trimming."""
+    return {"cap": trimmed.cap, "trimmed": trimmed.n_trimmed, "rounds": trimmed.rounds,
+            "deff_before": trimmed.deff_before, "deff_after": trimmed.deff_after}
 
 
 def _achieved(frame: pd.DataFrame, weight: str, margins: dict) -> dict:
@@ -282,10 +361,11 @@ def _achieved(frame: pd.DataFrame, weight: str, margins: dict) -> dict:
     return out
 
 
-def _with_replicates(table: pd.DataFrame, frame: pd.DataFrame, margins: dict,
-                     max_replicates: int, *, dense: bool = True
-                     ) -> tuple[pd.DataFrame, dict, Design | None]:
-    """JKn replicate weights, one per variance unit, each re-raked to the margins.
+def _with_replicates(table: pd.DataFrame, margins: dict | None, max_replicates: int, *,
+                     dense: bool = True) -> tuple[pd.DataFrame, dict, Design | None]:
+    """JKn replicate weights of a weight table, one per variance unit, each re-raked to
+    ``margins`` (the table's margin variables) or, without margins, not re-raked (household
+    weights are nonresponse-adjusted, not calibrated).
 
     A variance unit is a PSU, or a group of a stratum's PSUs when the strata hold more PSUs
     than ``max_replicates`` allows (:func:`~dhsurvey.weight.variance.variance_units`): the
@@ -294,30 +374,39 @@ def _with_replicates(table: pd.DataFrame, frame: pd.DataFrame, margins: dict,
     samples); the replicates are then left un-raked and the note says so. Returns the table
     with ``variance_unit`` and ``rep_NNN`` columns, and what a user needs to compute variances:
     method, scale and the per-replicate multiplier (``rscales``). ``dense=False``: no
-    ``rep_NNN`` columns; the design that generates them is returned instead.
+    ``rep_NNN`` columns; the design that generates them is returned instead (it holds only
+    the weight, stratum, variance unit and margin variables).
     """
-    data = frame.assign(stratum=frame["stratum"].astype(str),
-                        cluster=frame["cluster"].astype(int))
-    n_strata = data["stratum"].nunique()
+    stratum = table["stratum"].astype(str)
+    cluster = table["cluster"].astype(int)
+    n_strata = stratum.nunique()
     per_stratum = max(2, max_replicates // max(n_strata, 1))
-    psus_per_stratum = data.groupby("stratum")["cluster"].nunique()
-    grouped = bool((psus_per_stratum > per_stratum).any())
-    data["variance_unit"] = variance_units(data["stratum"], data["cluster"], per_stratum)
+    grouped = bool((cluster.groupby(stratum).nunique() > per_stratum).any())
+    data = pd.DataFrame({"weight": table["weight"].to_numpy(), "stratum": stratum.to_numpy(),
+                         "variance_unit": variance_units(stratum, cluster, per_stratum)})
+    del stratum, cluster
     unit = (f"groups of PSUs (at most {per_stratum} per stratum)" if grouped
             else "one replicate per PSU")
-    note = f"JKn, {unit}, each re-raked to the margins"
-    try:
-        # From the final (trimmed, raked) weights: re-raking them leaves the full sample
-        # unchanged, so the replicates vary around the published estimate.
-        design = Design.jkn(data, "weight", strata="stratum", psu="variance_unit",
-                            calibrated_on=margins, lonely_psu="adjust")
-    except DhsurveyError as exc:
+    if margins is None:
+        note = (f"JKn, {unit}, not re-raked: household weights are nonresponse-adjusted, "
+                "not calibrated")
         design = Design.jkn(data, "weight", strata="stratum", psu="variance_unit",
                             lonely_psu="adjust")
-        note = f"JKn, {unit}, not re-raked ({exc.message})"
+    else:
+        for name in margins:
+            data[name] = table[name].array
+        note = f"JKn, {unit}, each re-raked to the margins"
+        try:
+            # From the final (trimmed, raked) weights: re-raking them leaves the full sample
+            # unchanged, so the replicates vary around the published estimate.
+            design = Design.jkn(data, "weight", strata="stratum", psu="variance_unit",
+                                calibrated_on=margins, lonely_psu="adjust")
+        except DhsurveyError as exc:
+            design = Design.jkn(data, "weight", strata="stratum", psu="variance_unit",
+                                lonely_psu="adjust")
+            note = f"JKn, {unit}, not re-raked ({exc.message})"
     scale, rscales = design.replicate_scales
-    out = table.reset_index(drop=True).assign(
-        variance_unit=data["variance_unit"].to_numpy())
+    out = table.reset_index(drop=True).assign(variance_unit=data["variance_unit"].to_numpy())
     info = {"method": "JKn", "note": note, "count": int(design.n_replicates),
             "grouped_psus": grouped, "units_per_stratum": per_stratum, "scale": scale,
             "rscales": [float(r) for r in rscales]}
