@@ -20,8 +20,9 @@ never listed here) and the data root is deleted. A release whose disclosure gate
 has its indicators, which are what is studied here: they are used and the failure is
 counted. A replicate whose ``run_country`` raises is run again, as the tests do for small
 samples (``tests/workbooks.py``, ``instruments_with_budget``), on a copy of the instruments
-whose ``disclosure.yaml`` allows a local suppression budget of 1.0, with
-``DHSURVEY_INSTRUMENTS`` pointing at the copy; ``--budget`` runs every replicate so.
+whose ``disclosure.yaml`` allows a local suppression budget of 1.0 (and k = 1, any global
+risk, no harmful answers), with ``DHSURVEY_INSTRUMENTS`` pointing at the copy; ``--budget B``
+runs every replicate on such a copy with budget B.
 
 **Population value.** The simulator has no finite population to read the value from: every
 seed draws a new frame of enumeration areas, new households and rosters, and each child's
@@ -81,7 +82,6 @@ import argparse
 import math
 import multiprocessing as mp
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -131,15 +131,21 @@ def smallest_country(study: Any) -> str:
 
 def relaxed_instruments(source: Path, folder: Path, budget: float) -> Path:
     """A copy of ``source`` whose disclosure rules allow local suppression of ``budget`` of a
-    variable (what ``tests/workbooks.py``'s ``instruments_with_budget`` does)."""
+    variable, as ``tests/workbooks.py``'s ``instruments_with_budget`` makes it: a budget of
+    1.0 also relaxes the thresholds (k = 1, any global risk, no answer declared harmful)."""
+    import yaml
+
     shutil.copytree(source, folder, dirs_exist_ok=True)
-    rules = folder / "disclosure.yaml"
-    text = rules.read_text(encoding="utf-8")
-    changed, count = re.subn(r"(?m)^(\s*suppression_budget:\s*)[0-9.]+",
-                             lambda m: f"{m.group(1)}{budget}", text)
-    if count == 0:
-        raise SystemExit(f"no suppression_budget in {rules}: cannot relax it")
-    rules.write_text(changed, encoding="utf-8")
+    path = folder / "disclosure.yaml"
+    rules = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(rules, dict) or "suppression_budget" not in rules:
+        raise SystemExit(f"no suppression_budget in {path}: cannot relax it")
+    rules["suppression_budget"] = budget
+    if budget >= 1.0:
+        rules.update(k=1, max_global_risk=1.0)
+        if isinstance(rules.get("l_diversity"), dict):
+            rules["l_diversity"]["sensitive"] = {}
+    path.write_text(yaml.safe_dump(rules, sort_keys=False), encoding="utf-8")
     return folder
 
 
