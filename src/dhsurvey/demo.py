@@ -31,7 +31,7 @@ from dhsurvey.io import AT_REST_KEY_ENV, atomic_write_bytes, atomic_write_text
 from dhsurvey.store import POOLED, Store
 
 #: Indicators shown in the demo's summary.
-HEADLINE = ("ocsea_any", "told_nobody", "know_helpline", "cg_aware")
+HEADLINE = ("ind_ocsea_any", "ind_told_nobody", "ind_know_helpline", "ind_cg_aware")
 
 
 @dataclass

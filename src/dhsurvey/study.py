@@ -1,4 +1,5 @@
-"""One path through a country: ingest → validate → weight → indicators → release, and pool.
+"""One path through a country: ingest → validate → weight → release (its indicators estimated
+from the released files), and pool.
 
 Why: the CLI (``dhsurvey run``), the demo and the Dagster assets must produce the same
 release from the same exports. Each stage here is a function of a :class:`~dhsurvey.store.Store`
@@ -20,7 +21,7 @@ import hmac
 import shutil
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -85,12 +86,13 @@ class Study:
     def indicator_columns(self, form: str) -> list[str]:
         """The answers the indicators and domains of ``form`` read (and KEY): a country of a
         million children is estimated from these columns, not its whole table."""
-        from dhsurvey.forms.expressions import references
+        from dhsurvey.release.indicators import reads
 
         declared, domains = self.indicators
-        expressions = [e for i in declared if i.form == form for e in (i.value, i.universe)]
-        expressions += [d.expression for d in domains.get(form, [])]
-        return list(dict.fromkeys(["KEY", *(r for e in expressions for r in references(e))]))
+        items = [*[i for i in declared if i.form == form], *domains.get(form, [])]
+        model = self.models[form]
+        return list(dict.fromkeys(["KEY", *(r for item in items for r in reads(item)
+                                            if r in model)]))
 
     @cached_property
     def disclosure(self) -> Any:
@@ -272,24 +274,59 @@ def weighted_tables(store: Store, study: Study, iso: str, also: tuple[str, ...] 
 
 
 def write_indicators(folder: Path, table: pd.DataFrame) -> list[Path]:
-    """``indicators.parquet`` and ``indicators.csv`` (text cells made spreadsheet-safe)."""
+    """``indicators.parquet`` and ``indicators.csv`` (text cells made spreadsheet-safe;
+    numbers to 12 significant digits, enough to check a reproduction to 1e-8)."""
     from dhsurvey.io import neutralise_formulas
 
     return [atomic_write_parquet(folder / "indicators.parquet", table),
             atomic_write_text(folder / "indicators.csv",
-                              neutralise_formulas(table).to_csv(index=False, float_format="%.6f"))]
+                              neutralise_formulas(table).to_csv(index=False, float_format="%.12g"))]
+
+
+#: Forms whose weights are raked to the country's margins (household weights are
+#: nonresponse-adjusted only).
+CALIBRATED = ("child", "caregiver")
+
+
+def collected_indicators(store: Store, study: Study, iso: str) -> pd.DataFrame:
+    """The indicators as the collected (clean, unsuppressed) data give them with the full
+    design: what the release's own figures are compared with (the disclosure report's
+    "Variance with masked units"), never published as the release's figures."""
+    from dhsurvey.release.indicators import compute_indicators, form_margins, release_variables
+
+    declared, domains = study.indicators
+    margins = study.config(iso).margins
+    tables = {f: release_variables(t, f, declared, domains) for f, t in
+              weighted_tables(store, study, iso).items()}
+    table = compute_indicators(tables, declared, domains, psu="cluster",
+                               margins=form_margins(tables, margins, CALIBRATED))
+    table.insert(0, "country", iso)
+    return table
+
+
+def file_indicators(folder: Path, study: Study, margins: Mapping[str, Mapping[str, float]],
+                    label: str) -> pd.DataFrame:
+    """Every declared indicator estimated from a release folder's own files (indicator and
+    domain variables, weights raked to ``margins``, ``stratum`` and ``psu``), overall and
+    by domain: what R gives on those files with the folder's ``svydesign.R``."""
+    from dhsurvey.release.indicators import compute_indicators, file_tables, form_margins
+
+    declared, domains = study.indicators
+    tables = file_tables(folder, declared, domains, list(margins))
+    table = compute_indicators(tables, declared, domains,
+                               margins=form_margins(tables, margins, CALIBRATED))
+    table.insert(0, "country", label)
+    return table
 
 
 def indicators(store: Store, study: Study, iso: str) -> pd.DataFrame:
-    """Every declared indicator with SE, 95 % CI and n, overall and by domain
-    (``release/<ISO>/indicators.*``)."""
-    from dhsurvey.release.indicators import compute_indicators
-
-    declared, domains = study.indicators
-    table = compute_indicators(weighted_tables(store, study, iso), declared, domains)
-    table.insert(0, "country", iso)
-    write_indicators(store.release(iso), table)
-    return table
+    """The country's published indicators (``release/<ISO>/indicators.*``, the public-use
+    files' estimates, which :func:`release` computes from those files)."""
+    path = store.release(iso) / "indicators.parquet"
+    if not path.exists():
+        raise DhsurveyError(f"{iso} has no release yet: its indicators come from the released "
+                            "files", code="release-missing", country=iso)
+    return pd.read_parquet(path)
 
 
 # --------------------------------------------------------------------------- release
@@ -370,6 +407,8 @@ class CountryRelease:
     warnings: list[str] = field(default_factory=list)
     tier: str = "public"
     merged_codes: dict[str, Any] = field(default_factory=dict)
+    #: The tier's indicators, estimated from its own files.
+    indicators: pd.DataFrame | None = None
     #: Every tier's release by name (set on the public one by :func:`release`).
     tiers: dict[str, CountryRelease] = field(default_factory=dict)
 
@@ -390,10 +429,11 @@ def restricted_values(store: Store, iso: str, study: Study) -> list[str]:
 
 
 def replicate_info(summary: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The weights summary's replicate description (method, scale, multipliers), or None
-    when the weights were made without replicates."""
-    info = summary.get("replicates")
-    return info if isinstance(info, dict) and info.get("rscales") else None
+    """The weights summary's replicate description per weighted form (method, scale,
+    multipliers), or None when the weights were made without replicates."""
+    infos = summary.get("replicates_by_form") or {"child": summary.get("replicates")}
+    out = {f: i for f, i in infos.items() if isinstance(i, dict) and i.get("rscales")}
+    return out or None
 
 
 def _write_form(store: Store, iso: str, form: str, plan: Any, numbering: Numbering,
@@ -502,46 +542,23 @@ def _tier_folder(store: Store, tier: Any, iso: str) -> Path:
     return store.release(iso) if tier.folder == "release" else store.licensed(iso)
 
 
-def masked_variance(store: Store, study: Study, iso: str, folder: Path) -> str:
-    """The report's section comparing the headline indicators (overall) estimated from the
-    full design (strata, PSUs, exact weights: the published ``indicators.parquet``, computed
-    here only when the indicators step has not run) and from a masked tier's files
-    (pseudo-strata, pseudo-PSUs, rounded weights), both by Taylor linearisation: what
-    masking costs."""
-    import pyarrow.parquet as pq
-
-    from dhsurvey.forms.expressions import references
-    from dhsurvey.release.indicators import compute_indicators
-
-    declared, _ = study.indicators
-    forms = {i.form for i in declared if i.form in WEIGHTED}
-    released: dict[str, pd.DataFrame] = {}
-    usable = []
-    for ind in declared:
-        path = folder / f"{ind.form}.parquet"
-        if ind.form not in forms or not path.exists():
-            continue
-        needed = {*references(ind.value), *references(ind.universe)}
-        columns = set(pq.read_schema(path).names)
-        if needed <= columns:
-            usable.append(ind)
-            cols = released.get(ind.form, pd.DataFrame()).columns
-            released[ind.form] = pd.read_parquet(path, columns=sorted(
-                {*cols, *needed, "stratum", "psu", "weight"}))
-    if not usable:
+def masked_variance(collected: pd.DataFrame, files: pd.DataFrame) -> str:
+    """The report's section comparing the headline indicators (overall) as the collected data
+    give them with the full design (strata, PSUs, exact weights) and as a masked tier's files
+    give them (pseudo-strata, pseudo-PSUs, rounded weights, suppressed keys): what masking
+    costs."""
+    keep = ["indicator", "domain", "level", "estimate", "se"]
+    full = collected.loc[collected["domain"] == "all", keep]
+    both = full.merge(files.loc[files["domain"] == "all", keep],
+                      on=["indicator", "domain", "level"], suffixes=("_full", "_pub"))
+    if both.empty:
         return ""
-    published = store.release(iso) / "indicators.parquet"  # the indicators step's own
-    full = pd.read_parquet(published) if published.exists() else \
-        compute_indicators(weighted_tables(store, study, iso), usable, {})
-    full = full[(full["domain"] == "all") & full["indicator"].isin([i.id for i in usable])]
-    public = compute_indicators(released, usable, {}, psu="psu")
-    both = full.merge(public, on=["indicator", "domain", "level"], suffixes=("_full", "_pub"))
     lines = ["", "## Variance with masked units", "",
-             "Headline indicators estimated from the full design (strata, PSUs, exact "
-             "weights; the published `indicators.csv`) and from these files (pseudo-strata, "
-             "pseudo-PSUs, rounded weights), both by Taylor linearisation. Keys suppressed "
-             "here are not used by these indicators.", "",
-             "| Indicator | Estimate (full) | Estimate (files) | SE (full) | SE (files) | "
+             "Headline indicators as the collected data give them with the full design "
+             "(strata, PSUs, exact weights) and as these files give them (pseudo-strata, "
+             "pseudo-PSUs, rounded weights raked again, suppressed keys), both by Taylor "
+             "linearisation with calibration. The published `indicators.csv` is the second.",
+             "", "| Indicator | Estimate (full) | Estimate (files) | SE (full) | SE (files) | "
              "SE ratio |", "|---|---:|---:|---:|---:|---:|"]
     for row in both.to_dict("records"):
         se_full, se_pub = float(row["se_full"]), float(row["se_pub"])
@@ -566,7 +583,13 @@ def _release_tier(store: Store, study: Study, iso: str, key: bytes, rules: Any,
     from dhsurvey.batched import release_memory, restore_keys, return_large_blocks
     from dhsurvey.io import atomic_write_json
     from dhsurvey.release.codebook import build_codebook, write_codebook
-    from dhsurvey.release.design import masked_text, variance_text, write_design, write_masked
+    from dhsurvey.release.design import (
+        masked_text,
+        variance_text,
+        write_design,
+        write_margins,
+        write_masked,
+    )
     from dhsurvey.release.formats.parquet import ParquetTable
     from dhsurvey.release.labels import for_countries, with_merged_codes
     from dhsurvey.release.manifest import write_manifest
@@ -604,18 +627,25 @@ def _release_tier(store: Store, study: Study, iso: str, key: bytes, rules: Any,
                 iso, form, ["KEY", *sensitive[i:i + SENSITIVE_AT_ONCE]])))
     release_memory()
 
+    declared, domains = study.indicators
+    left_out = _unreproducible(store, iso, study, plan, numbering, planned)
+    derive = _Derived(study, [i for i in declared if i.id not in left_out],
+                      {f: [d for d in ds if d.name not in left_out]
+                       for f, ds in domains.items()})
     labelled = with_merged_codes(for_countries(models, [config.code]), anonymised.merged_codes)
+    labelled = derive.labelled(labelled, _margin_labels(study, config))
     language = config.release_language
-    warnings: list[str] = []
+    warnings: list[str] = [f"{name} is not released in this tier: {why}"
+                           for name, why in left_out.items()]
     for form in forms:
         path = out / f"{form}.parquet"
         with ParquetAppender(path, labelled[form], language=language) as appender:
             if form in planned:
                 _write_form(store, iso, form, plan, numbering,
-                            weights.child_replicates if form == "child" and not masked
-                            else None, appender)
+                            None if masked or form not in WEIGHTED else
+                            partial(weights.replicates_for, form), derive.sink(form, appender))
             else:
-                appender.write(plan.table(form))
+                derive.sink(form, appender).write(plan.table(form))
         width = len(columns[form]) + 200  # data and at most ~200 replicate columns
         write_from_parquet(path, labelled[form], out, language=language, notes=warnings,
                            batch_rows=max(500, WRITE_CELLS // width))
@@ -631,11 +661,15 @@ def _release_tier(store: Store, study: Study, iso: str, key: bytes, rules: Any,
         write_masked(out)
     elif replicates:
         write_design(out, replicates)
+    table = file_indicators(out, study, config.margins, iso)
+    write_indicators(out, table)
+    write_margins(out, {config.code: config.margins})
     write_methods(out, methods_note(config, weights.summary, anonymised.tier, variance,
-                                    release=store.release_label))
+                                    release=store.release_label, indicators=declared,
+                                    notes=warnings))
     report_md = anonymised.markdown()
     if masked:
-        report_md += masked_variance(store, study, iso, out)
+        report_md += masked_variance(collected_indicators(store, study, iso), table)
     atomic_write_text(out / "disclosure_risk.md", report_md)
     findings = scan_release(release_files(out), country.restricted)
     verdict = gate(anonymised, findings, k=rules.k, max_global_risk=rules.max_global_risk)
@@ -647,7 +681,82 @@ def _release_tier(store: Store, study: Study, iso: str, key: bytes, rules: Any,
                       {"tier": anonymised.tier, "files": anonymised.report})
     return CountryRelease(out, {f: len(t) for f, t in tables.items()}, anonymised.report,
                           verdict, findings, replicates, manifest, warnings, name,
-                          anonymised.merged_codes)
+                          anonymised.merged_codes, indicators=table)
+
+
+class _Derived:
+    """The variables the release adds to a form's released rows: the indicator and derived
+    domain variables (from the released values) and each select_multiple's 0/1 dummies."""
+
+    def __init__(self, study: Study, declared: list[Any], domains: dict[str, list[Any]]
+                 ) -> None:
+        self.study, self.declared, self.domains = study, declared, domains
+
+    def rows(self, form: str, rows: pd.DataFrame) -> pd.DataFrame:
+        from dhsurvey.release.indicators import release_variables
+        from dhsurvey.release.labels import select_multiple_dummies
+
+        rows = select_multiple_dummies(rows, self.study.models[form])
+        return release_variables(rows, form, self.declared, self.domains)
+
+    def sink(self, form: str, appender: Any) -> Any:
+        """``appender`` whose ``write`` adds the variables first."""
+        derived = self
+
+        class _Sink:
+            def write(self, rows: pd.DataFrame) -> None:
+                appender.write(derived.rows(form, rows))
+
+        return _Sink()
+
+    def labelled(self, models: Mapping[str, FormModel], margins: Mapping[str, Any]
+                 ) -> dict[str, FormModel]:
+        """Copies of the labelled models that also label the added variables."""
+        from dhsurvey.release.indicators import labelled_variables
+
+        return {f: labelled_variables(m, f, self.declared, self.domains.get(f, []),
+                                      margins if f in CALIBRATED else {})
+                for f, m in models.items()}
+
+
+def _margin_labels(study: Study, config: CountryConfig) -> dict[str, dict[str, str]]:
+    """Code → label of each margin variable: a margin domain's labels, else the labels of
+    the household form's field of that name (urban/rural), else the codes."""
+    from dhsurvey.release.labels import choice_labels
+
+    _, domains = study.indicators
+    household = study.models.get("household")
+    out = {}
+    for margin, levels in config.margins.items():
+        labels = next((dict(d.labels) for ds in domains.values() for d in ds
+                       if d.margin == margin), None)
+        if labels is None and household is not None and margin in household:
+            labels = {str(k): v for k, v in choice_labels(
+                household, household[margin], config.release_language).items()}
+        out[margin] = {str(k): (labels or {}).get(str(k), str(k)) for k in levels}
+    return out
+
+
+def _unreproducible(store: Store, iso: str, study: Study, plan: Any, numbering: Numbering,
+                    planned: list[str]) -> dict[str, str]:
+    """Indicator and domain variables the tier's recoded, suppressed keys do not give as the
+    collected values do (:func:`~dhsurvey.release.indicators.unreproducible`): left out."""
+    from dhsurvey.release.indicators import reads, unreproducible
+
+    declared, domains = study.indicators
+    out: dict[str, str] = {}
+    for form in planned:
+        released = plan.release.tables[form]
+        items = [*[i for i in declared if i.form == form],
+                 *[d for d in domains.get(form, []) if d.derived]]
+        items = [i for i in items if set(reads(i)) <= set(released.columns)]
+        if not items:
+            continue
+        needed = list(dict.fromkeys(r for i in items for r in reads(i)))
+        original = numbering.numbered(form, store.read_accepted(iso, form, ["KEY", *needed]))
+        original = original.set_index("KEY").reindex(plan.positions[form]).reset_index(drop=True)
+        out.update(unreproducible(released[needed].reset_index(drop=True), original, items))
+    return out
 
 
 # ------------------------------------------------------------------------------ pool
@@ -705,30 +814,30 @@ def _merged_codes(store: Store, isos: list[str], tier: str = "public"
     return out
 
 
-def pooled_indicators(store: Store, study: Study, isos: list[str]) -> pd.DataFrame:
-    """Indicators over all included countries (population-weighted), overall, by the
-    indicator file's domains and by country; strata and PSUs kept distinct per country."""
-    from dhsurvey.release.indicators import Domain, compute_indicators
+def pooled_indicators(tables: Mapping[str, pd.DataFrame], study: Study, isos: list[str]
+                      ) -> pd.DataFrame:
+    """Indicators of a pooled release from its own tables (population-weighted over the
+    countries), overall, by the indicator file's domains and by country: strata and PSUs
+    distinct per country, weights raked within each country to its margins."""
+    from dhsurvey.release.indicators import Domain, compute_indicators, pooled_margins
 
     declared, domains = study.indicators
-    # Forms of no probability sample (frontline workers) pooled unweighted.
-    unweighted = sorted({i.form for i in declared} - set(WEIGHTED))
-    parts: dict[str, list[pd.DataFrame]] = {}
-    for iso in isos:
-        # The by-country domain reads each form's country answer.
-        tables = {**weighted_tables(store, study, iso, ("country",)),
-                  **{f: _by_key(store.read_accepted(iso, f, list(dict.fromkeys(
-                      [*study.indicator_columns(f), "country"])))) for f in unweighted}}
-        for form, table in tables.items():
-            if "stratum" in table:
-                table = table.assign(stratum=iso + ":" + table["stratum"].astype(str),
-                                     cluster=iso + ":" + table["cluster"].astype(str))
-            parts.setdefault(form, []).append(table)
-    pooled = {form: pd.concat(frames, ignore_index=True) for form, frames in parts.items()}
-    names = {str(c.code): c.name for c in study.countries.values()}
-    by_country = {form: [*domains.get(form, []), Domain("country", "${country}", names)]
-                  for form in pooled}
-    table = compute_indicators(pooled, declared, by_country)
+    configs = {iso: study.config(iso) for iso in isos}
+    names = list(dict.fromkeys(m for c in configs.values() for m in c.margins))
+    frames = {}
+    for form in dict.fromkeys(i.form for i in declared):
+        if form in tables:
+            wanted = [*[i.id for i in declared if i.form == form],
+                      *[d.name for d in domains.get(form, [])], *names, "country", "stratum",
+                      "psu", "weight"]
+            frames[form] = tables[form][[c for c in dict.fromkeys(wanted)
+                                         if c in tables[form].columns]].copy()
+    margins = pooled_margins(frames, {str(c.code): c.margins for c in configs.values()},
+                             CALIBRATED)
+    labels = {str(c.code): c.name for c in study.countries.values()}
+    by_country = {form: [*domains.get(form, []), Domain("country", "${country}", labels)]
+                  for form in frames}
+    table = compute_indicators(frames, declared, by_country, margins=margins)
     table.insert(0, "country", "+".join(isos))
     return table
 
@@ -759,7 +868,13 @@ def _pool_tier(store: Store, study: Study, isos: list[str], left_out: dict[str, 
     from dhsurvey.anonymise.ladder import harmonise
     from dhsurvey.anonymise.release import release_files, scan_release
     from dhsurvey.release.codebook import build_codebook, write_codebook
-    from dhsurvey.release.design import masked_text, variance_text, write_design, write_masked
+    from dhsurvey.release.design import (
+        masked_text,
+        variance_text,
+        write_design,
+        write_margins,
+        write_masked,
+    )
     from dhsurvey.release.labels import for_countries, with_merged_codes
     from dhsurvey.release.manifest import write_manifest
     from dhsurvey.release.methods import methods_note, write_methods
@@ -782,6 +897,9 @@ def _pool_tier(store: Store, study: Study, isos: list[str], left_out: dict[str, 
     language = study.config(isos[0]).release_language
     labelled = with_merged_codes(
         for_countries(study.models, [study.config(iso).code for iso in isos]), merged)
+    declared, domains = study.indicators
+    labelled = _Derived(study, declared, domains).labelled(
+        labelled, _margin_labels(study, study.config(isos[0])))
     written = write_release(pooled.tables, labelled, out, language=language)
     variance = masked_text() if masked else \
         variance_text(pooled.replicates) if pooled.replicates else None
@@ -798,17 +916,18 @@ def _pool_tier(store: Store, study: Study, isos: list[str], left_out: dict[str, 
         "l_group": rules.l_group, "suppression_budget": rules.suppression_budget,
         "linked": all("hh_id" in t.columns for n, t in pooled.tables.items()
                       if n in ("household", "child", "caregiver"))},
-        variance, release=store.release_label, countries=isos))
-    table = pooled_indicators(store, study, isos)
-    if tier.folder == "release":
-        write_indicators(out, table)
+        variance, release=store.release_label, countries=isos, indicators=declared))
+    table = pooled_indicators(pooled.tables, study, isos)
+    write_indicators(out, table)
+    write_margins(out, {study.config(iso).code: study.config(iso).margins for iso in isos})
     findings = scan_release(release_files(out), restricted)
     manifest = write_manifest(out, pooled.tables, study.models, {
         "release": store.release_label, "tier": tier.name, "countries": isos,
         "left_out": left_out, "pooled_scan": "passed" if not findings else "failed"})
     notes = [n for n in pooled.notes if not masked or "replicate" not in n]
     return Pooled(isos, left_out, out, {n: len(t) for n, t in pooled.tables.items()},
-                  pooled.replicates["count"] if pooled.replicates else 0,
+                  pooled.replicates["child"]["count"] if pooled.replicates and
+                  "child" in pooled.replicates else 0,
                   [*notes, *written.warnings], findings, table, manifest)
 
 
@@ -838,17 +957,18 @@ def run_country(store: Store, study: Study, iso: str, *, key: bytes,
     step("validate")
     weights = weight(store, study, iso)
     step("weight")
-    table = indicators(store, study, iso)
-    step("indicators")
     released = release(store, study, iso, key=key)
     step("release")
+    table = indicators(store, study, iso)
+    step("indicators")
     return CountryRun(ingested, validated, weights, table, released)
 
 
 __all__ = [
     "BATCH_HOUSEHOLDS", "RELEASE_ROWS", "WHOLE_UP_TO",
     "CountryRelease", "CountryRun", "Ingested", "Numbering", "Pooled", "Study", "Validated",
-    "batches_for", "fetch_central", "indicators", "ingest", "ingest_form", "masked_variance",
+    "CALIBRATED", "batches_for", "collected_indicators", "fetch_central", "file_indicators",
+    "indicators", "ingest", "ingest_form", "masked_variance",
     "pool", "pooled_indicators", "release", "release_rng", "released_countries",
     "replicate_info",
     "restricted_values", "run_country", "validate", "weight", "weighted_tables",

@@ -1,4 +1,15 @@
-"""The pooled release in the pipeline: countries that passed their gate, pooled and scanned."""
+"""The pooled release in the pipeline: countries that passed their gate, pooled and scanned;
+and R reproducing the published indicators from the released Stata files.
+
+For a country's public-use folder, its scientific-use folder and the pooled public-use folder,
+R (``survey`` with ``haven``, installed by the README's test command) runs
+``tests/r/reproduce_indicators.R``: it sources the folder's own ``svydesign.R`` on the ``.dta``
+files and estimates every weighted row of ``indicators.csv`` again (tests/rsurvey.py compares
+them); the ``svyset.do`` set-up, redone in R, must run on every weighted file.
+``tests/r/expected/`` keeps R's output of the same seeded release (``tests/r/regenerate.py``
+writes it), so a change that moves a published number fails here until the stored output is
+regenerated and read.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +19,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
+from rsurvey import EXPECTED, FOLDERS, compare, run_r
 from workbooks import code_location_instruments
 
 from dhsurvey.fieldwork.run import simulate_to
@@ -21,15 +33,20 @@ ROOT = Path(__file__).parents[2]
 ISOS = ["KEN", "UGA"]
 
 
-@pytest.fixture(scope="module")
-def study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    data, home = tmp_path_factory.mktemp("data"), tmp_path_factory.mktemp("home")
+def build(data: Path, home: Path) -> None:
+    """KEN and UGA simulated (seeded), run through the pipeline and pooled."""
     configs = [c for c in countries() if c.iso in ISOS]
     simulate_to(data / "landing", configs, models(), seed=3, households=450,
                 formats=("central",))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DHSURVEY_PSEUDONYM_KEY", bytes(range(32)).hex())
         run_pipeline(code_location_instruments(), data, home, ISOS)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    data, home = tmp_path_factory.mktemp("data"), tmp_path_factory.mktemp("home")
+    build(data, home)
     return data, home
 
 
@@ -99,3 +116,34 @@ def test_a_country_whose_gate_failed_is_left_out(study) -> None:
         assert "TZA" in left_out  # never released here
     finally:
         gate.write_text(saved)
+
+
+@pytest.mark.parametrize("folder", FOLDERS)
+def test_r_reproduces_every_weighted_indicator_from_the_stata_files(
+        study, folder: str, tmp_path: Path) -> None:
+    import shutil
+
+    import numpy as np
+
+    assert shutil.which("Rscript"), "the README's test command installs R (survey, haven)"
+    data, _ = study
+    root = data / folder
+    r, svyset = run_r(root, tmp_path)
+    both = compare(pd.read_parquet(root / "indicators.parquet"), r)
+    domains = set(both["domain"])
+    assert {"all", "sex", "age_group", "cg_sex"} <= domains
+    if folder.endswith("pooled"):
+        assert "country" in domains
+    # R's output as stored by tests/r/regenerate.py: the published numbers have not moved.
+    stored = pd.read_csv(EXPECTED / folder.replace("/", "_") / "r_indicators.csv",
+                         dtype={"level": str})
+    pd.testing.assert_frame_equal(r, stored, check_exact=False, rtol=1e-9, atol=1e-13)
+    # svyset.do's set-up, in R, on every weighted file of the folder.
+    assert set(svyset["file"]) == {"household", "child", "caregiver"}
+    assert np.isfinite(svyset["se"]).all() and (svyset["se"] > 0).all()
+    if folder.startswith("licensed"):
+        assert set(svyset["setup"]) == {"svyrep.design"}
+        # The replicate SEs of the overall indicators: the same order as the Taylor ones.
+        overall = both[both["domain"] == "all"].set_index("indicator")["se"]
+        rep = svyset.set_index("variable")["se"].reindex(overall.index)
+        assert ((rep / overall).between(0.5, 2.0)).all(), (rep / overall)

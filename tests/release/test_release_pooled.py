@@ -26,7 +26,7 @@ def _country(iso: str, seed: int):
     release = anonymise_country(accepted, {"household": w.household, "child": w.child,
                                            "caregiver": w.caregiver}, models, config,
                                 key=bytes(range(32)), rng=np.random.default_rng(seed))
-    return release.tables, w.summary["replicates"], models
+    return release.tables, w.summary["replicates_by_form"], models
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +62,13 @@ def test_pooled_replicates_are_the_union_and_give_each_countrys_variance(countri
                                                                           ) -> None:
     tables, reps, _ = countries
     pooled = pool_release(tables, reps)
-    info = pooled.replicates
+    assert set(pooled.replicates) == {"household", "child", "caregiver"}
+    for name, info in pooled.replicates.items():  # each table its own countries' replicates
+        n = [len(_reps(tables[iso][name])) for iso in ("KEN", "TZA")]
+        assert info["count"] == sum(n) == len(_reps(pooled.tables[name]))
+        assert info["rscales"] == reps["KEN"][name]["rscales"] + reps["TZA"][name]["rscales"]
+    info = pooled.replicates["child"]
     n_ken, n_tza = (len(_reps(tables[iso]["child"])) for iso in ("KEN", "TZA"))
-    assert info["count"] == n_ken + n_tza == len(_reps(pooled.tables["child"]))
-    assert info["rscales"] == reps["KEN"]["rscales"] + reps["TZA"]["rscales"]
     child = pooled.tables["child"]
     ken = child[child["country"].astype(str) == "404"]
     # KEN rows carry the full-sample weight in TZA's block.
@@ -81,7 +84,7 @@ def test_pooled_replicates_are_the_union_and_give_each_countrys_variance(countri
         return design.ratio("y", "d").se
 
     # A Kenyan estimate from the pooled file equals the one from Kenya's own file.
-    own = se(tables["KEN"]["child"], reps["KEN"]["rscales"], None)
+    own = se(tables["KEN"]["child"], reps["KEN"]["child"]["rscales"], None)
     from_pool = se(child, info["rscales"], child["country"].astype(str) == "404")
     assert from_pool == pytest.approx(own, rel=1e-10) and own > 0
 

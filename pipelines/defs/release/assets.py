@@ -4,8 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from dhsurvey.study import indicators as country_indicators
-from pipelines.defs.validate.assets import accepted_key
-from pipelines.defs.weight.assets import weights
+from pipelines.defs.release.files import release
 from pipelines.resources import StudyPaths
 from pipelines.study import country_partitions, study
 
@@ -22,10 +21,12 @@ def indicators_table(table: pd.DataFrame) -> dg.MetadataValue:
 @dg.asset(
     group_name="release",
     partitions_def=country_partitions,
-    deps=[weights, *[accepted_key(f) for f in study().indicator_forms]],
+    deps=[release],
     kinds={"parquet", "csv"},
-    description="Every indicator of instruments/indicators.yaml with SE, 95 % CI and "
-                "unweighted n, overall, by sex and by age group (release/<ISO>/indicators).",
+    description="Every indicator of instruments/indicators.yaml estimated from the released "
+                "public-use files (as R's survey package does with the shipped svydesign.R): "
+                "SE, 95 % logit CI with the design's df and unweighted n, overall and by "
+                "domain (release/<ISO>/indicators).",
 )
 def indicators(context: dg.AssetExecutionContext, paths: StudyPaths) -> dg.MaterializeResult:
     table = country_indicators(paths.store, study(), context.partition_key)

@@ -9,7 +9,6 @@ import dagster as dg
 from dhsurvey.release.formats.parquet import ParquetTable
 from dhsurvey.release.labels import column_labels
 from dhsurvey.study import release as release_country
-from pipelines.defs.release.assets import indicators
 from pipelines.defs.validate.assets import FORMS, accepted_key
 from pipelines.defs.weight.assets import weights
 from pipelines.resources import Secrets, StudyPaths
@@ -28,7 +27,7 @@ def child_schema(path: Path, language: str) -> dg.TableSchema:
 @dg.asset(
     group_name="release",
     partitions_def=country_partitions,
-    deps=[weights, indicators, *[accepted_key(f) for f in FORMS]],
+    deps=[weights, *[accepted_key(f) for f in FORMS]],
     kinds={"parquet", "csv", "stata", "spss"},
     check_specs=[dg.AssetCheckSpec(
         "disclosure_gate", asset="release", blocking=True,
@@ -56,7 +55,8 @@ def release(context: dg.AssetExecutionContext, paths: StudyPaths, secrets: Secre
                                               config_for(iso).release_language),
         "form versions": {f: m.version for f, m in models().items()},
         "format warnings": "; ".join(out.warnings) or "none",
-        "replicates (licensed)": f"{replicates['count']} ({replicates['note']})"
+        "replicates (licensed)": "; ".join(f"{f} {r['count']} ({r['note']})"
+                                           for f, r in replicates.items())
         if replicates else "none",
         **{f"{name} gate": "passed" if t.gate.passed else "blocked"
            for name, t in tiers.items()},

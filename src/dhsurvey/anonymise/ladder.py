@@ -159,7 +159,8 @@ class Search:
             unsafe = dict.fromkeys(group, 0)
             if profile.keys:
                 blanked, left = protect(profile, profile_importance(profile, self.preferred),
-                                        self.k, self.collapsed)
+                                        self.k, self.collapsed,
+                                        {c for n in group for c in self.forms[n].calibration})
                 cells = blanked_cells(profile, blanked, {n: copies[n].table for n in group})
                 unsafe = {n: int((left & profile.present[n]).sum()) for n in group}
             found = (copies, cells, unsafe)

@@ -148,6 +148,7 @@ __all__ = [
     "ReleasePlan",
     "anonymise_country",
     "anonymise_form",
+    "calibration_columns",
     "classify",
     "classify_with_reasons",
     "gate",
@@ -191,9 +192,21 @@ class AnonymisedRelease:
         return "\n".join(parts)
 
 
-def _join_weights(form: str, table: pd.DataFrame, weights: pd.DataFrame) -> pd.DataFrame:
-    """Inner join on KEY: stratum, cluster, weight, weight_norm and replicate weights."""
-    need = ["KEY", "stratum", "cluster", "weight"]
+def calibration_columns(weights: pd.DataFrame | None, config: CountryConfig) -> list[str]:
+    """The margin variables a weights table carries: the values each record's weight was
+    raked with (``config.margins``), released so that users can rake the design again."""
+    return [] if weights is None else [m for m in config.margins if m in weights.columns]
+
+
+def _join_weights(form: str, table: pd.DataFrame, weights: pd.DataFrame,
+                  calibration: Sequence[str] = ()) -> pd.DataFrame:
+    """Inner join on KEY: stratum, cluster, weight, weight_norm, the margin variables
+    (``calibration``) and replicate weights."""
+    clash = [m for m in calibration if m in table.columns]
+    if clash:
+        raise DhsurveyError(f"margin variable(s) {clash} are also fields of the form",
+                            code="release-weights", form=form)
+    need = ["KEY", "stratum", "cluster", "weight", *calibration]
     missing = [c for c in need if c not in weights.columns]
     if missing:
         raise DhsurveyError(f"weights table lacks column(s) {missing}", code="release-weights",
@@ -226,8 +239,9 @@ def _prepare(form: str, table: pd.DataFrame, model: FormModel, weights: pd.DataF
                             form=form)
     accepted_rows = len(table)
     data = table.copy()
+    calibration = calibration_columns(weights, config)
     if weights is not None:
-        data = _join_weights(form, data, weights)
+        data = _join_weights(form, data, weights, calibration)
     else:  # no weight marks the non-respondents of an unweighted form: its consent does
         data = data[_consented(model, data)]
     data = data.iloc[rng.permutation(len(data))].reset_index(drop=True)
@@ -263,13 +277,16 @@ def _prepare(form: str, table: pd.DataFrame, model: FormModel, weights: pd.DataF
             continue
         out[col] = released_column(data[col], action, tz, facts)
         {"month": months, "scrub": scrubbed, "key": keys}.get(action, []).append(col)
+    for col in calibration:  # keys an intruder may know, never suppressed nor recoded
+        out[col] = pd.to_numeric(data[col], errors="coerce").astype("Int64").to_numpy()
+        keys.append(col)
     if weights is not None:
         # Hundreds of replicate columns: added in one concat, not one insert each.
         wanted = ["weight", *[c for c in data.columns if c == "weight_norm"
                               or (replicates and REPLICATE.match(str(c)))]]
         out = pd.concat([out, data[wanted].astype(float)], axis=1)
     return WorkingForm(form, model, reasons, out, keys, weights is not None, accepted_rows,
-                       scrubbed, months), ids
+                       scrubbed, months, calibration=calibration), ids
 
 
 def _stage(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -384,7 +401,7 @@ def _stages(f: WorkingForm, scenario: Tier, rules: Rules, recode: bool) -> None:
     shares the table's arrays: recoding and suppression replace a column, never write into
     it.
     """
-    f.keys = [c for c in f.keys if scenario.is_key(f.name, c)]
+    f.keys = [c for c in f.keys if c in f.calibration or scenario.is_key(f.name, c)]
     f.initial_keys = list(f.keys)
     staged = [c for c in f.table.columns if c in f.keys or c in ("hh_id", "weight")
               or recodable(c) or c in rules.sensitive.get(f.name, {})]

@@ -18,7 +18,7 @@ unsafe record has anything left to blank.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -43,13 +43,16 @@ DEFAULT_IMPORTANCE: dict[str, list[str]] = {
 LOCKED = frozenset({"stratum"})
 
 
-def locked(keys: Sequence[str], collapsed: bool = False) -> frozenset[str]:
-    """Keys not worth blanking beside a released stratum: the stratum itself, and what it
-    pins down, its region (and its urban/rural setting, unless the strata were collapsed to
-    regions)."""
+def locked(keys: Sequence[str], collapsed: bool = False,
+           calibration: Iterable[str] = ()) -> frozenset[str]:
+    """Keys never blanked: the margin variables of the weights (``calibration``: a design
+    re-raked on them needs every record's value) and, beside a released stratum, the stratum
+    itself and what it pins down, its region (and its urban/rural setting, unless the strata
+    were collapsed to regions)."""
+    fixed = frozenset(calibration)
     if "stratum" not in keys:
-        return frozenset()
-    return LOCKED | {"region"} | (frozenset() if collapsed else {"urban_rural"})
+        return fixed
+    return fixed | LOCKED | {"region"} | (frozenset() if collapsed else {"urban_rural"})
 
 #: Round-robin order of the forms in a profile: the child's keys first.
 LINK_PRIORITY = ("child", "caregiver", "household")
@@ -150,7 +153,9 @@ def _donate(profile: Profile, frame: pd.DataFrame, first: list[str], k: int,
                 values = frame[col].to_numpy()
                 ok = present & ~pd.isna(values) & ~is_absent(values) & (values != target)
                 for other in profile.keys:
-                    if other != col:
+                    # A key the intruder does not know of the record (no linked record,
+                    # a wildcard) is matched by any value.
+                    if other != col and not pd.isna(truth[other]):
                         v = frame[other].to_numpy()
                         ok &= pd.isna(v) | (v == truth[other])
                 donors = np.flatnonzero(ok)
@@ -164,12 +169,12 @@ def _donate(profile: Profile, frame: pd.DataFrame, first: list[str], k: int,
     return progress
 
 
-def protect(profile: Profile, order: Sequence[str], k: int, collapsed: bool = False
-            ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def protect(profile: Profile, order: Sequence[str], k: int, collapsed: bool = False,
+            calibration: Iterable[str] = ()) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Blank key cells of the profile until no file's record, as the intruder knows it, has
     fewer than k compatible records or only compatible records sharing a harmful answer.
     ``order``: the profile's keys, most important first; ``collapsed``: the strata are
-    regions (:func:`locked`).
+    regions, ``calibration`` the margin variables (:func:`locked`).
 
     Each round every unsafe record picks its least important key still observed, and that
     key is blanked in it *and in enough of its neighbours* (records agreeing with it on all
@@ -181,7 +186,8 @@ def protect(profile: Profile, order: Sequence[str], k: int, collapsed: bool = Fa
     """
     frame = profile.frame.copy(deep=False)
     # Suppressed first; never what the stratum pins down (:func:`locked`).
-    fixed = locked([key for c in profile.keys for _, key in profile.targets[c]], collapsed)
+    fixed = locked([key for c in profile.keys for _, key in profile.targets[c]], collapsed,
+                   calibration)
     first = [c for c in reversed(list(order))
              if not any(key in fixed for _, key in profile.targets[c])]
     blanked = {c: np.zeros(len(frame), dtype=bool) for c in profile.keys}

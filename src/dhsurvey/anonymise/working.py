@@ -46,5 +46,8 @@ class WorkingForm:
     suppressed_cells: dict[str, np.ndarray] = field(default_factory=dict)
     #: The tier's keys before any was left out by recoding (what "before" is measured on).
     initial_keys: list[str] = field(default_factory=list)
+    #: Margin variables of the weights (keys in every tier, never suppressed or recoded:
+    #: users rake the design on them).
+    calibration: list[str] = field(default_factory=list)
     #: Recoding steps of the rules applied, per variable (:mod:`~dhsurvey.anonymise.ladder`).
     steps: dict[str, list[Any]] = field(default_factory=dict)

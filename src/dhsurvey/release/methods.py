@@ -76,8 +76,18 @@ def _weighting(summary: Mapping[str, Any]) -> list[str]:
                      f"({trim.get('rounds', 0)} rounds); Kish design effect of weighting "
                      f"{float(trim.get('deff_before', 0)):.3f} before, "
                      f"{float(trim.get('deff_after', 0)):.3f} after.")
-    lines.append("6. Caregivers: the child's design weight times caregiver nonresponse, raked "
-                 "to the child margins.")
+    cg_trim = summary.get("trim_caregiver") or {}
+    lines.append("6. Caregivers: the child's design weight times caregiver nonresponse (same "
+                 "classes), raked to the child margins and trimmed the same way"
+                 + (f" (cap {float(cg_trim.get('cap', 0)):,.1f}, {cg_trim.get('trimmed', 0)} "
+                    f"trimmed; Kish design effect {float(cg_trim.get('deff_before', 0)):.3f} "
+                    f"before, {float(cg_trim.get('deff_after', 0)):.3f} after)"
+                    if cg_trim else "") + ".")
+    lines.append("The margin variables `sex`, `age_group` and `urban_rural` of the child and "
+                 "caregiver files hold the values each weight was raked with: the selected "
+                 "child's sex and age group from the household roster (the one age used for "
+                 "nonresponse classes, raking and the age domains) and the household's "
+                 "urban/rural setting. `margins.csv` lists the population totals.")
     collapsed = {unit: summary.get(unit, {}).get("classes_collapsed") for unit in
                  ("households", "children", "caregivers")}
     collapsed = {u: c for u, c in collapsed.items() if c}
@@ -88,12 +98,41 @@ def _weighting(summary: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+ESTIMATION = (
+    "`indicators.csv` is computed from these files, as R's `survey` package computes it with "
+    "`svydesign.R`: the design on `stratum`, `psu` and `weight` (lonely PSUs: \"adjust\"), "
+    "the weights raked again to the population totals of `margins.csv` on the margin "
+    "variables (`rake()` on the design; within each country in a pooled release), estimates "
+    "`svymean` of each indicator variable in its domain, standard errors by Taylor "
+    "linearisation with the raking residuals (calibration-aware), and 95 % intervals by the "
+    "logit method with the design's degrees of freedom (`svyciprop(method = \"logit\", "
+    "df = degf(design))`: logit(p) ± t(df) · SE/(p(1 − p)), df = PSUs − strata holding the "
+    "domain's records; the interval is left empty when p is 0 or 1). Each indicator is a 0/1 "
+    "variable of its form's file, missing outside its universe, and each domain a variable "
+    "named as in the `domain` column. Unweighted files (frontline workers): shares with the "
+    "simple-random-sampling SE and the same interval with n − 1 degrees of freedom.")
+
+
+def _definitions(indicators: Sequence[Any]) -> list[str]:
+    lines = ["## Indicators", "", ESTIMATION, "",
+             "| Indicator | File | Numerator | Universe | Prefer not to say / don't know |",
+             "|---|---|---|---|---|"]
+    for ind in indicators:
+        d = ind.definition
+        lines.append(f"| `{ind.id}`: {ind.label} | {ind.form} | {d.get('numerator', '')} | "
+                     f"{d.get('universe', '')} | {d.get('refusals', '')} |")
+    return lines
+
+
 def methods_note(config: CountryConfig | None, summary: Mapping[str, Any] | None,
                  tier: Mapping[str, Any], variance: str | None, *, release: str,
-                 countries: Sequence[str] = ()) -> str:
+                 countries: Sequence[str] = (), indicators: Sequence[Any] = (),
+                 notes: Sequence[str] = ()) -> str:
     """The note of one release folder: a country's (``config``, ``summary`` from the weights
     step) or a pooled one (``countries``); ``tier``: the tier's disclosure report entry
-    (scenario, design, k, budget); ``variance``: the codebook's variance line."""
+    (scenario, design, k, budget); ``variance``: the codebook's variance line;
+    ``indicators``: the declared indicators (their definitions); ``notes``: what this folder
+    leaves out and why."""
     name = config.name if config is not None else "All countries: " + ", ".join(countries)
     lines = [f"# {name}: how these files were made", "",
              f"Release `{release}`, {tier.get('tier', 'public')} tier "
@@ -114,6 +153,15 @@ def methods_note(config: CountryConfig | None, summary: Mapping[str, Any] | None
                   "response and weighting; `country` identifies each record's country.", ""]
     lines += ["## Variance estimation", "", variance or "See `svydesign.R` and `svyset.do`.",
               ""]
+    if summary and summary.get("deff_child") is not None:
+        lines += [f"Kish design effect of the final weights: children "
+                  f"{float(summary['deff_child']):.3f}"
+                  + (f", caregivers {float(summary['deff_caregiver']):.3f}"
+                     if summary.get("deff_caregiver") is not None else "") + ".", ""]
+    if indicators:
+        lines += [*_definitions(indicators), ""]
+    if notes:
+        lines += ["## Left out of these files", "", *[f"- {n}" for n in notes], ""]
     lines += ["## Disclosure control", "",
               f"Intruder scenario: {tier.get('scenario', 'not stated')}",
               "",
@@ -136,4 +184,4 @@ def write_methods(folder: str | Path, text: str) -> Path:
     return atomic_write_text(Path(folder) / METHODS_FILE, text)
 
 
-__all__ = ["FRONTLINE", "METHODS_FILE", "methods_note", "write_methods"]
+__all__ = ["ESTIMATION", "FRONTLINE", "METHODS_FILE", "methods_note", "write_methods"]

@@ -32,6 +32,7 @@ import pandas as pd
 
 from dhsurvey.anonymise.release import DESIGN
 from dhsurvey.errors import DhsurveyError
+from dhsurvey.release.design import by_file
 from dhsurvey.weight.study import REPLICATE, replicate_names
 
 ID_COLUMNS = ("record_id",)
@@ -39,7 +40,8 @@ ID_COLUMNS = ("record_id",)
 
 @dataclass
 class PooledRelease:
-    """Pooled tables, the pooled replicate description (or None) and notes for the reader."""
+    """Pooled tables, the pooled replicate description per table (or None) and notes for the
+    reader."""
 
     tables: dict[str, pd.DataFrame]
     replicates: dict[str, Any] | None
@@ -63,8 +65,10 @@ def pool_release(countries: Mapping[str, Mapping[str, pd.DataFrame]],
                  replicates: Mapping[str, Mapping[str, Any] | None]) -> PooledRelease:
     """Pool the released tables of several countries (``countries[iso][table]``).
 
-    ``replicates[iso]`` is the country's weights summary entry (method, scale, rscales) or
-    None. Countries are taken in ISO order, so the same inputs give the same bytes.
+    ``replicates[iso]`` describes the country's replicate weights per table (table →
+    method, scale, rscales; or one description for every table) or is None. The pooled
+    description is per table too. Countries are taken in ISO order, so the same inputs give
+    the same bytes.
     """
     if len(countries) < 2:
         raise DhsurveyError("a pooled release needs at least two countries",
@@ -84,13 +88,18 @@ def pool_release(countries: Mapping[str, Mapping[str, pd.DataFrame]],
     for column in DESIGN:
         _renumber(everything, column)
 
-    rep_info = _replicate_blocks(order, replicates, notes)
+    per_file = {iso: by_file(given) if (given := replicates.get(iso)) else {}
+                for iso in order}
+    pooled_reps: dict[str, dict[str, Any]] = {}
     tables: dict[str, pd.DataFrame] = {}
     for name in names:
         frames = parts[name]
         reps = [c for c in frames[0].columns if REPLICATE.match(str(c))]
+        rep_info = _replicate_blocks(order, {iso: per_file[iso].get(name)
+                                             for iso in order}, notes) if reps else None
         if reps and rep_info is not None:
             frames = _pool_replicates(frames, order, rep_info)
+            pooled_reps[name] = rep_info
         elif reps:
             frames = [f.drop(columns=[c for c in f.columns if REPLICATE.match(str(c))])
                       for f in frames]
@@ -100,7 +109,7 @@ def pool_release(countries: Mapping[str, Mapping[str, pd.DataFrame]],
                 raise DhsurveyError(f"{column} values repeat across countries in {name!r}",
                                     code="pooled-ids", field=column)
         tables[name] = table
-    return PooledRelease(tables, rep_info, notes)
+    return PooledRelease(tables, pooled_reps or None, list(dict.fromkeys(notes)))
 
 
 def _replicate_blocks(order: list[str], replicates: Mapping[str, Mapping[str, Any] | None],
@@ -122,8 +131,8 @@ def _replicate_blocks(order: list[str], replicates: Mapping[str, Mapping[str, An
         blocks[iso] = (start, start + len(r))
         rscales += r
         start += len(r)
-    notes.append(f"{start} pooled replicate weights: each country's own JKn replicates, the "
-                 "other countries at their full-sample weight")
+    notes.append("pooled replicate weights: each country's own JKn replicates, the other "
+                 "countries at their full-sample weight")
     return {"method": "JKn", "scale": scales.pop(), "rscales": rscales, "count": start,
             "blocks": {iso: list(b) for iso, b in blocks.items()},
             "note": "JKn, the union of the countries' replicates (countries are independent "
