@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import typer
 from rich.table import Table
 
@@ -63,10 +64,11 @@ def demo(
     console.print(table)
     if len(summary.indicators):
         ind = Table("country", "indicator", "estimate", "95 % CI", "n",
-                    title="Headline indicators (weighted, design-based CIs)")
+                    title="Headline indicators (from the public-use files; 95 % logit CIs "
+                          "with the design's df)")
         for r in summary.indicators.itertuples():
-            ind.add_row(r.country, r.label, f"{r.estimate:.1%}",
-                        f"{r.ci_low:.1%} – {r.ci_high:.1%}", str(r.n))
+            ci = "–" if pd.isna(r.ci_low) else f"{r.ci_low:.1%} – {r.ci_high:.1%}"
+            ind.add_row(r.country, r.label, f"{r.estimate:.1%}", ci, str(r.n))
         console.print(ind)
     console.print(f"Data zones under {out}/: landing (exports), raw, clean (accepted, "
                   f"quarantine, weights, report.html), release (public-use files: one folder "

@@ -419,11 +419,13 @@ def run(
 ) -> None:
     """Run one country from DATA/landing/<ISO> to DATA/release/<ISO>.
 
-    Ingest every export, validate, weight, estimate the indicators, anonymise and release, as
-    the Dagster country job does. The pseudonym key comes from $DHSURVEY_PSEUDONYM_KEY and, for
-    encrypted submissions, the private key's path from $DHSURVEY_PRIVATE_KEY. Exit 1 when the
-    disclosure gate blocks the release.
+    Ingest every export, validate, weight, anonymise and release (with the indicators
+    estimated from the released files), as the Dagster country job does. The pseudonym key
+    comes from $DHSURVEY_PSEUDONYM_KEY and, for encrypted submissions, the private key's path
+    from $DHSURVEY_PRIVATE_KEY. Exit 1 when the disclosure gate blocks the release.
     """
+    import pandas as pd
+
     from dhsurvey.anonymise.pseudonym import load_key
     from dhsurvey.store import Store
     from dhsurvey.study import Study, run_country
@@ -436,7 +438,7 @@ def run(
     pem = _read_pem(Path(private), "private key") if private else None
     store = Store(data)
     after = {"ingest": "Validating", "validate": "Computing weights",
-             "weight": "Estimating the indicators", "indicators": "Anonymising and releasing"}
+             "weight": "Anonymising, releasing and estimating the indicators"}
     with console.status(f"{iso}: reading the exports…") as status:
         result = run_country(store, study, iso, key=key, private_key=pem,
                              batch_households=batch_households,
@@ -461,6 +463,16 @@ def run(
             blocked = True
             console.print("  [bold red]disclosure gate: blocked[/] — do not publish: "
                           + escape("; ".join(tier.gate.reasons)), soft_wrap=True)
+    overall = result.indicators[result.indicators["domain"] == "all"]
+    if len(overall):
+        estimates = Table("indicator", "estimate", "95 % CI (logit, design df)", "n",
+                          title=f"{iso}: indicators of the public-use files (indicators.csv)")
+        for r in overall.to_dict("records"):
+            low, high = float(r["ci_low"]), float(r["ci_high"])
+            ci = "–" if pd.isna(low) else f"{low:.1%} – {high:.1%}"
+            estimates.add_row(str(r["indicator"]), f"{float(r['estimate']):.1%}", ci,
+                              str(r["n"]))
+        console.print(estimates)
     console.print(f"Restricted mappings in {store.restricted(iso)}", soft_wrap=True)
     if blocked:
         raise typer.Exit(1)

@@ -345,7 +345,7 @@ def test_k_anonymity_holds_after_suppression(release: AnonymisedRelease,
     keys = [c for c in view.columns if c != "hh_id" and not c.startswith("in:")]
     fk = frequencies(view, keys)["fk"]
     for form in LINKED_FORMS:
-        present = view[f"in:{form}"].fillna(False).astype(bool)
+        present = view[f"in:{form}"].astype("boolean").fillna(False).astype(bool)
         assert frequencies(view[present], keys)["fk"].min() >= 3, form
         assert release.report[form]["linked_keys"] == release.report["child"]["linked_keys"]
     assert fk.min() >= 3
