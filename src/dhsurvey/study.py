@@ -739,8 +739,9 @@ def _margin_labels(study: Study, config: CountryConfig) -> dict[str, dict[str, s
 
 def _unreproducible(store: Store, iso: str, study: Study, plan: Any, numbering: Numbering,
                     planned: list[str]) -> dict[str, str]:
-    """Indicator and domain variables the tier's recoded, suppressed keys do not give as the
-    collected values do (:func:`~dhsurvey.release.indicators.unreproducible`): left out."""
+    """Indicator and domain variables the tier cannot release: those reading a field the
+    tier leaves out, and those its recoded, suppressed keys do not give as the collected
+    values do (:func:`~dhsurvey.release.indicators.unreproducible`), with the reason."""
     from dhsurvey.release.indicators import reads, unreproducible
 
     declared, domains = study.indicators
@@ -749,6 +750,13 @@ def _unreproducible(store: Store, iso: str, study: Study, plan: Any, numbering: 
         released = plan.release.tables[form]
         items = [*[i for i in declared if i.form == form],
                  *[d for d in domains.get(form, []) if d.derived]]
+        for item in items:
+            gone = [r for r in reads(item) if r in study.models[form]
+                    and plan.reasons[form].get(r, ("drop", ""))[0] == "drop"]
+            if gone:
+                name = str(getattr(item, "id", None) or getattr(item, "name", ""))
+                out[name] = (f"it reads {gone}, left out of this tier by disclosure control "
+                             "(disclosure_risk.md)")
         items = [i for i in items if set(reads(i)) <= set(released.columns)]
         if not items:
             continue

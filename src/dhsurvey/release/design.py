@@ -72,7 +72,7 @@ pooled <- length(unique(margins$country)) > 1
 # variable gets its raking cell (<margin>_cell: the level, or country:level when pooled).
 read_file <- function(name) {
   data <- as.data.frame(haven::zap_labels(haven::read_dta(paste0(name, ".dta"))))
-  for (m in intersect(unique(margins$margin), names(data))) {
+  if (all(unique(margins$margin) %in% names(data))) for (m in unique(margins$margin)) {
     value <- as.character(data[[m]])
     data[[paste0(m, "_cell")]] <- if (pooled) paste(data$country, value, sep = ":") else value
   }
@@ -81,10 +81,11 @@ read_file <- function(name) {
 
 # The weights raked again to the population totals of margins.csv (within each country in a
 # pooled release): the design the published indicators use, with calibration-aware standard
-# errors. Household weights are not calibrated.
+# errors. The files that carry every margin variable (child, caregiver) are raked; household
+# weights are not calibrated.
 calibrated <- function(design) {
-  used <- intersect(unique(margins$margin), names(design$variables))
-  if (length(used) == 0) return(design)
+  used <- unique(margins$margin)
+  if (!all(used %in% names(design$variables))) return(design)
   population <- lapply(used, function(m) {
     rows <- margins[margins$margin == m, ]
     out <- data.frame(if (pooled) paste(rows$country, rows$level, sep = ":") else rows$level,
