@@ -610,11 +610,32 @@ def _release_tier(store: Store, study: Study, iso: str, key: bytes, rules: Any,
     inputs = _PlanInputs(store, iso, {f: plan_columns(models[f], columns[f], rules)
                                       if f in planned else columns[f] for f in forms},
                          numbering)
-    # Each tier draws its own IDs: a public and a licensed file cannot be joined by them.
-    anonymised = anonymise_country(inputs, {f: getattr(weights, f) for f in WEIGHTED},
-                                   models, config, key=key, numeric_ids=True, rules=rules,
-                                   tier=name, rng=release_rng(
-                                       key, iso, f"{store.release_label}\x00{name}"))
+    def anonymise(tables: Mapping[str, pd.DataFrame]) -> Any:
+        # Each tier draws its own IDs: a public and a licensed file cannot be joined by them.
+        return anonymise_country(inputs, tables, models, config, key=key, numeric_ids=True,
+                                 rules=rules, tier=name, rng=release_rng(
+                                     key, iso, f"{store.release_label}\x00{name}"))
+
+    weighted = {f: getattr(weights, f) for f in WEIGHTED}
+    anonymised = anonymise(weighted)
+    notes: list[str] = []
+    passes = {"k": rules.k, "max_global_risk": rules.max_global_risk}
+    if not gate(anonymised, [], **passes).passed:
+        # The margin variables are never suppressed: a cell of stratum x sex x age group
+        # with fewer than k respondents cannot be protected while they are released. The
+        # tier is then released without them, if that protects it (no raking again, no
+        # margin domains; methods.md says so).
+        bare = anonymise({f: t.drop(columns=list(config.margins), errors="ignore")
+                          for f, t in weighted.items()})
+        if gate(bare, [], **passes).passed:
+            anonymised = bare
+            notes.append(
+                f"the margin variables ({', '.join(config.margins)}) are withheld from this "
+                "tier: some cell of stratum x margins held fewer than "
+                f"{rules.k} respondents, which no suppression of other keys could protect. "
+                "indicators.csv here uses the weights as released (not raked again; SEs "
+                "without the raking residuals) and has no margin domains")
+    del weighted
     plan = ReleasePlan(anonymised, models, config, columns)
     for table_name, table in anonymised.restricted.items():
         atomic_write_parquet(restricted / f"{table_name}.parquet", table)
@@ -635,8 +656,8 @@ def _release_tier(store: Store, study: Study, iso: str, key: bytes, rules: Any,
     labelled = with_merged_codes(for_countries(models, [config.code]), anonymised.merged_codes)
     labelled = derive.labelled(labelled, _margin_labels(study, config))
     language = config.release_language
-    warnings: list[str] = [f"{name} is not released in this tier: {why}"
-                           for name, why in left_out.items()]
+    warnings: list[str] = [*notes, *(f"{name} is not released in this tier: {why}"
+                                     for name, why in left_out.items())]
     for form in forms:
         path = out / f"{form}.parquet"
         with ParquetAppender(path, labelled[form], language=language) as appender:
