@@ -248,6 +248,16 @@ class ParquetSource:
     def column(self, name: str) -> pd.Series:
         """One whole column."""
         table = self.file.read(columns=[name], use_pandas_metadata=True)
+        meta = table.schema.metadata or {}
+        if b"pandas" in meta:
+            # The file's pandas metadata lists every column, and converting looks each one
+            # up: keep the entries of the columns read (a wide table is read column by
+            # column, so that would cost columns² lookups).
+            pandas = json.loads(meta[b"pandas"])
+            present = set(table.schema.names)
+            pandas["columns"] = [c for c in pandas.get("columns", [])
+                                 if c.get("field_name", c.get("name")) in present]
+            table = table.replace_schema_metadata({**meta, b"pandas": json.dumps(pandas)})
         return table.to_pandas().reset_index(drop=True)[name]
 
     def batches(self, limit: int) -> Iterator[pd.DataFrame]:
