@@ -705,6 +705,17 @@ def _release_tier(store: Store, study: Study, iso: str, key: bytes, rules: Any,
                           anonymised.merged_codes, indicators=table)
 
 
+@dataclass
+class _Adding:
+    """An appender that passes each block of rows through ``add`` first."""
+
+    appender: Any
+    add: Callable[[pd.DataFrame], pd.DataFrame]
+
+    def write(self, rows: pd.DataFrame) -> None:
+        self.appender.write(self.add(rows))
+
+
 class _Derived:
     """The variables the release adds to a form's released rows: the indicator and derived
     domain variables (from the released values) and each select_multiple's 0/1 dummies."""
@@ -720,15 +731,9 @@ class _Derived:
         rows = select_multiple_dummies(rows, self.study.models[form])
         return release_variables(rows, form, self.declared, self.domains)
 
-    def sink(self, form: str, appender: Any) -> Any:
+    def sink(self, form: str, appender: Any) -> _Adding:
         """``appender`` whose ``write`` adds the variables first."""
-        derived = self
-
-        class _Sink:
-            def write(self, rows: pd.DataFrame) -> None:
-                appender.write(derived.rows(form, rows))
-
-        return _Sink()
+        return _Adding(appender, partial(self.rows, form))
 
     def labelled(self, models: Mapping[str, FormModel], margins: Mapping[str, Any]
                  ) -> dict[str, FormModel]:
@@ -763,7 +768,7 @@ def _unreproducible(store: Store, iso: str, study: Study, plan: Any, numbering: 
     """Indicator and domain variables the tier cannot release: those reading a field the
     tier leaves out, and those its recoded, suppressed keys do not give as the collected
     values do (:func:`~dhsurvey.release.indicators.unreproducible`), with the reason."""
-    from dhsurvey.release.indicators import reads, unreproducible
+    from dhsurvey.release.indicators import reads, unreproducible, variable
 
     declared, domains = study.indicators
     out: dict[str, str] = {}
@@ -775,9 +780,8 @@ def _unreproducible(store: Store, iso: str, study: Study, plan: Any, numbering: 
             gone = [r for r in reads(item) if r in study.models[form]
                     and plan.reasons[form].get(r, ("drop", ""))[0] == "drop"]
             if gone:
-                name = str(getattr(item, "id", None) or getattr(item, "name", ""))
-                out[name] = (f"it reads {gone}, left out of this tier by disclosure control "
-                             "(disclosure_risk.md)")
+                out[variable(item)] = (f"it reads {gone}, left out of this tier by "
+                                       "disclosure control (disclosure_risk.md)")
         items = [i for i in items if set(reads(i)) <= set(released.columns)]
         if not items:
             continue
@@ -848,19 +852,19 @@ def pooled_indicators(tables: Mapping[str, pd.DataFrame], study: Study, isos: li
     """Indicators of a pooled release from its own tables (population-weighted over the
     countries), overall, by the indicator file's domains and by country: strata and PSUs
     distinct per country, weights raked within each country to its margins."""
-    from dhsurvey.release.indicators import Domain, compute_indicators, pooled_margins
+    from dhsurvey.release.indicators import (
+        Domain,
+        compute_indicators,
+        estimate_columns,
+        pooled_margins,
+    )
 
     declared, domains = study.indicators
     configs = {iso: study.config(iso) for iso in isos}
     names = list(dict.fromkeys(m for c in configs.values() for m in c.margins))
-    frames = {}
-    for form in dict.fromkeys(i.form for i in declared):
-        if form in tables:
-            wanted = [*[i.id for i in declared if i.form == form],
-                      *[d.name for d in domains.get(form, [])], *names, "country", "stratum",
-                      "psu", "weight"]
-            frames[form] = tables[form][[c for c in dict.fromkeys(wanted)
-                                         if c in tables[form].columns]].copy()
+    frames = {form: tables[form][estimate_columns(form, list(tables[form].columns), declared,
+                                                  domains, names, ["country"])].copy()
+              for form in dict.fromkeys(i.form for i in declared) if form in tables}
     margins = pooled_margins(frames, {str(c.code): c.margins for c in configs.values()},
                              CALIBRATED)
     labels = {str(c.code): c.name for c in study.countries.values()}

@@ -29,10 +29,8 @@ WEIGHTED_FILES = ("household", "child", "caregiver")
 
 
 def by_file(infos: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    """Replicate descriptions per weighted file: ``infos`` is one (the same for every file)
-    or a mapping file → description (the weights summary's ``replicates_by_form``)."""
-    if "rscales" in infos or "method" in infos:
-        return dict.fromkeys(WEIGHTED_FILES, infos)
+    """The replicate description of each weighted file (the weights summary's
+    ``replicates_by_form``: file → method, scale, rscales), files without one left out."""
     return {f: i for f, i in infos.items() if isinstance(i, Mapping)}
 
 
@@ -106,7 +104,9 @@ _R_USE = """
 """
 
 
-def _r_script(table: pd.DataFrame | None, scale: float, note: str) -> str:
+def _r_script(scale: float | None, note: str = "") -> str:
+    """``svydesign.R``: Taylor designs of every weighted file, and replicate designs with
+    ``scale`` (None: a tier of masked variance units, no replicates)."""
     head = ("# Survey designs of this folder's weighted files (household, child, caregiver), "
             "for R's survey\n# package with haven.\n")
     taylor = """
@@ -116,7 +116,7 @@ designs <- lapply(setNames(files, files), function(name) {
                        data = read_file(name), nest = TRUE))
 })
 """
-    if table is None:
+    if scale is None:
         return (head + "# Masked variance units: `stratum` and `psu` (a pseudo-PSU: each "
                 "stratum's PSUs in two random\n# halves); weights rounded so no value is held "
                 "by fewer than k records (disclosure_risk.md).\n" + _R_COMMON + taylor
@@ -186,7 +186,7 @@ def masked_text() -> str:
 def write_masked(folder: str | Path) -> list[Path]:
     """Write ``svydesign.R`` and ``svyset.do`` for masked variance units."""
     folder = Path(folder)
-    return [atomic_write_text(folder / "svydesign.R", _r_script(None, 1.0, "")),
+    return [atomic_write_text(folder / "svydesign.R", _r_script(None)),
             atomic_write_text(folder / "svyset.do", _stata_do(None, ""))]
 
 
@@ -222,7 +222,7 @@ def write_design(folder: str | Path, infos: Mapping[str, Any]) -> list[Path]:
     return [
         atomic_write_text(folder / "replicates.csv",
                           neutralise_formulas(table).to_csv(index=False)),
-        atomic_write_text(folder / "svydesign.R", _r_script(table, scales.pop(), note)),
+        atomic_write_text(folder / "svydesign.R", _r_script(scales.pop(), note)),
         atomic_write_text(folder / "svyset.do", _stata_do(table, note)),
     ]
 

@@ -183,6 +183,11 @@ def domain_values(frame: pd.DataFrame, dom: Domain) -> pd.Series:
     return pd.Series(levels).astype("Int64").where(known)
 
 
+def variable(item: Indicator | Domain) -> str:
+    """The name of the variable the release gives an indicator or a domain."""
+    return item.id if isinstance(item, Indicator) else item.name
+
+
 def reads(item: Indicator | Domain) -> list[str]:
     """The fields a variable is derived from."""
     if isinstance(item, Indicator):
@@ -232,9 +237,9 @@ def unreproducible(released: pd.DataFrame, original: pd.DataFrame,
         both = a.notna().to_numpy() & b.notna().to_numpy()
         differ = int((a.to_numpy()[both] != b.to_numpy()[both]).sum())
         if differ:
-            name = item.id if isinstance(item, Indicator) else item.name
-            out[name] = (f"the released values of {needed} give {differ} record(s) another "
-                         "value than the collected ones (a recoding crosses its boundary)")
+            out[variable(item)] = (
+                f"the released values of {needed} give {differ} record(s) another value "
+                "than the collected ones (a recoding crosses its boundary)")
     return out
 
 
@@ -350,25 +355,32 @@ def _row(ind: Indicator, frame: pd.DataFrame, design: Design | None, y: np.ndarr
 # ------------------------------------------------------------------ the files they come from
 
 
+def estimate_columns(form: str, present: Sequence[str], indicators: Sequence[Indicator],
+                     domains: Mapping[str, Sequence[Domain]], margins: Sequence[str] = (),
+                     also: Sequence[str] = ()) -> list[str]:
+    """The columns of a released ``form`` table (``present``) the estimates read: indicator,
+    domain and margin variables, the design (``stratum``, ``psu``, ``weight``), and ``also``
+    (``country`` in a pooled release)."""
+    wanted = [*[i.id for i in indicators if i.form == form],
+              *[d.name for d in domains.get(form, [])],
+              *margins, "stratum", "psu", "weight", *also]
+    have = set(present)
+    return [c for c in dict.fromkeys(wanted) if c in have]
+
+
 def file_tables(folder: str | Path, indicators: Sequence[Indicator],
-                domains: Mapping[str, Sequence[Domain]], margins: Sequence[str] = (),
-                also: Sequence[str] = ()) -> dict[str, pd.DataFrame]:
-    """The columns the indicators read from a release folder's Parquet files: indicator,
-    domain and margin variables and the design (``stratum``, ``psu``, ``weight``); ``also``
-    more columns where present (``country`` in a pooled release)."""
+                domains: Mapping[str, Sequence[Domain]], margins: Sequence[str] = ()
+                ) -> dict[str, pd.DataFrame]:
+    """The columns the estimates read (:func:`estimate_columns`) from a release folder's
+    Parquet files."""
     import pyarrow.parquet as pq
 
     out = {}
     for form in dict.fromkeys(i.form for i in indicators):
         path = Path(folder) / f"{form}.parquet"
-        if not path.exists():
-            continue
-        names = set(pq.read_schema(path).names)
-        wanted = [i.id for i in indicators if i.form == form]
-        wanted += [d.name for d in domains.get(form, [])]
-        wanted += [*margins, "stratum", "psu", "weight", *also]
-        out[form] = pd.read_parquet(path, columns=[c for c in dict.fromkeys(wanted)
-                                                   if c in names])
+        if path.exists():
+            out[form] = pd.read_parquet(path, columns=estimate_columns(
+                form, pq.read_schema(path).names, indicators, domains, margins))
     return out
 
 
@@ -443,6 +455,7 @@ def labelled_variables(model: FormModel, form: str, indicators: Sequence[Indicat
 
 
 __all__ = ["COLUMNS", "DEFINITION", "Domain", "Indicator", "compute_indicators",
-           "domain_values", "file_tables", "form_margins", "indicator_values", "join_weights",
-           "labelled_variables", "load_indicators", "logit_interval", "pooled_margins", "reads",
-           "release_variables", "unreproducible"]
+           "domain_values", "estimate_columns", "file_tables", "form_margins",
+           "indicator_values", "join_weights", "labelled_variables", "load_indicators",
+           "logit_interval", "pooled_margins", "reads", "release_variables", "unreproducible",
+           "variable"]
