@@ -63,6 +63,9 @@ def test_whole_and_batched_runs_give_identical_releases(landed, monkeypatch) -> 
     assert result.exit_code == 0, result.output
     assert "validated in 1 batch(es)" in result.output
     assert result.output.count("file scan): passed") == 2
+    # The run ends with the public-use files' own estimates (indicators.csv).
+    assert "KEN: indicators of the public-use files" in result.output
+    assert "ind_ocsea_any" in result.output
     whole = _manifest(data)
     assert {f"release/{name}" for name in (
         "child.parquet", "child.csv", "child.dta", "child.sav", "codebook.xlsx",

@@ -147,3 +147,21 @@ def test_r_reproduces_every_weighted_indicator_from_the_stata_files(
         overall = both[both["domain"] == "all"].set_index("indicator")["se"]
         rep = svyset.set_index("variable")["se"].reindex(overall.index)
         assert ((rep / overall).between(0.5, 2.0)).all(), (rep / overall)
+
+
+def test_select_multiple_answers_are_released_as_labelled_dummies(study) -> None:
+    """``talk_told`` (whom a child told) also as 0/1 ``talk_told_<code>``: 1 where chosen, 0
+    where answered without it, missing where not asked; labelled in the Stata file."""
+    import pyreadstat
+
+    data, _ = study
+    child = pd.read_parquet(data / "release" / "KEN" / "child.parquet")
+    asked = child["talk_told"].notna() & (child["talk_told"].astype(str).str.strip() != "")
+    assert asked.any() and (~asked).any()
+    nobody = child["talk_told_1"]
+    assert nobody[~asked].isna().all()
+    chose = child.loc[asked, "talk_told"].astype(str).str.split().map(lambda c: "1" in c)
+    assert (nobody[asked].astype(int) == chose.astype(int)).all()
+    _, meta = pyreadstat.read_dta(str(data / "release" / "KEN" / "child.dta"),
+                                  metadataonly=True)
+    assert meta.column_names_to_labels["talk_told_1"] == "talk_told: Nobody"
