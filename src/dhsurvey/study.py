@@ -129,16 +129,17 @@ def ingest_form(store: Store, study: Study, iso: str, form: str, *,
     quarantine (nothing that enters is lost).
     """
     from dhsurvey.ingest.canonical import RawForm
-    from dhsurvey.ingest.read import read_export
+    from dhsurvey.ingest.read import read_export_forms
     from dhsurvey.ingest.run import split_by_country
     from dhsurvey.ingest.store import combine, read_raw, write_raw
 
-    config, model = study.config(iso), study.models[form]
+    config = study.config(iso)
     exports = store.exports(iso, form)
     parts: list[Any] = []
     for path in exports:
-        raw = read_export(path, {form: model}, private_key_pem=private_key)
-        parts.extend(split_by_country(raw, {str(config.code): iso}, iso).values())
+        for raw in read_export_forms(path, study.models, private_key_pem=private_key,
+                                     only=form):
+            parts.extend(split_by_country(raw, {str(config.code): iso}, iso).values())
     api = store.central_api(iso)
     if store.has_raw(iso, form, api):  # pulled by the Central sync job
         parts.append(read_raw(api, form))

@@ -29,6 +29,7 @@ META_DROP = {
     "KEY": "instanceID: replaced by a fresh random record_id",
     "submitter": "server account of the interviewer",
     "review_state": "server workflow state, not data",
+    "deprecated_id": "instanceID of the edited submission",
     "source_format": "provenance, not data",
     "source_file": "provenance (file path), not data",
     "submission_time": "exact upload time: narrows interview day and place",

@@ -38,6 +38,7 @@ META = [
     "submission_time",
     "submitter",
     "review_state",
+    "deprecated_id",  # meta/deprecatedID: the instanceID this submission edits (ODK edits)
     "source_format",  # central-csv | central-odata | kobo-json | xml
     "source_file",
 ]

@@ -9,7 +9,6 @@ time stamps, the table builder and its quarantine rules ``ROOT_RULES``/``REPEAT_
 from __future__ import annotations
 
 import json
-import xml.etree.ElementTree as ET
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,11 +18,12 @@ from dhsurvey.forms.model import FormModel
 from dhsurvey.ingest.builder import REPEAT_RULES, ROOT_RULES, decode_utf8
 from dhsurvey.ingest.canonical import RawForm
 from dhsurvey.ingest.central import read_central_zip
+from dhsurvey.ingest.instances import discover_instances
 from dhsurvey.ingest.kobo import read_kobo_json
-from dhsurvey.ingest.limits import JSON, XML, InputTooLarge, read_file
-from dhsurvey.ingest.xmlfolder import instance_folders, read_xml_folder
+from dhsurvey.ingest.limits import JSON, read_file
+from dhsurvey.ingest.xmlfolder import read_xml_folder
 
-__all__ = ["REPEAT_RULES", "ROOT_RULES", "read_export"]
+__all__ = ["REPEAT_RULES", "ROOT_RULES", "read_export", "read_export_forms"]
 
 
 # --------------------------------------------------------------------------- dispatch
@@ -43,8 +43,8 @@ def _zip_form_id(path: Path, models: Mapping[str, FormModel]) -> str:
         with zipfile.ZipFile(path) as zf:
             names = set(zf.namelist())
     except (zipfile.BadZipFile, OSError) as exc:
-        raise DhsurveyError(f"not a readable zip file ({exc})", code="export-unreadable",
-                            file=str(path)) from None
+        raise DhsurveyError(f"is not a complete zip file: still being copied, or damaged "
+                            f"({exc})", code="export-unreadable", file=str(path)) from None
     matches = [form_id for form_id in models if f"{form_id}.csv" in names]
     if len(matches) == 1:
         return matches[0]
@@ -71,23 +71,32 @@ def _json_form_id(paths: Sequence[Path], models: Mapping[str, FormModel]) -> str
                    "no submission carries '_xform_id_string' (empty or not a Kobo export)")
 
 
-def _xml_form_id(folder: Path, models: Mapping[str, FormModel]) -> str:
-    found: list[str] = []
-    for inst in instance_folders(folder):
-        try:
-            root = ET.fromstring(read_file(inst / "submission.xml", XML))
-        except (ET.ParseError, OSError, InputTooLarge):
-            continue  # the reader quarantines it
-        if root.get("id"):
-            found.append(root.get("id", ""))
+def _xml_form_ids(folder: Path, models: Mapping[str, FormModel]) -> list[str]:
+    """The study forms whose submissions the folder holds (a device folder holds several)."""
+    found = [i.form_id for i in discover_instances(folder) if i.form_id]
     known = sorted({f for f in found if f in models})
-    if len(known) == 1:
-        return known[0]
-    if len(known) > 1:
-        raise DhsurveyError(f"instances of several forms in one folder: {', '.join(known)}",
-                            code="export-mixed-forms", file=str(folder))
+    if known:
+        return known
     raise _unknown(folder, found[0] if found else None, models,
-                   "no instance folder holds a readable submission.xml with a form id")
+                   "no submission found: no instance XML with a form id (an ODK Collect "
+                   "instances/ folder, Briefcase storage, or a folder of instance .xml files)")
+
+
+def read_export_forms(path: str | Path | Sequence[str | Path],
+                      models: Mapping[str, FormModel], *, private_key_pem: bytes | None = None,
+                      only: str | None = None) -> list[RawForm]:
+    """Read one export into a table per form it holds (a folder of instance XML may hold
+    several forms; any other export holds one). With ``only``, just that form's table: an
+    instance folder without its submissions gives an empty one, and every other export must be
+    of that form."""
+    if isinstance(path, str | Path) and Path(path).is_dir():
+        folder = Path(path)
+        forms = [only] if only else _xml_form_ids(folder, models)
+        return [read_xml_folder(folder, models[form], private_key_pem=private_key_pem,
+                                other_forms=[f for f in models if f != form])
+                for form in forms]
+    chosen = {only: models[only]} if only else models
+    return [read_export(path, chosen, private_key_pem=private_key_pem)]
 
 
 def read_export(path: str | Path | Sequence[str | Path], models: Mapping[str, FormModel], *,
@@ -111,8 +120,13 @@ def read_export(path: str | Path | Sequence[str | Path], models: Mapping[str, Fo
     if not path.exists():
         raise DhsurveyError("export not found", code="export-missing", file=str(path))
     if path.is_dir():
-        return read_xml_folder(path, models[_xml_form_id(path, models)],
-                               private_key_pem=private_key_pem)
+        forms = _xml_form_ids(path, models)
+        if len(forms) > 1:
+            raise DhsurveyError(f"submissions of several forms in one folder: {', '.join(forms)}"
+                                " (read it with read_export_forms)",
+                                code="export-mixed-forms", file=str(path))
+        return read_xml_folder(path, models[forms[0]], private_key_pem=private_key_pem,
+                               other_forms=[f for f in models if f != forms[0]])
     suffix = path.suffix.lower()
     if suffix == ".zip":
         return read_central_zip(path, models[_zip_form_id(path, models)])

@@ -16,7 +16,7 @@ import pandas as pd
 from dhsurvey.fieldwork.config import CountryConfig
 from dhsurvey.forms.model import FormModel
 from dhsurvey.ingest.canonical import QUARANTINE_COLUMNS, RawForm, empty_quarantine
-from dhsurvey.ingest.read import read_export
+from dhsurvey.ingest.read import read_export_forms
 from dhsurvey.ingest.store import combine, write_raw
 
 UNKNOWN = "_unknown"
@@ -74,9 +74,9 @@ def ingest_exports(paths: Sequence[str | Path], models: Mapping[str, FormModel],
     codes = {str(c.code): c.iso for c in configs}
     parts: dict[tuple[str, str], list[RawForm]] = {}
     for path in paths:
-        raw = read_export(path, models, private_key_pem=private_key_pem)
-        for iso, part in split_by_country(raw, codes, country).items():
-            parts.setdefault((iso, raw.form_id), []).append(part)
+        for raw in read_export_forms(path, models, private_key_pem=private_key_pem):
+            for iso, part in split_by_country(raw, codes, country).items():
+                parts.setdefault((iso, raw.form_id), []).append(part)
     results = []
     for (iso, form_id), raws in sorted(parts.items()):
         raw = combine(raws)

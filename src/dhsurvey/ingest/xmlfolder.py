@@ -1,11 +1,18 @@
-"""Folders of instance XML (Collect's instances, Briefcase storage) → canonical tables.
+"""Folders of instance XML (Collect devices, Briefcase storage, flat folders) → canonical tables.
 
-One sub-folder per submission holding ``submission.xml``: either the instance document itself
-(``<data id="form" version="…">`` with groups as nested elements, repeats as repeated elements,
-non-relevant fields absent) or, for an encrypted form, a manifest with ``submission.xml.enc``.
-Every instance folder ends up as a root row or a quarantine row; none is skipped silently. A
-submission's XML over the size cap (``DHSURVEY_MAX_XML_MB``) is quarantined as
-``xml-too-large`` without being read.
+The submissions are found by :func:`dhsurvey.ingest.instances.discover_instances`, whatever
+tool laid the folder out. Each is either the instance document itself (``<data id="form"
+version="…">`` with groups as nested elements, repeats as repeated elements, non-relevant fields
+absent, notes and triggers as the empty elements real clients write) or, for an encrypted form,
+a manifest with ``submission.xml.enc``. Every submission of the form ends up as a root row or a
+quarantine row; none is skipped silently. A submission's XML over the size cap
+(``DHSURVEY_MAX_XML_MB``) is quarantined as ``xml-too-large`` without being read.
+
+One folder may hold several forms (a device's ``instances/``): reading it for one form takes
+that form's submissions and leaves those of the study's ``other_forms`` to their own read. A
+submission no study form can claim (unreadable, no form id, a form the study does not have) is
+quarantined once, under the form its name starts with (Collect names instance folders
+``<form>_<date>``), else under the first of the study's forms present in the folder.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import logging
 import xml.etree.ElementTree as ET
 from collections import Counter
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -21,34 +29,22 @@ from dhsurvey.forms.frames import PARENT
 from dhsurvey.forms.model import FormModel, Item
 from dhsurvey.ingest.builder import TableBuilder, canonical_time
 from dhsurvey.ingest.canonical import RawForm, normalise, repeat_key
-from dhsurvey.ingest.decrypt import (
-    FAILED_DIR,
-    DecryptionError,
-    FolderFiles,
-    decrypt_submission,
-)
+from dhsurvey.ingest.decrypt import DecryptionError, FolderFiles, decrypt_submission
+from dhsurvey.ingest.instances import SUBMISSION, Instance, discover_instances
 from dhsurvey.ingest.limits import XML, InputTooLarge, read_file
 
 log = logging.getLogger(__name__)
 
 SOURCE_FORMAT = "xml"
-SUBMISSION = "submission.xml"
 #: Briefcase-style root attribute carrying the server's receipt time.
 SUBMISSION_DATE_ATTR = "submissionDate"
+#: Elements of an instance's ``meta`` block the canonical tables keep.
+_META_ELEMENTS = {"instanceID": "KEY", "deprecatedID": "deprecated_id"}
 
 
 def local(tag: str) -> str:
     """Element name without namespace: Collect, Aggregate and Central disagree on them."""
     return tag.rsplit("}", 1)[-1]
-
-
-def instance_folders(folder: str | Path) -> list[Path]:
-    """The instance sub-folders, in name order (a Briefcase ``instances/`` level is entered)."""
-    folder = Path(folder)
-    if (folder / "instances").is_dir() and not (folder / "instances" / SUBMISSION).exists():
-        folder = folder / "instances"
-    return sorted(p for p in folder.iterdir()
-                  if p.is_dir() and not p.name.startswith(".") and p.name != FAILED_DIR)
 
 
 def children_by_container(model: FormModel) -> dict[tuple[str, ...], dict[str, Item]]:
@@ -62,113 +58,163 @@ def children_by_container(model: FormModel) -> dict[tuple[str, ...], dict[str, I
     return out
 
 
-def _instance_id(root: ET.Element) -> str | None:
+def _elements_without_data(model: FormModel) -> set[str]:
+    """Names of the form's rows that hold no value (notes …): clients write them empty."""
+    return {item.name for item in model.items
+            if item.name and not item.holds_data and not item.is_group}
+
+
+def _meta(root: ET.Element) -> dict[str, str | None]:
+    out: dict[str, str | None] = {"KEY": normalise(root.get("instanceID"))}
     for child in root:
         if local(child.tag) == "meta":
             for el in child:
-                if local(el.tag) == "instanceID":
-                    return normalise("".join(el.itertext()).strip())
-    return normalise(root.get("instanceID"))
+                column = _META_ELEMENTS.get(local(el.tag))
+                if column:
+                    out[column] = normalise("".join(el.itertext()).strip())
+    return out
+
+
+def _instance_id(root: ET.Element) -> str | None:
+    return _meta(root)["KEY"]
+
+
+def claims(inst: Instance, form_id: str, study_forms: Collection[str],
+           present: Collection[str]) -> bool:
+    """Whether the read of ``form_id`` takes ``inst``: its own form's submissions, and one no
+    study form can claim by its id when the name or the folder points here (see module doc)."""
+    if inst.form_id in study_forms:
+        return inst.form_id == form_id
+    named = [f for f in study_forms if inst.name == f or inst.name.startswith(f"{f}_")]
+    if named:
+        return max(named, key=len) == form_id
+    here = sorted(f for f in present if f in study_forms)
+    return (here[0] if here else form_id) == form_id
 
 
 def read_xml_folder(folder: str | Path, model: FormModel, *,
-                    private_key_pem: bytes | None = None) -> RawForm:
-    """Read every instance folder under ``folder`` as a submission of ``model``'s form.
+                    private_key_pem: bytes | None = None,
+                    other_forms: Collection[str] = ()) -> RawForm:
+    """Read every submission of ``model``'s form found below ``folder``.
 
     Encrypted instances are decrypted with ``private_key_pem``; without a key, or when
     decryption fails, the instance becomes a ``not-decrypted`` quarantine row whose ``value``
     is the reason code (``no-private-key``, ``decrypt-wrong-key`` …). An unusable private key is
-    an error for the whole folder, not a per-instance failure.
+    an error for the whole folder, not a per-instance failure. Submissions of ``other_forms``
+    (the study's other forms) are left to their own read; any other form's are ``wrong-form``.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise DhsurveyError("instance folder not found", code="export-missing", file=str(folder))
     builder = TableBuilder(model, SOURCE_FORMAT, folder)
     lookup = children_by_container(model)
+    silent = _elements_without_data(model)
     unknown: Counter[str] = Counter()
-    for inst in instance_folders(folder):
-        _read_instance(model, builder, lookup, inst, private_key_pem, unknown)
+    instances = discover_instances(folder)
+    study = {model.form_id, *other_forms}
+    present = {i.form_id for i in instances if i.form_id}
+    for inst in instances:
+        if inst.form_id in other_forms or (
+                inst.form_id != model.form_id
+                and not claims(inst, model.form_id, study, present)):
+            continue
+        _read_instance(model, builder, (lookup, silent), inst, private_key_pem, unknown)
     if unknown:
         log.warning("%s: ignoring elements the form does not have: %s", folder,
                     ", ".join(f"{k} ({n}x)" for k, n in sorted(unknown.items())))
     return builder.finish()
 
 
-def _read_instance(model: FormModel, builder: TableBuilder,
-                   lookup: dict[tuple[str, ...], dict[str, Item]], inst: Path,
-                   private_key_pem: bytes | None, unknown: Counter[str]) -> None:
-    sub = inst / SUBMISSION
+def _parse(builder: TableBuilder, inst: Instance) -> tuple[bytes, ET.Element] | None:
+    """The document's bytes and root, or None after quarantining why it cannot be read."""
+    sub = inst.xml
     if not sub.is_file():
-        builder.quarantine("xml-missing", f"instance folder has no {SUBMISSION}",
-                           source_file=inst)
-        return
+        builder.quarantine("xml-missing", f"instance folder has no {SUBMISSION} (nor another "
+                           "instance document)", source_file=inst.media or sub.parent)
+        return None
     try:
         data = read_file(sub, XML)
-        root = ET.fromstring(data)
+        return data, ET.fromstring(data)
     except InputTooLarge as exc:
         builder.quarantine("xml-too-large", exc.message, source_file=sub,
                            value=f"{exc.context['cap_mb']:g} MB")
-        return
     except (ET.ParseError, OSError) as exc:
-        builder.quarantine("xml-unreadable", f"{SUBMISSION} is not well-formed XML ({exc})",
+        builder.quarantine("xml-unreadable", f"{sub.name} is not well-formed XML ({exc})",
                            source_file=sub)
+    return None
+
+
+def _decrypted(model: FormModel, builder: TableBuilder, inst: Instance, data: bytes,
+               root: ET.Element, private_key_pem: bytes | None) -> ET.Element | None:
+    """The plain instance of an encrypted manifest, or None after quarantining why not."""
+    sub, key = inst.xml, _instance_id(root)
+    if root.get("id") != model.form_id:
+        builder.quarantine("wrong-form", f"an encrypted instance of form '{root.get('id')}', "
+                           f"not '{model.form_id}'", source_file=sub, key=key,
+                           column="id", value=root.get("id"))
+        return None
+    if private_key_pem is None:
+        builder.quarantine("not-decrypted", "encrypted submission and no private key given",
+                           source_file=sub, key=key, value="no-private-key")
+        return None
+    try:  # the files are read as the manifest names them, the XML's size checked first
+        plain = decrypt_submission(data, FolderFiles(inst.media or sub.parent), private_key_pem,
+                                   source=str(inst.media or sub.parent))
+        return ET.fromstring(plain.xml)
+    except InputTooLarge as exc:
+        builder.quarantine("xml-too-large", exc.message, source_file=sub, key=key,
+                           value=f"{exc.context['cap_mb']:g} MB")
+    except DecryptionError as exc:
+        builder.quarantine("not-decrypted", exc.message, source_file=sub, key=key,
+                           value=exc.code)
+    except ET.ParseError as exc:
+        builder.quarantine("xml-unreadable", f"decrypted {SUBMISSION} is not well-formed "
+                           f"XML ({exc})", source_file=sub, key=key)
+    return None
+
+
+def _read_instance(model: FormModel, builder: TableBuilder,
+                   lookups: tuple[dict[tuple[str, ...], dict[str, Item]], set[str]],
+                   inst: Instance, private_key_pem: bytes | None, unknown: Counter[str]) -> None:
+    parsed = _parse(builder, inst)
+    if parsed is None:
         return
+    data, root = parsed
     submitted = root.get(SUBMISSION_DATE_ATTR)
     if (root.get("encrypted") or "").lower() == "yes":
-        key = _instance_id(root)
-        if root.get("id") != model.form_id:
-            builder.quarantine("wrong-form", f"an encrypted instance of form '{root.get('id')}', "
-                               f"not '{model.form_id}'", source_file=sub, key=key,
-                               column="id", value=root.get("id"))
+        plain = _decrypted(model, builder, inst, data, root, private_key_pem)
+        if plain is None:
             return
-        if private_key_pem is None:
-            builder.quarantine("not-decrypted", "encrypted submission and no private key given",
-                               source_file=sub, key=key, value="no-private-key")
-            return
-        try:  # the files are read as the manifest names them, the XML's size checked first
-            plain = decrypt_submission(data, FolderFiles(inst), private_key_pem,
-                                       source=str(inst))
-            root = ET.fromstring(plain.xml)
-        except InputTooLarge as exc:
-            builder.quarantine("xml-too-large", exc.message, source_file=sub, key=key,
-                               value=f"{exc.context['cap_mb']:g} MB")
-            return
-        except DecryptionError as exc:
-            builder.quarantine("not-decrypted", exc.message, source_file=sub, key=key,
-                               value=exc.code)
-            return
-        except ET.ParseError as exc:
-            builder.quarantine("xml-unreadable", f"decrypted {SUBMISSION} is not well-formed "
-                               f"XML ({exc})", source_file=sub, key=key)
-            return
-        submitted = submitted or root.get(SUBMISSION_DATE_ATTR)
-    key = _instance_id(root)
+        root, submitted = plain, submitted or plain.get(SUBMISSION_DATE_ATTR)
+    meta = _meta(root)
+    key = meta["KEY"]
     if root.get("id") != model.form_id:
         builder.quarantine("wrong-form", f"root <{local(root.tag)}> is not an instance of form "
-                           f"'{model.form_id}' (id={root.get('id')!r})", source_file=sub,
+                           f"'{model.form_id}' (id={root.get('id')!r})", source_file=inst.xml,
                            key=key, column="id", value=root.get("id"))
         return
     values: dict[str, Any] = {
-        "KEY": key, "form_version": root.get("version"),
+        **meta, "form_version": root.get("version"),
         "submission_time": canonical_time(submitted),
     }
     repeats: list[tuple[str, dict[str, Any]]] = []
     if key is not None:
-        _walk(model, lookup, root, (), values, key, repeats, Counter(), unknown)
-    builder.add_submission(values, repeats, source_file=inst)
+        _walk(model, lookups, root, (), values, key, repeats, Counter(), unknown)
+    here = inst.xml.parent if inst.media == inst.xml.parent else inst.xml
+    builder.add_submission(values, repeats, source_file=here)
 
 
-def _walk(model: FormModel, lookup: dict[tuple[str, ...], dict[str, Item]], el: ET.Element,
-          path: tuple[str, ...], row: dict[str, Any], row_key: str,
+def _walk(model: FormModel, lookups: tuple[dict[tuple[str, ...], dict[str, Item]], set[str]],
+          el: ET.Element, path: tuple[str, ...], row: dict[str, Any], row_key: str,
           repeats: list[tuple[str, dict[str, Any]]], positions: Counter[tuple[str, str]],
           unknown: Counter[str]) -> None:
     """Fill ``row`` from the children of ``el`` (container ``path``); repeats become rows."""
-    inside = lookup.get(path, {})
+    inside = lookups[0].get(path, {})
     for child in el:
         name = local(child.tag)
         item = inside.get(name)
         if item is None:
-            if not (path == () and name == "meta"):
+            if not (path == () and name == "meta") and name not in lookups[1]:
                 unknown["/".join((*path, name))] += 1
             continue
         if item.is_repeat:
@@ -176,10 +222,10 @@ def _walk(model: FormModel, lookup: dict[tuple[str, ...], dict[str, Item]], el: 
             key = repeat_key(row_key, model, name, positions[(row_key, name)])
             sub_row: dict[str, Any] = {"KEY": key, PARENT: row_key}
             repeats.append((name, sub_row))
-            _walk(model, lookup, child, (*path, name), sub_row, key, repeats, positions,
+            _walk(model, lookups, child, (*path, name), sub_row, key, repeats, positions,
                   unknown)
         elif item.is_group:
-            _walk(model, lookup, child, (*path, name), row, row_key, repeats, positions,
+            _walk(model, lookups, child, (*path, name), row, row_key, repeats, positions,
                   unknown)
         else:
             row[name] = normalise("".join(child.itertext()))

@@ -43,6 +43,7 @@ META_LABELS = {
     "submission_time": "Time the server received the submission (UTC)",
     "submitter": "Server account that submitted",
     "review_state": "Review state on the server",
+    "deprecated_id": "Instance ID of the submission this one edits",
     "source_format": "Export route the record was read from",
     "source_file": "File the record was read from",
     # Columns the release adds: identifiers, design variables and weights.
