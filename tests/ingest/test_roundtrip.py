@@ -122,6 +122,7 @@ def synthetic_raw(model: FormModel, n: int = 12, seed: int = 1) -> RawForm:
                                f"{rnd.randint(0, 59):02d}:{rnd.randint(0, 59):02d}.000Z",
             "submitter": rnd.choice(["enum_07", "Wanjiru Kamau", None]),
             "review_state": rnd.choice([None, "approved", "hasIssues", "rejected"]),
+            "deprecated_id": None,
             "source_format": "synthetic",
             "source_file": "synthetic",
             **_answers(model, None, off, rnd),

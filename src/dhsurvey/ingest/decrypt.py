@@ -48,6 +48,7 @@ except ImportError:  # pragma: no cover - older cryptography
     from cryptography.hazmat.primitives.ciphers.modes import CFB  # type: ignore[attr-defined, unused-ignore]
 
 from dhsurvey.errors import DhsurveyError
+from dhsurvey.ingest.instances import FAILED_DIR, Instance, discover_instances
 from dhsurvey.ingest.limits import XML, check_size, read_file
 from dhsurvey.io import atomic_write_bytes, private_dirs
 
@@ -74,7 +75,6 @@ PASSPHRASE_ENV = "DHSURVEY_PRIVATE_KEY_PASSPHRASE"
 MANIFEST_NAME = "submission.xml"
 ENC_NS = "http://www.opendatakit.org/xforms/encrypted"
 ORX_NS = "http://openrosa.org/xforms"
-FAILED_DIR = "_failed"
 
 _AES_KEY_LEN = 32
 _BLOCK = 16
@@ -564,12 +564,56 @@ def _replace_dir(target: Path, fill: Callable[[Path], object]) -> None:
     os.replace(tmp, target)
 
 
-def decrypt_folder(src: Path, dst: Path, private_key_pem: bytes) -> DecryptReport:
-    """Decrypt every instance folder of ``src`` into ``dst``; failures are kept, not dropped.
+def _copy_instance(inst: Instance, tmp: Path) -> None:
+    """An instance as found: its document as ``submission.xml`` and its media files."""
+    private_dirs(tmp)
+    if inst.xml.is_file():
+        atomic_write_bytes(tmp / MANIFEST_NAME, inst.xml.read_bytes())
+    if inst.media is not None:
+        for f in sorted(inst.media.iterdir()):
+            if f.is_file() and f != inst.xml and not f.name.startswith("."):
+                atomic_write_bytes(tmp / f.name, f.read_bytes())
 
-    Decrypted instances become ``dst/<folder>/submission.xml`` plus media; unencrypted ones are
-    copied as they are; a failing one is copied raw to ``dst/_failed/<folder>/`` with a
-    ``reason.txt`` and listed in the report, so no interview disappears without a trace.
+
+def _decrypt_instance(inst: Instance, out: Path, private_key: rsa.RSAPrivateKey) -> bool:
+    """Write one instance's plain copy to ``out``; True if it was encrypted. Raises on failure."""
+    name, manifest_path = inst.name, inst.xml
+    if not manifest_path.is_file():
+        raise DecryptionError(f"instance folder {name}, file {MANIFEST_NAME}: no "
+                              f"{MANIFEST_NAME} (nor another instance document)",
+                              code="decrypt-manifest", file=manifest_path)
+    manifest = read_file(manifest_path, XML)
+    try:
+        encrypted = _is_encrypted(manifest)
+    except ET.ParseError as exc:
+        raise DecryptionError(f"instance {name}, file {manifest_path.name}: not well-formed "
+                              f"XML ({exc})", code="decrypt-manifest",
+                              file=manifest_path) from None
+    if not encrypted:
+        _replace_dir(out, functools.partial(_copy_instance, inst))
+        return False
+    files = inst.media or manifest_path.parent
+    sub = _decrypt(manifest, FolderFiles(files), private_key, str(files))
+
+    def write(tmp: Path) -> None:
+        private_dirs(tmp)  # decrypted answers: owner-only
+        atomic_write_bytes(tmp / MANIFEST_NAME, sub.xml)
+        for media_name, data in sub.media.items():
+            atomic_write_bytes(tmp / media_name, data)
+
+    _replace_dir(out, write)
+    return True
+
+
+def decrypt_folder(src: Path, dst: Path, private_key_pem: bytes) -> DecryptReport:
+    """Decrypt every submission found below ``src`` into ``dst``; failures are kept, not dropped.
+
+    Submissions are found as ingest finds them (:func:`~dhsurvey.ingest.instances.
+    discover_instances`: a Collect device folder, Briefcase storage or its ``instances/``, a
+    flat folder of instance XML). Each becomes ``dst/<instance name>/submission.xml`` plus its
+    media, decrypted or, when it was not encrypted, copied; a failing one is copied raw to
+    ``dst/_failed/<name>/`` with a ``reason.txt`` and listed in the report, so no interview
+    disappears without a trace.
     """
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
@@ -581,43 +625,15 @@ def decrypt_folder(src: Path, dst: Path, private_key_pem: bytes) -> DecryptRepor
     private_key = _load_private_key_pem(private_key_pem)  # a bad key aborts the whole run
     dst.mkdir(parents=True, exist_ok=True)
     report = DecryptReport()
-
-    for folder in sorted(p for p in src.iterdir() if p.is_dir()):
-        if folder.name.startswith(".") or folder.resolve() == dst.resolve():
-            continue
-        name = folder.name
+    inside = dst.resolve()
+    for inst in discover_instances(src):
+        if inst.xml.resolve().is_relative_to(inside):
+            continue  # an earlier output written below the source
+        name = inst.name
         out, failed_out = dst / name, dst / FAILED_DIR / name
         try:
-            manifest_path = folder / MANIFEST_NAME
-            if not manifest_path.is_file():
-                raise DecryptionError(
-                    f"instance folder {name}, file {MANIFEST_NAME}: no {MANIFEST_NAME}",
-                    code="decrypt-manifest",
-                    file=manifest_path,
-                )
-            manifest = read_file(manifest_path, XML)
-            try:
-                encrypted = _is_encrypted(manifest)
-            except ET.ParseError as exc:
-                raise DecryptionError(
-                    f"instance folder {name}, file {MANIFEST_NAME}: not well-formed XML ({exc})",
-                    code="decrypt-manifest",
-                    file=manifest_path,
-                ) from None
-            if not encrypted:
-                _replace_dir(out, functools.partial(shutil.copytree, folder))
-                report.plain.append(name)
-            else:
-                sub = _decrypt(manifest, FolderFiles(folder), private_key, str(folder))
-
-                def write(tmp: Path, sub: DecryptedSubmission = sub) -> None:
-                    private_dirs(tmp)  # decrypted answers: owner-only
-                    atomic_write_bytes(tmp / MANIFEST_NAME, sub.xml)
-                    for media_name, data in sub.media.items():
-                        atomic_write_bytes(tmp / media_name, data)
-
-                _replace_dir(out, write)
-                report.decrypted.append(name)
+            encrypted = _decrypt_instance(inst, out, private_key)
+            (report.decrypted if encrypted else report.plain).append(name)
             shutil.rmtree(failed_out, ignore_errors=True)  # stale failure from an earlier run
         except (DhsurveyError, OSError) as exc:
             code = exc.code if isinstance(exc, DhsurveyError) else "decrypt-io"
@@ -625,10 +641,21 @@ def decrypt_folder(src: Path, dst: Path, private_key_pem: bytes) -> DecryptRepor
             log.warning("instance %s not decrypted (%s): %s", name, code, message)
             report.failed.append((name, code, message))
             shutil.rmtree(out, ignore_errors=True)  # never leave a stale "good" copy
-            _replace_dir(failed_out, functools.partial(shutil.copytree, folder))
+            _replace_dir(failed_out, functools.partial(_copy_raw, inst))
             reason = f"folder: {name}\ncode: {code}\nmessage: {message}\n"
             atomic_write_bytes(failed_out / "reason.txt", reason.encode("utf-8"))
     return report
+
+
+def _copy_raw(inst: Instance, tmp: Path) -> None:
+    """A failed instance's files byte for byte, under their own names."""
+    private_dirs(tmp)
+    if inst.xml.is_file():
+        shutil.copy2(inst.xml, tmp / inst.xml.name)
+    if inst.media is not None:
+        for f in sorted(inst.media.iterdir()):
+            if f.is_file() and f != inst.xml:
+                shutil.copy2(f, tmp / f.name)
 
 
 # --------------------------------------------------------------------------- keys
