@@ -17,12 +17,14 @@ demo: $(STAMP)
 	bash scripts/system-deps.sh demo
 	$(BIN)/dhsurvey demo
 
-# Java, Chromium, Redis and R (survey, haven) the tests need, from Debian when missing.
+# Java, Chromium, Redis and R (survey, haven) the tests need, from Debian when missing. The
+# Central integration tests run against the real ODK Central (../shared/central), started in a
+# temporary folder for the run and stopped afterwards, also when tests fail: scripts/central.sh.
 test: $(STAMP)
 	bash scripts/system-deps.sh
 	$(BIN)/ruff check src pipelines tests bench
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q
+	bash scripts/central.sh run $(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/dhsurvey lint instruments

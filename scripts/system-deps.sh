@@ -3,7 +3,8 @@
 #   scripts/system-deps.sh demo   Java (ODK Validate, bundled in pyxform): what `make demo` needs
 #   scripts/system-deps.sh        that, and what the tests need: Chromium (the UI browser test),
 #                                 Redis (the Celery executor test's broker) and R with survey and
-#                                 haven (the release's R set-up and reference values)
+#                                 haven (the release's R set-up and reference values); npm and
+#                                 curl when ODK Central is there to test against
 # `make demo`, `make test` and `.ci/run` call it; without root and with packages missing it says
 # what to install and fails.
 set -euo pipefail
@@ -14,6 +15,11 @@ if [ "${1:-test}" != demo ]; then
   command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
   Rscript -e 'library(survey)' >/dev/null 2>&1 || need+=(r-cran-survey)
   Rscript -e 'library(haven)' >/dev/null 2>&1 || need+=(r-cran-haven)
+  # The real ODK Central (scripts/central.sh) installs Node with npm and PostgreSQL itself.
+  if bash "$(dirname "$0")/central.sh" dir >/dev/null 2>&1; then
+    command -v npm >/dev/null 2>&1 || need+=(npm)
+    command -v curl >/dev/null 2>&1 || need+=(curl)
+  fi
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
