@@ -33,9 +33,9 @@ from dhsurvey.ingest.central import (
     split_geopoint,
     table_name,
 )
-from dhsurvey.ingest.decrypt import MANIFEST_NAME, encrypt_submission
+from dhsurvey.ingest.decrypt import MANIFEST_NAME, SUBMISSION_DATE_ATTR, encrypt_submission
 from dhsurvey.ingest.kobo import REVIEW_TO_VALIDATION, VALIDATION_LABELS, full_path
-from dhsurvey.ingest.xmlfolder import SUBMISSION_DATE_ATTR, children_by_container
+from dhsurvey.ingest.xmlfolder import children_by_container
 from dhsurvey.io import atomic_write_bytes, atomic_write_text
 
 __all__ = ["write_central_zip", "write_kobo_json", "write_xml_folder"]
@@ -269,8 +269,10 @@ def instance_xml(model: FormModel, rec: dict[str, Any],
         attrs += f" {SUBMISSION_DATE_ATTR}={quoteattr(rec['submission_time'])}"
     body = "".join(_xml_content(model, lookup, (), rec, children))
     key = rec["KEY"]  # None only in deliberately broken data: the reader quarantines it
-    meta = f"<meta><instanceID>{_escape_text(key)}</instanceID></meta>" if key else \
-        "<meta><instanceID/></meta>"
+    edits = rec.get("deprecated_id")  # an edit names the instanceID it replaces
+    meta = (f"<meta><instanceID>{_escape_text(key)}</instanceID>" if key else
+            "<meta><instanceID/>") + (
+        f"<deprecatedID>{_escape_text(edits)}</deprecatedID>" if edits else "") + "</meta>"
     return (f'<?xml version="1.0" encoding="UTF-8"?>\n<{root} {attrs}>{body}{meta}</{root}>\n'
             ).encode()
 

@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import logging
 import os
+import re
 import shutil
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Mapping
@@ -73,6 +74,8 @@ PRIVATE_KEY_ENV = "DHSURVEY_PRIVATE_KEY"
 #: The passphrase of an encrypted PEM private key (never in a file, never echoed).
 PASSPHRASE_ENV = "DHSURVEY_PRIVATE_KEY_PASSPHRASE"
 MANIFEST_NAME = "submission.xml"
+#: The root attribute carrying the server's receipt time (Briefcase, Central, the simulator).
+SUBMISSION_DATE_ATTR = "submissionDate"
 ENC_NS = "http://www.opendatakit.org/xforms/encrypted"
 ORX_NS = "http://openrosa.org/xforms"
 
@@ -575,6 +578,19 @@ def _copy_instance(inst: Instance, tmp: Path) -> None:
                 atomic_write_bytes(tmp / f.name, f.read_bytes())
 
 
+_ROOT_TAG = re.compile(rb"<(?![?!])[^>]*?(?=/?>)")
+
+
+def _with_receipt_time(xml: bytes, submitted: str | None) -> bytes:
+    """The decrypted document with the server's receipt time the manifest carried (Briefcase
+    and Central put it on the manifest, the only plaintext), unless it has its own."""
+    match = _ROOT_TAG.search(xml)
+    if not submitted or match is None or SUBMISSION_DATE_ATTR.encode() in match.group():
+        return xml
+    attr = f" {SUBMISSION_DATE_ATTR}={quoteattr(submitted)}".encode()
+    return xml[:match.end()] + attr + xml[match.end():]
+
+
 def _decrypt_instance(inst: Instance, out: Path, private_key: rsa.RSAPrivateKey) -> bool:
     """Write one instance's plain copy to ``out``; True if it was encrypted. Raises on failure."""
     name, manifest_path = inst.name, inst.xml
@@ -594,10 +610,11 @@ def _decrypt_instance(inst: Instance, out: Path, private_key: rsa.RSAPrivateKey)
         return False
     files = inst.media or manifest_path.parent
     sub = _decrypt(manifest, FolderFiles(files), private_key, str(files))
+    xml = _with_receipt_time(sub.xml, ET.fromstring(manifest).get(SUBMISSION_DATE_ATTR))
 
     def write(tmp: Path) -> None:
         private_dirs(tmp)  # decrypted answers: owner-only
-        atomic_write_bytes(tmp / MANIFEST_NAME, sub.xml)
+        atomic_write_bytes(tmp / MANIFEST_NAME, xml)
         for media_name, data in sub.media.items():
             atomic_write_bytes(tmp / media_name, data)
 

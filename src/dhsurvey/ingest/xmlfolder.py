@@ -29,15 +29,18 @@ from dhsurvey.forms.frames import PARENT
 from dhsurvey.forms.model import FormModel, Item
 from dhsurvey.ingest.builder import TableBuilder, canonical_time
 from dhsurvey.ingest.canonical import RawForm, normalise, repeat_key
-from dhsurvey.ingest.decrypt import DecryptionError, FolderFiles, decrypt_submission
+from dhsurvey.ingest.decrypt import (
+    SUBMISSION_DATE_ATTR,
+    DecryptionError,
+    FolderFiles,
+    decrypt_submission,
+)
 from dhsurvey.ingest.instances import SUBMISSION, Instance, discover_instances
 from dhsurvey.ingest.limits import XML, InputTooLarge, read_file
 
 log = logging.getLogger(__name__)
 
 SOURCE_FORMAT = "xml"
-#: Briefcase-style root attribute carrying the server's receipt time.
-SUBMISSION_DATE_ATTR = "submissionDate"
 #: Elements of an instance's ``meta`` block the canonical tables keep.
 _META_ELEMENTS = {"instanceID": "KEY", "deprecatedID": "deprecated_id"}
 
