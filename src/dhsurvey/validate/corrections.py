@@ -4,6 +4,11 @@ Supervisors correct data after call-backs (a mistyped age, a wrong household num
 is a table — instanceID, field, old value, new value, reason, author — kept under version
 control and applied in file order every time, so the cleaned data can always be rebuilt from
 the raw exports. A correction whose old value no longer matches is not applied and is reported.
+
+The report of what was applied (``<form>/corrections.parquet``) also holds validation's own
+automatic corrections — answers the skip logic hides, blanked (:mod:`dhsurvey.validate.skip`) —
+told apart by ``source`` (``log`` or ``automatic``) and ``rule``; ``KEY`` is the row changed
+(a repeat instance's KEY for a repeat's answer).
 """
 
 from __future__ import annotations
@@ -17,6 +22,11 @@ from dhsurvey.errors import DhsurveyError
 from dhsurvey.ingest.canonical import RawForm
 
 COLUMNS = ["instanceID", "field", "old_value", "new_value", "reason", "author"]
+#: Columns of the corrections report: the log's own, the row changed, how it was applied.
+REPORT_COLUMNS = ["instanceID", "KEY", "field", "old_value", "new_value", "reason", "author",
+                  "form", "status", "rule", "source"]
+#: The report's ``rule`` of a correction from the log (automatic ones name their own).
+LOGGED = "corrections-log"
 
 
 def read_corrections(path: str | Path) -> pd.DataFrame:
@@ -70,6 +80,7 @@ def apply_corrections(raw: RawForm, corrections: pd.DataFrame) -> tuple[RawForm,
             statuses.append("applied")
         else:
             statuses.append("conflict")
-    report = corrections.assign(form=raw.form_id, status=statuses)
-    report = report[report["status"] != "unknown-instance"].reset_index(drop=True)
-    return RawForm(raw.form_id, root, raw.repeats, raw.quarantine), report
+    report = corrections.assign(KEY=corrections["instanceID"], form=raw.form_id,
+                                status=statuses, rule=LOGGED, source="log")
+    report = report[report["status"] != "unknown-instance"][REPORT_COLUMNS]
+    return RawForm(raw.form_id, root, raw.repeats, raw.quarantine), report.reset_index(drop=True)

@@ -1,9 +1,12 @@
 """Validate one country's submissions: corrections, types, schema, linkage, quarantine, flags.
 
 Errors move a submission to quarantine with the rule, column, value and message; warnings flag
-it and keep it; a later copy of an interview already received is a duplicate. For every form the
-reconciliation proves that raw = accepted + quarantined + duplicates, so no submission is lost
-between fieldwork and weighting.
+it and keep it. An answer the skip logic hides is blanked before anything is accepted, with an
+automatic entry in the corrections report (:mod:`dhsurvey.validate.skip`). An edited submission
+and all but one copy of an interview are duplicates; the copy kept is the earliest one not
+quarantined (:mod:`dhsurvey.validate.duplicates`). For every form the reconciliation proves
+that raw = accepted + quarantined + duplicates, so no submission is lost between fieldwork and
+weighting.
 """
 
 from __future__ import annotations
@@ -30,16 +33,19 @@ from dhsurvey.store import (
     accepted_repeat,
     issue_table,
 )
-from dhsurvey.validate.corrections import apply_corrections
+from dhsurvey.validate.corrections import REPORT_COLUMNS, apply_corrections
+from dhsurvey.validate.duplicates import find_duplicates
 from dhsurvey.validate.linkage import link_interviews, one_per_household
 from dhsurvey.validate.schema import ISSUE_COLUMNS, Window, build_schema
+from dhsurvey.validate.skip import Blanked, blank_non_relevant, root_key
 from dhsurvey.validate.timing import speeder_mask
 from dhsurvey.validate.types import to_typed
 
 OUTPUT_COLUMNS = ["instanceID", "rule", "column", "value", "message"]
 #: Rules that flag a submission but keep it (everything else quarantines it).
 WARNINGS = {
-    "not-relevant": "answer to a question the skip logic hides (blank it, or check the form)",
+    "not-relevant": "answer to a question the skip logic hides (blanked in the accepted data, "
+                    "logged in corrections.parquet)",
     "outside-window": "start or end outside the fieldwork window (device clock?)",
     "speeder": "interview far shorter than the questionnaire allows",
     "outdated-version": "submitted with an older version of the form",
@@ -58,8 +64,8 @@ class FormResult:
     flags: pd.DataFrame
     duplicates: pd.DataFrame
     reconciliation: dict
-    typed: pd.DataFrame  # every root row, typed (for high-frequency checks)
-    source: pd.DataFrame  # every root row as corrected strings (linkage compares these)
+    typed: pd.DataFrame  # every root row as received, typed (for high-frequency checks)
+    source: pd.DataFrame  # every root row as corrected and blanked strings (for linkage)
     corrections: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def received(self) -> pd.DataFrame:
@@ -95,35 +101,14 @@ def id_fields(model: FormModel) -> list[str]:
     return list(model.instance_fields)
 
 
-def _root_key(key: str) -> str:
-    return str(key).split("/", 1)[0]
-
-
 def _out(issues: pd.DataFrame) -> pd.DataFrame:
     """Issues as written: the submission's instanceID first."""
     if issues.empty:
         return pd.DataFrame(columns=OUTPUT_COLUMNS)
-    out = issues.assign(instanceID=issues["KEY"].map(_root_key))[OUTPUT_COLUMNS]
+    out = issues.assign(instanceID=issues["KEY"].map(root_key))[OUTPUT_COLUMNS]
     # The stubs reject other=None, which pandas accepts.
     return out.astype(object).where(out.notna(), None).reset_index(  # type: ignore[call-overload]
         drop=True)
-
-
-def _duplicates(root: pd.DataFrame, ids: list[str]) -> pd.DataFrame:
-    """Later copies of the same interview (same identifying answers); earliest stays."""
-    usable = [c for c in ids if c in root.columns]
-    if not usable:
-        return pd.DataFrame(columns=["instanceID", "duplicate_of", "submission_time"])
-    order = root.assign(_t=pd.to_datetime(root["submission_time"], utc=True, errors="coerce"))
-    order = order.sort_values("_t", kind="stable", na_position="last")
-    first = order.drop_duplicates(usable, keep="first").set_index(usable)["KEY"]
-    later = order[order.duplicated(usable, keep="first")]
-    if later.empty:
-        return pd.DataFrame(columns=["instanceID", "duplicate_of", "submission_time"])
-    of = first.reindex(pd.MultiIndex.from_frame(later[usable]) if len(usable) > 1
-                       else later[usable[0]]).to_numpy()
-    return pd.DataFrame({"instanceID": later["KEY"].to_numpy(), "duplicate_of": of,
-                         "submission_time": later["submission_time"].to_numpy()})
 
 
 def _beyond_consent(issues: pd.DataFrame, root: pd.DataFrame, model: FormModel) -> pd.Series:
@@ -132,7 +117,7 @@ def _beyond_consent(issues: pd.DataFrame, root: pd.DataFrame, model: FormModel) 
     if not gates or issues.empty:
         return pd.Series(False, index=issues.index)
     refused = ~gates_passed(root.set_index("KEY")[list(gates)], gates)
-    keys = issues["KEY"].map(_root_key)
+    keys = issues["KEY"].map(root_key)
     return (issues["rule"] == "not-relevant") & keys.map(refused).fillna(False).astype(bool)
 
 
@@ -144,28 +129,123 @@ def validate_form(raw: RawForm, model: FormModel, *, config: CountryConfig | Non
 
     ``speeder_threshold`` (minutes): the form's threshold over all its interviews, when
     ``raw`` is one batch of them (:mod:`dhsurvey.batched`); else computed from ``raw``.
+
+    Order matters: the corrections log first, then hidden answers blanked
+    (:mod:`~dhsurvey.validate.skip`), then every rule on the blanked answers; only once each
+    submission's errors are known is the copy of an interview to keep chosen
+    (:mod:`~dhsurvey.validate.duplicates`).
     """
-    report = pd.DataFrame()
+    report = pd.DataFrame(columns=REPORT_COLUMNS)
     if corrections is not None and len(corrections):
         raw, report = apply_corrections(raw, corrections)
+    blanked = blank_non_relevant(raw, model, identifiers={*model.instance_fields,
+                                                          *model.household_id})
+    received, typed, typed_repeats, found = _checked(raw, blanked, model, config)
+    raw = blanked.raw
     root = raw.root
+    issues = [found, blanked.issues, *_submission_issues(root, model, config,
+                                                          speeder_threshold)]
+    linked = households is not None and is_linked(model)
+    if households is not None and linked:
+        issues.append(link_interviews(households, root, form=model.form_id, line=SELECTED_LINE,
+                                      household_id=model.household_id))
+    all_issues = _concat(issues)
+    promoted = _beyond_consent(all_issues, root, model)
+    all_issues.loc[promoted, "rule"] = "beyond-consent"
+    all_issues.loc[promoted, "message"] = "answer recorded after consent or assent was refused"
+
+    issues_out = _out(all_issues)
+    is_error = ~issues_out["rule"].isin(WARNINGS)
+    duplicates = find_duplicates(root, id_fields(model),
+                                 set(issues_out.loc[is_error, "instanceID"]))
+    dup_keys = set(duplicates["instanceID"])
+    issues_out = issues_out[~issues_out["instanceID"].isin(dup_keys)]
+    is_warning = issues_out["rule"].isin(WARNINGS)
+    quarantine = pd.concat([_out(raw.quarantine)
+                            if len(raw.quarantine) else pd.DataFrame(columns=OUTPUT_COLUMNS),
+                            issues_out[~is_warning]], ignore_index=True)
+    bad = set(quarantine["instanceID"]) | dup_keys
+    if linked:
+        extra = one_per_household(root[~root["KEY"].isin(bad)], form=model.form_id,
+                                  household_id=model.household_id)
+        quarantine = pd.concat([quarantine, _out(extra)], ignore_index=True)
+        bad |= set(extra["KEY"])
+    accepted = typed[~typed["KEY"].isin(bad)].reset_index(drop=True)
+    accepted_keys = set(accepted["KEY"])
+    accepted_repeats = {name: t[t["KEY"].map(root_key).isin(accepted_keys)]
+                        .reset_index(drop=True) for name, t in typed_repeats.items()}
+    raw_keys = set(root["KEY"]) | set(raw.quarantine.get("KEY", pd.Series(dtype=object))
+                                      .dropna().map(root_key))
+    quarantined = set(quarantine["instanceID"]) - dup_keys
+    flags = issues_out[is_warning]
+    reconciliation = {
+        "form": model.form_id,
+        "raw": len(raw_keys),
+        "accepted": len(accepted_keys),
+        "quarantined": len(quarantined),
+        "duplicates": len(dup_keys),
+        "flagged": int(flags["instanceID"].nunique()),
+        "balanced": len(raw_keys) == len(accepted_keys) + len(quarantined) + len(dup_keys),
+        "quarantine_by_rule": _by_rule(quarantine),
+        "flags_by_rule": _by_rule(flags),
+        "duplicates_by_reason": duplicates["reason"].value_counts().to_dict(),
+        "corrections": report["status"].value_counts().to_dict() if len(report) else {},
+        # Values blanked by validation itself, per rule (each one in corrections.parquet).
+        "automatic_corrections": blanked.log["rule"].value_counts().to_dict(),
+    }
+    return FormResult(model.form_id, accepted, accepted_repeats,
+                      quarantine.drop_duplicates().reset_index(drop=True),
+                      flags.drop_duplicates().reset_index(drop=True),
+                      duplicates, reconciliation, received, root,
+                      _concat([report, blanked.log], REPORT_COLUMNS))
+
+
+def _concat(parts: list[pd.DataFrame], columns: list[str] = ISSUE_COLUMNS) -> pd.DataFrame:
+    """The non-empty ``parts`` in one table (an empty one with ``columns`` if none)."""
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(parts, ignore_index=True)
+
+
+def _by_rule(issues: pd.DataFrame) -> dict[str, int]:
+    """Submissions per rule, most frequent first."""
+    counts = issues.groupby("rule")["instanceID"].nunique().sort_values(ascending=False)
+    return {str(rule): int(n) for rule, n in counts.items()}
+
+
+def _checked(received: RawForm, blanked: Blanked, model: FormModel,
+             config: CountryConfig | None) -> tuple[pd.DataFrame, pd.DataFrame,
+                                                    dict[str, pd.DataFrame], pd.DataFrame]:
+    """Typed root rows as received and as blanked, typed repeat rows (blanked), and every type
+    and schema failure of the blanked answers.
+
+    The rows as received feed the high-frequency checks, which look at what happened in the
+    field (a hidden answer included); everything accepted comes from the blanked ones.
+    """
+    raw = blanked.raw
     data = raw.to_form_data(model)
     window = Window(config.fieldwork_start, config.fieldwork_end, config.utc_offset) \
         if config else None
-
-    issues: list[pd.DataFrame] = []
-    typed, type_errors = to_typed(root, model)
-    issues.append(type_errors)
-    issues.append(build_schema(data, window=window).failures(typed.set_index("KEY",
-                                                                            drop=False)))
+    typed, type_errors = to_typed(raw.root, model)
+    # Typed again only if something was blanked (blanking can change a calculation's dtype).
+    as_received = to_typed(received.root, model)[0] if len(blanked.log) else typed
+    issues = [type_errors, build_schema(data, window=window, logic=blanked.logic).failures(
+                  typed.set_index("KEY", drop=False))]
     typed_repeats = {}
     for name, table in raw.repeats.items():
         rep_typed, rep_errors = to_typed(table, model, name)
         typed_repeats[name] = rep_typed
         issues.append(rep_errors)
-        issues.append(build_schema(data, name).failures(rep_typed.set_index("KEY", drop=False)))
-    if config is not None:
-        issues.append(_frame_issues(root, config))
+        issues.append(build_schema(data, name, logic=blanked.logic).failures(
+            rep_typed.set_index("KEY", drop=False)))
+    return as_received, typed, typed_repeats, _concat(issues)
+
+
+def _submission_issues(root: pd.DataFrame, model: FormModel, config: CountryConfig | None,
+                       speeder_threshold: float | None) -> list[pd.DataFrame]:
+    """Issues of whole submissions: sample frame, speeders, outdated form version."""
+    issues = [_frame_issues(root, config)] if config is not None else []
     speeders, threshold = speeder_mask(root, threshold=speeder_threshold,
                                        gates=model.consent_given)
     issues.append(pd.DataFrame({"KEY": root.loc[speeders, "KEY"].to_numpy(), "rule": "speeder",
@@ -178,56 +258,7 @@ def validate_form(raw: RawForm, model: FormModel, *, config: CountryConfig | Non
                                 "value": root.loc[old, "form_version"].to_numpy(),
                                 "message": f"current version is {model.version}"},
                                columns=ISSUE_COLUMNS))
-    linked = households is not None and is_linked(model)
-    if households is not None and linked:
-        issues.append(link_interviews(households, root, form=model.form_id, line=SELECTED_LINE,
-                                      household_id=model.household_id))
-    all_issues = pd.concat([i for i in issues if len(i)], ignore_index=True) if any(
-        len(i) for i in issues) else pd.DataFrame(columns=ISSUE_COLUMNS)
-    promoted = _beyond_consent(all_issues, root, model)
-    all_issues.loc[promoted, "rule"] = "beyond-consent"
-    all_issues.loc[promoted, "message"] = "answer recorded after consent or assent was refused"
-
-    duplicates = _duplicates(root, id_fields(model))
-    dup_keys = set(duplicates["instanceID"])
-    issues_out = _out(all_issues)
-    issues_out = issues_out[~issues_out["instanceID"].isin(dup_keys)]
-    is_warning = issues_out["rule"].isin(WARNINGS)
-    quarantine = pd.concat([_out(raw.quarantine.rename(columns={}))
-                            if len(raw.quarantine) else pd.DataFrame(columns=OUTPUT_COLUMNS),
-                            issues_out[~is_warning]], ignore_index=True)
-    bad = set(quarantine["instanceID"]) | dup_keys
-    if linked:
-        extra = one_per_household(root[~root["KEY"].isin(bad)], form=model.form_id,
-                                  household_id=model.household_id)
-        quarantine = pd.concat([quarantine, _out(extra)], ignore_index=True)
-        bad |= set(extra["KEY"])
-    keep = ~typed["KEY"].isin(bad)
-    accepted = typed[keep].reset_index(drop=True)
-    accepted_keys = set(accepted["KEY"])
-    accepted_repeats = {name: t[t["KEY"].map(_root_key).isin(accepted_keys)]
-                        .reset_index(drop=True) for name, t in typed_repeats.items()}
-    raw_keys = set(root["KEY"]) | set(raw.quarantine.get("KEY", pd.Series(dtype=object))
-                                      .dropna().map(_root_key))
-    quarantined = set(quarantine["instanceID"]) - dup_keys
-    reconciliation = {
-        "form": model.form_id,
-        "raw": len(raw_keys),
-        "accepted": len(accepted_keys),
-        "quarantined": len(quarantined),
-        "duplicates": len(dup_keys),
-        "flagged": int(issues_out.loc[is_warning, "instanceID"].nunique()),
-        "balanced": len(raw_keys) == len(accepted_keys) + len(quarantined) + len(dup_keys),
-        "quarantine_by_rule": quarantine.groupby("rule")["instanceID"].nunique()
-        .sort_values(ascending=False).to_dict(),
-        "flags_by_rule": issues_out[is_warning].groupby("rule")["instanceID"].nunique()
-        .sort_values(ascending=False).to_dict(),
-        "corrections": report["status"].value_counts().to_dict() if len(report) else {},
-    }
-    return FormResult(model.form_id, accepted, accepted_repeats,
-                      quarantine.drop_duplicates().reset_index(drop=True),
-                      issues_out[is_warning].drop_duplicates().reset_index(drop=True),
-                      duplicates, reconciliation, typed, root, report)
+    return issues
 
 
 def _frame_issues(root: pd.DataFrame, config: CountryConfig) -> pd.DataFrame:
@@ -306,7 +337,7 @@ def validate_exports(paths: list[Path], models: Mapping[str, FormModel],
 
     Without ``country`` the country-specific rules are skipped (and the notes say so).
     """
-    from dhsurvey.ingest.read import read_export
+    from dhsurvey.ingest.read import read_export_forms
     from dhsurvey.ingest.run import UNKNOWN, split_by_country
     from dhsurvey.ingest.store import combine
 
@@ -316,8 +347,10 @@ def validate_exports(paths: list[Path], models: Mapping[str, FormModel],
 
         raise ConfigError(f"no configuration for country '{country}'", code="config-missing")
     parts: dict[str, list[RawForm]] = {}
-    for path in paths:
-        raw = read_export(path, models, private_key_pem=private_key_pem)
+    # A device's or Briefcase's folder holds several forms: a table per form it holds.
+    read = [raw for path in paths
+            for raw in read_export_forms(path, models, private_key_pem=private_key_pem)]
+    for raw in read:
         if forms and raw.form_id not in forms:
             continue
         if config is not None:

@@ -90,15 +90,16 @@ def _flagged(keys: set[str], name: str) -> Callable[[pd.Series], pd.Series]:
 
 
 def build_schema(data: FormData, repeat: str | None = None, *,
-                 window: Window | None = None) -> FormSchema:
+                 window: Window | None = None, logic: pd.DataFrame | None = None) -> FormSchema:
     """The schema of one table of ``data`` (root or a repeat), with the form's own rules.
 
-    Logic rules are evaluated once on the raw answers (``data``); the schema's checks then
-    fail exactly the rows the evaluator found, so the typed table is validated by pandera and
-    the meaning of every rule stays the form's.
+    Logic rules are evaluated once on the raw answers (``data``; or given as ``logic``, what
+    :func:`check_logic` found on them, so one evaluation serves every table); the schema's
+    checks then fail exactly the rows the evaluator found, so the typed table is validated by
+    pandera and the meaning of every rule stays the form's.
     """
     model = data.model
-    logic = check_logic(data)
+    logic = check_logic(data) if logic is None else logic
     by_rule: dict[tuple[str, str], set[str]] = {}
     row: Any  # a row of check_logic's violations
     for row in logic.itertuples(index=False):
