@@ -89,6 +89,53 @@ def demo(
         raise typer.Exit(1)
 
 
+def write_instance_settings(home: Path) -> str | None:
+    """Write ``home/dagster.yaml`` with the run limits (one run per country at a time,
+    :data:`~pipelines.resources.INSTANCE_SETTINGS`) unless the file is someone's own; returns
+    a warning when their own file lacks the limits.
+
+    A file holding nothing but settings this one holds too (the demo's: pop-ups and telemetry
+    off) is ours, and completed.
+    """
+    import yaml
+
+    from dhsurvey.io import atomic_write_text
+    from pipelines.resources import INSTANCE_SETTINGS
+
+    config = home / "dagster.yaml"
+    if config.exists():
+        current = yaml.safe_load(config.read_text()) or {}
+        if not isinstance(current, dict):
+            current = {"?": current}
+        if _one_run_per_country(current):
+            return None
+        if any(INSTANCE_SETTINGS.get(key) != value for key, value in current.items()):
+            return (f"{config} is your own: runs of one country may overlap unless it limits "
+                    f"them (concurrency: runs: tag_concurrency_limits: key dagster/partition, "
+                    f"value applyLimitPerUniqueValue, limit 1; README, 'The landing folder').")
+    home.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(config, yaml.safe_dump(INSTANCE_SETTINGS, sort_keys=False))
+    return None
+
+
+def _one_run_per_country(settings: dict) -> bool:
+    """Whether instance settings hold a country's runs to one at a time."""
+    from pipelines.resources import COUNTRY_TAG
+
+    def at(*keys: str) -> list:
+        node: object = settings
+        for key in keys:
+            node = node.get(key) if isinstance(node, dict) else None
+        return node if isinstance(node, list) else []
+
+    limits = [*at("concurrency", "runs", "tag_concurrency_limits"),  # today's place
+              *at("run_queue", "tag_concurrency_limits"),  # older ones
+              *at("run_coordinator", "config", "tag_concurrency_limits")]
+    return any(isinstance(limit, dict) and limit.get("key") in ("dagster/partition", COUNTRY_TAG)
+               and limit.get("value") == {"applyLimitPerUniqueValue": True}
+               and limit.get("limit") == 1 for limit in limits)
+
+
 @app.command()
 def ui(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 3000,
@@ -100,10 +147,11 @@ def ui(
     import subprocess
 
     from dhsurvey.store import Store
-    from pipelines.demo import write_dagster_home
 
     home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DATA / "dagster_home").resolve()
-    write_dagster_home(home)
+    warning = write_instance_settings(home)
+    if warning:
+        console.print(warning, soft_wrap=True)
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     demo_secrets = Store(DEFAULT_DATA).root / "secrets"
     if "DHSURVEY_PRIVATE_KEY" not in env and (demo_secrets / "demo-private.pem").exists():

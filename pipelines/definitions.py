@@ -17,8 +17,8 @@ from pipelines.resources import Secrets, StudyPaths
 def build_defs(paths: StudyPaths, secrets: Secrets) -> dg.Definitions:
     """The code location with explicit resources (the demo and tests pass their own)."""
     return dg.Definitions(
-        assets=[forms.compiled_forms, *ingest.raw_assets, validate.validated, weight.weights,
-                release.indicators, release_files.release, pooled.pooled_release],
+        assets=[forms.compiled_forms, ingest.landing, *ingest.raw_assets, validate.validated,
+                weight.weights, release.indicators, release_files.release, pooled.pooled_release],
         asset_checks=[forms.instruments_lint_clean],
         jobs=[automation.country_job, automation.pooled_job, automation.central_sync_job,
               automation.forms_job],

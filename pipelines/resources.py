@@ -1,12 +1,33 @@
-"""Resources: the data store and the secrets, from the environment."""
+"""Resources: the data store and the secrets, from the environment; the run tag and the
+instance settings that keep a country's runs one at a time."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
 from dhsurvey.store import Store
+
+#: Tag of every run the landing sensor starts: the country whose landing folder it reads.
+COUNTRY_TAG = "dhsurvey/country"
+
+#: ``dagster.yaml`` of a DAGSTER_HOME that ``dhsurvey ui`` creates. Two runs of one country
+#: at once would write the same raw/ and clean/ files, so the run queue (the default
+#: QueuedRunCoordinator, dequeued by the daemon ``dagster dev`` starts) holds a country's
+#: second run until its first ends: per ``dagster/partition`` (the tag Dagster puts on every
+#: partitioned run: launched from the UI, a backfill or the sensor) and per :data:`COUNTRY_TAG`.
+#: Other countries' runs, the forms and the pooled release are not held. No pop-up, no
+#: telemetry.
+INSTANCE_SETTINGS: dict[str, Any] = {
+    "nux": {"enabled": False},
+    "telemetry": {"enabled": False},
+    "concurrency": {"runs": {"tag_concurrency_limits": [
+        {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
+        {"key": COUNTRY_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
+    ]}},
+}
 
 
 class StudyPaths(dg.ConfigurableResource):

@@ -1,18 +1,26 @@
 """Sensors, schedules and jobs: new exports in landing/<ISO>/ start that country's run.
 
-Both are off until a data manager turns them on in the UI (a sensor that starts runs on its
-first tick would re-run every country whenever the UI starts).
+Both are off until a data manager turns them on in the UI. The landing sensor looks at every
+country's landing folder each minute (names, sizes and times only:
+:func:`dhsurvey.ingest.landing.scan`) and starts a country's run when its files changed and
+have settled: the same at two looks in a row, or a ``*.done`` marker newer than every file.
+Its cursor holds, per country, the state it last saw and the state it last launched. The first
+tick after it is switched on starts nothing: it records what it sees, and takes as launched
+the state the country's latest ``landing`` materialisation read (so data already ingested is
+never run again; data never ingested, or changed while the sensor was off, starts at the next
+tick if it has settled). A run's key is ``<ISO>-<state>``: one state of a country runs once.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
-from pipelines.resources import StudyPaths
+from dhsurvey.ingest.landing import LandingState, scan, waiting_for
+from pipelines.defs.ingest.assets import LANDING_STATE, landing
+from pipelines.resources import COUNTRY_TAG, StudyPaths
 from pipelines.study import countries, study
 
 forms_job = dg.define_asset_job("forms_job", selection=["compiled_forms"],
@@ -28,26 +36,60 @@ pooled_job = dg.define_asset_job(
     description="Pool the released countries (those whose disclosure gate passed).")
 
 
-def fingerprint(folder: Path) -> str:
-    """Names, sizes and modification times of every export file below ``folder``."""
-    if not folder.exists():
-        return ""
-    parts = sorted(f"{p.relative_to(folder)}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
-                   for p in folder.rglob("*") if p.is_file())
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16] if parts else ""
+def _ingested_state(instance: dg.DagsterInstance, iso: str) -> str | None:
+    """The landing state the country's latest ``landing`` materialisation read, if any."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=landing.key, asset_partitions=[iso]), limit=1).records
+    materialization = records[0].asset_materialization if records else None
+    value = materialization.metadata.get(LANDING_STATE) if materialization else None
+    return str(value.value) if value is not None else None
+
+
+def _decide(iso: str, state: LandingState, seen: dict[str, Any]
+            ) -> tuple[dg.RunRequest | None, str]:
+    """A run request for the country, or why not; ``seen`` (its cursor entry) is updated."""
+    digest, previous = state.digest, seen.get("seen")
+    seen["seen"] = digest
+    if not digest:
+        return None, "no exports"
+    if digest == seen.get("launched"):
+        return None, "nothing changed since its last run"
+    reason = waiting_for(state, previous)
+    if reason:
+        return None, reason
+    seen["launched"] = digest
+    return dg.RunRequest(run_key=f"{iso}-{digest}", partition_key=iso,
+                         tags={COUNTRY_TAG: iso, "dhsurvey/landing-state": digest}), ""
 
 
 @dg.sensor(job=country_job, minimum_interval_seconds=60,
-           default_status=dg.DefaultSensorStatus.STOPPED)
-def landing_sensor(context: dg.SensorEvaluationContext, paths: StudyPaths):
-    """Launch a country's run when its landing folder changed since the last tick."""
-    seen = json.loads(context.cursor) if context.cursor else {}
+           default_status=dg.DefaultSensorStatus.STOPPED,
+           description="Start a country's run when its landing folder changed and settled "
+                       "(unchanged for a minute, or a *.done marker); quiet on its first tick.")
+def landing_sensor(context: dg.SensorEvaluationContext, paths: StudyPaths
+                   ) -> dg.SensorResult:
+    """Launch each country whose landing state changed and settled; say why for the others."""
+    first = not context.cursor
+    cursor: dict[str, dict[str, Any]] = {} if first else json.loads(context.cursor or "{}")
+    requests, skipped = [], []
     for config in countries():
-        current = fingerprint(paths.store.landing(config.iso))
-        if current and seen.get(config.iso) != current:
-            seen[config.iso] = current
-            yield dg.RunRequest(run_key=f"{config.iso}-{current}", partition_key=config.iso)
-    context.update_cursor(json.dumps(seen, sort_keys=True))
+        iso = config.iso
+        state = scan(paths.store.landing(iso))
+        if first:  # record only; what was already ingested counts as launched
+            cursor[iso] = {"seen": state.digest, "launched": _ingested_state(context.instance,
+                                                                             iso)}
+            continue
+        request, reason = _decide(iso, state, cursor.setdefault(iso, {}))
+        if request is not None:
+            requests.append(request)
+        else:
+            skipped.append(f"{iso}: {reason}")
+    if requests and skipped:
+        context.log.info("not started: " + "; ".join(skipped))
+    why = "first look since the sensor was switched on: landing states recorded, nothing " \
+          "started" if first else "; ".join(skipped)
+    return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor, sort_keys=True),
+                           skip_reason=None if requests else why)
 
 
 @dg.op(description="Fetch new submissions of every form from ODK Central (pyodk config) "

@@ -62,6 +62,27 @@ POOLED = "pooled"
 RAW_QUARANTINE = "quarantine"
 
 
+# The landing layout, relative to ``landing/<ISO>/`` (README, "The landing folder"); glob
+# patterns, ``{form}`` standing for a form id. Spelled here only: :meth:`Store.exports` reads
+# by them and :mod:`dhsurvey.ingest.landing` tells recognised files from the others by them.
+#: ODK Central's CSV zip export of a form; a newer export replaces the file.
+CENTRAL_EXPORT = "central/{form}.csv.zip"
+#: KoboToolbox v2 JSON pages of a form.
+KOBO_PAGES = "kobo/{form}*.json"
+#: Folders of instance XML in any layout (Collect device, Briefcase storage, flat, Central
+#: per-submission downloads), every form mixed; the form is read from each instance.
+XML_FOLDERS = "xml/*"
+#: Submissions pulled from ODK Central's API (``dhsurvey fetch``, the Central sync job).
+CENTRAL_API = "central-api"
+#: The sample design (households with their selection probabilities; PSUs beside it).
+DESIGN = "design/households.parquet"
+DESIGN_FILES = "design/*.parquet"
+#: Simulated fieldwork only: the planted faults and canaries.
+FAULTS = "faults.json"
+#: A marker a transfer script writes when an upload is complete (any name, top level).
+DONE_MARKER = "*.done"
+
+
 def raw_table(form: str, repeat: str | None = None) -> str:
     """File of a form's raw root table, or of one of its repeats (or the quarantine)."""
     return f"{form}.parquet" if repeat is None else f"{form}-{repeat}.parquet"
@@ -171,24 +192,26 @@ class Store:
     # ----------------------------------------------------------------------- landing
 
     def exports(self, iso: str, form: str) -> list[Path]:
-        """Every export of one form in a country's landing folder, in a stable order:
-        ODK Central CSV zips, KoboToolbox JSON, folders of instance XML."""
+        """Every export that may hold submissions of ``form`` in a country's landing folder, in
+        a stable order: its ODK Central CSV zip, its KoboToolbox JSON pages, and every folder
+        of instance XML (any layout; the reader keeps the instances of ``form``)."""
         landing = self.landing(iso)
-        found = sorted(landing.glob(f"central/{form}.csv.zip"))
-        found += sorted(landing.glob(f"kobo/{form}*.json"))
-        found += [p for p in sorted(landing.glob(f"xml/{form}")) if p.is_dir()]
+        found = sorted(landing.glob(CENTRAL_EXPORT.format(form=form)))
+        found += sorted(landing.glob(KOBO_PAGES.format(form=form)))
+        found += [p for p in sorted(landing.glob(XML_FOLDERS))
+                  if p.is_dir() and not p.name.startswith(".")]
         return found
 
     def central_api(self, iso: str) -> Path:
         """Submissions pulled from ODK Central's API (raw-zone layout)."""
-        return self.landing(iso) / "central-api"
+        return self.landing(iso) / CENTRAL_API
 
     def central_state(self) -> Path:
         """Where incremental pulls from ODK Central keep their position."""
         return self.landing() / "central"
 
     def design_path(self, iso: str) -> Path:
-        return self.landing(iso) / "design" / "households.parquet"
+        return self.landing(iso) / DESIGN
 
     def design(self, iso: str) -> pd.DataFrame:
         """The sample's households with their selection probabilities."""
@@ -202,7 +225,7 @@ class Store:
 
     def faults(self, iso: str) -> dict[str, Any]:
         """``faults.json`` of simulated fieldwork (planted faults and canaries), or {}."""
-        path = self.landing(iso) / "faults.json"
+        path = self.landing(iso) / FAULTS
         return json.loads(path.read_text()) if path.exists() else {}
 
     # ------------------------------------------------------------------------- clean
@@ -313,6 +336,7 @@ class Store:
         return json.loads(path.read_text()) if path.exists() else None
 
 
-__all__ = ["ACCEPTED", "CORRECTIONS", "DATA_DOCS", "ENCRYPTED", "ISSUES", "POOLED", "QUALITY",
-           "RAW_QUARANTINE", "RECONCILIATION", "REPORT", "RESTRICTED", "Store",
-           "accepted_repeat", "issue_table", "raw_table"]
+__all__ = ["ACCEPTED", "CENTRAL_API", "CENTRAL_EXPORT", "CORRECTIONS", "DATA_DOCS", "DESIGN",
+           "DESIGN_FILES", "DONE_MARKER", "ENCRYPTED", "FAULTS", "ISSUES", "KOBO_PAGES",
+           "POOLED", "QUALITY", "RAW_QUARANTINE", "RECONCILIATION", "REPORT", "RESTRICTED",
+           "XML_FOLDERS", "Store", "accepted_repeat", "issue_table", "raw_table"]

@@ -1,10 +1,21 @@
-"""Raw tables: one asset per form, partitioned by country, with a blocking schema check."""
+"""The landing folder as a run found it, and the raw tables: one asset per form, partitioned
+by country, with a blocking schema check.
+
+``landing`` records the state it read (the landing sensor compares it with what it sees) and
+warns, naming each, of files no reader takes (a renamed download, a wrong extension, a form the
+study does not have), so a run that ignored one is not silently green. A raw asset that fails on
+bad fieldwork input (a half-copied zip, unreadable JSON) says so first: ``KEN
+central/child.csv.zip is not a complete zip file (…)``, not a stack trace.
+"""
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
+from dhsurvey.errors import DhsurveyError
+from dhsurvey.ingest.landing import classify, foreign_instances, scan
 from dhsurvey.study import ingest_form
 from dhsurvey.validate.schema import build_schema
 from dhsurvey.validate.types import to_typed
@@ -12,13 +23,77 @@ from pipelines.defs.forms.assets import compiled_forms
 from pipelines.resources import Secrets, StudyPaths
 from pipelines.study import country_partitions, models, study
 
+#: Metadata of a ``landing`` materialisation: the state of the folder it read.
+LANDING_STATE = "landing state"
+
+
+@dg.asset(
+    group_name="raw",
+    partitions_def=country_partitions,
+    check_specs=[dg.AssetCheckSpec(
+        "recognised", asset="landing",
+        description="every file in landing/<ISO>/ is one the layout recognises (warns, naming "
+                    "each file no reader takes)")],
+    description="The exports in landing/<ISO>/ as this run found them (names, sizes, times): "
+                "the state the landing sensor compares with, and the files it does not "
+                "recognise.",
+)
+def landing(context: dg.AssetExecutionContext, paths: StudyPaths) -> Iterator:
+    iso = context.partition_key
+    folder = paths.store.landing(iso)
+    state = scan(folder)
+    if state.copying:
+        raise dg.Failure(description=f"{iso} landing is still being copied: "
+                                     + ", ".join(state.copying),
+                         metadata={"country": iso, "files": ", ".join(state.copying)},
+                         allow_retries=False)
+    contents = classify(state.files, models())
+    unrecognised = [*contents.unrecognised, *foreign_instances(folder, models())]
+    yield dg.MaterializeResult(metadata={
+        LANDING_STATE: state.digest,
+        "files": len(state.files),
+        "MB": round(sum(size for size, _ in state.files.values()) / 1e6, 1),
+        "exports": dg.MetadataValue.md("\n".join(
+            f"- {kind}: {', '.join(paths)}" for kind, paths in sorted(contents.recognised.items())
+            if kind in ("central", "kobo", "xml", "central-api")) or "none"),
+        "not recognised": len(unrecognised),
+    })
+    yield dg.AssetCheckResult(
+        check_name="recognised", passed=not unrecognised, severity=dg.AssetCheckSeverity.WARN,
+        description="; ".join(map(str, unrecognised)) or "every file recognised",
+        metadata={"not recognised": dg.MetadataValue.md(
+            "\n".join(f"- {u}" for u in unrecognised) or "none"),
+                  "files": [u.path for u in unrecognised]},
+    )
+
+
+def landing_failure(error: DhsurveyError, iso: str, form: str, folder: Path) -> dg.Failure:
+    """A run failure that leads with the fieldwork cause: country, file relative to the landing
+    folder, the library's message; no retry (the same file fails the same way)."""
+    file = error.context.get("file")
+    where = form
+    if file is not None:
+        path = Path(str(file))
+        try:
+            where = path.resolve().relative_to(folder.resolve()).as_posix()
+        except ValueError:
+            where = path.name
+    sep = " " if error.message.startswith(("is ", "has ", "was ")) else ": "
+    metadata = {str(k): str(v) for k, v in error.ordered_context() if k != "file"}
+    return dg.Failure(
+        description=f"{iso} {where}{sep}{error.message}",
+        metadata={**metadata, "country": iso, "form": form, "file": where, "code": error.code,
+                  "what to do": f"replace or remove it in landing/{iso}/; the landing sensor "
+                                "starts a new run once the folder has settled"},
+        allow_retries=False)
+
 
 def _raw_asset(form_id: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"raw_{form_id}",
         group_name="raw",
         partitions_def=country_partitions,
-        deps=[compiled_forms],
+        deps=[compiled_forms, landing],
         kinds={"parquet"},
         check_specs=[dg.AssetCheckSpec("structure", asset=f"raw_{form_id}", blocking=True,
                                        description="columns of the form present, instanceID "
@@ -28,8 +103,12 @@ def _raw_asset(form_id: str) -> dg.AssetsDefinition:
     )
     def raw_form(context: dg.AssetExecutionContext, paths: StudyPaths,
                  secrets: Secrets) -> Iterator:
-        got = ingest_form(paths.store, study(), context.partition_key, form_id,
-                          private_key=secrets.private_key())
+        iso = context.partition_key
+        try:
+            got = ingest_form(paths.store, study(), iso, form_id,
+                              private_key=secrets.private_key())
+        except DhsurveyError as error:
+            raise landing_failure(error, iso, form_id, paths.store.landing(iso)) from None
         raw, model = got.raw, models()[form_id]
         yield dg.MaterializeResult(
             asset_key=f"raw_{form_id}",
