@@ -4,17 +4,30 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from central_stub import CentralStub
+
+if TYPE_CHECKING:
+    from central_server import CentralProject, CentralServer
+
+
+# -- the real ODK Central (tests/central_server.py) ----------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def central_session() -> Iterator[CentralServer]:
+    """The real ODK Central: ``make test``'s (CENTRAL_URL/USER/PASS), or one started for the
+    session; skips saying how to run the tests when it cannot (fails under CI=true)."""
+    from central_server import start_session_server
+
+    yield from start_session_server()
 
 
 @pytest.fixture
-def central(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CentralStub]:
-    """A running ODK Central stand-in and a pyodk config pointing at it."""
-    with CentralStub() as stub:
-        config = tmp_path / "pyodk_config.toml"
-        config.write_text(stub.pyodk_config(), encoding="utf-8")
-        monkeypatch.setenv("PYODK_CONFIG_FILE", str(config))
-        monkeypatch.setenv("PYODK_CACHE_FILE", str(tmp_path / "pyodk_cache.toml"))
-        yield stub
+def central(central_session: CentralServer, tmp_path: Path,
+            monkeypatch: pytest.MonkeyPatch) -> CentralProject:
+    """A fresh project on the real Central, the default of a pyodk config made for the test."""
+    from central_server import new_project
+
+    return new_project(central_session, tmp_path, monkeypatch)

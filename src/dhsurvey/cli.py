@@ -366,6 +366,9 @@ def publish(
         help="Central project id (default: pyodk's default_project_id).")] = None,
     instruments: Annotated[Path, typer.Option(help="Instrument folder.")] = DEFAULT_INSTRUMENTS,
     public_key: PublicKey = None,
+    draft: Annotated[bool, typer.Option(
+        "--draft", help="Upload as a draft only, to test on devices before publishing.")] =
+    False,
 ) -> None:
     """Compile a form and publish it on ODK Central (pyodk config); refuses a reused version."""
     from dhsurvey.forms.compile import compile_forms, instrument_paths
@@ -377,8 +380,13 @@ def publish(
                             code="cli", file=instruments)
     (compiled,) = compile_forms([p for p in instrument_paths(instruments)
                                  if p == models[form].path], public_key=_public_key(public_key))
-    version = publish_form(compiled, attachments=attachment or (), project_id=project)
-    console.print(f"Published {form} version {version}")
+    version = publish_form(compiled, attachments=attachment or (), project_id=project,
+                           draft_only=draft)
+    if draft:
+        console.print(f"Uploaded {form} version {version} as a draft (test it in Collect with "
+                      "the draft's QR code; publish without --draft)")
+    else:
+        console.print(f"Published {form} version {version}")
 
 
 @app.command()
@@ -390,9 +398,16 @@ def fetch(
         help="Data root; submissions go to OUT/landing/<ISO>/central-api/.")] = DEFAULT_DATA,
     project: Annotated[int | None, typer.Option(help="Central project id.")] = None,
     instruments: Annotated[Path, typer.Option(help="Instrument folder.")] = DEFAULT_INSTRUMENTS,
+    key: Annotated[Path | None, typer.Option(
+        help="Private key (PEM) for self-managed encryption; default $DHSURVEY_PRIVATE_KEY.")]
+    = None,
 ) -> None:
     """Fetch new submissions from ODK Central (pyodk config), incrementally, into
-    OUT/landing/<ISO>/central-api/, where `dhsurvey run` and the pipeline ingest them."""
+    OUT/landing/<ISO>/central-api/, where `dhsurvey run` and the pipeline ingest them.
+
+    Central-managed encryption: set $DHSURVEY_CENTRAL_PASSPHRASE. Self-managed encryption:
+    the submissions are downloaded to OUT/landing/central/encrypted/ and decrypted with the
+    private key."""
     from dhsurvey.store import Store
     from dhsurvey.study import Study, fetch_central
 
@@ -401,8 +416,16 @@ def fetch(
     if unknown:
         raise DhsurveyError(f"no instrument for form(s) {unknown}", code="config-missing",
                             file=instruments)
-    for name, n in fetch_central(Store(out), study, form, project=project).items():
-        console.print(f"{name}: {n} new submission(s)")
+    store = Store(out)
+    private_key = _read_pem(key, "private key")
+    for name, n in fetch_central(store, study, form, project=project,
+                                 private_key=private_key).items():
+        if name.startswith("encrypted/"):
+            where = store.central_state() / name / "pending"
+            console.print(f"{name}: {n} submission(s) kept encrypted in {where} (no private "
+                          "key: pass --key or set DHSURVEY_PRIVATE_KEY)", soft_wrap=True)
+        else:
+            console.print(f"{name}: {n} new submission(s)")
 
 
 @app.command()

@@ -148,26 +148,63 @@ def ingest_form(store: Store, study: Study, iso: str, form: str, *,
 
 
 def fetch_central(store: Store, study: Study, forms: list[str] | None = None, *,
-                  project: int | None = None) -> dict[str, int]:
+                  project: int | None = None, private_key: bytes | None = None
+                  ) -> dict[str, int]:
     """New submissions of each form from ODK Central (pyodk's config) into each country's
     ``landing/<ISO>/central-api/``, where :func:`ingest_form` reads them; returns the new
-    submissions per ``ISO/form``."""
-    from dhsurvey.ingest.central_api import fetch_submissions
+    submissions per ``ISO/form``.
+
+    Central-managed encryption is decrypted by Central with ``$DHSURVEY_CENTRAL_PASSPHRASE``.
+    Submissions it cannot decrypt (a self-managed key: Collect encrypted them with the form's
+    public key) can only be split by country once decrypted, so they are downloaded to
+    ``landing/central/encrypted/<form>/pending/<instance>/`` and decrypted there with
+    ``private_key`` (default: the PEM file named by ``$DHSURVEY_PRIVATE_KEY``); a decrypted
+    one moves to ``…/read/``. Without the key they stay pending, are counted as
+    ``encrypted/<form>``, and the first fetch with the key decrypts them.
+    """
+    import os
+
+    from dhsurvey.ingest.central_api import fetch_submissions, instance_folder_name
+    from dhsurvey.ingest.decrypt import PRIVATE_KEY_ENV, load_private_key
     from dhsurvey.ingest.run import split_by_country
     from dhsurvey.ingest.store import combine, read_raw, write_raw
+    from dhsurvey.ingest.xmlfolder import read_xml_folder
 
+    if private_key is None and os.environ.get(PRIVATE_KEY_ENV):
+        private_key = load_private_key()
     codes = {str(c.code): c.iso for c in study.countries.values()}
     fetched = {}
     for form in forms or list(study.models):
-        raw = fetch_submissions(form, study.models[form], project_id=project,
-                                state_dir=store.central_state())
-        for iso, part in split_by_country(raw, codes).items():
+        model = study.models[form]
+        encrypted = store.central_state() / "encrypted" / form
+        pending = encrypted / "pending"
+        raw = fetch_submissions(form, model, project_id=project,
+                                state_dir=store.central_state(), encrypted_dir=pending)
+        parts = [raw]
+        if private_key is not None and pending.is_dir() and any(pending.iterdir()):
+            plain = read_xml_folder(pending, model, private_key_pem=private_key)
+            done = set(plain.root["KEY"])
+            # Central's not-decrypted rows of these are replaced by the decrypted submissions;
+            # failures stay pending and were quarantined once, when Central first listed them.
+            q = raw.quarantine
+            raw.quarantine = q[~(q["rule"].eq("not-decrypted") & q["KEY"].isin(done))]
+            parts.append(replace(plain, quarantine=plain.quarantine.iloc[0:0]))
+            for key in done:
+                target = encrypted / "read" / instance_folder_name(key)
+                if target.exists():
+                    shutil.rmtree(target)
+                target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                (pending / instance_folder_name(key)).rename(target)
+        for iso, part in split_by_country(combine(parts), codes).items():
             folder = store.central_api(iso)
-            parts = [part]
+            stored = [part]
             if store.has_raw(iso, form, folder):
-                parts.insert(0, read_raw(folder, form))
-            write_raw(combine(parts), folder)
+                stored.insert(0, read_raw(folder, form))
+            write_raw(combine(stored), folder)
             fetched[f"{iso}/{form}"] = len(part.root)
+        left = sum(1 for p in pending.iterdir() if p.is_dir()) if pending.is_dir() else 0
+        if left:
+            fetched[f"encrypted/{form}"] = left
     return fetched
 
 

@@ -1,20 +1,28 @@
-"""ODK Central through pyodk, against a local stub that speaks Central's wire format.
+"""ODK Central through pyodk, against the real ODK Central (tests/central_server.py).
 
-pyodk is the real client in production, so these tests run it unmodified against
-``central_stub.CentralStub`` (127.0.0.1, ephemeral port) configured by a temporary pyodk config
-file. The OData reader is also tested alone on hand-written Central-shaped JSON.
+Every test that talks to a server talks to the real Central backend, each in a fresh project:
+forms compiled from the project's workbooks are published, submissions are sent as ODK Collect
+sends them (OpenRosa multipart, with attachments), and they come back through OData (pyodk),
+the CSV zip export and the single-submission API. The OData reader is also tested alone on
+hand-written Central-shaped JSON.
+
+Faults real Central cannot be made to produce are tested without a server, on a stand-in pyodk
+client (no HTTP): a ``@odata.nextLink`` that never ends (``central-paging``). A missing config,
+an unreachable server and a missing attachment need no server either.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
-from central_stub import CentralStub, frame_of
+from central_server import CentralProject, same_answers
 from workbooks import EN, c, q, write_workbook
 
 from dhsurvey.errors import DhsurveyError
@@ -29,8 +37,18 @@ from dhsurvey.ingest.canonical import (
     field_columns,
     repeat_key,
 )
-from dhsurvey.ingest.central_api import STATE_FILE, fetch_submissions, publish_form
+from dhsurvey.ingest.central import read_central_zip
+from dhsurvey.ingest.central_api import (
+    STATE_FILE,
+    download_csv_zip,
+    download_submissions,
+    fetch_submissions,
+    get_draft,
+    publish_form,
+    submit_instances,
+)
 from dhsurvey.ingest.odata import parent_id_field, read_odata, table_name
+from dhsurvey.ingest.xmlfolder import read_xml_folder
 
 HOUSEHOLD = Path(__file__).resolve().parents[2] / "instruments" / "household.xlsx"
 
@@ -41,6 +59,11 @@ HOUSEHOLD = Path(__file__).resolve().parents[2] / "instruments" / "household.xls
 @cache
 def household() -> FormModel:
     return load_form(HOUSEHOLD)
+
+
+def frame_of(records: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
+    """Records as an all-object table with exactly ``columns`` (missing values None)."""
+    return pd.DataFrame(records, columns=columns, dtype=object)
 
 
 def _answer(item, i: int, model: FormModel) -> str | None:
@@ -106,23 +129,25 @@ def concat(*raws: RawForm) -> RawForm:
                     for name in first.repeats})
 
 
-# -- authentication -------------------------------------------------------------------------------
+def _state(state_dir: Path) -> dict[str, Any]:
+    state = json.loads((state_dir / STATE_FILE).read_text())
+    (entry,) = [v for server in state["servers"].values() for v in server.values()]
+    return entry
 
 
-def test_wrong_password_is_a_clear_error(central: CentralStub, tmp_path: Path) -> None:
+# -- authentication and configuration -------------------------------------------------------------
+
+
+def test_wrong_password_is_a_clear_error(central: CentralProject) -> None:
     wrong = "not-the-password-42"
-    (tmp_path / "pyodk_config.toml").write_text(central.pyodk_config(password=wrong))
+    central.config.write_text(central.pyodk_config(password=wrong))
     with pytest.raises(DhsurveyError) as info:
         fetch_submissions("household", household())
     err = info.value
     assert err.code == "central-auth"
     assert central.base_url in str(err) and "pyodk config" in str(err)
-    assert "Could not authenticate" in str(err)
+    assert "Could not authenticate" in str(err)  # Central's own problem message
     assert wrong not in str(err) and wrong not in repr(err.context)
-    # The stub answered Central's problem shape and never logged the password.
-    login = central.calls("POST", "/v1/sessions")
-    assert [r.status for r in login] == [401]
-    assert all(wrong.encode() not in r.body for r in central.requests)
 
 
 def test_missing_config_is_a_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -133,149 +158,226 @@ def test_missing_config_is_a_config_error(tmp_path: Path, monkeypatch: pytest.Mo
     assert info.value.context["file"] == tmp_path / "absent.toml"
 
 
-def test_stub_requires_a_bearer_token(central: CentralStub) -> None:
-    import requests
-
-    url = f"{central.base_url}/v1/projects/1/forms"
-    anonymous = requests.get(url, timeout=5)
-    assert anonymous.status_code == 401
-    assert anonymous.json() == {"message": "Could not authenticate with the provided "
-                                "credentials.", "code": 401.2}
-    forged = requests.get(url, headers={"Authorization": "Bearer forged"}, timeout=5)
-    assert forged.status_code == 401
+def _closed_port_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pyodk config for a server that is not there (port 9 on loopback: discard, closed)."""
+    config = tmp_path / "nowhere.toml"
+    config.write_text('[central]\nbase_url = "http://127.0.0.1:9"\nusername = "a@b.c"\n'
+                      'password = "unused-password"\ndefault_project_id = 1\n')
+    monkeypatch.setenv("PYODK_CONFIG_FILE", str(config))
+    monkeypatch.setenv("PYODK_CACHE_FILE", str(tmp_path / "cache.toml"))
 
 
-# -- fetching -------------------------------------------------------------------------------------
+def test_unreachable_server_is_a_clear_error(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    _closed_port_config(tmp_path, monkeypatch)
+    with pytest.raises(DhsurveyError) as info:
+        fetch_submissions("household", household())
+    assert info.value.code == "central-unreachable"
+    assert "127.0.0.1:9" in str(info.value) and "unused-password" not in str(info.value)
 
 
-def test_full_fetch_equals_the_loaded_submissions(central: CentralStub) -> None:
+# -- fetching through OData -----------------------------------------------------------------------
+
+
+def test_full_fetch_equals_the_sent_submissions(central: CentralProject) -> None:
     model = household()
-    loaded = household_raw(5)
-    central.load(model, loaded)
+    sent = household_raw(5)
+    central.load(model, sent)
     fetched = fetch_submissions("household", model)
-    assert_same_content(fetched, loaded)
+    same_answers(fetched, sent)
     assert set(fetched.root["source_format"]) == {"central-odata"}
-    assert fetched.root["source_file"].str.endswith("/projects/1/forms/household.svc").all()
+    assert fetched.root["source_file"].str.endswith(
+        f"/projects/{central.project_id}/forms/household.svc").all()
+    assert set(fetched.root["submitter"]) == {central.server.user}
+    assert set(fetched.root["form_version"]) == {model.version}
     assert fetched.quarantine.empty
-    # One login, then Bearer on every call: the Submissions table and the roster table.
-    assert len(central.calls("POST", "/v1/sessions$")) == 1
-    assert all(r.authorized for r in central.requests if r.path != "/v1/sessions")
-    tables = [r.path.rsplit("/", 1)[1] for r in central.calls("GET", r"\.svc/")]
-    assert tables == ["Submissions", "Submissions.hh_interview.roster"]
-    first = central.calls("GET", r"\.svc/Submissions$")[0]
-    assert first.query["$count"].lower() == "true" and "$filter" not in first.query
-
-
-def test_repeat_rows_are_linked_to_their_submission(central: CentralStub) -> None:
-    model = household()
-    central.load(model, household_raw(3))
-    roster = fetch_submissions("household", model).repeats["roster"]
-    # Submission 2 has three members, in document order, keyed as Central's CSV keys them.
+    # Repeat rows keep their submission and their order: submission 2 has three members.
+    roster = fetched.repeats["roster"]
     key = "uuid:00000000-0000-4000-8000-000000000002"
     members = roster[roster[PARENT] == key].sort_values("KEY")
     assert list(members["KEY"]) == [f"{key}/hh_interview/roster[{p}]" for p in (1, 2, 3)]
     assert list(members["line"]) == ["1", "2", "3"]
-    assert len(roster) == 1 + 2 + 3
 
 
-def test_incremental_fetch_returns_only_new_submissions(central: CentralStub,
+def test_incremental_fetch_returns_only_new_submissions(central: CentralProject,
                                                         tmp_path: Path) -> None:
     model = household()
     state_dir = tmp_path / "state"
     first = household_raw(3)
     central.load(model, first)
     got = fetch_submissions("household", model, state_dir=state_dir)
-    assert_same_content(got, first)
-    state = json.loads((state_dir / STATE_FILE).read_text())
-    (entry,) = [v for server in state["servers"].values() for v in server.values()]
-    assert entry["last_submission_date"] == "2026-03-01T10:02:00.002Z"
+    same_answers(got, first)
+    entry = _state(state_dir)
+    assert entry["last_submission_date"] == max(got.root["submission_time"])
 
-    later = household_raw(2, start=3, minute0=10)
+    later = household_raw(2, start=3)
     central.load(model, later)
-    central.clear_log()
     got = fetch_submissions("household", model, state_dir=state_dir)
-    assert_same_content(got, later)
-    root_call = central.calls("GET", r"\.svc/Submissions$")[0]
-    assert root_call.query["$filter"] == "__system/submissionDate gt 2026-03-01T10:02:00.002Z"
-    repeat_call = central.calls("GET", r"roster$")[0]
-    assert repeat_call.query["$filter"].startswith(
-        "$root/Submissions/__system/submissionDate gt 2026-03-01T10:02:00.002Z and ")
-    state = json.loads((state_dir / STATE_FILE).read_text())
-    (entry,) = [v for server in state["servers"].values() for v in server.values()]
-    assert entry == {"last_submission_date": "2026-03-01T10:14:00.004Z",
-                     "keys_at_last": ["uuid:00000000-0000-4000-8000-000000000004"]}
+    same_answers(got, later)
+    newest = max(got.root["submission_time"])
+    assert _state(state_dir)["last_submission_date"] == newest
 
-    # Nothing new: an empty RawForm with the canonical columns, and the state is unchanged.
+    # Central compares microseconds but prints milliseconds, so "gt <last ms>" sends the last
+    # submission again (unless it arrived at an exact millisecond) — and the fetch drops it.
+    resent = central.odata("household", **{"$filter": f"__system/submissionDate gt {newest}"})
+    assert len(resent["value"]) <= 1
     nothing = fetch_submissions("household", model, state_dir=state_dir)
     assert nothing.root.empty and list(nothing.root.columns) == list(got.root.columns)
-    assert nothing.repeats["roster"].empty
-    assert json.loads((state_dir / STATE_FILE).read_text())["servers"] == state["servers"]
+    assert nothing.repeats["roster"].empty and nothing.quarantine.empty
+    assert _state(state_dir)["last_submission_date"] == newest
 
 
-def test_microseconds_at_the_boundary_are_not_fetched_twice(central: CentralStub,
-                                                           tmp_path: Path) -> None:
-    """Central compares microseconds but prints milliseconds, so "gt last" sends it again."""
-    model = household()
-    raw = household_raw(2)
-    raw.root.loc[1, "submission_time"] = "2026-03-01T10:01:00.001400Z"
-    central.load(model, raw)
-    first = fetch_submissions("household", model, state_dir=tmp_path)
-    assert set(first.root["submission_time"]) == {"2026-03-01T10:00:00.000Z",
-                                                  "2026-03-01T10:01:00.001Z"}
-    central.clear_log()
-    again = fetch_submissions("household", model, state_dir=tmp_path)
-    (sent,) = central.calls("GET", r"\.svc/Submissions$")
-    assert sent.status == 200 and len(central.calls("GET", "roster$")) == 1  # re-sent ...
-    assert again.root.empty and again.repeats["roster"].empty  # ... and dropped
-    assert again.quarantine.empty
-
-
-def test_since_overrides_the_state(central: CentralStub, tmp_path: Path) -> None:
+def test_since_overrides_the_state(central: CentralProject, tmp_path: Path) -> None:
     model = household()
     central.load(model, household_raw(4))
-    got = fetch_submissions("household", model, since="2026-03-01T10:01:30Z")
-    assert sorted(got.root["KEY"].str[-1]) == ["2", "3"]
+    everything = fetch_submissions("household", model, state_dir=tmp_path)
+    times = sorted(everything.root["submission_time"])
+    got = fetch_submissions("household", model, since=times[1], state_dir=tmp_path)
+    assert sorted(got.root["submission_time"]) == times[2:]
+    assert set(got.repeats["roster"][PARENT]) == set(got.root["KEY"])
 
 
-def test_paging_follows_next_links(central: CentralStub) -> None:
+def test_paging_follows_next_links(central: CentralProject) -> None:
+    from pyodk.client import Client
+
     model = household()
-    loaded = household_raw(7)
-    central.load(model, loaded)
-    fetched = fetch_submissions("household", model, page_size=3)
-    assert_same_content(fetched, loaded)
-    roots = central.calls("GET", r"\.svc/Submissions$")
-    assert len(roots) == 3  # 3 + 3 + 1
-    assert roots[0].query["$top"] == "3" and "$skiptoken" not in roots[0].query
-    assert all(r.query["$skiptoken"].startswith("01") for r in roots[1:])
-    rosters = central.calls("GET", r"roster$")
-    assert len(rosters) == -(-len(loaded.repeats["roster"]) // 3)
+    sent = household_raw(5)
+    central.load(model, sent)
+    asked: list[str] = []
+    with Client(config_path=str(central.config)) as client:
+        client.session.hooks["response"].append(lambda r, *a, **k: asked.append(r.url))
+        fetched = fetch_submissions("household", model, client=client, page_size=2)
+    same_answers(fetched, sent)
+    roots = [u for u in asked if "household.svc/Submissions?" in u]
+    assert len(roots) == 3  # 2 + 2 + 1
+    assert all("%24skiptoken=" in u for u in roots[1:])
+    rosters = [u for u in asked if ".svc/Submissions.hh_interview.roster?" in u]
+    assert len(rosters) == -(-len(sent.repeats["roster"]) // 2)
 
 
-def test_encrypted_submissions_go_to_quarantine(central: CentralStub) -> None:
+class _EndlessSession:
+    """A pyodk session whose every page links to itself: Central never does this."""
+
+    base_url = "http://central.invalid/v1/"
+
+    def urlformat(self, url: str, **kw: Any) -> str:
+        return url.format(**kw)
+
+    def response_or_error(self, **kw: Any) -> Any:
+        import requests
+
+        response = requests.models.Response()
+        response.status_code = 200
+        body = {"value": [], "@odata.nextLink": "Submissions?%24skiptoken=01e30%3D"}
+        response.raw = io.BytesIO(json.dumps(body).encode())
+        return response
+
+
+def test_endless_paging_is_refused() -> None:
+    client = type("Client", (), {"session": _EndlessSession(), "project_id": 1})()
+    with pytest.raises(DhsurveyError) as info:
+        fetch_submissions("household", household(), client=client)
+    assert info.value.code == "central-paging"
+
+
+# -- review states, CSV zip and single submissions ------------------------------------------------
+
+
+def test_review_states_through_odata_and_the_csv_zip(central: CentralProject,
+                                                     tmp_path: Path) -> None:
     model = household()
-    central.load(model, household_raw(2))
-    central.form("household").submissions[0].encrypted = True  # Central has no data for it
-    fetched = fetch_submissions("household", model)
-    assert list(fetched.root["KEY"]) == ["uuid:00000000-0000-4000-8000-000000000001"]
-    assert set(fetched.repeats["roster"][PARENT]) == {"uuid:00000000-0000-4000-8000-000000000001"}
-    (bad,) = fetched.quarantine.to_dict("records")
-    assert bad["rule"] == "not-decrypted" and bad["KEY"].endswith("000000000000")
-    assert bad["value"] == "notDecrypted"
+    keys = central.load(model, household_raw(4))
+    states = {keys[0]: "approved", keys[1]: "hasIssues", keys[2]: "rejected"}
+    for key, state in states.items():
+        central.review("household", key, state)
+    odata = fetch_submissions("household", model)
+    assert dict(zip(odata.root["KEY"], odata.root["review_state"], strict=True)) == {
+        **states, keys[3]: None}
+
+    zipped = download_csv_zip("household", tmp_path / "household.csv.zip")
+    assert zipfile.ZipFile(zipped).namelist() == ["household.csv", "household-roster.csv"]
+    export = read_central_zip(zipped, model)
+    assert export.quarantine.empty
+    assert set(export.root["source_format"]) == {"central-csv"}
+    # The two routes give the same tables, server metadata (submitter, review) included.
+    assert_same_content(export, odata)
+
+
+def _photo_model(tmp_path: Path) -> FormModel:
+    survey = [q("text", "name", "Name"), q("image", "photo", "Photo")]
+    path = tmp_path / "photo.xlsx"
+    write_workbook(path, survey, [], {"form_id": "photo", "form_title": "Photo",
+                                      "default_language": EN})
+    return load_form(path)
+
+
+def _instance(folder: Path, model: FormModel, iid: str, name: str,
+              files: dict[str, bytes]) -> Path:
+    """An instance folder as Collect keeps it: submission.xml and the media it names."""
+    inst = folder / iid.replace(":", "")
+    inst.mkdir(parents=True)
+    (inst / "submission.xml").write_text(
+        f'<data id="photo" version="{model.version}"><name>{name}</name><photo>pic.jpg</photo>'
+        f"<meta><instanceID>{iid}</instanceID></meta></data>")
+    for file, data in files.items():
+        (inst / file).write_bytes(data)
+    return inst
+
+
+def test_collect_submissions_with_attachments(central: CentralProject, tmp_path: Path) -> None:
+    model = _photo_model(tmp_path)
+    central.publish(model)
+    jpeg = b"\xff\xd8\xff\xe0 a very small jpeg"
+    iid = "uuid:7c1e3b52-5a43-4c9d-8f0e-0a1b2c3d4e5f"
+    inst = _instance(tmp_path / "sent", model, iid, "Amina", {"pic.jpg": jpeg})
+    (sent,) = submit_instances([inst])
+    assert sent.status == 201
+    assert central.get(f"forms/photo/submissions/{iid}/attachments") == [
+        {"name": "pic.jpg", "exists": True}]
+    odata = fetch_submissions("photo", model)
+    (row,) = odata.root.to_dict("records")
+    assert (row["name"], row["photo"]) == ("Amina", "pic.jpg")
+
+    # Resending the same instance (Collect retries) is accepted; other content is refused.
+    assert [s.status for s in submit_instances([inst])] in ([201], [202])
+    other = _instance(tmp_path / "other", model, iid, "Mallory", {})
+    with pytest.raises(DhsurveyError) as info:
+        submit_instances([other])
+    assert info.value.code == "central-submission-refused"
+    assert info.value.context["file"] == other and "409" in info.value.message
+
+    # Downloaded back as an instance folder, with the attachment and Central's receipt time.
+    (folder,) = download_submissions("photo", [iid], tmp_path / "back")
+    assert (folder / "pic.jpg").read_bytes() == jpeg
+    again = read_xml_folder(tmp_path / "back", model)
+    assert_same_content(again, odata, server_meta=False)
 
 
 # -- publishing -----------------------------------------------------------------------------------
 
 
-def test_publish_creates_a_draft_and_publishes_its_version(central: CentralStub) -> None:
+def test_publish_as_a_draft_test_it_then_publish(central: CentralProject, tmp_path: Path) -> None:
     compiled = to_xform(household())
-    version = publish_form(compiled)
+    version = publish_form(compiled, draft_only=True)
     assert version == household().version
+    assert central.published_versions("household") == []
+    draft = get_draft("household")
+    assert draft.version == version and draft.draft_token
+
+    # A test submission to the draft, as Collect sends it after scanning the draft's QR code.
+    model = household()
+    from dhsurvey.fieldwork.exports import write_xml_folder
+
+    folders = write_xml_folder(household_raw(1), model, tmp_path / "test")
+    (sent,) = submit_instances(folders, form_id="household", draft_token=draft.draft_token)
+    assert sent.status == 201
+    assert len(central.get("forms/household/draft/submissions")) == 1
+
+    assert publish_form(compiled) == version
     assert central.published_versions("household") == [version]
-    posts = [(r.path, r.query) for r in central.calls("POST") if r.path != "/v1/sessions"]
-    assert posts[0][0] == "/v1/projects/1/forms"
-    assert posts[0][1]["publish"].lower() == "false"
-    assert posts[-1][0] == "/v1/projects/1/forms/household/draft/publish"
-    assert central.calls("POST", "/forms$")[0].content_type == "application/xml"
+    assert central.get("forms/household/submissions") == []  # test data discarded
+    missing = central.http.get(central.api("forms/household/draft"), timeout=30)
+    assert missing.status_code == 404  # nothing left in draft
 
 
 def _small_xform(version: str) -> str:
@@ -295,74 +397,41 @@ def _small_xform(version: str) -> str:
 """
 
 
-def test_publish_a_new_version_with_attachments(central: CentralStub, tmp_path: Path) -> None:
+def test_publish_a_new_version_with_attachments(central: CentralProject, tmp_path: Path) -> None:
     csv = tmp_path / "villages.csv"
     csv.write_text("name,label\nv1,Village one\n")
     v1 = tmp_path / "villages.xml"
     v1.write_text(_small_xform("2026.1"))
     assert publish_form(v1, attachments=[csv]) == "2026.1"
+    csv.write_text("name,label\nv1,Village one\nv2,Village two\n")
     v2 = tmp_path / "villages-2.xml"
     v2.write_text(_small_xform("2026.2"))
-    central.clear_log()
     assert publish_form(v2, attachments=[csv]) == "2026.2"
-    assert central.published_versions("villages") == ["2026.1", "2026.2"]
-    posts = [r.path.removeprefix("/v1/projects/1/forms/villages") for r in central.calls("POST")
-             if r.path != "/v1/sessions"]
-    assert posts == ["/draft", "/draft/attachments/villages.csv", "/draft/publish"]
-    assert central.form("villages").versions[-1].attachments == {"villages.csv": csv.read_bytes()}
-    assert central.calls("GET", "/versions$")
+    assert sorted(central.published_versions("villages")) == ["2026.1", "2026.2"]
+    assert central.get("forms/villages/attachments")[0]["exists"] is True
+    assert central.get("forms/villages/attachments/villages.csv") == csv.read_bytes()
 
 
-def test_publish_refuses_a_version_central_already_has(central: CentralStub) -> None:
+def test_publish_refuses_a_version_central_already_has(central: CentralProject) -> None:
     compiled = to_xform(household())
     publish_form(compiled)
-    central.clear_log()
     with pytest.raises(DhsurveyError) as info:
         publish_form(compiled)
     assert info.value.code == "publish-version-exists"
     assert household().version in str(info.value)
-    # Refused before anything was uploaded: nothing but reads after the login.
-    assert not [r for r in central.calls("POST") if r.path != "/v1/sessions"]
-    assert [r.path for r in central.calls("GET", "/forms/")] == [
-        "/v1/projects/1/forms/household", "/v1/projects/1/forms/household/versions"]
+    # Refused before anything was uploaded: no draft was made.
     assert central.published_versions("household") == [household().version]
+    assert central.http.get(central.api("forms/household/draft"), timeout=30).status_code == 404
 
 
-def test_stub_refuses_a_duplicate_publish_like_central(central: CentralStub) -> None:
-    from pyodk.client import Client
-    from pyodk.errors import PyODKError
-
-    xform = to_xform(household()).xform
-    with Client() as client:
-        client.forms.create(definition=xform, form_id="household")
-        with pytest.raises(PyODKError) as info:
-            client.forms.update("household", definition=xform)
-    assert info.value.is_central_error(409.6)
-    assert central.calls("POST", "/draft/publish$")[-1].status == 409
-
-
-def test_stub_publishes_with_a_version_parameter(central: CentralStub, tmp_path: Path) -> None:
-    """pyodk's attachments-only update: empty draft, upload, publish?version=."""
-    from pyodk.client import Client
-
-    csv = tmp_path / "villages.csv"
-    csv.write_text("name,label\n")
-    with Client() as client:
-        client.forms.create(definition=_small_xform("1"), form_id="villages")
-        client.forms.update("villages", attachments=[csv], version_updater=lambda v: v + "b")
-    assert central.published_versions("villages") == ["1", "1b"]
-    assert 'version="1b"' in central.form("villages").versions[-1].xml
-    assert central.calls("POST", "/draft/publish$")[-1].query == {"version": "1b"}
-
-
-def test_missing_attachment_is_refused_before_any_call(central: CentralStub,
-                                                       tmp_path: Path) -> None:
+def test_missing_attachment_is_refused_before_any_call(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    _closed_port_config(tmp_path, monkeypatch)  # any call would fail as unreachable
     xml = tmp_path / "villages.xml"
     xml.write_text(_small_xform("1"))
     with pytest.raises(DhsurveyError) as info:
         publish_form(xml, attachments=[tmp_path / "absent.csv"])
     assert info.value.code == "file-missing"
-    assert central.requests == []
 
 
 # -- the OData reader alone -----------------------------------------------------------------------

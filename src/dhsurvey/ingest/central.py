@@ -20,6 +20,7 @@ from dhsurvey.forms.model import FormModel, Item
 from dhsurvey.ingest.builder import TableBuilder, canonical_time, decode_utf8
 from dhsurvey.ingest.canonical import RawForm
 from dhsurvey.ingest.limits import read_zip_member
+from dhsurvey.ingest.odata import form_version
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +205,7 @@ def _read_root(model: FormModel, builder: TableBuilder, header: list[str],
         values: dict[str, str | None] = _field_values(model, None, rec, index)
         values.update(
             KEY=get(rec, "KEY"),
-            form_version=get(rec, "FormVersion"),
+            form_version=form_version(get(rec, "FormVersion")),
             submission_time=canonical_time(get(rec, "SubmissionDate") or None),
             submitter=get(rec, "SubmitterName"),
             review_state=get(rec, "ReviewState"),

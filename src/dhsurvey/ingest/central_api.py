@@ -19,28 +19,45 @@ needs on top:
   Each page is streamed and refused once it passes ``DHSURVEY_MAX_JSON_MB``
   (:mod:`dhsurvey.ingest.limits`), before it is parsed.
 - **Publishing** refuses a version string Central already has *before* uploading anything, so
-  a forgotten version bump never leaves a half-made draft behind.
+  a forgotten version bump never leaves a half-made draft behind. A form can be left as a
+  draft (``draft_only``) for testing with Collect before it is published.
+- **Central-managed encryption.** When the form has a managed key, the submissions are fetched
+  decrypted through ``POST submissions.csv.zip`` with the passphrase from
+  ``DHSURVEY_CENTRAL_PASSPHRASE`` (Central's documented way; OData never decrypts). The
+  passphrase is read from the environment only and never logged or put in a message.
+- **Self-managed encryption** (Collect encrypts with the form's public key; Central cannot
+  decrypt): such submissions come back quarantined as ``not-decrypted``, and with
+  ``encrypted_dir`` each is downloaded as ``<dir>/<instance>/submission.xml`` + its ``.enc``
+  files, the folder layout :func:`dhsurvey.ingest.xmlfolder.read_xml_folder` decrypts.
+- **Submitting as Collect does** (:func:`submit_instances`): OpenRosa multipart POSTs of
+  instance folders, to a published form or to a draft (with its draft token).
 """
 
 from __future__ import annotations
 
 import logging
+import mimetypes
 import os
+import re
+import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
+from xml.sax.saxutils import quoteattr
 
 from dhsurvey.errors import DhsurveyError
 from dhsurvey.forms.compile import CompiledForm
 from dhsurvey.forms.model import FormModel
 from dhsurvey.ingest.canonical import RawForm
-from dhsurvey.ingest.limits import read_response_json
-from dhsurvey.ingest.odata import ROOT_TABLE, read_odata, table_name, utc_ms
-from dhsurvey.io import atomic_write_json
+from dhsurvey.ingest.central import read_central_zip
+from dhsurvey.ingest.limits import XML, read_file, read_response_json
+from dhsurvey.ingest.odata import ROOT_TABLE, form_version, read_odata, table_name, utc_ms
+from dhsurvey.io import atomic_write_bytes, atomic_write_json, private_dirs
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +67,9 @@ DEFAULT_PAGE_SIZE = 1000
 MAX_PAGES = 100_000
 _TABLE_URL = "projects/{project_id}/forms/{form_id}.svc/{table_name}"
 _VERSIONS_URL = "projects/{project_id}/forms/{form_id}/versions"
+#: Where the passphrase of Central-managed encryption comes from (never a file or an option).
+PASSPHRASE_ENV = "DHSURVEY_CENTRAL_PASSPHRASE"
+SUBMISSION = "submission.xml"
 _XFORMS_NS = "http://www.w3.org/2002/xforms"
 _ORX_NS = "http://openrosa.org/xforms"
 
@@ -110,6 +130,11 @@ def _central_errors(client: Any, form_id: str | None = None) -> Iterator[None]:
         if code == "409.6":
             raise DhsurveyError(f"Central already has this form version{detail}",
                                 code="publish-version-exists", form=form_id) from None
+        if code == "400.12":
+            raise DhsurveyError(
+                f"ODK Central could not decrypt the submissions with the passphrase in "
+                f"{PASSPHRASE_ENV}; check it (the project's key hint is in Central)",
+                code="central-passphrase", form=form_id) from None
         what = f"status {status}{detail}" if status else str(exc)
         raise DhsurveyError(f"ODK Central request failed: {what}", code="central-error",
                             form=form_id) from None
@@ -251,6 +276,99 @@ def _drop_keys(raw: RawForm, keys: set[str]) -> RawForm:
     return RawForm(raw.form_id, root, repeats, raw.quarantine)
 
 
+def _managed_key(client: Any, project_id: int, form_id: str) -> int | None:
+    """The id of the Central-managed key the form's submissions use, if any."""
+    url = client.session.urlformat("projects/{project_id}/forms/{form_id}/submissions/keys",
+                                   project_id=project_id, form_id=form_id)
+    keys = client.session.response_or_error(method="GET", url=url, logger=log).json()
+    managed = [int(k["id"]) for k in keys
+               if isinstance(k, dict) and k.get("managed") and k.get("id") is not None]
+    return managed[-1] if managed else None
+
+
+def _fetch_odata(client: Any, pid: int, form_id: str, model: FormModel, lower: str | None,
+                 page_size: int) -> tuple[RawForm, str | None]:
+    """The OData route: root table, then each repeat table in the same window."""
+    root_filter = f"__system/submissionDate gt {lower}" if lower else None
+    root_pages = _fetch_table(client, pid, form_id, ROOT_TABLE, root_filter, page_size)
+    stamps = [utc_ms((row.get("__system") or {}).get("submissionDate"))
+              for page in root_pages for row in page.get("value", [])]
+    dates = [d for d in stamps if d]
+    newest = max(dates) if dates else None
+
+    repeat_pages: dict[str, list[dict[str, Any]]] = {}
+    if newest is not None:
+        window = [f"$root/Submissions/__system/submissionDate lt {_plus_ms(newest)}"]
+        if lower:
+            window.insert(0, f"$root/Submissions/__system/submissionDate gt {lower}")
+        for rep in model.repeats:
+            repeat_pages[rep.name] = _fetch_table(
+                client, pid, form_id, table_name(model, rep.name), " and ".join(window),
+                page_size,
+            )
+    service = f"{_server(client).rstrip('/')}/projects/{pid}/forms/{form_id}.svc"
+    return read_odata(root_pages, repeat_pages, model, form_id=form_id, source=service), newest
+
+
+def _download_zip(client: Any, pid: int, form_id: str, path: Path, lower: str | None,
+                  key_id: int | None, passphrase: str | None) -> str:
+    """Stream ``submissions.csv.zip`` to ``path``; returns its URL (for ``source_file``).
+
+    With a managed key it is ``POST``ed with the passphrase, which Central decrypts with; the
+    passphrase travels in the request body only (pyodk logs the URL and the answer, never the
+    body)."""
+    url = client.session.urlformat("projects/{project_id}/forms/{form_id}/submissions.csv.zip",
+                                   project_id=pid, form_id=form_id)
+    params = {"$filter": f"__system/submissionDate gt {lower}"} if lower else None
+    if key_id is not None and passphrase:
+        response = client.session.response_or_error(
+            method="POST", url=url, logger=log, params=params,
+            data={str(key_id): passphrase}, stream=True)
+    else:
+        response = client.session.response_or_error(method="GET", url=url, logger=log,
+                                                     params=params, stream=True)
+    with path.open("wb") as fh:
+        for chunk in response.iter_content(chunk_size=1 << 20):
+            fh.write(chunk)
+    return f"{_server(client).rstrip('/')}/{url.lstrip('/')}"
+
+
+def _fetch_decrypted_zip(client: Any, pid: int, form_id: str, model: FormModel,
+                         lower: str | None, key_id: int,
+                         passphrase: str) -> tuple[RawForm, str | None]:
+    """Central-managed encryption: the CSV zip Central decrypts, read like any export."""
+    with tempfile.TemporaryDirectory(prefix="dhsurvey-central-") as tmp:
+        path = Path(tmp) / f"{form_id}.csv.zip"
+        source = _download_zip(client, pid, form_id, path, lower, key_id, passphrase)
+        raw = read_central_zip(path, model)
+    raw.root["source_file"] = source
+    if len(raw.quarantine):
+        raw.quarantine["source_file"] = source
+    dates = [d for d in raw.root["submission_time"] if isinstance(d, str)]
+    return raw, (max(dates) if dates else None)
+
+
+def download_csv_zip(form_id: str, path: str | Path, *, client: Any = None,
+                     project_id: int | None = None, since: str | None = None,
+                     passphrase: str | None = None) -> Path:
+    """Save Central's CSV zip export of a form (``submissions.csv.zip``, media included) to
+    ``path``, for :func:`~dhsurvey.ingest.central.read_central_zip` or for the record.
+
+    Only submissions after ``since`` with it. Under Central-managed encryption the zip is
+    decrypted by Central with ``passphrase`` (default ``$DHSURVEY_CENTRAL_PASSPHRASE``);
+    without one its encrypted rows say "not decrypted".
+    """
+    path = Path(path)
+    with _client(client, form_id) as central:
+        pid = _project_id(central, project_id)
+        secret = passphrase if passphrase is not None else os.environ.get(PASSPHRASE_ENV)
+        key_id = _managed_key(central, pid, form_id) if secret else None
+        private_dirs(path.parent)
+        _download_zip(central, pid, form_id, path, utc_ms(since) if since else None, key_id,
+                      secret)
+    return path
+
+
 def fetch_submissions(
     form_id: str,
     model: FormModel,
@@ -260,6 +378,8 @@ def fetch_submissions(
     project_id: int | None = None,
     state_dir: Path | None = None,
     page_size: int = DEFAULT_PAGE_SIZE,
+    passphrase: str | None = None,
+    encrypted_dir: Path | None = None,
 ) -> RawForm:
     """Fetch a form's submissions from ODK Central as a canonical :class:`RawForm`.
 
@@ -268,6 +388,13 @@ def fetch_submissions(
     advanced once the whole fetch succeeded — so store the result before the next run, or
     delete the state file to fetch everything again. Submissions edited after they were
     fetched are not fetched again (their ``submissionDate`` does not change).
+
+    Submissions under Central-managed encryption are fetched decrypted (CSV zip route) with
+    ``passphrase``, by default ``$DHSURVEY_CENTRAL_PASSPHRASE``; without one the fetch is
+    refused (``central-passphrase-missing``) rather than advancing past data it cannot read.
+    Submissions Central cannot decrypt (self-managed keys) are quarantined as
+    ``not-decrypted``; with ``encrypted_dir`` each is also downloaded there as an instance
+    folder (see :func:`download_submissions`) to be decrypted locally.
 
     ``client`` is a pyodk ``Client``; by default one is made from pyodk's config file.
     """
@@ -282,26 +409,24 @@ def fetch_submissions(
         lower = utc_ms(since) if since is not None else entry.get("last_submission_date")
         boundary = set(entry.get("keys_at_last") or []) if since is None else set()
 
-        root_filter = f"__system/submissionDate gt {lower}" if lower else None
-        root_pages = _fetch_table(central, pid, form_id, ROOT_TABLE, root_filter, page_size)
-        stamps = [utc_ms((row.get("__system") or {}).get("submissionDate"))
-                  for page in root_pages for row in page.get("value", [])]
-        dates = [d for d in stamps if d]
-        newest = max(dates) if dates else None
-
-        repeat_pages: dict[str, list[dict[str, Any]]] = {}
-        if newest is not None:
-            window = [f"$root/Submissions/__system/submissionDate lt {_plus_ms(newest)}"]
-            if lower:
-                window.insert(0, f"$root/Submissions/__system/submissionDate gt {lower}")
-            for rep in model.repeats:
-                repeat_pages[rep.name] = _fetch_table(
-                    central, pid, form_id, table_name(model, rep.name), " and ".join(window),
-                    page_size,
-                )
-        service = f"{server.rstrip('/')}/projects/{pid}/forms/{form_id}.svc"
-        raw = read_odata(root_pages, repeat_pages, model, form_id=form_id, source=service)
+        key_id = _managed_key(central, pid, form_id)
+        if key_id is None:
+            raw, newest = _fetch_odata(central, pid, form_id, model, lower, page_size)
+        else:
+            secret = passphrase if passphrase is not None else os.environ.get(PASSPHRASE_ENV)
+            if not secret:
+                raise DhsurveyError(
+                    f"the submissions of '{form_id}' use Central-managed encryption: set "
+                    f"{PASSPHRASE_ENV} to the project's passphrase to fetch them decrypted",
+                    code="central-passphrase-missing", form=form_id)
+            raw, newest = _fetch_decrypted_zip(central, pid, form_id, model, lower, key_id,
+                                               secret)
         raw = _drop_keys(raw, boundary)
+        if encrypted_dir is not None:
+            q = raw.quarantine
+            keys = q.loc[q["rule"] == "not-decrypted", "KEY"].dropna()
+            download_submissions(form_id, sorted(set(keys) - boundary), encrypted_dir,
+                                 client=central, project_id=pid)
 
     log.info("fetched %d new submissions of %s (project %s)", len(raw.root), form_id, pid)
     if state_path is not None and newest is not None and (lower is None or newest > lower):
@@ -314,6 +439,131 @@ def fetch_submissions(
         }
         atomic_write_json(state_path, state)
     return raw
+
+
+# -- single submissions: download and push ---------------------------------------------------
+
+
+def instance_folder_name(instance_id: str) -> str:
+    """A submission's folder name, as Briefcase names it: the instanceID without the colon."""
+    return re.sub(r"[^A-Za-z0-9._-]", "", instance_id) or "instance"
+
+
+def _with_submission_date(xml: bytes, stamp: str | None) -> bytes:
+    """The document with Central's receipt time as the Briefcase ``submissionDate`` root
+    attribute (replacing any a device wrote), which the XML-folder reader takes as the
+    submission time."""
+    if not stamp:
+        return xml
+    text = xml.decode("utf-8")
+    match = re.search(r"<(?!\?|!)[^>]*?>", text)
+    if match is None:
+        return xml
+    tag = re.sub(r"""\s+submissionDate\s*=\s*(?:"[^"]*"|'[^']*')""", "", match.group(0))
+    end = len(tag) - (2 if tag.endswith("/>") else 1)
+    tag = f"{tag[:end]} submissionDate={quoteattr(stamp)}{tag[end:]}"
+    return (text[:match.start()] + tag + text[match.end():]).encode("utf-8")
+
+
+def download_submissions(form_id: str, instance_ids: Iterable[str], folder: str | Path, *,
+                         client: Any = None, project_id: int | None = None) -> list[Path]:
+    """Download submissions as instance folders: ``<folder>/<instance>/submission.xml`` and
+    every attachment Central holds for it (for an encrypted one, the ``.enc`` files).
+
+    This is how submissions Central cannot decrypt reach :func:`read_xml_folder
+    <dhsurvey.ingest.xmlfolder.read_xml_folder>`, which decrypts them with the private key.
+    ``submission.xml`` gets Central's ``submissionDate`` as a root attribute, as Briefcase
+    does. Folders are owner-only: decrypted or not, these are interview data. A folder already
+    there is replaced file by file (the same submission downloaded again).
+    """
+    base = private_dirs(Path(folder))
+    written: list[Path] = []
+    with _client(client, form_id) as central:
+        pid = _project_id(central, project_id)
+        session = central.session
+        for iid in instance_ids:
+            one = session.urlformat("projects/{project_id}/forms/{form_id}/submissions/{iid}",
+                                    project_id=pid, form_id=form_id, iid=iid)
+            meta = session.response_or_error(method="GET", url=one, logger=log).json()
+            xml = session.response_or_error(method="GET", url=f"{one}.xml", logger=log).content
+            inst = private_dirs(base / instance_folder_name(iid))
+            atomic_write_bytes(inst / SUBMISSION,
+                               _with_submission_date(xml, utc_ms(meta.get("createdAt"))))
+            listing = session.response_or_error(method="GET", url=f"{one}/attachments",
+                                                logger=log).json()
+            for item in listing:
+                name = str(item.get("name") or "")
+                if not item.get("exists") or not name or Path(name).name != name \
+                        or name == SUBMISSION:
+                    continue
+                data = session.response_or_error(
+                    method="GET", url=f"{one}/attachments/{quote(name, safe='')}",
+                    logger=log).content
+                atomic_write_bytes(inst / name, data)
+            written.append(inst)
+    log.info("downloaded %d submission(s) of %s to %s", len(written), form_id, base)
+    return written
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What Central answered to one pushed instance folder."""
+
+    folder: Path
+    status: int  # 201 created; a resent identical submission is accepted again
+
+
+def _openrosa_parts(inst: Path) -> list[tuple[str, tuple[str, bytes, str]]]:
+    """``xml_submission_file`` first, then every other file of the folder, as Collect sends."""
+    xml = read_file(inst / SUBMISSION, XML)
+    parts = [("xml_submission_file", (SUBMISSION, xml, "text/xml"))]
+    for file in sorted(p for p in inst.iterdir() if p.is_file() and p.name != SUBMISSION):
+        kind = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+        parts.append((file.name, (file.name, file.read_bytes(), kind)))
+    return parts
+
+
+def submit_instances(folders: Iterable[str | Path], *, client: Any = None,
+                     project_id: int | None = None, form_id: str | None = None,
+                     draft_token: str | None = None) -> list[Submitted]:
+    """Send instance folders to Central as ODK Collect does: one OpenRosa multipart POST per
+    folder (``xml_submission_file`` = ``submission.xml``, each other file an attachment part).
+
+    An encrypted instance (manifest + ``.enc`` files, :func:`encrypt_submission
+    <dhsurvey.ingest.decrypt.encrypt_submission>`) is sent the same way. With ``draft_token``
+    (from ``GET …/forms/F/draft``) and ``form_id`` the instances go to the form's draft, as a
+    Collect that scanned the draft's QR code sends them; they are discarded on publish.
+    Raises ``central-submission-refused`` naming the folder when Central refuses one (e.g. a
+    version it does not have, or the same instanceID with other content: 409).
+    """
+    done: list[Submitted] = []
+    with _client(client, form_id) as central:
+        pid = _project_id(central, project_id)
+        if draft_token is not None:
+            if not form_id:
+                raise DhsurveyError("submitting to a draft needs the form id", code="cli")
+            url = central.session.urlformat(
+                "test/{token}/projects/{project_id}/forms/{form_id}/draft/submission",
+                token=draft_token, project_id=pid, form_id=form_id)
+        else:
+            url = central.session.urlformat("projects/{project_id}/submission", project_id=pid)
+        for folder in folders:
+            inst = Path(folder)
+            if not (inst / SUBMISSION).is_file():
+                raise DhsurveyError(f"no {SUBMISSION} in the instance folder",
+                                    code="file-missing", file=inst, form=form_id)
+            response = central.session.request(
+                method="POST", url=url, files=_openrosa_parts(inst),
+                headers={"X-OpenRosa-Version": "1.0"})
+            if response.status_code not in (200, 201, 202):
+                reason = re.sub(r"<[^>]+>", " ", response.text)
+                raise DhsurveyError(
+                    f"ODK Central refused the submission (status {response.status_code}: "
+                    f"{' '.join(reason.split())[:300]})",
+                    code="central-submission-refused", file=inst, form=form_id)
+            done.append(Submitted(inst, response.status_code))
+    log.info("submitted %d instance(s) to project %s", len(done), pid)
+    return done
 
 
 # -- publishing -----------------------------------------------------------------------------------
@@ -371,7 +621,44 @@ def _published_versions(client: Any, project_id: int, form_id: str) -> list[str]
         raise
     url = client.session.urlformat(_VERSIONS_URL, project_id=project_id, form_id=form_id)
     listing = client.session.response_or_error(method="GET", url=url, logger=log).json()
-    return [str(v.get("version")) for v in listing if isinstance(v, dict)]
+    return [form_version(str(v.get("version"))) or "" for v in listing if isinstance(v, dict)]
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A form's draft on Central: the version it would publish and the token that lets a
+    device (or :func:`submit_instances`) send test submissions to it."""
+
+    form_id: str
+    version: str
+    draft_token: str | None
+
+
+def _upload_draft(client: Any, pid: int, form_id: str, definition: Any, files: list[Path],
+                  new_form: bool) -> Draft:
+    """Create the form with a draft, or replace the existing form's draft; attach files."""
+    session = client.session
+    xml = Path(definition).read_bytes() if isinstance(definition, Path) else \
+        str(definition).encode("utf-8")
+    headers = {"Content-Type": "application/xml"}
+    if new_form:
+        url = session.urlformat("projects/{project_id}/forms", project_id=pid)
+        session.response_or_error(method="POST", url=url, logger=log, data=xml,
+                                  headers=headers, params={"publish": "false"})
+    else:
+        url = session.urlformat("projects/{project_id}/forms/{form_id}/draft",
+                                project_id=pid, form_id=form_id)
+        session.response_or_error(method="POST", url=url, logger=log, data=xml,
+                                  headers=headers)
+    draft = session.urlformat("projects/{project_id}/forms/{form_id}/draft", project_id=pid,
+                              form_id=form_id)
+    for file in files:
+        kind = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+        session.response_or_error(method="POST", url=f"{draft}/attachments/{quote(file.name)}",
+                                  logger=log, data=file.read_bytes(),
+                                  headers={"Content-Type": kind})
+    info = session.response_or_error(method="GET", url=draft, logger=log).json()
+    return Draft(form_id, str(info.get("version")), info.get("draftToken"))
 
 
 def publish_form(
@@ -380,6 +667,7 @@ def publish_form(
     attachments: Iterable[str | Path] = (),
     client: Any = None,
     project_id: int | None = None,
+    draft_only: bool = False,
 ) -> str:
     """Upload a compiled XForm to Central as a draft, with its attachments, and publish it.
 
@@ -388,6 +676,10 @@ def publish_form(
     ``publish-version-exists`` — before uploading anything — when Central already has a
     published version with that string: devices would not see the change, and Central would
     refuse the publish after the draft had been replaced.
+
+    With ``draft_only`` the form is left as a draft (see :func:`get_draft` for its test token)
+    so it can be tried on devices first; publishing it later with the same call without
+    ``draft_only`` replaces the draft with the same definition and publishes it.
     """
     form_id, version, definition, path = _definition(xform_path_or_compiled)
     files = [Path(a) for a in attachments]
@@ -405,11 +697,21 @@ def publish_form(
                 "settings sheet",
                 code="publish-version-exists", file=path, form=form_id,
             )
-        if existing is None:
-            central.forms.create(definition=definition, attachments=files or None,
-                                 form_id=form_id, project_id=pid)
-        else:
-            central.forms.update(form_id, project_id=pid, definition=definition,
-                                 attachments=files or None)
-    log.info("published %s version %s to project %s", form_id, version, pid)
+        _upload_draft(central, pid, form_id, definition, files, new_form=existing is None)
+        if not draft_only:
+            url = central.session.urlformat("projects/{project_id}/forms/{form_id}/draft/publish",
+                                            project_id=pid, form_id=form_id)
+            central.session.response_or_error(method="POST", url=url, logger=log)
+    log.info("%s %s version %s in project %s", "drafted" if draft_only else "published",
+             form_id, version, pid)
     return version
+
+
+def get_draft(form_id: str, *, client: Any = None, project_id: int | None = None) -> Draft:
+    """The form's current draft on Central (``central-not-found`` when it has none)."""
+    with _client(client, form_id) as central:
+        pid = _project_id(central, project_id)
+        url = central.session.urlformat("projects/{project_id}/forms/{form_id}/draft",
+                                        project_id=pid, form_id=form_id)
+        info = central.session.response_or_error(method="GET", url=url, logger=log).json()
+    return Draft(form_id, str(info.get("version")), info.get("draftToken"))

@@ -43,6 +43,8 @@ from dhsurvey.ingest.canonical import (
 SOURCE_FORMAT = "central-odata"
 ROOT_TABLE = "Submissions"
 _GEO_TYPES = ("geopoint", "geotrace", "geoshape")
+#: What Central appends to a form's version under managed encryption (``1.0[encrypted:Ab12]``).
+_MANAGED_SUFFIX = re.compile(r"\[encrypted:[^\]]*\]$")
 _WKT = re.compile(r"^\s*(POINT|LINESTRING|POLYGON)\s*\(+(.*?)\)+\s*$", re.IGNORECASE)
 
 
@@ -174,6 +176,17 @@ def cell(value: Any, item: Item) -> str | None:
     raise ValueError(f"unexpected {type(value).__name__} value for a {item.type} field")
 
 
+def form_version(value: Any) -> str | None:
+    """The form version a submission was made with, as the workbook has it.
+
+    Central-managed encryption rewrites every form version to ``<version>[encrypted:<id>]``;
+    the suffix names Central's key, not a change to the form, so it is dropped (validation
+    would otherwise flag every such submission as made with an outdated form).
+    """
+    text = normalise(value)
+    return None if text is None else _MANAGED_SUFFIX.sub("", text) or None
+
+
 def utc_ms(value: Any) -> str | None:
     """Central's ``submissionDate`` as canonical UTC ISO 8601 with milliseconds and ``Z``."""
     text = normalise(value)
@@ -256,8 +269,9 @@ class _Reader:
             status = normalise(system.get("status"))
             if status is not None:
                 self.reject(ROOT_TABLE, number, iid, "not-decrypted",
-                            f"Central holds this submission encrypted ({status}); decrypt it "
-                            "or export it with the private key", column="__system/status",
+                            f"Central holds this submission encrypted ({status}): set "
+                            "DHSURVEY_CENTRAL_PASSPHRASE (Central-managed key) or decrypt "
+                            "it with the private key (self-managed key)", column="__system/status",
                             value=status)
                 continue
             if iid in self.keys[None]:
@@ -269,7 +283,7 @@ class _Reader:
             record: dict[str, str | None] = {
                 "KEY": iid,
                 "form_id": self.form_id,
-                "form_version": normalise(system.get("formVersion")),
+                "form_version": form_version(system.get("formVersion")),
                 "submission_time": utc_ms(system.get("submissionDate")),
                 "submitter": normalise(system.get("submitterName")),
                 "review_state": normalise(system.get("reviewState")),
