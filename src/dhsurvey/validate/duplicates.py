@@ -10,9 +10,11 @@ Two ways an interview arrives twice, each decided by a rule of its own:
   simply a submission; two edits of one submission: the later received replaces it.
 - **Copies** (reason ``copy``): submissions with the same identifying answers (the fields of
   the form's ``instance_name``), e.g. sent again from another tablet. The copy kept is the
-  earliest received that validation does not quarantine; only when every copy is quarantined
-  is the earliest kept (in quarantine) — so a clean later copy is never set aside for a
-  quarantined first one. Every other copy is a duplicate of the kept one.
+  earliest received that validation does not quarantine, or, when every copy is quarantined,
+  the earliest (kept in quarantine). Copies received after the kept one are its duplicates;
+  copies received before it stay in quarantine with their own errors (that is why they were
+  not kept). So a clean later copy is never set aside for a quarantined first one, and no
+  copy is a duplicate of a quarantined one unless no copy is clean.
 
 Every submission ends in exactly one of accepted, quarantined or duplicates; a duplicate's own
 issues are not reported (its kept copy's are).
@@ -62,23 +64,9 @@ def find_duplicates(root: pd.DataFrame, ids: list[str], quarantined: set[str]) -
     edited = replaced_by(root)
     rest = root[~root["KEY"].isin(set(edited))]
     usable = [c for c in ids if c in rest.columns]
-    copies = _empty()
-    kept: dict[str, str] = {}
+    copies, kept = _empty(), dict[str, str]()
     if usable and len(rest):
-        order = rest.assign(_bad=rest["KEY"].isin(quarantined),
-                            _t=pd.to_datetime(rest["submission_time"], utc=True,
-                                              errors="coerce"))
-        order = order.sort_values(["_bad", "_t"], kind="stable", na_position="last")
-        first = order.drop_duplicates(usable, keep="first")
-        later = order[order.duplicated(usable, keep="first")]
-        if len(later):
-            of = first.set_index(usable)["KEY"].reindex(
-                pd.MultiIndex.from_frame(later[usable]) if len(usable) > 1
-                else pd.Index(later[usable[0]])).to_numpy()
-            kept = dict(zip(later["KEY"], of, strict=True))
-            copies = pd.DataFrame({"instanceID": later["KEY"].to_numpy(), "duplicate_of": of,
-                                   "submission_time": later["submission_time"].to_numpy(),
-                                   "reason": "copy"})
+        copies, kept = _copies(rest, usable, quarantined)
     if not edited:
         return copies.reset_index(drop=True)
     at = root.drop_duplicates("KEY").set_index("KEY")["submission_time"]
@@ -89,3 +77,26 @@ def find_duplicates(root: pd.DataFrame, ids: list[str], quarantined: set[str]) -
                           "reason": "edited"})
     parts = [p for p in (copies, edits) if len(p)]
     return pd.concat(parts, ignore_index=True)[COLUMNS]
+
+
+def _copies(root: pd.DataFrame, ids: list[str], quarantined: set[str]
+            ) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Copies received after the copy kept of their interview, and duplicate → kept KEY."""
+    order = root.assign(_t=pd.to_datetime(root["submission_time"], utc=True, errors="coerce"))
+    order = order.sort_values("_t", kind="stable", na_position="last").reset_index(drop=True)
+    # The interview each row is a copy of (missing identifiers compare equal, as before).
+    group = order.groupby(ids, sort=False, dropna=False).ngroup()
+    bad = order["KEY"].isin(quarantined)
+    # Kept: the first copy in time order that is not quarantined, else the first.
+    first_good = pd.Series(order.index, index=order.index)[~bad].groupby(group[~bad]).min()
+    first = pd.Series(order.index, index=order.index).groupby(group).min()
+    kept_at = first_good.reindex(first.index).fillna(first).astype(int)
+    at = kept_at.reindex(group.to_numpy()).to_numpy()
+    later = order.index.to_numpy() > at
+    keys = order["KEY"].to_numpy()
+    dups = order[later]
+    of = keys[at[later]]
+    out = pd.DataFrame({"instanceID": dups["KEY"].to_numpy(), "duplicate_of": of,
+                        "submission_time": dups["submission_time"].to_numpy(),
+                        "reason": "copy"}, columns=COLUMNS)
+    return out, dict(zip(out["instanceID"], out["duplicate_of"], strict=True))

@@ -118,7 +118,7 @@ def _beyond_consent(issues: pd.DataFrame, root: pd.DataFrame, model: FormModel) 
         return pd.Series(False, index=issues.index)
     refused = ~gates_passed(root.set_index("KEY")[list(gates)], gates)
     keys = issues["KEY"].map(root_key)
-    return (issues["rule"] == "not-relevant") & keys.map(refused).fillna(False).astype(bool)
+    return (issues["rule"] == "not-relevant") & keys.map(refused).eq(True)
 
 
 def validate_form(raw: RawForm, model: FormModel, *, config: CountryConfig | None = None,

@@ -110,7 +110,7 @@ def _hidden_instances(data: FormData, hidden: pd.DataFrame) -> pd.Series:
             continue
         asked = data.relevant(model[name])  # at the parent's level
         parent = data.repeats[name][PARENT]
-        out[rows] = ~hidden.loc[rows, "KEY"].map(parent).map(asked).fillna(True).astype(bool)
+        out[rows] = hidden.loc[rows, "KEY"].map(parent).map(asked).eq(False)
     return out
 
 
@@ -148,7 +148,9 @@ def blank_non_relevant(raw: RawForm, model: FormModel, *, identifiers: set[str])
     depends = _depends(model)
     blanked: list[pd.DataFrame] = []
     kept: list[pd.DataFrame] = []
-    hidden = logic[(logic["rule"] == NOT_RELEVANT) & ~logic["KEY"].map(root_key).isin(refused)]
+    # Rows of no submission received (orphans: the reader quarantines them) are left alone.
+    asked = set(view.root.index) - refused
+    hidden = logic[(logic["rule"] == NOT_RELEVANT) & logic["KEY"].map(root_key).isin(asked)]
     # Each round blanks at least one answer per submission still holding hidden ones.
     for _ in range(len(model.fields) + 1):
         held = hidden["column"].isin(identifiers)
