@@ -45,6 +45,17 @@ def _ingested_state(instance: dg.DagsterInstance, iso: str) -> str | None:
     return str(value.value) if value is not None else None
 
 
+def _read_cursor(text: str | None) -> dict[str, dict[str, Any]] | None:
+    """Per country the states last seen and last launched; None when there is none yet."""
+    try:
+        cursor = json.loads(text) if text else None
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(cursor, dict) or not all(isinstance(v, dict) for v in cursor.values()):
+        return None
+    return cursor
+
+
 def _decide(iso: str, state: LandingState, seen: dict[str, Any]
             ) -> tuple[dg.RunRequest | None, str]:
     """A run request for the country, or why not; ``seen`` (its cursor entry) is updated."""
@@ -69,8 +80,9 @@ def _decide(iso: str, state: LandingState, seen: dict[str, Any]
 def landing_sensor(context: dg.SensorEvaluationContext, paths: StudyPaths
                    ) -> dg.SensorResult:
     """Launch each country whose landing state changed and settled; say why for the others."""
-    first = not context.cursor
-    cursor: dict[str, dict[str, Any]] = {} if first else json.loads(context.cursor or "{}")
+    cursor = _read_cursor(context.cursor)
+    first = cursor is None  # switched on for the first time, or a cursor of an older sensor
+    cursor = cursor or {}
     requests, skipped = [], []
     for config in countries():
         iso = config.iso

@@ -121,6 +121,15 @@ def test_data_already_ingested_is_not_run_again_when_switched_on(
     assert sensor.launched() == []
 
 
+def test_a_cursor_of_the_older_sensor_counts_as_a_first_tick(
+        tmp_path: Path, instance: dg.DagsterInstance) -> None:
+    _write(tmp_path, "KEN/central/child.csv.zip")
+    sensor = Sensor(tmp_path, instance)
+    sensor.cursor = '{"KEN": "0123456789abcdef"}'  # {ISO: fingerprint} of the older sensor
+    requests, why = sensor.tick()
+    assert requests == [] and "first look" in why
+
+
 def test_automation_is_off_by_default() -> None:
     assert landing_sensor.default_status == dg.DefaultSensorStatus.STOPPED
     assert central_sync.default_status == dg.DefaultScheduleStatus.STOPPED
