@@ -54,7 +54,7 @@ def landing(context: dg.AssetExecutionContext, paths: StudyPaths) -> Iterator:
         "files": len(state.files),
         "MB": round(sum(size for size, _ in state.files.values()) / 1e6, 1),
         "exports": dg.MetadataValue.md("\n".join(
-            f"- {kind}: {', '.join(paths)}" for kind, paths in sorted(contents.recognised.items())
+            f"- {kind}: {', '.join(files)}" for kind, files in sorted(contents.recognised.items())
             if kind in ("central", "kobo", "xml", "central-api")) or "none"),
         "not recognised": len(unrecognised),
     })
@@ -71,20 +71,21 @@ def landing_failure(error: DhsurveyError, iso: str, form: str, folder: Path) -> 
     """A run failure that leads with the fieldwork cause: country, file relative to the landing
     folder, the library's message; no retry (the same file fails the same way)."""
     file = error.context.get("file")
-    where = form
+    where, in_landing = form, False
     if file is not None:
         path = Path(str(file))
         try:
-            where = path.resolve().relative_to(folder.resolve()).as_posix()
+            where, in_landing = path.resolve().relative_to(folder.resolve()).as_posix(), True
         except ValueError:
             where = path.name
     sep = " " if error.message.startswith(("is ", "has ", "was ")) else ": "
     metadata = {str(k): str(v) for k, v in error.ordered_context() if k != "file"}
+    if in_landing:
+        metadata["what to do"] = (f"replace or remove it in landing/{iso}/; the landing sensor "
+                                  "starts a new run once the folder has settled")
     return dg.Failure(
         description=f"{iso} {where}{sep}{error.message}",
-        metadata={**metadata, "country": iso, "form": form, "file": where, "code": error.code,
-                  "what to do": f"replace or remove it in landing/{iso}/; the landing sensor "
-                                "starts a new run once the folder has settled"},
+        metadata={**metadata, "country": iso, "form": form, "file": where, "code": error.code},
         allow_retries=False)
 
 
