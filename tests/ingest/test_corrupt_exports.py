@@ -512,3 +512,16 @@ def test_missing_and_duplicated_instance_ids_on_every_route(route: str, base: Ba
     assert list(quarantined(read, "duplicate-key")["KEY"]) == [root.iloc[3]["KEY"]]
     assert len(read.root) == N - 1
     assert_accounted(read, N + 1)
+
+
+@pytest.mark.parametrize("export", ["zip", "json"])
+def test_an_export_still_being_copied_says_so(base: Base, tmp_path: Path, export: str) -> None:
+    """A half-copied export is named as one, not as an unknown form or a parser's complaint."""
+    whole = getattr(base, export).read_bytes()
+    part = tmp_path / f"household.{export}"
+    part.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(DhsurveyError) as caught:
+        read_export(part, base.models)
+    assert caught.value.code == "export-unreadable"
+    assert "still being copied, or damaged" in caught.value.message
+    assert caught.value.context["file"] == str(part)

@@ -55,10 +55,12 @@ def _zip_form_id(path: Path, models: Mapping[str, FormModel]) -> str:
 
 
 def _json_form_id(paths: Sequence[Path], models: Mapping[str, FormModel]) -> str:
+    broken: list[tuple[Path, Exception]] = []
     for path in paths:
         try:  # a page over the size cap is refused here, unread
             page = json.loads(decode_utf8(read_file(path, JSON), path) or "null")
-        except (json.JSONDecodeError, OSError):
+        except (json.JSONDecodeError, OSError) as exc:
+            broken.append((path, exc))
             continue  # the reader reports it with the line
         results = page.get("results") if isinstance(page, dict) else None
         for result in results if isinstance(results, list) else []:
@@ -67,6 +69,10 @@ def _json_form_id(paths: Sequence[Path], models: Mapping[str, FormModel]) -> str
                 if found not in models:
                     raise _unknown(path, found, models)
                 return found
+    if broken:
+        path, exc = broken[0]
+        raise DhsurveyError(f"is not complete JSON: still being copied, or damaged ({exc})",
+                            code="export-unreadable", file=str(path))
     raise _unknown(paths[0], None, models,
                    "no submission carries '_xform_id_string' (empty or not a Kobo export)")
 
