@@ -75,6 +75,7 @@ run() {
   local kv
   for kv in $line; do export "${kv?}"; done
   trap 'stop >/dev/null' EXIT
+  trap 'exit 130' INT TERM   # so that an interrupted run stops Central too
   local status=0
   "$@" || status=$?
   return "$status"
