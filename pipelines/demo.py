@@ -16,13 +16,17 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
 def write_dagster_home(home: Path) -> Path:
-    """Create DAGSTER_HOME with nux and telemetry off (else a pop-up covers the UI)."""
+    """Create DAGSTER_HOME with the study's instance settings: nux and telemetry off (else a
+    pop-up covers the UI), one run per country at a time for runs the UI launches later."""
+    import yaml
+
     from dhsurvey.io import atomic_write_text
+    from pipelines.resources import INSTANCE_SETTINGS
 
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
-        atomic_write_text(config, "nux:\n  enabled: false\ntelemetry:\n  enabled: false\n")
+        atomic_write_text(config, yaml.safe_dump(INSTANCE_SETTINGS, sort_keys=False))
     return config
 
 
