@@ -179,6 +179,9 @@ def test_report_stays_useful(run) -> None:
     assert words.any() and (issues.loc[words, "value"] == WITHHELD).all()
     outdated = issues[issues["rule"] == "outdated-version"]
     assert len(outdated) and (outdated["value"] == "2025-pilot").all()
+    # the summary counts the hidden answers blanked (the free-text words planted where hidden)
+    blanked = sum(run[1].forms["child"].reconciliation["automatic_corrections"].values())
+    assert blanked >= 1 and f"{blanked} hidden answers blanked" in text
 
 
 def test_withheld_fields_come_from_the_instruments() -> None:

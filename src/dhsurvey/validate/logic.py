@@ -15,6 +15,8 @@ from dhsurvey.forms.frames import FormData, format_values
 from dhsurvey.forms.model import FormModel, Item
 
 VIOLATION_COLUMNS = ["KEY", "rule", "column", "value", "message"]
+#: No violation (shared: a field walk checks a hundred rules, most of which find nothing).
+_NONE = pd.DataFrame(columns=VIOLATION_COLUMNS)
 
 #: rule id → what it means (quarantine and reports use these ids)
 RULES = {
@@ -29,11 +31,15 @@ RULES = {
 
 def _rows(keys: pd.Index, mask, rule: str, item: Item, values: pd.Series,
           message: str) -> pd.DataFrame:
-    hit = pd.Series(mask, index=keys).fillna(False).astype(bool)
+    if isinstance(mask, pd.Series) and mask.dtype == bool and mask.index.equals(keys):
+        # The usual case: aligned, no NA to fill.
+        hit = mask.to_numpy()
+    else:
+        hit = pd.Series(mask, index=keys).fillna(False).astype(bool).to_numpy()
     if not hit.any():
-        return pd.DataFrame(columns=VIOLATION_COLUMNS)
-    return pd.DataFrame({"KEY": keys[hit.to_numpy()], "rule": rule, "column": item.name,
-                         "value": values[hit.to_numpy()].to_numpy(), "message": message})
+        return _NONE
+    return pd.DataFrame({"KEY": keys[hit], "rule": rule, "column": item.name,
+                         "value": values[hit].to_numpy(), "message": message})
 
 
 def check_logic(data: FormData, *, recompute_calculations: bool = False) -> pd.DataFrame:

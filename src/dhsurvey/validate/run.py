@@ -309,7 +309,8 @@ def validate_forms(raws: Mapping[str, RawForm], models: Mapping[str, FormModel],
 
 
 def write_validation(result: ValidationResult, out: str | Path) -> list[Path]:
-    """``out/<form>/{accepted,quarantine,flags,duplicates}.parquet`` + ``reconciliation.json``."""
+    """``out/<form>/{accepted,quarantine,flags,duplicates}.parquet`` + ``reconciliation.json``,
+    and ``corrections.parquet`` when anything was corrected (the log's or blanked answers)."""
     out = Path(out)
     paths = []
     for form, r in result.forms.items():
@@ -392,9 +393,13 @@ def write_quality(result: ValidationResult, models: Mapping[str, FormModel], out
                or "none"}
     for form, r in result.forms.items():
         rec = r.reconciliation
+        reasons = ", ".join(f"{n} {why}" for why, n in
+                            rec.get("duplicates_by_reason", {}).items())
+        blanked = sum(rec.get("automatic_corrections", {}).values())
         summary[form] = (f"{rec['raw']} received, {rec['accepted']} accepted, "
-                         f"{rec['quarantined']} quarantined, {rec['duplicates']} duplicates, "
-                         f"{rec['flagged']} flagged")
+                         f"{rec['quarantined']} quarantined, {rec['duplicates']} duplicates"
+                         f"{f' ({reasons})' if reasons else ''}, {rec['flagged']} flagged, "
+                         f"{blanked} hidden answers blanked")
     paths = {"report": write_report(
         shared.tables, out / REPORT, title=f"Fieldwork quality — {result.country or 'all'}",
         summary=summary, models=models,

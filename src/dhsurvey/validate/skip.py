@@ -163,17 +163,17 @@ def blank_non_relevant(raw: RawForm, model: FormModel, *, identifiers: set[str])
         now = hidden[_ready(hidden, depends)]
         _blank(tables, now, model)
         blanked.append(now)
-        view = _subset(FormData(model, *_indexed(tables)), set(now["KEY"].map(root_key)))
+        changed = set(now["KEY"].map(root_key))
+        view = _subset(FormData(model, *_indexed(tables)), changed)
         again = check_logic(view)
+        # The rules look at one submission at a time: only the changed ones are checked again.
+        logic = _concat([logic[~logic["KEY"].map(root_key).isin(changed)], again])
         hidden = again[(again["rule"] == NOT_RELEVANT) & ~_in(again, kept)]
-    done = pd.concat(blanked, ignore_index=True) if blanked else \
-        pd.DataFrame(columns=VIOLATION_COLUMNS)
+    done = _concat(blanked) if blanked else pd.DataFrame(columns=VIOLATION_COLUMNS)
     out = RawForm(raw.form_id, tables[None], {n: t for n, t in tables.items() if n is not None},
                   raw.quarantine)
-    changed = set(done["KEY"].map(root_key))
-    final = _final_logic(logic, out, model, changed)
     # Hidden answers left are reported by _issues, except those after a refused consent.
-    final = final[(final["rule"] != NOT_RELEVANT) | final["KEY"].map(root_key).isin(refused)]
+    final = logic[(logic["rule"] != NOT_RELEVANT) | logic["KEY"].map(root_key).isin(refused)]
     return Blanked(out, _log(done, model), _issues(done, kept), final.reset_index(drop=True))
 
 
@@ -194,16 +194,10 @@ def _indexed(tables: dict[str | None, pd.DataFrame]
             {n: t.set_index("KEY", drop=False) for n, t in tables.items() if n is not None})
 
 
-def _final_logic(before: pd.DataFrame, raw: RawForm, model: FormModel,
-                 changed: set[str]) -> pd.DataFrame:
-    """check_logic of the blanked form: the submissions changed checked again, the others'
-    violations as they were (the rules look at one submission at a time)."""
-    if not changed:
-        return before
-    again = check_logic(_subset(raw.to_form_data(model), changed))
-    same = before[~before["KEY"].map(root_key).isin(changed)]
-    parts = [p for p in (same, again) if len(p)]
-    return pd.concat(parts, ignore_index=True) if parts else before.iloc[0:0]
+def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Violations in one table (the columns kept when every part is empty)."""
+    full = [p for p in parts if len(p)]
+    return pd.concat(full, ignore_index=True) if full else parts[0].iloc[0:0]
 
 
 def _log(done: pd.DataFrame, model: FormModel) -> pd.DataFrame:
