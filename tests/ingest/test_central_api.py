@@ -63,7 +63,8 @@ def household() -> FormModel:
 
 def frame_of(records: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
     """Records as an all-object table with exactly ``columns`` (missing values None)."""
-    return pd.DataFrame(records, columns=columns, dtype=object)
+    return pd.DataFrame([[r.get(c) for c in columns] for r in records], columns=columns,
+                        dtype=object)
 
 
 def _answer(item, i: int, model: FormModel) -> str | None:

@@ -347,7 +347,9 @@ class _Reader:
         rows = self.tables[level]
         if not rows:
             return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
-        return pd.DataFrame(rows, columns=columns, dtype=object)
+        # a column no row names (deprecated_id: OData has no meta/deprecatedID) is None, not NaN
+        return pd.DataFrame([[r.get(c) for c in columns] for r in rows], columns=columns,
+                            dtype=object)
 
 
 def read_odata(
