@@ -70,9 +70,9 @@ def _json_form_id(paths: Sequence[Path], models: Mapping[str, FormModel]) -> str
                     raise _unknown(path, found, models)
                 return found
     if broken:
-        path, exc = broken[0]
-        raise DhsurveyError(f"is not complete JSON: still being copied, or damaged ({exc})",
-                            code="export-unreadable", file=str(path))
+        first, why = broken[0]
+        raise DhsurveyError(f"is not complete JSON: still being copied, or damaged ({why})",
+                            code="export-unreadable", file=str(first))
     raise _unknown(paths[0], None, models,
                    "no submission carries '_xform_id_string' (empty or not a Kobo export)")
 
