@@ -66,8 +66,13 @@ def test_batches_validate_like_the_whole_country(country, tmp_path: Path) -> Non
     for form, r in whole.forms.items():
         got, want = recs[form], r.reconciliation
         for name in ("raw", "accepted", "quarantined", "duplicates", "flagged",
-                     "quarantine_by_rule", "flags_by_rule"):
+                     "quarantine_by_rule", "flags_by_rule", "automatic_corrections",
+                     "duplicates_by_reason"):
             assert got[name] == want[name], (form, name)
+        blanked = store.form_dir("KEN", form) / "corrections.parquet"
+        assert blanked.exists() == bool(len(r.corrections)), form
+        if len(r.corrections):  # hidden answers blanked in a batch are logged as in one piece
+            assert sorted(pd.read_parquet(blanked)["KEY"]) == sorted(r.corrections["KEY"])
         assert got["balanced"]
         accepted = store.read_accepted("KEN", form)
         assert len(store.accepted_parts("KEN", form)) == (1 if form in part.whole
@@ -78,6 +83,7 @@ def test_batches_validate_like_the_whole_country(country, tmp_path: Path) -> Non
     # Faults the simulator plants are found across batch borders as in one piece.
     assert sum(recs[f]["quarantined"] for f in recs) > 10
     assert sum(recs[f]["duplicates"] for f in recs) > 0
+    assert sum(sum(recs[f]["automatic_corrections"].values()) for f in recs) > 0
     assert sum(recs[f]["flags_by_rule"].get("speeder", 0) for f in recs) > 0
 
 

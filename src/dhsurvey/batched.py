@@ -45,7 +45,7 @@ from dhsurvey.io import (
     parquet_writer,
     read_parquet,
 )
-from dhsurvey.store import ISSUES, RECONCILIATION, Store, issue_table
+from dhsurvey.store import CORRECTIONS, ISSUES, RECONCILIATION, Store, issue_table
 
 #: The sample design's PSU column, part of every household form's household ID.
 PSU = "cluster"
@@ -245,10 +245,11 @@ def _sum_reconciliation(parts: list[dict]) -> dict:
     out: dict[str, Any] = {"form": parts[0]["form"]}
     for name in ("raw", "accepted", "quarantined", "duplicates", "flagged"):
         out[name] = sum(p[name] for p in parts)
-    for name in ("quarantine_by_rule", "flags_by_rule", "corrections"):
+    for name in ("quarantine_by_rule", "flags_by_rule", "corrections", "automatic_corrections",
+                 "duplicates_by_reason"):
         total: dict[str, int] = {}
         for p in parts:
-            for rule, n in p[name].items():
+            for rule, n in p.get(name, {}).items():
                 total[rule] = total.get(rule, 0) + int(n)
         out[name] = dict(sorted(total.items(), key=lambda kv: -kv[1]))
     out["balanced"] = out["raw"] == out["accepted"] + out["quarantined"] + out["duplicates"]
@@ -264,6 +265,7 @@ def validate_batches(part: Partition, models: Mapping[str, FormModel], config: C
     from dhsurvey.validate.run import validate_forms
 
     issues: dict[str, dict[str, list[pd.DataFrame]]] = {}
+    corrected: dict[str, list[pd.DataFrame]] = {}
     recs: dict[str, list[dict]] = {}
     for batch in range(part.batches):
         result = validate_forms(part.raw(batch), models, config=config,
@@ -273,6 +275,8 @@ def validate_batches(part: Partition, models: Mapping[str, FormModel], config: C
             for name in ISSUES:
                 issues.setdefault(form, {}).setdefault(name, []).append(getattr(r, name))
             recs.setdefault(form, []).append(r.reconciliation)
+            if len(r.corrections):
+                corrected.setdefault(form, []).append(r.corrections)
         del result
         release_memory()
         if progress:
@@ -287,6 +291,9 @@ def validate_batches(part: Partition, models: Mapping[str, FormModel], config: C
         for name, frames in issues[form].items():
             frames = [f for f in frames if len(f)] or frames[:1]
             atomic_write_parquet(folder / issue_table(name), pd.concat(frames, ignore_index=True))
+        if form in corrected:  # the log's entries and the blanked answers, as whole runs write
+            atomic_write_parquet(folder / CORRECTIONS, pd.concat(corrected[form],
+                                                                 ignore_index=True))
         atomic_write_json(folder / RECONCILIATION,
                           {**out[form], "country": config.iso, "batches": part.batches})
     return out
