@@ -40,6 +40,29 @@ def test_conflicting_copies_go_to_quarantine() -> None:
     assert not any(t["KEY"].str.startswith(key).any() for t in both.repeats.values())
 
 
+def test_the_servers_edited_version_supersedes_the_devices_first_one() -> None:
+    """Central keeps an edit under the first version's instanceID, marked ``edited``; the
+    device folder still holds the first version: the server's copy is the interview's."""
+    server = synthetic_raw(HOUSEHOLD, 5)
+    device = synthetic_raw(HOUSEHOLD, 5)
+    device.root["submitter"] = device.root["review_state"] = None
+    device.root["source_format"] = "xml"
+    roster = server.repeats["roster"]
+    key = roster["KEY"].str.split("/").str[0].iloc[0]  # a household with roster rows
+    server.root.loc[server.root["KEY"] == key, ["hh_number", "review_state"]] = ["77", "edited"]
+    edited_rows = roster["KEY"].str.startswith(f"{key}/")
+    assert edited_rows.any()
+    roster.loc[edited_rows, "first_name"] = "Edited"
+    for order in ([device, server], [server, device]):
+        both = combine(order)
+        assert both.root.set_index("KEY").loc[key, "hh_number"] == "77"
+        assert list(both.quarantine["rule"]) == ["edited-on-server"]
+        assert both.quarantine.loc[0, "KEY"] == key
+        rows = both.repeats["roster"][both.repeats["roster"]["KEY"].str.startswith(f"{key}/")]
+        assert set(rows["first_name"]) == {"Edited"}  # the rows of the version kept
+        assert len(both.root) == 5
+
+
 def test_raw_zone_round_trip(tmp_path: Path) -> None:
     raw = synthetic_raw(HOUSEHOLD, 4)
     paths = write_raw(raw, tmp_path)

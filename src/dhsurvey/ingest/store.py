@@ -27,43 +27,68 @@ from dhsurvey.store import RAW_QUARANTINE, raw_table
 QUARANTINE = RAW_QUARANTINE
 
 
+#: The review state Central gives a submission edited after it arrived (ODK ``deprecatedID``):
+#: its row then holds the current version, under the first version's instanceID.
+EDITED = "edited"
+_PART = "__part"
+
+
 def combine(raws: list[RawForm]) -> RawForm:
-    """One RawForm from several reads of the same form (first delivery wins on exact copies)."""
+    """One RawForm from several reads of the same form (first delivery wins on exact copies).
+
+    One instanceID with different content in two exports is a conflict, quarantined, unless
+    the server says why: a copy Central marks ``edited`` is the interview's current version, and
+    the device's copy of the first version is set aside as superseded (quarantine rule
+    ``edited-on-server``). A submission's repeat rows come from the export its row was kept from.
+    """
     if not raws:
         raise DhsurveyError("nothing to combine", code="ingest-empty")
     form_ids = {r.form_id for r in raws}
     if len(form_ids) > 1:
         raise DhsurveyError(f"cannot combine different forms {sorted(form_ids)}",
                             code="ingest-mixed-forms")
-    root = pd.concat([r.root for r in raws], ignore_index=True)
+    root = pd.concat([r.root.assign(**{_PART: i}) for i, r in enumerate(raws)],
+                     ignore_index=True)
     # A copy from a server (with submitter and review state) beats one from a device folder.
     known = root[SERVER_META].notna().sum(axis=1).to_numpy()
     root = root.iloc[np.argsort(-known, kind="stable")]
-    content = root.drop(columns=PROVENANCE + SERVER_META).astype(str)
-    exact = content.duplicated(keep="first")
-    root = root[~exact]
-    clash = root["KEY"].duplicated(keep=False)
+    content = root.drop(columns=[*PROVENANCE, *SERVER_META, _PART]).astype(str)
+    root = root[~content.duplicated(keep="first")]
     quarantine = [r.quarantine for r in raws]
-    if clash.any():
-        bad = root[clash]
-        quarantine.append(pd.DataFrame({
-            "source_file": bad["source_file"].to_numpy(), "row": None,
-            "KEY": bad["KEY"].to_numpy(), "rule": "duplicate-key-conflict", "column": "KEY",
-            "value": bad["KEY"].to_numpy(),
-            "message": "the same instanceID arrived with different content in two exports",
-        }, columns=QUARANTINE_COLUMNS))
+    clash = root["KEY"].duplicated(keep=False)
+    edited = root["KEY"].isin(set(root.loc[clash & (root["review_state"] == EDITED), "KEY"]))
+    superseded = edited & (root["review_state"] != EDITED)
+    _set_aside(quarantine, root[superseded], "edited-on-server",
+               "an earlier version of a submission edited on the server, whose current "
+               "version is kept")
+    root = root[~superseded]
+    clash = root["KEY"].duplicated(keep=False)
+    _set_aside(quarantine, root[clash], "duplicate-key-conflict",
+               "the same instanceID arrived with different content in two exports")
     kept = root[~clash].reset_index(drop=True)
-    keys = set(kept["KEY"])
+    part_of = dict(zip(kept["KEY"], kept[_PART], strict=True))
     repeats: dict[str, pd.DataFrame] = {}
     for name in {n for r in raws for n in r.repeats}:
-        table = pd.concat([r.repeats[name] for r in raws if name in r.repeats],
-                          ignore_index=True).drop_duplicates("KEY", keep="first")
+        table = pd.concat([r.repeats[name].assign(**{_PART: i}) for i, r in enumerate(raws)
+                           if name in r.repeats], ignore_index=True)
         # A repeat row belongs to the submission whose instanceID starts its KEY.
         owner = table["KEY"].str.split("/", n=1).str[0]
-        repeats[name] = table[owner.isin(keys)].reset_index(drop=True)
+        mine = owner.map(part_of) == table[_PART]
+        repeats[name] = table[mine].drop_duplicates("KEY", keep="first").drop(
+            columns=_PART).reset_index(drop=True)
     nonempty = [q for q in quarantine if len(q)]
-    return RawForm(raws[0].form_id, kept, repeats,
+    return RawForm(raws[0].form_id, kept.drop(columns=_PART), repeats,
                    pd.concat(nonempty, ignore_index=True) if nonempty else empty_quarantine())
+
+
+def _set_aside(quarantine: list[pd.DataFrame], rows: pd.DataFrame, rule: str,
+               message: str) -> None:
+    if len(rows):
+        quarantine.append(pd.DataFrame({
+            "source_file": rows["source_file"].to_numpy(), "row": None,
+            "KEY": rows["KEY"].to_numpy(), "rule": rule, "column": "KEY",
+            "value": rows["KEY"].to_numpy(), "message": message,
+        }, columns=QUARANTINE_COLUMNS))
 
 
 def _write(path: Path, table: pd.DataFrame) -> Path:

@@ -1,0 +1,85 @@
+"""An interview edited after it was sent, as the real ODK Central and a device folder hold it.
+
+Collect sends an edit as a new instance naming the first in ``meta/deprecatedID``. Central then
+lists one submission under the FIRST instanceID, marked ``edited``, holding the edit's answers;
+the tablet (or a Briefcase pull) still has both documents. Whatever mix of routes arrives, the
+interview must be accepted once, with the edited answers.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+from central_server import CentralProject
+
+from dhsurvey.fieldwork.config import load_country
+from dhsurvey.fieldwork.exports import write_xml_folder
+from dhsurvey.fieldwork.simulate import FORMS, simulate_country
+from dhsurvey.forms.frames import PARENT
+from dhsurvey.forms.model import load_form
+from dhsurvey.ingest.canonical import RawForm
+from dhsurvey.ingest.central_api import fetch_submissions, submit_instances
+from dhsurvey.ingest.read import read_export_forms
+from dhsurvey.ingest.store import combine
+from dhsurvey.validate.run import validate_forms
+
+INSTRUMENTS = Path(__file__).resolve().parents[2] / "instruments"
+MODELS = {f: load_form(INSTRUMENTS / f"{f}.xlsx") for f in FORMS}
+CONFIG = load_country(INSTRUMENTS / "countries" / "KEN.yaml")
+EDIT = "uuid:e0000000-0000-4000-8000-00000000ed17"
+
+
+def edit_of(raw: RawForm, key: str) -> RawForm:
+    """The interview ``key`` edited on the tablet: new instanceID, deprecatedID, GPS re-taken."""
+    root = raw.root[raw.root["KEY"] == key].copy()
+    root["KEY"], root["deprecated_id"] = EDIT, key
+    root["gps"] = root["gps"].str.replace(r" [0-9.]+$", " 3.5", regex=True)
+    repeats = {}
+    for name, table in raw.repeats.items():
+        rows = table[table["KEY"].str.startswith(f"{key}/")].copy()
+        rows["KEY"] = rows["KEY"].str.replace(key, EDIT, regex=False)
+        rows[PARENT] = rows[PARENT].str.replace(key, EDIT, regex=False)
+        repeats[name] = rows
+    return RawForm(raw.form_id, root, repeats)
+
+
+def test_an_edit_is_accepted_once_with_its_answers(central: CentralProject,
+                                                   tmp_path: Path) -> None:
+    model = MODELS["household"]
+    sim = simulate_country(CONFIG, MODELS, seed=11, households=40)
+    raw = sim.forms["household"]
+    keys = central.load(model, raw)
+    first = next(k for k in keys if raw.root.set_index("KEY").at[k, "gps"])
+    edit = edit_of(raw, first)
+    sent = submit_instances(write_xml_folder(edit, model, tmp_path / "edit"),
+                            project_id=central.project_id)
+    assert [s.status for s in sent] == [201]
+
+    # Central: one submission, the first instanceID, the edit's answers, marked edited.
+    server = fetch_submissions("household", model)
+    assert sorted(server.root["KEY"]) == sorted(keys)
+    row = server.root.set_index("KEY").loc[first]
+    assert row["review_state"] == "edited"
+    assert re.search(r" 3\.5$", row["gps"])
+
+    # The tablet's folder holds both documents; with the server's export, one interview.
+    write_xml_folder(raw, model, tmp_path / "device" / "first")
+    write_xml_folder(edit, model, tmp_path / "device" / "edit")
+    (device,) = read_export_forms(tmp_path / "device", MODELS, only="household")
+    assert device.root.set_index("KEY").at[EDIT, "deprecated_id"] == first
+    for routes in ([device], [device, server], [server]):
+        both = combine(routes)
+        result = validate_forms({"household": both}, MODELS, config=CONFIG).forms["household"]
+        assert result.reconciliation["balanced"]
+        accepted = result.accepted.set_index("KEY")
+        interview = [k for k in (first, EDIT) if k in accepted.index]
+        assert len(interview) == 1, routes  # accepted once …
+        assert str(accepted.at[interview[0], "gps"]).endswith(" 3.5")  # … as edited
+        if EDIT in both.root["KEY"].to_numpy():  # the tablet's edit names what it replaces
+            dup = result.duplicates.set_index("instanceID")
+            assert dup.at[first, "reason"] == "edited" and dup.at[first, "duplicate_of"] == EDIT
+        # every submission that came in is kept or set aside (the superseded first version)
+        arrived = set(pd.concat([r.root["KEY"] for r in routes]))
+        assert set(both.root["KEY"]) | set(both.quarantine["KEY"]) == arrived
