@@ -189,6 +189,7 @@ def fetch_central(store: Store, study: Study, forms: list[str] | None = None, *,
             q = raw.quarantine
             raw.quarantine = q[~(q["rule"].eq("not-decrypted") & q["KEY"].isin(done))]
             parts.append(replace(plain, quarantine=plain.quarantine.iloc[0:0]))
+            _forget_not_decrypted(store, form, done)
             for key in done:
                 target = encrypted / "read" / instance_folder_name(key)
                 if target.exists():
@@ -206,6 +207,22 @@ def fetch_central(store: Store, study: Study, forms: list[str] | None = None, *,
         if left:
             fetched[f"encrypted/{form}"] = left
     return fetched
+
+
+def _forget_not_decrypted(store: Store, form: str, done: set[str]) -> None:
+    """Drop the "not decrypted" rows an earlier fetch without the key kept for submissions now
+    decrypted (filed under no country, as their country could not be read)."""
+    from dhsurvey.ingest.run import UNKNOWN
+    from dhsurvey.ingest.store import read_raw, write_raw
+
+    folder = store.central_api(UNKNOWN)
+    if not done or not store.has_raw(UNKNOWN, form, folder):
+        return
+    stored = read_raw(folder, form)
+    q = stored.quarantine
+    stale = q["rule"].eq("not-decrypted") & q["KEY"].isin(done)
+    if stale.any():
+        write_raw(replace(stored, quarantine=q[~stale].reset_index(drop=True)), folder)
 
 
 def ingest(store: Store, study: Study, iso: str, *, private_key: bytes | None = None

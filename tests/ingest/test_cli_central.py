@@ -23,6 +23,7 @@ from dhsurvey.forms.model import FormModel, load_form
 from dhsurvey.ingest.canonical import RawForm
 from dhsurvey.ingest.central_api import PASSPHRASE_ENV
 from dhsurvey.ingest.decrypt import PRIVATE_KEY_ENV
+from dhsurvey.ingest.store import read_raw
 from dhsurvey.store import Store
 
 ROOT = Path(__file__).parents[2]
@@ -130,6 +131,8 @@ def test_fetch_keeps_self_managed_encryption_until_the_private_key_is_given(
     assert f"encrypted/{FORM}: 8 submission(s) kept encrypted" in output
     assert len(list(pending.iterdir())) == 8
     assert not (Store(data).central_api("UGA") / f"{FORM}.parquet").exists()
+    unknown = Store(data).central_api("_unknown")
+    assert len(read_raw(unknown, FORM).quarantine) == 8  # not decrypted, country unknown
 
     # With the key, the kept submissions and the new ones are decrypted and filed.
     key = tmp_path / "private.pem"
@@ -143,3 +146,5 @@ def test_fetch_keeps_self_managed_encryption_until_the_private_key_is_given(
     assert list(pending.iterdir()) == []
     stored = pd.read_parquet(Store(data).central_api("UGA") / f"{FORM}.parquet")
     assert set(stored["source_format"]) == {"xml"}
+    # Decrypted, they are no longer listed as "not decrypted" under no country.
+    assert read_raw(unknown, FORM).quarantine.empty
