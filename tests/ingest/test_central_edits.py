@@ -69,7 +69,12 @@ def test_an_edit_is_accepted_once_with_its_answers(central: CentralProject,
     write_xml_folder(edit, model, tmp_path / "device" / "edit")
     (device,) = read_export_forms(tmp_path / "device", MODELS, only="household")
     assert device.root.set_index("KEY").at[EDIT, "deprecated_id"] == first
-    for routes in ([device], [device, server], [server]):
+    # A tablet that never saw the edit (made on the server) holds the first version only.
+    (before,) = read_export_forms(tmp_path / "device" / "first", MODELS, only="household")
+    central.review("household", first, "approved")  # reviewed after the edit: not "edited"
+    server = fetch_submissions("household", model, since="2000-01-01T00:00:00Z")
+    assert server.root.set_index("KEY").at[first, "review_state"] == "approved"
+    for routes in ([device], [device, server], [server], [before, server]):
         both = combine(routes)
         result = validate_forms({"household": both}, MODELS, config=CONFIG).forms["household"]
         assert result.reconciliation["balanced"]

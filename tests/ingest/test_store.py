@@ -63,6 +63,16 @@ def test_the_servers_edited_version_supersedes_the_devices_first_one() -> None:
         assert len(both.root) == 5
 
 
+def test_a_table_stored_before_a_column_existed_combines_with_new_reads() -> None:
+    """A raw table written before ``deprecated_id`` existed lacks it: still the same copies."""
+    raw = synthetic_raw(HOUSEHOLD, 5)
+    old = synthetic_raw(HOUSEHOLD, 5)
+    old.root = old.root.drop(columns=["deprecated_id"])
+    both = combine([old, raw])
+    assert len(both.root) == 5 and both.quarantine.empty
+    assert both.root["deprecated_id"].isna().all()
+
+
 def test_raw_zone_round_trip(tmp_path: Path) -> None:
     raw = synthetic_raw(HOUSEHOLD, 4)
     paths = write_raw(raw, tmp_path)

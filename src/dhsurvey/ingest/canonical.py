@@ -48,6 +48,10 @@ PROVENANCE = ["source_format", "source_file"]
 SERVER_META = ["submitter", "review_state"]
 REPEAT_META = ["KEY", PARENT]
 QUARANTINE_COLUMNS = ["source_file", "row", "KEY", "rule", "column", "value", "message"]
+#: Quarantine rules of a second copy set aside while a copy under the same instanceID is kept
+#: (a KEY twice in one export; a device's first version of an interview the server holds in a
+#: later version): a record of what arrived, not a fault of the submission kept.
+SET_ASIDE_COPIES = frozenset({"duplicate-key", "edited-on-server"})
 
 
 def field_columns(model: FormModel, repeat: str | None = None) -> list[str]:

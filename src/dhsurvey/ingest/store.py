@@ -27,19 +27,19 @@ from dhsurvey.store import RAW_QUARANTINE, raw_table
 QUARANTINE = RAW_QUARANTINE
 
 
-#: The review state Central gives a submission edited after it arrived (ODK ``deprecatedID``):
-#: its row then holds the current version, under the first version's instanceID.
-EDITED = "edited"
 _PART = "__part"
 
 
 def combine(raws: list[RawForm]) -> RawForm:
     """One RawForm from several reads of the same form (first delivery wins on exact copies).
 
-    One instanceID with different content in two exports is a conflict, quarantined, unless
-    the server says why: a copy Central marks ``edited`` is the interview's current version, and
-    the device's copy of the first version is set aside as superseded (quarantine rule
-    ``edited-on-server``). A submission's repeat rows come from the export its row was kept from.
+    One instanceID with different content in two exports is a conflict, quarantined, unless a
+    server says which is current: a device never holds two contents under one instanceID (an
+    edit made on it gets a new one), but ODK Central keeps an interview edited after it arrived
+    under its first instanceID, with the edit's answers. So a copy from a server (it knows the
+    submitter or review state) supersedes a device's copies of that instanceID, which are set
+    aside (quarantine rule ``edited-on-server``); two servers' copies that differ remain a
+    conflict. A submission's repeat rows come from the export its row was kept from.
     """
     if not raws:
         raise DhsurveyError("nothing to combine", code="ingest-empty")
@@ -49,6 +49,8 @@ def combine(raws: list[RawForm]) -> RawForm:
                             code="ingest-mixed-forms")
     root = pd.concat([r.root.assign(**{_PART: i}) for i, r in enumerate(raws)],
                      ignore_index=True)
+    # Missing is None whatever the table's age (one stored before a column existed has NaN).
+    root = root.astype(object).where(root.notna(), None)  # type: ignore[call-overload]
     # A copy from a server (with submitter and review state) beats one from a device folder.
     known = root[SERVER_META].notna().sum(axis=1).to_numpy()
     root = root.iloc[np.argsort(-known, kind="stable")]
@@ -56,11 +58,12 @@ def combine(raws: list[RawForm]) -> RawForm:
     root = root[~content.duplicated(keep="first")]
     quarantine = [r.quarantine for r in raws]
     clash = root["KEY"].duplicated(keep=False)
-    edited = root["KEY"].isin(set(root.loc[clash & (root["review_state"] == EDITED), "KEY"]))
-    superseded = edited & (root["review_state"] != EDITED)
+    from_server = root[SERVER_META].notna().any(axis=1)
+    superseded = clash & ~from_server & root["KEY"].isin(set(root.loc[clash & from_server,
+                                                                       "KEY"]))
     _set_aside(quarantine, root[superseded], "edited-on-server",
-               "an earlier version of a submission edited on the server, whose current "
-               "version is kept")
+               "a device's copy of a submission the server holds in another (edited) version, "
+               "which is kept")
     root = root[~superseded]
     clash = root["KEY"].duplicated(keep=False)
     _set_aside(quarantine, root[clash], "duplicate-key-conflict",
@@ -77,8 +80,11 @@ def combine(raws: list[RawForm]) -> RawForm:
         repeats[name] = table[mine].drop_duplicates("KEY", keep="first").drop(
             columns=_PART).reset_index(drop=True)
     nonempty = [q for q in quarantine if len(q)]
+    q = pd.concat(nonempty, ignore_index=True) if nonempty else empty_quarantine()
+    # A submission Central still cannot decrypt is listed again by every fetch: one row.
+    again = (q["rule"] == "not-decrypted") & q["KEY"].notna() & q.duplicated(["KEY", "rule"])
     return RawForm(raws[0].form_id, kept.drop(columns=_PART), repeats,
-                   pd.concat(nonempty, ignore_index=True) if nonempty else empty_quarantine())
+                   q[~again].reset_index(drop=True))
 
 
 def _set_aside(quarantine: list[pd.DataFrame], rows: pd.DataFrame, rule: str,

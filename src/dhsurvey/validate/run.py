@@ -20,7 +20,7 @@ import pandas as pd
 from dhsurvey.fieldwork.config import CountryConfig
 from dhsurvey.forms.facts import gates_passed, is_linked, study_facts
 from dhsurvey.forms.model import FormModel
-from dhsurvey.ingest.canonical import RawForm
+from dhsurvey.ingest.canonical import SET_ASIDE_COPIES, RawForm
 from dhsurvey.io import atomic_write_json, atomic_write_parquet
 from dhsurvey.store import (
     ACCEPTED,
@@ -101,6 +101,15 @@ def id_fields(model: FormModel) -> list[str]:
     return list(model.instance_fields)
 
 
+def _ingest_quarantine(raw: RawForm, kept: set[str]) -> pd.DataFrame:
+    """What ingest quarantined, as written, less the copies it set aside beside a submission it
+    kept under the same instanceID (they stay listed in the raw quarantine)."""
+    q = raw.quarantine
+    if not len(q):
+        return pd.DataFrame(columns=OUTPUT_COLUMNS)
+    return _out(q[~(q["rule"].isin(SET_ASIDE_COPIES) & q["KEY"].isin(kept))])
+
+
 def _out(issues: pd.DataFrame) -> pd.DataFrame:
     """Issues as written: the submission's instanceID first."""
     if issues.empty:
@@ -156,14 +165,14 @@ def validate_form(raw: RawForm, model: FormModel, *, config: CountryConfig | Non
 
     issues_out = _out(all_issues)
     is_error = ~issues_out["rule"].isin(WARNINGS)
+    ingest_quarantine = _ingest_quarantine(raw, set(root["KEY"]))
     duplicates = find_duplicates(root, id_fields(model),
-                                 set(issues_out.loc[is_error, "instanceID"]))
+                                 set(issues_out.loc[is_error, "instanceID"])
+                                 | set(ingest_quarantine["instanceID"]))
     dup_keys = set(duplicates["instanceID"])
     issues_out = issues_out[~issues_out["instanceID"].isin(dup_keys)]
     is_warning = issues_out["rule"].isin(WARNINGS)
-    quarantine = pd.concat([_out(raw.quarantine)
-                            if len(raw.quarantine) else pd.DataFrame(columns=OUTPUT_COLUMNS),
-                            issues_out[~is_warning]], ignore_index=True)
+    quarantine = pd.concat([ingest_quarantine, issues_out[~is_warning]], ignore_index=True)
     bad = set(quarantine["instanceID"]) | dup_keys
     if linked:
         extra = one_per_household(root[~root["KEY"].isin(bad)], form=model.form_id,
