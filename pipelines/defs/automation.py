@@ -8,7 +8,8 @@ Its cursor holds, per country, the state it last saw and the state it last launc
 tick after it is switched on starts nothing: it records what it sees, and takes as launched
 the state the country's latest ``landing`` materialisation read (so data already ingested is
 never run again; data never ingested, or changed while the sensor was off, starts at the next
-tick if it has settled). A run's key is ``<ISO>-<state>``: one state of a country runs once.
+tick if it has settled). A run's key is ``<ISO>-<state>[-after-<state it follows>]``: one
+state of a country runs once after another, and a folder put back as it was runs again.
 """
 
 from __future__ import annotations
@@ -68,8 +69,12 @@ def _decide(iso: str, state: LandingState, seen: dict[str, Any]
     reason = waiting_for(state, previous)
     if reason:
         return None, reason
+    # Keyed by the state and the one it follows: Dagster launches a run key once, and a
+    # folder put back as it was (a wrong file removed again) must run again.
+    after = seen.get("launched")
     seen["launched"] = digest
-    return dg.RunRequest(run_key=f"{iso}-{digest}", partition_key=iso,
+    return dg.RunRequest(run_key=f"{iso}-{digest}" + (f"-after-{after}" if after else ""),
+                         partition_key=iso,
                          tags={COUNTRY_TAG: iso, "dhsurvey/landing-state": digest}), ""
 
 

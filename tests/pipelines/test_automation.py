@@ -106,6 +106,25 @@ def test_run_key_names_the_landing_state(tmp_path: Path, instance: dg.DagsterIns
     assert len(keys) == 2 and keys[0] == keys[1]  # Dagster launches a run key once
 
 
+def test_a_folder_put_back_as_it_was_runs_again(tmp_path: Path,
+                                                instance: dg.DagsterInstance) -> None:
+    """A wrong file dropped in (state B, run) and removed again: state A must run again,
+    although Dagster launches a run key only once."""
+    sensor = Sensor(tmp_path, instance)
+    sensor.tick()
+    _write(tmp_path, "KEN/central/child.csv.zip")
+    sensor.tick()
+    (first,) = sensor.tick()[0]
+    wrong = _write(tmp_path, "KEN/central/household.csv.zip")
+    sensor.tick()
+    (second,) = sensor.tick()[0]
+    wrong.unlink()
+    sensor.tick()
+    (third,) = sensor.tick()[0]
+    assert third.tags["dhsurvey/landing-state"] == first.tags["dhsurvey/landing-state"]
+    assert len({first.run_key, second.run_key, third.run_key}) == 3
+
+
 def test_data_already_ingested_is_not_run_again_when_switched_on(
         tmp_path: Path, instance: dg.DagsterInstance) -> None:
     from pipelines.defs.ingest.assets import landing
