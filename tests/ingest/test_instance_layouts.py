@@ -235,3 +235,21 @@ def test_an_edit_carries_the_instance_it_replaces(sim: dict[str, Path], tmp_path
     raw = read_xml_folder(folder, MODELS["caregiver"])
     edits = raw.root.set_index("KEY")["deprecated_id"].dropna()
     assert edits.to_dict() == {"uuid:00000000-0000-4000-8000-00000000e617": old_id}
+
+
+def test_what_no_study_form_claims_is_quarantined_once(tmp_path: Path) -> None:
+    """A folder of a retired form's instances and damaged XML, read for every study form (as
+    each form's ingest reads every landing xml/ folder): each lands in one form's quarantine."""
+    folder = tmp_path / "xml" / "old"
+    for i, body in enumerate([b"<pilot id='pilot_2025'><a>1</a><meta><instanceID>uuid:p1"
+                              b"</instanceID></meta></pilot>", b"<broken"]):
+        (folder / f"inst{i}").mkdir(parents=True)
+        (folder / f"inst{i}" / "submission.xml").write_bytes(body)
+    (folder / "inst1" / "Thumbs.db").write_bytes(b"litter")
+    (folder / "inst2").mkdir()
+    (folder / "inst2" / "Thumbs.db").write_bytes(b"litter")  # no submission, only litter
+    (folder / "inst0" / "loop").symlink_to(folder, target_is_directory=True)
+    counts = {form: len(read_export_forms(folder, MODELS, only=form)[0].quarantine)
+              for form in MODELS}
+    assert sum(counts.values()) == 2 and sorted(counts.values())[-1] == 2, counts
+    assert len(discover_instances(folder)) == 2

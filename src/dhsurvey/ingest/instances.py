@@ -37,6 +37,8 @@ SUBMISSION = "submission.xml"
 #: of Collect's form definitions.
 FAILED_DIR = "_failed"
 _MEDIA_SUFFIX = "-media"
+#: Files an operating system leaves in folders it shows (not a submission's media).
+_LITTER = frozenset({"thumbs.db", "desktop.ini"})
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,7 @@ def discover_instances(folder: str | Path) -> list[Instance]:
     ``-2``, ``-3`` … for a name met again elsewhere in the tree (two devices' copies).
     """
     found: list[Instance] = []
-    _walk(Path(folder), found)
+    _walk(Path(folder), found, set())
     used: set[str] = set()
     out = []
     for inst in sorted(found, key=lambda i: str(i.xml)):
@@ -107,13 +109,18 @@ def discover_instances(folder: str | Path) -> list[Instance]:
     return out
 
 
-def _walk(folder: Path, found: list[Instance]) -> bool:
-    """Collect the submissions of ``folder`` and below; True if ``folder`` is one instance."""
+def _walk(folder: Path, found: list[Instance], visited: set[str]) -> bool:
+    """Collect the submissions of ``folder`` and below; True if ``folder`` is one instance.
+    A folder reached twice (a link back up the tree) is walked once."""
+    real = os.path.realpath(folder)
+    if real in visited:
+        return False
+    visited.add(real)
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError:
         return False
-    files = [e for e in entries if e.is_file() and not e.name.startswith(".")]
+    files = [e for e in entries if e.is_file() and not _is_litter(e.name)]
     dirs = [e for e in entries if e.is_dir() and not _skip(e)]
     docs = [d for d in (_classify(Path(e.path)) for e in files
                         if e.name.lower().endswith(".xml")) if d is not None]
@@ -131,7 +138,7 @@ def _walk(folder: Path, found: list[Instance]) -> bool:
         if e.name in stems:
             continue  # a flat document's attachments
         sub = Path(e.path)
-        if _walk(sub, found):
+        if _walk(sub, found, visited):
             instance_dirs += 1
         elif _leaf_without_xml(sub):
             leaves.append(sub)
@@ -141,9 +148,13 @@ def _walk(folder: Path, found: list[Instance]) -> bool:
     return False
 
 
+def _is_litter(name: str) -> bool:
+    return name.startswith(".") or name.lower() in _LITTER
+
+
 def _leaf_without_xml(folder: Path) -> bool:
     try:
-        entries = list(os.scandir(folder))
+        entries = [e for e in os.scandir(folder) if not _is_litter(e.name)]
     except OSError:
         return False
     return bool(entries) and not any(e.is_dir() for e in entries) and not any(

@@ -94,7 +94,7 @@ def scan(folder: Path) -> LandingState:
         path, prefix = stack.pop()
         try:
             entries = list(os.scandir(path))
-        except (FileNotFoundError, NotADirectoryError):
+        except OSError:  # gone, or not ours to read: ingest names it if it matters
             continue
         for entry in entries:
             rel = prefix + entry.name
@@ -103,7 +103,7 @@ def scan(folder: Path) -> LandingState:
                 continue
             try:
                 st = entry.stat()
-            except FileNotFoundError:  # removed since the listing
+            except OSError:  # removed since the listing, or unreadable
                 continue
             if not prefix and fnmatchcase(entry.name, DONE_MARKER):
                 done = max(done or 0, st.st_mtime_ns)

@@ -12,7 +12,8 @@ One folder may hold several forms (a device's ``instances/``): reading it for on
 that form's submissions and leaves those of the study's ``other_forms`` to their own read. A
 submission no study form can claim (unreadable, no form id, a form the study does not have) is
 quarantined once, under the form its name starts with (Collect names instance folders
-``<form>_<date>``), else under the first of the study's forms present in the folder.
+``<form>_<date>``), else under the first of the study's forms present in the folder (the first
+of all of them when none is).
 """
 
 from __future__ import annotations
@@ -91,8 +92,8 @@ def claims(inst: Instance, form_id: str, study_forms: Collection[str],
     named = [f for f in study_forms if inst.name == f or inst.name.startswith(f"{f}_")]
     if named:
         return max(named, key=len) == form_id
-    here = sorted(f for f in present if f in study_forms)
-    return (here[0] if here else form_id) == form_id
+    here = sorted(f for f in present if f in study_forms) or sorted(study_forms)
+    return here[0] == form_id
 
 
 def read_xml_folder(folder: str | Path, model: FormModel, *,
