@@ -167,7 +167,7 @@ def fetch_central(store: Store, study: Study, forms: list[str] | None = None, *,
     from dhsurvey.ingest.central_api import fetch_submissions, instance_folder_name
     from dhsurvey.ingest.decrypt import PRIVATE_KEY_ENV, load_private_key
     from dhsurvey.ingest.run import split_by_country
-    from dhsurvey.ingest.store import combine, read_raw, write_raw
+    from dhsurvey.ingest.store import combine, read_raw, supersede, write_raw
     from dhsurvey.ingest.xmlfolder import read_xml_folder
 
     if private_key is None and os.environ.get(PRIVATE_KEY_ENV):
@@ -180,7 +180,7 @@ def fetch_central(store: Store, study: Study, forms: list[str] | None = None, *,
         pending = encrypted / "pending"
         raw = fetch_submissions(form, model, project_id=project,
                                 state_dir=store.central_state(), encrypted_dir=pending)
-        parts = [raw]
+        parts, done = [raw], set[str]()
         if private_key is not None and pending.is_dir() and any(pending.iterdir()):
             plain = read_xml_folder(pending, model, private_key_pem=private_key)
             done = set(plain.root["KEY"])
@@ -189,20 +189,22 @@ def fetch_central(store: Store, study: Study, forms: list[str] | None = None, *,
             q = raw.quarantine
             raw.quarantine = q[~(q["rule"].eq("not-decrypted") & q["KEY"].isin(done))]
             parts.append(replace(plain, quarantine=plain.quarantine.iloc[0:0]))
-            _forget_not_decrypted(store, form, done)
-            for key in done:
-                target = encrypted / "read" / instance_folder_name(key)
-                if target.exists():
-                    shutil.rmtree(target)
-                target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                (pending / instance_folder_name(key)).rename(target)
         for iso, part in split_by_country(combine(parts), codes).items():
             folder = store.central_api(iso)
-            stored = [part]
-            if store.has_raw(iso, form, folder):
-                stored.insert(0, read_raw(folder, form))
-            write_raw(combine(stored), folder)
+            # A submission sent again was edited or reviewed since: its newer version stands.
+            write_raw(supersede(read_raw(folder, form), part)
+                      if store.has_raw(iso, form, folder) else part, folder)
             fetched[f"{iso}/{form}"] = len(part.root)
+        # Only once the decrypted submissions are stored are they no longer pending.
+        _forget_not_decrypted(store, form, done)
+        for key in done:
+            source = pending / instance_folder_name(key)
+            target = encrypted / "read" / instance_folder_name(key)
+            if target.exists():
+                shutil.rmtree(target)
+            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if source.is_dir():
+                source.rename(target)
         left = sum(1 for p in pending.iterdir() if p.is_dir()) if pending.is_dir() else 0
         if left:
             fetched[f"encrypted/{form}"] = left

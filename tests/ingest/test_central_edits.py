@@ -22,7 +22,7 @@ from dhsurvey.forms.model import load_form
 from dhsurvey.ingest.canonical import RawForm
 from dhsurvey.ingest.central_api import fetch_submissions, submit_instances
 from dhsurvey.ingest.read import read_export_forms
-from dhsurvey.ingest.store import combine
+from dhsurvey.ingest.store import combine, supersede
 from dhsurvey.validate.run import validate_forms
 
 INSTRUMENTS = Path(__file__).resolve().parents[2] / "instruments"
@@ -88,3 +88,40 @@ def test_an_edit_is_accepted_once_with_its_answers(central: CentralProject,
         # every submission that came in is kept or set aside (the superseded first version)
         arrived = set(pd.concat([r.root["KEY"] for r in routes]))
         assert set(both.root["KEY"]) | set(both.quarantine["KEY"]) == arrived
+
+
+def test_incremental_fetch_brings_edits_and_reviews_made_since(central: CentralProject,
+                                                              tmp_path: Path) -> None:
+    """Central sends an interview again when it is edited or reviewed after a fetch; the
+    stored copy is replaced by it, and an unchanged one is not sent twice."""
+    model = MODELS["household"]
+    raw = simulate_country(CONFIG, MODELS, seed=12, households=40).forms["household"]
+    raw.root = raw.root.head(4)
+    keys = central.load(model, raw)
+    state = tmp_path / "state"
+    stored = fetch_submissions("household", model, state_dir=state)
+    assert sorted(stored.root["KEY"]) == sorted(keys)
+    assert fetch_submissions("household", model, state_dir=state).root.empty
+
+    central.review("household", keys[1], "rejected")
+    reviewed = fetch_submissions("household", model, state_dir=state)
+    assert list(reviewed.root["KEY"]) == [keys[1]]
+    assert list(reviewed.root["review_state"]) == ["rejected"]
+    stored = supersede(stored, reviewed)
+
+    target = next(k for k in keys if raw.root.set_index("KEY").at[k, "gps"])
+    submit_instances(write_xml_folder(edit_of(raw, target), model, tmp_path / "edit"),
+                     project_id=central.project_id)
+    edited = fetch_submissions("household", model, state_dir=state)
+    assert list(edited.root["KEY"]) == [target]
+    assert str(edited.root["gps"].iloc[0]).endswith(" 3.5")
+    stored = supersede(stored, edited)
+    assert fetch_submissions("household", model, state_dir=state).root.empty
+
+    final = stored.root.set_index("KEY")
+    assert sorted(final.index) == sorted(keys) and stored.quarantine.empty
+    assert final.at[keys[1], "review_state"] == "rejected"
+    assert final.at[target, "review_state"] == "edited"
+    assert str(final.at[target, "gps"]).endswith(" 3.5")
+    assert len(stored.repeats["roster"]) == len(raw.repeats["roster"][
+        raw.repeats["roster"]["KEY"].str.split("/").str[0].isin(keys)])

@@ -6,14 +6,16 @@ this module never reads, stores or logs a password. What it adds is what a surve
 needs on top:
 
 - **Incremental fetch.** A small JSON state file remembers, per server, project and form, the
-  newest ``submissionDate`` already fetched, so the next run asks Central only for newer
-  submissions (``$filter=__system/submissionDate gt …``). Central keeps microseconds but
-  prints milliseconds, so the instanceIDs at that last millisecond are remembered too and
-  dropped if Central sends them again.
+  newest ``submissionDate`` and the newest ``updatedAt`` already fetched, so the next run asks
+  Central only for submissions that are new or changed since (``$filter=__system/submissionDate
+  gt … or __system/updatedAt gt …``): an interview edited on Central, or reviewed, comes again
+  in its current version, which replaces the stored one (:func:`dhsurvey.ingest.store.
+  supersede`). Central keeps microseconds but prints milliseconds, so the instanceIDs at each
+  last millisecond are remembered too and dropped if Central sends them again unchanged.
 - **Consistent repeats.** Repeat tables are fetched with the same window on the parent
-  submission's date (``$root/Submissions/__system/submissionDate``), closed at the newest
-  submission read from the root table, so a submission arriving mid-fetch cannot leave repeat
-  rows without their parent.
+  submission (``$root/Submissions/__system/…``), closed at the newest date and update read
+  from the root table, so a submission arriving or changing mid-fetch cannot leave repeat rows
+  without their parent.
 - **Paging** follows Central's ``@odata.nextLink`` (``$skiptoken`` or ``$skip``), re-issued
   against the configured server so a proxy's different host name cannot redirect the token.
   Each page is streamed and refused once it passes ``DHSURVEY_MAX_JSON_MB``
@@ -263,6 +265,18 @@ def _fetch_table(client: Any, project_id: int, form_id: str, table: str, filter_
         page = get(parse_qsl(urlsplit(link).query, keep_blank_values=True))
 
 
+def _window(entry: dict[str, Any], since: str | None) -> _Window:
+    """The fetch window: after ``since``, else after what the state file says was read. A
+    state written before updates were followed starts following them at its last date."""
+    if since is not None:
+        at = utc_ms(since)
+        return _Window(at, update=at)
+    date = entry.get("last_submission_date")
+    return _Window(date, frozenset(entry.get("keys_at_last") or ()),
+                   entry.get("last_updated") or date,
+                   frozenset(entry.get("keys_updated_at_last") or ()))
+
+
 def _drop_keys(raw: RawForm, keys: set[str]) -> RawForm:
     """Remove already-fetched submissions (and their repeat rows) from a fetch result."""
     if not keys:
@@ -286,31 +300,89 @@ def _managed_key(client: Any, project_id: int, form_id: str) -> int | None:
     return managed[-1] if managed else None
 
 
-def _fetch_odata(client: Any, pid: int, form_id: str, model: FormModel, lower: str | None,
-                 page_size: int) -> tuple[RawForm, str | None]:
-    """The OData route: root table, then each repeat table in the same window."""
-    root_filter = f"__system/submissionDate gt {lower}" if lower else None
-    root_pages = _fetch_table(client, pid, form_id, ROOT_TABLE, root_filter, page_size)
-    stamps = [utc_ms((row.get("__system") or {}).get("submissionDate"))
-              for page in root_pages for row in page.get("value", [])]
-    dates = [d for d in stamps if d]
-    newest = max(dates) if dates else None
+@dataclass(frozen=True)
+class _Window:
+    """What an incremental fetch has already read: the newest submission date and update, and
+    the instanceIDs at each (Central prints milliseconds but compares microseconds)."""
 
+    date: str | None = None
+    date_keys: frozenset[str] = frozenset()
+    update: str | None = None
+    update_keys: frozenset[str] = frozenset()
+
+    def filter(self, prefix: str = "") -> str | None:
+        """``$filter`` for what is new or changed since (None: everything)."""
+        parts = [f"{prefix}__system/submissionDate gt {self.date}" if self.date else "",
+                 f"{prefix}__system/updatedAt gt {self.update}" if self.update else ""]
+        return " or ".join(f"({p})" for p in parts if p) or None
+
+    def seen(self, key: str, date: str | None, update: str | None) -> bool:
+        """Whether a row Central sent was read already, as it is now."""
+        if self.date is None or date is None or date > self.date or (
+                date == self.date and key not in self.date_keys):
+            return False
+        return update is None or (self.update is not None and (
+            update < self.update or (update == self.update and key in self.update_keys)))
+
+    def after(self, marks: dict[str, tuple[str | None, str | None]]) -> _Window:
+        """The window once ``marks`` (instanceID → date, update) were read."""
+        dates = [d for d, _ in marks.values() if d]
+        updates = [u for _, u in marks.values() if u]
+        date = max([*dates, *([self.date] if self.date else [])], default=None)
+        # A change is later than the submission it changes: the date bounds updates too.
+        update = max([*updates, *(w for w in (self.update, date) if w)], default=None)
+        return _Window(
+            date, frozenset({k for k, (d, _) in marks.items() if d == date}
+                            | (self.date_keys if date == self.date else set())),
+            update, frozenset({k for k, (_, u) in marks.items() if u == update}
+                              | (self.update_keys if update == self.update else set())))
+
+
+def _marks(pages: list[dict[str, Any]]) -> dict[str, tuple[str | None, str | None]]:
+    """instanceID → (submission date, last update) of the root rows Central sent."""
+    out = {}
+    for page in pages:
+        for row in page.get("value") or []:
+            system = row.get("__system") or {}
+            if row.get("__id") is not None:
+                out[str(row["__id"])] = (utc_ms(system.get("submissionDate")),
+                                         utc_ms(system.get("updatedAt")))
+    return out
+
+
+def _repeat_window(window: _Window, marks: dict[str, tuple[str | None, str | None]]) -> str:
+    """The parents' window for a repeat table: what the root table read, closed at its newest
+    date and update so rows of a submission arriving meanwhile are not read without it."""
+    dates = [d for d, _ in marks.values() if d]
+    updates = [u for _, u in marks.values() if u]
+    root = "$root/Submissions/__system/"
+    parts = []
+    if dates:
+        part = f"{root}submissionDate lt {_plus_ms(max(dates))}"
+        parts.append(f"{root}submissionDate gt {window.date} and {part}" if window.date
+                     else part)
+    if updates and window.update:
+        parts.append(f"{root}updatedAt gt {window.update} and "
+                     f"{root}updatedAt lt {_plus_ms(max(updates))}")
+    return " or ".join(f"({p})" for p in parts)
+
+
+def _fetch_odata(client: Any, pid: int, form_id: str, model: FormModel, window: _Window,
+                 page_size: int) -> tuple[RawForm, dict[str, tuple[str | None, str | None]]]:
+    """The OData route: root table, then each repeat table in the same window."""
+    root_pages = _fetch_table(client, pid, form_id, ROOT_TABLE, window.filter(), page_size)
+    marks = _marks(root_pages)
     repeat_pages: dict[str, list[dict[str, Any]]] = {}
-    if newest is not None:
-        window = [f"$root/Submissions/__system/submissionDate lt {_plus_ms(newest)}"]
-        if lower:
-            window.insert(0, f"$root/Submissions/__system/submissionDate gt {lower}")
+    if marks:
         for rep in model.repeats:
             repeat_pages[rep.name] = _fetch_table(
-                client, pid, form_id, table_name(model, rep.name), " and ".join(window),
-                page_size,
-            )
+                client, pid, form_id, table_name(model, rep.name),
+                _repeat_window(window, marks), page_size)
     service = f"{_server(client).rstrip('/')}/projects/{pid}/forms/{form_id}.svc"
-    return read_odata(root_pages, repeat_pages, model, form_id=form_id, source=service), newest
+    return read_odata(root_pages, repeat_pages, model, form_id=form_id, source=service), marks
 
 
-def _download_zip(client: Any, pid: int, form_id: str, path: Path, lower: str | None,
+def _download_zip(client: Any, pid: int, form_id: str, path: Path, filter_: str | None,
                   key_id: int | None, passphrase: str | None) -> str:
     """Stream ``submissions.csv.zip`` to ``path``; returns its URL (for ``source_file``).
 
@@ -319,7 +391,7 @@ def _download_zip(client: Any, pid: int, form_id: str, path: Path, lower: str | 
     body)."""
     url = client.session.urlformat("projects/{project_id}/forms/{form_id}/submissions.csv.zip",
                                    project_id=pid, form_id=form_id)
-    params = {"$filter": f"__system/submissionDate gt {lower}"} if lower else None
+    params = {"$filter": filter_} if filter_ else None
     if key_id is not None and passphrase:
         response = client.session.response_or_error(
             method="POST", url=url, logger=log, params=params,
@@ -334,18 +406,20 @@ def _download_zip(client: Any, pid: int, form_id: str, path: Path, lower: str | 
 
 
 def _fetch_decrypted_zip(client: Any, pid: int, form_id: str, model: FormModel,
-                         lower: str | None, key_id: int,
-                         passphrase: str) -> tuple[RawForm, str | None]:
-    """Central-managed encryption: the CSV zip Central decrypts, read like any export."""
+                         window: _Window, key_id: int, passphrase: str, page_size: int
+                         ) -> tuple[RawForm, dict[str, tuple[str | None, str | None]]]:
+    """Central-managed encryption: the CSV zip Central decrypts, read like any export. Dates
+    and updates come from the OData root table (it lists encrypted rows with their system
+    fields), read first: a row the zip holds beyond them is simply read again next time."""
+    marks = _marks(_fetch_table(client, pid, form_id, ROOT_TABLE, window.filter(), page_size))
     with tempfile.TemporaryDirectory(prefix="dhsurvey-central-") as tmp:
         path = Path(tmp) / f"{form_id}.csv.zip"
-        source = _download_zip(client, pid, form_id, path, lower, key_id, passphrase)
+        source = _download_zip(client, pid, form_id, path, window.filter(), key_id, passphrase)
         raw = read_central_zip(path, model)
     raw.root["source_file"] = source
     if len(raw.quarantine):
         raw.quarantine["source_file"] = source
-    dates = [d for d in raw.root["submission_time"] if isinstance(d, str)]
-    return raw, (max(dates) if dates else None)
+    return raw, marks
 
 
 def download_csv_zip(form_id: str, path: str | Path, *, client: Any = None,
@@ -364,8 +438,9 @@ def download_csv_zip(form_id: str, path: str | Path, *, client: Any = None,
         secret = passphrase if passphrase is not None else os.environ.get(PASSPHRASE_ENV)
         key_id = _managed_key(central, pid, form_id) if secret else None
         private_dirs(path.parent)
-        _download_zip(central, pid, form_id, path, utc_ms(since) if since else None, key_id,
-                      secret)
+        since_ms = utc_ms(since) if since else None
+        _download_zip(central, pid, form_id, path,
+                      _Window(since_ms, update=since_ms).filter(), key_id, secret)
     return path
 
 
@@ -406,12 +481,10 @@ def fetch_submissions(
         server = _server(central)
         state = _read_state(state_path)
         entry = _state_entry(state, server, pid, form_id)
-        lower = utc_ms(since) if since is not None else entry.get("last_submission_date")
-        boundary = set(entry.get("keys_at_last") or []) if since is None else set()
-
+        window = _window(entry, since)
         key_id = _managed_key(central, pid, form_id)
         if key_id is None:
-            raw, newest = _fetch_odata(central, pid, form_id, model, lower, page_size)
+            raw, marks = _fetch_odata(central, pid, form_id, model, window, page_size)
         else:
             secret = passphrase if passphrase is not None else os.environ.get(PASSPHRASE_ENV)
             if not secret:
@@ -419,23 +492,24 @@ def fetch_submissions(
                     f"the submissions of '{form_id}' use Central-managed encryption: set "
                     f"{PASSPHRASE_ENV} to the project's passphrase to fetch them decrypted",
                     code="central-passphrase-missing", form=form_id)
-            raw, newest = _fetch_decrypted_zip(central, pid, form_id, model, lower, key_id,
-                                               secret)
-        raw = _drop_keys(raw, boundary)
+            raw, marks = _fetch_decrypted_zip(central, pid, form_id, model, window, key_id,
+                                              secret, page_size)
+        seen = {k for k, (d, u) in marks.items() if window.seen(k, d, u)}
+        raw = _drop_keys(raw, seen)
         if encrypted_dir is not None:
             q = raw.quarantine
             keys = q.loc[q["rule"] == "not-decrypted", "KEY"].dropna()
-            download_submissions(form_id, sorted(set(keys) - boundary), encrypted_dir,
+            download_submissions(form_id, sorted(set(keys) - seen), encrypted_dir,
                                  client=central, project_id=pid)
 
-    log.info("fetched %d new submissions of %s (project %s)", len(raw.root), form_id, pid)
-    if state_path is not None and newest is not None and (lower is None or newest > lower):
-        at_last = sorted(raw.root.loc[raw.root["submission_time"] == newest, "KEY"])
-        if newest == entry.get("last_submission_date"):
-            at_last = sorted(set(at_last) | boundary)
+    log.info("fetched %d new or changed submissions of %s (project %s)", len(raw.root),
+             form_id, pid)
+    after = window.after(marks)
+    if state_path is not None and after != window and since is None:
         servers = state.setdefault("servers", {})
         servers.setdefault(server, {})[f"{pid}/{form_id}"] = {
-            "last_submission_date": newest, "keys_at_last": at_last,
+            "last_submission_date": after.date, "keys_at_last": sorted(after.date_keys),
+            "last_updated": after.update, "keys_updated_at_last": sorted(after.update_keys),
         }
         atomic_write_json(state_path, state)
     return raw

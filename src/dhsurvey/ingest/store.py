@@ -87,6 +87,21 @@ def combine(raws: list[RawForm]) -> RawForm:
                    q[~again].reset_index(drop=True))
 
 
+def supersede(stored: RawForm, newer: RawForm) -> RawForm:
+    """``stored`` with every submission ``newer`` holds again replaced by its newer version:
+    a server sends an interview again when it was edited or reviewed since it was stored."""
+    keys = set(newer.root["KEY"]) | set(newer.quarantine["KEY"].dropna())
+    if not keys:
+        return combine([stored, newer])
+    prefixes = tuple(f"{k}/" for k in keys)
+    kept = RawForm(
+        stored.form_id, stored.root[~stored.root["KEY"].isin(keys)].reset_index(drop=True),
+        {name: t[~t["KEY"].astype(str).str.startswith(prefixes)].reset_index(drop=True)
+         for name, t in stored.repeats.items()},
+        stored.quarantine[~stored.quarantine["KEY"].isin(keys)].reset_index(drop=True))
+    return combine([kept, newer])
+
+
 def _set_aside(quarantine: list[pd.DataFrame], rows: pd.DataFrame, rule: str,
                message: str) -> None:
     if len(rows):
