@@ -459,10 +459,11 @@ def fetch_submissions(
     """Fetch a form's submissions from ODK Central as a canonical :class:`RawForm`.
 
     Without ``state_dir`` every submission (or every one after ``since``, an ISO timestamp) is
-    fetched. With it, only submissions newer than the last run's are fetched, and the state is
-    advanced once the whole fetch succeeded — so store the result before the next run, or
-    delete the state file to fetch everything again. Submissions edited after they were
-    fetched are not fetched again (their ``submissionDate`` does not change).
+    fetched. With it, only submissions new or changed (edited, reviewed) since the last run's
+    are fetched, each in its current version, and the state is advanced once the whole fetch
+    succeeded — so store the result before the next run (:func:`~dhsurvey.ingest.store.
+    supersede` replaces the versions stored), or delete the state file to fetch everything
+    again.
 
     Submissions under Central-managed encryption are fetched decrypted (CSV zip route) with
     ``passphrase``, by default ``$DHSURVEY_CENTRAL_PASSPHRASE``; without one the fetch is
