@@ -104,7 +104,12 @@ def write_instance_settings(home: Path) -> str | None:
 
     config = home / "dagster.yaml"
     if config.exists():
-        current = yaml.safe_load(config.read_text()) or {}
+        try:
+            current = yaml.safe_load(config.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise DhsurveyError(f"not valid YAML ({exc}); fix it or move it away, and "
+                                "dhsurvey ui writes the study's settings",
+                                code="dagster-settings", file=config) from None
         if not isinstance(current, dict):
             current = {"?": current}
         if _one_run_per_country(current):
@@ -137,6 +142,7 @@ def _one_run_per_country(settings: dict) -> bool:
 
 
 @app.command()
+@friendly_errors
 def ui(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 3000,
     workspace: Annotated[Path, typer.Option(help="Dagster workspace file.")] =

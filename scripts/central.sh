@@ -61,7 +61,7 @@ stop() {
   case "$root" in "${TMPDIR:-/tmp}"/dhsurvey-central.*) ;; *)
     echo "refusing to stop/delete $root: not made by scripts/central.sh start" >&2; return 1 ;;
   esac
-  bash "$dir/run-central.sh" stop
+  bash "$dir/run-central.sh" stop || echo "scripts/central.sh: stopping Central failed" >&2
   rm -rf "$root"
 }
 
@@ -72,8 +72,9 @@ run() {
     "$@"; return
   fi
   line=$(start) || { echo "scripts/central.sh: ODK Central did not start" >&2; "$@"; return; }
-  local kv
-  for kv in $line; do export "${kv?}"; done
+  local kv kvs
+  read -ra kvs <<< "$line"   # KEY=value words, never globbed
+  for kv in "${kvs[@]}"; do export "${kv?}"; done
   trap 'stop >/dev/null' EXIT
   trap 'exit 130' INT TERM   # so that an interrupted run stops Central too
   local status=0

@@ -159,3 +159,19 @@ def test_ui_writes_the_run_limits_but_not_over_a_users_own(tmp_path: Path) -> No
                                        "  - key: dagster/partition\n    value:\n"
                                        "      applyLimitPerUniqueValue: true\n    limit: 1\n")
     assert write_instance_settings(home) is None
+
+
+def test_ui_names_a_broken_dagster_yaml_instead_of_a_traceback(tmp_path: Path,
+                                                              monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from dhsurvey.cli import app
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("concurrency: [unclosed\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    result = CliRunner().invoke(app, ["ui"])
+    assert result.exit_code == 2
+    assert "dagster-settings" in result.output and "dagster.yaml" in result.output
+    assert "Traceback" not in result.output

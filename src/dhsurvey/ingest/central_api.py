@@ -59,7 +59,7 @@ from dhsurvey.ingest.canonical import RawForm
 from dhsurvey.ingest.central import read_central_zip
 from dhsurvey.ingest.limits import XML, read_file, read_response_json
 from dhsurvey.ingest.odata import ROOT_TABLE, form_version, read_odata, table_name, utc_ms
-from dhsurvey.io import atomic_write_bytes, atomic_write_json, private_dirs
+from dhsurvey.io import atomic_open, atomic_write_bytes, atomic_write_json, private_dirs
 
 log = logging.getLogger(__name__)
 
@@ -399,7 +399,7 @@ def _download_zip(client: Any, pid: int, form_id: str, path: Path, filter_: str 
     else:
         response = client.session.response_or_error(method="GET", url=url, logger=log,
                                                      params=params, stream=True)
-    with path.open("wb") as fh:
+    with atomic_open(path) as fh:  # owner-only, and never a half-downloaded zip in place
         for chunk in response.iter_content(chunk_size=1 << 20):
             fh.write(chunk)
     return f"{_server(client).rstrip('/')}/{url.lstrip('/')}"
