@@ -179,6 +179,11 @@ def ui(
     cmd = [str(dagster), "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)]
     console.print(f"Dagster UI on http://127.0.0.1:{port} (DAGSTER_HOME={home}); Ctrl-C stops.")
     proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # a service manager's SIGTERM stops the UI as Ctrl-C does
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         raise typer.Exit(proc.wait())
     except KeyboardInterrupt:

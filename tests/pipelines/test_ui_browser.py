@@ -76,24 +76,27 @@ def dagster_ui(tmp_path_factory: pytest.TempPathFactory):
     env = {**os.environ, "DAGSTER_HOME": str(home), "DHSURVEY_DATA": str(data),
            "DHSURVEY_INSTRUMENTS": os.environ["DHSURVEY_INSTRUMENTS"],
            "DHSURVEY_PSEUDONYM_KEY": key.read_text()}
-    dagster = Path(sys.executable).with_name("dagster")
-    proc = subprocess.Popen([str(dagster), "dev", "-w", str(ROOT / "workspace.yaml"),
-                             "-h", "127.0.0.1", "-p", str(port)], cwd=ROOT, env=env,
+    # As a data manager starts it (the README's `make ui`): `dhsurvey ui`, which runs
+    # `dagster dev` in a process group of its own.
+    dhsurvey = Path(sys.executable).with_name("dhsurvey")
+    proc = subprocess.Popen([str(dhsurvey), "ui", "--port", str(port), "--workspace",
+                             str(ROOT / "workspace.yaml")], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
         _wait(f"http://127.0.0.1:{port}/server_info", 120)
-        yield f"http://127.0.0.1:{port}", base
+        yield f"http://127.0.0.1:{port}", base, proc
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 def test_asset_graph_lists_the_pipeline(dagster_ui) -> None:
-    url, base = dagster_ui
+    url, base, _ = dagster_ui
     ARTIFACTS.mkdir(exist_ok=True)
     dom = _chromium(f"{url}/assets", base / "profile-a", "--dump-dom")
     for name in ("compiled_forms", "raw_household", "accepted_child", "weights", "indicators",
@@ -105,10 +108,22 @@ def test_asset_graph_lists_the_pipeline(dagster_ui) -> None:
 
 
 def test_check_page_shows_a_passed_check(dagster_ui) -> None:
-    url, base = dagster_ui
+    url, base, _ = dagster_ui
     page = f"{url}/assets/accepted_child?view=checks"
     dom = _chromium(page, base / "profile-c", "--dump-dom")
     assert "reconciliation" in dom
     assert "Passed" in dom or "Succeeded" in dom
     _chromium(page, base / "profile-d", f"--screenshot={ARTIFACTS / 'check-page.png'}")
     assert (ARTIFACTS / "check-page.png").stat().st_size > 10_000
+
+
+def test_stopping_dhsurvey_ui_stops_the_server(dagster_ui) -> None:
+    """A service manager stops `dhsurvey ui` with SIGTERM (to it alone, not its group): the
+    UI and its daemon stop with it rather than live on as orphans. Last in this module."""
+    import urllib.request
+
+    url, _, proc = dagster_ui
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{url}/server_info", timeout=5)
