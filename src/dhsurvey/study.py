@@ -164,8 +164,9 @@ def fetch_central(store: Store, study: Study, forms: list[str] | None = None, *,
     """
     import os
 
-    from dhsurvey.ingest.central_api import fetch_submissions, instance_folder_name
+    from dhsurvey.ingest.central_api import fetch_submissions
     from dhsurvey.ingest.decrypt import PRIVATE_KEY_ENV, load_private_key
+    from dhsurvey.ingest.instances import instance_folder_name
     from dhsurvey.ingest.run import split_by_country
     from dhsurvey.ingest.store import combine, read_raw, supersede, write_raw
     from dhsurvey.ingest.xmlfolder import read_xml_folder

@@ -253,3 +253,16 @@ def test_what_no_study_form_claims_is_quarantined_once(tmp_path: Path) -> None:
               for form in MODELS}
     assert sum(counts.values()) == 2 and sorted(counts.values())[-1] == 2, counts
     assert len(discover_instances(folder)) == 2
+
+
+def test_the_receipt_time_goes_on_the_root_element() -> None:
+    """One writer of Briefcase's ``submissionDate``: Central downloads replace a device's,
+    decrypted documents keep their own."""
+    from dhsurvey.ingest.instances import with_submission_date
+
+    doc = b'<?xml version="1.0"?><data id="f" submissionDate="2026-01-01"><a/></data>'
+    assert with_submission_date(doc, "2026-03-01T10:00:00.000Z") == (
+        b'<?xml version="1.0"?><data id="f" submissionDate="2026-03-01T10:00:00.000Z"><a/></data>')
+    assert with_submission_date(doc, "2026-03-01T10:00:00.000Z", keep_own=True) == doc
+    assert with_submission_date(b"<data id='f'/>", "T") == b"<data id='f' submissionDate=\"T\"/>"
+    assert with_submission_date(b"<data id='f'/>", None) == b"<data id='f'/>"

@@ -13,7 +13,6 @@ import datetime as dt
 import hashlib
 import io
 import json
-import re
 import zipfile
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -33,7 +32,8 @@ from dhsurvey.ingest.central import (
     split_geopoint,
     table_name,
 )
-from dhsurvey.ingest.decrypt import MANIFEST_NAME, SUBMISSION_DATE_ATTR, encrypt_submission
+from dhsurvey.ingest.decrypt import MANIFEST_NAME, encrypt_submission
+from dhsurvey.ingest.instances import SUBMISSION_DATE_ATTR, instance_folder_name
 from dhsurvey.ingest.kobo import REVIEW_TO_VALIDATION, VALIDATION_LABELS, full_path
 from dhsurvey.ingest.xmlfolder import children_by_container
 from dhsurvey.io import atomic_write_bytes, atomic_write_text
@@ -275,11 +275,6 @@ def instance_xml(model: FormModel, rec: dict[str, Any],
         f"<deprecatedID>{_escape_text(edits)}</deprecatedID>" if edits else "") + "</meta>"
     return (f'<?xml version="1.0" encoding="UTF-8"?>\n<{root} {attrs}>{body}{meta}</{root}>\n'
             ).encode()
-
-
-def instance_folder_name(key: str) -> str:
-    """Briefcase's instance folder name: the instanceID without the colon (``uuid6f1c…``)."""
-    return re.sub(r"[^A-Za-z0-9._-]", "", key) or "instance"
 
 
 def write_xml_folder(raw: RawForm, model: FormModel, folder: str | Path, *,

@@ -31,6 +31,8 @@ import pandas as pd
 from dhsurvey.forms.frames import PARENT, FormData
 from dhsurvey.forms.model import FormModel
 
+#: The instanceID a submission edits (``meta/deprecatedID``; ODK edits).
+DEPRECATED_ID = "deprecated_id"
 META = [
     "KEY",  # instanceID
     "form_id",
@@ -38,7 +40,7 @@ META = [
     "submission_time",
     "submitter",
     "review_state",
-    "deprecated_id",  # meta/deprecatedID: the instanceID this submission edits (ODK edits)
+    DEPRECATED_ID,
     "source_format",  # central-csv | central-odata | kobo-json | xml
     "source_file",
 ]

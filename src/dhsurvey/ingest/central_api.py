@@ -50,15 +50,22 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
-from xml.sax.saxutils import quoteattr
 
 from dhsurvey.errors import DhsurveyError
 from dhsurvey.forms.compile import CompiledForm
 from dhsurvey.forms.model import FormModel
 from dhsurvey.ingest.canonical import RawForm
 from dhsurvey.ingest.central import read_central_zip
+from dhsurvey.ingest.instances import SUBMISSION, instance_folder_name, with_submission_date
 from dhsurvey.ingest.limits import XML, read_file, read_response_json
-from dhsurvey.ingest.odata import ROOT_TABLE, form_version, read_odata, table_name, utc_ms
+from dhsurvey.ingest.odata import (
+    PASSPHRASE_ENV,
+    ROOT_TABLE,
+    form_version,
+    read_odata,
+    table_name,
+    utc_ms,
+)
 from dhsurvey.io import atomic_open, atomic_write_bytes, atomic_write_json, private_dirs
 
 log = logging.getLogger(__name__)
@@ -69,9 +76,6 @@ DEFAULT_PAGE_SIZE = 1000
 MAX_PAGES = 100_000
 _TABLE_URL = "projects/{project_id}/forms/{form_id}.svc/{table_name}"
 _VERSIONS_URL = "projects/{project_id}/forms/{form_id}/versions"
-#: Where the passphrase of Central-managed encryption comes from (never a file or an option).
-PASSPHRASE_ENV = "DHSURVEY_CENTRAL_PASSPHRASE"
-SUBMISSION = "submission.xml"
 _XFORMS_NS = "http://www.w3.org/2002/xforms"
 _ORX_NS = "http://openrosa.org/xforms"
 
@@ -519,27 +523,6 @@ def fetch_submissions(
 # -- single submissions: download and push ---------------------------------------------------
 
 
-def instance_folder_name(instance_id: str) -> str:
-    """A submission's folder name, as Briefcase names it: the instanceID without the colon."""
-    return re.sub(r"[^A-Za-z0-9._-]", "", instance_id) or "instance"
-
-
-def _with_submission_date(xml: bytes, stamp: str | None) -> bytes:
-    """The document with Central's receipt time as the Briefcase ``submissionDate`` root
-    attribute (replacing any a device wrote), which the XML-folder reader takes as the
-    submission time."""
-    if not stamp:
-        return xml
-    text = xml.decode("utf-8")
-    match = re.search(r"<(?!\?|!)[^>]*?>", text)
-    if match is None:
-        return xml
-    tag = re.sub(r"""\s+submissionDate\s*=\s*(?:"[^"]*"|'[^']*')""", "", match.group(0))
-    end = len(tag) - (2 if tag.endswith("/>") else 1)
-    tag = f"{tag[:end]} submissionDate={quoteattr(stamp)}{tag[end:]}"
-    return (text[:match.start()] + tag + text[match.end():]).encode("utf-8")
-
-
 def download_submissions(form_id: str, instance_ids: Iterable[str], folder: str | Path, *,
                          client: Any = None, project_id: int | None = None) -> list[Path]:
     """Download submissions as instance folders: ``<folder>/<instance>/submission.xml`` and
@@ -563,7 +546,7 @@ def download_submissions(form_id: str, instance_ids: Iterable[str], folder: str 
             xml = session.response_or_error(method="GET", url=f"{one}.xml", logger=log).content
             inst = private_dirs(base / instance_folder_name(iid))
             atomic_write_bytes(inst / SUBMISSION,
-                               _with_submission_date(xml, utc_ms(meta.get("createdAt"))))
+                               with_submission_date(xml, utc_ms(meta.get("createdAt"))))
             listing = session.response_or_error(method="GET", url=f"{one}/attachments",
                                                 logger=log).json()
             for item in listing:
@@ -732,7 +715,13 @@ def _upload_draft(client: Any, pid: int, form_id: str, definition: Any, files: l
         session.response_or_error(method="POST", url=f"{draft}/attachments/{quote(file.name)}",
                                   logger=log, data=file.read_bytes(),
                                   headers={"Content-Type": kind})
-    info = session.response_or_error(method="GET", url=draft, logger=log).json()
+    return _draft(client, pid, form_id)
+
+
+def _draft(client: Any, pid: int, form_id: str) -> Draft:
+    url = client.session.urlformat("projects/{project_id}/forms/{form_id}/draft",
+                                   project_id=pid, form_id=form_id)
+    info = client.session.response_or_error(method="GET", url=url, logger=log).json()
     return Draft(form_id, str(info.get("version")), info.get("draftToken"))
 
 
@@ -785,8 +774,4 @@ def publish_form(
 def get_draft(form_id: str, *, client: Any = None, project_id: int | None = None) -> Draft:
     """The form's current draft on Central (``central-not-found`` when it has none)."""
     with _client(client, form_id) as central:
-        pid = _project_id(central, project_id)
-        url = central.session.urlformat("projects/{project_id}/forms/{form_id}/draft",
-                                        project_id=pid, form_id=form_id)
-        info = central.session.response_or_error(method="GET", url=url, logger=log).json()
-    return Draft(form_id, str(info.get("version")), info.get("draftToken"))
+        return _draft(central, _project_id(central, project_id), form_id)

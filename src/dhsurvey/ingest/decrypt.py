@@ -25,7 +25,6 @@ import hashlib
 import hmac
 import logging
 import os
-import re
 import shutil
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Mapping
@@ -49,7 +48,14 @@ except ImportError:  # pragma: no cover - older cryptography
     from cryptography.hazmat.primitives.ciphers.modes import CFB  # type: ignore[attr-defined, unused-ignore]
 
 from dhsurvey.errors import DhsurveyError
-from dhsurvey.ingest.instances import FAILED_DIR, Instance, discover_instances
+from dhsurvey.ingest.instances import (
+    FAILED_DIR,
+    SUBMISSION,
+    SUBMISSION_DATE_ATTR,
+    Instance,
+    discover_instances,
+    with_submission_date,
+)
 from dhsurvey.ingest.limits import XML, check_size, read_file
 from dhsurvey.io import atomic_write_bytes, private_dirs
 
@@ -73,9 +79,7 @@ log = logging.getLogger(__name__)
 PRIVATE_KEY_ENV = "DHSURVEY_PRIVATE_KEY"
 #: The passphrase of an encrypted PEM private key (never in a file, never echoed).
 PASSPHRASE_ENV = "DHSURVEY_PRIVATE_KEY_PASSPHRASE"
-MANIFEST_NAME = "submission.xml"
-#: The root attribute carrying the server's receipt time (Briefcase, Central, the simulator).
-SUBMISSION_DATE_ATTR = "submissionDate"
+MANIFEST_NAME = SUBMISSION
 ENC_NS = "http://www.opendatakit.org/xforms/encrypted"
 ORX_NS = "http://openrosa.org/xforms"
 
@@ -578,19 +582,6 @@ def _copy_instance(inst: Instance, tmp: Path) -> None:
                 atomic_write_bytes(tmp / f.name, f.read_bytes())
 
 
-_ROOT_TAG = re.compile(rb"<(?![?!])[^>]*?(?=/?>)")
-
-
-def _with_receipt_time(xml: bytes, submitted: str | None) -> bytes:
-    """The decrypted document with the server's receipt time the manifest carried (Briefcase
-    and Central put it on the manifest, the only plaintext), unless it has its own."""
-    match = _ROOT_TAG.search(xml)
-    if not submitted or match is None or SUBMISSION_DATE_ATTR.encode() in match.group():
-        return xml
-    attr = f" {SUBMISSION_DATE_ATTR}={quoteattr(submitted)}".encode()
-    return xml[:match.end()] + attr + xml[match.end():]
-
-
 def _decrypt_instance(inst: Instance, out: Path, private_key: rsa.RSAPrivateKey) -> bool:
     """Write one instance's plain copy to ``out``; True if it was encrypted. Raises on failure."""
     name, manifest_path = inst.name, inst.xml
@@ -610,7 +601,9 @@ def _decrypt_instance(inst: Instance, out: Path, private_key: rsa.RSAPrivateKey)
         return False
     files = inst.media or manifest_path.parent
     sub = _decrypt(manifest, FolderFiles(files), private_key, str(files))
-    xml = _with_receipt_time(sub.xml, ET.fromstring(manifest).get(SUBMISSION_DATE_ATTR))
+    # The server's receipt time is on the manifest, the only plaintext (Briefcase, Central).
+    xml = with_submission_date(sub.xml, ET.fromstring(manifest).get(SUBMISSION_DATE_ATTR),
+                               keep_own=True)
 
     def write(tmp: Path) -> None:
         private_dirs(tmp)  # decrypted answers: owner-only

@@ -28,11 +28,15 @@ discovery costs one short read per file; the reader parses each document in full
 from __future__ import annotations
 
 import os
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
+from xml.sax.saxutils import quoteattr
 
 SUBMISSION = "submission.xml"
+#: Root attribute with the server's receipt time (Briefcase, Central downloads, the simulator).
+SUBMISSION_DATE_ATTR = "submissionDate"
 #: Folders that never hold submissions: failed decryptions kept for inspection, and the media
 #: of Collect's form definitions.
 FAILED_DIR = "_failed"
@@ -120,7 +124,7 @@ def _walk(folder: Path, found: list[Instance], visited: set[str]) -> bool:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError:
         return False
-    files = [e for e in entries if e.is_file() and not _is_litter(e.name)]
+    files = [e for e in entries if e.is_file() and not is_litter(e.name)]
     dirs = [e for e in entries if e.is_dir() and not _skip(e)]
     docs = [d for d in (_classify(Path(e.path)) for e in files
                         if e.name.lower().endswith(".xml")) if d is not None]
@@ -148,14 +152,42 @@ def _walk(folder: Path, found: list[Instance], visited: set[str]) -> bool:
     return False
 
 
-def _is_litter(name: str) -> bool:
+def is_litter(name: str) -> bool:
+    """A hidden file or one an operating system leaves behind (never a submission's)."""
     return name.startswith(".") or name.lower() in _LITTER
 
 
 def _leaf_without_xml(folder: Path) -> bool:
     try:
-        entries = [e for e in os.scandir(folder) if not _is_litter(e.name)]
+        entries = [e for e in os.scandir(folder) if not is_litter(e.name)]
     except OSError:
         return False
     return bool(entries) and not any(e.is_dir() for e in entries) and not any(
         e.name.lower().endswith(".xml") for e in entries)
+
+
+def instance_folder_name(instance_id: str) -> str:
+    """A submission's folder name, as Briefcase names it: the instanceID without the colon
+    (``uuid6f1c…``)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "", instance_id) or "instance"
+
+
+_ROOT_TAG = re.compile(rb"<(?![?!])[^>]*?(?=/?>)")
+_DATE_ATTR = re.compile(rb"""\s+""" + SUBMISSION_DATE_ATTR.encode()
+                        + rb"""\s*=\s*(?:"[^"]*"|'[^']*')""")
+
+
+def with_submission_date(xml: bytes, stamp: str | None, *, keep_own: bool = False) -> bytes:
+    """The document with ``stamp`` as the server's receipt time on its root element, as
+    Briefcase writes it (the XML-folder reader takes it as the submission time); a time the
+    root already carries is replaced, or with ``keep_own`` kept."""
+    match = _ROOT_TAG.search(xml)
+    if not stamp or match is None:
+        return xml
+    tag = match.group()
+    if _DATE_ATTR.search(tag):
+        if keep_own:
+            return xml
+        tag = _DATE_ATTR.sub(b"", tag)
+    attr = f" {SUBMISSION_DATE_ATTR}={quoteattr(stamp)}".encode()
+    return xml[:match.start()] + tag + attr + xml[match.end():]

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 
+from dhsurvey.ingest.instances import discover_instances, is_litter
 from dhsurvey.store import (
     CENTRAL_API,
     CENTRAL_EXPORT,
@@ -41,8 +42,6 @@ from dhsurvey.store import (
 
 #: Names of files still being written by a browser or a transfer tool.
 PARTIAL_SUFFIXES = (".part", ".partial", ".crdownload", ".download", ".filepart", ".tmp")
-#: Files operating systems leave behind; in the state, never reported.
-_CLUTTER = {"thumbs.db", "desktop.ini"}
 #: ``household (1)``, ``household-2``, ``household_3``, ``household copy``: a second download
 #: of an export, renamed by the browser or the file manager.
 _RENAMED = re.compile(r"^(?P<form>.+?)(?: ?\(\d+\)| copy(?: \d+)?|[-_]\d+)$")
@@ -235,7 +234,7 @@ def classify(files: Iterable[str], forms: Collection[str]) -> Contents:
     hints: dict[str, str] = {}
     for rel in sorted(files):
         name = rel.rsplit("/", 1)[-1]
-        if name.startswith(".") or name.lower() in _CLUTTER:
+        if is_litter(name):  # hidden or an operating system's: in the state, never reported
             continue
         kind, hint = _classify_one(rel, forms)
         if hint is None:
@@ -257,8 +256,6 @@ def foreign_instances(landing: Path, forms: Collection[str]) -> list[Unrecognise
     """Instances under ``xml/`` of forms the study does not have, counted per folder and form
     (reads each instance's root element; instances without a form id are the reader's to
     quarantine)."""
-    from dhsurvey.ingest.instances import discover_instances
-
     out = []
     for folder in sorted(landing.glob(XML_FOLDERS)):
         if not folder.is_dir() or folder.name.startswith("."):

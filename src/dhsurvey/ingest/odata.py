@@ -41,6 +41,8 @@ from dhsurvey.ingest.canonical import (
 )
 
 SOURCE_FORMAT = "central-odata"
+#: Where the passphrase of Central-managed encryption comes from (never a file or an option).
+PASSPHRASE_ENV = "DHSURVEY_CENTRAL_PASSPHRASE"
 ROOT_TABLE = "Submissions"
 _GEO_TYPES = ("geopoint", "geotrace", "geoshape")
 #: What Central appends to a form's version under managed encryption (``1.0[encrypted:Ab12]``).
@@ -270,7 +272,7 @@ class _Reader:
             if status is not None:
                 self.reject(ROOT_TABLE, number, iid, "not-decrypted",
                             f"Central holds this submission encrypted ({status}): set "
-                            "DHSURVEY_CENTRAL_PASSPHRASE (Central-managed key) or decrypt "
+                            f"{PASSPHRASE_ENV} (Central-managed key) or decrypt "
                             "it with the private key (self-managed key)", column="__system/status",
                             value=status)
                 continue

@@ -126,13 +126,13 @@ def read_export(path: str | Path | Sequence[str | Path], models: Mapping[str, Fo
     if not path.exists():
         raise DhsurveyError("export not found", code="export-missing", file=str(path))
     if path.is_dir():
-        forms = _xml_form_ids(path, models)
-        if len(forms) > 1:
-            raise DhsurveyError(f"submissions of several forms in one folder: {', '.join(forms)}"
-                                " (read it with read_export_forms)",
-                                code="export-mixed-forms", file=str(path))
-        return read_xml_folder(path, models[forms[0]], private_key_pem=private_key_pem,
-                               other_forms=[f for f in models if f != forms[0]])
+        tables = read_export_forms(path, models, private_key_pem=private_key_pem)
+        if len(tables) > 1:
+            forms = ", ".join(t.form_id for t in tables)
+            raise DhsurveyError(f"submissions of several forms in one folder: {forms} (read it "
+                                "with read_export_forms)", code="export-mixed-forms",
+                                file=str(path))
+        return tables[0]
     suffix = path.suffix.lower()
     if suffix == ".zip":
         return read_central_zip(path, models[_zip_form_id(path, models)])

@@ -29,21 +29,21 @@ from dhsurvey.errors import DhsurveyError
 from dhsurvey.forms.frames import PARENT
 from dhsurvey.forms.model import FormModel, Item
 from dhsurvey.ingest.builder import TableBuilder, canonical_time
-from dhsurvey.ingest.canonical import RawForm, normalise, repeat_key
-from dhsurvey.ingest.decrypt import (
+from dhsurvey.ingest.canonical import DEPRECATED_ID, RawForm, normalise, repeat_key
+from dhsurvey.ingest.decrypt import DecryptionError, FolderFiles, decrypt_submission
+from dhsurvey.ingest.instances import (
+    SUBMISSION,
     SUBMISSION_DATE_ATTR,
-    DecryptionError,
-    FolderFiles,
-    decrypt_submission,
+    Instance,
+    discover_instances,
 )
-from dhsurvey.ingest.instances import SUBMISSION, Instance, discover_instances
 from dhsurvey.ingest.limits import XML, InputTooLarge, read_file
 
 log = logging.getLogger(__name__)
 
 SOURCE_FORMAT = "xml"
 #: Elements of an instance's ``meta`` block the canonical tables keep.
-_META_ELEMENTS = {"instanceID": "KEY", "deprecatedID": "deprecated_id"}
+_META_ELEMENTS = {"instanceID": "KEY", "deprecatedID": DEPRECATED_ID}
 
 
 def local(tag: str) -> str:

@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-#: The edited submission's column naming the instanceID it replaces (Central's deprecatedID).
-DEPRECATED = "deprecated_id"
+from dhsurvey.ingest.canonical import DEPRECATED_ID
+
+#: The edited submission's column naming the instanceID it replaces (ODK's deprecatedID).
+DEPRECATED = DEPRECATED_ID
 COLUMNS = ["instanceID", "duplicate_of", "submission_time", "reason"]
 
 
