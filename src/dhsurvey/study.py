@@ -273,7 +273,8 @@ def validate(store: Store, study: Study, iso: str, *, batch_households: int | No
         write_validation(result, store.clean(iso))
         if quality:
             write_quality(result, study.models, store.quality(iso), config=config,
-                          expectations=False)
+                          expectations=False, design=store.design(iso)
+                          if store.design_path(iso).exists() else None)
         return Validated({f: r.reconciliation for f, r in result.forms.items()}, 1, result)
     from dhsurvey.batched import (
         partition_raw,

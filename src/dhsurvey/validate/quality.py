@@ -57,6 +57,84 @@ def _enumerator(table: pd.DataFrame) -> pd.Series:
     return pd.to_numeric(table[column], errors="coerce").astype("Int64")
 
 
+def enumerator_teams(config: CountryConfig | None) -> dict[int, int]:
+    """Enumerator ID → the ID of the team the country file puts them in."""
+    return {e: t.id for t in config.teams for e in t.enumerators} if config else {}
+
+
+def _team_of(enum_ids: pd.Series, config: CountryConfig | None) -> pd.Series:
+    """Each enumerator's team (``config.teams``); NA for an enumerator in no team."""
+    teams = enumerator_teams(config)
+    return pd.Series([pd.NA if pd.isna(v) else teams.get(int(v), pd.NA) for v in enum_ids],
+                     index=enum_ids.index, dtype="Int64")
+
+
+def psu_teams(households: pd.DataFrame, config: CountryConfig | None,
+              regions: pd.Series | None = None) -> pd.Series:
+    """The team of each PSU (``cluster``) from the country file, where no sample design says.
+
+    The team whose ``regions`` hold the PSU's region (``regions``: the design's, by cluster;
+    else the region most of its households answered); where no team or several name the
+    region, the team of the enumerator who visited most of its households (among those in a
+    team; ties to the lowest ID). NA where neither tells.
+    """
+    cluster = _codes(households["cluster"]).astype("Int64")
+    region = (_codes(households["region"]).astype("Int64") if "region" in households
+              else pd.Series(pd.NA, index=households.index, dtype="Int64"))
+    frame = pd.DataFrame({"cluster": cluster, "region": region,
+                          "enum_id": _enumerator(households)}).dropna(subset=["cluster"])
+    answered = (frame.dropna(subset=["region"]).groupby("cluster")["region"]
+                .agg(lambda s: s.mode().iloc[0]).astype("Int64"))
+    if regions is not None:
+        answered = regions.dropna().astype("Int64").combine_first(answered)
+    clusters = pd.Index(sorted(set(frame["cluster"]) | set(answered.index)), dtype="Int64",
+                        name="cluster")
+    if config is None or not config.teams:
+        return pd.Series(pd.NA, index=clusters, dtype="Int64", name="team")
+    covering: dict[int, set[int]] = {}
+    for t in config.teams:
+        for r in t.regions:
+            covering.setdefault(r, set()).add(t.id)
+    by_region = answered.map(lambda r: next(iter(covering[int(r)]))
+                             if len(covering.get(int(r), ())) == 1 else pd.NA,
+                             na_action="ignore")
+    frame = frame.assign(team=_team_of(frame["enum_id"], config)).dropna(subset=["team"])
+    visits = (frame.groupby(["cluster", "enum_id"]).agg(households=("team", "size"),
+                                                        team=("team", "first")).reset_index()
+              .sort_values(["cluster", "households", "enum_id"], ascending=[True, False, True])
+              .drop_duplicates("cluster").set_index("cluster")["team"])
+    team = by_region.astype("Int64").reindex(clusters).fillna(
+        visits.astype("Int64").reindex(clusters))
+    return team.astype("Int64").rename("team")
+
+
+def quarantined_by_enumerator(issues: pd.DataFrame, form: str) -> pd.DataFrame:
+    """Per enumerator of ``form``: the submissions quarantined (``severity`` error in the
+    :func:`issues_listing`) and why: each rule (with the question it broke) and its count of
+    submissions, most frequent first ("constraint (enum_id) 3; orphan (hh_number) 1").
+    Counts, rule and question names only: no instanceID, no value."""
+    columns = ["enum_id", "quarantined", "quarantine_reasons"]
+    errors = issues[(issues["form"] == form) & (issues["severity"] == "error")]
+    if errors.empty:
+        return _frame([], columns, {"enum_id": "Int64", "quarantined": "int64",
+                                    "quarantine_reasons": "string"})
+    column = errors["column"].astype("string").str.strip().fillna("")
+    sub = pd.DataFrame({
+        "enum_id": errors["enum_id"], "KEY": errors["KEY"],
+        "rule": errors["rule"].astype("string").fillna("(no rule)")
+        + column.map(lambda c: f" ({c})" if c else "")}).drop_duplicates()
+    total = sub.groupby("enum_id", dropna=False)["KEY"].nunique().rename("quarantined")
+    rules = (sub.groupby(["enum_id", "rule"], dropna=False)["KEY"].nunique().rename("n")
+             .reset_index().sort_values(["enum_id", "n", "rule"],
+                                        ascending=[True, False, True]))
+    rules["reason"] = rules["rule"] + " " + rules["n"].astype("string")
+    reasons = rules.groupby("enum_id", dropna=False, sort=False)["reason"].agg("; ".join)
+    out = pd.concat([total, reasons.rename("quarantine_reasons")], axis=1).reset_index()
+    return _frame(out.rename(columns={"index": "enum_id"}), columns,
+                  {"enum_id": "Int64", "quarantined": "int64",
+                   "quarantine_reasons": "string"})
+
+
 def _offset(config: CountryConfig | None) -> pd.Timedelta:
     if config is None:
         return pd.Timedelta(0)
@@ -467,9 +545,14 @@ def dk_refusal(table: pd.DataFrame, model: FormModel,
 
 def enumerator_dashboard(table: pd.DataFrame, model: FormModel,
                          relevant: Mapping[str, pd.Series] | None = None,
-                         config: CountryConfig | None = None) -> pd.DataFrame:
-    """Per enumerator: submissions, consent rate, median duration, speeders, DK/refusal/
-    missing/other rates, first and last day (ipacheck's enumerator dashboard)."""
+                         config: CountryConfig | None = None,
+                         issues: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per enumerator: team, submissions, quarantined submissions, consent rate, median
+    duration, speeders, DK/refusal/missing/other rates, first and last day, and the rules
+    that quarantined their submissions (ipacheck's enumerator dashboard).
+
+    ``team``: from ``config.teams`` (NA for an enumerator in no team). ``issues``: the
+    :func:`issues_listing`; without it ``quarantined`` and ``quarantine_reasons`` are NA."""
     counts = _code_counts(table, model, relevant)
     asked, done = _consent(table, model.consent_given)
     speeders, _ = speeder_mask(table, gates=model.consent_given)
@@ -488,14 +571,25 @@ def enumerator_dashboard(table: pd.DataFrame, model: FormModel,
     out["refusal_rate"] = _rate(out["refused"], out["refusal_base"])
     out["other_rate"] = _rate(out["other"], out["other_base"])
     out["missing_rate"] = _rate(out["missing"], out["asked"])
-    return _frame(out, ["form", "enum_id", "submissions", "completed", "consent_rate",
-                        "median_duration", "speeders", "dk_rate", "refusal_rate",
-                        "missing_rate", "other_rate", "first_day", "last_day"],
-                  {"form": "string", "enum_id": "Int64", "submissions": "int64",
-                   "completed": "int64", "speeders": "int64", "consent_rate": "float64",
+    out["team"] = _team_of(out["enum_id"], config)
+    if issues is not None:
+        held = quarantined_by_enumerator(issues, model.form_id)
+        # Joined on the ID as text: a missing enumerator ID is a row of its own on each side.
+        key = held["enum_id"].astype("string").fillna("")
+        mine = out["enum_id"].astype("string").fillna("")
+        for column in ("quarantined", "quarantine_reasons"):
+            out[column] = mine.map(dict(zip(key, held[column], strict=True))).to_numpy()
+        out["quarantined"] = out["quarantined"].fillna(0)
+    return _frame(out, ["form", "enum_id", "team", "submissions", "quarantined", "completed",
+                        "consent_rate", "median_duration", "speeders", "dk_rate",
+                        "refusal_rate", "missing_rate", "other_rate", "first_day", "last_day",
+                        "quarantine_reasons"],
+                  {"form": "string", "enum_id": "Int64", "team": "Int64",
+                   "submissions": "int64", "quarantined": "Int64", "completed": "int64",
+                   "speeders": "int64", "consent_rate": "float64",
                    "median_duration": "float64", "dk_rate": "float64",
                    "refusal_rate": "float64", "missing_rate": "float64",
-                   "other_rate": "float64"})
+                   "other_rate": "float64", "quarantine_reasons": "string"})
 
 
 def stratum(table: pd.DataFrame) -> pd.Series:
@@ -514,6 +608,23 @@ def _disposition(table: pd.DataFrame, facts: StudyFacts) -> pd.Series:
                      else str(v)).astype("string")
 
 
+def _fill_teams(per: pd.DataFrame, households: pd.DataFrame, config: CountryConfig | None,
+                design: pd.DataFrame | None) -> pd.Series:
+    """The team of each PSU of ``per`` (indexed by cluster): the design's, else the country
+    file's (:func:`psu_teams`, with the design's regions where it has them)."""
+    given = (pd.to_numeric(per["team"], errors="coerce").astype("Int64") if "team" in per
+             else pd.Series(pd.NA, index=per.index, dtype="Int64"))
+    if not given.isna().any():
+        return given
+    regions = None
+    if design is not None and {"cluster", "region"} <= set(design.columns):
+        regions = (pd.DataFrame({"cluster": _codes(design["cluster"]).astype("Int64"),
+                                 "region": _codes(design["region"]).astype("Int64")})
+                   .dropna().groupby("cluster")["region"].first())
+    derived = psu_teams(households, config, regions)
+    return given.fillna(derived.reindex(per.index))
+
+
 def progress_psu(households: pd.DataFrame, *, config: CountryConfig | None = None,
                  design: pd.DataFrame | None = None,
                  children: pd.DataFrame | None = None,
@@ -522,10 +633,11 @@ def progress_psu(households: pd.DataFrame, *, config: CountryConfig | None = Non
 
     The target is the design's count of sampled households in the cluster (a households
     table with the household ID, or a PSU table with ``households``), else
-    ``config.households_per_psu``. "Done" = households with a final disposition (one per
-    household); "interviewed" = roster taken (AAPOR complete or partial); refusals and
-    non-contacts by their AAPOR category. ``models``: the study's forms (default: its
-    instruments).
+    ``config.households_per_psu``. The team is the design's, else the country file's
+    (:func:`psu_teams`: by region, else by who visited the PSU's households). "Done" =
+    households with a final disposition (one per household); "interviewed" = roster taken
+    (AAPOR complete or partial); refusals and non-contacts by their AAPOR category.
+    ``models``: the study's forms (default: its instruments).
     """
     facts = study_facts(models)
     household_id = list(facts.household_id)
@@ -561,6 +673,7 @@ def progress_psu(households: pd.DataFrame, *, config: CountryConfig | None = Non
             per["stratum"] = per["stratum"].fillna(per.pop("stratum_data"))
     else:
         per["target"] = config.households_per_psu if config else pd.NA
+    per["team"] = _fill_teams(per, hh, config, design)
     if children is not None and set(household_id) <= set(children.columns):
         ch = aapor.latest(children, household_id)
         _, ok = _consent(ch, facts.gates(aapor.CHILD_FORM))
@@ -804,7 +917,8 @@ def run_checks(tables: Mapping[str, pd.DataFrame], models: Mapping[str, FormMode
     checks["survey_dashboard"] = per_form(lambda f: survey_dashboard(tables[f], f, config,
                                                                      models=facts))
     checks["enumerator_dashboard"] = per_form(
-        lambda f: enumerator_dashboard(tables[f], models[f], masks[f], config))
+        lambda f: enumerator_dashboard(tables[f], models[f], masks[f], config,
+                                       checks.get("issues")))
     checks["dk_refusal"] = per_form(lambda f: dk_refusal(tables[f], models[f], masks[f]))
     checks["durations"] = per_form(lambda f: durations(tables[f], f, models=facts))
     checks["speeders"] = per_form(lambda f: speeders(tables[f], f, config, models=facts))

@@ -37,12 +37,14 @@ SECTIONS: dict[str, tuple[str, str]] = {
                          "targets."),
     "progress_psu": ("Progress by PSU",
                      "Households with a final disposition against each PSU's sampled "
-                     "households; a PSU left short biases its stratum."),
+                     "households, and the team the PSU is assigned to; a PSU left short "
+                     "biases its stratum."),
     "survey_dashboard": ("Survey dashboard",
                          "Submissions per day, cumulative counts, consent rate and median "
                          "interview length."),
     "enumerator_dashboard": ("Enumerator dashboard",
-                             "Per enumerator: workload, consent rate, duration, speeders and "
+                             "Per enumerator: team, workload, submissions quarantined (and "
+                             "the rules why), consent rate, duration, speeders and "
                              "don't-know, refusal, missing and other rates."),
     "aapor": ("AAPOR outcome rates",
               "Response, cooperation, refusal and contact rates (AAPOR Standard Definitions) "
@@ -79,24 +81,53 @@ SECTIONS: dict[str, tuple[str, str]] = {
                   "Child interviews where a referral was offered: each is a follow-up owed."),
     "skipped": ("Checks skipped", "Checks that could not run, and why."),
 }
+#: Colour of an enumerator with quarantined interviews (duration chart bars, table rows).
+QUARANTINED_COLOUR = "#d35400"
+QUARANTINED_LABEL = "has quarantined interviews"
 CSS = """
+*,*::before,*::after{box-sizing:border-box}
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;
-max-width:1200px;padding:1rem 2rem;color:#1a1a1a;line-height:1.4}
+max-width:1600px;padding:1rem 1.5rem;color:#1a1a1a;line-height:1.4}
 h1{border-bottom:3px solid #2a5d84;padding-bottom:.3rem}
 h2{margin-top:2.2rem;color:#2a5d84;border-bottom:1px solid #ccd}
 p.why{color:#555;margin:.2rem 0 .6rem}
-table{border-collapse:collapse;font-size:.85rem;margin:.4rem 0}
-th,td{border:1px solid #d5d8dc;padding:.2rem .5rem;text-align:left;vertical-align:top}
-th{background:#eef2f6;position:sticky;top:0}
+.scroll{overflow-x:auto;max-width:100%;margin:.4rem 0}
+.scroll:focus{outline:2px solid #2a5d84}
+table{border-collapse:collapse;font-size:.8rem}
+th,td{border:1px solid #d5d8dc;padding:.15rem .4rem;text-align:left;vertical-align:top}
+th{background:#eef2f6;font-weight:600}
+thead th{vertical-align:bottom;white-space:normal;overflow-wrap:break-word;min-width:3.5em;
+line-height:1.2}
 tr:nth-child(even) td{background:#fafbfc}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
+th.num,td.num{text-align:right}
+td.num{font-variant-numeric:tabular-nums;white-space:nowrap}
+td.date{white-space:nowrap}
+tr.marked td{background:#fdebd0}
+tr.marked td:first-child{box-shadow:inset 4px 0 0 """ + QUARANTINED_COLOUR + """}
+.mark{display:inline-block;width:.9em;height:.9em;vertical-align:middle;
+background:""" + QUARANTINED_COLOUR + """}
 .note{color:#8a5a00;font-size:.85rem}
-.scroll{overflow-x:auto}
 nav ul{columns:3;font-size:.9rem}
 figure{margin:1rem 0}
 figcaption{font-weight:600;margin-bottom:.3rem}
 p.restricted{border-left:4px solid #8a5a00;padding-left:.6rem;font-size:.9rem}
 svg{max-width:100%;height:auto}
+@media (max-width:800px){nav ul{columns:1}body{padding:.5rem}}
+@page{size:A4 landscape;margin:10mm}
+@media print{
+*{-webkit-print-color-adjust:exact;print-color-adjust:exact}
+body{max-width:none;padding:0;font-size:9pt}
+h1{font-size:15pt}
+h2{font-size:12pt;margin-top:1rem;break-after:avoid}
+p.why,.note,p.restricted{font-size:8pt}
+nav{display:none}
+.scroll{overflow:visible}
+table{font-size:6.5pt;max-width:100%}
+th,td{padding:1px 3px}
+thead{display:table-header-group}
+tr,figure{break-inside:avoid}
+a{color:inherit;text-decoration:none}
+}
 """
 
 
@@ -130,26 +161,59 @@ def _esc(value: object) -> str:
     return html.escape(format_value(value), quote=True)
 
 
-def table_html(table: pd.DataFrame, max_rows: int = MAX_ROWS, name: str = "") -> str:
-    """An escaped HTML table of the first ``max_rows`` rows, with a note when cut."""
+def _kind(values: pd.Series) -> str:
+    """How a column's cells are laid out: ``num`` (right-aligned), ``date`` or text."""
+    if pd.api.types.is_bool_dtype(values.dtype):
+        return ""
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        return "num"
+    return "date" if pd.api.types.is_datetime64_any_dtype(values.dtype) else ""
+
+
+def _header(column: object) -> str:
+    """A column name that may wrap after each underscore."""
+    return html.escape(str(column)).replace("_", "_<wbr>")
+
+
+def _cls(kind: str) -> str:
+    return f' class="{kind}"' if kind else ""
+
+
+def table_html(table: pd.DataFrame, max_rows: int = MAX_ROWS, name: str = "",
+               marked: pd.Series | None = None) -> str:
+    """An escaped HTML table of the first ``max_rows`` rows, with a note when cut, in a
+    horizontally scrollable container (so a wide table never widens the page).
+
+    ``marked``: rows (by position, boolean) drawn highlighted (class ``marked``)."""
     if table.empty:
         return '<p class="note">No rows.</p>'
     shown = table.head(max_rows)
-    numeric = [pd.api.types.is_numeric_dtype(shown[c]) and not pd.api.types.is_bool_dtype(
-        shown[c]) for c in shown.columns]
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in shown.columns)
+    kinds = [_kind(shown[c]) for c in shown.columns]
+    flags = ([bool(v) for v in marked.head(max_rows)] if marked is not None
+             else [False] * len(shown))
+    head = "".join(f'<th scope="col"{_cls(k)}>{_header(c)}</th>'
+                   for c, k in zip(shown.columns, kinds, strict=True))
     body = []
-    for row in shown.itertuples(index=False, name=None):
-        cells = "".join(f'<td class="num">{_esc(v)}</td>' if num else f"<td>{_esc(v)}</td>"
-                        for v, num in zip(row, numeric, strict=True))
-        body.append(f"<tr>{cells}</tr>")
+    for row, flag in zip(shown.itertuples(index=False, name=None), flags, strict=True):
+        cells = "".join(f"<td{_cls(k)}>{_esc(v)}</td>" for v, k in zip(row, kinds, strict=True))
+        body.append(f'<tr class="marked">{cells}</tr>' if flag else f"<tr>{cells}</tr>")
     note = ""
     if len(table) > max_rows:
         where = f" (the full table is {html.escape(name)}.parquet)" if name else ""
         note = (f'<p class="note">Showing the first {max_rows} of {len(table):,} rows'
                 f"{where}.</p>")
-    return (f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
+    label = html.escape(SECTIONS.get(name, (name or "table", ""))[0], quote=True)
+    return (f'<div class="scroll" role="region" tabindex="0" aria-label="{label}">'
+            f"<table><thead><tr>{head}</tr></thead>"
             f'<tbody>{"".join(body)}</tbody></table></div>{note}')
+
+
+def quarantined(table: pd.DataFrame) -> pd.Series:
+    """Rows of an enumerator table whose enumerator has quarantined interviews."""
+    if "quarantined" not in table:
+        return pd.Series(False, index=table.index)
+    count = pd.to_numeric(table["quarantined"], errors="coerce")
+    return count.gt(0).fillna(False).astype(bool)
 
 
 # -- charts ------------------------------------------------------------------------------------
@@ -199,7 +263,8 @@ def chart_progress(checks: Mapping[str, pd.DataFrame]) -> str | None:
 
 
 def chart_durations(checks: Mapping[str, pd.DataFrame]) -> str | None:
-    """Median completed-interview length per enumerator, with each form's speeder threshold."""
+    """Median completed-interview length per enumerator, with each form's speeder threshold;
+    enumerators with quarantined interviews in a colour, hatch and label of their own."""
     enum = checks.get("enumerator_dashboard")
     if enum is None or enum.empty:
         return None
@@ -208,15 +273,27 @@ def chart_durations(checks: Mapping[str, pd.DataFrame]) -> str | None:
     fig, axes = _panels(len(forms))
     for ax, form in zip(axes, forms, strict=True):
         d = enum[enum["form"] == form].sort_values("enum_id")
+        held = quarantined(d).to_numpy()
         labels = [format_value(v) for v in d["enum_id"]]
-        ax.bar(range(len(d)), d["median_duration"].astype(float).fillna(0), color="#5b8db8")
-        ax.set_xticks(range(len(d)), labels, rotation=90, fontsize=7)
+        x = np.arange(len(d))
+        minutes = d["median_duration"].astype(float).fillna(0).to_numpy()
+        ax.bar(x[~held], minutes[~held], color="#5b8db8")
+        if held.any():
+            ax.bar(x[held], minutes[held], color=QUARANTINED_COLOUR, hatch="///",
+                   edgecolor="#6e2c00", linewidth=0.6, label=QUARANTINED_LABEL)
+        ax.set_xticks(x, labels, rotation=90, fontsize=7)
+        for tick, flag in zip(ax.get_xticklabels(), held, strict=True):
+            if flag:
+                tick.set_color(QUARANTINED_COLOUR)
+                tick.set_fontweight("bold")
         hit = thresholds[thresholds["form"] == form] if "form" in thresholds \
             else thresholds.iloc[:0]
         if len(hit) and not _missing(hit["speeder_threshold"].iloc[0]):
             ax.axhline(float(hit["speeder_threshold"].iloc[0]), color="#c0392b",
                        linestyle="--", label="speeder threshold")
-            ax.legend(loc="upper right", fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.set_ylim(0, max(float(minutes.max(initial=0)), 1.0) * 1.3)  # room for it
+            ax.legend(loc="upper left", fontsize=7, ncol=2, frameon=False)
         ax.set_title(f"{form}: median minutes", fontsize=10)
         ax.tick_params(axis="y", labelsize=8)
     fig.tight_layout()
@@ -326,9 +403,20 @@ def headline(checks: Mapping[str, pd.DataFrame]) -> dict[str, str]:
 
 
 def _kv_table(items: Mapping[str, object]) -> str:
-    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{_esc(v)}</td></tr>"
+    rows = "".join(f'<tr><th scope="row">{html.escape(str(k))}</th><td>{_esc(v)}</td></tr>'
                    for k, v in items.items())
-    return f"<table><tbody>{rows}</tbody></table>"
+    return f'<div class="scroll"><table><tbody>{rows}</tbody></table></div>'
+
+
+def _marked_note(table: pd.DataFrame, marked: pd.Series) -> str:
+    """Which enumerators the highlighted rows are (all of them, shown or cut)."""
+    rows = table[marked.to_numpy(dtype=bool)]
+    ids = [f"{html.escape(str(form))} "
+           f"{', '.join(_esc(e) or '(no ID)' for e in group['enum_id'])}"
+           for form, group in rows.groupby("form", sort=False)]
+    return ('<p class="note"><span class="mark"></span> Highlighted: enumerators with '
+            f"quarantined interviews ({'; '.join(ids)}): how many in "
+            "<code>quarantined</code>, why in <code>quarantine_reasons</code>.</p>")
 
 
 def _anchor(name: str) -> str:
@@ -395,7 +483,10 @@ def render(checks: Mapping[str, pd.DataFrame], *, title: str,
             parts.append(f'<p class="why">{html.escape(why)}</p>')
         if name in notes:
             parts.append(_listing_note(name, *notes[name]))
-        parts.append(table_html(table, max_rows, name) + "</section>")
+        marked = quarantined(table) if name == "enumerator_dashboard" else None
+        if marked is not None and marked.any():
+            parts.append(_marked_note(table, marked))
+        parts.append(table_html(table, max_rows, name, marked) + "</section>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
 
