@@ -147,12 +147,17 @@ def ui(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 3000,
     workspace: Annotated[Path, typer.Option(help="Dagster workspace file.")] =
     Path("workspace.yaml"),
+    reports_port: Annotated[int | None, typer.Option(
+        help="Port on 127.0.0.1 of the fieldwork quality reports (default: the UI's + 1).")]
+    = None,
 ) -> None:
-    """Start the Dagster UI on 127.0.0.1 with DAGSTER_HOME set and pop-ups/telemetry off."""
+    """Start the Dagster UI on 127.0.0.1 with DAGSTER_HOME set and pop-ups/telemetry off, and
+    beside it the countries' fieldwork quality reports, which asset metadata links to."""
     import signal
     import subprocess
 
     from dhsurvey.store import Store
+    from pipelines.reports import REPORTS_URL_ENV, serve_reports
 
     home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DATA / "dagster_home").resolve()
     warning = write_instance_settings(home)
@@ -176,8 +181,17 @@ def ui(
     if not dagster.exists():
         raise DhsurveyError("Dagster is not installed (pip install 'dhsurvey[pipeline]')",
                             code="pipeline-missing")
+    data = Path(env.get("DHSURVEY_DATA") or DEFAULT_DATA)
+    reports_port = reports_port or port + 1
+    try:
+        reports = serve_reports(data, reports_port)
+    except OSError as exc:
+        raise DhsurveyError(f"cannot serve the reports on 127.0.0.1:{reports_port} ({exc}); "
+                            "choose another with --reports-port", code="ui-port") from None
+    env[REPORTS_URL_ENV] = f"http://127.0.0.1:{reports_port}"
     cmd = [str(dagster), "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)]
-    console.print(f"Dagster UI on http://127.0.0.1:{port} (DAGSTER_HOME={home}); Ctrl-C stops.")
+    console.print(f"Dagster UI on http://127.0.0.1:{port} (DAGSTER_HOME={home}); fieldwork "
+                  f"quality reports on {env[REPORTS_URL_ENV]}; Ctrl-C stops.", soft_wrap=True)
     proc = subprocess.Popen(cmd, env=env, start_new_session=True)
 
     def stop(_signum: int, _frame: object) -> None:
@@ -189,6 +203,8 @@ def ui(
     except KeyboardInterrupt:
         os.killpg(proc.pid, signal.SIGTERM)
         raise typer.Exit(proc.wait()) from None
+    finally:
+        reports.shutdown()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,6 +9,7 @@ from typing import Any
 import dagster as dg
 
 from dhsurvey.store import Store
+from pipelines.reports import DEFAULT_REPORTS_URL, REPORTS_URL_ENV, report_page
 
 #: Tag of every run the landing sensor starts: the country whose landing folder it reads.
 COUNTRY_TAG = "dhsurvey/country"
@@ -40,17 +41,25 @@ class StudyPaths(dg.ConfigurableResource):
     release_label: str = "r1"
     #: Validate every country in batches of this many households (0: by size).
     batch_households: int = 0
+    #: Where ``dhsurvey ui`` serves the clean-zone reports (:mod:`pipelines.reports`); asset
+    #: metadata links there.
+    reports_url: str = DEFAULT_REPORTS_URL
 
     @classmethod
     def from_env(cls) -> StudyPaths:
         return cls(
             instruments=dg.EnvVar("DHSURVEY_INSTRUMENTS").get_value("instruments"),
             data_root=dg.EnvVar("DHSURVEY_DATA").get_value("data"),
+            reports_url=dg.EnvVar(REPORTS_URL_ENV).get_value(DEFAULT_REPORTS_URL),
         )
 
     @property
     def store(self) -> Store:
         return Store(Path(self.data_root), self.release_label)
+
+    def report_url(self, iso: str) -> str:
+        """The country's fieldwork quality report as ``dhsurvey ui`` serves it."""
+        return f"{self.reports_url.rstrip('/')}/{report_page(iso)}"
 
 
 class Secrets(dg.ConfigurableResource):

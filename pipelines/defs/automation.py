@@ -110,7 +110,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, paths: StudyPaths
 
 
 @dg.op(description="Fetch new submissions of every form from ODK Central (pyodk config) "
-                   "into landing/<ISO>/central-api/.")
+                   "into `landing/<ISO>/central-api/`.")
 def fetch_from_central(paths: StudyPaths) -> dg.Output:
     from dhsurvey.study import fetch_central
 
@@ -122,7 +122,8 @@ def central_sync_job() -> None:
     fetch_from_central()
 
 
-central_sync = dg.ScheduleDefinition(job=central_sync_job, cron_schedule="0 */3 * * *",
+central_sync = dg.ScheduleDefinition(name="central_sync", job=central_sync_job,
+                                     cron_schedule="0 */3 * * *",
                                      default_status=dg.DefaultScheduleStatus.STOPPED,
                                      description="ODK Central sync every 3 hours (off by "
                                                  "default; turn on in the UI).")

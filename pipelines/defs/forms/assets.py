@@ -4,6 +4,7 @@ import dagster as dg
 
 from dhsurvey.forms.compile import build
 from dhsurvey.forms.lint import ERROR, lint_paths
+from pipelines.defs.runlog import counts_table
 from pipelines.resources import StudyPaths
 
 
@@ -21,7 +22,8 @@ def compiled_forms(paths: StudyPaths) -> dg.MaterializeResult:
             "forms": dg.MetadataValue.md(
                 "| form | version | fields | languages |\n|---|---|---|---|\n" + rows
             ),
-            "versions": {c.model.form_id: c.model.version for c in compiled},
+            "versions": counts_table({c.model.form_id: c.model.version for c in compiled},
+                                     "form", "version"),
             "manifest": dg.MetadataValue.path(str(paths.store.build / "forms" / "manifest.json")),
         },
         data_version=dg.DataVersion("-".join(c.model.version for c in compiled)),

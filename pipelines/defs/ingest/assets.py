@@ -20,6 +20,7 @@ from dhsurvey.study import ingest_form
 from dhsurvey.validate.schema import build_schema
 from dhsurvey.validate.types import to_typed
 from pipelines.defs.forms.assets import compiled_forms
+from pipelines.defs.runlog import change, counts_table, previous_metadata
 from pipelines.resources import Secrets, StudyPaths
 from pipelines.study import country_partitions, models, study
 
@@ -31,12 +32,12 @@ LANDING_STATE = "landing state"
     group_name="raw",
     partitions_def=country_partitions,
     check_specs=[dg.AssetCheckSpec(
-        "recognised", asset="landing",
-        description="every file in landing/<ISO>/ is one the layout recognises (warns, naming "
-                    "each file no reader takes)")],
-    description="The exports in landing/<ISO>/ as this run found them (names, sizes, times): "
-                "the state the landing sensor compares with, and the files it does not "
-                "recognise.",
+        "recognised", asset="landing", partitions_def=country_partitions,
+        description="every file in `landing/<ISO>/` is one the layout recognises (warns, "
+                    "naming each file no reader takes)")],
+    description="The exports in `landing/<ISO>/` as this run found them (names, sizes, "
+                "times): the state the landing sensor compares with, and the files it does "
+                "not recognise.",
 )
 def landing(context: dg.AssetExecutionContext, paths: StudyPaths) -> Iterator:
     iso = context.partition_key
@@ -49,6 +50,14 @@ def landing(context: dg.AssetExecutionContext, paths: StudyPaths) -> Iterator:
                          allow_retries=False)
     contents = classify(state.files, models())
     unrecognised = [*contents.unrecognised, *foreign_instances(folder, models())]
+    before = previous_metadata(context, "landing")
+    context.log.info(
+        f"{iso}: {len(state.files):,} files in landing/{iso}/"
+        f"{change(len(state.files), before.get('files'))}: "
+        + ("; ".join(f"{kind} {len(files)}" for kind, files in sorted(contents.recognised.items()))
+           or "no exports")
+        + (f"; not recognised: {', '.join(u.path for u in unrecognised)}" if unrecognised
+           else ""))
     yield dg.MaterializeResult(metadata={
         LANDING_STATE: state.digest,
         "files": len(state.files),
@@ -97,9 +106,10 @@ def _raw_asset(form_id: str) -> dg.AssetsDefinition:
         deps=[compiled_forms, landing],
         kinds={"parquet"},
         check_specs=[dg.AssetCheckSpec("structure", asset=f"raw_{form_id}", blocking=True,
+                                       partitions_def=country_partitions,
                                        description="columns of the form present, instanceID "
                                                    "unique, every value typed or reported")],
-        description=f"Submissions of '{form_id}' from every export in landing/<ISO>/, "
+        description=f"Submissions of '{form_id}' from every export in `landing/<ISO>/`, "
                     "combined into canonical tables (restricted zone).",
     )
     def raw_form(context: dg.AssetExecutionContext, paths: StudyPaths,
@@ -111,12 +121,19 @@ def _raw_asset(form_id: str) -> dg.AssetsDefinition:
         except DhsurveyError as error:
             raise landing_failure(error, iso, form_id, paths.store.landing(iso)) from None
         raw, model = got.raw, models()[form_id]
+        before = previous_metadata(context, f"raw_{form_id}")
+        context.log.info(
+            f"{iso} {form_id}: {len(raw.root):,} submissions"
+            f"{change(len(raw.root), before.get('dagster/row_count'))} from "
+            f"{len(got.exports)} export(s); "
+            f"{len(raw.quarantine)} quarantined at ingest")
         yield dg.MaterializeResult(
             asset_key=f"raw_{form_id}",
             metadata={
                 "dagster/row_count": len(raw.root),
                 "exports": len(got.exports),
-                "repeat rows": {n: len(t) for n, t in raw.repeats.items()},
+                "repeat rows": counts_table({n: len(t) for n, t in raw.repeats.items()},
+                                            "repeat", "rows"),
                 "ingest quarantine": len(raw.quarantine),
                 "form version": model.version,
                 "path": dg.MetadataValue.path(str(got.paths[0])),

@@ -3,8 +3,10 @@
 import dagster as dg
 import pandas as pd
 
+from dhsurvey.errors import DhsurveyError
 from dhsurvey.study import indicators as country_indicators
 from pipelines.defs.release.files import release
+from pipelines.defs.runlog import stage_failure
 from pipelines.resources import StudyPaths
 from pipelines.study import country_partitions, study
 
@@ -26,10 +28,17 @@ def indicators_table(table: pd.DataFrame) -> dg.MetadataValue:
     description="Every indicator of instruments/indicators.yaml estimated from the released "
                 "public-use files (as R's survey package does with the shipped svydesign.R): "
                 "SE, 95 % logit CI with the design's df and unweighted n, overall and by "
-                "domain (release/<ISO>/indicators).",
+                "domain (`release/<ISO>/indicators`).",
 )
 def indicators(context: dg.AssetExecutionContext, paths: StudyPaths) -> dg.MaterializeResult:
-    table = country_indicators(paths.store, study(), context.partition_key)
+    iso = context.partition_key
+    try:
+        table = country_indicators(paths.store, study(), iso)
+    except DhsurveyError as error:
+        raise stage_failure(error, iso, "indicators") from None
+    for r in table[table["domain"] == "all"].itertuples():
+        context.log.info(f"{iso}: {r.label}: {r.estimate:.1%} "
+                         f"({r.ci_low:.1%}–{r.ci_high:.1%}, n = {r.n:,})")
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(table),
         "indicators": indicators_table(table),

@@ -6,6 +6,7 @@ from dhsurvey.errors import DhsurveyError
 from dhsurvey.study import pool
 from pipelines.defs.release.assets import indicators_table
 from pipelines.defs.release.files import child_schema, release
+from pipelines.defs.runlog import table
 from pipelines.resources import StudyPaths
 from pipelines.study import study
 
@@ -28,11 +29,18 @@ def pooled_release(context: dg.AssetExecutionContext, paths: StudyPaths):
     except DhsurveyError as exc:
         raise dg.Failure(exc.message) from None
     isos = pooled.countries
+    tiers = pooled.tiers or {"public": pooled}
+    context.log.info(f"pooled {', '.join(isos)}: " + "; ".join(
+        f"{name} " + ", ".join(f"{k} {v:,} rows" for k, v in t.rows.items())
+        for name, t in tiers.items())
+        + (f"; left out: {'; '.join(f'{k} ({v})' for k, v in pooled.left_out.items())}"
+           if pooled.left_out else ""))
     yield dg.MaterializeResult(metadata={
         "countries": ", ".join(isos),
         "left out": "; ".join(f"{k}: {v}" for k, v in pooled.left_out.items()) or "none",
-        "rows": pooled.rows,
-        "dagster/row_count": pooled.rows.get("child", 0),
+        "rows per table": table([{"tier": name, "table": form, "rows": n}
+                                 for name, t in tiers.items() for form, n in t.rows.items()],
+                                {"tier": "string", "table": "string", "rows": "int"}),
         "dagster/column_schema": child_schema(pooled.folder / "child.parquet",
                                               study().config(isos[0]).release_language),
         "replicates": pooled.replicates,

@@ -4,10 +4,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 
+from dhsurvey.errors import DhsurveyError
 from dhsurvey.store import DATA_DOCS, REPORT, Store
 from dhsurvey.study import Validated, validate
 from dhsurvey.validate.disclosure import LISTINGS
+from pipelines.defs.runlog import change, previous_metadata, stage_failure
 from pipelines.resources import StudyPaths
 from pipelines.study import country_partitions, models, study
 
@@ -30,24 +33,43 @@ QUALITY = dg.AssetKey("fieldwork_quality")
     + [dg.AssetSpec(QUALITY, deps=[f"raw_{f}" for f in FORMS], group_name="clean",
                     kinds={"html"},
                     description="High-frequency checks, response rates and the fieldwork "
-                                "quality report (clean/<ISO>/report.html).")],
+                                "quality report (`clean/<ISO>/report.html`, served by "
+                                "`dhsurvey ui` and linked from the metadata).")],
     check_specs=[dg.AssetCheckSpec("reconciliation", asset=accepted_key(f), blocking=True,
+                                   partitions_def=country_partitions,
                                    description="raw = accepted + quarantined + duplicates")
                  for f in FORMS]
     + [dg.AssetCheckSpec("expectations", asset=accepted_key(f), blocking=False,
+                         partitions_def=country_partitions,
                          description="Great Expectations suite generated from the form; "
-                                     "Data Docs in clean/<ISO>/data_docs/")
+                                     "Data Docs in `clean/<ISO>/data_docs/`")
        for f in FORMS],
     partitions_def=country_partitions,
     name="validated",
 )
 def validated(context: dg.AssetExecutionContext, paths: StudyPaths) -> Iterator:
-    """Validate and link every form of the country; write clean/<ISO>/<form>/…"""
+    """Validate and link every form of the country; write `clean/<ISO>/<form>/`."""
     iso, store = context.partition_key, paths.store
-    outcome = validate(store, study(), iso, batch_households=paths.batch_households or None)
+    try:
+        outcome = validate(store, study(), iso,
+                           batch_households=paths.batch_households or None)
+    except DhsurveyError as error:
+        raise stage_failure(error, iso, "validation") from None
     context.log.info(f"{iso}: validated in {outcome.batches} batch(es)")
+    for form, rec in outcome.reconciliation.items():
+        before = previous_metadata(context, accepted_key(form))
+        reasons = ", ".join(f"{rule} {n}" for rule, n in rec["quarantine_by_rule"].items())
+        context.log.info(
+            f"{iso} {form}: {rec['raw']:,} received"
+            f"{change(rec['raw'], before.get('raw'))}, {rec['accepted']:,} accepted"
+            f"{change(rec['accepted'], before.get('dagster/row_count'))}, "
+            f"{rec['quarantined']} quarantined"
+            f"{change(rec['quarantined'], before.get('quarantined'))}"
+            + (f" ({reasons})" if reasons else "") + f", {rec['duplicates']} duplicates"
+            f"{change(rec['duplicates'], before.get('duplicates'))}, {rec['flagged']} flagged"
+            + ("" if before else " (first run)"))
     yield from _results(outcome, store, iso)
-    yield _quality(outcome, store, iso)
+    yield _quality(outcome, store, iso, paths.report_url(iso))
     yield from _expectations(outcome, store.quality(iso) / DATA_DOCS, iso)
 
 
@@ -63,7 +85,7 @@ def _listed_rows(folder: Path) -> dict[str, int]:
     return rows
 
 
-def _quality(outcome: Validated, store: Store, iso: str) -> dg.MaterializeResult:
+def _quality(outcome: Validated, store: Store, iso: str, url: str) -> dg.MaterializeResult:
     """The day's fieldwork picture: response rates, enumerators, referrals.
 
     Metadata is shared like the report: rates, counts, rule and column names and enumerator
@@ -80,8 +102,8 @@ def _quality(outcome: Validated, store: Store, iso: str) -> dg.MaterializeResult
     enum = enum[(enum["form"] == "child") & enum["median_duration"].notna()]
     enum = enum.sort_values("median_duration")
     chart = "\n".join(f"| {r.enum_id} | {r.submissions} | {r.median_duration:.1f} | "
-                       f"{'█' * max(1, round(r.median_duration / 2))} | {r.speeders} |"
-                       for r in enum.itertuples())
+                       f"{'█' * max(1, round(r.median_duration / 2))} | {r.speeders} | "
+                       f"{_marks(r)} |" for r in enum.itertuples())
     referrals = store.quality_table(iso, "referrals")
     total = referrals[referrals["dimension"] == "all"]
     listings = store.quality(iso) / LISTINGS
@@ -93,15 +115,30 @@ def _quality(outcome: Validated, store: Store, iso: str) -> dg.MaterializeResult
                 "| interview | cases | RR1 | RR3 | COOP1 | REF1 | CON1 |\n"
                 "|---|---|---|---|---|---|---|\n" + rates),
             "child interview minutes by enumerator": dg.MetadataValue.md(
-                "| enumerator | interviews | median minutes | | speeders |\n"
-                "|---|---|---|---|---|\n" + chart),
+                "| enumerator | interviews | median minutes | | speeders | marked |\n"
+                "|---|---|---|---|---|---|\n" + chart),
             "distress-protocol referrals": int(total["referrals"].sum()) if len(total) else 0,
-            "report": dg.MetadataValue.path(str(store.quality(iso) / REPORT)),
+            "report": dg.MetadataValue.url(url),
+            "report file": dg.MetadataValue.path(str(store.quality(iso) / REPORT)),
             "restricted listings (rows)": dg.MetadataValue.md(
                 "| check | listed rows |\n|---|---|\n" + listed if listed else "none"),
             "restricted listings": dg.MetadataValue.path(str(listings)),
         },
     )
+
+
+def _marks(row: object) -> str:
+    """What marks an enumerator in the duration chart: quarantined interviews (with the
+    reasons) and an ID in no team of the country file."""
+    marks = []
+    quarantined = getattr(row, "quarantined", 0)
+    if quarantined and not pd.isna(quarantined):
+        reasons = getattr(row, "quarantine_reasons", "") or ""
+        marks.append(f"⚠ {int(quarantined)} quarantined" + (f" ({reasons})" if reasons else ""))
+    team = getattr(row, "team", 0)
+    if team is None or pd.isna(team):
+        marks.append("⚠ in no team")
+    return "; ".join(marks)
 
 
 def _expectations(outcome: Validated, docs: Path, iso: str) -> Iterator:

@@ -3,8 +3,11 @@
 
 import dagster as dg
 
+from dhsurvey.errors import DhsurveyError
 from dhsurvey.study import WEIGHTED, weight
+from pipelines.defs.runlog import change, previous_metadata, stage_failure
 from pipelines.defs.validate.assets import accepted_key
+from pipelines.defs.validate.morning import fieldwork_day
 from pipelines.resources import StudyPaths
 from pipelines.study import country_partitions, study
 
@@ -12,9 +15,11 @@ from pipelines.study import country_partitions, study
 @dg.asset(
     group_name="weights",
     partitions_def=country_partitions,
-    deps=[accepted_key(f) for f in WEIGHTED],
+    # After the morning view: its quarantine-share check, when blocking, stops the country here.
+    deps=[*[accepted_key(f) for f in WEIGHTED], fieldwork_day],
     kinds={"parquet"},
     check_specs=[dg.AssetCheckSpec("margins", asset="weights", blocking=True,
+                                   partitions_def=country_partitions,
                                    description="achieved calibration margins equal the "
                                                "country's population totals")],
     description="Household, child and caregiver weights (design → nonresponse → raking → "
@@ -22,8 +27,19 @@ from pipelines.study import country_partitions, study
                 "unweighted.",
 )
 def weights(context: dg.AssetExecutionContext, paths: StudyPaths):
-    result = weight(paths.store, study(), context.partition_key)
+    iso = context.partition_key
+    try:
+        result = weight(paths.store, study(), iso)
+    except DhsurveyError as error:
+        raise stage_failure(error, iso, "weights") from None
     s = result.summary
+    before = previous_metadata(context, "weights")
+    context.log.info(
+        f"{iso}: {s['children']['respondents']:,} children weighted"
+        f"{change(s['children']['respondents'], before.get('children weighted'))}; Kish "
+        f"deff {s['trim']['deff_before']:.2f} before trimming, {s['trim']['deff_after']:.2f} "
+        f"after ({s['trim']['trimmed']} weights trimmed); "
+        f"{int(s['replicates'].get('count', 0))} replicate weights")
     rows = "\n".join(f"| {k} | {v['target']:,.0f} | {v['achieved']:,.0f} |"
                      for k, v in s["margins"].items())
     yield dg.MaterializeResult(metadata={
