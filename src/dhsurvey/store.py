@@ -36,6 +36,7 @@ import shutil
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,14 @@ KOBO_PAGES = "kobo/{form}*.json"
 XML_FOLDERS = "xml/*"
 #: Submissions pulled from ODK Central's API (``dhsurvey fetch``, the Central sync job).
 CENTRAL_API = "central-api"
+#: Back-check re-interviews of a sample of households (``instruments/backcheck.yaml``):
+#: exports of the plan's form in any format ingest reads, an ODK Central CSV zip
+#: (``<form>.csv.zip``), KoboToolbox JSON pages (``<form>*.json``) or a folder of instance XML.
+#: Never read as fieldwork (:meth:`Store.exports` does not look here); the form is read from
+#: each export, as ingest does.
+BACKCHECK = "backcheck/*"
+#: The files of :data:`BACKCHECK` the readers take (any folder there is instance XML).
+BACKCHECK_FILES = ("*.csv.zip", "*.json")
 #: The sample design (households with their selection probabilities; PSUs beside it).
 DESIGN = "design/households.parquet"
 DESIGN_FILES = "design/*.parquet"
@@ -98,6 +107,13 @@ RECONCILIATION = "reconciliation.json"
 QUALITY = "quality"
 REPORT = "report.html"
 DATA_DOCS = "data_docs"
+#: Back-check comparison tables of a country (``clean/<ISO>/backcheck/<table>.parquet``).
+BACKCHECKS = "backcheck"
+
+
+def is_backcheck_file(name: str) -> bool:
+    """Whether a file of ``backcheck/`` is, by its name, an export the readers take."""
+    return any(fnmatchcase(name, pattern) for pattern in BACKCHECK_FILES)
 
 
 def accepted_repeat(name: str) -> str:
@@ -202,6 +218,13 @@ class Store:
                   if p.is_dir() and not p.name.startswith(".")]
         return found
 
+    def backcheck_exports(self, iso: str) -> list[Path]:
+        """Every back-check export in a country's landing folder (:data:`BACKCHECK`), in a
+        stable order: its Central CSV zips and Kobo JSON pages (:data:`BACKCHECK_FILES`) and its
+        folders of instance XML; hidden files and folders, and other files, left out."""
+        return [p for p in sorted(self.landing(iso).glob(BACKCHECK))
+                if not p.name.startswith(".") and (p.is_dir() or is_backcheck_file(p.name))]
+
     def central_api(self, iso: str) -> Path:
         """Submissions pulled from ODK Central's API (raw-zone layout)."""
         return self.landing(iso) / CENTRAL_API
@@ -292,6 +315,15 @@ class Store:
         """One high-frequency check table (``aapor``, ``enumerator_dashboard`` …)."""
         return read_parquet(self.clean(iso) / QUALITY / f"{name}.parquet")
 
+    def backchecks(self, iso: str) -> Path:
+        """Back-check comparison tables of a country (:data:`BACKCHECKS`: ``comparison``,
+        ``by_enumerator`` …; :func:`dhsurvey.validate.backcheck.country_backcheck`)."""
+        return self.clean(iso) / BACKCHECKS
+
+    def backcheck_table(self, iso: str, name: str) -> pd.DataFrame:
+        """One back-check table of a country (``by_enumerator``, ``by_variable`` …)."""
+        return read_parquet(self.backchecks(iso) / f"{name}.parquet")
+
     def weights_dir(self, iso: str) -> Path:
         return self.clean(iso) / "weights"
 
@@ -336,7 +368,9 @@ class Store:
         return json.loads(path.read_text()) if path.exists() else None
 
 
-__all__ = ["ACCEPTED", "CENTRAL_API", "CENTRAL_EXPORT", "CORRECTIONS", "DATA_DOCS", "DESIGN",
+__all__ = ["ACCEPTED", "BACKCHECK", "BACKCHECKS", "BACKCHECK_FILES", "CENTRAL_API",
+           "CENTRAL_EXPORT", "CORRECTIONS", "DATA_DOCS", "DESIGN",
            "DESIGN_FILES", "DONE_MARKER", "ENCRYPTED", "FAULTS", "ISSUES", "KOBO_PAGES",
            "POOLED", "QUALITY", "RAW_QUARANTINE", "RECONCILIATION", "REPORT", "RESTRICTED",
-           "XML_FOLDERS", "Store", "accepted_repeat", "issue_table", "raw_table"]
+           "XML_FOLDERS", "Store", "accepted_repeat", "is_backcheck_file", "issue_table",
+           "raw_table"]

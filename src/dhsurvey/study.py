@@ -103,6 +103,16 @@ class Study:
         return load_rules(self.instruments / RULES_FILE, self.models)
 
     @cached_property
+    def backcheck_plan(self) -> Any:
+        """The back-check plan (``backcheck.yaml``: the form and household id, the enumerator
+        field, the re-asked variables with their types and tolerances;
+        :class:`~dhsurvey.validate.backcheck.Plan`), or None when the study has none."""
+        from dhsurvey.validate.backcheck import PLAN_FILE, load_plan
+
+        path = self.instruments / PLAN_FILE
+        return load_plan(path) if path.exists() else None
+
+    @cached_property
     def indicator_forms(self) -> tuple[str, ...]:
         """The weighted forms that indicators are declared for (estimated per country)."""
         declared = {i.form for i in self.indicators[0]}

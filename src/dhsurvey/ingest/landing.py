@@ -31,6 +31,7 @@ from pathlib import Path
 
 from dhsurvey.ingest.instances import discover_instances, is_litter
 from dhsurvey.store import (
+    BACKCHECK,
     CENTRAL_API,
     CENTRAL_EXPORT,
     DESIGN_FILES,
@@ -38,6 +39,7 @@ from dhsurvey.store import (
     FAULTS,
     KOBO_PAGES,
     XML_FOLDERS,
+    is_backcheck_file,
 )
 
 #: Names of files still being written by a browser or a transfer tool.
@@ -45,6 +47,8 @@ PARTIAL_SUFFIXES = (".part", ".partial", ".crdownload", ".download", ".filepart"
 #: ``household (1)``, ``household-2``, ``household_3``, ``household copy``: a second download
 #: of an export, renamed by the browser or the file manager.
 _RENAMED = re.compile(r"^(?P<form>.+?)(?: ?\(\d+\)| copy(?: \d+)?|[-_]\d+)$")
+#: The folder of back-check exports (:data:`~dhsurvey.store.BACKCHECK`).
+_BACKCHECK_DIR = BACKCHECK.split("/", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -142,7 +146,8 @@ class Unrecognised:
 
 @dataclass(frozen=True)
 class Contents:
-    """Recognised exports by kind (``central``, ``kobo``, ``xml`` folders …) and the rest."""
+    """Recognised exports by kind (``central``, ``kobo``, ``xml`` folders, ``backcheck``
+    exports …) and the rest."""
 
     recognised: Mapping[str, list[str]] = field(default_factory=dict)
     unrecognised: list[Unrecognised] = field(default_factory=list)
@@ -188,8 +193,22 @@ def _top_hint(name: str, forms: Collection[str]) -> str:
     elif lower.endswith(".xml"):
         where = "a folder under xml/"
     else:
-        return "a stray file: exports go in central/, kobo/ or a folder under xml/"
+        return ("a stray file: exports go in central/, kobo/ or a folder under xml/ "
+                f"(back-checks in {_BACKCHECK_DIR}/)")
     return f"an export goes in {where}, not at the top of the landing folder"
+
+
+def _backcheck_kind(rest: str) -> tuple[str, str | None]:
+    """A back-check export (``backcheck``: a Central CSV zip, Kobo JSON pages or a folder of
+    instance XML, whatever its form; the back-check reads the form from it), or a hint."""
+    if "/" in rest or is_backcheck_file(rest):
+        return "backcheck", None
+    hint = (f"a back-check export in {_BACKCHECK_DIR}/ is an ODK Central CSV zip "
+            "(<form_id>.csv.zip), KoboToolbox JSON pages (<form_id>*.json) or a folder of "
+            "instance XML")
+    if rest.lower().endswith(".zip"):
+        return "", f"{hint} (Central's 'CSV' download, with the .csv.zip extension)"
+    return "", f"{hint}; this is not one (wrong extension)"
 
 
 def _classify_one(rel: str, forms: Collection[str]) -> tuple[str, str | None]:
@@ -213,14 +232,15 @@ def _classify_one(rel: str, forms: Collection[str]) -> tuple[str, str | None]:
         if "/" in rest:  # inside a folder under xml/: the XML readers look at it
             return "xml", None
         return "", "instance XML goes in a folder under xml/ (xml/<any name>/…)"
+    if top == _BACKCHECK_DIR:
+        return _backcheck_kind(rest)
     if top == CENTRAL_API:
         return "central-api", None
-    if _match(rel, DESIGN_FILES):
-        return "design", None
     if top == "design":
-        return "", "design/ holds the sample design, households.parquet"
+        return ("design", None) if _match(rel, DESIGN_FILES) else (
+            "", "design/ holds the sample design, households.parquet")
     return "outside", f"{top}/ is not part of the landing layout (central/, kobo/, xml/, " \
-        "design/)"
+        f"{_BACKCHECK_DIR}/, design/)"
 
 
 def classify(files: Iterable[str], forms: Collection[str]) -> Contents:
@@ -238,7 +258,8 @@ def classify(files: Iterable[str], forms: Collection[str]) -> Contents:
             continue
         kind, hint = _classify_one(rel, forms)
         if hint is None:
-            unit = "/".join(rel.split("/")[:2]) if kind == "xml" else rel
+            # A folder of instance XML is one unit (under xml/, or of back-checks).
+            unit = "/".join(rel.split("/")[:2]) if kind in ("xml", "backcheck") else rel
             if unit not in recognised.setdefault(kind, []):
                 recognised[kind].append(unit)
         elif kind == "outside":
