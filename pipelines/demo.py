@@ -86,14 +86,20 @@ def instruments_in_env(folder: Path) -> Iterator[None]:
 
 def _run(instruments: Path, data: Path, dagster_home: Path, countries: list[str],
          private_key: Path | None, step: Callable[[str], None]) -> None:
+    import os
+
     import dagster as dg
 
     from pipelines.definitions import build_defs
+    from pipelines.reports import DEFAULT_REPORTS_URL, REPORTS_URL_ENV
     from pipelines.resources import Secrets, StudyPaths
 
     write_dagster_home(dagster_home)
     instance = dg.DagsterInstance.from_config(str(dagster_home))
-    defs = build_defs(StudyPaths(instruments=str(instruments), data_root=str(data)),
+    # Links in metadata point where `dhsurvey ui` serves the reports (its default port + 1).
+    reports = os.environ.get(REPORTS_URL_ENV, DEFAULT_REPORTS_URL)
+    defs = build_defs(StudyPaths(instruments=str(instruments), data_root=str(data),
+                                 reports_url=reports),
                       Secrets(private_key_path=str(private_key) if private_key else None))
     step("Dagster: compiling forms")
     if not defs.resolve_job_def("forms_job").execute_in_process(

@@ -65,3 +65,14 @@ def counts_table(counts: dict[str, Any], name: str, value: str) -> dg.TableMetad
     kind = "int" if all(isinstance(v, int) for v in counts.values()) else "string"
     return table([{name: str(k), value: v if kind == "int" else str(v)}
                   for k, v in counts.items()], {name: "string", value: kind})
+
+
+def check_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """A country's check metadata with numbers as text.
+
+    Why: the UI plots a check's numeric metadata over every evaluation, whatever its partition,
+    so one line would join KEN's figures to UGA's. Each country's own series is in its morning
+    view (``fieldwork_day``)."""
+    return {k: (f"{v:,}" if isinstance(v, int) else f"{v:.3g}")
+            if isinstance(v, int | float) and not isinstance(v, bool) else v
+            for k, v in metadata.items()}

@@ -109,6 +109,8 @@ REPORT = "report.html"
 DATA_DOCS = "data_docs"
 #: Back-check comparison tables of a country (``clean/<ISO>/backcheck/<table>.parquet``).
 BACKCHECKS = "backcheck"
+#: A country's counts at each run, by form and enumerator (the morning report's history).
+HISTORY = "history.parquet"
 
 
 def is_backcheck_file(name: str) -> bool:
@@ -311,9 +313,35 @@ class Store:
         ``DATA_DOCS`` live here."""
         return self.clean(iso)
 
+    def report(self, iso: str) -> Path | None:
+        """The country's fieldwork quality report when validation wrote one (no folder is
+        created: a web server asks for countries by name)."""
+        path = self.root / "clean" / iso / REPORT
+        return path if path.is_file() else None
+
+    def countries_with_reports(self) -> list[str]:
+        clean = self.root / "clean"
+        return sorted(p.parent.name for p in clean.glob(f"*/{REPORT}")) if clean.is_dir() \
+            else []
+
     def quality_table(self, iso: str, name: str) -> pd.DataFrame:
         """One high-frequency check table (``aapor``, ``enumerator_dashboard`` …)."""
         return read_parquet(self.clean(iso) / QUALITY / f"{name}.parquet")
+
+    def read_history(self, iso: str) -> pd.DataFrame:
+        """The country's counts recorded at each run (``run, form, enum_id, metric, value``;
+        empty before the first)."""
+        path = self.clean(iso) / HISTORY
+        if not path.exists():
+            return pd.DataFrame({"run": pd.Series(dtype="string"),
+                                 "form": pd.Series(dtype="string"),
+                                 "enum_id": pd.Series(dtype="Int64"),
+                                 "metric": pd.Series(dtype="string"),
+                                 "value": pd.Series(dtype="float64")})
+        return read_parquet(path)
+
+    def write_history(self, iso: str, history: pd.DataFrame) -> Path:
+        return atomic_write_parquet(self.clean(iso) / HISTORY, history.reset_index(drop=True))
 
     def backchecks(self, iso: str) -> Path:
         """Back-check comparison tables of a country (:data:`BACKCHECKS`: ``comparison``,
@@ -370,7 +398,7 @@ class Store:
 
 __all__ = ["ACCEPTED", "BACKCHECK", "BACKCHECKS", "BACKCHECK_FILES", "CENTRAL_API",
            "CENTRAL_EXPORT", "CORRECTIONS", "DATA_DOCS", "DESIGN",
-           "DESIGN_FILES", "DONE_MARKER", "ENCRYPTED", "FAULTS", "ISSUES", "KOBO_PAGES",
+           "DESIGN_FILES", "DONE_MARKER", "ENCRYPTED", "FAULTS", "HISTORY", "ISSUES", "KOBO_PAGES",
            "POOLED", "QUALITY", "RAW_QUARANTINE", "RECONCILIATION", "REPORT", "RESTRICTED",
            "XML_FOLDERS", "Store", "accepted_repeat", "is_backcheck_file", "issue_table",
            "raw_table"]

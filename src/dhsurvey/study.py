@@ -302,6 +302,29 @@ def validate(store: Store, study: Study, iso: str, *, batch_households: int | No
     return Validated(recs, part.batches)
 
 
+def morning(store: Store, study: Study, iso: str, *, record: bool = True,
+            private_key: bytes | None = None) -> Any:
+    """The morning report of a validated country (:mod:`dhsurvey.validate.morning`) against
+    its previous run, with the back-checks in ``landing/<ISO>/backcheck/`` compared first
+    (their tables in ``clean/<ISO>/backcheck/``); with ``record`` this run joins the
+    country's history."""
+    from dhsurvey.validate.monitoring import load_thresholds
+    from dhsurvey.validate.morning import morning_report
+
+    by_enumerator = None
+    plan = study.backcheck_plan
+    if plan is not None:
+        from dhsurvey.validate.backcheck import country_backcheck
+
+        tables = country_backcheck(store, plan, study.models, iso, study.config(iso),
+                                   private_key=private_key)
+        if tables is not None:
+            by_enumerator = tables["by_enumerator"].rename(columns={plan.enumerator: "enum_id"})
+    return morning_report(store, iso, study.models, study.config(iso),
+                          load_thresholds(study.instruments), backcheck=by_enumerator,
+                          record=record)
+
+
 # ---------------------------------------------------------------------------- weight
 
 

@@ -27,8 +27,8 @@ def test_compiled_forms_materialises(tmp_path: Path) -> None:
                             resources={"paths": paths}, raise_on_error=True)
     assert result.success
     (mat,) = result.asset_materializations_for_node("compiled_forms")
-    versions = mat.metadata["versions"].value
-    assert list(versions) == ["test_form"]
+    versions = {r.data["form"]: r.data["version"] for r in mat.metadata["versions"].records}
+    assert list(versions) == ["test_form"] and versions["test_form"]
     assert (tmp_path / "data" / "build" / "forms" / "test_form.xml").exists()
     (check,) = result.get_asset_check_evaluations()
     assert check.passed

@@ -77,7 +77,21 @@ def test_pooled_release_holds_every_country_and_passes_its_scan(study) -> None:
     assert evaluation.status.value == "SUCCEEDED"
     event = instance.get_latest_materialization_event(dg.AssetKey("pooled_release"))
     metadata = event.asset_materialization.metadata
-    assert metadata["dagster/row_count"].value == len(pd.read_parquet(pooled / "child.parquet"))
+    # Rows of every released table, per tier (a table, not one table's count or JSON).
+    rows = {(r.data["tier"], r.data["table"]): r.data["rows"]
+            for r in metadata["rows per table"].records}
+    assert rows[("public", "child")] == len(pd.read_parquet(pooled / "child.parquet"))
+    assert rows[("licensed", "household")] == len(pd.read_parquet(
+        data / "licensed" / "pooled" / "household.parquet"))
+    country = instance.get_latest_materialization_event(
+        dg.AssetKey("release")).asset_materialization
+    released = {(r.data["tier"], r.data["table"]): r.data["rows"]
+                for r in country.metadata["rows per table"].records}
+    iso = country.partition
+    for tier, folder in (("public", "release"), ("licensed", "licensed")):
+        for table in ("household", "child", "caregiver", "frontline_worker"):
+            assert released[(tier, table)] == len(pd.read_parquet(
+                data / folder / iso / f"{table}.parquet")), (tier, table)
     columns = {c.name: c.description for c in metadata["dagster/column_schema"].schema.columns}
     assert columns["weight"].startswith("Survey weight")
     assert "rep_001" not in columns  # the public pool: masked units, no replicates

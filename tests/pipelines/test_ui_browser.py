@@ -1,8 +1,11 @@
-"""The Dagster UI in a real browser: asset graph and a check page after a pipeline run.
+"""The Dagster UI in a real browser: asset graph, a check page, and the data manager's morning
+view of one country after a pipeline run.
 
-Starts ``dagster dev`` on 127.0.0.1 (its own DAGSTER_HOME, nux and telemetry off), renders the
-pages in headless Chromium (Debian ``chromium``, installed by ``.ci/run``) and keeps the
-screenshots under ``tests/artifacts/`` for a person to look at.
+Starts the UI as a data manager does (``dhsurvey ui``: ``dagster dev`` on 127.0.0.1 with its
+own DAGSTER_HOME, nux and telemetry off, and the quality reports served beside it), renders
+the pages in headless Chromium (Debian ``chromium``, installed by ``.ci/run``; driven through
+Playwright where a page needs a click) and keeps the screenshots under ``tests/artifacts/``
+for a person to look at.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from workbooks import code_location_instruments
 
 from dhsurvey.fieldwork.run import simulate_to
 from pipelines.demo import run_pipeline
+from pipelines.reports import REPORTS_URL_ENV
 from pipelines.study import countries, models
 
 ROOT = Path(__file__).parents[2]
@@ -71,15 +75,19 @@ def dagster_ui(tmp_path_factory: pytest.TempPathFactory):
                 formats=("central",))
     key = base / "pseudonym.key"
     key.write_text("accee70b0b449abe7272bd14aed2ca765a51454a821d4f61cf0b89442fba51c1")
-    run_pipeline(code_location_instruments(), data, home, ["UGA"], pseudonym_key=key)
-    port = _free_port()
+    port, reports = _free_port(), _free_port()
+    # The run records links to the reports where the UI below serves them.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(REPORTS_URL_ENV, f"http://127.0.0.1:{reports}")
+        run_pipeline(code_location_instruments(), data, home, ["UGA"], pseudonym_key=key)
     env = {**os.environ, "DAGSTER_HOME": str(home), "DHSURVEY_DATA": str(data),
            "DHSURVEY_INSTRUMENTS": os.environ["DHSURVEY_INSTRUMENTS"],
            "DHSURVEY_PSEUDONYM_KEY": key.read_text()}
     # As a data manager starts it (the README's `make ui`): `dhsurvey ui`, which runs
     # `dagster dev` in a process group of its own.
     dhsurvey = Path(sys.executable).with_name("dhsurvey")
-    proc = subprocess.Popen([str(dhsurvey), "ui", "--port", str(port), "--workspace",
+    proc = subprocess.Popen([str(dhsurvey), "ui", "--port", str(port), "--reports-port",
+                             str(reports), "--workspace",
                              str(ROOT / "workspace.yaml")], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -115,6 +123,83 @@ def test_check_page_shows_a_passed_check(dagster_ui) -> None:
     assert "Passed" in dom or "Succeeded" in dom
     _chromium(page, base / "profile-d", f"--screenshot={ARTIFACTS / 'check-page.png'}")
     assert (ARTIFACTS / "check-page.png").stat().st_size > 10_000
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (the Debian one) driven by Playwright, for pages that need a click."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu",
+                                            "--disable-dev-shm-usage"])
+        page = chromium.new_page(viewport={"width": 1400, "height": 900})
+        page.set_default_timeout(60_000)
+        yield page
+        chromium.close()
+
+
+def test_morning_view_shows_the_country_by_enumerator(dagster_ui, browser) -> None:
+    """The data manager opens UGA's fieldwork_day and reads its report by enumerator."""
+    url, _, _ = dagster_ui
+    page = browser
+    page.goto(f"{url}/assets/fieldwork_day?view=partitions&partition=UGA")
+    row = page.locator("tr", has_text="by enumerator").last
+    row.wait_for()
+    # The UI shows short Markdown in place and long Markdown behind a button.
+    button = row.get_by_text("[Show Markdown]")
+    if button.count():
+        button.click()
+        view = page.get_by_role("dialog")
+    else:
+        view = row
+    view.get_by_text("quarantine reasons").wait_for()
+    table = view.locator("table").first
+    header = table.locator("th").all_inner_texts()
+    assert header[:4] == ["team", "enumerator", "received", "quarantined"]
+    config = next(c for c in countries() if c.iso == "UGA")
+    shown = {int(t) for t in table.locator("tbody tr td:nth-child(2)").all_inner_texts()}
+    assert shown >= set(config.enumerators)  # every enumerator of the country file
+    teams = {t.strip() for t in table.locator("tbody tr td:nth-child(1)").all_inner_texts()}
+    assert teams >= {str(t.id) for t in config.teams}
+    ARTIFACTS.mkdir(exist_ok=True)
+    view.screenshot(path=str(ARTIFACTS / "morning-view-enumerators.png"))
+    page.keyboard.press("Escape")
+    page.locator("tr", has_text="morning report").last.get_by_text("[Show Markdown]").click()
+    report = page.get_by_role("dialog")
+    report.get_by_text("progress against targets by team").wait_for()
+    for section in ("new submissions by team and enumerator", "flagged enumerators",
+                    "response rates by stratum", "this country's runs"):
+        assert report.get_by_text(section, exact=True).count() == 1, section
+    page.screenshot(path=str(ARTIFACTS / "morning-view-report.png"))
+    page.keyboard.press("Escape")
+
+
+def test_morning_view_links_to_the_served_quality_report(dagster_ui, browser) -> None:
+    url, _, _ = dagster_ui
+    page = browser
+    page.goto(f"{url}/assets/fieldwork_day?view=partitions&partition=UGA")
+    link = page.locator("tr", has_text="fieldwork quality report").last.locator("a").first
+    href = link.get_attribute("href")
+    assert href and href.startswith("http://127.0.0.1:") and href.endswith("/UGA/report.html")
+    page.goto(href)
+    assert page.title() == "Fieldwork quality — UGA"
+    assert page.locator("table").count() > 5
+    page.screenshot(path=str(ARTIFACTS / "quality-report.png"))
+
+
+def test_check_status_is_shown_per_country(dagster_ui, browser) -> None:
+    url, _, _ = dagster_ui
+    page = browser
+    page.goto(f"{url}/assets/fieldwork_day?view=checks&checkDetail=duplicates_jump")
+    page.get_by_text("Partition", exact=True).wait_for()
+    assert page.locator("text=Partition").first.is_visible()
+    page.get_by_role("tab", name="Partitions").last.click()
+    page.get_by_text("Passed (1)").wait_for()
+    body = page.inner_text("body")
+    assert "UGA" in body and "Missing (2)" in body  # KEN and TZA not run here
+    page.screenshot(path=str(ARTIFACTS / "check-per-country.png"))
 
 
 def test_stopping_dhsurvey_ui_stops_the_server(dagster_ui) -> None:

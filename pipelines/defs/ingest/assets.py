@@ -20,7 +20,7 @@ from dhsurvey.study import ingest_form
 from dhsurvey.validate.schema import build_schema
 from dhsurvey.validate.types import to_typed
 from pipelines.defs.forms.assets import compiled_forms
-from pipelines.defs.runlog import change, counts_table, previous_metadata
+from pipelines.defs.runlog import change, check_metadata, counts_table, previous_metadata
 from pipelines.resources import Secrets, StudyPaths
 from pipelines.study import country_partitions, models, study
 
@@ -70,9 +70,9 @@ def landing(context: dg.AssetExecutionContext, paths: StudyPaths) -> Iterator:
     yield dg.AssetCheckResult(
         check_name="recognised", passed=not unrecognised, severity=dg.AssetCheckSeverity.WARN,
         description="; ".join(map(str, unrecognised)) or "every file recognised",
-        metadata={"not recognised": dg.MetadataValue.md(
+        metadata=check_metadata({"not recognised": dg.MetadataValue.md(
             "\n".join(f"- {u}" for u in unrecognised) or "none"),
-                  "files": [u.path for u in unrecognised]},
+                  "files": [u.path for u in unrecognised]}),
     )
 
 
@@ -160,7 +160,7 @@ def _structure_check(form_id: str, raw, model) -> dg.AssetCheckResult:
         if len(failures) else pd.Series(dtype=int)
     return dg.AssetCheckResult(
         asset_key=f"raw_{form_id}", check_name="structure", passed=passed,
-        metadata={
+        metadata=check_metadata({
             "missing columns": ", ".join(missing) or "none",
             "duplicate instanceIDs": duplicate_keys,
             "type errors": len(type_errors),
@@ -168,7 +168,7 @@ def _structure_check(form_id: str, raw, model) -> dg.AssetCheckResult:
             "failures by rule": dg.MetadataValue.md(
                 "| rule | cells |\n|---|---|\n" + "\n".join(
                     f"| {k} | {v} |" for k, v in by_rule.items()) if len(by_rule) else "none"),
-        },
+        }),
     )
 
 

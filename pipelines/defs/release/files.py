@@ -10,7 +10,7 @@ from dhsurvey.errors import DhsurveyError
 from dhsurvey.release.formats.parquet import ParquetTable
 from dhsurvey.release.labels import column_labels
 from dhsurvey.study import release as release_country
-from pipelines.defs.runlog import counts_table, stage_failure, table
+from pipelines.defs.runlog import check_metadata, counts_table, stage_failure, table
 from pipelines.defs.validate.assets import FORMS, accepted_key
 from pipelines.defs.weight.assets import weights
 from pipelines.resources import Secrets, StudyPaths
@@ -82,8 +82,9 @@ def release(context: dg.AssetExecutionContext, paths: StudyPaths, secrets: Secre
         {f.name: f.stat().st_size for f in files}, sort_keys=True).encode()).hexdigest()[:16]))
     yield dg.AssetCheckResult(
         check_name="disclosure_gate", passed=all(t.gate.passed for t in tiers.values()),
-        metadata={"reasons": "; ".join(f"{n}: {r}" for n, t in tiers.items()
-                                       for r in t.gate.reasons) or "none",
-                  "notes": "; ".join(f"{n}: {r}" for n, t in tiers.items()
-                                     for r in t.gate.notes) or "none",
-                  "scan findings": sum(len(t.findings) for t in tiers.values())})
+        metadata=check_metadata({
+            "reasons": "; ".join(f"{n}: {r}" for n, t in tiers.items()
+                                 for r in t.gate.reasons) or "none",
+            "notes": "; ".join(f"{n}: {r}" for n, t in tiers.items()
+                               for r in t.gate.notes) or "none",
+            "scan findings": sum(len(t.findings) for t in tiers.values())}))

@@ -10,7 +10,7 @@ from dhsurvey.errors import DhsurveyError
 from dhsurvey.store import DATA_DOCS, REPORT, Store
 from dhsurvey.study import Validated, validate
 from dhsurvey.validate.disclosure import LISTINGS
-from pipelines.defs.runlog import change, previous_metadata, stage_failure
+from pipelines.defs.runlog import change, check_metadata, previous_metadata, stage_failure
 from pipelines.resources import StudyPaths
 from pipelines.study import country_partitions, models, study
 
@@ -150,7 +150,8 @@ def _expectations(outcome: Validated, docs: Path, iso: str) -> Iterator:
             yield dg.AssetCheckResult(
                 asset_key=accepted_key(form), check_name="expectations", passed=True,
                 severity=dg.AssetCheckSeverity.WARN,
-                metadata={"evaluated": 0, "note": "not run on a country validated in batches"})
+                metadata=check_metadata({"evaluated": 0, "note": "not run on a country "
+                                                       "validated in batches"}))
         return
     ge = validate_accepted({f: r.accepted for f, r in outcome.result.forms.items()}, models(),
                            docs, name=iso)
@@ -158,9 +159,10 @@ def _expectations(outcome: Validated, docs: Path, iso: str) -> Iterator:
         yield dg.AssetCheckResult(
             asset_key=accepted_key(form), check_name="expectations", passed=outcome.success,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"evaluated": outcome.evaluated, "successful": outcome.successful,
+            metadata=check_metadata({"evaluated": outcome.evaluated,
+                                     "successful": outcome.successful,
                       "failed": ", ".join(outcome.failed) or "none",
-                      "data docs": dg.MetadataValue.path(str(ge.index))},
+                      "data docs": dg.MetadataValue.path(str(ge.index))}),
         )
 
 
@@ -184,5 +186,6 @@ def _results(outcome: Validated, store: Store, iso: str) -> Iterator:
         yield dg.AssetCheckResult(
             asset_key=accepted_key(form), check_name="reconciliation",
             passed=bool(rec["balanced"]),
-            metadata={k: rec[k] for k in ("raw", "accepted", "quarantined", "duplicates")},
+            metadata=check_metadata({k: rec[k] for k in ("raw", "accepted", "quarantined",
+                                                         "duplicates")}),
         )

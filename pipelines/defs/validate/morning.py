@@ -18,7 +18,7 @@ from dhsurvey.study import morning
 from dhsurvey.validate.morning import Jump, Morning
 from pipelines.defs.runlog import stage_failure
 from pipelines.defs.validate.assets import FORMS, QUALITY, accepted_key
-from pipelines.resources import StudyPaths
+from pipelines.resources import Secrets, StudyPaths
 from pipelines.study import country_partitions, study
 
 #: Anomaly check per kind of jump (:func:`dhsurvey.validate.morning.jumps`).
@@ -53,14 +53,16 @@ def _spec(name: str, description: str, blocking: bool = False) -> dg.AssetCheckS
     ],
     description="The morning report of `clean/<ISO>/`: what arrived since the previous run "
                 "by team and enumerator, quarantine and flags by enumerator, flagged "
-                "enumerators with their thresholds, progress and response rates by team, "
+                "enumerators with their thresholds, back-check error rates (exports in "
+                "`landing/<ISO>/backcheck/`), progress and response rates by team, "
                 "stratum and PSU, this country's runs over time; anomaly checks against the "
                 "previous run (`instruments/monitoring.yaml`).",
 )
-def fieldwork_day(context: dg.AssetExecutionContext, paths: StudyPaths) -> Iterator:
+def fieldwork_day(context: dg.AssetExecutionContext, paths: StudyPaths,
+                  secrets: Secrets) -> Iterator:
     iso = context.partition_key
     try:
-        day = morning(paths.store, study(), iso)
+        day = morning(paths.store, study(), iso, private_key=secrets.private_key())
     except DhsurveyError as error:
         raise stage_failure(error, iso, "morning report") from None
     for line in day.story():
@@ -114,8 +116,8 @@ def _share_result(day: Morning) -> dg.AssetCheckResult:
         description=(f"{len(over)} enumerator(s) with {t.quarantine_share:.0%} or more of "
                      "their submissions quarantined") if len(over) else
         f"no enumerator at {t.quarantine_share:.0%} or more",
-        metadata={"threshold": t.quarantine_share,
-                  "blocking": t.block_on_quarantine_share,
+        metadata={"threshold": f"{t.quarantine_share:.0%}",
+                  "blocking": "yes" if t.block_on_quarantine_share else "no (warns)",
                   "enumerators": dg.MetadataValue.md(
                       "| enumerator | submissions | quarantined | share |\n|---|---|---|---|\n"
                       + rows if rows else "none")})

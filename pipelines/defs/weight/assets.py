@@ -5,7 +5,7 @@ import dagster as dg
 
 from dhsurvey.errors import DhsurveyError
 from dhsurvey.study import WEIGHTED, weight
-from pipelines.defs.runlog import change, previous_metadata, stage_failure
+from pipelines.defs.runlog import change, check_metadata, previous_metadata, stage_failure
 from pipelines.defs.validate.assets import accepted_key
 from pipelines.defs.validate.morning import fieldwork_day
 from pipelines.resources import StudyPaths
@@ -53,4 +53,4 @@ def weights(context: dg.AssetExecutionContext, paths: StudyPaths):
     })
     worst = max(abs(v["achieved"] - v["target"]) / v["target"] for v in s["margins"].values())
     yield dg.AssetCheckResult(check_name="margins", passed=bool(worst < 1e-8),
-                              metadata={"largest relative difference": worst})
+                              metadata=check_metadata({"largest relative difference": worst}))

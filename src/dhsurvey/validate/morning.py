@@ -93,6 +93,8 @@ class Morning:
     rates_stratum: pd.DataFrame
     series: pd.DataFrame
     thresholds: Thresholds
+    #: Back-check error rates per enumerator (None: the country has no back-checks).
+    backcheck: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -130,6 +132,7 @@ class Morning:
                                        {"enum_id": "enumerator"})
             if len(self.flagged) else "none (thresholds: " + "; ".join(
                 f"{k}: {v}" for k, v in t.describe().items()) + ")",
+            "back-checks by enumerator": _backcheck_md(self.backcheck),
             "progress against targets by team": _md(self.progress_team, list(
                 self.progress_team.columns)),
             f"PSUs furthest behind (of {self.psus})": _md(self.psus_behind, list(
@@ -154,6 +157,12 @@ class Morning:
         """What changed, as log lines for the run."""
         lines = [f"{self.iso}: {self.since()}"]
         lines += [f"{self.iso}: anomaly: {j.text()}" for j in self.anomalies]
+        if self.backcheck is not None and len(self.backcheck):
+            bc = self.backcheck
+            compared, errors = bc["type1_compared"].sum(), bc["type1_errors"].sum()
+            lines.append(f"{self.iso}: back-checks of {int(bc['backchecked'].sum())} "
+                         f"households: {errors / compared if compared else 0:.1%} of "
+                         f"{int(compared)} must-not-change answers differed")
         for r in _rows(self.flagged):
             lines.append(f"{self.iso}: enumerator {r.enum_id} (team {r.team}) flagged: "
                          f"{r.criterion} {r.value} ({r.threshold})")
@@ -380,10 +389,11 @@ def flag_enumerators(counts: pd.DataFrame, quality: Mapping[str, pd.DataFrame],
     _flag_dashboard(rows, team, quality, t)
     if backcheck is not None and len(backcheck):
         for r in _rows(backcheck):
-            if r.compared >= t.min_interviews and r.error_rate >= t.backcheck_error_rate:
+            if r.type1_compared >= t.min_interviews and \
+                    r.type1_error_rate >= t.backcheck_error_rate:
                 _flag(rows, team, r.enum_id, "back-check", "back-check",
-                      f"{r.error_rate:.0%} of {r.compared} type-1 answers",
-                      described["back-check"])
+                      f"{r.type1_error_rate:.0%} of {r.type1_compared} type-1 answers "
+                      f"({r.backchecked} households)", described["back-check"])
     out = pd.DataFrame(rows, columns=["team", "enum_id", "form", "criterion", "value",
                                       "threshold"])
     out["enum_id"] = out["enum_id"].astype("Int64")
@@ -575,7 +585,8 @@ def morning_report(store: Store, iso: str, models: Mapping[str, FormModel],
         shares=quarantine_shares(counts, thresholds), progress_team=progress_team,
         psus_behind=behind, psus=len(psu), rates_team=_rates(dispositions, groups, "team"),
         rates_stratum=_rates(dispositions, groups, "stratum"),
-        series=series(combined, list(models)), thresholds=thresholds, notes=notes)
+        series=series(combined, list(models)), thresholds=thresholds, backcheck=backcheck,
+        notes=notes)
 
 
 def _raw(store: Store, iso: str, form: str | None) -> pd.DataFrame | None:
@@ -650,6 +661,21 @@ def _md(frame: pd.DataFrame, columns: list[str], names: Mapping[str, str] | None
     body = ["| " + " | ".join(_cell(v) for v in row) + " |"
             for row in frame[columns].itertuples(index=False)]
     return "\n".join([head, rule, *body])
+
+
+def _backcheck_md(table: pd.DataFrame | None) -> str:
+    if table is None:
+        return "none: no back-check export in landing/<ISO>/backcheck/"
+    shown = table[table["backchecked"] > 0].copy()
+    for column in ("type1_error_rate", "error_rate"):
+        shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.0%}")
+    return _md(shown.sort_values(["team", "enum_id"], na_position="last"),
+               ["team", "enum_id", "backchecked", "type1_compared", "type1_error_rate",
+                "compared", "error_rate"],
+               {"enum_id": "enumerator", "backchecked": "households back-checked",
+                "type1_compared": "must-not-change answers",
+                "type1_error_rate": "differed", "compared": "all answers",
+                "error_rate": "all differed"})
 
 
 def _bullets(lines: list[str]) -> str:
