@@ -76,7 +76,8 @@ def demo(
                   f"(scientific-use files, the same layout; docs/disclosure.md)",
                   soft_wrap=True)
     console.print(f"Throwaway demo keys in {out / 'secrets'} (restricted; never part of a "
-                  f"release). The run is recorded in {dagster_home(out)}: `make ui` shows it.",
+                  f"release). The run is recorded in {dagster_home(out)}: `make ui` shows it; "
+                  f"each country's morning view is Catalog → fieldwork_day → Partitions.",
                   soft_wrap=True)
     if prepared.at_rest_key is not None:
         console.print(f"raw/ and clean/ are encrypted at rest with the demo's throwaway key "

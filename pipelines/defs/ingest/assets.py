@@ -64,7 +64,7 @@ def landing(context: dg.AssetExecutionContext, paths: StudyPaths) -> Iterator:
         "MB": round(sum(size for size, _ in state.files.values()) / 1e6, 1),
         "exports": dg.MetadataValue.md("\n".join(
             f"- {kind}: {', '.join(files)}" for kind, files in sorted(contents.recognised.items())
-            if kind in ("central", "kobo", "xml", "central-api")) or "none"),
+            if kind in ("central", "kobo", "xml", "central-api", "backcheck")) or "none"),
         "not recognised": len(unrecognised),
     })
     yield dg.AssetCheckResult(
