@@ -698,15 +698,21 @@ def _series_md(frame: pd.DataFrame) -> str:
     if not len(frame):
         return "none"
     measures = [c for c in frame.columns if c != "run"]
+
+    def value(measure: str, v: Any) -> Any:
+        if measure.endswith("rate"):
+            return "" if pd.isna(v) else f"{v:.1%}"
+        return v
+
     trend = _md(pd.DataFrame({"measure": measures,
                               "trend": [sparkline(frame[m]) for m in measures],
-                              "first": [frame[m].iloc[0] for m in measures],
-                              "latest": [frame[m].iloc[-1] for m in measures]}),
+                              "first": [value(m, frame[m].iloc[0]) for m in measures],
+                              "latest": [value(m, frame[m].iloc[-1]) for m in measures]}),
                 ["measure", "trend", "first", "latest"])
     shown = frame.tail(7).copy()
     for column in measures:
-        if column.endswith("rate"):
-            shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.1%}")
+        shown[column] = pd.Series([value(column, v) for v in shown[column]],
+                                  index=shown.index, dtype="object")
     return (f"Runs of this country only ({len(frame)} shown, oldest first):\n\n{trend}\n\n"
             + _md(shown, ["run", *measures]))
 
