@@ -28,8 +28,8 @@ translate_app = typer.Typer(no_args_is_help=True, help="Translation round trip f
 app.add_typer(translate_app, name="translate")
 # Piped output (CI logs, files) gets a readable width instead of 80 columns.
 _WIDTH = None if sys.stdout.isatty() else 120
-console = Console(highlight=False, width=_WIDTH)
-err_console = Console(stderr=True, highlight=False, width=_WIDTH)
+console = Console(highlight=False, emoji=False, width=_WIDTH)  # `:label:` is text, not 🏷
+err_console = Console(stderr=True, highlight=False, emoji=False, width=_WIDTH)
 
 DEFAULT_INSTRUMENTS = Path("instruments")
 DEFAULT_DATA = Path(os.environ.get("DHSURVEY_DATA", "data"))

@@ -194,6 +194,15 @@ def test_cli_exit_codes(tmp_path: Path) -> None:
     assert '"rule": "sensitive-no-refusal"' in bad.output
 
 
+def test_cli_prints_locations_as_written(tmp_path: Path) -> None:
+    """A location such as ``…:label::Kiswahili (sw)`` is printed as it is, not read as the
+    emoji code ``:label:``."""
+    path = write_workbook(tmp_path / "t.xlsx", _edit(6, **{f"label::{SW}": ""}))
+    out = CliRunner().invoke(app, ["lint", "--no-validate", str(path)]).output
+    assert f"survey:row 6:label::{SW}" in "".join(out.split("\n"))
+    assert "\N{LABEL}" not in out
+
+
 def test_choices_header_variants_are_read(tmp_path: Path) -> None:
     # A workbook whose choices carry an extra filter column still lints clean.
     choices = [{**ch, "country": "404"} for ch in YES_NO]
