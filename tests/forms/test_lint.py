@@ -125,6 +125,16 @@ FIXTURES: dict[str, tuple[Callable[[Path], Path], int | None, dict]] = {
     "pii-inherited": (lambda p: write_workbook(p, _names("none")), 12, {}),
     "translation-missing": (lambda p: write_workbook(p, _edit(6, **{f"label::{SW}": ""})), 6,
                             {}),
+    "relevant-later": (lambda p: write_workbook(p, _add(
+        q("integer", "rooms", "Rooms", pii="quasi", relevant="${beds} > 0"),
+        q("integer", "beds", "Beds", pii="quasi"))), 7, {}),
+    "select-multiple-equals": (lambda p: write_workbook(p, _add(
+        q("select_multiple yes_no", "told", "Told whom?", pii="quasi"),
+        q("integer", "rooms", "Rooms", pii="quasi", relevant="${told} = '1'"))), 8, {}),
+    "code-not-in-list": (lambda p: write_workbook(p, _edit(5, relevant="${consent} = 3")), 5,
+                         {}),
+    "constraint-impossible": (lambda p: write_workbook(
+        p, _edit(6, constraint=". > 17 and . < 12")), 6, {}),
 }
 
 

@@ -15,6 +15,21 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from dhsurvey.errors import FormError
+from dhsurvey.forms.expressions import (
+    BinaryOp,
+    Call,
+    Current,
+    ExpressionError,
+    Negate,
+    Node,
+    Number,
+    Ref,
+    String,
+    _walk,
+    conjuncts,
+    parse,
+    references,
+)
 from dhsurvey.forms.model import (
     GATE_NAME_RE,
     PII_CLASSES,
@@ -22,6 +37,7 @@ from dhsurvey.forms.model import (
     STATA,
     SURVEY_COLUMNS,
     FormModel,
+    Item,
     expression_errors,
     load_form,
     split_header,
@@ -106,6 +122,20 @@ RULES: dict[str, tuple[str, str]] = {
     "pii-inherited": (ERROR, "a calculation of a direct or free_text field classed weaker "
                       "without a pii_reason"),
     "translation-missing": (ERROR, "a label, hint or message missing in a language"),
+    # skip logic
+    "relevant-later": (ERROR, "a relevance, constraint or choice filter uses a question asked "
+                       "later (directly or through a calculation): it is still empty then"),
+    "select-multiple-equals": (ERROR, "= or != compares a select_multiple with a code: use "
+                               "selected()"),
+    "code-not-in-list": (ERROR, "a code compared with a select (or in selected()) that its "
+                         "choice list does not have"),
+    "constraint-impossible": (ERROR, "a constraint no value can satisfy (. > 17 and . < 12)"),
+}
+
+#: A finding of the key rule says nothing more than one of these rules on the same cell
+#: (a choice label missing in Kiswahili is choice-label-missing, not also translation-missing).
+SUBSUMED: dict[str, tuple[str, ...]] = {
+    "translation-missing": ("label-missing", "choice-label-missing"),
 }
 
 
@@ -438,6 +468,198 @@ def expression_syntax(model: FormModel) -> Iterator[Finding]:
         yield _finding(model, "expression-syntax", str(error), row=item.row, column=column)
 
 
+# -- skip logic: conditions that silently hide a question or accept no answer ------------------
+
+#: Columns evaluated when a question is reached, when a value asked later is still empty.
+ORDER_COLUMNS = ("relevant", "constraint", "choice_filter")
+_EFFECT = {"relevant": "never asked", "constraint": "checked against an empty value",
+           "choice_filter": "offered choices filtered on an empty value"}
+_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "=": "="}
+
+
+def _tree(expression: str) -> Node | None:
+    """The parsed expression; None when empty or unparsable (expression-syntax reports it)."""
+    if not expression.strip():
+        return None
+    try:
+        return parse(expression)
+    except ExpressionError:
+        return None
+
+
+def _number(node: Node) -> float | None:
+    if isinstance(node, Negate):
+        inner = _number(node.operand)
+        return None if inner is None else -inner
+    return node.value if isinstance(node, Number) else None
+
+
+def _code(node: Node) -> str | None:
+    """The choice name a literal stands for (``3``, ``'3'`` and ``3.0`` are ``'3'``); None for
+    anything else and for ``''`` (a test for an empty answer, which is fine)."""
+    if isinstance(node, String):
+        return node.value.strip() or None
+    value = _number(node)
+    if value is None:
+        return None
+    return str(int(value)) if value.is_integer() else str(value)
+
+
+def _inputs_behind(model: FormModel) -> Callable[[str], dict[str, tuple[str, ...]]]:
+    """name → the input questions its value comes from, each with the calculations between.
+    Collect recomputes calculations whenever a value changes, so where a calculation stands
+    does not matter, only the questions behind it."""
+    cache: dict[str, dict[str, tuple[str, ...]]] = {}
+
+    def inputs(name: str) -> dict[str, tuple[str, ...]]:
+        if name in cache:
+            return cache[name]
+        cache[name] = {}
+        item = model.by_name.get(name)
+        if item is not None and item.is_input:
+            cache[name] = {name: ()}
+        elif item is not None and item.type == "calculate":
+            tree = _tree(item.calculation)
+            found: dict[str, tuple[str, ...]] = {}
+            for ref in references(tree) if tree is not None else []:
+                for source, via in inputs(ref).items():
+                    found.setdefault(source, (name, *via))
+            cache[name] = found
+        return cache[name]
+
+    return inputs
+
+
+def _in_scope(item: Item, target: Item) -> bool:
+    """Whether ``target`` has one value where ``item`` is evaluated: at the root, or in the
+    same repeat instance. A field of another repeat is read by position (indexed-repeat,
+    count, sum), not in form order."""
+    return target.repeat is None or target.repeat == item.repeat or target.repeat in item.path
+
+
+@check
+def relevant_later(model: FormModel) -> Iterator[Finding]:
+    inputs = _inputs_behind(model)
+    position = {id(i): n for n, i in enumerate(model.items)}
+    for item in model.items:
+        for column in ORDER_COLUMNS:
+            tree = _tree(item.get(column))
+            if tree is None:
+                continue
+            later: dict[str, str] = {}
+            for ref in references(tree):
+                for source, via in inputs(ref).items():
+                    target = model.by_name[source]
+                    if position[id(target)] > position[id(item)] and _in_scope(item, target):
+                        how = f" (through {' → '.join(via)})" if via else ""
+                        later.setdefault(source, f"'{source}' (row {target.row}){how}")
+            if later:
+                yield _finding(model, "relevant-later",
+                               f"{column} of '{item.name}' uses {', '.join(later.values())}, "
+                               f"asked later: empty here, so '{item.name}' is "
+                               f"{_EFFECT[column]}", row=item.row, column=column)
+
+
+def _compared_codes(tree: Node, current: str) -> Iterator[tuple[str, str, str]]:
+    """(operator or 'selected', field name, code) for each comparison of a field with a code;
+    ``.`` is the field ``current``."""
+    for node in _walk(tree):
+        pairs: list[tuple[str, Node, Node]] = []
+        if isinstance(node, BinaryOp) and node.op in ("=", "!="):
+            pairs = [(node.op, node.left, node.right), (node.op, node.right, node.left)]
+        elif isinstance(node, Call) and node.name == "selected" and len(node.args) == 2:
+            pairs = [("selected", node.args[0], node.args[1])]
+        for op, field, literal in pairs:
+            name = field.name if isinstance(field, Ref) else (
+                current if isinstance(field, Current) else None)
+            code = _code(literal)
+            if name and code is not None:
+                yield op, name, code
+
+
+def _code_problems(model: FormModel, item: Item, tree: Node) -> tuple[list[str], list[str]]:
+    """(select_multiple compared with =/!=, codes not in the list) in one expression."""
+    equals: list[str] = []
+    missing: list[str] = []
+    for op, name, code in _compared_codes(tree, item.name):
+        target = model.by_name.get(name)
+        if target is None or target.type not in ("select_one", "select_multiple"):
+            continue
+        if target.type == "select_multiple" and op != "selected":
+            equals.append(f"${{{name}}} {op} '{code}' (write selected(${{{name}}}, '{code}'))")
+            continue
+        lst = model.choices_for(target)
+        codes = {c.strip() for c in lst.codes()} if lst is not None else None
+        if codes is not None and code not in codes and not (target.or_other
+                                                            and code == "other"):
+            missing.append(f"{code} for '{name}' (list '{lst.name}' has "  # type: ignore[union-attr]
+                           f"{', '.join(sorted(codes, key=_code_order))})")
+    return equals, missing
+
+
+def _code_order(code: str) -> tuple[int, float | str]:
+    try:
+        return 0, float(code)
+    except ValueError:
+        return 1, code
+
+
+@check
+def select_codes(model: FormModel) -> Iterator[Finding]:
+    for item in model.items:
+        for column, text in item.expressions().items():
+            tree = _tree(text)
+            if tree is None:
+                continue
+            equals, missing = _code_problems(model, item, tree)
+            if equals:
+                yield _finding(model, "select-multiple-equals",
+                               f"{column} of '{item.name}' compares a select_multiple with a "
+                               f"code: {'; '.join(equals)}", row=item.row, column=column)
+            if missing:
+                yield _finding(model, "code-not-in-list",
+                               f"{column} of '{item.name}' uses code {'; '.join(missing)}",
+                               row=item.row, column=column)
+
+
+def _bound(part: Node) -> tuple[str, float] | None:
+    """``. op number`` (either way round) as (op, number); None for anything else."""
+    if not isinstance(part, BinaryOp) or part.op not in _FLIP:
+        return None
+    if isinstance(part.left, Current) and _number(part.right) is not None:
+        return part.op, _number(part.right)  # type: ignore[return-value]
+    if isinstance(part.right, Current) and _number(part.left) is not None:
+        return _FLIP[part.op], _number(part.left)  # type: ignore[return-value]
+    return None
+
+
+def _satisfiable(tree: Node) -> bool:
+    """False when the numeric bounds the constraint's ``and`` parts put on ``.`` exclude every
+    value; anything it cannot read counts as satisfiable."""
+    low, high = (-float("inf"), False), (float("inf"), False)  # (value, strict)
+    for part in conjuncts(tree):
+        bound = _bound(part)
+        if bound is None:
+            continue
+        op, value = bound
+        if op in (">", ">=", "="):
+            low = max(low, (value, op == ">"))
+        if op in ("<", "<=", "="):
+            high = min(high, (value, op == "<"), key=lambda b: (b[0], not b[1]))
+    return low[0] < high[0] or (low[0] == high[0] and not (low[1] or high[1]))
+
+
+@check
+def impossible_constraints(model: FormModel) -> Iterator[Finding]:
+    for item in model.items:
+        tree = _tree(item.constraint)
+        if tree is not None and not _satisfiable(tree):
+            yield _finding(model, "constraint-impossible",
+                           f"no value satisfies the constraint of '{item.name}' "
+                           f"({item.constraint}): every answer is rejected",
+                           row=item.row, column="constraint")
+
+
 # -- running -----------------------------------------------------------------------------------
 
 
@@ -481,8 +703,24 @@ def lint_form(path: str | Path, *, compile: bool = True, validate: bool = True,
         except FormError as exc:
             findings.append(_from_error(path, exc))
     order = {"settings": 0, "survey": 1, "choices": 2, None: 3}
-    return sorted(set(findings), key=lambda f: (f.file, order.get(f.sheet, 4), f.row or 0,
-                                                f.rule, f.column or "", f.message))
+    return _one_per_cell(sorted(set(findings), key=lambda f: (
+        f.file, order.get(f.sheet, 4), f.row or 0, f.rule, f.column or "", f.message)))
+
+
+def _one_per_cell(findings: list[Finding]) -> list[Finding]:
+    """Each (file, sheet, row, column, rule) once, and no finding a more specific rule on the
+    same cell already makes (see SUBSUMED)."""
+    cells = {(f.file, f.sheet, f.row, f.column, f.rule) for f in findings}
+    seen: set[tuple[str, str | None, int | None, str | None, str]] = set()
+    kept: list[Finding] = []
+    for f in findings:
+        key = (f.file, f.sheet, f.row, f.column, f.rule)
+        covered = any((f.file, f.sheet, f.row, f.column, rule) in cells
+                      for rule in SUBSUMED.get(f.rule, ()))
+        if key not in seen and not covered:
+            seen.add(key)
+            kept.append(f)
+    return kept
 
 
 def lint_paths(paths: list[str | Path], **options: object) -> list[Finding]:
