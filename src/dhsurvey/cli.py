@@ -162,14 +162,70 @@ def translate_import(
 
 @app.command()
 @friendly_errors
-def diff(old: Path, new: Path) -> None:
+def diff(
+    old: Path,
+    new: Path,
+    format: Annotated[str, typer.Option(
+        "--format", help="text (one line a change) or md (a Markdown change log, e.g. for an "
+        "ethics amendment).")] = "text",
+) -> None:
     """Semantic changes between two versions of a workbook (fields, wording, options, logic)."""
     from dhsurvey.forms.diff import diff_files
 
+    if format not in ("text", "md"):
+        raise DhsurveyError(f"unknown format {format!r}: use text or md", code="usage")
+    if format == "md":
+        from dhsurvey.forms.changelog import changelog_files
+
+        console.print(changelog_files(old, new), markup=False, soft_wrap=True, end="")
+        return
     changes = diff_files(old, new)
     for change in changes:
         console.print(str(change), soft_wrap=True, markup=False)
     console.print(f"{len(changes)} change(s)")
+
+
+@app.command("print")
+@friendly_errors
+def print_questionnaire(
+    forms: Annotated[list[str] | None, typer.Argument(
+        metavar="[FORM]...", help="Form ids or workbook paths (default: every instrument).")] =
+        None,
+    out: Annotated[Path, typer.Option(help="Folder for the HTML and PDF files.")] =
+        Path("printed"),
+    instruments: Annotated[Path, typer.Option(help="Folder of XLSForm workbooks.")] =
+        DEFAULT_INSTRUMENTS,
+) -> None:
+    """A readable questionnaire per form (HTML and PDF, languages side by side) for ethics
+    boards and translators."""
+    from dhsurvey.forms.model import load_form
+    from dhsurvey.forms.printing import print_form
+
+    if forms:
+        by_id: dict | None = None
+        models = []
+        for form in forms:
+            if form.endswith(".xlsx") or Path(form).is_file():
+                models.append(load_form(form))
+                continue
+            by_id = by_id if by_id is not None else _models(instruments)
+            if form not in by_id:
+                raise DhsurveyError(f"no form {form!r} in the instruments (known: "
+                                    f"{', '.join(sorted(by_id))})", code="usage",
+                                    file=instruments)
+            models.append(by_id[form])
+    else:
+        models = list(_models(instruments).values())
+    missing_pdf = []
+    for model in models:
+        printed = print_form(model, out)
+        console.print(f"wrote {printed.html}", soft_wrap=True, markup=False)
+        if printed.pdf is not None:
+            console.print(f"wrote {printed.pdf}", soft_wrap=True, markup=False)
+        else:
+            missing_pdf.append(printed)
+    if missing_pdf:
+        err_console.print(f"[yellow]no PDF[/] {escape(missing_pdf[0].note)}", soft_wrap=True)
 
 
 def _models(instruments: Path) -> dict:
