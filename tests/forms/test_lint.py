@@ -22,6 +22,7 @@ from workbooks import (
 from dhsurvey.cli import app
 from dhsurvey.forms.lint import ERROR, RULES, lint_form
 from dhsurvey.forms.model import load_form
+from dhsurvey.forms.translate import SourceRecord, record_sources, text_hash
 
 KEY = "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"  # any non-empty key satisfies the rule
 
@@ -135,6 +136,10 @@ FIXTURES: dict[str, tuple[Callable[[Path], Path], int | None, dict]] = {
                          {}),
     "constraint-impossible": (lambda p: write_workbook(
         p, _edit(6, constraint=". > 17 and . < 12")), 6, {}),
+    # 'Umri kwa miaka' was imported for an English label reading otherwise than today's
+    "translation-stale": (lambda p: record_sources(write_workbook(p), {
+        ("survey", "age", f"label::{SW}"): SourceRecord(
+            EN, text_hash("Age at last birthday"), text_hash("Umri kwa miaka"))}), 6, {}),
 }
 
 

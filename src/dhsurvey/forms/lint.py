@@ -122,6 +122,8 @@ RULES: dict[str, tuple[str, str]] = {
     "pii-inherited": (ERROR, "a calculation of a direct or free_text field classed weaker "
                       "without a pii_reason"),
     "translation-missing": (ERROR, "a label, hint or message missing in a language"),
+    "translation-stale": (WARNING, "a translation imported from a source text that has changed "
+                          "since (translate import records what it translated)"),
     # skip logic
     "relevant-later": (ERROR, "a relevance, constraint or choice filter uses a question asked "
                        "later (directly or through a calculation): it is still empty then"),
@@ -460,6 +462,30 @@ def _missing_languages(model: FormModel, langs: list[str], base: str, texts: dic
 
 
 check(untranslated)
+
+
+@check
+def stale_translations(model: FormModel) -> Iterator[Finding]:
+    """Translations ``translate import`` wrote whose source text has changed since, while the
+    translation is still the one imported (see :mod:`dhsurvey.forms.translate`)."""
+    from dhsurvey.forms.translate import entries, recorded_sources, text_hash
+
+    recorded = recorded_sources(model.path)
+    pairs = {(split_header(column, True)[1], rec.source_language)
+             for (_, _, column), rec in recorded.items()}
+    for language, source in sorted(pairs):
+        if language not in model.languages or source not in model.languages:
+            continue
+        for e in entries(model, language, source):
+            rec = recorded.get((e.sheet, e.key, e.column))
+            if (rec is None or rec.source_language != source
+                    or rec.translation_hash != text_hash(e.current)
+                    or rec.source_hash == text_hash(e.source)):
+                continue
+            yield _finding(model, "translation-stale",
+                           f"{e.column} of {e.context} was translated from a {source} text "
+                           f"that has changed since: check it ('{e.source}' now)",
+                           sheet=e.sheet, row=e.row, column=e.column)
 
 
 @check

@@ -9,10 +9,23 @@ Text cells of the translators' sheet are spreadsheet-safe (:func:`~dhsurvey.io.n
 a label starting with ``-`` or ``=`` is written with a ``'`` in front); the quote is taken off
 again when the sheet comes back, and a text written into the XLSForm is always a text, never a
 formula.
+
+What each imported translation was translated from is recorded in the workbook itself, on a
+hidden sheet ``translation_sources``: one row per translated cell, keyed like the
+translators' sheet (sheet, field or list/choice name, target column), with a hash of the
+source-language text and of the translation written. A sheet, not a hidden column or a
+sidecar file: it travels with the workbook (e-mail, SurveyCTO, Drive), Excel and LibreOffice
+keep hidden sheets when saving, pyxform and the form model read only survey, choices and
+settings (so the form's version does not change), and keys by name survive rows being
+inserted, moved or sorted in Excel, where a hidden column in the survey sheet would be lost by
+copy-paste of visible cells and flagged as an unknown XLSForm column. ``dhsurvey lint`` warns
+(``translation-stale``) when a source text changed since its translation was imported while
+the translation is still the one imported (a translation edited by hand since is not judged).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +37,84 @@ from dhsurvey.io import atomic_write_bytes, neutralise_formulas
 
 COLUMNS = ("sheet", "key", "row", "column", "context", "source", "current", "translation")
 _SURVEY_BASES = ("label", "hint", "constraint_message", "required_message")
+#: The hidden sheet recording what each imported translation was translated from.
+SOURCES_SHEET = "translation_sources"
+SOURCES_COLUMNS = ("sheet", "key", "column", "source_language", "source_sha256",
+                   "translation_sha256")
+#: (sheet, key, target column) of a translated cell.
+CellKey = tuple[str, str, str]
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """What one translated cell was translated from (hashes from :func:`text_hash`)."""
+
+    source_language: str
+    source_hash: str
+    translation_hash: str
+
+
+def text_hash(text: str) -> str:
+    """A short SHA-256 of a text as the form shows it (outer spaces do not count)."""
+    return hashlib.sha256(text.strip().encode("utf-8")).hexdigest()[:16]
+
+
+def recorded_sources(workbook: str | Path) -> dict[CellKey, SourceRecord]:
+    """The workbook's ``translation_sources`` sheet ({} when it has none)."""
+    import openpyxl
+
+    book = openpyxl.load_workbook(workbook, read_only=True, data_only=True)
+    try:
+        if SOURCES_SHEET not in book.sheetnames:
+            return {}
+        rows = list(book[SOURCES_SHEET].iter_rows(values_only=True))
+    finally:
+        book.close()
+    return _parse_sources(rows)
+
+
+def _parse_sources(rows: list[tuple]) -> dict[CellKey, SourceRecord]:
+    if not rows:
+        return {}
+    header = [str(h or "").strip() for h in rows[0]]
+    if any(c not in header for c in SOURCES_COLUMNS):
+        return {}
+    idx = [header.index(c) for c in SOURCES_COLUMNS]
+    out: dict[CellKey, SourceRecord] = {}
+    for values in rows[1:]:
+        cells = [str(values[i] or "").strip() if i < len(values) else "" for i in idx]
+        if all(cells):
+            out[(cells[0], cells[1], cells[2])] = SourceRecord(*cells[3:])
+    return out
+
+
+def record_sources(workbook: str | Path, records: dict[CellKey, SourceRecord]) -> Path:
+    """Add ``records`` to the workbook's ``translation_sources`` sheet (replacing rows of the
+    same cells) and save it."""
+    import openpyxl
+
+    book = openpyxl.load_workbook(workbook)
+    _write_sources(book, records)
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return atomic_write_bytes(workbook, buffer.getvalue())
+
+
+def _write_sources(book, records: dict[CellKey, SourceRecord]) -> None:
+    if SOURCES_SHEET in book.sheetnames:
+        ws = book[SOURCES_SHEET]
+        merged = {**_parse_sources(list(ws.iter_rows(values_only=True))), **records}
+        book.remove(ws)
+    else:
+        merged = dict(records)
+    ws = book.create_sheet(SOURCES_SHEET)
+    ws.sheet_state = "hidden"
+    ws.append(list(SOURCES_COLUMNS))
+    for (sheet, key, column), rec in sorted(merged.items()):
+        ws.append([sheet, key, column, rec.source_language, rec.source_hash,
+                   rec.translation_hash])
+        for cell in ws[ws.max_row]:
+            cell.data_type = "s"
 
 
 @dataclass(frozen=True)
@@ -112,7 +203,9 @@ def import_(workbook: str | Path, translations: str | Path, *,
     """Write translated strings back into the workbook (in place unless ``out`` is given).
 
     A row whose source text no longer matches the workbook is a conflict: it is reported and
-    not written, so a stale translation never replaces a label that has since changed.
+    not written, so a stale translation never replaces a label that has since changed. What
+    each written translation was translated from is recorded on the hidden sheet
+    ``translation_sources`` (see the module's docstring).
     """
     import openpyxl
 
@@ -139,6 +232,7 @@ def import_(workbook: str | Path, translations: str | Path, *,
     book = openpyxl.load_workbook(workbook)
     written = unchanged = 0
     conflicts: list[str] = []
+    records: dict[CellKey, SourceRecord] = {}
     for number, values in enumerate(rows[1:], start=2):
         def cell(name: str, values: tuple = values) -> str:
             value = values[idx[name]] if idx[name] < len(values) else None
@@ -160,8 +254,11 @@ def import_(workbook: str | Path, translations: str | Path, *,
                              f"('{cell('source')}' → '{entry.source}')")
             continue
         _set_cell(book[sheet], entry.row, column, text)
+        records[(sheet, key, f"{base}::{lang}")] = SourceRecord(
+            model.default_language, text_hash(entry.source), text_hash(text))
         written += 1
     if written:
+        _write_sources(book, records)
         buffer = io.BytesIO()
         book.save(buffer)
         atomic_write_bytes(out or workbook, buffer.getvalue())
