@@ -20,7 +20,7 @@ import pandas as pd
 from dhsurvey.errors import DhsurveyError
 from dhsurvey.forms.expressions import BinaryOp, Current, conjuncts
 from dhsurvey.forms.frames import PARENT, FormData, format_values
-from dhsurvey.forms.model import FormModel, Item
+from dhsurvey.forms.model import REF_RE, FormModel, Item
 from dhsurvey.ingest.canonical import repeat_key
 
 #: Rarely chosen codes: other (specify), don't know, prefer not to say.
@@ -79,7 +79,7 @@ def answer_form(
             open_rows = relevant & ~fixed
             if open_rows.any():
                 values[open_rows] = _draw(data, item, open_rows, rng).to_numpy()
-        elif item.default and "${" not in item.default:
+        elif item.default and not item.dynamic_default:
             values = pd.Series(item.default, index=table.index, dtype=object)
         else:
             values = pd.Series(None, index=table.index, dtype=object)
@@ -157,6 +157,8 @@ def _draw(data: FormData, item: Item, rows: np.ndarray, rng: np.random.Generator
     """Random answers for the rows where ``item`` is relevant."""
     n = int(rows.sum())
     index = data.table(item.repeat).index[rows]
+    if item.type == "select_one" and _repeat_source(item):
+        return pd.Series(_pick_from_repeat(data, item, rows, rng), index=index, dtype=object)
     if item.type == "select_one":
         mask = data.choice_mask(item).to_numpy()[rows]
         codes = list(data.choice_mask(item).columns)
@@ -194,6 +196,42 @@ def _draw(data: FormData, item: Item, rows: np.ndarray, rng: np.random.Generator
     return pd.Series("1", index=index)
 
 
+def _repeat_source(item: Item) -> str | None:
+    """The field whose answers in a repeat are the choices (``select_one ${name}``)."""
+    found = REF_RE.fullmatch(item.list_name or "")
+    return found.group(1) if found else None
+
+
+def _submission_keys(data: FormData, repeat: str | None) -> np.ndarray:
+    """For each row of ``repeat``'s table, the key of the submission it belongs to."""
+    keys = data.table(repeat).index.to_numpy()
+    while repeat is not None:
+        parents = data.repeats[repeat][PARENT]
+        keys = parents.reindex(keys).to_numpy()
+        repeat = data.model[repeat].repeat
+    return keys
+
+
+def _pick_from_repeat(data: FormData, item: Item, rows: np.ndarray,
+                      rng: np.random.Generator) -> list[str | None]:
+    """Answers to a select_one whose choices are the answers to a field of a repeat in the
+    same submission (pyxform accepts this for select_one only); None when there are none."""
+    source = data.model[_repeat_source(item) or ""]
+    options: dict[object, list[str]] = {}
+    if source.repeat is None or source.repeat in data.repeats:
+        table = data.table(source.repeat)
+        if source.name in table.columns:
+            owners = _submission_keys(data, source.repeat)
+            for owner, value in zip(owners, table[source.name].to_numpy(), strict=True):
+                if value is not None and value == value and str(value) != "":
+                    options.setdefault(owner, []).append(str(value))
+    out: list[str | None] = []
+    for owner in _submission_keys(data, item.repeat)[rows]:
+        codes = list(dict.fromkeys(options.get(owner, [])))
+        out.append(codes[int(rng.integers(len(codes)))] if codes else None)
+    return out
+
+
 def _pick_one(mask: np.ndarray, weights: np.ndarray, codes: list[str],
               rng: np.random.Generator) -> list[str | None]:
     p = mask * weights
@@ -224,7 +262,7 @@ def _bounds(data: FormData, item: Item) -> tuple[np.ndarray, np.ndarray]:
     """Lower/upper bounds per row from ``. >= expr`` / ``. <= expr`` parts of the constraint."""
     n = len(data.table(item.repeat))
     lo, hi = np.zeros(n), np.full(n, 20.0)
-    for part in conjuncts(item.constraint):
+    for part in conjuncts(item.constraint) if item.constraint else ():
         if not (isinstance(part, BinaryOp) and part.op in (">=", "<=", ">", "<")
                 and isinstance(part.left, Current)):
             continue

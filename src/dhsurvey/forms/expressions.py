@@ -33,9 +33,11 @@ import datetime as _dt
 import functools
 import itertools
 import re
+import sys
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -202,9 +204,64 @@ def _children(node: Node) -> Iterator[Node]:
 
 
 def _walk(node: Node) -> Iterator[Node]:
-    yield node
-    for child in _children(node):
-        yield from _walk(child)
+    """Every node, parents before children, in source order (iterative: any depth)."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        stack.extend(reversed(list(_children(current))))
+
+
+# --------------------------------------------------------------------------------------------
+# Deeply nested expressions
+# --------------------------------------------------------------------------------------------
+# Generated forms nest hundreds of if()s; the recursive-descent parser spends about a dozen
+# Python frames per nesting level and the evaluator a few, so 82 nested if()s already pass
+# Python's default recursion limit of 1,000. Parser and evaluator stay recursive (the parser
+# reads as XPath's grammar, each node evaluates in one function; explicit-stack versions of
+# both would be far harder to check against JavaRosa). Instead an expression that overflows
+# is run again, once, in a worker thread with a large C stack and a high recursion limit:
+# ordinary expressions never pay for the thread, and 1,000-deep nesting parses and evaluates.
+
+_DEEP_STACK_BYTES = 512 * 1024 * 1024  # reserved address space; pages are used on demand
+_DEEP_RECURSION_LIMIT = 250_000  # about 10,000 nesting levels of the parser
+_deep_lock = threading.Lock()
+_T = TypeVar("_T")
+
+
+def _deep(text: str, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """``fn(*args, **kwargs)``, re-run with a deep stack if it recurses too deeply for the
+    caller's; an ExpressionError on ``text`` if it is too deep even for that."""
+    try:
+        return fn(*args, **kwargs)
+    except RecursionError:
+        pass
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["value"] = fn(*args, **kwargs)
+        except RecursionError:
+            result["error"] = ExpressionError("expression is nested too deeply", text)
+        except BaseException as exc:  # handed to the calling thread
+            result["error"] = exc
+
+    # The recursion limit is per interpreter, so it is raised only while the worker runs,
+    # one deep expression at a time.
+    with _deep_lock:
+        old_limit = sys.getrecursionlimit()
+        old_stack = threading.stack_size(_DEEP_STACK_BYTES)
+        try:
+            worker = threading.Thread(target=run, name="dhsurvey-deep-expression")
+            sys.setrecursionlimit(max(old_limit, _DEEP_RECURSION_LIMIT))
+            worker.start()
+            worker.join()
+        finally:
+            threading.stack_size(old_stack)
+            sys.setrecursionlimit(old_limit)
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
 
 
 # Supported functions and their arity (min, max; None = unbounded). Checked at parse time so
@@ -268,7 +325,7 @@ class _Token:
     pos: int
 
 
-_NAME = r"[A-Za-z_][\w.\-]*"
+_NAME = r"[^\W\d][\w.\-]*"  # XML names: letters of any script, then letters/digits/_.-
 _LEX = re.compile(
     rf"""
     (?P<ws>\s+)
@@ -497,7 +554,11 @@ def parse(expression: str) -> Node:
     """
     if not isinstance(expression, str):
         raise ExpressionError(f"expression must be a string, not {type(expression).__name__}")
-    return _parse_cached(expression)
+    return _deep(expression, _parse_cached, expression)
+
+
+def _text(expression: str | Node) -> str:
+    return expression if isinstance(expression, str) else expression.source
 
 
 def _root(expression: str | Node) -> Node:
@@ -507,14 +568,15 @@ def _root(expression: str | Node) -> Node:
 def conjuncts(expression: str | Node) -> list[Node]:
     """The top-level ``and`` operands of an expression (the whole tree when there is none):
     the parts of a constraint that must each hold, e.g. its bounds."""
-    def walk(node: Node) -> Iterator[Node]:
+    out: list[Node] = []
+    stack = [_root(expression)]
+    while stack:
+        node = stack.pop()
         if isinstance(node, BinaryOp) and node.op == "and":
-            yield from walk(node.left)
-            yield from walk(node.right)
+            stack += [node.right, node.left]
         else:
-            yield node
-
-    return list(walk(_root(expression)))
+            out.append(node)
+    return out
 
 
 def references(expression: str | Node) -> list[str]:
@@ -1707,8 +1769,8 @@ def evaluate(
     Returns a Series on frame.index: float64 for numbers, object for strings, bool for
     booleans, datetime64[ns] for dates; a bare `${x}` returns the column's values unchanged.
     """
-    value, env, root = _run(expression, frame, current, repeats, position, relative, rng,
-                            today, now)
+    value, env, root = _deep(_text(expression), _run, expression, frame, current, repeats,
+                             position, relative, rng, today, now)
     try:
         value = _unpack(value)
     except _Fail as exc:
@@ -1744,7 +1806,7 @@ def evaluate_bool(
 ) -> pd.Series:
     """XPath boolean() of the result, as a bool Series: what `relevant`, `constraint` and
     `choice_filter` mean (a missing answer makes a comparison false, never NaN)."""
-    value, env, _ = _run(expression, frame, current, repeats, position, relative, rng,
-                         today, now)
+    value, env, _ = _deep(_text(expression), _run, expression, frame, current, repeats,
+                          position, relative, rng, today, now)
     truth = np.broadcast_to(_as_bool(value), (env.n,))
     return pd.Series(np.array(truth, dtype=bool), index=env.index)

@@ -8,6 +8,7 @@ finding can point a designer at the cell to fix.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -134,7 +135,8 @@ KNOWN_TYPES = INPUT_TYPES | METADATA_TYPES | OTHER_TYPES | STRUCTURE_TYPES
 SELECT_TYPES = {"select_one", "select_multiple", "rank"}
 #: The columns whose expression sets a field's value.
 VALUE_COLUMNS = ("calculation", "default")
-NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+#: A name ODK accepts: an XML name (pyxform's own test, so non-ASCII letters are names too).
+NAME_RE = re.compile(r"^[^\W\d][\w.\-]*$")
 REF_RE = re.compile(r"\$\{([^}]*)\}")
 
 # Study facts a workbook declares (pyxform and ODK ignore these settings and the extra choices
@@ -238,17 +240,23 @@ class Item:
         """A non-translatable cell value ('' if empty)."""
         return self.cells.get(column, "")
 
+    def bind(self, column: str) -> str:
+        """A bind cell as pyxform writes it: ``TRUE``/``yes``/``no``… become ``true()`` or
+        ``false()`` (pyxform's ``BINDING_CONVERSIONS``), anything else stays as written."""
+        value = self.get(column)
+        return _pyxform().binding_conversions.get(value.strip(), value)
+
     @property
     def relevant(self) -> str:
-        return self.get("relevant")
+        return self.bind("relevant")
 
     @property
     def constraint(self) -> str:
-        return self.get("constraint")
+        return self.bind("constraint")
 
     @property
     def calculation(self) -> str:
-        return self.get("calculation")
+        return self.bind("calculation")
 
     @property
     def choice_filter(self) -> str:
@@ -279,7 +287,7 @@ class Item:
     @property
     def required(self) -> str:
         """'' (not required), 'yes', or an XPath expression."""
-        value = self.get("required")
+        value = self.get("required").strip()
         return "yes" if value.lower() in ("yes", "true", "true()", "1") else (
             "" if value.lower() in ("", "no", "false", "false()", "0") else value
         )
@@ -306,15 +314,27 @@ class Item:
         """Whether a submission carries a value for this row."""
         return self.type in INPUT_TYPES | METADATA_TYPES | {"calculate", "hidden"}
 
+    @property
+    def dynamic_default(self) -> bool:
+        """Whether ``default`` is an expression evaluated on the device (pyxform's own rule,
+        ``default_is_dynamic``: an operator, a ``${…}``, a predicate or a function call);
+        otherwise it is a literal value, e.g. ``N/A (none)`` or ``2024-01-31``."""
+        return _default_is_dynamic(self.default, self.type)
+
     def expressions(self) -> dict[str, str]:
-        """The XPath expressions in this row, by column."""
-        return {
-            col: self.cells[col]
-            for col in ("relevant", "constraint", "calculation", "choice_filter",
-                        "repeat_count", "required", "default")
-            if col in self.cells and (col != "required" or self.required not in ("", "yes"))
-            and (col != "default" or "${" in self.cells[col] or "(" in self.cells[col])
-        }
+        """The XPath expressions in this row, by column (bind cells as :meth:`bind` reads
+        them; ``default`` only when it is dynamic)."""
+        out: dict[str, str] = {}
+        for col in ("relevant", "constraint", "calculation", "choice_filter",
+                    "repeat_count", "required", "default"):
+            if col not in self.cells:
+                continue
+            if col == "required" and self.required in ("", "yes"):
+                continue
+            if col == "default" and not self.dynamic_default:
+                continue
+            out[col] = self.bind(col) if col in _BIND_COLUMNS else self.cells[col]
+        return out
 
     def value_expressions(self) -> dict[str, str]:
         """The expressions that set this row's value, by column: its calculation and a default
@@ -620,12 +640,76 @@ def _given(model: FormModel, gate: Item) -> str | None:
     return None
 
 
+# -- pyxform's own rules ------------------------------------------------------------------------
+# The workbook is read as pyxform reads it (its alias tables and rules, imported, not copied),
+# so any XLSForm that pyxform compiles also loads here. pyxform is imported on first use: it
+# takes a quarter of a second, and most commands never read a workbook.
+
+#: Our columns whose cell pyxform converts with its BINDING_CONVERSIONS (yes/TRUE → true()).
+_BIND_COLUMNS = frozenset({"relevant", "constraint", "calculation", "required", "read_only",
+                           "readonly"})
+#: Our type names → pyxform's, for ``default_is_dynamic`` (it exempts a '-' in these types).
+_PYXFORM_TYPES = {"datetime": "dateTime"}
+#: pyxform stops reading a sheet after this many empty rows in a row
+#: (``xls2json_backends.get_excel_rows``), so content after such a run is not part of the form.
+MAX_EMPTY_ROWS = 60
+_CHOICES_COLUMNS = frozenset({"list_name", "name", "label", "image", "big-image", "audio",
+                              "video"})
+
+
+@dataclass(frozen=True)
+class _PyxformRules:
+    binding_conversions: dict[str, str]
+    headers: dict[str, dict[str, str]]  # sheet → header spelling (snake case) → our column
+    snake: Any  # pyxform's to_snake_case
+    default_is_dynamic: Any
+
+
+@functools.cache
+def _pyxform() -> _PyxformRules:
+    from pyxform import aliases
+    from pyxform.parsing.sheet_headers import to_snake_case
+    from pyxform.utils import default_is_dynamic
+
+    return _PyxformRules(
+        binding_conversions=dict(aliases.BINDING_CONVERSIONS),
+        headers={
+            "survey": _header_table(aliases.survey_header, SURVEY_COLUMNS | {"type", "name"}),
+            "choices": _header_table(aliases.list_header, _CHOICES_COLUMNS),
+            "settings": {"set_form_title": "form_title", "set_form_id": "form_id"},
+        },
+        snake=to_snake_case,
+        default_is_dynamic=default_is_dynamic,
+    )
+
+
+def _default_is_dynamic(default: str, type_: str) -> bool:
+    return bool(_pyxform().default_is_dynamic(default, _PYXFORM_TYPES.get(type_, type_)))
+
+
+def _header_table(pyxform_aliases: dict[str, Any], ours: Any) -> dict[str, str]:
+    """Header spelling (snake case) → our column, for every alias pyxform resolves to the
+    same element as one of our columns (``calculate`` → ``calculation``, ``list name`` →
+    ``list_name``, ``caption`` → ``label``)."""
+    target: dict[Any, str] = {}
+    for col in sorted(ours):
+        target.setdefault(pyxform_aliases.get(col, col), col)
+    table = {alias: target[dest] for alias, dest in pyxform_aliases.items()
+             if isinstance(dest, (str, tuple)) and dest in target}
+    table.update({col: col for col in ours})
+    return table
+
+
 # -- reading ------------------------------------------------------------------------------------
 
 
 def _cell_text(value: Any) -> str:
+    """A cell as pyxform reads it (``xlsx_value_to_str``): TRUE/FALSE for booleans, whole
+    numbers without ``.0`` (text as written: lint reports stray spaces)."""
     if value is None:
         return ""
+    if value is True or value is False:
+        return "TRUE" if value else "FALSE"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
@@ -654,17 +738,35 @@ def read_sheets(path: Path) -> dict[str, list[tuple[int, list[str]]]]:
     sheets: dict[str, list[tuple[int, list[str]]]] = {}
     try:
         for ws in book.worksheets:
-            rows = []
-            for number, values in enumerate(ws.iter_rows(values_only=True), start=1):
-                cells = [_cell_text(v) for v in values]
-                while cells and cells[-1] == "":
-                    cells.pop()
-                if cells:
-                    rows.append((number, cells))
-            sheets[ws.title.strip().lower()] = rows
+            sheets[ws.title.strip().lower()] = _sheet_rows(ws)
     finally:
         book.close()
     return sheets
+
+
+def _sheet_rows(ws: Any) -> list[tuple[int, list[str]]]:
+    """A sheet's non-blank rows, read in proportion to its content.
+
+    The declared dimension (``A1:XFD1048576`` after someone formatted whole columns) is
+    ignored, so rows are as wide as their cells; reading stops after
+    :data:`MAX_EMPTY_ROWS` empty rows in a row, where pyxform stops too.
+    """
+    if hasattr(ws, "reset_dimensions"):  # read-only worksheets
+        ws.reset_dimensions()
+    rows: list[tuple[int, list[str]]] = []
+    empty = 0
+    for number, values in enumerate(ws.iter_rows(values_only=True), start=1):
+        cells = [_cell_text(v) for v in values]
+        while cells and cells[-1] == "":
+            cells.pop()
+        if cells:
+            rows.append((number, cells))
+            empty = 0
+        elif rows:
+            empty += 1
+            if empty > MAX_EMPTY_ROWS:
+                break
+    return rows
 
 
 def content_digest(sheets: dict[str, list[tuple[int, list[str]]]]) -> str:
@@ -680,13 +782,26 @@ def content_digest(sheets: dict[str, list[tuple[int, list[str]]]]) -> str:
     return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()
 
 
-def split_header(header: str, double_colon: bool) -> tuple[str, str | None]:
-    """``label::English (en)`` → ("label", "English (en)")."""
+def split_header(header: str, double_colon: bool,
+                 sheet: str = "survey") -> tuple[str, str | None]:
+    """``label::English (en)`` → ("label", "English (en)"); ``Label::English`` → ("label",
+    "English").
+
+    The column is named as pyxform names it, in our spelling: case and runs of spaces do not
+    matter (``List Name``, ``list name`` → ``list_name``) and pyxform's aliases of ``sheet``
+    resolve (``calculate`` → ``calculation``). A column pyxform does not know keeps its
+    spelling, lower-cased.
+    """
     sep = "::" if double_colon else ":"
-    if sep in header:
+    base, lang = header, None
+    if sep in header and not (sep == ":" and header.strip().lower().startswith("jr:")):
         base, _, lang = header.partition(sep)
-        return base.strip().lower(), lang.strip()
-    return header.strip().lower(), None
+        lang = lang.strip()
+    base = base.strip()
+    rules = _pyxform()
+    table = rules.headers.get(sheet, rules.headers["survey"])
+    snake = rules.snake(base)
+    return table.get(snake, table.get(base.lower(), base.lower())), lang
 
 
 def _headers(rows: list[tuple[int, list[str]]], path: Path, sheet: str) -> list[str]:
@@ -706,19 +821,11 @@ def _language_columns(
     for idx, header in enumerate(headers):
         if not header:
             continue
-        base, lang = split_header(header, double)
+        base, lang = split_header(header, double, sheet)
         if lang is not None and base in TRANSLATABLE:
             if not lang:
                 raise FormError(
                     f"column '{header}' names no language (write e.g. '{base}::English (en)')",
-                    code="bad-language-column", file=path, sheet=sheet, row=header_row,
-                    column=header,
-                )
-            if lang.lower() != STATA and not re.fullmatch(r"[^()]+\s\([A-Za-z]{2,3}(-\w+)?\)",
-                                                          lang):
-                raise FormError(
-                    f"language '{lang}' in column '{header}' is not 'Name (code)' "
-                    "(e.g. 'Kiswahili (sw)'), so devices cannot pick it by locale",
                     code="bad-language-column", file=path, sheet=sheet, row=header_row,
                     column=header,
                 )
@@ -778,7 +885,8 @@ def load_form(path: str | Path, *, check_expressions: bool = True) -> FormModel:
 
     settings: dict[str, str] = {}
     if "settings" in sheets and len(sheets["settings"]) >= 2:
-        s_headers = [h.strip().lower() for h in sheets["settings"][0][1]]
+        s_headers = [split_header(h, True, "settings")[0] if h.strip() else ""
+                     for h in sheets["settings"][0][1]]
         s_values = sheets["settings"][1][1]
         settings = {h: (s_values[i].strip() if i < len(s_values) else "")
                     for i, h in enumerate(s_headers) if h}
@@ -822,9 +930,9 @@ def load_form(path: str | Path, *, check_expressions: bool = True) -> FormModel:
 def _load_choices(
     sheets: dict[str, list[tuple[int, list[str]]]], path: Path
 ) -> tuple[dict[str, ChoiceList], list[str], list[str]]:
-    if "choices" not in sheets:
-        return {}, [], []
-    rows = sheets["choices"]
+    rows = sheets.get("choices", [])
+    if len(rows) < 2:  # no sheet, an empty one, or headers only: no lists
+        return {}, _headers(rows, path, "choices") if rows else [], []
     headers = _headers(rows, path, "choices")
     header_row = rows[0][0]
     columns, languages = _language_columns(headers, path, "choices", header_row)
@@ -846,8 +954,8 @@ def _load_choices(
             raise FormError(f"choice in list '{list_name}' has no name", code="choice-no-name",
                             file=path, sheet="choices", row=number, column="name")
         extra = {k: v for k, v in plain.items()
-                 if k not in ("list_name", "name") and split_header(k, "::" in k)[0]
-                 not in TRANSLATABLE}
+                 if split_header(k, "::" in k, "choices")[0]
+                 not in TRANSLATABLE | {"list_name", "name"}}
         choice = Choice(list_name, plain.get("name", ""), translated.get("label", {}), extra,
                         number, plain)
         lists.setdefault(list_name, ChoiceList(list_name, [], number)).choices.append(choice)

@@ -1,0 +1,268 @@
+"""XLSForms as found in the wild: whatever pyxform compiles, ``load_form`` loads.
+
+Each workbook here is written on the spot (no third-party workbook is committed) and shows one
+trait of real public forms that once stopped dhsurvey: language columns without a code,
+headers in other spellings, empty or missing sheets, non-ASCII names, Excel booleans, literal
+defaults that look like text, deeply nested expressions, sheets that declare a million rows.
+Every test first asks pyxform whether it accepts the workbook, then checks what the model says.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from pyxform.xls2xform import convert
+
+from dhsurvey.errors import FormError
+from dhsurvey.forms.expressions import ExpressionError, evaluate, parse
+from dhsurvey.forms.frames import FormData
+from dhsurvey.forms.model import FormModel, load_form
+
+Row = list[Any]
+
+
+def _book(path: Path, survey: list[Row], choices: list[Row] | None = None,
+          settings: list[Row] | None = None, *, extra_sheets: tuple[str, ...] = ()) -> Path:
+    """An .xlsx with these rows (the first row of each sheet is its header row as written).
+
+    ``choices``/``settings`` None leave the sheet out; ``[]`` writes it empty.
+    """
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.remove(book.active)
+    for name, rows in (("survey", survey), ("choices", choices), ("settings", settings)):
+        if rows is not None:
+            ws = book.create_sheet(name)
+            for row in rows:
+                ws.append(row)
+    for name in extra_sheets:
+        book.create_sheet(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    book.save(path)
+    return path
+
+
+def _accepted(path: Path) -> FormModel:
+    """pyxform compiles the workbook and dhsurvey loads it."""
+    result = convert(xlsform=str(path), validate=False)
+    assert "<h:html" in result.xform
+    return load_form(path)
+
+
+def test_language_names_without_a_code(tmp_path: Path) -> None:
+    path = _book(
+        tmp_path / "langs.xlsx",
+        [["type", "name", "label::English", "label::Français", "hint::Français"],
+         ["select_one yn", "ok", "OK?", "D'accord ?", "Choisissez"],
+         ["text", "why", "Why?", "Pourquoi ?", None]],
+        [["list_name", "name", "label::English", "label::Français"],
+         ["yn", "1", "Yes", "Oui"], ["yn", "0", "No", "Non"]],
+    )
+    model = _accepted(path)
+    assert model.languages == ["English", "Français"]
+    assert model["ok"].labels == {"English": "OK?", "Français": "D'accord ?"}
+    assert model["ok"].hints == {"Français": "Choisissez"}
+    assert model.choice_lists["yn"].label("1", "Français") == "Oui"
+    assert model.default_language == "English"
+
+
+def test_headers_in_other_spellings_and_pyxform_aliases(tmp_path: Path) -> None:
+    path = _book(
+        tmp_path / "headers.xlsx",
+        [["Type", " Name ", "Label::English (en)", "Relevance", "calculate", "Required"],
+         ["integer", "n", "How many?", None, None, "yes"],
+         ["select_one colours", "fav", "Favourite?", "${n} > 0", None, None],
+         ["calculate", "twice", None, None, "${n} * 2", None]],
+        [["list name", "Name", "Label::English (en)", "Region"],
+         ["colours", "r", "Red", "north"], ["colours", "g", "Green", "south"]],
+        [["Form_Title", "form_id"], ["Spellings", "spellings"]],
+    )
+    model = _accepted(path)
+    assert [i.name for i in model.items] == ["n", "fav", "twice"]
+    assert model["fav"].relevant == "${n} > 0"
+    assert model["twice"].calculation == "${n} * 2"
+    assert model["n"].required == "yes"
+    assert model.choice_lists["colours"].codes() == ["r", "g"]
+    assert model.choice_lists["colours"].choices[0].extra["Region"] == "north"
+    assert model.languages == ["English (en)"]
+    assert model.form_id == "spellings" and model.title == "Spellings"
+
+
+def test_list_name_with_underscore_and_mixed_case(tmp_path: Path) -> None:
+    path = _book(tmp_path / "list_name.xlsx",
+                 [["type", "name", "label"], ["select_multiple fruit", "fruit", "Fruit"]],
+                 [["List_Name", "name", "label"], ["fruit", "apple", "Apple"]])
+    model = _accepted(path)
+    assert model.choices_for(model["fruit"]).codes() == ["apple"]  # type: ignore[union-attr]
+    assert model.languages == ["default"]
+
+
+@pytest.mark.parametrize("choices,settings,extra", [
+    ([], [], ()),  # empty choices and settings sheets
+    (None, None, ()),  # survey only
+    ([["list_name", "name", "label"]], [["form_title"]], ("notes",)),  # headers only
+], ids=["empty-sheets", "survey-only", "headers-only"])
+def test_empty_and_missing_optional_sheets(tmp_path: Path, choices: list[Row] | None,
+                                           settings: list[Row] | None,
+                                           extra: tuple[str, ...]) -> None:
+    path = _book(tmp_path / "sheets.xlsx",
+                 [["type", "name", "label"], ["text", "name_q", "Your name?"]],
+                 choices, settings, extra_sheets=extra)
+    model = _accepted(path)
+    assert [i.name for i in model.items] == ["name_q"]
+    assert model.choice_lists == {}
+    assert model.form_id == "sheets"
+
+
+def test_non_ascii_question_and_choice_names(tmp_path: Path) -> None:
+    path = _book(
+        tmp_path / "names.xlsx",
+        [["type", "name", "label", "relevant"],
+         ["integer", "âge", "Âge", None],
+         ["select_one sí_no", "dépistage", "Dépistage ?", "${âge} >= 15"],
+         ["calculate", "年龄", None, None]],
+        [["list_name", "name", "label"], ["sí_no", "sí", "Sí"], ["sí_no", "não", "Não"]],
+    )
+    # The calculate row needs its calculation: written after the header to keep rows short.
+    import openpyxl
+
+    book = openpyxl.load_workbook(path)
+    book["survey"]["E1"] = "calculation"
+    book["survey"]["E4"] = "${âge} + 1"
+    book.save(path)
+    model = _accepted(path)
+    assert [i.name for i in model.items] == ["âge", "dépistage", "年龄"]
+    assert model.choice_lists["sí_no"].codes() == ["sí", "não"]
+    frame = pd.DataFrame({"âge": [10.0, 20.0]})
+    assert evaluate(model["dépistage"].relevant, frame).tolist() == [False, True]
+    assert evaluate(model["年龄"].calculation, frame).tolist() == [11.0, 21.0]
+
+
+def test_excel_booleans_in_bind_columns(tmp_path: Path) -> None:
+    path = _book(
+        tmp_path / "booleans.xlsx",
+        [["type", "name", "label", "required", "read_only", "relevant"],
+         ["text", "a", "A", True, False, None],
+         ["text", "b", "B", "TRUE", "yes", "yes"],
+         ["text", "c", "C", "true()", None, "FALSE"],
+         ["text", "d", "D", "No", None, "${a} != ''"]],
+    )
+    model = _accepted(path)
+    assert [model[n].required for n in "abcd"] == ["yes", "yes", "yes", ""]
+    assert model["a"].cells["read_only"] == "FALSE"
+    assert model["b"].relevant == "true()" and model["c"].relevant == "false()"
+    data = FormData(model, pd.DataFrame({"a": ["x", ""], "b": ["y", "y"], "c": [None, None],
+                                         "d": [None, None]}))
+    assert data.relevant(model["b"]).tolist() == [True, True]
+    assert data.relevant(model["c"]).tolist() == [False, False]
+    assert data.relevant(model["d"]).tolist() == [True, False]
+
+
+def test_static_defaults_are_literals(tmp_path: Path) -> None:
+    path = _book(
+        tmp_path / "defaults.xlsx",
+        [["type", "name", "label", "default"],
+         ["text", "status", "Status", "N/A (none)"],
+         ["date", "visit", "Visit", "2024-01-31"],
+         ["integer", "n", "N", "3"],
+         ["integer", "m", "M", "${n} + 1"],
+         ["date", "later", "Later", "today()"]],
+    )
+    model = _accepted(path)
+    assert model["status"].default == "N/A (none)"
+    assert not model["status"].dynamic_default and "default" not in model["status"].expressions()
+    assert not model["visit"].dynamic_default and not model["n"].dynamic_default
+    assert model["m"].expressions()["default"] == "${n} + 1"
+    assert model["later"].dynamic_default
+
+
+def _nested_if(depth: int) -> str:
+    """``if(${x} = 1, 10, if(${x} = 2, 20, … 0))``: ``${x}`` = k gives 10·k up to ``depth``."""
+    text = "0"
+    for level in range(depth, 0, -1):
+        text = f"if(${{x}} = {level}, {level * 10}, {text})"
+    return text
+
+
+def test_thousand_deep_nested_if_parses_and_evaluates(tmp_path: Path) -> None:
+    expression = _nested_if(1000)
+    path = _book(tmp_path / "deep.xlsx",
+                 [["type", "name", "label", "calculation"],
+                  ["integer", "x", "X", None],
+                  ["calculate", "y", None, expression]])
+    started = time.perf_counter()
+    model = _accepted(path)
+    print(f"1,000-deep if(): compiled and loaded in {time.perf_counter() - started:.2f} s")
+    assert model["y"].calculation == expression
+    data = FormData(model, pd.DataFrame({"x": [1.0, 82.0, 500.0, 1000.0, 1001.0, None]}))
+    values = data.evaluate(model["y"], model["y"].calculation)
+    assert values.tolist() == [10.0, 820.0, 5000.0, 10000.0, 0.0, 0.0]
+    assert parse(expression).source == expression
+
+
+def test_deep_parse_error_names_its_cell(tmp_path: Path) -> None:
+    broken = _nested_if(300)[:-1]  # one ')' short
+    path = _book(tmp_path / "deep_broken.xlsx",
+                 [["type", "name", "label", "calculation"],
+                  ["integer", "x", "X", None],
+                  ["calculate", "y", None, broken]])
+    with pytest.raises(FormError) as info:
+        load_form(path)
+    error = info.value
+    assert error.code == "expression-syntax"
+    assert error.context["row"] == 3 and error.context["column"] == "calculation"
+    assert "missing ')'" in str(error)
+
+
+def test_absurdly_deep_nesting_is_an_expression_error() -> None:
+    with pytest.raises(ExpressionError, match="nested too deeply"):
+        parse("(" * 40_000 + "1" + ")" * 40_000)
+
+
+def _declare_a_million_rows(path: Path) -> None:
+    """Format the last cells of the sheet, as Excel does for whole formatted columns: the
+    sheet then declares ``A1:XFD1048576``."""
+    import openpyxl
+    from openpyxl.styles import Font
+
+    book = openpyxl.load_workbook(path)
+    for sheet in ("survey", "choices"):
+        ws = book[sheet]
+        ws.cell(row=1_048_576, column=1).font = Font(bold=True)
+        ws.cell(row=1_048_576, column=16_384).font = Font(bold=True)
+        ws.cell(row=1, column=16_384).font = Font(bold=True)
+    book.save(path)
+
+
+def test_sheet_declaring_a_million_rows_reads_its_content(tmp_path: Path) -> None:
+    path = _book(
+        tmp_path / "million.xlsx",
+        [["type", "name", "label"], ["select_one yn", "ok", "OK?"], ["text", "why", "Why?"]],
+        [["list_name", "name", "label"], ["yn", "1", "Yes"], ["yn", "0", "No"]],
+    )
+    _declare_a_million_rows(path)
+    import openpyxl
+
+    assert openpyxl.load_workbook(path, read_only=True)["survey"].max_row == 1_048_576
+    started = time.perf_counter()
+    model = _accepted(path)
+    print(f"million-row sheet: compiled and loaded in {time.perf_counter() - started:.2f} s")
+    assert [i.name for i in model.items] == ["ok", "why"]
+    assert model.choice_lists["yn"].codes() == ["1", "0"]
+
+
+def test_rows_after_a_long_blank_run_are_not_part_of_the_form(tmp_path: Path) -> None:
+    """pyxform stops reading a sheet after 60 empty rows; so does the model."""
+    survey: list[Row] = [["type", "name", "label"], ["text", "a", "A"],
+                         *[[None] * 3] * 10, ["text", "b", "B"],
+                         *[[None] * 3] * 100, ["text", "c", "C"]]
+    path = _book(tmp_path / "gap.xlsx", survey)
+    result = convert(xlsform=str(path), validate=False)
+    assert "/b" in result.xform and "/c" not in result.xform
+    model = load_form(path)
+    assert [i.name for i in model.items] == ["a", "b"]
