@@ -102,6 +102,23 @@ def test_list_name_with_underscore_and_mixed_case(tmp_path: Path) -> None:
     assert model.languages == ["default"]
 
 
+def test_pyxform_type_spellings(tmp_path: Path) -> None:
+    path = _book(
+        tmp_path / "types.xlsx",
+        [["type", "name", "label"],
+         ["imei", "device", None],
+         ["add text prompt", "comment", "Comment"],
+         ["select one from yn", "ok", "OK?"],
+         ["select all that apply from yn", "both", "Both?"],
+         ["select_one yn or specify other", "other_ok", "OK, or other?"]],
+        [["list_name", "name", "label"], ["yn", "1", "Yes"], ["yn", "0", "No"]],
+    )
+    model = _accepted(path)
+    assert [(i.type, i.list_name, i.or_other) for i in model.items] == [
+        ("deviceid", None, False), ("text", None, False), ("select_one", "yn", False),
+        ("select_multiple", "yn", False), ("select_one", "yn", True)]
+
+
 @pytest.mark.parametrize("choices,settings,extra", [
     ([], [], ()),  # empty choices and settings sheets
     (None, None, ()),  # survey only

@@ -663,12 +663,15 @@ class _PyxformRules:
     headers: dict[str, dict[str, str]]  # sheet → header spelling (snake case) → our column
     snake: Any  # pyxform's to_snake_case
     default_is_dynamic: Any
+    select_commands: dict[str, str]  # select spelling → our select type, longest first
+    type_aliases: dict[str, str]  # another name of a type → our type
 
 
 @functools.cache
 def _pyxform() -> _PyxformRules:
     from pyxform import aliases
     from pyxform.parsing.sheet_headers import to_snake_case
+    from pyxform.question_type_dictionary import QUESTION_TYPE_DICT
     from pyxform.utils import default_is_dynamic
 
     return _PyxformRules(
@@ -680,6 +683,8 @@ def _pyxform() -> _PyxformRules:
         },
         snake=to_snake_case,
         default_is_dynamic=default_is_dynamic,
+        select_commands=_select_commands(aliases),
+        type_aliases=_type_aliases(QUESTION_TYPE_DICT),
     )
 
 
@@ -962,22 +967,52 @@ def _load_choices(
     return lists, headers, languages
 
 
+_OR_OTHER = (" or_other", " or specify other", " or other")  # pyxform's RE_SELECT
+
+
 def _canonical_type(raw: str) -> tuple[str, str | None, bool]:
-    """``select_one yes_no or_other`` → ("select_one", "yes_no", True)."""
+    """``select_one yes_no or_other`` → ("select_one", "yes_no", True); pyxform's spellings
+    too (``select one from yes_no``, ``add text prompt``, ``imei``)."""
     text = " ".join(raw.split())
-    or_other = text.endswith(" or_other")
-    if or_other:
-        text = text[: -len(" or_other")]
-    for prefix in ("select_one_from_file", "select_multiple_from_file", "select_one",
-                   "select_multiple", "select one from file", "select multiple from file",
-                   "select one", "select all that apply", "select multiple", "rank"):
+    suffix = next((end for end in _OR_OTHER if text.endswith(end)), "")
+    or_other = bool(suffix)
+    text = text[: len(text) - len(suffix)]
+    rules = _pyxform()
+    for prefix in rules.select_commands:
         if text.startswith(prefix + " "):
-            return _TYPE_ALIASES.get(prefix, prefix), text[len(prefix) + 1:].strip(), or_other
+            return rules.select_commands[prefix], text[len(prefix) + 1:].strip(), or_other
     text = _TYPE_ALIASES.get(text, text)
     if text in _TYPE_ALIASES.values() or text in KNOWN_TYPES:
         return text, None, or_other
+    if text in rules.type_aliases:
+        return rules.type_aliases[text], None, or_other
     lowered = text.lower().replace(" ", "_")
     return _TYPE_ALIASES.get(lowered, lowered), None, or_other
+
+
+def _select_commands(aliases: Any) -> dict[str, str]:
+    """pyxform's select spellings (``select one from``, ``add select one prompt using``…) →
+    our type, longest first so that ``select_one_from_file`` wins over ``select_one``."""
+    ours = {"select one": "select_one", "select all that apply": "select_multiple",
+            "rank": "rank"}
+    table = {alias: ours[dest] for alias, dest in aliases.select.items() if dest in ours}
+    for alias, dest in aliases.select_from_file.items():
+        table[alias] = ("select_one_from_file" if dest == "select one"
+                        else "select_multiple_from_file")
+    table["select multiple"] = "select_multiple"
+    return dict(sorted(table.items(), key=lambda kv: -len(kv[0])))
+
+
+def _type_aliases(question_types: dict[str, Any]) -> dict[str, str]:
+    """pyxform's other names of a type (``add text prompt``, ``imei``, ``q int``) → our type:
+    a name whose definition in pyxform's QUESTION_TYPE_DICT is that of one of ours."""
+    ours: dict[str, str] = {}
+    for name in sorted(KNOWN_TYPES | set(_TYPE_ALIASES)):
+        if name in question_types:
+            ours.setdefault(repr(question_types[name]), _TYPE_ALIASES.get(name, name))
+    # Select spellings need a list (see _select_commands): pyxform reads them only with one.
+    return {name: ours[repr(spec)] for name, spec in question_types.items()
+            if repr(spec) in ours and "select" not in name}
 
 
 def _load_items(
