@@ -119,6 +119,36 @@ def test_pyxform_type_spellings(tmp_path: Path) -> None:
         ("select_multiple", "yn", False), ("select_one", "yn", True)]
 
 
+def test_pyxform_row_rules(tmp_path: Path) -> None:
+    """Smart quotes read as quotes; a note may have no name; a row with no type, name or label
+    is a comment."""
+    path = _book(
+        tmp_path / "rules.xlsx",
+        [["type", "name", "label", "relevant", "hint"],
+         ["select_one yn", "ok", "OK?", None, None],
+         ["note", None, "Thank you", "${ok} = \u20181\u2019", None],
+         [None, None, None, None, "a designer's comment"],
+         ["text", "why", "Why?", "${ok} = \u201c0\u201d", None]],
+        [["list_name", "name", "label"], ["yn", "1", "Yes"], ["yn", "0", "No"]],
+    )
+    model = _accepted(path)
+    assert [i.name for i in model.items] == ["ok", "generated_note_name_3", "why"]
+    assert model["generated_note_name_3"].relevant == "${ok} = '1'"
+    assert model["why"].relevant == '${ok} = "0"'
+
+
+def test_a_lone_sheet_is_the_survey(tmp_path: Path) -> None:
+    import openpyxl
+
+    path = tmp_path / "lone.xlsx"
+    book = openpyxl.Workbook()
+    book.active.title = "Sheet1"
+    book.active.append(["type", "name", "label"])
+    book.active.append(["integer", "age", "Age"])
+    book.save(path)
+    assert [i.name for i in _accepted(path).items] == ["age"]
+
+
 @pytest.mark.parametrize("choices,settings,extra", [
     ([], [], ()),  # empty choices and settings sheets
     (None, None, ()),  # survey only

@@ -665,12 +665,13 @@ class _PyxformRules:
     default_is_dynamic: Any
     select_commands: dict[str, str]  # select spelling → our select type, longest first
     type_aliases: dict[str, str]  # another name of a type → our type
+    smart_quotes: dict[int, str]  # ‘ ’ “ ” in any cell are read as ' and " (SMART_QUOTES)
 
 
 @functools.cache
 def _pyxform() -> _PyxformRules:
     from pyxform import aliases
-    from pyxform.parsing.sheet_headers import to_snake_case
+    from pyxform.parsing.sheet_headers import SMART_QUOTES, to_snake_case
     from pyxform.question_type_dictionary import QUESTION_TYPE_DICT
     from pyxform.utils import default_is_dynamic
 
@@ -685,6 +686,7 @@ def _pyxform() -> _PyxformRules:
         default_is_dynamic=default_is_dynamic,
         select_commands=_select_commands(aliases),
         type_aliases=_type_aliases(QUESTION_TYPE_DICT),
+        smart_quotes=str.maketrans(SMART_QUOTES),
     )
 
 
@@ -845,6 +847,7 @@ def _records(
     headers: list[str],
 ) -> Iterator[tuple[int, dict[str, str], dict[str, dict[str, str]]]]:
     """Yield (row, plain cells by header, translatable cells {base: {lang: text}})."""
+    quotes = _pyxform().smart_quotes
     for number, cells in rows[1:]:
         plain: dict[str, str] = {}
         translated: dict[str, dict[str, str]] = {}
@@ -852,6 +855,7 @@ def _records(
             if idx not in columns or text == "":
                 continue
             base, lang = columns[idx]
+            text = text.translate(quotes)  # as pyxform's clean_text_values does
             if base in TRANSLATABLE:
                 translated.setdefault(base, {})[lang or "default"] = text
             plain[headers[idx]] = text
@@ -871,6 +875,8 @@ def load_form(path: str | Path, *, check_expressions: bool = True) -> FormModel:
     """
     path = Path(path)
     sheets = read_sheets(path)
+    if "survey" not in sheets and len(sheets) == 1:
+        sheets = {"survey": next(iter(sheets.values()))}  # pyxform's rule for a lone sheet
     if "survey" not in sheets:
         raise FormError(
             f"no 'survey' sheet (sheets: {', '.join(sheets) or 'none'})",
@@ -1026,6 +1032,10 @@ def _load_items(
         raw_type = plain.get("type", "").strip()
         name = plain.get("name", "").strip()
         where = {"file": path, "sheet": "survey", "row": number}
+        if not raw_type and not name and "label" not in translated:
+            continue  # a comment row: pyxform skips a row with no type, name or label
+        if raw_type == "note" and not name:
+            name = f"generated_note_name_{number}"  # the name pyxform gives it
         if not raw_type:
             raise FormError(f"row has no type (name '{name}')" if name else "row has no type",
                             code="type-missing", column="type", **where)
