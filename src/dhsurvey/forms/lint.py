@@ -42,6 +42,7 @@ from dhsurvey.forms.model import (
     load_form,
     split_header,
 )
+from dhsurvey.forms.translate import PYXFORM_FILLER
 
 ERROR, WARNING = "error", "warning"
 #: Choice codes every sensitive item must offer.
@@ -53,8 +54,6 @@ REPEAT_SUFFIX = 3
 #: The consent-gate names of a workbook that declares no ``consent_gates`` (kept for callers
 #: that match column names; a form's gates are :attr:`FormModel.consent_gates`).
 CONSENT_RE = GATE_NAME_RE
-#: pyxform fills a missing translation with this.
-PYXFORM_FILLER = "-"
 
 
 @dataclass(frozen=True)

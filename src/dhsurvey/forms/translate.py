@@ -31,9 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dhsurvey.errors import FormError
-from dhsurvey.forms.lint import PYXFORM_FILLER
 from dhsurvey.forms.model import STATA, FormModel, load_form, split_header
 from dhsurvey.io import atomic_write_bytes, neutralise_formulas
+
+#: pyxform fills a missing translation with this (a translation still to be made).
+PYXFORM_FILLER = "-"
 
 COLUMNS = ("sheet", "key", "row", "column", "context", "source", "current", "translation")
 _SURVEY_BASES = ("label", "hint", "constraint_message", "required_message")
