@@ -149,6 +149,25 @@ def test_a_lone_sheet_is_the_survey(tmp_path: Path) -> None:
     assert [i.name for i in _accepted(path).items] == ["age"]
 
 
+def test_select_one_external(tmp_path: Path) -> None:
+    import openpyxl
+
+    path = _book(tmp_path / "external.xlsx",
+                 [["type", "name", "label", "choice_filter"],
+                  ["select_one counties", "county", "County", None],
+                  ["select_one_external cities", "city", "City", "county=${county}"]],
+                 [["list_name", "name", "label"], ["counties", "a", "A"], ["counties", "b", "B"]])
+    book = openpyxl.load_workbook(path)
+    sheet = book.create_sheet("external_choices")
+    for row in [["list_name", "name", "label", "county"], ["cities", "x", "X", "a"]]:
+        sheet.append(row)
+    book.save(path)
+    model = _accepted(path)
+    city = model["city"]
+    assert (city.type, city.list_name, city.is_select) == ("select_one_external", "cities", True)
+    assert model.choices_for(city) is None  # its choices live outside the form, on devices
+
+
 @pytest.mark.parametrize("choices,settings,extra", [
     ([], [], ()),  # empty choices and settings sheets
     (None, None, ()),  # survey only

@@ -100,6 +100,7 @@ INPUT_TYPES = {
     "select_multiple",
     "select_one_from_file",
     "select_multiple_from_file",
+    "select_one_external",  # choices on the external_choices sheet (itemsets.csv on devices)
     "rank",
     "range",
     "geopoint",
@@ -307,7 +308,8 @@ class Item:
 
     @property
     def is_select(self) -> bool:
-        return self.type in SELECT_TYPES or self.type.endswith("_from_file")
+        return (self.type in SELECT_TYPES or self.type.endswith("_from_file")
+                or self.type == "select_one_external")
 
     @property
     def holds_data(self) -> bool:
@@ -1000,7 +1002,7 @@ def _select_commands(aliases: Any) -> dict[str, str]:
     """pyxform's select spellings (``select one from``, ``add select one prompt using``…) →
     our type, longest first so that ``select_one_from_file`` wins over ``select_one``."""
     ours = {"select one": "select_one", "select all that apply": "select_multiple",
-            "rank": "rank"}
+            "rank": "rank", "select one external": "select_one_external"}
     table = {alias: ours[dest] for alias, dest in aliases.select.items() if dest in ours}
     for alias, dest in aliases.select_from_file.items():
         table[alias] = ("select_one_from_file" if dest == "select one"
