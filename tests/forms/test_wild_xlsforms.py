@@ -247,6 +247,17 @@ def test_static_defaults_are_literals(tmp_path: Path) -> None:
     assert model["later"].dynamic_default
 
 
+def test_odk_math_functions(tmp_path: Path) -> None:
+    path = _book(tmp_path / "math.xlsx",
+                 [["type", "name", "label", "calculation"],
+                  ["decimal", "x", "X", None],
+                  ["calculate", "y", None, "round(sqrt(${x}) + log10(100) + cos(0) + pi() - pi()"
+                                           " + atan2(0, 1) + exp(0) + sin(0), 3)"]])
+    model = _accepted(path)
+    data = FormData(model, pd.DataFrame({"x": [4.0, 9.0]}))
+    assert data.evaluate(model["y"], model["y"].calculation).tolist() == [6.0, 7.0]
+
+
 def _nested_if(depth: int) -> str:
     """``if(${x} = 1, 10, if(${x} = 2, 20, … 0))``: ``${x}`` = k gives 10·k up to ``depth``."""
     text = "0"
