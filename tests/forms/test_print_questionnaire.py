@@ -123,7 +123,7 @@ def test_every_question_with_both_labels_and_codes(pages, name: str) -> None:
 def test_child_conditions_in_words(pages) -> None:
     _, page = pages["child"]
     assert "Asked if age_confirm is 0 (No)." in _squash(page.rows["age_self"]["meta"])
-    assert "Accepted if the answer from 12 to 17." in _squash(page.rows["age_self"]["meta"])
+    assert "Accepted if the answer is from 12 to 17." in _squash(page.rows["age_self"]["meta"])
     assert ("Asked if talk_told includes 1 (Nobody)."
             in _squash(page.rows["talk_why_not"]["meta"]))
     assert "integer" in page.rows["age_self"]["meta"]

@@ -186,11 +186,11 @@ class _Speaker:
                 f"{self.wrap(node.right, level + 1)}")
 
     def range(self, node: BinaryOp) -> str:
-        """``x >= a and x <= b`` → ``x from a to b``."""
+        """``x >= a and x <= b`` → ``x is from a to b``."""
         left, right = node.left, node.right
         if (node.op == "and" and isinstance(left, BinaryOp) and isinstance(right, BinaryOp)
                 and left.op == ">=" and right.op == "<=" and _same(left.left, right.left)):
-            return (f"{self.say(left.left)} from {self.say(left.right)} "
+            return (f"{self.say(left.left)} is from {self.say(left.right)} "
                     f"to {self.say(right.right)}")
         return ""
 
