@@ -57,3 +57,18 @@ def test_country_partition_runs_from_landing_to_accepted(tmp_path: Path) -> None
     assert "uuid:" not in shown
     assert checks[("weights", "margins")].passed
     assert (tmp_path / "clean" / "UGA" / "weights" / "child.parquet").exists()
+
+
+def test_the_duration_chart_marks_quarantined_and_teamless_enumerators() -> None:
+    """Enumerator 1036 (interviews quarantined, ID in no team) is marked; others are not."""
+    import pandas as pd
+
+    from pipelines.defs.validate.assets import _marks
+
+    dash = pd.DataFrame({"enum_id": pd.array([1036, 101, 102], dtype="Int64"),
+                         "team": pd.array([None, 1, 1], dtype="Int64"),
+                         "quarantined": pd.array([2, 0, None], dtype="Int64"),
+                         "quarantine_reasons": pd.array(["constraint (enum_id) 2", None, None],
+                                                        dtype="string")})
+    marks = [_marks(r) for r in dash.itertuples()]
+    assert marks == ["⚠ 2 quarantined (constraint (enum_id) 2); ⚠ in no team", "", ""]

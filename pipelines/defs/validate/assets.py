@@ -2,6 +2,7 @@
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -127,16 +128,14 @@ def _quality(outcome: Validated, store: Store, iso: str, url: str) -> dg.Materia
     )
 
 
-def _marks(row: object) -> str:
+def _marks(row: Any) -> str:
     """What marks an enumerator in the duration chart: quarantined interviews (with the
-    reasons) and an ID in no team of the country file."""
+    reasons) and an ID in no team of the country file (the dashboard's own columns)."""
     marks = []
-    quarantined = getattr(row, "quarantined", 0)
-    if quarantined and not pd.isna(quarantined):
-        reasons = getattr(row, "quarantine_reasons", "") or ""
-        marks.append(f"⚠ {int(quarantined)} quarantined" + (f" ({reasons})" if reasons else ""))
-    team = getattr(row, "team", 0)
-    if team is None or pd.isna(team):
+    if not pd.isna(row.quarantined) and row.quarantined:
+        reasons = "" if pd.isna(row.quarantine_reasons) else f" ({row.quarantine_reasons})"
+        marks.append(f"⚠ {int(row.quarantined)} quarantined{reasons}")
+    if pd.isna(row.team):
         marks.append("⚠ in no team")
     return "; ".join(marks)
 
