@@ -343,3 +343,180 @@ def test_rows_after_a_long_blank_run_are_not_part_of_the_form(tmp_path: Path) ->
     assert "/b" in result.xform and "/c" not in result.xform
     model = load_form(path)
     assert [i.name for i in model.items] == ["a", "b"]
+
+
+# -- loops and names that repeat ----------------------------------------------------------------
+
+
+def _xpaths(path: Path) -> set[tuple[str, ...]]:
+    """The elements pyxform's form has below its root, as written-name paths."""
+    from pyxform.builder import create_survey_from_xls
+    from pyxform.question import Question
+    from pyxform.section import Section
+
+    survey = create_survey_from_xls(str(path))
+    root = f"/{survey.name}/"
+    paths = {tuple(e.get_xpath()[len(root):].split("/"))
+             for e in survey.iter_descendants(lambda e: isinstance(e, Question | Section))
+             if e.get_xpath().startswith(root)}
+    return {p for p in paths if p[0] != "meta"}
+
+
+def test_loop_over_a_choice_list_is_a_group_per_choice(tmp_path: Path) -> None:
+    """``begin loop over <list>``: a group per choice (none left out), ``%(name)s`` and
+    ``%(label)s`` filled in per language; a list an or_other select uses gains ``other``."""
+    path = _book(
+        tmp_path / "loop.xlsx",
+        [["type", "name", "label::English", "label::Français", "relevant"],
+         ["select_multiple toilet or_other", "has", "Which toilets?", "Quelles toilettes ?",
+          None],
+         ["begin loop over toilet", "per_toilet", "Toilets", "Toilettes", None],
+         ["integer", "number", "How many %(label)s?", "Combien de %(label)s ?",
+          "selected(${has}, '%(name)s')"],
+         ["begin group", "details", "Details", "Détails", None],
+         ["text", "note", "Left as written: %(name)s", "Tel quel", None],
+         ["end group", None, None, None, None],
+         ["end loop", None, None, None, None]],
+        [["list_name", "name", "label::English", "label::Français"],
+         ["toilet", "pit", "pit latrines", "latrines"], ["toilet", "flush", "flush toilets",
+                                                         "chasses d'eau"],
+         ["toilet", "none", "None", "Aucune"]],
+    )
+    model = _accepted(path)
+    expected = {("has",), ("per_toilet",)}
+    for code in ("pit", "flush", "other"):
+        expected |= {("per_toilet", code), ("per_toilet", code, "number"),
+                     ("per_toilet", code, "details"),
+                     ("per_toilet", code, "details", "note")}
+    # pyxform's own text field for the or_other answer is not an item of the model.
+    assert {i.xml_path for i in model.items} == expected == _xpaths(path) - {("has_other",)}
+    assert model["per_toilet/pit/details/note"].labels["English"] == "Left as written: %(name)s"
+    number = model["per_toilet/flush/number"]
+    assert number.xml_name == "number" and number.path == ("per_toilet", "flush")
+    assert number.labels == {"English": "How many flush toilets?",
+                             "Français": "Combien de chasses d'eau ?"}
+    assert number.relevant == "selected(${has}, 'flush')"
+    assert model["per_toilet/other/number"].labels["English"] == "How many Other?"
+    assert model["pit"].labels == {"English": "pit latrines", "Français": "latrines"}
+    assert model["pit"].type == "begin_group" and model["pit"].path == ("per_toilet",)
+    data = FormData(model, pd.DataFrame({"has": ["pit flush", "pit"]}))
+    assert data.relevant(model["per_toilet/flush/number"]).tolist() == [True, False]
+    with pytest.raises(KeyError, match="3 fields are named 'number'"):
+        model["number"]
+
+
+@pytest.mark.parametrize("survey,choices,code", [
+    ([["begin loop over nowhere", "l", "L"], ["text", "t", "T"], ["end loop", None, None]],
+     None, "choice-list-missing"),
+    ([["begin loop", "l", "L"], ["text", "t", "T"], ["end loop", None, None]],
+     [["list_name", "name", "label"], ["c", "a", "A"]], "choice-list-missing"),
+    ([["begin loop over c", "l", "L"], ["text", "t", "50% of %(label)s"],
+      ["end loop", None, None]],
+     [["list_name", "name", "label"], ["c", "a", "A"]], "loop-substitution"),
+    ([["begin loop over c", "l", "L"], ["text", "t", "T"]],
+     [["list_name", "name", "label"], ["c", "a", "A"]], "unmatched-begin"),
+    ([["begin loop over c", "l", "L"], ["begin group", "g", "G"], ["end loop", None, None],
+      ["end group", None, None]],
+     [["list_name", "name", "label"], ["c", "a", "A"]], "unmatched-end"),
+], ids=["unknown-list", "no-list", "stray-percent", "never-closed", "crossed-blocks"])
+def test_broken_loops_are_located_errors(tmp_path: Path, survey: list[Row],
+                                         choices: list[Row] | None, code: str) -> None:
+    path = _book(tmp_path / "loop.xlsx", [["type", "name", "label"], *survey], choices)
+    with pytest.raises(Exception):  # noqa: B017 - pyxform rejects each with its own error
+        convert(xlsform=str(path), validate=False)
+    with pytest.raises(FormError) as info:
+        load_form(path)
+    assert info.value.code == code
+    assert info.value.context["sheet"] == "survey" and info.value.context["row"] >= 2
+
+
+def test_same_name_in_different_groups(tmp_path: Path) -> None:
+    """pyxform allows a name again in another group or repeat: those fields are keyed by
+    their path, unique names stay as they are, and their data columns do not collide."""
+    path = _book(
+        tmp_path / "shared.xlsx",
+        [["type", "name", "label", "relevant", "calculation"],
+         ["text", "name", "Your name", None, None],
+         ["integer", "age", "Your age", None, None],
+         ["integer", "adults", "Adults", None, None],
+         ["begin repeat", "child", "Children", None, None],
+         ["text", "name", "Child's name", None, None],
+         ["begin group", "about", "About", "${adults} > 1", None],
+         ["integer", "age", "Child's age", None, None],
+         ["calculate", "more", None, None, "${adults} + 1"],
+         ["end group", None, None, None, None],
+         ["end repeat", None, None, None, None],
+         ["begin repeat", "gps", "Places", None, None],
+         ["geopoint", "gps", "Place", None, None],
+         ["end repeat", None, None, None, None]],
+    )
+    model = _accepted(path)
+    assert [i.name for i in model.items] == [
+        "name", "age", "adults", "child", "child/name", "about", "child/about/age", "more",
+        "gps", "gps/gps"]
+    assert {i.xml_path for i in model.items} == _xpaths(path)
+    inner = model["child/about/age"]
+    assert (inner.xml_name, inner.path, inner.repeat) == ("age", ("child", "about"), "child")
+    assert model["gps/gps"].repeat == "gps" and model["gps"].repeat is None
+    assert [f.name for f in model.fields_in("child")] == ["child/name", "child/about/age",
+                                                          "more"]
+    assert [a.name for a in model.ancestors(model["more"])] == ["child", "about"]
+    root = pd.DataFrame({"name": ["A", "B"], "age": [30.0, 40.0], "adults": [2.0, 1.0]},
+                        index=["r1", "r2"])
+    child = pd.DataFrame({"PARENT_KEY": ["r1", "r2"], "child/name": ["c", "d"],
+                          "child/about/age": [3.0, 4.0]}, index=["k1", "k2"])
+    data = FormData(model, root, {"child": child})
+    assert data.relevant(model["child/about/age"]).tolist() == [True, False]
+    assert data.evaluate(model["more"], model["more"].calculation).tolist() == [3.0, 2.0]
+    frame = data.level_frame("child")
+    assert frame.loc["k1", "name"] == "A" and frame.loc["k1", "child/name"] == "c"
+
+
+@pytest.mark.parametrize("survey,code", [
+    ([["text", "a", "A"], ["begin group", "g", "G"], ["text", "a", "A again"],
+      ["end group", None, None], ["text", "b", "${a}"]], "reference-ambiguous"),
+    ([["begin group", "g", "G"], ["text", "a", "A"], ["integer", "a", "A again"],
+      ["end group", None, None]], "name-duplicate"),
+    ([["begin repeat", "r", "R"], ["text", "a", "A"], ["end repeat", None, None],
+      ["begin group", "g", "G"], ["begin repeat", "r", "R"], ["text", "b", "B"],
+      ["end repeat", None, None], ["end group", None, None]], "name-duplicate"),
+    ([["begin repeat", "data", "R"], ["text", "a", "A"], ["end repeat", None, None]],
+     "name-duplicate"),
+    ([["text", "meta", "M"]], "name-reserved"),
+], ids=["reference-to-shared-name", "same-group", "repeat-twice", "repeat-named-like-root",
+        "meta"])
+def test_names_pyxform_refuses(tmp_path: Path, survey: list[Row], code: str) -> None:
+    """Where pyxform draws the line: unique within the enclosing group, repeats unique in the
+    form, and a reference must name one field."""
+    path = _book(tmp_path / "names.xlsx", [["type", "name", "label"], *survey])
+    with pytest.raises(Exception):  # noqa: B017 - pyxform rejects each with its own error
+        convert(xlsform=str(path), validate=False)
+    with pytest.raises(FormError) as info:
+        load_form(path)
+    assert info.value.code == code
+    assert info.value.context["sheet"] == "survey" and info.value.context["row"] >= 2
+
+
+def test_pyxform_reads_blank_cells_lists_and_block_spellings(tmp_path: Path) -> None:
+    """A cell of spaces is empty (pyxform strips cells); a choices row with neither list nor
+    name is skipped; ``begin lgroup`` is a repeat and a list after ``begin group`` is ignored;
+    an ``osm`` question uploads a file."""
+    path = _book(
+        tmp_path / "blank.xlsx",
+        [["type", "name", "label", "relevant"],
+         ["begin group things", "g", "G", "  "],
+         ["osm building_tags", "building", "Building", None],
+         ["end group", None, None, None],
+         ["begin lgroup", "r", "R", None],
+         ["select_one yn", "ok", "OK?", " "],
+         ["end lgroup", None, None, None]],
+        [["list_name", "name", "label"], ["yn", "1", "Yes"], [None, None, "stray label"],
+         ["yn", "0", "No"]],
+    )
+    model = _accepted(path)
+    assert [(i.name, i.type) for i in model.items] == [
+        ("g", "begin_group"), ("building", "file"), ("r", "begin_repeat"),
+        ("ok", "select_one")]
+    assert model["g"].relevant == "" and model["ok"].relevant == ""
+    assert model["ok"].repeat == "r"
+    assert model.choice_lists["yn"].codes() == ["1", "0"]

@@ -82,7 +82,6 @@ _TYPE_ALIASES = {
     "end group": "end_group",
     "begin repeat": "begin_repeat",
     "end repeat": "end_repeat",
-    "begin_loop": "begin_repeat",
     "date time": "datetime",
     "dateTime": "datetime",
     "location": "geopoint",
@@ -221,13 +220,21 @@ class PiiInheritance:
 
 @dataclass
 class Item:
-    """One survey row: a question, note, calculation, metadata field or group boundary."""
+    """One survey row: a question, note, calculation, metadata field or group boundary.
+
+    ``name`` is the field's key in the model and its column in data tables: the name as
+    written, unless pyxform's rules let other fields share that name (in other groups, or in
+    the groups a ``begin loop`` makes), then the path of written names from the root joined
+    by ``/`` (``household/name``), which no written name can spell. ``path`` and ``repeat``
+    hold such keys too; ``xml_path`` holds the written names, as the submission's XML nests
+    them.
+    """
 
     name: str
     type: str  # canonical type (see KNOWN_TYPES)
     row: int
-    path: tuple[str, ...]  # enclosing group/repeat names, outermost first
-    repeat: str | None  # innermost enclosing repeat
+    path: tuple[str, ...]  # enclosing group/repeat keys, outermost first
+    repeat: str | None  # innermost enclosing repeat (its key)
     cells: dict[str, str]  # every non-empty cell, keyed by header
     list_name: str | None = None
     or_other: bool = False
@@ -236,6 +243,17 @@ class Item:
     constraint_messages: dict[str, str] = field(default_factory=dict)
     required_messages: dict[str, str] = field(default_factory=dict)
     end_row: int | None = None  # for groups and repeats
+    #: The written names of the enclosing groups and of the item, outermost first.
+    xml_path: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.xml_path:
+            self.xml_path = (*self.path, self.name)
+
+    @property
+    def xml_name(self) -> str:
+        """The name as written: the element's tag in a submission."""
+        return self.xml_path[-1]
 
     def get(self, column: str) -> str:
         """A non-translatable cell value ('' if empty)."""
@@ -394,6 +412,10 @@ class FormModel:
         try:
             return self.by_name[name]
         except KeyError:
+            shared = [i.name for i in self.items if i.xml_name == name]
+            if shared:
+                raise KeyError(f"{self.form_id}: {len(shared)} fields are named {name!r} "
+                               f"({', '.join(shared)})") from None
             raise KeyError(f"{self.form_id} has no field {name!r}") from None
 
     def __contains__(self, name: object) -> bool:
@@ -854,8 +876,8 @@ def _records(
         plain: dict[str, str] = {}
         translated: dict[str, dict[str, str]] = {}
         for idx, text in enumerate(cells):
-            if idx not in columns or text == "":
-                continue
+            if idx not in columns or not text.strip():
+                continue  # pyxform strips cells: one of spaces only is empty
             base, lang = columns[idx]
             text = text.translate(quotes)  # as pyxform's clean_text_values does
             if base in TRANSLATABLE:
@@ -909,8 +931,9 @@ def load_form(path: str | Path, *, check_expressions: bool = True) -> FormModel:
         if lang not in languages:
             languages.append(lang)
 
-    items = _load_items(survey_rows, columns, survey_headers, path)
-    if not items:
+    items = _load_items(survey_rows, columns, survey_headers, path, choice_lists,
+                        settings.get("name") or "data")
+    if not items:  # pyxform compiles an empty form; no stage has anything to do with one
         raise FormError("survey sheet has a header but no questions", code="sheet-empty",
                         file=path, sheet="survey")
     interview = [lang for lang in languages if lang.lower() != STATA and lang != "default"]
@@ -960,6 +983,8 @@ def _load_choices(
     for number, plain, translated in _records(rows, columns, headers):
         list_name = plain.get("list_name", "").strip()
         name = plain.get("name", "").strip()
+        if not list_name and not name:
+            continue  # pyxform groups choices by list_name and skips a row without either
         if not list_name:
             raise FormError("choice has no list_name", code="choice-no-list", file=path,
                             sheet="choices", row=number, column="list_name")
@@ -976,12 +1001,18 @@ def _load_choices(
 
 
 _OR_OTHER = (" or_other", " or specify other", " or other")  # pyxform's RE_SELECT
+_OSM_RE = re.compile(r"^osm \S+$")  # pyxform's RE_OSM: tags on the osm sheet, data binary
 
 
 def _canonical_type(raw: str) -> tuple[str, str | None, bool]:
     """``select_one yes_no or_other`` → ("select_one", "yes_no", True); pyxform's spellings
     too (``select one from yes_no``, ``add text prompt``, ``imei``)."""
     text = " ".join(raw.split())
+    control = _control(text)
+    if control is not None and control[1] != "loop":
+        return f"{control[0]}_{control[1]}", None, False  # a list after a group is ignored
+    if _OSM_RE.match(text):  # an OpenStreetMap feature: pyxform binds it as a file upload
+        return "file", None, False
     suffix = next((end for end in _OR_OTHER if text.endswith(end)), "")
     or_other = bool(suffix)
     text = text[: len(text) - len(suffix)]
@@ -1023,56 +1054,292 @@ def _type_aliases(question_types: dict[str, Any]) -> dict[str, str]:
             if repr(spec) in ours and "select" not in name}
 
 
-def _load_items(
+#: One survey row as read: (Excel row, plain cells by header, translatable cells by language).
+Record = tuple[int, dict[str, str], dict[str, dict[str, str]]]
+#: pyxform's block rows (``RE_BEGIN_CONTROL``/``aliases.control``): ``lgroup`` and ``looped
+#: group`` are repeats; a group or repeat may name a list, which pyxform ignores.
+_CONTROL_RE = re.compile(r"^(?P<edge>begin|end)[ _](?P<kind>group|repeat|loop|lgroup|"
+                         r"looped group)(?: (?:over )?(?P<list>\S+))?$", re.IGNORECASE)
+_CONTROL_KINDS = {"group": "group", "repeat": "repeat", "loop": "loop", "lgroup": "repeat",
+                  "looped group": "repeat"}
+#: pyxform reserves these names on the survey sheet (RESERVED_NAMES_SURVEY_SHEET).
+_RESERVED_NAMES = frozenset({"meta"})
+
+
+def _control(raw_type: str) -> tuple[str, str, str | None] | None:
+    """``begin loop over fruit`` → ("begin", "loop", "fruit"); None for a row that is not a
+    block boundary."""
+    found = _CONTROL_RE.match(" ".join(raw_type.split()))
+    if found is None:
+        return None
+    return (found["edge"].lower(), _CONTROL_KINDS[found["kind"].lower()],
+            found["list"] if found["edge"].lower() == "begin" else None)
+
+
+def _survey_records(
     rows: list[tuple[int, list[str]]], columns: dict[int, tuple[str, str | None]],
-    headers: list[str], path: Path,
-) -> list[Item]:
-    items: list[Item] = []
-    stack: list[Item] = []  # open groups and repeats
-    seen: dict[str, int] = {}
+    headers: list[str],
+) -> list[Record]:
+    """The survey rows pyxform reads: comment rows (no type, name or label) dropped, a note
+    without a name named as pyxform names it."""
+    out: list[Record] = []
     for number, plain, translated in _records(rows, columns, headers):
         raw_type = plain.get("type", "").strip()
+        if not raw_type and not plain.get("name", "").strip() and "label" not in translated:
+            continue
+        if raw_type == "note" and not plain.get("name", "").strip():
+            plain = {**plain, "name": f"generated_note_name_{number}"}
+        out.append((number, plain, translated))
+    return out
+
+
+def _expand_loops(records: list[Record], lists: dict[str, ChoiceList],
+                  path: Path) -> list[Record]:
+    """pyxform's ``begin loop over <list>`` (``builder._create_loop_from_dict``): a group named
+    like the loop holding, for each choice but one named ``none``, a group named like the
+    choice with a copy of the loop's rows, ``%(name)s`` and ``%(label)s`` in their cells
+    replaced by the choice's name and label. The copies share their names, which is why
+    items are keyed by path where names repeat (:class:`Item`)."""
+    out: list[Record] = []
+    index = 0
+    while index < len(records):
+        record = records[index]
+        control = _control(record[1].get("type", ""))
+        if control is None or control[1] != "loop":
+            out.append(record)
+            index += 1
+            continue
+        if control[0] == "end":
+            raise FormError("'end loop' closes nothing: no loop is open", code="unmatched-end",
+                            file=path, sheet="survey", row=record[0], column="type")
+        end = _block_end(records, index, path)
+        out.extend(_loop_rows(records[index], control[2], records[index + 1:end],
+                              records[end], lists, path))
+        index = end + 1
+    return out
+
+
+def _loop_lists(records: list[Record],
+                lists: dict[str, ChoiceList]) -> dict[str, ChoiceList]:
+    """The lists loops run over: as pyxform appends an ``other`` choice (label ``Other``) to a
+    list that an ``or_other`` select uses, a loop over that list has an ``other`` group too."""
+    others = set()
+    for _, plain, _ in records:
+        _, list_name, or_other = _canonical_type(plain.get("type", ""))
+        if or_other and list_name in lists:
+            others.add(list_name)
+    out = dict(lists)
+    for name in others:
+        lst = lists[name]
+        if "other" not in lst.codes():
+            languages = {lang for c in lst.choices for lang in c.labels} or {"default"}
+            other = Choice(name, "other", dict.fromkeys(sorted(languages), "Other"), {},
+                           lst.row)
+            out[name] = ChoiceList(name, [*lst.choices, other], lst.row)
+    return out
+
+
+def _block_end(records: list[Record], start: int, path: Path) -> int:
+    """The index of the row that closes the block opened at ``start``."""
+    open_kinds: list[tuple[str, int]] = []
+    for index in range(start, len(records)):
+        number, plain, _ = records[index]
+        control = _control(plain.get("type", ""))
+        if control is None:
+            continue
+        if control[0] == "begin":
+            open_kinds.append((control[1], number))
+            continue
+        kind, opened = open_kinds.pop()
+        if kind != control[1]:
+            raise FormError(f"'{plain['type'].strip()}' closes the {kind} opened at row "
+                            f"{opened}", code="unmatched-end", file=path, sheet="survey",
+                            row=number, column="type")
+        if not open_kinds:
+            return index
+    raise FormError("'begin loop' is never closed (add 'end loop')", code="unmatched-begin",
+                    file=path, sheet="survey", row=records[start][0], column="type")
+
+
+def _loop_rows(begin: Record, list_name: str | None, body: list[Record], end: Record,
+               lists: dict[str, ChoiceList], path: Path) -> list[Record]:
+    """The group rows a loop stands for (see :func:`_expand_loops`)."""
+    number, plain, translated = begin
+    where: dict[str, Any] = {"file": path, "sheet": "survey", "row": number, "column": "type"}
+    if not list_name:
+        raise FormError("'begin loop' names no choice list (write 'begin loop over <list>')",
+                        code="choice-list-missing", **where)
+    if list_name not in lists:
+        raise FormError(f"loop over '{list_name}', which is not on the choices sheet",
+                        code="choice-list-missing", **where)
+    close: Record = (end[0], {**end[1], "type": "end group"}, {})
+    out: list[Record] = [(number, {**plain, "type": "begin group"}, translated)]
+    for choice in lists[list_name].choices:
+        if choice.name == "none":  # pyxform leaves out a select's "none" choice
+            continue
+        label = {"label": dict(choice.labels)} if choice.labels else {}
+        out.append((number, {"type": "begin group", "name": choice.name}, label))
+        out.extend(_expand_loops(_substituted(body, choice, path), lists, path))
+        out.append((end[0], {"type": "end group"}, {}))
+    out.append(close)
+    return out
+
+
+def _substituted(body: list[Record], choice: Choice, path: Path) -> list[Record]:
+    """A loop's rows for one choice. As in pyxform, only the loop's own rows are filled in,
+    not the rows of a group inside it."""
+    out: list[Record] = []
+    depth = 0
+    for number, plain, translated in body:
+        control = _control(plain.get("type", ""))
+        if control is not None and control[0] == "end":
+            depth -= 1
+        if depth == 0:
+            plain = {header: _fill(text, choice, _header_language(header), path, number, header)
+                     for header, text in plain.items()}
+            translated = {base: {lang: _fill(text, choice, lang, path, number, base)
+                                 for lang, text in texts.items()}
+                          for base, texts in translated.items()}
+        if control is not None and control[0] == "begin":
+            depth += 1
+        out.append((number, plain, translated))
+    return out
+
+
+def _header_language(header: str) -> str:
+    """The language of a translatable column's header ('default' for any other column)."""
+    base, lang = split_header(header, "::" in header)
+    return (lang or "default") if base in TRANSLATABLE else "default"
+
+
+def _fill(text: str, choice: Choice, language: str, path: Path, row: int, column: str) -> str:
+    """``How many %(label)s?`` for one choice: Python's %-formatting, as pyxform fills it."""
+    if "%" not in text:
+        return text
+    labels = choice.labels
+    label = labels.get(language) or labels.get("default") or next(iter(labels.values()), "")
+    try:
+        return text % {**choice.extra, "name": choice.name, "label": label}
+    except (KeyError, ValueError, TypeError) as exc:
+        raise FormError(f"cannot fill in '{text}' for choice '{choice.name}' of a loop "
+                        f"({type(exc).__name__}: {exc}); write %% for a percent sign",
+                        code="loop-substitution", file=path, sheet="survey", row=row,
+                        column=column) from None
+
+
+def _load_items(
+    rows: list[tuple[int, list[str]]], columns: dict[int, tuple[str, str | None]],
+    headers: list[str], path: Path, lists: dict[str, ChoiceList], root: str,
+) -> list[Item]:
+    records = _survey_records(rows, columns, headers)
+    records = _expand_loops(records, _loop_lists(records, lists), path)
+    builder = _ItemBuilder(path, root)
+    for record in records:
+        builder.add(*record)
+    return builder.finish()
+
+
+class _ItemBuilder:
+    """Survey rows → items, nesting and names checked by pyxform's rules.
+
+    A name must be unique among the children of its group or repeat (pyxform's
+    ``validate_question_group_repeat_name``), a repeat's name anywhere in the form
+    (``validate_repeat_name``); ``meta`` is reserved.
+    """
+
+    def __init__(self, path: Path, root: str) -> None:
+        self.path = path
+        self.root = root  # the submission's root element (pyxform: settings name or 'data')
+        self.items: list[Item] = []
+        self.stack: list[Item] = []  # open groups and repeats
+        self.siblings: list[dict[str, int]] = [{}]  # per open block: name → row
+        self.repeats: dict[str, int] = {}
+
+    def add(self, number: int, plain: dict[str, str],
+            translated: dict[str, dict[str, str]]) -> None:
+        raw_type = plain.get("type", "").strip()
         name = plain.get("name", "").strip()
-        where = {"file": path, "sheet": "survey", "row": number}
-        if not raw_type and not name and "label" not in translated:
-            continue  # a comment row: pyxform skips a row with no type, name or label
-        if raw_type == "note" and not name:
-            name = f"generated_note_name_{number}"  # the name pyxform gives it
+        where = {"file": self.path, "sheet": "survey", "row": number}
         if not raw_type:
             raise FormError(f"row has no type (name '{name}')" if name else "row has no type",
                             code="type-missing", column="type", **where)
         type_, list_name, or_other = _canonical_type(raw_type)
         if type_ in ("end_group", "end_repeat"):
-            _close(stack, type_, raw_type, name, where)
-            continue
+            _close(self.stack, type_, raw_type, name, where)
+            self.siblings.pop()
+            return
         _check_row(type_, list_name, raw_type, name, where)
-        if name in seen:
-            raise FormError(f"duplicate name '{name}' (first at row {seen[name]})",
-                            code="name-duplicate", column="name", **where)
-        seen[name] = number
-        path_names = tuple(g.name for g in stack)
-        repeat = next((g.name for g in reversed(stack) if g.is_repeat), None)
+        self._check_name(name, type_, where)
+        parent = self.stack[-1].xml_path if self.stack else ()
         item = Item(
-            name=name, type=type_, row=number, path=path_names, repeat=repeat, cells=plain,
+            name=name, type=type_, row=number, path=(), repeat=None, cells=plain,
             list_name=list_name, or_other=or_other,
             labels=translated.get("label", {}), hints=translated.get("hint", {}),
             constraint_messages=translated.get("constraint_message", {}),
             required_messages=translated.get("required_message", {}),
+            xml_path=(*parent, name),
         )
         if type_ == "calculate" and not item.calculation and not item.default:
             raise FormError(f"calculate '{name}' has no calculation",
                             code="calculation-missing", column="calculation", **where)
-        items.append(item)
+        self.items.append(item)
         if item.is_group:
-            stack.append(item)
-    if stack:
-        top = stack[-1]
-        raise FormError(
-            f"'{top.type.replace('_', ' ')}' '{top.name}' is never closed "
-            f"(add 'end {top.type[6:]}')",
-            code="unmatched-begin", file=path, sheet="survey", row=top.row, column="type",
-        )
-    return items
+            self.stack.append(item)
+            self.siblings.append({})
+
+    def _check_name(self, name: str, type_: str, where: dict[str, Any]) -> None:
+        siblings = self.siblings[-1]
+        if name in _RESERVED_NAMES:
+            raise FormError(f"the name '{name}' is reserved for form metadata",
+                            code="name-reserved", column="name", **where)
+        if name in siblings:
+            inside = f"'{self.stack[-1].xml_name}'" if self.stack else "the form's top level"
+            raise FormError(f"duplicate name '{name}' in {inside} (first at row "
+                            f"{siblings[name]}); names may repeat only in different groups",
+                            code="name-duplicate", column="name", **where)
+        siblings[name] = where["row"]
+        if type_ != "begin_repeat":
+            return
+        if name == self.root:
+            raise FormError(f"a repeat may not be named '{name}' like the form's root element",
+                            code="name-duplicate", column="name", **where)
+        if name in self.repeats:
+            raise FormError(f"duplicate repeat name '{name}' (first at row "
+                            f"{self.repeats[name]}); a repeat's name must be unique in the form",
+                            code="name-duplicate", column="name", **where)
+        self.repeats[name] = where["row"]
+
+    def finish(self) -> list[Item]:
+        if self.stack:
+            top = self.stack[-1]
+            raise FormError(
+                f"'{top.type.replace('_', ' ')}' '{top.name}' is never closed "
+                f"(add 'end {top.type[6:]}')",
+                code="unmatched-begin", file=self.path, sheet="survey", row=top.row,
+                column="type",
+            )
+        _assign_keys(self.items)
+        return self.items
+
+
+def _assign_keys(items: list[Item]) -> None:
+    """Key each item by its name, or by its path where pyxform let names repeat (see
+    :class:`Item`); path and repeat then name the enclosing blocks by their keys."""
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item.name] = counts.get(item.name, 0) + 1
+    keys: dict[tuple[str, ...], str] = {}
+    repeats: set[tuple[str, ...]] = set()
+    for item in items:
+        xml = item.xml_path
+        item.path = tuple(keys[xml[:depth]] for depth in range(1, len(xml)))
+        item.repeat = next((keys[xml[:depth]] for depth in range(len(xml) - 1, 0, -1)
+                            if xml[:depth] in repeats), None)
+        if counts[item.name] > 1:
+            item.name = "/".join(xml)
+        keys[xml] = item.name
+        if item.is_repeat:
+            repeats.add(xml)
 
 
 def _close(stack: list[Item], type_: str, raw_type: str, name: str,
@@ -1118,16 +1385,27 @@ def _check_row(type_: str, list_name: str | None, raw_type: str, name: str,
 
 
 def _check_references(model: FormModel) -> None:
-    """Every ``${name}`` must exist and every select must point to a non-empty list."""
+    """Every ``${name}`` must name one field and every select must point to a non-empty list.
+
+    As in pyxform, a name that several fields share (in different groups, or in the groups
+    of a loop) cannot be referenced: ``${name}`` would not say which one.
+    """
+    shared = {i.xml_name for i in model.items if i.name != i.xml_name}
     for item in model.items:
         for column, text in item.cells.items():
             for ref in REF_RE.findall(text):
-                if ref not in model.by_name:
-                    raise FormError(
-                        f"${{{ref}}} refers to no field of this form",
-                        code="reference-undefined", file=model.path, sheet="survey",
-                        row=item.row, column=column,
-                    )
+                if ref not in shared and ref in model.by_name \
+                        and model.by_name[ref].xml_name == ref:
+                    continue
+                where = {"file": model.path, "sheet": "survey", "row": item.row,
+                         "column": column}
+                if ref in shared:
+                    keys = [i.name for i in model.items if i.xml_name == ref]
+                    raise FormError(f"${{{ref}}} is ambiguous: {len(keys)} fields are named "
+                                    f"'{ref}' ({', '.join(keys)})",
+                                    code="reference-ambiguous", **where)
+                raise FormError(f"${{{ref}}} refers to no field of this form",
+                                code="reference-undefined", **where)
         if item.list_name and item.type in SELECT_TYPES:
             if REF_RE.fullmatch(item.list_name):
                 continue  # select from a repeat
