@@ -6,19 +6,40 @@ the form model. Relevance, constraints, calculations, choice filters and repeat 
 form's own expressions, evaluated by :mod:`dhsurvey.forms.expressions`, so a clean simulated
 submission satisfies exactly the rules ODK Collect enforces — and a change to the instrument
 changes the simulated data with no second list to maintain.
+
+Any form the model loads can be answered (a designer's dry run, lint's reachability check):
+every question type gets a value of its own shape, and where the simulator cannot satisfy a
+rule (a constraint no draw meets, an expression it cannot evaluate) it gives up on those rows
+only, leaves them empty and records why (:class:`GaveUp`), when the caller asks for that record.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+import importlib
+import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from dhsurvey.errors import DhsurveyError
-from dhsurvey.forms.expressions import BinaryOp, Current, conjuncts
+from dhsurvey.forms.expressions import (
+    BinaryOp,
+    Call,
+    Current,
+    ExpressionError,
+    Node,
+    Number,
+    Ref,
+    String,
+    _walk,
+    conjuncts,
+    parse,
+    references,
+)
 from dhsurvey.forms.frames import PARENT, FormData, format_values
 from dhsurvey.forms.model import REF_RE, FormModel, Item
 from dhsurvey.ingest.canonical import repeat_key
@@ -26,6 +47,17 @@ from dhsurvey.ingest.canonical import repeat_key
 #: Rarely chosen codes: other (specify), don't know, prefer not to say.
 RARE = {"96": 0.03, "98": 0.03, "99": 0.02}
 POSITION = "_position"
+#: Instances of a repeat that has no repeat_count: 1 to this many.
+MAX_INSTANCES = 3
+_WORDS = ["market", "school", "church", "shop", "cousin", "neighbour", "radio", "library",
+          "cafe", "clinic"]
+_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
+#: Values of types whose answer is a file on the device.
+_FILES = {"image": "jpg", "audio": "m4a", "video": "mp4", "file": "pdf", "audit": "csv",
+          "background-audio": "m4a"}
+_TEXTS = {"deviceid": "collect:simulated", "username": "enumerator", "email": "enum@example.org",
+          "phonenumber": "+254700000000", "simserial": "8925400000000000000",
+          "subscriberid": "639020000000000", "acknowledge": "OK"}
 
 
 @dataclass
@@ -39,6 +71,66 @@ class Presets:
     derived: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class GaveUp:
+    """Rows of one field the simulator could not answer by the form's rules, and why."""
+
+    field: str
+    row: int  # the field's row on the survey sheet
+    column: str  # constraint, choice_filter, relevant, calculation, repeat_count, type
+    rows: int  # submissions or repeat instances concerned
+    reason: str
+
+    def __str__(self) -> str:
+        return (f"survey row {self.row} '{self.field}' ({self.column}): {self.reason} "
+                f"[{self.rows} row(s)]")
+
+
+@dataclass
+class DryRun:
+    """``n`` simulated submissions of one form and what happened in them."""
+
+    data: FormData
+    n: int
+    #: Item name → submissions in which it was relevant (asked, shown) at least once.
+    reached: dict[str, int]
+    gave_up: list[GaveUp]
+
+
+@dataclass
+class _Run:
+    """One call of :func:`answer_form`: its options and what it records."""
+
+    data: FormData
+    rng: np.random.Generator
+    uniform: bool
+    gave_up: list[GaveUp] | None
+    literals: dict[str, list[str]]
+    reached: dict[str, int] | None
+
+    def give_up(self, item: Item, column: str, rows: int, reason: str,
+                error: Exception | None = None) -> None:
+        """Record rows left unanswered, or raise (``error`` when given) when the caller keeps
+        no record (the study's simulator: there a rule it cannot meet is a bug in the scenario
+        or the instrument)."""
+        if self.gave_up is None:
+            if error is not None:
+                raise error
+            raise DhsurveyError(f"'{item.name}': {reason}", code="simulate-constraint",
+                                form=self.data.model.form_id, field=item.name,
+                                sheet="survey", row=item.row, column=column)
+        self.gave_up.append(GaveUp(item.name, item.row, column, rows, reason))
+
+    def tested(self, item: Item) -> list[str] | None:
+        """The codes the form's conditions test ``item`` for (reachability mode), else None."""
+        return self.literals.get(item.name, []) if self.uniform else None
+
+    def reach(self, item: Item, relevant: np.ndarray) -> None:
+        if self.reached is not None:
+            owners = _submission_keys(self.data, item.repeat)[relevant]
+            self.reached[item.name] = len(set(owners.tolist()))
+
+
 def answer_form(
     model: FormModel,
     keys: pd.Index,
@@ -47,6 +139,9 @@ def answer_form(
     *,
     today: dt.date | None = None,
     text: Mapping[str, pd.Series] | None = None,
+    uniform: bool = False,
+    gave_up: list[GaveUp] | None = None,
+    reached: dict[str, int] | None = None,
 ) -> FormData:
     """Fill every data field of ``model`` for submissions ``keys`` (their instanceIDs).
 
@@ -54,42 +149,91 @@ def answer_form(
     is a bug in the scenario and raises); other fields, and rows a preset leaves empty, are
     drawn at random from what the constraint and choice filter allow. Non-relevant fields are
     left empty (None), as on a device.
+
+    ``uniform`` draws every choice equally often and numbers across their whole range (and the
+    values the form's own conditions compare with), so rare branches are taken too. With a
+    ``gave_up`` list, rows the simulator cannot answer by the form's rules are left empty and
+    recorded there instead of raising. ``reached`` receives, per item (notes and groups too),
+    the number of submissions in which it was relevant.
     """
     root = pd.DataFrame({f.name: pd.Series(None, index=keys, dtype=object)
                          for f in model.fields_in(None)}, index=keys)
     data = FormData(model, root, {}, today=today)
+    run = _Run(data, rng, uniform, gave_up, _compared_literals(model) if uniform else {},
+               reached)
     for item in model.items:
         if item.is_repeat:
-            _open_repeat(data, item, presets, rng)
+            _open_repeat(run, item, presets)
             continue
-        if not item.holds_data:
-            continue
-        table = data.table(item.repeat)
-        relevant = data.relevant(item).to_numpy()
-        fixed = np.zeros(len(table), dtype=bool)  # rows the scenario decided
-        if item.type == "calculate" or (item.type == "hidden" and item.calculation):
-            values = format_values(data.evaluate(item, item.calculation, rng=rng))
-        elif item.name in presets.derived:
-            values = format_values(data.evaluate(item, presets.derived[item.name], rng=rng))
-            fixed = relevant.copy()
-        elif item.name in _preset_columns(presets, item):
-            values = format_values(_preset(presets, item, data))
-            fixed = relevant & values.notna().to_numpy()
-            # A preset may fix some rows only: the others are drawn like any answer.
-            open_rows = relevant & ~fixed
-            if open_rows.any():
-                values[open_rows] = _draw(data, item, open_rows, rng).to_numpy()
-        elif item.default and not item.dynamic_default:
-            values = pd.Series(item.default, index=table.index, dtype=object)
-        else:
-            values = pd.Series(None, index=table.index, dtype=object)
-            values[relevant] = _draw(data, item, relevant, rng).to_numpy()
-        values = values.astype(object)
-        values[~relevant] = None
-        if item.constraint and item.type != "calculate":
-            values = _enforce(data, item, values, relevant, rng, fixed=fixed)
-        table[item.name] = values.to_numpy()
+        relevant = _relevant(run, item)
+        run.reach(item, relevant)
+        if item.holds_data:
+            _answer(run, item, presets, relevant)
     return data
+
+
+def dry_run(model: FormModel, n: int, *, seed: int = 0, uniform: bool = False,
+            today: dt.date | None = None) -> DryRun:
+    """``n`` interviews of ``model`` with nothing preset: what a designer checks before
+    fieldwork (which questions are reached, what the data look like, which rules the
+    simulator could not meet)."""
+    keys = pd.Index([f"uuid:dry-run-{i:06d}" for i in range(n)])
+    gave_up: list[GaveUp] = []
+    reached: dict[str, int] = {}
+    data = answer_form(model, keys, Presets(), np.random.default_rng(seed), today=today,
+                       uniform=uniform, gave_up=gave_up, reached=reached)
+    return DryRun(data, n, reached, gave_up)
+
+
+def _relevant(run: _Run, item: Item) -> np.ndarray:
+    """Where ``item`` is relevant; everywhere (and recorded) when its relevance fails."""
+    try:
+        return run.data.relevant(item).to_numpy().astype(bool)
+    except (ExpressionError, ValueError, KeyError) as exc:
+        n = len(run.data.table(item.repeat))
+        run.give_up(item, "relevant", n, f"relevance not evaluated, taken as true: {exc}",
+                    exc)
+        return np.ones(n, dtype=bool)
+
+
+def _answer(run: _Run, item: Item, presets: Presets, relevant: np.ndarray) -> None:
+    data = run.data
+    table = data.table(item.repeat)
+    fixed = np.zeros(len(table), dtype=bool)  # rows the scenario decided
+    if item.type == "calculate" or (item.type == "hidden" and item.calculation):
+        values = _evaluated(run, item, item.calculation, "calculation", relevant)
+    elif item.name in presets.derived:
+        values = format_values(data.evaluate(item, presets.derived[item.name], rng=run.rng))
+        fixed = relevant.copy()
+    elif item.name in _preset_columns(presets, item):
+        values = format_values(_preset(presets, item, data))
+        fixed = relevant & values.notna().to_numpy()
+        # A preset may fix some rows only: the others are drawn like any answer.
+        open_rows = relevant & ~fixed
+        if open_rows.any():
+            values[open_rows] = _draw(run, item, open_rows).to_numpy()
+    elif item.default and not item.dynamic_default:
+        values = pd.Series(item.default, index=table.index, dtype=object)
+    else:
+        values = pd.Series(None, index=table.index, dtype=object)
+        if relevant.any():
+            values[relevant] = _draw(run, item, relevant).to_numpy()
+    values = values.astype(object)
+    values[~relevant] = None
+    if item.constraint and item.type != "calculate":
+        values = _enforce(run, item, values, relevant, fixed=fixed)
+    table[item.name] = values.to_numpy()
+
+
+def _evaluated(run: _Run, item: Item, expression: str, column: str,
+               relevant: np.ndarray) -> pd.Series:
+    try:
+        return format_values(run.data.evaluate(item, expression, rng=run.rng))
+    except (ExpressionError, ValueError, KeyError) as exc:
+        index = run.data.table(item.repeat).index
+        run.give_up(item, column, int(relevant.sum()), f"not evaluated, left empty: {exc}",
+                    exc)
+        return pd.Series(None, index=index, dtype=object)
 
 
 def _preset_columns(presets: Presets, item: Item) -> set[str]:
@@ -110,18 +254,22 @@ def _preset(presets: Presets, item: Item, data: FormData) -> pd.Series:
     return pd.Series(keyed.reindex(index).to_numpy(), index=table.index, dtype=object)
 
 
-def _open_repeat(data: FormData, item: Item, presets: Presets, rng: np.random.Generator) -> None:
-    """Create the repeat's instances: ``repeat_count`` per relevant parent row."""
+def _open_repeat(run: _Run, item: Item, presets: Presets) -> None:
+    """Create the repeat's instances: ``repeat_count`` per relevant parent row (1 to
+    :data:`MAX_INSTANCES` when the form leaves the number to the interviewer)."""
+    data, rng = run.data, run.rng
     outer = data.table(item.repeat)
-    relevant = data.relevant(item).to_numpy()
+    relevant = _relevant(run, item)
+    run.reach(item, relevant)
     if item.repeat_count:
-        counts = pd.to_numeric(data.evaluate(item, item.repeat_count, rng=rng),
-                               errors="coerce").fillna(0).to_numpy().astype(int)
+        evaluated = _evaluated(run, item, item.repeat_count, "repeat_count", relevant)
+        counts = pd.to_numeric(evaluated, errors="coerce").fillna(0).to_numpy()
+        counts = np.clip(counts, 0, 10 * MAX_INSTANCES).astype(int)
     elif item.name in presets.repeats:
         sizes = presets.repeats[item.name].groupby(PARENT).size()
         counts = sizes.reindex(outer.index).fillna(0).to_numpy().astype(int)
     else:
-        counts = rng.integers(1, 4, len(outer))
+        counts = rng.integers(1, MAX_INSTANCES + 1, len(outer))
     counts = np.where(relevant, np.maximum(counts, 0), 0)
     parents = np.repeat(outer.index.to_numpy(), counts)
     positions = np.concatenate([np.arange(1, c + 1) for c in counts]) if counts.sum() else \
@@ -145,7 +293,17 @@ def _codes(model: FormModel, item: Item) -> list[str]:
     return lst.codes()
 
 
-def _weights(codes: list[str]) -> np.ndarray:
+def _weights(codes: list[str], tested: list[str] | None = None) -> np.ndarray:
+    """Choice probabilities: the special codes rarely, as respondents choose them; or, with
+    ``tested`` (the reachability mode), every code equally often plus half the mass on the
+    codes the form's conditions test, so each branch behind a chain of gates is taken in a few
+    hundred interviews."""
+    if tested is not None:
+        w = np.full(len(codes), 1 / max(len(codes), 1))
+        hits = np.array([c in tested for c in codes])
+        if hits.any():
+            w = w / 2 + hits / hits.sum() / 2
+        return w
     w = np.array([RARE.get(c, 0.0) for c in codes])
     common = w == 0
     if common.any():
@@ -153,47 +311,193 @@ def _weights(codes: list[str]) -> np.ndarray:
     return w / w.sum()
 
 
-def _draw(data: FormData, item: Item, rows: np.ndarray, rng: np.random.Generator) -> pd.Series:
+Drawer = Callable[["_Run", Item, np.ndarray, int], list[object]]
+
+
+def _draw(run: _Run, item: Item, rows: np.ndarray) -> pd.Series:
     """Random answers for the rows where ``item`` is relevant."""
     n = int(rows.sum())
-    index = data.table(item.repeat).index[rows]
-    if item.type == "select_one" and _repeat_source(item):
-        return pd.Series(_pick_from_repeat(data, item, rows, rng), index=index, dtype=object)
-    if item.type == "select_one":
-        mask = data.choice_mask(item).to_numpy()[rows]
-        codes = list(data.choice_mask(item).columns)
-        return pd.Series(_pick_one(mask, _weights(codes), codes, rng), index=index)
-    if item.type == "select_multiple":
-        codes = _codes(data.model, item)
-        return pd.Series(_pick_many(codes, n, rng), index=index)
-    if item.type in ("integer", "decimal"):
-        lo, hi = _bounds(data, item)
-        lo, hi = lo[rows], hi[rows]
-        span = np.maximum(hi - lo, 0)
+    index = run.data.table(item.repeat).index[rows]
+    drawer = _DRAWERS.get(item.type)
+    pattern = None if item.is_select else _regex_of(item)
+    texts = [sample_regex(pattern, run.rng) for _ in range(n)] if pattern else [None]
+    if all(t is not None for t in texts):
+        values: list[object] = list(texts)  # the format the constraint asks for
+    elif drawer is not None:
+        values = drawer(run, item, rows, n)
+    elif item.type in _FILES:
+        values = [f"{item.name}-{i}.{_FILES[item.type]}" for i in range(n)]
+    else:
+        values = [_TEXTS.get(item.type, "1")] * n
+    return pd.Series(values, index=index, dtype=object)
+
+
+def _draw_select_one(run: _Run, item: Item, rows: np.ndarray, n: int) -> list[object]:
+    if _repeat_source(item):
+        return list(_pick_from_repeat(run.data, item, rows, run.rng))
+    mask, codes = _allowed(run, item, rows)
+    if mask is None:
+        return [_file_code(item)] * n
+    return list(_pick_one(mask, _weights(codes, run.tested(item)), codes, run.rng))
+
+
+def _draw_select_multiple(run: _Run, item: Item, rows: np.ndarray, n: int) -> list[object]:
+    mask, codes = _allowed(run, item, rows)
+    if mask is None:
+        return [_file_code(item)] * n
+    out: list[object] = []
+    for allowed in mask:
+        options = [c for c, ok in zip(codes, allowed, strict=True) if ok]
+        out.append(_pick_many(options, run.rng, run.tested(item)) if options else None)
+    return out
+
+
+def _draw_rank(run: _Run, item: Item, rows: np.ndarray, n: int) -> list[object]:
+    mask, codes = _allowed(run, item, rows)
+    if mask is None:
+        return [_file_code(item)] * n
+    out: list[object] = []
+    for allowed in mask:
+        options = [c for c, ok in zip(codes, allowed, strict=True) if ok]
+        out.append(" ".join(run.rng.permutation(options)) if options else None)
+    return out
+
+
+def _allowed(run: _Run, item: Item, rows: np.ndarray
+             ) -> tuple[np.ndarray | None, list[str]]:
+    """Which codes each row may choose (its choice filter applied); (None, []) when the
+    choices are in a file the workbook does not carry."""
+    lst = run.data.model.choices_for(item)
+    if lst is None or not lst.choices:
+        return None, []
+    try:
+        mask = run.data.choice_mask(item)
+        return mask.to_numpy()[rows].astype(bool), list(mask.columns)
+    except (ExpressionError, ValueError, KeyError) as exc:
+        run.give_up(item, "choice_filter", int(rows.sum()),
+                    f"choice filter not evaluated, every choice offered: {exc}", exc)
+        codes = lst.codes()
+        return np.ones((int(rows.sum()), len(codes)), dtype=bool), codes
+
+
+def _file_code(item: Item) -> str:
+    """The answer to a select whose choices are in a file (select_one_from_file, external)."""
+    return "1"
+
+
+def _draw_number(run: _Run, item: Item, rows: np.ndarray, n: int) -> list[object]:
+    lo, hi = _bounds(run, item)
+    lo, hi = lo[rows], hi[rows]
+    span = np.maximum(hi - lo, 0)
+    if run.uniform:
+        # A third each: small values (as respondents give them), anywhere in the range, and
+        # the values the form's conditions compare with.
+        small = lo + np.minimum(span, np.floor(run.rng.exponential(np.maximum(1, span / 20))))
+        wide = lo + span * run.rng.random(n)
         if item.type == "integer":
-            draw = lo + np.minimum(span, np.floor(rng.exponential(np.maximum(1, span / 4))))
-            return pd.Series(format_values(pd.Series(draw)).to_numpy(), index=index)
-        return pd.Series([f"{v:.1f}" for v in lo + span * rng.random(n)], index=index)
-    if item.type in ("date", "today"):
-        day = data.today or dt.date(2026, 1, 1)
-        return pd.Series(day.isoformat(), index=index)
-    if item.type == "geopoint":
-        lat = -1 + rng.random(n)
-        lon = 36 + rng.random(n)
-        return pd.Series([f"{a:.6f} {b:.6f} 1500.0 5.0" for a, b in zip(lat, lon,
-                                                                       strict=True)],
-                         index=index)
-    if item.type == "text":
-        words = ["market", "school", "church", "shop", "cousin", "neighbour", "radio",
-                 "library", "cafe", "clinic"]
-        return pd.Series([f"{words[i]} {j}" for i, j in zip(rng.integers(0, len(words), n),
-                                                             rng.integers(1, 99, n),
-                                                             strict=True)], index=index)
-    if item.type in ("start", "end", "datetime"):
-        return pd.Series("2026-01-01T09:00:00.000+00:00", index=index)
-    if item.type == "deviceid":
-        return pd.Series("collect:simulated", index=index)
-    return pd.Series("1", index=index)
+            wide = np.floor(lo + (span + 1) * run.rng.random(n)).clip(lo, hi)
+        draw = _with_literals(run, item, np.where(run.rng.random(n) < 0.5, small, wide))
+    elif item.type == "integer":
+        draw = lo + np.minimum(span, np.floor(run.rng.exponential(np.maximum(1, span / 4))))
+    else:
+        draw = lo + span * run.rng.random(n)
+    if item.type == "integer":
+        return list(format_values(pd.Series(np.floor(draw))).to_numpy())
+    return [f"{v:.1f}" for v in draw]
+
+
+def _with_literals(run: _Run, item: Item, draw: np.ndarray) -> np.ndarray:
+    """Half the draws replaced by a number the form compares this field with (or one off),
+    so a branch at ``${age} >= 60`` is taken even when the bounds are wide."""
+    numbers = [float(v) for v in run.literals.get(item.name, []) if _is_number(v)]
+    if not numbers:
+        return draw
+    near = np.array([v + d for v in numbers for d in (-1, 0, 1)])
+    take = run.rng.random(len(draw)) < 1 / 3
+    return np.where(take, run.rng.choice(near, len(draw)), draw)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _draw_range(run: _Run, item: Item, rows: np.ndarray, n: int) -> list[object]:
+    """A value of a range question: start to end by step (``parameters`` column)."""
+    params = dict(re.findall(r"(\w+)\s*=\s*(-?[\d.]+)", item.get("parameters")))
+    start, end = float(params.get("start", 1)), float(params.get("end", 10))
+    step = abs(float(params.get("step", 1))) or 1.0
+    values = np.arange(min(start, end), max(start, end) + step / 2, step)
+    return list(format_values(pd.Series(run.rng.choice(values, n))).to_numpy())
+
+
+def _draw_text(run: _Run, item: Item, rows: np.ndarray, n: int) -> list[object]:
+    words = run.rng.integers(0, len(_WORDS), n)
+    numbers = run.rng.integers(1, 99, n)
+    out: list[object] = [f"{_WORDS[i]} {j}" for i, j in zip(words, numbers, strict=True)]
+    strings = [v for v in run.literals.get(item.name, []) if v.strip()]
+    if strings:
+        take = run.rng.random(n) < 0.5
+        out = [str(run.rng.choice(strings)) if t else v for t, v in zip(take, out, strict=True)]
+    return out
+
+
+def _draw_date(run: _Run, item: Item, rows: np.ndarray, n: int) -> list[object]:
+    day = run.data.today or dt.date(2026, 1, 1)
+    return [day.isoformat()] * n
+
+
+def _draw_time(run: _Run, item: Item, rows: np.ndarray, n: int) -> list[object]:
+    minutes = run.rng.integers(8 * 60, 18 * 60, n)
+    return [f"{m // 60:02d}:{m % 60:02d}:00.000+00:00" for m in minutes]
+
+
+def _draw_datetime(run: _Run, item: Item, rows: np.ndarray, n: int) -> list[object]:
+    day = (run.data.today or dt.date(2026, 1, 1)).isoformat()
+    return [f"{day}T{t}" for t in _draw_time(run, item, rows, n)]
+
+
+def _points(run: _Run, n: int, count: int) -> list[list[str]]:
+    lat = -1 + run.rng.random((n, count)) * 0.01 + run.rng.random((n, 1))
+    lon = 36 + run.rng.random((n, count)) * 0.01 + run.rng.random((n, 1))
+    return [[f"{a:.6f} {b:.6f} 1500.0 5.0" for a, b in zip(la, lo, strict=True)]
+            for la, lo in zip(lat, lon, strict=True)]
+
+
+def _draw_geopoint(run: _Run, item: Item, rows: np.ndarray, n: int) -> list[object]:
+    return [p[0] for p in _points(run, n, 1)]
+
+
+def _draw_geotrace(run: _Run, item: Item, rows: np.ndarray, n: int) -> list[object]:
+    return [";".join(p) for p in _points(run, n, 3)]
+
+
+def _draw_geoshape(run: _Run, item: Item, rows: np.ndarray, n: int) -> list[object]:
+    # A closed ring: the first point again at the end (ODK needs at least four points).
+    return [";".join([*p, p[0]]) for p in _points(run, n, 3)]
+
+
+def _draw_barcode(run: _Run, item: Item, rows: np.ndarray, n: int) -> list[object]:
+    return [str(v) for v in run.rng.integers(10**11, 10**12, n)]
+
+
+def _draw_stamp(run: _Run, item: Item, rows: np.ndarray, n: int) -> list[object]:
+    return ["2026-01-01T09:00:00.000+00:00"] * n
+
+
+_DRAWERS: dict[str, Drawer] = {
+    "select_one": _draw_select_one, "select_one_external": _draw_select_one,
+    "select_one_from_file": _draw_select_one, "select_multiple": _draw_select_multiple,
+    "select_multiple_from_file": _draw_select_multiple, "rank": _draw_rank,
+    "integer": _draw_number, "decimal": _draw_number, "range": _draw_range,
+    "text": _draw_text, "date": _draw_date, "today": _draw_date, "time": _draw_time,
+    "datetime": _draw_datetime, "start": _draw_stamp, "end": _draw_stamp,
+    "geopoint": _draw_geopoint, "start-geopoint": _draw_geopoint,
+    "geotrace": _draw_geotrace, "geoshape": _draw_geoshape, "barcode": _draw_barcode,
+}
 
 
 def _repeat_source(item: Item) -> str | None:
@@ -243,47 +547,139 @@ def _pick_one(mask: np.ndarray, weights: np.ndarray, codes: list[str],
             for i, t in zip(idx, total[:, 0], strict=True)]
 
 
-def _pick_many(codes: list[str], n: int, rng: np.random.Generator) -> list[str]:
-    """1–3 common codes per answer, rarely one of the special ones alone."""
-    common = [c for c in codes if c not in RARE]
+def _pick_many(codes: list[str], rng: np.random.Generator,
+               tested: list[str] | None = None) -> str:
+    """1–3 common codes, rarely one of the special ones alone; with ``tested`` (reachability
+    mode) half the time one code alone (weighted as :func:`_weights`), else 1–3 of any."""
+    if tested is not None:
+        if rng.random() < 0.5:
+            return str(rng.choice(codes, p=_weights(codes, tested)))
+        k = 1 + int(rng.random() < 0.5) + int(rng.random() < 0.2)
+        return " ".join(sorted(rng.choice(codes, min(k, len(codes)), replace=False),
+                               key=codes.index))
+    common = [c for c in codes if c not in RARE] or codes
     special = [c for c in codes if c in RARE]
-    out = []
-    for _ in range(n):
-        if special and rng.random() < 0.04:
-            out.append(str(rng.choice(special)))
-            continue
-        k = min(len(common), 1 + int(rng.random() < 0.5) + int(rng.random() < 0.2))
-        chosen = sorted(rng.choice(common, k, replace=False), key=codes.index)
-        out.append(" ".join(chosen))
-    return out
+    if special and rng.random() < 0.04:
+        return str(rng.choice(special))
+    k = min(len(common), 1 + int(rng.random() < 0.5) + int(rng.random() < 0.2))
+    return " ".join(sorted(rng.choice(common, k, replace=False), key=codes.index))
 
 
-def _bounds(data: FormData, item: Item) -> tuple[np.ndarray, np.ndarray]:
-    """Lower/upper bounds per row from ``. >= expr`` / ``. <= expr`` parts of the constraint."""
+def _self_bound(item: Item, part: Node) -> tuple[str, Node] | None:
+    """``. op expr`` (either way round; ``${self}`` reads as ``.``) as (op, expr)."""
+    if not (isinstance(part, BinaryOp) and part.op in _FLIP):
+        return None
+
+    def is_self(node: Node) -> bool:
+        return isinstance(node, Current) or (isinstance(node, Ref) and node.name == item.name)
+
+    if is_self(part.left) and not is_self(part.right):
+        return part.op, part.right
+    if is_self(part.right) and not is_self(part.left):
+        return _FLIP[part.op], part.left
+    return None
+
+
+def _bounds(run: _Run, item: Item) -> tuple[np.ndarray, np.ndarray]:
+    """Lower/upper bounds per row from ``. >= expr`` / ``. <= expr`` parts of the constraint
+    (0 to 20 without one; ``uniform`` also reaches far beyond 20 when nothing caps it)."""
+    data = run.data
     n = len(data.table(item.repeat))
-    lo, hi = np.zeros(n), np.full(n, 20.0)
-    for part in conjuncts(item.constraint) if item.constraint else ():
-        if not (isinstance(part, BinaryOp) and part.op in (">=", "<=", ">", "<")
-                and isinstance(part.left, Current)):
+    lo, hi = np.zeros(n), np.full(n, np.nan)
+    try:
+        parts = conjuncts(item.constraint) if item.constraint else []
+    except ExpressionError:
+        parts = []
+    for part in parts:
+        bound = _self_bound(item, part)
+        if bound is None:
             continue
-        op, expr = part.op, part.right
+        op, expr = bound
         try:
             value = pd.to_numeric(data.evaluate(item, expr), errors="coerce").to_numpy(float)
         except Exception:  # a bound we cannot read just widens the range
             continue
         value = np.broadcast_to(value, (n,))
+        step = 1.0 if item.type == "integer" else 0.1
         if op in (">=", ">"):
-            lo = np.where(np.isnan(value), lo, value + (op == ">"))
+            lo = np.where(np.isnan(value), lo, value + step * (op == ">"))
         else:
-            hi = np.where(np.isnan(value), hi, value - (op == "<"))
+            hi = np.where(np.isnan(value), hi, value - step * (op == "<"))
+    width = run.rng.choice([20.0, 120.0, 1000.0], n) if run.uniform else 20.0
+    hi = np.where(np.isnan(hi), lo + width, hi)
     return lo, np.maximum(lo, hi)
 
 
-def _enforce(data: FormData, item: Item, values: pd.Series, relevant: np.ndarray,
-             rng: np.random.Generator, *, fixed: np.ndarray, tries: int = 40) -> pd.Series:
-    """Redraw answers that break the constraint; a preset that breaks it is a scenario bug."""
+def _regex_of(item: Item) -> str | None:
+    """The pattern of a ``regex(., '…')`` part of the constraint (the first), if any."""
+    if not item.constraint:
+        return None
+    try:
+        parts = conjuncts(item.constraint)
+    except ExpressionError:
+        return None
+    for part in parts:
+        for node in _walk(part):
+            if isinstance(node, Call) and node.name == "regex" and len(node.args) == 2 \
+                    and isinstance(node.args[1], String):
+                return node.args[1].value
+    return None
+
+
+def _compared_literals(model: FormModel) -> dict[str, list[str]]:
+    """Field → the literals the form's expressions compare it with (``${age} >= 60``)."""
+    out: dict[str, list[str]] = {}
+    for item in model.items:
+        for text in item.expressions().values():
+            try:
+                tree = parse(text)
+            except ExpressionError:
+                continue
+            for ref, literal in _comparisons(tree):
+                value = literal.value
+                out.setdefault(ref.name, []).append(
+                    str(int(value)) if isinstance(value, float) and value.is_integer()
+                    else str(value))
+    return {k: list(dict.fromkeys(v)) for k, v in out.items()}
+
+
+def _comparisons(tree: Node) -> Iterator[tuple[Ref, String | Number]]:
+    """(field, literal) of each ``${x} op literal`` (either way round) and
+    ``selected(${x}, literal)`` in an expression."""
+    for node in _walk(tree):
+        pairs: list[tuple[Node, Node]] = []
+        if isinstance(node, BinaryOp) and node.op in ("=", "!=", *_FLIP):
+            pairs = [(node.left, node.right), (node.right, node.left)]
+        elif isinstance(node, Call) and node.name == "selected" and len(node.args) == 2:
+            pairs = [(node.args[0], node.args[1])]
+        for ref, literal in pairs:
+            if isinstance(ref, Ref) and isinstance(literal, (String, Number)):
+                yield ref, literal
+
+
+def _enforce(run: _Run, item: Item, values: pd.Series, relevant: np.ndarray, *,
+             fixed: np.ndarray, tries: int = 40) -> pd.Series:
+    """Redraw answers that break the constraint; a preset that breaks it is a scenario bug.
+    Rows no draw satisfies are given up (left empty) when the run keeps a record."""
+    data = run.data
+    bad = np.zeros(len(values), dtype=bool)
+    try:
+        reads_itself = item.name in references(item.constraint)
+    except ExpressionError:
+        reads_itself = False
     for attempt in range(tries + 1):
-        ok = data.evaluate_bool(item, item.constraint, current=values).to_numpy()
+        # ``${name}`` of the field itself in its own constraint reads the value being tried.
+        frame = None
+        if reads_itself:
+            frame = data.level_frame(item.repeat).copy()
+            frame[item.name] = values.to_numpy()
+        try:
+            ok = data.evaluate_bool(item, item.constraint, current=values,
+                                    frame=frame).to_numpy()
+        except (ExpressionError, ValueError, KeyError) as exc:
+            run.give_up(item, "constraint", int(relevant.sum()),
+                        f"constraint not evaluated, answers not checked: {exc}", exc)
+            return values
         bad = relevant & ~ok & values.notna().to_numpy()
         if not bad.any():
             return values
@@ -293,14 +689,123 @@ def _enforce(data: FormData, item: Item, values: pd.Series, relevant: np.ndarray
                 f"simulated value of '{item.name}' breaks its constraint "
                 f"'{item.constraint}' for {int((bad & fixed).sum())} row(s), e.g. {rows}",
                 code="simulate-constraint", form=data.model.form_id, field=item.name)
-        redraw = _draw(data, item, bad, rng)
+        if attempt == tries:
+            break
+        redraw = _draw(run, item, bad)
         if item.type == "select_multiple" and attempt >= tries // 2:
-            codes = _codes(data.model, item)
-            redraw = pd.Series(rng.choice(codes, int(bad.sum())), index=redraw.index)
+            mask, codes = _allowed(run, item, bad)
+            if mask is not None:
+                redraw = pd.Series([_single(codes, row, run.rng) for row in mask],
+                                   index=redraw.index, dtype=object)
         values = values.copy()
         values[bad] = redraw.to_numpy()
-    bad_rows = list(data.table(item.repeat).index[bad][:3])
-    raise DhsurveyError(
-        f"could not draw a value of '{item.name}' that satisfies '{item.constraint}' "
-        f"(e.g. rows {bad_rows})", code="simulate-constraint", form=data.model.form_id,
-        field=item.name)
+    values = values.copy()
+    values[bad] = None
+    run.give_up(item, "constraint", int(bad.sum()),
+                f"no drawn value satisfies '{item.constraint}', left empty")
+    return values
+
+
+def _single(codes: list[str], allowed: np.ndarray, rng: np.random.Generator) -> str | None:
+    options = [c for c, ok in zip(codes, allowed, strict=True) if ok]
+    return str(rng.choice(options)) if options else None
+
+
+# -- strings matching a constraint's regular expression ------------------------------------------
+
+_MAX_REPEAT = 6
+
+
+def sample_regex(pattern: str, rng: np.random.Generator) -> str | None:
+    """A random string that ``pattern`` matches in full (what ``regex(., pattern)`` tests), so
+    a text question with a format rule (an email, a phone number, an ID) gets a valid answer;
+    None when the pattern is not a Python regular expression or uses what cannot be sampled
+    (lookarounds, back references)."""
+    try:
+        tree = _re_module("_parser").parse(pattern)
+        text = "".join(_sample(tree, rng))
+    except (re.error, _Unsampled, RecursionError):
+        return None
+    return text if re.search(pattern, text) else None
+
+
+class _Unsampled(Exception):
+    pass
+
+
+def _re_module(name: str) -> Any:
+    """The standard library's own pattern parser (``re._parser``) or its opcodes
+    (``re._constants``): what Python itself understands of a pattern, no second parser."""
+    return importlib.import_module(f"re.{name}")
+
+
+def _sample(tree: Any, rng: np.random.Generator) -> Iterator[str]:
+    c = _re_module("_constants")
+
+    for op, arg in tree:
+        if op is c.LITERAL:
+            yield chr(arg)
+        elif op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT):
+            low, high, sub = arg
+            high = min(high, max(low, _MAX_REPEAT)) if high is not c.MAXREPEAT else \
+                max(low, _MAX_REPEAT)
+            for _ in range(int(rng.integers(low, high + 1))):
+                yield from _sample(sub, rng)
+        elif op is c.SUBPATTERN:
+            yield from _sample(arg[-1], rng)
+        elif op is c.ATOMIC_GROUP:
+            yield from _sample(arg, rng)
+        elif op is c.BRANCH:
+            yield from _sample(arg[1][int(rng.integers(len(arg[1])))], rng)
+        elif op in (c.IN, c.ANY, c.NOT_LITERAL, c.CATEGORY):
+            yield _one_char(op, arg, rng)
+        elif op is not c.AT:
+            raise _Unsampled(str(op))
+
+
+_CATEGORY_CHARS = {"CATEGORY_DIGIT": "0123456789", "CATEGORY_WORD": "abcxyzABC019_",
+                   "CATEGORY_SPACE": " ", "CATEGORY_NOT_DIGIT": "abcXYZ",
+                   "CATEGORY_NOT_WORD": "-+.", "CATEGORY_NOT_SPACE": "abc123"}
+_PRINTABLE = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .-_@"
+
+
+def _one_char(op: Any, arg: Any, rng: np.random.Generator) -> str:
+    """One character an IN/ANY/NOT_LITERAL/CATEGORY node matches."""
+    c = _re_module("_constants")
+
+    if op is c.ANY:
+        return _PRINTABLE[int(rng.integers(len(_PRINTABLE)))]
+    if op is c.NOT_LITERAL:
+        return next(ch for ch in _PRINTABLE if ord(ch) != arg)
+    if op is c.CATEGORY:
+        chars = _CATEGORY_CHARS.get(str(arg), "a")
+        return chars[int(rng.integers(len(chars)))]
+    items = list(arg)
+    if items and items[0][0] is c.NEGATE:
+        pattern = re.compile(f"[^{''.join(re.escape(ch) for ch in _forbidden(items[1:]))}]")
+        options = [ch for ch in _PRINTABLE if pattern.fullmatch(ch)]
+        if not options:
+            raise _Unsampled("negated class")
+        return options[int(rng.integers(len(options)))]
+    sub, sub_arg = items[int(rng.integers(len(items)))]
+    if sub is c.RANGE:
+        return chr(int(rng.integers(sub_arg[0], sub_arg[1] + 1)))
+    if sub is c.LITERAL:
+        return chr(sub_arg)
+    if sub is c.CATEGORY:
+        chars = _CATEGORY_CHARS.get(str(sub_arg), "a")
+        return chars[int(rng.integers(len(chars)))]
+    raise _Unsampled(str(sub))
+
+
+def _forbidden(items: list[tuple[Any, Any]]) -> Iterator[str]:
+    c = _re_module("_constants")
+
+    for op, arg in items:
+        if op is c.LITERAL:
+            yield chr(arg)
+        elif op is c.RANGE:
+            low, high = arg
+            yield from (chr(i) for i in range(low, min(high, low + 200) + 1))
+        elif op is c.CATEGORY:
+            yield from _CATEGORY_CHARS.get(str(arg), "")

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from dhsurvey.errors import FormError
+from dhsurvey.errors import DhsurveyError, FormError
 from dhsurvey.forms.expressions import (
     BinaryOp,
     Call,
@@ -42,9 +42,9 @@ from dhsurvey.forms.model import (
     load_form,
     split_header,
 )
-from dhsurvey.forms.translate import PYXFORM_FILLER
+from dhsurvey.forms.translate import PYXFORM_FILLER, Entry
 
-ERROR, WARNING = "error", "warning"
+ERROR, WARNING, INFO = "error", "warning", "info"
 #: Choice codes every sensitive item must offer.
 REFUSAL_CODE = "99"
 NAME_LIMIT = 32
@@ -133,6 +133,32 @@ RULES: dict[str, tuple[str, str]] = {
     "constraint-impossible": (ERROR, "a constraint no value can satisfy (. > 17 and . < 12)"),
 }
 
+#: Rules that need more than the workbook: the simulator (``--simulate``), or the study's
+#: country and indicator files, which lint checks against the forms (the CLI wires both, as
+#: the forms stage imports neither the simulator nor the later stages that read those files).
+STUDY_RULES: dict[str, tuple[str, str]] = {
+    "unreachable": (WARNING, "a question, note or group relevant in none of N simulated "
+                    "interviews (choices drawn evenly): its skip logic may never show it"),
+    "simulation-failed": (WARNING, "the workbook could not be simulated, so reachability was "
+                          "not checked"),
+    "draft-language-unknown": (WARNING, "--draft names a language the workbook does not have"),
+    "country-invalid": (ERROR, "a country file the loader rejects (first problem of the file)"),
+    "country-key-unknown": (WARNING, "a key of a country file the loader does not read "
+                            "(typo?)"),
+    "country-rate-invalid": (ERROR, "a simulation rate outside 0 to 1"),
+    "indicator-invalid": (ERROR, "an indicator file the loader rejects (unknown form or "
+                          "field, syntax, missing definition; first problem of the file)"),
+    "indicator-code-not-in-list": (ERROR, "an indicator or domain expression compares a "
+                                   "select with a code its list does not have, or a "
+                                   "select_multiple with = / !="),
+    "domain-label-unknown": (WARNING, "a domain label for a level that is not a code of the "
+                             "field's list"),
+    "domain-margin-unknown": (ERROR, "a domain naming a margin no country file calibrates to"),
+}
+SEVERITY = {rule: severity for rule, (severity, _) in {**RULES, **STUDY_RULES}.items()}
+#: Rules whose findings in a draft language (``--draft``) are information, not problems.
+DRAFT_RULES = ("translation-missing", "choice-label-missing")
+
 #: A finding of the key rule says nothing more than one of these rules on the same cell
 #: (a choice label missing in Kiswahili is choice-label-missing, not also translation-missing).
 SUBSUMED: dict[str, tuple[str, ...]] = {
@@ -142,7 +168,14 @@ SUBSUMED: dict[str, tuple[str, ...]] = {
 
 def _finding(model: FormModel, rule: str, message: str, *, sheet: str | None = "survey",
              row: int | None = None, column: str | None = None) -> Finding:
-    return Finding(str(model.path), sheet, row, column, rule, RULES[rule][0], message)
+    return Finding(str(model.path), sheet, row, column, rule, SEVERITY[rule], message)
+
+
+def file_finding(path: str | Path, key: str | None, rule: str, message: str,
+                 row: int | None = None) -> Finding:
+    """A finding in a study file (YAML): ``key`` is the key path (``strata[2].psus``), ``row``
+    its line."""
+    return Finding(str(path), None, row, key, rule, SEVERITY[rule], message)
 
 
 Check = Callable[[FormModel], Iterator[Finding]]
@@ -463,10 +496,10 @@ def _missing_languages(model: FormModel, langs: list[str], base: str, texts: dic
 check(untranslated)
 
 
-@check
-def stale_translations(model: FormModel) -> Iterator[Finding]:
-    """Translations ``translate import`` wrote whose source text has changed since, while the
-    translation is still the one imported (see :mod:`dhsurvey.forms.translate`)."""
+def _stale(model: FormModel) -> Iterator[tuple[str, Entry]]:
+    """(source language, entry) of each translation ``translate import`` wrote whose source
+    text has changed since, while the translation is still the one imported (see
+    :mod:`dhsurvey.forms.translate`)."""
     from dhsurvey.forms.translate import entries, recorded_sources, text_hash
 
     recorded = recorded_sources(model.path)
@@ -481,10 +514,102 @@ def stale_translations(model: FormModel) -> Iterator[Finding]:
                     or rec.translation_hash != text_hash(e.current)
                     or rec.source_hash == text_hash(e.source)):
                 continue
-            yield _finding(model, "translation-stale",
-                           f"{e.column} of {e.context} was translated from a {source} text "
-                           f"that has changed since: check it ('{e.source}' now)",
-                           sheet=e.sheet, row=e.row, column=e.column)
+            yield source, e
+
+
+@check
+def stale_translations(model: FormModel) -> Iterator[Finding]:
+    for source, e in _stale(model):
+        yield _finding(model, "translation-stale",
+                       f"{e.column} of {e.context} was translated from a {source} text "
+                       f"that has changed since: check it ('{e.source}' now)",
+                       sheet=e.sheet, row=e.row, column=e.column)
+
+
+# -- translation progress per language ---------------------------------------------------------
+
+#: What the per-language summary counts: survey columns by base, and choice labels.
+SUMMARY_KINDS = ("labels", "hints", "messages", "choices")
+
+
+@dataclass(frozen=True)
+class LanguageSummary:
+    """How far one language of one workbook is translated, per kind of text: (translated,
+    missing, stale) against the texts of the form's default language."""
+
+    file: str
+    language: str
+    draft: bool
+    counts: dict[str, tuple[int, int, int]]
+
+    def total(self) -> tuple[int, int, int]:
+        t, m, s = zip(*self.counts.values(), strict=True) if self.counts else ((), (), ())
+        return sum(t), sum(m), sum(s)
+
+
+def _kind(entry: Entry) -> str:
+    if entry.sheet == "choices":
+        return "choices"
+    base = split_header(entry.column, True)[0]
+    return {"label": "labels", "hint": "hints"}.get(base, "messages")
+
+
+def translation_summary(model: FormModel, drafts: Sequence[str] = ()) -> list[LanguageSummary]:
+    """Per language other than the default (Stata labels included): translated, missing and
+    stale labels, hints, messages and choice labels — what a translator has left to do."""
+    from dhsurvey.forms.translate import entries
+
+    stale = {(e.sheet, e.key, e.column) for _, e in _stale(model)}
+    draft = set(draft_languages(model, drafts))
+    out = []
+    for language in [*model.languages, STATA]:
+        if language in (model.default_language, "default") or (
+                language == STATA and not any(h.lower().replace(" ", "") == f"label::{STATA}"
+                                              for h in model.survey_headers)):
+            continue
+        # Stata labels are variable and value labels: no hints or messages.
+        kinds = ("labels", "choices") if language == STATA else SUMMARY_KINDS
+        counts = {kind: [0, 0, 0] for kind in kinds}
+        for e in entries(model, language):
+            if _kind(e) not in counts:
+                continue
+            c = counts[_kind(e)]
+            missing = e.current.strip() in ("", PYXFORM_FILLER)
+            c[1 if missing else 0] += 1
+            c[2] += (e.sheet, e.key, e.column) in stale
+        out.append(LanguageSummary(str(model.path), language, language in draft,
+                                   {k: (v[0], v[1], v[2]) for k, v in counts.items()}))
+    return out
+
+
+def draft_languages(model: FormModel, drafts: Sequence[str]) -> list[str]:
+    """The workbook's languages ``drafts`` name: by full name (``Kiswahili (sw)``), by code
+    (``sw``) or by name alone (``kiswahili``), in any case."""
+    found = []
+    for lang in model.languages:
+        code = re.search(r"\(([^)]+)\)\s*$", lang)
+        names = {lang.lower(), re.sub(r"\s*\([^)]*\)\s*$", "", lang).lower()}
+        if code:
+            names.add(code.group(1).lower())
+        if any(d.strip().lower() in names for d in drafts):
+            found.append(lang)
+    return found
+
+
+def _as_draft(model: FormModel, findings: list[Finding], drafts: Sequence[str]) -> list[Finding]:
+    """Missing texts in a draft language become information; a draft naming no language of
+    the workbook is reported."""
+    languages = draft_languages(model, drafts)
+    out = list(findings)
+    for d in drafts:
+        if not draft_languages(model, [d]):
+            out.append(_finding(model, "draft-language-unknown",
+                                f"--draft '{d}' is not a language of the workbook "
+                                f"({', '.join(model.languages)})", sheet=None))
+    columns = {f"{base}::{lang}" for lang in languages
+               for base in ("label", "hint", "constraint_message", "required_message")}
+    return [replace(f, severity=INFO) if f.rule in DRAFT_RULES and f.column in columns else f
+            for f in out]
 
 
 @check
@@ -602,11 +727,12 @@ def _compared_codes(tree: Node, current: str) -> Iterator[tuple[str, str, str]]:
                 yield op, name, code
 
 
-def _code_problems(model: FormModel, item: Item, tree: Node) -> tuple[list[str], list[str]]:
-    """(select_multiple compared with =/!=, codes not in the list) in one expression."""
+def _code_problems(model: FormModel, current: str, tree: Node) -> tuple[list[str], list[str]]:
+    """(select_multiple compared with =/!=, codes not in the list) in one expression;
+    ``current`` is the field ``.`` stands for."""
     equals: list[str] = []
     missing: list[str] = []
-    for op, name, code in _compared_codes(tree, item.name):
+    for op, name, code in _compared_codes(tree, current):
         target = model.by_name.get(name)
         if target is None or target.type not in ("select_one", "select_multiple"):
             continue
@@ -636,7 +762,7 @@ def select_codes(model: FormModel) -> Iterator[Finding]:
             tree = _tree(text)
             if tree is None:
                 continue
-            equals, missing = _code_problems(model, item, tree)
+            equals, missing = _code_problems(model, item.name, tree)
             if equals:
                 yield _finding(model, "select-multiple-equals",
                                f"{column} of '{item.name}' compares a select_multiple with a "
@@ -645,6 +771,17 @@ def select_codes(model: FormModel) -> Iterator[Finding]:
                 yield _finding(model, "code-not-in-list",
                                f"{column} of '{item.name}' uses code {'; '.join(missing)}",
                                row=item.row, column=column)
+
+
+def expression_code_problems(model: FormModel, expression: str) -> list[str]:
+    """What rules ``select-multiple-equals`` and ``code-not-in-list`` find in an expression
+    over ``model``'s fields written outside the workbook (an indicator, a domain)."""
+    tree = _tree(expression)
+    if tree is None:
+        return []
+    equals, missing = _code_problems(model, "", tree)
+    return ([f"compares a select_multiple with a code: {e}" for e in equals]
+            + [f"uses code {m}" for m in missing])
 
 
 def _bound(part: Node) -> tuple[str, float] | None:
@@ -685,6 +822,42 @@ def impossible_constraints(model: FormModel) -> Iterator[Finding]:
                            row=item.row, column="constraint")
 
 
+# -- reachability: questions no simulated interview shows -------------------------------------
+
+#: The simulator's answer to "in how many of ``n`` interviews was each item relevant":
+#: (n, item name → interviews). Given by the caller (the CLI wires the fieldwork simulator).
+Reach = Callable[[FormModel], tuple[int, Mapping[str, int]]]
+
+
+def unreachable(model: FormModel, n: int, reached: Mapping[str, int]) -> Iterator[Finding]:
+    """Questions, notes and groups relevant in none of ``n`` simulated interviews; a group
+    is reported once, not again for what it holds. An item the simulator did not count (its
+    relevance could not be evaluated) is not reported."""
+    silent: set[str] = set()
+    for item in model.items:
+        shown = item.is_input or item.type == "note" or item.is_group
+        if not shown or reached.get(item.name, 1) > 0 or silent & set(item.path):
+            continue
+        silent.add(item.name)
+        what = item.type.replace("begin_", "")
+        inside = (f" (holding {sum(1 for i in model.items if item.name in i.path)} rows)"
+                  if item.is_group else "")
+        yield _finding(model, "unreachable",
+                       f"{what} '{item.name}'{inside} is relevant in none of {n} simulated "
+                       f"interviews: check its relevance and those of its groups "
+                       f"({' and '.join(model.relevance(item)) or 'none'})",
+                       row=item.row, column="relevant")
+
+
+def _reachability(model: FormModel, reach: Reach) -> list[Finding]:
+    try:
+        n, reached = reach(model)
+    except (DhsurveyError, ValueError, KeyError, TypeError, IndexError) as exc:
+        return [_finding(model, "simulation-failed", f"reachability not checked: {exc}",
+                         sheet=None)]
+    return list(unreachable(model, n, reached))
+
+
 # -- running -----------------------------------------------------------------------------------
 
 
@@ -698,11 +871,14 @@ def _from_error(path: Path, exc: FormError) -> Finding:
 
 
 def lint_form(path: str | Path, *, compile: bool = True, validate: bool = True,
-              public_key: str | None = None) -> list[Finding]:
+              public_key: str | None = None, reach: Reach | None = None,
+              drafts: Sequence[str] = ()) -> list[Finding]:
     """All findings for one workbook, sorted by sheet and row.
 
     ``compile`` runs pyxform; ``validate`` also runs ODK Validate (about 2 s, needs Java).
     ``public_key`` is the key ``build`` will inject, which satisfies the encryption rule.
+    ``reach`` simulates interviews to find questions never shown (rule ``unreachable``);
+    ``drafts`` are languages still being translated: their missing texts are information.
     """
     path = Path(path)
     try:
@@ -713,6 +889,10 @@ def lint_form(path: str | Path, *, compile: bool = True, validate: bool = True,
         model.settings["public_key"] = public_key
     findings = [f for fn in CHECKS for f in fn(model)]
     has_syntax_errors = any(f.rule == "expression-syntax" for f in findings)
+    if reach is not None and not has_syntax_errors:
+        findings += _reachability(model, reach)
+    if drafts:
+        findings = _as_draft(model, findings, drafts)
     if compile:
         from dhsurvey.forms.compile import odk_validate, to_xform
 
