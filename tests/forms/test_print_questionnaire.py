@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
-from workbooks import EN, INSTRUMENTS, SW, q, valid_survey, write_workbook
+from workbooks import EN, INSTRUMENTS, SW, YES_NO, c, q, valid_survey, write_workbook
 
 from dhsurvey.cli import app
 from dhsurvey.forms.model import FormModel, load_form
@@ -19,9 +19,11 @@ from dhsurvey.forms.printing import (
     INSTRUCTION,
     SELF,
     in_words,
+    pdf_destinations,
     print_form,
     questionnaire_html,
     reader,
+    recorded_by_interviewer,
 )
 
 FORMS = ("household", "child", "caregiver", "frontline_worker")
@@ -232,3 +234,178 @@ def test_diff_markdown(tmp_path: Path) -> None:
     assert "added     phone" in plain.output and "#" not in plain.output
     bad = CliRunner().invoke(app, ["diff", str(old), str(new), "--format", "pdf"])
     assert bad.exit_code == 2
+
+
+# -- contents, calculations, who records: synthetic forms ----------------------------------------
+
+
+def _sections_form(tmp_path: Path) -> FormModel:
+    """Identification before the consent gate, a section with a self-completion part and a
+    repeat, calculations of every kind, and a final result recorded by the interviewer."""
+    survey = [
+        q("start", "start"),
+        q("begin_group", "ident", "Identification", "Utambulisho"),
+        q("integer", "cluster", "Cluster", constraint=". >= 1 and . <= 99", message="1 to 99."),
+        q("geopoint", "spot", "Location"),
+        q("end_group", "ident"),
+        q("note", "intro", "Hello, we are doing a study."),
+        q("select_one yes_no", "consent", "Do you agree?"),
+        q("begin_group", "main", "Main part", relevant="${consent} = 1"),
+        q("select_one yes_no", "talk", "Were you asked to talk?"),
+        q("select_one yes_no", "image", "Were you asked for an image?"),
+        q("calculate", "n_yes", "Number of experiences answered yes",
+          calculation="if(${talk} = 1, 1, 0) + if(${image} = 1, 1, 0)"),
+        q("begin_group", "sc_private", "Private questions"),
+        q("select_one yes_no", "secret", "Did you tell anyone?"),
+        q("end_group", "sc_private"),
+        q("begin_repeat", "kids", "Children"),
+        q("text", "kid_name", "Name", pii="direct"),
+        q("calculate", "kid_line", "Line of the child", calculation="position(..)"),
+        q("end_repeat", "kids"),
+        q("calculate", "first_kid", "First child named",
+          calculation="indexed-repeat(${kid_name}, ${kids}, 1)", pii="direct"),
+        q("calculate", "picked", "Child on line 1", calculation="${kids}[kid_line = 1]/kid_name",
+          pii="direct"),
+        q("calculate", "step", "Next step",
+          calculation="if(${n_yes} > 1, 2, if(${talk} = 1, 1, 0)) + 10"),
+        q("end_group", "main"),
+        q("select_one result", "result", "Final result"),
+        q("text", "result_oth", "Describe the other result", relevant="${result} = 96"),
+    ]
+    choices = [*YES_NO, {**c("result", "1", "Complete"), "aapor": "I"},
+               {**c("result", "96", "Other"), "aapor": "O"}]
+    return load_form(write_workbook(tmp_path / "sections.xlsx", survey, choices))
+
+
+class Links(HTMLParser):
+    """The contents' links (href, text) in order, every element id, and the outline's text."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.links: list[tuple[str, str]] = []
+        self.ids: set[str] = set()
+        self.in_nav = False
+        self.href = ""
+        self.feed(text)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {k: v or "" for k, v in attrs}
+        if "id" in values:
+            self.ids.add(values["id"])
+        self.in_nav |= tag == "nav"
+        if tag == "a" and self.in_nav:
+            self.href = values["href"]
+            self.links.append((self.href, ""))
+
+    def handle_endtag(self, tag: str) -> None:
+        self.in_nav &= tag != "nav"
+        if tag == "a":
+            self.href = ""
+
+    def handle_data(self, data: str) -> None:
+        if self.href:
+            href, text = self.links[-1]
+            self.links[-1] = (href, text + data)
+
+
+def test_contents_list_every_section_and_link_to_it(tmp_path: Path) -> None:
+    form = _sections_form(tmp_path)
+    text = questionnaire_html(form)
+    links = Links(text)
+    assert [href for href, _ in links.links] == [
+        "#ident", "#q-intro", "#main", "#sc_private", "#kids", "#q-result"]
+    assert all(href[1:] in links.ids for href, _ in links.links)
+    titles = dict(links.links)
+    assert _squash(titles["#ident"]) == "Identification / Utambulisho [ident]"
+    assert titles["#q-intro"] == "Outside any section: intro, consent"
+    assert titles["#q-result"] == "Outside any section: result, result_oth"
+    nav = text[text.index("<nav"):text.index("</nav>")]
+    assert nav.count("self-completion") == 1 and 'class="page"' not in nav
+    printed = questionnaire_html(form, {"ident": 1, "main": 2})
+    nav = printed[printed.index("<nav"):printed.index("</nav>")]
+    assert '<span class="page">2</span>' in nav and nav.count('class="page"') == 6
+
+
+def test_calculations_in_words(tmp_path: Path) -> None:
+    form = _sections_form(tmp_path)
+    page = Page(questionnaire_html(form))
+    rows = {name: _squash(page.rows[name]["meta"])
+            for name in ("n_yes", "kid_line", "first_kid", "picked", "step")}
+    assert rows["n_yes"].startswith(
+        "n_yes calculated — Number of experiences answered yes: counts how many of these "
+        "hold: talk is 1 (Yes); image is 1 (Yes)")
+    assert rows["n_yes"].endswith("Formula: if(${talk} = 1, 1, 0) + if(${image} = 1, 1, 0)")
+    assert "the position of this entry in kids (1 for the first)" in rows["kid_line"]
+    assert "kid_name of the kids entry whose position is 1" in rows["first_kid"]
+    assert rows["picked"] == ("picked calculated — Child on line 1: ${kids}[kid_line = 1]"
+                              "/kid_name (formula as written: not put into words)")
+    assert ("(if n_yes > 1 then 2, else if talk is 1 (Yes) then 1, otherwise 0) + 10"
+            in rows["step"])
+
+
+def test_expressions_read_unambiguously(tmp_path: Path) -> None:
+    form = _sections_form(tmp_path)
+    cases = {
+        "${talk} = 1 and ${image} = 1 or ${cluster} > 5":
+            "(talk is 1 (Yes) and image is 1 (Yes)) or cluster > 5",
+        "${talk} = 1 or ${image} = 1 and ${cluster} > 5":
+            "talk is 1 (Yes) or (image is 1 (Yes) and cluster > 5)",
+        "if(${talk} = 1, 1, 0)": "1 if talk is 1 (Yes), otherwise 0",
+        "coalesce(${talk}, coalesce(${image}, ${secret}))":
+            "the first of talk, image, secret that is answered",
+        "count(${kids})": "the number of kids entries",
+        "string-length(${result_oth}) > 0": "result_oth is answered",
+        "if(${talk} = 1, 1, '')": "if talk is 1 (Yes) then 1, otherwise empty",
+        "int(${cluster} div 2) + 1": "(the whole-number part of (cluster ÷ 2)) + 1",
+        "once(random())": "a random number between 0 and 1, set once and then kept",
+    }
+    for expression, words in cases.items():
+        assert in_words(expression, form).text == words, expression
+    assert in_words("country = ${cluster}", form, choice_filter=True).text == (
+        "the option's country is cluster")
+    not_a_repeat = in_words("indexed-repeat(${talk}, ${main}, 1)", form)
+    assert not not_a_repeat.in_words  # main is a group: no "entry" to speak of
+
+
+def test_who_reads_what_the_interviewer_records(tmp_path: Path) -> None:
+    """Before the consent gate nobody is asked; the final result, locations and a follow-up of
+    the interviewer's own answer are recorded, not read aloud."""
+    form = _sections_form(tmp_path)
+    expected = {"cluster": INSTRUCTION, "spot": INSTRUCTION, "intro": ALOUD, "consent": ALOUD,
+                "talk": ALOUD, "secret": SELF, "kid_name": ALOUD, "result": INSTRUCTION,
+                "result_oth": INSTRUCTION}
+    page = Page(questionnaire_html(form))
+    for name, who in expected.items():
+        assert reader(form, form[name]) == who and page.who[name] == who, name
+    assert recorded_by_interviewer(form) == {"cluster", "spot", "result", "result_oth"}
+
+
+def test_loops_and_shared_names_print(tmp_path: Path) -> None:
+    survey = [q("begin_group", "g1", "First"), q("integer", "n", "How many?"),
+              q("end_group", "g1"), q("begin_group", "g2", "Second"),
+              q("integer", "n", "How many now?", relevant="${m} > 0"),
+              q("end_group", "g2"), q("integer", "m", "M")]
+    form = load_form(write_workbook(tmp_path / "shared.xlsx", survey))
+    page = Page(questionnaire_html(form))
+    assert {"g1/n", "g2/n"} <= set(page.rows)
+    assert "Asked if m > 0." in _squash(page.rows["g2/n"]["meta"])
+
+
+@needs_chromium
+def test_pdf_has_outline_links_and_page_numbers(tmp_path: Path) -> None:
+    form = _sections_form(tmp_path)
+    printed = print_form(form, tmp_path / "out")
+    assert printed.pdf is not None, printed.note
+    data = printed.pdf.read_bytes()
+    assert re.search(rb"/Type\s*/Outlines", data)
+    for title in (b"Identification / Utambulisho [ident]",
+                  rb"Main part / Main part \(sw\) [main]",  # a PDF string escapes brackets
+                  rb"Private questions / Private questions \(sw\) [sc_private]"):
+        assert b"/Title (" + title + b")" in data, title
+    assert re.search(rb"/Dest\s*/main\b", data)  # the contents link to the section
+    pages = pdf_destinations(data)
+    anchors = ["ident", "q-intro", "main", "sc_private", "kids", "q-result"]
+    assert set(anchors) <= set(pages)
+    assert [pages[a] for a in anchors] == sorted(pages[a] for a in anchors)
+    html = printed.html.read_text(encoding="utf-8")
+    assert 'class="page"' not in html  # the screen page has no page numbers

@@ -17,7 +17,16 @@ Who reads each text (shown on every question and note):
 * **For the interviewer, not read aloud** — a note or question whose label in the form's first
   language starts with ``INTERVIEWER`` (an instruction such as ``sc_handover``, or a question
   the interviewer answers such as ``privacy``), wherever it is; this wins over self-completion.
+  So does a question the interviewer records without asking anyone
+  (:func:`recorded_by_interviewer`: everything before the first consent gate, the final
+  disposition, GPS locations).
 * **Interviewer reads aloud** — everything else.
+
+The page opens with a table of contents (one entry per top-level group, and one per run of rows
+outside any group, so that nothing is left out of it), linked to the sections; the PDF keeps the
+links and has an outline (bookmarks) of the sections. A calculation is shown with its
+description and its formula in words, beside the formula as written; a formula that cannot be
+put into words is shown as written and marked so.
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,15 +46,20 @@ from dhsurvey.forms.expressions import (
     Call,
     Current,
     ExpressionError,
+    Name,
     Negate,
     Node,
     Number,
+    Parent,
     Ref,
     String,
     parse,
+    references,
 )
 from dhsurvey.forms.model import FormModel, Item
 
+#: The id of the table of contents (a colon: no field name can spell it).
+CONTENTS_ID = "dhsurvey:contents"
 #: A group or row whose name matches is completed by the respondent alone.
 SELF_COMPLETION_NAME = re.compile(r"^(sc_|self)", re.IGNORECASE)
 #: A label (first language) that starts so is an instruction to the interviewer.
@@ -131,8 +145,10 @@ def _alone(node: Node) -> tuple[Node, Node] | None:
 class _Speaker:
     """Puts one expression into words, with the choice labels of one language."""
 
-    def __init__(self, form: FormModel, language: str, subject: Item | None) -> None:
+    def __init__(self, form: FormModel, language: str, subject: Item | None,
+                 options: bool = False) -> None:
         self.form, self.language, self.subject = form, language, subject
+        self.options = options  # a choice filter: a bare name is a column of the choices sheet
 
     def item_of(self, node: Node) -> Item | None:
         if isinstance(node, Ref):
@@ -154,11 +170,13 @@ class _Speaker:
         if isinstance(node, Number):
             return f"{node.value:g}"
         if isinstance(node, String):
-            return f"“{node.value}”"
+            return f"“{node.value}”" if node.value else "empty"
         if isinstance(node, Ref):
             return node.name
         if isinstance(node, Current):
             return "the answer"
+        if isinstance(node, Name) and self.options:
+            return f"the option's {'code' if node.name == 'name' else node.name}"
         if isinstance(node, Negate):
             return f"−{self.wrap(node.operand, 6)}"
         if isinstance(node, BinaryOp):
@@ -169,8 +187,9 @@ class _Speaker:
 
     def wrap(self, node: Node, level: int) -> str:
         text = self.say(node)
-        if isinstance(node, BinaryOp) and _PRECEDENCE[node.op] < level:
-            return f"({text})"
+        if isinstance(node, BinaryOp) and _PRECEDENCE[node.op] < level or (
+                isinstance(node, Call) and node.name in _PHRASES):
+            return f"({text})"  # "(the whole-number part of x) + 1", not "… of x + 1"
         return text
 
     def binary(self, node: BinaryOp) -> str:
@@ -179,11 +198,23 @@ class _Speaker:
             bounds = self.range(node)
             if bounds:
                 return bounds
-            return f"{self.wrap(node.left, level)} {node.op} {self.wrap(node.right, level)}"
+            return f"{self.joined(node.left, node.op)} {node.op} {self.joined(node.right, node.op)}"
         if node.op in _COMPARE:
             return self.compare(node)
+        terms = _terms(node)
+        if len(terms) > 1 and all(isinstance(t, Call) and t.name == "if" and len(t.args) == 3
+                                  and _indicator(t.args) for t in terms):
+            conditions = "; ".join(self.say(t.args[0]) for t in terms if isinstance(t, Call))
+            return f"counts how many of these hold: {conditions}"
         return (f"{self.wrap(node.left, level)} {_ARITHMETIC[node.op]} "
                 f"{self.wrap(node.right, level + 1)}")
+
+    def joined(self, node: Node, op: str) -> str:
+        """One side of an and/or: an "and" inside an "or" is bracketed, so that it reads
+        "(a and b) or c", never "a and b or c"."""
+        if op == "or" and isinstance(node, BinaryOp) and node.op == "and":
+            return f"({self.say(node)})"
+        return self.wrap(node, _PRECEDENCE[op])
 
     def range(self, node: BinaryOp) -> str:
         """``x >= a and x <= b`` → ``x is from a to b``."""
@@ -198,6 +229,10 @@ class _Speaker:
         left, right = node.left, node.right
         if isinstance(right, String) and right.value == "" and node.op in ("=", "!="):
             return f"{self.say(left)} is {'empty' if node.op == '=' else 'answered'}"
+        if (isinstance(left, Call) and left.name == "string-length" and len(left.args) == 1
+                and isinstance(right, Number) and right.value == 0
+                and node.op in ("=", ">", "!=")):
+            return f"{self.say(left.args[0])} is {'empty' if node.op == '=' else 'answered'}"
         item = self.item_of(left)
         if item is not None and isinstance(right, String | Number):
             return f"{self.say(left)} {_COMPARE[node.op]} {self.code(item, right)}"
@@ -205,53 +240,193 @@ class _Speaker:
         return f"{self.wrap(left, level)} {_COMPARE[node.op]} {self.wrap(right, level)}"
 
     def call(self, node: Call) -> str:
-        name, args = node.name, node.args
-        if name == "selected" and len(args) == 2:
-            return f"{self.say(args[0])} includes {self.code(self.item_of(args[0]), args[1])}"
-        if name == "not" and len(args) == 1:
-            inner = args[0]
-            alone = _alone(inner)
-            if alone:
-                return (f"{self.code(self.item_of(alone[0]), alone[1])} is not chosen "
-                        f"together with another option")
-            if isinstance(inner, Call) and inner.name == "selected" and len(inner.args) == 2:
-                return (f"{self.say(inner.args[0])} does not include "
-                        f"{self.code(self.item_of(inner.args[0]), inner.args[1])}")
-            return f"not ({self.say(inner)})"
-        if name == "count-selected" and len(args) == 1:
-            return f"the number of options chosen in {self.say(args[0])}"
-        if name == "string-length" and len(args) == 1:
-            return f"the length of {self.say(args[0])}"
+        handler = _CALLS.get(node.name)
+        text = (handler(self, node.args) if handler is not None
+                else self._simple(node.args, node.name))
+        if text is None:
+            raise _Unrenderable(node.name)
+        return text
+
+    def operand(self, node: Node) -> str:
+        """A term inside a longer phrase: an ``if`` is bracketed, so that what follows its
+        ``otherwise`` is not read as part of it."""
+        text = self.say(node)
+        return f"({text})" if isinstance(node, Call) and node.name == "if" else text
+
+    def _selected(self, args: tuple[Node, ...]) -> str | None:
+        if len(args) != 2:
+            return None
+        return f"{self.say(args[0])} includes {self.code(self.item_of(args[0]), args[1])}"
+
+    def _not(self, args: tuple[Node, ...]) -> str | None:
+        if len(args) != 1:
+            return None
+        inner = args[0]
+        alone = _alone(inner)
+        if alone:
+            return (f"{self.code(self.item_of(alone[0]), alone[1])} is not chosen "
+                    f"together with another option")
+        if isinstance(inner, Call) and inner.name == "selected" and len(inner.args) == 2:
+            return (f"{self.say(inner.args[0])} does not include "
+                    f"{self.code(self.item_of(inner.args[0]), inner.args[1])}")
+        return f"not ({self.say(inner)})"
+
+    def _if(self, args: tuple[Node, ...]) -> str | None:
+        """``if(c, 1, 0)`` → ``1 if c, otherwise 0``; a chain of ifs in the else branch reads
+        as ``if a then x, else if b then y, otherwise z``; an if inside a branch is
+        bracketed."""
+        if len(args) != 3:
+            return None
+        if _indicator(args):
+            return f"1 if {self.say(args[0])}, otherwise 0"
+        parts = []
+        node: Node = Call(0, "if", args)
+        while isinstance(node, Call) and node.name == "if" and len(node.args) == 3:
+            cond, then, node = node.args
+            parts.append(f"if {self.say(cond)} then {self.operand(then)}")
+        return f"{', else '.join(parts)}, otherwise {self.operand(node)}"
+
+    def _coalesce(self, args: tuple[Node, ...]) -> str | None:
+        flat: list[Node] = []
+        for arg in args:  # coalesce(a, coalesce(b, c)) is one choice among a, b, c
+            nested = isinstance(arg, Call) and arg.name == "coalesce"
+            flat.extend(arg.args if isinstance(arg, Call) and nested else (arg,))
+        return f"the first of {', '.join(self.operand(a) for a in flat)} that is answered"
+
+    def _count(self, args: tuple[Node, ...]) -> str | None:
+        if len(args) != 1:
+            return None
+        item = self.item_of(args[0])
+        if item is not None and item.is_repeat:
+            return f"the number of {self.say(args[0])} entries"
+        return f"the number of {self.say(args[0])}"
+
+    def _sum(self, args: tuple[Node, ...]) -> str | None:
+        item = self.item_of(args[0]) if len(args) == 1 else None
+        if item is None or item.repeat is None:
+            return None
+        return f"the sum of {self.say(args[0])} over all {item.repeat} entries"
+
+    def _position(self, args: tuple[Node, ...]) -> str | None:
+        if args and not isinstance(args[0], Parent):
+            return None
+        where = f" of {self.subject.repeat}" if self.subject and self.subject.repeat else ""
+        return f"the position of this entry{where.replace(' of', ' in')} (1 for the first)"
+
+    def _indexed(self, args: tuple[Node, ...]) -> str | None:
+        repeat = self.item_of(args[1]) if len(args) == 3 else None
+        if repeat is None or not repeat.is_repeat:
+            return None
+        return (f"{self.say(args[0])} of the {self.say(args[1])} entry whose position is "
+                f"{self.operand(args[2])}")
+
+    def _simple(self, args: tuple[Node, ...], name: str) -> str | None:
+        """Calls whose wording is a fixed phrase around their one argument (or none)."""
+        phrases = {"count-selected": "the number of options chosen in {}",
+                   "string-length": "the length of {}",
+                   "int": "the whole-number part of {}",
+                   "once": "{}, set once and then kept",
+                   "round": "{} rounded"}
         if name in ("true", "false", "today", "now") and not args:
             return name
-        if name == "if" and len(args) == 3:
-            return (f"if {self.say(args[0])} then {self.say(args[1])} "
-                    f"else {self.say(args[2])}")
-        if name == "count" and len(args) == 1:
-            return f"the number of {self.say(args[0])}"
-        raise _Unrenderable(name)
+        if name == "random" and not args:
+            return "a random number between 0 and 1"
+        if name in phrases and len(args) == 1:
+            arg = args[0]
+            inner = self.wrap(arg, 6) if isinstance(arg, BinaryOp) else self.operand(arg)
+            return phrases[name].format(inner)
+        return None
 
 
-def in_words(expression: str, form: FormModel, subject: Item | None = None) -> Wording:
+#: Functions worded as a phrase: bracketed where they are a term of arithmetic.
+_PHRASES = frozenset({"if", "coalesce", "count", "sum", "position", "indexed-repeat",
+                      "count-selected", "string-length", "int", "once", "round", "random"})
+#: Functions with their own wording (the rest: :meth:`_Speaker._simple`, else verbatim).
+_CALLS: dict[str, Callable[[_Speaker, tuple[Node, ...]], str | None]] = {
+    "selected": _Speaker._selected, "not": _Speaker._not, "if": _Speaker._if,
+    "coalesce": _Speaker._coalesce, "count": _Speaker._count, "sum": _Speaker._sum,
+    "position": _Speaker._position, "indexed-repeat": _Speaker._indexed,
+}
+
+
+def _indicator(args: tuple[Node, ...]) -> bool:
+    """``if(c, 1, 0)``: 1 when c holds."""
+    then, other = args[1], args[2]
+    return (isinstance(then, Number) and then.value == 1
+            and isinstance(other, Number) and other.value == 0)
+
+
+def _terms(node: Node) -> list[Node]:
+    """``a + b + c`` → [a, b, c]."""
+    if isinstance(node, BinaryOp) and node.op == "+":
+        return [*_terms(node.left), *_terms(node.right)]
+    return [node]
+
+
+def in_words(expression: str, form: FormModel, subject: Item | None = None, *,
+             choice_filter: bool = False) -> Wording:
     """An XLSForm expression in words, with the first language's choice labels, e.g.
     ``${age} >= 12 and ${consent} = 1`` → ``age ≥ 12 and consent is 1 (Yes)``. ``subject`` is
-    the row that ``.`` stands for. Anything without wording gives the expression itself."""
+    the row that ``.`` stands for; in a ``choice_filter`` a bare name is a column of the
+    choices sheet (``country = ${country}`` → ``the option's country is country``). Anything
+    without wording gives the expression itself."""
     language = form.languages[0] if form.languages else ""
     try:
-        return Wording(_Speaker(form, language, subject).say(parse(expression)), True)
+        speaker = _Speaker(form, language, subject, choice_filter)
+        return Wording(speaker.say(parse(expression)), True)
     except (_Unrenderable, ExpressionError):
         return Wording(expression, False)
 
 
-def reader(form: FormModel, item: Item) -> str:
+def reader(form: FormModel, item: Item, recorded: frozenset[str] | None = None) -> str:
     """Who reads ``item``'s text: :data:`SELF`, :data:`INSTRUCTION` or :data:`ALOUD` (the rule
-    is in the module docstring)."""
+    is in the module docstring). ``recorded`` is :func:`recorded_by_interviewer` of the form,
+    for a caller asking about every row."""
     first = form.languages[0] if form.languages else ""
     if INTERVIEWER_LABEL.match(item.labels.get(first, "")):
         return INSTRUCTION
-    if any(SELF_COMPLETION_NAME.match(name) for name in (*item.path, item.name)):
+    if item.name in (recorded_by_interviewer(form) if recorded is None else recorded):
+        return INSTRUCTION
+    if any(SELF_COMPLETION_NAME.match(name) for name in item.xml_path):
         return SELF
     return ALOUD
+
+
+#: Questions whose answer the interviewer takes from the device or the place, not a person.
+RECORDED_TYPES = frozenset({"geopoint", "geotrace", "geoshape", "barcode"})
+
+
+def recorded_by_interviewer(form: FormModel) -> frozenset[str]:
+    """The questions the interviewer answers without asking anyone, read from the form itself:
+
+    * every question before the first consent gate: nobody has agreed to an interview yet, so
+      nobody is asked (identification, visits);
+    * the final disposition, and GPS locations and barcodes;
+    * a follow-up, in the same group, asked only on such answers (“describe the other
+      result”).
+    """
+    gates = [form[name].row for name in form.consent_gates if name in form]
+    first_gate = min(gates) if gates else None
+    out: set[str] = set()
+    for item in form.items:
+        if not item.is_input:
+            continue
+        if (first_gate is not None and item.row < first_gate
+                or item.name == form.disposition_field or item.type in RECORDED_TYPES):
+            out.add(item.name)
+        elif item.relevant and _follows(form, item, out):
+            out.add(item.name)
+    return frozenset(out)
+
+
+def _follows(form: FormModel, item: Item, recorded: set[str]) -> bool:
+    """Whether ``item`` is asked only on answers in ``recorded`` of its own group."""
+    try:
+        names = references(item.relevant)
+    except ExpressionError:
+        return False
+    return bool(names) and all(name in recorded and name in form
+                               and form[name].path == item.path for name in names)
 
 
 # -- HTML ----------------------------------------------------------------------------------------
@@ -265,9 +440,19 @@ h1 { font-size: 18pt; margin: 0 0 4px; }
 .meta { color: #444; margin: 0 0 10px; }
 .legend { border: 1px solid #bbb; padding: 6px 10px; margin-bottom: 12px; font-size: 9.5pt; }
 section { margin: 12px 0 6px; }
-section > h2 { font-size: 12.5pt; margin: 6px 0 2px; padding: 3px 6px; background: #e8eef5;
-               break-after: avoid; }
-section section > h2 { background: #f2f2f2; }
+.sec-title { font-size: 12.5pt; margin: 6px 0 2px; padding: 3px 6px; background: #e8eef5;
+             break-after: avoid; }
+section section > .sec-title { font-size: 11.5pt; background: #f2f2f2; }
+nav.contents { border: 1px solid #bbb; padding: 6px 10px; margin-bottom: 12px; }
+nav.contents h2 { font-size: 12.5pt; margin: 0 0 4px; }
+nav.contents ol { margin: 0; padding-left: 1.6em; }
+nav.contents li { margin: 1px 0; }
+nav.contents .outside { color: #444; font-style: italic; }
+a { color: #0b4f8a; text-decoration: none; }
+nav.contents .line { display: flex; justify-content: space-between; gap: 1em; }
+nav.contents .page { min-width: 3em; text-align: right; flex: none; }
+.formula { margin-top: 2px; color: #555; }
+.verbatim { color: #a00; font-style: italic; }
 .sec-note { margin: 2px 6px 4px; font-size: 9.5pt; color: #333; break-after: avoid; }
 section.self { border-left: 6px solid #b35900; padding-left: 8px; }
 .self-banner { background: #ffe7cc; border: 1px solid #b35900; padding: 4px 8px;
@@ -310,11 +495,13 @@ def _words(wording: Wording) -> str:
 class _Page:
     """Builds the HTML of one form."""
 
-    def __init__(self, form: FormModel) -> None:
+    def __init__(self, form: FormModel, page_numbers: dict[str, int] | None = None) -> None:
         self.form = form
+        self.page_numbers = page_numbers  # anchor → PDF page; None: for the screen
         self.languages = list(form.languages) or [""]
         self.number = 0
         self.out: list[str] = []
+        self.recorded = recorded_by_interviewer(form)
 
     def header_row(self) -> str:
         cells = "".join(f'<th lang="{_e(language_code(lang))}">{_e(lang)}</th>'
@@ -341,14 +528,72 @@ class _Page:
             f'<div class="legend">Who reads each text: {legend}<br>'
             f'<span class="req">*</span> required · “Asked if” gives when a question is '
             f"shown; “Accepted if” what an answer must satisfy. Codes are the values stored "
-            f"in the data.</div>\n{auto_line}\n{body}\n</body>\n</html>\n"
+            f"in the data.</div>\n{self.contents()}\n{auto_line}\n{body}\n</body>\n</html>\n"
         )
+
+    def printed(self, item: Item) -> bool:
+        """Whether ``item`` has a row or section of its own (metadata is listed at the top)."""
+        return item.is_group or item.type in TYPE_WORDS or item.type == "calculate"
+
+    def title(self, group: Item) -> str:
+        """A group's labels in every language, as HTML (its name when it has none)."""
+        titles = " / ".join(_e(group.labels.get(lang, "")) for lang in self.languages
+                            if group.labels.get(lang))
+        return titles or _e(group.name)
+
+    def contents(self) -> str:
+        """The table of contents: each top-level group (with the groups directly inside it),
+        and each run of rows outside any group, linked to where they are printed; a
+        self-completion section is marked."""
+        entries: list[str] = []
+        loose: list[Item] = []
+        inner: dict[str, list[Item]] = {}
+        for item in self.form.items:
+            if item.is_group and len(item.path) == 1:
+                inner.setdefault(item.path[0], []).append(item)
+
+        def flush() -> None:
+            if loose:
+                text = self.line(f"q-{loose[0].name}", f"Outside any section: {_e(_run(loose))}")
+                entries.append(f'<li class="outside">{text}</li>')
+                loose.clear()
+
+        for item in self.form.items:
+            if item.path or not self.printed(item):
+                continue
+            if not item.is_group:
+                loose.append(item)
+                continue
+            flush()
+            subs = "".join(f"<li>{self.link(g)}</li>" for g in inner.get(item.name, []))
+            entries.append(f"<li>{self.link(item)}{f'<ol>{subs}</ol>' if subs else ''}</li>")
+        flush()
+        return (f'<nav class="contents" id="{CONTENTS_ID}"><h2>Contents</h2><ol>'
+                f'{"".join(entries)}</ol></nav>')
+
+    def link(self, group: Item) -> str:
+        """A contents entry: the group's title and name, linked to its section."""
+        mark = (' <span class="who respondent">self-completion</span>'
+                if reader(self.form, group, self.recorded) == SELF else "")
+        return self.line(group.name, f'{self.title(group)} <span class="var">'
+                                     f"[{_e(group.name)}]</span>", mark)
+
+    def line(self, anchor: str, text: str, after: str = "") -> str:
+        """One line of the contents, linked to ``anchor``; for print, with its page number
+        (a box of the same width while the page is not known yet, so that the pages of the
+        first printing are those of the second)."""
+        link = f'<a href="#{_e(anchor)}">{text}</a>{after}'
+        if self.page_numbers is None:
+            return link
+        page = self.page_numbers.get(anchor)
+        return (f'<div class="line"><span>{link}</span>'
+                f'<span class="page">{page if page is not None else ""}</span></div>')
 
     def body(self) -> Iterator[str]:
         open_path: list[str] = []
         in_table = False
         for item in self.form.items:
-            if not item.is_group and item.type not in TYPE_WORDS and item.type != "calculate":
+            if not self.printed(item):
                 continue  # metadata: listed once at the top
             while tuple(open_path) != item.path[:len(open_path)] or len(open_path) > len(
                     item.path):
@@ -373,13 +618,12 @@ class _Page:
         yield "</section>" * len(open_path)
 
     def section(self, group: Item) -> str:
-        self_completed = reader(self.form, group) == SELF
-        titles = " / ".join(_e(group.labels.get(lang, "")) for lang in self.languages
-                            if group.labels.get(lang))
+        self_completed = reader(self.form, group, self.recorded) == SELF
+        level = min(2 + len(group.path), 6)  # the PDF's outline nests sections by heading level
         parts = [f'<section class="{"self" if self_completed else "group"}" '
                  f'id="{_e(group.name)}">',
-                 f'<h2>{titles or _e(group.name)} <span class="var">[{_e(group.name)}]</span>'
-                 f"</h2>"]
+                 f'<h{level} class="sec-title">{self.title(group)} '
+                 f'<span class="var">[{_e(group.name)}]</span></h{level}>']
         if self_completed:
             parts.append('<div class="self-banner">SELF-COMPLETION: the respondent reads and '
                          "answers this section alone; the interviewer does not see the "
@@ -398,14 +642,31 @@ class _Page:
     def row(self, item: Item) -> str:
         span = len(self.languages) + 1
         if item.type == "calculate":
-            expr = item.calculation or item.default
-            asked = (f" (when {_words(in_words(item.relevant, self.form))})"
-                     if item.relevant else "")
-            return (f'<tr class="calc"><td colspan="{span}"><span class="var">'
-                    f"{_e(item.name)}</span> calculated: <code>{_e(expr)}</code>{asked}</td></tr>")
+            return f'<tr class="calc" id="q-{_e(item.name)}"><td colspan="{span}">' \
+                   f"{self.calculation(item)}</td></tr>"
         return (f'<tr class="{"note" if item.type == "note" else "question"}" '
                 f'id="q-{_e(item.name)}">{self.meta_cell(item)}'
                 + "".join(self.text_cell(item, lang) for lang in self.languages) + "</tr>")
+
+    def calculation(self, item: Item) -> str:
+        """A calculation: its description (first language), its formula in words and the
+        formula as written; a formula without wording is shown as written, marked so."""
+        expr = item.calculation or item.default
+        described = item.labels.get(self.languages[0], "")
+        head = f'<span class="var">{_e(item.name)}</span> calculated'
+        if described:
+            head += f" — {_e(described)}"
+        wording = in_words(expr, self.form, item)
+        if wording.in_words:
+            text = (f"{head}: {_e(wording.text)}"
+                    f'<div class="formula">Formula: <code>{_e(expr)}</code></div>')
+        else:
+            text = (f"{head}: <code>{_e(expr)}</code> <span class=\"verbatim\">(formula as "
+                    f"written: not put into words)</span>")
+        if item.relevant:
+            text += (f'<div class="formula">Only when '
+                     f"{_words(in_words(item.relevant, self.form, item))}.</div>")
+        return text
 
     def meta_cell(self, item: Item) -> str:
         parts = []
@@ -419,20 +680,16 @@ class _Page:
         if item.list_name and item.type != "note":
             kind += f" ({_e(item.list_name)})"
         parts.append(f'<br><span class="type">{_e(kind)}</span>')
-        who = reader(self.form, item)
+        who = reader(self.form, item, self.recorded)
         parts.append(f'<br><span class="who {who}">{_e(READER_WORDS[who])}</span>')
-        if item.required not in ("", "yes"):
-            parts.append(f'<div class="logic">Required if '
-                         f"{_words(in_words(item.required, self.form, item))}.</div>")
-        if item.relevant:
-            parts.append(f'<div class="logic">Asked if '
-                         f"{_words(in_words(item.relevant, self.form, item))}.</div>")
-        if item.constraint:
-            parts.append(f'<div class="logic">Accepted if '
-                         f"{_words(in_words(item.constraint, self.form, item))}.</div>")
-        if item.choice_filter:
-            parts.append(f'<div class="logic">Options shown if '
-                         f"<code>{_e(item.choice_filter)}</code>.</div>")
+        logic = (("Required if", item.required if item.required not in ("", "yes") else ""),
+                 ("Asked if", item.relevant), ("Accepted if", item.constraint),
+                 ("Options shown if", item.choice_filter))
+        for words, expression in logic:
+            if expression:
+                wording = in_words(expression, self.form, item,
+                                   choice_filter=words.startswith("Options"))
+                parts.append(f'<div class="logic">{words} {_words(wording)}.</div>')
         return f'<td class="q">{"".join(parts)}</td>'
 
     def text_cell(self, item: Item, lang: str) -> str:
@@ -453,9 +710,23 @@ class _Page:
         return f'<td lang="{_e(language_code(lang))}">{"".join(parts)}</td>'
 
 
-def questionnaire_html(form: FormModel) -> str:
-    """The questionnaire of one form as a self-contained HTML page."""
-    return _Page(form).render()
+def _run(items: list[Item]) -> str:
+    """Rows outside any section, for the contents: the questions and notes by name (the first
+    four), then how many calculations."""
+    shown = [i.name for i in items if i.type != "calculate"]
+    calculations = len(items) - len(shown)
+    text = ", ".join(shown[:4]) + (f" and {len(shown) - 4} more" if len(shown) > 4 else "")
+    if calculations:
+        plural = "s" if calculations > 1 else ""
+        text += f"{' (and ' if shown else ''}{calculations} calculation{plural}" \
+                f"{')' if shown else ''}"
+    return text
+
+
+def questionnaire_html(form: FormModel, page_numbers: dict[str, int] | None = None) -> str:
+    """The questionnaire of one form as a self-contained HTML page. ``page_numbers`` (anchor →
+    page of the PDF) gives the contents a page column, for print; ``{}`` reserves it."""
+    return _Page(form, page_numbers).render()
 
 
 # -- PDF -----------------------------------------------------------------------------------------
@@ -490,6 +761,7 @@ def html_to_pdf(html_path: Path, pdf_path: Path, chromium: str, *,
     """Print an HTML file to PDF with headless Chromium; '' on success, else why not."""
     with tempfile.TemporaryDirectory(prefix="dhsurvey-chromium-") as profile:
         cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-pdf-header-footer",
+               "--generate-pdf-document-outline",  # bookmarks from the section headings
                f"--user-data-dir={profile}", f"--print-to-pdf={pdf_path}",
                html_path.resolve().as_uri()]
         try:
@@ -518,5 +790,58 @@ def print_form(form: FormModel, out: str | Path, *, pdf: bool = True) -> Printed
                        "open the HTML in a browser and print it instead")
     pdf_path = out / f"{form.form_id}.pdf"
     pdf_path.unlink(missing_ok=True)
-    problem = html_to_pdf(html_path, pdf_path, chromium)
+    # Printed twice: the first printing says on which page each section starts (the PDF's
+    # named destinations), the second prints those pages in the contents.
+    with tempfile.TemporaryDirectory(prefix="dhsurvey-print-") as tmp:
+        draft = Path(tmp) / html_path.name
+        draft.write_text(questionnaire_html(form, {}), encoding="utf-8")
+        problem = html_to_pdf(draft, pdf_path, chromium)
+        pages = {} if problem else pdf_destinations(pdf_path.read_bytes())
+        if pages:
+            draft.write_text(questionnaire_html(form, pages), encoding="utf-8")
+            pdf_path.unlink()
+            problem = html_to_pdf(draft, pdf_path, chromium)
     return Printed(form.form_id, html_path, None if problem else pdf_path, problem)
+
+
+def _pdf_object(data: bytes, number: int) -> bytes:
+    """The dictionary of object ``number`` of a PDF whose objects are written out (not in
+    object streams), as Chromium writes them; b'' when there is none."""
+    found = re.search(rb"(?<![0-9])%d 0 obj(.*?)(?:endobj|stream)" % number, data, re.DOTALL)
+    return found.group(1) if found else b""
+
+
+def _pdf_ref(dictionary: bytes, key: bytes) -> int | None:
+    found = re.search(rb"/" + key + rb"\s+(\d+)\s+0\s+R", dictionary)
+    return int(found.group(1)) if found else None
+
+
+def _pdf_pages(data: bytes, number: int, depth: int = 0) -> list[int]:
+    """The page objects under page-tree node ``number``, in order."""
+    node = _pdf_object(data, number)
+    if depth > 32 or not re.search(rb"/Type\s*/Pages\b", node):
+        return [number]
+    kids = re.search(rb"/Kids\s*\[(.*?)\]", node, re.DOTALL)
+    refs = re.findall(rb"(\d+)\s+0\s+R", kids.group(1)) if kids else []
+    return [page for ref in refs for page in _pdf_pages(data, int(ref), depth + 1)]
+
+
+def pdf_destinations(data: bytes) -> dict[str, int]:
+    """Each named destination of a PDF Chromium printed (an element id the page links to) →
+    its page, 1-based; empty when the PDF has none this reader understands."""
+    found = re.search(rb"/Type\s*/Catalog\b", data)
+    if found is None:
+        return {}
+    start = data.rfind(b" 0 obj", 0, found.start())
+    catalog_text = data[max(start, 0):data.find(b"endobj", found.end())]
+    root, dests = _pdf_ref(catalog_text, b"Pages"), _pdf_ref(catalog_text, b"Dests")
+    if root is None or dests is None:
+        return {}
+    index = {page: n for n, page in enumerate(_pdf_pages(data, root), start=1)}
+    out: dict[str, int] = {}
+    for name, page in re.findall(rb"/([^\s/\[\]<>()]+)\s*\[\s*(\d+)\s+0\s+R",
+                                 _pdf_object(data, dests)):
+        decoded = re.sub(rb"#([0-9A-Fa-f]{2})", lambda m: bytes([int(m.group(1), 16)]), name)
+        if int(page) in index:
+            out[decoded.decode("utf-8", "replace")] = index[int(page)]
+    return out
