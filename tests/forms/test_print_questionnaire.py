@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from workbooks import EN, INSTRUMENTS, SW, YES_NO, c, q, valid_survey, write_workbook
 
 from dhsurvey.cli import app
+from dhsurvey.forms.expressions import ExpressionError, parse
 from dhsurvey.forms.model import FormModel, load_form
 from dhsurvey.forms.printing import (
     ALOUD,
@@ -409,3 +410,41 @@ def test_pdf_has_outline_links_and_page_numbers(tmp_path: Path) -> None:
     assert [pages[a] for a in anchors] == sorted(pages[a] for a in anchors)
     html = printed.html.read_text(encoding="utf-8")
     assert 'class="page"' not in html  # the screen page has no page numbers
+
+
+def test_what_the_device_does_with_an_answer(tmp_path: Path) -> None:
+    """Pre-filled values, values that cannot be changed, "or other" and options that do not come
+    from the choices sheet are printed, so that nothing the device does is left out."""
+    survey = [
+        q("begin_repeat", "people", "People"), q("text", "pname", "Name"),
+        q("end_repeat", "people"),
+        q("select_one yes_no", "go_on", "Go on?", default="1"),
+        q("integer", "twice", "Twice", default="${go_on} * 2", read_only="yes"),
+        q("select_one yes_no or_other", "fav", "Favourite?"),
+        q("select_one ${people}", "who", "Who?"),
+        q("select_one_from_file places.csv", "place", "Place?"),
+    ]
+    form = load_form(write_workbook(tmp_path / "device.xlsx", survey))
+    page = Page(questionnaire_html(form))
+    meta = {name: _squash(page.rows[name]["meta"]) for name in ("go_on", "twice", "fav")}
+    assert "Pre-filled with 1 (Yes)." in meta["go_on"]
+    assert "Pre-filled with go_on × 2." in meta["twice"]
+    assert "Shown but cannot be changed." in meta["twice"]
+    assert "If “Other”: written in fav_other." in meta["fav"]
+    assert page.codes["fav"] == ["1", "0", "other"]
+    assert "Options: the entries of people given earlier." in page.rows["who"]["en"]
+    assert "Options from the file places.csv." in page.rows["place"]["en"]
+
+
+def test_choice_name_in_words(tmp_path: Path) -> None:
+    """``jr:choice-name`` reads as the chosen option's label once the parser knows it; until
+    then it is shown as written, marked so."""
+    form = _sections_form(tmp_path)
+    expression = "jr:choice-name(${result}, '${result}')"
+    wording = in_words(expression, form)
+    try:
+        parse(expression)
+    except ExpressionError:
+        assert (wording.text, wording.in_words) == (expression, False)
+    else:
+        assert wording.text == "the label of the option chosen in result"

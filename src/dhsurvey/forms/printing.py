@@ -56,7 +56,7 @@ from dhsurvey.forms.expressions import (
     parse,
     references,
 )
-from dhsurvey.forms.model import FormModel, Item
+from dhsurvey.forms.model import REF_RE, FormModel, Item
 
 #: The id of the table of contents (a colon: no field name can spell it).
 CONTENTS_ID = "dhsurvey:contents"
@@ -122,9 +122,13 @@ def language_code(language: str) -> str:
 
 
 def _same(a: Node, b: Node) -> bool:
-    """The same field (``.`` or one ``${name}``), wherever it is written."""
+    """The same field (``.`` or one ``${name}``) or the same function of it, wherever it is
+    written."""
     if isinstance(a, Current) and isinstance(b, Current):
         return True
+    if isinstance(a, Call) and isinstance(b, Call):  # string-length(.) and string-length(.)
+        return (a.name == b.name and len(a.args) == len(b.args)
+                and all(_same(x, y) for x, y in zip(a.args, b.args, strict=True)))
     return isinstance(a, Ref) and isinstance(b, Ref) and a.name == b.name
 
 
@@ -237,7 +241,14 @@ class _Speaker:
         if item is not None and isinstance(right, String | Number):
             return f"{self.say(left)} {_COMPARE[node.op]} {self.code(item, right)}"
         level = _PRECEDENCE[node.op] + 1
-        return f"{self.wrap(left, level)} {_COMPARE[node.op]} {self.wrap(right, level)}"
+        return f"{self.side(left, level)} {_COMPARE[node.op]} {self.side(right, level)}"
+
+    def side(self, node: Node, level: int) -> str:
+        """A side of a comparison: a phrase that ends in a value of its own ("the roster entry
+        whose position is n") is bracketed; "the length of x ≥ 3" needs no brackets."""
+        if isinstance(node, Call) and node.name in _PHRASES - _OPEN_ENDED:
+            return self.say(node)
+        return self.wrap(node, level)
 
     def call(self, node: Call) -> str:
         handler = _CALLS.get(node.name)
@@ -320,6 +331,17 @@ class _Speaker:
         return (f"{self.say(args[0])} of the {self.say(args[1])} entry whose position is "
                 f"{self.operand(args[2])}")
 
+    def _choice_name(self, args: tuple[Node, ...]) -> str | None:
+        """``jr:choice-name(${x}, '${x}')``: the label of x's chosen option."""
+        if len(args) != 2 or not isinstance(args[1], String):
+            return None
+        field = re.fullmatch(r"\s*\$\{([^}]+)\}\s*", args[1].value)
+        if field is None:
+            return None
+        if isinstance(args[0], Ref) and args[0].name == field.group(1):
+            return f"the label of the option chosen in {field.group(1)}"
+        return f"the label of option {self.operand(args[0])} of {field.group(1)}"
+
     def _simple(self, args: tuple[Node, ...], name: str) -> str | None:
         """Calls whose wording is a fixed phrase around their one argument (or none)."""
         phrases = {"count-selected": "the number of options chosen in {}",
@@ -340,12 +362,17 @@ class _Speaker:
 
 #: Functions worded as a phrase: bracketed where they are a term of arithmetic.
 _PHRASES = frozenset({"if", "coalesce", "count", "sum", "position", "indexed-repeat",
+                      "jr:choice-name",
                       "count-selected", "string-length", "int", "once", "round", "random"})
+#: Phrases that end in an operand of their own, which a comparison after them could be read
+#: as part of: bracketed on a side of a comparison too.
+_OPEN_ENDED = frozenset({"if", "coalesce", "indexed-repeat", "once"})
 #: Functions with their own wording (the rest: :meth:`_Speaker._simple`, else verbatim).
 _CALLS: dict[str, Callable[[_Speaker, tuple[Node, ...]], str | None]] = {
     "selected": _Speaker._selected, "not": _Speaker._not, "if": _Speaker._if,
     "coalesce": _Speaker._coalesce, "count": _Speaker._count, "sum": _Speaker._sum,
     "position": _Speaker._position, "indexed-repeat": _Speaker._indexed,
+    "jr:choice-name": _Speaker._choice_name,
 }
 
 
@@ -690,7 +717,24 @@ class _Page:
                 wording = in_words(expression, self.form, item,
                                    choice_filter=words.startswith("Options"))
                 parts.append(f'<div class="logic">{words} {_words(wording)}.</div>')
+        parts.extend(f'<div class="logic">{text}</div>' for text in self.answer_notes(item))
         return f'<td class="q">{"".join(parts)}</td>'
+
+    def answer_notes(self, item: Item) -> Iterator[str]:
+        """What the device does with the answer beyond asking: a value it is pre-filled with,
+        a value that cannot be changed, the text field of an "or other" select (HTML)."""
+        if item.default:
+            if item.dynamic_default:
+                value = _words(in_words(item.default, self.form, item))
+            else:
+                literal = String(0, item.default.strip())
+                value = _e(_Speaker(self.form, self.languages[0], item).code(item, literal))
+            yield f"Pre-filled with {value}."
+        if "true()" in (item.bind("read_only"), item.bind("readonly")):
+            yield "Shown but cannot be changed."
+        if item.or_other:
+            yield (f'If “Other”: written in <span class="var">{_e(item.xml_name)}_other'
+                   "</span>.")
 
     def text_cell(self, item: Item, lang: str) -> str:
         parts = [f'<div class="label">{_e(item.labels.get(lang, ""))}</div>']
@@ -701,13 +745,25 @@ class _Page:
                          f"{_e(item.constraint_messages[lang])}</div>")
         choices = self.form.choices_for(item)
         if choices is not None:
-            options = "".join(
-                f'<li><span class="code">{_e(c.name)}</span> {_e(c.labels.get(lang, ""))}</li>'
-                for c in choices.choices)
+            rows = [(c.name, c.labels.get(lang, "")) for c in choices.choices]
+            if item.or_other and "other" not in choices.codes():
+                rows.append(("other", "Other"))  # pyxform adds it, labelled so in every language
+            options = "".join(f'<li><span class="code">{_e(code)}</span> {_e(label)}</li>'
+                              for code, label in rows)
             parts.append(f'<ol class="options">{options}</ol>')
-        elif item.or_other or item.type.endswith("_from_file"):
-            parts.append('<div class="hint">Options from a file.</div>')
+        elif item.is_select:
+            parts.append(f'<div class="hint">{_e(_option_source(item))}</div>')
         return f'<td lang="{_e(language_code(lang))}">{"".join(parts)}</td>'
+
+
+def _option_source(item: Item) -> str:
+    """Where the options of a select without a list on the choices sheet come from."""
+    source = item.list_name or ""
+    if REF_RE.fullmatch(source):
+        return f"Options: the entries of {source[2:-1]} given earlier."
+    if item.type == "select_one_external":
+        return f"Options from the external_choices sheet (list {source})."
+    return f"Options from the file {source}." if source else "Options from a file."
 
 
 def _run(items: list[Item]) -> str:
