@@ -267,6 +267,7 @@ def _sections_form(tmp_path: Path) -> FormModel:
           calculation="indexed-repeat(${kid_name}, ${kids}, 1)", pii="direct"),
         q("calculate", "picked", "Child on line 1", calculation="${kids}[kid_line = 1]/kid_name",
           pii="direct"),
+        q("calculate", "label_id", "Label", calculation="concat(${cluster}, '-', ${talk})"),
         q("calculate", "step", "Next step",
           calculation="if(${n_yes} > 1, 2, if(${talk} = 1, 1, 0)) + 10"),
         q("end_group", "main"),
@@ -331,15 +332,16 @@ def test_calculations_in_words(tmp_path: Path) -> None:
     form = _sections_form(tmp_path)
     page = Page(questionnaire_html(form))
     rows = {name: _squash(page.rows[name]["meta"])
-            for name in ("n_yes", "kid_line", "first_kid", "picked", "step")}
+            for name in ("n_yes", "kid_line", "first_kid", "picked", "step", "label_id")}
     assert rows["n_yes"].startswith(
         "n_yes calculated — Number of experiences answered yes: counts how many of these "
         "hold: talk is 1 (Yes); image is 1 (Yes)")
     assert rows["n_yes"].endswith("Formula: if(${talk} = 1, 1, 0) + if(${image} = 1, 1, 0)")
     assert "the position of this entry in kids (1 for the first)" in rows["kid_line"]
     assert "kid_name of the kids entry whose position is 1" in rows["first_kid"]
-    assert rows["picked"] == ("picked calculated — Child on line 1: ${kids}[kid_line = 1]"
-                              "/kid_name (formula as written: not put into words)")
+    assert "Child on line 1: kid_name of the kids entries where kid_line is 1" in rows["picked"]
+    assert rows["label_id"] == ("label_id calculated — Label: concat(${cluster}, '-', ${talk}) "
+                                "(formula as written: not put into words)")
     assert ("(if n_yes > 1 then 2, else if talk is 1 (Yes) then 1, otherwise 0) + 10"
             in rows["step"])
 
@@ -359,13 +361,18 @@ def test_expressions_read_unambiguously(tmp_path: Path) -> None:
         "if(${talk} = 1, 1, '')": "if talk is 1 (Yes) then 1, otherwise empty",
         "int(${cluster} div 2) + 1": "(the whole-number part of (cluster ÷ 2)) + 1",
         "once(random())": "a random number between 0 and 1, set once and then kept",
+        "${kids}[kid_line = 1][position() = ${cluster}]/kid_name":
+            "kid_name of entry number cluster among the kids entries where kid_line is 1",
+        "string-length(${result_oth}) >= 2 and string-length(${result_oth}) <= 9":
+            "the length of result_oth is from 2 to 9",
     }
     for expression, words in cases.items():
         assert in_words(expression, form).text == words, expression
     assert in_words("country = ${cluster}", form, choice_filter=True).text == (
         "the option's country is cluster")
-    not_a_repeat = in_words("indexed-repeat(${talk}, ${main}, 1)", form)
-    assert not not_a_repeat.in_words  # main is a group: no "entry" to speak of
+    for unworded in ("indexed-repeat(${talk}, ${main}, 1)",  # main is a group, not a repeat
+                     "${kids}[position() = 1][kid_line = 1]/kid_name"):  # the first, if …
+        assert not in_words(unworded, form).in_words, unworded
 
 
 def test_who_reads_what_the_interviewer_records(tmp_path: Path) -> None:

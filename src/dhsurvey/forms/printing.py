@@ -46,12 +46,14 @@ from dhsurvey.forms.expressions import (
     Call,
     Current,
     ExpressionError,
+    Filter,
     Name,
     Negate,
     Node,
     Number,
     Parent,
     Ref,
+    Step,
     String,
     parse,
     references,
@@ -153,6 +155,7 @@ class _Speaker:
                  options: bool = False) -> None:
         self.form, self.language, self.subject = form, language, subject
         self.options = options  # a choice filter: a bare name is a column of the choices sheet
+        self.entry = False  # inside a repeat's [predicate]: a bare name is a field of the entry
 
     def item_of(self, node: Node) -> Item | None:
         if isinstance(node, Ref):
@@ -179,8 +182,12 @@ class _Speaker:
             return node.name
         if isinstance(node, Current):
             return "the answer"
-        if isinstance(node, Name) and self.options:
+        if isinstance(node, Name) and (self.options or self.entry):
+            if self.entry:  # inside [ ]: a field of the repeat's entry
+                return node.name
             return f"the option's {'code' if node.name == 'name' else node.name}"
+        if isinstance(node, Step | Filter):
+            return self.nodeset(node)
         if isinstance(node, Negate):
             return f"−{self.wrap(node.operand, 6)}"
         if isinstance(node, BinaryOp):
@@ -249,6 +256,33 @@ class _Speaker:
         if isinstance(node, Call) and node.name in _PHRASES - _OPEN_ENDED:
             return self.say(node)
         return self.wrap(node, level)
+
+    def nodeset(self, node: Node) -> str:
+        """``${roster}[eligible = 1][position() = ${k}]/line`` → ``line of entry number k
+        among the roster entries where eligible is 1``. Only a position asked last is worded
+        (``[position() = k][eligible = 1]`` means something else)."""
+        field = node.name if isinstance(node, Step) else ""
+        base = node.base if isinstance(node, Step) else node
+        predicates: list[Node] = []
+        while isinstance(base, Filter):
+            predicates.insert(0, base.predicate)
+            base = base.base
+        repeat = self.item_of(base)
+        if repeat is None or not repeat.is_repeat or not predicates and not field:
+            raise _Unrenderable("path")
+        position = predicates.pop() if predicates and _is_position(predicates[-1]) else None
+        if any(_is_position(p) for p in predicates):
+            raise _Unrenderable("position()")
+        self.entry = True
+        try:
+            where = " and ".join(self.say(p) for p in predicates)
+            number = self.operand(position.right) if isinstance(position, BinaryOp) else ""
+        finally:
+            self.entry = False
+        text = f"the {self.say(base)} entries" + (f" where {where}" if where else "")
+        if number:
+            text = f"entry number {number} among {text}"
+        return f"{field} of {text}" if field else text
 
     def call(self, node: Call) -> str:
         handler = _CALLS.get(node.name)
@@ -374,6 +408,12 @@ _CALLS: dict[str, Callable[[_Speaker, tuple[Node, ...]], str | None]] = {
     "position": _Speaker._position, "indexed-repeat": _Speaker._indexed,
     "jr:choice-name": _Speaker._choice_name,
 }
+
+
+def _is_position(node: Node) -> bool:
+    """``position() = n``."""
+    return (isinstance(node, BinaryOp) and node.op == "=" and isinstance(node.left, Call)
+            and node.left.name == "position" and not node.left.args)
 
 
 def _indicator(args: tuple[Node, ...]) -> bool:
