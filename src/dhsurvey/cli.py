@@ -165,11 +165,12 @@ def _lint_targets(paths: list[Path]) -> tuple[list[str | Path], list[tuple[str, 
 
 
 def _reach(n: int) -> Callable[[Any], tuple[int, dict[str, int]]]:
-    """The lint's reachability check: ``n`` simulated interviews with choices drawn evenly."""
-    from dhsurvey.fieldwork.answers import dry_run
+    """The lint's reachability check: ``n`` simulated interviews with choices drawn evenly,
+    and runs steered towards what they did not reach."""
+    from dhsurvey.fieldwork.answers import reachability
 
     def reach(model: Any) -> tuple[int, dict[str, int]]:
-        return n, dry_run(model, n, uniform=True).reached
+        return n, reachability(model, n)
 
     return reach
 

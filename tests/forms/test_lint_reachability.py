@@ -1,7 +1,7 @@
 """Rule ``unreachable``: lint simulates interviews (choices drawn evenly, numbers across their
-range and at the values the conditions test) and reports questions, notes and groups that no
-interview shows. Rare but legitimate branches — an "other, specify" behind several gates —
-must not be reported."""
+range and at the values the conditions test, then runs steered towards what was not reached)
+and reports questions, notes and groups that no interview shows. Rare but legitimate branches
+— an "other, specify" behind several gates — must not be reported."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from workbooks import INSTRUMENTS, YES_NO, c, q, valid_survey, write_workbook
 
 from dhsurvey.cli import _reach, app
-from dhsurvey.fieldwork.answers import dry_run
+from dhsurvey.fieldwork.answers import dry_run, reachability
 from dhsurvey.forms.lint import WARNING, lint_form, unreachable
 from dhsurvey.forms.model import load_form
 
@@ -100,3 +100,32 @@ def test_the_study_instruments_have_no_unreachable_question(form: str) -> None:
     n, reached = _reach(500)(model)
     assert time.perf_counter() - started < 10
     assert [f.message for f in unreachable(model, n, reached)] == []
+
+
+def test_a_branch_behind_many_gates_is_found_by_steering(tmp_path: Path) -> None:
+    """Twelve gates in a row, each open for one code of ten: even draws almost never pass
+    them all, a run steered by the conditions on the way does."""
+    ten = [c("ten", str(i), f"Option {i}") for i in range(10)]
+    gates = [q("select_one ten", f"g{k}", f"Gate {k}",
+               relevant=f"${{g{k - 1}}} = {k % 10}" if k else "") for k in range(12)]
+    survey = [*gates, q("note", "deep", "Through every gate", relevant="${g11} = 1")]
+    path = write_workbook(tmp_path / "deep.xlsx", survey, ten)
+    model = load_form(path)
+    assert dry_run(model, 500, uniform=True).reached["deep"] <= 3
+    assert reachability(model, 500)["deep"] > 0
+    assert _lint(path) == []
+
+
+def test_defaults_and_choices_from_files_do_not_hide_branches(tmp_path: Path) -> None:
+    """A prefilled default is an answer the interviewer may change, and a select whose
+    choices are in a CSV the workbook does not carry may hold the code its conditions test."""
+    survey = [q("select_one yes_no", "owns", "Owns?", default="0"),
+              q("text", "what", "What?", relevant="${owns} = 1"),
+              q("select_one_from_file species.csv", "species", "Species"),
+              q("text", "species_oth", "Which?", relevant="${species} = 'other'")]
+    path = write_workbook(tmp_path / "defaults.xlsx", survey)
+    model = load_form(path)
+    assert dry_run(model, 50).reached["what"] == 0  # as respondents: always the default
+    reached = reachability(model, 200)
+    assert reached["what"] > 0 and reached["species_oth"] > 0
+    assert _lint(path, 200) == []

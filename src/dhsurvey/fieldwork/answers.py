@@ -97,6 +97,16 @@ class DryRun:
     gave_up: list[GaveUp]
 
 
+@dataclass(frozen=True)
+class Focus:
+    """Where even draws lean (reachability mode): per field the literals its conditions test
+    (favoured, ``share`` of the draws) and those it is compared ``!=`` with (drawn seldom)."""
+
+    boost: dict[str, list[str]] = field(default_factory=dict)
+    avoid: dict[str, set[str]] = field(default_factory=dict)
+    share: float = 0.5
+
+
 @dataclass
 class _Run:
     """One call of :func:`answer_form`: its options and what it records."""
@@ -105,7 +115,7 @@ class _Run:
     rng: np.random.Generator
     uniform: bool
     gave_up: list[GaveUp] | None
-    literals: dict[str, list[str]]
+    focus: Focus
     reached: dict[str, int] | None
 
     def give_up(self, item: Item, column: str, rows: int, reason: str,
@@ -123,7 +133,11 @@ class _Run:
 
     def tested(self, item: Item) -> list[str] | None:
         """The codes the form's conditions test ``item`` for (reachability mode), else None."""
-        return self.literals.get(item.name, []) if self.uniform else None
+        return self.focus.boost.get(item.name, []) if self.uniform else None
+
+    def weights(self, item: Item, codes: list[str]) -> np.ndarray:
+        return _weights(codes, self.tested(item), self.focus.share,
+                        self.focus.avoid.get(item.name, set()))
 
     def reach(self, item: Item, relevant: np.ndarray) -> None:
         if self.reached is not None:
@@ -142,6 +156,7 @@ def answer_form(
     uniform: bool = False,
     gave_up: list[GaveUp] | None = None,
     reached: dict[str, int] | None = None,
+    focus: Focus | None = None,
 ) -> FormData:
     """Fill every data field of ``model`` for submissions ``keys`` (their instanceIDs).
 
@@ -154,13 +169,15 @@ def answer_form(
     values the form's own conditions compare with), so rare branches are taken too. With a
     ``gave_up`` list, rows the simulator cannot answer by the form's rules are left empty and
     recorded there instead of raising. ``reached`` receives, per item (notes and groups too),
-    the number of submissions in which it was relevant.
+    the number of submissions in which it was relevant. ``focus`` (with ``uniform``) steers
+    the draws towards given values (default: those every condition of the form tests).
     """
     root = pd.DataFrame({f.name: pd.Series(None, index=keys, dtype=object)
                          for f in model.fields_in(None)}, index=keys)
     data = FormData(model, root, {}, today=today)
-    run = _Run(data, rng, uniform, gave_up, _compared_literals(model) if uniform else {},
-               reached)
+    if focus is None:
+        focus = Focus(_compared_literals(model)) if uniform else Focus()
+    run = _Run(data, rng, uniform, gave_up, focus, reached)
     for item in model.items:
         if item.is_repeat:
             _open_repeat(run, item, presets)
@@ -173,7 +190,7 @@ def answer_form(
 
 
 def dry_run(model: FormModel, n: int, *, seed: int = 0, uniform: bool = False,
-            today: dt.date | None = None) -> DryRun:
+            today: dt.date | None = None, focus: Focus | None = None) -> DryRun:
     """``n`` interviews of ``model`` with nothing preset: what a designer checks before
     fieldwork (which questions are reached, what the data look like, which rules the
     simulator could not meet)."""
@@ -181,8 +198,99 @@ def dry_run(model: FormModel, n: int, *, seed: int = 0, uniform: bool = False,
     gave_up: list[GaveUp] = []
     reached: dict[str, int] = {}
     data = answer_form(model, keys, Presets(), np.random.default_rng(seed), today=today,
-                       uniform=uniform, gave_up=gave_up, reached=reached)
+                       uniform=uniform, gave_up=gave_up, reached=reached, focus=focus)
     return DryRun(data, n, reached, gave_up)
+
+
+#: Interviews of each steered run of :func:`reachability`, and at most this many runs.
+STEERED, MAX_STEERED = 100, 25
+
+
+def reachability(model: FormModel, n: int, *, seed: int = 0) -> dict[str, int]:
+    """Item name → interviews (of ``n`` drawn evenly) in which it was relevant; an item none
+    of them reached gets another chance in a run of :data:`STEERED` interviews steered
+    towards it: draws lean on the values of every condition on its way (its relevance, its
+    groups', those of the questions and calculations they read). A branch only a rare
+    combination of answers opens is then found without raising ``n``; an item still at 0
+    is relevant for no answers the simulator can find."""
+    reached = dict(dry_run(model, n, seed=seed, uniform=True).reached)
+    todo = [i for i in model.items if (i.is_input or i.type == "note" or i.is_group)
+            and reached.get(i.name, 1) == 0]
+    # First one run steered towards all of them at once (they often share their way), then
+    # one per item still not reached.
+    for number, items in enumerate([todo, *([i] for i in todo[:MAX_STEERED])]):
+        if not items or all(reached.get(i.name, 0) > 0 for i in items):
+            continue  # reached on the way to an earlier one
+        boost, avoid = _path_literals(model, *items)
+        steered = dry_run(model, STEERED, seed=seed + 1 + number, uniform=True,
+                          focus=Focus(boost, avoid, share=0.8))
+        reached |= {name: count for name, count in steered.reached.items()
+                    if count and not reached.get(name)}
+    return reached
+
+
+def _path_literals(model: FormModel, *items: Item) -> tuple[dict[str, list[str]],
+                                                           dict[str, set[str]]]:
+    """Per field, the literals the conditions on the way to ``items`` compare it with: to
+    favour (``=``, ``selected``, ``<``…) and to avoid (``!=``)."""
+    boost: dict[str, list[str]] = {}
+    avoid: dict[str, set[str]] = {}
+    seen: set[str] = set()
+    stack = list(items)
+    while stack:
+        it = stack.pop()
+        if it.name in seen:
+            continue
+        seen.add(it.name)
+        texts = [g.relevant for g in [*model.ancestors(it), it] if g.relevant]
+        texts += [it.calculation] if it.calculation and not it.is_input else []
+        for text in texts:
+            try:
+                tree = parse(text)
+            except ExpressionError:
+                continue
+            for op, ref, literal in _comparisons(tree):
+                target = avoid.setdefault(ref.name, set()) if op == "!=" else None
+                if target is not None:
+                    target.add(_literal_text(literal))
+                else:
+                    boost.setdefault(ref.name, []).append(_literal_text(literal))
+            stack += [model.by_name[r] for r in references(tree) if r in model.by_name]
+    return _through_calculations(model, boost), avoid
+
+
+def _through_calculations(model: FormModel, boost: dict[str, list[str]]
+                          ) -> dict[str, list[str]]:
+    """Literals of a calculation passed on to the fields it copies (``if(c, ${a}, ${b})``,
+    ``coalesce(${a}, ${b})``, ``${a}``): ``${age_now} >= 12`` leans ``age_self`` to 12."""
+    out = {k: list(v) for k, v in boost.items()}
+    stack = list(boost)
+    seen: set[str] = set()
+    while stack:
+        name = stack.pop()
+        item = model.by_name.get(name)
+        if name in seen or item is None or not item.calculation or item.is_input:
+            continue
+        seen.add(name)
+        try:
+            tree = parse(item.calculation)
+        except ExpressionError:
+            continue
+        for source in _copied(tree):
+            out.setdefault(source, []).extend(out.get(name, []))
+            stack.append(source)
+    return {k: list(dict.fromkeys(v)) for k, v in out.items()}
+
+
+def _copied(node: Node) -> list[str]:
+    """The fields whose value an expression may be (not merely test)."""
+    if isinstance(node, Ref):
+        return [node.name]
+    if isinstance(node, Call) and node.name == "if" and len(node.args) == 3:
+        return _copied(node.args[1]) + _copied(node.args[2])
+    if isinstance(node, Call) and node.name == "coalesce":
+        return [name for arg in node.args for name in _copied(arg)]
+    return []
 
 
 def _relevant(run: _Run, item: Item) -> np.ndarray:
@@ -213,7 +321,7 @@ def _answer(run: _Run, item: Item, presets: Presets, relevant: np.ndarray) -> No
         if open_rows.any():
             values[open_rows] = _draw(run, item, open_rows).to_numpy()
     elif item.default and not item.dynamic_default:
-        values = pd.Series(item.default, index=table.index, dtype=object)
+        values = _defaulted(run, item, relevant)
     else:
         values = pd.Series(None, index=table.index, dtype=object)
         if relevant.any():
@@ -223,6 +331,17 @@ def _answer(run: _Run, item: Item, presets: Presets, relevant: np.ndarray) -> No
     if item.constraint and item.type != "calculate":
         values = _enforce(run, item, values, relevant, fixed=fixed)
     table[item.name] = values.to_numpy()
+
+
+def _defaulted(run: _Run, item: Item, relevant: np.ndarray) -> pd.Series:
+    """A literal default, as the device prefills it; in reachability mode half the answers
+    are changed by the interviewer, as they may be (a default is not the only answer)."""
+    values = pd.Series(item.default, index=run.data.table(item.repeat).index, dtype=object)
+    if run.uniform and item.is_input:
+        change = relevant & (run.rng.random(len(values)) < 0.5)
+        if change.any():
+            values[change] = _draw(run, item, change).to_numpy()
+    return values
 
 
 def _evaluated(run: _Run, item: Item, expression: str, column: str,
@@ -293,16 +412,18 @@ def _codes(model: FormModel, item: Item) -> list[str]:
     return lst.codes()
 
 
-def _weights(codes: list[str], tested: list[str] | None = None) -> np.ndarray:
+def _weights(codes: list[str], tested: list[str] | None = None, share: float = 0.5,
+             avoid: set[str] | frozenset[str] = frozenset()) -> np.ndarray:
     """Choice probabilities: the special codes rarely, as respondents choose them; or, with
     ``tested`` (the reachability mode), every code equally often plus half the mass on the
     codes the form's conditions test, so each branch behind a chain of gates is taken in a few
     hundred interviews."""
     if tested is not None:
-        w = np.full(len(codes), 1 / max(len(codes), 1))
+        w = np.array([0.1 if c in avoid else 1.0 for c in codes])
+        w = w / w.sum()
         hits = np.array([c in tested for c in codes])
         if hits.any():
-            w = w / 2 + hits / hits.sum() / 2
+            w = w * (1 - share) + hits / hits.sum() * share
         return w
     w = np.array([RARE.get(c, 0.0) for c in codes])
     common = w == 0
@@ -337,25 +458,26 @@ def _draw_select_one(run: _Run, item: Item, rows: np.ndarray, n: int) -> list[ob
         return list(_pick_from_repeat(run.data, item, rows, run.rng))
     mask, codes = _allowed(run, item, rows)
     if mask is None:
-        return [_file_code(item)] * n
-    return list(_pick_one(mask, _weights(codes, run.tested(item)), codes, run.rng))
+        return _file_codes(run, item, n)
+    return list(_pick_one(mask, run.weights(item, codes), codes, run.rng))
 
 
 def _draw_select_multiple(run: _Run, item: Item, rows: np.ndarray, n: int) -> list[object]:
     mask, codes = _allowed(run, item, rows)
     if mask is None:
-        return [_file_code(item)] * n
+        return _file_codes(run, item, n)
     out: list[object] = []
     for allowed in mask:
         options = [c for c, ok in zip(codes, allowed, strict=True) if ok]
-        out.append(_pick_many(options, run.rng, run.tested(item)) if options else None)
+        out.append(_pick_many(options, run.rng, run.weights(item, options)
+                              if run.uniform else None, run.focus.share) if options else None)
     return out
 
 
 def _draw_rank(run: _Run, item: Item, rows: np.ndarray, n: int) -> list[object]:
     mask, codes = _allowed(run, item, rows)
     if mask is None:
-        return [_file_code(item)] * n
+        return _file_codes(run, item, n)
     out: list[object] = []
     for allowed in mask:
         options = [c for c, ok in zip(codes, allowed, strict=True) if ok]
@@ -380,9 +502,13 @@ def _allowed(run: _Run, item: Item, rows: np.ndarray
         return np.ones((int(rows.sum()), len(codes)), dtype=bool), codes
 
 
-def _file_code(item: Item) -> str:
-    """The answer to a select whose choices are in a file (select_one_from_file, external)."""
-    return "1"
+def _file_codes(run: _Run, item: Item, n: int) -> list[object]:
+    """Answers to a select whose choices are in a file the workbook does not carry
+    (select_one_from_file): "1", or in reachability mode also the codes the form's
+    conditions test it for (``${species} = 'other'``)."""
+    codes = ["1", *(run.tested(item) or [])]
+    return [codes[i] for i in run.rng.integers(0, len(codes), n)] if len(codes) > 1 else \
+        ["1"] * n
 
 
 def _draw_number(run: _Run, item: Item, rows: np.ndarray, n: int) -> list[object]:
@@ -409,11 +535,11 @@ def _draw_number(run: _Run, item: Item, rows: np.ndarray, n: int) -> list[object
 def _with_literals(run: _Run, item: Item, draw: np.ndarray) -> np.ndarray:
     """Half the draws replaced by a number the form compares this field with (or one off),
     so a branch at ``${age} >= 60`` is taken even when the bounds are wide."""
-    numbers = [float(v) for v in run.literals.get(item.name, []) if _is_number(v)]
+    numbers = [float(v) for v in run.focus.boost.get(item.name, []) if _is_number(v)]
     if not numbers:
         return draw
     near = np.array([v + d for v in numbers for d in (-1, 0, 1)])
-    take = run.rng.random(len(draw)) < 1 / 3
+    take = run.rng.random(len(draw)) < run.focus.share * 2 / 3
     return np.where(take, run.rng.choice(near, len(draw)), draw)
 
 
@@ -438,9 +564,9 @@ def _draw_text(run: _Run, item: Item, rows: np.ndarray, n: int) -> list[object]:
     words = run.rng.integers(0, len(_WORDS), n)
     numbers = run.rng.integers(1, 99, n)
     out: list[object] = [f"{_WORDS[i]} {j}" for i, j in zip(words, numbers, strict=True)]
-    strings = [v for v in run.literals.get(item.name, []) if v.strip()]
+    strings = [v for v in run.focus.boost.get(item.name, []) if v.strip()]
     if strings:
-        take = run.rng.random(n) < 0.5
+        take = run.rng.random(n) < run.focus.share
         out = [str(run.rng.choice(strings)) if t else v for t, v in zip(take, out, strict=True)]
     return out
 
@@ -548,12 +674,12 @@ def _pick_one(mask: np.ndarray, weights: np.ndarray, codes: list[str],
 
 
 def _pick_many(codes: list[str], rng: np.random.Generator,
-               tested: list[str] | None = None) -> str:
-    """1–3 common codes, rarely one of the special ones alone; with ``tested`` (reachability
-    mode) half the time one code alone (weighted as :func:`_weights`), else 1–3 of any."""
-    if tested is not None:
-        if rng.random() < 0.5:
-            return str(rng.choice(codes, p=_weights(codes, tested)))
+               weights: np.ndarray | None = None, alone: float = 0.5) -> str:
+    """1–3 common codes, rarely one of the special ones alone; with ``weights``
+    (reachability mode) one code alone drawn by them (share ``alone``), else 1–3 of any."""
+    if weights is not None:
+        if rng.random() < alone:
+            return str(rng.choice(codes, p=weights))
         k = 1 + int(rng.random() < 0.5) + int(rng.random() < 0.2)
         return " ".join(sorted(rng.choice(codes, min(k, len(codes)), replace=False),
                                key=codes.index))
@@ -635,47 +761,41 @@ def _compared_literals(model: FormModel) -> dict[str, list[str]]:
                 tree = parse(text)
             except ExpressionError:
                 continue
-            for ref, literal in _comparisons(tree):
-                value = literal.value
-                out.setdefault(ref.name, []).append(
-                    str(int(value)) if isinstance(value, float) and value.is_integer()
-                    else str(value))
-    return {k: list(dict.fromkeys(v)) for k, v in out.items()}
+            for _, ref, literal in _comparisons(tree):
+                out.setdefault(ref.name, []).append(_literal_text(literal))
+    return _through_calculations(model, out)
 
 
-def _comparisons(tree: Node) -> Iterator[tuple[Ref, String | Number]]:
-    """(field, literal) of each ``${x} op literal`` (either way round) and
-    ``selected(${x}, literal)`` in an expression."""
+def _literal_text(literal: String | Number) -> str:
+    value = literal.value
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def _comparisons(tree: Node) -> Iterator[tuple[str, Ref, String | Number]]:
+    """(operator, field, literal) of each ``${x} op literal`` (either way round) and
+    ``selected(${x}, literal)`` (operator 'selected') in an expression."""
     for node in _walk(tree):
-        pairs: list[tuple[Node, Node]] = []
+        pairs: list[tuple[str, Node, Node]] = []
         if isinstance(node, BinaryOp) and node.op in ("=", "!=", *_FLIP):
-            pairs = [(node.left, node.right), (node.right, node.left)]
+            pairs = [(node.op, node.left, node.right), (node.op, node.right, node.left)]
         elif isinstance(node, Call) and node.name == "selected" and len(node.args) == 2:
-            pairs = [(node.args[0], node.args[1])]
-        for ref, literal in pairs:
+            pairs = [("selected", node.args[0], node.args[1])]
+        for op, ref, literal in pairs:
             if isinstance(ref, Ref) and isinstance(literal, (String, Number)):
-                yield ref, literal
+                yield op, ref, literal
 
 
 def _enforce(run: _Run, item: Item, values: pd.Series, relevant: np.ndarray, *,
              fixed: np.ndarray, tries: int = 40) -> pd.Series:
     """Redraw answers that break the constraint; a preset that breaks it is a scenario bug.
-    Rows no draw satisfies are given up (left empty) when the run keeps a record."""
+    When random draws keep failing, every value a row may take is tried (a select's codes, a
+    short integer range); rows nothing satisfies are given up (left empty) when the run keeps
+    a record."""
     data = run.data
     bad = np.zeros(len(values), dtype=bool)
-    try:
-        reads_itself = item.name in references(item.constraint)
-    except ExpressionError:
-        reads_itself = False
     for attempt in range(tries + 1):
-        # ``${name}`` of the field itself in its own constraint reads the value being tried.
-        frame = None
-        if reads_itself:
-            frame = data.level_frame(item.repeat).copy()
-            frame[item.name] = values.to_numpy()
         try:
-            ok = data.evaluate_bool(item, item.constraint, current=values,
-                                    frame=frame).to_numpy()
+            ok = _satisfied(run, item, values)
         except (ExpressionError, ValueError, KeyError) as exc:
             run.give_up(item, "constraint", int(relevant.sum()),
                         f"constraint not evaluated, answers not checked: {exc}", exc)
@@ -699,11 +819,69 @@ def _enforce(run: _Run, item: Item, values: pd.Series, relevant: np.ndarray, *,
                                    index=redraw.index, dtype=object)
         values = values.copy()
         values[bad] = redraw.to_numpy()
-    values = values.copy()
-    values[bad] = None
-    run.give_up(item, "constraint", int(bad.sum()),
-                f"no drawn value satisfies '{item.constraint}', left empty")
+    values, bad = _search(run, item, values, bad)
+    if bad.any():
+        values = values.copy()
+        values[bad] = None
+        run.give_up(item, "constraint", int(bad.sum()),
+                    f"no value satisfies '{item.constraint}', left empty")
     return values
+
+
+def _satisfied(run: _Run, item: Item, values: pd.Series) -> np.ndarray:
+    """Whether each row's value meets the constraint (``${name}`` of the field itself in its
+    own constraint reads the value being tried, as ``.`` does)."""
+    data = run.data
+    frame = None
+    if f"${{{item.name}}}" in item.constraint.replace(" ", ""):
+        frame = data.level_frame(item.repeat).copy()
+        frame[item.name] = values.to_numpy()
+    return data.evaluate_bool(item, item.constraint, current=values,
+                              frame=frame).to_numpy().astype(bool)
+
+
+#: Values :func:`_search` tries at most per field.
+SEARCH_LIMIT = 60
+
+
+def _search(run: _Run, item: Item, values: pd.Series, bad: np.ndarray
+            ) -> tuple[pd.Series, np.ndarray]:
+    """Try, for the rows random draws did not fix, each value they may take (a select_one's
+    allowed codes, an integer's values when its range is short): the answer a respondent
+    with that one possible answer gives. Returns the values and the rows still unmet."""
+    rows = np.flatnonzero(bad)
+    if item.type == "select_one" and not _repeat_source(item):
+        mask, codes = _allowed(run, item, bad)
+    elif item.type == "integer":
+        lo, hi = (b[bad] for b in _bounds(run, item))
+        if hi.max() - lo.min() > SEARCH_LIMIT:
+            return values, bad
+        numbers = np.arange(lo.min(), hi.max() + 1)
+        codes = [str(int(v)) for v in numbers]
+        mask = (numbers[None, :] >= lo[:, None]) & (numbers[None, :] <= hi[:, None])
+    else:
+        return values, bad
+    if mask is None:
+        return values, bad
+    open_ = np.ones(len(rows), dtype=bool)
+    for j in run.rng.permutation(len(codes))[:SEARCH_LIMIT]:
+        trying = open_ & mask[:, j]
+        if not trying.any():
+            continue
+        trial = values.copy()
+        trial.iloc[rows[trying]] = codes[j]
+        try:
+            ok = _satisfied(run, item, trial)[rows]
+        except (ExpressionError, ValueError, KeyError):
+            break
+        fixed = trying & ok
+        values.iloc[rows[fixed]] = codes[j]
+        open_ &= ~fixed
+        if not open_.any():
+            break
+    still = np.zeros(len(values), dtype=bool)
+    still[rows[open_]] = True
+    return values, still
 
 
 def _single(codes: list[str], allowed: np.ndarray, rng: np.random.Generator) -> str | None:

@@ -138,7 +138,8 @@ RULES: dict[str, tuple[str, str]] = {
 #: the forms stage imports neither the simulator nor the later stages that read those files).
 STUDY_RULES: dict[str, tuple[str, str]] = {
     "unreachable": (WARNING, "a question, note or group relevant in none of N simulated "
-                    "interviews (choices drawn evenly): its skip logic may never show it"),
+                    "interviews (choices drawn evenly, then steered towards it): its skip "
+                    "logic may never show it"),
     "simulation-failed": (WARNING, "the workbook could not be simulated, so reachability was "
                           "not checked"),
     "draft-language-unknown": (WARNING, "--draft names a language the workbook does not have"),
@@ -844,7 +845,8 @@ def unreachable(model: FormModel, n: int, reached: Mapping[str, int]) -> Iterato
                   if item.is_group else "")
         yield _finding(model, "unreachable",
                        f"{what} '{item.name}'{inside} is relevant in none of {n} simulated "
-                       f"interviews: check its relevance and those of its groups "
+                       "interviews, nor when answers are steered towards it: check its "
+                       "relevance and those of its groups "
                        f"({' and '.join(model.relevance(item)) or 'none'})",
                        row=item.row, column="relevant")
 
