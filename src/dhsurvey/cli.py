@@ -196,7 +196,13 @@ def _lint_study_files(studies: list[tuple[str, Path, Path]]) -> list:
                 countries.setdefault(folder, []).append(config)
     for kind, path, folder in studies:
         forms = models.get(folder)
-        if kind == "indicators" and path.exists() and forms is not None:
+        if kind != "indicators" or not path.exists():
+            continue
+        if forms is None:
+            findings.append(file_finding(path, None, "indicator-invalid",
+                                         f"not checked: the workbooks of {folder} do not all "
+                                         "load (see their findings), or there are none"))
+        else:
             findings += _lint_indicators(path, forms, countries.get(folder))
     return findings
 
