@@ -458,6 +458,10 @@ def test_same_name_in_different_groups(tmp_path: Path) -> None:
     inner = model["child/about/age"]
     assert (inner.xml_name, inner.path, inner.repeat) == ("age", ("child", "about"), "child")
     assert model["gps/gps"].repeat == "gps" and model["gps"].repeat is None
+    assert model.xml_path_in(inner, "child") == ("about", "age")  # Central's about-age column
+    assert model.xml_path_in(inner) == ("child", "about", "age")  # Kobo's child/about/age
+    with pytest.raises(ValueError):
+        model.xml_path_in(inner, "gps")
     assert [f.name for f in model.fields_in("child")] == ["child/name", "child/about/age",
                                                           "more"]
     assert [a.name for a in model.ancestors(model["more"])] == ["child", "about"]

@@ -446,6 +446,18 @@ class FormModel:
         """Enclosing groups and repeats, outermost first."""
         return [self.by_name[name] for name in item.path]
 
+    def xml_path_in(self, item: Item, level: str | None = None) -> tuple[str, ...]:
+        """The written names from below ``level``'s element (a repeat's key; None: the
+        submission root) down to ``item``: where a reader of submissions finds the item in a
+        row of that level's table (Central's ``group-name`` columns, Kobo's ``group/name``
+        keys). Unlike keys, these name fields that share a name as the XML does."""
+        if level is None:
+            return item.xml_path
+        outer = self[level].xml_path
+        if item.xml_path[:len(outer)] != outer:
+            raise ValueError(f"{item.name!r} is not inside {level!r}")
+        return item.xml_path[len(outer):]
+
     def relevance(self, item: Item) -> list[str]:
         """Every relevance that must hold for ``item`` to be asked (ancestors first)."""
         return [g.relevant for g in [*self.ancestors(item), item] if g.relevant]
