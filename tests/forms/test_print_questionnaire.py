@@ -455,3 +455,27 @@ def test_choice_name_in_words(tmp_path: Path) -> None:
         assert (wording.text, wording.in_words) == (expression, False)
     else:
         assert wording.text == "the label of the option chosen in result"
+
+
+def test_calculated_codes_read_with_their_labels(tmp_path: Path) -> None:
+    """A calculation the form names as a code of a list (jr:choice-name), or that copies one of
+    several answers from one list, is printed with that list's labels."""
+    survey = [
+        q("select_one outcome", "v1", "First visit"), q("select_one outcome", "v2", "Second"),
+        q("calculate", "last", "Last outcome", calculation="coalesce(${v2}, ${v1})"),
+        q("calculate", "auto", "Suggested result",
+          calculation="if(${last} = 1, 1, if(${last} = 2, 96, ''))"),
+        q("calculate", "auto_label", "Its label",
+          calculation="jr:choice-name(${auto}, '${result}')"),
+        q("select_one result", "result", "Final result", default="${auto}"),
+    ]
+    choices = [c("outcome", "1", "Met"), c("outcome", "2", "Away"),
+               {**c("result", "1", "Complete"), "aapor": "I"},
+               {**c("result", "96", "Other"), "aapor": "O"}]
+    form = load_form(write_workbook(tmp_path / "codes.xlsx", survey, choices),
+                     check_expressions=False)  # jr:choice-name need not parse for this
+    auto = form["auto"]
+    assert in_words(auto.calculation, form, auto).text == (
+        "if last is 1 (Met) then 1 (Complete), else if last is 2 (Away) then 96 (Other), "
+        "otherwise empty")
+    assert in_words("${last} = 2", form).text == "last is 2 (Away)"

@@ -156,6 +156,9 @@ class _Speaker:
         self.form, self.language, self.subject = form, language, subject
         self.options = options  # a choice filter: a bare name is a column of the choices sheet
         self.entry = False  # inside a repeat's [predicate]: a bare name is a field of the entry
+        # A calculation whose value the form names as a code of a select's list (by
+        # jr:choice-name): its literal results are printed with their labels.
+        self.codes_of = _value_select(form, subject) if subject is not None else None
 
     def item_of(self, node: Node) -> Item | None:
         if isinstance(node, Ref):
@@ -165,6 +168,8 @@ class _Speaker:
     def code(self, item: Item | None, literal: Node) -> str:
         """A literal compared with a field: with its choice label when the field is a select."""
         value = self.say(literal)
+        if item is not None and item.type == "calculate":
+            item = _value_select(self.form, item)  # a calculation that holds a code
         if item is not None and isinstance(literal, String | Number):
             choices = self.form.choices_for(item)
             raw = literal.value if isinstance(literal, String) else value
@@ -322,14 +327,21 @@ class _Speaker:
         bracketed."""
         if len(args) != 3:
             return None
-        if _indicator(args):
+        if _indicator(args) and self.codes_of is None:
             return f"1 if {self.say(args[0])}, otherwise 0"
         parts = []
         node: Node = Call(0, "if", args)
         while isinstance(node, Call) and node.name == "if" and len(node.args) == 3:
             cond, then, node = node.args
-            parts.append(f"if {self.say(cond)} then {self.operand(then)}")
-        return f"{', else '.join(parts)}, otherwise {self.operand(node)}"
+            parts.append(f"if {self.say(cond)} then {self.result(then)}")
+        return f"{', else '.join(parts)}, otherwise {self.result(node)}"
+
+    def result(self, node: Node) -> str:
+        """A branch of an if: a code with its label when the value is a code of a list."""
+        if self.codes_of is not None and isinstance(node, String | Number) and (
+                not isinstance(node, String) or node.value):
+            return self.code(self.codes_of, node)
+        return self.operand(node)
 
     def _coalesce(self, args: tuple[Node, ...]) -> str | None:
         flat: list[Node] = []
@@ -408,6 +420,67 @@ _CALLS: dict[str, Callable[[_Speaker, tuple[Node, ...]], str | None]] = {
     "position": _Speaker._position, "indexed-repeat": _Speaker._indexed,
     "jr:choice-name": _Speaker._choice_name,
 }
+
+
+_CHOICE_NAME = re.compile(r"jr:choice-name\(\s*\$\{([^}]+)\}\s*,\s*(['\"])\$\{([^}]+)\}\2\s*\)")
+
+
+def _value_select(form: FormModel, item: Item) -> Item | None:
+    """The select whose codes a calculation holds, so that its values can be printed with
+    their labels: the one the form names by ``jr:choice-name(${item}, '${select}')``, else
+    the select(s) of one list its value is taken from (``coalesce(${v3}, ${v2}, ${v1})``)."""
+    if item.type != "calculate":
+        return None
+    key = (str(form.path), form.content_hash)
+    if key not in _CODED:
+        if len(_CODED) > 16:
+            _CODED.clear()
+        _CODED[key] = _coded_by(form)
+    name = _CODED[key].get(item.name)
+    return form.by_name.get(name) if name else None
+
+
+#: (workbook, content hash) → calculation → the select whose codes it holds (by name).
+_CODED: dict[tuple[str, str], dict[str, str]] = {}
+
+
+def _coded_by(form: FormModel) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in form.items:
+        for text in item.expressions().values():
+            for value, _, select in _CHOICE_NAME.findall(text):
+                target = form.by_name.get(select)
+                if target is not None and form.choices_for(target) is not None:
+                    out.setdefault(value, select)
+    for item in form.items:
+        if item.type == "calculate" and item.name not in out and item.calculation:
+            sources = _copied_from(item.calculation)
+            selects = [form.by_name.get(n) for n in sources]
+            lists = {s.list_name for s in selects if s is not None and s.type == "select_one"}
+            if sources and len(lists) == 1 and all(s is not None and s.type == "select_one"
+                                                   for s in selects):
+                out[item.name] = sources[0]
+    return out
+
+
+def _copied_from(expression: str) -> list[str]:
+    """The fields an expression's value is copied from, when it is only a choice among fields
+    (``coalesce`` of references); empty otherwise."""
+    try:
+        node = parse(expression)
+    except ExpressionError:
+        return []
+    names: list[str] = []
+    stack = [node]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Ref):
+            names.append(node.name)
+        elif isinstance(node, Call) and node.name == "coalesce":
+            stack.extend(reversed(node.args))
+        else:
+            return []
+    return names
 
 
 def _is_position(node: Node) -> bool:
