@@ -258,6 +258,9 @@ def _sections_form(tmp_path: Path) -> FormModel:
           calculation="if(${talk} = 1, 1, 0) + if(${image} = 1, 1, 0)"),
         q("begin_group", "sc_private", "Private questions"),
         q("select_one yes_no", "secret", "Did you tell anyone?"),
+        q("begin_group", "sc_more", "More private questions"),
+        q("select_one yes_no", "secret_2", "Did it happen again?"),
+        q("end_group", "sc_more"),
         q("end_group", "sc_private"),
         q("begin_repeat", "kids", "Children"),
         q("text", "kid_name", "Name", pii="direct"),
@@ -315,17 +318,18 @@ def test_contents_list_every_section_and_link_to_it(tmp_path: Path) -> None:
     text = questionnaire_html(form)
     links = Links(text)
     assert [href for href, _ in links.links] == [
-        "#ident", "#q-intro", "#main", "#sc_private", "#kids", "#q-result"]
+        "#ident", "#q-intro", "#main", "#sc_private", "#sc_more", "#kids", "#q-result"]
     assert all(href[1:] in links.ids for href, _ in links.links)
     titles = dict(links.links)
     assert _squash(titles["#ident"]) == "Identification / Utambulisho [ident]"
     assert titles["#q-intro"] == "Outside any section: intro, consent"
     assert titles["#q-result"] == "Outside any section: result, result_oth"
     nav = text[text.index("<nav"):text.index("</nav>")]
-    assert nav.count("self-completion") == 1 and 'class="page"' not in nav
+    assert nav.count("self-completion") == 1 and 'class="page"' not in nav  # where it starts
+    assert nav.count("<ol>") == 3  # sections, main's groups, sc_private's group
     printed = questionnaire_html(form, {"ident": 1, "main": 2})
     nav = printed[printed.index("<nav"):printed.index("</nav>")]
-    assert '<span class="page">2</span>' in nav and nav.count('class="page"') == 6
+    assert '<span class="page">2</span>' in nav and nav.count('class="page"') == 7
 
 
 def test_calculations_in_words(tmp_path: Path) -> None:

@@ -682,15 +682,15 @@ class _Page:
         return titles or _e(group.name)
 
     def contents(self) -> str:
-        """The table of contents: each top-level group (with the groups directly inside it),
-        and each run of rows outside any group, linked to where they are printed; a
-        self-completion section is marked."""
+        """The table of contents: each top-level group with the groups inside it (nested as
+        in the form), and each run of rows outside any group, linked to where they are
+        printed; where self-completion starts is marked."""
         entries: list[str] = []
         loose: list[Item] = []
         inner: dict[str, list[Item]] = {}
         for item in self.form.items:
-            if item.is_group and len(item.path) == 1:
-                inner.setdefault(item.path[0], []).append(item)
+            if item.is_group and item.path:
+                inner.setdefault(item.path[-1], []).append(item)
 
         def flush() -> None:
             if loose:
@@ -705,18 +705,20 @@ class _Page:
                 loose.append(item)
                 continue
             flush()
-            subs = "".join(f"<li>{self.link(g)}</li>" for g in inner.get(item.name, []))
-            entries.append(f"<li>{self.link(item)}{f'<ol>{subs}</ol>' if subs else ''}</li>")
+            entries.append(self.entry(item, inner, outer_self=False))
         flush()
         return (f'<nav class="contents" id="{CONTENTS_ID}"><h2>Contents</h2><ol>'
                 f'{"".join(entries)}</ol></nav>')
 
-    def link(self, group: Item) -> str:
-        """A contents entry: the group's title and name, linked to its section."""
+    def entry(self, group: Item, inner: dict[str, list[Item]], outer_self: bool) -> str:
+        """A group's contents entry, with the groups inside it as a nested list."""
+        own_self = reader(self.form, group, self.recorded) == SELF
         mark = (' <span class="who respondent">self-completion</span>'
-                if reader(self.form, group, self.recorded) == SELF else "")
-        return self.line(group.name, f'{self.title(group)} <span class="var">'
+                if own_self and not outer_self else "")
+        line = self.line(group.name, f'{self.title(group)} <span class="var">'
                                      f"[{_e(group.name)}]</span>", mark)
+        subs = "".join(self.entry(g, inner, own_self) for g in inner.get(group.name, []))
+        return f"<li>{line}{f'<ol>{subs}</ol>' if subs else ''}</li>"
 
     def line(self, anchor: str, text: str, after: str = "") -> str:
         """One line of the contents, linked to ``anchor``; for print, with its page number
