@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from html import escape as _e
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -18,7 +19,10 @@ from dhsurvey.forms.model import FormModel, load_form
 from dhsurvey.forms.printing import (
     ALOUD,
     INSTRUCTION,
+    INTERVIEWER_LABEL,
     SELF,
+    SELF_COMPLETION_NAME,
+    TYPE_WORDS,
     in_words,
     pdf_destinations,
     print_form,
@@ -123,14 +127,18 @@ def test_every_question_with_both_labels_and_codes(pages, name: str) -> None:
             assert page.codes[item.name] == choices.codes()
 
 
-def test_child_conditions_in_words(pages) -> None:
-    _, page = pages["child"]
-    assert "Asked if age_confirm is 0 (No)." in _squash(page.rows["age_self"]["meta"])
-    assert "Accepted if the answer is from 12 to 17." in _squash(page.rows["age_self"]["meta"])
-    assert ("Asked if talk_told includes 1 (Nobody)."
-            in _squash(page.rows["talk_why_not"]["meta"]))
-    assert "integer" in page.rows["age_self"]["meta"]
-    assert "select all that apply" in page.rows["talk_told"]["meta"]
+@pytest.mark.parametrize("name", FORMS)
+def test_every_condition_in_words(pages, name: str) -> None:
+    """Each question's type, relevance and constraint are printed as in_words puts them
+    (read from the form, so that the test holds whatever the instruments ask)."""
+    form, page = pages[name]
+    for item in form.questions:
+        meta = _squash(page.rows[item.name]["meta"])
+        assert TYPE_WORDS[item.type] in meta, item.name
+        for words, expression in (("Asked if", item.relevant), ("Accepted if", item.constraint)):
+            if expression:
+                wording = in_words(expression, form, item)
+                assert f"{words} {_squash(wording.text)}." in meta, (item.name, words)
 
 
 def test_expressions_in_words(tmp_path: Path) -> None:
@@ -153,28 +161,42 @@ def test_expressions_in_words(tmp_path: Path) -> None:
 
 
 def test_self_completion_marked(pages) -> None:
+    """Self-completion sections (named sc_… or self…) have one banner where they start; what is
+    inside is read by the respondent, but for "INTERVIEWER: …" rows; the consent gates are read
+    aloud. The rule is read from the form, not from what the instruments ask."""
     form, page = pages["child"]
-    assert page.sections["self_completion"] == "self"
-    assert page.banners == ["self_completion"]
-    inside = [i for i in form.items if "self_completion" in i.path and i.type != "calculate"]
+    first = form.languages[0]
+    starts = [g.name for g in form.groups if SELF_COMPLETION_NAME.match(g.name)
+              and not any(SELF_COMPLETION_NAME.match(p) for p in g.path)]
+    assert starts and page.banners == starts
+    assert all(page.sections[name] == "self" for name in starts)
+    inside = [i for i in form.items if any(p in starts for p in i.path)
+              and not i.is_group and i.type != "calculate"]
     assert len(inside) > 30
     for item in inside:
-        expected = INSTRUCTION if item.name == "sc_handover" else SELF
+        expected = INSTRUCTION if INTERVIEWER_LABEL.match(item.labels[first]) else SELF
         assert reader(form, item) == expected and page.who[item.name] == expected, item.name
-    for name in ("caregiver_permission", "assent", "age_confirm", "know_helpline"):
-        assert page.who[name] == ALOUD, name
-    for name in ("sens_intro", "privacy", "distress_1", "distress_2", "referral_note"):
-        assert page.who[name] == INSTRUCTION, name  # "INTERVIEWER: …" labels
-    for other in ("household", "caregiver", "frontline_worker"):
-        assert SELF not in pages[other][1].who.values()
-        assert "self" not in pages[other][1].sections.values()
+    for other in FORMS:
+        other_form, other_page = pages[other]
+        for gate in other_form.consent_gates:
+            if not INTERVIEWER_LABEL.match(other_form[gate].labels[first]):
+                assert other_page.who[gate] == ALOUD, (other, gate)
+        for item in other_form.items:
+            if item.name in other_page.who and INTERVIEWER_LABEL.match(item.labels[first]):
+                assert other_page.who[item.name] == INSTRUCTION, (other, item.name)
+        if other != "child":
+            assert SELF not in other_page.who.values()
+            assert "self" not in other_page.sections.values()
 
 
 def test_repeat_is_a_section(pages) -> None:
     _, page = pages["household"]
     assert page.sections["roster"] == "group"
     text = questionnaire_html(pages["household"][0])
-    assert "Repeated for each household member — hh_size times." in text
+    form = pages["household"][0]
+    roster, label = form["roster"], form["roster"].labels[EN].lower()
+    count = in_words(roster.repeat_count, form).text
+    assert f"Repeated for each {_e(label)} — {_e(count)} times." in text
 
 
 @needs_chromium
@@ -250,7 +272,8 @@ def _sections_form(tmp_path: Path) -> FormModel:
         q("geopoint", "spot", "Location"),
         q("end_group", "ident"),
         q("note", "intro", "Hello, we are doing a study."),
-        q("select_one yes_no", "consent", "Do you agree?"),
+        q("select_one yes_no", "home", "Is the respondent at home?"),
+        q("select_one yes_no", "consent", "Do you agree?", relevant="${home} = 1"),
         q("begin_group", "main", "Main part", relevant="${consent} = 1"),
         q("select_one yes_no", "talk", "Were you asked to talk?"),
         q("select_one yes_no", "image", "Were you asked for an image?"),
@@ -322,7 +345,7 @@ def test_contents_list_every_section_and_link_to_it(tmp_path: Path) -> None:
     assert all(href[1:] in links.ids for href, _ in links.links)
     titles = dict(links.links)
     assert _squash(titles["#ident"]) == "Identification / Utambulisho [ident]"
-    assert titles["#q-intro"] == "Outside any section: intro, consent"
+    assert titles["#q-intro"] == "Outside any section: intro, home, consent"
     assert titles["#q-result"] == "Outside any section: result, result_oth"
     nav = text[text.index("<nav"):text.index("</nav>")]
     assert nav.count("self-completion") == 1 and 'class="page"' not in nav  # where it starts
@@ -381,15 +404,17 @@ def test_expressions_read_unambiguously(tmp_path: Path) -> None:
 
 def test_who_reads_what_the_interviewer_records(tmp_path: Path) -> None:
     """Before the consent gate nobody is asked; the final result, locations and a follow-up of
-    the interviewer's own answer are recorded, not read aloud."""
+    the interviewer's own answer are recorded, not read aloud; a consent gate is read aloud
+    even when asked on an answer the interviewer recorded."""
     form = _sections_form(tmp_path)
-    expected = {"cluster": INSTRUCTION, "spot": INSTRUCTION, "intro": ALOUD, "consent": ALOUD,
+    expected = {"cluster": INSTRUCTION, "spot": INSTRUCTION, "intro": ALOUD,
+                "home": INSTRUCTION, "consent": ALOUD,
                 "talk": ALOUD, "secret": SELF, "kid_name": ALOUD, "result": INSTRUCTION,
                 "result_oth": INSTRUCTION}
     page = Page(questionnaire_html(form))
     for name, who in expected.items():
         assert reader(form, form[name]) == who and page.who[name] == who, name
-    assert recorded_by_interviewer(form) == {"cluster", "spot", "result", "result_oth"}
+    assert recorded_by_interviewer(form) == {"cluster", "spot", "home", "result", "result_oth"}
 
 
 def test_loops_and_shared_names_print(tmp_path: Path) -> None:

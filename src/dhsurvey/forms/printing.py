@@ -542,8 +542,9 @@ def recorded_by_interviewer(form: FormModel) -> frozenset[str]:
     * every question before the first consent gate: nobody has agreed to an interview yet, so
       nobody is asked (identification, visits);
     * the final disposition, and GPS locations and barcodes;
-    * a follow-up, in the same group, asked only on such answers (“describe the other
-      result”).
+    * a text follow-up, in the same group, asked only on such answers (“describe the other
+      result”). A consent gate is never one: whatever decides whether it is asked, the
+      respondent answers it.
     """
     gates = [form[name].row for name in form.consent_gates if name in form]
     first_gate = min(gates) if gates else None
@@ -554,7 +555,8 @@ def recorded_by_interviewer(form: FormModel) -> frozenset[str]:
         if (first_gate is not None and item.row < first_gate
                 or item.name == form.disposition_field or item.type in RECORDED_TYPES):
             out.add(item.name)
-        elif item.relevant and _follows(form, item, out):
+        elif (item.type == "text" and item.name not in form.consent_gates and item.relevant
+              and _follows(form, item, out)):
             out.add(item.name)
     return frozenset(out)
 
@@ -766,7 +768,9 @@ class _Page:
                  f'id="{_e(group.name)}">',
                  f'<h{level} class="sec-title">{self.title(group)} '
                  f'<span class="var">[{_e(group.name)}]</span></h{level}>']
-        if self_completed:
+        outer_self = any(reader(self.form, self.form[name], self.recorded) == SELF
+                         for name in group.path)
+        if self_completed and not outer_self:  # once, where self-completion starts
             parts.append('<div class="self-banner">SELF-COMPLETION: the respondent reads and '
                          "answers this section alone; the interviewer does not see the "
                          "screen.</div>")
