@@ -189,7 +189,9 @@ def test_if_and_coalesce():
     assert ev("if(${a} > 4, 'big', 'small')", frame) == ["small", "small", "big"]
     assert ev("if(true(), 1, 2)", frame) == [1.0, 1.0, 1.0]
     assert ev("coalesce(${b}, 'none')", frame) == ["x", "none", "none"]
-    assert ev("coalesce(${a}, ${b}, 'z')", frame) == ["x", 3.0, 5.0]
+    assert ev("coalesce(${a}, coalesce(${b}, 'z'))", frame) == ["x", 3.0, 5.0]
+    with pytest.raises(ExpressionError, match=r"coalesce\(\) takes 2 argument"):
+        parse("coalesce(${a}, ${b}, 'z')")  # JavaRosa's coalesce() takes exactly two
     assert ev("coalesce(${a}, 0) + 1", frame) == [1.0, 4.0, 6.0]
     # A missing answer chosen by if() is still '' (not 'NaN').
     assert evb("if(true(), ${a}, 1) = ''", frame) == [True, False, False]
@@ -237,20 +239,26 @@ def test_int_truncates_toward_zero():
     assert values[:2] == [-7.0, 7.0] and math.isnan(values[2])
 
 
-def test_round_half_away_from_zero():
+def test_round_half_up_and_negatives_half_toward_zero_like_javarosa():
     assert one("round(2.5)") == 3.0
-    assert one("round(-2.5)") == -3.0
+    assert one("round(-2.5)") == -2.0  # JavaRosa: BigDecimal ROUND_HALF_DOWN for negatives
     assert one("round(0.5)") == 1.0
     assert one("round(1.4)") == 1.0
     assert one("round(2.675, 2)") == 2.68  # decimal value, not the binary 2.67499999...
-    assert one("round(-1.005, 2)") == -1.01
+    assert one("round(-1.005, 2)") == -1.0
     assert one("round(1234.5, -2)") == 1200.0
+    assert one("round(-33.33, -1)") == -20.0  # JavaRosa truncates x/10 + 0.5
+    assert math.isnan(one("round(5, 31)"))
     assert math.isnan(one("round(number(''))"))
+    frame = pd.DataFrame({"x": [2.5, -2.5, 2.675, np.nan]})
+    got = ev("round(${x}, 0) + round(${x}, 2)", frame)
+    assert got[:3] == [5.5, -4.5, 5.68] and math.isnan(got[3])
 
 
 def test_numeric_functions():
-    assert one("floor(-1.5)") == -2.0
-    assert one("ceiling(1.2)") == 2.0
+    for missing in ("floor(-1.5)", "ceiling(1.2)", "last()"):  # not in JavaRosa
+        with pytest.raises(ExpressionError, match="unknown function"):
+            parse(missing)
     assert one("abs(-3)") == 3.0
     assert one("pow(2, 10)") == 1024.0
     assert evb("true() and not(false())") == [True]
@@ -345,8 +353,9 @@ def test_format_date_tokens():
         "'Y=%Y y=%y m=%m n=%n b=%b d=%d e=%e a=%a H=%H h=%h M=%M S=%S %%')"
     )
     assert got == expected
-    with pytest.raises(ExpressionError, match="unsupported format token"):
+    with pytest.raises(ExpressionError, match="unrecognized format letter %Q"):
         evaluate("format-date(today(), '%Q')", pd.DataFrame(index=[0]))
+    assert one("format-date('', '%Q')") == ""  # no date: JavaRosa never reads the format
 
 
 def test_today_and_now_come_from_arguments():
@@ -418,11 +427,19 @@ def test_selection_path_renumbers_after_each_predicate(households):
     # h3's eligible members are lines 2 and 4; sel_idx = 2 picks the 2nd of THOSE: line 4.
     assert evb(f"{expression} = ''", frame, repeats=repeats) == [True, False, False]
     assert ev(f"number({expression})", frame, repeats=repeats)[1:] == [1.0, 4.0]
-    assert ev("${roster}[2]/member_name", frame, repeats=repeats)[2] == "Cyd"
-    # First node in scalar context; "" when empty.
-    assert ev("concat('', ${roster}/member_name)", frame, repeats=repeats) == ["", "Ali", "Bea"]
-    assert evb("${roster}[age > 60]", frame, repeats=repeats) == [False, False, True]
-    assert ev("count(${roster}[position() = last()])", frame, repeats=repeats) == [0.0, 1.0, 1.0]
+    got = ev("${roster}[position() = 2]/member_name", frame, repeats=repeats)
+    assert got[2] == "Cyd"
+    # JavaRosa keeps only nodes whose predicate is the boolean true: [2] keeps none.
+    assert ev("count(${roster}[2])", frame, repeats=repeats) == [0.0, 0.0, 0.0]
+    # A value from a node-set: "" when empty, an error when several nodes could be meant.
+    assert ev("concat('', ${roster}[age > 60]/member_name)", frame,
+              repeats=repeats) == ["", "", "Dan"]
+    with pytest.raises(ExpressionError, match="4 nodes where one value is expected"):
+        evaluate("concat('', ${roster}/member_name)", frame, repeats=repeats)
+    # boolean() of one node is its value's, as in JavaRosa (not "the node exists").
+    assert evb("${roster}[age > 60]/member_name", frame, repeats=repeats) == [
+        False, False, True]
+    assert evb("${roster}[age > 60]", frame, repeats=repeats) == [False, False, False]
 
 
 def test_predicates_on_fields_and_relative_steps(households):
@@ -461,7 +478,7 @@ def test_repeat_errors(households):
     frame, repeats = households
     with pytest.raises(ExpressionError, match="no field 'nope'"):
         evaluate("count(${roster}[nope = 1])", frame, repeats=repeats)
-    with pytest.raises(ExpressionError, match="select a field"):
+    with pytest.raises(ExpressionError, match="nodes where one value is expected"):
         evaluate("${roster}", frame, repeats=repeats)
     with pytest.raises(ExpressionError, match="predicates"):
         evaluate("${hh_id}[1]", frame, repeats=repeats)
@@ -506,8 +523,8 @@ def test_uuid_format_unique_and_reproducible():
     frame = pd.DataFrame(index=range(200))
     a = evaluate("uuid()", frame, rng=np.random.default_rng(1))
     b = evaluate("uuid()", frame, rng=np.random.default_rng(1))
-    pattern = re.compile(
-        r"uuid:[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+    pattern = re.compile(  # JavaRosa's uuid() has no 'uuid:' prefix (forms concat it)
+        r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
     )
     assert all(pattern.fullmatch(u) for u in a)
     assert a.nunique() == 200 and a.equals(b)
@@ -618,3 +635,62 @@ def test_conjuncts_split_top_level_and_only() -> None:
     assert [p.op for p in parts] == [">=", "<=", "or"]
     assert all(isinstance(p, BinaryOp) for p in parts)
     assert len(conjuncts("${a} = 1")) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Functions that read the form: attached CSVs, choice lists (through FormData)
+# ---------------------------------------------------------------------------------------------
+
+
+def _form_with_media(folder):
+    from workbooks import YES_NO, c, q, valid_survey, write_workbook
+
+    survey = [*valid_survey(),
+              q("select_one colour", "colour", "Colour?", pii="none"),
+              q("text", "fruit", "Fruit?", pii="none"),
+              q("calculate", "price", calculation="pulldata('fruits', 'price', 'name', ${fruit})"),
+              q("calculate", "colour_name", calculation="jr:choice-name(${colour}, '${colour}')")]
+    choices = [*YES_NO, c("colour", "r", "Red", "Nyekundu"), c("colour", "g", "Green", "Kijani")]
+    path = write_workbook(folder / "form.xlsx", survey, choices)
+    (folder / "fruits.csv").write_text("name,price\napple,1.5\nbanana,0.25\napple,9\n",
+                                       encoding="utf-8")
+    return path
+
+
+def test_form_data_reads_attached_csvs_and_choice_labels(tmp_path):
+    from dhsurvey.forms.frames import FormData
+    from dhsurvey.forms.model import load_form
+
+    model = load_form(_form_with_media(tmp_path))
+    root = pd.DataFrame({"consent": ["1"] * 4, "age": [30.0] * 4,
+                         "colour": ["g", "r", "", "x"], "fruit": ["apple", "banana", "", "kiwi"]},
+                        index=["a", "b", "c", "d"])
+    data = FormData(model, root)
+    assert data.evaluate(model["price"], model["price"].calculation).tolist() == [
+        "1.5", "0.25", "", ""]  # the first matching row; '' when none matches
+    assert data.evaluate(model["colour_name"], model["colour_name"].calculation).tolist() == [
+        "Green", "Red", "", ""]
+    listed = data.evaluate(model["price"], "count(instance('colour')/root/item)")
+    assert listed.tolist() == [2.0] * 4
+    lookup = "string(instance('fruits')/root/item[name = ${fruit} and price < 5]/price)"
+    assert data.evaluate(model["price"], lookup).tolist() == ["1.5", "0.25", "", ""]
+    with pytest.raises(ExpressionError, match="2 nodes where one value is expected"):
+        data.evaluate(model["price"], "instance('fruits')/root/item[name = 'apple']/price")
+    with pytest.raises(ExpressionError, match="no secondary instance 'nope'"):
+        data.evaluate(model["price"], "pulldata('nope', 'a', 'b', 'c')")
+
+
+def test_once_keeps_a_value_already_drawn():
+    frame = pd.DataFrame({"own": ["7", "", None]})
+    assert ev("once(1 + 1)", frame, current=frame["own"]) == ["7", 2.0, 2.0]
+
+
+def test_randomize_seeded_order_per_row_matches_javarosa():
+    instances = {"fruits": pd.DataFrame({"name": ["apple", "banana", "cherry", "lemon",
+                                                  "mango"]})}
+    frame = pd.DataFrame({"seed": [42.0, 1.0, np.nan]})
+    got = ev("join(' ', randomize(instance('fruits')/root/item/name, ${seed}))", frame,
+             instances=instances)
+    # 42 and 1 as JavaRosa orders them; an empty seed is the text '' (seed 0).
+    assert got == ["apple mango cherry banana lemon", "banana lemon mango apple cherry",
+                   "cherry banana mango apple lemon"]

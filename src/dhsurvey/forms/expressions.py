@@ -6,25 +6,28 @@ each row the way JavaRosa does would be far too slow, so an expression is parsed
 evaluated column-wise with numpy/pandas, while keeping JavaRosa's typing rules so that the
 answers match what ODK Collect would have decided on a device.
 
-Typing rules (the ones that matter for relevance and constraints):
+Typing rules are JavaRosa's (tests/forms/test_javarosa_agreement.py checks several hundred
+cases against JavaRosa itself):
 
-* A `${ref}` is a *node*: a missing answer (None, NaN, NaT, "") is the empty string "" in a
-  string context and NaN in a numeric one. `${x} = ''` is therefore true for a missing x and
-  `${age} >= 12` is false for a missing age.
+* A `${ref}` is a *node*: a missing answer (None, NaN, NaT, "") is the empty string "". A
+  numeric column's answers are numbers, a datetime column's are dates, other columns' are text.
 * `=`/`!=`: if either side is a boolean, compare booleans; else if either side is a number,
-  compare numbers; else if either side is a date, compare dates; else compare strings.
-  `<`, `<=`, `>`, `>=` and arithmetic always convert to numbers (dates become days since
-  1970-01-01, and strings that look like ISO dates convert to days too, so typed and raw-string
-  exports give the same answers).
-* boolean(): a number is true when non-zero and not NaN, a string when non-empty, a node-set
-  when it has at least one node. A node follows its column's dtype: numeric columns use the
-  number rule, other columns the string rule.
-* Numbers format as XPath does: whole numbers without a decimal point ("12"), NaN as "NaN"
-  (but a *missing* numeric answer is "").
+  compare numbers; else compare strings (a date as 'YYYY-MM-DD'). So `${age} = '012'` is true
+  for a numeric age of 12, and a missing answer equals only ''.
+* `<`, `<=`, `>`, `>=` and arithmetic convert to numbers: a date is whole days since
+  1970-01-01 (a dateTime too: two times on the same day compare equal), text is a number only
+  when it is plain decimal digits ('1e3' and '+5' are NaN; ',' is read as a decimal point).
+  Text in a column that is an ISO date counts as that date, so that raw-text exports give the
+  answers typed ones give.
+* boolean(): a number is true when non-zero and not NaN, a string when non-empty. A node-set
+  used as a value must hold at most one node (none is ""); a predicate keeps the nodes for
+  which it is the boolean true (so `[2]` keeps none, as on the device: use position() = 2).
+* Numbers print as Java prints them: whole numbers in int range without a decimal point ("12"),
+  others as Java's Double.toString ("0.5", "1.0E20"); NaN as "NaN" (a missing numeric answer
+  is ""). String lengths and substr() count UTF-16 code units; regex() uses Java's dialect.
 
-Deliberate choices that differ from the letter of JavaRosa are listed in the function table
-comments below (`regex` is a full match as in JavaRosa's `Pattern.matches`; `round` rounds
-half away from zero for negative numbers too).
+The Java rules themselves live in xpath_text (numbers, strings, regex), xpath_dates and
+xpath_geo (geo functions and randomize's seeded shuffle).
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ import numpy as np
 import pandas as pd
 
 from dhsurvey.errors import DhsurveyError
+from dhsurvey.forms import xpath_geo, xpath_text
+from dhsurvey.forms.xpath_dates import DateFormatError, format_dates, parse_dates
 
 __all__ = [
     "BinaryOp",
@@ -264,28 +269,36 @@ def _deep(text: str, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
     return result["value"]
 
 
-# Supported functions and their arity (min, max; None = unbounded). Checked at parse time so
-# that `dhsurvey lint` reports typos without needing data.
+# Supported functions and their arity (min, max; None = unbounded), as JavaRosa accepts them.
+# Checked at parse time so that `dhsurvey lint` reports typos without needing data. Left out:
+# functions that read the device (property(), version(), jr:itext()) and extract-signed().
 FUNCTIONS: dict[str, tuple[int, int | None]] = {
     "if": (3, 3),
-    "coalesce": (2, None),
+    "coalesce": (2, 2),
     "selected": (2, 2),
+    "is-selected": (2, 2),
     "count-selected": (1, 1),
     "selected-at": (2, 2),
+    "jr:choice-name": (2, 2),
     "string-length": (0, 1),
     "normalize-space": (0, 1),
     "regex": (2, 2),
-    "concat": (1, None),
+    "concat": (0, None),
+    "join": (1, None),
     "substr": (2, 3),
+    "substring-before": (2, 2),
+    "substring-after": (2, 2),
+    "translate": (3, 3),
     "contains": (2, 2),
     "starts-with": (2, 2),
     "ends-with": (2, 2),
+    "boolean-from-string": (1, 1),
+    "digest": (2, 3),
+    "base64-decode": (1, 1),
     "int": (1, 1),
     "number": (1, 1),
-    "string": (0, 1),
+    "string": (1, 1),
     "round": (1, 2),
-    "floor": (1, 1),
-    "ceiling": (1, 1),
     "abs": (1, 1),
     "pow": (2, 2),
     # ODK's math functions (XForms spec), numbers in radians.
@@ -306,6 +319,8 @@ FUNCTIONS: dict[str, tuple[int, int | None]] = {
     "false": (0, 0),
     "boolean": (1, 1),
     "not": (1, 1),
+    "checklist": (2, None),
+    "weighted-checklist": (4, None),
     "min": (1, None),
     "max": (1, None),
     "sum": (1, 1),
@@ -313,17 +328,33 @@ FUNCTIONS: dict[str, tuple[int, int | None]] = {
     "count-non-empty": (1, 1),
     "indexed-repeat": (3, 3),
     "position": (0, 1),
-    "last": (0, 0),
+    "instance": (1, 1),
+    "pulldata": (4, 4),
+    "randomize": (1, 2),
     "once": (1, 1),
     "random": (0, 0),
-    "uuid": (0, 0),
+    "uuid": (0, 1),
     "today": (0, 0),
     "now": (0, 0),
     "date": (1, 1),
     "date-time": (1, 1),
     "decimal-date-time": (1, 1),
+    "decimal-time": (1, 1),
     "format-date": (2, 2),
     "format-date-time": (2, 2),
+    "distance": (1, None),
+    "area": (1, 1),
+    "enclosed-area": (1, 1),
+    "geofence": (2, 2),
+}
+
+
+#: XPath 1.0 functions JavaRosa does not have, and what to write instead.
+_NOT_IN_JAVAROSA = {
+    "floor": "use int() for numbers >= 0, or round()",
+    "ceiling": "use round() or int()",
+    "last": "compare position() with count()",
+    "substring": "use substr(), whose positions start at 0",
 }
 
 
@@ -494,16 +525,19 @@ class _Parser:
                 raise self.error(f"expected a field name after '/', found {_describe(step)}",
                                  step.pos)
             node = Step(slash.pos, node, step.value)
+            node = self.parse_predicates(node)
         return node
 
-    def parse_filter(self) -> Node:
-        node = self.parse_primary()
+    def parse_predicates(self, node: Node) -> Node:
         while self.at_op("["):
             opened = self.next()
             predicate = self.parse_binary(0)
             self.expect("]", opened)
             node = Filter(opened.pos, node, predicate)
         return node
+
+    def parse_filter(self) -> Node:
+        return self.parse_predicates(self.parse_primary())
 
     def parse_primary(self) -> Node:
         tok = self.next()
@@ -533,7 +567,9 @@ class _Parser:
     def parse_call(self, name: _Token) -> Node:
         spec = FUNCTIONS.get(name.value)
         if spec is None:
-            raise self.error(f"unknown function {name.value}()", name.pos)
+            hint = _NOT_IN_JAVAROSA.get(name.value)
+            extra = f" (ODK Collect cannot evaluate it: {hint})" if hint else ""
+            raise self.error(f"unknown function {name.value}(){extra}", name.pos)
         opened = self.expect("(")
         args: list[Node] = []
         if name.value == "position" and self.at_op(".."):
@@ -552,6 +588,9 @@ class _Parser:
             )
         if name.value == "position" and args and not isinstance(args[0], Parent):
             raise self.error("position() only accepts '..' as its argument", args[0].pos)
+        if name.value == "weighted-checklist" and len(args) % 2:
+            raise self.error("weighted-checklist() takes min, max and then pairs of a value and "
+                             f"its weight, got {len(args)} argument(s)", name.pos)
         return Call(name.pos, name.value, tuple(args))
 
 
@@ -661,8 +700,8 @@ class _Node:
             if self.cat in ("num", "bool"):
                 return self.raw.to_numpy(dtype=float, na_value=np.nan)
             if self.cat == "date":
-                return self.days()
-            return _str_to_num(self.strs())
+                return np.floor(self.days())  # JavaRosa: a date is whole days
+            return _text_to_num(self.strs())
 
         return self._memo("num", compute)
 
@@ -675,7 +714,7 @@ class _Node:
                 values = self.raw.to_numpy(dtype=object, na_value=None)  # type: ignore[call-overload]
                 return np.array([_py_to_str(v) for v in values], dtype=object)
             if self.cat == "date":
-                return _days_to_str(self.days(), None)
+                return _days_to_str(self.days(), False)  # JavaRosa prints dates as dates
             return _obj_to_str(self.raw)
 
         return self._memo("str", compute)
@@ -801,12 +840,33 @@ class _NodeSet:
         return _Node(_take_or_missing(self.rframe[field], sel))
 
 
-Value = _Atom | _Node | _NodeSet
+@dataclass(frozen=True)
+class _InstanceRoot:
+    """instance('name') (depth 0) or instance('name')/root (depth 1): a secondary instance,
+    a table with one row per item (an attached CSV, a choice list)."""
+
+    name: str
+    frame: pd.DataFrame
+    depth: int = 0
+
+
+Value = _Atom | _Node | _NodeSet | _InstanceRoot
 
 
 def _unpack(value: Value) -> _Atom | _Node:
-    """Scalar context: a node-set yields its first node ("" when empty)."""
+    """Scalar context, as JavaRosa: a node-set must hold at most one node per row (none is
+    ""); a repeat or an item used as a value is ""."""
+    if isinstance(value, _InstanceRoot):
+        raise _Fail(f"instance('{value.name}') is used as a value; select nodes with "
+                    "/root/item[…]/name")
     if isinstance(value, _NodeSet):
+        counts = value.groups()[1]
+        if len(counts) and counts.max() > 1:
+            what = f"{value.repeat}/{value.field}" if value.field else value.repeat
+            raise _Fail(f"{what} has {int(counts.max())} nodes where one value is expected "
+                        "(pick one with a predicate or indexed-repeat())")
+        if value.field is None:
+            return _Atom(STR, np.full(value.n, "", dtype=object))
         return value.nth(1)
     return value
 
@@ -815,22 +875,22 @@ def _unpack(value: Value) -> _Atom | _Node:
 
 
 def _fmt_num(x: Any, missing: str = "NaN") -> Any:
-    """XPath number -> string: whole numbers without decimals, NaN/Infinity spelled out."""
+    """XPath number -> string as JavaRosa prints it: whole numbers in int range without a
+    decimal point, others as Java's Double.toString ('0.5', '1.0E20'), NaN as ``missing``."""
     if np.ndim(x) == 0:
         return _fmt_num(np.array([x], dtype=float), missing)[0]
     arr = np.asarray(x, dtype=float)
     out = np.empty(len(arr), dtype=object)
     with np.errstate(invalid="ignore"):
         trunc = np.trunc(arr)
-        whole = np.isfinite(arr) & (np.abs(arr) < 1e15) & (np.abs(arr - trunc) < 1e-12)
+        whole = (np.abs(arr) < 2.0**31) & (np.abs(arr - trunc) < 1e-12)
     if whole.any():
         out[whole] = np.array(list(map(str, trunc[whole].astype(np.int64).tolist())), object)
     if not whole.all():
-        frac = np.isfinite(arr) & ~whole
-        out[frac] = np.array([repr(v) for v in arr[frac].tolist()], dtype=object)
+        rest = ~whole
+        out[rest] = np.array([xpath_text.format_number(v) for v in arr[rest].tolist()],
+                             dtype=object)
         out[np.isnan(arr)] = missing
-        out[arr == np.inf] = "Infinity"
-        out[arr == -np.inf] = "-Infinity"
     return out
 
 
@@ -879,49 +939,35 @@ def _obj_to_str(raw: pd.Series) -> np.ndarray:
     return np.array([_py_to_str(v) for v in values], dtype=object)
 
 
-_ISO_DATE = r"\s*\d{4}-\d{2}-\d{2}"
-_TZ_SUFFIX = re.compile(r"(T[\d:.]+)\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$")
+_ISO_START = re.compile(r"\d{4}-")
 
 
 def _parse_days(strs: Any) -> Any:
-    """ISO date/datetime strings -> days since 1970-01-01 (NaN if not a date).
-
-    A timezone suffix is dropped so the local wall-clock time is kept, as on the device."""
+    """Date/dateTime strings -> days since 1970-01-01, as JavaRosa reads them (NaN if not a
+    date); a time zone offset is dropped so the recorded wall-clock time is kept."""
     if not _is_array(strs):
         return _parse_days(np.array([strs], dtype=object))[0]
-    out = np.full(len(strs), np.nan)
-    if not len(strs):
-        return out
-    series = pd.Series(strs, dtype=object)
-    ok = series.str.match(_ISO_DATE).to_numpy(dtype=bool, na_value=False)
-    if ok.any():
-        sub = series[ok].str.strip().str.replace(_TZ_SUFFIX, r"\1", regex=True)
-        parsed = pd.to_datetime(sub, format="ISO8601", errors="coerce")
-        if getattr(parsed.dtype, "tz", None) is not None:
-            parsed = parsed.dt.tz_localize(None)
-        out[ok] = _dt64_to_days(parsed.to_numpy())
-    return out
+    return parse_dates(strs)
 
 
 def _str_to_num(strs: Any) -> Any:
-    """XPath number(): "" -> NaN; ISO dates -> days so raw-string date columns behave like
-    typed ones in arithmetic and comparisons."""
+    """XPath number() of strings, as JavaRosa: plain decimals only ('1e3' is NaN)."""
     if not _is_array(strs):
-        return _str_to_num(np.array([strs], dtype=object))[0]
-    empty = strs == ""
-    tmp = strs
-    if empty.any():
-        tmp = strs.copy()
-        tmp[empty] = "nan"
-    try:
-        out = tmp.astype(np.float64)
-    except (ValueError, TypeError):
-        out = pd.to_numeric(pd.Series(strs, dtype=object), errors="coerce").to_numpy(float)
-    candidates = np.isnan(out) & ~empty
+        return xpath_text.parse_numbers(np.array([strs], dtype=object))[0]
+    return xpath_text.parse_numbers(strs)
+
+
+def _text_to_num(strs: np.ndarray) -> np.ndarray:
+    """A text column as numbers: JavaRosa's number(), and whole days for text that is an ISO
+    date, so that raw-text exports compare dates the way typed ones do."""
+    out = _str_to_num(strs)
+    candidates = np.isnan(out) & (strs != "")
     if candidates.any():
-        days = _parse_days(strs[candidates])
-        out = out.copy()
-        out[candidates] = days
+        maybe = np.fromiter((bool(_ISO_START.match(v)) for v in strs[candidates]), bool)
+        if maybe.any():
+            idx = np.flatnonzero(candidates)[maybe]
+            out = out.copy()
+            out[idx] = np.floor(_parse_days(strs[idx]))
     return out
 
 
@@ -958,11 +1004,14 @@ def _days_to_str(days: Any, with_time: bool | None) -> Any:
 
 
 def _as_num(value: Value) -> Any:
+    """JavaRosa toNumeric(): dates are whole days."""
     v = _unpack(value)
     if isinstance(v, _Node):
         return v.num()
-    if v.kind in (NUM, DATE, DATETIME):
+    if v.kind == NUM:
         return v.data
+    if v.kind in (DATE, DATETIME):
+        return np.floor(v.data)
     if v.kind == BOOL:
         return v.data.astype(float) if _is_array(v.data) else np.float64(bool(v.data))
     return _str_to_num(v.data)
@@ -980,12 +1029,20 @@ def _as_str(value: Value) -> Any:
         if _is_array(v.data):
             return np.where(v.data, "true", "false").astype(object)
         return "true" if v.data else "false"
-    return _days_to_str(v.data, v.kind == DATETIME)
+    return _days_to_str(v.data, False)  # JavaRosa's string of a date(-time) is the date
+
+
+def _as_double(value: Value) -> Any:
+    """JavaRosa toDouble() (math functions): a computed date keeps its time of day; a node is
+    converted as by number()."""
+    if isinstance(value, _Atom) and value.kind in (DATE, DATETIME):
+        return value.data
+    return _as_num(value)
 
 
 def _as_bool(value: Value) -> Any:
-    if isinstance(value, _NodeSet):  # XPath: a node-set is true when it is non-empty
-        return value.groups()[1] > 0
+    if isinstance(value, _NodeSet | _InstanceRoot):  # JavaRosa converts the node's value
+        value = _unpack(value)
     if isinstance(value, _Node):
         return value.truth()
     kind, data = value.kind, value.data
@@ -1027,39 +1084,74 @@ def _kind(v: _Atom | _Node) -> str:
 
 
 def _num_equal(a: Any, b: Any) -> Any:
+    """JavaRosa: |a - b| < 1e-12 (so NaN and two infinities are never equal)."""
     with np.errstate(invalid="ignore"):
-        return (a == b) | (np.abs(a - b) < 1e-12)
+        return np.abs(a - b) < 1e-12
+
+
+def _eq_kinds(v: _Atom | _Node) -> tuple[Any, Any]:
+    """(is a boolean, is a number) per row, for JavaRosa's choice of comparison: a missing
+    answer of a numeric column is the string "", not a number."""
+    if isinstance(v, _Node):
+        if v.cat == "bool":
+            return True, False
+        if v.cat == "num":
+            return False, ~v.empty()
+        return False, False
+    return v.kind == BOOL, v.kind == NUM
 
 
 def _equals(left: Value, right: Value) -> Any:
+    """JavaRosa's `=`: booleans if either side is one, else numbers if either side is one,
+    else strings (a date as 'YYYY-MM-DD')."""
     a, b = _unpack(left), _unpack(right)
-    kinds = {_kind(a), _kind(b)}
-    if BOOL in kinds or "node-bool" in kinds:
-        return np.equal(_as_bool(a), _as_bool(b))
-    if NUM in kinds:
-        return _num_equal(_as_num(a), _as_num(b))
-    if kinds & {DATE, DATETIME, "node-date"}:
-        return _num_equal(_as_days(a), _as_days(b)) | (_is_empty(a) & _is_empty(b))
-    # Numeric columns against a string: avoid formatting every number (a hot path).
+    fast = _equals_fast(a, b)
+    if fast is not None:
+        return fast
+    bool_a, num_a = _eq_kinds(a)
+    bool_b, num_b = _eq_kinds(b)
+    as_bool = np.logical_or(bool_a, bool_b)
+    as_num = np.logical_and(np.logical_or(num_a, num_b), np.logical_not(as_bool))
+    as_str = np.logical_not(np.logical_or(as_bool, as_num))
+    parts = []
+    if np.any(as_bool):
+        parts.append((as_bool, np.asarray(np.equal(_as_bool(a), _as_bool(b)), dtype=bool)))
+    if np.any(as_num):
+        parts.append((as_num, np.asarray(_num_equal(_as_num(a), _as_num(b)), dtype=bool)))
+    if np.any(as_str):
+        parts.append((as_str, np.asarray(np.equal(_as_str(a), _as_str(b)), dtype=bool)))
+    if len(parts) == 1:
+        result = parts[0][1]
+    else:
+        result = np.zeros(max(np.size(m) for m, _ in parts), bool)
+        for mask, values in parts:
+            result = np.where(mask, values, result)
+    return result if np.ndim(result) else bool(result)
+
+
+def _equals_fast(a: _Atom | _Node, b: _Atom | _Node) -> Any:
+    """The common shapes (a column against a literal, two numeric columns) without building
+    per-row kinds; None for any other shape."""
     for node, other in ((a, b), (b, a)):
-        if (isinstance(node, _Node) and node.cat == "num" and isinstance(other, _Atom)
-                and not _is_array(other.data)):
-            return _num_column_equals_literal(node, other.data)
-    if kinds == {"node-num"}:
-        assert isinstance(a, _Node) and isinstance(b, _Node)
+        if isinstance(node, _Node) and isinstance(other, _Atom) and not _is_array(other.data):
+            if node.cat == "num" and other.kind == NUM:
+                return _num_equal(node.num(), other.data)
+            if node.cat == "num" and other.kind == STR:
+                return _num_column_equals_literal(node, other.data)
+            if node.cat == "obj" and other.kind == STR:
+                return node.strs() == other.data
+    if isinstance(a, _Node) and isinstance(b, _Node) and a.cat == b.cat == "num":
         return _num_equal(a.num(), b.num()) | (a.empty() & b.empty())
-    result = _as_str(a) == _as_str(b)
-    return result if _is_array(result) else bool(result)
+    return None
 
 
 def _num_column_equals_literal(node: _Node, literal: str) -> np.ndarray:
+    """A numeric answer against text: numbers compared (JavaRosa reads '012' as 12); a missing
+    answer is "" and equals only ''."""
     if literal == "":
         return node.empty()
-    try:
-        number = float(literal)
-    except ValueError:
-        return np.zeros(len(node), bool)
-    if _fmt_num(number) != literal:  # e.g. '01' or '1.0' never equals a formatted number
+    number = _str_to_num(literal)
+    if np.isnan(number):
         return np.zeros(len(node), bool)
     return _num_equal(node.num(), number)
 
@@ -1148,7 +1240,9 @@ class _Env:
     def __init__(self, source: str, frame: pd.DataFrame, current: pd.Series | str | None,
                  repeats: Mapping[str, RepeatData] | None, position: pd.Series | None,
                  relative: pd.DataFrame | None, rng: np.random.Generator | None,
-                 today: _dt.date | None, now: _dt.datetime | None) -> None:
+                 today: _dt.date | None, now: _dt.datetime | None,
+                 instances: Mapping[str, pd.DataFrame] | None = None,
+                 choice_labels: Mapping[str, Mapping[str, str]] | None = None) -> None:
         self.source = source
         self.frame = frame
         self.index = frame.index
@@ -1160,6 +1254,8 @@ class _Env:
         self.rng = rng
         self.today = today
         self.now = now
+        self.instances = instances if instances is not None else {}
+        self.choice_labels = choice_labels if choice_labels is not None else {}
         self.columns: dict[str, _Node] = {}
         self.repeat_sets: dict[str, _NodeSet] = {}
 
@@ -1170,6 +1266,14 @@ class _Env:
             return _positional(series.reindex(self.index))
         except ValueError:  # duplicate labels
             raise _Fail(f"{what} is not aligned with the frame's index") from None
+
+    def instance(self, name: str) -> pd.DataFrame:
+        """The items of secondary instance ``name`` (an attached CSV, a choice list)."""
+        try:
+            return self.instances[name]
+        except KeyError:
+            raise _Fail(f"no secondary instance {name!r} (an attached {name}.csv or a choice "
+                        "list of that name)") from None
 
     def repeat_set(self, name: str) -> _NodeSet:
         if name not in self.repeat_sets:
@@ -1245,9 +1349,6 @@ class _TopCtx:
         node = _Node(self.env.align(self.env.position, "position"))
         return _Atom(NUM, node.num())
 
-    def last(self) -> Value:
-        raise _Fail("last() is only supported inside a predicate")
-
 
 class _PredCtx:
     """One row per node of a node-set being filtered: bare names are the repeat's columns,
@@ -1282,10 +1383,6 @@ class _PredCtx:
         if parent:
             return _gather(self.outer.position(True), self.nodes.owner)
         return _Atom(NUM, self.nodes.groups()[0].astype(float))
-
-    def last(self) -> Value:
-        counts = self.nodes.groups()[1]
-        return _Atom(NUM, counts[self.nodes.owner].astype(float))
 
 
 _Ctx = _TopCtx | _PredCtx
@@ -1336,11 +1433,14 @@ def _eval_filter(node: Filter, ctx: _Ctx) -> Value:
     if not isinstance(base, _NodeSet) or not isinstance(ctx, _TopCtx):
         raise _Fail("predicates [...] can only filter a repeat, e.g. ${roster}[age > 5]")
     pred_ctx = _PredCtx(ctx, base)
-    value = _eval(node.predicate, pred_ctx)
-    if isinstance(value, _Atom) and value.kind == NUM:  # [2] means [position() = 2]
-        mask = base.groups()[0] == value.data
+    value = _unpack(_eval(node.predicate, pred_ctx))
+    # JavaRosa keeps a node only where the predicate is the boolean true: [2] keeps none.
+    if isinstance(value, _Atom) and value.kind == BOOL:
+        mask = value.data
+    elif isinstance(value, _Node) and value.cat == "bool":
+        mask = value.truth()
     else:
-        mask = _as_bool(value)
+        mask = False
     return base.subset(np.broadcast_to(mask, (pred_ctx.n,)))
 
 
@@ -1348,9 +1448,23 @@ def _eval_step(node: Step, ctx: _Ctx) -> Value:
     if isinstance(node.base, Current) and isinstance(ctx, _PredCtx):
         return ctx.bare(node.name)  # ./field inside a predicate
     base = _eval(node.base, ctx)
+    if isinstance(base, _InstanceRoot):
+        return _instance_step(base, node.name, ctx)
     if not isinstance(base, _NodeSet):
         raise _Fail(f"/{node.name} can only follow a repeat, e.g. ${{roster}}[...]/{node.name}")
     return base.with_field(node.name)
+
+
+def _instance_step(base: _InstanceRoot, name: str, ctx: _Ctx) -> Value:
+    """instance('x')/root, then /item: every item of the instance for every context row."""
+    if base.depth == 0 and name == "root":
+        return replace(base, depth=1)
+    if base.depth == 1 and name == "item":
+        m = len(base.frame)
+        return _NodeSet(f"instance('{base.name}')/root/item", base.frame,
+                        np.tile(np.arange(m), ctx.n), np.repeat(np.arange(ctx.n), m), ctx.n)
+    step = "/root" if base.depth == 0 else "/item"
+    raise _Fail(f"instance('{base.name}') is followed by /{name}; expected {step}")
 
 
 def _eval_call(node: Call, ctx: _Ctx) -> Value:
@@ -1421,20 +1535,47 @@ def _rowwise(kind: str, fn: Callable[..., Any], *args: Any) -> _Atom:
 
 
 def _fn_if(node: Call, ctx: _Ctx) -> Value:
-    cond, a, b = _args(node, ctx)
-    return _choose(_as_bool(cond), a, b, ctx.n)
+    """if(): JavaRosa evaluates only the branch it takes, so an error in a branch no row takes
+    (date('') on rows that skip it) is not an error."""
+    cond = _as_bool(_eval(node.args[0], ctx))
+    if np.ndim(cond) == 0:
+        return _eval(node.args[1] if cond else node.args[2], ctx)
+    branches: list[Value | None] = []
+    for arg, taken in ((node.args[1], cond), (node.args[2], ~cond)):
+        try:
+            branches.append(_eval(arg, ctx))
+        except ExpressionError:
+            if taken.any():
+                raise
+            branches.append(None)
+    a, b = branches
+    if a is None:
+        assert b is not None
+        return b
+    if b is None:
+        return a
+    return _choose(cond, a, b, ctx.n)
 
 
 def _fn_coalesce(node: Call, ctx: _Ctx) -> Value:
-    values = _args(node, ctx)
-    result = values[-1]
-    for value in reversed(values[:-1]):
-        result = _choose(np.logical_not(_is_empty(value)), value, result, ctx.n)
-    return result
+    first = _eval(node.args[0], ctx)
+    empty = _is_empty(first)
+    if not np.any(empty):
+        return first
+    return _choose(np.logical_not(empty), first, _eval(node.args[1], ctx), ctx.n)
+
+
+def _text_arg(value: Value, function: str) -> Any:
+    """An argument JavaRosa casts to text: a number or boolean there is an error."""
+    v = _unpack(value)
+    if isinstance(v, _Atom) and v.kind in (NUM, BOOL):
+        raise _Fail(f"{function}(): the choice must be text in quotes (like '1')")
+    return _as_str(v)
 
 
 def _fn_selected(node: Call, ctx: _Ctx) -> Value:
-    subject, token = (_as_str(v) for v in _args(node, ctx))
+    subject, token = _as_str(_eval(node.args[0], ctx)), _text_arg(_eval(node.args[1], ctx),
+                                                                   node.name)
     # JavaRosa's test: (" " + answer + " ").contains(" " + token.trim() + " ").
     if not _is_array(token):
         needle = f" {token.strip()} "
@@ -1443,15 +1584,15 @@ def _fn_selected(node: Call, ctx: _Ctx) -> Value:
 
 
 def _selected_at(s: str, i: float) -> str:
-    tokens = s.split()
-    k = int(i) if np.isfinite(i) else -1
+    tokens = xpath_text.split_selection(s)
+    k = int(i)
     return tokens[k] if 0 <= k < len(tokens) else ""
 
 
 def _to_int(x: Any) -> Any:
     """JavaRosa toInt() as used for indices: truncate, NaN -> 0."""
     with np.errstate(invalid="ignore"):
-        return np.nan_to_num(np.trunc(x), nan=0.0, posinf=2**31, neginf=-(2**31))
+        return np.nan_to_num(np.trunc(x), nan=0.0, posinf=2**31 - 1, neginf=-(2**31))
 
 
 def _fn_substr(node: Call, ctx: _Ctx) -> Value:
@@ -1459,69 +1600,144 @@ def _fn_substr(node: Call, ctx: _Ctx) -> Value:
     s = _as_str(values[0])
     start = _to_int(_as_num(values[1]))
     end = _to_int(_as_num(values[2])) if len(values) > 2 else None
-    # Python slicing has JavaRosa's semantics: 0-based, end exclusive, negatives from the end.
-    if np.ndim(start) == 0 and (end is None or np.ndim(end) == 0):
-        first, stop = int(start), None if end is None else int(end)
-        return _map_strings(STR, lambda x: x[first:stop], s)
     if end is None:
-        return _rowwise(STR, lambda x, a: x[int(a):], s, start)
-    return _rowwise(STR, lambda x, a, b: x[int(a):int(b)], s, start, end)
+        return _rowwise(STR, lambda x, a: xpath_text.utf16_slice(x, int(a), None), s, start)
+    return _rowwise(STR, lambda x, a, b: xpath_text.utf16_slice(x, int(a), int(b)),
+                    s, start, end)
 
 
-def _string_pair(name: str) -> Callable[[Call, _Ctx], Value]:
-    scalar: Callable[[str, str], bool] = {
-        "contains": lambda a, b: b in a,
-        "starts-with": lambda a, b: a.startswith(b),
-        "ends-with": lambda a, b: a.endswith(b),
-    }[name]
+def _before(s: str, sub: str) -> str:
+    pos = s.find(sub)
+    return s[:pos] if pos >= 0 else ""
+
+
+def _after(s: str, sub: str) -> str:
+    pos = s.find(sub)
+    return s[pos + len(sub):] if pos >= 0 else ""
+
+
+def _translate(s: str, source: str, target: str) -> str:
+    """XPath translate(): the first occurrence of a character in ``source`` decides."""
+    table: dict[int, int | None] = {}
+    for i, ch in enumerate(source):
+        table.setdefault(ord(ch), ord(target[i]) if i < len(target) else None)
+    return s.translate(table)
+
+
+def _string_fn(kind: str, fn: Callable[..., Any]) -> Callable[[Call, _Ctx], Value]:
+    """A function of the string values of all its arguments, row by row."""
 
     def impl(node: Call, ctx: _Ctx) -> Value:
-        a, b = (_as_str(v) for v in _args(node, ctx))
-        return _rowwise(BOOL, scalar, a, b)
+        return _rowwise(kind, fn, *(_as_str(v) for v in _args(node, ctx)))
 
     return impl
 
 
-@functools.lru_cache(maxsize=256)
-def _compile_regex(pattern: str) -> re.Pattern[str]:
-    try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise _Fail(f"invalid regular expression {pattern!r}: {exc}") from None
-
-
 def _fn_regex(node: Call, ctx: _Ctx) -> Value:
-    # JavaRosa uses Pattern.matches(re, s): the WHOLE string must match (not a search).
+    # JavaRosa uses Pattern.matches(re, s): Java's dialect, and the WHOLE string must match.
     subject, pattern = (_as_str(v) for v in _args(node, ctx))
+
+    def compiled(p: str) -> re.Pattern[str]:
+        try:
+            return xpath_text.java_regex(p)
+        except xpath_text.JavaRegexError as exc:
+            raise _Fail(f"invalid regular expression {p!r}: {exc}") from None
+
     if not _is_array(pattern):
-        compiled = _compile_regex(pattern)
-        return _map_strings(BOOL, lambda s: compiled.fullmatch(s) is not None, subject)
-    return _rowwise(BOOL, lambda s, p: _compile_regex(p).fullmatch(s) is not None,
-                    subject, pattern)
+        regex = compiled(pattern)
+        return _map_strings(BOOL, lambda s: regex.fullmatch(s) is not None, subject)
+    return _rowwise(BOOL, lambda s, p: compiled(p).fullmatch(s) is not None, subject, pattern)
+
+
+def _node_strings(nodes: _NodeSet) -> list[np.ndarray]:
+    """The string values of each owner's nodes, in node-set order."""
+    _, counts, _, order = nodes.groups()
+    if nodes.field is None:  # a repeat's (or an item's) own value is ""
+        values = np.full(len(order), "", dtype=object)
+    else:
+        values = nodes.values().strs()[order]
+    return np.split(values, np.cumsum(counts)[:-1]) if nodes.n else []
+
+
+def _join(sep: Any, parts: list[Value], n: int) -> Value:
+    """JavaRosa join(): one node-set argument joins its nodes, else each argument's value."""
+    if len(parts) == 1 and isinstance(parts[0], _NodeSet):
+        groups = _node_strings(parts[0])
+        if _is_array(sep):
+            return _Atom(STR, np.array([s.join(g) for s, g in zip(sep, groups, strict=True)],
+                                       dtype=object))
+        return _Atom(STR, np.array([sep.join(g) for g in groups], dtype=object))
+    if not parts:
+        return _Atom(STR, "")
+    strings = [_as_str(v) for v in parts]
+    if _is_array(sep):
+        return _rowwise(STR, lambda s, *p: s.join(p), sep, *strings)
+    return _rowwise(STR, lambda *p: sep.join(p), *strings)
 
 
 def _fn_concat(node: Call, ctx: _Ctx) -> Value:
-    parts = [_as_str(v) for v in _args(node, ctx)]
-    return _rowwise(STR, lambda *p: "".join(p), *parts)
+    return _join("", _args(node, ctx), ctx.n)
+
+
+def _fn_join(node: Call, ctx: _Ctx) -> Value:
+    sep, *parts = _args(node, ctx)
+    return _join(_as_str(sep), parts, ctx.n)
+
+
+def _fn_digest(node: Call, ctx: _Ctx) -> Value:
+    payload, *how = (_as_str(v) for v in _args(node, ctx))
+
+    def one(s: str, algorithm: str, encoding: str = "base64") -> str:
+        try:
+            return xpath_text.digest(s, algorithm, encoding)
+        except ValueError as exc:
+            raise _Fail(str(exc)) from None
+
+    return _rowwise(STR, one, payload, *how)
+
+
+def _fn_base64_decode(node: Call, ctx: _Ctx) -> Value:
+    def one(s: str) -> str:
+        try:
+            return xpath_text.base64_decode(s)
+        except ValueError as exc:
+            raise _Fail(str(exc)) from None
+
+    return _map_strings(STR, one, _str_arg(node, ctx))
+
+
+def _fn_choice_name(node: Call, ctx: _Ctx) -> Value:
+    """jr:choice-name(value, '${field}'): the label of the choice of that select field."""
+    value, ref = (_as_str(v) for v in _args(node, ctx))
+    if _is_array(ref):
+        raise _Fail("jr:choice-name(): the field must be the same for every row")
+    name = ref.strip().removeprefix("${").removesuffix("}").rstrip("/").rsplit("/", 1)[-1]
+    labels = ctx.env.choice_labels.get(name, {})
+    return _map_strings(STR, lambda s: labels.get(s, ""), value)
 
 
 def _round(node: Call, ctx: _Ctx) -> Value:
     values = _args(node, ctx)
     x = _as_num(values[0])
-    digits = np.trunc(_as_num(values[1])) if len(values) > 1 else 0.0
-    with np.errstate(all="ignore"):
-        scale = np.power(10.0, digits)
-        y = np.abs(x) * scale
-        # Half away from zero on the decimal value: the tiny nudge undoes binary representation
-        # error (2.675 * 100 == 267.49999999999997), like JavaRosa's BigDecimal(toString(x)).
-        rounded = np.floor(y + 0.5 + y * 2.0**-50)
-        return _Atom(NUM, np.where(np.isfinite(y), np.sign(x) * rounded / scale, x))
+    places = _to_int(_as_num(values[1])) if len(values) > 1 else 0.0
+    if np.ndim(x) == 0 and np.ndim(places) == 0:
+        return _Atom(NUM, np.float64(xpath_text.java_round(float(x), int(places))))
+    if np.ndim(places) == 0:
+        xs = np.broadcast_to(np.asarray(x, dtype=float), (ctx.n,))
+        return _Atom(NUM, xpath_text.java_round_array(xs, int(places)))
+    xs, ps = np.broadcast_arrays(np.asarray(x, dtype=float), np.asarray(places, dtype=float))
+    return _Atom(NUM, np.array([xpath_text.java_round(a, int(b))
+                                for a, b in zip(xs.tolist(), ps.tolist(), strict=True)]))
 
 
-def _numeric(fn: Callable[..., Any]) -> Callable[[Call, _Ctx], Value]:
+def _numeric(fn: Callable[..., Any], as_double: bool = False) -> Callable[[Call, _Ctx], Value]:
+    """A numpy function of the arguments as numbers (as_double: JavaRosa's toDouble, for the
+    math functions, which keeps a computed date's time of day)."""
+    convert = _as_double if as_double else _as_num
+
     def impl(node: Call, ctx: _Ctx) -> Value:
         with np.errstate(all="ignore"):
-            return _Atom(NUM, fn(*(_as_num(v) for v in _args(node, ctx))))
+            return _Atom(NUM, fn(*(convert(v) for v in _args(node, ctx))))
 
     return impl
 
@@ -1562,25 +1778,69 @@ def _fn_count_non_empty(node: Call, ctx: _Ctx) -> Value:
     raise _Fail("count-non-empty() needs a node-set")
 
 
+_DOUBLE_MIN, _DOUBLE_MAX = 5e-324, 1.7976931348623157e308
+
+
 def _extreme(reducer: np.ufunc, start: float) -> Callable[[Call, _Ctx], Value]:
-    """min()/max(): over the arguments and/or the nodes of node-sets, skipping NaN like
-    JavaRosa (NaN only when there is no number at all)."""
+    """min()/max(): over the nodes of a single node-set argument, else over the arguments;
+    NaN skipped (NaN only when there is no number at all). JavaRosa starts max() at
+    Double.MIN_VALUE (the smallest positive double) and min() at Double.MAX_VALUE, so
+    max(-5, -3) is 4.9E-324 on the device too."""
+    floor = _DOUBLE_MIN if reducer is np.fmax else _DOUBLE_MAX
 
     def impl(node: Call, ctx: _Ctx) -> Value:
-        parts = []
-        for value in _args(node, ctx):
-            if isinstance(value, _NodeSet):
-                numbers = _group_numbers(value)
-                out = np.full(value.n, start)
-                reducer.at(out, value.owner, numbers)
-                has = np.bincount(value.owner, weights=~np.isnan(numbers), minlength=value.n)
-                out[has == 0] = np.nan
-                parts.append(out)
-            else:
-                parts.append(_as_num(value))
-        return _Atom(NUM, functools.reduce(reducer, parts))
+        values = _args(node, ctx)
+        if len(values) == 1 and isinstance(values[0], _NodeSet):
+            nodes = values[0]
+            numbers = _group_numbers(nodes)
+            out = np.full(nodes.n, start)
+            reducer.at(out, nodes.owner, numbers)
+            has = np.bincount(nodes.owner, weights=~np.isnan(numbers), minlength=nodes.n) > 0
+        else:
+            parts = [_as_num(v) for v in values]
+            out = functools.reduce(reducer, parts)
+            has = functools.reduce(np.logical_or, [~np.isnan(p) for p in parts])
+        with np.errstate(invalid="ignore"):
+            return _Atom(NUM, np.where(has, reducer(out, floor), np.nan))
 
     return impl
+
+
+def _node_truths(nodes: _NodeSet) -> np.ndarray:
+    return nodes.values().truth()
+
+
+def _fn_checklist(node: Call, ctx: _Ctx) -> Value:
+    """checklist(min, max, factors…): whether the number of true factors is within [min, max]
+    (-1: no bound); one node-set argument counts its nodes."""
+    low, high, *factors = _args(node, ctx)
+    if len(factors) == 1 and isinstance(factors[0], _NodeSet):
+        nodes = factors[0]
+        count: Any = np.bincount(nodes.owner, weights=_node_truths(nodes), minlength=nodes.n)
+    else:
+        count = sum((np.asarray(_as_bool(f), dtype=float) for f in factors), np.float64(0.0))
+    lo, hi = _to_int(_as_num(low)), _to_int(_as_num(high))
+    return _Atom(BOOL, ((lo < 0) | (count >= lo)) & ((hi < 0) | (count <= hi)))
+
+
+def _fn_weighted_checklist(node: Call, ctx: _Ctx) -> Value:
+    """weighted-checklist(min, max, value, weight, …): whether the weights of the true values
+    add up to within [min, max]; two node-set arguments pair their nodes."""
+    low, high, *rest = _args(node, ctx)
+    flags, weights = rest[0::2], rest[1::2]
+    if len(rest) == 2 and all(isinstance(v, _NodeSet) for v in rest):
+        f, w = rest
+        assert isinstance(f, _NodeSet) and isinstance(w, _NodeSet)
+        if not np.array_equal(f.groups()[1], w.groups()[1]):
+            raise _Fail("weighted-checklist(): the two node-sets differ in length")
+        added = np.where(_node_truths(f)[f.groups()[3]], _group_numbers(w)[w.groups()[3]], 0.0)
+        total: Any = np.bincount(np.sort(f.owner), weights=added, minlength=f.n)
+    else:
+        total = sum((np.where(_as_bool(a), _as_num(b), 0.0) for a, b in zip(flags, weights,
+                                                                          strict=True)),
+                    np.float64(0.0))
+    with np.errstate(invalid="ignore"):
+        return _Atom(BOOL, (total >= _as_num(low)) & (total <= _as_num(high)))
 
 
 def _fn_indexed_repeat(node: Call, ctx: _Ctx) -> Value:
@@ -1599,23 +1859,42 @@ def _fn_indexed_repeat(node: Call, ctx: _Ctx) -> Value:
     return target.nth(k)
 
 
-def _fn_random(node: Call, ctx: _Ctx) -> Value:
+def _rng(ctx: _Ctx, function: str) -> np.random.Generator:
+    """The caller's generator: draws are reproducible, or an error says what is missing."""
     if ctx.env.rng is None:
-        raise _Fail("random() needs the rng= argument (a numpy Generator)")
-    return _Atom(NUM, ctx.env.rng.random(ctx.n))
+        raise _Fail(f"{function}() needs the rng= argument (a numpy Generator)")
+    return ctx.env.rng
+
+
+def _fn_random(node: Call, ctx: _Ctx) -> Value:
+    return _Atom(NUM, _rng(ctx, "random").random(ctx.n))
 
 
 def _fn_uuid(node: Call, ctx: _Ctx) -> Value:
-    if ctx.env.rng is None:
-        raise _Fail("uuid() needs the rng= argument (a numpy Generator)")
-    n = ctx.n
-    raw = np.frombuffer(ctx.env.rng.bytes(16 * n), dtype=np.uint8).reshape(n, 16).copy()
+    """uuid(): a random (version 4) UUID; uuid(n): n random letters and digits."""
+    n, rng = ctx.n, _rng(ctx, "uuid")
+    if node.args:
+        length = int(np.max(_to_int(_as_num(_eval(node.args[0], ctx)))))
+        digits = np.array(list("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
+        draws = digits[rng.integers(0, 36, size=(n, max(length, 0)))]
+        return _Atom(STR, np.array(["".join(row) for row in draws], dtype=object))
+    raw = np.frombuffer(rng.bytes(16 * n), dtype=np.uint8).reshape(n, 16).copy()
     raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40  # version 4
     raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
     text = raw.tobytes().hex()
-    out = [f"uuid:{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    out = [f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
            for h in (text[i : i + 32] for i in range(0, 32 * n, 32))]
     return _Atom(STR, np.array(out, dtype=object))
+
+
+def _fn_once(node: Call, ctx: _Ctx) -> Value:
+    """once(x): the field's own value when it has one (a value drawn once is kept), else x."""
+    value = _eval(node.args[0], ctx)
+    if not isinstance(ctx, _TopCtx) or ctx.env.current is None:
+        return value
+    own = ctx.current()
+    kept = np.logical_not(_is_empty(own))
+    return _choose(kept, own, value, ctx.n)
 
 
 def _fn_today(node: Call, ctx: _Ctx) -> Value:
@@ -1630,112 +1909,269 @@ def _fn_now(node: Call, ctx: _Ctx) -> Value:
     return _Atom(DATETIME, np.float64((now - _EPOCH).total_seconds() / 86_400.0))
 
 
-def _fn_date(node: Call, ctx: _Ctx) -> Value:
-    return _Atom(DATE, np.floor(_as_days(_eval(node.args[0], ctx))))
+def _check_range(days: Any) -> None:
+    with np.errstate(invalid="ignore"):
+        bad = np.isinf(days) | (np.abs(days) > 2**31 - 1)
+    if np.any(bad):
+        value = np.asarray(days, dtype=float)[np.flatnonzero(np.atleast_1d(bad))[0]] \
+            if np.ndim(days) else float(days)
+        raise _Fail(f"the value {xpath_text.format_number(float(value))} is out of range for "
+                    "a date")
 
 
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+def _text_days(strs: Any) -> Any:
+    """Dates of text ('' stays missing); text JavaRosa cannot read as a date is an error."""
+    days = _parse_days(strs)
+    bad = np.isnan(days) & (strs != "")
+    if np.any(bad):
+        text = strs[np.flatnonzero(bad)[0]] if _is_array(strs) else strs
+        raise _Fail(f"the value {text!r} can't be converted to a date")
+    return days
 
 
-#: JavaRosa format-date token → the text of each date (a pandas DatetimeIndex).
-_DATE_TOKENS: dict[str, Callable[[pd.DatetimeIndex], list[str]]] = {
-    "Y": lambda idx: [f"{v:04d}" for v in idx.year],
-    "y": lambda idx: [f"{v % 100:02d}" for v in idx.year],
-    "m": lambda idx: [f"{v:02d}" for v in idx.month],
-    "n": lambda idx: [str(v) for v in idx.month],
-    "b": lambda idx: [_MONTHS[v - 1] for v in idx.month],
-    "d": lambda idx: [f"{v:02d}" for v in idx.day],
-    "e": lambda idx: [str(v) for v in idx.day],
-    "H": lambda idx: [f"{v:02d}" for v in idx.hour],
-    "h": lambda idx: [str(v) for v in idx.hour],
-    "M": lambda idx: [f"{v:02d}" for v in idx.minute],
-    "S": lambda idx: [f"{v:02d}" for v in idx.second],
-    "3": lambda idx: [f"{v // 1000:03d}" for v in idx.microsecond],
-    "a": lambda idx: [_WEEKDAYS[v] for v in idx.dayofweek],
-    "%": lambda idx: ["%"] * len(idx),
-}
+def _date_days(value: Value, keep_time: bool) -> Any:
+    """JavaRosa toDate(): days since 1970-01-01 (NaN = no date). A number is days (whole days
+    unless ``keep_time``), text is parsed (its time kept), a date loses its time unless
+    ``keep_time``; a boolean is an error."""
+    v = _unpack(value)
+    if isinstance(v, _Node):
+        if v.cat == "date":
+            return v.days() if keep_time else np.floor(v.days())
+        if v.cat == "num":
+            kind, data = NUM, v.num()
+        elif v.cat == "bool":
+            raise _Fail("a boolean can't be converted to a date")
+        else:
+            return _text_days(v.strs())
+    else:
+        kind, data = v.kind, v.data
+    if kind == BOOL:
+        raise _Fail("a boolean can't be converted to a date")
+    if kind == STR:
+        return _text_days(data)
+    if kind == NUM:
+        _check_range(data)
+        if keep_time:
+            with np.errstate(invalid="ignore"):  # JavaRosa keeps whole milliseconds
+                return np.trunc(np.asarray(data) * _MS_PER_DAY) / _MS_PER_DAY
+        return np.trunc(data)
+    return data if keep_time else np.floor(data)
 
 
-def _format_dates(days: np.ndarray, fmt: str) -> np.ndarray:
-    """JavaRosa format-date tokens: %Y %y %m %n %b %d %e %H %h %M %S %3 %a (and %%)."""
-    out = np.full(len(days), "", dtype=object)
-    dt64 = _days_to_dt64(days)
-    ok = ~np.isnat(dt64)
-    if not ok.any():
-        return out
-    idx = pd.DatetimeIndex(dt64[ok].astype("datetime64[ns]"))
-    parts: list[list[str]] = []
-    cursor = 0
-    for m in re.finditer(r"%(.)", fmt):
-        parts.append([fmt[cursor : m.start()]] * len(idx))
-        cursor = m.end()
-        token = _DATE_TOKENS.get(m.group(1))
-        if token is None:
-            raise _Fail(f"format-date(): unsupported format token %{m.group(1)}")
-        parts.append(token(idx))
-    parts.append([fmt[cursor:]] * len(idx))
-    out[ok] = np.array(["".join(p) for p in zip(*parts, strict=True)], dtype=object)
-    return out
+def _fn_decimal_time(node: Call, ctx: _Ctx) -> Value:
+    value = _unpack(_eval(node.args[0], ctx))
+    if isinstance(value, _Atom) and value.kind == NUM:
+        _check_range(value.data)
+        return _Atom(NUM, value.data - np.floor(value.data))
+    days = _date_days(value, keep_time=True)
+    return _Atom(NUM, days - np.floor(days))
+
+
+def _fn_decimal_date_time(node: Call, ctx: _Ctx) -> Value:
+    value = _unpack(_eval(node.args[0], ctx))
+    if isinstance(value, _Atom) and value.kind == NUM:
+        _check_range(value.data)
+        return _Atom(NUM, value.data)
+    return _Atom(NUM, _date_days(value, keep_time=True))
 
 
 def _fn_format_date(node: Call, ctx: _Ctx) -> Value:
     value, fmt = _args(node, ctx)
-    days, pattern = _as_days(value), _as_str(fmt)
-    if _is_array(pattern):
-        raise _Fail("format-date(): the format must be the same for every row")
-    if not _is_array(days):
-        return _Atom(STR, _format_dates(np.array([days], dtype=float), pattern)[0])
-    return _Atom(STR, _format_dates(days, pattern))
+    days, pattern = _date_days(value, keep_time=True), _as_str(fmt)
+    try:
+        if not _is_array(pattern):
+            if not _is_array(days):
+                return _Atom(STR, format_dates(np.array([days], dtype=float), pattern)[0])
+            return _Atom(STR, format_dates(days, pattern))
+        return _rowwise(STR, lambda d, p: format_dates(np.array([d], dtype=float), p)[0],
+                        np.broadcast_to(days, (ctx.n,)), pattern)
+    except DateFormatError as exc:
+        raise _Fail(str(exc)) from None
 
 
 def _fn_position(node: Call, ctx: _Ctx) -> Value:
     return ctx.position(bool(node.args))
 
 
+def _scalar_text(value: Value, what: str) -> str:
+    text = _as_str(value)
+    if _is_array(text):
+        raise _Fail(f"{what} must be the same for every row (a text in quotes)")
+    return str(text)
+
+
+def _fn_instance(node: Call, ctx: _Ctx) -> Value:
+    name = _scalar_text(_eval(node.args[0], ctx), "instance()'s name")
+    return _InstanceRoot(name, ctx.env.instance(name))
+
+
+def _fn_pulldata(node: Call, ctx: _Ctx) -> Value:
+    """pulldata('file', 'column', 'key column', value): the column of the first row of the
+    attached file whose key column is the value's text, '' when there is none."""
+    source, column, key, value = _args(node, ctx)
+    table = ctx.env.instance(_scalar_text(source, "pulldata()'s file"))
+    column_name = _scalar_text(column, "pulldata()'s column")
+    key_name = _scalar_text(key, "pulldata()'s key column")
+    if column_name not in table.columns or key_name not in table.columns:
+        return _Atom(STR, "")
+    keys = table[key_name].astype(str)
+    first = ~keys.duplicated()
+    lookup = dict(zip(keys[first], table[column_name][first].astype(str), strict=True))
+    return _map_strings(STR, lambda s: lookup.get(s, ""), _as_str(value))
+
+
+def _seeds(value: Value, n: int) -> list[int]:
+    """JavaRosa's randomize() seed per row: the value as a number (as a Java long), else — for
+    text that is no number — derived from the text's SHA-256."""
+    v = _unpack(value)
+    text = isinstance(v, _Atom) and v.kind == STR or isinstance(v, _Node) and (
+        v.cat == "obj" or bool(v.empty().any()))
+    if not text:
+        numbers = np.broadcast_to(_as_num(v), (n,))
+        if np.isnan(numbers).any():
+            raise _Fail("randomize(): the seed is not a number")
+        return [xpath_geo.java_long(float(x)) for x in numbers]
+    strs = np.broadcast_to(np.asarray(_as_str(v), dtype=object), (n,))
+    numbers = np.broadcast_to(_str_to_num(_as_str(v)), (n,))
+    return [xpath_geo.seed_from_text(t) if x != x else xpath_geo.java_long(float(x))
+            for x, t in zip(numbers, strs, strict=True)]
+
+
+def _fn_randomize(node: Call, ctx: _Ctx) -> Value:
+    """randomize(nodes, seed): the nodes in JavaRosa's seeded order (a fresh order without a
+    seed)."""
+    nodes = _eval(node.args[0], ctx)
+    if isinstance(nodes, _Node):
+        raise _Fail("randomize(): the first argument must be a node-set of several nodes")
+    if not isinstance(nodes, _NodeSet):
+        raise _Fail("randomize(): the first argument must be a node-set")
+    _, counts, starts, order = nodes.groups()
+    if len(node.args) > 1:
+        seeds = _seeds(_eval(node.args[1], ctx), nodes.n)
+        orders: dict[tuple[int, int], list[int]] = {}  # rows often share a seed
+        perms = []
+        for key in zip(counts.tolist(), seeds, strict=True):
+            if key not in orders:
+                orders[key] = xpath_geo.shuffled_order(*key)
+            perms.append(orders[key])
+    else:
+        rng = _rng(ctx, "randomize")
+        perms = [list(rng.permutation(int(k))) for k in counts]
+    ordered = nodes.rows[order]
+    rows = np.concatenate([ordered[s : s + k][p] for s, k, p in zip(starts, counts, perms,
+                                                                   strict=True)]
+                          or [np.zeros(0, dtype=ordered.dtype)])
+    owner = np.repeat(np.arange(nodes.n), counts)
+    return _NodeSet(nodes.repeat, nodes.rframe, rows, owner, nodes.n, nodes.field)
+
+
+def _geo_strings(value: Value, n: int) -> list[list[str]]:
+    """Each row's node values of a field argument (a node-set or a single field)."""
+    if isinstance(value, _NodeSet):
+        return [list(g) for g in _node_strings(value)]
+    if isinstance(value, _Node):
+        return [[s] for s in value.strs()]
+    raise _Fail("the argument must be a field")
+
+
+def _geo_points(texts: list[str]) -> list[xpath_geo.Point]:
+    """One value is a shape or trace (points split by ';'); several are one point each."""
+    if len(texts) == 1:
+        return xpath_geo.parse_shape(texts[0])
+    return [xpath_geo.parse_point(t) for t in texts]
+
+
+def _geo(fn: Callable[[list[xpath_geo.Point]], float], name: str,
+         text_allowed: bool) -> Callable[[Call, _Ctx], Value]:
+    """distance()/area(): of one field (or, for distance, text), or of several points."""
+
+    def impl(node: Call, ctx: _Ctx) -> Value:
+        values = _args(node, ctx)
+        try:
+            if len(values) > 1:
+                texts = [np.broadcast_to(_as_str(v), (ctx.n,)) for v in values]
+                paths = [[xpath_geo.parse_point(t) for t in row] for row in zip(*texts,
+                                                                               strict=True)]
+            elif isinstance(values[0], _Atom) and values[0].kind == STR and text_allowed:
+                strs = np.broadcast_to(values[0].data, (ctx.n,))
+                paths = [xpath_geo.parse_shape(s) for s in strs]
+            elif isinstance(values[0], _NodeSet | _Node):
+                paths = [_geo_points(t) for t in _geo_strings(values[0], ctx.n)]
+            else:
+                raise _Fail(f"{name}() requires a field as the parameter")
+        except xpath_geo.GeoError as exc:
+            raise _Fail(f"{name}(): {exc}") from None
+        return _Atom(NUM, np.array([fn(p) for p in paths], dtype=float))
+
+    return impl
+
+
+def _fn_geofence(node: Call, ctx: _Ctx) -> Value:
+    point, shape = _args(node, ctx)
+    try:
+        points = [xpath_geo.parse_point(s) for s in np.broadcast_to(_as_str(point), (ctx.n,))]
+        if not isinstance(shape, _NodeSet | _Node):
+            raise _Fail("geofence() requires a field as the shape")
+        shapes = [_geo_points(t) for t in _geo_strings(shape, ctx.n)]
+    except xpath_geo.GeoError as exc:
+        raise _Fail(f"geofence(): {exc}") from None
+    return _Atom(BOOL, np.array([xpath_geo.geofence(p, s) for p, s in zip(points, shapes,
+                                                                       strict=True)]))
+
+
 _FUNCTION_IMPLS: dict[str, Callable[[Call, _Ctx], Value]] = {
     "if": _fn_if,
     "coalesce": _fn_coalesce,
     "selected": _fn_selected,
-    "count-selected": lambda node, ctx: _rowwise(
-        NUM, lambda s: float(len(s.split())), _str_arg(node, ctx)),
+    "is-selected": _fn_selected,
+    "count-selected": lambda node, ctx: _map_strings(
+        NUM, lambda s: float(len(xpath_text.split_selection(s))), _str_arg(node, ctx)),
     "selected-at": lambda node, ctx: _rowwise(
-        STR, _selected_at, _str_arg(node, ctx), _as_num(_eval(node.args[1], ctx))),
+        STR, _selected_at, _str_arg(node, ctx), _to_int(_as_num(_eval(node.args[1], ctx)))),
+    "jr:choice-name": _fn_choice_name,
     "string-length": lambda node, ctx: _map_strings(
-        NUM, lambda s: float(len(s)), _str_arg(node, ctx)),
-    "normalize-space": lambda node, ctx: _rowwise(
-        STR, lambda s: " ".join(s.split()), _str_arg(node, ctx)),
+        NUM, lambda s: float(xpath_text.utf16_len(s)), _str_arg(node, ctx)),
+    "normalize-space": lambda node, ctx: _map_strings(
+        STR, xpath_text.normalize_space, _str_arg(node, ctx)),
     "regex": _fn_regex,
     "concat": _fn_concat,
+    "join": _fn_join,
     "substr": _fn_substr,
-    "contains": _string_pair("contains"),
-    "starts-with": _string_pair("starts-with"),
-    "ends-with": _string_pair("ends-with"),
+    "substring-before": _string_fn(STR, _before),
+    "substring-after": _string_fn(STR, _after),
+    "translate": _string_fn(STR, _translate),
+    "contains": _string_fn(BOOL, lambda a, b: b in a),
+    "starts-with": _string_fn(BOOL, lambda a, b: a.startswith(b)),
+    "ends-with": _string_fn(BOOL, lambda a, b: a.endswith(b)),
+    "boolean-from-string": lambda node, ctx: _map_strings(
+        BOOL, lambda s: s.lower() == "true" or s == "1", _str_arg(node, ctx)),
+    "digest": _fn_digest,
+    "base64-decode": _fn_base64_decode,
     "int": _numeric(np.trunc),  # toward zero: int(-2.7) = -2
     "number": _numeric(lambda x: x),
     "string": lambda node, ctx: _Atom(STR, _str_arg(node, ctx)),
     "round": _round,
-    "floor": _numeric(np.floor),
-    "ceiling": _numeric(np.ceil),
-    "abs": _numeric(np.abs),
-    "pow": _numeric(np.power),
-    "sqrt": _numeric(np.sqrt),
-    "exp": _numeric(np.exp),
-    "exp10": _numeric(lambda x: np.power(10.0, x)),
-    "log": _numeric(np.log),
-    "log10": _numeric(np.log10),
-    "sin": _numeric(np.sin),
-    "cos": _numeric(np.cos),
-    "tan": _numeric(np.tan),
-    "asin": _numeric(np.arcsin),
-    "acos": _numeric(np.arccos),
-    "atan": _numeric(np.arctan),
-    "atan2": _numeric(np.arctan2),
+    "abs": _numeric(np.abs, as_double=True),
+    "pow": _numeric(np.power, as_double=True),
+    "sqrt": _numeric(np.sqrt, as_double=True),
+    "exp": _numeric(np.exp, as_double=True),
+    "exp10": _numeric(lambda x: np.power(10.0, x), as_double=True),
+    "log": _numeric(np.log, as_double=True),
+    "log10": _numeric(np.log10, as_double=True),
+    "sin": _numeric(np.sin, as_double=True),
+    "cos": _numeric(np.cos, as_double=True),
+    "tan": _numeric(np.tan, as_double=True),
+    "asin": _numeric(np.arcsin, as_double=True),
+    "acos": _numeric(np.arccos, as_double=True),
+    "atan": _numeric(np.arctan, as_double=True),
+    "atan2": _numeric(np.arctan2, as_double=True),
     "pi": lambda node, ctx: _Atom(NUM, np.pi),
     "true": lambda node, ctx: _Atom(BOOL, True),
     "false": lambda node, ctx: _Atom(BOOL, False),
     "boolean": lambda node, ctx: _Atom(BOOL, _as_bool(_eval(node.args[0], ctx))),
     "not": lambda node, ctx: _Atom(BOOL, np.logical_not(_as_bool(_eval(node.args[0], ctx)))),
+    "checklist": _fn_checklist,
+    "weighted-checklist": _fn_weighted_checklist,
     "min": _extreme(np.fmin, np.inf),
     "max": _extreme(np.fmax, -np.inf),
     "sum": _fn_sum,
@@ -1743,17 +2179,24 @@ _FUNCTION_IMPLS: dict[str, Callable[[Call, _Ctx], Value]] = {
     "count-non-empty": _fn_count_non_empty,
     "indexed-repeat": _fn_indexed_repeat,
     "position": _fn_position,
-    "last": lambda node, ctx: ctx.last(),
-    "once": lambda node, ctx: _eval(node.args[0], ctx),  # the caller keeps the first value
+    "instance": _fn_instance,
+    "pulldata": _fn_pulldata,
+    "randomize": _fn_randomize,
+    "once": _fn_once,
     "random": _fn_random,
     "uuid": _fn_uuid,
     "today": _fn_today,
     "now": _fn_now,
-    "date": _fn_date,
-    "date-time": lambda node, ctx: _Atom(DATETIME, _as_days(_eval(node.args[0], ctx))),
-    "decimal-date-time": lambda node, ctx: _Atom(NUM, _as_days(_eval(node.args[0], ctx))),
+    "date": lambda node, ctx: _Atom(DATE, _date_days(_eval(node.args[0], ctx), False)),
+    "date-time": lambda node, ctx: _Atom(DATETIME, _date_days(_eval(node.args[0], ctx), True)),
+    "decimal-date-time": _fn_decimal_date_time,
+    "decimal-time": _fn_decimal_time,
     "format-date": _fn_format_date,
     "format-date-time": _fn_format_date,
+    "distance": _geo(xpath_geo.distance, "distance", text_allowed=True),
+    "area": _geo(xpath_geo.area, "area", text_allowed=False),
+    "enclosed-area": _geo(xpath_geo.area, "enclosed-area", text_allowed=False),
+    "geofence": _fn_geofence,
 }
 assert set(_FUNCTION_IMPLS) == set(FUNCTIONS)
 
@@ -1766,9 +2209,12 @@ assert set(_FUNCTION_IMPLS) == set(FUNCTIONS)
 def _run(expression: str | Node, frame: pd.DataFrame, current: pd.Series | str | None,
          repeats: Mapping[str, RepeatData] | None, position: pd.Series | None,
          relative: pd.DataFrame | None, rng: np.random.Generator | None,
-         today: _dt.date | None, now: _dt.datetime | None) -> tuple[Value, _Env, Node]:
+         today: _dt.date | None, now: _dt.datetime | None,
+         instances: Mapping[str, pd.DataFrame] | None,
+         choice_labels: Mapping[str, Mapping[str, str]] | None) -> tuple[Value, _Env, Node]:
     root = _root(expression)
-    env = _Env(root.source, frame, current, repeats, position, relative, rng, today, now)
+    env = _Env(root.source, frame, current, repeats, position, relative, rng, today, now,
+               instances, choice_labels)
     return _eval(root, _TopCtx(env)), env, root
 
 
@@ -1783,21 +2229,27 @@ def evaluate(
     rng: np.random.Generator | None = None,
     today: _dt.date | None = None,
     now: _dt.datetime | None = None,
+    instances: Mapping[str, pd.DataFrame] | None = None,
+    choice_labels: Mapping[str, Mapping[str, str]] | None = None,
 ) -> pd.Series:
     """Evaluate an expression for every row of `frame` at once.
 
     `frame` has one row per evaluation context (a submission, or a repeat instance with the
     outer fields it needs joined in); `${x}` is `frame[x]`. `repeats` maps repeat names to their
     instances for `count(${roster})`, `sum(${age})`, `${roster}[...]/field`, indexed-repeat().
-    `current` is `.` (constraints), `position` the 1-based instance number for position(..),
-    `relative` the columns bare names refer to (choice filters over a submissions x choices
-    cross join), `rng` drives random()/uuid(), `today`/`now` pin the clock.
+    `current` is `.` (constraints, once()), `position` the 1-based instance number for
+    position(..), `relative` the columns bare names refer to (choice filters over a submissions
+    x choices cross join), `rng` drives random()/uuid()/randomize() without a seed (a fresh
+    generator when None), `today`/`now` pin the clock. `instances` are the form's secondary
+    instances by name (one row per item, e.g. an attached CSV as text) for instance() and
+    pulldata(); `choice_labels` maps a select field to {choice name: label} for
+    jr:choice-name().
 
     Returns a Series on frame.index: float64 for numbers, object for strings, bool for
     booleans, datetime64[ns] for dates; a bare `${x}` returns the column's values unchanged.
     """
     value, env, root = _deep(_text(expression), _run, expression, frame, current, repeats,
-                             position, relative, rng, today, now)
+                             position, relative, rng, today, now, instances, choice_labels)
     try:
         value = _unpack(value)
     except _Fail as exc:
@@ -1830,10 +2282,16 @@ def evaluate_bool(
     rng: np.random.Generator | None = None,
     today: _dt.date | None = None,
     now: _dt.datetime | None = None,
+    instances: Mapping[str, pd.DataFrame] | None = None,
+    choice_labels: Mapping[str, Mapping[str, str]] | None = None,
 ) -> pd.Series:
     """XPath boolean() of the result, as a bool Series: what `relevant`, `constraint` and
     `choice_filter` mean (a missing answer makes a comparison false, never NaN)."""
-    value, env, _ = _deep(_text(expression), _run, expression, frame, current, repeats,
-                          position, relative, rng, today, now)
-    truth = np.broadcast_to(_as_bool(value), (env.n,))
+    value, env, root = _deep(_text(expression), _run, expression, frame, current, repeats,
+                             position, relative, rng, today, now, instances, choice_labels)
+    try:
+        truth = np.broadcast_to(_as_bool(value), (env.n,))
+    except _Fail as exc:
+        raise ExpressionError(str(exc), env.source, root.pos,
+                              code="expression-evaluation") from None
     return pd.Series(np.array(truth, dtype=bool), index=env.index)

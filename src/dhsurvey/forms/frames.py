@@ -9,9 +9,11 @@ filters mean the same thing everywhere — the meaning the form itself gives the
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,9 +27,89 @@ from dhsurvey.forms.expressions import (
     evaluate_bool,
     references,
 )
-from dhsurvey.forms.model import FormModel, Item
+from dhsurvey.forms.model import ChoiceList, FormModel, Item
 
 PARENT = "PARENT_KEY"
+
+
+def media_folders(form: Path) -> list[Path]:
+    """Where a form's attached files are: beside the workbook (where pyxform looks for
+    pulldata() and select_one_from_file CSVs) and its ``<form>-media`` folder (Collect's)."""
+    return [form.parent, form.parent / f"{form.stem}-media"]
+
+
+class SecondaryInstances(Mapping[str, pd.DataFrame]):
+    """A form's secondary instances by name, each a table with one row per item, read when
+    first used: the CSV files attached to the form (all values text, as on the device) and the
+    choice lists (name, label in the default language, and the lists' other columns)."""
+
+    def __init__(self, model: FormModel) -> None:
+        self.model = model
+        self._files = {p.stem: p for folder in reversed(media_folders(Path(model.path)))
+                       if folder.is_dir() for p in sorted(folder.glob("*.csv"))}
+        self._loaded: dict[str, pd.DataFrame] = {}
+
+    def _names(self) -> list[str]:
+        return list(dict.fromkeys([*self._files, *self.model.choice_lists]))
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        if name not in self._loaded:
+            if name in self._files:
+                self._loaded[name] = pd.read_csv(self._files[name], dtype=str,
+                                                 keep_default_na=False)
+            elif name in self.model.choice_lists:
+                self._loaded[name] = _choice_table(self.model.choice_lists[name],
+                                                   self.model.default_language)
+            else:
+                raise KeyError(name)
+        return self._loaded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+
+def _label(labels: dict[str, str], language: str) -> str:
+    return labels.get(language) or next(iter(labels.values()), "")
+
+
+def _choice_table(choices: ChoiceList, language: str) -> pd.DataFrame:
+    return pd.DataFrame([{"name": c.name, "label": _label(c.labels, language), **c.extra}
+                         for c in choices.choices], dtype=object)
+
+
+class ChoiceLabels(Mapping[str, Mapping[str, str]]):
+    """Select field → {choice name: label}, what jr:choice-name() reads: the choices sheet's
+    labels in the default language, or an attached file's name/label columns."""
+
+    def __init__(self, model: FormModel, instances: Mapping[str, pd.DataFrame]) -> None:
+        self.model = model
+        self.instances = instances
+        self._selects = {i.name: i for i in model.items if i.is_select and i.list_name}
+        self._labels: dict[str, dict[str, str]] = {}
+
+    def __getitem__(self, name: str) -> Mapping[str, str]:
+        if name not in self._labels:
+            item = self._selects[name]
+            listed = self.model.choices_for(item)
+            if listed is not None:
+                language = self.model.default_language
+                self._labels[name] = {c.name: _label(c.labels, language)
+                                      for c in listed.choices}
+            else:
+                table = self.instances.get(Path(item.list_name or "").stem)
+                ok = table is not None and {"name", "label"} <= set(table.columns)
+                self._labels[name] = dict(zip(table["name"], table["label"], strict=True)) \
+                    if ok and table is not None else {}
+        return self._labels[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._selects)
+
+    def __len__(self) -> int:
+        return len(self._selects)
 
 
 def format_values(values: pd.Series) -> pd.Series:
@@ -105,6 +187,16 @@ class FormData:
         return out
 
     # -- evaluation ---------------------------------------------------------------------------
+    @cached_property
+    def instances(self) -> SecondaryInstances:
+        """The form's secondary instances, for instance() and pulldata()."""
+        return SecondaryInstances(self.model)
+
+    @cached_property
+    def choice_labels(self) -> ChoiceLabels:
+        """Choice labels of every select field, for jr:choice-name()."""
+        return ChoiceLabels(self.model, self.instances)
+
     def _context(self, level: str | None, rng: np.random.Generator | None) -> dict:
         return {
             "repeats": self.child_repeats(level),
@@ -112,6 +204,8 @@ class FormData:
             "rng": rng,
             "today": self.today,
             "now": self.now,
+            "instances": self.instances,
+            "choice_labels": self.choice_labels,
         }
 
     @contextmanager
