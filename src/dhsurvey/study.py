@@ -1017,7 +1017,8 @@ def _pool_tier(store: Store, study: Study, isos: list[str], left_out: dict[str, 
     levels = {iso: (store.gate(iso) or {}).get("tiers", {}).get(tier.name, {}).get(
         "levels", {}) for iso in isos}
     tables, recoded = harmonise(tables, levels, study.disclosure, merged)
-    pooled = pool_release(tables, replicates)
+    margins = list(dict.fromkeys(m for iso in isos for m in study.config(iso).margins))
+    pooled = pool_release(tables, replicates, margins)
     pooled.notes.extend(recoded)
     language = study.config(isos[0]).release_language
     labelled = with_merged_codes(

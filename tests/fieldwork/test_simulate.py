@@ -73,7 +73,8 @@ def test_ocsea_prevalence_has_structure(kenya) -> None:
     child = kenya.forms["child"].root
     answered = child[child["ocsea_talk"].isin(["0", "1"])]
     age = answered["age_now"].astype(int)
-    for item in ("ocsea_talk", "ocsea_image_req", "ocsea_offer", "ocsea_threat", "ocsea_shared"):
+    for item in ("ocsea_talk", "ocsea_image_req", "ocsea_offer_img", "ocsea_offer_meet",
+                 "ocsea_threat", "ocsea_shared"):
         rate = (answered[item] == "1").mean()
         assert 0.01 < rate < 0.25, (item, rate)
     older = (answered.loc[age >= 15, "ocsea_talk"] == "1").mean()

@@ -1,11 +1,13 @@
 """The child form's derived fields: n_ocsea_yes and referral_flag.
 
-``n_ocsea_yes`` counts the Yes answers to the five experiences of the self-completion block
+``n_ocsea_yes`` counts the Yes answers to the six experiences of the self-completion block
 and is blank (as ODK leaves a non-relevant calculate) for a child who was never asked the
-block: no caregiver permission or assent, no private space, or distress_1 = 3 (stop).
-``referral_flag`` is 1 whenever the distress checks call for a referral (2 or 3 at either
-check) or the child reported an experience; 0 only for a child who was asked the block,
-reported none and showed no distress; blank otherwise.
+block: not available, no caregiver permission or assent, not aged 12 to 17, no private space,
+or distress_1 = 3 (stop). ``referral_flag`` is 1 whenever the distress checks call for a
+referral (2 or 3 at either check), the child reported an experience or asked the support team
+to get in touch; 0 only for a child who was asked the block, reported none, did not ask and
+showed no distress; blank otherwise. The referral information itself is shown to every child
+who reaches the block, whatever they answered.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from dhsurvey.validate.logic import check_logic
 from dhsurvey.validate.run import validate_forms
 
 INSTRUMENTS = Path(__file__).parents[2] / "instruments"
-OCSEA = ["ocsea_talk", "ocsea_image_req", "ocsea_offer", "ocsea_threat", "ocsea_shared"]
+OCSEA = ["ocsea_talk", "ocsea_image_req", "ocsea_offer_img", "ocsea_offer_meet", "ocsea_threat",
+         "ocsea_shared"]
 DERIVED = ["n_ocsea_yes", "referral_flag"]
 
 
@@ -52,13 +55,17 @@ def _expected(child: pd.DataFrame) -> tuple[np.ndarray, pd.Series, pd.Series]:
     """(asked, expected n_ocsea_yes, expected referral_flag) from the raw answers, by the rule
     written out independently of the form's expressions (NaN: missing)."""
     interviewed = _is(child["caregiver_permission"], "1") & _is(child["assent"], "1")
-    asked = interviewed & _is(child["privacy"], "1") & ~_is(child["distress_1"], "3")
+    age = pd.to_numeric(child["age_now"], errors="coerce")
+    asked = interviewed & age.between(12, 17).to_numpy() & _is(child["privacy"], "1") & \
+        ~_is(child["distress_1"], "3")
     yes = sum(_is(child[q], "1").astype(int) for q in OCSEA)
     n = pd.Series(np.where(asked, yes, np.nan), index=child.index)
     distress = np.zeros(len(child), dtype=bool)
     for check in ("distress_1", "distress_2"):
         distress |= _is(child[check], "2") | _is(child[check], "3")
-    flag = np.where(distress | (asked & (yes > 0)), 1.0, np.where(asked, 0.0, np.nan))
+    accepted = _is(child["ref_accept"], "1")
+    flag = np.where(distress | accepted | (asked & (yes > 0)), 1.0,
+                    np.where(asked, 0.0, np.nan))
     return asked, n, pd.Series(flag, index=child.index)
 
 
@@ -94,9 +101,9 @@ def test_simulated_children_have_the_derived_fields_by_the_rule(models, uganda) 
     data = sim.forms["child"].to_form_data(models["child"])
     violations = check_logic(data, recompute_calculations=True)
     assert violations.empty, violations.head().to_string()
-    # The referral protocol note shows exactly to children flagged 1.
-    note = data.relevant(models["child"]["referral_note"]).to_numpy()
-    assert (note == (flag == 1).to_numpy()).all()
+    # The referral information shows to every child asked the block, flagged or not.
+    info = data.relevant(models["child"]["ref_info"]).to_numpy()
+    assert (info == asked).all()
 
 
 def test_the_validator_accepts_them_and_keeps_them_missing(models, uganda) -> None:
@@ -128,22 +135,24 @@ def test_a_stored_zero_for_a_child_never_asked_is_caught(models, uganda) -> None
 
 
 # One child per path through the form: (caregiver_permission, assent, privacy, distress_1,
-# distress_2, the five experiences) → (n_ocsea_yes, referral_flag); None: missing.
+# distress_2, the six experiences, ref_accept) → (n_ocsea_yes, referral_flag); None: missing.
 PATHS = {
-    "no_permission": (("0", "1", "1", "1", "1", "11111"), (None, None)),
-    "no_assent": (("1", "0", "1", "1", "1", "11111"), (None, None)),
-    "no_privacy_calm": (("1", "1", "0", "1", "1", "11111"), (None, None)),
-    "no_privacy_pause": (("1", "1", "0", "2", "1", "00000"), (None, "1")),
-    "no_privacy_stop": (("1", "1", "0", "3", "1", "00000"), (None, "1")),
-    "stopped_before_block": (("1", "1", "1", "3", "1", "11111"), (None, "1")),
-    "nothing_reported": (("1", "1", "1", "1", "1", "00000"), ("0", "0")),
-    "prefers_not_to_say": (("1", "1", "1", "1", "1", "99999"), ("0", "0")),
-    "paused_before": (("1", "1", "1", "2", "1", "00000"), ("0", "1")),
-    "paused_after": (("1", "1", "1", "1", "2", "00000"), ("0", "1")),
-    "stopped_after": (("1", "1", "1", "1", "3", "00000"), ("0", "1")),
-    "two_experiences": (("1", "1", "1", "1", "1", "10010"), ("2", "1")),
-    "all_five": (("1", "1", "1", "1", "1", "11111"), ("5", "1")),
-    "yes_and_refusals": (("1", "1", "1", "1", "1", "99919"), ("1", "1")),
+    "no_permission": (("0", "1", "1", "1", "1", "111111", "0"), (None, None)),
+    "no_assent": (("1", "0", "1", "1", "1", "111111", "0"), (None, None)),
+    "no_privacy_calm": (("1", "1", "0", "1", "1", "111111", "0"), (None, None)),
+    "no_privacy_pause": (("1", "1", "0", "2", "1", "000000", "0"), (None, "1")),
+    "no_privacy_stop": (("1", "1", "0", "3", "1", "000000", "0"), (None, "1")),
+    "stopped_before_block": (("1", "1", "1", "3", "1", "111111", "0"), (None, "1")),
+    "nothing_reported": (("1", "1", "1", "1", "1", "000000", "0"), ("0", "0")),
+    "asked_for_help": (("1", "1", "1", "1", "1", "000000", "1"), ("0", "1")),
+    "not_sure_about_help": (("1", "1", "1", "1", "1", "000000", "98"), ("0", "0")),
+    "prefers_not_to_say": (("1", "1", "1", "1", "1", "999999", "99"), ("0", "0")),
+    "paused_before": (("1", "1", "1", "2", "1", "000000", "0"), ("0", "1")),
+    "paused_after": (("1", "1", "1", "1", "2", "000000", "0"), ("0", "1")),
+    "stopped_after": (("1", "1", "1", "1", "3", "000000", "0"), ("0", "1")),
+    "two_experiences": (("1", "1", "1", "1", "1", "100100", "0"), ("2", "1")),
+    "all_six": (("1", "1", "1", "1", "1", "111111", "0"), ("6", "1")),
+    "yes_and_refusals": (("1", "1", "1", "1", "1", "999199", "0"), ("1", "1")),
 }
 
 
@@ -154,6 +163,9 @@ def test_every_path_through_the_form(models) -> None:
     paths = [given for given, _ in PATHS.values()]
     answers = {c: [given[i] for given in paths] for i, c in enumerate(columns)}
     answers |= {q: [given[5][j] for given in paths] for j, q in enumerate(OCSEA)}
+    answers |= {"ref_accept": [given[6] for given in paths],
+                "ch_avail": ["1"] * len(paths), "age_confirm": ["1"] * len(paths),
+                "child_age": ["14"] * len(paths)}
     presets = Presets({k: pd.Series(v, index=keys, dtype=object) for k, v in answers.items()})
     data: FormData = answer_form(model, keys, presets, np.random.default_rng(0))
     got = data.root[DERIVED]
@@ -161,6 +173,6 @@ def test_every_path_through_the_form(models) -> None:
                             dtype=object)
     assert got.astype(object).where(got.notna(), None).equals(expected), pd.concat(
         {"got": got, "expected": expected}, axis=1).to_string()
-    _assert_derived(data.root)
-    note = data.relevant(model["referral_note"]).to_numpy()
-    assert (note == (got["referral_flag"] == "1").to_numpy()).all()
+    asked = _assert_derived(data.root)
+    info = data.relevant(model["ref_info"]).to_numpy()
+    assert (info == asked).all()

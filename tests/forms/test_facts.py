@@ -76,8 +76,23 @@ def test_dispositions_and_their_aapor_categories(models) -> None:
     assert facts.codes("I") == ("1", "5") and facts.codes("NE") == ("6",)
     assert facts.codes("I", "P") == ("1", "2", "5")
     assert facts.aapor_mapping == {code: d.aapor for code, d in hh.dispositions.items()}
-    for form in ("child", "caregiver", "frontline_worker"):
-        assert models[form].disposition_field is None and models[form].dispositions == {}
+    assert models["frontline_worker"].disposition_field is None
+    # The child and caregiver forms record their own interview's result, and say they belong
+    # to the household form's households (settings linked_to): they stay linked forms.
+    assert facts.household_form == "household"
+    assert facts.linked_forms == ("child", "caregiver")
+    assert facts.result_field("child") == "ch_result"
+    assert facts.result_field("caregiver") == "cg_result"
+    assert facts.result_field("household") is None
+    assert {c: d.aapor for c, d in models["child"].dispositions.items()} == {
+        "1": "I", "2": "P", "3": "R", "4": "R", "5": "NC", "6": "O", "7": "NE", "96": "O"}
+    table = pd.DataFrame({"caregiver_permission": ["1", "1", "1", "0", "1"],
+                          "assent": ["1", "1", "1", None, "1"],
+                          "ch_result": ["1", "2", "7", "3", None]})
+    assert facts.results(table, "child").tolist()[:4] == ["I", "P", "NE", "R"]
+    # Interviews that took place: consent given and a complete or partial result; a child
+    # found not aged 12-17 after assent is not one.
+    assert facts.completed(table, "child").tolist() == [True, True, False, False, False]
     with pytest.raises(ValueError, match="AAPOR"):
         facts.codes("complete")
 
@@ -86,8 +101,8 @@ def test_weights_read_what_the_forms_declare(models) -> None:
     assert input_columns(models) == {
         "household": ["cluster", "hh_number", "KEY", "disposition", "n_eligible", "sel_sex",
                       "sel_age"],
-        "child": ["cluster", "hh_number", "KEY", "caregiver_permission", "assent"],
-        "caregiver": ["cluster", "hh_number", "KEY", "consent"],
+        "child": ["cluster", "hh_number", "KEY", "caregiver_permission", "assent", "ch_result"],
+        "caregiver": ["cluster", "hh_number", "KEY", "consent", "cg_result"],
     }
     from dhsurvey.weight.study import INPUT_COLUMNS
 

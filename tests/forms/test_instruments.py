@@ -103,15 +103,20 @@ def test_every_expression_evaluates(path: Path) -> None:
 
 def test_household_random_selection_picks_an_eligible_child() -> None:
     model = load_form(INSTRUMENTS / "household.xlsx")
-    root = pd.DataFrame({"n_eligible": [2.0, 1.0, 0.0], "sel_idx": [2.0, 1.0, np.nan]},
-                        index=pd.Index(["a", "b", "c"], name="KEY"))
+    root = pd.DataFrame({"n_eligible": [2.0, 1.0, 0.0, 2.0], "sel_idx": [2.0, 1.0, np.nan, 1.0],
+                         "roster_done": ["1", "1", "1", None]},
+                        index=pd.Index(["a", "b", "c", "d"], name="KEY"))
     roster = pd.DataFrame({
-        "line": [1.0, 2.0, 3.0, 4.0, 1.0, 2.0, 1.0],
-        "eligible": [0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0],
-        PARENT: ["a", "a", "a", "a", "b", "b", "c"],
+        "line": [1.0, 2.0, 3.0, 4.0, 1.0, 2.0, 1.0, 1.0, 2.0],
+        "eligible": [0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0],
+        PARENT: ["a", "a", "a", "a", "b", "b", "c", "d", "d"],
     })
     data = FormData(model, root, {"roster": roster})
     sel_line = model["sel_line"]
     out = data.evaluate(sel_line, sel_line.calculation)
     assert out.iloc[:2].tolist() == [4.0, 1.0]
     assert pd.isna(out.iloc[2]) or out.iloc[2] == ""
+    # No selection before the interviewer confirms the roster is complete: once() then keeps
+    # the first selection, so an edit of the roster cannot silently pick another child.
+    assert pd.isna(out.iloc[3]) or out.iloc[3] == ""
+    assert sel_line.calculation.startswith("once(")

@@ -40,9 +40,9 @@ def table():
 
 def test_every_declared_indicator_overall_and_by_domain(table) -> None:
     _, out = table
-    ids = {"ind_ocsea_talk", "ind_ocsea_image_req", "ind_ocsea_offer", "ind_ocsea_threat",
-           "ind_ocsea_shared", "ind_ocsea_any", "ind_told_nobody", "ind_know_helpline",
-           "ind_cg_aware", "ind_cg_know_helpline"}
+    ids = {"ind_ocsea_talk", "ind_ocsea_image_req", "ind_ocsea_offer_img",
+           "ind_ocsea_offer_meet", "ind_ocsea_threat", "ind_ocsea_shared", "ind_ocsea_any",
+           "ind_told_nobody", "ind_know_helpline", "ind_cg_aware", "ind_cg_know_helpline"}
     assert ids == set(out["indicator"])
     for ind in ids:
         rows = out[out["indicator"] == ind]
@@ -111,22 +111,26 @@ def test_definitions_count_refusals_as_declared() -> None:
 
     indicators, _ = load_indicators(INSTRUMENTS / "indicators.yaml", MODELS)
     by_id = {i.id: i for i in indicators}
-    five = ["ocsea_talk", "ocsea_image_req", "ocsea_offer", "ocsea_threat", "ocsea_shared"]
-    told = ["talk_told", "imgreq_told", "offer_told", "threat_told", "shared_told"]
-    rows = [  # (five answers, told answers)
-        ([1, 1, 0, 0, 0], ["1", "2", None, None, None]),  # nobody about one only -> 0
-        ([1, 1, 0, 0, 0], ["1", "1", None, None, None]),  # nobody about both -> 1
-        ([1, 0, 0, 0, 0], ["99", None, None, None, None]),  # refused whom -> out
-        ([0, 0, 99, 0, 0], [None] * 5),  # no yes, a refusal -> any: out
-        ([0, 0, 0, 0, 0], [None] * 5),  # all no -> any: 0, told_nobody: out
+    six = ["ocsea_talk", "ocsea_image_req", "ocsea_offer_img", "ocsea_offer_meet",
+           "ocsea_threat", "ocsea_shared"]
+    told = ["talk_told", "imgreq_told", "offimg_told", "offmeet_told", "threat_told",
+            "shared_told"]
+    rows = [  # (six answers, told answers)
+        ([1, 1, 0, 0, 0, 0], ["1", "2", None, None, None, None]),  # nobody about one -> 0
+        ([1, 1, 0, 0, 0, 0], ["1", "1", None, None, None, None]),  # nobody about both -> 1
+        ([1, 0, 0, 0, 0, 0], ["99", None, None, None, None, None]),  # refused whom -> out
+        ([0, 0, 99, 0, 0, 0], [None] * 6),  # no yes, a refusal -> any: out
+        ([0, 0, 0, 0, 0, 0], [None] * 6),  # all no -> any: 0, told_nobody: out
+        ([0, 0, 0, 0, None, None], [None] * 6),  # stopped before the last two -> any: out
     ]
-    frame = pd.DataFrame([dict(zip(five + told, a + b, strict=True)) for a, b in rows])
-    for col in five:
+    frame = pd.DataFrame([dict(zip(six + told, a + b, strict=True)) for a, b in rows])
+    for col in six:
         frame[col] = frame[col].astype("Int64")
     nobody = indicator_values(frame, by_id["ind_told_nobody"])
     assert nobody.tolist()[:2] == [0, 1] and nobody[2:].isna().all()
     anyone = indicator_values(frame, by_id["ind_ocsea_any"])
     assert anyone[:3].tolist() == [1, 1, 1] and pd.isna(anyone[3]) and anyone[4] == 0
+    assert pd.isna(anyone[5]) and pd.isna(nobody[5])
     for ind in indicators:
         assert set(ind.definition) == {"numerator", "universe", "refusals"}
     assert "any of their experiences" in by_id["ind_told_nobody"].label

@@ -112,3 +112,23 @@ def test_child_rates_among_selected_children() -> None:
     assert overall["CON1"] == pytest.approx(((i + p) + r + o) / 5)  # 4/5
     assert _row(out, "A")["RR1"] == pytest.approx(1 / 3)
     assert _row(out, "B")["RR2"] == pytest.approx(1 / 2)
+
+
+def test_child_rates_read_the_recorded_result() -> None:
+    """Where the child form records the interview's result, its AAPOR column decides: a child
+    not at home is a non-contact, a child found not aged 12-17 is not eligible and leaves the
+    denominators."""
+    households = pd.DataFrame({"cluster": [1] * 5, "hh_number": [1, 2, 3, 4, 5],
+                               "sel_line": [3, 2, 4, 3, 5]})
+    children = pd.DataFrame({
+        "cluster": [1] * 5, "hh_number": [1, 2, 3, 4, 5],
+        "ch_avail": [1, 2, 1, 1, 3],
+        "caregiver_permission": [1, None, 1, 1, None],
+        "assent": [1, None, 1, 0, None],
+        "ch_result": [1, 5, 7, 4, 6],
+    })
+    cats = child_dispositions(households, children)
+    assert cats.tolist() == ["I", "NC", "NE", "R", "O"]
+    overall = _row(child_rates(households, children))
+    assert overall["NE"] == 1
+    assert overall["RR1"] == pytest.approx(1 / 4)  # the ineligible child is out

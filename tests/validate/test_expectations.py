@@ -76,8 +76,9 @@ def test_suite_follows_the_form_model(models: dict[str, FormModel]) -> None:
     assert (age.min_value, age.max_value) == (18, 110)
     assert age.meta["rule"] == "constraint" and age.meta["source"] == ". >= 18 and . <= 110"
 
-    # required with no relevance → not null; required but behind ${consent} = 1 → nothing
-    assert _by(suite, "expect_column_values_to_not_be_null", "consent")
+    # required with no relevance → not null; required but behind a relevance → nothing
+    assert _by(suite, "expect_column_values_to_not_be_null", "cg_avail")
+    assert not _by(suite, "expect_column_values_to_not_be_null", "consent")
     assert not _by(suite, "expect_column_values_to_not_be_null", "cg_age")
     # free text and direct identifiers are never rendered in Data Docs
     for item in model.fields_in(None):

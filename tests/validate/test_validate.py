@@ -124,6 +124,8 @@ def test_corrections_log_is_applied_reproducibly(kenya, tmp_path: Path) -> None:
     hh = kenya.forms["household"]
     key = hh.root.loc[hh.root["hh_phones"].notna(), "KEY"].iloc[0]
     current = hh.root.set_index("KEY").loc[key, "hh_phones"]
+    electricity = hh.root.set_index("KEY").loc[key, "hh_electricity"]
+    other = "0" if electricity == "1" else "1"  # a stale correction: neither old nor new
     broken = hh.root.copy()
     broken.loc[broken["KEY"] == key, "hh_phones"] = "99"
     raw = RawForm("household", broken, hh.repeats)
@@ -131,7 +133,7 @@ def test_corrections_log_is_applied_reproducibly(kenya, tmp_path: Path) -> None:
     log.write_text(
         "instanceID,field,old_value,new_value,reason,author\n"
         f"{key},hh_phones,99,{current},call-back: typo,supervisor 3\n"
-        f"{key},hh_electricity,7,1,stale correction,supervisor 3\n"
+        f"{key},hh_electricity,7,{other},stale correction,supervisor 3\n"
         "uuid:nobody,hh_phones,1,2,other form,supervisor 3\n", encoding="utf-8")
     corrections = read_corrections(log)
     before = validate_form(raw, MODELS["household"])

@@ -123,3 +123,25 @@ def test_grouped_replicates_keep_their_count_fixed_and_estimate_the_variance(
     # 48 units estimate the same variance as 80 PSUs, less stably: unbiased on average.
     assert len(ratios) >= 10
     assert 0.85 < float(np.mean(ratios)) < 1.2
+
+
+def test_only_interviews_that_took_place_carry_a_weight(weighted) -> None:
+    """A child weight needs consent and a complete or partial result: a child found not aged
+    12-17 leaves the sample (not a non-respondent whose weight others carry), a child not at
+    home is a non-respondent."""
+    _, _, accepted, w = weighted
+    child = accepted["child"]
+    result = pd.to_numeric(child["ch_result"], errors="coerce")
+    weighted_keys = set(w.child["KEY"])
+    assert set(child.loc[result.isin([1, 2]), "KEY"]) == weighted_keys
+    assert not weighted_keys & set(child.loc[result.isin([3, 4, 5, 6, 7, 96]), "KEY"])
+    ineligible = int((result == 7).sum())
+    assert ineligible > 0  # the simulation has children who correct their age out of 12-17
+    selected = w.summary["children"]["selected"]
+    respondents = w.summary["children"]["respondents"]
+    hh = accepted["household"]
+    disposition = pd.to_numeric(hh["disposition"], errors="coerce")
+    chosen = int((disposition.isin([1, 5]) & (pd.to_numeric(hh["n_eligible"]) > 0)).sum())
+    # Every other selected child is in the denominator: responded or not.
+    assert selected == chosen - ineligible
+    assert respondents == len(weighted_keys) and selected > respondents

@@ -30,13 +30,21 @@ from dhsurvey.ingest.canonical import META, RawForm, field_columns
 FORMS = ("household", "child", "caregiver", "frontline_worker")
 #: Base interview length in minutes, before each enumerator's own pace.
 DURATION = {"household": 14.0, "child": 35.0, "caregiver": 22.0, "frontline_worker": 28.0}
-OCSEA = {  # experience → (relative prevalence, extra risk for girls)
+#: Private experiences the scenario decides (the rest of the block is drawn from the form):
+#: experience → (relative prevalence, extra risk for girls).
+OCSEA = {
     "ocsea_talk": (1.6, 1.2),
     "ocsea_image_req": (1.2, 1.5),
-    "ocsea_offer": (0.6, 0.9),
+    "ocsea_offer_img": (0.45, 0.9),
+    "ocsea_offer_meet": (0.3, 1.0),
     "ocsea_threat": (0.35, 1.1),
     "ocsea_shared": (0.45, 1.3),
+    "unw_comments": (2.5, 1.3),
+    "unw_images": (2.0, 1.2),
+    "own_img_made": (0.8, 0.9),
 }
+#: Children who stop the private questions, on a screen drawn at random.
+STOP_SHARE = 0.03
 FIRST_NAMES = ["Amani", "Baraka", "Neema", "Juma", "Zawadi", "Imani", "Tumaini", "Upendo",
                "Faraja", "Jabari", "Subira", "Rehema", "Kito", "Nuru", "Asha", "Hamisi",
                "Wanjiru", "Achieng", "Otieno", "Nakato", "Mugisha", "Akinyi", "Kamau",
@@ -363,8 +371,11 @@ def _child(config: CountryConfig, model: FormModel, sel: pd.DataFrame, pace: dic
         **{f: sel[f] for f in model.household_id}, "enum_id": sel["enum_id"],
         "child_line": sel["child_line"], "child_age": sel["child_age"],
         "child_sex": sel["child_sex"], "int_lang": sel["lang"],
+        "ch_avail": _availability(rng, n),
         **gates_answered(model, agrees),
         "age_confirm": np.where(rng.random(n) < 0.97, "1", "0"),
+        # A child who corrects the roster is usually a year off: 11 or 18 ends the interview.
+        "age_self": [str(a) for a in age + rng.choice([-1, 1], n)],
         "privacy": np.where(rng.random(n) < 0.97, "1", "0"),
         "distress_1": rng.choice(["1", "2", "3"], n, p=[0.96, 0.035, 0.005]),
         "distress_2": rng.choice(["1", "2", "3"], n, p=[0.965, 0.03, 0.005]),
@@ -378,16 +389,41 @@ def _child(config: CountryConfig, model: FormModel, sel: pd.DataFrame, pace: dic
         answer = np.where(rng.random(n) < 0.02, "99", answer)
         root[name] = answer
     # About a third tell nobody about the most recent experience (the rest: drawn answers).
-    for told in ("talk_told", "imgreq_told", "offer_told", "threat_told", "shared_told"):
+    for told in (i.name for i in model.items if i.list_name == "told"):
         told_someone = np.full(n, None, dtype=object)
         told_someone[rng.random(n) < 0.35] = "1"
         root[told] = told_someone
+    root.update(_private_choices(model, n, rng))
     presets = Presets({k: pd.Series(np.asarray(v, dtype=object), index=keys)
                        for k, v in root.items()})
+    presets.derived["ch_result"] = "${ch_auto}"  # the result the form derives
     data = answer_form(model, keys, presets, rng, today=max(days, default=config.fieldwork_end))
-    data.root["_submitted"] = submitted
-    data.root["_household"] = sel["hh_key"].to_numpy()
+    # The form's many columns came one by one: one block for the two bookkeeping columns.
+    data.root = data.root.assign(_submitted=submitted, _household=sel["hh_key"].to_numpy())
     return data
+
+
+def _availability(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Whether the respondent was found and able to take part: mostly yes (1), a few not at
+    home after three visits (2) or unable to take part (3)."""
+    return rng.choice(np.array(["1", "2", "3"], dtype=object), n, p=[0.985, 0.01, 0.005])
+
+
+def _private_choices(model: FormModel, n: int, rng: np.random.Generator
+                     ) -> dict[str, np.ndarray]:
+    """The child's choices in the private block the scenario decides: a few stop on a screen
+    (the form's 'go on' questions, in order), about one in ten asks the support team to get
+    in touch."""
+    screens = [i.name for i in model.items if i.list_name == "sc_go"]
+    out: dict[str, np.ndarray] = {}
+    if screens:
+        stop_at = np.where(rng.random(n) < STOP_SHARE, rng.integers(0, len(screens), n), -1)
+        for k, name in enumerate(screens):
+            out[name] = np.where(stop_at == k, "2", "1").astype(object)
+    if "ref_accept" in model.by_name:
+        out["ref_accept"] = rng.choice(np.array(["1", "0", "98", "99"], dtype=object), n,
+                                       p=[0.1, 0.8, 0.08, 0.02])
+    return out
 
 
 def _caregiver(config: CountryConfig, model: FormModel, sel: pd.DataFrame,
@@ -403,11 +439,13 @@ def _caregiver(config: CountryConfig, model: FormModel, sel: pd.DataFrame,
         "country": sel["country"], "region": sel["region"],
         **{f: sel[f] for f in model.household_id}, "enum_id": sel["enum_id"],
         "cg_line": sel["caregiver_line"], "child_line": sel["child_line"],
+        "cg_avail": _availability(rng, n),
         **gates_answered(model, [rng.random(n) > config.simulation.caregiver_refusal]),
         "cg_age": [str(int(a)) for a in rng.integers(24, 65, n)],
     }
     presets = Presets({k: pd.Series(np.asarray(v, dtype=object), index=keys)
                        for k, v in root.items()})
+    presets.derived["cg_result"] = "${cg_auto}"  # the result the form derives
     data = answer_form(model, keys, presets, rng, today=max(days, default=config.fieldwork_end))
     data.root["_submitted"] = submitted
     return data

@@ -11,7 +11,11 @@ fields that identify an interview are declared once, in the XLSForm workbooks:
   lets the interview go on is the one the form's own relevance requires
   (:attr:`FormModel.consent_gates`, :attr:`FormModel.consent_given`);
 - choices column ``aapor`` on the household form's disposition list: the AAPOR category of
-  each final disposition code (:attr:`FormModel.dispositions`).
+  each final disposition code (:attr:`FormModel.dispositions`);
+- settings ``linked_to`` on a form of the household's members (child, caregiver): the household
+  form it links to. Such a form may record its own interview result with the same ``aapor``
+  column (not at home, refused, not eligible …): :meth:`StudyFacts.completed` and
+  :meth:`StudyFacts.results` read it.
 
 :class:`StudyFacts` puts the forms of a study together (the household ID every form shares,
 the household form, the forms linked to it); :func:`gates_passed` and :func:`gates_refused`
@@ -39,10 +43,17 @@ from dhsurvey.forms.model import AAPOR_CATEGORIES, Disposition, FormModel, load_
 Models = Mapping[str, FormModel] | Iterable[FormModel]
 
 
+#: Settings column of a form whose interviews belong to a household another form records.
+LINKED_TO_SETTING = "linked_to"
+
+
 def is_linked(model: FormModel) -> bool:
     """Whether the form's interviews belong to a household the household form records: it
-    declares a household ID and records no final disposition of its own."""
-    return bool(model.household_id) and model.disposition_field is None
+    declares a household ID and either says so (settings ``linked_to``) or records no final
+    disposition of its own."""
+    if not model.household_id:
+        return False
+    return bool(model.settings.get(LINKED_TO_SETTING)) or model.disposition_field is None
 
 
 class StudyFacts:
@@ -80,7 +91,8 @@ class StudyFacts:
     @cached_property
     def household_form(self) -> str | None:
         """The form that records the household's final disposition (the screener)."""
-        return next((f for f, m in self.models.items() if m.disposition_field), None)
+        return next((f for f, m in self.models.items()
+                     if m.disposition_field and not is_linked(m)), None)
 
     @cached_property
     def linked_forms(self) -> tuple[str, ...]:
@@ -118,6 +130,32 @@ class StudyFacts:
     def instance_fields(self, form: str) -> tuple[str, ...]:
         model = self.models.get(form)
         return model.instance_fields if model else ()
+
+    def result_field(self, form: str) -> str | None:
+        """The question recording a linked form's own interview result (codes with an AAPOR
+        category), or None."""
+        model = self.models.get(form)
+        return model.disposition_field if model is not None and is_linked(model) else None
+
+    def results(self, table: pd.DataFrame, form: str) -> pd.Series:
+        """The AAPOR category of each interview's recorded result (NA where none is recorded
+        or the form records none)."""
+        field = self.result_field(form)
+        if field is None or field not in table.columns:
+            return pd.Series(pd.NA, index=table.index, dtype="string")
+        model = self.models[form]
+        mapping = {float(c): d.aapor for c, d in model.dispositions.items()}
+        codes = pd.to_numeric(table[field], errors="coerce")
+        return codes.map(mapping).astype("string")
+
+    def completed(self, table: pd.DataFrame, form: str) -> pd.Series:
+        """Interviews that took place: every consent gate passed and, where the form records
+        its own result, a complete or partial one (a child found not aged 12 to 17 after
+        assent is not an interview of the study)."""
+        done = gates_passed(table, self.gates(form))
+        if self.result_field(form) in table.columns:
+            done &= self.results(table, form).isin(["I", "P"]).fillna(False).astype(bool)
+        return done
 
     def gates(self, form: str) -> dict[str, str | None]:
         """The form's consent gates (in form order) → the answer that lets it go on."""

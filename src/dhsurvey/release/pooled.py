@@ -23,7 +23,7 @@ only, and the pooled labels name every merge.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,13 +62,16 @@ def _renumber(parts: list[pd.DataFrame], column: str) -> None:
 
 
 def pool_release(countries: Mapping[str, Mapping[str, pd.DataFrame]],
-                 replicates: Mapping[str, Mapping[str, Any] | None]) -> PooledRelease:
+                 replicates: Mapping[str, Mapping[str, Any] | None],
+                 margins: Sequence[str] = ()) -> PooledRelease:
     """Pool the released tables of several countries (``countries[iso][table]``).
 
     ``replicates[iso]`` describes the country's replicate weights per table (table →
     method, scale, rscales; or one description for every table) or is None. The pooled
     description is per table too. Countries are taken in ISO order, so the same inputs give
-    the same bytes.
+    the same bytes. ``margins``: the margin variables; a table whose margin variables some
+    country withheld (too few respondents in a cell) is pooled without them, since a pooled
+    design can only be raked again where every country's records carry them.
     """
     if len(countries) < 2:
         raise DhsurveyError("a pooled release needs at least two countries",
@@ -84,6 +87,14 @@ def pool_release(countries: Mapping[str, Mapping[str, pd.DataFrame]],
                                 code="pooled-tables", field=name)
         parts[name] = [countries[iso][name].reset_index(drop=True).assign(_country=iso)
                        for iso in order]
+        carried = [m for m in margins if any(m in p.columns for p in parts[name])]
+        withheld = [iso for iso, p in zip(order, parts[name], strict=True)
+                    if any(m not in p.columns for m in carried)]
+        if carried and withheld:
+            parts[name] = [p.drop(columns=carried, errors="ignore") for p in parts[name]]
+            notes.append(f"{name}: the margin variables ({', '.join(carried)}) are left out "
+                         f"of the pooled file: {', '.join(withheld)} withheld them, so the "
+                         "pooled weights are used as released, not raked again")
     everything = [p for ps in parts.values() for p in ps]
     for column in DESIGN:
         _renumber(everything, column)

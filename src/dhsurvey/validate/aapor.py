@@ -42,13 +42,15 @@ every group: strata hold few NE cases, and a per-stratum estimate would make the
 and not comparable. A rate whose denominator is 0 is NaN.
 
 Child interview (:func:`child_rates`), among the eligible children selected in households:
-I = permission and assent given and the interview not stopped; P = stopped under the distress
-protocol (answers before the stop are kept); R = caregiver permission or child assent refused;
-NC = selected child with no child interview (never reached); O = permission/assent not
-recorded. Eligibility was established by the roster, so UH = NE = 0 at this level.
-Permission and assent are the child form's consent gates (:attr:`FormModel.consent_gates
-<dhsurvey.forms.model.FormModel.consent_gates>`); households and children are matched on the
-household ID the forms declare.
+where the child form records the interview's result, its ``aapor`` column decides (the
+study's: 1 completed I, 2 partly completed P, 3 caregiver refused and 4 child refused R,
+5 not at home NC, 6 unable to take part and 96 other O, 7 found not aged 12–17 NE). Without
+a recorded result: I = permission and assent given and the interview not stopped; P = stopped
+under the distress protocol (answers before the stop are kept); R = caregiver permission or
+child assent refused; O = permission/assent not recorded. Either way NC = selected child with
+no child interview (never reached). Permission and assent are the child form's consent gates
+(:attr:`FormModel.consent_gates <dhsurvey.forms.model.FormModel.consent_gates>`); households
+and children are matched on the household ID the forms declare.
 """
 
 from __future__ import annotations
@@ -204,9 +206,13 @@ def child_dispositions(households: pd.DataFrame, children: pd.DataFrame, *,
     given = gates_passed(take, gates).to_numpy()
     stopped = (_is(take["stop_int"], 1).to_numpy() if "stop_int" in take.columns
                else np.zeros(len(take), dtype=bool))
+    # The interview's own result, where the form records one (not at home, not eligible …);
+    # else what the consent gates and the distress stop tell.
+    result = facts.results(take, CHILD_FORM).to_numpy(dtype=object)
+    recorded = found & pd.notna(result)
     category = np.select(
-        [~found, refused, given & stopped, given],
-        ["NC", "R", "P", "I"], default="O")
+        [~found, recorded, refused, given & stopped, given],
+        ["NC", result, "R", "P", "I"], default="O")
     return pd.Series(category, index=hh.index, dtype="object", name="child_disposition")
 
 

@@ -16,7 +16,8 @@ Steps (DHS/MICS practice, with the study's choices stated):
    is drawn at random among them).
 4. **Child nonresponse** among selected children, within classes urban/rural × sex × age group
    of the selected child (known from the roster for respondents and non-respondents alike).
-   A respondent passed the child form's consent gates (caregiver permission and assent).
+   A respondent passed the child form's consent gates (caregiver permission and assent) and
+   has a complete or partial result; a selected child found not aged 12–17 leaves the sample.
    Classes need 20 respondents (fewer, at
    least 3, in samples under 200 respondents) and a factor ≤ 3, else they are collapsed.
 5. **Calibration** (raking) of the child weights to the country's margins (sex, age group,
@@ -55,7 +56,7 @@ import pandas as pd
 
 from dhsurvey.errors import DhsurveyError
 from dhsurvey.fieldwork.config import CountryConfig
-from dhsurvey.forms.facts import Models, StudyFacts, gates_passed, study_facts
+from dhsurvey.forms.facts import Models, StudyFacts, study_facts
 from dhsurvey.weight.calibrate import TrimResult, kish_deff, normalise, trim
 from dhsurvey.weight.nonresponse import nonresponse_adjust
 from dhsurvey.weight.variance import Design, variance_units
@@ -87,8 +88,21 @@ def input_columns(models: Models | StudyFacts | None = None) -> dict[str, list[s
                             code="weights-forms")
     ids = [*facts.household_id, "KEY"]
     return {household: [*ids, facts.disposition, *SELECTION],
-            child: [*ids, *facts.gates(child)],
-            caregiver: [*ids, *facts.gates(caregiver)]}
+            child: [*ids, *facts.gates(child), *_result(facts, child)],
+            caregiver: [*ids, *facts.gates(caregiver), *_result(facts, caregiver)]}
+
+
+def _in(frame: pd.DataFrame, other: pd.DataFrame, ids: list[str]) -> np.ndarray:
+    """Rows of ``frame`` whose household ID appears in ``other``."""
+    if other.empty:
+        return np.zeros(len(frame), dtype=bool)
+    keys = pd.MultiIndex.from_frame(other[ids])
+    return pd.MultiIndex.from_frame(frame[ids]).isin(keys)
+
+
+def _result(facts: StudyFacts, form: str) -> list[str]:
+    field = facts.result_field(form)
+    return [field] if field else []
 
 
 def __getattr__(name: str) -> object:
@@ -260,9 +274,13 @@ def study_weights(design: pd.DataFrame, household: pd.DataFrame, child: pd.DataF
     sel["age_group"] = age_group(hh.loc[chosen, "sel_age"])
     del hh, n_eligible, chosen
     ch = _ids(child[columns[form_child]], ids)
-    done = ch[gates_passed(ch, facts.gates(form_child)).to_numpy()]
+    done = ch[facts.completed(ch, form_child).to_numpy()]
     sel = sel.merge(done[[*ids, "KEY"]].rename(columns={"KEY": "child_key"})
                     .drop_duplicates(ids), on=ids, how="left")
+    # A selected child found not eligible (aged outside 12-17 after all) leaves the sample,
+    # as a household found not eligible does: no other child stands in for them.
+    found_ineligible = ch[facts.results(ch, form_child).eq("NE").fillna(False).to_numpy()]
+    sel = sel[~_in(sel, found_ineligible, ids)]
     del ch, done
     sel["child_respondent"] = sel["child_key"].notna()
     child_nr = nonresponse_adjust(sel, "child_design_weight", "child_respondent", classes,
@@ -283,7 +301,7 @@ def study_weights(design: pd.DataFrame, household: pd.DataFrame, child: pd.DataF
     del resp, trimmed
 
     cg = _ids(caregiver[columns[form_cg]], ids)
-    cg_done = cg[gates_passed(cg, facts.gates(form_cg)).to_numpy()]
+    cg_done = cg[facts.completed(cg, form_cg).to_numpy()]
     sel_cg = sel.merge(cg_done[[*ids, "KEY"]].rename(columns={"KEY": "cg_key"})
                        .drop_duplicates(ids), on=ids, how="left")
     del sel, cg, cg_done
