@@ -40,6 +40,7 @@ import org.javarosa.form.api.FormEntryController;
 import org.javarosa.form.api.FormEntryModel;
 import org.javarosa.form.api.FormEntryPrompt;
 import org.javarosa.model.xform.XFormSerializingVisitor;
+import org.javarosa.model.xform.XFormsModule;
 import org.javarosa.model.xform.XPathReference;
 import org.javarosa.xform.util.XFormUtils;
 
@@ -129,6 +130,7 @@ public class FillForm {
 
     public static void main(String[] args) throws Exception {
         PropertyManager.setPropertyManager(new DeviceProperties());
+        new XFormsModule().registerModule();  // as ODK Collect does at start-up (jr:choice-name)
         BufferedReader in = new BufferedReader(new InputStreamReader(
                 new FileInputStream(args[0]), StandardCharsets.UTF_8));
         String form = null;
