@@ -462,27 +462,28 @@ def _draw_select_one(run: _Run, item: Item, rows: np.ndarray, n: int) -> list[ob
     return list(_pick_one(mask, run.weights(item, codes), codes, run.rng))
 
 
-def _draw_select_multiple(run: _Run, item: Item, rows: np.ndarray, n: int) -> list[object]:
+def _per_row_options(run: _Run, item: Item, rows: np.ndarray, n: int,
+                     pick: Callable[[list[str]], object]) -> list[object]:
+    """``pick`` applied to the codes each row's choice filter allows (None where it allows
+    none): the draw of a question that answers with several codes."""
     mask, codes = _allowed(run, item, rows)
     if mask is None:
         return _file_codes(run, item, n)
     out: list[object] = []
     for allowed in mask:
         options = [c for c, ok in zip(codes, allowed, strict=True) if ok]
-        out.append(_pick_many(options, run.rng, run.weights(item, options)
-                              if run.uniform else None, run.focus.share) if options else None)
+        out.append(pick(options) if options else None)
     return out
+
+
+def _draw_select_multiple(run: _Run, item: Item, rows: np.ndarray, n: int) -> list[object]:
+    return _per_row_options(run, item, rows, n, lambda options: _pick_many(
+        options, run.rng, run.weights(item, options) if run.uniform else None, run.focus.share))
 
 
 def _draw_rank(run: _Run, item: Item, rows: np.ndarray, n: int) -> list[object]:
-    mask, codes = _allowed(run, item, rows)
-    if mask is None:
-        return _file_codes(run, item, n)
-    out: list[object] = []
-    for allowed in mask:
-        options = [c for c, ok in zip(codes, allowed, strict=True) if ok]
-        out.append(" ".join(run.rng.permutation(options)) if options else None)
-    return out
+    return _per_row_options(run, item, rows, n,
+                            lambda options: " ".join(run.rng.permutation(options)))
 
 
 def _allowed(run: _Run, item: Item, rows: np.ndarray
