@@ -105,6 +105,8 @@ FIXTURES: dict[str, tuple[Callable[[Path], Path], int | None, dict]] = {
     "label-missing": (lambda p: write_workbook(
         p, _edit(6, **{f"label::{EN}": "", f"label::{SW}": "", "label::stata": ""})), 6, {}),
     "end-name-missing": (lambda p: write_workbook(p, _edit(8, name="")), 8, {}),
+    "end-name-mismatch": (lambda p: write_workbook(p, _edit(8, name="other")), 8, {}),
+    "survey-empty": (lambda p: write_workbook(p, []), None, {}),
     "name-too-long": (lambda p: write_workbook(p, [*valid_survey(), ROSTER[0],
                       q("integer", "n" * 30, "Long", pii="quasi"), ROSTER[2]]), 10, {}),
     "repeat-name-conflict": (lambda p: write_workbook(

@@ -524,3 +524,35 @@ def test_pyxform_reads_blank_cells_lists_and_block_spellings(tmp_path: Path) -> 
     assert model["g"].relevant == "" and model["ok"].relevant == ""
     assert model["ok"].repeat == "r"
     assert model.choice_lists["yn"].codes() == ["1", "0"]
+
+
+def test_a_template_with_no_questions_loads_empty(tmp_path: Path) -> None:
+    """A survey sheet with its header only compiles in pyxform: it loads with no items, and
+    lint says so."""
+    from dhsurvey.forms.lint import lint_form
+
+    path = _book(tmp_path / "template.xlsx", [["type", "name", "label"]])
+    model = _accepted(path)
+    assert model.items == [] and model.fields == []
+    rules = {f.rule for f in lint_form(path, compile=False, validate=False)}
+    assert "survey-empty" in rules
+
+
+def test_an_end_row_naming_another_group_loads(tmp_path: Path) -> None:
+    """pyxform ignores the name on an end row; the model closes the innermost group, and
+    lint warns of the name."""
+    from dhsurvey.forms.lint import lint_form
+
+    path = _book(tmp_path / "ends.xlsx", [
+        ["type", "name", "label"],
+        ["begin group", "outer", "Outer"],
+        ["text", "a", "A"],
+        ["end group", "adsaf", ""],
+        ["text", "b", "B"],
+    ])
+    model = _accepted(path)
+    assert model["a"].path == ("outer",) and model["b"].path == ()
+    hits = [f for f in lint_form(path, compile=False, validate=False)
+            if f.rule == "end-name-mismatch"]
+    assert [(f.row, f.column) for f in hits] == [(4, "name")]
+    assert "closes 'outer' opened at row 2" in hits[0].message

@@ -107,6 +107,8 @@ RULES: dict[str, tuple[str, str]] = {
     "required-note": (ERROR, "a note marked required (cannot be completed)"),
     "label-missing": (ERROR, "a question, note or group without a label"),
     "end-name-missing": (WARNING, "end group / end repeat without the name it closes"),
+    "end-name-mismatch": (WARNING, "end group / end repeat naming another block than it closes"),
+    "survey-empty": (WARNING, "a survey sheet with a header but no questions"),
     "name-too-long": (ERROR, "field name longer than 32 characters (with repeat suffix)"),
     "repeat-name-conflict": (ERROR, "a name that clashes with a repeat field reshaped wide"),
     "constraint-message-missing": (WARNING, "a constraint without a message"),
@@ -197,6 +199,12 @@ def encryption_key(model: FormModel) -> Iterator[Finding]:
         yield _finding(model, "encryption-key-missing",
                        "no public_key in settings: pass --public-key to build, or add one",
                        sheet="settings", column="public_key")
+
+
+@check
+def survey_empty(model: FormModel) -> Iterator[Finding]:
+    if not model.items:
+        yield _finding(model, "survey-empty", "the survey sheet has a header but no questions")
 
 
 @check
@@ -345,12 +353,23 @@ def end_names(model: FormModel) -> Iterator[Finding]:
     if "type" not in header or "name" not in header:
         return
     t, n = header.index("type"), header.index("name")
+    opened: list[tuple[str, int]] = []  # names of the open groups and repeats, with their rows
     for number, cells in rows[1:]:
         kind = " ".join(cells[t].split()).replace(" ", "_") if t < len(cells) else ""
-        if kind in ("end_group", "end_repeat") and not (n < len(cells) and cells[n].strip()):
+        name = cells[n].strip() if n < len(cells) else ""
+        if kind in ("begin_group", "begin_repeat", "begin_loop"):
+            opened.append((name, number))
+        if kind not in ("end_group", "end_repeat", "end_loop"):
+            continue
+        begin = opened.pop() if opened else None
+        if not name:
             yield _finding(model, "end-name-missing",
                            f"'{cells[t].strip()}' does not name what it closes",
                            row=number, column="name")
+        elif begin is not None and begin[0] and name != begin[0]:
+            yield _finding(model, "end-name-mismatch",
+                           f"'{cells[t].strip()}' named '{name}' closes '{begin[0]}' opened at "
+                           f"row {begin[1]}", row=number, column="name")
 
 
 @check

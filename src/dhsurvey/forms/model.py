@@ -945,9 +945,10 @@ def load_form(path: str | Path, *, check_expressions: bool = True) -> FormModel:
 
     items = _load_items(survey_rows, columns, survey_headers, path, choice_lists,
                         settings.get("name") or "data")
-    if not items:  # pyxform compiles an empty form; no stage has anything to do with one
-        raise FormError("survey sheet has a header but no questions", code="sheet-empty",
-                        file=path, sheet="survey")
+    # A header with no questions (a template) loads as pyxform compiles it: an empty form,
+    # which lint reports (survey-empty). A sheet with no header at all is no form.
+    if not items and not any(h for h in survey_headers):
+        raise FormError("survey sheet is empty", code="sheet-empty", file=path, sheet="survey")
     interview = [lang for lang in languages if lang.lower() != STATA and lang != "default"]
     model = FormModel(
         path=path,
@@ -1368,11 +1369,7 @@ def _close(stack: list[Item], type_: str, raw_type: str, name: str,
             f"opened at row {top.row}",
             code="unmatched-end", column="type", **where,
         )
-    if name and name != top.name:
-        raise FormError(
-            f"'{raw_type}' named '{name}' closes '{top.name}' opened at row {top.row}",
-            code="unmatched-end", column="name", **where,
-        )
+    # pyxform ignores the name of an end row: a different one is lint's end-name-mismatch.
     top.end_row = where["row"]
 
 
