@@ -121,7 +121,8 @@ def synthetic_raw(model: FormModel, n: int = 12, seed: int = 1) -> RawForm:
             "submission_time": f"2026-03-{1 + i % 28:02d}T{rnd.randint(5, 20):02d}:"
                                f"{rnd.randint(0, 59):02d}:{rnd.randint(0, 59):02d}.000Z",
             "submitter": rnd.choice(["enum_07", "Wanjiru Kamau", None]),
-            "review_state": rnd.choice([None, "approved", "hasIssues", "rejected"]),
+            # Every review state among the first four submissions, whatever the draws.
+            "review_state": [None, "approved", "hasIssues", "rejected"][i % 4],
             "deprecated_id": None,
             "source_format": "synthetic",
             "source_file": "synthetic",
