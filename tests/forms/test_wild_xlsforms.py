@@ -107,6 +107,7 @@ def test_pyxform_type_spellings(tmp_path: Path) -> None:
         tmp_path / "types.xlsx",
         [["type", "name", "label"],
          ["imei", "device", None],
+         ["uri:deviceid", "device2", None],
          ["add text prompt", "comment", "Comment"],
          ["select one from yn", "ok", "OK?"],
          ["select all that apply from yn", "both", "Both?"],
@@ -115,7 +116,8 @@ def test_pyxform_type_spellings(tmp_path: Path) -> None:
     )
     model = _accepted(path)
     assert [(i.type, i.list_name, i.or_other) for i in model.items] == [
-        ("deviceid", None, False), ("text", None, False), ("select_one", "yn", False),
+        ("deviceid", None, False), ("deviceid", None, False), ("text", None, False),
+        ("select_one", "yn", False),
         ("select_multiple", "yn", False), ("select_one", "yn", True)]
 
 

@@ -90,6 +90,13 @@ _TYPE_ALIASES = {
     "device id": "deviceid",
     "phone number": "phonenumber",
     "trigger": "acknowledge",
+    # pyxform's older spellings of the device metadata
+    "uri:deviceid": "deviceid",
+    "uri:subscriberid": "subscriberid",
+    "uri:phonenumber": "phonenumber",
+    "uri:simserial": "simserial",
+    "uri:username": "username",
+    "uri:email": "email",
 }
 INPUT_TYPES = {
     "integer",
