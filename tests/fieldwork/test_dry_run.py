@@ -41,7 +41,7 @@ def test_dry_run_writes_submissions_and_reach(tmp_path: Path) -> None:
     assert set(friends["PARENT_KEY"]) <= set(root["KEY"])
     reached = pd.read_csv(out / "reached.csv").set_index("name")
     consented = int((root["consent"] == "1").sum())
-    assert 0 < consented < 60
+    assert 48 <= consented < 60  # most agree, as in fieldwork; a few refuse
     assert reached.loc["consent", "reached"] == 60
     assert reached.loc["age", "reached"] == consented
     assert reached.loc["friend", "reached"] == len(set(friends["PARENT_KEY"]))

@@ -197,9 +197,29 @@ def dry_run(model: FormModel, n: int, *, seed: int = 0, uniform: bool = False,
     keys = pd.Index([f"uuid:dry-run-{i:06d}" for i in range(n)])
     gave_up: list[GaveUp] = []
     reached: dict[str, int] = {}
-    data = answer_form(model, keys, Presets(), np.random.default_rng(seed), today=today,
+    rng = np.random.default_rng(seed)
+    presets = Presets() if uniform else _consenting(model, keys, rng)
+    data = answer_form(model, keys, presets, rng, today=today,
                        uniform=uniform, gave_up=gave_up, reached=reached, focus=focus)
     return DryRun(data, n, reached, gave_up)
+
+
+#: Share of a dry run's respondents who agree at each consent gate, as most do in fieldwork.
+CONSENTING = 0.9
+
+
+def _consenting(model: FormModel, keys: pd.Index, rng: np.random.Generator) -> Presets:
+    """Most respondents agree: each consent gate of the root takes the answer that lets the
+    interview go on in :data:`CONSENTING` of the rows (the others are drawn like any answer),
+    so a dry run's interviews reach the questions behind consent as fieldwork does."""
+    root: dict[str, pd.Series] = {}
+    for gate, given in model.consent_given.items():
+        if given is None or model[gate].repeat is not None:
+            continue
+        values = np.full(len(keys), None, dtype=object)
+        values[rng.random(len(keys)) < CONSENTING] = given
+        root[gate] = pd.Series(values, index=keys, dtype=object)
+    return Presets(root)
 
 
 #: Interviews of each steered run of :func:`reachability`, and at most this many runs.
