@@ -4,10 +4,11 @@
 and is blank (as ODK leaves a non-relevant calculate) for a child who was never asked the
 block: not available, no caregiver permission or assent, not aged 12 to 17, no private space,
 or distress_1 = 3 (stop). ``referral_flag`` is 1 whenever the distress checks call for a
-referral (2 or 3 at either check), the child reported an experience or asked the support team
-to get in touch; 0 only for a child who was asked the block, reported none, did not ask and
-showed no distress; blank otherwise. The referral information itself is shown to every child
-who reaches the block, whatever they answered.
+referral (2 or 3 at either check) or the child asked the support team to get in touch, and
+nothing else: what a child reported is not passed on unless they ask (as the assent
+promises); 0 for a child who answered the referral question otherwise and showed no
+distress; blank otherwise. The referral information is shown to every child who reaches the
+block, whatever they answered.
 """
 
 from __future__ import annotations
@@ -64,8 +65,8 @@ def _expected(child: pd.DataFrame) -> tuple[np.ndarray, pd.Series, pd.Series]:
     for check in ("distress_1", "distress_2"):
         distress |= _is(child[check], "2") | _is(child[check], "3")
     accepted = _is(child["ref_accept"], "1")
-    flag = np.where(distress | accepted | (asked & (yes > 0)), 1.0,
-                    np.where(asked, 0.0, np.nan))
+    answered = child["ref_accept"].notna().to_numpy()
+    flag = np.where(distress | accepted, 1.0, np.where(answered, 0.0, np.nan))
     return asked, n, pd.Series(flag, index=child.index)
 
 
@@ -150,9 +151,10 @@ PATHS = {
     "paused_before": (("1", "1", "1", "2", "1", "000000", "0"), ("0", "1")),
     "paused_after": (("1", "1", "1", "1", "2", "000000", "0"), ("0", "1")),
     "stopped_after": (("1", "1", "1", "1", "3", "000000", "0"), ("0", "1")),
-    "two_experiences": (("1", "1", "1", "1", "1", "100100", "0"), ("2", "1")),
-    "all_six": (("1", "1", "1", "1", "1", "111111", "0"), ("6", "1")),
-    "yes_and_refusals": (("1", "1", "1", "1", "1", "999199", "0"), ("1", "1")),
+    "two_experiences": (("1", "1", "1", "1", "1", "100100", "0"), ("2", "0")),
+    "all_six": (("1", "1", "1", "1", "1", "111111", "0"), ("6", "0")),
+    "all_six_asked_for_help": (("1", "1", "1", "1", "1", "111111", "1"), ("6", "1")),
+    "yes_and_refusals": (("1", "1", "1", "1", "1", "999199", "0"), ("1", "0")),
 }
 
 

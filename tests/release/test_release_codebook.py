@@ -72,7 +72,7 @@ def test_universe_in_words(codebook, models) -> None:
     assert rows[("household", "hh_size")] == "Asked if: consent = Yes"
     assert rows[("household", "consent")] == "Asked if: contacted = 1"
     assert rows[("child", "met_offline")] == (
-        "Asked if: caregiver_permission = Yes and assent = Yes and age_ok = 1 and privacy = Yes"
+        "Asked if: caregiver_permission = Yes and assent = Yes and privacy = Yes"
         " and distress_1 ≠ Stop the interview and contact_unknown = Yes")
     assert rows[("child", "devices_oth")].endswith("devices includes Other device")
     assert rows[("household", "disposition")] == "Asked if: contacted = 0 or consent is answered"
