@@ -150,8 +150,8 @@ class StudyFacts:
 
     def completed(self, table: pd.DataFrame, form: str) -> pd.Series:
         """Interviews that took place: every consent gate passed and, where the form records
-        its own result, a complete or partial one (a child found not aged 12 to 17 after
-        assent is not an interview of the study)."""
+        its own result, a complete or partial one (a child found not aged 12 to 17 is not an
+        interview of the study)."""
         done = gates_passed(table, self.gates(form))
         if self.result_field(form) in table.columns:
             done &= self.results(table, form).isin(["I", "P"]).fillna(False).astype(bool)
