@@ -57,7 +57,8 @@ CONFIGURATION_MODULES = {"dhsurvey.fieldwork", "dhsurvey.fieldwork.config",
 SIMULATOR_MODULES = {f"dhsurvey.fieldwork.{name}" for name in
                      ("simulate", "answers", "faults", "exports", "run", "canaries")}
 SHARED_MODULES = {"dhsurvey", "dhsurvey.errors", "dhsurvey.io", "dhsurvey.store"}
-ORCHESTRATION_MODULES = {"dhsurvey.cli", "dhsurvey.demo", "dhsurvey.batched", "dhsurvey.study"}
+ORCHESTRATION_MODULES = {"dhsurvey.cli", "dhsurvey.demo", "dhsurvey.batched", "dhsurvey.study",
+                         "dhsurvey.study_files"}
 #: What the simulator may import besides itself and the shared modules.
 SIMULATOR_MAY_IMPORT = {"forms", "configuration", "ingest"}
 #: Top-level packages the library must not import (the Dagster code location and Dagster).

@@ -11,8 +11,9 @@ from pathlib import Path
 from typer.testing import CliRunner
 from workbooks import INSTRUMENTS, write_workbook
 
-from dhsurvey.cli import _lint_study_files, _lint_targets, app
+from dhsurvey.cli import app
 from dhsurvey.forms.lint import ERROR, WARNING
+from dhsurvey.study_files import lint_study_files, lint_targets
 
 COUNTRY = """\
 iso: KEN
@@ -56,7 +57,7 @@ def _study(tmp_path: Path, country: str = COUNTRY, indicators: str = INDICATORS)
 
 
 def _findings(folder: Path) -> list:
-    return _lint_study_files(_lint_targets([folder])[1])
+    return lint_study_files(lint_targets([folder])[1])
 
 
 def test_clean_study_files_have_no_findings(tmp_path: Path) -> None:

@@ -183,6 +183,13 @@ def _teams(data: dict, path: Path, strata: list[Stratum]) -> list[Team]:
     return teams
 
 
+#: The top-level keys of a country file :func:`load_country` reads (lint reports any other:
+#: the loader would ignore it silently).
+COUNTRY_KEYS = frozenset({"iso", "name", "code", "languages", "release_language", "fieldwork",
+                          "households_per_psu", "strata", "teams", "frontline_workers",
+                          "targets", "margins", "simulation", "max_replicates"})
+
+
 def load_country(path: str | Path, forms: Forms | None = None) -> CountryConfig:
     """Read and validate one country's YAML; ``forms`` adds checks against the instruments
     (entry points use :func:`load_countries`, which always checks)."""
