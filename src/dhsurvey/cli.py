@@ -371,34 +371,17 @@ def _dry_run(path: Path, out: Path, *, n: int, seed: int, even: bool) -> None:
     """Simulate ``n`` interviews of one workbook, write them (one CSV per table, with
     ``reached.csv`` and ``gave_up.csv``) and print how often each question was reached."""
     from dhsurvey.fieldwork.answers import dry_run
-    from dhsurvey.forms.frames import PARENT
     from dhsurvey.forms.model import load_form
-    from dhsurvey.io import atomic_write_text, neutralise_formulas
 
     model = load_form(path)
     with console.status(f"Simulating {n} interviews of {path.name}…"):
         run = dry_run(model, n, seed=seed, uniform=even)
-    out.mkdir(parents=True, exist_ok=True)
-    tables = {model.form_id: run.data.root.rename_axis("KEY")}
-    tables |= {f"{model.form_id}-{name}": t.rename_axis("KEY").rename(
-        columns={PARENT: "PARENT_KEY"}) for name, t in run.data.repeats.items()}
-    for name, frame in tables.items():
-        atomic_write_text(out / f"{name}.csv", neutralise_formulas(frame).to_csv())
-    shown = [i for i in model.items if i.is_input or i.type == "note"]
-    reached = [{"row": i.row, "name": i.name, "type": i.type, "repeat": i.repeat or "",
-                "reached": run.reached.get(i.name, 0),
-                "share": round(run.reached.get(i.name, 0) / n, 4)} for i in shown]
-    import pandas as pd
-
-    atomic_write_text(out / "reached.csv", pd.DataFrame(reached).to_csv(index=False))
-    gave_up = pd.DataFrame([vars(g) for g in run.gave_up],
-                           columns=["field", "row", "column", "rows", "reason"])
-    atomic_write_text(out / "gave_up.csv", neutralise_formulas(gave_up).to_csv(index=False))
+    tables = run.write(out)
     table = Table("row", "question", "type", "reached", "%",
                   title=f"{path.name}: questions reached in {n} simulated interviews")
-    for item in shown:
-        count = run.reached.get(item.name, 0)
-        table.add_row(str(item.row), item.name, item.type,
+    for r in run.reach_table().to_dict("records"):
+        count = int(r["reached"])
+        table.add_row(str(r["row"]), str(r["name"]), str(r["type"]),
                       f"[red]{count}[/]" if count == 0 else str(count),
                       f"{100 * count / n:.0f}")
     console.print(table)

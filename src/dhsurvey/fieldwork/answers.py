@@ -20,6 +20,7 @@ import importlib
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -95,6 +96,36 @@ class DryRun:
     #: Item name → submissions in which it was relevant (asked, shown) at least once.
     reached: dict[str, int]
     gave_up: list[GaveUp]
+
+    def reach_table(self) -> pd.DataFrame:
+        """Per question or note shown on a device (form order): row, name, type, repeat, the
+        submissions that reached it and their share."""
+        shown = [i for i in self.data.model.items if i.is_input or i.type == "note"]
+        return pd.DataFrame(
+            [{"row": i.row, "name": i.name, "type": i.type, "repeat": i.repeat or "",
+              "reached": self.reached.get(i.name, 0),
+              "share": round(self.reached.get(i.name, 0) / self.n, 4)} for i in shown],
+            columns=["row", "name", "type", "repeat", "reached", "share"])
+
+    def write(self, out: Path) -> list[str]:
+        """The submissions as CSV (one file per table: ``<form_id>.csv``,
+        ``<form_id>-<repeat>.csv`` with ``PARENT_KEY``), ``reached.csv`` and ``gave_up.csv``
+        in ``out``; returns the table names."""
+        from dhsurvey.io import atomic_write_text, neutralise_formulas
+
+        form_id = self.data.model.form_id
+        tables = {form_id: self.data.root.rename_axis("KEY")}
+        tables |= {f"{form_id}-{name}": t.rename_axis("KEY").rename(columns={PARENT:
+                                                                            "PARENT_KEY"})
+                   for name, t in self.data.repeats.items()}
+        out.mkdir(parents=True, exist_ok=True)
+        for name, frame in tables.items():
+            atomic_write_text(out / f"{name}.csv", neutralise_formulas(frame).to_csv())
+        atomic_write_text(out / "reached.csv", self.reach_table().to_csv(index=False))
+        gave_up = pd.DataFrame([vars(g) for g in self.gave_up],
+                               columns=["field", "row", "column", "rows", "reason"])
+        atomic_write_text(out / "gave_up.csv", neutralise_formulas(gave_up).to_csv(index=False))
+        return list(tables)
 
 
 @dataclass(frozen=True)
