@@ -47,7 +47,7 @@ import pandas as pd
 
 from dhsurvey.errors import DhsurveyError
 from dhsurvey.forms import xpath_geo, xpath_text
-from dhsurvey.forms.xpath_dates import DateFormatError, format_dates, parse_dates
+from dhsurvey.forms.xpath_dates import MS_PER_DAY, DateFormatError, format_dates, parse_dates
 
 __all__ = [
     "BinaryOp",
@@ -648,7 +648,6 @@ def functions(expression: str | Node) -> set[str]:
 # --------------------------------------------------------------------------------------------
 
 NUM, STR, BOOL, DATE, DATETIME = "number", "string", "boolean", "date", "datetime"
-_MS_PER_DAY = 86_400_000.0
 _MAX_DAYS = 106_000.0  # keeps datetime64[ns] in range (years 1679..2260)
 _EPOCH = _dt.datetime(1970, 1, 1)
 
@@ -963,7 +962,8 @@ def _text_to_num(strs: np.ndarray) -> np.ndarray:
     out = _str_to_num(strs)
     candidates = np.isnan(out) & (strs != "")
     if candidates.any():
-        maybe = np.fromiter((bool(_ISO_START.match(v)) for v in strs[candidates]), bool)
+        codes, distinct = pd.factorize(strs[candidates])  # a column repeats few values
+        maybe = np.array([bool(_ISO_START.match(v)) for v in distinct], dtype=bool)[codes]
         if maybe.any():
             idx = np.flatnonzero(candidates)[maybe]
             out = out.copy()
@@ -973,7 +973,7 @@ def _text_to_num(strs: np.ndarray) -> np.ndarray:
 
 def _dt64_to_days(values: np.ndarray) -> np.ndarray:
     ms = values.astype("datetime64[ms]")
-    days = ms.astype(np.int64) / _MS_PER_DAY
+    days = ms.astype(np.int64) / MS_PER_DAY
     days[np.isnat(ms)] = np.nan
     return days
 
@@ -983,7 +983,7 @@ def _days_to_dt64(days: Any) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         ok = np.isfinite(arr) & (np.abs(arr) < _MAX_DAYS)
     ms = np.zeros(len(arr), dtype=np.int64)
-    ms[ok] = np.round(arr[ok] * _MS_PER_DAY).astype(np.int64)
+    ms[ok] = np.round(arr[ok] * MS_PER_DAY).astype(np.int64)
     out = ms.astype("datetime64[ms]")
     out[~ok] = np.datetime64("NaT")
     return out
@@ -1077,10 +1077,6 @@ def _is_empty(value: Value) -> Any:
     if v.kind == BOOL:
         return np.zeros(len(v.data), bool) if _is_array(v.data) else False
     return np.isnan(v.data)
-
-
-def _kind(v: _Atom | _Node) -> str:
-    return f"node-{v.cat}" if isinstance(v, _Node) else v.kind
 
 
 def _num_equal(a: Any, b: Any) -> Any:
@@ -1953,7 +1949,7 @@ def _date_days(value: Value, keep_time: bool) -> Any:
         _check_range(data)
         if keep_time:
             with np.errstate(invalid="ignore"):  # JavaRosa keeps whole milliseconds
-                return np.trunc(np.asarray(data) * _MS_PER_DAY) / _MS_PER_DAY
+                return np.trunc(np.asarray(data) * MS_PER_DAY) / MS_PER_DAY
         return np.trunc(data)
     return data if keep_time else np.floor(data)
 
@@ -2065,7 +2061,7 @@ def _fn_randomize(node: Call, ctx: _Ctx) -> Value:
     return _NodeSet(nodes.repeat, nodes.rframe, rows, owner, nodes.n, nodes.field)
 
 
-def _geo_strings(value: Value, n: int) -> list[list[str]]:
+def _geo_strings(value: Value) -> list[list[str]]:
     """Each row's node values of a field argument (a node-set or a single field)."""
     if isinstance(value, _NodeSet):
         return [list(g) for g in _node_strings(value)]
@@ -2096,7 +2092,7 @@ def _geo(fn: Callable[[list[xpath_geo.Point]], float], name: str,
                 strs = np.broadcast_to(values[0].data, (ctx.n,))
                 paths = [xpath_geo.parse_shape(s) for s in strs]
             elif isinstance(values[0], _NodeSet | _Node):
-                paths = [_geo_points(t) for t in _geo_strings(values[0], ctx.n)]
+                paths = [_geo_points(t) for t in _geo_strings(values[0])]
             else:
                 raise _Fail(f"{name}() requires a field as the parameter")
         except xpath_geo.GeoError as exc:
@@ -2112,7 +2108,7 @@ def _fn_geofence(node: Call, ctx: _Ctx) -> Value:
         points = [xpath_geo.parse_point(s) for s in np.broadcast_to(_as_str(point), (ctx.n,))]
         if not isinstance(shape, _NodeSet | _Node):
             raise _Fail("geofence() requires a field as the shape")
-        shapes = [_geo_points(t) for t in _geo_strings(shape, ctx.n)]
+        shapes = [_geo_points(t) for t in _geo_strings(shape)]
     except xpath_geo.GeoError as exc:
         raise _Fail(f"geofence(): {exc}") from None
     return _Atom(BOOL, np.array([xpath_geo.geofence(p, s) for p, s in zip(points, shapes,

@@ -642,7 +642,6 @@ class _Page:
         self.page_numbers = page_numbers  # anchor → PDF page; None: for the screen
         self.languages = list(form.languages) or [""]
         self.number = 0
-        self.out: list[str] = []
         self.recorded = recorded_by_interviewer(form)
 
     def header_row(self) -> str:

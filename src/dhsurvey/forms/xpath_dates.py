@@ -16,9 +16,9 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-__all__ = ["DateFormatError", "format_dates", "parse_dates"]
+__all__ = ["MS_PER_DAY", "DateFormatError", "format_dates", "parse_dates"]
 
-_MS_PER_DAY = 86_400_000.0
+MS_PER_DAY = 86_400_000.0
 
 _DATE = re.compile(r"(\+?\d+)-(\+?\d+)-(\+?\d+)")
 _TIME = re.compile(r"(\+?\d+):(\+?\d+)(?::([\d.]*))?")
@@ -103,9 +103,9 @@ _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 def _fields(days: np.ndarray) -> dict[str, np.ndarray]:
     """Calendar fields of each (valid) day count, by integer arithmetic: any year works."""
-    ms = np.round(days * _MS_PER_DAY).astype(np.int64)
-    day = np.floor_divide(ms, int(_MS_PER_DAY))
-    in_day = ms - day * int(_MS_PER_DAY)
+    ms = np.round(days * MS_PER_DAY).astype(np.int64)
+    day = np.floor_divide(ms, int(MS_PER_DAY))
+    in_day = ms - day * int(MS_PER_DAY)
     d = day.astype("datetime64[D]")
     y, m = d.astype("datetime64[Y]"), d.astype("datetime64[M]")
     year_start = y.astype("datetime64[D]").astype(np.int64)
