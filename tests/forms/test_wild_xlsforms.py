@@ -558,3 +558,23 @@ def test_an_end_row_naming_another_group_loads(tmp_path: Path) -> None:
             if f.rule == "end-name-mismatch"]
     assert [(f.row, f.column) for f in hits] == [(4, "name")]
     assert "closes 'outer' opened at row 2" in hits[0].message
+
+
+def test_end_names_pair_with_loops(tmp_path: Path) -> None:
+    """lint pairs an end row with its begin as the model does: ``begin loop over fruit`` opens
+    a block its ``end loop`` closes, with no false end-name-mismatch on the enclosing group."""
+    from dhsurvey.forms.lint import lint_form
+
+    path = _book(tmp_path / "loops.xlsx", [
+        ["type", "name", "label"],
+        ["begin group", "outer", "Outer"],
+        ["begin loop over fruit", "each", "Each %(label)s"],
+        ["integer", "count", "How many?"],
+        ["end loop", "each", ""],
+        ["end group", "outer", ""],
+    ], [["list_name", "name", "label"], ["fruit", "mango", "Mango"],
+        ["fruit", "orange", "Orange"]])
+    _accepted(path)
+    ends = [f for f in lint_form(path, compile=False, validate=False)
+            if f.rule.startswith("end-name")]
+    assert ends == []

@@ -293,7 +293,7 @@ def _path_literals(model: FormModel, *items: Item) -> tuple[dict[str, list[str]]
         if it.name in seen:
             continue
         seen.add(it.name)
-        texts = [g.relevant for g in [*model.ancestors(it), it] if g.relevant]
+        texts = model.relevance(it)
         texts += [it.calculation] if it.calculation and not it.is_input else []
         for text in texts:
             try:
@@ -301,9 +301,8 @@ def _path_literals(model: FormModel, *items: Item) -> tuple[dict[str, list[str]]
             except ExpressionError:
                 continue
             for op, ref, literal in _comparisons(tree):
-                target = avoid.setdefault(ref.name, set()) if op == "!=" else None
-                if target is not None:
-                    target.add(_literal_text(literal))
+                if op == "!=":
+                    avoid.setdefault(ref.name, set()).add(_literal_text(literal))
                 else:
                     boost.setdefault(ref.name, []).append(_literal_text(literal))
             stack += [model.by_name[r] for r in references(tree) if r in model.by_name]

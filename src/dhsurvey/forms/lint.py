@@ -343,8 +343,9 @@ def required_and_labels(model: FormModel) -> Iterator[Finding]:
 
 @check
 def end_names(model: FormModel) -> Iterator[Finding]:
-    # The model drops end rows; re-read their cells from the sheet to see their names.
-    from dhsurvey.forms.model import read_sheets
+    # The model drops end rows; re-read their cells from the sheet to see their names, and
+    # pair each end with its begin as the model does (block_edge: any spelling, loops too).
+    from dhsurvey.forms.model import block_edge, read_sheets
 
     rows = read_sheets(model.path).get("survey", [])
     if not rows:
@@ -355,11 +356,12 @@ def end_names(model: FormModel) -> Iterator[Finding]:
     t, n = header.index("type"), header.index("name")
     opened: list[tuple[str, int]] = []  # names of the open groups and repeats, with their rows
     for number, cells in rows[1:]:
-        kind = " ".join(cells[t].split()).replace(" ", "_") if t < len(cells) else ""
+        edge = block_edge(cells[t]) if t < len(cells) else None
         name = cells[n].strip() if n < len(cells) else ""
-        if kind in ("begin_group", "begin_repeat", "begin_loop"):
+        if edge is None:
+            continue
+        if edge[0] == "begin":
             opened.append((name, number))
-        if kind not in ("end_group", "end_repeat", "end_loop"):
             continue
         begin = opened.pop() if opened else None
         if not name:

@@ -1028,7 +1028,7 @@ def _canonical_type(raw: str) -> tuple[str, str | None, bool]:
     """``select_one yes_no or_other`` → ("select_one", "yes_no", True); pyxform's spellings
     too (``select one from yes_no``, ``add text prompt``, ``imei``)."""
     text = " ".join(raw.split())
-    control = _control(text)
+    control = block_edge(text)
     if control is not None and control[1] != "loop":
         return f"{control[0]}_{control[1]}", None, False  # a list after a group is ignored
     if _OSM_RE.match(text):  # an OpenStreetMap feature: pyxform binds it as a file upload
@@ -1086,7 +1086,7 @@ _CONTROL_KINDS = {"group": "group", "repeat": "repeat", "loop": "loop", "lgroup"
 _RESERVED_NAMES = frozenset({"meta"})
 
 
-def _control(raw_type: str) -> tuple[str, str, str | None] | None:
+def block_edge(raw_type: str) -> tuple[str, str, str | None] | None:
     """``begin loop over fruit`` → ("begin", "loop", "fruit"); None for a row that is not a
     block boundary."""
     found = _CONTROL_RE.match(" ".join(raw_type.split()))
@@ -1124,7 +1124,7 @@ def _expand_loops(records: list[Record], lists: dict[str, ChoiceList],
     index = 0
     while index < len(records):
         record = records[index]
-        control = _control(record[1].get("type", ""))
+        control = block_edge(record[1].get("type", ""))
         if control is None or control[1] != "loop":
             out.append(record)
             index += 1
@@ -1164,7 +1164,7 @@ def _block_end(records: list[Record], start: int, path: Path) -> int:
     open_kinds: list[tuple[str, int]] = []
     for index in range(start, len(records)):
         number, plain, _ = records[index]
-        control = _control(plain.get("type", ""))
+        control = block_edge(plain.get("type", ""))
         if control is None:
             continue
         if control[0] == "begin":
@@ -1211,7 +1211,7 @@ def _substituted(body: list[Record], choice: Choice, path: Path) -> list[Record]
     out: list[Record] = []
     depth = 0
     for number, plain, translated in body:
-        control = _control(plain.get("type", ""))
+        control = block_edge(plain.get("type", ""))
         if control is not None and control[0] == "end":
             depth -= 1
         if depth == 0:
