@@ -37,6 +37,7 @@ from dhsurvey.forms.expressions import (
     Ref,
     String,
     _walk,
+    comparisons,
     conjuncts,
     parse,
     references,
@@ -825,15 +826,9 @@ def _literal_text(literal: String | Number) -> str:
 def _comparisons(tree: Node) -> Iterator[tuple[str, Ref, String | Number]]:
     """(operator, field, literal) of each ``${x} op literal`` (either way round) and
     ``selected(${x}, literal)`` (operator 'selected') in an expression."""
-    for node in _walk(tree):
-        pairs: list[tuple[str, Node, Node]] = []
-        if isinstance(node, BinaryOp) and node.op in ("=", "!=", *_FLIP):
-            pairs = [(node.op, node.left, node.right), (node.op, node.right, node.left)]
-        elif isinstance(node, Call) and node.name == "selected" and len(node.args) == 2:
-            pairs = [("selected", node.args[0], node.args[1])]
-        for op, ref, literal in pairs:
-            if isinstance(ref, Ref) and isinstance(literal, (String, Number)):
-                yield op, ref, literal
+    for op, ref, literal in comparisons(tree, ("=", "!=", *_FLIP)):
+        if isinstance(ref, Ref) and isinstance(literal, (String, Number)):
+            yield op, ref, literal
 
 
 def _enforce(run: _Run, item: Item, values: pd.Series, relevant: np.ndarray, *,

@@ -38,7 +38,7 @@ import itertools
 import re
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, TypeVar
 
@@ -630,6 +630,19 @@ def conjuncts(expression: str | Node) -> list[Node]:
         else:
             out.append(node)
     return out
+
+
+def comparisons(tree: Node, ops: Iterable[str] = ("=", "!=")
+                ) -> Iterator[tuple[str, Node, Node]]:
+    """(operator, one side, other side) of each comparison whose operator is in ``ops``, both
+    ways round (the operator is not turned), and ("selected", field, code) of each
+    ``selected(field, code)``: where an expression tests a field against a literal."""
+    for node in _walk(tree):
+        if isinstance(node, BinaryOp) and node.op in ops:
+            yield node.op, node.left, node.right
+            yield node.op, node.right, node.left
+        elif isinstance(node, Call) and node.name == "selected" and len(node.args) == 2:
+            yield "selected", node.args[0], node.args[1]
 
 
 def references(expression: str | Node) -> list[str]:

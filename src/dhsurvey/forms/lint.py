@@ -17,7 +17,6 @@ from pathlib import Path
 from dhsurvey.errors import DhsurveyError, FormError
 from dhsurvey.forms.expressions import (
     BinaryOp,
-    Call,
     Current,
     ExpressionError,
     Negate,
@@ -25,7 +24,7 @@ from dhsurvey.forms.expressions import (
     Number,
     Ref,
     String,
-    _walk,
+    comparisons,
     conjuncts,
     parse,
     references,
@@ -735,18 +734,12 @@ def relevant_later(model: FormModel) -> Iterator[Finding]:
 def _compared_codes(tree: Node, current: str) -> Iterator[tuple[str, str, str]]:
     """(operator or 'selected', field name, code) for each comparison of a field with a code;
     ``.`` is the field ``current``."""
-    for node in _walk(tree):
-        pairs: list[tuple[str, Node, Node]] = []
-        if isinstance(node, BinaryOp) and node.op in ("=", "!="):
-            pairs = [(node.op, node.left, node.right), (node.op, node.right, node.left)]
-        elif isinstance(node, Call) and node.name == "selected" and len(node.args) == 2:
-            pairs = [("selected", node.args[0], node.args[1])]
-        for op, field, literal in pairs:
-            name = field.name if isinstance(field, Ref) else (
-                current if isinstance(field, Current) else None)
-            code = _code(literal)
-            if name and code is not None:
-                yield op, name, code
+    for op, field, literal in comparisons(tree):
+        name = field.name if isinstance(field, Ref) else (
+            current if isinstance(field, Current) else None)
+        code = _code(literal)
+        if name and code is not None:
+            yield op, name, code
 
 
 def _code_problems(model: FormModel, current: str, tree: Node) -> tuple[list[str], list[str]]:
