@@ -1693,26 +1693,24 @@ def _fn_join(node: Call, ctx: _Ctx) -> Value:
     return _join(_as_str(sep), parts, ctx.n)
 
 
-def _fn_digest(node: Call, ctx: _Ctx) -> Value:
-    payload, *how = (_as_str(v) for v in _args(node, ctx))
-
-    def one(s: str, algorithm: str, encoding: str = "base64") -> str:
+def _or_fail(fn: Callable[..., str]) -> Callable[..., str]:
+    """``fn`` with its ValueError (a bad argument value) as an evaluation failure."""
+    def wrapped(*args: str) -> str:
         try:
-            return xpath_text.digest(s, algorithm, encoding)
+            return fn(*args)
         except ValueError as exc:
             raise _Fail(str(exc)) from None
 
-    return _rowwise(STR, one, payload, *how)
+    return wrapped
+
+
+def _fn_digest(node: Call, ctx: _Ctx) -> Value:
+    payload, *how = (_as_str(v) for v in _args(node, ctx))
+    return _rowwise(STR, _or_fail(xpath_text.digest), payload, *how)
 
 
 def _fn_base64_decode(node: Call, ctx: _Ctx) -> Value:
-    def one(s: str) -> str:
-        try:
-            return xpath_text.base64_decode(s)
-        except ValueError as exc:
-            raise _Fail(str(exc)) from None
-
-    return _map_strings(STR, one, _str_arg(node, ctx))
+    return _map_strings(STR, _or_fail(xpath_text.base64_decode), _str_arg(node, ctx))
 
 
 def _fn_choice_name(node: Call, ctx: _Ctx) -> Value:
@@ -1967,21 +1965,23 @@ def _date_days(value: Value, keep_time: bool) -> Any:
     return data if keep_time else np.floor(data)
 
 
-def _fn_decimal_time(node: Call, ctx: _Ctx) -> Value:
+def _decimal_days(node: Call, ctx: _Ctx) -> Any:
+    """The argument as days since 1970 with the time as a fraction (a number is taken as
+    such, within JavaRosa's range)."""
     value = _unpack(_eval(node.args[0], ctx))
     if isinstance(value, _Atom) and value.kind == NUM:
         _check_range(value.data)
-        return _Atom(NUM, value.data - np.floor(value.data))
-    days = _date_days(value, keep_time=True)
+        return value.data
+    return _date_days(value, keep_time=True)
+
+
+def _fn_decimal_time(node: Call, ctx: _Ctx) -> Value:
+    days = _decimal_days(node, ctx)
     return _Atom(NUM, days - np.floor(days))
 
 
 def _fn_decimal_date_time(node: Call, ctx: _Ctx) -> Value:
-    value = _unpack(_eval(node.args[0], ctx))
-    if isinstance(value, _Atom) and value.kind == NUM:
-        _check_range(value.data)
-        return _Atom(NUM, value.data)
-    return _Atom(NUM, _date_days(value, keep_time=True))
+    return _Atom(NUM, _decimal_days(node, ctx))
 
 
 def _fn_format_date(node: Call, ctx: _Ctx) -> Value:
