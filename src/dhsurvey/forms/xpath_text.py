@@ -16,6 +16,7 @@ import hashlib
 import re
 import sys
 import unicodedata
+from collections.abc import Callable
 from decimal import ROUND_HALF_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
 
 import numpy as np
@@ -262,18 +263,22 @@ def _complement(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
-@functools.lru_cache(maxsize=64)
-def _class_ranges(body: str) -> list[tuple[int, int]]:
-    """The code point ranges of one of the small class bodies above (all below U+3001)."""
-    pattern = re.compile(f"[{body}]")
+def _runs(test: Callable[[str], object], stop: int) -> list[tuple[int, int]]:
+    """The code point ranges below ``stop`` whose characters pass ``test``."""
     ranges: list[tuple[int, int]] = []
-    for cp in range(0x3001):
-        if pattern.match(chr(cp)):
+    for cp in range(stop):
+        if test(chr(cp)):
             if ranges and ranges[-1][1] == cp - 1:
                 ranges[-1] = (ranges[-1][0], cp)
             else:
                 ranges.append((cp, cp))
     return ranges
+
+
+@functools.lru_cache(maxsize=64)
+def _class_ranges(body: str) -> list[tuple[int, int]]:
+    """The code point ranges of one of the small class bodies above (all below U+3001)."""
+    return _runs(re.compile(f"[{body}]").match, 0x3001)
 
 
 @functools.lru_cache(maxsize=64)
@@ -283,14 +288,8 @@ def _unicode_ranges(prop: str) -> tuple[tuple[int, int], ...]:
     wanted = {"Alphabetic": ("L", "Nl"), "Letter": ("L",), "Digit": ("Nd",)}.get(name, (name,))
     if not all(re.fullmatch(r"[LMNPSZC][a-z]?", w) for w in wanted):
         raise JavaRegexError(f"unsupported character property \\p{{{prop}}}")
-    out: list[tuple[int, int]] = []
-    for cp in range(sys.maxunicode + 1):
-        if unicodedata.category(chr(cp)).startswith(wanted):
-            if out and out[-1][1] == cp - 1:
-                out[-1] = (out[-1][0], cp)
-            else:
-                out.append((cp, cp))
-    return tuple(out)
+    return tuple(_runs(lambda c: unicodedata.category(c).startswith(wanted),
+                       sys.maxunicode + 1))
 
 
 def _property(prop: str, negate: bool) -> str:
