@@ -28,9 +28,13 @@ def demo(
     out: Annotated[Path, typer.Option(help="Data root.")] = DEFAULT_DATA,
     households: Annotated[int | None, typer.Option(
         help="Households per country (default: each country's design).")] = None,
+    countries: Annotated[str, typer.Option(
+        help="Comma-separated ISO codes, or 'all' for the whole wave.")] = "KEN,TZA,UGA",
 ) -> None:
-    """Simulate three countries and run the Dagster pipeline on them; summarise the result."""
-    from dhsurvey.demo import dagster_home, prepare_demo, summarise
+    """Simulate countries (three by default, `--countries all` every configured one) and run
+    the Dagster pipeline on them, each through its own path and all into the pooled release;
+    summarise the result."""
+    from dhsurvey.demo import dagster_home, demo_countries, prepare_demo, summarise
     from dhsurvey.io import AT_REST_KEY_ENV
     from pipelines.demo import key_in_env, run_pipeline
 
@@ -38,7 +42,8 @@ def demo(
         def step(text: str) -> None:
             status.update(text + "…")
 
-        prepared = prepare_demo(instruments, out, households=households, step=step)
+        prepared = prepare_demo(instruments, out, households=households, step=step,
+                                countries=demo_countries(countries))
         run_pipeline(instruments.resolve(), out.resolve(), dagster_home(out),
                      prepared.countries, private_key=prepared.private_key.resolve(),
                      pseudonym_key=prepared.pseudonym_key, at_rest_key=prepared.at_rest_key,

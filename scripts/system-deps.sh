@@ -2,7 +2,8 @@
 # Debian packages, installed with apt-get when missing.
 #   scripts/system-deps.sh demo   Java (ODK Validate, bundled in pyxform): what `make demo` needs
 #   scripts/system-deps.sh        that, and what the tests need: a JDK (interviews written by
-#                                 ODK's form engine), Chromium (the UI browser test),
+#                                 ODK's form engine), Chromium (the UI browser test and the
+#                                 printed questionnaire) with Noto fonts for every script,
 #                                 Redis (the Celery executor test's broker) and R with survey and
 #                                 haven (the release's R set-up and reference values); npm and
 #                                 curl when ODK Central is there to test against
@@ -15,6 +16,8 @@ if [ "${1:-test}" != demo ]; then
   # javac: the tests drive ODK's form engine (JavaRosa, in ODK Validate's jar) as Collect does
   command -v javac >/dev/null 2>&1 || need+=(default-jdk-headless)
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  # Ethiopic, Khmer and Thai glyphs for the printed questionnaires of those countries
+  fc-list 2>/dev/null | grep -q "NotoSansEthiopic" || need+=(fonts-noto-core)
   command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
   Rscript -e 'library(survey)' >/dev/null 2>&1 || need+=(r-cran-survey)
   Rscript -e 'library(haven)' >/dev/null 2>&1 || need+=(r-cran-haven)

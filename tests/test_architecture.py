@@ -13,7 +13,7 @@ infrastructure; never a later stage. Where each module belongs:
 
 - **forms**: ``dhsurvey.forms.*`` — the instrument model, its expressions and their evaluation
   on tables (``forms.frames``), compiling and linting workbooks. Everything reads forms.
-- **configuration**: ``dhsurvey.fieldwork.config`` and ``dhsurvey.fieldwork.design`` (the
+- **configuration**: ``dhsurvey.fieldwork.config``, ``.scaffold`` and ``.design`` (the
   country files and the sample design, which every later stage reads) and the
   ``dhsurvey.fieldwork`` package itself (every importer of the configuration runs it).
 - **ingest**, **validate**, **weight**, **anonymise**, **release**: their packages, whole.
@@ -53,7 +53,7 @@ SHARED = "shared"
 ORCHESTRATION = "orchestration"
 
 CONFIGURATION_MODULES = {"dhsurvey.fieldwork", "dhsurvey.fieldwork.config",
-                         "dhsurvey.fieldwork.design"}
+                         "dhsurvey.fieldwork.design", "dhsurvey.fieldwork.scaffold"}
 SIMULATOR_MODULES = {f"dhsurvey.fieldwork.{name}" for name in
                      ("simulate", "answers", "faults", "exports", "run", "canaries")}
 SHARED_MODULES = {"dhsurvey", "dhsurvey.errors", "dhsurvey.io", "dhsurvey.store"}

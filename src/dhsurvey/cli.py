@@ -26,6 +26,9 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="From XLSForm instruments to weighted, anonymised, labelled releases.")
 translate_app = typer.Typer(no_args_is_help=True, help="Translation round trip for translators.")
 app.add_typer(translate_app, name="translate")
+country_app = typer.Typer(no_args_is_help=True, help="Country files and the form attachments "
+                          "made from them.")
+app.add_typer(country_app, name="country")
 # Piped output (CI logs, files) gets a readable width instead of 80 columns.
 _WIDTH = None if sys.stdout.isatty() else 120
 console = Console(highlight=False, emoji=False, width=_WIDTH)  # `:label:` is text, not 🏷
@@ -118,13 +121,13 @@ def lint(
     Exits 1 when any finding is an error.
     """
     from dhsurvey.forms.lint import ERROR, INFO, lint_paths
-    from dhsurvey.study_files import lint_study_files, lint_targets
+    from dhsurvey.study_files import fielded_languages, lint_study_files, lint_targets
 
     workbooks, studies = lint_targets(list(paths or [DEFAULT_INSTRUMENTS]))
     with console.status("Linting…"):
         findings = lint_paths(workbooks, validate=validate, public_key=_public_key(public_key),
                               reach=_reach(simulate) if simulate > 0 else None,
-                              drafts=tuple(draft or ()))
+                              drafts=tuple(draft or ()), fielded=fielded_languages(workbooks))
         findings += lint_study_files(studies)
     if as_json:
         for f in findings:
@@ -220,6 +223,49 @@ def translate_import(
         raise typer.Exit(1)
 
 
+@country_app.command("new")
+@friendly_errors
+def country_new(
+    iso: Annotated[str, typer.Argument(help="ISO 3166 alpha-3 code, e.g. KHM.")],
+    name: Annotated[str, typer.Option(help="The country's name in English.")],
+    code: Annotated[int, typer.Option(help="ISO 3166 numeric code, e.g. 116.")],
+    language: Annotated[list[str], typer.Option(
+        help="An interview language as the workbook column names it, e.g. 'Khmer (km)' "
+        "(repeatable).")],
+    release_language: Annotated[str, typer.Option(help="Language of the released labels.")]
+    = "English (en)",
+    instruments: Annotated[Path, typer.Option(help="Instruments folder.")] = DEFAULT_INSTRUMENTS,
+) -> None:
+    """Scaffold countries/<ISO>.yaml with every key documented, and add the country to the
+    forms' attached files."""
+    from dhsurvey.fieldwork.scaffold import new_country
+
+    path = new_country(instruments, iso, name, code, language, release_language)
+    console.print(f"wrote {path}")
+    _write_media(instruments)
+    console.print(f"Next: replace the placeholders in {path}, run `dhsurvey country media`, "
+                  f"then `dhsurvey lint {instruments}`.")
+
+
+@country_app.command("media")
+@friendly_errors
+def country_media(
+    instruments: Annotated[Path, typer.Option(help="Instruments folder.")] = DEFAULT_INSTRUMENTS,
+) -> None:
+    """Write the forms' attached files (countries, regions, schools, education) from the
+    country files."""
+    _write_media(instruments)
+
+
+def _write_media(instruments: Path) -> None:
+    from dhsurvey.fieldwork.config import load_countries, write_attachments
+
+    models = list(_models(instruments).values())
+    configs = load_countries(instruments, models, attachments=False)
+    for path in write_attachments(instruments, configs, models):
+        console.print(f"wrote {path}")
+
+
 @app.command()
 @friendly_errors
 def diff(
@@ -255,6 +301,11 @@ def print_questionnaire(
         Path("printed"),
     instruments: Annotated[Path, typer.Option(help="Folder of XLSForm workbooks.")] =
         DEFAULT_INSTRUMENTS,
+    country: Annotated[str | None, typer.Option(
+        help="Print the languages this country (ISO code) interviews and releases in.")] = None,
+    language: Annotated[list[str] | None, typer.Option(
+        help="A language to print, by name or code (repeatable). Default: all of a "
+        "workbook's languages when it has at most three, else its default language.")] = None,
 ) -> None:
     """A readable questionnaire per form (HTML and PDF, languages side by side) for ethics
     boards and translators."""
@@ -276,9 +327,21 @@ def print_questionnaire(
             models.append(by_id[form])
     else:
         models = list(_models(instruments).values())
+    wanted, suffix, code = list(language or []), "", None
+    if country:
+        (config,) = _configs(instruments, {m.form_id: m for m in models}, [country.upper()])
+        wanted, suffix = [*config.languages, config.release_language], f".{config.iso}"
+        code = str(config.code)
+    elif wanted:
+        suffix = "." + "-".join(w.strip().lower() for w in wanted)
     missing_pdf = []
     for model in models:
-        printed = print_form(model, out)
+        columns = model.languages_named(wanted) if wanted else (
+            model.languages if len(model.languages) <= 3 else [model.default_language])
+        if wanted and not columns:
+            raise DhsurveyError(f"{model.path.name} has none of {wanted} (languages: "
+                                f"{', '.join(model.languages)})", code="usage", file=model.path)
+        printed = print_form(model, out, languages=columns, suffix=suffix, country=code)
         console.print(f"wrote {printed.html}", soft_wrap=True, markup=False)
         if printed.pdf is not None:
             console.print(f"wrote {printed.pdf}", soft_wrap=True, markup=False)

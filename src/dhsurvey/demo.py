@@ -95,16 +95,30 @@ def _throwaway_key(path: Path) -> Path:
     return path
 
 
+#: The countries `dhsurvey demo` runs unless told otherwise (`--countries all`: every one).
+DEMO_COUNTRIES = ("KEN", "TZA", "UGA")
+
+
+def demo_countries(choice: str) -> list[str] | None:
+    """``--countries``: comma-separated ISO codes, ``all`` (None: every configured country)."""
+    if choice.strip().lower() == "all":
+        return None
+    return [c.strip().upper() for c in choice.split(",") if c.strip()]
+
+
 def prepare_demo(instruments: Path, data: Path, *, households: int | None = None,
-                 seed: int = 2026, step: Callable[[str], None] = lambda _: None) -> Prepared:
-    """Lint, build, and simulate every country into ``data/landing`` with every fault kind."""
+                 seed: int = 2026, step: Callable[[str], None] = lambda _: None,
+                 countries: tuple[str, ...] | list[str] | None = DEMO_COUNTRIES) -> Prepared:
+    """Lint, build, and simulate ``countries`` (None: all) into ``data/landing`` with every
+    fault kind."""
     step("Linting instruments")
     findings = lint_paths([instruments], validate=False)
     step("Compiling instruments with pyxform and ODK Validate")
     store = Store(data)
     compiled = build(instruments, store.build)
     models = {c.model.form_id: c.model for c in compiled}
-    configs = load_countries(instruments, list(models.values()))
+    configs = load_countries(instruments, list(models.values()),
+                             list(countries) if countries is not None else None)
     public, private = demo_key(store.secrets)
     step(f"Simulating fieldwork in {', '.join(c.iso for c in configs)}")
     outputs = simulate_to(store.landing(), configs, models, seed=seed, households=households,

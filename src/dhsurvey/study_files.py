@@ -39,6 +39,31 @@ def lint_targets(paths: list[Path]) -> tuple[list[str | Path], list[tuple[str, P
     return workbooks, studies
 
 
+def fielded_languages(workbooks: list[str | Path]) -> set[str] | None:
+    """The codes of the languages the countries beside ``workbooks`` interview and release in
+    (their ``countries/*.yaml``), or None when no country file is at hand: a translation the
+    study does not field need not be complete."""
+    import yaml
+
+    from dhsurvey.fieldwork.config import language_code
+
+    codes: set[str] = set()
+    found = False
+    for target in workbooks:
+        folder = Path(target) if Path(target).is_dir() else Path(target).parent
+        for path in sorted((folder / "countries").glob("*.yaml")):
+            try:
+                data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            except (OSError, yaml.YAMLError):
+                continue  # reported by the country file's own check
+            if not isinstance(data, dict):
+                continue
+            found = True
+            columns = [*(data.get("languages") or ()), data.get("release_language") or ""]
+            codes |= {language_code(str(c)) for c in columns if c}
+    return codes if found else None
+
+
 def lint_study_files(studies: list[tuple[str, Path, Path]]) -> list:
     """Country and indicator files checked against the forms of their instrument folder."""
     from dhsurvey.forms.lint import file_finding
@@ -58,6 +83,7 @@ def lint_study_files(studies: list[tuple[str, Path, Path]]) -> list:
             findings += found
             if config is not None:
                 countries.setdefault(folder, []).append(config)
+    findings += _stale_attachments(countries, models)
     for kind, path, folder in studies:
         forms = models.get(folder)
         if kind != "indicators" or not path.exists():
@@ -68,6 +94,22 @@ def lint_study_files(studies: list[tuple[str, Path, Path]]) -> list:
                                          "load (see their findings), or there are none"))
         else:
             findings += _lint_indicators(path, forms, countries.get(folder))
+    return findings
+
+
+def _stale_attachments(countries: dict[Path, list], models: dict[Path, dict | None]) -> list:
+    """The attached CSV files of each instrument folder against its country files."""
+    from dhsurvey.fieldwork.config import stale_attachments
+    from dhsurvey.forms.lint import file_finding
+
+    findings = []
+    for folder, configs in countries.items():
+        forms = models.get(folder)
+        if forms is None:
+            continue
+        for path, what in stale_attachments(folder, configs, list(forms.values())):
+            findings.append(file_finding(path, None, "attachment-stale",
+                                         f"{what}: run `dhsurvey country media`"))
     return findings
 
 

@@ -369,3 +369,39 @@ def test_dta_int_column_starting_with_missing_values(models, tmp_path: Path) -> 
     assert back["cg_educ"].tolist()[2:4] == [1.0, 5.0]
     assert back["cg_educ"].isna().tolist() == [True, True, False, False, True, False]
     assert meta.variable_value_labels["cg_educ"]
+
+
+#: The study's interview languages other than English and Kiswahili: each a script or
+#: spelling the label writers must carry byte for byte (Ethiopic, Khmer and Thai are 3 bytes a
+#: character in UTF-8; Vietnamese combines diacritics).
+STUDY_SCRIPTS = ("am", "km", "th", "vi", "fil", "id", "ms", "pt", "af", "zu", "lg")
+
+
+@pytest.mark.parametrize("code", STUDY_SCRIPTS)
+def test_labels_in_every_study_language_read_back_intact(tables, models, tmp_path: Path,
+                                                         code: str) -> None:
+    """Variable and value labels in each language, written to .dta and .sav and read back with
+    pyreadstat: the model's text, cut (if at all) on a character boundary with an ellipsis —
+    Stata 80 characters, SPSS value labels 120 bytes — never a broken byte sequence."""
+    from dhsurvey.release.labels import truncate_bytes
+
+    model = models["child"]
+    (language,) = model.languages_named([code])
+    df = tables["child"]
+    names = file_labels(df.columns, model, language)
+    coded = {k: v for k, v in value_labels(model, language).items() if k in df.columns}
+    english = file_labels(df.columns, model, EN)
+    assert sum(names[n] != english[n] for n in names) > len(names) / 2  # translated
+    tags = missing_codes(model)
+    _, dta = pyreadstat.read_dta(write_dta(df, model, tmp_path / "c.dta", language=language))
+    assert dta.column_names_to_labels == {k: v or None for k, v in names.items()}
+    assert dta.variable_value_labels == {
+        name: {tags.get(name, {}).get(c, c): text for c, text in labels.items()}
+        for name, labels in coded.items()}
+    _, sav = pyreadstat.read_sav(write_sav(df, model, tmp_path / "c.sav", language=language))
+    assert sav.column_names_to_labels == {k: v or None for k, v in names.items()}
+    assert sav.variable_value_labels == {
+        name: {float(c): truncate_bytes(text, 120) for c, text in labels.items()}
+        for name, labels in coded.items()}
+    assert all(len(t.encode("utf-8")) <= 120 for v in sav.variable_value_labels.values()
+               for t in v.values())

@@ -190,7 +190,7 @@ def recode_form(form: WorkingForm, k: int) -> None:
     for col in form.keys:
         if col in NO_MERGE or col not in form.model:
             continue
-        if form.model[col].type == "select_one":
+        if form.model[col].is_select_one:
             _merge_choices(form, col, k)
         elif pd.api.types.is_numeric_dtype(t[col]):
             merged, note = tail_merge(t[col], k)

@@ -858,7 +858,7 @@ def _enforce(run: _Run, item: Item, values: pd.Series, relevant: np.ndarray, *,
         if attempt == tries:
             break
         redraw = _draw(run, item, bad)
-        if item.type == "select_multiple" and attempt >= tries // 2:
+        if item.is_select_multiple and attempt >= tries // 2:
             mask, codes = _allowed(run, item, bad)
             if mask is not None:
                 redraw = pd.Series([_single(codes, row, run.rng) for row in mask],
@@ -896,7 +896,7 @@ def _search(run: _Run, item: Item, values: pd.Series, bad: np.ndarray
     allowed codes, an integer's values when its range is short): the answer a respondent
     with that one possible answer gives. Returns the values and the rows still unmet."""
     rows = np.flatnonzero(bad)
-    if item.type == "select_one" and not _repeat_source(item):
+    if item.is_select_one and not _repeat_source(item):
         mask, codes = _allowed(run, item, bad)
     elif item.type == "integer":
         lo, hi = (b[bad] for b in _bounds(run, item))

@@ -48,6 +48,39 @@ class Team:
 
 
 @dataclass(frozen=True)
+class Region:
+    """A first-level administrative division: its code in the data, its name, and how the
+    name is written in interview languages whose script or spelling differs."""
+
+    code: int
+    name: str
+    names: dict[str, str] = field(default_factory=dict)  # language code → name
+
+
+@dataclass(frozen=True)
+class Level:
+    """A school or education level as the country names it, mapped to ISCED 2011 so pooled
+    data compare (9: not classifiable, e.g. religious school only)."""
+
+    code: int
+    isced: int
+    labels: dict[str, str]  # language code → label
+
+
+@dataclass(frozen=True)
+class Helpline:
+    """The free number every child and caregiver is given."""
+
+    name: str
+    number: str
+    note: str = ""
+
+
+#: The kinds of platform whose local examples interviewers may give.
+PLATFORM_KINDS = ("social", "messaging", "games", "video")
+
+
+@dataclass(frozen=True)
 class Simulation:
     """Rates the simulator uses; never used by validation or weighting."""
 
@@ -79,6 +112,14 @@ class CountryConfig:
     margins: dict[str, dict[str, float]]
     margins_source: str
     simulation: Simulation = field(default_factory=Simulation)
+    names: dict[str, str] = field(default_factory=dict)  # the country's name by language code
+    admin1: str = "region"  # what the first-level divisions are called
+    divisions: tuple[Region, ...] = ()
+    helpline: Helpline | None = None
+    referral: tuple[dict[str, str], ...] = ()
+    platforms: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    schools: tuple[Level, ...] = ()
+    education: tuple[Level, ...] = ()
     #: Cap on released replicate weights: PSUs are grouped into variance units when a
     #: stratum has more PSUs than its share of the cap (see weight.study). A stratum keeps at
     #: least two units, so with more than cap/2 strata the count is 2 per stratum instead.
@@ -95,6 +136,18 @@ class CountryConfig:
     @property
     def psus(self) -> int:
         return sum(s.psus for s in self.strata)
+
+    @property
+    def language_codes(self) -> list[str]:
+        """The interview and release languages' codes (``sw`` of ``Kiswahili (sw)``)."""
+        return list(dict.fromkeys(language_code(x)
+                                  for x in (*self.languages, self.release_language)))
+
+
+def language_code(column: str) -> str:
+    """The code of a workbook language (``Kiswahili (sw)`` → ``sw``; a bare name, lowered)."""
+    inside = column.rsplit("(", 1)[-1].rstrip(") ").strip() if "(" in column else column
+    return inside.lower()
 
 
 def _need(data: dict, key: str, path: Path, where: str = "") -> Any:
@@ -187,7 +240,93 @@ def _teams(data: dict, path: Path, strata: list[Stratum]) -> list[Team]:
 #: the loader would ignore it silently).
 COUNTRY_KEYS = frozenset({"iso", "name", "code", "languages", "release_language", "fieldwork",
                           "households_per_psu", "strata", "teams", "frontline_workers",
-                          "targets", "margins", "simulation", "max_replicates"})
+                          "targets", "margins", "simulation", "max_replicates", "names",
+                          "admin1", "regions", "helpline", "referral", "platforms", "schools",
+                          "education"})
+
+
+def _names(value: Any, path: Path, where: str) -> dict[str, str]:
+    if value in (None, ""):
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"'{where}' must map language codes to texts, got {value!r}",
+                          code="config-invalid", file=path, field=where)
+    return {str(k).lower(): str(v) for k, v in value.items() if v not in (None, "")}
+
+
+def _divisions(data: dict, path: Path, strata: list[Stratum], country: int) -> list[Region]:
+    """The ``regions`` list; every stratum's region must be one of them (a file without the
+    list keeps its strata's codes, unnamed). A region's code is the country's code × 100 plus
+    its number, so the regions of pooled countries never share a code."""
+    raw = data.get("regions")
+    if raw is None:
+        return [Region(r, str(r)) for r in sorted({s.region for s in strata})]
+    out: list[Region] = []
+    for i, r in enumerate(raw):
+        where = f"regions[{i}]."
+        out.append(Region(_int(_need(r, "code", path, where), path, where + "code"),
+                          str(_need(r, "name", path, where)),
+                          _names(r.get("names"), path, where + "names")))
+        if out[-1].code // 100 != country:
+            raise ConfigError(f"region code {out[-1].code} is not country {country} × 100 plus "
+                              "a number", code="config-invalid", file=path, field=where + "code")
+    codes = [r.code for r in out]
+    dup = sorted({c for c in codes if codes.count(c) > 1})
+    if dup:
+        raise ConfigError(f"region code(s) {dup} listed twice", code="config-invalid",
+                          file=path, field="regions")
+    for i, stratum in enumerate(strata):
+        if stratum.region not in codes:
+            raise ConfigError(f"stratum region {stratum.region} is not in 'regions'",
+                              code="config-invalid", file=path, field=f"strata[{i}].region")
+    return out
+
+
+def _levels(data: dict, key: str, path: Path, languages: list[str],
+            country: int) -> list[Level]:
+    """``schools`` or ``education``: codes the country's code × 100 plus a number (unique in
+    pooled data, like regions), ISCED 0-9, a label in every language."""
+    out: list[Level] = []
+    for i, raw in enumerate(data.get(key) or ()):
+        where = f"{key}[{i}]."
+        level = Level(_int(_need(raw, "code", path, where), path, where + "code"),
+                      _int(_need(raw, "isced", path, where), path, where + "isced", 0),
+                      _names(_need(raw, "label", path, where), path, where + "label"))
+        if level.code // 100 != country:
+            raise ConfigError(f"{where}code {level.code} is not country {country} × 100 plus a "
+                              "number", code="config-invalid", file=path, field=where + "code")
+        if level.isced > 9:
+            raise ConfigError(f"{where}isced must be an ISCED 2011 level 0-8 (9: not "
+                              f"classifiable), got {level.isced}", code="config-invalid",
+                              file=path, field=where + "isced")
+        missing = [lang for lang in languages if lang not in level.labels]
+        if missing:
+            raise ConfigError(f"{where}label has no text in {missing}", code="config-invalid",
+                              file=path, field=where + "label")
+        out.append(level)
+    codes = [lv.code for lv in out]
+    if len(set(codes)) != len(codes):
+        raise ConfigError(f"{key} codes are not unique", code="config-invalid", file=path,
+                          field=key)
+    return out
+
+
+def _helpline(data: dict, path: Path) -> Helpline | None:
+    raw = data.get("helpline")
+    if raw is None:
+        return None
+    return Helpline(str(_need(raw, "name", path, "helpline.")),
+                    str(_need(raw, "number", path, "helpline.")), str(raw.get("note") or ""))
+
+
+def _platforms(data: dict, path: Path) -> dict[str, tuple[str, ...]]:
+    raw = data.get("platforms") or {}
+    unknown = sorted(set(raw) - set(PLATFORM_KINDS), key=str)
+    if unknown:
+        raise ConfigError(f"unknown platform kind(s) {unknown} (kinds: "
+                          f"{', '.join(PLATFORM_KINDS)})", code="config-invalid", file=path,
+                          field="platforms")
+    return {k: tuple(str(x) for x in (raw.get(k) or ())) for k in PLATFORM_KINDS}
 
 
 def load_country(path: str | Path, forms: Forms | None = None) -> CountryConfig:
@@ -220,6 +359,9 @@ def load_country(path: str | Path, forms: Forms | None = None) -> CountryConfig:
 
     strata = _strata(data, path)
     teams = _teams(data, path, strata)
+    languages = tuple(str(x) for x in _need(data, "languages", path))
+    release = str(data.get("release_language", "English (en)"))
+    codes = list(dict.fromkeys(language_code(x) for x in (*languages, release)))
 
     margins_block = _need(data, "margins", path)
     margins = {str(var): {str(k): float(v) for k, v in levels.items()}
@@ -239,8 +381,8 @@ def load_country(path: str | Path, forms: Forms | None = None) -> CountryConfig:
         iso=iso,
         name=str(_need(data, "name", path)),
         code=_int(_need(data, "code", path), path, "code"),
-        languages=tuple(_need(data, "languages", path)),
-        release_language=str(data.get("release_language", "English (en)")),
+        languages=languages,
+        release_language=release,
         fieldwork_start=start,
         fieldwork_end=end,
         utc_offset=str(fw.get("utc_offset", "+00:00")),
@@ -254,6 +396,15 @@ def load_country(path: str | Path, forms: Forms | None = None) -> CountryConfig:
         margins_source=str(_need(margins_block, "source", path, "margins.")),
         simulation=Simulation(**sim),
         max_replicates=_int(data.get("max_replicates", 200), path, "max_replicates", 2),
+        names=_names(data.get("names"), path, "names"),
+        admin1=str(data.get("admin1") or "region"),
+        divisions=tuple(_divisions(data, path, strata, _int(data["code"], path, "code"))),
+        helpline=_helpline(data, path),
+        referral=tuple({str(k): str(v) for k, v in r.items()}
+                       for r in data.get("referral") or ()),
+        platforms=_platforms(data, path),
+        schools=tuple(_levels(data, "schools", path, codes, data["code"])),
+        education=tuple(_levels(data, "education", path, codes, data["code"])),
     )
     if forms:
         _check_against_forms(config, _forms(forms))
@@ -295,20 +446,6 @@ def _check_against_forms(config: CountryConfig, forms: list[FormModel]) -> None:
                                   f"of {model.path.name}'s '{variable}' list ({codes})",
                                   code="config-invalid", file=path,
                                   field=f"margins.totals.{variable}", form=model.form_id)
-        regions = model.choice_lists.get("region")
-        countries = model.choice_lists.get("country")
-        if countries is not None and str(config.code) not in countries.codes():
-            raise ConfigError(f"country code {config.code} is not in {model.path.name}'s "
-                              "country list", code="config-invalid", file=path, field="code",
-                              form=model.form_id)
-        if regions is not None:
-            known = {c.name: c.extra.get("country") for c in regions.choices}
-            for region in config.regions:
-                if known.get(str(region)) != str(config.code):
-                    raise ConfigError(
-                        f"region {region} is not a region of country {config.code} in "
-                        f"{model.path.name}", code="config-invalid", file=path,
-                        field="strata", form=model.form_id)
 
 
 def country_paths(instruments: str | Path) -> list[Path]:
@@ -321,15 +458,23 @@ def country_paths(instruments: str | Path) -> list[Path]:
 
 
 def load_countries(instruments: str | Path, forms: Forms | None = None,
-                   only: list[str] | None = None) -> list[CountryConfig]:
+                   only: list[str] | None = None, *,
+                   attachments: bool = True) -> list[CountryConfig]:
     """Every country file of ``instruments`` (or those in ``only``), each checked against
     ``forms``: the instruments' own workbooks when not given. The one loader of country files
-    every entry point uses."""
+    every entry point uses; it refuses attached files out of step with the country files
+    unless ``attachments`` is false (for the command that writes them)."""
     if forms is None:
         from dhsurvey.forms.compile import instrument_paths
 
         forms = [load_form(p) for p in instrument_paths(instruments)]
     configs = [load_country(p, forms) for p in country_paths(instruments)]
+    stale = stale_attachments(instruments, configs, forms) if attachments else []
+    if stale:
+        path, what = stale[0]
+        raise ConfigError(f"{path.name} is out of step with the country files ({what}); "
+                          "run `dhsurvey country media` to write it again",
+                          code="attachment-stale", file=path)
     if only:
         unknown = set(only) - {c.iso for c in configs}
         if unknown:
@@ -337,3 +482,137 @@ def load_countries(instruments: str | Path, forms: Forms | None = None,
                               file=Path(instruments) / "countries")
         configs = [c for c in configs if c.iso in only]
     return configs
+
+
+# -- the forms' attached files, made from the country files --------------------------------
+# The workbooks hold no country's names, levels or numbers: they select from these CSV files
+# (select_one_from_file, filtered by ${country}) and look up the helpline and platform
+# examples with instance('countries'). The country files are the one place they are written;
+# `dhsurvey country media` writes the files, and every loader refuses files out of step.
+
+#: The attached files, in the order written.
+ATTACHMENTS = ("countries.csv", "regions.csv", "schools.csv", "education.csv")
+#: Column of a choice list whose choices carry a language code (the study's language list).
+LANGUAGE_CODE_COLUMN = "lang"
+
+Row = dict[str, str]
+
+
+def _language_names(configs: Iterable[CountryConfig]) -> dict[str, str]:
+    """Language code → the workbook column name (``sw`` → ``Kiswahili (sw)``)."""
+    out: dict[str, str] = {}
+    for config in configs:
+        for column in (*config.languages, config.release_language):
+            out.setdefault(language_code(column), column)
+    return out
+
+
+def _study_languages(forms: list[FormModel]) -> dict[str, str]:
+    """Language code → its code in the forms' language list (the list with a ``lang``
+    column), so a country's interview languages can filter that list."""
+    for model in forms:
+        for lst in model.choice_lists.values():
+            if any(LANGUAGE_CODE_COLUMN in c.extra for c in lst.choices):
+                return {c.extra[LANGUAGE_CODE_COLUMN].lower(): c.name for c in lst.choices
+                        if c.extra.get(LANGUAGE_CODE_COLUMN)}
+    return {}
+
+
+def _translated(texts: Mapping[str, str], names: Mapping[str, str], release: str,
+                fallback: str) -> Row:
+    """``label`` (release language) plus ``label::<language>`` for every other text."""
+    row = {"label": texts.get(release) or fallback}
+    for code, text in texts.items():
+        if code != release and code in names:
+            row[f"label::{names[code]}"] = text
+    return row
+
+
+def country_rows(config: CountryConfig, forms: list[FormModel],
+                 names: Mapping[str, str]) -> dict[str, list[Row]]:
+    """What one country contributes to each attached file."""
+    release = language_code(config.release_language)
+    study = _study_languages(forms)
+    helpline = config.helpline or Helpline("", "")
+    country = {"name": str(config.code),
+               **_translated(config.names, names, release, config.name),
+               "label::stata": config.name, "iso": config.iso, "admin1": config.admin1,
+               "helpline": helpline.number, "helpline_name": helpline.name,
+               **{f"eg_{k}": ", ".join(config.platforms.get(k, ())) for k in PLATFORM_KINDS},
+               }
+    if study:  # the forms' language list is at hand (not when only some forms are given)
+        spoken = (language_code(x) for x in config.languages)  # interviews, not the release
+        country["languages"] = " ".join(study[c] for c in spoken if c in study)
+    out: dict[str, list[Row]] = {"countries.csv": [country]}
+    out["regions.csv"] = [
+        {"name": str(r.code), **_translated(r.names, names, release, r.name),
+         "label::stata": f"{config.iso}: {r.name}", "country": str(config.code)}
+        for r in config.divisions]
+    for file, levels in (("schools.csv", config.schools), ("education.csv", config.education)):
+        out[file] = [{"name": str(lv.code), **_translated(lv.labels, names, release, ""),
+                      "label::stata": lv.labels.get(release, ""),
+                      "country": str(config.code), "isced": str(lv.isced)}
+                     for lv in levels]
+    return out
+
+
+def attachment_tables(configs: list[CountryConfig],
+                      forms: Forms) -> dict[str, tuple[list[str], list[Row]]]:
+    """Each attached file's columns and rows, every country in ISO order."""
+    models = _forms(forms)
+    names = _language_names(configs)
+    tables: dict[str, tuple[list[str], list[Row]]] = {}
+    for file in ATTACHMENTS:
+        rows = [row for config in sorted(configs, key=lambda c: c.iso)
+                for row in country_rows(config, models, names)[file]]
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+        tables[file] = (columns, rows)
+    return tables
+
+
+def write_attachments(instruments: str | Path, configs: list[CountryConfig],
+                      forms: Forms) -> list[Path]:
+    """Write the attached files beside the workbooks; returns the paths written."""
+    import csv
+    import io as _io
+
+    from dhsurvey.io import atomic_write_bytes
+
+    written = []
+    for file, (columns, rows) in attachment_tables(configs, forms).items():
+        buffer = _io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        path = Path(instruments) / file
+        atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
+        written.append(path)
+    return written
+
+
+def stale_attachments(instruments: str | Path, configs: list[CountryConfig],
+                      forms: Forms) -> list[tuple[Path, str]]:
+    """(file, what differs) for each attached file whose rows of a country are not what that
+    country's file gives (rows of countries not in ``configs`` are not judged)."""
+    import csv
+
+    models = _forms(forms)
+    names = _language_names(configs)
+    problems: list[tuple[Path, str]] = []
+    for file in ATTACHMENTS:
+        path = Path(instruments) / file
+        if not path.is_file():
+            problems.append((path, "missing"))
+            continue
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            found = [{k: v for k, v in row.items() if k and v} for row in csv.DictReader(handle)]
+        key = "name" if file == "countries.csv" else "country"
+        for config in configs:
+            want = [{k: v for k, v in row.items() if v}
+                    for row in country_rows(config, models, names)[file]]
+            have = [row for row in found if row.get(key) == str(config.code)]
+            if file == "countries.csv" and want and "languages" not in want[0]:
+                have = [{k: v for k, v in row.items() if k != "languages"} for row in have]
+            if want != have:
+                problems.append((path, f"rows of {config.iso} differ from {config.path.name}"))
+    return problems

@@ -140,7 +140,7 @@ class _Planter:
         form = "child"
         model, root = self.models[form], self.sim.forms[form].root
         hidden = [f.name for f in model.fields_in(None)
-                  if f.type == "select_one" and f.relevant]
+                  if f.is_select_one and f.relevant]
         has_hidden = root[hidden].isna().any(axis=1)
         for row in self.rows(form, n, self.interviewed(form) & has_hidden):
             empty = [h for h in hidden if root[h].iloc[row] is None]

@@ -27,15 +27,9 @@ from dhsurvey.forms.expressions import (
     evaluate_bool,
     references,
 )
-from dhsurvey.forms.model import ChoiceList, FormModel, Item
+from dhsurvey.forms.model import ChoiceList, FormModel, Item, media_folders
 
 PARENT = "PARENT_KEY"
-
-
-def media_folders(form: Path) -> list[Path]:
-    """Where a form's attached files are: beside the workbook (where pyxform looks for
-    pulldata() and select_one_from_file CSVs) and its ``<form>-media`` folder (Collect's)."""
-    return [form.parent, form.parent / f"{form.stem}-media"]
 
 
 class SecondaryInstances(Mapping[str, pd.DataFrame]):

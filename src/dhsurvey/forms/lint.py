@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -148,6 +148,9 @@ STUDY_RULES: dict[str, tuple[str, str]] = {
     "country-key-unknown": (WARNING, "a key of a country file the loader does not read "
                             "(typo?)"),
     "country-rate-invalid": (ERROR, "a simulation rate outside 0 to 1"),
+    "attachment-stale": (ERROR, "a form attachment (countries.csv, regions.csv, schools.csv, "
+                         "education.csv) that is not what the country files give: "
+                         "`dhsurvey country media` writes it again"),
     "indicator-invalid": (ERROR, "an indicator file the loader rejects (unknown form or "
                           "field, syntax, missing definition; first problem of the file)"),
     "indicator-code-not-in-list": (ERROR, "an indicator or domain expression compares a "
@@ -604,26 +607,23 @@ def translation_summary(model: FormModel, drafts: Sequence[str] = ()) -> list[La
 
 
 def draft_languages(model: FormModel, drafts: Sequence[str]) -> list[str]:
-    """The workbook's languages ``drafts`` name: by full name (``Kiswahili (sw)``), by code
-    (``sw``) or by name alone (``kiswahili``), in any case."""
-    found = []
-    for lang in model.languages:
-        code = re.search(r"\(([^)]+)\)\s*$", lang)
-        names = {lang.lower(), re.sub(r"\s*\([^)]*\)\s*$", "", lang).lower()}
-        if code:
-            names.add(code.group(1).lower())
-        if any(d.strip().lower() in names for d in drafts):
-            found.append(lang)
-    return found
+    """The workbook's languages ``drafts`` names, and those its settings mark as drafts."""
+    return model.languages_named([*drafts, *model.draft_languages])
 
 
-def _as_draft(model: FormModel, findings: list[Finding], drafts: Sequence[str]) -> list[Finding]:
-    """Missing texts in a draft language become information; a draft naming no language of
-    the workbook is reported."""
+def _as_draft(model: FormModel, findings: list[Finding], drafts: Sequence[str],
+              fielded: Collection[str] | None = None) -> list[Finding]:
+    """Missing texts in a draft language, or in one no country fields (``fielded``: the codes
+    of the languages the study's countries interview and release in), become information; a
+    draft naming no language of the workbook is reported."""
     languages = draft_languages(model, drafts)
+    if fielded is not None:
+        used = set(model.languages_named(fielded))
+        languages += [lang for lang in model.languages
+                      if lang != model.default_language and lang not in used]
     out = list(findings)
     for d in drafts:
-        if not draft_languages(model, [d]):
+        if not model.languages_named([d]):
             out.append(_finding(model, "draft-language-unknown",
                                 f"--draft '{d}' is not a language of the workbook "
                                 f"({', '.join(model.languages)})", sheet=None))
@@ -749,9 +749,9 @@ def _code_problems(model: FormModel, current: str, tree: Node) -> tuple[list[str
     missing: list[str] = []
     for op, name, code in _compared_codes(tree, current):
         target = model.by_name.get(name)
-        if target is None or target.type not in ("select_one", "select_multiple"):
+        if target is None or not (target.is_select_one or target.is_select_multiple):
             continue
-        if target.type == "select_multiple" and op != "selected":
+        if target.is_select_multiple and op != "selected":
             equals.append(f"${{{name}}} {op} '{code}' (write selected(${{{name}}}, '{code}'))")
             continue
         lst = model.choices_for(target)
@@ -888,13 +888,17 @@ def _from_error(path: Path, exc: FormError) -> Finding:
 
 def lint_form(path: str | Path, *, compile: bool = True, validate: bool = True,
               public_key: str | None = None, reach: Reach | None = None,
-              drafts: Sequence[str] = ()) -> list[Finding]:
+              drafts: Sequence[str] = (),
+              fielded: Collection[str] | None = None) -> list[Finding]:
     """All findings for one workbook, sorted by sheet and row.
 
     ``compile`` runs pyxform; ``validate`` also runs ODK Validate (about 2 s, needs Java).
     ``public_key`` is the key ``build`` will inject, which satisfies the encryption rule.
     ``reach`` simulates interviews to find questions never shown (rule ``unreachable``);
-    ``drafts`` are languages still being translated: their missing texts are information.
+    ``drafts`` are languages still being translated (with those the workbook's
+    ``draft_languages`` setting names) and ``fielded`` the codes of the languages the
+    countries interview and release in (None: all): missing texts in any other language are
+    information, not errors.
     """
     path = Path(path)
     try:
@@ -907,8 +911,7 @@ def lint_form(path: str | Path, *, compile: bool = True, validate: bool = True,
     has_syntax_errors = any(f.rule == "expression-syntax" for f in findings)
     if reach is not None and not has_syntax_errors:
         findings += _reachability(model, reach)
-    if drafts:
-        findings = _as_draft(model, findings, drafts)
+    findings = _as_draft(model, findings, drafts, fielded)
     if compile:
         from dhsurvey.forms.compile import odk_validate, to_xform
 

@@ -13,7 +13,7 @@ import hashlib
 import json
 import re
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -67,6 +67,8 @@ RANDOM_FUNCTIONS = frozenset({"random", "uuid"})
 _RANDOM_CALL = re.compile(r"(?<![\w:.-])(?:random|uuid)\s*\(")
 #: The short-label column used for Stata/SPSS; a pseudo-language, not an interview language.
 STATA = "stata"
+#: Settings column naming the languages whose translation is a draft for professional review.
+DRAFT_SETTING = "draft_languages"
 
 # XLSForm type spellings (pyxform aliases) → one canonical name.
 _TYPE_ALIASES = {
@@ -337,6 +339,16 @@ class Item:
                 or self.type == "select_one_external")
 
     @property
+    def is_select_one(self) -> bool:
+        """One answer from a list: the choices sheet's, an attached file's, or external."""
+        return self.type in ("select_one", "select_one_from_file", "select_one_external")
+
+    @property
+    def is_select_multiple(self) -> bool:
+        """Answers from a list, space-separated: the choices sheet's or an attached file's."""
+        return self.type in ("select_multiple", "select_multiple_from_file")
+
+    @property
     def holds_data(self) -> bool:
         """Whether a submission carries a value for this row."""
         return self.type in INPUT_TYPES | METADATA_TYPES | {"calculate", "hidden"}
@@ -383,6 +395,8 @@ class FormModel:
     survey_headers: list[str]
     choices_headers: list[str]
     content_hash: str
+    #: select_*_from_file lists read from the CSV files attached to the form (by file name).
+    attached_lists: dict[str, ChoiceList] = field(default_factory=dict)
 
     # -- identity ---------------------------------------------------------------------------
     @property
@@ -409,6 +423,26 @@ class FormModel:
         if lang:
             return lang
         return self.languages[0] if self.languages else "default"
+
+    def languages_named(self, names: Iterable[str]) -> list[str]:
+        """The workbook's languages ``names`` name: by full name (``Kiswahili (sw)``), by
+        code (``sw``) or by name alone (``kiswahili``), in any case."""
+        wanted = {n.strip().lower() for n in names}
+        found = []
+        for lang in self.languages:
+            code = re.search(r"\(([^)]+)\)\s*$", lang)
+            aliases = {lang.lower(), re.sub(r"\s*\([^)]*\)\s*$", "", lang).lower()}
+            if code:
+                aliases.add(code.group(1).lower())
+            if aliases & wanted:
+                found.append(lang)
+        return found
+
+    @property
+    def draft_languages(self) -> list[str]:
+        """Languages whose translation the workbook marks as a draft for professional review
+        (settings column ``draft_languages``: codes or names, spaces or commas between)."""
+        return self.languages_named(_setting_names(self.settings.get(DRAFT_SETTING, "")))
 
     # -- navigation -------------------------------------------------------------------------
     @cached_property
@@ -470,7 +504,11 @@ class FormModel:
         return [g.relevant for g in [*self.ancestors(item), item] if g.relevant]
 
     def choices_for(self, item: Item) -> ChoiceList | None:
-        return self.choice_lists.get(item.list_name) if item.list_name else None
+        """The item's choices: its list on the choices sheet, or the CSV file it selects from
+        when that file is attached (None for a file not at hand)."""
+        if not item.list_name:
+            return None
+        return self.choice_lists.get(item.list_name) or self.attached_lists.get(item.list_name)
 
     def labels_in(self, language: str) -> dict[str, str]:
         return {i.name: i.labels.get(language, "") for i in self.items}
@@ -967,6 +1005,7 @@ def load_form(path: str | Path, *, check_expressions: bool = True) -> FormModel:
         choices_headers=choices_headers,
         content_hash=content_digest(sheets),
     )
+    model.attached_lists = _attached_lists(model)
     _check_references(model)
     _check_study_facts(model)
     if check_expressions:
@@ -1018,6 +1057,69 @@ def _load_choices(
                         number, plain)
         lists.setdefault(list_name, ChoiceList(list_name, [], number)).choices.append(choice)
     return lists, headers, languages
+
+
+def media_folders(form: Path) -> list[Path]:
+    """Where a form's attached files are: beside the workbook (where pyxform looks for
+    pulldata() and select_one_from_file CSVs) and its ``<form>-media`` folder (Collect's)."""
+    return [form.parent, form.parent / f"{form.stem}-media"]
+
+
+def attachment(form: Path, name: str) -> Path | None:
+    """The attached file ``name`` of the form at ``form`` (the media folder wins)."""
+    for folder in reversed(media_folders(form)):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _attached_lists(model: FormModel) -> dict[str, ChoiceList]:
+    """The CSV files the form selects from, as choice lists: ``name`` is the value, ``label``
+    the label in the default language, ``label::<language>`` (and ``label::stata``) the
+    translations, every other column an extra a choice filter can test. A file not at hand is
+    left out (the form still loads; its choices are unknown, as in pyxform)."""
+    default = model.settings.get("default_language") or model.languages[0]
+    out: dict[str, ChoiceList] = {}
+    for item in model.items:
+        name = item.list_name or ""
+        if not item.type.endswith("_from_file") or not name.endswith(".csv") or name in out:
+            continue
+        path = attachment(Path(model.path), name)
+        if path is not None:
+            out[name] = read_attached_list(path, name, default)
+    return out
+
+
+def read_attached_list(path: Path, list_name: str, default_language: str) -> ChoiceList:
+    """One attached CSV as a :class:`ChoiceList` (rows numbered as in the file, header 1)."""
+    import csv
+
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise FormError(f"cannot read attached file ({exc})", code="file-unreadable",
+                        file=path) from None
+    lst = ChoiceList(list_name, [], 1)
+    for number, row in enumerate(rows, start=2):
+        plain = {str(k).strip(): (v or "").strip() for k, v in row.items() if k}
+        if "name" not in plain:
+            raise FormError("attached choice file has no 'name' column", code="column-missing",
+                            file=path, row=1, column="name")
+        labels: dict[str, str] = {}
+        extra: dict[str, str] = {}
+        for key, value in plain.items():
+            if key.startswith("label") and not value:
+                continue  # no text in that language: the device shows the plain label
+            if key == "label":
+                labels.setdefault(default_language, value)
+            elif key.startswith("label::"):
+                language = key.split("::", 1)[1]
+                labels[STATA if language.lower() == STATA else language] = value
+            elif key != "name":
+                extra[key] = value
+        lst.choices.append(Choice(list_name, plain["name"], labels, extra, number, plain))
+    return lst
 
 
 _OR_OTHER = (" or_other", " or specify other", " or other")  # pyxform's RE_SELECT

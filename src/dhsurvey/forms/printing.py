@@ -37,7 +37,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -576,7 +576,8 @@ def _follows(form: FormModel, item: Item, recorded: set[str]) -> bool:
 CSS = """
 @page { size: A4; margin: 14mm 12mm; }
 * { box-sizing: border-box; }
-body { font-family: "DejaVu Sans", "Noto Sans", Arial, sans-serif; font-size: 10.5pt;
+body { font-family: "DejaVu Sans", "Noto Sans", "Noto Sans Ethiopic", "Noto Sans Khmer",
+       "Noto Sans Thai", Arial, sans-serif; font-size: 10.5pt;
        line-height: 1.35; color: #111; max-width: 1400px; margin: 0 auto; padding: 12px; }
 h1 { font-size: 18pt; margin: 0 0 4px; }
 .meta { color: #444; margin: 0 0 10px; }
@@ -617,6 +618,7 @@ td.q { width: 30%; font-size: 9.5pt; }
 .logic { margin-top: 3px; }
 .logic code, .calc code { font-size: 8.5pt; background: #f4f4f4; }
 .hint { color: #555; font-style: italic; margin-top: 2px; }
+.draft { color: #a05a00; font-weight: normal; font-size: 8.5pt; }
 .label { font-weight: 600; }
 tr.note .label { font-weight: normal; }
 ol.options { margin: 3px 0 0; padding: 0; list-style: none; }
@@ -637,15 +639,20 @@ def _words(wording: Wording) -> str:
 class _Page:
     """Builds the HTML of one form."""
 
-    def __init__(self, form: FormModel, page_numbers: dict[str, int] | None = None) -> None:
+    def __init__(self, form: FormModel, page_numbers: dict[str, int] | None = None,
+                 languages: Sequence[str] | None = None, country: str | None = None) -> None:
         self.form = form
+        self.country = country  # its code: the rows of attached lists printed
         self.page_numbers = page_numbers  # anchor → PDF page; None: for the screen
-        self.languages = list(form.languages) or [""]
+        self.languages = list(languages or form.languages) or [""]
+        self.drafts = set(form.draft_languages)
         self.number = 0
         self.recorded = recorded_by_interviewer(form)
 
     def header_row(self) -> str:
-        cells = "".join(f'<th lang="{_e(language_code(lang))}">{_e(lang)}</th>'
+        cells = "".join(f'<th lang="{_e(language_code(lang))}">{_e(lang)}'
+                        + ('<br><span class="draft">draft translation, for professional '
+                           'review</span>' if lang in self.drafts else "") + "</th>"
                         for lang in self.languages)
         return f'<thead><tr><th class="q">Question</th>{cells}</tr></thead>'
 
@@ -665,12 +672,20 @@ class _Page:
             f"<title>{_e(form.title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
             f"<h1>{_e(form.title)}</h1>\n"
             f'<p class="meta">Form id <b class="var">{_e(form.form_id)}</b> · version '
-            f'<b>{_e(form.version)}</b> · languages: {_e(", ".join(form.languages))}</p>\n'
+            f'<b>{_e(form.version)}</b> · languages: {_e(", ".join(self.languages))}'
+            f"{self.drafts_line()}</p>\n"
             f'<div class="legend">Who reads each text: {legend}<br>'
             f'<span class="req">*</span> required · “Asked if” gives when a question is '
             f"shown; “Accepted if” what an answer must satisfy. Codes are the values stored "
             f"in the data.</div>\n{self.contents()}\n{auto_line}\n{body}\n</body>\n</html>\n"
         )
+
+    def drafts_line(self) -> str:
+        drafts = [lang for lang in self.languages if lang in self.drafts]
+        if not drafts:
+            return ""
+        return (f' · <span class="draft">draft translation{"s" if len(drafts) > 1 else ""}, '
+                f'for professional review: {_e(", ".join(drafts))}</span>')
 
     def printed(self, item: Item) -> bool:
         """Whether ``item`` has a row or section of its own (metadata is listed at the top)."""
@@ -862,8 +877,14 @@ class _Page:
             parts.append(f'<div class="hint">If not accepted: '
                          f"{_e(item.constraint_messages[lang])}</div>")
         choices = self.form.choices_for(item)
-        if choices is not None:
-            rows = [(c.name, c.labels.get(lang, "")) for c in choices.choices]
+        attached = item.list_name in self.form.attached_lists
+        if choices is not None and attached and self.country is None:
+            parts.append(f'<div class="hint">{_e(_option_source(item))} (per country: print '
+                         "with --country to list one country's)</div>")
+        elif choices is not None:
+            rows = [(c.name, c.labels.get(lang) or c.labels.get(self.form.default_language, ""))
+                    for c in choices.choices
+                    if not attached or self.country in (c.extra.get("country"), c.name)]
             if item.or_other and "other" not in choices.codes():
                 rows.append(("other", "Other"))  # pyxform adds it, labelled so in every language
             options = "".join(f'<li><span class="code">{_e(code)}</span> {_e(label)}</li>'
@@ -897,10 +918,15 @@ def _run(items: list[Item]) -> str:
     return text
 
 
-def questionnaire_html(form: FormModel, page_numbers: dict[str, int] | None = None) -> str:
+def questionnaire_html(form: FormModel, page_numbers: dict[str, int] | None = None,
+                       languages: Sequence[str] | None = None,
+                       country: str | None = None) -> str:
     """The questionnaire of one form as a self-contained HTML page. ``page_numbers`` (anchor →
-    page of the PDF) gives the contents a page column, for print; ``{}`` reserves it."""
-    return _Page(form, page_numbers).render()
+    page of the PDF) gives the contents a page column, for print; ``{}`` reserves it.
+    ``languages`` are the columns printed (default: every language of the workbook);
+    ``country`` (its code) lists that country's rows of the attached files (regions,
+    schools), which are otherwise only named."""
+    return _Page(form, page_numbers, languages, country).render()
 
 
 # -- PDF -----------------------------------------------------------------------------------------
@@ -949,12 +975,15 @@ def html_to_pdf(html_path: Path, pdf_path: Path, chromium: str, *,
     return ""
 
 
-def print_form(form: FormModel, out: str | Path, *, pdf: bool = True) -> Printed:
-    """Write ``<form_id>.html`` and, when Chromium is found, ``<form_id>.pdf`` into ``out``."""
+def print_form(form: FormModel, out: str | Path, *, pdf: bool = True,
+               languages: Sequence[str] | None = None, suffix: str = "",
+               country: str | None = None) -> Printed:
+    """Write ``<form_id><suffix>.html`` and, when Chromium is found, its PDF into ``out``,
+    with ``languages`` side by side (default: all of the workbook's)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    html_path = out / f"{form.form_id}.html"
-    html_path.write_text(questionnaire_html(form), encoding="utf-8")
+    html_path = out / f"{form.form_id}{suffix}.html"
+    html_path.write_text(questionnaire_html(form, None, languages, country), encoding="utf-8")
     if not pdf:
         return Printed(form.form_id, html_path, None, "PDF not requested")
     chromium = find_chromium()
@@ -962,17 +991,17 @@ def print_form(form: FormModel, out: str | Path, *, pdf: bool = True) -> Printed
         return Printed(form.form_id, html_path, None,
                        "the PDF needs Chromium (install chromium, or set DHSURVEY_CHROMIUM); "
                        "open the HTML in a browser and print it instead")
-    pdf_path = out / f"{form.form_id}.pdf"
+    pdf_path = html_path.with_suffix(".pdf")
     pdf_path.unlink(missing_ok=True)
     # Printed twice: the first printing says on which page each section starts (the PDF's
     # named destinations), the second prints those pages in the contents.
     with tempfile.TemporaryDirectory(prefix="dhsurvey-print-") as tmp:
         draft = Path(tmp) / html_path.name
-        draft.write_text(questionnaire_html(form, {}), encoding="utf-8")
+        draft.write_text(questionnaire_html(form, {}, languages, country), encoding="utf-8")
         problem = html_to_pdf(draft, pdf_path, chromium)
         pages = {} if problem else pdf_destinations(pdf_path.read_bytes())
         if pages:
-            draft.write_text(questionnaire_html(form, pages), encoding="utf-8")
+            draft.write_text(questionnaire_html(form, pages, languages, country), encoding="utf-8")
             pdf_path.unlink()
             problem = html_to_pdf(draft, pdf_path, chromium)
     return Printed(form.form_id, html_path, None if problem else pdf_path, problem)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,10 +136,11 @@ class Entry:
 def entries(model: FormModel, language: str, source: str | None = None) -> list[Entry]:
     """Every string that has a source text, with its current text in ``language``."""
     source = source or model.default_language
-    if language not in model.languages and language.lower() != STATA:
-        raise FormError(f"language '{language}' is not in the workbook "
-                        f"(languages: {', '.join(model.languages)})",
-                        code="language-unknown", file=model.path)
+    new = re.fullmatch(r"\S.*\s\([A-Za-z]{2,3}(?:-[A-Za-z0-9]+)*\)", language)
+    if language not in model.languages and language.lower() != STATA and not new:
+        raise FormError(f"language '{language}' is not in the workbook (languages: "
+                        f"{', '.join(model.languages)}); a new one is named like "
+                        "'Khmer (km)'", code="language-unknown", file=model.path)
     out: list[Entry] = []
     for item in model.items:
         for base, texts in zip(_SURVEY_BASES, (item.labels, item.hints,

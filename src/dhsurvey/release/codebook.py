@@ -416,7 +416,7 @@ def _row(table: str, model: FormModel, values: pd.Series, column: str, position:
             categorical = {"1": "selected", "0": "not selected"}
         elif item.is_select:
             categorical = choice_labels(model, item, language, limit=None)
-            multiple = item.type == "select_multiple"
+            multiple = item.is_select_multiple
         if item.name in tags and dummy is None:
             choices = choice_labels(model, item, language, limit=None)
             row["missing_codes"] = "; ".join(

@@ -150,7 +150,7 @@ def variable_labels(model: FormModel, language: str | None = None) -> dict[str, 
 
 def is_coded(item: Item, model: FormModel) -> bool:
     """Whether a field holds integer choice codes (and so takes value labels)."""
-    return item.type == "select_one" and dtype_for(item, model) == "Int64"
+    return item.is_select_one and dtype_for(item, model) == "Int64"
 
 
 def choice_labels(model: FormModel, item: Item, language: str | None = None,
@@ -213,7 +213,7 @@ def dummy_columns(model: FormModel) -> dict[str, tuple[Item, Choice]]:
     out: dict[str, tuple[Item, Choice]] = {}
     for item in model.fields:
         choices = model.choices_for(item)
-        if item.type != "select_multiple" or choices is None:
+        if not item.is_select_multiple or choices is None:
             continue
         for choice in choices.choices:
             column = dummy_name(item.name, choice.name)

@@ -175,13 +175,13 @@ def _field_expectations(gx: ModuleType, model: FormModel, item: Item) -> Iterato
     ge = gx.expectations
     if item.pii in NO_EXPECTATIONS_PII:
         return
-    if item.type == "select_one":
+    if item.is_select_one:
         codes = choice_codes(model, item)
         if codes is not None:
             yield ge.ExpectColumnValuesToBeInSet(
                 column=item.name, value_set=codes,
                 meta=_meta(item, "choices", list_name=item.list_name))
-    elif item.type in ("select_multiple", "rank"):
+    elif item.is_select_multiple or item.type == "rank":
         codes = choice_codes(model, item)
         if codes is not None:
             yield ge.ExpectColumnValuesToMatchRegex(

@@ -80,7 +80,7 @@ def check_logic(data: FormData, *, recompute_calculations: bool = False) -> pd.D
             ok = data.evaluate_bool(item, item.constraint, frame=frame)
             out.append(_rows(keys, check & ~ok, "constraint", item, values,
                              f"breaks '{item.constraint}'"))
-        if item.type in ("select_one", "select_multiple") and check.any():
+        if (item.is_select_one or item.is_select_multiple) and check.any():
             out += _choice_rows(data, item, values, check)
         if recompute_calculations and item.type == "calculate" and "random(" not in \
                 item.calculation and "now(" not in item.calculation:
@@ -103,7 +103,7 @@ def _choice_rows(data: FormData, item: Item, values: pd.Series, check: pd.Series
         return []
     keys = values.index
     codes = set(lst.codes())
-    if item.type == "select_one":
+    if item.is_select_one:
         bad = check & ~values.isin(codes)
     else:
         bad = check & ~values.fillna("").astype(str).str.split().map(
@@ -111,7 +111,7 @@ def _choice_rows(data: FormData, item: Item, values: pd.Series, check: pd.Series
     out = [_rows(keys, bad, "choice", item, values, f"not a choice of list '{lst.name}'")]
     if item.choice_filter:
         offered = pd.Series(True, index=keys)
-        if item.type == "select_one":
+        if item.is_select_one:
             mask = data.choice_mask(item)
             column = mask.columns.get_indexer(pd.Index(values.fillna("").astype(str)))
             picked = mask.to_numpy()[np.arange(len(mask)), np.maximum(column, 0)]

@@ -172,7 +172,7 @@ def _present(values: pd.Series) -> pd.Series:
 
 def _has_code(values: pd.Series, item: Item, code: int) -> pd.Series:
     """Whether each answer is (select_one) or includes (select_multiple) ``code``."""
-    if item.type == "select_multiple":
+    if item.is_select_multiple:
         tokens = values.astype("string").fillna("")
         return tokens.str.contains(rf"(?:^|\s){code}(?:\s|$)", regex=True).astype(bool)
     return _codes(values).eq(code).fillna(False).astype(bool)
@@ -189,7 +189,7 @@ def _root_questions(model: FormModel, table: pd.DataFrame) -> list[Item]:
 
 def _selects(model: FormModel, table: pd.DataFrame) -> list[Item]:
     return [i for i in _root_questions(model, table)
-            if i.type in ("select_one", "select_multiple")]
+            if (i.is_select_one or i.is_select_multiple)]
 
 
 def _consent(table: pd.DataFrame, gates: Mapping[str, str | None]
@@ -430,7 +430,7 @@ def issues_summary(listing: pd.DataFrame) -> pd.DataFrame:
 def other_parent(model: FormModel, item: Item) -> str | None:
     """The select question whose "other" answer opens ``item`` (from its relevance)."""
     selects = [r for r in references(item.relevant) if r in model
-               and model[r].type in ("select_one", "select_multiple")] if item.relevant else []
+               and (model[r].is_select_one or model[r].is_select_multiple)] if item.relevant else []
     if selects:
         return selects[0]
     stem = re.sub(r"_(oth|other|specify)$", "", item.name)
@@ -505,7 +505,7 @@ def _code_counts(table: pd.DataFrame, model: FormModel,
             table.index).fillna(False).to_numpy(dtype=bool)
         out["asked"] += asked
         out["missing"] += asked & ~answered
-        if item.type not in ("select_one", "select_multiple"):
+        if not (item.is_select_one or item.is_select_multiple):
             continue
         for code, base, hit in ((DONT_KNOW, "dk_base", "dk"), (REFUSED, "refusal_base",
                                                                "refused"),
@@ -768,7 +768,7 @@ def grids(model: FormModel) -> dict[str, list[str]]:
         if "field-list" not in group.appearance or group.repeat is not None:
             continue
         items = [i for i in model.items if i.path and i.path[-1] == group.name
-                 and i.type == "select_one"]
+                 and i.is_select_one]
         if len(items) >= GRID_MIN_ITEMS and len({i.list_name for i in items}) == 1:
             out[group.name] = [i.name for i in items]
     return out

@@ -137,10 +137,10 @@ def build_schema(data: FormData, repeat: str | None = None, *,
 
 def _choice_check(model, item: Item, checks: list, notes: list) -> None:
     lst = model.choices_for(item)
-    if lst is None or item.type not in ("select_one", "select_multiple"):
+    if lst is None or not (item.is_select_one or item.is_select_multiple):
         return
     codes = lst.codes()
-    if item.type == "select_one":
+    if item.is_select_one:
         typed_codes = [int(c) for c in codes] if dtype_for(item, model) == "Int64" else codes
         checks.append(pa.Check.isin(typed_codes))
     else:

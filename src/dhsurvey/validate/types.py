@@ -33,7 +33,7 @@ def dtype_for(item: Item, model: FormModel) -> str:
         return "Int64"
     if item.type in ("decimal", "range"):
         return "Float64"
-    if item.type == "select_one":
+    if item.is_select_one:
         lst = model.choices_for(item)
         if lst is not None and all(_INT.match(c) for c in lst.codes()):
             return "Int64"

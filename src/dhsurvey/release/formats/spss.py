@@ -61,7 +61,7 @@ def measure_level(column: _Measured) -> str:
 
 def _measure(kind: str, item: Item | None) -> str:
     if item is not None and (item.type == "rank" or (
-            item.type == "select_one" and "likert" in item.appearance)):
+            item.is_select_one and "likert" in item.appearance)):
         return "ordinal"
     if kind == "string" or (item is not None and item.is_select):
         return "nominal"
