@@ -683,7 +683,7 @@ def _release_tier(store: Store, study: Study, iso: str, key: bytes, rules: Any,
         write_masked,
     )
     from dhsurvey.release.formats.parquet import ParquetTable
-    from dhsurvey.release.labels import for_countries, with_merged_codes
+    from dhsurvey.release.labels import for_countries, with_merged_codes, with_zones
     from dhsurvey.release.manifest import write_manifest
     from dhsurvey.release.methods import methods_note, write_methods
     from dhsurvey.release.stream import ParquetAppender, write_from_parquet
@@ -745,7 +745,8 @@ def _release_tier(store: Store, study: Study, iso: str, key: bytes, rules: Any,
     derive = _Derived(study, [i for i in declared if i.id not in left_out],
                       {f: [d for d in ds if d.name not in left_out]
                        for f, ds in domains.items()})
-    labelled = with_merged_codes(for_countries(models, [config.code]), anonymised.merged_codes)
+    labelled = with_merged_codes(with_zones(for_countries(models, [config.code]), [config]),
+                                 anonymised.merged_codes)
     labelled = derive.labelled(labelled, _margin_labels(study, config))
     language = config.release_language
     warnings: list[str] = [*notes, *(f"{name} is not released in this tier: {why}"
@@ -1000,7 +1001,7 @@ def _pool_tier(store: Store, study: Study, isos: list[str], left_out: dict[str, 
         write_margins,
         write_masked,
     )
-    from dhsurvey.release.labels import for_countries, with_merged_codes
+    from dhsurvey.release.labels import for_countries, with_merged_codes, with_zones
     from dhsurvey.release.manifest import write_manifest
     from dhsurvey.release.methods import methods_note, write_methods
     from dhsurvey.release.pooled import pool_release
@@ -1021,8 +1022,9 @@ def _pool_tier(store: Store, study: Study, isos: list[str], left_out: dict[str, 
     pooled = pool_release(tables, replicates, margins)
     pooled.notes.extend(recoded)
     language = study.config(isos[0]).release_language
+    configs = [study.config(iso) for iso in isos]
     labelled = with_merged_codes(
-        for_countries(study.models, [study.config(iso).code for iso in isos]), merged)
+        with_zones(for_countries(study.models, [c.code for c in configs]), configs), merged)
     declared, domains = study.indicators
     labelled = _Derived(study, declared, domains).labelled(
         labelled, _margin_labels(study, study.config(isos[0])))

@@ -45,7 +45,7 @@ def fielded_languages(workbooks: list[str | Path]) -> set[str] | None:
     study does not field need not be complete."""
     import yaml
 
-    from dhsurvey.fieldwork.config import language_code
+    from dhsurvey.forms.model import language_code
 
     codes: set[str] = set()
     found = False

@@ -132,7 +132,7 @@ def test_classify_rules(study: Study) -> None:
         assert hh[col] == "month"
     assert hh["country"] == "keep"  # choice-coded field of the instance name
     assert {c for c, a in child.items() if a == "key"} == {
-        "region", "age_now", "child_sex", "in_school", "school_level"}
+        "region", "age_now", "child_sex", "in_school", "school_level", "school_isced"}
     assert child["ocsea_talk"] == child["talk_who"] == "sensitive"
     assert set(hh.values()) <= {"drop", "month", "key", "sensitive", "keep"}
 

@@ -31,7 +31,8 @@ CASES = {
     "release language not in forms": (lambda d: d.update(release_language="French (fr)"),
                                       "release_language"),
     "margin level not a code": (lambda d: d["margins"]["totals"].update(
-        sex={1: 1760000, 3: 1790000}), "margins.totals.sex"),
+        sex={1: d["margins"]["totals"]["sex"][1], 3: d["margins"]["totals"]["sex"][2]}),
+        "margins.totals.sex"),
     "team in a region of no stratum": (lambda d: d["teams"][0].update(regions=[40401, 40499]),
                                        "teams[0].regions"),
 }
@@ -66,4 +67,4 @@ def test_load_countries_checks_against_the_folders_own_forms(tmp_path: Path) -> 
     with pytest.raises(ConfigError) as info:
         load_countries(tmp_path)  # no forms passed: the folder's workbooks are the forms
     assert info.value.context.get("field") == "languages"
-    assert [c.iso for c in load_countries(INSTRUMENTS)] == ["KEN", "TZA", "UGA"]
+    assert len(load_countries(INSTRUMENTS)) == 13

@@ -39,10 +39,19 @@ def test_build_all_with_odk_validate(tmp_path: Path) -> None:
         assert 'lang="Kiswahili (sw)"' in xml
 
 
+STUDY_LANGUAGES = {"English (en)", "Kiswahili (sw)", "Amharic (am)", "Portuguese (pt)",
+                   "Afrikaans (af)", "isiZulu (zu)", "Luganda (lg)", "Khmer (km)",
+                   "Indonesian (id)", "Malay (ms)", "Thai (th)", "Filipino (fil)",
+                   "Vietnamese (vi)"}
+
+
 @pytest.mark.parametrize("path", FORMS, ids=lambda p: p.stem)
 def test_languages_and_pii(path: Path) -> None:
     model = load_form(path)
-    assert model.languages == ["English (en)", "Kiswahili (sw)"]
+    # Every language a country of the wave interviews in; the eleven added for the wave are
+    # drafts marked for professional review.
+    assert set(model.languages) == STUDY_LANGUAGES
+    assert set(model.draft_languages) == STUDY_LANGUAGES - {"English (en)", "Kiswahili (sw)"}
     assert all(f.pii for f in model.fields), [f.name for f in model.fields if not f.pii]
     if model.form_id == "household":
         direct = {f.name for f in model.by_pii("direct")}
@@ -52,9 +61,9 @@ def test_languages_and_pii(path: Path) -> None:
 def _values(model: FormModel, item: Item, n: int, rng: np.random.Generator) -> list:
     """Plausible typed answers for ``item`` (not necessarily consistent with the logic)."""
     lst = model.choices_for(item)
-    if item.type == "select_one" and lst is not None:
+    if item.is_select_one and lst is not None:
         return list(rng.choice(lst.codes(), n))
-    if item.type == "select_multiple" and lst is not None:
+    if item.is_select_multiple and lst is not None:
         return [" ".join(rng.choice(lst.codes(), 2, replace=False)) for _ in range(n)]
     if item.type in ("integer", "decimal", "calculate"):
         return list(rng.integers(0, 18, n).astype(float))

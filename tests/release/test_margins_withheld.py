@@ -2,7 +2,7 @@
 
 The margin variables (``sex``, ``age_group``, ``urban_rural``) are never suppressed, so a
 cell of stratum × margins with fewer than k respondents cannot be protected while they are
-released. A pilot-sized KEN sample under the study's k, l and risk thresholds (only the
+released. A pilot-sized UGA sample under the study's k, l and risk thresholds (only the
 suppression budget widened) has such cells: each tier is released without the margin
 variables, its gate passes, methods.md says what that costs, and R still reproduces its
 indicators from the Stata files (the shipped svydesign.R rakes only files that carry the
@@ -35,15 +35,15 @@ def released(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (instruments / "disclosure.yaml").write_text(yaml.safe_dump(rules, sort_keys=False),
                                                  encoding="utf-8")
     study = Study.load(instruments)
-    simulate_to(root / "landing", [study.config("KEN")], study.models, seed=5,
-                households=500, formats=("central",))
-    run = run_country(Store(root), study, "KEN", key=bytes(range(32)))
+    simulate_to(root / "landing", [study.config("UGA")], study.models, seed=5,
+                households=900, formats=("central",))
+    run = run_country(Store(root), study, "UGA", key=bytes(range(32)))
     for name, tier in run.release.tiers.items():
         assert tier.gate.passed, (name, tier.gate.reasons)
     return root
 
 
-@pytest.mark.parametrize("folder", ["release/KEN", "licensed/KEN"])
+@pytest.mark.parametrize("folder", ["release/UGA", "licensed/UGA"])
 def test_a_tier_without_its_margin_variables_still_reproduces_in_r(
         released: Path, folder: str, tmp_path: Path) -> None:
     root = released / folder

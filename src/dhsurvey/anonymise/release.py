@@ -244,6 +244,7 @@ def _prepare(form: str, table: pd.DataFrame, model: FormModel, weights: pd.DataF
         data = _join_weights(form, data, weights, calibration)
     else:  # no weight marks the non-respondents of an unweighted form: its consent does
         data = data[_consented(model, data)]
+    _release_geography(data, config)
     data = data.iloc[rng.permutation(len(data))].reset_index(drop=True)
 
     # Numbered records (a country in batches) keep integer KEYs: no object per row.
@@ -287,6 +288,21 @@ def _prepare(form: str, table: pd.DataFrame, model: FormModel, weights: pd.DataF
         out = pd.concat([out, data[wanted].astype(float)], axis=1)
     return WorkingForm(form, model, reasons, out, keys, weights is not None, accepted_rows,
                        scrubbed, months, calibration=calibration), ids
+
+
+def _release_geography(data: pd.DataFrame, config: CountryConfig) -> None:
+    """In place: ``region`` becomes the release zone it lies in and the design stratum the
+    zone's urban or rural part (a country without zones keeps its regions). A region of a
+    few dozen children cannot be released safely; the restricted zone keeps the region."""
+    if not config.zones:
+        return
+    if "region" in data.columns:
+        regions = config.released_regions
+        codes = pd.to_numeric(data["region"], errors="coerce")
+        data["region"] = codes.map(regions).astype("Int64")
+    if "_stratum" in data.columns:
+        strata = config.released_strata
+        data["_stratum"] = data["_stratum"].astype(str).map(lambda s: strata.get(s, s))
 
 
 def _stage(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:

@@ -139,7 +139,7 @@ def _published_text(models: Mapping[str, FormModel]) -> list[str]:
         texts += [model.title, model.form_id]
         for item in model.items:
             texts += [item.name, *item.labels.values(), *item.hints.values()]
-        for choices in model.choice_lists.values():
+        for choices in (*model.choice_lists.values(), *model.attached_lists.values()):
             texts.append(choices.name)
             for choice in choices.choices:
                 texts += [choice.name, *choice.labels.values()]

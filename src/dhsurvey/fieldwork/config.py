@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from dhsurvey.errors import ConfigError
-from dhsurvey.forms.model import FormModel, load_form
+from dhsurvey.forms.model import FormModel, language_code, load_form
 
 URBAN, RURAL = 1, 2
 
@@ -55,6 +55,17 @@ class Region:
     code: int
     name: str
     names: dict[str, str] = field(default_factory=dict)  # language code → name
+    zone: int | None = None  # the release zone it belongs to (see CountryConfig.zones)
+
+
+@dataclass(frozen=True)
+class Zone:
+    """A group of regions the released files name instead of the region: a region holds too
+    few interviewed children to be released safely. Released as ``country × 1000 + code``."""
+
+    code: int
+    name: str
+    names: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -115,6 +126,7 @@ class CountryConfig:
     names: dict[str, str] = field(default_factory=dict)  # the country's name by language code
     admin1: str = "region"  # what the first-level divisions are called
     divisions: tuple[Region, ...] = ()
+    zones: tuple[Zone, ...] = ()
     helpline: Helpline | None = None
     referral: tuple[dict[str, str], ...] = ()
     platforms: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -137,6 +149,26 @@ class CountryConfig:
     def psus(self) -> int:
         return sum(s.psus for s in self.strata)
 
+    def zone_code(self, zone: int) -> int:
+        """A zone's code in released files (distinct from every region code)."""
+        return self.code * 1000 + zone
+
+    @property
+    def released_regions(self) -> dict[int, int]:
+        """Region code → the code released files hold for it: its zone's, or (a country
+        without zones) its own."""
+        return {r.code: self.zone_code(r.zone) if r.zone is not None else r.code
+                for r in self.divisions}
+
+    @property
+    def released_strata(self) -> dict[str, str]:
+        """Stratum code → the stratum released files hold: the zone's urban or rural part
+        (strata collapsed within a zone; variance estimates stay valid, slightly
+        conservative)."""
+        regions = self.released_regions
+        return {s.code: f"{regions.get(s.region, s.region)}{s.urban_rural}"
+                for s in self.strata}
+
     @property
     def language_codes(self) -> list[str]:
         """The interview and release languages' codes (``sw`` of ``Kiswahili (sw)``)."""
@@ -144,10 +176,6 @@ class CountryConfig:
                                   for x in (*self.languages, self.release_language)))
 
 
-def language_code(column: str) -> str:
-    """The code of a workbook language (``Kiswahili (sw)`` → ``sw``; a bare name, lowered)."""
-    inside = column.rsplit("(", 1)[-1].rstrip(") ").strip() if "(" in column else column
-    return inside.lower()
 
 
 def _need(data: dict, key: str, path: Path, where: str = "") -> Any:
@@ -241,8 +269,8 @@ def _teams(data: dict, path: Path, strata: list[Stratum]) -> list[Team]:
 COUNTRY_KEYS = frozenset({"iso", "name", "code", "languages", "release_language", "fieldwork",
                           "households_per_psu", "strata", "teams", "frontline_workers",
                           "targets", "margins", "simulation", "max_replicates", "names",
-                          "admin1", "regions", "helpline", "referral", "platforms", "schools",
-                          "education"})
+                          "admin1", "regions", "zones", "helpline", "referral", "platforms",
+                          "schools", "education"})
 
 
 def _names(value: Any, path: Path, where: str) -> dict[str, str]:
@@ -254,6 +282,19 @@ def _names(value: Any, path: Path, where: str) -> dict[str, str]:
     return {str(k).lower(): str(v) for k, v in value.items() if v not in (None, "")}
 
 
+def _zones(data: dict, path: Path) -> list[Zone]:
+    out = []
+    for i, z in enumerate(data.get("zones") or ()):
+        where = f"zones[{i}]."
+        out.append(Zone(_int(_need(z, "code", path, where), path, where + "code", 1),
+                        str(_need(z, "name", path, where)),
+                        _names(z.get("names"), path, where + "names")))
+    if len({z.code for z in out}) != len(out):
+        raise ConfigError("zone codes are not unique", code="config-invalid", file=path,
+                          field="zones")
+    return out
+
+
 def _divisions(data: dict, path: Path, strata: list[Stratum], country: int) -> list[Region]:
     """The ``regions`` list; every stratum's region must be one of them (a file without the
     list keeps its strata's codes, unnamed). A region's code is the country's code × 100 plus
@@ -261,15 +302,25 @@ def _divisions(data: dict, path: Path, strata: list[Stratum], country: int) -> l
     raw = data.get("regions")
     if raw is None:
         return [Region(r, str(r)) for r in sorted({s.region for s in strata})]
+    zones = {z.code for z in _zones(data, path)}
     out: list[Region] = []
     for i, r in enumerate(raw):
         where = f"regions[{i}]."
+        zone = r.get("zone")
         out.append(Region(_int(_need(r, "code", path, where), path, where + "code"),
                           str(_need(r, "name", path, where)),
-                          _names(r.get("names"), path, where + "names")))
+                          _names(r.get("names"), path, where + "names"),
+                          None if zone is None else _int(zone, path, where + "zone")))
+        if zone is not None and zone not in zones:
+            raise ConfigError(f"zone {zone} is not in 'zones'", code="config-invalid",
+                              file=path, field=where + "zone")
         if out[-1].code // 100 != country:
             raise ConfigError(f"region code {out[-1].code} is not country {country} × 100 plus "
                               "a number", code="config-invalid", file=path, field=where + "code")
+    if zones and any(r.zone is None for r in out):
+        i = next(i for i, r in enumerate(out) if r.zone is None)
+        raise ConfigError("a country with zones puts every region in one", code="config-invalid",
+                          file=path, field=f"regions[{i}].zone")
     codes = [r.code for r in out]
     dup = sorted({c for c in codes if codes.count(c) > 1})
     if dup:
@@ -361,6 +412,7 @@ def load_country(path: str | Path, forms: Forms | None = None) -> CountryConfig:
     teams = _teams(data, path, strata)
     languages = tuple(str(x) for x in _need(data, "languages", path))
     release = str(data.get("release_language", "English (en)"))
+    _check_languages(path, languages, release, _forms(forms))
     codes = list(dict.fromkeys(language_code(x) for x in (*languages, release)))
 
     margins_block = _need(data, "margins", path)
@@ -399,6 +451,7 @@ def load_country(path: str | Path, forms: Forms | None = None) -> CountryConfig:
         names=_names(data.get("names"), path, "names"),
         admin1=str(data.get("admin1") or "region"),
         divisions=tuple(_divisions(data, path, strata, _int(data["code"], path, "code"))),
+        zones=tuple(_zones(data, path)),
         helpline=_helpline(data, path),
         referral=tuple({str(k): str(v) for k, v in r.items()}
                        for r in data.get("referral") or ()),
@@ -418,19 +471,26 @@ def _choice_codes(model: FormModel, name: str) -> list[str] | None:
     return lst.codes() if lst is not None else None
 
 
-def _check_against_forms(config: CountryConfig, forms: list[FormModel]) -> None:
-    path = config.path
+def _check_languages(path: Path, languages: tuple[str, ...], release: str,
+                     forms: list[FormModel]) -> None:
+    """Interview and release languages must be columns of every workbook (checked before the
+    levels' labels, which are asked for in these languages)."""
     for model in forms:
-        missing = [lang for lang in config.languages if lang not in model.languages]
+        missing = [lang for lang in languages if lang not in model.languages]
         if missing:
             raise ConfigError(f"language(s) {missing} not in {model.path.name} "
                               f"(it has {model.languages})", code="config-invalid", file=path,
                               field="languages", form=model.form_id)
-        if model.languages != ["default"] and config.release_language not in model.languages:
-            raise ConfigError(f"release_language '{config.release_language}' is not a language "
+        if model.languages != ["default"] and release not in model.languages:
+            raise ConfigError(f"release_language '{release}' is not a language "
                               f"of {model.path.name} (it has {model.languages})",
                               code="config-invalid", file=path, field="release_language",
                               form=model.form_id)
+
+
+def _check_against_forms(config: CountryConfig, forms: list[FormModel]) -> None:
+    path = config.path
+    for model in forms:
         urban_rural = _choice_codes(model, "urban_rural")
         for i, stratum in enumerate(config.strata):
             if urban_rural is not None and str(stratum.urban_rural) not in urban_rural:
@@ -592,14 +652,16 @@ def write_attachments(instruments: str | Path, configs: list[CountryConfig],
 
 def stale_attachments(instruments: str | Path, configs: list[CountryConfig],
                       forms: Forms) -> list[tuple[Path, str]]:
-    """(file, what differs) for each attached file whose rows of a country are not what that
-    country's file gives (rows of countries not in ``configs`` are not judged)."""
+    """(file, what differs) for each attached file the forms read whose rows of a country are
+    not what that country's file gives (rows of countries not in ``configs`` are not
+    judged)."""
     import csv
 
     models = _forms(forms)
     names = _language_names(configs)
+    used = {name for model in models for name in model.attachments}
     problems: list[tuple[Path, str]] = []
-    for file in ATTACHMENTS:
+    for file in (f for f in ATTACHMENTS if f in used):  # those the forms read
         path = Path(instruments) / file
         if not path.is_file():
             problems.append((path, "missing"))

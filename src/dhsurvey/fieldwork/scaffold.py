@@ -12,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from dhsurvey.errors import ConfigError
-from dhsurvey.fieldwork.config import language_code, load_country
+from dhsurvey.fieldwork.config import load_country
+from dhsurvey.forms.model import language_code
 from dhsurvey.io import atomic_write_bytes
 
 #: ISCED 2011 levels a school system is mapped to (a child's current level).

@@ -1129,7 +1129,9 @@ def _equals(left: Value, right: Value) -> Any:
         parts.append((as_num, np.asarray(_num_equal(_as_num(a), _as_num(b)), dtype=bool)))
     if np.any(as_str):
         parts.append((as_str, np.asarray(np.equal(_as_str(a), _as_str(b)), dtype=bool)))
-    if len(parts) == 1:
+    if not parts:  # nothing to compare: an empty node-set, or no rows
+        result = np.zeros(np.size(as_bool), bool)
+    elif len(parts) == 1:
         result = parts[0][1]
     else:
         result = np.zeros(max(np.size(m) for m, _ in parts), bool)

@@ -67,6 +67,8 @@ RANDOM_FUNCTIONS = frozenset({"random", "uuid"})
 _RANDOM_CALL = re.compile(r"(?<![\w:.-])(?:random|uuid)\s*\(")
 #: The short-label column used for Stata/SPSS; a pseudo-language, not an interview language.
 STATA = "stata"
+#: instance('name') in an expression: a secondary instance (attached file or choice list).
+INSTANCE_RE = re.compile(r"instance\(\s*['\"]([^'\"]+)['\"]\s*\)")
 #: Settings column naming the languages whose translation is a draft for professional review.
 DRAFT_SETTING = "draft_languages"
 
@@ -437,6 +439,18 @@ class FormModel:
             if aliases & wanted:
                 found.append(lang)
         return found
+
+    @cached_property
+    def attachments(self) -> frozenset[str]:
+        """The CSV files the form reads: those it selects from, and ``instance('x')`` of an
+        expression naming no choice list (``x.csv``)."""
+        names = {i.list_name for i in self.items
+                 if i.type.endswith("_from_file") and (i.list_name or "").endswith(".csv")}
+        for item in self.items:
+            for text in item.expressions().values():
+                names |= {f"{m}.csv" for m in INSTANCE_RE.findall(text)
+                          if m not in self.choice_lists}
+        return frozenset(n for n in names if n)
 
     @property
     def draft_languages(self) -> list[str]:
@@ -1057,6 +1071,15 @@ def _load_choices(
                         number, plain)
         lists.setdefault(list_name, ChoiceList(list_name, [], number)).choices.append(choice)
     return lists, headers, languages
+
+
+def language_code(language: str) -> str:
+    """A workbook language's code: ``Kiswahili (sw)`` → ``sw`` (the HTML ``lang``, codebook
+    column tags, the keys of country files); a name without one, as a lower-case slug."""
+    match = re.search(r"\(([^()]+)\)\s*$", language)
+    if match:
+        return match.group(1).strip()
+    return re.sub(r"\W+", "_", language.strip()).strip("_").lower() or "default"
 
 
 def media_folders(form: Path) -> list[Path]:

@@ -58,7 +58,7 @@ from dhsurvey.forms.expressions import (
     parse,
     references,
 )
-from dhsurvey.forms.model import REF_RE, FormModel, Item
+from dhsurvey.forms.model import REF_RE, FormModel, Item, language_code
 
 #: The id of the table of contents (a colon: no field name can spell it).
 CONTENTS_ID = "dhsurvey:contents"
@@ -115,12 +115,6 @@ class Wording:
 
     text: str
     in_words: bool
-
-
-def language_code(language: str) -> str:
-    """``'Kiswahili (sw)'`` → ``'sw'`` (the HTML ``lang``); a bare code is kept."""
-    match = re.search(r"\(([A-Za-z]{2,3}(?:-[A-Za-z0-9]+)*)\)\s*$", language)
-    return match.group(1) if match else language.strip()
 
 
 def _same(a: Node, b: Node) -> bool:

@@ -21,7 +21,8 @@ from typing import Any
 import pandas as pd
 
 from dhsurvey.errors import DhsurveyError
-from dhsurvey.forms.model import STATA, Choice, FormModel, Item
+from dhsurvey.fieldwork.config import CountryConfig
+from dhsurvey.forms.model import STATA, Choice, FormModel, Item, language_code
 from dhsurvey.validate.types import dtype_for
 from dhsurvey.weight.study import REPLICATE
 
@@ -74,14 +75,6 @@ class ReleaseError(DhsurveyError):
 
 
 # -- languages -----------------------------------------------------------------------------------
-
-
-def language_code(language: str) -> str:
-    """``English (en)`` → ``en``: the short tag used in codebook column names."""
-    match = re.search(r"\(([^()]+)\)\s*$", language)
-    if match:
-        return match.group(1).strip()
-    return re.sub(r"\W+", "_", language.strip()).strip("_").lower() or "default"
 
 
 def resolve_language(model: FormModel, language: str | None) -> str:
@@ -326,9 +319,40 @@ def for_countries(models: Mapping[str, FormModel], codes: Iterable[str | int]
             continue
         copy_ = copy.deepcopy(model)
         for list_name, column in filtered:
-            lst = copy_.choice_lists[list_name]
+            lst = copy_.choice_lists.get(list_name) or copy_.attached_lists[list_name]
             lst.choices[:] = [c for c in lst.choices
                               if str(c.extra.get(column, "")) in wanted or column not in c.extra]
+        out[form] = copy_
+    return out
+
+
+def with_zones(models: Mapping[str, FormModel], configs: Iterable[CountryConfig]
+               ) -> dict[str, FormModel]:
+    """Copies of the models whose ``region`` list labels the release zones of the countries
+    with zones (their released files hold a zone, not a region; see
+    :attr:`~dhsurvey.fieldwork.config.CountryConfig.released_regions`). The originals are
+    not changed."""
+    zoned = [c for c in configs if c.zones]
+    out = dict(models)
+    for form, model in models.items():
+        item = model.by_name.get("region")
+        lst = model.choices_for(item) if item is not None else None
+        if not zoned or lst is None:
+            continue
+        copy_ = copy.deepcopy(model)
+        target = copy_.choices_for(copy_["region"])
+        assert target is not None
+        dropped = {str(r.code) for c in zoned for r in c.divisions}
+        target.choices[:] = [ch for ch in target.choices if ch.name not in dropped]
+        release = {c.code: c.release_language for c in zoned}
+        for config in zoned:
+            languages = {language_code(x): x for x in (*config.languages,
+                                                       config.release_language)}
+            for zone in config.zones:
+                labels = {release[config.code]: zone.name, STATA: f"{config.iso}: {zone.name}"}
+                labels |= {languages[k]: v for k, v in zone.names.items() if k in languages}
+                target.choices.append(Choice(target.name, str(config.zone_code(zone.code)),
+                                             labels, {"country": str(config.code)}, -1))
         out[form] = copy_
     return out
 
