@@ -103,19 +103,23 @@ class Page(HTMLParser):
             self.who[row] = next(c for c in classes if c != "who")
 
 
+KENYA = "404"
+
+
 @pytest.fixture(scope="module")
 def pages() -> dict[str, tuple[FormModel, Page]]:
     out = {}
     for name in FORMS:
         form = load_form(INSTRUMENTS / f"{name}.xlsx")
-        out[name] = (form, Page(questionnaire_html(form)))
+        # As for Kenya's ethics board: its languages, its regions and school levels.
+        out[name] = (form, Page(questionnaire_html(form, None, [EN, SW], KENYA)))
     return out
 
 
 @pytest.mark.parametrize("name", FORMS)
 def test_every_question_with_both_labels_and_codes(pages, name: str) -> None:
     form, page = pages[name]
-    assert form.languages == [EN, SW]
+    assert {EN, SW} <= set(form.languages)
     assert page.html_lang == "en"
     for item in form.questions:
         row = page.rows[item.name]
@@ -124,7 +128,30 @@ def test_every_question_with_both_labels_and_codes(pages, name: str) -> None:
             assert _squash(item.labels[lang]) in _squash(row[code]), (item.name, lang)
         choices = form.choices_for(item)
         if choices is not None:
-            assert page.codes[item.name] == choices.codes()
+            codes = choices.codes() if item.list_name not in form.attached_lists else [
+                c.name for c in choices.choices if KENYA in (c.extra.get("country"), c.name)]
+            assert page.codes[item.name] == codes
+
+
+def test_a_country_print_lists_its_own_levels_in_its_script() -> None:
+    """Cambodia's questionnaire: English and Khmer side by side, the Khmer column marked as a
+    draft for professional review, and Cambodia's school levels (from its country file,
+    through schools.csv) in Khmer, no other country's."""
+    form = load_form(INSTRUMENTS / "child.xlsx")
+    khmer = "Khmer (km)"
+    html = questionnaire_html(form, None, [EN, khmer], "116")
+    page = Page(html)
+    assert '<th lang="km">Khmer (km)<br><span class="draft">draft translation, for ' \
+        'professional review</span></th>' in html
+    assert '<th lang="sw">' not in html and '<th lang="en">English (en)</th>' in html
+    levels = [c for c in form.choices_for(form["school_level"]).choices
+              if c.extra["country"] == "116"]
+    assert levels and page.codes["school_level"] == [c.name for c in levels]
+    assert all(_squash(c.labels[khmer]) in _squash(page.rows["school_level"]["km"])
+               for c in levels)
+    # Printed without a country, the attached lists are named, not listed.
+    whole = questionnaire_html(form, None, [EN])
+    assert "Options from the file schools.csv" in whole
 
 
 @pytest.mark.parametrize("name", FORMS)

@@ -22,7 +22,7 @@ MODELS = {f: load_form(INSTRUMENTS / f"{f}.xlsx") for f in FORMS}
 
 @pytest.fixture(scope="module")
 def weighted():
-    return weighted_country("TZA", 12, 1500)
+    return weighted_country("UGA", 12, 2400)
 
 
 def test_child_weights_hit_the_margins(weighted) -> None:
@@ -60,7 +60,7 @@ def test_household_weights_follow_the_recorded_probabilities(weighted) -> None:
 def test_replicates_and_a_prevalence_with_its_ci(weighted) -> None:
     _, sim, accepted, w = weighted
     reps = [c for c in w.child.columns if c.startswith("rep_")]
-    assert len(reps) == sim.sample.psus["cluster"].nunique()
+    assert len(reps) == w.child["cluster"].nunique()  # one per PSU with a respondent
     child = accepted["child"].drop(columns=["cluster"]).merge(w.child, on="KEY")
     child = child[child["ocsea_talk"].isin([0, 1])]
     child["talk"] = (child["ocsea_talk"] == 1).astype(float)
@@ -91,20 +91,20 @@ def test_variance_units_deal_psus_round_robin_within_strata() -> None:
 def test_grouped_replicates_keep_their_count_fixed_and_estimate_the_variance(
         weighted) -> None:
     config, sim, accepted, w = weighted
-    capped = replace(config, max_replicates=48)  # 16 strata of ~5 PSUs → 3 groups each
+    capped = replace(config, max_replicates=32)  # 8 strata of ~12 PSUs → 4 groups each
     g = study_weights(sim.sample.households, accepted["household"], accepted["child"],
                       accepted["caregiver"], capped)
     info = g.summary["replicates"]
     reps = [c for c in g.child.columns if c.startswith("rep_")]
-    assert len(reps) == info["count"] == 48 and info["grouped_psus"]
-    assert info["rscales"] == pytest.approx([2 / 3] * 48)
+    assert len(reps) == info["count"] == 32 and info["grouped_psus"]
+    assert info["rscales"] == pytest.approx([3 / 4] * 32)
     units = g.child.groupby("variance_unit").agg(psus=("cluster", "nunique"),
                                                  strata=("stratum", "nunique"),
                                                  stratum=("stratum", "first"))
-    assert len(units) == 48 and (units["strata"] == 1).all()
+    assert len(units) == 32 and (units["strata"] == 1).all()
     sizes = units.groupby("stratum")["psus"].agg(["min", "max", "sum"])
     assert (sizes["max"] - sizes["min"] <= 1).all()  # dealt evenly
-    assert sizes["sum"].sum() == g.child["cluster"].nunique() > 48
+    assert sizes["sum"].sum() == g.child["cluster"].nunique() > 32
     # The full-sample weights do not depend on how replicates are formed.
     np.testing.assert_allclose(g.child["weight"], w.child["weight"])
 
@@ -119,8 +119,9 @@ def test_grouped_replicates_keep_their_count_fixed_and_estimate_the_variance(
         return float(np.sqrt(np.sum(np.asarray(info["rscales"]) * (theta - theta.mean()) ** 2)))
 
     ratios = [replicate_se(g.child, info, y) / se for y in yes_no
-              if (se := replicate_se(w.child, w.summary["replicates"], y)) > 0]
-    # 48 units estimate the same variance as 80 PSUs, less stably: unbiased on average.
+              if (se := replicate_se(w.child, w.summary["replicates"], y)) > 1e-9]
+    # (A calibration margin such as child_sex has no variance: rounding noise, left out.)
+    # 32 units estimate the same variance as ~95 PSUs, less stably: unbiased on average.
     assert len(ratios) >= 10
     assert 0.85 < float(np.mean(ratios)) < 1.2
 

@@ -17,7 +17,7 @@ CAP_FACTOR = 3.5  # the trimming rule: 3.5 × the median raked weight
 
 @pytest.fixture(scope="module")
 def weighted():
-    return weighted_country("TZA", 12, 1500)
+    return weighted_country("UGA", 12, 2400)
 
 
 @pytest.fixture(scope="module")
