@@ -343,8 +343,10 @@ def test_an_english_release_takes_the_stata_variable_labels(tables, models, tmp_
     assert shorts
     assert {n: meta.column_names_to_labels[n] for n in shorts} == {
         n: t if len(t) <= LABEL_LIMIT else t[:LABEL_LIMIT - 1] + "…" for n, t in shorts.items()}
-    english = {i.name: i.labels[EN] for i in model.fields if i.name in shorts}
-    assert any(english[n] != shorts[n] for n in shorts)  # not the long English labels
+    # Only fields with an English label (a calculate may have only the Stata one).
+    english = {i.name: i.labels[EN] for i in model.fields
+               if i.name in shorts and i.labels.get(EN)}
+    assert any(english[n] != shorts[n] for n in english)  # not the long English labels
 
 
 def test_labels_in_another_language(tables, models, tmp_path: Path) -> None:
@@ -383,7 +385,10 @@ def test_labels_in_every_study_language_read_back_intact(tables, models, tmp_pat
     """Variable and value labels in each language, written to .dta and .sav and read back with
     pyreadstat: the model's text, cut (if at all) on a character boundary with an ellipsis —
     Stata 80 characters, SPSS value labels 120 bytes — never a broken byte sequence."""
-    from dhsurvey.release.labels import truncate_bytes
+    from dhsurvey.release.labels import choice_labels, pick_label, truncate_bytes
+
+    def cut_from(label: str, full: str) -> bool:  # the whole text, or its start and "…"
+        return label == full or (label.endswith("…") and full.startswith(label[:-1]))
 
     model = models["child"]
     (language,) = model.languages_named([code])
@@ -392,6 +397,13 @@ def test_labels_in_every_study_language_read_back_intact(tables, models, tmp_pat
     coded = {k: v for k, v in value_labels(model, language).items() if k in df.columns}
     english = file_labels(df.columns, model, EN)
     assert sum(names[n] != english[n] for n in names) > len(names) / 2  # translated
+    fields = [model[n] for n in df.columns if n in model.by_name and model[n].holds_data]
+    assert all(cut_from(names[i.name], pick_label(i.labels, language, model))
+               and len(names[i.name]) <= 80 for i in fields)
+    assert any(names[i.name].endswith("…") for i in fields)  # some cut
+    full = {n: choice_labels(model, model[n], language, limit=None) for n in coded}
+    assert all(cut_from(text, full[n][str(c)]) and len(text) <= 80
+               for n, labels in coded.items() for c, text in labels.items())
     tags = missing_codes(model)
     _, dta = pyreadstat.read_dta(write_dta(df, model, tmp_path / "c.dta", language=language))
     assert dta.column_names_to_labels == {k: v or None for k, v in names.items()}
@@ -403,5 +415,6 @@ def test_labels_in_every_study_language_read_back_intact(tables, models, tmp_pat
     assert sav.variable_value_labels == {
         name: {float(c): truncate_bytes(text, 120) for c, text in labels.items()}
         for name, labels in coded.items()}
-    assert all(len(t.encode("utf-8")) <= 120 for v in sav.variable_value_labels.values()
-               for t in v.values())
+    assert all(len(t.encode("utf-8")) <= 120 and cut_from(t, full[n][str(int(c))])
+               and "\ufffd" not in t
+               for n, v in sav.variable_value_labels.items() for c, t in v.items())
