@@ -62,7 +62,7 @@ class Study:
 def study() -> Study:
     models = {f: load_form(INSTRUMENTS / f"{f}.xlsx") for f in FORMS}
     config = load_country(INSTRUMENTS / "countries" / "KEN.yaml")
-    sim = simulate_country(config, models, seed=1, households=3520)
+    sim = simulate_country(config, models, seed=1)  # the design size: every PSU of the frame
     res = validate_forms(sim.forms, models, config=config)
     acc = {f: r.accepted for f, r in res.forms.items()}
     w = study_weights(sim.sample.households, acc["household"], acc["child"], acc["caregiver"],

@@ -94,14 +94,17 @@ def test_the_scan_finds_a_caregiver_name_and_nothing_in_codes_and_labels(
 
     # Codes, small numbers (roster lines, ages, clusters), choice and question labels in
     # every language: none is restricted.
+    # The choice lists include the attached country lists (regions, schools, education).
+    languages = sorted({lang for model in study.models.values() for lang in model.languages})
     rows = []
     for form, model in study.models.items():
-        for choices in model.choice_lists.values():
+        for choices in (*model.choice_lists.values(), *model.attached_lists.values()):
             rows += [(form, choices.name, c.name, *(c.labels.get(lang, "") for lang in
-                                                    model.languages)) for c in choices.choices]
+                                                    languages)) for c in choices.choices]
         rows += [(form, item.type, item.name, *(item.labels.get(lang, "") for lang in
-                                                model.languages)) for item in model.fields]
-    labels = pd.DataFrame(rows, columns=["form", "list", "code", "label_en", "label_sw"])
+                                                languages)) for item in model.fields]
+    labels = pd.DataFrame(rows, columns=["form", "list", "code",
+                                         *(f"label_{i}" for i in range(len(languages)))])
     labels["number"] = [str(i % 1000) for i in range(len(labels))]
     labels.to_csv(tmp_path / "labels.csv", index=False)
     labels.to_parquet(tmp_path / "labels.parquet")
