@@ -130,8 +130,10 @@ def test_every_release_folder_carries_its_methods_note(landed) -> None:
         assert variance in note
         assert study.disclosure.tiers["public" if folder == "release" else "licensed"] \
             .scenario in note
-        # The country's files label its own regions only (the list holds every country's).
+        # The country's files label its own zones only (the list holds every country's
+        # regions; a region is released as its zone), and the methods note says so.
+        assert "these files name its zone instead (8 zones: Coast, " in note
         import pyreadstat
 
         _, meta = pyreadstat.read_dta(str(data / folder / "KEN" / "child.dta"), metadataonly=True)
-        assert set(meta.variable_value_labels["region"]) == {int(r) for r in config.regions}
+        assert set(meta.variable_value_labels["region"]) == set(config.released_regions.values())

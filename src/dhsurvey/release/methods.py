@@ -146,6 +146,12 @@ def methods_note(config: CountryConfig | None, summary: Mapping[str, Any] | None
                   "internet-using child aged 12-17 chosen at random, and that child's main "
                   f"caregiver. Fieldwork {config.fieldwork_start} to {config.fieldwork_end}. "
                   f"Targets: {', '.join(f'{k} {v:,}' for k, v in config.targets.items())}.", ""]
+        if config.zones:
+            lines += [f"Geography: a region holds too few interviewed children to be released, "
+                      f"so these files name its zone instead ({len(config.zones)} zones: "
+                      f"{', '.join(z.name for z in config.zones)}), and the design strata "
+                      "are collapsed to zone x urban/rural (variance estimates stay valid, "
+                      "slightly conservative). The region stays in the restricted data.", ""]
     if summary:
         lines += [*_response(summary), "", *_weighting(summary), ""]
     else:
