@@ -138,6 +138,10 @@ FIXTURES: dict[str, tuple[Callable[[Path], Path], int | None, dict]] = {
                          {}),
     "constraint-impossible": (lambda p: write_workbook(
         p, _edit(6, constraint=". > 17 and . < 12")), 6, {}),
+    # row 7: the draw; row 8 computes with its text (a draw below 0.001 reads back as NaN)
+    "random-as-text": (lambda p: write_workbook(p, _add(
+        q("calculate", "draw", calculation="once(random())", pii="none"),
+        q("calculate", "pick", calculation="int(${draw} * 3) + 1", pii="none"))), 8, {}),
     # 'Umri kwa miaka' was imported for an English label reading otherwise than today's
     "translation-stale": (lambda p: record_sources(write_workbook(p), {
         ("survey", "age", f"label::{SW}"): SourceRecord(

@@ -132,6 +132,9 @@ RULES: dict[str, tuple[str, str]] = {
     "code-not-in-list": (ERROR, "a code compared with a select (or in selected()) that its "
                          "choice list does not have"),
     "constraint-impossible": (ERROR, "a constraint no value can satisfy (. > 17 and . < 12)"),
+    "random-as-text": (WARNING, "a random() draw kept as a calculation's text and used as a "
+                       "number: ODK writes a draw below 0.001 as '5.5E-5', which number() "
+                       "reads as NaN (keep int(random() * 1000000) instead)"),
 }
 
 #: Rules that need more than the workbook: the simulator (``--simulate``), or the study's
@@ -201,6 +204,27 @@ def encryption_key(model: FormModel) -> Iterator[Finding]:
         yield _finding(model, "encryption-key-missing",
                        "no public_key in settings: pass --public-key to build, or add one",
                        sheet="settings", column="public_key")
+
+
+#: A calculation whose stored text is a bare draw: random() or once(random()).
+_BARE_RANDOM = re.compile(r"^\s*(once\(\s*)?random\(\s*\)(\s*\))?\s*$")
+
+
+@check
+def random_as_text(model: FormModel) -> Iterator[Finding]:
+    """A field holding random()'s text, used in another expression: JavaRosa prints a double
+    below 0.001 in exponent notation and its number() does not read that back."""
+    draws = {i.name for i in model.fields
+             if _BARE_RANDOM.match(str(i.get("calculation") or ""))}
+    for item in model.items:
+        for column, text in item.expressions().items():
+            used = draws & set(REF_RE.findall(text))
+            for name in sorted(used):
+                yield _finding(model, "random-as-text",
+                               f"'{item.name}' computes with ${{{name}}}, a random() draw kept "
+                               "as text: a draw below 0.001 is written '5.5E-5' and read as "
+                               "NaN; store int(random() * 1000000) and divide", row=item.row,
+                               column=column)
 
 
 @check
