@@ -1,16 +1,19 @@
 """The thirteen-country wave: every country through its own path, all of them pooled.
 
-Each configured country is simulated at a small size (the fewest households its strata allow,
-two PSUs each), then run by the library's one path (`dhsurvey.study.run_country`: ingest →
-validate → weight → anonymise → release). No clean interview may be quarantined, every
+Each configured country is simulated at a small size (the fewest households its strata allow:
+two PSUs of four households each), then run by the library's one path
+(`dhsurvey.study.run_country`: ingest → validate → weight → anonymise → release), two
+countries at a time on the machine's two cores. No clean interview may be quarantined, every
 submission is accounted for, the gate passes, and the released files carry the country's own
-regions and school levels (from its country file, through the forms' attached lists) with
-their ISCED levels; the pooled release holds every country, education comparable through ISCED.
+release zones and school levels (from its country file, through the forms' attached lists)
+with their ISCED levels. The pooled release then holds every country.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyreadstat
@@ -18,23 +21,33 @@ import pytest
 from workbooks import instruments_with_budget
 
 from dhsurvey.store import Store
-from dhsurvey.study import Study, run_country
+from dhsurvey.study import Study, pool, run_country
 
 INSTRUMENTS = Path(__file__).parents[1] / "instruments"
 KEY = bytes(range(32))
 WAVE = sorted(p.stem for p in (INSTRUMENTS / "countries").glob("*.yaml"))
+_STUDY: dict[str, Any] = {}  # the forked workers' study and data root
+
+
+def _country(iso: str) -> dict[str, Any]:
+    """One country simulated and run (in a worker process); what the tests check of it."""
+    from dhsurvey.fieldwork.run import simulate_to
+
+    study, data = _STUDY["study"], _STUDY["data"]
+    simulate_to(data / "landing", [study.config(iso)], study.models, seed=13, households=200,
+                formats=("central",))
+    run = run_country(Store(data), study, iso, key=KEY)
+    return {"reconciliation": run.validated.reconciliation,
+            "gate": run.release.gate.passed, "findings": list(run.release.findings)}
 
 
 @pytest.fixture(scope="module")
-def wave(tmp_path_factory: pytest.TempPathFactory) -> tuple[Study, Path]:
-    from dhsurvey.fieldwork.run import simulate_to
-
+def wave(tmp_path_factory: pytest.TempPathFactory) -> tuple[Study, Path, dict[str, dict]]:
     instruments = instruments_with_budget(tmp_path_factory.mktemp("instruments"), 1.0)
-    study = Study.load(instruments)
-    data = tmp_path_factory.mktemp("data")
-    simulate_to(data / "landing", [study.config(iso) for iso in WAVE], study.models, seed=13,
-                households=200, formats=("central",))
-    return study, data
+    _STUDY.update(study=Study.load(instruments), data=tmp_path_factory.mktemp("data"))
+    with multiprocessing.get_context("fork").Pool(2) as workers:
+        runs = dict(zip(WAVE, workers.map(_country, WAVE, chunksize=1), strict=True))
+    return _STUDY["study"], _STUDY["data"], runs
 
 
 def test_thirteen_countries_are_configured() -> None:
@@ -44,26 +57,35 @@ def test_thirteen_countries_are_configured() -> None:
 
 @pytest.mark.parametrize("iso", WAVE)
 def test_country_runs_its_own_path(wave, iso: str) -> None:
-    study, data = wave
-    config = study.config(iso)
-    run = run_country(Store(data), study, iso, key=KEY)
-    for form, rec in run.validated.reconciliation.items():
+    study, data, runs = wave
+    config, run = study.config(iso), runs[iso]
+    for form, rec in run["reconciliation"].items():
         assert rec["raw"] == rec["accepted"] + rec["quarantined"] + rec["duplicates"], form
         assert rec["quarantined"] == 0, (form, rec)  # no fault planted: nothing is unclean
-    assert run.release.gate.passed and run.release.findings == []
+    assert run["gate"] and run["findings"] == []
     child = pd.read_parquet(data / "release" / iso / "child.parquet")
     assert len(child) > 0 and (child["country"].astype(str) == str(config.code)).all()
-    regions = {str(r.code) for r in config.divisions}
-    assert set(child["region"].dropna().astype(str)) <= regions
-    schools = {str(lv.code): lv.isced for lv in config.schools}
+    zones = set(config.released_regions.values())
+    assert set(child["region"].dropna().astype(int)) <= zones
+    schools = {lv.code: lv.isced for lv in config.schools}
     asked = child.dropna(subset=["school_level"])
-    assert len(asked) and set(asked["school_level"].astype(int).astype(str)) <= set(schools)
+    assert len(asked) and set(asked["school_level"].astype(int)) <= set(schools)
     assert (asked["school_isced"].astype(int)
-            == asked["school_level"].astype(int).astype(str).map(schools)).all()
-    # The country's own labels, in the release language, in the Stata file.
+            == asked["school_level"].astype(int).map(schools)).all()
+    # The country's own zones, named in the release language, label the Stata file.
     _, meta = pyreadstat.read_dta(data / "release" / iso / "child.dta", metadataonly=True)
-    region_labels = meta.variable_value_labels["region"]
-    named = {r.code: r.name for r in config.divisions}
-    assert {int(k) for k in region_labels} == set(named)
-    assert all(region_labels[float(k)] == v or region_labels.get(k) == v
-               for k, v in named.items())
+    named = {config.zone_code(z.code): z.name for z in config.zones}
+    assert {int(k): v for k, v in meta.variable_value_labels["region"].items()} == named
+
+
+def test_the_pooled_release_holds_every_country_with_comparable_education(wave) -> None:
+    study, data, _ = wave
+    pooled = pool(Store(data), study)
+    assert pooled is not None
+    child = pd.read_parquet(data / "release" / "pooled" / "child.parquet")
+    assert set(child["country"].astype(int)) == {study.config(iso).code for iso in WAVE}
+    # School systems differ (each country's own levels); ISCED 2011 levels compare.
+    assert child["school_level"].nunique() > 20
+    assert set(child["school_isced"].dropna().astype(int)) <= set(range(10))
+    caregiver = pd.read_parquet(data / "release" / "pooled" / "caregiver.parquet")
+    assert set(caregiver["cg_educ_isced"].dropna().astype(int)) <= set(range(10))

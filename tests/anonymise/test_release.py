@@ -126,6 +126,8 @@ def test_classify_rules(study: Study) -> None:
         assert hh[col] == "drop", col
     assert child["child_line"] == cg["cg_line"] == cg["child_line"] == fw["worker_no"] == "drop"
     assert child["devices_oth"] == "drop" and child["talk_who_oth"] == "drop"  # free text
+    # the country's own settings looked up from countries.csv: not answers
+    assert child["helpline"] == child["eg_games"] == child["country_langs"] == "drop"
     # duplicates of released keys: a suppressed age would otherwise be recoverable
     assert child["child_age"] == child["age_self"] == hh["hh_size"] == hh["sel_age"] == "drop"
     for col in ("start", "end", "today", "v1_date"):

@@ -19,7 +19,7 @@ import pandas as pd
 
 from dhsurvey.errors import DhsurveyError
 from dhsurvey.forms.facts import Models, StudyFacts
-from dhsurvey.forms.model import FormModel, Item
+from dhsurvey.forms.model import REF_RE, FormModel, Item
 from dhsurvey.ingest.canonical import META
 
 ACTIONS = ("drop", "month", "key", "sensitive", "keep")
@@ -75,6 +75,12 @@ FIELD_DROP = {
 #: Why a per-record draw (``random()``, ``uuid()``) and whatever is computed from it never
 #: leave: the value is unique to the record, so two releases carrying it could be joined.
 RANDOM_DRAW = "random draw: would link two releases"
+
+#: A calculation that looks a value up in the country table (``instance('countries')``, keyed
+#: by ``${country}`` alone: the helpline, platform examples, interview languages) holds the
+#: same value in every record of a country; the country file publishes it.
+COUNTRY_CONSTANT = "the country's own setting (from its country file), not an answer"
+_COUNTRY_TABLE = re.compile(r"instance\(\s*['\"]countries['\"]\s*\)")
 
 #: Roster line pointers (``line``, ``sel_line``, ``caregiver_line``, ...): only meaningful
 #: with the roster, which is never released.
@@ -134,6 +140,9 @@ def _drop_reason(model: FormModel, item: Item, pii: str, ids: set[str]) -> str:
         return "roster line pointer: the roster is not released"
     if name in model.random_draws:
         return RANDOM_DRAW
+    calculation = str(item.get("calculation") or "")
+    if _COUNTRY_TABLE.search(calculation) and set(REF_RE.findall(calculation)) <= {"country"}:
+        return COUNTRY_CONSTANT
     return ""
 
 
