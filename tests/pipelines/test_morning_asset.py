@@ -55,7 +55,7 @@ def _checks(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str], dg.Asset
 def runs(tmp_path_factory: pytest.TempPathFactory, small_sample_rules: Path):
     data = tmp_path_factory.mktemp("data")
     config = next(c for c in countries() if c.iso == "UGA")
-    simulate_to(data / "landing", [config], models(), seed=5, households=150,
+    simulate_to(data / "landing", [config], models(), seed=5, households=400,
                 faults=["out_of_range"], formats=("central",))
     resources = {"paths": StudyPaths(instruments=str(small_sample_rules), data_root=str(data),
                                      reports_url="http://127.0.0.1:4101"),

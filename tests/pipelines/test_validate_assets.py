@@ -18,7 +18,7 @@ INSTRUMENTS = Path(__file__).parents[2] / "instruments"
 
 def test_country_partition_runs_from_landing_to_accepted(tmp_path: Path) -> None:
     config = next(c for c in countries() if c.iso == "UGA")
-    simulate_to(tmp_path / "landing", [config], models(), seed=5, households=150,
+    simulate_to(tmp_path / "landing", [config], models(), seed=5, households=400,
                 faults=list(KINDS), formats=("central", "kobo"))
     resources = {"paths": StudyPaths(instruments=str(INSTRUMENTS), data_root=str(tmp_path)),
                  "secrets": Secrets()}

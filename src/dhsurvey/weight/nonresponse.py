@@ -172,8 +172,9 @@ class _Cells:
         first = observed.index(g.levels[0])
         neighbour = observed[last + 1] if last + 1 < len(observed) else observed[first - 1]
         who = self.label(g)
+        # The neighbour's leaves may already be in this group (merged into it before).
         absorbed = sorted(set(int(x) for x in
-                              self.leaf_group[self.members(g.prefix + (neighbour,))]))
+                              self.leaf_group[self.members(g.prefix + (neighbour,))]) - {gid})
         names = []
         for other in absorbed:
             og = self.groups.pop(other)
