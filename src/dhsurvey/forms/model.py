@@ -432,10 +432,8 @@ class FormModel:
         wanted = {n.strip().lower() for n in names}
         found = []
         for lang in self.languages:
-            code = re.search(r"\(([^)]+)\)\s*$", lang)
-            aliases = {lang.lower(), re.sub(r"\s*\([^)]*\)\s*$", "", lang).lower()}
-            if code:
-                aliases.add(code.group(1).lower())
+            aliases = {lang.lower(), re.sub(r"\s*\([^)]*\)\s*$", "", lang).lower(),
+                       language_code(lang).lower()}
             if aliases & wanted:
                 found.append(lang)
         return found
