@@ -58,7 +58,10 @@ def test_urban_rural_codes_come_from_the_forms(tmp_path: Path) -> None:
     path = _variant(tmp_path / "countries", lambda d: None)
     with pytest.raises(ConfigError) as info:
         load_country(path, [only_urban])
-    assert info.value.context.get("field") == "strata[1].urban_rural", str(info.value)
+    strata = yaml.safe_load(path.read_text())["strata"]
+    first_rural = next(i for i, s in enumerate(strata) if s["urban_rural"] == 2)
+    assert info.value.context.get("field") == f"strata[{first_rural}].urban_rural", \
+        str(info.value)
 
 
 def test_load_countries_checks_against_the_folders_own_forms(tmp_path: Path) -> None:
