@@ -295,14 +295,14 @@ def _zones(data: dict, path: Path) -> list[Zone]:
     return out
 
 
-def _divisions(data: dict, path: Path, strata: list[Stratum], country: int) -> list[Region]:
+def _divisions(data: dict, path: Path, strata: list[Stratum], country: int,
+               zones: set[int]) -> list[Region]:
     """The ``regions`` list; every stratum's region must be one of them (a file without the
     list keeps its strata's codes, unnamed). A region's code is the country's code × 100 plus
     its number, so the regions of pooled countries never share a code."""
     raw = data.get("regions")
     if raw is None:
         return [Region(r, str(r)) for r in sorted({s.region for s in strata})]
-    zones = {z.code for z in _zones(data, path)}
     out: list[Region] = []
     for i, r in enumerate(raw):
         where = f"regions[{i}]."
@@ -413,6 +413,7 @@ def load_country(path: str | Path, forms: Forms | None = None) -> CountryConfig:
     languages = tuple(str(x) for x in _need(data, "languages", path))
     release = str(data.get("release_language", "English (en)"))
     _check_languages(path, languages, release, _forms(forms))
+    zones = _zones(data, path)
     codes = list(dict.fromkeys(language_code(x) for x in (*languages, release)))
 
     margins_block = _need(data, "margins", path)
@@ -450,8 +451,9 @@ def load_country(path: str | Path, forms: Forms | None = None) -> CountryConfig:
         max_replicates=_int(data.get("max_replicates", 200), path, "max_replicates", 2),
         names=_names(data.get("names"), path, "names"),
         admin1=str(data.get("admin1") or "region"),
-        divisions=tuple(_divisions(data, path, strata, _int(data["code"], path, "code"))),
-        zones=tuple(_zones(data, path)),
+        divisions=tuple(_divisions(data, path, strata, _int(data["code"], path, "code"),
+                                   {z.code for z in zones})),
+        zones=tuple(zones),
         helpline=_helpline(data, path),
         referral=tuple({str(k): str(v) for k, v in r.items()}
                        for r in data.get("referral") or ()),
