@@ -9,7 +9,7 @@ from pipelines.defs.release import assets as release
 from pipelines.defs.release import files as release_files
 from pipelines.defs.release import pooled
 from pipelines.defs.validate import assets as validate
-from pipelines.defs.validate import morning
+from pipelines.defs.validate import expectations, morning
 from pipelines.defs.weight import assets as weight
 from pipelines.executors import executor_from_env
 from pipelines.resources import Secrets, StudyPaths
@@ -19,12 +19,12 @@ def build_defs(paths: StudyPaths, secrets: Secrets) -> dg.Definitions:
     """The code location with explicit resources (the demo and tests pass their own)."""
     return dg.Definitions(
         assets=[forms.compiled_forms, ingest.landing, *ingest.raw_assets, validate.validated,
-                morning.fieldwork_day, weight.weights, release.indicators, release_files.release,
-                pooled.pooled_release],
+                expectations.expectations, morning.fieldwork_day, weight.weights,
+                release.indicators, release_files.release, pooled.pooled_release],
         asset_checks=[forms.instruments_lint_clean],
         jobs=[automation.country_job, automation.pooled_job, automation.central_sync_job,
-              automation.forms_job],
-        sensors=[automation.landing_sensor],
+              automation.forms_job, expectations.expectations_job],
+        sensors=[automation.landing_sensor, expectations.expectations_after_country],
         schedules=[automation.central_sync],
         resources={"paths": paths, "secrets": secrets},
         # Runs launched from the UI: multiprocess, or Celery workers (DHSURVEY_EXECUTOR); the

@@ -27,7 +27,8 @@ infrastructure; never a later stage. Where each module belongs:
   the two cannot drift), but no later stage; and no stage may import the simulator (validation
   checks the form's rules from ``forms``, not from the simulator that obeys them).
 - **shared**: ``dhsurvey`` (the package), ``dhsurvey.errors``, ``dhsurvey.io``,
-  ``dhsurvey.store`` — infrastructure every module may import; it imports only shared modules.
+  ``dhsurvey.parallel``, ``dhsurvey.store`` — infrastructure every module may import; it
+  imports only shared modules.
 - **orchestration**: ``dhsurvey.cli``, ``.demo``, ``.batched``, ``.study`` — run the stages
   end to end; they may import anything in the library, and only orchestration imports them.
 
@@ -56,7 +57,8 @@ CONFIGURATION_MODULES = {"dhsurvey.fieldwork", "dhsurvey.fieldwork.config",
                          "dhsurvey.fieldwork.design", "dhsurvey.fieldwork.scaffold"}
 SIMULATOR_MODULES = {f"dhsurvey.fieldwork.{name}" for name in
                      ("simulate", "answers", "faults", "exports", "run", "canaries")}
-SHARED_MODULES = {"dhsurvey", "dhsurvey.errors", "dhsurvey.io", "dhsurvey.store"}
+SHARED_MODULES = {"dhsurvey", "dhsurvey.errors", "dhsurvey.io", "dhsurvey.parallel",
+                  "dhsurvey.store"}
 ORCHESTRATION_MODULES = {"dhsurvey.cli", "dhsurvey.demo", "dhsurvey.batched", "dhsurvey.study",
                          "dhsurvey.study_files"}
 #: What the simulator may import besides itself and the shared modules.

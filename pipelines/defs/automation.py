@@ -28,9 +28,10 @@ forms_job = dg.define_asset_job("forms_job", selection=["compiled_forms"],
                                 description="Compile and lint the instruments.")
 country_job = dg.define_asset_job(
     "country_job",
-    selection=dg.AssetSelection.all() - dg.AssetSelection.assets("compiled_forms",
-                                                                  "pooled_release"),
-    description="Everything for one country, from landing exports to release.",
+    selection=dg.AssetSelection.all() - dg.AssetSelection.assets(
+        "compiled_forms", "pooled_release", "expectations"),
+    description="Everything for one country, from landing exports to release (Great "
+                "Expectations apart: `expectations_job`).",
 )
 pooled_job = dg.define_asset_job(
     "pooled_job", selection=["pooled_release"],

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 from workbooks import EN, q, valid_survey, write_workbook
 
@@ -40,6 +41,38 @@ def test_build_is_deterministic(tmp_path: Path) -> None:
     assert a == (tmp_path / "out_a2" / "forms" / "test_form.xml").read_bytes()
     assert ((tmp_path / "out_a" / "forms" / "manifest.json").read_bytes()
             == (tmp_path / "out_a2" / "forms" / "manifest.json").read_bytes())
+
+
+def test_build_reuses_forms_compiled_from_the_same_content(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """A second build of unchanged workbooks reads the XForms back instead of running pyxform
+    and ODK Validate again; a changed workbook, an edited XForm, a new key or a request for
+    validation compiles again."""
+    import dhsurvey.forms.compile as compile_module
+
+    write_workbook(tmp_path / "in" / "test.xlsx")
+    first = build(tmp_path / "in", tmp_path / "out", validate=False)
+    calls: list[str] = []
+    real = compile_module.to_xform
+    monkeypatch.setattr(compile_module, "to_xform",
+                        lambda model, **kw: calls.append(model.form_id) or real(model, **kw))
+    again = build(tmp_path / "in", tmp_path / "out", validate=False)
+    assert calls == [] and again[0].xform == first[0].xform
+    assert again[0].warnings == first[0].warnings
+    xml = tmp_path / "out" / "forms" / "test_form.xml"
+    xml.write_text(xml.read_text() + "<!-- edited -->")
+    build(tmp_path / "in", tmp_path / "out", validate=False)
+    assert calls == ["test_form"] and "edited" not in xml.read_text()
+    build(tmp_path / "in", tmp_path / "out", validate=True)  # not validated before
+    assert calls == ["test_form"] * 2
+    build(tmp_path / "in", tmp_path / "out", validate=False)  # validated covers unvalidated
+    assert calls == ["test_form"] * 2
+    write_workbook(tmp_path / "in" / "test.xlsx", survey=[*valid_survey(), q("text", "extra")])
+    build(tmp_path / "in", tmp_path / "out", validate=False)
+    assert calls == ["test_form"] * 3
+    build(tmp_path / "in", tmp_path / "out", validate=False, force=True)
+    assert calls == ["test_form"] * 4
 
 
 def test_any_change_gives_a_new_version(tmp_path: Path) -> None:

@@ -33,3 +33,29 @@ def test_compiled_forms_materialises(tmp_path: Path) -> None:
     (check,) = result.get_asset_check_evaluations()
     assert check.passed
     assert check.metadata["errors"].value == 0
+
+
+def test_great_expectations_is_off_the_release_path() -> None:
+    """``country_job`` (ingest to release) holds no Great Expectations step; its own job does,
+    and the sensor after a successful country run asks for that country's partition."""
+    from pipelines.definitions import defs
+    from pipelines.defs.validate.expectations import expectations_after_country
+
+    country = defs.resolve_job_def("country_job")
+    assert dg.AssetKey("expectations") not in country.asset_layer.selected_asset_keys
+    assert dg.AssetKey("release") in country.asset_layer.selected_asset_keys
+    ge = defs.resolve_job_def("expectations_job")
+    assert ge.asset_layer.selected_asset_keys == {dg.AssetKey("expectations")}
+    instance = dg.DagsterInstance.ephemeral()
+
+    def request(job_name: str, tags: dict[str, str]) -> object:
+        run = dg.DagsterRun(job_name=job_name, run_id="r1", tags=tags)
+        context = dg.build_run_status_sensor_context(
+            sensor_name="expectations_after_country", dagster_instance=instance,
+            dagster_run=run, dagster_event=dg.DagsterEvent(
+                event_type_value="PIPELINE_SUCCESS", job_name=job_name))
+        return expectations_after_country(context)
+
+    asked = request("country_job", {"dagster/partition": "KEN"})
+    assert isinstance(asked, dg.RunRequest) and asked.partition_key == "KEN"
+    assert isinstance(request("pooled_job", {}), dg.SkipReason)

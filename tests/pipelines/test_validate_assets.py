@@ -23,7 +23,8 @@ def test_country_partition_runs_from_landing_to_accepted(tmp_path: Path) -> None
     resources = {"paths": StudyPaths(instruments=str(INSTRUMENTS), data_root=str(tmp_path)),
                  "secrets": Secrets()}
     assets = [a for a in defs.resolve_asset_graph().get_all_asset_keys()
-              if a.to_user_string().startswith(("raw_", "accepted_", "fieldwork_", "weights"))]
+              if a.to_user_string().startswith(("raw_", "accepted_", "fieldwork_", "weights",
+                                                "expectations"))]
     result = dg.materialize(
         [*[defs.get_assets_def(k) for k in assets]],
         partition_key="UGA", resources=resources, selection=assets)
@@ -33,7 +34,7 @@ def test_country_partition_runs_from_landing_to_accepted(tmp_path: Path) -> None
     for form in models():
         assert checks[(f"raw_{form}", "structure")].passed
         assert checks[(f"accepted_{form}", "reconciliation")].passed
-        assert checks[(f"accepted_{form}", "expectations")].passed
+        assert checks[("expectations", f"suite_{form}")].passed
         assert (tmp_path / "clean" / "UGA" / form / "accepted.parquet").exists()
     child = next(m for m in result.asset_materializations_for_node("validated")
                  if m.asset_key == dg.AssetKey("accepted_child"))

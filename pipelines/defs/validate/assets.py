@@ -8,7 +8,7 @@ import dagster as dg
 import pandas as pd
 
 from dhsurvey.errors import DhsurveyError
-from dhsurvey.store import DATA_DOCS, REPORT, Store
+from dhsurvey.store import REPORT, Store
 from dhsurvey.study import Validated, validate
 from dhsurvey.validate.disclosure import LISTINGS
 from pipelines.defs.runlog import change, check_metadata, previous_metadata, stage_failure
@@ -39,12 +39,7 @@ QUALITY = dg.AssetKey("fieldwork_quality")
     check_specs=[dg.AssetCheckSpec("reconciliation", asset=accepted_key(f), blocking=True,
                                    partitions_def=country_partitions,
                                    description="raw = accepted + quarantined + duplicates")
-                 for f in FORMS]
-    + [dg.AssetCheckSpec("expectations", asset=accepted_key(f), blocking=False,
-                         partitions_def=country_partitions,
-                         description="Great Expectations suite generated from the form; "
-                                     "Data Docs in `clean/<ISO>/data_docs/`")
-       for f in FORMS],
+                 for f in FORMS],
     partitions_def=country_partitions,
     name="validated",
 )
@@ -71,7 +66,6 @@ def validated(context: dg.AssetExecutionContext, paths: StudyPaths) -> Iterator:
             + ("" if before else " (first run)"))
     yield from _results(outcome, store, iso)
     yield _quality(outcome, store, iso, paths.report_url(iso))
-    yield from _expectations(outcome, store.quality(iso) / DATA_DOCS, iso)
 
 
 def _listed_rows(folder: Path) -> dict[str, int]:
@@ -138,31 +132,6 @@ def _marks(row: Any) -> str:
     if pd.isna(row.team):
         marks.append("⚠ in no team")
     return "; ".join(marks)
-
-
-def _expectations(outcome: Validated, docs: Path, iso: str) -> Iterator:
-    """Non-blocking: the accepted tables against the suites generated from the forms."""
-    from dhsurvey.validate.expectations import validate_accepted
-
-    if outcome.result is None:
-        for form in outcome.reconciliation:
-            yield dg.AssetCheckResult(
-                asset_key=accepted_key(form), check_name="expectations", passed=True,
-                severity=dg.AssetCheckSeverity.WARN,
-                metadata=check_metadata({"evaluated": 0, "note": "not run on a country "
-                                                       "validated in batches"}))
-        return
-    ge = validate_accepted({f: r.accepted for f, r in outcome.result.forms.items()}, models(),
-                           docs, name=iso)
-    for form, outcome in ge.forms.items():
-        yield dg.AssetCheckResult(
-            asset_key=accepted_key(form), check_name="expectations", passed=outcome.success,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata=check_metadata({"evaluated": outcome.evaluated,
-                                     "successful": outcome.successful,
-                      "failed": ", ".join(outcome.failed) or "none",
-                      "data docs": dg.MetadataValue.path(str(ge.index))}),
-        )
 
 
 def _results(outcome: Validated, store: Store, iso: str) -> Iterator:

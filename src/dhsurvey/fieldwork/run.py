@@ -14,6 +14,7 @@ import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -33,6 +34,7 @@ from dhsurvey.fieldwork.simulate import (
 from dhsurvey.forms.model import FormModel
 from dhsurvey.ingest.canonical import META, RawForm
 from dhsurvey.io import atomic_write_json, atomic_write_parquet
+from dhsurvey.parallel import forked_map
 from dhsurvey.store import BACKCHECK
 
 FORMATS = ("central", "kobo", "xml")
@@ -70,44 +72,54 @@ def write_design(sim: SimulatedCountry, folder: Path) -> None:
 def simulate_to(out: str | Path, configs: list[CountryConfig], models: dict[str, FormModel], *,
                 seed: int = 0, households: int | None = None, faults: Sequence[str] = (),
                 formats: tuple[str, ...] = FORMATS, public_key_pem: bytes | None = None,
-                faults_per_kind: int = 3) -> list[CountryOutput]:
+                faults_per_kind: int = 3, workers: int | None = None) -> list[CountryOutput]:
     """Simulate each country and write ``out/<ISO>/{central,kobo,xml}/…`` and its back-checks
     (``out/<ISO>/backcheck/``, in the first of ``formats``, when the study has a back-check
-    plan); deterministic."""
-    outputs = []
-    for config in configs:
-        sim = simulate_country(config, models, seed=seed, households=households)
-        plan = backcheck_plan(config, models)
-        checked: tuple[RawForm, dict[str, Any]] | None = None
-        if plan is not None:  # drawn from the interviews as done, before any fault
-            checked = simulate_backchecks(sim.forms[plan["form"]], models[plan["form"]], plan,
-                                          seeded_rng(seed, config.iso, "backcheck"))
-        if faults:
-            inject_faults(sim, models, list(faults), seeded_rng(seed, config.iso, "faults"),
-                          per_kind=faults_per_kind)
-        folder = Path(out) / config.iso
-        crypto_rng = random.Random(f"{seed}/{config.iso}/encrypt").randbytes
-        for form_id, raw in sim.forms.items():
-            model = models[form_id]
-            if "central" in formats:
-                write_central_zip(raw, model, folder / "central" / f"{form_id}.csv.zip")
-            if "kobo" in formats:
-                write_kobo_json(raw, model, folder / "kobo" / f"{form_id}.json")
-            if "xml" in formats:
-                write_xml_folder(raw, model, folder / "xml" / form_id,
-                                 public_key_pem=public_key_pem, rng=crypto_rng)
-        write_design(sim, folder)
-        manifest: dict[str, Any] = {"country": config.iso, "seed": seed, "faults": sim.faults,
-                                    "canaries": sim.canaries}
-        if checked is not None:
-            raw, planted = checked
-            path = write_backcheck(raw, models[raw.form_id], folder, formats, crypto_rng)
-            manifest["backcheck"] = {**planted, "export": path.relative_to(folder).as_posix()}
-        atomic_write_json(folder / "faults.json", manifest)
-        outputs.append(CountryOutput(config.iso, folder,
-                                     {k: len(v.root) for k, v in sim.forms.items()},
-                                     len(sim.faults), len(checked[0].root) if checked else 0))
-    return outputs
+    plan); deterministic.
+
+    Countries are independent (each draws from its own seeds), so several are simulated at
+    once in ``workers`` forked processes (default: one per core); the files are the same
+    whatever the number of workers."""
+    one = partial(_simulate_country_to, Path(out), models=models, seed=seed,
+                  households=households, faults=tuple(faults), formats=formats,
+                  public_key_pem=public_key_pem, faults_per_kind=faults_per_kind)
+    return [output for _, output in forked_map(one, configs, workers=workers)]
+
+
+def _simulate_country_to(out: Path, config: CountryConfig, *, models: dict[str, FormModel],
+                         seed: int, households: int | None, faults: tuple[str, ...],
+                         formats: tuple[str, ...], public_key_pem: bytes | None,
+                         faults_per_kind: int) -> CountryOutput:
+    sim = simulate_country(config, models, seed=seed, households=households)
+    plan = backcheck_plan(config, models)
+    checked: tuple[RawForm, dict[str, Any]] | None = None
+    if plan is not None:  # drawn from the interviews as done, before any fault
+        checked = simulate_backchecks(sim.forms[plan["form"]], models[plan["form"]], plan,
+                                      seeded_rng(seed, config.iso, "backcheck"))
+    if faults:
+        inject_faults(sim, models, list(faults), seeded_rng(seed, config.iso, "faults"),
+                      per_kind=faults_per_kind)
+    folder = out / config.iso
+    crypto_rng = random.Random(f"{seed}/{config.iso}/encrypt").randbytes
+    for form_id, raw in sim.forms.items():
+        model = models[form_id]
+        if "central" in formats:
+            write_central_zip(raw, model, folder / "central" / f"{form_id}.csv.zip")
+        if "kobo" in formats:
+            write_kobo_json(raw, model, folder / "kobo" / f"{form_id}.json")
+        if "xml" in formats:
+            write_xml_folder(raw, model, folder / "xml" / form_id,
+                             public_key_pem=public_key_pem, rng=crypto_rng)
+    write_design(sim, folder)
+    manifest: dict[str, Any] = {"country": config.iso, "seed": seed, "faults": sim.faults,
+                                "canaries": sim.canaries}
+    if checked is not None:
+        raw, planted = checked
+        path = write_backcheck(raw, models[raw.form_id], folder, formats, crypto_rng)
+        manifest["backcheck"] = {**planted, "export": path.relative_to(folder).as_posix()}
+    atomic_write_json(folder / "faults.json", manifest)
+    return CountryOutput(config.iso, folder, {k: len(v.root) for k, v in sim.forms.items()},
+                         len(sim.faults), len(checked[0].root) if checked else 0)
 
 
 # --------------------------------------------------------------------------- back-checks

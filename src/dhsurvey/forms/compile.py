@@ -32,6 +32,11 @@ class CompiledForm:
     def sha256(self) -> str:
         return hashlib.sha256(self.xform.encode()).hexdigest()
 
+    #: Whether ODK Validate checked this XForm (its warnings are in ``warnings``).
+    validated: bool = False
+    #: SHA-256 of the public key the form encrypts with ('' when not encrypted).
+    key_sha256: str = ""
+
     def manifest_entry(self) -> dict[str, object]:
         m = self.model
         return {
@@ -45,6 +50,9 @@ class CompiledForm:
             "fields": len(m.fields),
             "repeats": [r.name for r in m.repeats],
             "encrypted": self.encrypted,
+            "public_key_sha256": self.key_sha256,
+            "validated": self.validated,
+            "warnings": list(self.warnings),
         }
 
 
@@ -119,7 +127,12 @@ def to_xform(model: FormModel, public_key: str | None = None) -> CompiledForm:
         raise _pyxform_error(exc, model) from None
     except Exception as exc:  # pyxform raises plain exceptions for some sheet errors
         raise _pyxform_error(exc, model) from None
-    return CompiledForm(model, xform, tuple(warnings), "public_key" in settings)
+    return CompiledForm(model, xform, tuple(warnings), "public_key" in settings,
+                        key_sha256=_key_sha256(public_key))
+
+
+def _key_sha256(public_key: str | None) -> str:
+    return hashlib.sha256(public_key.encode()).hexdigest() if public_key else ""
 
 
 def odk_validate(compiled: CompiledForm, workdir: Path) -> list[str]:
@@ -146,16 +159,64 @@ def compile_forms(
     paths: list[Path], *, validate: bool = True, public_key: str | None = None
 ) -> list[CompiledForm]:
     """Load and compile several workbooks; ODK Validate runs in parallel (about 2 s a form)."""
+    return _compile_models([load_form(p) for p in paths], validate, public_key)
+
+
+def _compile_models(models: list[FormModel], validate: bool, public_key: str | None
+                    ) -> list[CompiledForm]:
     import tempfile
 
-    compiled = [to_xform(load_form(p), public_key=public_key) for p in paths]
+    compiled = [to_xform(m, public_key=public_key) for m in models]
     if validate:
         with tempfile.TemporaryDirectory(prefix="dhsurvey-validate-") as tmp:
             with ThreadPoolExecutor(max_workers=4) as pool:
                 results = list(pool.map(lambda c: odk_validate(c, Path(tmp)), compiled))
-        compiled = [dataclasses.replace(c, warnings=c.warnings + tuple(w))
+        compiled = [dataclasses.replace(c, warnings=c.warnings + tuple(w), validated=True)
                     for c, w in zip(compiled, results, strict=True)]
     return compiled
+
+
+def _compiler() -> str:
+    """What made an XForm besides its workbook: the compiler's version."""
+    from importlib.metadata import version
+
+    return f"pyxform {version('pyxform')}"
+
+
+def _built(forms_dir: Path, models: list[FormModel], validate: bool,
+           public_key: str | None) -> list[CompiledForm] | None:
+    """The XForms already in ``forms_dir`` when its manifest says they were compiled from
+    these workbooks' content, with the same key and compiler (and validated, if asked), and
+    each file is still the one compiled; else None."""
+    import json
+
+    try:
+        manifest = json.loads((forms_dir / "manifest.json").read_text(encoding="utf-8"))
+        entries = {e["form_id"]: e for e in manifest["forms"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if manifest.get("compiler") != _compiler() or \
+            sorted(entries) != sorted(m.form_id for m in models):
+        return None
+    out = []
+    for model in models:
+        entry = entries[model.form_id]
+        if entry.get("content_hash") != model.content_hash or \
+                entry.get("source") != model.path.name or \
+                entry.get("public_key_sha256", "") != _key_sha256(public_key) or \
+                (validate and not entry.get("validated")):
+            return None
+        try:
+            xform = (forms_dir / f"{model.form_id}.xml").read_text(encoding="utf-8")
+        except OSError:
+            return None
+        compiled = CompiledForm(model, xform, tuple(entry.get("warnings", ())),
+                                bool(entry.get("encrypted")), bool(entry.get("validated")),
+                                _key_sha256(public_key))
+        if compiled.sha256 != entry.get("xform_sha256"):
+            return None
+        out.append(compiled)
+    return out
 
 
 def instrument_paths(directory: str | Path) -> list[Path]:
@@ -173,12 +234,20 @@ def instrument_paths(directory: str | Path) -> list[Path]:
 
 def build(
     instruments: str | Path, out: str | Path, *, validate: bool = True,
-    public_key: str | None = None,
+    public_key: str | None = None, force: bool = False,
 ) -> list[CompiledForm]:
-    """Compile every instrument to ``<out>/forms/<form_id>.xml`` plus ``manifest.json``."""
+    """Compile every instrument to ``<out>/forms/<form_id>.xml`` plus ``manifest.json``.
+
+    Forms compiled before from the same content (the manifest's content hashes, key and
+    compiler version; the XForm files unchanged) are not compiled again: the demo, the CLI
+    and the pipeline's ``compiled_forms`` asset each call this, and pyxform with ODK
+    Validate takes seconds per form. ``force``: compile anyway."""
     forms_dir = Path(out) / "forms"
-    compiled = compile_forms(instrument_paths(instruments), validate=validate,
-                             public_key=public_key)
+    models = [load_form(p) for p in instrument_paths(instruments)]
+    compiled = None if force else _built(forms_dir, models, validate, public_key)
+    if compiled is not None:
+        return compiled
+    compiled = _compile_models(models, validate, public_key)
     seen: dict[str, Path] = {}
     for c in compiled:
         if c.model.form_id in seen:
@@ -190,5 +259,5 @@ def build(
     for c in compiled:
         atomic_write_bytes(forms_dir / f"{c.model.form_id}.xml", c.xform.encode("utf-8"))
     atomic_write_json(forms_dir / "manifest.json",
-                      {"forms": [c.manifest_entry() for c in compiled]})
+                      {"compiler": _compiler(), "forms": [c.manifest_entry() for c in compiled]})
     return compiled

@@ -140,6 +140,8 @@ METADATA_TYPES = {
     "start-geopoint",
     "background-audio",
 }
+#: Row types whose value a submission carries.
+_DATA_TYPES = frozenset(INPUT_TYPES | METADATA_TYPES | {"calculate", "hidden"})
 OTHER_TYPES = {"note", "calculate", "hidden", "xml-external", "csv-external"}
 STRUCTURE_TYPES = {"begin_group", "end_group", "begin_repeat", "end_repeat"}
 KNOWN_TYPES = INPUT_TYPES | METADATA_TYPES | OTHER_TYPES | STRUCTURE_TYPES
@@ -353,7 +355,7 @@ class Item:
     @property
     def holds_data(self) -> bool:
         """Whether a submission carries a value for this row."""
-        return self.type in INPUT_TYPES | METADATA_TYPES | {"calculate", "hidden"}
+        return self.type in _DATA_TYPES
 
     @property
     def dynamic_default(self) -> bool:
@@ -474,10 +476,24 @@ class FormModel:
     def __contains__(self, name: object) -> bool:
         return name in self.by_name
 
+    # Cached: validation, labels and the simulator ask for these per column and per row; the
+    # items of a model are not changed after parsing (a model with more fields is a new one,
+    # ``dataclasses.replace``). Callers get copies, so a caller's edit cannot leak in.
+    @cached_property
+    def _fields(self) -> tuple[Item, ...]:
+        return tuple(i for i in self.items if i.holds_data)
+
+    @cached_property
+    def _fields_by_repeat(self) -> dict[str | None, tuple[Item, ...]]:
+        out: dict[str | None, list[Item]] = {}
+        for item in self._fields:
+            out.setdefault(item.repeat, []).append(item)
+        return {k: tuple(v) for k, v in out.items()}
+
     @property
     def fields(self) -> list[Item]:
         """Every row that holds data in a submission, in form order."""
-        return [i for i in self.items if i.holds_data]
+        return list(self._fields)
 
     @property
     def questions(self) -> list[Item]:
@@ -493,7 +509,7 @@ class FormModel:
 
     def fields_in(self, repeat: str | None) -> list[Item]:
         """Data fields whose innermost repeat is ``repeat`` (None: the submission root)."""
-        return [i for i in self.fields if i.repeat == repeat]
+        return list(self._fields_by_repeat.get(repeat, ()))
 
     def ancestors(self, item: Item) -> list[Item]:
         """Enclosing groups and repeats, outermost first."""
@@ -815,8 +831,36 @@ def _cell_text(value: Any) -> str:
     return str(value)
 
 
+#: Workbooks read in this process, by (path, size, modification time): lint, build, the
+#: study and the pipeline each parse the same workbooks, and reading a 13-language workbook
+#: cell by cell with openpyxl takes seconds.
+_READ: dict[tuple[str, int, int], dict[str, list[tuple[int, list[str]]]]] = {}
+_READ_KEEP = 16
+
+
 def read_sheets(path: Path) -> dict[str, list[tuple[int, list[str]]]]:
-    """Every sheet as (Excel row number, cell texts) rows, blank rows dropped."""
+    """Every sheet as (Excel row number, cell texts) rows, blank rows dropped.
+
+    A workbook unchanged since this process last read it (same size and modification time)
+    is not read again; callers get their own lists."""
+    try:
+        stat = path.stat()
+    except OSError:
+        stat = None
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns) if stat else None
+    if key is None or key not in _READ:
+        sheets = _read_sheets(path)
+        if key is not None:
+            if len(_READ) >= _READ_KEEP:
+                _READ.pop(next(iter(_READ)))
+            _READ[key] = sheets
+    else:
+        sheets = _READ[key]
+    return {name: [(number, list(cells)) for number, cells in rows]
+            for name, rows in sheets.items()}
+
+
+def _read_sheets(path: Path) -> dict[str, list[tuple[int, list[str]]]]:
     import openpyxl
 
     if not path.exists():

@@ -64,16 +64,10 @@ def text_hash(text: str) -> str:
 
 def recorded_sources(workbook: str | Path) -> dict[CellKey, SourceRecord]:
     """The workbook's ``translation_sources`` sheet ({} when it has none)."""
-    import openpyxl
+    from dhsurvey.forms.model import read_sheets
 
-    book = openpyxl.load_workbook(workbook, read_only=True, data_only=True)
-    try:
-        if SOURCES_SHEET not in book.sheetnames:
-            return {}
-        rows = list(book[SOURCES_SHEET].iter_rows(values_only=True))
-    finally:
-        book.close()
-    return _parse_sources(rows)
+    rows = read_sheets(Path(workbook)).get(SOURCES_SHEET, [])
+    return _parse_sources([tuple(cells) for _, cells in rows])
 
 
 def _parse_sources(rows: list[tuple]) -> dict[CellKey, SourceRecord]:

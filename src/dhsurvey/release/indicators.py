@@ -425,33 +425,37 @@ def labelled_variables(model: FormModel, form: str, indicators: Sequence[Indicat
     file: each indicator (Yes/No), each derived domain and each margin variable with its
     levels, so codebook, Stata and SPSS labels come from one place. ``margins``: margin
     variable → code → label."""
-    import copy
+    from dataclasses import replace
 
     from dhsurvey.forms.model import STATA, Choice, ChoiceList, Item
 
-    out = copy.deepcopy(model)
-    langs = [*out.languages, STATA]
+    langs = [*model.languages, STATA]
+    items, lists = list(model.items), dict(model.choice_lists)
+    names = set(model.by_name)
 
     def add(name: str, label: str, codes: Mapping[str, str]) -> None:
+        if name in names:
+            return
+        names.add(name)
         list_name = f"_release_{name}"
-        out.choice_lists[list_name] = ChoiceList(list_name, [
+        lists[list_name] = ChoiceList(list_name, [
             Choice(list_name, str(code), {lang: text for lang in langs}, {}, -1)
             for code, text in codes.items()], -1)
-        out.items.append(Item(name, "select_one", -1, (), None, {"pii": "none"},
-                              list_name=list_name, labels={lang: label for lang in langs}))
+        items.append(Item(name, "select_one", -1, (), None, {"pii": "none"},
+                          list_name=list_name, labels={lang: label for lang in langs}))
 
     for name, codes in margins.items():
-        if name not in out:
-            add(name, f"Raking margin: {name.replace('_', ' ')} (selected child, household "
-                      "roster)", codes)
+        add(name, f"Raking margin: {name.replace('_', ' ')} (selected child, household "
+                  "roster)", codes)
     for dom in domains:
-        if dom.derived and dom.name not in out:
+        if dom.derived:
             add(dom.name, f"Domain: {dom.name.replace('_', ' ')}", dom.labels)
     for ind in indicators:
-        if ind.form == form and ind.id not in out:
+        if ind.form == form:
             add(ind.id, f"Indicator: {ind.label}", {"1": "Yes", "0": "No"})
-    out.__dict__.pop("by_name", None)  # cached: rebuilt with the added fields
-    return out
+    # A new model (not a copy of this one's cached lookups): fields, names and classes are
+    # derived afresh with the added variables.
+    return replace(model, items=items, choice_lists=lists)
 
 
 __all__ = ["COLUMNS", "DEFINITION", "Domain", "Indicator", "compute_indicators",

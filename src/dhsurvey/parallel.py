@@ -1,0 +1,57 @@
+"""Independent pieces of work spread over the machine's cores in forked processes.
+
+Why forked: the pieces (one country's simulation, one country's run) need the parsed forms,
+the country files and often a closure over them. A forked worker inherits all of that from
+the parent as it stands, so nothing but an index goes to the worker and only the piece's
+result comes back (pickled). Where fork is unavailable, or for a single piece or a single
+core, the pieces run one after the other in this process, with the same results.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: The work of the pool being run: inherited by its forked workers, never pickled.
+_WORK: tuple[Callable[[Any], Any], list[Any]] | None = None
+
+
+def workers_for(pieces: int, workers: int | None = None) -> int:
+    """How many processes ``pieces`` pieces use: ``workers`` (default one per core), at most
+    one per piece."""
+    return max(1, min(pieces, workers or os.cpu_count() or 1))
+
+
+def forked_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int | None = None,
+               as_done: bool = False) -> Iterator[tuple[T, R]]:
+    """(item, ``fn(item)``) for every item, computed in up to ``workers`` forked processes:
+    in the order of ``items``, or as each finishes (``as_done``). An exception in a piece is
+    raised here. A pool inside a piece runs its own pieces one after the other."""
+    items = list(items)
+    global _WORK
+    if workers_for(len(items), workers) <= 1 or _WORK is not None or \
+            "fork" not in mp.get_all_start_methods():
+        for item in items:
+            yield item, fn(item)
+        return
+    _WORK = (fn, items)
+    try:
+        with ProcessPoolExecutor(workers_for(len(items), workers),
+                                 mp_context=mp.get_context("fork")) as pool:
+            futures = {pool.submit(_piece, i): i for i in range(len(items))}
+            for future in as_completed(futures) if as_done else list(futures):
+                yield items[futures[future]], future.result()
+    finally:
+        _WORK = None
+
+
+def _piece(index: int) -> Any:
+    assert _WORK is not None, "set before the workers were forked"
+    fn, items = _WORK
+    return fn(items[index])

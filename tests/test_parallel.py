@@ -1,0 +1,69 @@
+"""Forked pools: the same results as one process, in order or as done, errors raised."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from dhsurvey.parallel import forked_map
+
+OFFSET = 1000  # set before the pool: a forked worker sees it without pickling
+
+
+def _square_plus(x: int) -> tuple[int, int]:
+    return x * x + OFFSET, os.getpid()
+
+
+def test_forked_map_gives_what_one_process_gives() -> None:
+    items = list(range(7))
+    forked = list(forked_map(_square_plus, items, workers=2))
+    assert [i for i, _ in forked] == items
+    assert [r[0] for _, r in forked] == [x * x + OFFSET for x in items]
+    assert {pid for _, (_, pid) in forked} - {os.getpid()}  # worked elsewhere
+    done = dict(forked_map(_square_plus, items, workers=2, as_done=True))
+    assert sorted(done) == items and all(done[x][0] == x * x + OFFSET for x in items)
+    alone = list(forked_map(_square_plus, items, workers=1))
+    assert {pid for _, (_, pid) in alone} == {os.getpid()}
+
+
+def _nested(x: int) -> list[int]:
+    return [pid for _, (_, pid) in forked_map(_square_plus, [x, x + 1], workers=2)]
+
+
+def test_a_pool_inside_a_piece_runs_in_that_piece() -> None:
+    for _, pids in forked_map(_nested, [1, 2], workers=2):
+        assert len(set(pids)) == 1
+
+
+def _fails(x: int) -> int:
+    if x == 3:
+        raise ValueError("piece 3")
+    return x
+
+
+def test_an_error_in_a_piece_is_raised() -> None:
+    with pytest.raises(ValueError, match="piece 3"):
+        list(forked_map(_fails, range(5), workers=2))
+
+
+def test_countries_simulated_at_once_write_the_same_files(tmp_path: Path) -> None:
+    from dhsurvey.fieldwork.config import load_countries
+    from dhsurvey.fieldwork.run import simulate_to
+    from dhsurvey.forms.model import load_form
+
+    instruments = Path(__file__).parents[1] / "instruments"
+    models = {m.form_id: m for m in (load_form(p) for p in sorted(instruments.glob("*.xlsx")))}
+    configs = load_countries(instruments, list(models.values()), ["KEN", "UGA"])
+
+    def digests(folder: Path) -> dict[str, str]:
+        return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(folder.rglob("*")) if p.is_file()}
+
+    for workers in (1, 2):
+        simulate_to(tmp_path / str(workers), configs, models, seed=3, households=120,
+                    formats=("central", "kobo"), workers=workers)
+    assert digests(tmp_path / "1") == digests(tmp_path / "2")
+    assert any(name.startswith("UGA/") for name in digests(tmp_path / "2"))
