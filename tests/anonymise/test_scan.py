@@ -110,7 +110,7 @@ def test_phone_numbers_are_parsed_only_where_one_may_be(tmp_path: Path,
     table.to_csv(tmp_path / "t.csv", index=False)
     found = scan_release([tmp_path / "t.parquet", tmp_path / "t.csv"], [])
     assert {(f["kind"], f["column"]) for f in found} == {("phone", "note")}
-    assert set(parsed) == {"call 0712 345 678"}
+    assert parsed == ["0712 345 678"]  # the number's stretch alone, once for both files
 
 
 @pytest.mark.parametrize("text", [
@@ -122,6 +122,9 @@ def test_the_phone_prefilter_keeps_every_number_phonenumbers_finds(text: str) ->
     assert identifiers.phones(text)
     assert identifiers.may_hold_phone(text)
     assert identifiers.may_hold(pa.array([text]), RestrictedValues([]))[0]
+    # Parsing only the stretches that may be a number finds what parsing the text finds.
+    assert [m for kind, m in identifiers.pattern_hits(text) if kind == "phone"] == \
+        identifiers.phones(text)
 
 
 @pytest.mark.parametrize("text", ["3f8a921234567b0c", "ab0712345678", "0712345678cd",
@@ -137,3 +140,39 @@ def test_the_shortest_valid_number_has_phone_min_digits() -> None:
     shortest = min(min(PhoneMetadata.metadata_for_region(r).general_desc.possible_length)
                    for r in PHONE_REGIONS)
     assert PHONE_MIN_DIGITS <= shortest
+
+
+def test_an_xlsx_is_read_cell_by_cell_only_when_its_texts_hold_something(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first pass over the package's texts finds a value split over rich-text runs, in a
+    sheet name or in a plain cell; a workbook with none is not walked cell by cell."""
+    import openpyxl
+    from openpyxl.cell.rich_text import CellRichText, TextBlock
+    from openpyxl.cell.text import InlineFont
+
+    leak = INSTANCE_IDS[7]
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "labels"
+    sheet.append(["code", "label"])
+    sheet.append([1, "Yes"])
+    book.save(tmp_path / "clean.xlsx")
+    sheet["B3"] = CellRichText([TextBlock(InlineFont(b=True), leak[:12]),
+                                TextBlock(InlineFont(i=True), leak[12:])])
+    book.save(tmp_path / "runs.xlsx")
+    book.remove(sheet)
+    book.create_sheet("x zawadi-4821").append(["plain"])
+    book.save(tmp_path / "title.xlsx")
+    walked: list[str] = []
+    load = openpyxl.load_workbook
+    monkeypatch.setattr(openpyxl, "load_workbook",
+                        lambda path, **kw: walked.append(Path(path).name) or load(path, **kw))
+    assert scan_release([tmp_path / "clean.xlsx"], INSTANCE_IDS) == []
+    assert walked == []
+    runs = scan_release([tmp_path / "runs.xlsx"], INSTANCE_IDS)
+    assert [(f["where"], f["row"], f["restricted_index"]) for f in runs
+            if f["kind"] == "restricted"] == [("xlsx:labels", 3, 7)]
+    title = scan_release([tmp_path / "title.xlsx"], [*INSTANCE_IDS, "Zawadi-4821"])
+    assert [(f["where"], f["restricted_index"]) for f in title] == [
+        ("xlsx:sheet", len(INSTANCE_IDS))]
+    assert walked == ["runs.xlsx", "title.xlsx"]

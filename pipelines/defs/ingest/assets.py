@@ -1,5 +1,5 @@
 """The landing folder as a run found it, and the raw tables: one asset per form, partitioned
-by country, with a blocking schema check.
+by country, with a blocking structure check.
 
 ``landing`` records the state it read (the landing sensor compares it with what it sees) and
 warns, naming each, of files no reader takes (a renamed download, a wrong extension, a form the
@@ -12,13 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
-import pandas as pd
 
 from dhsurvey.errors import DhsurveyError
 from dhsurvey.ingest.landing import classify, foreign_instances, scan
 from dhsurvey.study import ingest_form
-from dhsurvey.validate.schema import build_schema
-from dhsurvey.validate.types import to_typed
 from pipelines.defs.forms.assets import compiled_forms
 from pipelines.defs.runlog import change, check_metadata, counts_table, previous_metadata
 from pipelines.resources import Secrets, StudyPaths
@@ -107,8 +104,8 @@ def _raw_asset(form_id: str) -> dg.AssetsDefinition:
         kinds={"parquet"},
         check_specs=[dg.AssetCheckSpec("structure", asset=f"raw_{form_id}", blocking=True,
                                        partitions_def=country_partitions,
-                                       description="columns of the form present, instanceID "
-                                                   "unique, every value typed or reported")],
+                                       description="the form's columns present, each instanceID "
+                                                   "once (values are typed by validation)")],
         description=f"Submissions of '{form_id}' from every export in `landing/<ISO>/`, "
                     "combined into canonical tables (restricted zone).",
     )
@@ -147,28 +144,18 @@ def _raw_asset(form_id: str) -> dg.AssetsDefinition:
 
 
 def _structure_check(form_id: str, raw, model) -> dg.AssetCheckResult:
-    """Blocking: the table must be one validation can run on. Row-level failures are normal
-    fieldwork (quarantined later) and only counted here."""
+    """Blocking: the table must be one validation can run on — the form's columns present
+    and each instanceID once. Values are typed and checked against the form's schema once,
+    by validation, which quarantines and flags row by row (the ``validated`` asset's
+    metadata counts them by rule)."""
     expected = {f.name for f in model.fields_in(None)}
     missing = sorted(expected - set(raw.root.columns)) if len(raw.root) else []
-    typed, type_errors = to_typed(raw.root, model) if len(raw.root) else (raw.root, [])
-    failures = build_schema(raw.to_form_data(model)).failures(
-        typed.set_index("KEY", drop=False)) if len(raw.root) else pd.DataFrame()
     duplicate_keys = int(raw.root["KEY"].duplicated().sum()) if len(raw.root) else 0
-    passed = not missing and duplicate_keys == 0
-    by_rule = failures.groupby("rule").size().sort_values(ascending=False).head(8) \
-        if len(failures) else pd.Series(dtype=int)
     return dg.AssetCheckResult(
-        asset_key=f"raw_{form_id}", check_name="structure", passed=passed,
-        metadata=check_metadata({
-            "missing columns": ", ".join(missing) or "none",
-            "duplicate instanceIDs": duplicate_keys,
-            "type errors": len(type_errors),
-            "row-level schema failures": len(failures),
-            "failures by rule": dg.MetadataValue.md(
-                "| rule | cells |\n|---|---|\n" + "\n".join(
-                    f"| {k} | {v} |" for k, v in by_rule.items()) if len(by_rule) else "none"),
-        }),
+        asset_key=f"raw_{form_id}", check_name="structure",
+        passed=not missing and duplicate_keys == 0,
+        metadata=check_metadata({"missing columns": ", ".join(missing) or "none",
+                                 "duplicate instanceIDs": duplicate_keys}),
     )
 
 

@@ -239,7 +239,11 @@ def pattern_hits(text: str) -> list[tuple[str, str]]:
     if "." in text:
         out += [("coordinates", m.group(0)) for m in COORD_RE.finditer(text)]
     if may_hold_phone(text):
-        out += [("phone", p) for p in phones(text)]
+        # Only the stretches of digits, spaces, dashes and brackets that could be a number
+        # go to ``phonenumbers`` (a number it reports is written with nothing else): a long
+        # line of a codebook or a table of statistics is not parsed whole in five regions.
+        found = {p for m in PHONE_HINT.finditer(text) for p in phones(m.group())}
+        out += [("phone", p) for p in sorted(found)]
     return out
 
 

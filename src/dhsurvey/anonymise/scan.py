@@ -8,10 +8,11 @@ bytes of the binary statistical formats.
 Why streaming and set-based: at a million records the release files hold tens of millions
 of cells and the restricted values (every instanceID) number millions. Parquet is read one
 column of one row group at a time, CSV, Stata and SPSS in chunks of rows, text line by
-line; each distinct value of a column chunk is examined once (most columns repeat a few
-codes); restricted values are matched through a token index
-(:class:`~dhsurvey.anonymise.identifiers.RestrictedValues`) and patterns only where a cheap
-test says one may be (:func:`~dhsurvey.anonymise.identifiers.pattern_hits`).
+line; each distinct string is examined once per scan (columns repeat a few codes, and the
+same labels recur across a release's formats and tables); restricted values are matched
+through a token index (:class:`~dhsurvey.anonymise.identifiers.RestrictedValues`) and
+patterns only where a cheap test says one may be
+(:func:`~dhsurvey.anonymise.identifiers.pattern_hits`).
 
 Findings say file, where, column, row (the first occurrence), kind, the index of the
 restricted value matched and how often it occurs; never the value itself. They come in
@@ -39,8 +40,11 @@ from dhsurvey.errors import DhsurveyError
 CHUNK_ROWS = 131_072
 #: Characters of a binary file (decoded latin-1) matched at once by the raw-bytes scan.
 BYTES_BLOCK = 1 << 22
-#: Distinct values whose result a column remembers across its chunks.
-_MEMORY = 100_000
+#: Distinct strings whose result a scan remembers across columns and files.
+_MEMORY = 200_000
+#: Distinct strings of a column chunk looked at one by one (through the memo) rather than
+#: first sifted in Arrow, whose calls cost more than a few dictionary lookups.
+_FEW = 512
 #: Line ends :meth:`str.splitlines` knows.
 _LINE_ENDS = ("\n", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")
 
@@ -52,17 +56,27 @@ class _Findings:
     """The findings of one file: one per (kind, column, restricted value or pattern text),
     counted; each sorted by where a cell-by-cell reading of the file first meets it."""
 
-    def __init__(self, path: Path, restricted: RestrictedValues) -> None:
+    def __init__(self, path: Path, restricted: RestrictedValues,
+                 memo: dict[str, list[Hit]] | None = None) -> None:
         self.path = path
         self.restricted = restricted
         self.found: list[tuple[Order, dict[str, Any]]] = []
         self._seen: set[tuple[Any, ...]] = set()
         self._first: dict[tuple[Any, ...], dict[str, Any]] = {}
+        #: What each distinct string holds, shared by the files of one scan: the same codes,
+        #: labels and lines recur across a release's formats and tables.
+        self.memo: dict[str, list[Hit]] = {} if memo is None else memo
 
     def hits(self, text: str) -> list[Hit]:
         """Restricted values, then patterns, in one string (a cell, a label, a line)."""
-        out: list[Hit] = [("restricted", m, i) for m, i in self.restricted.find(text.casefold())]
-        return out + [(kind, m, None) for kind, m in pattern_hits(text)]
+        found = self.memo.get(text)
+        if found is None:
+            found = [("restricted", m, i) for m, i in self.restricted.find(text.casefold())]
+            found += [(kind, m, None) for kind, m in pattern_hits(text)]
+            if len(self.memo) >= _MEMORY:
+                self.memo.clear()
+            self.memo[text] = found
+        return found
 
     def add(self, hits: Sequence[Hit], where: str, column: Any, row: Any, order: Order,
             times: int = 1) -> None:
@@ -101,16 +115,9 @@ class _Column:
         self.where = where
         self.order = order
         self.header = header
-        self.memory: dict[str, list[Hit]] = {}
 
     def hits(self, text: str) -> list[Hit]:
-        found = self.memory.get(text)
-        if found is None:
-            found = self.findings.hits(text)
-            if len(self.memory) >= _MEMORY:
-                self.memory.clear()
-            self.memory[text] = found
-        return found
+        return self.findings.hits(text)
 
     def chunk(self, texts: Any, times: np.ndarray, offset: int,
               first_rows: Callable[[list[str]], dict[str, int]]) -> None:
@@ -119,6 +126,8 @@ class _Column:
         there; ``first_rows`` gives the position in the chunk of some of them."""
         if isinstance(texts, list):  # not Arrow: each looked at
             at, picked = np.arange(len(texts)), texts
+        elif len(texts) <= _FEW:  # a few codes or labels: looked up in the scan's memo
+            at, picked = np.arange(len(texts)), texts.to_pylist()
         else:
             at = np.flatnonzero(may_hold(texts, self.findings.restricted))
             picked = texts.take(at).to_pylist()
@@ -392,11 +401,53 @@ def _scan_sav(findings: _Findings, path: Path) -> None:
     _scan_bytes(findings, path, "sav:bytes")
 
 
+def _xlsx_texts(path: Path) -> set[str] | None:
+    """Every text a cell or sheet name of an xlsx package can hold — shared and inline strings
+    (their runs joined), cell values, sheet names — or None when the package cannot be read
+    so (the cell-by-cell reading then decides)."""
+    import xml.etree.ElementTree as ET
+    import zipfile
+
+    def local(tag: str) -> str:
+        return tag.rsplit("}", 1)[-1]
+
+    texts: set[str] = set()
+    try:
+        with zipfile.ZipFile(path) as package:
+            for name in (n for n in package.namelist() if n.endswith(".xml")):
+                with package.open(name) as handle:
+                    for _, element in ET.iterparse(handle):
+                        tag = local(element.tag)
+                        if tag in ("si", "is"):  # a string's runs, as one text
+                            texts.add("".join(t.text or "" for t in element.iter()
+                                              if local(t.tag) == "t"))
+                            element.clear()
+                        elif tag == "v" and element.text:
+                            texts.add(element.text)
+                        elif tag == "sheet" and element.get("name"):
+                            texts.add(element.get("name", ""))
+                        elif tag == "row":
+                            element.clear()
+    except (zipfile.BadZipFile, ET.ParseError, OSError, KeyError, ValueError):
+        return None
+    return texts
+
+
+def _xlsx_may_hold(findings: _Findings, path: Path) -> bool:
+    """Whether any text of the package holds a hit. Every cell value and sheet name openpyxl
+    reads is one of these texts, so when none holds one the cell-by-cell reading (which
+    places each finding, and costs seconds for a codebook) would find nothing."""
+    texts = _xlsx_texts(path)
+    return texts is None or any(findings.hits(text) for text in texts if text.strip())
+
+
 def _scan_xlsx(findings: _Findings, path: Path) -> None:
-    """Cell by cell, row by row (openpyxl's streaming reader), each distinct text once."""
+    """Cell by cell, row by row (openpyxl's streaming reader), each distinct text once, when
+    a first pass over the package's texts finds something to place."""
     import openpyxl
 
-    memory: dict[str, list[Hit]] = {}
+    if not _xlsx_may_hold(findings, path):
+        return
     n = 0
     book = openpyxl.load_workbook(path, read_only=True, data_only=True)
     try:
@@ -409,9 +460,7 @@ def _scan_xlsx(findings: _Findings, path: Path) -> None:
                     n += 1
                     if not text:
                         continue
-                    if text not in memory:
-                        memory[text] = findings.hits(text)
-                    findings.add(memory[text], f"xlsx:{ws.title}", c, r, (n,))
+                    findings.add(findings.hits(text), f"xlsx:{ws.title}", c, r, (n,))
     finally:
         book.close()
 
@@ -428,14 +477,15 @@ _BINARY: dict[str, Callable[[_Findings, Path], None]] = {
     ".sav": _scan_sav, ".zsav": _scan_sav}
 
 
-def _scan_file(path: Path, restricted: RestrictedValues) -> list[dict[str, Any]]:
+def _scan_file(path: Path, restricted: RestrictedValues, memo: dict[str, list[Hit]]
+               ) -> list[dict[str, Any]]:
     suffix = path.suffix.lower()
     if suffix in _BINARY:
-        findings = _Findings(path, restricted)
+        findings = _Findings(path, restricted, memo)
         _BINARY[suffix](findings, path)
         return findings.result()
     for encoding in ("utf-8", "latin-1"):  # not UTF-8: the whole file again as latin-1
-        findings = _Findings(path, restricted)
+        findings = _Findings(path, restricted, memo)
         try:
             if suffix in (".csv", ".tsv"):
                 _scan_csv(findings, path, encoding)
@@ -461,10 +511,11 @@ def scan_release(paths: Iterable[str | Path],
     """
     restricted = RestrictedValues(restricted_values)
     findings: list[dict[str, Any]] = []
+    memo: dict[str, list[Hit]] = {}
     for path in map(Path, paths):
         if not path.is_file():
             raise DhsurveyError("release file not found", code="release-scan", file=path)
-        findings += _scan_file(path, restricted)
+        findings += _scan_file(path, restricted, memo)
     return findings
 
 
