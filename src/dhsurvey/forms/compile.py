@@ -92,8 +92,25 @@ def _is_stata(header: str) -> bool:
     return header.replace(" ", "").lower().rsplit(":", 1)[-1] == STATA and ":" in header
 
 
+#: XForms this process compiled, by (workbook, content hash, key): lint compiles a form to
+#: check it and the build compiles it again (pyxform takes about a second per form).
+_COMPILED: dict[tuple[str, str, str | None], tuple[str, tuple[str, ...], bool]] = {}
+
+
 def to_xform(model: FormModel, public_key: str | None = None) -> CompiledForm:
-    """Convert a workbook to XForm XML (no external validation), with the derived version."""
+    """Convert a workbook to XForm XML (no external validation), with the derived version.
+
+    A workbook of the same content compiled before in this process is not compiled again."""
+    memo = (str(model.path.resolve()), model.content_hash, public_key)
+    if memo not in _COMPILED:
+        if len(_COMPILED) >= 16:
+            _COMPILED.pop(next(iter(_COMPILED)))
+        _COMPILED[memo] = _pyxform(model, public_key)
+    xform, warnings, encrypted = _COMPILED[memo]
+    return CompiledForm(model, xform, warnings, encrypted, key_sha256=_key_sha256(public_key))
+
+
+def _pyxform(model: FormModel, public_key: str | None) -> tuple[str, tuple[str, ...], bool]:
     from pyxform.builder import create_survey_element_from_dict
     from pyxform.errors import PyXFormError
     from pyxform.xls2json import workbook_to_json
@@ -127,8 +144,7 @@ def to_xform(model: FormModel, public_key: str | None = None) -> CompiledForm:
         raise _pyxform_error(exc, model) from None
     except Exception as exc:  # pyxform raises plain exceptions for some sheet errors
         raise _pyxform_error(exc, model) from None
-    return CompiledForm(model, xform, tuple(warnings), "public_key" in settings,
-                        key_sha256=_key_sha256(public_key))
+    return xform, tuple(warnings), "public_key" in settings
 
 
 def _key_sha256(public_key: str | None) -> str:
