@@ -838,18 +838,28 @@ _READ: dict[tuple[str, int, int], dict[str, list[tuple[int, list[str]]]]] = {}
 _READ_KEEP = 16
 
 
+#: Where workbooks read before are kept as the cell texts they hold, by the SHA-256 of their
+#: bytes: ``$DHSURVEY_CACHE`` (default ``~/.cache/dhsurvey``), ``sheets/``. Bump the format
+#: when what a cell's text is changes (:func:`_cell_text`).
+CACHE_ENV = "DHSURVEY_CACHE"
+_SHEETS_FORMAT = "sheets-1"
+
+
 def read_sheets(path: Path) -> dict[str, list[tuple[int, list[str]]]]:
     """Every sheet as (Excel row number, cell texts) rows, blank rows dropped.
 
     A workbook unchanged since this process last read it (same size and modification time)
-    is not read again; callers get their own lists."""
+    is not read again; callers get their own lists. A workbook whose bytes were read before
+    by any process comes from the cache folder (:data:`CACHE_ENV`): openpyxl takes seconds
+    for a workbook in thirteen languages, and every command, the study and the pipeline's
+    code location read the same workbooks."""
     try:
         stat = path.stat()
     except OSError:
         stat = None
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns) if stat else None
     if key is None or key not in _READ:
-        sheets = _read_sheets(path)
+        sheets = _cached_sheets(path) if stat else _read_sheets(path)
         if key is not None:
             if len(_READ) >= _READ_KEEP:
                 _READ.pop(next(iter(_READ)))
@@ -858,6 +868,37 @@ def read_sheets(path: Path) -> dict[str, list[tuple[int, list[str]]]]:
         sheets = _READ[key]
     return {name: [(number, list(cells)) for number, cells in rows]
             for name, rows in sheets.items()}
+
+
+def _cache_dir() -> Path:
+    import os
+
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "dhsurvey") / "sheets"
+
+
+def _cached_sheets(path: Path) -> dict[str, list[tuple[int, list[str]]]]:
+    """The workbook's sheets from the cache folder when its bytes were read before, else read
+    and kept there (a cache that cannot be written is skipped, never an error)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return _read_sheets(path)
+    digest = hashlib.sha256(_SHEETS_FORMAT.encode() + data).hexdigest()
+    cached = _cache_dir() / f"{digest}.json"
+    try:
+        stored = json.loads(cached.read_text(encoding="utf-8"))
+        return {name: [(int(n), [str(c) for c in cells]) for n, cells in rows]
+                for name, rows in stored.items()}
+    except (OSError, ValueError, TypeError, AttributeError):
+        pass
+    sheets = _read_sheets(path)
+    try:
+        from dhsurvey.io import atomic_write_text
+
+        atomic_write_text(cached, json.dumps(sheets, ensure_ascii=False))
+    except OSError:
+        pass
+    return sheets
 
 
 def _read_sheets(path: Path) -> dict[str, list[tuple[int, list[str]]]]:
