@@ -21,7 +21,6 @@ from dhsurvey.ingest.decrypt import (
     PASSPHRASE_ENV,
     PRIVATE_KEY_ENV,
     DecryptionError,
-    _oaep_encrypt,
     decrypt_folder,
     decrypt_submission,
     encrypt_submission,
@@ -114,14 +113,45 @@ def test_round_trip(keys, media, version):
     assert list(out.media) == list(media or {})  # manifest order kept
 
 
-def test_seeded_rng_is_byte_identical(keys):
-    _, priv, pub = keys
+_RSA_ELEMENTS = re.compile(
+    rb"<(base64EncryptedKey|base64EncryptedElementSignature)>[^<]*</\1>")
+
+
+def _without_rsa(manifest: bytes) -> bytes:
+    """The manifest with the two RSA-OAEP values (randomised by their OAEP seed) blanked."""
+    return _RSA_ELEMENTS.sub(rb"<\1/>", manifest)
+
+
+def test_seeded_rng_fixes_everything_but_the_rsa_values(keys):
+    """The AES key (and so the IVs and every .enc file) comes from the rng; the OAEP seeds do
+    not, so only the wrapped key and the signature differ between two seeded runs."""
+    key, priv, pub = keys
     a = _encrypt(pub, media=MEDIA, rng=_rng(42))
     b = _encrypt(pub, media=MEDIA, rng=_rng(42))
     c = _encrypt(pub, media=MEDIA, rng=_rng(43))
-    assert a == b
-    assert a.manifest != c.manifest and a.files != c.files
-    assert decrypt_submission(a.manifest, a.files, priv).xml == XML
+    assert a.files == b.files
+    assert _without_rsa(a.manifest) == _without_rsa(b.manifest)
+    assert _without_rsa(a.manifest).count(b"<base64Encrypted") == 2  # both blanked, rest kept
+    wrapped = [_manifest_text(e.manifest, "base64EncryptedKey") for e in (a, b)]
+    assert wrapped[0] != wrapped[1]  # OAEP draws a fresh seed
+    assert {key.decrypt(base64.b64decode(w), OAEP) for w in wrapped} == {
+        random.Random(42).randbytes(32)}
+    assert a.files != c.files
+    for enc in (a, b):
+        out = decrypt_submission(enc.manifest, enc.files, priv)
+        assert (out.xml, out.media) == (XML, MEDIA)
+
+
+def test_rng_gives_only_the_aes_key(keys):
+    _, _, pub = keys
+    asked: list[int] = []
+
+    def rng(n: int) -> bytes:
+        asked.append(n)
+        return bytes(n)
+
+    _encrypt(pub, media=MEDIA, rng=rng)
+    assert asked == [32]
 
 
 def test_default_rng_differs_between_runs(keys):
@@ -164,15 +194,9 @@ def test_iv_byte_wraps_mod_256(keys):
     assert decrypt_submission(enc.manifest, enc.files, priv).xml == XML
 
 
-def test_oaep_is_compatible_with_cryptography(keys):
+def test_wrapped_key_is_rsa_oaep_sha256(keys):
+    """The wrapped key in a manifest is plain RSA-OAEP(SHA-256, MGF1-SHA-256) of the rng's key."""
     key, _, _ = keys
-    secret = bytes(range(32))
-    a = _oaep_encrypt(key.public_key(), secret, _rng(1))
-    assert len(a) == 256
-    assert key.decrypt(a, OAEP) == secret
-    assert _oaep_encrypt(key.public_key(), secret, _rng(1)) == a  # seed from rng
-    assert _oaep_encrypt(key.public_key(), secret, _rng(2)) != a
-    # and the wrapped key in a manifest is plain RSA-OAEP(SHA-256, MGF1-SHA-256)
     enc = _encrypt(
         key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -180,6 +204,7 @@ def test_oaep_is_compatible_with_cryptography(keys):
         rng=_rng(9),
     )
     wrapped = base64.b64decode(_manifest_text(enc.manifest, "base64EncryptedKey"))
+    assert len(wrapped) == 256
     assert key.decrypt(wrapped, OAEP) == random.Random(9).randbytes(32)
 
 

@@ -9,6 +9,7 @@ here (``synthetic_raw`` …) are shared by the other ingest tests.
 from __future__ import annotations
 
 import random
+import re
 import uuid
 from pathlib import Path
 
@@ -265,11 +266,17 @@ def _tree_bytes(folder: Path) -> dict[str, bytes]:
             if p.is_file()}
 
 
+# RSA-OAEP draws its own seed: an encrypted manifest's wrapped key and signature change per run.
+_RSA_VALUES = re.compile(rb"<(base64EncryptedKey|base64EncryptedElementSignature)>[^<]+</\1>")
+
+
 def test_writers_are_deterministic(models: dict[str, FormModel], keys: tuple[bytes, bytes],
                                    tmp_path: Path) -> None:
+    """Same tables, same bytes; encrypted, the same bytes but for the two RSA-OAEP values (the
+    .enc files too: the AES key comes from the seeded rng), and the same tables decrypted."""
     model = models["household"]
-    _, public = keys
-    outputs = []
+    private, public = keys
+    outputs, wrapped, decrypted = [], [], []
     for run in ("a", "b"):
         raw = synthetic_raw(model, n=5)
         where = tmp_path / run
@@ -278,9 +285,18 @@ def test_writers_are_deterministic(models: dict[str, FormModel], keys: tuple[byt
         plain = write_route("xml", raw, model, where / "plain")
         enc = write_route("xml", raw, model, where / "enc", public_key_pem=public,
                           rng=random.Random(11).randbytes)
+        enc_files = _tree_bytes(enc)
+        wrapped.append({k: [m.group() for m in _RSA_VALUES.finditer(v)]
+                        for k, v in enc_files.items()})
         outputs.append((zip_path.read_bytes(), json_path.read_bytes(), _tree_bytes(plain),
-                        _tree_bytes(enc)))
+                        {k: _RSA_VALUES.sub(rb"<\1/>", v) for k, v in enc_files.items()}))
+        decrypted.append(read_xml_folder(enc, model, private_key_pem=private))
     assert outputs[0] == outputs[1]
+    manifests = [k for k in wrapped[0] if k.endswith("/submission.xml")]
+    assert len(manifests) == 5 and all(len(wrapped[0][k]) == 2 for k in manifests)
+    assert all(wrapped[0][k] != wrapped[1][k] for k in manifests)
+    assert decrypted[0].quarantine.empty
+    assert_same_content(decrypted[0], decrypted[1])
 
 
 def test_kobo_pages_read_together(models: dict[str, FormModel], tmp_path: Path) -> None:

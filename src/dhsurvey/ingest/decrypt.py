@@ -2,7 +2,9 @@
 
 Implements the ODK XForms "encrypted forms" scheme as Collect writes it and Central/Briefcase
 read it, so that submissions from an encrypted form can be decrypted locally with the project's
-private key, and so that the simulator can produce byte-for-byte reproducible encrypted test data.
+private key, and so that the simulator can produce encrypted test data whose contents are
+reproducible (the wrapped key and the signature are RSA-OAEP, whose random seed ``cryptography``
+draws itself, so those two manifest elements differ from run to run).
 
 - A random 32-byte AES key per submission, wrapped with RSA-OAEP (SHA-256 digest, MGF1-SHA-256,
   empty label) and stored base64 in the manifest's ``base64EncryptedKey``.
@@ -14,12 +16,16 @@ private key, and so that the simulator can produce byte-for-byte reproducible en
 
 Decryption never silently drops a submission: every failure is a :class:`DecryptionError` with a
 specific code, and :func:`decrypt_folder` keeps the raw files of failed submissions.
-Key material never appears in messages or logs.
+Key material never appears in messages or logs. A folder of many encrypted submissions is
+decrypted on :data:`WORKERS` threads (``cryptography`` releases the GIL during the RSA private
+operations that dominate), ahead of and in the order of the caller, who sees every outcome
+exactly as one thread would have produced it (:func:`in_order`).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -27,9 +33,12 @@ import logging
 import os
 import shutil
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator, Mapping
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Generic, TypeVar
 from xml.sax.saxutils import escape, quoteattr
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -68,10 +77,17 @@ __all__ = [
     "FolderFiles",
     "PASSPHRASE_ENV",
     "PRIVATE_KEY_ENV",
+    "PARALLEL_MIN",
+    "WORKERS",
+    "Outcome",
+    "attempt",
     "decrypt_folder",
     "decrypt_submission",
     "encrypt_submission",
+    "in_order",
+    "load_key_once",
     "load_private_key",
+    "workers_for",
 ]
 
 log = logging.getLogger(__name__)
@@ -86,7 +102,6 @@ ORX_NS = "http://openrosa.org/xforms"
 _AES_KEY_LEN = 32
 _BLOCK = 16
 _HASH = hashes.SHA256
-_H_LEN = 32  # SHA-256 digest size, for OAEP
 _OAEP = padding.OAEP(mgf=padding.MGF1(algorithm=_HASH()), algorithm=_HASH(), label=None)
 # Enketo (and Java's SunJCE "OAEPWithSHA-256AndMGF1Padding") use MGF1 with SHA-1; accepted on
 # decryption so web-form submissions are not reported as a wrong key.
@@ -178,39 +193,6 @@ def _aes_encrypt(key: bytes, iv: bytes, data: bytes) -> bytes:
     return enc.update(padded) + enc.finalize()
 
 
-def _mgf1(seed: bytes, length: int) -> bytes:
-    out = b"".join(
-        hashlib.sha256(seed + counter.to_bytes(4, "big")).digest()
-        for counter in range(-(-length // _H_LEN))
-    )
-    return out[:length]
-
-
-def _xor(a: bytes, b: bytes) -> bytes:
-    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(len(a), "big")
-
-
-def _oaep_encrypt(
-    public_key: rsa.RSAPublicKey, message: bytes, rng: Callable[[int], bytes]
-) -> bytes:
-    """RSAES-OAEP-ENCRYPT (RFC 8017 §7.1.1), SHA-256/MGF1-SHA-256, empty label.
-
-    Written out because ``cryptography`` draws the OAEP seed itself; taking it from ``rng`` is
-    what makes a seeded simulator run reproducible. Only the public operation is done here.
-    """
-    numbers = public_key.public_numbers()
-    k = (numbers.n.bit_length() + 7) // 8
-    if len(message) > k - 2 * _H_LEN - 2:
-        raise EncryptionError("message too long for RSA-OAEP", code="encrypt-key")
-    l_hash = hashlib.sha256(b"").digest()
-    db = l_hash + b"\x00" * (k - len(message) - 2 * _H_LEN - 2) + b"\x01" + message
-    seed = _random(rng, _H_LEN)
-    masked_db = _xor(db, _mgf1(seed, k - _H_LEN - 1))
-    masked_seed = _xor(seed, _mgf1(masked_db, _H_LEN))
-    em = b"\x00" + masked_seed + masked_db
-    return pow(int.from_bytes(em, "big"), numbers.e, numbers.n).to_bytes(k, "big")
-
-
 def _signature_digest(
     form_id: str,
     version: str | None,
@@ -241,7 +223,9 @@ def _is_safe_name(name: str) -> bool:
 # --------------------------------------------------------------------------- encryption
 
 
+@functools.lru_cache(maxsize=4)
 def _load_public_key(pem: bytes) -> rsa.RSAPublicKey:
+    """Parse a PEM public key once: the simulator encrypts a whole folder with the same one."""
     try:
         key = load_pem_public_key(pem)
     except (ValueError, TypeError, UnsupportedAlgorithm):
@@ -265,8 +249,12 @@ def encrypt_submission(
 ) -> EncryptedSubmission:
     """Encrypt one submission exactly as ODK Collect does, for the simulator and for tests.
 
-    With a deterministic ``rng`` (``rng(n)`` -> n bytes) the result is byte-identical across runs:
-    the AES key and both OAEP seeds all come from it, in that order.
+    The AES key comes from ``rng`` (``rng(n)`` -> n bytes; default :func:`os.urandom`), and with
+    it the IVs, so with a deterministic ``rng`` the ``.enc`` files are byte-identical across
+    runs. The RSA-OAEP wrapping of the key and of the signature is done by ``cryptography``,
+    which draws the OAEP seed itself: ``base64EncryptedKey`` and
+    ``base64EncryptedElementSignature`` differ from run to run (they decrypt to the same key and
+    digest).
     """
     rng = rng or os.urandom
     media = dict(media or {})
@@ -280,7 +268,7 @@ def encrypt_submission(
     public_key = _load_public_key(public_key_pem)
 
     aes_key = _random(rng, _AES_KEY_LEN)
-    b64_key = base64.b64encode(_oaep_encrypt(public_key, aes_key, rng)).decode("ascii")
+    b64_key = base64.b64encode(public_key.encrypt(aes_key, _OAEP)).decode("ascii")
 
     plain = [*media.items(), (MANIFEST_NAME, xml)]  # submission.xml is always last
     ivs = _ivs(instance_id, aes_key, len(plain))
@@ -290,7 +278,7 @@ def encrypt_submission(
     }
 
     digest = _signature_digest(form_id, version, b64_key, instance_id, plain)
-    b64_sig = base64.b64encode(_oaep_encrypt(public_key, digest, rng)).decode("ascii")
+    b64_sig = base64.b64encode(public_key.encrypt(digest, _OAEP)).decode("ascii")
 
     # Same element order and layout as Collect (one <media> per file).
     version_attr = f" version={quoteattr(version)}" if version is not None else ""
@@ -514,16 +502,98 @@ def _decrypt(
 def decrypt_submission(
     manifest: bytes,
     files: Mapping[str, bytes],
-    private_key_pem: bytes,
+    private_key_pem: bytes | rsa.RSAPrivateKey,
     *,
     source: str | None = None,
 ) -> DecryptedSubmission:
     """Decrypt and verify one submission; raise :class:`DecryptionError` rather than guess.
 
     ``files`` maps encrypted names (``submission.xml.enc``) to ciphertext; ``source`` (e.g. the
-    instance folder) is only used to say where a problem is.
+    instance folder) is only used to say where a problem is. The key is a PEM (parsed here,
+    with ``$DHSURVEY_PRIVATE_KEY_PASSPHRASE`` if it is encrypted) or an already parsed RSA
+    private key, which is what a caller decrypting many submissions passes.
     """
-    return _decrypt(manifest, files, _load_private_key_pem(private_key_pem), source)
+    key = (private_key_pem if isinstance(private_key_pem, rsa.RSAPrivateKey)
+           else _load_private_key_pem(private_key_pem))
+    return _decrypt(manifest, files, key, source)
+
+
+# --------------------------------------------------------------------------- in parallel
+
+#: Threads that decrypt a folder's submissions (the RSA private operations release the GIL).
+WORKERS = max(1, min(2, os.cpu_count() or 1))
+#: A folder with fewer encrypted submissions than this is decrypted in the calling thread.
+PARALLEL_MIN = 64
+#: Submissions decrypted ahead of the caller, per worker (bounds the plaintext held in memory).
+_AHEAD_PER_WORKER = 8
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+@dataclass(frozen=True)
+class Outcome(Generic[_R]):
+    """What a call returned, or the exception it raised (given back by :meth:`get`)."""
+
+    value: _R | None = None
+    error: Exception | None = None
+
+    def get(self) -> _R:
+        """The value, or raise the call's exception here, in the caller's thread."""
+        if self.error is not None:
+            raise self.error
+        return self.value  # type: ignore[return-value]
+
+
+def attempt(fn: Callable[[], _R]) -> Outcome[_R]:
+    """``fn()``'s value, or the exception it raised, as an :class:`Outcome`."""
+    try:
+        return Outcome(value=fn())
+    except Exception as exc:  # handed back to the caller, raised there by Outcome.get
+        return Outcome(error=exc)
+
+
+def load_key_once(pem: bytes) -> Callable[[], rsa.RSAPrivateKey]:
+    """A function giving the RSA private key of ``pem``, parsed at its first call (a folder with
+    nothing to decrypt never parses it) and then kept; a failure is raised at every call."""
+    return functools.cache(functools.partial(_load_private_key_pem, pem))
+
+
+def workers_for(encrypted: int, workers: int | None = None) -> int:
+    """Threads for a folder of ``encrypted`` submissions: one (no pool) below
+    :data:`PARALLEL_MIN`, else ``workers`` (default :data:`WORKERS`)."""
+    if workers is not None:
+        return max(1, workers)
+    return WORKERS if encrypted >= PARALLEL_MIN else 1
+
+
+def in_order(fn: Callable[[_T], _R], items: Iterable[_T],
+             workers: int = 1) -> Generator[Outcome[_R], None, None]:
+    """``fn(item)`` for each item, as :class:`Outcome`s in the items' order.
+
+    With one worker each call is made when the caller asks for its outcome, in the caller's
+    thread. With more, calls run on a thread pool a bounded number of items ahead of the
+    caller; ``fn`` must then have no side effects the caller could observe (it reads files and
+    decrypts; whatever the caller does with the outcomes stays in the caller's thread, in
+    order). Either way the caller sees the same outcomes in the same order, and an exception
+    is raised (by :meth:`Outcome.get`) where the caller takes that item's outcome. Calls not
+    started when the caller stops are cancelled.
+    """
+    if workers <= 1:
+        for item in items:
+            yield attempt(functools.partial(fn, item))
+        return
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dhsurvey-decrypt")
+    pending: deque[Future[Outcome[_R]]] = deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(attempt, functools.partial(fn, item)))
+            if len(pending) >= workers * _AHEAD_PER_WORKER:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 # --------------------------------------------------------------------------- folders
@@ -582,8 +652,10 @@ def _copy_instance(inst: Instance, tmp: Path) -> None:
                 atomic_write_bytes(tmp / f.name, f.read_bytes())
 
 
-def _decrypt_instance(inst: Instance, out: Path, private_key: rsa.RSAPrivateKey) -> bool:
-    """Write one instance's plain copy to ``out``; True if it was encrypted. Raises on failure."""
+def _open_instance(inst: Instance, private_key: rsa.RSAPrivateKey
+                   ) -> tuple[bytes, DecryptedSubmission | None]:
+    """An instance's document and, if it is encrypted, its decryption (None: plain); raises on
+    failure. Only reads files, so it may run ahead of the writing on another thread."""
     name, manifest_path = inst.name, inst.xml
     if not manifest_path.is_file():
         raise DecryptionError(f"instance folder {name}, file {MANIFEST_NAME}: no "
@@ -597,10 +669,17 @@ def _decrypt_instance(inst: Instance, out: Path, private_key: rsa.RSAPrivateKey)
                               f"XML ({exc})", code="decrypt-manifest",
                               file=manifest_path) from None
     if not encrypted:
+        return manifest, None
+    files = inst.media or manifest_path.parent
+    return manifest, _decrypt(manifest, FolderFiles(files), private_key, str(files))
+
+
+def _write_instance(inst: Instance, out: Path, manifest: bytes,
+                    sub: DecryptedSubmission | None) -> bool:
+    """Write one opened instance's plain copy to ``out``; True if it was encrypted."""
+    if sub is None:
         _replace_dir(out, functools.partial(_copy_instance, inst))
         return False
-    files = inst.media or manifest_path.parent
-    sub = _decrypt(manifest, FolderFiles(files), private_key, str(files))
     # The server's receipt time is on the manifest, the only plaintext (Briefcase, Central).
     xml = with_submission_date(sub.xml, ET.fromstring(manifest).get(SUBMISSION_DATE_ATTR),
                                keep_own=True)
@@ -615,7 +694,8 @@ def _decrypt_instance(inst: Instance, out: Path, private_key: rsa.RSAPrivateKey)
     return True
 
 
-def decrypt_folder(src: Path, dst: Path, private_key_pem: bytes) -> DecryptReport:
+def decrypt_folder(src: Path, dst: Path, private_key_pem: bytes, *,
+                   workers: int | None = None) -> DecryptReport:
     """Decrypt every submission found below ``src`` into ``dst``; failures are kept, not dropped.
 
     Submissions are found as ingest finds them (:func:`~dhsurvey.ingest.instances.
@@ -624,6 +704,10 @@ def decrypt_folder(src: Path, dst: Path, private_key_pem: bytes) -> DecryptRepor
     media, decrypted or, when it was not encrypted, copied; a failing one is copied raw to
     ``dst/_failed/<name>/`` with a ``reason.txt`` and listed in the report, so no interview
     disappears without a trace.
+
+    With :data:`PARALLEL_MIN` or more encrypted submissions they are decrypted on ``workers``
+    threads (default :data:`WORKERS`; 1: in this thread), ahead of the writing, which stays in
+    order here: the output, the report and the failures are the same either way.
     """
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
@@ -636,25 +720,34 @@ def decrypt_folder(src: Path, dst: Path, private_key_pem: bytes) -> DecryptRepor
     dst.mkdir(parents=True, exist_ok=True)
     report = DecryptReport()
     inside = dst.resolve()
-    for inst in discover_instances(src):
-        if inst.xml.resolve().is_relative_to(inside):
-            continue  # an earlier output written below the source
-        name = inst.name
-        out, failed_out = dst / name, dst / FAILED_DIR / name
-        try:
-            encrypted = _decrypt_instance(inst, out, private_key)
-            (report.decrypted if encrypted else report.plain).append(name)
-            shutil.rmtree(failed_out, ignore_errors=True)  # stale failure from an earlier run
-        except (DhsurveyError, OSError) as exc:
-            code = exc.code if isinstance(exc, DhsurveyError) else "decrypt-io"
-            message = exc.message if isinstance(exc, DhsurveyError) else f"{name}: {exc}"
-            log.warning("instance %s not decrypted (%s): %s", name, code, message)
-            report.failed.append((name, code, message))
-            shutil.rmtree(out, ignore_errors=True)  # never leave a stale "good" copy
-            _replace_dir(failed_out, functools.partial(_copy_raw, inst))
-            reason = f"folder: {name}\ncode: {code}\nmessage: {message}\n"
-            atomic_write_bytes(failed_out / "reason.txt", reason.encode("utf-8"))
+    # Not an earlier output written below the source.
+    instances = [i for i in discover_instances(src) if not i.xml.resolve().is_relative_to(inside)]
+    opened = in_order(functools.partial(_open_instance, private_key=private_key), instances,
+                      workers_for(sum(i.encrypted for i in instances), workers))
+    with contextlib.closing(opened):
+        for inst, outcome in zip(instances, opened, strict=True):
+            _write_or_keep(inst, outcome, dst, report)
     return report
+
+
+def _write_or_keep(inst: Instance, outcome: Outcome[tuple[bytes, DecryptedSubmission | None]],
+                   dst: Path, report: DecryptReport) -> None:
+    """Write an opened instance's plain copy, or keep its raw files in ``_failed/`` and why."""
+    name = inst.name
+    out, failed_out = dst / name, dst / FAILED_DIR / name
+    try:
+        encrypted = _write_instance(inst, out, *outcome.get())
+        (report.decrypted if encrypted else report.plain).append(name)
+        shutil.rmtree(failed_out, ignore_errors=True)  # stale failure from an earlier run
+    except (DhsurveyError, OSError) as exc:
+        code = exc.code if isinstance(exc, DhsurveyError) else "decrypt-io"
+        message = exc.message if isinstance(exc, DhsurveyError) else f"{name}: {exc}"
+        log.warning("instance %s not decrypted (%s): %s", name, code, message)
+        report.failed.append((name, code, message))
+        shutil.rmtree(out, ignore_errors=True)  # never leave a stale "good" copy
+        _replace_dir(failed_out, functools.partial(_copy_raw, inst))
+        reason = f"folder: {name}\ncode: {code}\nmessage: {message}\n"
+        atomic_write_bytes(failed_out / "reason.txt", reason.encode("utf-8"))
 
 
 def _copy_raw(inst: Instance, tmp: Path) -> None:

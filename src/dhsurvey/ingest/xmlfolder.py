@@ -14,23 +14,42 @@ submission no study form can claim (unreadable, no form id, a form the study doe
 quarantined once, under the form its name starts with (Collect names instance folders
 ``<form>_<date>``), else under the first of the study's forms present in the folder (the first
 of all of them when none is).
+
+A folder of many encrypted submissions (:data:`~dhsurvey.ingest.decrypt.PARALLEL_MIN`) is read
+and decrypted on :data:`~dhsurvey.ingest.decrypt.WORKERS` threads ahead of the table building,
+which stays in this thread and in the folder's order: the rows and the quarantine are the same
+as one thread's, record for record.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import xml.etree.ElementTree as ET
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from dhsurvey.errors import DhsurveyError
 from dhsurvey.forms.frames import PARENT
 from dhsurvey.forms.model import FormModel, Item
 from dhsurvey.ingest.builder import TableBuilder, canonical_time
 from dhsurvey.ingest.canonical import DEPRECATED_ID, RawForm, normalise, repeat_key
-from dhsurvey.ingest.decrypt import DecryptionError, FolderFiles, decrypt_submission
+from dhsurvey.ingest.decrypt import (
+    DecryptionError,
+    FolderFiles,
+    Outcome,
+    attempt,
+    decrypt_submission,
+    in_order,
+    load_key_once,
+    workers_for,
+)
 from dhsurvey.ingest.instances import (
     SUBMISSION,
     SUBMISSION_DATE_ATTR,
@@ -98,7 +117,7 @@ def claims(inst: Instance, form_id: str, study_forms: Collection[str],
 
 def read_xml_folder(folder: str | Path, model: FormModel, *,
                     private_key_pem: bytes | None = None,
-                    other_forms: Collection[str] = ()) -> RawForm:
+                    other_forms: Collection[str] = (), workers: int | None = None) -> RawForm:
     """Read every submission of ``model``'s form found below ``folder``.
 
     Encrypted instances are decrypted with ``private_key_pem``; without a key, or when
@@ -106,6 +125,11 @@ def read_xml_folder(folder: str | Path, model: FormModel, *,
     is the reason code (``no-private-key``, ``decrypt-wrong-key`` …). An unusable private key is
     an error for the whole folder, not a per-instance failure. Submissions of ``other_forms``
     (the study's other forms) are left to their own read; any other form's are ``wrong-form``.
+
+    ``workers``: threads that read and decrypt the submissions ahead of the table building
+    (default: :data:`~dhsurvey.ingest.decrypt.WORKERS` when the form has
+    :data:`~dhsurvey.ingest.decrypt.PARALLEL_MIN` encrypted submissions or more and a key is
+    given, else 1, in this thread); the result is the same whatever the number.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -117,39 +141,73 @@ def read_xml_folder(folder: str | Path, model: FormModel, *,
     instances = discover_instances(folder)
     study = {model.form_id, *other_forms}
     present = {i.form_id for i in instances if i.form_id}
-    for inst in instances:
-        if inst.form_id in other_forms or (
-                inst.form_id != model.form_id
-                and not claims(inst, model.form_id, study, present)):
-            continue
-        _read_instance(model, builder, (lookup, silent), inst, private_key_pem, unknown)
+    mine = [inst for inst in instances if inst.form_id not in other_forms and (
+        inst.form_id == model.form_id or claims(inst, model.form_id, study, present))]
+    key = load_key_once(private_key_pem) if private_key_pem is not None else None
+    threads = workers_for(sum(i.encrypted for i in mine), workers) if key is not None else 1
+    opened = in_order(functools.partial(_open, form_id=model.form_id, key=key), mine, threads)
+    with contextlib.closing(opened):
+        for inst, outcome in zip(mine, opened, strict=True):
+            _read_instance(model, builder, (lookup, silent), inst, outcome.get(), unknown)
     if unknown:
         log.warning("%s: ignoring elements the form does not have: %s", folder,
                     ", ".join(f"{k} ({n}x)" for k, n in sorted(unknown.items())))
     return builder.finish()
 
 
-def _parse(builder: TableBuilder, inst: Instance) -> tuple[bytes, ET.Element] | None:
-    """The document's bytes and root, or None after quarantining why it cannot be read."""
+@dataclass(frozen=True)
+class _Opened:
+    """An instance's document as read (its root element; the error reading it; None: there is
+    none) and, for an encrypted submission of the form with a key given, its decrypted XML."""
+
+    document: ET.Element | Exception | None
+    plain: Outcome[bytes] | None = None
+
+
+def _is_encrypted(root: ET.Element) -> bool:
+    return (root.get("encrypted") or "").lower() == "yes"
+
+
+def _open(inst: Instance, form_id: str,
+          key: Callable[[], rsa.RSAPrivateKey] | None) -> _Opened:
+    """Read (and decrypt) one instance without touching the table, so that it can run ahead of
+    the reading on another thread; :func:`_read_instance` turns any failure into quarantine."""
     sub = inst.xml
     if not sub.is_file():
-        builder.quarantine("xml-missing", f"instance folder has no {SUBMISSION} (nor another "
-                           "instance document)", source_file=inst.media or sub.parent)
-        return None
+        return _Opened(None)
     try:
         data = read_file(sub, XML)
-        return data, ET.fromstring(data)
-    except InputTooLarge as exc:
-        builder.quarantine("xml-too-large", exc.message, source_file=sub,
-                           value=f"{exc.context['cap_mb']:g} MB")
-    except (ET.ParseError, OSError) as exc:
-        builder.quarantine("xml-unreadable", f"{sub.name} is not well-formed XML ({exc})",
+        root = ET.fromstring(data)
+    except (InputTooLarge, ET.ParseError, OSError) as exc:
+        return _Opened(exc)
+    if not _is_encrypted(root) or root.get("id") != form_id or key is None:
+        return _Opened(root)
+    # The files are read as the manifest names them, the XML's size checked first.
+    folder = inst.media or sub.parent
+    return _Opened(root, attempt(lambda: decrypt_submission(
+        data, FolderFiles(folder), key(), source=str(folder)).xml))
+
+
+def _parse(builder: TableBuilder, inst: Instance,
+           document: ET.Element | Exception | None) -> ET.Element | None:
+    """The document's root, or None after quarantining why it cannot be read."""
+    sub = inst.xml
+    if isinstance(document, ET.Element):
+        return document
+    if document is None:
+        builder.quarantine("xml-missing", f"instance folder has no {SUBMISSION} (nor another "
+                           "instance document)", source_file=inst.media or sub.parent)
+    elif isinstance(document, InputTooLarge):
+        builder.quarantine("xml-too-large", document.message, source_file=sub,
+                           value=f"{document.context['cap_mb']:g} MB")
+    else:  # ET.ParseError, OSError
+        builder.quarantine("xml-unreadable", f"{sub.name} is not well-formed XML ({document})",
                            source_file=sub)
     return None
 
 
-def _decrypted(model: FormModel, builder: TableBuilder, inst: Instance, data: bytes,
-               root: ET.Element, private_key_pem: bytes | None) -> ET.Element | None:
+def _decrypted(model: FormModel, builder: TableBuilder, inst: Instance, root: ET.Element,
+               plain: Outcome[bytes] | None) -> ET.Element | None:
     """The plain instance of an encrypted manifest, or None after quarantining why not."""
     sub, key = inst.xml, _instance_id(root)
     if root.get("id") != model.form_id:
@@ -157,14 +215,12 @@ def _decrypted(model: FormModel, builder: TableBuilder, inst: Instance, data: by
                            f"not '{model.form_id}'", source_file=sub, key=key,
                            column="id", value=root.get("id"))
         return None
-    if private_key_pem is None:
+    if plain is None:
         builder.quarantine("not-decrypted", "encrypted submission and no private key given",
                            source_file=sub, key=key, value="no-private-key")
         return None
-    try:  # the files are read as the manifest names them, the XML's size checked first
-        plain = decrypt_submission(data, FolderFiles(inst.media or sub.parent), private_key_pem,
-                                   source=str(inst.media or sub.parent))
-        return ET.fromstring(plain.xml)
+    try:
+        return ET.fromstring(plain.get())
     except InputTooLarge as exc:
         builder.quarantine("xml-too-large", exc.message, source_file=sub, key=key,
                            value=f"{exc.context['cap_mb']:g} MB")
@@ -179,14 +235,13 @@ def _decrypted(model: FormModel, builder: TableBuilder, inst: Instance, data: by
 
 def _read_instance(model: FormModel, builder: TableBuilder,
                    lookups: tuple[dict[tuple[str, ...], dict[str, Item]], set[str]],
-                   inst: Instance, private_key_pem: bytes | None, unknown: Counter[str]) -> None:
-    parsed = _parse(builder, inst)
-    if parsed is None:
+                   inst: Instance, opened: _Opened, unknown: Counter[str]) -> None:
+    root = _parse(builder, inst, opened.document)
+    if root is None:
         return
-    data, root = parsed
     submitted = root.get(SUBMISSION_DATE_ATTR)
-    if (root.get("encrypted") or "").lower() == "yes":
-        plain = _decrypted(model, builder, inst, data, root, private_key_pem)
+    if _is_encrypted(root):
+        plain = _decrypted(model, builder, inst, root, opened.plain)
         if plain is None:
             return
         root, submitted = plain, submitted or plain.get(SUBMISSION_DATE_ATTR)
