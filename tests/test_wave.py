@@ -2,8 +2,8 @@
 
 Each configured country is simulated at a small size (the fewest households its strata allow:
 two PSUs of four households each), then run by the library's one path
-(`dhsurvey.study.run_country`: ingest → validate → weight → anonymise → release), two
-countries at a time on the machine's two cores. No clean interview may be quarantined, every
+(`dhsurvey.study.run_countries`: ingest → validate → weight → anonymise → release for each),
+one country per core at a time. No clean interview may be quarantined, every
 submission is accounted for, the gate passes, and the released files carry the country's own
 release zones and school levels (from its country file, through the forms' attached lists)
 with their ISCED levels. The pooled release then holds every country.
@@ -11,9 +11,7 @@ with their ISCED levels. The pooled release then holds every country.
 
 from __future__ import annotations
 
-import multiprocessing
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pyreadstat
@@ -21,33 +19,27 @@ import pytest
 from workbooks import instruments_with_budget
 
 from dhsurvey.store import Store
-from dhsurvey.study import Study, pool, run_country
+from dhsurvey.study import Study, pool, run_countries
 
 INSTRUMENTS = Path(__file__).parents[1] / "instruments"
 KEY = bytes(range(32))
 WAVE = sorted(p.stem for p in (INSTRUMENTS / "countries").glob("*.yaml"))
-_STUDY: dict[str, Any] = {}  # the forked workers' study and data root
-
-
-def _country(iso: str) -> dict[str, Any]:
-    """One country simulated and run (in a worker process); what the tests check of it."""
-    from dhsurvey.fieldwork.run import simulate_to
-
-    study, data = _STUDY["study"], _STUDY["data"]
-    simulate_to(data / "landing", [study.config(iso)], study.models, seed=13, households=200,
-                formats=("central",))
-    run = run_country(Store(data), study, iso, key=KEY)
-    return {"reconciliation": run.validated.reconciliation,
-            "gate": run.release.gate.passed, "findings": list(run.release.findings)}
 
 
 @pytest.fixture(scope="module")
 def wave(tmp_path_factory: pytest.TempPathFactory) -> tuple[Study, Path, dict[str, dict]]:
+    """Every country simulated, then run side by side (`dhsurvey.study.run_countries`, one
+    forked worker per core); what the tests check of each run."""
+    from dhsurvey.fieldwork.run import simulate_to
+
     instruments = instruments_with_budget(tmp_path_factory.mktemp("instruments"), 1.0)
-    _STUDY.update(study=Study.load(instruments), data=tmp_path_factory.mktemp("data"))
-    with multiprocessing.get_context("fork").Pool(2) as workers:
-        runs = dict(zip(WAVE, workers.map(_country, WAVE, chunksize=1), strict=True))
-    return _STUDY["study"], _STUDY["data"], runs
+    study, data = Study.load(instruments), tmp_path_factory.mktemp("data")
+    simulate_to(data / "landing", [study.config(iso) for iso in WAVE], study.models, seed=13,
+                households=200, formats=("central",))
+    runs = {iso: {"reconciliation": run.validated.reconciliation,
+                  "gate": run.release.gate.passed, "findings": list(run.release.findings)}
+            for iso, run in run_countries(Store(data), study, WAVE, key=KEY)}
+    return study, data, runs
 
 
 def test_thirteen_countries_are_configured() -> None:

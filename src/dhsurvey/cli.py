@@ -650,7 +650,8 @@ def fetch(
 @app.command()
 @friendly_errors
 def run(
-    country: Annotated[str, typer.Argument(help="ISO code of the country (its country file).")],
+    countries: Annotated[list[str], typer.Argument(
+        help="ISO codes of the countries (their country files); several run side by side.")],
     instruments: Annotated[Path, typer.Option(help="Folder of XLSForm workbooks.")] =
     DEFAULT_INSTRUMENTS,
     data: Annotated[Path, typer.Option(help="Data root (landing/<ISO> in, release/<ISO> out).")]
@@ -658,34 +659,62 @@ def run(
     batch_households: Annotated[int | None, typer.Option(
         help="Validate in batches of this many sampled households (whole PSUs); default: "
              "whole up to 100,000 households, else batches of 30,000.")] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="Countries run at once (default: one per core).")] = None,
 ) -> None:
-    """Run one country from DATA/landing/<ISO> to DATA/release/<ISO>.
+    """Run countries from DATA/landing/<ISO> to DATA/release/<ISO>.
 
     Ingest every export, validate, weight, anonymise and release (with the indicators
-    estimated from the released files), as the Dagster country job does. The pseudonym key
-    comes from $DHSURVEY_PSEUDONYM_KEY and, for encrypted submissions, the private key's path
-    from $DHSURVEY_PRIVATE_KEY. Exit 1 when the disclosure gate blocks the release.
+    estimated from the released files), as the Dagster country job does; several countries
+    run at once, one per core. The pseudonym key comes from $DHSURVEY_PSEUDONYM_KEY and, for
+    encrypted submissions, the private key's path from $DHSURVEY_PRIVATE_KEY. Exit 1 when a
+    disclosure gate blocks a release.
     """
-    import pandas as pd
-
     from dhsurvey.anonymise.pseudonym import load_key
     from dhsurvey.store import Store
-    from dhsurvey.study import Study, run_country
+    from dhsurvey.study import Study, run_countries, run_country
 
-    iso = country.upper()
+    isos = list(dict.fromkeys(c.upper() for c in countries))
     study = Study.load(instruments)
-    study.config(iso)
+    for iso in isos:
+        study.config(iso)
     key = load_key()
     private = os.environ.get("DHSURVEY_PRIVATE_KEY")
     pem = _read_pem(Path(private), "private key") if private else None
     store = Store(data)
-    after = {"ingest": "Validating", "validate": "Computing weights",
-             "weight": "Anonymising, releasing and estimating the indicators"}
-    with console.status(f"{iso}: reading the exports…") as status:
-        result = run_country(store, study, iso, key=key, private_key=pem,
-                             batch_households=batch_households,
-                             on_step=lambda name: status.update(
-                                 f"{iso}: {after.get(name, name)}…"))
+    blocked = False
+    if len(isos) == 1:
+        iso = isos[0]
+        after = {"ingest": "Validating", "validate": "Computing weights",
+                 "weight": "Anonymising, releasing and estimating the indicators"}
+        with console.status(f"{iso}: reading the exports…") as status:
+            result = run_country(store, study, iso, key=key, private_key=pem,
+                                 batch_households=batch_households,
+                                 on_step=lambda name: status.update(
+                                     f"{iso}: {after.get(name, name)}…"))
+        blocked = _print_run(iso, result, store)
+    else:
+        with console.status(f"Running {', '.join(isos)}, {_workers(workers, len(isos))} at "
+                            "a time…"):
+            for iso, result in run_countries(store, study, isos, key=key, private_key=pem,
+                                             batch_households=batch_households,
+                                             workers=workers):
+                blocked = _print_run(iso, result, store) or blocked
+    if blocked:
+        raise typer.Exit(1)
+
+
+def _workers(asked: int | None, countries: int) -> int:
+    from dhsurvey.parallel import workers_for
+
+    return workers_for(countries, asked)
+
+
+def _print_run(iso: str, result: Any, store: Any) -> bool:
+    """A country's run as tables: reconciliation, each tier's gate, the indicators; whether
+    a gate blocked."""
+    import pandas as pd
+
     table = Table("form", "received", "accepted", "quarantined", "duplicates", "flagged",
                   title=f"{iso}: validated in {result.validated.batches} batch(es)")
     for form, rec in result.validated.reconciliation.items():
@@ -716,8 +745,7 @@ def run(
                               str(r["n"]))
         console.print(estimates)
     console.print(f"Restricted mappings in {store.restricted(iso)}", soft_wrap=True)
-    if blocked:
-        raise typer.Exit(1)
+    return blocked
 
 
 if __name__ == "__main__":  # pragma: no cover

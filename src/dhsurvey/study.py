@@ -1092,6 +1092,26 @@ def run_country(store: Store, study: Study, iso: str, *, key: bytes,
     return CountryRun(ingested, validated, weights, table, released)
 
 
+def run_countries(store: Store, study: Study, isos: list[str], *, key: bytes,
+                  private_key: bytes | None = None, batch_households: int | None = None,
+                  workers: int | None = None) -> Iterator[tuple[str, CountryRun]]:
+    """:func:`run_country` for several countries at once, in ``workers`` forked processes
+    (default: one per core): (ISO, run) as each country finishes.
+
+    Countries share nothing until they are pooled, so they run side by side. What comes back
+    from a worker is the run's outcome — reconciliation, release, gate, indicators — not its
+    tables (the raw tables, the validation result and the weights stay in the store)."""
+    from dhsurvey.parallel import forked_map
+
+    def one(iso: str) -> CountryRun:
+        run = run_country(store, study, iso, key=key, private_key=private_key,
+                          batch_households=batch_households)
+        return replace(run, ingested={}, weights=None,
+                       validated=replace(run.validated, result=None))
+
+    yield from forked_map(one, isos, workers=workers, as_done=True)
+
+
 __all__ = [
     "BATCH_HOUSEHOLDS", "RELEASE_ROWS", "WHOLE_UP_TO",
     "CountryRelease", "CountryRun", "Ingested", "Numbering", "Pooled", "Study", "Validated",
@@ -1099,5 +1119,6 @@ __all__ = [
     "indicators", "ingest", "ingest_form", "masked_variance",
     "pool", "pooled_indicators", "release", "release_rng", "released_countries",
     "replicate_info",
-    "restricted_values", "run_country", "validate", "weight", "weighted_tables",
+    "restricted_values", "run_countries", "run_country", "validate", "weight",
+    "weighted_tables",
 ]
