@@ -266,3 +266,21 @@ def test_the_receipt_time_goes_on_the_root_element() -> None:
     assert with_submission_date(doc, "2026-03-01T10:00:00.000Z", keep_own=True) == doc
     assert with_submission_date(b"<data id='f'/>", "T") == b"<data id='f' submissionDate=\"T\"/>"
     assert with_submission_date(b"<data id='f'/>", None) == b"<data id='f'/>"
+
+
+def test_a_document_changed_since_the_last_discovery_is_looked_at_again(tmp_path: Path) -> None:
+    """Discovery remembers what each document is while it is unchanged (each form's ingest
+    walks every instance folder); a document rewritten in place is classified afresh."""
+    import os
+
+    folder = tmp_path / "instances" / "a"
+    folder.mkdir(parents=True)
+    doc = folder / "submission.xml"
+    doc.write_text('<data id="household"><meta><instanceID>uuid:1</instanceID></meta></data>')
+    (first,) = discover_instances(tmp_path / "instances")
+    assert first.form_id == "household"
+    doc.write_text('<data id="child"><meta><instanceID>uuid:1</instanceID></meta></data>  ')
+    stat = doc.stat()
+    os.utime(doc, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    (again,) = discover_instances(tmp_path / "instances")
+    assert again.form_id == "child"

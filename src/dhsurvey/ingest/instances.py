@@ -87,6 +87,27 @@ def _classify(path: Path) -> Instance | None:
                     encrypted=(attrs.get("encrypted") or "").lower() == "yes")
 
 
+#: Documents classified in this process, by (path, size, modification time): a country's
+#: ingest reads every instance folder once per form (a device folder holds several forms), and
+#: classifying opens each document.
+_CLASSIFIED: dict[tuple[str, int, int], Instance | None] = {}
+_CLASSIFIED_KEEP = 1_000_000
+
+
+def _classified(entry: os.DirEntry[str]) -> Instance | None:
+    """:func:`_classify` of a directory entry, remembered while the file is unchanged."""
+    try:
+        stat = entry.stat()
+    except OSError:
+        return _classify(Path(entry.path))
+    key = (entry.path, stat.st_size, stat.st_mtime_ns)
+    if key not in _CLASSIFIED:
+        if len(_CLASSIFIED) >= _CLASSIFIED_KEEP:
+            _CLASSIFIED.clear()
+        _CLASSIFIED[key] = _classify(Path(entry.path))
+    return _CLASSIFIED[key]
+
+
 def _skip(entry: os.DirEntry[str]) -> bool:
     return entry.name.startswith(".") or entry.name == FAILED_DIR or \
         entry.name.endswith(_MEDIA_SUFFIX)
@@ -126,7 +147,7 @@ def _walk(folder: Path, found: list[Instance], visited: set[str]) -> bool:
         return False
     files = [e for e in entries if e.is_file() and not is_litter(e.name)]
     dirs = [e for e in entries if e.is_dir() and not _skip(e)]
-    docs = [d for d in (_classify(Path(e.path)) for e in files
+    docs = [d for d in (_classified(e) for e in files
                         if e.name.lower().endswith(".xml")) if d is not None]
     if len(docs) == 1 and not dirs:
         d = docs[0]

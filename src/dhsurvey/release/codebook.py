@@ -241,10 +241,11 @@ def frequency_table(values: pd.Series, labels: Mapping[str, str], *,
         tokens = answered.astype("string").str.split().explode().dropna()
         counts = tokens.value_counts()
         owner = tokens.index
-    else:
-        codes = answered.map(_code_text)
-        counts = codes.value_counts()
-        tokens, owner = codes, codes.index
+    else:  # counted per distinct value, then per code text (1.0 and 1 are code "1")
+        distinct = answered.value_counts(sort=False)
+        distinct = distinct[distinct > 0]  # a categorical's unused categories are not answers
+        text = {v: _code_text(v) for v in distinct.index}
+        counts = distinct.groupby([text[v] for v in distinct.index], sort=False).sum()
     order = list(labels) + sorted(c for c in counts.index if c not in labels)
     table = pd.DataFrame({"code": order, "label": [labels.get(c, "") for c in order]})
     table["n"] = [int(counts.get(c, 0)) for c in order]
@@ -252,7 +253,13 @@ def frequency_table(values: pd.Series, labels: Mapping[str, str], *,
     table["percent"] = table["n"] / n * 100 if n else np.nan
     if weights is not None:
         w = pd.to_numeric(weights, errors="coerce").astype("float64")
-        by_code = pd.Series(w.loc[owner].to_numpy(), index=tokens.to_numpy()).groupby(level=0).sum()
+        if multiple:
+            by_code = pd.Series(w.loc[owner].to_numpy(),
+                                index=tokens.to_numpy()).groupby(level=0).sum()
+        else:
+            by_value = w[present].groupby(answered, sort=False, observed=True).sum()
+            by_value = by_value[[v in text for v in by_value.index]]
+            by_code = by_value.groupby([text[v] for v in by_value.index], sort=False).sum()
         total = float(w[present].sum())
         table["weighted"] = [float(by_code.get(c, 0.0)) for c in order]
         table["weighted_percent"] = table["weighted"] / total * 100 if total else np.nan
