@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dhsurvey.parallel import forked_map
+from dhsurvey.parallel import forked_map, in_forked_worker
 
 OFFSET = 1000  # set before the pool: a forked worker sees it without pickling
 
@@ -67,3 +67,20 @@ def test_countries_simulated_at_once_write_the_same_files(tmp_path: Path) -> Non
                     formats=("central", "kobo"), workers=workers)
     assert digests(tmp_path / "1") == digests(tmp_path / "2")
     assert any(name.startswith("UGA/") for name in digests(tmp_path / "2"))
+
+
+def _inside(_: int) -> bool:
+    return in_forked_worker()
+
+
+def test_a_worker_knows_it_is_one() -> None:
+    assert not in_forked_worker()
+    assert [inside for _, inside in forked_map(_inside, [1, 2], workers=2)] == [True, True]
+    assert [inside for _, inside in forked_map(_inside, [1, 2], workers=1)] == [False, False]
+    from dhsurvey.ingest.decrypt import PARALLEL_MIN, WORKERS, workers_for
+
+    threads = dict(forked_map(lambda n: workers_for(n), [PARALLEL_MIN], workers=2))
+    assert threads == {PARALLEL_MIN: WORKERS}  # one piece: run here, threads allowed
+    threads = dict(forked_map(lambda n: workers_for(n), [PARALLEL_MIN, PARALLEL_MIN + 1],
+                              workers=2))
+    assert set(threads.values()) == {1}

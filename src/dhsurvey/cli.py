@@ -379,7 +379,8 @@ def simulate(
     out: Annotated[Path, typer.Option(help="Output folder (one subfolder per country).")],
     country: Annotated[list[str] | None, typer.Option(
         help="Country ISO code (repeatable); default: every configured country.")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed: same seed, same bytes.")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same bytes (but for the "
+                                           "RSA-OAEP values of encrypted manifests).")] = 0,
     households: Annotated[int | None, typer.Option(
         help="Approximate households per country (default: the configured design).")] = None,
     faults: Annotated[str | None, typer.Option(

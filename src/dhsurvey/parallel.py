@@ -51,7 +51,19 @@ def forked_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int | None 
         _WORK = None
 
 
+#: Whether this process is a forked worker of a pool (set in the worker only).
+_IN_WORKER = False
+
+
+def in_forked_worker() -> bool:
+    """Whether this process is one of a pool's workers: the machine's cores are already
+    shared out, so work inside should not spread over them again."""
+    return _IN_WORKER
+
+
 def _piece(index: int) -> Any:
+    global _IN_WORKER
     assert _WORK is not None, "set before the workers were forked"
+    _IN_WORKER = True
     fn, items = _WORK
     return fn(items[index])

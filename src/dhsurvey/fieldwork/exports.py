@@ -3,8 +3,9 @@
 The simulator hands its :class:`RawForm` to these writers so that ingest is tested on the same
 layouts it meets in the field: an ODK Central CSV zip, KoboToolbox v2 data JSON, and a folder of
 instance XML (plain or encrypted as Collect does it). Each writer is deterministic (same tables →
-same bytes; a seeded ``rng`` for encryption) and is the exact inverse of its reader in
-:mod:`dhsurvey.ingest`, which the round-trip tests hold them to.
+same bytes; a seeded ``rng`` gives the AES keys, so only the two RSA-OAEP values of an
+encrypted manifest, whose padding ``cryptography`` draws, differ between runs) and is the exact
+inverse of its reader in :mod:`dhsurvey.ingest`, which the round-trip tests hold them to.
 """
 
 from __future__ import annotations

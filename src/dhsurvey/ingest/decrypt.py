@@ -561,10 +561,14 @@ def load_key_once(pem: bytes) -> Callable[[], rsa.RSAPrivateKey]:
 
 def workers_for(encrypted: int, workers: int | None = None) -> int:
     """Threads for a folder of ``encrypted`` submissions: one (no pool) below
-    :data:`PARALLEL_MIN`, else ``workers`` (default :data:`WORKERS`)."""
+    :data:`PARALLEL_MIN`, or in a process that is already one of several working side by
+    side (:func:`dhsurvey.parallel.in_forked_worker`: countries run one per core), else
+    ``workers`` (default :data:`WORKERS`)."""
+    from dhsurvey.parallel import in_forked_worker
+
     if workers is not None:
         return max(1, workers)
-    return WORKERS if encrypted >= PARALLEL_MIN else 1
+    return WORKERS if encrypted >= PARALLEL_MIN and not in_forked_worker() else 1
 
 
 def in_order(fn: Callable[[_T], _R], items: Iterable[_T],
