@@ -269,3 +269,22 @@ def test_csv_text_cells_cannot_run_as_formulas(tmp_path: Path) -> None:
     assert [r[0] for r in rows[1:len(FORMULA_TEXTS) + 1]] == NEUTRALISED
     assert [r[1] for r in rows[1:5]] == ["-3", "0", "", "7"]
     assert [r[2] for r in rows[1:4]] == ["-2.5", "1.0", "-0.125"]
+
+
+@pytest.mark.parametrize("whole_cells", [0, 10**9])
+def test_a_parquet_table_gives_the_columns_pandas_reads(tmp_path: Path, whole_cells: int,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Column by column (a large file) or read whole once (a usual one): the same values and
+    dtypes as ``pd.read_parquet``."""
+    from dhsurvey.release.formats import parquet as parquet_module
+
+    monkeypatch.setattr(parquet_module, "WHOLE_CELLS", whole_cells)
+    frame = pd.DataFrame({"a": pd.array([1, None, 3], dtype="Int64"),
+                          "b": pd.Categorical(["x", "y", None]),
+                          "c": ["p", None, "r"], "d": [0.5, 1.5, np.nan]})
+    frame.to_parquet(tmp_path / "t.parquet")
+    table = parquet_module.ParquetTable(tmp_path / "t.parquet")
+    expected = pd.read_parquet(tmp_path / "t.parquet")
+    assert list(table.columns) == list(expected.columns) and table.shape == (3, 4)
+    for name in expected.columns:
+        pd.testing.assert_series_equal(table[name], expected[name])

@@ -275,6 +275,10 @@ class ParquetSource:
         return self.schema.empty_table().to_pandas().reset_index(drop=True)
 
 
+#: Cells of a release Parquet file up to which :class:`ParquetTable` reads it whole.
+WHOLE_CELLS = 5_000_000
+
+
 class ParquetTable:
     """A release Parquet file as a table read one column at a time.
 
@@ -285,6 +289,8 @@ class ParquetTable:
 
     def __init__(self, path: str | Path) -> None:
         self.source = ParquetSource(path, 1)
+        #: The whole table, once read (a file of at most :data:`WHOLE_CELLS` cells).
+        self._whole: pd.DataFrame | None = None
 
     @property
     def columns(self) -> pd.Index:
@@ -302,7 +308,14 @@ class ParquetTable:
         return self.source.rows
 
     def __getitem__(self, name: str) -> pd.Series:
-        return self.source.column(name)
+        if self.source.rows * len(self.source.names) > WHOLE_CELLS:
+            return self.source.column(name)
+        # A file of a usual country is read whole, once: reading a wide table a column at
+        # a time costs a file read per column, far more than the table itself.
+        if self._whole is None:
+            self._whole = self.source.file.read(use_pandas_metadata=True).to_pandas(
+            ).reset_index(drop=True)
+        return self._whole[name]
 
     def reset_index(self, drop: bool = True) -> ParquetTable:
         """Itself: rows are numbered from 0 as read (for code written for DataFrames)."""
@@ -311,6 +324,7 @@ class ParquetTable:
 
 __all__ = [
     "ROW_GROUP_CELLS",
+    "WHOLE_CELLS",
     "ROW_GROUP_ROWS",
     "ParquetAppender",
     "ParquetSource",
