@@ -10,6 +10,7 @@ import pytest
 
 if TYPE_CHECKING:
     from central_server import CentralProject, CentralServer
+    from demo_run import DemoRun
 
 
 # -- the real ODK Central (tests/central_server.py) ----------------------------------------------
@@ -31,3 +32,26 @@ def central(central_session: CentralServer, tmp_path: Path,
     from central_server import new_project
 
     return new_project(central_session, tmp_path, monkeypatch)
+
+
+# -- the demo's run, once per session (tests/demo_run.py) -----------------------------------------
+
+
+@pytest.fixture(scope="session")
+def study_instruments(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The study's instruments with local suppression unbounded (tests/workbooks.py), made
+    once: the demo's run uses them and the pipeline tests' code location reads them
+    (tests/pipelines/conftest.py)."""
+    from workbooks import instruments_with_budget
+
+    return instruments_with_budget(tmp_path_factory.mktemp("instruments"), 1.0)
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory, study_instruments: Path) -> DemoRun:
+    """``dhsurvey demo --households 450`` on KEN, TZA and UGA, run once for the session and
+    read (never changed) by the demo's, pooled, UI and rerun tests."""
+    from demo_run import run_demo
+
+    root = tmp_path_factory.mktemp("demo")
+    return run_demo(study_instruments, root / "data", root / "dagster_home")

@@ -1,53 +1,55 @@
 """The pooled release in the pipeline: countries that passed their gate, pooled and scanned;
 and R reproducing the published indicators from the released Stata files.
 
+The release is the demo's run of the session (tests/demo_run.py): KEN, TZA and UGA simulated
+with every fault kind and encrypted device exports, run through the pipeline and pooled. It
+is read in place; the test that changes a gate works on a copy.
+
 For a country's public-use folder, its scientific-use folder and the pooled public-use folder,
 R (``survey`` with ``haven``, installed by the README's test command) runs
 ``tests/r/reproduce_indicators.R``: it sources the folder's own ``svydesign.R`` on the ``.dta``
 files and estimates every weighted row of ``indicators.csv`` again (tests/rsurvey.py compares
 them); the ``svyset.do`` set-up, redone in R, must run on every weighted file.
 ``tests/r/expected/`` keeps R's output of the same seeded release (``tests/r/regenerate.py``
-writes it), so a change that moves a published number fails here until the stored output is
-regenerated and read.
+writes it with :func:`build`), so a change that moves a published number fails here until the
+stored output is regenerated and read.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 import pytest
+from demo_run import DemoRun, run_demo
 from rsurvey import EXPECTED, FOLDERS, compare, run_r
 from workbooks import code_location_instruments
 
-from dhsurvey.fieldwork.run import simulate_to
+from dhsurvey.demo import DEMO_COUNTRIES
 from dhsurvey.store import Store
 from dhsurvey.study import Study, released_countries
-from pipelines.demo import run_pipeline
-from pipelines.study import countries, models
+from pipelines.study import countries
 
 ROOT = Path(__file__).parents[2]
 
-ISOS = ["KEN", "UGA"]
+ISOS = list(DEMO_COUNTRIES)
 
 
 def build(data: Path, home: Path) -> None:
-    """KEN and UGA simulated (seeded), run through the pipeline and pooled."""
-    configs = [c for c in countries() if c.iso in ISOS]
-    simulate_to(data / "landing", configs, models(), seed=3, households=450,
-                formats=("central",))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DHSURVEY_PSEUDONYM_KEY", bytes(range(32)).hex())
-        run_pipeline(code_location_instruments(), data, home, ISOS)
+    """The release these tests read, made as the session's demo run makes it
+    (tests/demo_run.py): for tests/r/regenerate.py."""
+    run_demo(code_location_instruments(), data, home).checked()
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    data, home = tmp_path_factory.mktemp("data"), tmp_path_factory.mktemp("home")
-    build(data, home)
-    return data, home
+def study(demo_run: DemoRun) -> tuple[Path, Path]:
+    """The demo's data root and DAGSTER_HOME: read, never changed."""
+    run = demo_run.checked()
+    assert run.instruments == code_location_instruments()
+    return run.data, run.home
 
 
 def test_pooled_release_holds_every_country_and_passes_its_scan(study) -> None:
@@ -58,7 +60,7 @@ def test_pooled_release_holds_every_country_and_passes_its_scan(study) -> None:
         sizes = [len(pd.read_parquet(data / "release" / iso / f"{name}.parquet"))
                  for iso in ISOS]
         assert len(table) == sum(sizes), name
-        assert table["country"].nunique() == 2
+        assert table["country"].nunique() == len(ISOS)
     for suffix in ("dta", "sav", "csv"):
         assert (pooled / f"child.{suffix}").stat().st_size > 0
     # Public: masked variance units, no replicate weights; licensed: the replicates.
@@ -68,7 +70,7 @@ def test_pooled_release_holds_every_country_and_passes_its_scan(study) -> None:
         p.name for p in (data / "licensed" / "pooled").iterdir()}
     for tier in ("release", "licensed"):  # the methods note travels with the pool too
         note = (data / tier / "pooled" / "methods.md").read_text(encoding="utf-8")
-        assert "All countries: KEN, UGA" in note and "not a probability sample" in note
+        assert "All countries: KEN, TZA, UGA" in note and "not a probability sample" in note
 
     instance = dg.DagsterInstance.from_config(str(home))
     check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
@@ -117,26 +119,30 @@ def test_pooled_indicators_by_country_match_the_country_releases(study) -> None:
                                        rtol=1e-6)
 
 
-def test_a_country_whose_gate_failed_is_left_out(study) -> None:
+def test_a_country_whose_gate_failed_is_left_out(study, tmp_path: Path) -> None:
     data, _ = study
-    store, loaded = Store(data), Study.load(code_location_instruments())
-    gate = data / "clean" / "UGA" / "gate.json"
-    saved = gate.read_text()
-    try:
-        gate.write_text(json.dumps({"passed": False, "reasons": ["k < 3"]}))
-        included, left_out = released_countries(store, loaded)
-        assert included == ["KEN"]
-        assert left_out["UGA"] == "its disclosure gate failed"
-        assert "TZA" in left_out  # never released here
-    finally:
-        gate.write_text(saved)
+    # The gates are all it reads: copied, so the shared run's stay as they are.
+    copy = tmp_path / "data"
+    for iso in ISOS:
+        gate = Store(data).gate_path(iso)
+        assert gate.exists(), iso
+        target = Store(copy).gate_path(iso)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(gate, target)
+    store, loaded = Store(copy), Study.load(code_location_instruments())
+    assert released_countries(store, loaded)[0] == ISOS
+    store.gate_path("UGA").write_text(json.dumps({"passed": False, "reasons": ["k < 3"]}))
+    included, left_out = released_countries(store, loaded)
+    assert included == ["KEN", "TZA"]
+    assert left_out["UGA"] == "its disclosure gate failed"
+    never = [c for c in loaded.countries if c not in ISOS]
+    assert never and {left_out[c] for c in never} == {"not released yet"}  # never run here
+    assert json.loads(Store(data).gate_path("UGA").read_text())["passed"]
 
 
 @pytest.mark.parametrize("folder", FOLDERS)
 def test_r_reproduces_every_weighted_indicator_from_the_stata_files(
         study, folder: str, tmp_path: Path) -> None:
-    import shutil
-
     import numpy as np
 
     assert shutil.which("Rscript"), "the README's test command installs R (survey, haven)"

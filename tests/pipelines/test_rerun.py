@@ -1,9 +1,16 @@
-"""A run killed mid-way and rerun gives byte-identical release files; a rerun changes nothing."""
+"""A run killed mid-way and rerun gives byte-identical release files; a rerun changes nothing.
+
+The reference is UGA's release in the demo's run of the session (tests/demo_run.py). UGA's
+landing folder, the demo's keys and its compiled forms are copied into a fresh data root,
+where a run is killed mid-way and rerun with the same keys: its release files must be those
+of the reference, byte for byte, and a further unchanged run must rewrite none differently.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,22 +18,13 @@ import time
 from pathlib import Path
 
 import pytest
+from demo_run import DemoRun
 from workbooks import code_location_instruments
 
-from dhsurvey.fieldwork.faults import KINDS
-from dhsurvey.fieldwork.run import simulate_to
 from pipelines.demo import run_pipeline
-from pipelines.study import countries, models
+from pipelines.reports import REPORTS_URL_ENV
 
 ROOT = Path(__file__).parents[2]
-
-KEY = "b353c8f4933ae04f50f82a2b36f0c1f41a356b3fb0bb9688716df1fa7bdc0aa2"
-
-
-def _simulate(data: Path) -> None:
-    config = next(c for c in countries() if c.iso == "UGA")
-    simulate_to(data / "landing", [config], models(), seed=7, households=450,
-                faults=list(KINDS), formats=("central",))
 
 
 def _release(data: Path) -> dict[str, str]:
@@ -35,30 +33,36 @@ def _release(data: Path) -> dict[str, str]:
             for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")}
 
 
-@pytest.fixture(autouse=True)
-def pseudonym_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DHSURVEY_PSEUDONYM_KEY", KEY)
+def _copy(run: DemoRun, data: Path) -> dict[str, Path]:
+    """UGA's landing folder, the demo's keys and compiled forms, in a fresh data root; the
+    keys' copies as run_pipeline takes them."""
+    shutil.copytree(run.data / "landing" / "UGA", data / "landing" / "UGA")
+    shutil.copytree(run.secrets, data / "secrets")
+    shutil.copytree(run.data / "build", data / "build")
+    return {name: data / "secrets" / path.name for name, path in (
+        ("private_key", run.private_key), ("pseudonym_key", run.pseudonym_key),
+        ("at_rest_key", run.at_rest_key))}
 
 
-def test_killed_run_then_rerun_gives_identical_release(tmp_path: Path) -> None:
-    reference = tmp_path / "reference"
-    _simulate(reference)
-    run_pipeline(code_location_instruments(), reference, tmp_path / "home-a", ["UGA"])
-    expected = _release(reference)
+def test_killed_run_then_rerun_gives_identical_release(demo_run: DemoRun, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    run = demo_run.checked()
+    instruments = code_location_instruments()
+    assert instruments == run.instruments
+    expected = _release(run.data)
     assert {"child.dta", "child.sav", "child.csv", "child.parquet", "codebook.xlsx",
             "disclosure_risk.md", "indicators.csv"} <= set(expected)
 
-    # Unchanged inputs: a second run rewrites nothing differently.
-    run_pipeline(code_location_instruments(), reference, tmp_path / "home-a", ["UGA"])
-    assert _release(reference) == expected
-
     killed = tmp_path / "killed"
-    _simulate(killed)
+    keys = _copy(run, killed)
+    assert not (killed / "release").exists()
+    monkeypatch.setenv(REPORTS_URL_ENV, run.reports_url)  # as the demo's run had it
+    home = tmp_path / "home"
     script = ("import sys; from pathlib import Path; from pipelines.demo import run_pipeline; "
-              f"run_pipeline(Path({str(code_location_instruments())!r}), Path({str(killed)!r}), "
-              f"Path({str(tmp_path / 'home-b')!r}), ['UGA'])")
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT,
-                            env={**os.environ, "DHSURVEY_PSEUDONYM_KEY": KEY},
+              f"run_pipeline(Path({str(instruments)!r}), Path({str(killed)!r}), "
+              f"Path({str(home)!r}), ['UGA'], "
+              + ", ".join(f"{name}=Path({str(path)!r})" for name, path in keys.items()) + ")")
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=dict(os.environ),
                             start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
@@ -67,5 +71,10 @@ def test_killed_run_then_rerun_gives_identical_release(tmp_path: Path) -> None:
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert (killed / "clean" / "UGA").exists(), "the run was not under way when killed"
-    run_pipeline(code_location_instruments(), killed, tmp_path / "home-b", ["UGA"])
+    assert not (killed / "release" / "UGA" / "indicators.csv").exists(), "killed too late"
+    run_pipeline(instruments, killed, home, ["UGA"], **keys)
+    assert _release(killed) == expected
+
+    # Unchanged inputs: a second run rewrites nothing differently.
+    run_pipeline(instruments, killed, home, ["UGA"], **keys)
     assert _release(killed) == expected
