@@ -222,6 +222,11 @@ class ParquetAppender:
             self.discard()
 
 
+#: Cells of a release Parquet file up to which :class:`ParquetSource` reads it whole (about
+#: 40 MB of numbers; a usual country's table is far below, a million children's far above).
+WHOLE_CELLS = 5_000_000
+
+
 class ParquetSource:
     """A release Parquet file read one column, or one block of rows, at a time, with the
     dtypes ``pd.read_parquet`` gives (blocks of at most ``batch_rows`` rows)."""
@@ -237,6 +242,7 @@ class ParquetSource:
         self.names = [n for n in self.schema.names if n not in self._index_columns()]
         self.rows = self.file.metadata.num_rows
         self.batch_rows = max(1, int(batch_rows))
+        self._whole: pd.DataFrame | None = None
 
     def _index_columns(self) -> set[str]:
         meta = self.schema.metadata or {}
@@ -246,7 +252,16 @@ class ParquetSource:
                 if isinstance(c, str)}
 
     def column(self, name: str) -> pd.Series:
-        """One whole column."""
+        """One whole column.
+
+        A file of at most :data:`WHOLE_CELLS` cells (a usual country's) is read whole at the
+        first column asked for and kept: reading a wide table a column at a time costs a
+        file read per column, far more than the table itself."""
+        if self.rows * len(self.names) <= WHOLE_CELLS:
+            if self._whole is None:
+                self._whole = self.file.read(use_pandas_metadata=True).to_pandas(
+                ).reset_index(drop=True)
+            return self._whole[name]
         table = self.file.read(columns=[name], use_pandas_metadata=True)
         meta = table.schema.metadata or {}
         if b"pandas" in meta:
@@ -275,10 +290,6 @@ class ParquetSource:
         return self.schema.empty_table().to_pandas().reset_index(drop=True)
 
 
-#: Cells of a release Parquet file up to which :class:`ParquetTable` reads it whole.
-WHOLE_CELLS = 5_000_000
-
-
 class ParquetTable:
     """A release Parquet file as a table read one column at a time.
 
@@ -289,8 +300,6 @@ class ParquetTable:
 
     def __init__(self, path: str | Path) -> None:
         self.source = ParquetSource(path, 1)
-        #: The whole table, once read (a file of at most :data:`WHOLE_CELLS` cells).
-        self._whole: pd.DataFrame | None = None
 
     @property
     def columns(self) -> pd.Index:
@@ -308,14 +317,7 @@ class ParquetTable:
         return self.source.rows
 
     def __getitem__(self, name: str) -> pd.Series:
-        if self.source.rows * len(self.source.names) > WHOLE_CELLS:
-            return self.source.column(name)
-        # A file of a usual country is read whole, once: reading a wide table a column at
-        # a time costs a file read per column, far more than the table itself.
-        if self._whole is None:
-            self._whole = self.source.file.read(use_pandas_metadata=True).to_pandas(
-            ).reset_index(drop=True)
-        return self._whole[name]
+        return self.source.column(name)
 
     def reset_index(self, drop: bool = True) -> ParquetTable:
         """Itself: rows are numbered from 0 as read (for code written for DataFrames)."""
