@@ -34,6 +34,22 @@ def central(central_session: CentralServer, tmp_path: Path,
     return new_project(central_session, tmp_path, monkeypatch)
 
 
+# -- two workers (make test: pytest -n auto --dist loadgroup) -----------------------------------
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Each module's tests run on one worker (its module fixtures are made once), and every
+    module reading the demo's run on the same worker (the run is made once per worker)."""
+    demo = {item.module.__name__ for item in items
+            if item.module is not None and "demo_run" in getattr(item, "fixturenames", ())}
+    for item in items:
+        if any(True for _ in item.iter_markers("xdist_group")):
+            continue
+        module = item.module.__name__ if item.module is not None else item.nodeid
+        item.add_marker(pytest.mark.xdist_group("demo" if module in demo else module))
+
+
 # -- the demo's run, once per session (tests/demo_run.py) -----------------------------------------
 
 

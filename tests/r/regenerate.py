@@ -1,7 +1,8 @@
 """Regenerate tests/r/expected/: R's output on the release that
-tests/pipelines/test_pooled_asset.py builds (KEN and UGA simulated with a fixed seed, run
-through the pipeline and pooled), for a reader to see what R gave and for the test to notice
-when the published numbers move.
+the tests' shared demo run builds (tests/demo_run.py: KEN, TZA and UGA simulated by
+``dhsurvey demo --households 450`` with a fixed pseudonym key, run through the pipeline and
+pooled), for a reader to see what R gave and for the test to notice when the published
+numbers move.
 
 Run from the repository root when a change is meant to move them:
 
