@@ -529,7 +529,8 @@ def replicate_info(summary: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def _write_form(store: Store, iso: str, form: str, plan: Any, numbering: Numbering,
-                replicates: Callable[[Any], pd.DataFrame] | None, appender: Any) -> None:
+                replicates: Callable[[Any], pd.DataFrame] | None, appender: Any,
+                tier: str = "public") -> None:
     """A form's released rows in plan order, :data:`RELEASE_ROWS` at a time.
 
     One part holds all the rows: they go straight in. Otherwise each accepted part's released
@@ -544,7 +545,7 @@ def _write_form(store: Store, iso: str, form: str, plan: Any, numbering: Numberi
         if len(batch):
             appender.write(plan.rows(form, numbering.numbered(form, batch), replicates))
         return
-    scratch = store.work(iso, f"release-{form}")
+    scratch = store.work(iso, f"release-{tier}-{form}")
     for p, path in enumerate(parts):
         batch = read_parquet(path)
         numbers = numbering.number(form, batch["KEY"])
@@ -587,9 +588,16 @@ def release(store: Store, study: Study, iso: str, *, key: bytes, k: int | None =
         rules = replaced(rules, k=k)
     if max_global_risk is not None:
         rules = replaced(rules, max_global_risk=max_global_risk)
+    from dhsurvey.parallel import forked_map
+
     country = _ReleaseInputs.of(store, study, iso)
-    tiers = {name: _release_tier(store, study, iso, key, rules, name, country)
-             for name in rules.tiers}
+    # The tiers read the same inputs and write apart, so they are made side by side, one per
+    # core, for a country validated whole (one in batches is large: its tiers take turns, so
+    # memory follows one tier).
+    whole = all(len(store.accepted_parts(iso, f)) <= 1 for f in country.forms)
+    tiers = dict(forked_map(partial(_release_tier, store, study, iso, key, rules,
+                                    country=country), list(rules.tiers),
+                            workers=None if whole else 1))
     store.write_gate(iso, {
         "passed": all(t.gate.passed for t in tiers.values()),
         "reasons": [f"{name}: {r}" for name, t in tiers.items() for r in t.gate.reasons],
@@ -757,7 +765,8 @@ def _release_tier(store: Store, study: Study, iso: str, key: bytes, rules: Any,
             if form in planned:
                 _write_form(store, iso, form, plan, numbering,
                             None if masked or form not in WEIGHTED else
-                            partial(weights.replicates_for, form), derive.sink(form, appender))
+                            partial(weights.replicates_for, form), derive.sink(form, appender),
+                            name)
             else:
                 derive.sink(form, appender).write(plan.table(form))
         width = len(columns[form]) + 200  # data and at most ~200 replicate columns
@@ -981,8 +990,12 @@ def pool(store: Store, study: Study) -> Pooled:
     restricted: list[str] = []
     for iso in isos:
         restricted += restricted_values(store, iso, study)
-    tiers = {name: _pool_tier(store, study, isos, left_out, rules.tiers[name], restricted)
-             for name in rules.tiers}
+    from dhsurvey.parallel import forked_map
+
+    # The tiers pool the same countries into folders of their own: one per core.
+    tiers = dict(forked_map(lambda name: _pool_tier(store, study, isos, left_out,
+                                                    rules.tiers[name], restricted),
+                            list(rules.tiers)))
     public = tiers["public"]
     public.tiers = tiers
     return public
