@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,22 +35,6 @@ def central(central_session: CentralServer, tmp_path: Path,
     return new_project(central_session, tmp_path, monkeypatch)
 
 
-# -- two workers (make test: pytest -n auto --dist loadgroup) -----------------------------------
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Each module's tests run on one worker (its module fixtures are made once), and every
-    module reading the demo's run on the same worker (the run is made once per worker)."""
-    demo = {item.module.__name__ for item in items
-            if item.module is not None and "demo_run" in getattr(item, "fixturenames", ())}
-    for item in items:
-        if any(True for _ in item.iter_markers("xdist_group")):
-            continue
-        module = item.module.__name__ if item.module is not None else item.nodeid
-        item.add_marker(pytest.mark.xdist_group("demo" if module in demo else module))
-
-
 # -- the demo's run, once per session (tests/demo_run.py) -----------------------------------------
 
 
@@ -67,7 +52,11 @@ def study_instruments(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def demo_run(tmp_path_factory: pytest.TempPathFactory, study_instruments: Path) -> DemoRun:
     """``dhsurvey demo --households 450`` on KEN, TZA and UGA, run once for the session and
     read (never changed) by the demo's, pooled, UI and rerun tests."""
-    from demo_run import run_demo
+    from demo_run import run_demo, shared_demo
 
-    root = tmp_path_factory.mktemp("demo")
-    return run_demo(study_instruments, root / "data", root / "dagster_home")
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None:
+        root = tmp_path_factory.mktemp("demo")
+        return run_demo(study_instruments, root / "data", root / "dagster_home")
+    # Several workers (make test): the first to ask runs the demo, the others read its run.
+    return shared_demo(tmp_path_factory.getbasetemp().parent / "demo", study_instruments)

@@ -136,4 +136,35 @@ def run_demo(instruments: Path, data: Path, home: Path,
                    reports_port=port)
 
 
-__all__ = ["HOUSEHOLDS", "PSEUDONYM_KEY", "DemoRun", "free_port", "run_demo"]
+@dataclass(frozen=True)
+class Outcome:
+    """The demo command's exit code and output, as a worker that did not run it reads them."""
+
+    exit_code: int
+    output: str
+
+
+def shared_demo(root: Path, instruments: Path) -> DemoRun:
+    """The demo's run under ``root``, made by whichever pytest-xdist worker asks first (under
+    a file lock) and read by the others: the tests reading it may run on any worker."""
+    import json
+
+    from filelock import FileLock
+
+    root.mkdir(parents=True, exist_ok=True)
+    record = root / "run.json"
+    with FileLock(str(root / ".lock")):
+        if not record.exists():
+            run = run_demo(instruments, root / "data", root / "dagster_home")
+            record.write_text(json.dumps({
+                "instruments": str(run.instruments), "exit_code": run.result.exit_code,
+                "output": run.result.output, "reports_port": run.reports_port}))
+        saved = json.loads(record.read_text())
+    return DemoRun(data=root / "data", home=root / "dagster_home",
+                   instruments=Path(saved["instruments"]),
+                   result=Outcome(saved["exit_code"], saved["output"]),
+                   reports_port=saved["reports_port"])
+
+
+__all__ = ["HOUSEHOLDS", "PSEUDONYM_KEY", "DemoRun", "Outcome", "free_port", "run_demo",
+           "shared_demo"]

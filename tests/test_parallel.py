@@ -84,3 +84,16 @@ def test_a_worker_knows_it_is_one() -> None:
     threads = dict(forked_map(lambda n: workers_for(n), [PARALLEL_MIN, PARALLEL_MIN + 1],
                               workers=2))
     assert set(threads.values()) == {1}
+
+
+def _in_daemon(_: int) -> list[int]:
+    return [pid for _, (_, pid) in forked_map(_square_plus, [1, 2], workers=2)]
+
+
+def test_a_daemonic_process_runs_its_pieces_itself() -> None:
+    """A Celery or multiprocessing worker is daemonic and may not have children."""
+    import multiprocessing as mp
+
+    with mp.get_context("fork").Pool(1) as pool:  # its workers are daemonic
+        pids = pool.apply(_in_daemon, (0,))
+    assert len(set(pids)) == 1 and os.getpid() not in pids

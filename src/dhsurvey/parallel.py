@@ -3,8 +3,9 @@
 Why forked: the pieces (one country's simulation, one country's run) need the parsed forms,
 the country files and often a closure over them. A forked worker inherits all of that from
 the parent as it stands, so nothing but an index goes to the worker and only the piece's
-result comes back (pickled). Where fork is unavailable, or for a single piece or a single
-core, the pieces run one after the other in this process, with the same results.
+result comes back (pickled). Where fork is unavailable, in a daemonic process (a Celery
+worker), or for a single piece or a single core, the pieces run one after the other in this
+process, with the same results.
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ def forked_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int | None 
     raised here. A pool inside a piece runs its own pieces one after the other."""
     items = list(items)
     global _WORK
+    # One process: one piece or core; a pool already running; no fork; or a daemonic
+    # process (a Celery or multiprocessing worker), which may not have children.
     if workers_for(len(items), workers) <= 1 or _WORK is not None or \
-            "fork" not in mp.get_all_start_methods():
+            "fork" not in mp.get_all_start_methods() or mp.current_process().daemon:
         for item in items:
             yield item, fn(item)
         return
