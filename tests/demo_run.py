@@ -84,6 +84,17 @@ class DemoRun:
     def reports_url(self) -> str:
         return f"http://127.0.0.1:{self.reports_port}"
 
+    def reads_like(self, instruments: Path) -> bool:
+        """Whether ``instruments`` holds the same files as the run's (a worker of the test
+        session that did not run the demo has its own copy of the same instruments)."""
+        import hashlib
+
+        def files(folder: Path) -> dict[str, str]:
+            return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+                    for p in sorted(folder.rglob("*")) if p.is_file()}
+
+        return self.instruments == instruments or files(self.instruments) == files(instruments)
+
     def checked(self) -> DemoRun:
         """The run, once it is known to have succeeded (for tests that build on it)."""
         assert self.result.exit_code == 0, self.output

@@ -61,7 +61,7 @@ def _chromium(url: str, profile: Path, *args: str) -> str:
 @pytest.fixture(scope="module")
 def dagster_ui(tmp_path_factory: pytest.TempPathFactory, demo_run: DemoRun):
     run = demo_run.checked()
-    assert run.instruments == code_location_instruments()
+    assert run.reads_like(code_location_instruments())
     base = tmp_path_factory.mktemp("ui")
     # The UI and its daemon write into DAGSTER_HOME: a copy of the run's. The data root is
     # read in place (the sensors that would write there are stopped by default); its raw and
