@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -125,16 +127,28 @@ def test_the_run_log_tells_the_fieldwork_story(runs) -> None:
     assert "must-not-change answers differed" in lines
 
 
+@contextmanager
+def _rules(path: Path, text: str) -> Iterator[None]:
+    """The monitoring rules at ``path`` replaced by ``text`` for the block, then put back as
+    they were (the instruments folder is the session's, shared by other tests)."""
+    before = path.read_text() if path.exists() else None
+    path.write_text(text)
+    try:
+        yield
+    finally:
+        if before is None:
+            path.unlink()
+        else:
+            path.write_text(before)
+
+
 def test_the_blocking_quarantine_share_stops_the_country_before_weights(runs) -> None:
     instance, resources, _, _, instruments = runs
     rules = instruments / MONITORING_FILE
-    rules.write_text("enumerators:\n  min_interviews: 1\n"
-                     "quarantine_share:\n  threshold: 0.0001\n  blocking: true\n")
-    try:
+    with _rules(rules, "enumerators:\n  min_interviews: 1\n"
+                       "quarantine_share:\n  threshold: 0.0001\n  blocking: true\n"):
         keys = [dg.AssetKey("fieldwork_day"), dg.AssetKey("weights")]
         result = _materialize(instance, resources, keys)
-    finally:
-        rules.unlink()
     share = _checks(result)[("fieldwork_day", "enumerator_quarantine_share")]
     assert not share.passed and share.severity == dg.AssetCheckSeverity.ERROR
     assert not result.success
@@ -145,11 +159,8 @@ def test_the_blocking_quarantine_share_stops_the_country_before_weights(runs) ->
 def test_a_failure_leads_with_its_fieldwork_cause(runs) -> None:
     instance, resources, _, _, instruments = runs
     rules = instruments / MONITORING_FILE
-    rules.write_text("anomalies:\n  new_duplicate: 5\n")
-    try:
+    with _rules(rules, "anomalies:\n  new_duplicate: 5\n"):
         result = _materialize(instance, resources, [dg.AssetKey("fieldwork_day")])
-    finally:
-        rules.unlink()
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     description = failure.step_failure_data.user_failure_data.description
