@@ -223,3 +223,19 @@ def test_xml_encrypted_layout(hh: FormModel, raw: RawForm, tmp_path: Path) -> No
     assert plain.instance_id == rec["KEY"] and plain.version == rec["form_version"]
     inner = ET.fromstring(plain.xml)
     assert inner.get("id") == "household" and inner.get("submissionDate") is None
+
+
+def test_xml_instances_written_whole_and_rewritten_in_place(hh: FormModel, raw: RawForm,
+                                                            tmp_path: Path) -> None:
+    """A new instance folder appears by one rename (nothing hidden is left behind); writing
+    the same tables again replaces the files in place with the same bytes, 0600 each."""
+    folder = tmp_path / "inst"
+    first = write_xml_folder(raw, hh, folder)
+    before = {p: p.read_bytes() for d in first for p in d.iterdir()}
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]
+    again = write_xml_folder(raw, hh, folder)
+    assert again == first
+    assert {p: p.read_bytes() for d in again for p in d.iterdir()} == before
+    assert not [p for p in folder.rglob(".*")]
+    assert {p.stat().st_mode & 0o777 for p in before} == {0o600}
+    assert {d.stat().st_mode & 0o777 for d in first} == {0o700}

@@ -14,6 +14,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import os
 import zipfile
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -37,7 +38,7 @@ from dhsurvey.ingest.decrypt import MANIFEST_NAME, encrypt_submission
 from dhsurvey.ingest.instances import SUBMISSION_DATE_ATTR, instance_folder_name
 from dhsurvey.ingest.kobo import REVIEW_TO_VALIDATION, VALIDATION_LABELS, full_path
 from dhsurvey.ingest.xmlfolder import children_by_container
-from dhsurvey.io import atomic_write_bytes, atomic_write_text
+from dhsurvey.io import atomic_write_bytes, atomic_write_text, private_dirs
 
 __all__ = ["write_central_zip", "write_kobo_json", "write_xml_folder"]
 
@@ -48,9 +49,13 @@ _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed, so the same tables give the same zip
 
 
 def _records(frame: pd.DataFrame | None) -> list[dict[str, Any]]:
+    """The rows of ``frame`` as dicts of canonical cells (built column by column: a country's
+    tables hold millions of cells)."""
     if frame is None or frame.empty:
         return []
-    return [{str(k): normalise(v) for k, v in rec.items()} for rec in frame.to_dict("records")]
+    names = [str(c) for c in frame.columns]
+    columns = [[normalise(v) for v in frame.iloc[:, i].tolist()] for i in range(len(names))]
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 
 
 def _children(raw: RawForm, model: FormModel) -> dict[str, dict[str, list[dict[str, Any]]]]:
@@ -259,9 +264,11 @@ def _xml_content(model: FormModel, lookup: dict[tuple[str, ...], dict[str, Item]
 
 def instance_xml(model: FormModel, rec: dict[str, Any],
                  children: dict[str, dict[str, list[dict[str, Any]]]], *,
-                 submission_date: bool = True) -> bytes:
-    """The submission document of one root row, as a device would send it."""
-    lookup = children_by_container(model)
+                 submission_date: bool = True,
+                 lookup: dict[tuple[str, ...], dict[str, Item]] | None = None) -> bytes:
+    """The submission document of one root row, as a device would send it (``lookup``: the
+    form's :func:`children_by_container`, passed in when writing many)."""
+    lookup = lookup if lookup is not None else children_by_container(model)
     root = model.settings.get("name") or "data"
     attrs = f"id={quoteattr(model.form_id)}"
     if rec["form_version"] is not None:
@@ -288,8 +295,9 @@ def write_xml_folder(raw: RawForm, model: FormModel, folder: str | Path, *,
     (``submission.xml`` manifest + ``submission.xml.enc``); the submission date then goes on the
     manifest, where the server adds it. Other files already in ``folder`` are left alone.
     """
-    folder = Path(folder)
+    folder = private_dirs(folder)
     children = _children(raw, model)
+    lookup = children_by_container(model)
     written: list[Path] = []
     used: set[str] = set()
     for rec in _records(raw.root):
@@ -299,12 +307,11 @@ def write_xml_folder(raw: RawForm, model: FormModel, folder: str | Path, *,
             n += 1
             name = f"{stem}-{n}"
         used.add(name)
-        inst = folder / name
         if public_key_pem is None:
-            atomic_write_bytes(inst / MANIFEST_NAME, instance_xml(model, rec, children))
+            files = {MANIFEST_NAME: instance_xml(model, rec, children, lookup=lookup)}
         else:
             enc = encrypt_submission(
-                instance_xml(model, rec, children, submission_date=False),
+                instance_xml(model, rec, children, submission_date=False, lookup=lookup),
                 form_id=model.form_id, version=rec["form_version"], instance_id=rec["KEY"],
                 public_key_pem=public_key_pem, rng=rng)
             manifest = enc.manifest
@@ -312,8 +319,24 @@ def write_xml_folder(raw: RawForm, model: FormModel, folder: str | Path, *,
                 stamp = quoteattr(rec["submission_time"])
                 attr = f' encrypted="yes" {SUBMISSION_DATE_ATTR}={stamp}'
                 manifest = manifest.replace(b' encrypted="yes"', attr.encode(), 1)
-            atomic_write_bytes(inst / MANIFEST_NAME, manifest)
-            for file_name, data in enc.files.items():
-                atomic_write_bytes(inst / file_name, data)
-        written.append(inst)
+            files = {MANIFEST_NAME: manifest, **enc.files}
+        written.append(_write_instance(folder / name, files))
     return written
+
+
+def _write_instance(inst: Path, files: dict[str, bytes]) -> Path:
+    """One instance folder, whole or not at all: a new one is written under a hidden name
+    (which readers skip) and renamed into place, one rename for all its files; into an
+    existing one each file is replaced atomically."""
+    if inst.exists():
+        for file_name, data in files.items():
+            atomic_write_bytes(inst / file_name, data)
+        return inst
+    partial = inst.with_name(f".{inst.name}.partial")
+    partial.mkdir(mode=0o700, exist_ok=True)
+    for file_name, data in files.items():
+        fd = os.open(partial / file_name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+    os.rename(partial, inst)
+    return inst
