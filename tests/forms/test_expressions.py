@@ -17,6 +17,7 @@ from dhsurvey.forms.expressions import (
     evaluate,
     evaluate_bool,
     functions,
+    names_read,
     parse,
     references,
 )
@@ -582,6 +583,10 @@ def test_references_and_functions():
     assert references(expression) == ["b", "a", "roster", "c"]
     assert functions(expression) == {"if", "selected", "count"}
     assert references("1 + 2") == []
+    # Bare names in a predicate read a repeat's column: a change to x changes the count.
+    assert names_read(expression) == {"b", "a", "roster", "c", "x"}
+    assert names_read("${a}/b + position(..)") == {"a", "b"}
+    assert names_read("1 + 2") == set()
 
 
 def test_parse_is_reusable_and_operator_names_are_contextual():

@@ -17,8 +17,10 @@ from dhsurvey.fieldwork.simulate import FORMS, simulate_country
 from dhsurvey.forms.frames import PARENT, FormData
 from dhsurvey.forms.model import FormModel, load_form
 from dhsurvey.ingest.canonical import META, RawForm, repeat_key
+from dhsurvey.validate.logic import check_logic
 from dhsurvey.validate.run import validate_form, validate_forms, write_validation
-from dhsurvey.validate.skip import BLANKED
+from dhsurvey.validate.skip import BLANKED, _readers, _recheck
+from dhsurvey.validate.types import retyped, to_typed
 
 INSTRUMENTS = Path(__file__).parents[2] / "instruments"
 MODELS = {f: load_form(INSTRUMENTS / f"{f}.xlsx") for f in FORMS}
@@ -150,6 +152,35 @@ def test_roster_answers_are_blanked_by_their_row_and_hidden_rows_quarantine(
     assert set(result.quarantine.loc[result.quarantine["instanceID"] == "uuid:s1", "rule"]) \
         == {"non-relevant-repeat"}
     assert list(result.accepted["KEY"]) == ["uuid:s0"] and result.reconciliation["balanced"]
+
+
+def test_checking_again_what_blanking_affects_equals_checking_everything(
+        model: FormModel) -> None:
+    """After a blanking round only the fields reading a blanked one are checked again; with
+    the other fields' violations kept, the table is the full check's, row for row."""
+    kids = {0: [{"kid_age": "3", "kid_school": "1"}, {"kid_age": "9", "kid_school": "1"}],
+            1: [{"kid_age": "12", "kid_school": None}]}
+    raw = _raw(model, [{**CLEAN, "smart": "1", "apps": "1", "why_not": "0", "n_kids": "2",
+                        "tag": "B"}, {**CLEAN, "apps": "1", "n_kids": "1", "tag": "C"}], kids)
+    before = check_logic(raw.to_form_data(model))
+    assert {"not-relevant", "required"} <= set(before["rule"])
+    readers = _readers(model)
+    for blanked in ({"smart"}, {"owns_phone"}, {"kid_age"}, {"apps", "n_kids"}, {"tag"}):
+        root, repeats = raw.root.copy(), {n: t.copy() for n, t in raw.repeats.items()}
+        for name in blanked:
+            table = root if model[name].repeat is None else repeats[model[name].repeat]
+            table[name] = None
+        view = RawForm(model.form_id, root, repeats).to_form_data(model)
+        pd.testing.assert_frame_equal(_recheck(view, before, blanked, readers),
+                                      check_logic(view))
+
+
+def test_retyping_the_blanked_columns_equals_typing_the_table(model: FormModel) -> None:
+    raw = _raw(model, [{**CLEAN, "smart": "1", "apps": "1", "tag": "B"}, CLEAN])
+    blanked = raw.root.assign(smart=None, apps=None)
+    pd.testing.assert_frame_equal(retyped(to_typed(blanked, model)[0], raw.root, model,
+                                          {"smart", "apps", "kid_age"}),
+                                  to_typed(raw.root, model)[0])
 
 
 def _hidden_values(source: pd.DataFrame, repeats: dict[str, pd.DataFrame], model: FormModel,

@@ -651,6 +651,13 @@ def references(expression: str | Node) -> list[str]:
     return list(dict.fromkeys(name for _, name in refs))
 
 
+def names_read(expression: str | Node) -> set[str]:
+    """Every name through which the expression may read a value: `${names}`, bare names (a
+    repeat's or a list's column in a predicate) and path steps. A superset of the fields its
+    value depends on, for callers that re-evaluate only what a changed field can affect."""
+    return {n.name for n in _walk(_root(expression)) if isinstance(n, (Ref, Name, Step))}
+
+
 def functions(expression: str | Node) -> set[str]:
     """The function names used (e.g. to flag random()/now() as non-reproducible)."""
     return {n.name for n in _walk(_root(expression)) if isinstance(n, Call)}

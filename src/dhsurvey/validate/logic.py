@@ -8,6 +8,8 @@ obeys are the rules the validator checks.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 import pandas as pd
 
@@ -29,6 +31,10 @@ RULES = {
 }
 
 
+#: The order of one field's rules in :func:`check_logic`'s output (rows then in table order).
+RULE_ORDER = ("not-relevant", "required", "constraint", "choice", "choice-filter", "calculation")
+
+
 def _rows(keys: pd.Index, mask, rule: str, item: Item, values: pd.Series,
           message: str) -> pd.DataFrame:
     if isinstance(mask, pd.Series) and mask.dtype == bool and mask.index.equals(keys):
@@ -42,12 +48,14 @@ def _rows(keys: pd.Index, mask, rule: str, item: Item, values: pd.Series,
                          "value": values[hit].to_numpy(), "message": message})
 
 
-def check_logic(data: FormData, *, recompute_calculations: bool = False) -> pd.DataFrame:
+def check_logic(data: FormData, *, recompute_calculations: bool = False,
+                fields: Collection[str] | None = None) -> pd.DataFrame:
     """Every violation of relevance, required, constraint and choice rules, one row each.
 
     ``KEY`` is the row's key in its own table (a repeat instance's KEY for repeat fields).
     Calculations are not recomputed by default: ``random()``/``now()`` make some of them
-    unrepeatable, and a stored value is what the device computed.
+    unrepeatable, and a stored value is what the device computed. ``fields``: only these
+    fields' rules (a caller that knows the others' results cannot have changed).
     """
     model: FormModel = data.model
     out: list[pd.DataFrame] = []
@@ -56,6 +64,8 @@ def check_logic(data: FormData, *, recompute_calculations: bool = False) -> pd.D
     frames: dict[str | None, pd.DataFrame] = {}
     groups: dict[str, pd.Series] = {}
     for item in model.fields:
+        if fields is not None and item.name not in fields:
+            continue
         if item.repeat is not None and item.repeat not in data.repeats:
             continue
         table = data.table(item.repeat)

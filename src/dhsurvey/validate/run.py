@@ -39,7 +39,7 @@ from dhsurvey.validate.linkage import link_interviews, one_per_household
 from dhsurvey.validate.schema import ISSUE_COLUMNS, Window, build_schema
 from dhsurvey.validate.skip import Blanked, blank_non_relevant, root_key
 from dhsurvey.validate.timing import speeder_mask
-from dhsurvey.validate.types import to_typed
+from dhsurvey.validate.types import retyped, to_typed
 
 OUTPUT_COLUMNS = ["instanceID", "rule", "column", "value", "message"]
 #: Rules that flag a submission but keep it (everything else quarantines it).
@@ -237,8 +237,9 @@ def _checked(received: RawForm, blanked: Blanked, model: FormModel,
     window = Window(config.fieldwork_start, config.fieldwork_end, config.utc_offset) \
         if config else None
     typed, type_errors = to_typed(raw.root, model)
-    # Typed again only if something was blanked (blanking can change a calculation's dtype).
-    as_received = to_typed(received.root, model)[0] if len(blanked.log) else typed
+    # The blanked columns typed again as received (blanking can change a calculation's dtype).
+    as_received = retyped(typed, received.root, model, set(blanked.log["field"])) \
+        if len(blanked.log) else typed
     issues = [type_errors, build_schema(data, window=window, logic=blanked.logic).failures(
                   typed.set_index("KEY", drop=False))]
     typed_repeats = {}

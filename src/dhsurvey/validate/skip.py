@@ -35,15 +35,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
-from dhsurvey.forms.expressions import references
+from dhsurvey.forms.expressions import ExpressionError, functions, names_read, references
 from dhsurvey.forms.facts import gates_passed
 from dhsurvey.forms.frames import PARENT, FormData
 from dhsurvey.forms.model import FormModel
 from dhsurvey.ingest.canonical import RawForm
 from dhsurvey.validate.corrections import REPORT_COLUMNS
-from dhsurvey.validate.logic import VIOLATION_COLUMNS, check_logic
+from dhsurvey.validate.logic import RULE_ORDER, VIOLATION_COLUMNS, check_logic
 
 #: The corrections-log rule of a value blanked because the skip logic hides it.
 BLANKED = "non-relevant-blanked"
@@ -89,6 +90,55 @@ def _depends(model: FormModel) -> dict[str, frozenset[str]]:
                 todo.extend(direct.get(ref, ()))
         out[name] = frozenset(seen - {name})
     return out
+
+
+#: Functions whose value does not follow from the answers: a field using one is always
+#: checked again.
+_UNSTABLE = frozenset({"random", "once", "uuid", "now"})
+
+
+def _readers(model: FormModel) -> dict[str, frozenset[str] | None]:
+    """Field → every name its rules in :func:`check_logic` read (its own and its groups'
+    relevance, its constraint and choice filter), None when that is not known (an unstable
+    function or an expression that does not parse: such a field is always checked again)."""
+    out: dict[str, frozenset[str] | None] = {}
+    for item in model.fields:
+        texts = [t for t in (*model.relevance(item), item.constraint, item.choice_filter) if t]
+        try:
+            stable = not any(functions(t) & _UNSTABLE for t in texts)
+            names = frozenset(n for t in texts for n in names_read(t))
+        except ExpressionError:
+            stable = False
+        out[item.name] = names if stable else None
+    return out
+
+
+def _recheck(view: FormData, before: pd.DataFrame, blanked: set[str],
+             readers: dict[str, frozenset[str] | None]) -> pd.DataFrame:
+    """``check_logic(view)``, with ``before`` its violations before the ``blanked`` fields
+    were blanked in these submissions: only the fields whose rules read a blanked field (or
+    that were blanked) are checked again, the others' violations stand. The rows come in
+    check_logic's own order (field, rule, row of the field's table)."""
+    tables = [view.root, *view.repeats.values()]
+    if not all(t.index.is_unique for t in tables):  # no row order to rebuild: check all
+        return check_logic(view)
+    fields = {name for name, reads in readers.items()
+              if name in blanked or reads is None or reads & blanked}
+    again = check_logic(view, fields=fields)
+    kept = before[~before["column"].isin(fields)]
+    if kept.empty:
+        return again
+    rows = _concat([kept, again]) if len(again) else kept
+    model = view.model
+    order = {item.name: n for n, item in enumerate(model.fields)}
+    row = np.empty(len(rows), dtype=np.int64)
+    levels = rows["column"].map(lambda c: model[c].repeat).to_numpy()
+    for level in set(levels):
+        at = levels == level
+        row[at] = view.table(level).index.get_indexer(rows["KEY"].to_numpy()[at])
+    rank = rows["rule"].map({r: n for n, r in enumerate(RULE_ORDER)}).to_numpy()
+    return rows.iloc[np.lexsort((row, rank, rows["column"].map(order).to_numpy()))] \
+        .reset_index(drop=True)
 
 
 def _subset(data: FormData, keys: set[str]) -> FormData:
@@ -146,6 +196,7 @@ def blank_non_relevant(raw: RawForm, model: FormModel, *, identifiers: set[str])
     tables: dict[str | None, pd.DataFrame] = {None: raw.root.copy(),
                                               **{n: t.copy() for n, t in raw.repeats.items()}}
     depends = _depends(model)
+    readers = _readers(model)
     blanked: list[pd.DataFrame] = []
     kept: list[pd.DataFrame] = []
     # Rows of no submission received (orphans: the reader quarantines them) are left alone.
@@ -165,9 +216,11 @@ def blank_non_relevant(raw: RawForm, model: FormModel, *, identifiers: set[str])
         blanked.append(now)
         changed = set(now["KEY"].map(root_key))
         view = _subset(FormData(model, *_indexed(tables)), changed)
-        again = check_logic(view)
-        # The rules look at one submission at a time: only the changed ones are checked again.
-        logic = _concat([logic[~logic["KEY"].map(root_key).isin(changed)], again])
+        # The rules look at one submission at a time: only the changed ones are checked again,
+        # and in them only the fields the blanked answers can affect.
+        mine = logic["KEY"].map(root_key).isin(changed)
+        again = _recheck(view, logic[mine], set(now["column"]), readers)
+        logic = _concat([logic[~mine], again])
         hidden = again[(again["rule"] == NOT_RELEVANT) & ~_in(again, kept)]
     done = _concat(blanked) if blanked else pd.DataFrame(columns=VIOLATION_COLUMNS)
     out = RawForm(raw.form_id, tables[None], {n: t for n, t in tables.items() if n is not None},

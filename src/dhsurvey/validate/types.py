@@ -14,6 +14,7 @@ else string. Meta columns stay strings except ``submission_time`` (UTC timestamp
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 import numpy as np
 import pandas as pd
@@ -99,3 +100,15 @@ def to_typed(table: pd.DataFrame, model: FormModel, repeat: str | None = None
     out = pd.concat(errors, ignore_index=True) if errors else pd.DataFrame(
         columns=TYPE_ERROR_COLUMNS)
     return typed, out
+
+
+def retyped(typed: pd.DataFrame, table: pd.DataFrame, model: FormModel,
+            columns: Collection[str], repeat: str | None = None) -> pd.DataFrame:
+    """``to_typed(table)[0]`` from ``typed``, the typed form of a table that differs from
+    ``table`` only in the fields ``columns``: those alone are converted again (a calculation's
+    dtype follows all of its values, so a whole column is)."""
+    out = typed.copy()
+    for item in model.fields_in(repeat):
+        if item.name in columns and item.name in table.columns:
+            out[item.name] = _convert(table[item.name], dtype_for(item, model))[0]
+    return out
