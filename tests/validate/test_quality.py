@@ -14,6 +14,10 @@ from dhsurvey.fieldwork.simulate import FORMS, simulate_country
 from dhsurvey.forms.model import load_form
 from dhsurvey.validate.logic import check_logic
 from dhsurvey.validate.quality import (
+    _all_equal,
+    code_counts,
+    dk_refusal,
+    enumerator_dashboard,
     grids,
     numeric_fields,
     run_checks,
@@ -161,6 +165,27 @@ def test_straightlining_detects_a_planted_grid(fieldwork) -> None:
     line = summary[(summary["grid"] == "activities") & (summary["enum_id"] == enum)]
     assert line["straightlined"].iloc[0] >= 1
     assert set(grids(MODELS["caregiver"])) == {"cg_skills", "med_active"}  # ≥ 4 items only
+
+
+def test_rows_all_equal_as_their_distinct_count_says() -> None:
+    values = pd.DataFrame({"a": pd.array([1, 2, None, 3], dtype="Int64"),
+                           "b": pd.array([1.0, 2.0, 2.0, 3.5], dtype="Float64"),
+                           "c": [1, 3, 2, 3]})
+    full = values.notna().all(axis=1)
+    expected = full & values.nunique(axis=1).eq(1)
+    assert _all_equal(values, full.to_numpy()).tolist() == expected.tolist() \
+        == [True, False, False, False]
+
+
+def test_code_counts_given_once_serve_both_checks(fieldwork) -> None:
+    _, _, tables, checks = fieldwork
+    child, model = tables["child"], MODELS["child"]
+    counts = code_counts(child, model, None)
+    pd.testing.assert_frame_equal(dk_refusal(child, model, counts=counts),
+                                  dk_refusal(child, model))
+    pd.testing.assert_frame_equal(enumerator_dashboard(child, model, counts=counts),
+                                  enumerator_dashboard(child, model))
+    assert "enum_id" not in counts  # not changed by either
 
 
 def test_aapor_and_referrals(fieldwork) -> None:

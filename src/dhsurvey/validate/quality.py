@@ -490,9 +490,10 @@ def survey_dashboard(table: pd.DataFrame, form: str,
                    "consent_rate": "float64", "median_duration": "float64"})
 
 
-def _code_counts(table: pd.DataFrame, model: FormModel,
-                 relevant: Mapping[str, pd.Series] | None) -> pd.DataFrame:
-    """Per row: answers that could be DK/refused/other, and how many were; asked vs missing."""
+def code_counts(table: pd.DataFrame, model: FormModel,
+                relevant: Mapping[str, pd.Series] | None) -> pd.DataFrame:
+    """Per row: answers that could be DK/refused/other, and how many were; asked vs missing
+    (what the enumerator dashboard and the DK/refusal check both count)."""
     n = len(table)
     out = {k: np.zeros(n, dtype="int64") for k in
            ("dk_base", "dk", "refusal_base", "refused", "other_base", "other", "asked",
@@ -517,14 +518,16 @@ def _code_counts(table: pd.DataFrame, model: FormModel,
 
 
 def dk_refusal(table: pd.DataFrame, model: FormModel,
-               relevant: Mapping[str, pd.Series] | None = None) -> pd.DataFrame:
+               relevant: Mapping[str, pd.Series] | None = None, *,
+               counts: pd.DataFrame | None = None) -> pd.DataFrame:
     """Don't-know (98) and refusal (99) rates by enumerator, against the form's own rate.
 
     Denominators are answers to questions that offer the code. ``*_z`` is the enumerator's
     deviation from the form rate in binomial standard errors: |z| > 3 deserves a call.
+    ``counts``: :func:`code_counts` of the same arguments, when the caller has it already.
     """
-    counts = _code_counts(table, model, relevant)
-    counts["enum_id"] = _enumerator(table)
+    counts = (code_counts(table, model, relevant) if counts is None else counts).assign(
+        enum_id=_enumerator(table))
     out = counts.groupby("enum_id", dropna=False).agg(
         submissions=("dk", "size"), dk_base=("dk_base", "sum"), dk=("dk", "sum"),
         refusal_base=("refusal_base", "sum"), refused=("refused", "sum")).reset_index()
@@ -546,14 +549,16 @@ def dk_refusal(table: pd.DataFrame, model: FormModel,
 def enumerator_dashboard(table: pd.DataFrame, model: FormModel,
                          relevant: Mapping[str, pd.Series] | None = None,
                          config: CountryConfig | None = None,
-                         issues: pd.DataFrame | None = None) -> pd.DataFrame:
+                         issues: pd.DataFrame | None = None, *,
+                         counts: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per enumerator: team, submissions, quarantined submissions, consent rate, median
     duration, speeders, DK/refusal/missing/other rates, first and last day, and the rules
     that quarantined their submissions (ipacheck's enumerator dashboard).
 
     ``team``: from ``config.teams`` (NA for an enumerator in no team). ``issues``: the
-    :func:`issues_listing`; without it ``quarantined`` and ``quarantine_reasons`` are NA."""
-    counts = _code_counts(table, model, relevant)
+    :func:`issues_listing`; without it ``quarantined`` and ``quarantine_reasons`` are NA.
+    ``counts``: :func:`code_counts` of the same table, model and relevance, if at hand."""
+    counts = code_counts(table, model, relevant) if counts is None else counts
     asked, done = _consent(table, model.consent_given)
     speeders, _ = speeder_mask(table, gates=model.consent_given)
     counts = counts.assign(enum_id=_enumerator(table), consent_asked=asked, done=done,
@@ -774,6 +779,15 @@ def grids(model: FormModel) -> dict[str, list[str]]:
     return out
 
 
+def _all_equal(values: pd.DataFrame, full: np.ndarray) -> pd.Series:
+    """Whether each row's values are all equal (``full``: rows without a missing value, the
+    only ones compared). Elementwise Python equality, as the distinct count of a row has it."""
+    out = np.zeros(len(values), dtype=bool)
+    rows = values.to_numpy(dtype=object)[full]
+    out[full] = (rows == rows[:, :1]).all(axis=1) if rows.size else True
+    return pd.Series(out, index=values.index)
+
+
 def straightlining(table: pd.DataFrame, model: FormModel
                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(share of grid answers all identical, by enumerator; the interviews that did so).
@@ -791,7 +805,7 @@ def straightlining(table: pd.DataFrame, model: FormModel
             continue
         values = table[items].apply(_codes)
         full = values.notna().all(axis=1)
-        same = full & values.nunique(axis=1).eq(1)
+        same = full & _all_equal(values, full.to_numpy())
         frame = pd.DataFrame({"enum_id": enum, "full": full, "same": same})
         per = frame[full].groupby("enum_id", dropna=False).agg(interviews=("full", "size"),
                                                  straightlined=("same", "sum")).reset_index()
@@ -916,10 +930,12 @@ def run_checks(tables: Mapping[str, pd.DataFrame], models: Mapping[str, FormMode
     checks["other_specify"] = per_form(lambda f: other_specify(tables[f], models[f], config))
     checks["survey_dashboard"] = per_form(lambda f: survey_dashboard(tables[f], f, config,
                                                                      models=facts))
+    counts = {f: code_counts(tables[f], models[f], masks[f]) for f in forms}
     checks["enumerator_dashboard"] = per_form(
         lambda f: enumerator_dashboard(tables[f], models[f], masks[f], config,
-                                       checks.get("issues")))
-    checks["dk_refusal"] = per_form(lambda f: dk_refusal(tables[f], models[f], masks[f]))
+                                       checks.get("issues"), counts=counts[f]))
+    checks["dk_refusal"] = per_form(lambda f: dk_refusal(tables[f], models[f], masks[f],
+                                                         counts=counts[f]))
     checks["durations"] = per_form(lambda f: durations(tables[f], f, models=facts))
     checks["speeders"] = per_form(lambda f: speeders(tables[f], f, config, models=facts))
     lines = {f: straightlining(tables[f], models[f]) for f in forms}
