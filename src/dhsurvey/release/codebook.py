@@ -40,7 +40,7 @@ from dhsurvey.release.labels import (
     META_LABELS,
     choice_labels,
     dummy_columns,
-    field_for,
+    fields_for,
     language_code,
     missing_codes,
     pick_label,
@@ -213,18 +213,122 @@ def describe_universe(model: FormModel, item: Item, language: str | None = None)
 # -- frequencies and statistics --------------------------------------------------------------------
 
 
-def _present(values: pd.Series) -> pd.Series:
+def _present_mask(values: pd.Series) -> np.ndarray:
     """Non-missing mask: NA/NaN/NaT and empty strings are missing."""
-    mask = values.notna()
+    mask = values.notna().to_numpy(dtype=bool)
     if values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
-        mask &= values.astype("string").fillna("").str.strip() != ""
-    return mask.astype(bool)
+        mask &= (values.astype("string").fillna("").str.strip() != "").to_numpy(dtype=bool)
+    return mask
 
 
 def _code_text(value: Any) -> str:
     if isinstance(value, float | np.floating) and float(value).is_integer():
         return str(int(value))
     return str(value)
+
+
+def _numbers(values: pd.Series, present: np.ndarray) -> np.ndarray | None:
+    """The present values of a numeric (or bool) column as a numpy array without NaN, or None
+    for other columns (counted the general way)."""
+    dtype = values.dtype
+    if not (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)) \
+            or isinstance(dtype, pd.CategoricalDtype) or dtype.kind not in "biuf":
+        return None
+    if isinstance(dtype, np.dtype):
+        out = values.to_numpy()[present]
+    else:
+        numpy_dtype = getattr(dtype, "numpy_dtype", None)
+        if numpy_dtype is None:
+            return None
+        out = values.array[present].to_numpy(dtype=numpy_dtype)
+    if out.dtype.kind == "f" and bool(np.isnan(out).any()):
+        return None  # NaN as a value (not NA) of a Float64 column: the general way
+    return out
+
+
+class _Frequencies:
+    """Counts (and weighted sums) per code text of one column, each found once.
+
+    ``counts``: answers per code text; ``weighted`` (when weights are given)
+    holds, per code text, the weights summed in row order as pandas' groupby sums them, so
+    the numbers are those of the frequency table computed value by value.
+    """
+
+    def __init__(self, values: pd.Series, present: np.ndarray, weights: np.ndarray | None,
+                 multiple: bool) -> None:
+        self.counts: dict[str, int] = {}
+        self.weighted: dict[str, float] | None = None
+        self.total = 0.0
+        if weights is not None:
+            self.total = float(pd.Series(weights[present]).sum())
+        numbers = None if multiple else _numbers(values, present)
+        if numbers is None or not self._numeric(numbers, present, weights):
+            self._general(values, present, weights, multiple)
+
+    def _numeric(self, numbers: np.ndarray, present: np.ndarray,
+                 weights: np.ndarray | None) -> bool:
+        """Counts of a numeric column by sorting; False (nothing done) if two values share
+        a code text, which the general way sums in its own order."""
+        distinct, inverse, counts = np.unique(numbers, return_inverse=True, return_counts=True)
+        texts = [_code_text(v) for v in distinct.tolist()]
+        if len(set(texts)) != len(texts):
+            return False
+        self.counts = dict(zip(texts, counts.tolist(), strict=True))
+        if weights is not None:
+            # groupby sums each group in row order (as the general way's per-value groups).
+            by_value = pd.Series(weights[present]).groupby(inverse.ravel()).sum()
+            sums = np.zeros(len(texts), dtype="float64")
+            sums[by_value.index.to_numpy()] = by_value.to_numpy()
+            self.weighted = dict(zip(texts, sums.tolist(), strict=True))
+        return True
+
+    def _general(self, values: pd.Series, present: np.ndarray, weights: np.ndarray | None,
+                 multiple: bool) -> None:
+        answered = values[present]
+        if multiple:
+            tokens = answered.astype("string").str.split().explode().dropna()
+            counts = tokens.value_counts()
+            owner = tokens.index
+        else:  # counted per distinct value, then per code text (1.0 and 1 are code "1")
+            distinct = answered.value_counts(sort=False)
+            distinct = distinct[distinct > 0]  # a categorical's unused categories are not answers
+            text = {v: _code_text(v) for v in distinct.index}
+            counts = distinct.groupby([text[v] for v in distinct.index], sort=False).sum()
+        self.counts = {str(c): int(n) for c, n in counts.items()}
+        if weights is None:
+            return
+        w = pd.Series(weights, index=values.index)
+        if multiple:
+            by_code = pd.Series(w.loc[owner].to_numpy(),
+                                index=tokens.to_numpy()).groupby(level=0).sum()
+        else:
+            by_value = w[present].groupby(answered, sort=False, observed=True).sum()
+            by_value = by_value[[v in text for v in by_value.index]]
+            by_code = by_value.groupby([text[v] for v in by_value.index], sort=False).sum()
+        self.weighted = {str(c): float(s) for c, s in by_code.items()}
+
+
+def _table(freq: _Frequencies, labels: Mapping[str, str], n: int,
+           weighted: bool) -> dict[str, Any]:
+    """The frequency table's columns as arrays, the list's codes first in list order."""
+    order = list(labels) + sorted(c for c in freq.counts if c not in labels)
+    counts = np.array([freq.counts.get(c, 0) for c in order], dtype="int64")
+    table: dict[str, Any] = {"code": order, "label": [labels.get(c, "") for c in order],
+                             "n": counts,
+                             "percent": counts / n * 100 if n else np.full(len(order), np.nan)}
+    if weighted:
+        sums = freq.weighted or {}
+        shares = np.array([float(sums.get(c, 0.0)) for c in order], dtype="float64")
+        table["weighted"] = shares
+        table["weighted_percent"] = shares / freq.total * 100 if freq.total \
+            else np.full(len(order), np.nan)
+    return table
+
+
+def _weights(weights: pd.Series | None) -> np.ndarray | None:
+    if weights is None:
+        return None
+    return pd.to_numeric(weights, errors="coerce").astype("float64").to_numpy()
 
 
 def frequency_table(values: pd.Series, labels: Mapping[str, str], *,
@@ -235,51 +339,28 @@ def frequency_table(values: pd.Series, labels: Mapping[str, str], *,
     respondents who chose it (these add up to more than n). Percentages are of the non-missing
     answers (weighted: of their total weight; rows without a weight are left out there).
     """
-    present = _present(values)
-    answered = values[present]
-    if multiple:
-        tokens = answered.astype("string").str.split().explode().dropna()
-        counts = tokens.value_counts()
-        owner = tokens.index
-    else:  # counted per distinct value, then per code text (1.0 and 1 are code "1")
-        distinct = answered.value_counts(sort=False)
-        distinct = distinct[distinct > 0]  # a categorical's unused categories are not answers
-        text = {v: _code_text(v) for v in distinct.index}
-        counts = distinct.groupby([text[v] for v in distinct.index], sort=False).sum()
-    order = list(labels) + sorted(c for c in counts.index if c not in labels)
-    table = pd.DataFrame({"code": order, "label": [labels.get(c, "") for c in order]})
-    table["n"] = [int(counts.get(c, 0)) for c in order]
-    n = int(present.sum())
-    table["percent"] = table["n"] / n * 100 if n else np.nan
-    if weights is not None:
-        w = pd.to_numeric(weights, errors="coerce").astype("float64")
-        if multiple:
-            by_code = pd.Series(w.loc[owner].to_numpy(),
-                                index=tokens.to_numpy()).groupby(level=0).sum()
-        else:
-            by_value = w[present].groupby(answered, sort=False, observed=True).sum()
-            by_value = by_value[[v in text for v in by_value.index]]
-            by_code = by_value.groupby([text[v] for v in by_value.index], sort=False).sum()
-        total = float(w[present].sum())
-        table["weighted"] = [float(by_code.get(c, 0.0)) for c in order]
-        table["weighted_percent"] = table["weighted"] / total * 100 if total else np.nan
-    return table
+    present = _present_mask(values)
+    if weights is not None and not weights.index.equals(values.index):
+        weights = weights.reindex(values.index)  # rows matched by label
+    freq = _Frequencies(values, present, _weights(weights), multiple)
+    return pd.DataFrame(_table(freq, labels, int(present.sum()), weights is not None))
 
 
-def _render_frequencies(table: pd.DataFrame, column: str) -> str:
+def _render_frequencies(table: Mapping[str, Any], column: str) -> str:
+    shares = table["percent" if column == "n" else "weighted_percent"].tolist()
     parts = []
-    for row in table.itertuples(index=False):
-        count = getattr(row, column)
-        share = getattr(row, "percent" if column == "n" else "weighted_percent")
+    for code, label, count, share in zip(table["code"], table["label"],
+                                         table[column].tolist(), shares, strict=True):
         shown = str(int(count)) if column == "n" else f"{count:.1f}"
-        pct = "" if pd.isna(share) else f" ({share:.1f}%)"
-        name = f"{row.code} {row.label}".strip()
+        pct = "" if np.isnan(share) else f" ({share:.1f}%)"
+        name = f"{code} {label}".strip()
         parts.append(f"{name}: {shown}{pct}")
     return "; ".join(parts)
 
 
-def _statistics(values: pd.Series) -> dict[str, Any]:
-    """min/median/max/mean of a numeric column (min/max dates as ISO text for date columns)."""
+def _statistics(values: pd.Series, present: np.ndarray | None = None) -> dict[str, Any]:
+    """min/median/max/mean of a numeric column (min/max dates as ISO text for date columns);
+    ``present``: the column's :func:`_present_mask`, if known."""
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
         stamps = values.dropna()
         if stamps.empty:
@@ -289,6 +370,14 @@ def _statistics(values: pd.Series) -> dict[str, Any]:
         return {"min": stamps.min().isoformat(), "max": stamps.max().isoformat()}
     if pd.api.types.is_bool_dtype(values.dtype) or not pd.api.types.is_numeric_dtype(values.dtype):
         return {}
+    plain = _numbers(values, _present_mask(values) if present is None else present)
+    if plain is not None:  # pandas' reductions, on the numpy array
+        floats = plain.astype("float64")
+        if not len(floats):
+            return {}
+        return {"min": _tidy(floats.min()), "median": _tidy(np.nanmedian(floats)),
+                "max": _tidy(floats.max()),
+                "mean": _tidy(round(float(floats.sum() / np.float64(len(floats))), 4))}
     numbers = pd.to_numeric(values).astype("Float64").dropna().astype("float64")
     if numbers.empty:
         return {}
@@ -345,13 +434,16 @@ def build_codebook(tables: Mapping[str, pd.DataFrame | ParquetTable],
         model = table_models[name]
         df = df.reset_index(drop=True)
         weight_column = weights.get(name)
-        w = df[weight_column] if weight_column is not None and weight_column in df.columns \
-            else None
+        # The weights as numbers once per table, not once per variable.
+        w = _weights(df[weight_column]) if weight_column is not None \
+            and weight_column in df.columns else None
         dummies = dummy_columns(model)
         tags = missing_codes(model)
-        for position, column in enumerate(map(str, df.columns), start=1):
+        columns = list(map(str, df.columns))
+        items = fields_for(model, columns)
+        for position, column in enumerate(columns, start=1):
             rows.append(_row(name, model, df[column], column, position, langs, language,
-                             dummies, tags, w, weight_column))
+                             (items[column], dummies.get(column)), tags, w, weight_column))
     codebook = pd.DataFrame(rows)
     ordered = ["form", "variable", "position", *[f"label_{language_code(lang)}" for lang in langs],
                "type", "group", "pii", "universe", "relevance",
@@ -395,12 +487,11 @@ def _label_columns(model: FormModel, item: Item | None, dummy: Any, column: str,
 
 
 def _row(table: str, model: FormModel, values: pd.Series, column: str, position: int,
-         langs: list[str], language: str | None, dummies: Mapping[str, Any],
-         tags: Mapping[str, Mapping[int, str]], w: pd.Series | None,
+         langs: list[str], language: str | None, field: tuple[Item | None, Any],
+         tags: Mapping[str, Mapping[int, str]], w: np.ndarray | None,
          weight_column: str | None) -> dict[str, Any]:
-    item = field_for(model, column)
-    dummy = dummies.get(column)
-    present = _present(values)
+    item, dummy = field  # the column's form field and, for a dummy, its (field, choice)
+    present = _present_mask(values)
     row: dict[str, Any] = {"form": table, "variable": column, "position": position,
                            "dtype": str(values.dtype), "n": int(present.sum()),
                            "n_missing": int((~present).sum())}
@@ -430,12 +521,13 @@ def _row(table: str, model: FormModel, values: pd.Series, column: str, position:
                 f"{code} = .{tag} ({choices.get(str(code)) or _MISSING_NAMES[code]})"
                 for code, tag in sorted(tags[item.name].items()))
     if categorical is not None:
-        freq = frequency_table(values, categorical, weights=w, multiple=multiple)
+        freq = _table(_Frequencies(values, present, w, multiple), categorical,
+                      int(present.sum()), w is not None)
         row["frequencies"] = _render_frequencies(freq, "n")
         if w is not None:
             row["weighted_frequencies"] = _render_frequencies(freq, "weighted")
     else:
-        row.update(_statistics(values))
+        row.update(_statistics(values, present))
     return row
 
 

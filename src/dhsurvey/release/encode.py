@@ -92,26 +92,47 @@ def stamps(series: pd.Series, kind: str) -> pd.Series:
     return pd.to_datetime(series, utc=kind == "datetime")
 
 
-def column_values(series: pd.Series, kind: str, item: Item | None) -> pd.Series:
-    """Rows of a column of ``kind`` → plain numpy/python values readstat understands (UTC naive
-    timestamps); the same for a whole column or any block of its rows."""
+def _floats(series: pd.Series) -> np.ndarray:
+    """A numeric (or bool) column as float64 with NaN for every missing value."""
+    dtype = series.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "biuf":
+        numbers = series.to_numpy().astype("float64")  # a copy: NaN made plain below
+        numbers[np.isnan(numbers)] = np.nan
+        return numbers
+    if isinstance(series.array, pd.api.extensions.ExtensionArray) and dtype.kind in "biuf" \
+            and hasattr(series.array, "_mask"):  # Int64, Float64, boolean
+        return series.to_numpy("float64", na_value=np.nan)
+    if value_kind(series) == "bool":
+        series = series.astype("boolean").astype("Int64")
+    return pd.to_numeric(series).astype("Float64").to_numpy("float64", na_value=np.nan)
+
+
+def column_array(series: pd.Series, kind: str, item: Item | None) -> np.ndarray:
+    """Rows of a column of ``kind`` → a numpy array of the values readstat understands (UTC
+    naive timestamps, dates, text with "" for missing); the same for a whole column or any
+    block of its rows."""
     if kind == "empty":
-        return pd.Series(np.nan, index=series.index, dtype="float64")
+        return np.full(len(series), np.nan, dtype="float64")
     if kind in ("int", "float"):
-        if value_kind(series) == "bool":
-            series = series.astype("boolean").astype("Int64")
-        numbers = pd.to_numeric(series).astype("Float64").to_numpy("float64", na_value=np.nan)
-        return pd.Series(numbers, index=series.index)
+        return _floats(series)
     if kind in ("datetime", "date"):
         times = stamps(series, kind)
         if isinstance(times.dtype, pd.DatetimeTZDtype):
             times = times.dt.tz_convert("UTC").dt.tz_localize(None)
         if as_days(kind, item):
             days = [None if pd.isna(v) else v.date() for v in times]
-            return pd.Series(days, index=series.index, dtype=object)
-        return times.astype("datetime64[ns]")
+            return np.array(days, dtype=object)
+        return times.astype("datetime64[ns]").to_numpy()
+    if isinstance(series.dtype, pd.StringDtype):
+        return series.to_numpy(dtype=object, na_value="")
     text = series.astype("string").fillna("")  # Stata and SPSS have no missing string: ""
-    return text.astype(object)
+    return text.to_numpy(dtype=object)
+
+
+def column_values(series: pd.Series, kind: str, item: Item | None) -> pd.Series:
+    """Rows of a column of ``kind`` → plain numpy/python values readstat understands (UTC naive
+    timestamps); the same for a whole column or any block of its rows."""
+    return pd.Series(column_array(series, kind, item), index=series.index)
 
 
 def table_layout(names: list[str], kinds: Mapping[str, str], model: FormModel,
@@ -127,9 +148,10 @@ def table_layout(names: list[str], kinds: Mapping[str, str], model: FormModel,
                   coded, missing, model.title)
 
 
-def convert_block(block: pd.DataFrame, layout: Layout) -> dict[str, pd.Series]:
-    """A block of rows converted for Stata/SPSS with the whole table's kinds."""
-    return {name: column_values(block[column], layout.kinds[name], layout.items[name])
+def convert_block(block: pd.DataFrame, layout: Layout) -> dict[str, np.ndarray]:
+    """A block of rows converted for Stata/SPSS with the whole table's kinds
+    (:func:`column_array` of each column)."""
+    return {name: column_array(block[column], layout.kinds[name], layout.items[name])
             for name, column in zip(layout.names, block.columns, strict=True)}
 
 
@@ -150,6 +172,7 @@ __all__ = [
     "as_days",
     "byte_lengths",
     "column_kind",
+    "column_array",
     "column_values",
     "convert_block",
     "stamps",

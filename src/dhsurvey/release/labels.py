@@ -267,6 +267,22 @@ def field_for(model: FormModel, column: str) -> Item | None:
     return dummy[0] if dummy else None
 
 
+def fields_for(model: FormModel, columns: Iterable[str]) -> dict[str, Item | None]:
+    """:func:`field_for` of every column, the model's dummy columns listed once (when a
+    column is not a field)."""
+    dummies: dict[str, tuple[Item, Choice]] | None = None
+    out: dict[str, Item | None] = {}
+    for column in columns:
+        if column in model.by_name and model[column].holds_data:
+            out[column] = model[column]
+            continue
+        if dummies is None:
+            dummies = dummy_columns(model)
+        dummy = dummies.get(column)
+        out[column] = dummy[0] if dummy else None
+    return out
+
+
 def column_labels(columns: Iterable[str], model: FormModel,
                   language: str | None = None) -> dict[str, str]:
     """Label of each column of a release table: form fields, dummies and canonical meta."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,6 +42,36 @@ def csv_plan(series: pd.Series, item: Item | None) -> str:
             return "date"
         return "datetime"
     return kind
+
+
+def _masked(series: pd.Series) -> bool:
+    """A numpy-backed numeric column, or a pandas masked one (Int64, Float64, boolean)."""
+    dtype = series.dtype
+    return dtype.kind in "biuf" and (isinstance(dtype, np.dtype)
+                                     or hasattr(series.array, "_mask"))
+
+
+def _cells(series: pd.Series, plan: str) -> list[Any]:
+    """One column's CSV cells (None: missing), as :func:`_column_text` gives them, without a
+    pandas conversion per column where a list does."""
+    if (plan == "float" or (plan == "int" and series.dtype.kind == "i")) and _masked(series):
+        missing = series.isna().to_numpy(dtype=bool)
+        text: list[Any]
+        if plan == "float":
+            numbers = series.to_numpy(dtype="float64", na_value=np.nan)
+            missing |= np.isnan(numbers)
+            text = list(map(float.__repr__, numbers.tolist()))
+        else:  # signed integers: Int64 takes them all
+            values = series.array.to_numpy(dtype=object, na_value=None).tolist()
+            text = [None if v is None else str(v) for v in values]
+        if missing.any():
+            for at in np.flatnonzero(missing).tolist():
+                text[at] = None
+        return text
+    if plan == "string" and isinstance(series.dtype, pd.StringDtype):
+        return [None if v is None else neutralise_formulas(v)
+                for v in series.array.to_numpy(dtype=object, na_value=None).tolist()]
+    return _column_text(series, plan).tolist()
 
 
 def _column_text(series: pd.Series, plan: str) -> pd.Series:
@@ -82,7 +113,7 @@ class _Records:
 
 def _block(part: pd.DataFrame, plans: Mapping[str, str], *, header: bool) -> bytes:
     """A block of rows as CSV text, formatted by the whole table's plans (missing: empty)."""
-    columns = [_column_text(part[c], plans[str(c)]).tolist() for c in part.columns]
+    columns = [_cells(part[c], plans[str(c)]) for c in part.columns]
     out = _Records()
     writer = csv.writer(out, lineterminator="\r\n")
     if header:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from dhsurvey.forms.model import Item
@@ -59,10 +60,13 @@ def template_value(kind: str, item: Item | None, storage: str, width: int) -> An
     return 0.0
 
 
-def with_template(frame: pd.DataFrame, template: Mapping[str, Any]) -> pd.DataFrame:
-    """``frame`` behind one template row; every column keeps its dtype."""
-    head = {c: pd.Series([template[c]], dtype=frame[c].dtype) for c in frame.columns}
-    return pd.concat([pd.DataFrame(head), frame], ignore_index=True)
+def template_frame(columns: Mapping[str, np.ndarray], template: Mapping[str, Any]
+                   ) -> pd.DataFrame:
+    """The frame of a block's converted columns behind one template row; every column keeps
+    its dtype."""
+    return pd.DataFrame({name: np.concatenate([np.array([template[name]], dtype=values.dtype),
+                                               values])
+                         for name, values in columns.items()})
 
 
 def scratch_write(write: Callable[..., Any], frame: pd.DataFrame,
@@ -81,6 +85,6 @@ __all__ = [
     "header_stamp",
     "release_timestamp",
     "scratch_write",
+    "template_frame",
     "template_value",
-    "with_template",
 ]

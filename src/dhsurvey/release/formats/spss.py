@@ -30,8 +30,8 @@ from dhsurvey.release.formats.readstat import (
     READSTAT_ROWS,
     header_stamp,
     scratch_write,
+    template_frame,
     template_value,
-    with_template,
 )
 from dhsurvey.release.labels import ReleaseError, truncate_bytes
 
@@ -91,20 +91,21 @@ def sav_column(name: str, values: pd.Series, kind: str, form_id: str,
                for s in values[too_long]]
         return SavColumn(True, max([*cut, *lengths[~too_long].tolist()]))
     if kind == "int":
-        finite = values.dropna().abs()
-        digits = len(str(int(finite.max()))) if not finite.empty else 1
+        numbers = values.to_numpy(dtype="float64")
+        finite = np.abs(numbers[~np.isnan(numbers)])
+        digits = len(str(int(finite.max()))) if len(finite) else 1
         return SavColumn(format=f"F{min(40, max(digits + 1, 3))}.0")
     return SavColumn()
 
 
-def _frame(block: pd.DataFrame, layout: Layout,
-           columns: Mapping[str, SavColumn]) -> pd.DataFrame:
-    """A block of rows as the frame handed to pyreadstat."""
+def _frame(block: pd.DataFrame, layout: Layout, columns: Mapping[str, SavColumn],
+           template: Mapping[str, Any]) -> pd.DataFrame:
+    """A block of rows behind the template row, as the frame handed to pyreadstat."""
     converted = convert_block(block, layout)
-    return pd.DataFrame({
-        n: converted[n].map(lambda s: truncate_bytes(s, SPSS_STRING_BYTES))
+    return template_frame({
+        n: np.array([truncate_bytes(s, SPSS_STRING_BYTES) for s in converted[n]], dtype=object)
         if columns[n].truncate else converted[n]
-        for n in layout.names})
+        for n in layout.names}, template)
 
 
 def _options(layout: Layout, columns: Mapping[str, SavColumn]) -> dict[str, Any]:
@@ -204,7 +205,7 @@ def stream_sav(source: ParquetSource, layout: Layout, columns: Mapping[str, SavC
                            for n in layout.names]) if layout.names else np.zeros(0, dtype=bool)
 
     def rows(block: pd.DataFrame) -> pd.DataFrame:
-        return with_template(_frame(block, layout, columns), template)
+        return _frame(block, layout, columns, template)
 
     only = rows(source.empty())
     plain = scratch_write(pyreadstat.write_sav, only, flat)

@@ -35,8 +35,8 @@ from dhsurvey.release.formats.readstat import (
     READSTAT_ROWS,
     header_stamp,
     scratch_write,
+    template_frame,
     template_value,
-    with_template,
 )
 from dhsurvey.release.labels import LABEL_LIMIT, ReleaseError, truncate
 
@@ -64,7 +64,7 @@ def stata_column(values: pd.Series, kind: str, tags: Mapping[int, str]) -> Stata
         # Tagged columns go as double: pyreadstat (≤ 1.3.7) misreads a plain missing that
         # follows a tagged one in an int column; Stata reads either the same way.
         return StataColumn("tagged")
-    if kind == "int" and not values.isna().any() and _fits_long(values):
+    if kind == "int" and _fits_long(values.to_numpy(dtype="float64")):
         return StataColumn("long")
     if kind in ("int", "float", "empty"):
         # pyreadstat takes a column's type from its first value: a leading missing value
@@ -76,21 +76,40 @@ def stata_column(values: pd.Series, kind: str, tags: Mapping[int, str]) -> Stata
     return StataColumn(kind)
 
 
-def _fits_long(values: pd.Series) -> bool:
-    return bool(values.between(*_STATA_LONG).all() and (values == np.floor(values)).all())
+def _fits_long(values: np.ndarray) -> bool:
+    """Whole numbers in Stata's long range, none missing (NaN fails every comparison)."""
+    low, high = _STATA_LONG
+    return bool(((values >= low) & (values <= high) & (values == np.floor(values))).all())
 
 
-def _values(values: pd.Series, column: StataColumn, tags: Mapping[int, str]) -> pd.Series:
-    """Rows of a converted column as pyreadstat writes them with the column's storage."""
+def _values(values: np.ndarray, column: StataColumn, tags: Mapping[int, str]) -> np.ndarray:
+    """Rows of a converted column (:func:`~dhsurvey.release.encode.column_array`) as
+    pyreadstat writes them with the column's storage."""
     if column.storage == "tagged":
-        return pd.Series([None if np.isnan(v) else tags.get(int(v), float(v)) for v in values],
-                         index=values.index, dtype=object)
-    if column.storage == "long":  # python ints, which pyreadstat writes as Stata long
-        ints = [None if np.isnan(v) else int(v) for v in values.to_numpy()]
-        return pd.Series(ints, index=values.index, dtype=object)
-    if column.storage == "double":
+        return _tagged(values, tags)
+    if column.storage == "long":
+        # Whole numbers in the long range without a missing one (the whole column's storage
+        # says so): int32, which pyreadstat writes as Stata long, as it does python ints
+        # (int64 it would write as double).
+        return values.astype("int32")
+    if column.storage == "double" and values.dtype != np.float64:
         return pd.to_numeric(values, errors="coerce").astype("float64")
     return values
+
+
+def _tagged(values: np.ndarray, tags: Mapping[int, str]) -> np.ndarray:
+    """Codes as python floats, missing as None and each tagged code (the code's whole part)
+    as its letter: the mixed column pyreadstat writes as Stata extended missing values."""
+    numbers = values.astype("float64")
+    if bool(np.isinf(numbers).any()):  # int() of an infinite code fails, as it must
+        return np.array([None if np.isnan(v) else tags.get(int(v), float(v)) for v in numbers],
+                        dtype=object)
+    out = numbers.astype(object)
+    whole = np.trunc(numbers)
+    for code, tag in tags.items():
+        out[whole == code] = tag
+    out[np.isnan(numbers)] = None
+    return out
 
 
 def _alias(names: list[str]) -> dict[str, str]:
@@ -98,13 +117,14 @@ def _alias(names: list[str]) -> dict[str, str]:
     return {name: f"v{i + 1}" for i, name in enumerate(names)}
 
 
-def _frame(block: pd.DataFrame, layout: Layout,
-           columns: Mapping[str, StataColumn]) -> pd.DataFrame:
-    """A block of rows as the frame handed to pyreadstat (placeholder names)."""
+def _frame(block: pd.DataFrame, layout: Layout, columns: Mapping[str, StataColumn],
+           template: Mapping[str, Any]) -> pd.DataFrame:
+    """A block of rows behind the template row, as the frame handed to pyreadstat
+    (placeholder names)."""
     converted = convert_block(block, layout)
     alias = _alias(layout.names)
-    return pd.DataFrame({alias[n]: _values(converted[n], columns[n], layout.missing.get(n, {}))
-                         for n in layout.names})
+    return template_frame({alias[n]: _values(converted[n], columns[n], layout.missing.get(n, {}))
+                           for n in layout.names}, template)
 
 
 def _options(layout: Layout) -> dict[str, Any]:
@@ -282,8 +302,8 @@ def stream_dta(source: ParquetSource, layout: Layout, columns: Mapping[str, Stat
                 for n in layout.names}
 
     def write(block: pd.DataFrame) -> bytes:
-        frame = with_template(_frame(block, layout, columns), template)
-        return scratch_write(pyreadstat.write_dta, frame, options)
+        return scratch_write(pyreadstat.write_dta, _frame(block, layout, columns, template),
+                             options)
 
     # Header, labels and trailer from a template-only file; its one row gives the row width.
     head = bytearray(write(source.empty()))
