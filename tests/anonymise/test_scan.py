@@ -59,6 +59,25 @@ def test_whole_tokens_and_the_longest_value_first() -> None:
     assert values.find("ab zawadi") == [("zawadi", 0)]  # under 3 characters: ignored
 
 
+def test_matches_are_those_of_one_regex_over_all_values() -> None:
+    """On random text (binary-like runs, non-ASCII letters, "ß" that case folds to "ss"),
+    the token index finds what one alternation of all values, longest first, finds."""
+    import re
+
+    rng = np.random.default_rng(7)
+    values = ["zawadi", "canary-4821", "ss12", "uuid:00ab", "4821", "xéy", "--*--"]
+    pattern = re.compile("|".join(
+        rf"(?<![0-9a-z]){re.escape(v)}(?![0-9a-z])" for v in sorted(values, key=len,
+                                                                     reverse=True)))
+    alphabet = list("az09 -:*éß\n\x00") + ["zawadi", "canary-4821", "4821",
+                                                    "uuid:00ab", "ss12", "xéy", "--*--"]
+    index = RestrictedValues(values)
+    for _ in range(400):
+        text = "".join(rng.choice(alphabet, int(rng.integers(1, 30)))).casefold()
+        expected = [(m.group(), values.index(m.group())) for m in pattern.finditer(text)]
+        assert index.find(text) == expected, text
+
+
 @pytest.mark.parametrize("suffix", [".dta", ".sav"])
 def test_a_value_in_a_stata_or_spss_file_is_found_in_any_chunk(
         tmp_path: Path, suffix: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -176,3 +195,33 @@ def test_an_xlsx_is_read_cell_by_cell_only_when_its_texts_hold_something(
     assert [(f["where"], f["restricted_index"]) for f in title] == [
         ("xlsx:sheet", len(INSTANCE_IDS))]
     assert walked == ["runs.xlsx", "title.xlsx"]
+
+
+@pytest.mark.parametrize("block", [7, 64, 1 << 22])
+def test_raw_bytes_findings_name_the_line_in_any_block(tmp_path: Path, block: int,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Restricted values in a binary file's bytes are found in whichever block they fall,
+    never across a line break, on the line :meth:`str.splitlines` gives (every Latin-1
+    break, ``\\r\\n`` once, one split between blocks included)."""
+    monkeypatch.setattr(scan, "BYTES_BLOCK", block)
+    rng = np.random.default_rng(3)
+    breaks = [b"\n", b"\r", b"\r\n", b"\x0b", b"\x0c", b"\x1c", b"\x1d", b"\x1e", b"\x85"]
+    lines = [bytes(rng.integers(33, 127, int(rng.integers(0, 20)), dtype=np.uint8))
+             for _ in range(300)]
+    planted = {17: INSTANCE_IDS[5].upper(), 140: INSTANCE_IDS[9], 299: INSTANCE_IDS[5]}
+    for at, value in planted.items():
+        lines[at] = b"\x00" + value.encode() + b"\xff" + lines[at]
+    lines[200] = INSTANCE_IDS[9][:20].encode() + b"\n" + INSTANCE_IDS[9][20:].encode()
+    data = b"".join(line + breaks[i % len(breaks)] for i, line in enumerate(lines))
+    path = tmp_path / "t.bin"
+    path.write_bytes(data)
+    findings = scan._Findings(path, RestrictedValues(INSTANCE_IDS))
+    scan._scan_bytes(findings, path, "bytes")
+    text_lines = data.decode("latin-1").splitlines()
+    expected = {(i, n + 1) for n, line in enumerate(text_lines) for i in (5, 9)
+                if INSTANCE_IDS[i] in line.casefold()}
+    assert {(f["restricted_index"], f["row"]) for f in findings.result()} == \
+        {(5, min(n for i, n in expected if i == 5)), (9, min(n for i, n in expected if i == 9))}
+    assert sorted(expected) == [(5, 18), (5, 301), (9, 141)]
+    assert {f["restricted_index"]: f["count"] for f in findings.result()} == {5: 2, 9: 1}
+

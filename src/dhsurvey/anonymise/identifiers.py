@@ -73,6 +73,19 @@ def _entries(found: Entry | list[Entry]) -> Sequence[Entry]:
     return (found,) if isinstance(found, tuple) else found
 
 
+#: Bytes → themselves for token characters, a space for every other byte.
+_RUN_TABLE = bytes(c if chr(c) in "0123456789abcdefghijklmnopqrstuvwxyz" else 32
+                   for c in range(256))
+
+
+def _runs(text: str) -> set[str]:
+    """The distinct runs of token characters in ``text`` (what ``TOKEN_RE.findall`` finds),
+    split in C: a megabyte of a binary file's bytes holds a million short runs. Characters
+    beyond Latin-1 are never token characters and become ``?``."""
+    return {run.decode("ascii") for run in
+            set(text.encode("latin-1", "replace").translate(_RUN_TABLE).split())}
+
+
 def _bounded(text: str, start: int, end: int) -> bool:
     """No token character right before ``start`` or right after ``end``."""
     return ((start == 0 or not ("0" <= text[start - 1] <= "9" or "a" <= text[start - 1] <= "z"))
@@ -175,18 +188,21 @@ class RestrictedValues:
     def _indexed(self, text: str) -> list[tuple[int, int, int]]:
         """(start, -end, index) of every bounded occurrence of an indexed value."""
         by_token = self._by_token
-        if not any(t in by_token for t in TOKEN_RE.findall(text)):
-            return []
+        # The text's runs are tested against the index in C; a run indexed (rare: most text
+        # holds none) is then found by substring search, each whole run of it in turn.
+        present = by_token.keys() & _runs(text)
         out = []
-        for m in TOKEN_RE.finditer(text):
-            entry = by_token.get(m.group())
-            if entry is None:
-                continue
-            for value, offset, i in _entries(entry):
-                start = m.start() - offset
-                end = start + len(value)
-                if start >= 0 and text.startswith(value, start) and _bounded(text, start, end):
-                    out.append((start, -end, i))
+        for token in present:
+            at = text.find(token)
+            while at >= 0:
+                if _bounded(text, at, at + len(token)):
+                    for value, offset, i in _entries(by_token[token]):
+                        start = at - offset
+                        end = start + len(value)
+                        if start >= 0 and text.startswith(value, start) and \
+                                _bounded(text, start, end):
+                            out.append((start, -end, i))
+                at = text.find(token, at + 1)
         return out
 
     def _substrings(self, text: str) -> list[tuple[int, int, int]]:

@@ -338,28 +338,47 @@ def _lines(path: Path, encoding: str, block: int = 1 << 20) -> Iterator[str]:
 def _scan_bytes(findings: _Findings, path: Path, where: str) -> None:
     """Raw bytes of a binary file, decoded latin-1: restricted values only. Patterns (e-mail,
     phone) would match random binary runs ("cz@…"); the file's cells and labels are
-    pattern-scanned. Matched in blocks of whole lines; no match spans a line break."""
+    pattern-scanned. Matched in blocks of whole lines; no match spans a line break, and
+    findings name the line (as :meth:`str.splitlines` counts them)."""
     if not findings.restricted:
         return
-    first_line = 1
-    block: list[str] = []
-    size = 0
-    for line in _lines(path, "latin-1", BYTES_BLOCK):
-        block.append(line)
-        size += len(line) + 1
-        if size >= BYTES_BLOCK:
-            _bytes_block(findings, block, first_line, where)
-            first_line += len(block)
-            block, size = [], 0
-    _bytes_block(findings, block, first_line, where)
+    first_line, rest = 1, ""
+    with open(path, "rb") as handle:
+        while data := handle.read(BYTES_BLOCK):
+            text = rest + data.decode("latin-1")
+            cut = _after_last_break(text)
+            text, rest = text[:cut], text[cut:]
+            if text:
+                first_line = _bytes_block(findings, text, first_line, where)
+    if rest:
+        _bytes_block(findings, rest, first_line, where)
 
 
-def _bytes_block(findings: _Findings, lines: list[str], first_line: int, where: str) -> None:
-    text = "\n".join(lines).casefold()
+#: Line breaks :meth:`str.splitlines` knows within Latin-1 (``\\r\\n`` counts once).
+_LATIN1_BREAKS = ("\n", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85")
+
+
+def _after_last_break(text: str) -> int:
+    """Where the last whole line of ``text`` ends (0: none yet). A final ``\\r`` may be half
+    of a ``\\r\\n`` whose ``\\n`` is still unread, so it waits for the next block."""
+    end = len(text) - 1 if text.endswith("\r") else len(text)
+    return max(text.rfind(c, 0, end) for c in _LATIN1_BREAKS) + 1
+
+
+def _breaks(text: str, end: int) -> int:
+    """Line breaks in ``text[:end]``, counted in C."""
+    return sum(text.count(c, 0, end) for c in _LATIN1_BREAKS) - text.count("\r\n", 0, end)
+
+
+def _bytes_block(findings: _Findings, text: str, first_line: int, where: str) -> int:
+    """Restricted values in ``text`` (whole lines of a file, the first numbered
+    ``first_line``); returns the number of the line after them."""
+    text = text.casefold()
     for start, end, i in findings.restricted.spans(text, lines=True):
-        line_no = first_line + text.count("\n", 0, start)
+        line_no = first_line + _breaks(text, start)
         findings.add([("restricted", text[start:end], i)], where, None, line_no,
                      (3, line_no, start))
+    return first_line + _breaks(text, len(text))
 
 
 def _labels(findings: _Findings, value_labels: dict[Any, dict[Any, Any]],
