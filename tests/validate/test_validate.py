@@ -178,3 +178,18 @@ def test_form_data_is_evaluated_on_raw_answers(kenya) -> None:
     data = kenya.forms["child"].to_form_data(MODELS["child"])
     assert isinstance(data, FormData)
     assert data.root.index.name == "KEY"
+
+
+def test_a_choice_filter_is_evaluated_once_per_distinct_answer() -> None:
+    """Rows that share what the filter reads share its result: the mask is the one each row
+    gives on its own (None and '' and an unknown country kept apart)."""
+    model = MODELS["household"]
+    item = model["child_lang"]
+    langs = ["1 2", "1 2", None, "", "3", "1 2", "3", None]
+    root = pd.DataFrame({"KEY": [f"k{i}" for i in range(len(langs))],
+                         "country_langs": langs}).set_index("KEY", drop=False)
+    whole = FormData(model, root).choice_mask(item)
+    alone = pd.concat([FormData(model, root.iloc[[i]]).choice_mask(item)
+                       for i in range(len(root))])
+    pd.testing.assert_frame_equal(whole, alone)
+    assert whole.loc["k0"].tolist() != whole.loc["k4"].tolist()

@@ -25,6 +25,7 @@ from dhsurvey.forms.expressions import (
     RepeatData,
     evaluate,
     evaluate_bool,
+    functions,
     references,
 )
 from dhsurvey.forms.model import ChoiceList, FormModel, Item, media_folders
@@ -296,16 +297,43 @@ class FormData:
         if not item.choice_filter:
             return pd.DataFrame(True, index=frame.index, columns=codes)
         choices = pd.DataFrame([{"name": c.name, **c.extra} for c in lst.choices])
-        n, m = len(frame), len(choices)
-        # Only the answers the filter names are crossed with the choices (rows × m copies).
+        m = len(choices)
+        # Only the answers the filter names are crossed with the choices (rows × m copies),
+        # and only one row of each distinct combination of them (a filter on the country
+        # reads one value for all rows): its result is copied to the rows that share it.
         with self.located(item, item.choice_filter):
             used = [c for c in references(item.choice_filter) if c in frame.columns]
-        rows = frame[used].iloc[np.repeat(np.arange(n), m)].reset_index(drop=True)
-        relative = choices.iloc[np.tile(np.arange(m), n)].reset_index(drop=True)
+            stable = not functions(item.choice_filter) & _UNSTABLE
         context = self._context(item.repeat, None)
+        first, inverse = _distinct_rows([frame[c].to_numpy() for c in used] + (
+            [] if context["position"] is None else [context["position"].to_numpy()]),
+            len(frame), stable)
+        n = len(first)
+        rows = frame[used].iloc[np.repeat(first, m)].reset_index(drop=True)
+        relative = choices.iloc[np.tile(np.arange(m), n)].reset_index(drop=True)
         if context["position"] is not None:
-            context["position"] = pd.Series(np.repeat(context["position"].to_numpy(), m))
+            context["position"] = pd.Series(np.repeat(context["position"].to_numpy()[first], m))
         context["repeats"] = {}
         with self.located(item, item.choice_filter):
             mask = evaluate_bool(item.choice_filter, rows, relative=relative, **context)
-        return pd.DataFrame(mask.to_numpy().reshape(n, m), index=frame.index, columns=codes)
+        return pd.DataFrame(mask.to_numpy().reshape(n, m)[inverse], index=frame.index,
+                            columns=codes)
+
+
+#: Functions whose value does not follow from the row: a choice filter using one is
+#: evaluated on every row.
+_UNSTABLE = frozenset({"random", "once", "uuid", "now"})
+
+
+def _distinct_rows(columns: list[np.ndarray], n: int, dedupe: bool
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(first row of each distinct combination of ``columns``' values, each row's
+    combination): values are the same only with the same type and repr, so a combination
+    evaluates as each of its rows does. Without ``dedupe`` every row is its own."""
+    if not dedupe:
+        return np.arange(n), np.arange(n)
+    ids: dict[tuple, int] = {}
+    inverse = np.fromiter((ids.setdefault(tuple((type(v), repr(v)) for v in row), len(ids))
+                           for row in zip(*columns, strict=True)) if columns
+                          else (0 for _ in range(n)), dtype=np.int64, count=n)
+    return np.unique(inverse, return_index=True)[1], inverse

@@ -37,7 +37,9 @@ RULE_ORDER = ("not-relevant", "required", "constraint", "choice", "choice-filter
 
 def _rows(keys: pd.Index, mask, rule: str, item: Item, values: pd.Series,
           message: str) -> pd.DataFrame:
-    if isinstance(mask, pd.Series) and mask.dtype == bool and mask.index.equals(keys):
+    if isinstance(mask, np.ndarray) and mask.dtype == bool:
+        hit = mask  # already one flag per row of keys
+    elif isinstance(mask, pd.Series) and mask.dtype == bool and mask.index.equals(keys):
         # The usual case: aligned, no NA to fill.
         hit = mask.to_numpy()
     else:
@@ -76,8 +78,8 @@ def check_logic(data: FormData, *, recompute_calculations: bool = False,
         frame = frames[item.repeat]
         keys = table.index
         values = table[item.name]
-        answered = values.notna() & (values.astype(str) != "")
-        relevant = data.relevant(item, frame=frame, cache=groups)
+        answered, relevant = _masks(_answered(values),
+                                    data.relevant(item, frame=frame, cache=groups), keys)
         if item.is_input or item.type in ("calculate", "hidden"):
             out.append(_rows(keys, answered & ~relevant, "not-relevant", item, values,
                              f"'{item.name}' is answered but not relevant"
@@ -85,7 +87,7 @@ def check_logic(data: FormData, *, recompute_calculations: bool = False,
         if item.is_input and item.required == "yes":
             out.append(_rows(keys, relevant & ~answered, "required", item, values,
                              f"'{item.name}' is required but empty"))
-        check = relevant & answered
+        check = _series(relevant & answered, keys)
         if item.constraint and item.is_input and check.any():
             ok = data.evaluate_bool(item, item.constraint, frame=frame)
             out.append(_rows(keys, check & ~ok, "constraint", item, values,
@@ -95,13 +97,38 @@ def check_logic(data: FormData, *, recompute_calculations: bool = False,
         if recompute_calculations and item.type == "calculate" and "random(" not in \
                 item.calculation and "now(" not in item.calculation:
             expected = format_values(data.evaluate(item, item.calculation))
-            differs = relevant & (expected.fillna("") != values.fillna("").astype(str))
+            differs = _series(relevant, keys) & (
+                expected.fillna("") != values.fillna("").astype(str))
             out.append(_rows(keys, differs, "calculation", item, values,
                              f"differs from '{item.calculation}'"))
     out = [o for o in out if len(o)]
     if not out:
         return pd.DataFrame(columns=VIOLATION_COLUMNS)
     return pd.concat(out, ignore_index=True)
+
+
+def _masks(answered: pd.Series, relevant: pd.Series, keys: pd.Index
+           ) -> tuple[pd.Series | np.ndarray, pd.Series | np.ndarray]:
+    """The masks as arrays when both are aligned with ``keys`` and without NA (the usual
+    case: array operations are far cheaper), else as they are (pandas aligns them)."""
+    if relevant.dtype == bool and relevant.index.equals(keys) and answered.index.equals(keys):
+        return answered.to_numpy(), relevant.to_numpy()
+    return answered, relevant
+
+
+def _series(mask: pd.Series | np.ndarray, keys: pd.Index) -> pd.Series:
+    return pd.Series(mask, index=keys) if isinstance(mask, np.ndarray) else mask
+
+
+def _answered(values: pd.Series) -> pd.Series:
+    """Whether each value is an answer: present and not the empty string."""
+    if values.dtype != object:
+        return values.notna() & (values.astype(str) != "")
+    # Text as received: compared as it is (a str of a value is empty only for '').
+    raw = values.to_numpy()
+    out = pd.notna(raw)
+    out[out] = raw[out] != ""
+    return pd.Series(out, index=values.index, name=values.name)
 
 
 def _choice_rows(data: FormData, item: Item, values: pd.Series, check: pd.Series
