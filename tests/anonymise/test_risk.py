@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from dhsurvey.anonymise.risk import (
+    compatible_sums,
     frequencies,
     global_risk,
     household_risk,
@@ -93,6 +94,24 @@ def test_wildcard_frequencies_match_brute_force(card: int, n_keys: int) -> None:
     freq = frequencies(df, list(df.columns), w)
     np.testing.assert_array_equal(freq["fk"].to_numpy(), match.sum(axis=1))
     np.testing.assert_allclose(freq["Fk"].to_numpy(), match @ w)
+
+
+@pytest.mark.parametrize(("card", "n_keys"), [(3, 4), (400, 3), (2000, 7), (4, 9), (5, 0)])
+def test_compatible_sums_match_brute_force(card: int, n_keys: int) -> None:
+    # One way: each truth row sums the released rows compatible with it (equal, or missing
+    # on either side), over the dense, sparse and overflowing paths.
+    rng = np.random.default_rng(card * 7 + n_keys)
+    n, m = 250, 180
+    truth = rng.integers(0, card, (n, n_keys))
+    released = np.vstack([truth[:m // 2], rng.integers(0, card, (m - m // 2, n_keys))])
+    truth[rng.random((n, n_keys)) < 0.1] = -1
+    released[rng.random((m, n_keys)) < 0.3] = -1
+    values = np.column_stack([np.ones(m), rng.integers(0, 2, m)])
+    missing_t, missing_r = truth[:, None, :] < 0, released[None, :, :] < 0
+    match = (missing_t | missing_r | (truth[:, None, :] == released[None, :, :])).all(axis=2)
+    cards = np.full(n_keys, card, dtype=np.int64)
+    np.testing.assert_array_equal(compatible_sums(truth, released, cards, values),
+                                  match @ values)
 
 
 def test_categorical_and_string_keys() -> None:

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from dhsurvey.anonymise.measure import risk_summary
-from dhsurvey.anonymise.risk import global_risk, matched_counts
+from dhsurvey.anonymise.risk import _factorise, check_keys, compatible_sums, global_risk
 from dhsurvey.anonymise.scenario import Harmful
 from dhsurvey.anonymise.working import WorkingForm
 from dhsurvey.errors import DhsurveyError
@@ -216,6 +216,30 @@ def build_profile(forms: Sequence[WorkingForm], source: str = "table",
     return Profile(frame, list(targets), targets, present, at, weights, harmful)
 
 
+def encode_keys(frames: Sequence[pd.DataFrame], keys: Sequence[str]
+                ) -> tuple[list[np.ndarray], np.ndarray]:
+    """The ``keys`` of several frames as integer codes, one code per value across all of
+    them: per frame an (n x K) array (-1 = missing), and each key's number of codes.
+
+    Why: the counts of :func:`compatible_sums` compare the intruder's values with the
+    released ones code against code, so both must be coded together (one frame given
+    several times is factorised once)."""
+    out = [np.empty((len(f), len(keys)), dtype=np.int64) for f in frames]
+    cards = np.zeros(len(keys), dtype=np.int64)
+    starts = np.cumsum([0, *map(len, frames)])
+    same = all(f is frames[0] for f in frames)
+    for j, key in enumerate(keys):
+        if same:
+            codes, cards[j] = _factorise(frames[0][key])
+            for o in out:
+                o[:, j] = codes
+            continue
+        codes, cards[j] = _factorise(pd.concat([f[key] for f in frames], ignore_index=True))
+        for i, o in enumerate(out):
+            o[:, j] = codes[starts[i]:starts[i + 1]]
+    return out, cards
+
+
 def intruder_counts(keys: Sequence[str], truth: pd.DataFrame, released: pd.DataFrame,
                     values: np.ndarray) -> np.ndarray:
     """For each record as the intruder knows it (``truth``: its values before suppression;
@@ -226,21 +250,26 @@ def intruder_counts(keys: Sequence[str], truth: pd.DataFrame, released: pd.DataF
     in sdcMicro's f_k, but the intruder looking for that child still knows its age, and
     finds only the records of that age and those whose age is suppressed too.
     """
-    n = len(truth)
-    both = pd.concat([truth[list(keys)], released[list(keys)]], ignore_index=True)
-    values = np.asarray(values, dtype=np.float64).reshape(len(released), -1)
-    weights = np.vstack([np.zeros((n, values.shape[1])), values])
-    return matched_counts(both, keys, weights)[:n]
+    (t, r), cards = encode_keys([truth, released], check_keys(released, keys))
+    return compatible_sums(t, r, cards, values)
 
 
 def respondent_counts(profile: Profile, truth: pd.DataFrame, frame: pd.DataFrame, form: str
             ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """(rows of the form's respondents, compatible records per respondent, compatible
     records holding each harmful answer)."""
+    (t, f), cards = encode_keys([truth, frame], profile.keys)
+    return coded_counts(profile, t, f, cards, form)
+
+
+def coded_counts(profile: Profile, truth: np.ndarray, codes: np.ndarray, cards: np.ndarray,
+                 form: str) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """:func:`respondent_counts` on the profile's keys coded by :func:`encode_keys`
+    (``truth`` the intruder's values, ``codes`` the released ones)."""
     idx = np.flatnonzero(profile.present[form])
     flags = profile.harmful.get(form, {})
     values = np.column_stack([np.ones(len(idx))] + [flags[c][idx] for c in flags])
-    sums = intruder_counts(profile.keys, truth.iloc[idx], frame.iloc[idx], values)
+    sums = compatible_sums(truth[idx], codes[idx], cards, values)
     fk = np.rint(sums[:, 0]).astype(np.int64)
     return idx, fk, {c: np.rint(sums[:, j + 1]).astype(np.int64)
                      for j, c in enumerate(flags)}
@@ -255,6 +284,7 @@ def file_measures(profile: Profile, frame: pd.DataFrame | None = None, *, k: int
     frame = profile.frame if frame is None else frame
     truth = frame if truth is None else truth
     out: dict[str, dict[str, Any]] = {}
+    (t, f), cards = encode_keys([truth, frame], profile.keys)
     for form, rows in profile.present.items():
         flags = profile.harmful.get(form, {})
         if not rows.any() or not profile.keys:
@@ -262,7 +292,7 @@ def file_measures(profile: Profile, frame: pd.DataFrame | None = None, *, k: int
                          "risk": risk_summary(frame.iloc[:0], [], None),
                          "l_violations": dict.fromkeys(flags, 0)}
             continue
-        idx, fk, harmful = respondent_counts(profile, truth, frame, form)
+        idx, fk, harmful = coded_counts(profile, t, f, cards, form)
         sub = frame.iloc[idx][profile.keys]
         weight = profile.weights.get(form)
         g = global_risk(sub, profile.keys, None if weight is None else weight[idx])
@@ -279,13 +309,23 @@ def unsafe_rows(profile: Profile, frame: pd.DataFrame, k: int) -> np.ndarray:
     """Profile rows where some file's record, as the intruder knows it (the profile's own
     values), has fewer than k compatible records in ``frame`` or only compatible records
     sharing a harmful answer."""
-    unsafe = np.zeros(len(frame), dtype=bool)
+    if not profile.keys:
+        return np.zeros(len(frame), dtype=bool)
+    (truth, codes), cards = encode_keys([profile.frame, frame], profile.keys)
+    return coded_unsafe(profile, truth, codes, cards, k)
+
+
+def coded_unsafe(profile: Profile, truth: np.ndarray, codes: np.ndarray, cards: np.ndarray,
+                 k: int) -> np.ndarray:
+    """:func:`unsafe_rows` on the profile's keys coded by :func:`encode_keys` (``truth`` the
+    profile's own values, ``codes`` the released ones)."""
+    unsafe = np.zeros(len(codes), dtype=bool)
     if not profile.keys:
         return unsafe
     for form, rows in profile.present.items():
         if not rows.any():
             continue
-        idx, fk, harmful = respondent_counts(profile, profile.frame, frame, form)
+        idx, fk, harmful = coded_counts(profile, truth, codes, cards, form)
         bad = fk < k
         for c, count in harmful.items():
             bad |= profile.harmful[form][c][idx] & (count == fk)
@@ -294,6 +334,6 @@ def unsafe_rows(profile: Profile, frame: pd.DataFrame, k: int) -> np.ndarray:
 
 
 __all__ = ["NOT_ASKED", "NOT_ASKED_TEXT", "NO_RECORD", "NO_RECORD_TEXT", "Profile",
-           "build_profile", "code_text", "file_measures", "harmful_flags", "intruder_counts",
-           "is_absent",
-           "key_view", "plain_values", "respondent_counts", "unsafe_rows"]
+           "build_profile", "code_text", "coded_counts", "coded_unsafe", "encode_keys",
+           "file_measures", "harmful_flags", "intruder_counts", "is_absent", "key_view",
+           "plain_values", "respondent_counts", "unsafe_rows"]

@@ -537,3 +537,74 @@ def suda2(
         },
         index=df.index,
     )
+
+
+def _lookup_sums(ca: np.ndarray, cb: np.ndarray, vb: np.ndarray, span: int) -> np.ndarray:
+    """Per code of ``ca``, the column sums of ``vb`` over the rows of ``cb`` with that code
+    (codes below ``span``, or compressed by :func:`_pair_codes` when it overflows)."""
+    m = vb.shape[1]
+    out = np.zeros((len(ca), m))
+    if span <= max(4 * (len(ca) + len(cb)), 1 << 16):
+        for col in range(m):
+            out[:, col] = np.bincount(cb, weights=vb[:, col], minlength=span)[ca]
+        return out
+    uniq, inv = np.unique(cb, return_inverse=True)
+    inv = inv.ravel()
+    pos = np.searchsorted(uniq, ca)
+    pos[pos == len(uniq)] = 0
+    hit = uniq[pos] == ca
+    for col in range(m):
+        sums = np.bincount(inv, weights=vb[:, col], minlength=len(uniq))
+        out[hit, col] = sums[pos[hit]]
+    return out
+
+
+def _pattern_groups(cell_codes: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """Cells grouped by missingness pattern: (bit mask of the missing keys, cell numbers)."""
+    bits = np.int64(1) << np.arange(cell_codes.shape[1], dtype=np.int64)
+    pattern = (cell_codes < 0).astype(np.int64) @ bits
+    order = np.argsort(pattern, kind="stable")
+    pats, starts = np.unique(pattern[order], return_index=True)
+    return [(int(p), g) for p, g in zip(pats, np.split(order, starts[1:]), strict=True)]
+
+
+def compatible_sums(truth: np.ndarray, released: np.ndarray, cards: np.ndarray,
+                    values: np.ndarray) -> np.ndarray:
+    """Per row of ``truth``, the column sums of ``values`` (one row per row of ``released``)
+    over the rows of ``released`` compatible with it: equal on every key, or missing on
+    either side (the wildcard rule of :func:`matched_counts`, counted one way only).
+
+    Why on codes: the suppression loop asks this of the same keys dozens of times, each time
+    with a few more cells blanked; ``truth`` and ``released`` are (n x K) integer codes
+    (-1 = missing, below ``cards`` otherwise, one code per value on both sides), so nothing
+    is factorised again. Both sides are collapsed to cells and grouped by missingness
+    pattern; each pair of a truth and a released pattern is matched on the keys observed in
+    both. Sums of whole numbers (counts, 0/1 flags) are exact in any order.
+    """
+    n, k = truth.shape
+    values = np.asarray(values, dtype=np.float64).reshape(len(released), -1)
+    m = values.shape[1]
+    if n == 0 or len(released) == 0:
+        return np.zeros((n, m))
+    if k == 0:  # no keys: every record matches every other
+        return np.tile(values.sum(axis=0), (n, 1))
+    cards = np.asarray(cards, dtype=np.int64)
+    t_cell, t_codes = _cells(truth, cards)
+    r_cell, r_codes = _cells(released, cards)
+    r_vals = np.column_stack([np.bincount(r_cell, weights=values[:, j],
+                                          minlength=len(r_codes)) for j in range(m)]) \
+        if m else np.zeros((len(r_codes), 0))
+    gains = np.zeros((len(t_codes), m))
+    released_groups = [(p, g, r_codes[g], r_vals[g]) for p, g in _pattern_groups(r_codes)]
+    for q, tq in _pattern_groups(t_codes):
+        sub = t_codes[tq]
+        for p, _, codes, vals in released_groups:
+            either = q | p
+            shared = [j for j in range(k) if not (either >> j) & 1]
+            if not shared:  # nothing observed in common: everything matches
+                gains[tq] += vals.sum(axis=0)
+                continue
+            radices = cards[shared]
+            ca, cb = _pair_codes(sub[:, shared], codes[:, shared], radices)
+            gains[tq] += _lookup_sums(ca, cb, vals, prod(int(r) for r in radices))
+    return gains[t_cell]

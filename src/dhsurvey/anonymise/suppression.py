@@ -23,7 +23,8 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from dhsurvey.anonymise.linked import Profile, is_absent, respondent_counts, unsafe_rows
+from dhsurvey.anonymise.linked import Profile, coded_counts, coded_unsafe, encode_keys, is_absent
+from dhsurvey.anonymise.risk import _combine
 from dhsurvey.anonymise.working import WorkingForm
 
 #: Default importance per form, most important first (least important is suppressed first).
@@ -89,54 +90,57 @@ def profile_importance(profile: Profile, preferred: Mapping[str, list[str]]) -> 
     return importance(profile.keys, shared + rest)
 
 
-def _blank(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    out = values.copy()
-    out[rows] = np.nan if out.dtype.kind == "f" else None
-    return out
-
-
-def _neighbourhoods(frame: pd.DataFrame, others: list[str]) -> np.ndarray:
-    """A group number per row: rows agreeing on every key of ``others`` (a blank agrees
-    with a blank) share one."""
+def _neighbourhoods(codes: np.ndarray, cards: np.ndarray, col: int) -> np.ndarray:
+    """A group number per row: rows agreeing on every key but ``col`` (a blank agrees with
+    a blank) share one."""
+    others = [j for j in range(codes.shape[1]) if j != col]
     if not others:
-        return np.zeros(len(frame), dtype=np.int64)
-    codes = [pd.factorize(frame[c], use_na_sentinel=False)[0] for c in others]
-    if len(codes) == 1:
-        return codes[0]
-    return pd.factorize(pd.MultiIndex.from_arrays(codes))[0]
+        return np.zeros(len(codes), dtype=np.int64)
+    combined = _combine([codes[:, j] + 1 for j in others], cards[others] + 1)
+    return pd.factorize(combined)[0]
 
 
-def _with_neighbours(frame: pd.DataFrame, others: list[str], rows: np.ndarray,
+def _with_neighbours(codes: np.ndarray, cards: np.ndarray, col: int, rows: np.ndarray,
                      can: np.ndarray, blank: np.ndarray, harmful: np.ndarray, k: int
                      ) -> np.ndarray:
-    """``rows`` and, in each of their neighbourhoods, as few other records as make k blanks
-    there (records without a harmful answer first, then the most common values): the
-    records whose key is blanked this round."""
-    group = _neighbourhoods(frame, others)
+    """``rows`` and, in each of their neighbourhoods (:func:`_neighbourhoods` of key
+    ``col``), as few other records as make k blanks there (records without a harmful answer
+    first, then in row order): the records whose key is blanked this round."""
+    group = _neighbourhoods(codes, cards, col)
+    size = int(group.max()) + 1 if len(group) else 0
+    hit = np.zeros(size, dtype=bool)
+    hit[group[rows]] = True
+    mixing = np.zeros(size, dtype=bool)  # a record to protect holds a harmful answer
+    mixing[group[rows & harmful]] = True
+    need = k - np.bincount(group, weights=blank | rows, minlength=size).astype(np.int64)
+    take = np.where(hit, np.maximum(need, mixing.astype(np.int64)), 0)
     out = rows.copy()
-    for g in np.unique(group[rows]):
-        members = group == g
-        have = int((members & (blank | rows)).sum())
-        need = k - have
-        needs_mixing = bool((rows & members & harmful).any())
-        donors = np.flatnonzero(members & can & ~rows)
-        if need <= 0 and not needs_mixing:
-            continue
-        order = np.lexsort((np.arange(len(donors)), harmful[donors]))  # harmless first
-        take = donors[order[:max(need, 1 if needs_mixing else 0)]]
-        out[take] = True
+    donors = np.flatnonzero((take[group] > 0) & can & ~rows)
+    if not len(donors):
+        return out
+    g = group[donors]
+    donors = donors[np.lexsort((donors, harmful[donors], g))]  # per group: harmless first
+    g = group[donors]
+    first = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+    rank = np.arange(len(donors)) - np.repeat(first, np.diff(np.r_[first, len(donors)]))
+    out[donors[rank < take[g]]] = True
     return out
 
 
-def _donate(profile: Profile, frame: pd.DataFrame, first: list[str], k: int,
-            harmful: np.ndarray, blanked: dict[str, np.ndarray]) -> bool:
+def _donate(profile: Profile, truth: np.ndarray, codes: np.ndarray, absent: np.ndarray,
+            text_absent: np.ndarray, first: list[int], k: int, harmful: np.ndarray,
+            blanked: list[np.ndarray], cards: np.ndarray) -> bool:
     """For records still unsafe once their neighbourhoods are spent: find, key by key (least
     important first), respondents of the same file that differ from the record's true
     values on that key only, and blank it in as many as the record lacks (without a harmful
-    answer first). Returns whether anything was blanked."""
+    answer first). ``codes``: the keys as released (:func:`protect`), blanked in place;
+    ``first``: their columns, least important first; ``absent``: cells holding a stand-in
+    for "not asked" or "no record" (never blanked), ``text_absent`` those of text keys (a
+    record's own is not looked for; a numeric one is, as it always was). Returns whether
+    anything was blanked."""
     progress = False
     for form, present in profile.present.items():
-        idx, fk, counts = respondent_counts(profile, profile.frame, frame, form)
+        idx, fk, counts = coded_counts(profile, truth, codes, cards, form)
         flags = profile.harmful.get(form, {})
         mixing = np.zeros(len(idx), dtype=bool)
         for c, n in counts.items():
@@ -145,25 +149,21 @@ def _donate(profile: Profile, frame: pd.DataFrame, first: list[str], k: int,
             need = max(k - int(have), 1 if mix else 0)
             if need <= 0:
                 continue
-            truth = profile.frame.iloc[row]
-            for col in first:
-                target = truth[col]
-                if pd.isna(target) or is_absent(np.array([target], dtype=object)).any():
+            target = truth[row]
+            # A key the intruder does not know of the record (no linked record, a wildcard)
+            # is matched by any value; a blank matches anything.
+            clash = (codes != target) & (codes >= 0) & (target >= 0)
+            clashes = clash.sum(axis=1)
+            for j, col in enumerate(first):
+                if target[col] < 0 or text_absent[row, col]:
                     continue
-                values = frame[col].to_numpy()
-                ok = present & ~pd.isna(values) & ~is_absent(values) & (values != target)
-                for other in profile.keys:
-                    # A key the intruder does not know of the record (no linked record,
-                    # a wildcard) is matched by any value.
-                    if other != col and not pd.isna(truth[other]):
-                        v = frame[other].to_numpy()
-                        ok &= pd.isna(v) | (v == truth[other])
-                donors = np.flatnonzero(ok)
+                donors = np.flatnonzero(present & ~absent[:, col] & clash[:, col]
+                                        & (clashes == 1))
                 if len(donors) < need:
                     continue
                 donors = donors[np.argsort(harmful[donors], kind="stable")][:need]
-                frame[col] = _blank(values, donors)
-                blanked[col][donors] = True
+                codes[donors, col] = -1
+                blanked[j][donors] = True
                 progress = True
                 break
     return progress
@@ -182,27 +182,33 @@ def protect(profile: Profile, order: Sequence[str], k: int, collapsed: bool = Fa
     blanking a record's own value does not hide it from an intruder who knows the value,
     but blanking its neighbours' values makes them candidates too.
 
+    The keys are coded once (:func:`~dhsurvey.anonymise.linked.encode_keys`): a blank is a
+    code of -1, so every round counts and groups integer codes.
+
     Returns the cells blanked per key column and the rows still unsafe (empty when done).
     """
-    frame = profile.frame.copy(deep=False)
+    keys = list(profile.keys)
+    (truth,), cards = encode_keys([profile.frame], keys)
+    absent = np.column_stack([is_absent(profile.frame[c].to_numpy()) for c in keys]) \
+        if keys else np.zeros((len(profile.frame), 0), dtype=bool)
+    text_absent = absent & np.array([profile.frame[c].dtype.kind != "f" for c in keys],
+                                    dtype=bool)
+    codes = truth.copy()  # the keys as released: -1 where missing or blanked
     # Suppressed first; never what the stratum pins down (:func:`locked`).
-    fixed = locked([key for c in profile.keys for _, key in profile.targets[c]], collapsed,
+    fixed = locked([key for c in keys for _, key in profile.targets[c]], collapsed,
                    calibration)
-    first = [c for c in reversed(list(order))
+    first = [keys.index(c) for c in reversed(list(order))
              if not any(key in fixed for _, key in profile.targets[c])]
-    blanked = {c: np.zeros(len(frame), dtype=bool) for c in profile.keys}
-    harmful = np.zeros(len(frame), dtype=bool)
+    blanked = {c: np.zeros(len(codes), dtype=bool) for c in keys}
+    cells = [blanked[keys[j]] for j in first]
+    harmful = np.zeros(len(codes), dtype=bool)
     for flags in profile.harmful.values():
         for flag in flags.values():
             harmful |= flag
-    unsafe = unsafe_rows(profile, frame, k)
-    known = np.column_stack([~pd.isna(v) & ~is_absent(v) for v in (
-        profile.frame[c].to_numpy() for c in first)]) if first else \
-        np.zeros((len(frame), 0), dtype=bool)
+    unsafe = coded_unsafe(profile, truth, codes, cards, k)
+    known = (truth[:, first] >= 0) & ~absent[:, first]
     while unsafe.any():
-        can = np.column_stack([
-            ~pd.isna(v) & ~is_absent(v) for v in (frame[c].to_numpy() for c in first)]) \
-            if first else np.zeros((len(frame), 0), dtype=bool)
+        can = (codes[:, first] >= 0) & ~absent[:, first]
         # A record with nothing of its own left to blank still gains candidates when its
         # neighbours' values are blanked on a key the intruder knows of it.
         own = can.any(axis=1)
@@ -214,18 +220,18 @@ def protect(profile: Profile, order: Sequence[str], k: int, collapsed: bool = Fa
         for j, col in enumerate(first):
             rows = candidates & (choice == j)
             if rows.any():
-                others = [c for c in profile.keys if c != col]
-                chosen = _with_neighbours(frame, others, rows, can[:, j], blanked[col],
+                chosen = _with_neighbours(codes, cards, col, rows, can[:, j], cells[j],
                                           harmful, k) & can[:, j]
                 if chosen.any():
-                    frame[col] = _blank(frame[col].to_numpy(), chosen)
-                    blanked[col] |= chosen
+                    codes[chosen, col] = -1
+                    cells[j] |= chosen
                     progress = True
         if not progress:
-            progress = _donate(profile, frame, first, k, harmful, blanked)
+            progress = _donate(profile, truth, codes, absent, text_absent, first, k, harmful,
+                               cells, cards)
         if not progress:
             break
-        unsafe = unsafe_rows(profile, frame, k)
+        unsafe = coded_unsafe(profile, truth, codes, cards, k)
     return blanked, unsafe
 
 
