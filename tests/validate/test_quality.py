@@ -15,6 +15,7 @@ from dhsurvey.forms.model import load_form
 from dhsurvey.validate.logic import check_logic
 from dhsurvey.validate.quality import (
     _all_equal,
+    _present,
     code_counts,
     dk_refusal,
     enumerator_dashboard,
@@ -175,6 +176,15 @@ def test_rows_all_equal_as_their_distinct_count_says() -> None:
     expected = full & values.nunique(axis=1).eq(1)
     assert _all_equal(values, full.to_numpy()).tolist() == expected.tolist() \
         == [True, False, False, False]
+
+
+def test_blank_text_is_no_answer() -> None:
+    raw = ["a", "  ", "", None, 1, float("nan"), " b "]
+    expected = [True, False, False, False, True, False, True]
+    assert _present(pd.Series(raw, dtype=object)).tolist() == expected
+    assert _present(pd.Series(raw[:4] + ["1", None, " b "], dtype="string")).tolist() \
+        == expected
+    assert _present(pd.Series([1.0, None])).tolist() == [True, False]
 
 
 def test_code_counts_given_once_serve_both_checks(fieldwork) -> None:

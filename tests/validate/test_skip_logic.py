@@ -224,3 +224,13 @@ def test_simulated_hidden_answers_never_reach_accepted_data(tmp_path: Path) -> N
     assert len(written) == len(log) and set(written["source"]) == {"automatic"}
     rec = json.loads((tmp_path / "child" / "reconciliation.json").read_text())
     assert rec["automatic_corrections"] == {BLANKED: len(log)}
+
+
+def test_values_that_do_not_convert_are_type_errors(model: FormModel) -> None:
+    raw = _raw(model, [{**CLEAN, "hh": "12a"}, {**CLEAN, "hh": ""}, {**CLEAN, "hh": "-7"},
+                       {**CLEAN, "n_kids": " 4"}])
+    typed, errors = to_typed(raw.root, model)
+    assert typed["hh"].isna().tolist() == [True, True, False, False]
+    assert typed["hh"].iloc[2] == -7 and str(typed["hh"].dtype) == "Int64"
+    assert errors[["KEY", "column", "value"]].values.tolist() == [
+        ["uuid:s0", "hh", "12a"], ["uuid:s3", "n_kids", " 4"]]

@@ -164,9 +164,13 @@ def _codes(values: pd.Series) -> pd.Series:
 
 
 def _present(values: pd.Series) -> pd.Series:
+    """Answered: present, and for text not blank (a text of spaces only is no answer)."""
     present = values.notna()
     if values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
-        present &= values.astype("string").str.strip().fillna("") != ""
+        raw = values.to_numpy(dtype=object)
+        mask = present.to_numpy(dtype=bool)
+        mask[mask] = [bool((x if isinstance(x, str) else str(x)).strip()) for x in raw[mask]]
+        return pd.Series(mask, index=values.index, name=values.name)
     return present.astype(bool)
 
 

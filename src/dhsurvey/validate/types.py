@@ -48,27 +48,37 @@ def dtype_for(item: Item, model: FormModel) -> str:
     return "string"
 
 
+def _matches(raw: np.ndarray, pattern: re.Pattern[str], index: pd.Index) -> pd.Series:
+    """Whether each text (None: missing, no match) starts with a match of ``pattern``."""
+    return pd.Series(np.fromiter((x is not None and pattern.match(x) is not None for x in raw),
+                                 dtype=bool, count=len(raw)), index=index)
+
+
 def _convert(values: pd.Series, dtype: str) -> tuple[pd.Series, pd.Series]:
     """Converted values and a mask of values that could not be converted."""
     text = values.astype("string")
-    present = text.notna() & (text.str.len() > 0)
+    # The texts as Python strings, matched one by one (what the .str accessor would do).
+    # The stubs reject na_value=None, which pandas accepts.
+    raw = text.to_numpy(dtype=object, na_value=None)  # type: ignore[call-overload]
+    present = pd.Series(np.fromiter((x is not None and len(x) > 0 for x in raw), dtype=bool,
+                                    count=len(raw)), index=text.index)
     if dtype == "Int64":
-        ok = text.str.match(_INT.pattern).fillna(False)
+        ok = _matches(raw, _INT, text.index)
         out = pd.to_numeric(text.where(ok), errors="coerce").astype("Int64")
         return out, present & ~ok
     if dtype == "Float64":
-        ok = text.str.match(_NUMBER.pattern).fillna(False)
+        ok = _matches(raw, _NUMBER, text.index)
         return pd.to_numeric(text.where(ok), errors="coerce").astype("Float64"), present & ~ok
     if dtype == "datetime64[ns]":
-        ok = text.str.match(_DATE.pattern).fillna(False)
+        ok = _matches(raw, _DATE, text.index)
         dates = pd.to_datetime(text.where(ok), format="%Y-%m-%d", errors="coerce")
         return dates, present & ~(ok & dates.notna())
     if dtype == "datetime64[ns, UTC]":
-        ok = text.str.match(_DATETIME.pattern).fillna(False)
+        ok = _matches(raw, _DATETIME, text.index)
         dates = pd.to_datetime(text.where(ok), utc=True, errors="coerce", format="ISO8601")
         return dates, present & ~(ok & dates.notna())
     if dtype == "calculate":
-        numeric = text.str.match(_NUMBER.pattern).fillna(False)
+        numeric = _matches(raw, _NUMBER, text.index)
         if bool((numeric | ~present).all()):
             return pd.to_numeric(text, errors="coerce").astype("Float64"), present & False
         return text, present & False
