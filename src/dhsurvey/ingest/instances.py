@@ -64,14 +64,24 @@ class Instance:
 
 
 def _root(path: Path) -> tuple[str, dict[str, str]] | None:
-    """The root element's local name and attributes, reading only up to it; None if unreadable."""
+    """The root element's local name and attributes, reading only up to it; None if unreadable.
+    (A pull parser fed chunk by chunk, as ``iterparse`` does, without its generator.)"""
     try:
-        with path.open("rb") as fh:
-            for _event, el in ET.iterparse(fh, events=("start",)):
-                return el.tag.rsplit("}", 1)[-1], dict(el.attrib)
+        with open(path, "rb") as fh:
+            parser: ET.XMLPullParser = ET.XMLPullParser(events=("start",))
+            while data := fh.read(_ROOT_CHUNK):
+                parser.feed(data)
+                for event in parser.read_events():
+                    el = event[-1]
+                    if isinstance(el, ET.Element):  # always, for "start" events
+                        return el.tag.rsplit("}", 1)[-1], dict(el.attrib)
     except (ET.ParseError, OSError):
         return None
     return None
+
+
+#: Bytes read at a time while looking for the root element (as ``ET.iterparse`` reads).
+_ROOT_CHUNK = 16 * 1024
 
 
 def _classify(path: Path) -> Instance | None:
@@ -120,7 +130,8 @@ def discover_instances(folder: str | Path) -> list[Instance]:
     ``-2``, ``-3`` … for a name met again elsewhere in the tree (two devices' copies).
     """
     found: list[Instance] = []
-    _walk(Path(folder), found, set())
+    top = Path(folder)
+    _walk(top, os.path.realpath(top), found, set())
     used: set[str] = set()
     out = []
     for inst in sorted(found, key=lambda i: str(i.xml)):
@@ -129,20 +140,27 @@ def discover_instances(folder: str | Path) -> list[Instance]:
             n += 1
             name = f"{inst.name}-{n}"
         used.add(name)
-        out.append(Instance(inst.xml, inst.media, name, inst.form_id, inst.encrypted,
+        out.append(inst if name == inst.name else
+                   Instance(inst.xml, inst.media, name, inst.form_id, inst.encrypted,
                             inst.readable))
     return out
 
 
-def _walk(folder: Path, found: list[Instance], visited: set[str]) -> bool:
-    """Collect the submissions of ``folder`` and below; True if ``folder`` is one instance.
-    A folder reached twice (a link back up the tree) is walked once."""
-    real = os.path.realpath(folder)
+def _name(entry: os.DirEntry[str]) -> str:
+    return entry.name
+
+
+def _walk(folder: Path, real: str, found: list[Instance], visited: set[str]) -> bool:
+    """Collect the submissions of ``folder`` (whose real path is ``real``) and below; True if
+    ``folder`` is one instance. A folder reached twice (a link back up the tree) is walked
+    once. The real path of a subfolder that is not a link is its parent's joined with its
+    name, so only links are resolved (one ``realpath`` per link, not per folder)."""
     if real in visited:
         return False
     visited.add(real)
     try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        with os.scandir(folder) as scan:
+            entries = sorted(scan, key=_name)
     except OSError:
         return False
     files = [e for e in entries if e.is_file() and not is_litter(e.name)]
@@ -162,8 +180,9 @@ def _walk(folder: Path, found: list[Instance], visited: set[str]) -> bool:
     for e in dirs:
         if e.name in stems:
             continue  # a flat document's attachments
-        sub = Path(e.path)
-        if _walk(sub, found, visited):
+        sub = folder / e.name
+        sub_real = os.path.realpath(sub) if e.is_symlink() else os.path.join(real, e.name)
+        if _walk(sub, sub_real, found, visited):
             instance_dirs += 1
         elif _leaf_without_xml(sub):
             leaves.append(sub)
