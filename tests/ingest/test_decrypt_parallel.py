@@ -1,14 +1,18 @@
-"""Decrypting on several threads gives exactly what one thread gives: rows, quarantine, order.
+"""Decrypting in several processes (or threads) gives exactly what one thread gives: rows,
+quarantine, order.
 
 A folder of 200 encrypted household submissions, a few of them broken in every way ingest
 knows (a corrupted, a truncated or a missing .enc, another project's key, a missing or damaged
 manifest, an .enc over the size cap, a decrypted document that is not XML), plus a plain
 submission and an encrypted one of another form, is read (and decrypted with ``dhsurvey
-decrypt``'s :func:`decrypt_folder`) on one thread and on two; the results must be equal.
+decrypt``'s :func:`decrypt_folder`) on one thread and with two workers; the results must be
+equal.
 """
 
 from __future__ import annotations
 
+import multiprocessing as mp
+import os
 import random
 import shutil
 import threading
@@ -116,18 +120,40 @@ def small_cap(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DHSURVEY_MAX_XML_MB", "0.02")
 
 
+class RsaRan:
+    """Where RSA private operations ran, as ``<pid> <thread name>``, from any process (the
+    forked workers append to a file)."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+
+    def seen(self) -> set[str]:
+        return set(self.log.read_text().splitlines()) if self.log.exists() else set()
+
+    def clear(self) -> None:
+        self.log.unlink(missing_ok=True)
+
+    def here_only(self) -> bool:
+        return self.seen() == {f"{os.getpid()} {threading.current_thread().name}"}
+
+    def in_workers_only(self) -> bool:
+        """Only in other processes (forked workers), none in this one."""
+        seen = self.seen()
+        return bool(seen) and not any(s.startswith(f"{os.getpid()} ") for s in seen)
+
+
 @pytest.fixture
-def threads_used(monkeypatch: pytest.MonkeyPatch) -> Iterator[set[str]]:
-    """Names of the threads that did RSA private operations."""
-    names: set[str] = set()
+def rsa_ran(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[RsaRan]:
+    where = RsaRan(tmp_path / "rsa-ran.log")
     real = decrypt._oaep_decrypt
 
     def spy(key: object, data: bytes) -> bytes:
-        names.add(threading.current_thread().name)
+        with where.log.open("a") as fh:
+            fh.write(f"{os.getpid()} {threading.current_thread().name}\n")
         return real(key, data)
 
     monkeypatch.setattr(decrypt, "_oaep_decrypt", spy)
-    yield names
+    yield where
 
 
 def _frames(raw: RawForm) -> dict[str, pd.DataFrame]:
@@ -145,12 +171,12 @@ def _assert_identical(a: RawForm, b: RawForm) -> None:
 
 def test_parallel_read_is_the_sequential_read(folder: Path, hh: FormModel,
                                               keys: tuple[bytes, bytes], small_cap: None,
-                                              threads_used: set[str]) -> None:
+                                              rsa_ran: RsaRan) -> None:
     sequential = read_xml_folder(folder, hh, private_key_pem=keys[0], workers=1)
-    assert threads_used == {threading.current_thread().name}
-    threads_used.clear()
+    assert rsa_ran.here_only()
+    rsa_ran.clear()
     parallel = read_xml_folder(folder, hh, private_key_pem=keys[0], workers=2)
-    assert threads_used and all(n.startswith("dhsurvey-decrypt") for n in threads_used)
+    assert rsa_ran.in_workers_only()
     _assert_identical(sequential, parallel)
 
     # and that result is the right one: every broken instance quarantined as itself, in order
@@ -168,17 +194,31 @@ def test_parallel_read_is_the_sequential_read(folder: Path, hh: FormModel,
 
 def test_default_is_parallel_only_for_many_encrypted(folder: Path, hh: FormModel,
                                                      keys: tuple[bytes, bytes], small_cap: None,
-                                                     threads_used: set[str],
+                                                     rsa_ran: RsaRan,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(decrypt, "WORKERS", 2)
     monkeypatch.setattr(decrypt, "PARALLEL_MIN", N + 1)  # fewer encrypted than this: one thread
     few = read_xml_folder(folder, hh, private_key_pem=keys[0])
-    assert threads_used == {threading.current_thread().name}
-    threads_used.clear()
+    assert rsa_ran.here_only()
+    rsa_ran.clear()
     monkeypatch.setattr(decrypt, "PARALLEL_MIN", 64)
     many = read_xml_folder(folder, hh, private_key_pem=keys[0])
-    assert threads_used and all(n.startswith("dhsurvey-decrypt") for n in threads_used)
+    assert rsa_ran.in_workers_only()
     _assert_identical(few, many)
+
+
+def test_threads_where_a_process_may_not_fork(folder: Path, hh: FormModel,
+                                              keys: tuple[bytes, bytes], small_cap: None,
+                                              rsa_ran: RsaRan,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A daemonic process (a Celery worker) may not have children: threads, same result."""
+    sequential = read_xml_folder(folder, hh, private_key_pem=keys[0], workers=1)
+    rsa_ran.clear()
+    monkeypatch.setattr(decrypt, "_can_fork", lambda: False)
+    threaded = read_xml_folder(folder, hh, private_key_pem=keys[0], workers=2)
+    seen = rsa_ran.seen()
+    assert seen and all(s.startswith(f"{os.getpid()} dhsurvey-decrypt") for s in seen)
+    _assert_identical(sequential, threaded)
 
 
 def _tree(folder: Path) -> dict[str, bytes]:
@@ -188,12 +228,12 @@ def _tree(folder: Path) -> dict[str, bytes]:
 
 def test_parallel_decrypt_folder_is_the_sequential_one(folder: Path, keys: tuple[bytes, bytes],
                                                        tmp_path: Path, small_cap: None,
-                                                       threads_used: set[str]) -> None:
+                                                       rsa_ran: RsaRan) -> None:
     one = decrypt_folder(folder, tmp_path / "one", keys[0], workers=1)
-    assert threads_used == {threading.current_thread().name}
-    threads_used.clear()
+    assert rsa_ran.here_only()
+    rsa_ran.clear()
     two = decrypt_folder(folder, tmp_path / "two", keys[0], workers=2)
-    assert threads_used and all(n.startswith("dhsurvey-decrypt") for n in threads_used)
+    assert rsa_ran.in_workers_only()
     assert one == two
     assert _tree(tmp_path / "one") == _tree(tmp_path / "two")
     # wrong-form is ingest's business: decrypt_folder decrypts the caregiver one; the plain one
@@ -228,16 +268,28 @@ def test_in_order_keeps_order_and_exceptions() -> None:
 
 
 def test_in_order_stops_with_its_caller() -> None:
-    started: list[int] = []
-    lock = threading.Lock()
+    started = mp.get_context("fork").Value("i", 0)  # counted across the forked workers
 
     def work(i: int) -> int:
-        with lock:
-            started.append(i)
+        with started.get_lock():
+            started.value += 1
         return i
 
     outcomes = in_order(work, range(10_000), 2)
     assert [next(outcomes).get() for _ in range(5)] == [0, 1, 2, 3, 4]
     outcomes.close()  # pending calls cancelled, the pool shut down
-    assert len(started) < 100
-    assert not [t for t in threading.enumerate() if t.name.startswith("dhsurvey-decrypt")]
+    assert 5 <= started.value < 100
+    assert not mp.active_children()
+
+
+def test_in_order_makes_here_what_cannot_come_back() -> None:
+    """An outcome that does not pickle (a lock) is made again in the caller's process."""
+
+    def work(i: int) -> object:
+        return threading.Lock() if i % 10 == 4 else (i, os.getpid())
+
+    outcomes = [o.get() for o in in_order(work, range(40), 2)]
+    assert [o[0] for o in outcomes if isinstance(o, tuple)] == [i for i in range(40)
+                                                                 if i % 10 != 4]
+    assert {o[1] for o in outcomes if isinstance(o, tuple)} - {os.getpid()}  # forked workers
+    assert all(not isinstance(o, tuple) for o in outcomes[4::10])

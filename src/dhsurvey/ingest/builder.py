@@ -108,6 +108,12 @@ def repeat_order(model: FormModel) -> list[str]:
     return [r.name for r in model.repeats]
 
 
+def _normalised(values: Mapping[str, Any], columns: Iterable[str]) -> dict[str, Any]:
+    """``columns`` of ``values`` normalised (most cells of a wide form are absent: None)."""
+    get = values.get
+    return {c: None if (v := get(c)) is None else normalise(v) for c in columns}
+
+
 class TableBuilder:
     """Collects rows of one form from one export and applies the rules every route shares."""
 
@@ -143,8 +149,8 @@ class TableBuilder:
                             source_file=source_file, row=row, key=key, column="KEY", value=key)
             return False
         self._root_keys.add(key)
-        out = {c: normalise(values.get(c)) for c in field_columns(self.model)}
-        out.update({c: normalise(values.get(c)) for c in META})
+        out = _normalised(values, field_columns(self.model))
+        out.update(_normalised(values, META))
         out.update(KEY=key, form_id=self.model.form_id, source_format=self.source_format,
                    source_file=str(source_file or self.source_file))
         self.root.append(out)
@@ -192,7 +198,7 @@ class TableBuilder:
                                     key=key, column="KEY", value=key)
                     continue
                 seen.add(key)
-                taken.append({c: normalise(values.get(c)) for c in columns})
+                taken.append(_normalised(values, columns))
             tables[name] = pd.DataFrame(taken, columns=columns, dtype=object)
             keys_of[name] = seen
         quarantine = pd.DataFrame(self.quarantine_rows, columns=QUARANTINE_COLUMNS, dtype=object)

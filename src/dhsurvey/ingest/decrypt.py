@@ -17,9 +17,10 @@ draws itself, so those two manifest elements differ from run to run).
 Decryption never silently drops a submission: every failure is a :class:`DecryptionError` with a
 specific code, and :func:`decrypt_folder` keeps the raw files of failed submissions.
 Key material never appears in messages or logs. A folder of many encrypted submissions is
-decrypted on :data:`WORKERS` threads (``cryptography`` releases the GIL during the RSA private
-operations that dominate), ahead of and in the order of the caller, who sees every outcome
-exactly as one thread would have produced it (:func:`in_order`).
+decrypted in :data:`WORKERS` forked processes (``cryptography`` holds the GIL during the RSA
+private operations that dominate, so threads would take turns), ahead of and in the order of
+the caller, who sees every outcome exactly as one thread would have produced it
+(:func:`in_order`).
 """
 
 from __future__ import annotations
@@ -29,16 +30,18 @@ import contextlib
 import functools
 import hashlib
 import hmac
+import itertools
 import logging
+import multiprocessing as mp
 import os
 import shutil
 import xml.etree.ElementTree as ET
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 from xml.sax.saxutils import escape, quoteattr
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -323,14 +326,13 @@ def _text(el: ET.Element | None) -> str:
 
 def _parse_manifest(manifest: bytes, source: str | None) -> _Manifest:
     """Read and validate the manifest; anything off is ``decrypt-manifest``."""
-    where = _where(source, MANIFEST_NAME)
     instance_id = "(unknown)"
 
     def bad(msg: str) -> DecryptionError:
         return DecryptionError(
             f"instance {instance_id}, file {MANIFEST_NAME}: {msg}",
             code="decrypt-manifest",
-            file=where,
+            file=_where(source, MANIFEST_NAME),
             instance=None if instance_id == "(unknown)" else instance_id,
         )
 
@@ -446,7 +448,8 @@ def _decrypt(
     # The ciphertext is as long as the XML (plus padding): over the cap, it is not read.
     xml_size = files.size(m.xml_file) if isinstance(files, FolderFiles) else \
         len(files[m.xml_file])
-    check_size(XML, xml_size, file=_where(source, m.xml_file))
+    if xml_size > XML.bytes():  # (where, only to say so)
+        check_size(XML, xml_size, file=_where(source, m.xml_file))
 
     wrapped = _b64(m.b64_key, "base64EncryptedKey", fail)
     try:
@@ -520,7 +523,7 @@ def decrypt_submission(
 
 # --------------------------------------------------------------------------- in parallel
 
-#: Threads that decrypt a folder's submissions (the RSA private operations release the GIL).
+#: Processes (or threads, where a process may not fork) that decrypt a folder's submissions.
 WORKERS = max(1, min(2, os.cpu_count() or 1))
 #: A folder with fewer encrypted submissions than this is decrypted in the calling thread.
 PARALLEL_MIN = 64
@@ -576,16 +579,21 @@ def in_order(fn: Callable[[_T], _R], items: Iterable[_T],
     """``fn(item)`` for each item, as :class:`Outcome`s in the items' order.
 
     With one worker each call is made when the caller asks for its outcome, in the caller's
-    thread. With more, calls run on a thread pool a bounded number of items ahead of the
-    caller; ``fn`` must then have no side effects the caller could observe (it reads files and
-    decrypts; whatever the caller does with the outcomes stays in the caller's thread, in
-    order). Either way the caller sees the same outcomes in the same order, and an exception
-    is raised (by :meth:`Outcome.get`) where the caller takes that item's outcome. Calls not
-    started when the caller stops are cancelled.
+    thread. With more, calls run a bounded number of items ahead of the caller in forked
+    processes (``cryptography`` holds the GIL during RSA private operations, so threads would
+    take turns), or on threads where a process may not fork (no ``fork``; a daemonic process
+    such as a Celery worker). ``fn`` must then have no side effects the caller relies on, and
+    its outcomes must pickle (a batch whose outcomes do not, or whose process died, is made
+    again here). Either way the caller sees the same outcomes in the same order, and an
+    exception is raised (by :meth:`Outcome.get`) where the caller takes that item's outcome.
+    Calls not started when the caller stops are cancelled.
     """
     if workers <= 1:
         for item in items:
             yield attempt(functools.partial(fn, item))
+        return
+    if _can_fork():
+        yield from _in_order_forked(fn, list(items), workers)
         return
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dhsurvey-decrypt")
     pending: deque[Future[Outcome[_R]]] = deque()
@@ -598,6 +606,55 @@ def in_order(fn: Callable[[_T], _R], items: Iterable[_T],
             yield pending.popleft().result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+#: Items a forked worker takes at a time (one round trip per batch, not per item).
+_BATCH = 8
+#: The calls of the forked pools running in this process, by pool: their workers inherit them
+#: when forked, so that only a batch's bounds go to a worker, never ``fn`` or the items.
+_FORKED: dict[int, tuple[Callable[[Any], Any], list[Any]]] = {}
+_POOLS = itertools.count()
+#: Batches a forked pool works ahead of the caller, per worker (bounds the plaintext held).
+_AHEAD_BATCHES_PER_WORKER = 3
+
+
+def _can_fork() -> bool:
+    return "fork" in mp.get_all_start_methods() and not mp.current_process().daemon
+
+
+def _forked_batch(pool: int, start: int, stop: int) -> list[Outcome[Any]]:
+    """In a forked worker: the outcomes of the pool's items ``start:stop``."""
+    fn, items = _FORKED[pool]
+    return [attempt(functools.partial(fn, item)) for item in items[start:stop]]
+
+
+def _in_order_forked(fn: Callable[[_T], _R], items: list[_T],
+                     workers: int) -> Generator[Outcome[_R], None, None]:
+    """:func:`in_order` on ``workers`` forked processes, batch by batch."""
+    token = next(_POOLS)
+    _FORKED[token] = (fn, items)  # before the first submit, which forks the workers
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"))
+    pending: deque[tuple[int, int, Future[list[Outcome[_R]]]]] = deque()
+    ahead = workers * _AHEAD_BATCHES_PER_WORKER
+    try:
+        for start in range(0, len(items), _BATCH):
+            stop = min(start + _BATCH, len(items))
+            pending.append((start, stop, pool.submit(_forked_batch, token, start, stop)))
+            if len(pending) >= ahead:
+                yield from _batch_outcomes(fn, items, *pending.popleft())
+        while pending:
+            yield from _batch_outcomes(fn, items, *pending.popleft())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        del _FORKED[token]
+
+
+def _batch_outcomes(fn: Callable[[_T], _R], items: list[_T], start: int, stop: int,
+                    future: Future[list[Outcome[_R]]]) -> list[Outcome[_R]]:
+    try:
+        return future.result()
+    except Exception:  # its outcomes did not pickle, or the worker died: made here instead
+        return [attempt(functools.partial(fn, item)) for item in items[start:stop]]
 
 
 # --------------------------------------------------------------------------- folders

@@ -65,8 +65,10 @@ SOURCE_FORMAT = "xml"
 _META_ELEMENTS = {"instanceID": "KEY", "deprecatedID": DEPRECATED_ID}
 
 
+@functools.lru_cache(maxsize=4096)
 def local(tag: str) -> str:
-    """Element name without namespace: Collect, Aggregate and Central disagree on them."""
+    """Element name without namespace: Collect, Aggregate and Central disagree on them.
+    (Remembered: a folder's documents repeat the same few hundred tags.)"""
     return tag.rsplit("}", 1)[-1]
 
 
@@ -79,6 +81,18 @@ def children_by_container(model: FormModel) -> dict[tuple[str, ...], dict[str, I
         if item.is_group:
             out.setdefault((*item.path, item.name), {})
     return out
+
+
+#: What an element of the form is, for :func:`_walk`.
+_FIELD, _GROUP, _REPEAT = 0, 1, 2
+_Lookups = tuple[dict[tuple[str, ...], dict[str, int]], set[str]]
+
+
+def _kinds(model: FormModel) -> dict[tuple[str, ...], dict[str, int]]:
+    """:func:`children_by_container` as what each child is (field, group or repeat)."""
+    return {path: {name: _REPEAT if item.is_repeat else _GROUP if item.is_group else _FIELD
+                   for name, item in inside.items()}
+            for path, inside in children_by_container(model).items()}
 
 
 def _elements_without_data(model: FormModel) -> set[str]:
@@ -135,7 +149,7 @@ def read_xml_folder(folder: str | Path, model: FormModel, *,
     if not folder.is_dir():
         raise DhsurveyError("instance folder not found", code="export-missing", file=str(folder))
     builder = TableBuilder(model, SOURCE_FORMAT, folder)
-    lookup = children_by_container(model)
+    lookup = _kinds(model)
     silent = _elements_without_data(model)
     unknown: Counter[str] = Counter()
     instances = discover_instances(folder)
@@ -145,10 +159,12 @@ def read_xml_folder(folder: str | Path, model: FormModel, *,
         inst.form_id == model.form_id or claims(inst, model.form_id, study, present))]
     key = load_key_once(private_key_pem) if private_key_pem is not None else None
     threads = workers_for(sum(i.encrypted for i in mine), workers) if key is not None else 1
+    if key is not None and threads > 1:
+        attempt(key)  # parsed once here, not in each worker (an unusable key fails there)
     opened = in_order(functools.partial(_open, form_id=model.form_id, key=key), mine, threads)
     with contextlib.closing(opened):
         for inst, outcome in zip(mine, opened, strict=True):
-            _read_instance(model, builder, (lookup, silent), inst, outcome.get(), unknown)
+            _read_instance(model, builder, (lookup, silent), inst, outcome.get(), unknown, key)
     if unknown:
         log.warning("%s: ignoring elements the form does not have: %s", folder,
                     ", ".join(f"{k} ({n}x)" for k, n in sorted(unknown.items())))
@@ -157,10 +173,12 @@ def read_xml_folder(folder: str | Path, model: FormModel, *,
 
 @dataclass(frozen=True)
 class _Opened:
-    """An instance's document as read (its root element; the error reading it; None: there is
-    none) and, for an encrypted submission of the form with a key given, its decrypted XML."""
+    """An instance's document as read (its bytes; the error reading it; None: there is none)
+    and, when discovery found it an encrypted submission of the form and a key is given, its
+    decryption. Plain bytes and outcomes only, so that it can come back from a forked worker;
+    the document is parsed where the table is built."""
 
-    document: ET.Element | Exception | None
+    document: bytes | Exception | None
     plain: Outcome[bytes] | None = None
 
 
@@ -171,29 +189,40 @@ def _is_encrypted(root: ET.Element) -> bool:
 def _open(inst: Instance, form_id: str,
           key: Callable[[], rsa.RSAPrivateKey] | None) -> _Opened:
     """Read (and decrypt) one instance without touching the table, so that it can run ahead of
-    the reading on another thread; :func:`_read_instance` turns any failure into quarantine."""
+    the reading in another thread or process; :func:`_read_instance` turns any failure into
+    quarantine. Whether to decrypt is discovery's reading of the root element: the table
+    builder parses the document and decides (and decrypts itself should the document have
+    changed since)."""
     sub = inst.xml
     if not sub.is_file():
         return _Opened(None)
     try:
         data = read_file(sub, XML)
-        root = ET.fromstring(data)
-    except (InputTooLarge, ET.ParseError, OSError) as exc:
+    except (InputTooLarge, OSError) as exc:
         return _Opened(exc)
-    if not _is_encrypted(root) or root.get("id") != form_id or key is None:
-        return _Opened(root)
-    # The files are read as the manifest names them, the XML's size checked first.
-    folder = inst.media or sub.parent
-    return _Opened(root, attempt(lambda: decrypt_submission(
-        data, FolderFiles(folder), key(), source=str(folder)).xml))
+    if not inst.encrypted or inst.form_id != form_id or key is None:
+        return _Opened(data)
+    return _Opened(data, _decrypt_attempt(inst, data, key))
+
+
+def _decrypt_attempt(inst: Instance, data: bytes,
+                     key: Callable[[], rsa.RSAPrivateKey]) -> Outcome[bytes]:
+    """The decrypted XML of an encrypted manifest, or the error that stopped it. The files are
+    read as the manifest names them, the XML's size checked first."""
+    folder = inst.media or inst.xml.parent
+    return attempt(lambda: decrypt_submission(data, FolderFiles(folder), key(),
+                                              source=str(folder)).xml)
 
 
 def _parse(builder: TableBuilder, inst: Instance,
-           document: ET.Element | Exception | None) -> ET.Element | None:
+           document: bytes | Exception | None) -> ET.Element | None:
     """The document's root, or None after quarantining why it cannot be read."""
     sub = inst.xml
-    if isinstance(document, ET.Element):
-        return document
+    if isinstance(document, bytes):
+        try:
+            return ET.fromstring(document)
+        except ET.ParseError as exc:
+            document = exc
     if document is None:
         builder.quarantine("xml-missing", f"instance folder has no {SUBMISSION} (nor another "
                            "instance document)", source_file=inst.media or sub.parent)
@@ -234,14 +263,19 @@ def _decrypted(model: FormModel, builder: TableBuilder, inst: Instance, root: ET
 
 
 def _read_instance(model: FormModel, builder: TableBuilder,
-                   lookups: tuple[dict[tuple[str, ...], dict[str, Item]], set[str]],
-                   inst: Instance, opened: _Opened, unknown: Counter[str]) -> None:
+                   lookups: _Lookups, inst: Instance, opened: _Opened, unknown: Counter[str],
+                   private_key: Callable[[], rsa.RSAPrivateKey] | None) -> None:
     root = _parse(builder, inst, opened.document)
     if root is None:
         return
     submitted = root.get(SUBMISSION_DATE_ATTR)
     if _is_encrypted(root):
-        plain = _decrypted(model, builder, inst, root, opened.plain)
+        decrypted = opened.plain
+        if decrypted is None and private_key is not None and \
+                root.get("id") == model.form_id and isinstance(opened.document, bytes):
+            # not encrypted, or not of this form, when it was discovered
+            decrypted = _decrypt_attempt(inst, opened.document, private_key)
+        plain = _decrypted(model, builder, inst, root, decrypted)
         if plain is None:
             return
         root, submitted = plain, submitted or plain.get(SUBMISSION_DATE_ATTR)
@@ -263,28 +297,30 @@ def _read_instance(model: FormModel, builder: TableBuilder,
     builder.add_submission(values, repeats, source_file=here)
 
 
-def _walk(model: FormModel, lookups: tuple[dict[tuple[str, ...], dict[str, Item]], set[str]],
-          el: ET.Element, path: tuple[str, ...], row: dict[str, Any], row_key: str,
-          repeats: list[tuple[str, dict[str, Any]]], positions: Counter[tuple[str, str]],
-          unknown: Counter[str]) -> None:
+def _walk(model: FormModel, lookups: _Lookups, el: ET.Element, path: tuple[str, ...],
+          row: dict[str, Any], row_key: str, repeats: list[tuple[str, dict[str, Any]]],
+          positions: Counter[tuple[str, str]], unknown: Counter[str]) -> None:
     """Fill ``row`` from the children of ``el`` (container ``path``); repeats become rows."""
     inside = lookups[0].get(path, {})
     for child in el:
         name = local(child.tag)
-        item = inside.get(name)
-        if item is None:
+        kind = inside.get(name)
+        if kind is None:
             if not (path == () and name == "meta") and name not in lookups[1]:
                 unknown["/".join((*path, name))] += 1
             continue
-        if item.is_repeat:
+        if kind == _FIELD:
+            # A leaf's text is its value (normalised: empty is None); one with elements
+            # inside, all the text in it.
+            text = "".join(child.itertext()) if len(child) else child.text
+            row[name] = text if text else None
+        elif kind == _REPEAT:
             positions[(row_key, name)] += 1
             key = repeat_key(row_key, model, name, positions[(row_key, name)])
             sub_row: dict[str, Any] = {"KEY": key, PARENT: row_key}
             repeats.append((name, sub_row))
             _walk(model, lookups, child, (*path, name), sub_row, key, repeats, positions,
                   unknown)
-        elif item.is_group:
+        else:
             _walk(model, lookups, child, (*path, name), row, row_key, repeats, positions,
                   unknown)
-        else:
-            row[name] = normalise("".join(child.itertext()))
