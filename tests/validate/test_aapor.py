@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from dhsurvey.validate.aapor import child_dispositions, child_rates, rates
+from dhsurvey.validate.aapor import child_dispositions, child_rates, latest, rates
 
 # 10 complete, 4 no eligible child (both I), 2 partial, 3 refusals, 2 non-contacts, 1 other,
 # 3 vacant (NE), one case without a disposition yet.
@@ -132,3 +132,19 @@ def test_child_rates_read_the_recorded_result() -> None:
     overall = _row(child_rates(households, children))
     assert overall["NE"] == 1
     assert overall["RR1"] == pytest.approx(1 / 4)  # the ineligible child is out
+
+
+def test_the_last_submission_per_unit_is_kept_whole_in_index_order() -> None:
+    table = pd.DataFrame({
+        "cluster": [1, 1, 2, 1, 2], "hh": [1, 1, 1, 2, 1], "result": [3, 1, 4, 1, 2],
+        "submission_time": pd.to_datetime(["2026-03-02", "2026-03-03", None, "2026-03-01",
+                                           "2026-03-01"], utc=True)},
+        index=[10, 11, 12, 13, 14])
+    out = latest(table, ["cluster", "hh"])
+    assert list(out.index) == [11, 13, 14] and list(out["result"]) == [1, 1, 2]
+    pd.testing.assert_frame_equal(out, table.loc[[11, 13, 14]])
+    # Without submission times the table order decides: the later row of unit (2, 1) now.
+    assert list(latest(table.drop(columns="submission_time"), ["cluster", "hh"])["result"]) \
+        == [1, 1, 2]
+    assert list(latest(table.iloc[::-1], ["cluster", "hh"]).index) == [11, 13, 14]
+    assert latest(table, ["missing"]) is table

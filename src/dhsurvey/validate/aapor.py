@@ -162,7 +162,10 @@ def latest(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """
     if not set(keys) <= set(table.columns):
         return table
-    order = table.reset_index(drop=False)
+    # Only the columns the order reads are sorted (the rows are then taken whole).
+    read = list(dict.fromkeys([*keys, *(["submission_time"] if "submission_time" in table
+                                        else [])]))
+    order = table[read].reset_index(drop=False)
     if "submission_time" in order.columns:
         order = order.sort_values("submission_time", kind="stable", na_position="first")
     order = order.drop_duplicates(keys, keep="last").sort_values("index", kind="stable")
