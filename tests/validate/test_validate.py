@@ -193,3 +193,17 @@ def test_a_choice_filter_is_evaluated_once_per_distinct_answer() -> None:
                        for i in range(len(root))])
     pd.testing.assert_frame_equal(whole, alone)
     assert whole.loc["k0"].tolist() != whole.loc["k4"].tolist()
+
+
+def test_relevance_parts_combine_as_pandas_would() -> None:
+    from dhsurvey.forms.frames import _all_of
+
+    index = pd.Index(["a", "b", "c"])
+    aligned = [pd.Series([True, True, False], index=index),
+               pd.Series([True, False, True], index=index)]
+    other = pd.Series([True, False, True], index=["c", "a", "b"])  # aligned by label
+    for parts in (aligned, [*aligned, other], [aligned[0], other.astype("boolean")], []):
+        expected = pd.Series(True, index=index)
+        for part in parts:
+            expected &= part
+        pd.testing.assert_series_equal(_all_of(parts, index), expected)

@@ -130,6 +130,20 @@ def _format_one(value: object) -> str | None:
     return str(value)
 
 
+def _all_of(parts: list[pd.Series], index: pd.Index) -> pd.Series:
+    """Rows of ``index`` where every part holds: as arrays when all are aligned booleans
+    without NA (the usual case, far cheaper), else as pandas aligns them."""
+    if all(p.dtype == bool and p.index.equals(index) for p in parts):
+        mask = np.ones(len(index), dtype=bool)
+        for part in parts:
+            mask &= part.to_numpy()
+        return pd.Series(mask, index=index)
+    out = pd.Series(True, index=index)
+    for part in parts:
+        out &= part
+    return out
+
+
 @dataclass
 class FormData:
     """One form's submissions: ``root`` plus ``repeats[name]`` (with a ``PARENT_KEY`` column).
@@ -251,7 +265,7 @@ class FormData:
         field evaluate each group's relevance once, not once per field inside it.
         """
         frame = self.level_frame(item.repeat) if frame is None else frame
-        mask = pd.Series(True, index=frame.index)
+        parts: list[pd.Series] = []
         for group in [*self.model.ancestors(item), item]:
             if not group.relevant:
                 continue
@@ -260,14 +274,14 @@ class FormData:
                 # An enclosing repeat's (or outer group's) relevance at its own level,
                 # broadcast to this level's rows through the parent links.
                 outer = self.relevant(group, cache=cache)
-                mask &= self._broadcast(outer, group.repeat, item.repeat, frame.index)
+                parts.append(self._broadcast(outer, group.repeat, item.repeat, frame.index))
             elif cache is not None and group is not item:
                 if group.name not in cache:
                     cache[group.name] = self.evaluate_bool(group, group.relevant, frame=frame)
-                mask &= cache[group.name]
+                parts.append(cache[group.name])
             else:
-                mask &= self.evaluate_bool(group, group.relevant, frame=frame)
-        return mask
+                parts.append(self.evaluate_bool(group, group.relevant, frame=frame))
+        return _all_of(parts, frame.index)
 
     def _broadcast(self, values: pd.Series, source: str | None, target: str | None,
                    index: pd.Index) -> pd.Series:
