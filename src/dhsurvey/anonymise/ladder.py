@@ -94,9 +94,9 @@ class Search:
     """The step search of one tier over its groups of linked forms.
 
     Steps are applied to light copies (the keys, the household link, the weight), each
-    stepped column computed once; a group's result depends only on its own forms' steps and
-    is remembered, so a round that tries every variable re-evaluates only the group it
-    changes.
+    stepped column computed (and its observed values counted) once; a group's result
+    depends only on its own forms' steps and is remembered, so a round that tries every
+    variable re-evaluates only the group it changes.
     """
 
     def __init__(self, forms: Mapping[str, WorkingForm], rules: Rules, k: int,
@@ -112,6 +112,7 @@ class Search:
         self.flags = {n: harmful_flags(f.table, self.sensitive.get(n, {}))
                       for n, f in self.forms.items()}
         self._columns: dict[tuple[str, str, int], pd.Series] = {}
+        self._observed: dict[tuple[str, str, int], int] = {}
         self._groups: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self._before: dict[tuple[Any, ...], int] = {}
 
@@ -125,6 +126,14 @@ class Search:
                 cached = apply_step(self._column(f, col, n - 1), step, merge_code(f, col))
             self._columns[(f.name, col, n)] = cached
         return cached
+
+    def _count(self, name: str, col: str, n: int) -> int:
+        """Observed values of a column after its first ``n`` steps (the budget's base)."""
+        found = self._observed.get((name, col, n))
+        if found is None:
+            found = int(self._column(self.forms[name], col, n).notna().sum())
+            self._observed[(name, col, n)] = found
+        return found
 
     def stepped(self, f: WorkingForm, levels: Mapping[tuple[str, str], int]) -> WorkingForm:
         """A light copy of ``f`` with the steps of ``levels`` applied to its keys."""
@@ -176,7 +185,7 @@ class Search:
             copies.update(c)
             cells.update(s)
             unsafe.update(u)
-        observed = {(n, key): int(copies[n].table[key].notna().sum())
+        observed = {(n, key): self._count(n, key, levels.get((n, key), 0))
                     for n in copies for key in copies[n].keys}
         shares = {key: (int(cells[key].sum()) / observed[key] if key in cells and observed[key]
                         else 0.0) for key in observed}

@@ -25,7 +25,13 @@ import numpy as np
 import pandas as pd
 
 from dhsurvey.anonymise.measure import risk_summary
-from dhsurvey.anonymise.risk import _factorise, check_keys, compatible_sums, global_risk
+from dhsurvey.anonymise.risk import (
+    Compatible,
+    _factorise,
+    check_keys,
+    compatible_sums,
+    global_risk,
+)
 from dhsurvey.anonymise.scenario import Harmful
 from dhsurvey.anonymise.working import WorkingForm
 from dhsurvey.errors import DhsurveyError
@@ -259,20 +265,48 @@ def respondent_counts(profile: Profile, truth: pd.DataFrame, frame: pd.DataFrame
     """(rows of the form's respondents, compatible records per respondent, compatible
     records holding each harmful answer)."""
     (t, f), cards = encode_keys([truth, frame], profile.keys)
-    return coded_counts(profile, t, f, cards, form)
+    return Respondents(profile, t, cards).counts(f, form)
 
 
-def coded_counts(profile: Profile, truth: np.ndarray, codes: np.ndarray, cards: np.ndarray,
-                 form: str) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """:func:`respondent_counts` on the profile's keys coded by :func:`encode_keys`
-    (``truth`` the intruder's values, ``codes`` the released ones)."""
-    idx = np.flatnonzero(profile.present[form])
-    flags = profile.harmful.get(form, {})
-    values = np.column_stack([np.ones(len(idx))] + [flags[c][idx] for c in flags])
-    sums = compatible_sums(truth[idx], codes[idx], cards, values)
-    fk = np.rint(sums[:, 0]).astype(np.int64)
-    return idx, fk, {c: np.rint(sums[:, j + 1]).astype(np.int64)
-                     for j, c in enumerate(flags)}
+class Respondents:
+    """Each file's respondents in a profile as the intruder knows them (``truth``: the
+    profile's keys coded by :func:`encode_keys`), counted against released codes.
+
+    Why an object: local suppression counts the same respondents every round with a few
+    more cells blanked, so the truth side of each count (:class:`Compatible`) is prepared
+    once per file.
+    """
+
+    def __init__(self, profile: Profile, truth: np.ndarray, cards: np.ndarray) -> None:
+        self.profile = profile
+        self.idx = {form: np.flatnonzero(rows) for form, rows in profile.present.items()}
+        self.flags = {form: profile.harmful.get(form, {}) for form in profile.present}
+        self.compatible = {form: Compatible(truth[idx], cards) for form, idx in self.idx.items()}
+
+    def counts(self, codes: np.ndarray, form: str
+               ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """:func:`respondent_counts` with the released keys coded as ``codes``."""
+        idx, flags = self.idx[form], self.flags[form]
+        values = np.column_stack([np.ones(len(idx))] + [flags[c][idx] for c in flags])
+        sums = self.compatible[form].sums(codes[idx], values)
+        fk = np.rint(sums[:, 0]).astype(np.int64)
+        return idx, fk, {c: np.rint(sums[:, j + 1]).astype(np.int64)
+                         for j, c in enumerate(flags)}
+
+    def unsafe(self, codes: np.ndarray, k: int) -> np.ndarray:
+        """:func:`unsafe_rows` with the released keys coded as ``codes``."""
+        unsafe = np.zeros(len(codes), dtype=bool)
+        if not self.profile.keys:
+            return unsafe
+        for form, idx in self.idx.items():
+            if not len(idx):
+                continue
+            idx, fk, harmful = self.counts(codes, form)
+            bad = fk < k
+            for c, count in harmful.items():
+                bad |= self.flags[form][c][idx] & (count == fk)
+            unsafe[idx[bad]] = True
+        return unsafe
 
 
 def file_measures(profile: Profile, frame: pd.DataFrame | None = None, *, k: int,
@@ -285,6 +319,7 @@ def file_measures(profile: Profile, frame: pd.DataFrame | None = None, *, k: int
     truth = frame if truth is None else truth
     out: dict[str, dict[str, Any]] = {}
     (t, f), cards = encode_keys([truth, frame], profile.keys)
+    respondents = Respondents(profile, t, cards)
     for form, rows in profile.present.items():
         flags = profile.harmful.get(form, {})
         if not rows.any() or not profile.keys:
@@ -292,7 +327,7 @@ def file_measures(profile: Profile, frame: pd.DataFrame | None = None, *, k: int
                          "risk": risk_summary(frame.iloc[:0], [], None),
                          "l_violations": dict.fromkeys(flags, 0)}
             continue
-        idx, fk, harmful = coded_counts(profile, t, f, cards, form)
+        idx, fk, harmful = respondents.counts(f, form)
         sub = frame.iloc[idx][profile.keys]
         weight = profile.weights.get(form)
         g = global_risk(sub, profile.keys, None if weight is None else weight[idx])
@@ -312,28 +347,10 @@ def unsafe_rows(profile: Profile, frame: pd.DataFrame, k: int) -> np.ndarray:
     if not profile.keys:
         return np.zeros(len(frame), dtype=bool)
     (truth, codes), cards = encode_keys([profile.frame, frame], profile.keys)
-    return coded_unsafe(profile, truth, codes, cards, k)
-
-
-def coded_unsafe(profile: Profile, truth: np.ndarray, codes: np.ndarray, cards: np.ndarray,
-                 k: int) -> np.ndarray:
-    """:func:`unsafe_rows` on the profile's keys coded by :func:`encode_keys` (``truth`` the
-    profile's own values, ``codes`` the released ones)."""
-    unsafe = np.zeros(len(codes), dtype=bool)
-    if not profile.keys:
-        return unsafe
-    for form, rows in profile.present.items():
-        if not rows.any():
-            continue
-        idx, fk, harmful = coded_counts(profile, truth, codes, cards, form)
-        bad = fk < k
-        for c, count in harmful.items():
-            bad |= profile.harmful[form][c][idx] & (count == fk)
-        unsafe[idx[bad]] = True
-    return unsafe
+    return Respondents(profile, truth, cards).unsafe(codes, k)
 
 
 __all__ = ["NOT_ASKED", "NOT_ASKED_TEXT", "NO_RECORD", "NO_RECORD_TEXT", "Profile",
-           "build_profile", "code_text", "coded_counts", "coded_unsafe", "encode_keys",
-           "file_measures", "harmful_flags", "intruder_counts", "is_absent", "key_view",
-           "plain_values", "respondent_counts", "unsafe_rows"]
+           "Respondents", "build_profile", "code_text", "encode_keys", "file_measures",
+           "harmful_flags", "intruder_counts", "is_absent", "key_view", "plain_values",
+           "respondent_counts", "unsafe_rows"]

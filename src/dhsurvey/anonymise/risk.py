@@ -37,7 +37,7 @@ import itertools
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from math import prod
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -539,23 +539,20 @@ def suda2(
     )
 
 
-def _lookup_sums(ca: np.ndarray, cb: np.ndarray, vb: np.ndarray, span: int) -> np.ndarray:
+def _lookup_sums(ca: np.ndarray, cb: np.ndarray, vb: np.ndarray) -> np.ndarray:
     """Per code of ``ca``, the column sums of ``vb`` over the rows of ``cb`` with that code
-    (codes below ``span``, or compressed by :func:`_pair_codes` when it overflows)."""
-    m = vb.shape[1]
-    out = np.zeros((len(ca), m))
-    if span <= max(4 * (len(ca) + len(cb)), 1 << 16):
-        for col in range(m):
-            out[:, col] = np.bincount(cb, weights=vb[:, col], minlength=span)[ca]
-        return out
-    uniq, inv = np.unique(cb, return_inverse=True)
-    inv = inv.ravel()
-    pos = np.searchsorted(uniq, ca)
-    pos[pos == len(uniq)] = 0
-    hit = uniq[pos] == ca
-    for col in range(m):
-        sums = np.bincount(inv, weights=vb[:, col], minlength=len(uniq))
-        out[hit, col] = sums[pos[hit]]
+    (all columns in one pass: the b side sorted and summed per code, the a side looked up in
+    it)."""
+    out = np.zeros((len(ca), vb.shape[1]))
+    order = np.argsort(cb, kind="stable")
+    codes = cb[order]
+    starts = np.flatnonzero(np.concatenate([[True], codes[1:] != codes[:-1]]))
+    sums = np.add.reduceat(vb[order], starts, axis=0)
+    codes = codes[starts]
+    pos = np.searchsorted(codes, ca)
+    pos[pos == len(codes)] = 0
+    hit = codes[pos] == ca
+    out[hit] = sums[pos[hit]]
     return out
 
 
@@ -577,34 +574,69 @@ def compatible_sums(truth: np.ndarray, released: np.ndarray, cards: np.ndarray,
     Why on codes: the suppression loop asks this of the same keys dozens of times, each time
     with a few more cells blanked; ``truth`` and ``released`` are (n x K) integer codes
     (-1 = missing, below ``cards`` otherwise, one code per value on both sides), so nothing
-    is factorised again. Both sides are collapsed to cells and grouped by missingness
-    pattern; each pair of a truth and a released pattern is matched on the keys observed in
-    both. Sums of whole numbers (counts, 0/1 flags) are exact in any order.
+    is factorised again (:class:`Compatible` keeps the truth side between calls). Sums of
+    whole numbers (counts, 0/1 flags) are exact in any order.
     """
-    n, k = truth.shape
-    values = np.asarray(values, dtype=np.float64).reshape(len(released), -1)
-    m = values.shape[1]
-    if n == 0 or len(released) == 0:
-        return np.zeros((n, m))
-    if k == 0:  # no keys: every record matches every other
-        return np.tile(values.sum(axis=0), (n, 1))
-    cards = np.asarray(cards, dtype=np.int64)
-    t_cell, t_codes = _cells(truth, cards)
-    r_cell, r_codes = _cells(released, cards)
-    r_vals = np.column_stack([np.bincount(r_cell, weights=values[:, j],
-                                          minlength=len(r_codes)) for j in range(m)]) \
-        if m else np.zeros((len(r_codes), 0))
-    gains = np.zeros((len(t_codes), m))
-    released_groups = [(p, g, r_codes[g], r_vals[g]) for p, g in _pattern_groups(r_codes)]
-    for q, tq in _pattern_groups(t_codes):
-        sub = t_codes[tq]
-        for p, _, codes, vals in released_groups:
-            either = q | p
-            shared = [j for j in range(k) if not (either >> j) & 1]
-            if not shared:  # nothing observed in common: everything matches
-                gains[tq] += vals.sum(axis=0)
-                continue
-            radices = cards[shared]
-            ca, cb = _pair_codes(sub[:, shared], codes[:, shared], radices)
-            gains[tq] += _lookup_sums(ca, cb, vals, prod(int(r) for r in radices))
-    return gains[t_cell]
+    return Compatible(truth, cards).sums(released, values)
+
+
+class Compatible:
+    """:func:`compatible_sums` against one fixed ``truth`` (n x K codes), for released codes
+    that change between calls.
+
+    The truth rows are collapsed to cells and grouped by missingness pattern once, and their
+    codes on each set of keys a released pattern shares with them are combined once; each
+    call groups the released rows by pattern and matches every pair of a truth and a
+    released pattern on the keys observed in both.
+    """
+
+    def __init__(self, truth: np.ndarray, cards: np.ndarray) -> None:
+        self.n, self.k = truth.shape
+        self.cards = np.asarray(cards, dtype=np.int64)
+        self.cell: np.ndarray = np.zeros(self.n, dtype=np.int64)
+        self.codes: np.ndarray = np.zeros((min(self.n, 1), 0), dtype=np.int64)
+        if self.k:
+            self.cell, self.codes = _cells(truth, self.cards)
+        self.groups = _pattern_groups(self.codes)
+        self._shared: dict[tuple[int, int], tuple[list[int], Any, Any]] = {}
+
+    def _on(self, q: int, tq: np.ndarray, either: int
+            ) -> tuple[list[int], np.ndarray | None, np.ndarray | None]:
+        """The keys observed outside the pattern ``either``, their place values in a
+        combined code and the codes of truth pattern ``q``'s cells on them (combined once;
+        no place values when the code would overflow)."""
+        found = self._shared.get((q, either))
+        if found is None:
+            shared = [j for j in range(self.k) if not (either >> j) & 1]
+            place = ca = None
+            radices = [int(r) for r in self.cards[shared]]
+            if shared and prod(radices) < _CODE_LIMIT:
+                place = np.array([prod(radices[i + 1:]) for i in range(len(shared))],
+                                 dtype=np.int64)
+                ca = self.codes[tq][:, shared] @ place
+            found = self._shared[(q, either)] = (shared, place, ca)
+        return found
+
+    def sums(self, released: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Per truth row, the column sums of ``values`` over the compatible ``released``
+        rows."""
+        values = np.asarray(values, dtype=np.float64).reshape(len(released), -1)
+        m = values.shape[1]
+        if self.n == 0 or len(released) == 0:
+            return np.zeros((self.n, m))
+        if self.k == 0:  # no keys: every record matches every other
+            return np.tile(values.sum(axis=0), (self.n, 1))
+        gains = np.zeros((len(self.codes), m))
+        released_groups = [(p, released[g], values[g]) for p, g in _pattern_groups(released)]
+        for q, tq in self.groups:
+            for p, codes, vals in released_groups:
+                shared, place, ca = self._on(q, tq, q | p)
+                if not shared:  # nothing observed in common: everything matches
+                    gains[tq] += vals.sum(axis=0)
+                elif place is not None and ca is not None:
+                    gains[tq] += _lookup_sums(ca, codes[:, shared] @ place, vals)
+                else:  # rare: compression must be shared, so code both sides together
+                    ca, cb = _pair_codes(self.codes[tq][:, shared], codes[:, shared],
+                                         self.cards[shared])
+                    gains[tq] += _lookup_sums(ca, cb, vals)
+        return gains[self.cell]

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from dhsurvey.anonymise.linked import Profile, coded_counts, coded_unsafe, encode_keys, is_absent
+from dhsurvey.anonymise.linked import Profile, Respondents, encode_keys, is_absent
 from dhsurvey.anonymise.risk import _combine
 from dhsurvey.anonymise.working import WorkingForm
 
@@ -121,15 +121,15 @@ def _with_neighbours(codes: np.ndarray, cards: np.ndarray, col: int, rows: np.nd
     g = group[donors]
     donors = donors[np.lexsort((donors, harmful[donors], g))]  # per group: harmless first
     g = group[donors]
-    first = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
-    rank = np.arange(len(donors)) - np.repeat(first, np.diff(np.r_[first, len(donors)]))
+    first = np.flatnonzero(np.concatenate([[True], g[1:] != g[:-1]]))
+    rank = np.arange(len(donors)) - np.repeat(first, np.diff(np.append(first, len(donors))))
     out[donors[rank < take[g]]] = True
     return out
 
 
-def _donate(profile: Profile, truth: np.ndarray, codes: np.ndarray, absent: np.ndarray,
-            text_absent: np.ndarray, first: list[int], k: int, harmful: np.ndarray,
-            blanked: list[np.ndarray], cards: np.ndarray) -> bool:
+def _donate(respondents: Respondents, truth: np.ndarray, codes: np.ndarray,
+            absent: np.ndarray, text_absent: np.ndarray, first: list[int], k: int,
+            harmful: np.ndarray, blanked: list[np.ndarray]) -> bool:
     """For records still unsafe once their neighbourhoods are spent: find, key by key (least
     important first), respondents of the same file that differ from the record's true
     values on that key only, and blank it in as many as the record lacks (without a harmful
@@ -139,16 +139,15 @@ def _donate(profile: Profile, truth: np.ndarray, codes: np.ndarray, absent: np.n
     record's own is not looked for; a numeric one is, as it always was). Returns whether
     anything was blanked."""
     progress = False
+    profile = respondents.profile
     for form, present in profile.present.items():
-        idx, fk, counts = coded_counts(profile, truth, codes, cards, form)
+        idx, fk, counts = respondents.counts(codes, form)
         flags = profile.harmful.get(form, {})
         mixing = np.zeros(len(idx), dtype=bool)
         for c, n in counts.items():
             mixing |= flags[c][idx] & (n == fk)
-        for row, have, mix in zip(idx, fk, mixing, strict=True):
-            need = max(k - int(have), 1 if mix else 0)
-            if need <= 0:
-                continue
+        needs = np.maximum(k - fk, mixing.astype(np.int64))
+        for row, need in zip(idx[needs > 0], needs[needs > 0], strict=True):
             target = truth[row]
             # A key the intruder does not know of the record (no linked record, a wildcard)
             # is matched by any value; a blank matches anything.
@@ -205,7 +204,8 @@ def protect(profile: Profile, order: Sequence[str], k: int, collapsed: bool = Fa
     for flags in profile.harmful.values():
         for flag in flags.values():
             harmful |= flag
-    unsafe = coded_unsafe(profile, truth, codes, cards, k)
+    respondents = Respondents(profile, truth, cards)
+    unsafe = respondents.unsafe(codes, k)
     known = (truth[:, first] >= 0) & ~absent[:, first]
     while unsafe.any():
         can = (codes[:, first] >= 0) & ~absent[:, first]
@@ -227,11 +227,11 @@ def protect(profile: Profile, order: Sequence[str], k: int, collapsed: bool = Fa
                     cells[j] |= chosen
                     progress = True
         if not progress:
-            progress = _donate(profile, truth, codes, absent, text_absent, first, k, harmful,
-                               cells, cards)
+            progress = _donate(respondents, truth, codes, absent, text_absent, first, k,
+                               harmful, cells)
         if not progress:
             break
-        unsafe = coded_unsafe(profile, truth, codes, cards, k)
+        unsafe = respondents.unsafe(codes, k)
     return blanked, unsafe
 
 
