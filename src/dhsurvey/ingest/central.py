@@ -133,16 +133,24 @@ def _require(header: list[str], expected: list[str], label: str,
     return index
 
 
-def _field_values(model: FormModel, repeat: str | None, rec: list[str],
-                  index: dict[str, int]) -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
+def _field_columns(model: FormModel, repeat: str | None,
+                   index: dict[str, int]) -> list[tuple[str, list[int] | None, int]]:
+    """Where each field of a table is in its rows: (name, the four columns of a geopoint or
+    None, the column of any other field). Worked out once per table, not once per row."""
+    plan: list[tuple[str, list[int] | None, int]] = []
     for item in model.fields_in(repeat):
         cols = field_headers(item)
         if item.type == "geopoint":
-            out[item.name] = join_geopoint([rec[index[c]] for c in cols])
+            plan.append((item.name, [index[c] for c in cols], -1))
         else:
-            out[item.name] = rec[index[cols[0]]]
-    return out
+            plan.append((item.name, None, index[cols[0]]))
+    return plan
+
+
+def _field_values(plan: list[tuple[str, list[int] | None, int]],
+                  rec: list[str]) -> dict[str, str | None]:
+    return {name: rec[at] if geo is None else join_geopoint([rec[i] for i in geo])
+            for name, geo, at in plan}
 
 
 def read_central_zip(path: str | Path, model: FormModel) -> RawForm:
@@ -174,10 +182,11 @@ def read_central_zip(path: str | Path, model: FormModel) -> RawForm:
                 _read_root(model, builder, header, rows, label)
             else:
                 index = _require(header, repeat_header(model, repeat), label)
+                plan = _field_columns(model, repeat, index)
                 for number, rec in enumerate(rows, start=2):
                     if not rec:
                         continue
-                    values = _field_values(model, repeat, rec, index)
+                    values = _field_values(plan, rec)
                     values.update(KEY=rec[index["KEY"]], PARENT_KEY=rec[index[PARENT]])
                     builder.add_repeat(repeat, values, source_file=label, row=number)
     return builder.finish()
@@ -193,6 +202,7 @@ def _read_root(model: FormModel, builder: TableBuilder, header: list[str],
     def get(rec: list[str], column: str) -> str | None:
         return rec[index[column]] if column in index else None
 
+    plan = _field_columns(model, None, index)
     for number, rec in enumerate(rows, start=2):
         if not rec:
             continue
@@ -202,7 +212,7 @@ def _read_root(model: FormModel, builder: TableBuilder, header: list[str],
                                source_file=label, row=number, key=get(rec, "KEY") or None,
                                column="Status", value=status)
             continue
-        values: dict[str, str | None] = _field_values(model, None, rec, index)
+        values: dict[str, str | None] = _field_values(plan, rec)
         values.update(
             KEY=get(rec, "KEY"),
             form_version=form_version(get(rec, "FormVersion")),
