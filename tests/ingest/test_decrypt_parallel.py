@@ -11,6 +11,7 @@ equal.
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 import os
 import random
@@ -26,7 +27,7 @@ from test_roundtrip import rsa_pair, synthetic_raw
 from dhsurvey.errors import DhsurveyError
 from dhsurvey.fieldwork.exports import write_xml_folder
 from dhsurvey.forms.model import FormModel, load_form
-from dhsurvey.ingest import decrypt
+from dhsurvey.ingest import decrypt, xmlfolder
 from dhsurvey.ingest.canonical import RawForm
 from dhsurvey.ingest.decrypt import decrypt_folder, encrypt_submission, in_order
 from dhsurvey.ingest.xmlfolder import read_xml_folder
@@ -219,6 +220,20 @@ def test_threads_where_a_process_may_not_fork(folder: Path, hh: FormModel,
     seen = rsa_ran.seen()
     assert seen and all(s.startswith(f"{os.getpid()} dhsurvey-decrypt") for s in seen)
     _assert_identical(sequential, threaded)
+
+
+def test_a_document_encrypted_since_discovery_is_decrypted_all_the_same(
+        folder: Path, hh: FormModel, keys: tuple[bytes, bytes], small_cap: None,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The workers decrypt what discovery found encrypted; the table builder decides on the
+    document it parses, and decrypts itself one that discovery saw otherwise."""
+    expected = read_xml_folder(folder, hh, private_key_pem=keys[0], workers=2)
+    real = xmlfolder.discover_instances
+    monkeypatch.setattr(xmlfolder, "discover_instances", lambda f: [
+        dataclasses.replace(i, encrypted=False) for i in real(f)])
+    for workers in (1, 2):
+        _assert_identical(expected, read_xml_folder(folder, hh, private_key_pem=keys[0],
+                                                    workers=workers))
 
 
 def _tree(folder: Path) -> dict[str, bytes]:
