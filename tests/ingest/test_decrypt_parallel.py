@@ -308,3 +308,16 @@ def test_in_order_makes_here_what_cannot_come_back() -> None:
                                                                  if i % 10 != 4]
     assert {o[1] for o in outcomes if isinstance(o, tuple)} - {os.getpid()}  # forked workers
     assert all(not isinstance(o, tuple) for o in outcomes[4::10])
+
+
+def test_in_order_carries_on_when_a_worker_dies() -> None:
+    """What a dead worker would have made, and everything after, is made here."""
+    caller = os.getpid()
+
+    def work(i: int) -> int:
+        if i == 20 and os.getpid() != caller:
+            os._exit(1)  # a worker killed (out of memory …) while on item 20
+        return i * i
+
+    assert [o.get() for o in in_order(work, range(200), 2)] == [i * i for i in range(200)]
+    assert not mp.active_children()

@@ -38,7 +38,7 @@ import shutil
 import xml.etree.ElementTree as ET
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import BrokenExecutor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -634,12 +634,17 @@ def _in_order_forked(fn: Callable[[_T], _R], items: list[_T],
     token = next(_POOLS)
     _FORKED[token] = (fn, items)  # before the first submit, which forks the workers
     pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"))
-    pending: deque[tuple[int, int, Future[list[Outcome[_R]]]]] = deque()
+    pending: deque[tuple[int, int, Future[list[Outcome[_R]]] | None]] = deque()
     ahead = workers * _AHEAD_BATCHES_PER_WORKER
     try:
         for start in range(0, len(items), _BATCH):
             stop = min(start + _BATCH, len(items))
-            pending.append((start, stop, pool.submit(_forked_batch, token, start, stop)))
+            try:
+                future: Future[list[Outcome[_R]]] | None = pool.submit(
+                    _forked_batch, token, start, stop)
+            except BrokenExecutor:  # a worker died: the rest is made here
+                future = None
+            pending.append((start, stop, future))
             if len(pending) >= ahead:
                 yield from _batch_outcomes(fn, items, *pending.popleft())
         while pending:
@@ -650,11 +655,13 @@ def _in_order_forked(fn: Callable[[_T], _R], items: list[_T],
 
 
 def _batch_outcomes(fn: Callable[[_T], _R], items: list[_T], start: int, stop: int,
-                    future: Future[list[Outcome[_R]]]) -> list[Outcome[_R]]:
+                    future: Future[list[Outcome[_R]]] | None) -> list[Outcome[_R]]:
     try:
-        return future.result()
+        if future is not None:
+            return future.result()
     except Exception:  # its outcomes did not pickle, or the worker died: made here instead
-        return [attempt(functools.partial(fn, item)) for item in items[start:stop]]
+        pass
+    return [attempt(functools.partial(fn, item)) for item in items[start:stop]]
 
 
 # --------------------------------------------------------------------------- folders
