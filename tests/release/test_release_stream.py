@@ -288,3 +288,48 @@ def test_a_parquet_table_gives_the_columns_pandas_reads(tmp_path: Path, whole_ce
     assert list(table.columns) == list(expected.columns) and table.shape == (3, 4)
     for name in expected.columns:
         pd.testing.assert_series_equal(table[name], expected[name])
+
+
+@pytest.mark.parametrize("name", ["child", "household"])
+def test_rows_laid_out_directly_are_pyreadstat_rows(release, models, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    name: str) -> None:
+    """The .dta and .sav rows of numbers (missing, tagged 98/99, longs) and short strings
+    (empty, multibyte) are laid out without pyreadstat, byte for byte as pyreadstat lays them
+    out; a string holding a NUL (which readstat cuts) leaves its block to pyreadstat."""
+    import dhsurvey.release.formats.spss as spss
+    import dhsurvey.release.formats.stata as stata
+
+    df = release[name].copy()
+    for column in df.columns:
+        if isinstance(df[column].dtype, pd.StringDtype):
+            df[column] = df[column].str.slice(0, 100)
+    df["note_text"] = pd.array([None, "", "ü" * 60, "a"] * (len(df) // 4)
+                               + [None] * (len(df) % 4), dtype="string")
+    nul = df.assign(note_text=df["note_text"].where(df.index != 5, "a\x00b"))
+    model = models[name]
+    laid: dict[str, list[bool]] = {"dta": [], "sav": []}
+    for fmt, module in (("dta", stata), ("sav", spss)):
+        def encode(*args: object, _fmt: str = fmt, _real: object = module._encode) -> object:
+            out = _real(*args)  # type: ignore[operator]
+            laid[_fmt].append(out is not None)
+            return out
+        monkeypatch.setattr(module, "_encode", encode)
+    for way, frame in (("plain", df), ("nul", nul)):
+        _append(tmp_path / f"{way}.parquet", [frame], model, "stata")
+        direct = write_from_parquet(tmp_path / f"{way}.parquet", model, tmp_path / way,
+                                    formats=("dta", "sav"), language="stata", batch_rows=97)
+        with monkeypatch.context() as m:
+            m.setattr(stata, "_direct", lambda *_: False)
+            m.setattr(spss, "_direct", lambda *_: False)
+            by_pyreadstat = write_from_parquet(tmp_path / f"{way}.parquet", model,
+                                               tmp_path / f"{way}-pyreadstat",
+                                               formats=("dta", "sav"), language="stata",
+                                               batch_rows=97)
+        for ours, theirs in zip(direct, by_pyreadstat, strict=True):
+            assert ours.read_bytes() == theirs.read_bytes(), (way, ours.name)
+        if way == "plain":
+            assert all(laid["dta"]) and all(laid["sav"]) and len(laid["dta"]) > 2
+        else:
+            assert not all(laid["dta"]) and not all(laid["sav"])
+        laid = {"dta": [], "sav": []}

@@ -661,12 +661,13 @@ def _markdown(codebook: pd.DataFrame) -> str:
         part = codebook[codebook["form"] == name]
         out += ["", f"## {name}", "", "| Variable | Label | Type | Universe | n |",
                 "|---|---|---|---|---|"]
-        for r in part.itertuples(index=False):
-            row = r._asdict()
+        # Rows as dicts of python values, as iterrows gives them, without a Series per row.
+        records = part.to_dict("records")
+        for row in records:
             label = _md(row.get(main_label)) if main_label else ""
             out.append(f"| `{row['variable']}` | {label} | {_md(row['type'])} | "
                        f"{_md(row['universe'])} | {row['n']} |")
-        for _, row in part.iterrows():
+        for row in records:
             out += ["", f"### `{row['variable']}`", ""]
             lines = [(f"Label ({c[len('label_'):]})", row[c]) for c in label_columns]
             lines += [("Type", row["type"]), ("Group", row["group"]), ("PII", row["pii"]),

@@ -18,7 +18,7 @@ import pandas as pd
 
 from dhsurvey.forms.model import FormModel, Item
 from dhsurvey.release.labels import (
-    field_for,
+    fields_for,
     file_labels,
     missing_codes,
     resolve_language,
@@ -144,7 +144,7 @@ def table_layout(names: list[str], kinds: Mapping[str, str], model: FormModel,
     coded = {c: v for c, v in value_labels(model, lang).items()
              if c in kinds and kinds[c] in ("int", "empty")}
     missing = {c: v for c, v in missing_codes(model).items() if c in coded}
-    return Layout(list(names), dict(kinds), {n: field_for(model, n) for n in names}, labels,
+    return Layout(list(names), dict(kinds), fields_for(model, names), labels,
                   coded, missing, model.title)
 
 

@@ -25,7 +25,7 @@ from dhsurvey.release.formats.csv import csv_plan, stream_csv
 from dhsurvey.release.formats.parquet import ParquetAppender, ParquetSource
 from dhsurvey.release.formats.spss import SavColumn, sav_column, stream_sav
 from dhsurvey.release.formats.stata import StataColumn, stata_column, stream_dta
-from dhsurvey.release.labels import ReleaseError, check_names, field_for, resolve_language
+from dhsurvey.release.labels import ReleaseError, check_names, fields_for, resolve_language
 
 #: Formats written from the Parquet file.
 STREAMED = ("csv", "dta", "sav")
@@ -46,7 +46,7 @@ class _Plan:
         if labelled:
             check_names(source.names, model.form_id)
         kinds: dict[str, str] = {}
-        items = {n: field_for(model, n) for n in source.names}
+        items = fields_for(model, source.names)
         for name in source.names:
             column = source.column(name)
             kinds[name] = column_kind(column)

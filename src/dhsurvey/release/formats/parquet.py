@@ -239,7 +239,8 @@ class ParquetSource:
         # the whole file, for a sequential scan.
         self.file = pq.ParquetFile(self.path, pre_buffer=False)
         self.schema = self.file.schema_arrow
-        self.names = [n for n in self.schema.names if n not in self._index_columns()]
+        index = self._index_columns()
+        self.names = [n for n in self.schema.names if n not in index]
         self.rows = self.file.metadata.num_rows
         self.batch_rows = max(1, int(batch_rows))
         self._whole: pd.DataFrame | None = None

@@ -98,14 +98,59 @@ def sav_column(name: str, values: pd.Series, kind: str, form_id: str,
     return SavColumn()
 
 
+def _converted(block: pd.DataFrame, layout: Layout,
+               columns: Mapping[str, SavColumn]) -> dict[str, np.ndarray]:
+    """A block's columns as written: numbers, dates and text (cut where the column says)."""
+    converted = convert_block(block, layout)
+    return {n: np.array([truncate_bytes(s, SPSS_STRING_BYTES) for s in converted[n]],
+                        dtype=object)
+            if columns[n].truncate else converted[n]
+            for n in layout.names}
+
+
 def _frame(block: pd.DataFrame, layout: Layout, columns: Mapping[str, SavColumn],
            template: Mapping[str, Any]) -> pd.DataFrame:
     """A block of rows behind the template row, as the frame handed to pyreadstat."""
-    converted = convert_block(block, layout)
-    return template_frame({
-        n: np.array([truncate_bytes(s, SPSS_STRING_BYTES) for s in converted[n]], dtype=object)
-        if columns[n].truncate else converted[n]
-        for n in layout.names}, template)
+    return template_frame(_converted(block, layout, columns), template)
+
+
+#: Longest string readstat stores in one piece (longer ones go in segments).
+_SHORT_STRING = 255
+
+
+def _direct(layout: Layout, columns: Mapping[str, SavColumn]) -> bool:
+    """Whether the rows can be laid out here (:func:`_encode`) rather than by pyreadstat:
+    numbers and strings of one segment; dates and times take pyreadstat's conversion."""
+    return all(layout.kinds[n] in ("int", "float", "empty")
+               or (layout.kinds[n] == "string" and columns[n].width <= _SHORT_STRING)
+               for n in layout.names)
+
+
+def _encode(converted: Mapping[str, np.ndarray], layout: Layout,
+            columns: Mapping[str, SavColumn], rows: int) -> np.ndarray | None:
+    """Uncompressed rows as ``(rows, slots)`` words, as readstat lays them out: a number in
+    its 8 bytes (missing: system-missing), a string's UTF-8 bytes padded with spaces to its
+    slots. None where readstat would differ (a NUL in a string, which it cuts there; an
+    infinite number), so pyreadstat writes that block."""
+    parts = []
+    for name in layout.names:
+        values = converted[name]
+        if layout.kinds[name] == "string":
+            width = _slots("string", columns[name].width) * 8
+            if any("\0" in text for text in values):
+                return None
+            data = b"".join(text.encode("utf-8").ljust(width, b" ") for text in values)
+            if len(data) != rows * width:
+                raise ReleaseError(f"{name}: a string is wider than its SPSS column")
+            parts.append(np.frombuffer(data, dtype="<u8").reshape(rows, width // 8))
+            continue
+        numbers = np.asarray(values, dtype="float64")
+        if bool(np.isinf(numbers).any()):
+            return None
+        words = numbers.astype("<f8").view("<u8").copy()
+        words[np.isnan(numbers)] = _SYSMIS
+        parts.append(words.reshape(rows, 1))
+    return np.hstack(parts) if parts else np.zeros((rows, 0), dtype="<u8")
 
 
 def _options(layout: Layout, columns: Mapping[str, SavColumn]) -> dict[str, Any]:
@@ -226,13 +271,21 @@ def stream_sav(source: ParquetSource, layout: Layout, columns: Mapping[str, SavC
         raise ReleaseError(f"{name}: no 64-bit case count in pyreadstat's .sav header")
     at += len(_CASES64) + 8
     head[at:at + 8] = struct.pack("<q", source.rows)
+    # Rows laid out here where that gives pyreadstat's template row (checked), else by it.
+    direct = _direct(layout, columns) and np.array_equal(_encode(  # type: ignore[arg-type]
+        {n: np.array([template[n]], dtype=object if kinds[n] == "string" else "float64")
+         for n in layout.names}, layout, columns, 1), _rows(plain, 1))
     done = 0
     with atomic_open(path) as fh:
         fh.write(head)
         for block in source.batches(READSTAT_ROWS):
-            data = scratch_write(pyreadstat.write_sav, rows(block), flat)
+            slots = _encode(_converted(block, layout, columns), layout, columns, len(block)) \
+                if direct else None
+            if slots is None:
+                data = scratch_write(pyreadstat.write_sav, rows(block), flat)
+                slots = _rows(data, len(block))
             done += len(block)
-            fh.write(_compress(_rows(data, len(block)), text, last=done == source.rows))
+            fh.write(_compress(slots, text, last=done == source.rows))
     return Path(path)
 
 

@@ -162,6 +162,7 @@ class _Dta:
     offsets: tuple[int, ...]
     width: int  # bytes of a row
     strls: tuple[tuple[int, int], ...]  # (byte in a row, variable number) of strL columns
+    types: tuple[int, ...] = ()  # each variable's type code (str# is its width)
 
     @classmethod
     def read(cls, data: bytes | bytearray) -> _Dta:
@@ -187,11 +188,12 @@ class _Dta:
             tag(offsets[index], section)
         at = offsets[2] + len(b"<variable_types>")
         width, strls = 0, []
-        for number, kind in enumerate(struct.unpack(order + f"{k}H", data[at:at + 2 * k]), 1):
+        types = struct.unpack(order + f"{k}H", data[at:at + 2 * k])
+        for number, kind in enumerate(types, 1):
             if kind == _STRL:
                 strls.append((width, number))
             width += 8 if kind == _STRL else _NUMBER_BYTES.get(kind, kind)
-        return cls(order, k, n_at, stamp_at, map_at, offsets, width, tuple(strls))
+        return cls(order, k, n_at, stamp_at, map_at, offsets, width, tuple(strls), types)
 
     def rows(self, data: bytes | bytearray) -> bytes:
         """The bytes between ``<data>`` and ``</data>``."""
@@ -289,6 +291,57 @@ class _LongStrings:
         return bytes(data)
 
 
+#: .dta 118 type codes of double and long, and Stata's largest double.
+_DOUBLE, _LONG = 65_526, 65_528
+_MAX_DOUBLE = 8.988465674311579e307
+#: A double's system missing (.) and the step from one extended missing letter to the next.
+_MISSING = 0x7FE0_0000_0000_0000
+_LETTER = 1 << 40
+
+
+def _direct(layout: Layout, dta: _Dta) -> bool:
+    """Whether the rows can be laid out here (:func:`_encode`) rather than by pyreadstat:
+    numbers stored as double or long and strings as str#; dates and times take pyreadstat's
+    conversion, strL its numbering."""
+    return dta.order == "<" and len(dta.types) == len(layout.names) and all(
+        layout.kinds[n] in ("int", "float", "empty", "string")
+        and (kind in (_DOUBLE, _LONG) or kind <= 2045)
+        for n, kind in zip(layout.names, dta.types, strict=True))
+
+
+def _encode(columns: Mapping[str, np.ndarray], layout: Layout, dta: _Dta,
+            tags: Mapping[str, Mapping[int, str]], rows: int) -> bytes | None:
+    """Rows of converted columns (:func:`~dhsurvey.release.encode.column_array`) as readstat
+    lays them out in a little-endian .dta: a double in 8 bytes (missing: ``.``, a tagged code
+    its letter), a long in 4, a str# NUL-padded. None where readstat would differ (a NUL in a
+    string, which it cuts there; a number Stata cannot hold), so pyreadstat writes the block."""
+    parts = []
+    for name, kind in zip(layout.names, dta.types, strict=True):
+        values = columns[name]
+        if kind == _LONG:
+            parts.append(np.asarray(values, dtype="float64").astype("<i4").view(np.uint8)
+                         .reshape(rows, 4))
+            continue
+        if kind == _DOUBLE:
+            numbers = np.asarray(values, dtype="float64")
+            if bool((np.abs(numbers) > _MAX_DOUBLE).any()):
+                return None
+            words = numbers.astype("<f8").view("<u8").copy()
+            whole = np.trunc(numbers)
+            for code, letter in tags.get(name, {}).items():
+                words[whole == code] = _MISSING + (ord(letter) - ord("a") + 1) * _LETTER
+            words[np.isnan(numbers)] = _MISSING
+            parts.append(words.view(np.uint8).reshape(rows, 8))
+            continue
+        if any("\0" in text for text in values):
+            return None
+        data = b"".join(text.encode("utf-8").ljust(kind, b"\0") for text in values)
+        if len(data) != rows * kind:
+            raise ReleaseError(f"{name}: a string is wider than its Stata column")
+        parts.append(np.frombuffer(data, dtype=np.uint8).reshape(rows, kind))
+    return np.hstack(parts).tobytes() if parts else b""
+
+
 def stream_dta(source: ParquetSource, layout: Layout, columns: Mapping[str, StataColumn],
                path: str | Path) -> Path:
     """Write the .dta of ``source`` atomically, :data:`~.readstat.READSTAT_ROWS` rows at a
@@ -312,11 +365,22 @@ def stream_dta(source: ParquetSource, layout: Layout, columns: Mapping[str, Stat
     if len(dta.rows(head)) != dta.width:
         raise ReleaseError(f"{Path(path).name}: unexpected .dta row width from pyreadstat")
     head[dta.n_at:dta.n_at + 8] = struct.pack(dta.order + "Q", source.rows)
+    # Rows laid out here where that gives pyreadstat's template row (checked), else by it.
+    direct = _direct(layout, dta) and _encode(
+        {n: np.array([template[alias[n]]], dtype=object if layout.kinds[n] == "string"
+                     else "float64") for n in layout.names},
+        layout, dta, layout.missing, 1) == dta.rows(head)
     with atomic_open(path) as fh, tempfile.TemporaryFile(prefix="dhsurvey-strls-") as strls:
         fh.write(head[:dta.offsets[9] + len(b"<data>")])
         long_strings = _LongStrings(dta, strls)
         done = 0
         for block in source.batches(READSTAT_ROWS):
+            encoded = _encode(convert_block(block, layout), layout, dta, layout.missing,
+                              len(block)) if direct else None
+            if encoded is not None:
+                fh.write(encoded)
+                done += len(block)
+                continue
             part = write(block)
             rows = _Dta.read(part).rows(part)
             if len(rows) != dta.width * (len(block) + 1):
