@@ -131,9 +131,11 @@ def run_countries(defs: Any, dagster_home: Path, countries: list[str],
     from functools import partial
 
     from dhsurvey.parallel import forked_map
+    from pipelines.study import config_for
 
     yield from forked_map(partial(_country_run, defs, dagster_home), countries,
-                          workers=workers, as_done=True)
+                          workers=workers, as_done=True,
+                          size=lambda iso: config_for(iso).households)
 
 
 def _country_run(defs: Any, dagster_home: Path, iso: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,6 +28,27 @@ def test_forked_map_gives_what_one_process_gives() -> None:
     assert sorted(done) == items and all(done[x][0] == x * x + OFFSET for x in items)
     alone = list(forked_map(_square_plus, items, workers=1))
     assert {pid for _, (_, pid) in alone} == {os.getpid()}
+
+
+def test_the_largest_pieces_start_first_and_results_keep_their_order(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ``size``, pieces are handed to the workers largest first, while results still
+    come back in the items' order."""
+    import dhsurvey.parallel as parallel
+
+    items = [3, 9, 1, 7]
+    submitted: list[int] = []
+    real = parallel.ProcessPoolExecutor.submit
+
+    def spy(self: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        submitted.append(args[0])
+        return real(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(parallel.ProcessPoolExecutor, "submit", spy)
+    pooled = list(forked_map(_square_plus, items, workers=2, size=float))
+    assert [items[i] for i in submitted] == [9, 7, 3, 1]
+    assert [i for i, _ in pooled] == items
+    assert [r[0] for _, r in pooled] == [x * x + OFFSET for x in items]
 
 
 def _nested(x: int) -> list[int]:

@@ -30,10 +30,15 @@ def workers_for(pieces: int, workers: int | None = None) -> int:
 
 
 def forked_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int | None = None,
-               as_done: bool = False) -> Iterator[tuple[T, R]]:
+               as_done: bool = False, size: Callable[[T], float] | None = None
+               ) -> Iterator[tuple[T, R]]:
     """(item, ``fn(item)``) for every item, computed in up to ``workers`` forked processes:
     in the order of ``items``, or as each finishes (``as_done``). An exception in a piece is
-    raised here. A pool inside a piece runs its own pieces one after the other."""
+    raised here. A pool inside a piece runs its own pieces one after the other.
+
+    ``size``: the pieces' expected cost. The largest start first, so that a large piece
+    does not begin last and leave the other cores idle while it runs (three countries on
+    two cores: the largest beside the two others in turn)."""
     items = list(items)
     global _WORK
     # One process: one piece or core; a pool already running; no fork; or a daemonic
@@ -47,8 +52,11 @@ def forked_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int | None 
     try:
         with ProcessPoolExecutor(workers_for(len(items), workers),
                                  mp_context=mp.get_context("fork")) as pool:
-            futures = {pool.submit(_piece, i): i for i in range(len(items))}
-            for future in as_completed(futures) if as_done else list(futures):
+            order = sorted(range(len(items)), key=lambda i: -size(items[i])) if size \
+                else range(len(items))
+            futures = {pool.submit(_piece, i): i for i in order}
+            done = as_completed(futures) if as_done else sorted(futures, key=lambda f: futures[f])
+            for future in done:
                 yield items[futures[future]], future.result()
     finally:
         _WORK = None

@@ -1122,7 +1122,8 @@ def run_countries(store: Store, study: Study, isos: list[str], *, key: bytes,
         return replace(run, ingested={}, weights=None,
                        validated=replace(run.validated, result=None))
 
-    yield from forked_map(one, isos, workers=workers, as_done=True)
+    yield from forked_map(one, isos, workers=workers, as_done=True,
+                          size=lambda iso: study.config(iso).households)
 
 
 __all__ = [

@@ -149,6 +149,12 @@ class CountryConfig:
     def psus(self) -> int:
         return sum(s.psus for s in self.strata)
 
+    @property
+    def households(self) -> int:
+        """Households the design samples (PSUs × households per PSU): the size of the
+        country's fieldwork and of its run."""
+        return self.psus * self.households_per_psu
+
     def zone_code(self, zone: int) -> int:
         """A zone's code in released files (distinct from every region code)."""
         return self.code * 1000 + zone

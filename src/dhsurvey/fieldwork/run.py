@@ -83,7 +83,8 @@ def simulate_to(out: str | Path, configs: list[CountryConfig], models: dict[str,
     one = partial(_simulate_country_to, Path(out), models=models, seed=seed,
                   households=households, faults=tuple(faults), formats=formats,
                   public_key_pem=public_key_pem, faults_per_kind=faults_per_kind)
-    return [output for _, output in forked_map(one, configs, workers=workers)]
+    return [output for _, output in forked_map(one, configs, workers=workers,
+                                               size=lambda c: c.households)]
 
 
 def _simulate_country_to(out: Path, config: CountryConfig, *, models: dict[str, FormModel],
