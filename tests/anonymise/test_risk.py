@@ -260,3 +260,19 @@ def test_bad_arguments() -> None:
     with pytest.raises(DhsurveyError) as err:
         individual_risk(df, ["region"], np.array([1.0, 0.0, 1.0, 1.0]))
     assert err.value.code == "sdc-bad-weight"
+
+
+def test_distinct_ls_measures_each_answer_as_l_diversity_does() -> None:
+    from dhsurvey.anonymise.measure import distinct_l, distinct_ls
+
+    df = pd.DataFrame({"region": [1, 1, 1, 2, 2, None], "age": [12, 12, 13, 12, 12, 13],
+                       "hurt": [1, 1, 0, 1, None, 1], "told": ["y", "n", "y", None, None, None],
+                       "none": [None] * 6})
+    found = distinct_ls(df, ["region", "age"], ["hurt", "told", "none"])
+    for col in ("hurt", "told", "none"):
+        assert found[col] == distinct_l(df, ["region", "age"], col)
+        ell = l_diversity(df.assign(none=df["none"].astype(object)), ["region", "age"], col)
+        seen = ell[ell > 0]
+        assert found[col]["records_l1"] == int((seen == 1).sum())
+    assert found["none"] == {"min_l": None, "records_l1": 0, "share_l1": 0.0}
+    assert found["hurt"]["min_l"] == 1

@@ -236,7 +236,12 @@ def encode_keys(frames: Sequence[pd.DataFrame], keys: Sequence[str]
     same = all(f is frames[0] for f in frames)
     for j, key in enumerate(keys):
         if same:
-            codes, cards[j] = _factorise(frames[0][key])
+            column = frames[0][key]
+            if isinstance(column.dtype, pd.CategoricalDtype):
+                codes, cards[j] = _factorise(column)
+            else:  # the values themselves: no index of the distinct values is built
+                codes, uniques = pd.factorize(column.to_numpy(), use_na_sentinel=True)
+                cards[j] = len(uniques)
             for o in out:
                 o[:, j] = codes
             continue

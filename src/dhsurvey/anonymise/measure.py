@@ -9,11 +9,13 @@ are counted as the intruder counts them, in :mod:`~dhsurvey.anonymise.linked`.)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from dhsurvey.anonymise.risk import global_risk, l_diversity
+from dhsurvey.anonymise.risk import _cells, _encode, cell_diversity, check_keys, global_risk
 
 
 def risk_summary(df: pd.DataFrame, keys: list[str], weight: str | None) -> dict[str, float]:
@@ -27,17 +29,32 @@ def risk_summary(df: pd.DataFrame, keys: list[str], weight: str | None) -> dict[
 def distinct_l(df: pd.DataFrame, keys: list[str], sensitive: str) -> dict[str, Any]:
     """Distinct l over the keys: smallest l and records whose group shows a single answer
     (an intruder who places a record in its group learns that answer)."""
-    if not keys or df[sensitive].notna().sum() == 0:
-        return {"min_l": None, "records_l1": 0, "share_l1": 0.0}
-    col = df[sensitive]
-    if not isinstance(col.dtype, pd.CategoricalDtype):
-        col = col.astype(object).where(col.notna(), None)  # type: ignore[call-overload]
-    frame = df[keys].assign(**{"_s": col})
-    ell = l_diversity(frame, keys, "_s", "distinct")
-    seen = ell[ell > 0]
-    ones = int((seen == 1).sum())
-    return {"min_l": int(seen.min()) if len(seen) else None, "records_l1": ones,
-            "share_l1": ones / len(seen) if len(seen) else 0.0}
+    return distinct_ls(df, keys, [sensitive])[sensitive]
+
+
+def distinct_ls(df: pd.DataFrame, keys: list[str], sensitive: Sequence[str]
+                ) -> dict[str, dict[str, Any]]:
+    """:func:`distinct_l` of several sensitive columns of ``df``, the keys coded once (a
+    form's report measures every sensitive answer over the same keys)."""
+    out: dict[str, dict[str, Any]] = {}
+    cells: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    for name in sensitive:
+        col = df[name]
+        if not keys or col.notna().sum() == 0:
+            out[name] = {"min_l": None, "records_l1": 0, "share_l1": 0.0}
+            continue
+        if not isinstance(col.dtype, pd.CategoricalDtype):
+            col = col.astype(object).where(col.notna(), None)  # type: ignore[call-overload]
+        if cells is None:
+            codes, cards = _encode(df, check_keys(df, keys))
+            cells = (*_cells(codes, cards), cards)
+        cell_of_row, cell_codes, cards = cells
+        ell = cell_diversity(cell_of_row, cell_codes, cards, col, "distinct")[cell_of_row]
+        seen = ell[ell > 0]
+        ones = int((seen == 1).sum())
+        out[name] = {"min_l": int(seen.min()) if len(seen) else None, "records_l1": ones,
+                     "share_l1": ones / len(seen) if len(seen) else 0.0}
+    return out
 
 
 def changed(before: pd.Series, after: pd.Series) -> int:

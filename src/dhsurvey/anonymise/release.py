@@ -87,7 +87,7 @@ from dhsurvey.anonymise.ids import (
 from dhsurvey.anonymise.ladder import Search, Trial, apply_trial, linked_groups
 from dhsurvey.anonymise.linked import code_text
 from dhsurvey.anonymise.masked import collapse_strata, mask_design
-from dhsurvey.anonymise.measure import distinct_l
+from dhsurvey.anonymise.measure import distinct_l, distinct_ls
 from dhsurvey.anonymise.recode import (
     BANDS,
     FIXED_TOPCODES,
@@ -554,8 +554,13 @@ class ReleasePlan:
         rows = values.set_index("KEY").reindex(self.positions[form])
         frame = self.release.tables[form][keys].reset_index(drop=True)
         found = rep.setdefault("l_diversity", {})
-        for col in [c for c in values.columns if c != "KEY"]:
-            found[col] = distinct_l(frame.assign(**{col: rows[col].to_numpy()}), keys, col)
+        columns = [c for c in values.columns if c != "KEY"]
+        if set(columns) & set(keys):  # a key measured as an answer: one column at a time
+            for col in columns:
+                found[col] = distinct_l(frame.assign(**{col: rows[col].to_numpy()}), keys, col)
+        else:  # the keys coded once for every column
+            found.update(distinct_ls(frame.assign(**{c: rows[c].to_numpy() for c in columns}),
+                                     keys, columns))
         # In the order the whole-table report lists them.
         rep["l_diversity"] = {c: found[c] for c in self.sensitive(form) if c in found}
         self.release.report_md[form] = form_markdown(rep)

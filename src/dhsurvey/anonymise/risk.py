@@ -401,7 +401,21 @@ def l_diversity(
         raise DhsurveyError("the sensitive variable cannot be a key", code="sdc-bad-argument")
     codes, cards = _encode(df, keys)
     cell_of_row, cell_codes = _cells(codes, cards)
-    s_codes, n_levels = _factorise(df[sensitive])
+    per_cell = cell_diversity(cell_of_row, cell_codes, cards, df[sensitive], kind, c)
+    return pd.Series(per_cell[cell_of_row], index=df.index, name=f"l_{kind}")
+
+
+def cell_diversity(
+    cell_of_row: np.ndarray,
+    cell_codes: np.ndarray,
+    cards: np.ndarray,
+    sensitive: pd.Series,
+    kind: Literal["distinct", "entropy", "recursive"] = "distinct",
+    c: float = 2.0,
+) -> np.ndarray:
+    """:func:`l_diversity` per cell of the keys (``_cells`` of ``_encode``): several sensitive
+    variables over the same keys share one coding of the keys."""
+    s_codes, n_levels = _factorise(sensitive)
     n_cells = len(cell_codes)
     known = s_codes >= 0
     counts = np.bincount(
@@ -424,7 +438,7 @@ def l_diversity(
         suffix = np.cumsum(r[:, ::-1], axis=1)[:, ::-1]  # suffix[:, l-1] = r_l + ... + r_m
         holds = r[:, :1] < c * suffix
         per_cell = np.where(used > 0, np.maximum(holds.sum(axis=1), 1), 0).astype(np.int64)
-    return pd.Series(per_cell[cell_of_row], index=df.index, name=f"l_{kind}")
+    return per_cell
 
 
 # ------------------------------------------------------------------------------ SUDA2
