@@ -54,20 +54,13 @@ def _masked(series: pd.Series) -> bool:
 def _cells(series: pd.Series, plan: str) -> list[Any]:
     """One column's CSV cells (None: missing), as :func:`_column_text` gives them, without a
     pandas conversion per column where a list does."""
-    if (plan == "float" or (plan == "int" and series.dtype.kind == "i")) and _masked(series):
-        missing = series.isna().to_numpy(dtype=bool)
-        text: list[Any]
-        if plan == "float":
-            numbers = series.to_numpy(dtype="float64", na_value=np.nan)
-            missing |= np.isnan(numbers)
-            text = list(map(float.__repr__, numbers.tolist()))
-        else:  # signed integers: Int64 takes them all
-            values = series.array.to_numpy(dtype=object, na_value=None).tolist()
-            text = [None if v is None else str(v) for v in values]
-        if missing.any():
-            for at in np.flatnonzero(missing).tolist():
-                text[at] = None
-        return text
+    if plan == "float" and _masked(series):
+        numbers = series.to_numpy(dtype="float64", na_value=np.nan).tolist()
+        return [None if v != v else float.__repr__(v) for v in numbers]  # v != v: NaN
+    if plan == "int" and series.dtype.kind == "i" and _masked(series):
+        # Signed integers (Int64 holds them all): their decimal text.
+        values = series.array.to_numpy(dtype=object, na_value=None).tolist()
+        return [None if v is None else str(v) for v in values]
     if plan == "string" and isinstance(series.dtype, pd.StringDtype):
         return [None if v is None else neutralise_formulas(v)
                 for v in series.array.to_numpy(dtype=object, na_value=None).tolist()]
