@@ -194,6 +194,13 @@ def describe_universe(model: FormModel, item: Item, language: str | None = None)
     Each relevance (the enclosing groups' first, then the field's own) is rendered from its
     parsed expression; one that cannot be put into words is shown as the raw expression.
     """
+    return _universe(model, item, language, {})
+
+
+def _universe(model: FormModel, item: Item, language: str | None,
+              rendered: dict[str, tuple[str, int]]) -> str:
+    """:func:`describe_universe`, each expression rendered once into ``rendered`` (kept by
+    the caller for one model and language: a group's relevance holds for all its fields)."""
     relevances = model.relevance(item)
     if not relevances:
         return f"All {item.repeat} entries" if item.repeat else "All respondents"
@@ -201,10 +208,12 @@ def describe_universe(model: FormModel, item: Item, language: str | None = None)
     render = _Renderer(model, lang)
     parts: list[tuple[str, int]] = []
     for expression in relevances:
-        try:
-            parts.append(render(parse(expression)))
-        except (_Unrenderable, ExpressionError, KeyError):
-            parts.append((expression, _OR))
+        if expression not in rendered:
+            try:
+                rendered[expression] = render(parse(expression))
+            except (_Unrenderable, ExpressionError, KeyError):
+                rendered[expression] = (expression, _OR)
+        parts.append(rendered[expression])
     if len(parts) == 1:
         return f"Asked if: {parts[0][0]}"
     return "Asked if: " + " and ".join(f"({t})" if p < _AND else t for t, p in parts)
@@ -215,6 +224,12 @@ def describe_universe(model: FormModel, item: Item, language: str | None = None)
 
 def _present_mask(values: pd.Series) -> np.ndarray:
     """Non-missing mask: NA/NaN/NaT and empty strings are missing."""
+    dtype = values.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "biuf":  # numbers: only NaN is missing
+        numbers = values.to_numpy()
+        return ~np.isnan(numbers) if dtype.kind == "f" else np.ones(len(numbers), dtype=bool)
+    if dtype.kind in "biuf" and hasattr(values.array, "_mask"):  # Int64, Float64, boolean
+        return ~np.asarray(values.array.isna(), dtype=bool)
     mask = values.notna().to_numpy(dtype=bool)
     if values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
         mask &= (values.astype("string").fillna("").str.strip() != "").to_numpy(dtype=bool)
@@ -441,9 +456,11 @@ def build_codebook(tables: Mapping[str, pd.DataFrame | ParquetTable],
         tags = missing_codes(model)
         columns = list(map(str, df.columns))
         items = fields_for(model, columns)
+        rendered: dict[str, tuple[str, int]] = {}  # universes of this model and language
         for position, column in enumerate(columns, start=1):
             rows.append(_row(name, model, df[column], column, position, langs, language,
-                             (items[column], dummies.get(column)), tags, w, weight_column))
+                             (items[column], dummies.get(column)), tags, w, weight_column,
+                             rendered))
     codebook = pd.DataFrame(rows)
     ordered = ["form", "variable", "position", *[f"label_{language_code(lang)}" for lang in langs],
                "type", "group", "pii", "universe", "relevance",
@@ -489,7 +506,7 @@ def _label_columns(model: FormModel, item: Item | None, dummy: Any, column: str,
 def _row(table: str, model: FormModel, values: pd.Series, column: str, position: int,
          langs: list[str], language: str | None, field: tuple[Item | None, Any],
          tags: Mapping[str, Mapping[int, str]], w: np.ndarray | None,
-         weight_column: str | None) -> dict[str, Any]:
+         weight_column: str | None, rendered: dict[str, tuple[str, int]]) -> dict[str, Any]:
     item, dummy = field  # the column's form field and, for a dummy, its (field, choice)
     present = _present_mask(values)
     row: dict[str, Any] = {"form": table, "variable": column, "position": position,
@@ -506,7 +523,7 @@ def _row(table: str, model: FormModel, values: pd.Series, column: str, position:
         row["type"] = "select_multiple dummy" if dummy is not None else _type_text(item)
         row["group"] = "/".join(item.path)
         row["pii"] = item.pii
-        row["universe"] = describe_universe(model, item, language)
+        row["universe"] = _universe(model, item, language, rendered)
         relevances = model.relevance(item)
         row["relevance"] = relevances[0] if len(relevances) == 1 else " and ".join(
             f"({r})" for r in relevances)
