@@ -268,7 +268,7 @@ def _prepare(form: str, table: pd.DataFrame, model: FormModel, weights: pd.DataF
             [str(c) for c in strata.cat.categories]).astype(object).to_numpy()
 
     tz = local_tz(config.utc_offset)
-    out = pd.DataFrame(index=data.index)
+    parts: dict[Any, Any] = {}  # the columns, made into one frame (not one insert each)
     months: list[str] = []
     scrubbed: list[str] = []
     keys: list[str] = []
@@ -276,11 +276,12 @@ def _prepare(form: str, table: pd.DataFrame, model: FormModel, weights: pd.DataF
         action = reasons[col][0]
         if action == "drop":
             continue
-        out[col] = released_column(data[col], action, tz, facts)
+        parts[col] = released_column(data[col], action, tz, facts)
         {"month": months, "scrub": scrubbed, "key": keys}.get(action, []).append(col)
     for col in calibration:  # keys an intruder may know, never suppressed nor recoded
-        out[col] = pd.to_numeric(data[col], errors="coerce").astype("Int64").to_numpy()
+        parts[col] = pd.to_numeric(data[col], errors="coerce").astype("Int64").to_numpy()
         keys.append(col)
+    out = pd.DataFrame(parts, index=data.index)
     if weights is not None:
         # Hundreds of replicate columns: added in one concat, not one insert each.
         wanted = ["weight", *[c for c in data.columns if c == "weight_norm"
