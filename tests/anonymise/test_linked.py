@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from dhsurvey.anonymise.gate import gate
 from dhsurvey.anonymise.linked import (
@@ -116,3 +117,57 @@ def test_the_gate_blocks_harmful_groups_and_a_broken_budget() -> None:
     assert result.reasons[0].startswith("child: `cg_educ` suppressed in 96.0%")
     assert "15 records in groups whose members all share a harmful answer of n_ocsea_yes" \
         in result.reasons[1]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_neighbours_are_picked_group_by_group(seed: int) -> None:
+    # The round's blanks, written out one neighbourhood at a time: per group of records
+    # agreeing on the other keys (a blank agrees with a blank), enough donors to make k
+    # blanks there, harmless ones first, and one more where a record to protect is harmful.
+    from dhsurvey.anonymise.suppression import _with_neighbours
+
+    rng = np.random.default_rng(seed)
+    n, k = 400, 3
+    codes = rng.integers(0, 3, (n, 4))
+    codes[rng.random((n, 4)) < 0.2] = -1
+    cards = np.full(4, 3, dtype=np.int64)
+    rows, can = rng.random(n) < 0.1, rng.random(n) < 0.7
+    blank, harmful = rng.random(n) < 0.1, rng.random(n) < 0.3
+    others = codes[:, [0, 2, 3]]
+    expected = rows.copy()
+    for member in np.flatnonzero(rows):
+        members = (others == others[member]).all(axis=1)
+        need = k - int((members & (blank | rows)).sum())
+        mixing = bool((rows & members & harmful).any())
+        donors = np.flatnonzero(members & can & ~rows)
+        donors = donors[np.argsort(harmful[donors], kind="stable")]
+        expected[donors[:max(need, 1 if mixing else 0)]] = True
+    got = _with_neighbours(codes, cards, 1, rows, can, blank, harmful, k)
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize(("absent", "value", "blanks"),
+                         [(np.inf, 5.0, [False, True, True, False]),
+                          ("\x00not asked", "x", [False] * 4)])
+def test_donors_for_a_record_not_asked(absent: object, value: object,
+                                       blanks: list[bool]) -> None:
+    # Record 0 was not asked `a`. On a numeric key the records answering it are still
+    # blanked for it (they then match its "not asked"); on a text key it is not looked for.
+    from dhsurvey.anonymise.linked import Profile, Respondents, encode_keys, is_absent
+    from dhsurvey.anonymise.suppression import _donate
+
+    frame = pd.DataFrame({"a": np.array([absent, value, value, value],
+                                        dtype=float if value == 5.0 else object),
+                          "b": [1.0, 1.0, 1.0, 2.0]})
+    keys = ["a", "b"]
+    profile = Profile(frame, keys, {c: [("f", c)] for c in keys}, {"f": np.ones(4, bool)},
+                      {"f": np.arange(4)}, {"f": None}, {"f": {}})
+    (truth,), cards = encode_keys([frame], keys)
+    codes = truth.copy()
+    absent_cells = np.column_stack([is_absent(frame[c].to_numpy()) for c in keys])
+    text = absent_cells & np.array([frame[c].dtype.kind != "f" for c in keys])
+    blanked = [np.zeros(4, dtype=bool)]
+    _donate(Respondents(profile, truth, cards), truth, codes, absent_cells, text, [0], 3,
+            np.zeros(4, dtype=bool), blanked)
+    assert blanked[0].tolist() == blanks
+    assert (codes[:, 0] == -1).tolist() == blanks
