@@ -333,3 +333,26 @@ def test_rows_laid_out_directly_are_pyreadstat_rows(release, models, tmp_path: P
         else:
             assert not all(laid["dta"]) and not all(laid["sav"])
         laid = {"dta": [], "sav": []}
+
+
+@pytest.mark.parametrize("categorical", [False, True])
+def test_blocks_of_a_file_read_whole_are_the_decoded_blocks(tmp_path: Path,
+                                                            categorical: bool) -> None:
+    """Once a file is read whole, its blocks are cut from it: the frames decoding each block
+    gives (a categorical column's blocks are still decoded, with their own categories)."""
+    from dhsurvey.release.formats.parquet import ParquetSource
+
+    frame = pd.DataFrame({"a": pd.array([1, None, 3, 4, 5], dtype="Int64"),
+                          "c": pd.array(["p", None, "r", "s", "t"], dtype="string"),
+                          "d": [0.5, 1.5, np.nan, 2.0, 3.0]})
+    if categorical:
+        frame["b"] = pd.Categorical(["x", "x", "y", "y", None])
+    frame.to_parquet(tmp_path / "t.parquet", row_group_size=2)
+    decoded = list(ParquetSource(tmp_path / "t.parquet", 2).batches(10))
+    source = ParquetSource(tmp_path / "t.parquet", 2)
+    source.column("a")  # a usual file is read whole at its first column
+    assert source._whole is not None
+    cut = list(source.batches(10))
+    assert len(cut) == len(decoded) == 3
+    for ours, theirs in zip(cut, decoded, strict=True):
+        pd.testing.assert_frame_equal(ours, theirs)

@@ -277,10 +277,20 @@ class ParquetSource:
         return table.to_pandas().reset_index(drop=True)[name]
 
     def batches(self, limit: int) -> Iterator[pd.DataFrame]:
-        """Blocks of at most ``batch_rows`` and ``limit`` rows, in order (none without rows)."""
+        """Blocks of at most ``batch_rows`` and ``limit`` rows, in order (none without rows).
+
+        A file already read whole (:meth:`column`) is cut into blocks rather than decoded
+        again, unless a column is dictionary-encoded (categoricals), whose categories a block
+        decoded alone takes from its own rows."""
         import pyarrow as pa
 
-        for batch in self.file.iter_batches(batch_size=min(self.batch_rows, limit)):
+        size = min(self.batch_rows, limit)
+        if self._whole is not None and not any(pa.types.is_dictionary(field.type)
+                                               for field in self.schema):
+            for at in range(0, self.rows, size):
+                yield self._whole.iloc[at:at + size].reset_index(drop=True)
+            return
+        for batch in self.file.iter_batches(batch_size=size):
             if batch.num_rows:
                 table = pa.Table.from_batches([batch]).replace_schema_metadata(
                     self.schema.metadata)
