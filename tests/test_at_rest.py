@@ -186,8 +186,9 @@ def run_with_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
         store = Store(root)
         simulate_to(store.landing(), [study.config("KEN")], study.models, seed=11,
                     households=30, formats=("central",))
-        # Batches of a few households: the partition and its parts go through io too.
-        run_country(store, study, "KEN", key=bytes(range(32)), batch_households=12)
+        # Batches (about eight of the ~900 households' PSUs): the partition and its parts go
+        # through io too.
+        run_country(store, study, "KEN", key=bytes(range(32)), batch_households=120)
     return root
 
 
