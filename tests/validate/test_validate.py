@@ -205,5 +205,5 @@ def test_relevance_parts_combine_as_pandas_would() -> None:
     for parts in (aligned, [*aligned, other], [aligned[0], other.astype("boolean")], []):
         expected = pd.Series(True, index=index)
         for part in parts:
-            expected &= part
+            expected &= part.reindex(index)
         pd.testing.assert_series_equal(_all_of(parts, index), expected)

@@ -139,8 +139,8 @@ def _all_of(parts: list[pd.Series], index: pd.Index) -> pd.Series:
             mask &= part.to_numpy()
         return pd.Series(mask, index=index)
     out = pd.Series(True, index=index)
-    for part in parts:
-        out &= part
+    for part in parts:  # aligned to the rows first, as ``&`` would align them
+        out &= part if part.index.equals(index) else part.reindex(index)
     return out
 
 
