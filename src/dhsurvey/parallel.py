@@ -29,6 +29,12 @@ def workers_for(pieces: int, workers: int | None = None) -> int:
     return max(1, min(pieces, workers or os.cpu_count() or 1))
 
 
+def can_fork() -> bool:
+    """Whether this process may start forked workers: ``fork`` exists here and the process
+    is not daemonic (a Celery or multiprocessing worker may not have children)."""
+    return "fork" in mp.get_all_start_methods() and not mp.current_process().daemon
+
+
 def forked_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int | None = None,
                as_done: bool = False, size: Callable[[T], float] | None = None
                ) -> Iterator[tuple[T, R]]:
@@ -43,8 +49,7 @@ def forked_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int | None 
     global _WORK
     # One process: one piece or core; a pool already running; no fork; or a daemonic
     # process (a Celery or multiprocessing worker), which may not have children.
-    if workers_for(len(items), workers) <= 1 or _WORK is not None or \
-            "fork" not in mp.get_all_start_methods() or mp.current_process().daemon:
+    if workers_for(len(items), workers) <= 1 or _WORK is not None or not can_fork():
         for item in items:
             yield item, fn(item)
         return

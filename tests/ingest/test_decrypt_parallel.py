@@ -24,6 +24,7 @@ import pandas as pd
 import pytest
 from test_roundtrip import rsa_pair, synthetic_raw
 
+from dhsurvey import parallel
 from dhsurvey.errors import DhsurveyError
 from dhsurvey.fieldwork.exports import write_xml_folder
 from dhsurvey.forms.model import FormModel, load_form
@@ -215,7 +216,7 @@ def test_threads_where_a_process_may_not_fork(folder: Path, hh: FormModel,
     """A daemonic process (a Celery worker) may not have children: threads, same result."""
     sequential = read_xml_folder(folder, hh, private_key_pem=keys[0], workers=1)
     rsa_ran.clear()
-    monkeypatch.setattr(decrypt, "_can_fork", lambda: False)
+    monkeypatch.setattr(parallel, "can_fork", lambda: False)
     threaded = read_xml_folder(folder, hh, private_key_pem=keys[0], workers=2)
     seen = rsa_ran.seen()
     assert seen and all(s.startswith(f"{os.getpid()} dhsurvey-decrypt") for s in seen)

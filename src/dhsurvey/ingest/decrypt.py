@@ -59,6 +59,7 @@ try:  # cryptography >= 43 moved CFB to "decrepit"; the old location was removed
 except ImportError:  # pragma: no cover - older cryptography
     from cryptography.hazmat.primitives.ciphers.modes import CFB  # type: ignore[attr-defined, unused-ignore]
 
+from dhsurvey import parallel
 from dhsurvey.errors import DhsurveyError
 from dhsurvey.ingest.instances import (
     FAILED_DIR,
@@ -592,7 +593,7 @@ def in_order(fn: Callable[[_T], _R], items: Iterable[_T],
         for item in items:
             yield attempt(functools.partial(fn, item))
         return
-    if _can_fork():
+    if parallel.can_fork():
         yield from _in_order_forked(fn, list(items), workers)
         return
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dhsurvey-decrypt")
@@ -616,10 +617,6 @@ _FORKED: dict[int, tuple[Callable[[Any], Any], list[Any]]] = {}
 _POOLS = itertools.count()
 #: Batches a forked pool works ahead of the caller, per worker (bounds the plaintext held).
 _AHEAD_BATCHES_PER_WORKER = 3
-
-
-def _can_fork() -> bool:
-    return "fork" in mp.get_all_start_methods() and not mp.current_process().daemon
 
 
 def _forked_batch(pool: int, start: int, stop: int) -> list[Outcome[Any]]:
