@@ -13,7 +13,7 @@ real answer and stays a value.
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -22,7 +22,7 @@ import pandas as pd
 
 from dhsurvey.errors import DhsurveyError
 from dhsurvey.fieldwork.config import CountryConfig
-from dhsurvey.forms.model import STATA, Choice, FormModel, Item, language_code
+from dhsurvey.forms.model import STATA, Choice, ChoiceList, FormModel, Item, language_code
 from dhsurvey.validate.types import dtype_for
 from dhsurvey.weight.study import REPLICATE
 
@@ -316,6 +316,17 @@ def file_labels(columns: Iterable[str], model: FormModel,
 _COUNTRY_FILTER = re.compile(r"^\s*(\w+)\s*=\s*\$\{country\}\s*$")
 
 
+def _with_lists(model: FormModel, lists: Mapping[str, list[Choice]]) -> FormModel:
+    """A new model whose choice lists ``lists`` (by name) hold these choices; every other list,
+    item and setting is shared with ``model``, which is not changed. Cheaper than a deep copy
+    of the whole model, and the new model's cached lookups start empty."""
+    def replaced(of: dict[str, ChoiceList]) -> dict[str, ChoiceList]:
+        return {name: (ChoiceList(lst.name, list(lists[name]), lst.row) if name in lists
+                       else lst) for name, lst in of.items()}
+    return dataclasses.replace(model, choice_lists=replaced(model.choice_lists),
+                               attached_lists=replaced(model.attached_lists))
+
+
 def for_countries(models: Mapping[str, FormModel], codes: Iterable[str | int]
                   ) -> dict[str, FormModel]:
     """Copies of the models whose choice lists filtered by country (``choice_filter``
@@ -325,20 +336,17 @@ def for_countries(models: Mapping[str, FormModel], codes: Iterable[str | int]
     wanted = {str(c) for c in codes}
     out = dict(models)
     for form, model in models.items():
-        filtered = []
+        lists: dict[str, list[Choice]] = {}
         for item in model.fields:
             match = _COUNTRY_FILTER.match(str(item.get("choice_filter") or ""))
             lst = model.choices_for(item) if match else None
             if match and lst is not None:
-                filtered.append((lst.name, match.group(1)))
-        if not filtered:
-            continue
-        copy_ = copy.deepcopy(model)
-        for list_name, column in filtered:
-            lst = copy_.choice_lists.get(list_name) or copy_.attached_lists[list_name]
-            lst.choices[:] = [c for c in lst.choices
-                              if str(c.extra.get(column, "")) in wanted or column not in c.extra]
-        out[form] = copy_
+                column = match.group(1)
+                kept = lists.get(lst.name, lst.choices)
+                lists[lst.name] = [c for c in kept if str(c.extra.get(column, "")) in wanted
+                                   or column not in c.extra]
+        if lists:
+            out[form] = _with_lists(model, lists)
     return out
 
 
@@ -355,11 +363,8 @@ def with_zones(models: Mapping[str, FormModel], configs: Iterable[CountryConfig]
         lst = model.choices_for(item) if item is not None else None
         if not zoned or lst is None:
             continue
-        copy_ = copy.deepcopy(model)
-        target = copy_.choices_for(copy_["region"])
-        assert target is not None
         dropped = {str(r.code) for c in zoned for r in c.divisions}
-        target.choices[:] = [ch for ch in target.choices if ch.name not in dropped]
+        choices = [ch for ch in lst.choices if ch.name not in dropped]
         release = {c.code: c.release_language for c in zoned}
         for config in zoned:
             languages = {language_code(x): x for x in (*config.languages,
@@ -367,9 +372,9 @@ def with_zones(models: Mapping[str, FormModel], configs: Iterable[CountryConfig]
             for zone in config.zones:
                 labels = {release[config.code]: zone.name, STATA: f"{config.iso}: {zone.name}"}
                 labels |= {languages[k]: v for k, v in zone.names.items() if k in languages}
-                target.choices.append(Choice(target.name, str(config.zone_code(zone.code)),
-                                             labels, {"country": str(config.code)}, -1))
-        out[form] = copy_
+                choices.append(Choice(lst.name, str(config.zone_code(zone.code)),
+                                      labels, {"country": str(config.code)}, -1))
+        out[form] = _with_lists(model, {lst.name: choices})
     return out
 
 
@@ -388,28 +393,30 @@ def with_merged_codes(models: Mapping[str, FormModel],
     for form, columns in merges.items():
         if form not in models or not columns:
             continue
-        model = copy.deepcopy(models[form])
+        model = models[form]
+        lists: dict[str, list[Choice]] = {}
         for column, merge in columns.items():
             if column not in model.by_name:
                 continue
             lst = model.choices_for(model[column])
             if lst is None:
                 continue
+            choices = lists.setdefault(lst.name, list(lst.choices))
             code = str(merge["into"])
-            levels = [c for c in lst.choices if c.name in {str(v) for v in merge["levels"]}]
-            existing = next((c for c in lst.choices if c.name == code), None)
+            levels = [c for c in choices if c.name in {str(v) for v in merge["levels"]}]
+            existing = next((c for c in choices if c.name == code), None)
             if existing is not None and existing.row >= 0:
                 continue  # a code the form itself defines keeps its own label
             if existing is not None:  # merged before, in another column: name all levels
                 names = {c.name for c in levels} | set(existing.cells["merged"].split("\x00"))
-                levels = [c for c in lst.choices if c.name in names]
-                lst.choices.remove(existing)
+                levels = [c for c in choices if c.name in names]
+                choices.remove(existing)
             keys = dict.fromkeys(k for c in levels for k in c.labels)
-            lst.choices.append(Choice(
+            choices.append(Choice(
                 list_name=lst.name, name=code, row=-1, extra={},
                 labels={k: " / ".join(c.labels.get(k, c.name) for c in levels) for k in keys},
                 cells={"merged": "\x00".join(c.name for c in levels)}))
-        out[form] = model
+        out[form] = _with_lists(model, lists) if lists else model
     return out
 
 
