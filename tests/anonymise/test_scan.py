@@ -225,3 +225,32 @@ def test_raw_bytes_findings_name_the_line_in_any_block(tmp_path: Path, block: in
     assert sorted(expected) == [(5, 18), (5, 301), (9, 141)]
     assert {f["restricted_index"]: f["count"] for f in findings.result()} == {5: 2, 9: 1}
 
+
+
+@pytest.mark.parametrize("chunk", [1000, scan.CHUNK_ROWS])
+def test_a_long_text_file_is_sifted_without_losing_a_hit(tmp_path: Path, chunk: int,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A text file of many lines (a codebook) is sifted in Arrow before lines are searched one
+    by one; every restricted value and pattern is still found on its line, as a search of
+    every line gives, non-ASCII lines and lines past the first chunk included."""
+    monkeypatch.setattr(scan, "CHUNK_ROWS", chunk)
+    rng = np.random.default_rng(5)
+    lines = [f"| `q{i}` | Label {i} | {rng.integers(0, 500)} / {rng.integers(0, 99)} |"
+             for i in range(3000)]
+    lines[10] = f"- **Note:** seen {INSTANCE_IDS[7].upper()} here"
+    lines[900] = "write to zawadi.canary@example.org"
+    lines[1800] = "Kiswahili: ndiyo — call +254 712 345 678"
+    lines[2500] = f"Ümlaut line {INSTANCE_IDS[8]}"
+    lines[2999] = f"at ({GPS})"
+    path = tmp_path / "codebook.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    restricted = RestrictedValues([*INSTANCE_IDS, GPS])
+    found = scan_release([path], [*INSTANCE_IDS, GPS])
+    # The same file searched line by line, without the sift.
+    everyone = scan._Findings(path, restricted)
+    for n, line in enumerate(lines, start=1):
+        everyone.add(everyone.hits(line), "md", None, n, (n,))
+    assert found == everyone.result()
+    assert {(f["kind"], f["row"]) for f in found} >= {
+        ("restricted", 11), ("email", 901), ("phone", 1801), ("restricted", 2501),
+        ("restricted", 3000)}

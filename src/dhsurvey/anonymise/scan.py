@@ -26,7 +26,7 @@ import csv
 import datetime as dt
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from itertools import zip_longest
+from itertools import islice, zip_longest
 from pathlib import Path
 from typing import Any
 
@@ -314,10 +314,33 @@ def _scan_csv(findings: _Findings, path: Path, encoding: str) -> None:
             offset += len(chunk)
 
 
+def _maybe(findings: _Findings, texts: list[str]) -> Iterable[int]:
+    """Positions of the ``texts`` that may hold a hit: all of a few, else those
+    :func:`~dhsurvey.anonymise.identifiers.may_hold` sifts out in Arrow (the rest hold none,
+    so most lines of a codebook never reach the per-string search)."""
+    import pyarrow as pa
+
+    if len(texts) <= _FEW:
+        return range(len(texts))
+    try:
+        array = pa.array(texts, type=pa.string())
+    except (pa.ArrowException, UnicodeError):  # e.g. a lone surrogate: each looked at
+        return range(len(texts))
+    return np.flatnonzero(may_hold(array, findings.restricted)).tolist()
+
+
 def _text_lines(findings: _Findings, lines: Iterable[str], where: str,
                 order: Order = ()) -> None:
-    for line_no, line in enumerate(lines, start=1):
-        findings.add(findings.hits(line), where, None, line_no, (*order, line_no))
+    """Line by line (numbered from 1), in chunks sifted first."""
+    it = iter(lines)
+    done = 0
+    while chunk := list(islice(it, CHUNK_ROWS)):
+        for i in _maybe(findings, chunk):
+            hits = findings.hits(chunk[i])
+            if hits:
+                line_no = done + i + 1
+                findings.add(hits, where, None, line_no, (*order, line_no))
+        done += len(chunk)
 
 
 def _lines(path: Path, encoding: str, block: int = 1 << 20) -> Iterator[str]:
@@ -456,8 +479,11 @@ def _xlsx_may_hold(findings: _Findings, path: Path) -> bool:
     """Whether any text of the package holds a hit. Every cell value and sheet name openpyxl
     reads is one of these texts, so when none holds one the cell-by-cell reading (which
     places each finding, and costs seconds for a codebook) would find nothing."""
-    texts = _xlsx_texts(path)
-    return texts is None or any(findings.hits(text) for text in texts if text.strip())
+    found = _xlsx_texts(path)
+    if found is None:
+        return True
+    texts = [text for text in found if text.strip()]
+    return any(findings.hits(texts[i]) for i in _maybe(findings, texts))
 
 
 def _scan_xlsx(findings: _Findings, path: Path) -> None:
