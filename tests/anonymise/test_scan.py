@@ -254,3 +254,14 @@ def test_a_long_text_file_is_sifted_without_losing_a_hit(tmp_path: Path, chunk: 
     assert {(f["kind"], f["row"]) for f in found} >= {
         ("restricted", 11), ("email", 901), ("phone", 1801), ("restricted", 2501),
         ("restricted", 3000)}
+
+
+def test_raw_bytes_fold_as_str_casefold() -> None:
+    """The raw-bytes scan folds case on the bytes; the text is the one ``str.casefold`` gives
+    of their Latin-1 decoding (ß → ss and µ → μ included), byte by byte and in random runs."""
+    for c in range(256):
+        assert scan._casefold_latin1(bytes([c])) == bytes([c]).decode("latin-1").casefold()
+    rng = np.random.default_rng(11)
+    for n in (0, 1, 17, 4096):
+        data = bytes(rng.integers(0, 256, n, dtype=np.uint8))
+        assert scan._casefold_latin1(data) == data.decode("latin-1").casefold()

@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice, zip_longest
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -49,6 +49,8 @@ _FEW = 512
 _LINE_ENDS = ("\n", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")
 
 Hit = tuple[str, str, int | None]  # (kind, matched text, restricted index)
+#: What the memo holds for a text sifted clean (shared; never changed).
+_CLEAN: list[Hit] = []
 Order = tuple[Any, ...]
 
 
@@ -77,6 +79,32 @@ class _Findings:
                 self.memo.clear()
             self.memo[text] = found
         return found
+
+    def sift(self, texts: list[str]) -> Iterable[int]:
+        """Positions of the ``texts`` that may hold a hit; the rest hold none. A text the
+        memo knows is decided by it; of the others, a few are all kept (looked at one by one,
+        then remembered) and many are sifted in Arrow
+        (:func:`~dhsurvey.anonymise.identifiers.may_hold`), those found clean remembered while
+        the memo has room: the same numbers and labels recur across the columns and formats
+        of a release."""
+        import pyarrow as pa
+
+        memo = self.memo
+        fresh = [i for i, text in enumerate(texts) if text not in memo]
+        if len(fresh) <= _FEW:
+            return fresh if len(fresh) == len(texts) else \
+                [i for i, text in enumerate(texts) if memo.get(text, True)]
+        try:
+            array = pa.array([texts[i] for i in fresh], type=pa.string())
+        except (pa.ArrowException, UnicodeError):  # e.g. a lone surrogate: each looked at
+            return [i for i, text in enumerate(texts) if memo.get(text, True)]
+        maybe = may_hold(array, self.restricted)
+        room = _MEMORY - len(memo)
+        for j in np.flatnonzero(~maybe)[:max(room, 0)].tolist():
+            memo[texts[fresh[j]]] = _CLEAN
+        flagged = {fresh[j] for j in np.flatnonzero(maybe).tolist()}
+        return [i for i, text in enumerate(texts)
+                if i in flagged or memo.get(text)]
 
     def add(self, hits: Sequence[Hit], where: str, column: Any, row: Any, order: Order,
             times: int = 1) -> None:
@@ -173,7 +201,6 @@ def _texts(values: Iterable[Any]) -> list[str | None]:
 
 def _list_chunk(column: _Column, values: Sequence[str | None], offset: int) -> None:
     """A chunk of a column as Python values (``None``: not text)."""
-    import pyarrow as pa
 
     def first_rows(wanted: list[str]) -> dict[str, int]:
         want = set(wanted)
@@ -187,13 +214,10 @@ def _list_chunk(column: _Column, values: Sequence[str | None], offset: int) -> N
 
     counts = Counter(values)
     counts.pop(None, None)
-    texts: Any = list(counts)
-    try:
-        texts = pa.array(texts, type=pa.string())
-    except (pa.ArrowException, UnicodeError):  # e.g. a lone surrogate: looked at in Python
-        pass
-    column.chunk(texts, np.fromiter(counts.values(), dtype=np.int64, count=len(counts)),
-                 offset, first_rows)
+    texts = cast(list[str], list(counts))
+    at = list(column.findings.sift(texts))
+    times = np.fromiter(counts.values(), dtype=np.int64, count=len(counts))
+    column.chunk([texts[i] for i in at], times[at], offset, first_rows)
 
 
 def _arrow_chunk(column: _Column, array: Any, offset: int) -> None:
@@ -314,28 +338,13 @@ def _scan_csv(findings: _Findings, path: Path, encoding: str) -> None:
             offset += len(chunk)
 
 
-def _maybe(findings: _Findings, texts: list[str]) -> Iterable[int]:
-    """Positions of the ``texts`` that may hold a hit: all of a few, else those
-    :func:`~dhsurvey.anonymise.identifiers.may_hold` sifts out in Arrow (the rest hold none,
-    so most lines of a codebook never reach the per-string search)."""
-    import pyarrow as pa
-
-    if len(texts) <= _FEW:
-        return range(len(texts))
-    try:
-        array = pa.array(texts, type=pa.string())
-    except (pa.ArrowException, UnicodeError):  # e.g. a lone surrogate: each looked at
-        return range(len(texts))
-    return np.flatnonzero(may_hold(array, findings.restricted)).tolist()
-
-
 def _text_lines(findings: _Findings, lines: Iterable[str], where: str,
                 order: Order = ()) -> None:
     """Line by line (numbered from 1), in chunks sifted first."""
     it = iter(lines)
     done = 0
     while chunk := list(islice(it, CHUNK_ROWS)):
-        for i in _maybe(findings, chunk):
+        for i in findings.sift(chunk):
             hits = findings.hits(chunk[i])
             if hits:
                 line_no = done + i + 1
@@ -365,43 +374,62 @@ def _scan_bytes(findings: _Findings, path: Path, where: str) -> None:
     findings name the line (as :meth:`str.splitlines` counts them)."""
     if not findings.restricted:
         return
-    first_line, rest = 1, ""
+    first_line, rest = 1, b""
     with open(path, "rb") as handle:
         while data := handle.read(BYTES_BLOCK):
-            text = rest + data.decode("latin-1")
-            cut = _after_last_break(text)
-            text, rest = text[:cut], text[cut:]
-            if text:
-                first_line = _bytes_block(findings, text, first_line, where)
+            data = rest + data
+            cut = _after_last_break(data)
+            data, rest = data[:cut], data[cut:]
+            if data:
+                first_line = _bytes_block(findings, data, first_line, where)
     if rest:
         _bytes_block(findings, rest, first_line, where)
 
 
-#: Line breaks :meth:`str.splitlines` knows within Latin-1 (``\\r\\n`` counts once).
-_LATIN1_BREAKS = ("\n", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85")
+#: Line breaks :meth:`str.splitlines` knows within Latin-1 (``\r\n`` counts once).
+_LATIN1_BREAKS = (b"\n", b"\r", b"\x0b", b"\x0c", b"\x1c", b"\x1d", b"\x1e", b"\x85")
+#: Latin-1 bytes as :meth:`str.casefold` maps their characters, where it maps one to one
+#: within Latin-1: A–Z and À–Þ (not ×) to their small letters.
+_FOLD = bytes.maketrans(
+    bytes([*range(0x41, 0x5B), *range(0xC0, 0xD7), *range(0xD8, 0xDF)]),
+    bytes([*range(0x61, 0x7B), *range(0xE0, 0xF7), *range(0xF8, 0xFF)]))
 
 
-def _after_last_break(text: str) -> int:
-    """Where the last whole line of ``text`` ends (0: none yet). A final ``\\r`` may be half
+def _casefold_latin1(data: bytes) -> str:
+    """``data.decode("latin-1").casefold()``, mostly done on the bytes: ``str.casefold`` of
+    a megabyte of binary bytes costs milliseconds. The two Latin-1 characters it maps out of
+    one byte each follow: ß → ss, µ → μ."""
+    data = data.translate(_FOLD)
+    if b"\xdf" in data:
+        data = data.replace(b"\xdf", b"ss")
+    text = data.decode("latin-1")
+    return text.replace("\xb5", "\u03bc") if "\xb5" in text else text
+
+
+def _after_last_break(data: bytes) -> int:
+    """Where the last whole line of ``data`` ends (0: none yet). A final ``\\r`` may be half
     of a ``\\r\\n`` whose ``\\n`` is still unread, so it waits for the next block."""
-    end = len(text) - 1 if text.endswith("\r") else len(text)
-    return max(text.rfind(c, 0, end) for c in _LATIN1_BREAKS) + 1
+    end = len(data) - 1 if data.endswith(b"\r") else len(data)
+    return max(data.rfind(c, 0, end) for c in _LATIN1_BREAKS) + 1
 
 
-def _breaks(text: str, end: int) -> int:
-    """Line breaks in ``text[:end]``, counted in C."""
-    return sum(text.count(c, 0, end) for c in _LATIN1_BREAKS) - text.count("\r\n", 0, end)
+def _breaks(data: bytes | str, end: int) -> int:
+    """Line breaks in ``data[:end]``, counted in C."""
+    if isinstance(data, str):
+        return sum(data.count(c.decode("latin-1"), 0, end) for c in _LATIN1_BREAKS) - \
+            data.count("\r\n", 0, end)
+    return sum(data.count(c, 0, end) for c in _LATIN1_BREAKS) - data.count(b"\r\n", 0, end)
 
 
-def _bytes_block(findings: _Findings, text: str, first_line: int, where: str) -> int:
-    """Restricted values in ``text`` (whole lines of a file, the first numbered
+def _bytes_block(findings: _Findings, data: bytes, first_line: int, where: str) -> int:
+    """Restricted values in ``data`` (whole lines of a file, the first numbered
     ``first_line``); returns the number of the line after them."""
-    text = text.casefold()
+    text = _casefold_latin1(data)
     for start, end, i in findings.restricted.spans(text, lines=True):
         line_no = first_line + _breaks(text, start)
         findings.add([("restricted", text[start:end], i)], where, None, line_no,
                      (3, line_no, start))
-    return first_line + _breaks(text, len(text))
+    return first_line + _breaks(data, len(data))
 
 
 def _labels(findings: _Findings, value_labels: dict[Any, dict[Any, Any]],
@@ -483,7 +511,7 @@ def _xlsx_may_hold(findings: _Findings, path: Path) -> bool:
     if found is None:
         return True
     texts = [text for text in found if text.strip()]
-    return any(findings.hits(texts[i]) for i in _maybe(findings, texts))
+    return any(findings.hits(texts[i]) for i in findings.sift(texts))
 
 
 def _scan_xlsx(findings: _Findings, path: Path) -> None:
