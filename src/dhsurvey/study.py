@@ -990,12 +990,11 @@ def pool(store: Store, study: Study) -> Pooled:
     restricted: list[str] = []
     for iso in isos:
         restricted += restricted_values(store, iso, study)
-    from dhsurvey.parallel import forked_map
-
-    # The tiers pool the same countries into folders of their own: one per core.
-    tiers = dict(forked_map(lambda name: _pool_tier(store, study, isos, left_out,
-                                                    rules.tiers[name], restricted),
-                            list(rules.tiers)))
+    # The tiers are pooled in turn, each on every core where it spends its time (writing the
+    # formats, scanning the files): the licensed tier, with the countries' replicate weights,
+    # is several times the public one, so two tiers side by side leave a core idle.
+    tiers = {name: _pool_tier(store, study, isos, left_out, rules.tiers[name], restricted)
+             for name in rules.tiers}
     public = tiers["public"]
     public.tiers = tiers
     return public

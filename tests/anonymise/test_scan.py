@@ -265,3 +265,24 @@ def test_raw_bytes_fold_as_str_casefold() -> None:
     for n in (0, 1, 17, 4096):
         data = bytes(rng.integers(0, 256, n, dtype=np.uint8))
         assert scan._casefold_latin1(data) == data.decode("latin-1").casefold()
+
+
+def test_a_large_release_scanned_on_every_core_gives_the_same_findings(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files spread over forked processes (each with its own memo) give the findings of one
+    process reading them in turn, file by file in the order given."""
+    rng = np.random.default_rng(8)
+    notes = [f"line {i} of the notes" for i in range(3000)]
+    notes[10], notes[2900] = INSTANCE_IDS[3], f"call 0712 345 678 re {INSTANCE_IDS[4]}"
+    table = pd.DataFrame({"note": notes, "w": rng.random(3000).astype(str)})
+    for i in range(3):
+        table.to_parquet(tmp_path / f"t{i}.parquet")
+        table.iloc[i * 500:].to_csv(tmp_path / f"t{i}.csv", index=False)
+    (tmp_path / "notes.md").write_text("\n".join(notes[::-1]), encoding="utf-8")
+    files = sorted(tmp_path.iterdir())
+    monkeypatch.setattr(scan, "PARALLEL_BYTES", 1 << 60)
+    alone = scan_release(files, INSTANCE_IDS)
+    monkeypatch.setattr(scan, "PARALLEL_BYTES", 0)
+    spread = scan_release(files, INSTANCE_IDS)
+    assert spread == alone
+    assert {Path(f["file"]).name for f in alone} == {f.name for f in files}

@@ -418,3 +418,26 @@ def test_labels_in_every_study_language_read_back_intact(tables, models, tmp_pat
     assert all(len(t.encode("utf-8")) <= 120 and cut_from(t, full[n][str(int(c))])
                and "\ufffd" not in t
                for n, v in sav.variable_value_labels.items() for c, t in v.items())
+
+
+def test_a_large_release_written_on_every_core_is_the_same(tables, models, long_form: FormModel,
+                                                           tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    """Formats written in forked processes are the bytes of one process writing them in turn;
+    the notes come back in order and the warnings are given here."""
+    from dhsurvey.release import writers
+
+    long = pd.DataFrame({"story": pd.array(["é" * 20_000, "short"], dtype="string")})
+    every = {**tables, "long": long}
+    both = {**models, "long": long_form}
+    runs = {}
+    for cells, folder in ((1 << 60, tmp_path / "alone"), (0, tmp_path / "spread")):
+        monkeypatch.setattr(writers, "PARALLEL_CELLS", cells)
+        with pytest.warns(ReleaseWarning, match="truncated for SPSS"):
+            runs[folder.name] = write_release(every, both, folder)
+    alone, spread = runs["alone"], runs["spread"]
+    assert [p.name for p in spread] == [p.name for p in alone]
+    assert spread.warnings == alone.warnings and len(alone.warnings) == 1  # type: ignore[attr-defined]
+    for a, b in zip(alone, spread, strict=True):
+        assert a.read_bytes() == b.read_bytes(), a.name

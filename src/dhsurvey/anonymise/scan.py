@@ -40,6 +40,8 @@ from dhsurvey.errors import DhsurveyError
 CHUNK_ROWS = 131_072
 #: Characters of a binary file (decoded latin-1) matched at once by the raw-bytes scan.
 BYTES_BLOCK = 1 << 22
+#: Bytes of release files from which a scan spreads its files over the cores.
+PARALLEL_BYTES = 32 << 20
 #: Distinct strings whose result a scan remembers across columns and files.
 _MEMORY = 200_000
 #: Distinct strings of a column chunk looked at one by one (through the memo) rather than
@@ -582,14 +584,25 @@ def scan_release(paths: Iterable[str | Path],
     number). Findings say file, column, first row, kind, the index of the restricted value
     matched and how often it occurs, never the value itself.
     """
-    restricted = RestrictedValues(restricted_values)
-    findings: list[dict[str, Any]] = []
-    memo: dict[str, list[Hit]] = {}
-    for path in map(Path, paths):
+    from dhsurvey.parallel import forked_map
+
+    files = [Path(p) for p in paths]
+    for path in files:
         if not path.is_file():
             raise DhsurveyError("release file not found", code="release-scan", file=path)
-        findings += _scan_file(path, restricted, memo)
-    return findings
+    restricted = RestrictedValues(restricted_values)
+    # The files are independent: a large release is scanned on every core, the largest file
+    # first. Each process keeps its own memo across the files it scans (a cache only: the
+    # findings are the same); a small one is scanned here, its files sharing one memo.
+    memo: dict[str, list[Hit]] = {}
+    large = sum(map(_file_size, files)) >= PARALLEL_BYTES
+    return [finding for _, found in forked_map(
+        lambda path: _scan_file(path, restricted, memo), files, size=_file_size,
+        workers=None if large else 1) for finding in found]
+
+
+def _file_size(path: Path) -> float:
+    return float(path.stat().st_size)
 
 
 def release_files(folder: str | Path) -> list[Path]:

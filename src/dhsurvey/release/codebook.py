@@ -421,9 +421,31 @@ def _type_text(item: Item) -> str:
                                 else "") if p)
 
 
-def _values_text(model: FormModel, item: Item, language: str) -> str:
-    labels = choice_labels(model, item, language, limit=None)
-    return "; ".join(f"{code} = {text}" for code, text in labels.items())
+class _TableMemo:
+    """What the rows of one table's model share: each relevance rendered once (a group's
+    holds for all its fields) and each choice list's labels made once per language (a yes/no
+    list serves hundreds of fields)."""
+
+    def __init__(self, model: FormModel) -> None:
+        self.model = model
+        self.universes: dict[str, tuple[str, int]] = {}
+        self._labels: dict[tuple[str | None, str | None], dict[str, str]] = {}
+        self._texts: dict[tuple[str | None, str], str] = {}
+
+    def choice_labels(self, item: Item, language: str | None) -> dict[str, str]:
+        """:func:`~dhsurvey.release.labels.choice_labels` of ``item``, not cut short."""
+        key = (item.list_name, language)
+        if key not in self._labels:
+            self._labels[key] = choice_labels(self.model, item, language, limit=None)
+        return self._labels[key]
+
+    def values_text(self, item: Item, language: str) -> str:
+        """``code = label; …`` of ``item``'s choices in ``language``."""
+        key = (item.list_name, language)
+        if key not in self._texts:
+            self._texts[key] = "; ".join(f"{code} = {text}" for code, text
+                                         in self.choice_labels(item, language).items())
+        return self._texts[key]
 
 
 def build_codebook(tables: Mapping[str, pd.DataFrame | ParquetTable],
@@ -456,11 +478,11 @@ def build_codebook(tables: Mapping[str, pd.DataFrame | ParquetTable],
         tags = missing_codes(model)
         columns = list(map(str, df.columns))
         items = fields_for(model, columns)
-        rendered: dict[str, tuple[str, int]] = {}  # universes of this model and language
+        memo = _TableMemo(model)
         for position, column in enumerate(columns, start=1):
             rows.append(_row(name, model, df[column], column, position, langs, language,
                              (items[column], dummies.get(column)), tags, w, weight_column,
-                             rendered))
+                             memo))
     codebook = pd.DataFrame(rows)
     ordered = ["form", "variable", "position", *[f"label_{language_code(lang)}" for lang in langs],
                "type", "group", "pii", "universe", "relevance",
@@ -479,10 +501,11 @@ def build_codebook(tables: Mapping[str, pd.DataFrame | ParquetTable],
     return codebook
 
 
-def _label_columns(model: FormModel, item: Item | None, dummy: Any, column: str,
+def _label_columns(memo: _TableMemo, item: Item | None, dummy: Any, column: str,
                    langs: list[str], weight_column: str | None) -> dict[str, str]:
     """A column's ``label_<code>`` and ``values_<code>`` per language (empty where the form
     lacks the language)."""
+    model = memo.model
     row: dict[str, str] = {}
     available = [*model.languages, STATA]
     for lang in langs:
@@ -497,7 +520,7 @@ def _label_columns(model: FormModel, item: Item | None, dummy: Any, column: str,
             text = META_LABELS.get(column, "Survey weight" if column == weight_column else "")
         row[f"label_{code}"] = text
         if item is not None and item.is_select and dummy is None and lang in available:
-            row[f"values_{code}"] = _values_text(model, item, lang)
+            row[f"values_{code}"] = memo.values_text(item, lang)
         elif dummy is not None:
             row[f"values_{code}"] = "1 = selected; 0 = not selected"
     return row
@@ -506,13 +529,13 @@ def _label_columns(model: FormModel, item: Item | None, dummy: Any, column: str,
 def _row(table: str, model: FormModel, values: pd.Series, column: str, position: int,
          langs: list[str], language: str | None, field: tuple[Item | None, Any],
          tags: Mapping[str, Mapping[int, str]], w: np.ndarray | None,
-         weight_column: str | None, rendered: dict[str, tuple[str, int]]) -> dict[str, Any]:
+         weight_column: str | None, memo: _TableMemo) -> dict[str, Any]:
     item, dummy = field  # the column's form field and, for a dummy, its (field, choice)
     present = _present_mask(values)
     row: dict[str, Any] = {"form": table, "variable": column, "position": position,
                            "dtype": str(values.dtype), "n": int(present.sum()),
                            "n_missing": int((~present).sum())}
-    row.update(_label_columns(model, item, dummy, column, langs, weight_column))
+    row.update(_label_columns(memo, item, dummy, column, langs, weight_column))
     categorical: Mapping[str, str] | None = None
     multiple = False
     if item is None:
@@ -523,17 +546,17 @@ def _row(table: str, model: FormModel, values: pd.Series, column: str, position:
         row["type"] = "select_multiple dummy" if dummy is not None else _type_text(item)
         row["group"] = "/".join(item.path)
         row["pii"] = item.pii
-        row["universe"] = _universe(model, item, language, rendered)
+        row["universe"] = _universe(model, item, language, memo.universes)
         relevances = model.relevance(item)
         row["relevance"] = relevances[0] if len(relevances) == 1 else " and ".join(
             f"({r})" for r in relevances)
         if dummy is not None:
             categorical = {"1": "selected", "0": "not selected"}
         elif item.is_select:
-            categorical = choice_labels(model, item, language, limit=None)
+            categorical = memo.choice_labels(item, language)
             multiple = item.is_select_multiple
         if item.name in tags and dummy is None:
-            choices = choice_labels(model, item, language, limit=None)
+            choices = memo.choice_labels(item, language)
             row["missing_codes"] = "; ".join(
                 f"{code} = .{tag} ({choices.get(str(code)) or _MISSING_NAMES[code]})"
                 for code, tag in sorted(tags[item.name].items()))

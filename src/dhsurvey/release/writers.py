@@ -16,9 +16,11 @@ in SPSS, declared user-missing so SPSS leaves them out of statistics.
 from __future__ import annotations
 
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -31,6 +33,9 @@ from dhsurvey.release.labels import ReleaseError
 from dhsurvey.release.stream import write_formats
 
 FORMATS = ("parquet", "csv", "dta", "sav")
+#: Cells of a release from which its formats are written on every core (below, forking costs
+#: more than it saves).
+PARALLEL_CELLS = 2_000_000
 
 
 class ReleaseFiles(list[Path]):
@@ -109,24 +114,55 @@ def write_release(tables: Mapping[str, pd.DataFrame], models: Mapping[str, FormM
     """Write ``<folder>/<table>.<ext>`` for every table and format; the files in that order.
 
     Each table is appended to ``<table>.parquet`` as one batch (a scratch file if Parquet is not
-    asked for) and the other formats are written from it. The result is a list of paths whose
-    ``warnings`` attribute lists what had to be changed to fit a format (nothing is changed
-    silently).
+    asked for) and the other formats are written from it; for a large release on every core,
+    a table's CSV beside its Stata and SPSS files (which share their column decisions), the
+    largest first. The
+    result is a list of paths whose ``warnings`` attribute lists what had to be changed to fit
+    a format (nothing is changed silently).
     """
+    from dhsurvey.parallel import forked_map
+
     formats = tuple(dict.fromkeys(formats))
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ReleaseError(f"unknown release format(s) {unknown} (known: {', '.join(FORMATS)})",
                            code="release-format")
     folder = Path(folder)
+    paths = {name: {fmt: folder / f"{name}.{fmt}" for fmt in formats} for name in tables}
+    streamed = [group for group in (("csv",), ("dta", "sav"))
+                if any(fmt in formats for fmt in group)]
+    with tempfile.TemporaryDirectory(prefix="dhsurvey-release-") as scratch:
+        sources: dict[str, Path] = {}
+        for name, df in tables.items():
+            model = model_for(name, models)
+            sources[name] = paths[name].get("parquet", Path(scratch) / f"{name}.parquet")
+            with ParquetAppender(sources[name], model, language) as appender:
+                appender.write(df)
+
+        def write(piece: tuple[str, tuple[str, ...]]) -> tuple[list[str], list[Any]]:
+            # The notes and warnings come back to be given in order (from a forked process,
+            # a warning would not reach the caller).
+            name, group = piece
+            notes: list[str] = []
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                write_formats(sources[name], model_for(name, models),
+                              {f: paths[name][f] for f in group if f in formats},
+                              language=language, notes=notes)
+            return notes, [(str(w.message), w.category) for w in caught]
+
+        pieces = [(name, group) for name in tables for group in streamed]
+        large = sum(t.size for t in tables.values()) >= PARALLEL_CELLS
+        written = dict(forked_map(write, pieces, size=lambda piece: len(piece[1]) * float(
+            sources[piece[0]].stat().st_size), workers=None if large else 1))
     out = ReleaseFiles()
-    for name, df in tables.items():
-        model = model_for(name, models)
-        paths = {fmt: folder / f"{name}.{fmt}" for fmt in formats}
-        with _as_parquet(df, model, language, paths.get("parquet")) as source:
-            write_formats(source, model, {f: p for f, p in paths.items() if f != "parquet"},
-                          language=language, notes=out.warnings)
-        out.extend(paths.values())
+    for name in tables:
+        out.extend(paths[name].values())
+        for group in streamed:
+            notes, caught = written[(name, group)]
+            out.warnings += notes
+            for message, category in caught:
+                warnings.warn(message, category, stacklevel=2)
     return out
 
 

@@ -220,10 +220,11 @@ def quarantined(table: pd.DataFrame) -> pd.Series:
 
 
 def _svg(fig: Figure, salt: str) -> str:
-    """Inline SVG with stable ids and no date, so reruns give the same bytes."""
+    """Inline SVG with stable ids and no date, so reruns give the same bytes. The figure is
+    laid out already (``tight_layout``), so it is drawn once more, not measured again."""
     buffer = io.StringIO()
     with matplotlib.rc_context({"svg.hashsalt": f"dhsurvey-{salt}", "svg.fonttype": "none"}):
-        fig.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight")
+        fig.savefig(buffer, format="svg", metadata={"Date": None})
     text = buffer.getvalue()
     text = re.sub(r"\s*<metadata>.*?</metadata>", "", text, flags=re.S)  # RDF boilerplate
     return text[text.index("<svg"):]
