@@ -132,11 +132,13 @@ class Ingested:
 
 
 def ingest_form(store: Store, study: Study, iso: str, form: str, *,
-                private_key: bytes | None = None) -> Ingested:
+                private_key: bytes | None = None,
+                discovered: dict[Path, list[Any]] | None = None) -> Ingested:
     """Every export of ``form`` in the country's landing folder → ``raw/<ISO>/``.
 
     Submissions of another country stay out; those of no known country are kept in the raw
-    quarantine (nothing that enters is lost).
+    quarantine (nothing that enters is lost). ``discovered``: the instances found in each
+    folder of instance XML, shared by the forms of one ingest (each form reads every folder).
     """
     from dhsurvey.ingest.canonical import RawForm
     from dhsurvey.ingest.read import read_export_forms
@@ -148,7 +150,7 @@ def ingest_form(store: Store, study: Study, iso: str, form: str, *,
     parts: list[Any] = []
     for path in exports:
         for raw in read_export_forms(path, study.models, private_key_pem=private_key,
-                                     only=form):
+                                     only=form, discovered=discovered):
             parts.extend(split_by_country(raw, {str(config.code): iso}, iso).values())
     api = store.central_api(iso)
     if store.has_raw(iso, form, api):  # pulled by the Central sync job
@@ -240,7 +242,9 @@ def _forget_not_decrypted(store: Store, form: str, done: set[str]) -> None:
 
 def ingest(store: Store, study: Study, iso: str, *, private_key: bytes | None = None
            ) -> dict[str, Ingested]:
-    return {form: ingest_form(store, study, iso, form, private_key=private_key)
+    discovered: dict[Path, list[Any]] = {}  # the landing folder does not change meanwhile
+    return {form: ingest_form(store, study, iso, form, private_key=private_key,
+                              discovered=discovered)
             for form in study.models}
 
 

@@ -284,3 +284,26 @@ def test_a_document_changed_since_the_last_discovery_is_looked_at_again(tmp_path
     os.utime(doc, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
     (again,) = discover_instances(tmp_path / "instances")
     assert again.form_id == "child"
+
+
+def test_a_country_ingest_walks_each_instance_folder_once(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every form of a country reads every folder of instance XML; one ingest walks each
+    folder once and gives the tables that reading each form alone gives."""
+    from dhsurvey.ingest import read
+    from dhsurvey.store import Store
+    from dhsurvey.study import Study, ingest, ingest_form
+
+    study = Study.load(INSTRUMENTS)
+    store = Store(tmp_path)
+    simulate_to(store.landing(), [CONFIG], study.models, seed=5, households=20,
+                formats=("central", "xml"))
+    alone = {form: ingest_form(store, study, "KEN", form).raw for form in study.models}
+    walked: list[Path] = []
+    monkeypatch.setattr(read, "discover_instances",
+                        lambda folder: walked.append(Path(folder)) or discover_instances(folder))
+    together = ingest(store, study, "KEN")
+    folders = [p for p in (store.landing("KEN") / "xml").iterdir() if p.is_dir()]
+    assert len(folders) == len(study.models) and sorted(walked) == sorted(folders)
+    for form, raw in alone.items():
+        assert_same_content(together[form].raw, raw)

@@ -18,7 +18,7 @@ from dhsurvey.forms.model import FormModel
 from dhsurvey.ingest.builder import REPEAT_RULES, ROOT_RULES, decode_utf8
 from dhsurvey.ingest.canonical import RawForm
 from dhsurvey.ingest.central import read_central_zip
-from dhsurvey.ingest.instances import discover_instances
+from dhsurvey.ingest.instances import Instance, discover_instances
 from dhsurvey.ingest.kobo import read_kobo_json
 from dhsurvey.ingest.limits import JSON, read_file
 from dhsurvey.ingest.xmlfolder import read_xml_folder
@@ -90,16 +90,24 @@ def _xml_form_ids(folder: Path, models: Mapping[str, FormModel]) -> list[str]:
 
 def read_export_forms(path: str | Path | Sequence[str | Path],
                       models: Mapping[str, FormModel], *, private_key_pem: bytes | None = None,
-                      only: str | None = None) -> list[RawForm]:
+                      only: str | None = None,
+                      discovered: dict[Path, list[Instance]] | None = None) -> list[RawForm]:
     """Read one export into a table per form it holds (a folder of instance XML may hold
     several forms; any other export holds one). With ``only``, just that form's table: an
     instance folder without its submissions gives an empty one, and every other export must be
-    of that form."""
+    of that form. ``discovered`` keeps the instances found in each folder for the next read
+    of it (each of a country's forms reads every instance folder)."""
     if isinstance(path, str | Path) and Path(path).is_dir():
         folder = Path(path)
         forms = [only] if only else _xml_form_ids(folder, models)
+        instances = None
+        if discovered is not None:
+            if folder not in discovered:
+                discovered[folder] = discover_instances(folder)
+            instances = discovered[folder]
         return [read_xml_folder(folder, models[form], private_key_pem=private_key_pem,
-                                other_forms=[f for f in models if f != form])
+                                other_forms=[f for f in models if f != form],
+                                instances=instances)
                 for form in forms]
     chosen = {only: models[only]} if only else models
     return [read_export(path, chosen, private_key_pem=private_key_pem)]

@@ -28,7 +28,7 @@ import functools
 import logging
 import xml.etree.ElementTree as ET
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,7 +131,8 @@ def claims(inst: Instance, form_id: str, study_forms: Collection[str],
 
 def read_xml_folder(folder: str | Path, model: FormModel, *,
                     private_key_pem: bytes | None = None,
-                    other_forms: Collection[str] = (), workers: int | None = None) -> RawForm:
+                    other_forms: Collection[str] = (), workers: int | None = None,
+                    instances: Sequence[Instance] | None = None) -> RawForm:
     """Read every submission of ``model``'s form found below ``folder``.
 
     Encrypted instances are decrypted with ``private_key_pem``; without a key, or when
@@ -144,6 +145,9 @@ def read_xml_folder(folder: str | Path, model: FormModel, *,
     (default: :data:`~dhsurvey.ingest.decrypt.WORKERS` when the form has
     :data:`~dhsurvey.ingest.decrypt.PARALLEL_MIN` encrypted submissions or more and a key is
     given, else 1, in this thread); the result is the same whatever the number.
+
+    ``instances``: what :func:`~dhsurvey.ingest.instances.discover_instances` found in
+    ``folder``, when the caller already walked it (a country's forms read the same folders).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -152,7 +156,7 @@ def read_xml_folder(folder: str | Path, model: FormModel, *,
     lookup = _kinds(model)
     silent = _elements_without_data(model)
     unknown: Counter[str] = Counter()
-    instances = discover_instances(folder)
+    instances = discover_instances(folder) if instances is None else list(instances)
     study = {model.form_id, *other_forms}
     present = {i.form_id for i in instances if i.form_id}
     mine = [inst for inst in instances if inst.form_id not in other_forms and (
