@@ -24,7 +24,7 @@ test: $(STAMP)
 	bash scripts/system-deps.sh
 	$(BIN)/ruff check src pipelines tests bench
 	$(BIN)/mypy
-	bash scripts/central.sh run $(BIN)/python -m pytest -q -n auto --dist loadfile
+	bash scripts/central.sh run $(BIN)/python -m pytest -q -n auto --dist loadfile --durations=30
 
 lint: $(STAMP)
 	$(BIN)/dhsurvey lint instruments

@@ -116,9 +116,8 @@ def write_release(tables: Mapping[str, pd.DataFrame], models: Mapping[str, FormM
     Each table is appended to ``<table>.parquet`` as one batch (a scratch file if Parquet is not
     asked for) and the other formats are written from it; for a large release on every core,
     a table's CSV beside its Stata and SPSS files (which share their column decisions), the
-    largest first. The
-    result is a list of paths whose ``warnings`` attribute lists what had to be changed to fit
-    a format (nothing is changed silently).
+    largest first. The result is a list of paths whose ``warnings`` attribute lists what had
+    to be changed to fit a format (nothing is changed silently).
     """
     from dhsurvey.parallel import forked_map
 
