@@ -140,6 +140,7 @@ def _donate(respondents: Respondents, truth: np.ndarray, codes: np.ndarray,
     anything was blanked."""
     progress = False
     profile = respondents.profile
+    blocks = _Blocks(codes)
     for form, present in profile.present.items():
         idx, fk, counts = respondents.counts(codes, form)
         flags = profile.harmful.get(form, {})
@@ -149,23 +150,76 @@ def _donate(respondents: Respondents, truth: np.ndarray, codes: np.ndarray,
         needs = np.maximum(k - fk, mixing.astype(np.int64))
         for row, need in zip(idx[needs > 0], needs[needs > 0], strict=True):
             target = truth[row]
+            near = blocks.near(target)  # every record that may differ on one key only
+            held = codes[near]
             # A key the intruder does not know of the record (no linked record, a wildcard)
             # is matched by any value; a blank matches anything.
-            clash = (codes != target) & (codes >= 0) & (target >= 0)
+            clash = (held != target) & (held >= 0) & (target >= 0)
             clashes = clash.sum(axis=1)
             for j, col in enumerate(first):
                 if target[col] < 0 or text_absent[row, col]:
                     continue
-                donors = np.flatnonzero(present & ~absent[:, col] & clash[:, col]
-                                        & (clashes == 1))
+                donors = near[present[near] & ~absent[near, col] & clash[:, col]
+                              & (clashes == 1)]
                 if len(donors) < need:
                     continue
                 donors = donors[np.argsort(harmful[donors], kind="stable")][:need]
                 codes[donors, col] = -1
+                blocks.blanked(col, donors)
                 blanked[j][donors] = True
                 progress = True
                 break
     return progress
+
+
+class _Blocks:
+    """The records that may differ from a record on at most one key, found without comparing
+    it with every record (which made the donor search quadratic in the file's size).
+
+    A record differing on one key only agrees (or is blank) on every other: on the first of
+    two keys the record knows, or else on the second. So the records holding its value or a
+    blank on either of its two most selective known keys include every such record; the
+    keys' values are indexed once, and the blanks made meanwhile are added as they come
+    (codes only ever become blanks)."""
+
+    def __init__(self, codes: np.ndarray) -> None:
+        self.codes = codes
+        n, width = codes.shape
+        self.rows: list[np.ndarray] = []  # per key: rows sorted by code
+        self.starts: list[np.ndarray] = []  # per key and code + 1: where its rows start
+        self.blanks: list[list[np.ndarray]] = []
+        cost = np.zeros(width)
+        for c in range(width):
+            col = codes[:, c]
+            valued = col >= 0
+            order = np.flatnonzero(valued)
+            order = order[np.argsort(col[order], kind="stable")]
+            sizes = np.bincount(col[valued], minlength=int(col.max(initial=-1)) + 1)
+            self.rows.append(order)
+            self.starts.append(np.concatenate([[0], np.cumsum(sizes)]))
+            self.blanks.append([np.flatnonzero(~valued)])
+            # Rows looked at for a record of this key: its value's share, plus the blanks.
+            cost[c] = (sizes.astype(float) ** 2).sum() / max(n, 1) + (n - len(order))
+        self.order = np.argsort(cost, kind="stable")
+
+    def near(self, target: np.ndarray) -> np.ndarray:
+        """Rows (sorted) holding ``target``'s value or a blank on each of its two most
+        selective keys with a value; every row when it has fewer than two."""
+        keys = [c for c in self.order if target[c] >= 0][:2]
+        if len(keys) < 2:
+            return np.arange(len(self.codes))
+        parts = []
+        for c in keys:
+            value = int(target[c])
+            starts = self.starts[c]
+            if value + 1 < len(starts):
+                parts.append(self.rows[c][starts[value]:starts[value + 1]])
+            parts.extend(self.blanks[c])
+        return np.unique(np.concatenate(parts))
+
+    def blanked(self, col: int, rows: np.ndarray) -> None:
+        """``rows`` were blanked on key ``col``."""
+        self.blanks[col].append(rows)
 
 
 def protect(profile: Profile, order: Sequence[str], k: int, collapsed: bool = False,
