@@ -174,13 +174,17 @@ def _donate(respondents: Respondents, truth: np.ndarray, codes: np.ndarray,
 
 class _Blocks:
     """The records that may differ from a record on at most one key, found without comparing
-    it with every record (which made the donor search quadratic in the file's size).
+    every key of every record (which made the donor search cost records x keys per record
+    to protect).
 
-    A record differing on one key only agrees (or is blank) on every other: on the first of
-    two keys the record knows, or else on the second. So the records holding its value or a
-    blank on either of its two most selective known keys include every such record; the
-    keys' values are indexed once, and the blanks made meanwhile are added as they come
+    A record differing from it on one key only agrees (holds its value or a blank) on all
+    but at most one of any three keys the record knows. The keys' values are indexed once,
+    the three most selective known keys of the record are looked up, and the records agreeing
+    on two of them are compared in full; the blanks made meanwhile are added as they come
     (codes only ever become blanks)."""
+
+    #: Keys looked up per record: more narrow the records down, each costs a pass.
+    LOOKED_UP = 3
 
     def __init__(self, codes: np.ndarray) -> None:
         self.codes = codes
@@ -198,24 +202,25 @@ class _Blocks:
             self.rows.append(order)
             self.starts.append(np.concatenate([[0], np.cumsum(sizes)]))
             self.blanks.append([np.flatnonzero(~valued)])
-            # Rows looked at for a record of this key: its value's share, plus the blanks.
+            # Rows looked up for a record of this key: its value's share, plus the blanks.
             cost[c] = (sizes.astype(float) ** 2).sum() / max(n, 1) + (n - len(order))
         self.order = np.argsort(cost, kind="stable")
 
     def near(self, target: np.ndarray) -> np.ndarray:
-        """Rows (sorted) holding ``target``'s value or a blank on each of its two most
-        selective keys with a value; every row when it has fewer than two."""
-        keys = [c for c in self.order if target[c] >= 0][:2]
+        """Rows (sorted) agreeing with ``target`` on all but at most one of its most
+        selective known keys; every row when it knows fewer than two keys."""
+        keys = [c for c in self.order if target[c] >= 0][:self.LOOKED_UP]
         if len(keys) < 2:
             return np.arange(len(self.codes))
-        parts = []
+        agree = np.zeros(len(self.codes), dtype=np.int8)
         for c in keys:
             value = int(target[c])
             starts = self.starts[c]
             if value + 1 < len(starts):
-                parts.append(self.rows[c][starts[value]:starts[value + 1]])
-            parts.extend(self.blanks[c])
-        return np.unique(np.concatenate(parts))
+                agree[self.rows[c][starts[value]:starts[value + 1]]] += 1
+            for blank in self.blanks[c]:
+                agree[blank] += 1
+        return np.flatnonzero(agree >= len(keys) - 1)
 
     def blanked(self, col: int, rows: np.ndarray) -> None:
         """``rows`` were blanked on key ``col``."""
