@@ -317,9 +317,10 @@ _COUNTRY_FILTER = re.compile(r"^\s*(\w+)\s*=\s*\$\{country\}\s*$")
 
 
 def _with_lists(model: FormModel, lists: Mapping[str, list[Choice]]) -> FormModel:
-    """A new model whose choice lists ``lists`` (by name) hold these choices; every other list,
-    item and setting is shared with ``model``, which is not changed. Cheaper than a deep copy
-    of the whole model, and the new model's cached lookups start empty."""
+    """A new model whose choice lists ``lists`` (by their key in the model) hold these
+    choices; every other list, item and setting is shared with ``model``, which is not
+    changed. Cheaper than a deep copy of the whole model, and the new model's cached lookups
+    start empty."""
     def replaced(of: dict[str, ChoiceList]) -> dict[str, ChoiceList]:
         return {name: (ChoiceList(lst.name, list(lists[name]), lst.row) if name in lists
                        else lst) for name, lst in of.items()}
@@ -342,8 +343,9 @@ def for_countries(models: Mapping[str, FormModel], codes: Iterable[str | int]
             lst = model.choices_for(item) if match else None
             if match and lst is not None:
                 column = match.group(1)
-                kept = lists.get(lst.name, lst.choices)
-                lists[lst.name] = [c for c in kept if str(c.extra.get(column, "")) in wanted
+                name = str(item.list_name)  # the list's key in the model
+                kept = lists.get(name, lst.choices)
+                lists[name] = [c for c in kept if str(c.extra.get(column, "")) in wanted
                                    or column not in c.extra]
         if lists:
             out[form] = _with_lists(model, lists)
@@ -361,7 +363,7 @@ def with_zones(models: Mapping[str, FormModel], configs: Iterable[CountryConfig]
     for form, model in models.items():
         item = model.by_name.get("region")
         lst = model.choices_for(item) if item is not None else None
-        if not zoned or lst is None:
+        if not zoned or item is None or lst is None:
             continue
         dropped = {str(r.code) for c in zoned for r in c.divisions}
         choices = [ch for ch in lst.choices if ch.name not in dropped]
@@ -374,7 +376,7 @@ def with_zones(models: Mapping[str, FormModel], configs: Iterable[CountryConfig]
                 labels |= {languages[k]: v for k, v in zone.names.items() if k in languages}
                 choices.append(Choice(lst.name, str(config.zone_code(zone.code)),
                                       labels, {"country": str(config.code)}, -1))
-        out[form] = _with_lists(model, {lst.name: choices})
+        out[form] = _with_lists(model, {str(item.list_name): choices})
     return out
 
 
@@ -401,7 +403,7 @@ def with_merged_codes(models: Mapping[str, FormModel],
             lst = model.choices_for(model[column])
             if lst is None:
                 continue
-            choices = lists.setdefault(lst.name, list(lst.choices))
+            choices = lists.setdefault(str(model[column].list_name), list(lst.choices))
             code = str(merge["into"])
             levels = [c for c in choices if c.name in {str(v) for v in merge["levels"]}]
             existing = next((c for c in choices if c.name == code), None)
