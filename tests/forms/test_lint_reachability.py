@@ -5,7 +5,6 @@ and reports questions, notes and groups that no interview shows. Rare but legiti
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -96,9 +95,7 @@ def test_unreachable_skips_what_the_simulator_did_not_count(tmp_path: Path) -> N
 @pytest.mark.parametrize("form", ["household", "child", "caregiver", "frontline_worker"])
 def test_the_study_instruments_have_no_unreachable_question(form: str) -> None:
     model = load_form(INSTRUMENTS / f"{form}.xlsx")
-    started = time.perf_counter()
     n, reached = _reach(500)(model)
-    assert time.perf_counter() - started < 10
     assert [f.message for f in unreachable(model, n, reached)] == []
 
 
