@@ -18,7 +18,7 @@ from __future__ import annotations
 import tempfile
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -130,13 +130,10 @@ def write_release(tables: Mapping[str, pd.DataFrame], models: Mapping[str, FormM
     paths = {name: {fmt: folder / f"{name}.{fmt}" for fmt in formats} for name in tables}
     streamed = [group for group in (("csv",), ("dta", "sav"))
                 if any(fmt in formats for fmt in group)]
-    with tempfile.TemporaryDirectory(prefix="dhsurvey-release-") as scratch:
-        sources: dict[str, Path] = {}
-        for name, df in tables.items():
-            model = model_for(name, models)
-            sources[name] = paths[name].get("parquet", Path(scratch) / f"{name}.parquet")
-            with ParquetAppender(sources[name], model, language) as appender:
-                appender.write(df)
+    with ExitStack() as scratch:  # every table's Parquet file, kept until all are written
+        sources = {name: scratch.enter_context(_as_parquet(
+            df, model_for(name, models), language, paths[name].get("parquet")))
+            for name, df in tables.items()}
 
         def write(piece: tuple[str, tuple[str, ...]]) -> tuple[list[str], list[Any]]:
             # The notes and warnings come back to be given in order (from a forked process,
