@@ -212,3 +212,22 @@ def test_donors_found_by_blocks_are_those_of_comparing_every_record(
     np.testing.assert_array_equal(codes1, codes2)
     for a, b in zip(blanked1, blanked2, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_records_known_alike_share_their_donors() -> None:
+    # Records 0 and 1 are known alike and lack one compatible record each (k=3): one donor
+    # serves both, so one blank is made, not one per copy.
+    from dhsurvey.anonymise.linked import Profile, Respondents, encode_keys
+    from dhsurvey.anonymise.suppression import _donate
+
+    frame = pd.DataFrame({"a": [1.0, 1.0, 2.0, 2.0, 2.0], "b": [1.0] * 5})
+    keys = ["a", "b"]
+    profile = Profile(frame, keys, {c: [("f", c)] for c in keys}, {"f": np.ones(5, bool)},
+                      {"f": np.arange(5)}, {"f": None}, {"f": {}})
+    (truth,), cards = encode_keys([frame], keys)
+    codes, blanked = truth.copy(), [np.zeros(5, dtype=bool)]
+    none = np.zeros((5, 2), dtype=bool)
+    assert _donate(Respondents(profile, truth, cards), truth, codes, none, none, [0], 3,
+                   np.zeros(5, dtype=bool), blanked)
+    assert blanked[0].tolist() == [False, False, True, False, False]
+    assert Respondents(profile, truth, cards).unsafe(codes, 3)[:2].tolist() == [False, False]

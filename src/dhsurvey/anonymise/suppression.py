@@ -148,7 +148,7 @@ def _donate(respondents: Respondents, truth: np.ndarray, codes: np.ndarray,
         for c, n in counts.items():
             mixing |= flags[c][idx] & (n == fk)
         needs = np.maximum(k - fk, mixing.astype(np.int64))
-        for row, need in zip(idx[needs > 0], needs[needs > 0], strict=True):
+        for row, need in _distinct(truth, idx[needs > 0], needs[needs > 0]):
             target = truth[row]
             near = blocks.near(target)  # every record that may differ on one key only
             held = codes[near]
@@ -170,6 +170,22 @@ def _donate(respondents: Respondents, truth: np.ndarray, codes: np.ndarray,
                 progress = True
                 break
     return progress
+
+
+def _distinct(truth: np.ndarray, rows: np.ndarray, needs: np.ndarray
+              ) -> list[tuple[int, int]]:
+    """(row, need) once per distinct record as the intruder knows it (``truth``), in row
+    order, with the largest need among its rows: records known alike have the same
+    compatible records, so the donors found for one serve them all (looking again for
+    each would blank more than they lack, and cost a search per copy)."""
+    if not len(rows):
+        return []
+    _, first, inverse = np.unique(truth[rows], axis=0, return_index=True,
+                                  return_inverse=True)
+    most = np.zeros(len(first), dtype=np.int64)
+    np.maximum.at(most, inverse.ravel(), needs)
+    order = np.argsort(first, kind="stable")
+    return list(zip(rows[first[order]].tolist(), most[order].tolist(), strict=True))
 
 
 class _Blocks:
