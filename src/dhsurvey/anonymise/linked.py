@@ -298,19 +298,29 @@ class Respondents:
         return idx, fk, {c: np.rint(sums[:, j + 1]).astype(np.int64)
                          for j, c in enumerate(flags)}
 
-    def unsafe(self, codes: np.ndarray, k: int) -> np.ndarray:
-        """:func:`unsafe_rows` with the released keys coded as ``codes``."""
-        unsafe = np.zeros(len(codes), dtype=bool)
+    def shortfall(self, codes: np.ndarray, k: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per file, its profile rows and the compatible records each lacks with the released
+        keys coded as ``codes``: k - fk, at least 1 where every compatible record shares a
+        harmful answer of its own, 0 where safe."""
         if not self.profile.keys:
-            return unsafe
-        for form, idx in self.idx.items():
-            if not len(idx):
-                continue
-            idx, fk, harmful = self.counts(codes, form)
-            bad = fk < k
-            for c, count in harmful.items():
-                bad |= self.flags[form][c][idx] & (count == fk)
-            unsafe[idx[bad]] = True
+            return {}
+        return {form: self.needs(codes, k, form) for form, idx in self.idx.items() if len(idx)}
+
+    def needs(self, codes: np.ndarray, k: int, form: str) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`shortfall` of one file."""
+        idx, fk, harmful = self.counts(codes, form)
+        mixing = np.zeros(len(idx), dtype=bool)
+        for c, count in harmful.items():
+            mixing |= self.flags[form][c][idx] & (count == fk)
+        return idx, np.maximum(k - fk, mixing.astype(np.int64))
+
+    def unsafe(self, codes: np.ndarray, k: int,
+               short: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
+        """:func:`unsafe_rows` with the released keys coded as ``codes`` (``short``: their
+        :meth:`shortfall`, when known)."""
+        unsafe = np.zeros(len(codes), dtype=bool)
+        for idx, needs in (self.shortfall(codes, k) if short is None else short).values():
+            unsafe[idx[needs > 0]] = True
         return unsafe
 
 

@@ -129,25 +129,26 @@ def _with_neighbours(codes: np.ndarray, cards: np.ndarray, col: int, rows: np.nd
 
 def _donate(respondents: Respondents, truth: np.ndarray, codes: np.ndarray,
             absent: np.ndarray, text_absent: np.ndarray, first: list[int], k: int,
-            harmful: np.ndarray, blanked: list[np.ndarray]) -> bool:
+            harmful: np.ndarray, blanked: list[np.ndarray], *,
+            short: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+            blocks: _Blocks | None = None) -> bool:
     """For records still unsafe once their neighbourhoods are spent: find, key by key (least
     important first), respondents of the same file that differ from the record's true
     values on that key only, and blank it in as many as the record lacks (without a harmful
     answer first). ``codes``: the keys as released (:func:`protect`), blanked in place;
     ``first``: their columns, least important first; ``absent``: cells holding a stand-in
     for "not asked" or "no record" (never blanked), ``text_absent`` those of text keys (a
-    record's own is not looked for; a numeric one is, as it always was). Returns whether
+    record's own is not looked for; a numeric one is, as it always was). ``short``: the
+    records' :meth:`~dhsurvey.anonymise.linked.Respondents.shortfall` at ``codes``, and
+    ``blocks`` the search's index of them, when the caller has them. Returns whether
     anything was blanked."""
     progress = False
-    profile = respondents.profile
-    blocks = _Blocks(codes)
-    for form, present in profile.present.items():
-        idx, fk, counts = respondents.counts(codes, form)
-        flags = profile.harmful.get(form, {})
-        mixing = np.zeros(len(idx), dtype=bool)
-        for c, n in counts.items():
-            mixing |= flags[c][idx] & (n == fk)
-        needs = np.maximum(k - fk, mixing.astype(np.int64))
+    present = respondents.profile.present
+    blocks = _Blocks(codes) if blocks is None else blocks
+    for form in respondents.idx:
+        # Counted again once a file's donors have changed what the next file's records see.
+        idx, needs = short[form] if short is not None and form in short and not progress \
+            else respondents.needs(codes, k, form)
         for row, need in _distinct(truth, idx[needs > 0], needs[needs > 0]):
             target = truth[row]
             near = blocks.near(target)  # every record that may differ on one key only
@@ -159,7 +160,7 @@ def _donate(respondents: Respondents, truth: np.ndarray, codes: np.ndarray,
             for j, col in enumerate(first):
                 if target[col] < 0 or text_absent[row, col]:
                     continue
-                donors = near[present[near] & ~absent[near, col] & clash[:, col]
+                donors = near[present[form][near] & ~absent[near, col] & clash[:, col]
                               & (clashes == 1)]
                 if len(donors) < need:
                     continue
@@ -280,8 +281,10 @@ def protect(profile: Profile, order: Sequence[str], k: int, collapsed: bool = Fa
         for flag in flags.values():
             harmful |= flag
     respondents = Respondents(profile, truth, cards)
-    unsafe = respondents.unsafe(codes, k)
+    short = respondents.shortfall(codes, k)
+    unsafe = respondents.unsafe(codes, k, short)
     known = (truth[:, first] >= 0) & ~absent[:, first]
+    blocks: _Blocks | None = None  # the donor search's index, made when first needed
     while unsafe.any():
         can = (codes[:, first] >= 0) & ~absent[:, first]
         # A record with nothing of its own left to blank still gains candidates when its
@@ -300,13 +303,17 @@ def protect(profile: Profile, order: Sequence[str], k: int, collapsed: bool = Fa
                 if chosen.any():
                     codes[chosen, col] = -1
                     cells[j] |= chosen
+                    if blocks is not None:
+                        blocks.blanked(col, np.flatnonzero(chosen))
                     progress = True
-        if not progress:
+        if not progress:  # nothing changed since ``short`` was counted
+            blocks = _Blocks(codes) if blocks is None else blocks
             progress = _donate(respondents, truth, codes, absent, text_absent, first, k,
-                               harmful, cells)
+                               harmful, cells, short=short, blocks=blocks)
         if not progress:
             break
-        unsafe = respondents.unsafe(codes, k)
+        short = respondents.shortfall(codes, k)
+        unsafe = respondents.unsafe(codes, k, short)
     return blanked, unsafe
 
 
