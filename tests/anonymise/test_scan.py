@@ -286,3 +286,61 @@ def test_a_large_release_scanned_on_every_core_gives_the_same_findings(
     spread = scan_release(files, INSTANCE_IDS)
     assert spread == alone
     assert {Path(f["file"]).name for f in alone} == {f.name for f in files}
+
+
+def _tricky_csv_rows(rng: np.random.Generator) -> list[list[str]]:
+    """Rows a release CSV may hold: quoted commas, quotes, line ends inside cells, empty
+    cells, "NA", non-ASCII, identifiers in any row (past the first Arrow block included)."""
+    rows = [["record_id", "note", "w", "na"]]
+    for i in range(4000):
+        rows.append([f"r{i}", f"note {rng.integers(0, 50)}", repr(float(rng.random())),
+                     ["NA", "", "null", "x"][i % 4]])
+    rows[5][1] = f'he said "{INSTANCE_IDS[1]}", then left'
+    rows[77][1] = "two\nlines, \r\nand a lone \r return; mail zawadi.canary@example.org"
+    rows[1500][1] = f"Ümlaut {INSTANCE_IDS[2].upper()}"
+    rows[3999][3] = "call +254 712 345 678"
+    rows[2][0] = INSTANCE_IDS[3]
+    return rows
+
+
+@pytest.mark.parametrize("block", [1 << 10, scan.CSV_BLOCK])
+def test_a_csv_read_in_arrow_gives_the_findings_of_pythons_csv(
+        tmp_path: Path, block: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CSV is parsed and counted in Arrow; its findings (row, column, count, order) are
+    those of reading it with Python's csv, in small blocks as in one."""
+    import csv
+
+    path = tmp_path / "child.csv"
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh, lineterminator="\n").writerows(_tricky_csv_rows(np.random.default_rng(2)))
+    monkeypatch.setattr(scan, "CSV_BLOCK", block)
+    read, real = [], scan._scan_csv_arrow
+    monkeypatch.setattr(scan, "_scan_csv_arrow", lambda f, p: (real(f, p), read.append(p)))
+    arrow = scan_release([path], INSTANCE_IDS)
+    assert read == [path]  # read in Arrow, not by the fallback
+
+    def not_arrow(findings: object, path: Path) -> None:
+        raise scan._NotArrow(path)
+
+    monkeypatch.setattr(scan, "_scan_csv_arrow", not_arrow)
+    assert arrow == scan_release([path], INSTANCE_IDS)
+    assert {(f["kind"], f["row"], f["column"]) for f in arrow} >= {
+        ("restricted", 2, "record_id"), ("restricted", 5, "note"), ("email", 77, "note"),
+        ("restricted", 1500, "note"), ("phone", 3999, "na")}
+
+
+@pytest.mark.parametrize("content", [
+    b"\xef\xbb\xbfid,note\r\n1,uuid:x\r\n",  # a byte-order mark, kept in the first cell
+    b"id,note\n1\n2,three,four\n",  # ragged rows
+    b"id,note\n\n1,caf\xe9\n",  # a blank line, and Latin-1
+])
+def test_a_csv_arrow_reads_otherwise_is_read_by_pythons_csv(tmp_path: Path, content: bytes,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    path = tmp_path / "odd.csv"
+    path.write_bytes(content + f"9,{INSTANCE_IDS[0]}\n".encode())
+    found = scan_release([path], INSTANCE_IDS)
+    monkeypatch.setattr(scan, "_scan_csv_arrow", lambda *a: (_ for _ in ()).throw(
+        scan._NotArrow(path)))
+    assert found == scan_release([path], INSTANCE_IDS)
+    assert [f["restricted_index"] for f in found if f["kind"] == "restricted"] == [0]

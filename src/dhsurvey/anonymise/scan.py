@@ -340,6 +340,48 @@ def _scan_csv(findings: _Findings, path: Path, encoding: str) -> None:
             offset += len(chunk)
 
 
+#: Bytes of a CSV file Arrow parses at a time.
+CSV_BLOCK = 1 << 26
+
+
+class _NotArrow(Exception):
+    """A CSV Arrow would read otherwise than Python's :mod:`csv` (a byte-order mark)."""
+
+
+def _scan_csv_arrow(findings: _Findings, path: Path) -> None:
+    """:func:`_scan_csv` of a UTF-8 file, parsed and counted in Arrow (no Python string per
+    cell): every cell a string, the header as row 0, no line skipped. Raises
+    ``pyarrow.ArrowInvalid`` for what Arrow cannot read so (ragged rows, invalid UTF-8) and
+    :class:`_NotArrow` for a byte-order mark, which :mod:`csv` keeps in the first cell."""
+    import pyarrow as pa
+    import pyarrow.csv as pv
+
+    with open(path, "rb") as raw:
+        if raw.read(3) == codecs.BOM_UTF8:
+            raise _NotArrow(path)
+    with open(path, encoding="utf-8", newline="") as handle:
+        width = len(next(csv.reader(handle), []))
+    if not width:
+        return
+    names = [f"f{i}" for i in range(width)]
+    reader = pv.open_csv(
+        path, read_options=pv.ReadOptions(column_names=names, block_size=CSV_BLOCK),
+        parse_options=pv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
+        convert_options=pv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()),
+                                          strings_can_be_null=False,
+                                          quoted_strings_can_be_null=False))
+    columns: list[_Column] = []
+    offset = 0
+    for batch in reader:
+        if not columns:
+            header = [batch.column(i)[0].as_py() if len(batch) else i for i in range(width)]
+            columns = [_Column(findings, header[i], "csv", _row_major(i), "csv:header")
+                       for i in range(width)]
+        for col_no, column in enumerate(columns):
+            _arrow_chunk(column, batch.column(col_no), offset)
+        offset += len(batch)
+
+
 def _text_lines(findings: _Findings, lines: Iterable[str], where: str,
                 order: Order = ()) -> None:
     """Line by line (numbered from 1), in chunks sifted first."""
@@ -559,6 +601,15 @@ def _scan_file(path: Path, restricted: RestrictedValues, memo: dict[str, list[Hi
         findings = _Findings(path, restricted, memo)
         _BINARY[suffix](findings, path)
         return findings.result()
+    if suffix == ".csv":
+        import pyarrow as pa
+
+        findings = _Findings(path, restricted, memo)
+        try:
+            _scan_csv_arrow(findings, path)
+            return findings.result()
+        except (_NotArrow, UnicodeDecodeError, pa.ArrowInvalid):
+            pass  # read again below, by Python's csv
     for encoding in ("utf-8", "latin-1"):  # not UTF-8: the whole file again as latin-1
         findings = _Findings(path, restricted, memo)
         try:
