@@ -248,15 +248,23 @@ def _arrow_chunk(column: _Column, array: Any, offset: int) -> None:
 # ------------------------------------------------------------------------------- formats
 
 
-def _frame_chunks(findings: _Findings, chunks: Iterable[pd.DataFrame], where: str) -> None:
-    """A table read in chunks of rows (Stata, SPSS): each header once, then string cells."""
+def _frame_chunks(findings: _Findings, chunks: Iterable[pd.DataFrame], where: str,
+                  names: Sequence[Any] | None = None) -> None:
+    """A table read in chunks of rows (Stata, SPSS): each header once, then string cells.
+    ``names``: every column of the file, in order, when the chunks hold only some."""
     columns: dict[Any, _Column] = {}
+    number = {col: i for i, col in enumerate(names or [])}
+    for col_no, col in enumerate(names or []):
+        findings.add(findings.hits(str(col)), f"{where}:header", col, None, (0, col_no, 0))
     offset = 0
     for chunk in chunks:
         for col_no, col in enumerate(chunk.columns):
             if col not in columns:
+                col_no = number.get(col, col_no)
                 columns[col] = _Column(findings, col, where, _ordered(0, col_no, 1))
-                findings.add(findings.hits(str(col)), f"{where}:header", col, None, (0, col_no, 0))
+                if names is None:
+                    findings.add(findings.hits(str(col)), f"{where}:header", col, None,
+                                 (0, col_no, 0))
             series = chunk[col]
             if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series) or \
                     pd.api.types.is_datetime64_any_dtype(series):
@@ -507,9 +515,13 @@ def _scan_sav(findings: _Findings, path: Path) -> None:
     import pyreadstat
 
     _, meta = pyreadstat.read_sav(str(path), metadataonly=True)
+    # Only text columns can hold text (numbers and dates are skipped when read): the
+    # others, replicate weights above all, are not read.
+    texts = [c for c in meta.column_names if meta.readstat_variable_types.get(c) == "string"]
     chunks = (frame for frame, _ in pyreadstat.read_file_in_chunks(
-        pyreadstat.read_sav, str(path), chunksize=CHUNK_ROWS, apply_value_formats=False))
-    _frame_chunks(findings, chunks, "sav")
+        pyreadstat.read_sav, str(path), chunksize=CHUNK_ROWS, apply_value_formats=False,
+        usecols=texts)) if texts else iter(())
+    _frame_chunks(findings, chunks, "sav", meta.column_names)
     var_labels = dict(zip(meta.column_names, meta.column_labels or [], strict=False))
     _labels(findings, meta.variable_value_labels or {}, var_labels, "sav")
     _scan_bytes(findings, path, "sav:bytes")
