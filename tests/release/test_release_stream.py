@@ -356,3 +356,33 @@ def test_blocks_of_a_file_read_whole_are_the_decoded_blocks(tmp_path: Path,
     assert len(cut) == len(decoded) == 3
     for ours, theirs in zip(cut, decoded, strict=True):
         pd.testing.assert_frame_equal(ours, theirs)
+
+
+def test_float_cells_formatted_once_per_value_are_each_values_text() -> None:
+    """A block's float columns are formatted one distinct value at a time; each cell's text
+    is the one formatting it alone gives (shortest round trip, -0.0 signed, NaN and pd.NA
+    empty), numpy and masked columns alike."""
+    from dhsurvey.release.formats import csv as csv_format
+
+    rng = np.random.default_rng(4)
+    n = 500
+    weights = rng.choice([0.0, 1.5, 2.0 / 3.0, 1e16, 1e-5, 123456.789], n)
+    table = pd.DataFrame({
+        "w": weights,
+        "rep": np.where(rng.random(n) < 0.5, weights, -0.0),
+        "odd": rng.choice([np.nan, np.inf, -np.inf, 5e-324, 1.7976931348623157e308], n),
+        "masked": pd.array(np.where(rng.random(n) < 0.2, None, rng.random(n)), dtype="Float64"),
+        "id": [f"r{i}" for i in range(n)],
+    })
+    plans = {"w": "float", "rep": "float", "odd": "float", "masked": "float", "id": "string"}
+    expected = {c: [None if v != v else float.__repr__(v)
+                    for v in table[c].to_numpy(dtype="float64", na_value=np.nan).tolist()]
+                for c in ("w", "rep", "odd", "masked")}
+    got = csv_format._float_cells(table, [0, 1, 2, 3])
+    assert [got[i] for i in range(4)] == list(expected.values())
+    assert "-0.0" in got[1] and None in got[2] and None in got[3]
+    # And the block, float columns together, is the text of each column formatted alone.
+    block = csv_format._block(table, plans, header=True).decode()
+    assert block.splitlines()[1] == ",".join(
+        "" if v is None else v for v in
+        [expected[c][0] for c in ("w", "rep", "odd", "masked")] + [table["id"][0]])

@@ -104,9 +104,27 @@ class _Records:
         self.parts.append(record[:-2] + "\n")
 
 
+def _float_cells(part: pd.DataFrame, at: list[int]) -> dict[int, list[str | None]]:
+    """The cells of the float columns at positions ``at``, each distinct value formatted
+    once: replicate weights repeat a few values across a row and down a stratum."""
+    matrix = np.column_stack([part.iloc[:, i].to_numpy(dtype="float64", na_value=np.nan)
+                              for i in at])
+    # Distinct bit patterns, so -0.0 keeps its sign; every NaN is a missing cell.
+    distinct, inverse = np.unique(matrix.view(np.int64).ravel(), return_inverse=True)
+    values = distinct.view(np.float64)
+    text = np.array(list(map(float.__repr__, values.tolist())), dtype=object)
+    text[np.isnan(values)] = None
+    cells = text[inverse.reshape(matrix.shape)]
+    return {i: cells[:, j].tolist() for j, i in enumerate(at)}
+
+
 def _block(part: pd.DataFrame, plans: Mapping[str, str], *, header: bool) -> bytes:
     """A block of rows as CSV text, formatted by the whole table's plans (missing: empty)."""
-    columns = [_cells(part[c], plans[str(c)]) for c in part.columns]
+    kinds = [plans[str(c)] for c in part.columns]
+    floats = [i for i, kind in enumerate(kinds) if kind == "float" and _masked(part.iloc[:, i])]
+    known = _float_cells(part, floats) if floats and len(part) else {}
+    columns = [known[i] if i in known else _cells(part.iloc[:, i], kind)
+               for i, kind in enumerate(kinds)]
     out = _Records()
     writer = csv.writer(out, lineterminator="\r\n")
     if header:
