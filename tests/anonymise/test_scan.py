@@ -333,6 +333,7 @@ def test_a_csv_read_in_arrow_gives_the_findings_of_pythons_csv(
     b"\xef\xbb\xbfid,note\r\n1,uuid:x\r\n",  # a byte-order mark, kept in the first cell
     b"id,note\n1\n2,three,four\n",  # ragged rows
     b"id,note\n\n1,caf\xe9\n",  # a blank line, and Latin-1
+    b"\nid,note\n",  # a blank first line
 ])
 def test_a_csv_arrow_reads_otherwise_is_read_by_pythons_csv(tmp_path: Path, content: bytes,
                                                            monkeypatch: pytest.MonkeyPatch

@@ -353,14 +353,16 @@ CSV_BLOCK = 1 << 26
 
 
 class _NotArrow(Exception):
-    """A CSV Arrow would read otherwise than Python's :mod:`csv` (a byte-order mark)."""
+    """A CSV Arrow would read otherwise than Python's :mod:`csv` (a byte-order mark, a blank
+    first line) or that is empty."""
 
 
 def _scan_csv_arrow(findings: _Findings, path: Path) -> None:
     """:func:`_scan_csv` of a UTF-8 file, parsed and counted in Arrow (no Python string per
     cell): every cell a string, the header as row 0, no line skipped. Raises
     ``pyarrow.ArrowInvalid`` for what Arrow cannot read so (ragged rows, invalid UTF-8) and
-    :class:`_NotArrow` for a byte-order mark, which :mod:`csv` keeps in the first cell."""
+    :class:`_NotArrow` for a byte-order mark (which :mod:`csv` keeps in the first cell), a
+    blank first line or an empty file."""
     import pyarrow as pa
     import pyarrow.csv as pv
 
@@ -369,8 +371,8 @@ def _scan_csv_arrow(findings: _Findings, path: Path) -> None:
             raise _NotArrow(path)
     with open(path, encoding="utf-8", newline="") as handle:
         width = len(next(csv.reader(handle), []))
-    if not width:
-        return
+    if not width:  # empty, or a blank first line
+        raise _NotArrow(path)
     names = [f"f{i}" for i in range(width)]
     reader = pv.open_csv(
         path, read_options=pv.ReadOptions(column_names=names, block_size=CSV_BLOCK),
@@ -381,8 +383,10 @@ def _scan_csv_arrow(findings: _Findings, path: Path) -> None:
     columns: list[_Column] = []
     offset = 0
     for batch in reader:
+        if not len(batch):
+            continue
         if not columns:
-            header = [batch.column(i)[0].as_py() if len(batch) else i for i in range(width)]
+            header = [batch.column(i)[0].as_py() for i in range(width)]
             columns = [_Column(findings, header[i], "csv", _row_major(i), "csv:header")
                        for i in range(width)]
         for col_no, column in enumerate(columns):
