@@ -249,22 +249,18 @@ def _arrow_chunk(column: _Column, array: Any, offset: int) -> None:
 
 
 def _frame_chunks(findings: _Findings, chunks: Iterable[pd.DataFrame], where: str,
-                  names: Sequence[Any] | None = None) -> None:
+                  names: Sequence[Any]) -> None:
     """A table read in chunks of rows (Stata, SPSS): each header once, then string cells.
-    ``names``: every column of the file, in order, when the chunks hold only some."""
-    columns: dict[Any, _Column] = {}
-    number = {col: i for i, col in enumerate(names or [])}
-    for col_no, col in enumerate(names or []):
+    ``names``: every column of the file, in order (the chunks may hold only some)."""
+    number = {col: i for i, col in enumerate(names)}
+    for col_no, col in enumerate(names):
         findings.add(findings.hits(str(col)), f"{where}:header", col, None, (0, col_no, 0))
+    columns: dict[Any, _Column] = {}
     offset = 0
     for chunk in chunks:
-        for col_no, col in enumerate(chunk.columns):
+        for col in chunk.columns:
             if col not in columns:
-                col_no = number.get(col, col_no)
-                columns[col] = _Column(findings, col, where, _ordered(0, col_no, 1))
-                if names is None:
-                    findings.add(findings.hits(str(col)), f"{where}:header", col, None,
-                                 (0, col_no, 0))
+                columns[col] = _Column(findings, col, where, _ordered(0, number[col], 1))
             series = chunk[col]
             if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series) or \
                     pd.api.types.is_datetime64_any_dtype(series):
@@ -508,7 +504,7 @@ def _labels(findings: _Findings, value_labels: dict[Any, dict[Any, Any]],
 def _scan_dta(findings: _Findings, path: Path) -> None:
     with pd.io.stata.StataReader(path, convert_categoricals=False,
                                  chunksize=CHUNK_ROWS) as reader:
-        _frame_chunks(findings, reader, "dta")
+        _frame_chunks(findings, reader, "dta", list(reader.variable_labels()))
         labels = reader.value_labels()
         var_labels = reader.variable_labels()
     _labels(findings, labels, var_labels, "dta")

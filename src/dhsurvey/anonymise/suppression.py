@@ -198,7 +198,8 @@ class _Blocks:
     but at most one of any three keys the record knows. The keys' values are indexed once,
     the three most selective known keys of the record are looked up, and the records agreeing
     on two of them are compared in full; the blanks made meanwhile are added as they come
-    (codes only ever become blanks)."""
+    (codes only ever become blanks; a row blanked after indexing also counts on its old
+    value, so more rows may be compared in full, never fewer)."""
 
     #: Keys looked up per record: more narrow the records down, each costs a pass.
     LOOKED_UP = 3

@@ -53,10 +53,8 @@ def _masked(series: pd.Series) -> bool:
 
 def _cells(series: pd.Series, plan: str) -> list[Any]:
     """One column's CSV cells (None: missing), as :func:`_column_text` gives them, without a
-    pandas conversion per column where a list does."""
-    if plan == "float" and _masked(series):
-        numbers = series.to_numpy(dtype="float64", na_value=np.nan).tolist()
-        return [None if v != v else float.__repr__(v) for v in numbers]  # v != v: NaN
+    pandas conversion per column where a list does (numeric float columns: a block's are
+    formatted together, :func:`_float_cells`)."""
     if plan == "int" and series.dtype.kind == "i" and _masked(series):
         # Signed integers (Int64 holds them all): their decimal text.
         values = series.array.to_numpy(dtype=object, na_value=None).tolist()
@@ -122,7 +120,7 @@ def _block(part: pd.DataFrame, plans: Mapping[str, str], *, header: bool) -> byt
     """A block of rows as CSV text, formatted by the whole table's plans (missing: empty)."""
     kinds = [plans[str(c)] for c in part.columns]
     floats = [i for i, kind in enumerate(kinds) if kind == "float" and _masked(part.iloc[:, i])]
-    known = _float_cells(part, floats) if floats and len(part) else {}
+    known = _float_cells(part, floats) if floats else {}
     columns = [known[i] if i in known else _cells(part.iloc[:, i], kind)
                for i, kind in enumerate(kinds)]
     out = _Records()
