@@ -125,16 +125,16 @@ def run_countries(defs: Any, dagster_home: Path, countries: list[str],
     (ISO, success) as each run ends.
 
     Countries share nothing until the pooled release, so ``workers`` forked processes
-    (default: one per core) each run one country's job at a time, recorded in the same
-    DAGSTER_HOME as separate runs, as the UI shows runs a data manager launched side by
-    side."""
+    (default: :func:`~dhsurvey.parallel.workers_for_countries`) each run one country's job at
+    a time, recorded in the same DAGSTER_HOME as separate runs, as the UI shows runs a data
+    manager launched side by side."""
     from functools import partial
 
-    from dhsurvey.parallel import forked_map
+    from dhsurvey.parallel import forked_map, workers_for_countries
     from pipelines.study import config_for
 
     yield from forked_map(partial(_country_run, defs, dagster_home), countries,
-                          workers=workers, as_done=True,
+                          workers=workers_for_countries(len(countries), workers), as_done=True,
                           size=lambda iso: config_for(iso).households)
 
 

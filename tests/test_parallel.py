@@ -119,3 +119,16 @@ def test_a_daemonic_process_runs_its_pieces_itself() -> None:
     with mp.get_context("fork").Pool(1) as pool:  # its workers are daemonic
         pids = pool.apply(_in_daemon, (0,))
     assert len(set(pids)) == 1 and os.getpid() not in pids
+
+
+def test_countries_share_the_cores_when_one_more_would_run_alone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three countries on two cores run at once (two rounds would leave one alone on a core
+    while the other idles); more run one per core; an asked number stands."""
+    from dhsurvey.parallel import workers_for_countries
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert [workers_for_countries(n) for n in (1, 2, 3, 4, 13)] == [1, 2, 3, 2, 2]
+    assert workers_for_countries(3, 1) == 1 and workers_for_countries(3, 8) == 3
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert workers_for_countries(3) == 1

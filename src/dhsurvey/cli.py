@@ -661,13 +661,14 @@ def run(
         help="Validate in batches of this many sampled households (whole PSUs); default: "
              "whole up to 100,000 households, else batches of 30,000.")] = None,
     workers: Annotated[int | None, typer.Option(
-        help="Countries run at once (default: one per core).")] = None,
+        help="Countries run at once (default: all when they outnumber the cores by at "
+             "most one, else one per core).")] = None,
 ) -> None:
     """Run countries from DATA/landing/<ISO> to DATA/release/<ISO>.
 
     Ingest every export, validate, weight, anonymise and release (with the indicators
     estimated from the released files), as the Dagster country job does; several countries
-    run at once, one per core. The pseudonym key comes from $DHSURVEY_PSEUDONYM_KEY and, for
+    run at once. The pseudonym key comes from $DHSURVEY_PSEUDONYM_KEY and, for
     encrypted submissions, the private key's path from $DHSURVEY_PRIVATE_KEY. Exit 1 when a
     disclosure gate blocks a release.
     """
@@ -706,9 +707,9 @@ def run(
 
 
 def _workers(asked: int | None, countries: int) -> int:
-    from dhsurvey.parallel import workers_for
+    from dhsurvey.parallel import workers_for_countries
 
-    return workers_for(countries, asked)
+    return workers_for_countries(countries, asked)
 
 
 def _print_run(iso: str, result: Any, store: Any) -> bool:

@@ -95,6 +95,10 @@ def _throwaway_key(path: Path) -> Path:
     return path
 
 
+#: The share of each country's tablets whose encrypted instance folders the demo's field teams
+#: copy off, besides sending every submission to Central (``fieldwork.run.pulled_devices``).
+DEVICE_SHARE = 0.25
+
 #: The countries `dhsurvey demo` runs unless told otherwise (`--countries all`: every one).
 DEMO_COUNTRIES = ("KEN", "TZA", "UGA")
 
@@ -110,7 +114,8 @@ def prepare_demo(instruments: Path, data: Path, *, households: int | None = None
                  seed: int = 2026, step: Callable[[str], None] = lambda _: None,
                  countries: tuple[str, ...] | list[str] | None = DEMO_COUNTRIES) -> Prepared:
     """Lint, build, and simulate ``countries`` (None: all) into ``data/landing`` with every
-    fault kind."""
+    fault kind: every submission in a Central export, and the encrypted instance folders of
+    :data:`DEVICE_SHARE` of the tablets."""
     step("Linting instruments")
     findings = lint_paths([instruments], validate=False)
     step("Compiling instruments with pyxform and ODK Validate")
@@ -123,7 +128,7 @@ def prepare_demo(instruments: Path, data: Path, *, households: int | None = None
     step(f"Simulating fieldwork in {', '.join(c.iso for c in configs)}")
     outputs = simulate_to(store.landing(), configs, models, seed=seed, households=households,
                           faults=list(KINDS), formats=("central", "xml"),
-                          public_key_pem=public)
+                          public_key_pem=public, devices=DEVICE_SHARE)
     at_rest = None if os.environ.get(AT_REST_KEY_ENV, "").strip() else \
         demo_at_rest_key(store.secrets)
     return Prepared(findings, {m: c.model.version for m, c in zip(models, compiled,

@@ -29,6 +29,20 @@ def workers_for(pieces: int, workers: int | None = None) -> int:
     return max(1, min(pieces, workers or os.cpu_count() or 1))
 
 
+def workers_for_countries(countries: int, workers: int | None = None) -> int:
+    """How many countries are simulated or run at once: ``workers`` when asked, else all of
+    them when they outnumber the cores by at most one, else one per core.
+
+    A country keeps one core busy from start to end (pools inside it run their pieces in
+    turn), and countries are much of a size. Three on two cores one per core take two rounds,
+    the second with one country alone and a core idle; side by side the kernel shares the
+    two cores among the three and they end together, in about three quarters of the time."""
+    if workers:
+        return workers_for(countries, workers)
+    cores = os.cpu_count() or 1
+    return max(1, countries if countries <= cores + 1 else cores)
+
+
 def can_fork() -> bool:
     """Whether this process may start forked workers: ``fork`` exists here and the process
     is not daemonic (a Celery or multiprocessing worker may not have children)."""

@@ -1112,12 +1112,13 @@ def run_countries(store: Store, study: Study, isos: list[str], *, key: bytes,
                   private_key: bytes | None = None, batch_households: int | None = None,
                   workers: int | None = None) -> Iterator[tuple[str, CountryRun]]:
     """:func:`run_country` for several countries at once, in ``workers`` forked processes
-    (default: one per core): (ISO, run) as each country finishes.
+    (default: :func:`~dhsurvey.parallel.workers_for_countries`): (ISO, run) as each country
+    finishes.
 
     Countries share nothing until they are pooled, so they run side by side. What comes back
     from a worker is the run's outcome — reconciliation, release, gate, indicators — not its
     tables (the raw tables, the validation result and the weights stay in the store)."""
-    from dhsurvey.parallel import forked_map
+    from dhsurvey.parallel import forked_map, workers_for_countries
 
     def one(iso: str) -> CountryRun:
         run = run_country(store, study, iso, key=key, private_key=private_key,
@@ -1125,8 +1126,8 @@ def run_countries(store: Store, study: Study, isos: list[str], *, key: bytes,
         return replace(run, ingested={}, weights=None,
                        validated=replace(run.validated, result=None))
 
-    yield from forked_map(one, isos, workers=workers, as_done=True,
-                          size=lambda iso: study.config(iso).households)
+    yield from forked_map(one, isos, workers=workers_for_countries(len(isos), workers),
+                          as_done=True, size=lambda iso: study.config(iso).households)
 
 
 __all__ = [

@@ -307,3 +307,35 @@ def test_a_country_ingest_walks_each_instance_folder_once(tmp_path: Path,
     assert len(folders) == len(study.models) and sorted(walked) == sorted(folders)
     for form, raw in alone.items():
         assert_same_content(together[form].raw, raw)
+
+
+def test_folders_copied_off_some_tablets_add_nothing_to_central(tmp_path: Path) -> None:
+    """With ``devices``, the instance folders are those of that share of the tablets, every
+    one a submission the Central export holds too; ingesting both gives what Central gives
+    alone. A folder layout with no other export still gets every submission."""
+    from dhsurvey.store import Store
+    from dhsurvey.study import Study, ingest_form
+
+    study = Study.load(INSTRUMENTS)
+    store = Store(tmp_path / "both")
+    simulate_to(store.landing(), [CONFIG], study.models, seed=5, households=60,
+                formats=("central", "xml"), devices=0.25)
+    central = {f: read_export(store.landing("KEN") / "central" / f"{f}.csv.zip", study.models)
+               for f in study.models}
+    tablets = {f: set(central[f].root["deviceid"]) for f in central}
+    seen = set().union(*tablets.values())
+    pulled: set[str] = set()
+    for form, raw in central.items():
+        folder = read_xml_folder(store.landing("KEN") / "xml" / form, study.models[form])
+        on = set(folder.root["deviceid"])
+        assert on < tablets[form] or len(tablets[form]) == 1
+        pulled |= on
+        by_key = raw.root.set_index("KEY")
+        assert set(folder.root["KEY"]) == set(by_key.index[by_key["deviceid"].isin(on)])
+        assert_same_content(ingest_form(store, study, "KEN", form).raw, raw)
+    assert len(pulled) == round(0.25 * len(seen))
+
+    alone = simulate_to(tmp_path / "xml", [CONFIG], study.models, seed=5, households=60,
+                        formats=("xml",), devices=0.25)[0]
+    for form, count in alone.counts.items():
+        assert len(discover_instances(alone.folder / "xml" / form)) == count

@@ -34,7 +34,7 @@ from dhsurvey.fieldwork.simulate import (
 from dhsurvey.forms.model import FormModel
 from dhsurvey.ingest.canonical import META, RawForm
 from dhsurvey.io import atomic_write_json, atomic_write_parquet
-from dhsurvey.parallel import forked_map
+from dhsurvey.parallel import forked_map, workers_for_countries
 from dhsurvey.store import BACKCHECK
 
 FORMATS = ("central", "kobo", "xml")
@@ -72,25 +72,33 @@ def write_design(sim: SimulatedCountry, folder: Path) -> None:
 def simulate_to(out: str | Path, configs: list[CountryConfig], models: dict[str, FormModel], *,
                 seed: int = 0, households: int | None = None, faults: Sequence[str] = (),
                 formats: tuple[str, ...] = FORMATS, public_key_pem: bytes | None = None,
-                faults_per_kind: int = 3, workers: int | None = None) -> list[CountryOutput]:
+                faults_per_kind: int = 3, workers: int | None = None,
+                devices: float = 1.0) -> list[CountryOutput]:
     """Simulate each country and write ``out/<ISO>/{central,kobo,xml}/…`` and its back-checks
     (``out/<ISO>/backcheck/``, in the first of ``formats``, when the study has a back-check
     plan); deterministic.
 
+    ``devices``: the share of the country's tablets whose instance folders are in ``xml/``
+    when another format holds every submission (:func:`pulled_devices`); 1 writes them all.
+
     Countries are independent (each draws from its own seeds), so several are simulated at
-    once in ``workers`` forked processes (default: one per core); the files are the same
-    whatever the number of workers."""
+    once in ``workers`` forked processes (default:
+    :func:`~dhsurvey.parallel.workers_for_countries`); the files are the same whatever the
+    number of workers."""
     one = partial(_simulate_country_to, Path(out), models=models, seed=seed,
                   households=households, faults=tuple(faults), formats=formats,
-                  public_key_pem=public_key_pem, faults_per_kind=faults_per_kind)
-    return [output for _, output in forked_map(one, configs, workers=workers,
+                  public_key_pem=public_key_pem, faults_per_kind=faults_per_kind,
+                  devices=devices)
+    return [output for _, output in forked_map(one, configs,
+                                               workers=workers_for_countries(len(configs),
+                                                                             workers),
                                                size=lambda c: c.households)]
 
 
 def _simulate_country_to(out: Path, config: CountryConfig, *, models: dict[str, FormModel],
                          seed: int, households: int | None, faults: tuple[str, ...],
                          formats: tuple[str, ...], public_key_pem: bytes | None,
-                         faults_per_kind: int) -> CountryOutput:
+                         faults_per_kind: int, devices: float) -> CountryOutput:
     sim = simulate_country(config, models, seed=seed, households=households)
     plan = backcheck_plan(config, models)
     checked: tuple[RawForm, dict[str, Any]] | None = None
@@ -102,6 +110,8 @@ def _simulate_country_to(out: Path, config: CountryConfig, *, models: dict[str, 
                       per_kind=faults_per_kind)
     folder = out / config.iso
     crypto_rng = random.Random(f"{seed}/{config.iso}/encrypt").randbytes
+    pulled = pulled_devices(sim.forms, models, devices if len(formats) > 1 else 1.0,
+                            seeded_rng(seed, config.iso, "devices"))
     for form_id, raw in sim.forms.items():
         model = models[form_id]
         if "central" in formats:
@@ -109,7 +119,7 @@ def _simulate_country_to(out: Path, config: CountryConfig, *, models: dict[str, 
         if "kobo" in formats:
             write_kobo_json(raw, model, folder / "kobo" / f"{form_id}.json")
         if "xml" in formats:
-            write_xml_folder(raw, model, folder / "xml" / form_id,
+            write_xml_folder(on_devices(raw, model, pulled), model, folder / "xml" / form_id,
                              public_key_pem=public_key_pem, rng=crypto_rng)
     write_design(sim, folder)
     manifest: dict[str, Any] = {"country": config.iso, "seed": seed, "faults": sim.faults,
@@ -121,6 +131,43 @@ def _simulate_country_to(out: Path, config: CountryConfig, *, models: dict[str, 
     atomic_write_json(folder / "faults.json", manifest)
     return CountryOutput(config.iso, folder, {k: len(v.root) for k, v in sim.forms.items()},
                          len(sim.faults), len(checked[0].root) if checked else 0)
+
+
+def _device_field(model: FormModel) -> str | None:
+    return next((i.name for i in model.fields_in(None) if i.type == "deviceid"), None)
+
+
+def pulled_devices(forms: Mapping[str, RawForm], models: Mapping[str, FormModel],
+                   share: float, rng: np.random.Generator) -> set[str] | None:
+    """The tablets whose instance folders a field team copies off as well (a back-up, or a
+    device that had not synced): ``share`` of the device ids seen in any form, at least one;
+    None for every device.
+
+    Teams copy the tablets they must, not all of them: a folder copied off a device that did
+    sync repeats what the server holds (ingest keeps the server's copy), and reading an
+    encrypted one back costs two RSA private operations."""
+    if share >= 1:
+        return None
+    seen: set[str] = set()
+    for form_id, raw in forms.items():
+        name = _device_field(models[form_id])
+        if name is not None and name in raw.root:
+            seen.update(str(d) for d in raw.root[name].dropna())
+    ids = sorted(seen)
+    if not ids:
+        return None
+    n = max(1, round(share * len(ids)))
+    return {ids[int(i)] for i in rng.choice(len(ids), n, replace=False)}
+
+
+def on_devices(raw: RawForm, model: FormModel, devices: set[str] | None) -> RawForm:
+    """The submissions of ``raw`` made on ``devices`` (None: all; a form without a device id
+    field: all). Repeat rows stay whole: instance folders look them up by their parent."""
+    name = _device_field(model)
+    if devices is None or name is None or name not in raw.root:
+        return raw
+    keep = raw.root[name].astype("string").isin(devices).to_numpy()
+    return RawForm(raw.form_id, raw.root[keep].reset_index(drop=True), raw.repeats)
 
 
 # --------------------------------------------------------------------------- back-checks

@@ -566,7 +566,7 @@ def load_key_once(pem: bytes) -> Callable[[], rsa.RSAPrivateKey]:
 def workers_for(encrypted: int, workers: int | None = None) -> int:
     """Threads for a folder of ``encrypted`` submissions: one (no pool) below
     :data:`PARALLEL_MIN`, or in a process that is already one of several working side by
-    side (:func:`dhsurvey.parallel.in_forked_worker`: countries run one per core), else
+    side (:func:`dhsurvey.parallel.in_forked_worker`: countries share the cores), else
     ``workers`` (default :data:`WORKERS`)."""
     from dhsurvey.parallel import in_forked_worker
 
