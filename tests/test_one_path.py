@@ -67,6 +67,9 @@ def test_whole_and_batched_runs_give_identical_releases(landed, monkeypatch) -> 
     assert "KEN: indicators of the public-use files" in result.output
     assert "ind_ocsea_any" in result.output
     whole = _manifest(data)
+    # The fieldwork report, written beside the weighting and release, is there at the end.
+    assert "Response rates by stratum" in (data / "clean" / "KEN" / "report.html").read_text()
+    assert set(Store(data).quality_table("KEN", "aapor")["interview"]) >= {"household", "child"}
     assert {f"release/{name}" for name in (
         "child.parquet", "child.csv", "child.dta", "child.sav", "codebook.xlsx",
             "codebook.md", "indicators.csv", "svydesign.R", "svyset.do",

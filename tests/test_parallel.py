@@ -132,3 +132,27 @@ def test_countries_share_the_cores_when_one_more_would_run_alone(
     assert workers_for_countries(3, 1) == 1 and workers_for_countries(3, 8) == 3
     monkeypatch.setattr(os, "cpu_count", lambda: None)
     assert workers_for_countries(3) == 1
+
+
+def test_work_beside_runs_in_its_own_process_while_this_one_pools() -> None:
+    """``beside``: the piece runs forked, its nested pools in turn; the block's own pool
+    still spreads over other processes; an error in the piece is raised when its result
+    is asked; inside a pool's worker the piece runs in that worker."""
+    from dhsurvey.parallel import beside
+
+    with beside(lambda: (os.getpid(), _nested(5))) as result:
+        here = {pid for _, (_, pid) in forked_map(_square_plus, range(4), workers=2)}
+        (pid, nested) = result()
+    assert pid != os.getpid() and set(nested) == {pid}
+    assert here and os.getpid() not in here and pid not in here
+    with beside(lambda: _fails(3)) as failed, pytest.raises(ValueError, match="piece 3"):
+        failed()
+    inside = dict(forked_map(_beside_in_a_worker, [0, 1], workers=2))
+    assert all(worker == piece for worker, piece in inside.values())
+
+
+def _beside_in_a_worker(_: int) -> tuple[int, int]:
+    from dhsurvey.parallel import beside
+
+    with beside(os.getpid) as result:
+        return os.getpid(), result()

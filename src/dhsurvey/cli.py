@@ -688,7 +688,8 @@ def run(
     if len(isos) == 1:
         iso = isos[0]
         after = {"ingest": "Validating", "validate": "Computing weights",
-                 "weight": "Anonymising, releasing and estimating the indicators"}
+                 "weight": "Anonymising, releasing and estimating the indicators",
+                 "indicators": "Writing the fieldwork report"}
         with console.status(f"{iso}: reading the exports…") as status:
             result = run_country(store, study, iso, key=key, private_key=pem,
                                  batch_households=batch_households,

@@ -14,6 +14,7 @@ import multiprocessing as mp
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -79,6 +80,39 @@ def forked_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int | None 
                 yield items[futures[future]], future.result()
     finally:
         _WORK = None
+
+
+@contextmanager
+def beside(fn: Callable[[], R]) -> Iterator[Callable[[], R]]:
+    """``fn()`` in a forked process while the block runs here; the function yielded gives its
+    result (or raises what it raised), waiting for it if need be.
+
+    For a small piece of work beside a large one: the large one stays in this process, where
+    its own pools still spread over every core, and the small one takes its share of them
+    (two pieces of one pool would each run their pools' pieces in turn). Inside a pool's
+    worker, or where this process may not fork, ``fn`` runs here when its result is asked.
+    """
+    global _WORK
+    if _WORK is not None or not can_fork() or (os.cpu_count() or 1) <= 1:
+        done: list[R] = []
+
+        def here() -> R:
+            if not done:
+                done.append(fn())
+            return done[0]
+
+        yield here
+        return
+    pool = ProcessPoolExecutor(1, mp_context=mp.get_context("fork"))
+    _WORK = (lambda _: fn(), [None])
+    try:  # the worker is forked within submit, inheriting _WORK: nothing is pickled to it
+        future = pool.submit(_piece, 0)
+    finally:
+        _WORK = None
+    try:
+        yield future.result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 #: Whether this process is a forked worker of a pool (set in the worker only).

@@ -16,6 +16,7 @@ whatever the strategy or batch size (the manifests' SHA-256s are equal; tested).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import shutil
@@ -274,7 +275,7 @@ def validate(store: Store, study: Study, iso: str, *, batch_households: int | No
     ``clean/<ISO>/``; whole (with the high-frequency checks and report when ``quality``) or
     in batches of whole PSUs."""
     from dhsurvey.ingest.store import read_raw
-    from dhsurvey.validate.run import validate_forms, write_quality, write_validation
+    from dhsurvey.validate.run import validate_forms, write_validation
 
     config = study.config(iso)
     per_batch = batches_for(store, iso, batch_households)
@@ -285,11 +286,10 @@ def validate(store: Store, study: Study, iso: str, *, batch_households: int | No
         raws = {f: read_raw(store.raw(iso), f) for f in forms}
         result = validate_forms(raws, study.models, config=config)
         write_validation(result, store.clean(iso))
+        validated = Validated({f: r.reconciliation for f, r in result.forms.items()}, 1, result)
         if quality:
-            write_quality(result, study.models, store.quality(iso), config=config,
-                          expectations=False, design=store.design(iso)
-                          if store.design_path(iso).exists() else None)
-        return Validated({f: r.reconciliation for f, r in result.forms.items()}, 1, result)
+            write_country_quality(store, study, iso, validated)
+        return validated
     from dhsurvey.batched import (
         partition_raw,
         psu_batches,
@@ -304,6 +304,18 @@ def validate(store: Store, study: Study, iso: str, *, batch_households: int | No
     part = partition_raw(store.raw(iso), models, grouping, store.work(iso, "partition"))
     recs = validate_batches(part, models, config, store, iso)
     return Validated(recs, part.batches)
+
+
+def write_country_quality(store: Store, study: Study, iso: str, validated: Validated) -> None:
+    """The high-frequency check tables and the fieldwork report of a country validated whole
+    (``clean/<ISO>/``); nothing for one validated in batches (its result is not kept)."""
+    from dhsurvey.validate.run import write_quality
+
+    if validated.result is None:
+        return
+    write_quality(validated.result, study.models, store.quality(iso), config=study.config(iso),
+                  expectations=False,
+                  design=store.design(iso) if store.design_path(iso).exists() else None)
 
 
 def morning(store: Store, study: Study, iso: str, *, record: bool = True,
@@ -994,11 +1006,20 @@ def pool(store: Store, study: Study) -> Pooled:
     restricted: list[str] = []
     for iso in isos:
         restricted += restricted_values(store, iso, study)
-    # The tiers are pooled in turn, each on every core where it spends its time (writing the
-    # formats, scanning the files): the licensed tier, with the countries' replicate weights,
-    # is several times the public one, so two tiers side by side leave a core idle.
-    tiers = {name: _pool_tier(store, study, isos, left_out, rules.tiers[name], restricted)
-             for name in rules.tiers}
+    # A tier with the countries' replicate weights is several times one without: it is pooled
+    # here, its formats written and its files scanned on every core, and each other tier in a
+    # process beside it (as two pieces of one pool, the large tier would use one core only).
+    from dhsurvey.parallel import beside
+
+    large = max(rules.tiers, key=lambda name: rules.tiers[name].design != "masked")
+    tiers: dict[str, Pooled] = {}
+    with contextlib.ExitStack() as stack:
+        others = {name: stack.enter_context(beside(partial(
+            _pool_tier, store, study, isos, left_out, rules.tiers[name], restricted)))
+            for name in rules.tiers if name != large}
+        tiers[large] = _pool_tier(store, study, isos, left_out, rules.tiers[large], restricted)
+        tiers.update({name: result() for name, result in others.items()})
+    tiers = {name: tiers[name] for name in rules.tiers}
     public = tiers["public"]
     public.tiers = tiers
     return public
@@ -1095,16 +1116,23 @@ def run_country(store: Store, study: Study, iso: str, *, key: bytes,
         if on_step is not None:
             on_step(name)
 
+    from dhsurvey.parallel import beside
+
     ingested = ingest(store, study, iso, private_key=private_key)
     step("ingest")
-    validated = validate(store, study, iso, batch_households=batch_households)
+    validated = validate(store, study, iso, batch_households=batch_households, quality=False)
     step("validate")
-    weights = weight(store, study, iso)
-    step("weight")
-    released = release(store, study, iso, key=key)
-    step("release")
-    table = indicators(store, study, iso)
-    step("indicators")
+    # Nothing after validation reads the fieldwork report, and the release leaves a core idle
+    # part of the time: the report is written beside weighting and the release.
+    with beside(partial(write_country_quality, store, study, iso, validated)) as quality:
+        weights = weight(store, study, iso)
+        step("weight")
+        released = release(store, study, iso, key=key)
+        step("release")
+        table = indicators(store, study, iso)
+        step("indicators")
+        quality()
+        step("quality")
     return CountryRun(ingested, validated, weights, table, released)
 
 
