@@ -499,6 +499,10 @@ def validate(
     key: Annotated[Path | None, typer.Option(help="Private key for encrypted instances.")] =
     None,
     instruments: Annotated[Path, typer.Option(help="Instrument folder.")] = DEFAULT_INSTRUMENTS,
+    data_docs: Annotated[bool, typer.Option(
+        "--data-docs", help="Also check the accepted tables with Great Expectations and write "
+                            "its Data Docs (what the schema enforced, seen again; about 10 s "
+                            "more for a country).")] = False,
 ) -> None:
     """Validate and link forms; write accepted/quarantine/flags per form, HFC tables, report.
 
@@ -513,7 +517,8 @@ def validate(
     log = read_corrections(corrections) if corrections else None
     with console.status("Validating…"):
         result = validate_exports(exports, models, configs, out, country=country, forms=form,
-                                  corrections=log, private_key_pem=_read_pem(key, "private key"))
+                                  corrections=log, private_key_pem=_read_pem(key, "private key"),
+                                  expectations=data_docs)
     table = Table("form", "raw", "accepted", "quarantined", "duplicates", "flagged",
                   "top quarantine reasons", title=f"Validation ({result.country or 'no country'})")
     for form_id, r in result.forms.items():
@@ -526,9 +531,9 @@ def validate(
         console.print(f"note: {note}", markup=False)
     console.print(f"Results in {out}/<form>/ (accepted, quarantine, flags, reconciliation.json); "
                   f"quality tables in {out / 'quality'}; report {out / 'report.html'} "
-                  f"(restricted listings behind it in {out / LISTINGS}); "
-                  f"Great Expectations Data Docs {out / 'data_docs' / 'index.html'}",
-                  soft_wrap=True)
+                  f"(restricted listings behind it in {out / LISTINGS})"
+                  + (f"; Great Expectations Data Docs {out / 'data_docs' / 'index.html'}"
+                     if data_docs else ""), soft_wrap=True)
 
 
 @app.command()

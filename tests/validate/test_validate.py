@@ -154,8 +154,10 @@ def test_validate_cli_writes_every_output(tmp_path: Path) -> None:
     exports.append(folder / "kobo" / "caregiver.json")
     runner = CliRunner()
     result = runner.invoke(app, ["validate", *map(str, exports), "--out", str(tmp_path / "v"),
-                                 "--country", "UGA", "--instruments", str(INSTRUMENTS)])
+                                 "--country", "UGA", "--instruments", str(INSTRUMENTS),
+                                 "--data-docs"])
     assert result.exit_code == 0, result.output
+    assert (tmp_path / "v" / "data_docs" / "index.html").is_file()
     for form in ("household", "child", "caregiver"):
         for name in ("accepted", "quarantine", "flags"):
             assert (tmp_path / "v" / form / f"{name}.parquet").exists()
@@ -167,6 +169,9 @@ def test_validate_cli_writes_every_output(tmp_path: Path) -> None:
                                 "--instruments", str(INSTRUMENTS)])
     assert alone.exit_code == 0
     assert "linkage skipped" in alone.output and "country not given" in alone.output
+    # Data Docs only when asked: the schema already enforced what they would check again.
+    assert (tmp_path / "w" / "report.html").is_file()
+    assert not (tmp_path / "w" / "data_docs").exists() and "Data Docs" not in alone.output
     broken = tmp_path / "broken.zip"
     broken.write_bytes(b"not a zip")
     failed = runner.invoke(app, ["validate", str(broken), "--out", str(tmp_path / "x"),
