@@ -10,6 +10,7 @@ process, with the same results.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing as mp
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -74,7 +75,8 @@ def forked_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int | None 
                                  mp_context=mp.get_context("fork")) as pool:
             order = sorted(range(len(items)), key=lambda i: -size(items[i])) if size \
                 else range(len(items))
-            futures = {pool.submit(_piece, i): i for i in order}
+            with _frozen():  # the workers are forked at the first submit
+                futures = {pool.submit(_piece, i): i for i in order}
             done = as_completed(futures) if as_done else sorted(futures, key=lambda f: futures[f])
             for future in done:
                 yield items[futures[future]], future.result()
@@ -106,13 +108,29 @@ def beside(fn: Callable[[], R]) -> Iterator[Callable[[], R]]:
     pool = ProcessPoolExecutor(1, mp_context=mp.get_context("fork"))
     _WORK = (lambda _: fn(), [None])
     try:  # the worker is forked within submit, inheriting _WORK: nothing is pickled to it
-        future = pool.submit(_piece, 0)
+        with _frozen():
+            future = pool.submit(_piece, 0)
     finally:
         _WORK = None
     try:
         yield future.result
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextmanager
+def _frozen() -> Iterator[None]:
+    """The objects alive here kept from the cyclic garbage collector while workers are forked.
+
+    A forked worker inherits them frozen: its collections (each explicit one, and the
+    automatic ones of a long piece) walk only what the worker made, and never write to the
+    inherited objects' headers, so their pages stay shared with this process instead of
+    being copied. Here they are collected again once the workers exist."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 #: Whether this process is a forked worker of a pool (set in the worker only).
