@@ -239,6 +239,10 @@ class ParquetSource:
         # the whole file, for a sequential scan.
         self.file = pq.ParquetFile(self.path, pre_buffer=False)
         self.schema = self.file.schema_arrow
+        meta = self.schema.metadata or {}
+        # The pandas metadata lists every column: parsed once, not at each column read.
+        self._pandas: dict[str, Any] | None = json.loads(meta[b"pandas"]) \
+            if b"pandas" in meta else None
         index = self._index_columns()
         self.names = [n for n in self.schema.names if n not in index]
         self.rows = self.file.metadata.num_rows
@@ -246,11 +250,9 @@ class ParquetSource:
         self._whole: pd.DataFrame | None = None
 
     def _index_columns(self) -> set[str]:
-        meta = self.schema.metadata or {}
-        if b"pandas" not in meta:
+        if self._pandas is None:
             return set()
-        return {c for c in json.loads(meta[b"pandas"]).get("index_columns", [])
-                if isinstance(c, str)}
+        return {c for c in self._pandas.get("index_columns", []) if isinstance(c, str)}
 
     def column(self, name: str) -> pd.Series:
         """One whole column.
@@ -265,14 +267,14 @@ class ParquetSource:
             return self._whole[name]
         table = self.file.read(columns=[name], use_pandas_metadata=True)
         meta = table.schema.metadata or {}
-        if b"pandas" in meta:
+        if b"pandas" in meta and self._pandas is not None:
             # The file's pandas metadata lists every column, and converting looks each one
             # up: keep the entries of the columns read (a wide table is read column by
             # column, so that would cost columns² lookups).
-            pandas = json.loads(meta[b"pandas"])
             present = set(table.schema.names)
-            pandas["columns"] = [c for c in pandas.get("columns", [])
-                                 if c.get("field_name", c.get("name")) in present]
+            pandas = {**self._pandas, "columns": [
+                c for c in self._pandas.get("columns", [])
+                if c.get("field_name", c.get("name")) in present]}
             table = table.replace_schema_metadata({**meta, b"pandas": json.dumps(pandas)})
         return table.to_pandas().reset_index(drop=True)[name]
 
