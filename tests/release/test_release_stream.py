@@ -386,3 +386,31 @@ def test_float_cells_formatted_once_per_value_are_each_values_text() -> None:
     assert block.splitlines()[1] == ",".join(
         "" if v is None else v for v in
         [expected[c][0] for c in ("w", "rep", "odd", "masked")] + [table["id"][0]])
+
+
+@pytest.mark.parametrize("width", [1, 2, 5])
+def test_rows_joined_directly_are_what_the_csv_writer_writes(width: int) -> None:
+    """Rows of several fields are joined without :func:`csv.writer`, quoting as it quotes
+    (delimiter, quote, either line end; quotes doubled; missing empty, NUL and other
+    characters as they are); a table of one column still goes through the writer."""
+    import csv
+
+    from dhsurvey.release.formats import csv as csv_format
+
+    rng = np.random.default_rng(width)
+    pieces = ["a", "", " ", ",", '"', "\r", "\n", "\r\n", "\x00", "é", "\u2028", "=1+2", "x y"]
+    n = 300
+    table = pd.DataFrame({f"c{j}": pd.array(
+        [None if rng.random() < 0.15 else "".join(rng.choice(pieces, rng.integers(0, 4)))
+         for _ in range(n)], dtype="string") for j in range(width)})
+    last = f"c{width - 1}"  # with runs of missing cells
+    table[last] = table[last].where(pd.Series(rng.random(n) < 0.5), pd.NA)
+    plans = {c: "string" for c in table.columns}
+    records = csv_format._Records()
+    writer = csv.writer(records, lineterminator="\r\n")
+    writer.writerow([str(c) for c in table.columns])
+    writer.writerows(zip(*(csv_format._cells(table[c], "string") for c in table.columns),
+                         strict=True))
+    expected = "".join(records.parts)
+    assert '"' in expected and "," * (width > 1) in expected
+    assert csv_format._block(table, plans, header=True).decode("utf-8") == expected
