@@ -389,13 +389,17 @@ def test_float_cells_formatted_once_per_value_are_each_values_text() -> None:
 
 
 @pytest.mark.parametrize("width", [1, 2, 5])
-def test_rows_joined_directly_are_what_the_csv_writer_writes(width: int) -> None:
+def test_rows_joined_directly_are_what_the_csv_writer_writes(
+        width: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Rows of several fields are joined without :func:`csv.writer`, quoting as it quotes
     (delimiter, quote, either line end; quotes doubled; missing empty, NUL and other
-    characters as they are); a table of one column still goes through the writer."""
+    characters as they are), a few rows at a time; a table of one column still goes through
+    the writer."""
     import csv
 
     from dhsurvey.release.formats import csv as csv_format
+
+    monkeypatch.setattr(csv_format, "_ROWS_AT_ONCE", 7)  # 300 rows in 43 pieces
 
     rng = np.random.default_rng(width)
     pieces = ["a", "", " ", ",", '"', "\r", "\n", "\r\n", "\x00", "é", "\u2028", "=1+2", "x y"]

@@ -12,7 +12,7 @@ cell by cell, so the same in any block); numeric columns are written as they are
 from __future__ import annotations
 
 import csv
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -131,12 +131,18 @@ def _fields(column: list[str | None]) -> list[str]:
             for v in cells]
 
 
-def _block(part: pd.DataFrame, plans: Mapping[str, str], *, header: bool) -> bytes:
-    """A block of rows as CSV text, formatted by the whole table's plans (missing: empty)."""
+#: Rows joined into one piece of text at a time (a block's text is not held whole).
+_ROWS_AT_ONCE = 1000
+
+
+def _block_parts(part: pd.DataFrame, plans: Mapping[str, str], *, header: bool
+                 ) -> Iterator[bytes]:
+    """A block of rows as CSV text in pieces, formatted by the whole table's plans (missing:
+    empty)."""
     kinds = [plans[str(c)] for c in part.columns]
     floats = [i for i, kind in enumerate(kinds) if kind == "float" and _masked(part.iloc[:, i])]
     known = _float_cells(part, floats) if floats else {}
-    columns = [known[i] if i in known else _cells(part.iloc[:, i], kind)
+    columns = [known.pop(i) if i in known else _cells(part.iloc[:, i], kind)
                for i, kind in enumerate(kinds)]
     out = _Records()
     writer = csv.writer(out, lineterminator="\r\n")
@@ -144,12 +150,22 @@ def _block(part: pd.DataFrame, plans: Mapping[str, str], *, header: bool) -> byt
         writer.writerow([neutralise_formulas(str(c)) for c in part.columns])
     if len(columns) == 1:  # a row of one empty field is written "" (else it would be blank)
         writer.writerows(zip(*columns, strict=True))
-        return "".join(out.parts).encode("utf-8")
+        yield "".join(out.parts).encode("utf-8")
+        return
+    yield "".join(out.parts).encode("utf-8")
     # Rows of several fields joined here, as the writer would write them, a few times faster
     # than it: a licensed file holds hundreds of replicate weights per row.
-    rows = [",".join(row) for row in zip(*map(_fields, columns), strict=True)]
-    body = "\n".join(rows) + "\n" if rows else ""
-    return ("".join(out.parts) + body).encode("utf-8")
+    for j, column in enumerate(columns):
+        columns[j] = _fields(column)  # each column's list replaced, not copied beside it
+    rows = len(columns[0]) if columns else 0
+    for at in range(0, rows, _ROWS_AT_ONCE):
+        lines = zip(*(c[at:at + _ROWS_AT_ONCE] for c in columns), strict=True)
+        yield ("\n".join(map(",".join, lines)) + "\n").encode("utf-8")
+
+
+def _block(part: pd.DataFrame, plans: Mapping[str, str], *, header: bool) -> bytes:
+    """A block of rows as CSV text (see :func:`_block_parts`)."""
+    return b"".join(_block_parts(part, plans, header=header))
 
 
 def stream_csv(source: ParquetSource, plans: Mapping[str, str], path: str | Path) -> Path:
@@ -158,7 +174,7 @@ def stream_csv(source: ParquetSource, plans: Mapping[str, str], path: str | Path
     header = True
     with atomic_open(path) as fh:
         for block in source.batches(CSV_ROWS):
-            fh.write(_block(block, plans, header=header))
+            fh.writelines(_block_parts(block, plans, header=header))
             header = False
         if header:
             fh.write(_block(source.empty(), plans, header=True))
