@@ -150,8 +150,7 @@ def _block_parts(part: pd.DataFrame, plans: Mapping[str, str], *, header: bool
         writer.writerow([neutralise_formulas(str(c)) for c in part.columns])
     if len(columns) == 1:  # a row of one empty field is written "" (else it would be blank)
         writer.writerows(zip(*columns, strict=True))
-        yield "".join(out.parts).encode("utf-8")
-        return
+        columns = []
     yield "".join(out.parts).encode("utf-8")
     # Rows of several fields joined here, as the writer would write them, a few times faster
     # than it: a licensed file holds hundreds of replicate weights per row.
