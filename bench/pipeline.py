@@ -7,12 +7,13 @@ Per size (N children; default 1,000, 10,000 and 100,000), each step in a fresh p
 1. **input** (untimed): KEN simulated once at its design size (no faults; the simulator's
    canaries planted) and grown by copying PSUs under new cluster numbers (then new household
    numbers, within the forms' bounds) and new instanceIDs, then written as
-   ``dhsurvey simulate --formats central,xml --public-key PEM`` (and the demo) writes a
+   ``dhsurvey simulate --formats central,xml --public-key PEM`` writes a
    country: ``landing/KEN/central/<form>.csv.zip`` (ODK Central CSV zips) and
    ``landing/KEN/xml/<form>/<instance>/`` (Collect-encrypted instances: manifest and
    ``submission.xml.enc``) for every form, with the simulator's own exporters and a fresh RSA
    key pair; ``design/households.parquet`` and ``design/psus.parquet`` of the grown sample and
-   ``faults.json`` (the canaries). Every submission is thus delivered twice, as the demo does;
+   ``faults.json`` (the canaries). Every submission is thus delivered twice (the demo copies
+   the folders of a quarter of the tablets only);
    ingest reads both exports and keeps one copy. The country file gets as many PSUs per
    stratum as there are cluster copies (in memory, in both runs).
 2. **library**: what ``dhsurvey run KEN`` does (:func:`dhsurvey.study.run_country`), stage by
