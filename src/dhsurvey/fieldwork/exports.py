@@ -40,7 +40,7 @@ from dhsurvey.ingest.kobo import REVIEW_TO_VALIDATION, VALIDATION_LABELS, full_p
 from dhsurvey.ingest.xmlfolder import children_by_container
 from dhsurvey.io import atomic_write_bytes, atomic_write_text, private_dirs
 
-__all__ = ["write_central_zip", "write_kobo_json", "write_xml_folder"]
+__all__ = ["device_field", "write_central_zip", "write_kobo_json", "write_xml_folder"]
 
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed, so the same tables give the same zip bytes
 
@@ -112,16 +112,22 @@ def _cells(model: FormModel, repeat: str | None, rec: dict[str, Any]) -> list[st
     return cells
 
 
+def device_field(model: FormModel) -> str | None:
+    """The root field a device writes its id into (``deviceid`` metadata), if the form has
+    one: Central's ``DeviceID`` column, and which tablet a submission was made on."""
+    return next((i.name for i in model.fields_in(None) if i.type == "deviceid"), None)
+
+
 def central_tables(raw: RawForm, model: FormModel) -> dict[str, str]:
     """The CSV texts of a Central export by member name (root first, then repeats)."""
-    device_field = next((i.name for i in model.fields_in(None) if i.type == "deviceid"), None)
+    device = device_field(model)
     lines = [_csv_line(root_header(model))]
     for rec in _records(raw.root):
         key = rec["KEY"] or ""
         lines.append(_csv_line([
             rec["submission_time"] or "", *_cells(model, None, rec), key,
             key, _submitter_id(rec["submitter"]), rec["submitter"] or "", "0", "0", "",
-            rec["review_state"] or "", (rec.get(device_field) if device_field else None) or "",
+            rec["review_state"] or "", (rec.get(device) if device else None) or "",
             "0", rec["form_version"] or "",
         ]))
     tables = {table_name(model): "".join(lines)}

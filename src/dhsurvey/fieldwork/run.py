@@ -23,7 +23,12 @@ import pandas as pd
 
 from dhsurvey.errors import ConfigError
 from dhsurvey.fieldwork.config import CountryConfig
-from dhsurvey.fieldwork.exports import write_central_zip, write_kobo_json, write_xml_folder
+from dhsurvey.fieldwork.exports import (
+    device_field,
+    write_central_zip,
+    write_kobo_json,
+    write_xml_folder,
+)
 from dhsurvey.fieldwork.faults import inject_faults
 from dhsurvey.fieldwork.simulate import (
     SimulatedCountry,
@@ -133,10 +138,6 @@ def _simulate_country_to(out: Path, config: CountryConfig, *, models: dict[str, 
                          len(sim.faults), len(checked[0].root) if checked else 0)
 
 
-def _device_field(model: FormModel) -> str | None:
-    return next((i.name for i in model.fields_in(None) if i.type == "deviceid"), None)
-
-
 def pulled_devices(forms: Mapping[str, RawForm], models: Mapping[str, FormModel],
                    share: float, rng: np.random.Generator) -> set[str] | None:
     """The tablets whose instance folders a field team copies off as well (a back-up, or a
@@ -150,7 +151,7 @@ def pulled_devices(forms: Mapping[str, RawForm], models: Mapping[str, FormModel]
         return None
     seen: set[str] = set()
     for form_id, raw in forms.items():
-        name = _device_field(models[form_id])
+        name = device_field(models[form_id])
         if name is not None and name in raw.root:
             seen.update(str(d) for d in raw.root[name].dropna())
     ids = sorted(seen)
@@ -163,7 +164,7 @@ def pulled_devices(forms: Mapping[str, RawForm], models: Mapping[str, FormModel]
 def on_devices(raw: RawForm, model: FormModel, devices: set[str] | None) -> RawForm:
     """The submissions of ``raw`` made on ``devices`` (None: all; a form without a device id
     field: all). Repeat rows stay whole: instance folders look them up by their parent."""
-    name = _device_field(model)
+    name = device_field(model)
     if devices is None or name is None or name not in raw.root:
         return raw
     keep = raw.root[name].astype("string").isin(devices).to_numpy()

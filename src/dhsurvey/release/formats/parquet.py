@@ -267,7 +267,7 @@ class ParquetSource:
             return self._whole[name]
         table = self.file.read(columns=[name], use_pandas_metadata=True)
         meta = table.schema.metadata or {}
-        if b"pandas" in meta and self._pandas is not None:
+        if self._pandas is not None:  # the file's metadata, which the table carries
             # The file's pandas metadata lists every column, and converting looks each one
             # up: keep the entries of the columns read (a wide table is read column by
             # column, so that would cost columns² lookups).
