@@ -151,6 +151,27 @@ def test_work_beside_runs_in_its_own_process_while_this_one_pools() -> None:
     assert all(worker == piece for worker, piece in inside.values())
 
 
+def test_work_beside_can_yield_the_cores_to_the_block() -> None:
+    """``nice``: the side process runs at that much higher niceness, so the kernel serves the
+    block first; this process's own niceness is untouched. Where it runs in place (inside a
+    pool's worker) it is not niced at all: that would slow the worker's own work too."""
+    from dhsurvey.parallel import beside
+
+    mine = os.nice(0)
+    with beside(lambda: os.nice(0), nice=5) as side:
+        assert side() == min(mine + 5, 19)
+    assert os.nice(0) == mine
+    inside = dict(forked_map(_niced_in_a_worker, [0, 1], workers=2))
+    assert set(inside.values()) == {mine}
+
+
+def _niced_in_a_worker(_: int) -> int:
+    from dhsurvey.parallel import beside
+
+    with beside(lambda: os.nice(0), nice=5) as result:
+        return result()
+
+
 def _beside_in_a_worker(_: int) -> tuple[int, int]:
     from dhsurvey.parallel import beside
 

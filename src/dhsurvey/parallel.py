@@ -16,6 +16,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
+from functools import partial
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -85,7 +86,7 @@ def forked_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int | None 
 
 
 @contextmanager
-def beside(fn: Callable[[], R]) -> Iterator[Callable[[], R]]:
+def beside(fn: Callable[[], R], *, nice: int = 0) -> Iterator[Callable[[], R]]:
     """``fn()`` in a forked process while the block runs here; the function yielded gives its
     result (or raises what it raised), waiting for it if need be.
 
@@ -93,6 +94,11 @@ def beside(fn: Callable[[], R]) -> Iterator[Callable[[], R]]:
     its own pools still spread over every core, and the small one takes its share of them
     (two pieces of one pool would each run their pools' pieces in turn). Inside a pool's
     worker, or where this process may not fork, ``fn`` runs here when its result is asked.
+
+    ``nice``: raised niceness of the forked process, for work nothing in the block waits on.
+    The kernel then gives the block's own processes the cores first and the side work what
+    they leave idle, so the block ends as soon as it would alone (its pool's last piece
+    does not share a core with the side work), and the side work fills the gaps.
     """
     global _WORK
     if _WORK is not None or not can_fork() or (os.cpu_count() or 1) <= 1:
@@ -106,7 +112,7 @@ def beside(fn: Callable[[], R]) -> Iterator[Callable[[], R]]:
         yield here
         return
     pool = ProcessPoolExecutor(1, mp_context=mp.get_context("fork"))
-    _WORK = (lambda _: fn(), [None])
+    _WORK = (partial(_niced, fn, nice), [None])
     try:  # the worker is forked within submit, inheriting _WORK: nothing is pickled to it
         with _frozen():
             future = pool.submit(_piece, 0)
@@ -116,6 +122,12 @@ def beside(fn: Callable[[], R]) -> Iterator[Callable[[], R]]:
         yield future.result
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _niced(fn: Callable[[], R], nice: int, _: Any) -> R:
+    if nice:
+        os.nice(nice)
+    return fn()
 
 
 @contextmanager

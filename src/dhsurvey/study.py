@@ -48,6 +48,8 @@ RELEASE_ROWS = 100_000
 WRITE_CELLS = 500_000
 #: Sensitive columns read over the whole sample at a time (for the l-diversity report).
 SENSITIVE_AT_ONCE = 8
+#: Niceness of the process writing a country's fieldwork report beside its release.
+QUALITY_NICENESS = 10
 
 
 @dataclass
@@ -1123,8 +1125,10 @@ def run_country(store: Store, study: Study, iso: str, *, key: bytes,
     validated = validate(store, study, iso, batch_households=batch_households, quality=False)
     step("validate")
     # Nothing after validation reads the fieldwork report, and the release leaves a core idle
-    # part of the time: the report is written beside weighting and the release.
-    with beside(partial(write_country_quality, store, study, iso, validated)) as quality:
+    # part of the time: the report is written beside weighting and the release, in the time
+    # the release's tiers leave (the licensed tier, the longest, keeps a core to itself).
+    with beside(partial(write_country_quality, store, study, iso, validated),
+                nice=QUALITY_NICENESS) as quality:
         weights = weight(store, study, iso)
         step("weight")
         released = release(store, study, iso, key=key)
