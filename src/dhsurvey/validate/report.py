@@ -1,32 +1,30 @@
 """The daily field-quality report: one self-contained HTML file per country.
 
 Supervisors open it on a laptop in the field, often offline, and forward it by e-mail, so it
-carries everything inline: CSS in a ``<style>`` block and charts as inline SVG drawn on
-matplotlib ``Figure`` objects (no pyplot, no GUI backend, no global state). Nothing is fetched
-from a network. Because it is forwarded, it prints counts, codes and enumerator IDs but never an
-instanceID, a free-text answer or an identifier: the check tables pass through
-:func:`dhsurvey.validate.disclosure.share_checks` first, listed rows are referred to by their
-``row`` in the restricted listing, and each such section says how many rows its listing holds
-and where it is. Every value shown is HTML-escaped all the same. The same checks give the same
-bytes (no timestamps unless the caller puts one in ``summary``; SVG ids salted
-deterministically, no SVG date), so reports can be diffed day to day."""
+carries everything inline: CSS in a ``<style>`` block and charts as inline SVG, written as
+text by :mod:`dhsurvey.validate.charts` (a plotting library spent seconds per country laying
+out four simple charts). Nothing is fetched from a network. Because it is forwarded, it
+prints counts, codes and enumerator IDs but never an instanceID, a free-text answer or an
+identifier: the check tables pass through :func:`dhsurvey.validate.disclosure.share_checks`
+first, listed rows are referred to by their ``row`` in the restricted listing, and each such
+section says how many rows its listing holds and where it is. Every value shown is
+HTML-escaped all the same. The same checks give the same
+bytes (no timestamps unless the caller puts one in ``summary``; SVG ids named after their
+chart), so reports can be diffed day to day."""
 
 from __future__ import annotations
 
 import html
-import io
 import math
-import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from dhsurvey.forms.model import FormModel
 from dhsurvey.io import atomic_write_text
+from dhsurvey.validate import charts
 from dhsurvey.validate.disclosure import share_checks
 
 MAX_ROWS = 50
@@ -219,23 +217,35 @@ def quarantined(table: pd.DataFrame) -> pd.Series:
 # -- charts ------------------------------------------------------------------------------------
 
 
-def _svg(fig: Figure, salt: str) -> str:
-    """Inline SVG with stable ids and no date, so reruns give the same bytes. The figure is
-    laid out already (``tight_layout``), so it is drawn once more, not measured again."""
-    buffer = io.StringIO()
-    with matplotlib.rc_context({"svg.hashsalt": f"dhsurvey-{salt}", "svg.fonttype": "none"}):
-        fig.savefig(buffer, format="svg", metadata={"Date": None})
-    text = buffer.getvalue()
-    text = re.sub(r"\s*<metadata>.*?</metadata>", "", text, flags=re.S)  # RDF boilerplate
-    return text[text.index("<svg"):]
+def _target(table: pd.DataFrame, form: str, column: str) -> float | None:
+    """A form's value in a per-form table (a target, a threshold), None when it has none."""
+    if "form" not in table or column not in table:
+        return None
+    hit = table.loc[table["form"] == form, column]
+    return None if hit.empty or _missing(hit.iloc[0]) else float(hit.iloc[0])
 
 
-def _panels(n: int, width: float = 11.0, height: float = 3.2) -> tuple[Figure, list]:
-    cols = min(n, 2)
-    rows = math.ceil(n / cols)
-    fig = Figure(figsize=(width, height * rows))
-    axes = [fig.add_subplot(rows, cols, i + 1) for i in range(n)]
-    return fig, axes
+def _progress_panel(form: str, d: pd.DataFrame, target: float | None) -> charts.Panel:
+    column = "cumulative" if form == "household" else "cumulative_completed"
+    d = d.assign(_day=pd.to_datetime(d["date"], errors="coerce"))
+    d = d[d["_day"].notna() & d[column].notna()].sort_values("_day")
+    first = d["_day"].min() if len(d) else pd.Timestamp(0)
+    days = ((d["_day"] - first).dt.total_seconds() / 86400.0).to_numpy(dtype=float)
+    values = d[column].astype(float).to_numpy()
+    labels = [t.strftime("%Y-%m-%d") for t in d["_day"]]
+    span = float(days.max() - days.min()) if len(days) else 0.0
+    pad = max(span * 0.03, 0.5)
+    what = "households visited" if form == "household" else "completed interviews"
+    rules = ([charts.Rule(target, "#c0392b", f"target {int(target):,}")]
+             if target is not None else [])
+    return charts.Panel(
+        title=f"{form}: {what}",
+        xlim=(-pad, span + pad),
+        ticks=[charts.Tick(float(x), label) for x, label in zip(days, labels, strict=True)],
+        lines=[charts.Line(days, values, "#2a5d84",
+                           tips=[f"{label}: {v:,.0f}" for label, v in
+                                 zip(labels, values, strict=True)])],
+        rules=rules, rotation=30, spacing=44.0)
 
 
 def chart_progress(checks: Mapping[str, pd.DataFrame]) -> str | None:
@@ -245,22 +255,28 @@ def chart_progress(checks: Mapping[str, pd.DataFrame]) -> str | None:
         return None
     targets = checks.get("progress_country", pd.DataFrame())
     forms = list(dict.fromkeys(dash["form"]))
-    fig, axes = _panels(len(forms))
-    for ax, form in zip(axes, forms, strict=True):
-        d = dash[dash["form"] == form].sort_values("date")
-        column = "cumulative" if form == "household" else "cumulative_completed"
-        ax.plot(pd.to_datetime(d["date"]), d[column], color="#2a5d84", marker=".")
-        hit = targets[targets["form"] == form] if "form" in targets else pd.DataFrame()
-        if len(hit):
-            ax.axhline(float(hit["target"].iloc[0]), color="#c0392b", linestyle="--",
-                       label=f"target {int(hit['target'].iloc[0]):,}")
-            ax.legend(loc="upper left", fontsize=8)
-        what = "households visited" if form == "household" else "completed interviews"
-        ax.set_title(f"{form}: {what}", fontsize=10)
-        ax.tick_params(axis="x", labelrotation=30, labelsize=7)
-        ax.tick_params(axis="y", labelsize=8)
-    fig.tight_layout()
-    return _svg(fig, "progress")
+    panels = [_progress_panel(form, dash[dash["form"] == form], _target(targets, form,
+                                                                         "target"))
+              for form in forms]
+    return charts.chart_svg(panels, name="progress",
+                            label="Cumulative households visited and interviews completed "
+                                  "per day, against the targets")
+
+
+def _duration_panel(form: str, d: pd.DataFrame, threshold: float | None) -> charts.Panel:
+    d = d.sort_values("enum_id")
+    held = quarantined(d).to_numpy()
+    minutes = charts.finite(d["median_duration"].astype(float).fillna(0).to_numpy())
+    xlim, ticks = charts.categories([format_value(v) for v in d["enum_id"]], held)
+    rules = ([charts.Rule(threshold, "#c0392b", "speeder threshold")]
+             if threshold is not None else [])
+    legend = bool(rules) or bool(held.any())
+    return charts.Panel(
+        title=f"{form}: median minutes", xlim=xlim, ticks=ticks,
+        bars=[charts.Bars(minutes, "#5b8db8", show=~held),
+              charts.Bars(minutes, QUARANTINED_COLOUR, QUARANTINED_LABEL, show=held,
+                          hatch=True, edge="#6e2c00")],
+        rules=rules, headroom=1.3 if legend else 1.0, strong_colour=QUARANTINED_COLOUR)
 
 
 def chart_durations(checks: Mapping[str, pd.DataFrame]) -> str | None:
@@ -271,34 +287,12 @@ def chart_durations(checks: Mapping[str, pd.DataFrame]) -> str | None:
         return None
     thresholds = checks.get("durations", pd.DataFrame())
     forms = list(dict.fromkeys(enum["form"]))
-    fig, axes = _panels(len(forms))
-    for ax, form in zip(axes, forms, strict=True):
-        d = enum[enum["form"] == form].sort_values("enum_id")
-        held = quarantined(d).to_numpy()
-        labels = [format_value(v) for v in d["enum_id"]]
-        x = np.arange(len(d))
-        minutes = d["median_duration"].astype(float).fillna(0).to_numpy()
-        ax.bar(x[~held], minutes[~held], color="#5b8db8")
-        if held.any():
-            ax.bar(x[held], minutes[held], color=QUARANTINED_COLOUR, hatch="///",
-                   edgecolor="#6e2c00", linewidth=0.6, label=QUARANTINED_LABEL)
-        ax.set_xticks(x, labels, rotation=90, fontsize=7)
-        for tick, flag in zip(ax.get_xticklabels(), held, strict=True):
-            if flag:
-                tick.set_color(QUARANTINED_COLOUR)
-                tick.set_fontweight("bold")
-        hit = thresholds[thresholds["form"] == form] if "form" in thresholds \
-            else thresholds.iloc[:0]
-        if len(hit) and not _missing(hit["speeder_threshold"].iloc[0]):
-            ax.axhline(float(hit["speeder_threshold"].iloc[0]), color="#c0392b",
-                       linestyle="--", label="speeder threshold")
-        if ax.get_legend_handles_labels()[0]:
-            ax.set_ylim(0, max(float(minutes.max(initial=0)), 1.0) * 1.3)  # room for it
-            ax.legend(loc="upper left", fontsize=7, ncol=2, frameon=False)
-        ax.set_title(f"{form}: median minutes", fontsize=10)
-        ax.tick_params(axis="y", labelsize=8)
-    fig.tight_layout()
-    return _svg(fig, "durations")
+    panels = [_duration_panel(form, enum[enum["form"] == form],
+                              _target(thresholds, form, "speeder_threshold"))
+              for form in forms]
+    return charts.chart_svg(panels, name="durations",
+                            label="Median interview duration by enumerator, with the speeder "
+                                  "threshold")
 
 
 def chart_dk_refusal(checks: Mapping[str, pd.DataFrame]) -> str | None:
@@ -310,17 +304,15 @@ def chart_dk_refusal(checks: Mapping[str, pd.DataFrame]) -> str | None:
     rates = pd.DataFrame({"don't know (98)": per["dk"] / per["dk_base"].where(
         per["dk_base"] > 0), "refused (99)": per["refused"] / per["refusal_base"].where(
         per["refusal_base"] > 0)}).astype(float).fillna(0)
-    fig = Figure(figsize=(11, 3.4))
-    ax = fig.add_subplot(1, 1, 1)
-    x = np.arange(len(rates))
-    for i, (label, color) in enumerate((("don't know (98)", "#7f8c8d"),
-                                        ("refused (99)", "#c0392b"))):
-        ax.bar(x + (i - 0.5) * 0.4, rates[label] * 100, width=0.4, label=label, color=color)
-    ax.set_xticks(x, [format_value(v) for v in rates.index], rotation=90, fontsize=7)
-    ax.set_ylabel("% of answers offering the code", fontsize=8)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return _svg(fig, "dk")
+    xlim, ticks = charts.categories([format_value(v) for v in rates.index])
+    bars = [charts.Bars(rates[label].to_numpy() * 100, colour, label, offset=(i - 0.5) * 0.4,
+                        width=0.4)
+            for i, (label, colour) in enumerate((("don't know (98)", "#7f8c8d"),
+                                                 ("refused (99)", "#c0392b")))]
+    panel = charts.Panel(title="", xlim=xlim, ticks=ticks, bars=bars,
+                         ylabel="% of answers offering the code", legend_at="right")
+    return charts.chart_svg([panel], name="dk",
+                            label="Don't know and refusal rates by enumerator")
 
 
 def chart_response(checks: Mapping[str, pd.DataFrame]) -> str | None:
@@ -329,22 +321,21 @@ def chart_response(checks: Mapping[str, pd.DataFrame]) -> str | None:
     if rr is None or rr.empty:
         return None
     levels = list(dict.fromkeys(rr["interview"])) if "interview" in rr else [None]
-    fig, axes = _panels(len(levels))
-    for ax, level in zip(axes, levels, strict=True):
+    panels = []
+    for level in levels:
         d = rr if level is None else rr[rr["interview"] == level]
         d = d[d["level"] == "stratum"] if "level" in d else d
-        x = np.arange(len(d))
-        for i, (rate, color) in enumerate((("RR1", "#2a5d84"), ("RR3", "#5b8db8"),
-                                           ("COOP1", "#9bbcd8"))):
-            ax.bar(x + (i - 1) * 0.27, d[rate].astype(float).fillna(0) * 100, width=0.27,
-                   label=rate, color=color)
-        ax.set_xticks(x, [format_value(v) for v in d["stratum"]], rotation=90, fontsize=7)
-        ax.set_ylim(0, 120)
-        ax.set_title(f"{level or 'household'} interview: rates by stratum (%)", fontsize=10)
-        ax.legend(fontsize=7, loc="upper center", ncol=3)
-        ax.tick_params(axis="y", labelsize=8)
-    fig.tight_layout()
-    return _svg(fig, "response")
+        xlim, ticks = charts.categories([format_value(v) for v in d["stratum"]])
+        bars = [charts.Bars(d[rate].astype(float).fillna(0).to_numpy() * 100, colour, rate,
+                            offset=(i - 1) * 0.27, width=0.27)
+                for i, (rate, colour) in enumerate((("RR1", "#2a5d84"), ("RR3", "#5b8db8"),
+                                                    ("COOP1", "#9bbcd8")))]
+        panels.append(charts.Panel(
+            title=f"{level or 'household'} interview: rates by stratum (%)", xlim=xlim,
+            ticks=ticks, bars=bars, ytop=120.0, legend_at="center"))
+    return charts.chart_svg(panels, name="response",
+                            label="Response rates RR1 and RR3 and cooperation rate COOP1 by "
+                                  "stratum (%)")
 
 
 CHARTS: list[tuple[str, Callable[[Mapping[str, pd.DataFrame]], str | None]]] = [
