@@ -144,16 +144,49 @@ def validate_form(raw: RawForm, model: FormModel, *, config: CountryConfig | Non
     submission's errors are known is the copy of an interview to keep chosen
     (:mod:`~dhsurvey.validate.duplicates`).
     """
+    return settle(own_checks(raw, model, config=config, corrections=corrections,
+                             speeder_threshold=speeder_threshold), model, households)
+
+
+@dataclass
+class Checked:
+    """A form's submissions after every check of their own: corrected, blanked, typed, and
+    their issues. What is left (:func:`settle`) needs the household form's result."""
+
+    raw: RawForm  # as corrected and blanked
+    received: pd.DataFrame  # typed root rows as received
+    typed: pd.DataFrame  # typed root rows, blanked
+    typed_repeats: dict[str, pd.DataFrame]
+    issues: list[pd.DataFrame]
+    report: pd.DataFrame  # the corrections log applied
+    blanked_log: pd.DataFrame
+
+
+def own_checks(raw: RawForm, model: FormModel, *, config: CountryConfig | None = None,
+               corrections: pd.DataFrame | None = None,
+               speeder_threshold: float | None = None) -> Checked:
+    """The first part of :func:`validate_form`: everything that reads this form alone (the
+    corrections log, blanking, types, schema and rules, whole-submission checks)."""
     report = pd.DataFrame(columns=REPORT_COLUMNS)
     if corrections is not None and len(corrections):
         raw, report = apply_corrections(raw, corrections)
     blanked = blank_non_relevant(raw, model, identifiers={*model.instance_fields,
                                                           *model.household_id})
     received, typed, typed_repeats, found = _checked(raw, blanked, model, config)
-    raw = blanked.raw
-    root = raw.root
-    issues = [found, blanked.issues, *_submission_issues(root, model, config,
+    issues = [found, blanked.issues, *_submission_issues(blanked.raw.root, model, config,
                                                           speeder_threshold)]
+    return Checked(blanked.raw, received, typed, typed_repeats, issues, report, blanked.log)
+
+
+def settle(checked: Checked, model: FormModel, households: pd.DataFrame | None = None
+           ) -> FormResult:
+    """The rest of :func:`validate_form`: the linkage to ``households`` (received household
+    rows), then what depends on every issue (consent, duplicates, quarantine, one interview
+    per household) and the reconciliation."""
+    raw, received, typed = checked.raw, checked.received, checked.typed
+    typed_repeats, report = checked.typed_repeats, checked.report
+    root = raw.root
+    issues = list(checked.issues)
     linked = households is not None and is_linked(model)
     if households is not None and linked:
         issues.append(link_interviews(households, root, form=model.form_id, line=SELECTED_LINE,
@@ -200,13 +233,13 @@ def validate_form(raw: RawForm, model: FormModel, *, config: CountryConfig | Non
         "duplicates_by_reason": duplicates["reason"].value_counts().to_dict(),
         "corrections": report["status"].value_counts().to_dict() if len(report) else {},
         # Values blanked by validation itself, per rule (each one in corrections.parquet).
-        "automatic_corrections": blanked.log["rule"].value_counts().to_dict(),
+        "automatic_corrections": checked.blanked_log["rule"].value_counts().to_dict(),
     }
     return FormResult(model.form_id, accepted, accepted_repeats,
                       quarantine.drop_duplicates().reset_index(drop=True),
                       flags.drop_duplicates().reset_index(drop=True),
                       duplicates, reconciliation, received, root,
-                      _concat([report, blanked.log], REPORT_COLUMNS))
+                      _concat([report, checked.blanked_log], REPORT_COLUMNS))
 
 
 def _concat(parts: list[pd.DataFrame], columns: list[str] = ISSUE_COLUMNS) -> pd.DataFrame:
@@ -300,21 +333,33 @@ def validate_forms(raws: Mapping[str, RawForm], models: Mapping[str, FormModel],
                    speeder_thresholds: Mapping[str, float] | None = None) -> ValidationResult:
     """Validate the forms given together; household first so interviews link to it.
 
+    Most of a form's validation reads that form alone (:func:`own_checks`): it is done for
+    every form side by side (:func:`~dhsurvey.parallel.forked_map`, the largest first). Only
+    the linkage and what follows it (:func:`settle`) wait for the household form's result.
+
     ``speeder_thresholds``: form → minutes, when the forms given are one batch of a country.
     """
+    from dhsurvey.parallel import forked_map
+
     household = study_facts(models).household_form  # forms that disagree on the ID fail here
     notes = []
     if config is None:
         notes.append("country not given: fieldwork window, frame and targets not checked")
+
+    def checks(form: str) -> Checked:
+        return own_checks(raws[form], models[form], config=config, corrections=corrections,
+                          speeder_threshold=(speeder_thresholds or {}).get(form))
+
+    checked = dict(forked_map(checks, list(raws), size=lambda f: raws[f].root.size))
     results: dict[str, FormResult] = {}
-    order = sorted(raws, key=lambda f: (f != household, f))
-    for form in order:
-        households = results[household].received() if household in results else None
-        if is_linked(models[form]) and households is None:
+    households: pd.DataFrame | None = None
+    if household is not None and household in raws:
+        results[household] = settle(checked.pop(household), models[household])
+        households = results[household].received()
+    for form in sorted(checked):
+        if households is None and is_linked(models[form]):
             notes.append(f"{form}: household form not given, linkage skipped")
-        results[form] = validate_form(raws[form], models[form], config=config,
-                                      corrections=corrections, households=households,
-                                      speeder_threshold=(speeder_thresholds or {}).get(form))
+        results[form] = settle(checked[form], models[form], households)
     return ValidationResult(config.iso if config else None, results, notes)
 
 
