@@ -606,16 +606,24 @@ def release(store: Store, study: Study, iso: str, *, key: bytes, k: int | None =
         rules = replaced(rules, k=k)
     if max_global_risk is not None:
         rules = replaced(rules, max_global_risk=max_global_risk)
-    from dhsurvey.parallel import forked_map
+    from dhsurvey.parallel import beside
 
     country = _ReleaseInputs.of(store, study, iso)
-    # The tiers read the same inputs and write apart, so they are made side by side, one per
-    # core, for a country validated whole (one in batches is large: its tiers take turns, so
-    # memory follows one tier).
+    tier = partial(_release_tier, store, study, iso, key, rules, country=country)
+    # The tiers read the same inputs and write apart, so they are made side by side for a
+    # country validated whole (one in batches is large: its tiers take turns, so memory
+    # follows one tier). The tier with replicate weights, the longest, is made here, where
+    # its scan still spreads over every core once the others are done; each other tier in a
+    # process beside it (see :func:`pool`).
     whole = all(len(store.accepted_parts(iso, f)) <= 1 for f in country.forms)
-    tiers = dict(forked_map(partial(_release_tier, store, study, iso, key, rules,
-                                    country=country), list(rules.tiers),
-                            workers=None if whole else 1))
+    large = max(rules.tiers, key=lambda name: rules.tiers[name].design != "masked")
+    tiers: dict[str, CountryRelease] = {}
+    with contextlib.ExitStack() as stack:
+        others = {name: stack.enter_context(beside(partial(tier, name))) if whole
+                  else partial(tier, name) for name in rules.tiers if name != large}
+        tiers[large] = tier(large)
+        tiers.update({name: made() for name, made in others.items()})
+    tiers = {name: tiers[name] for name in rules.tiers}
     store.write_gate(iso, {
         "passed": all(t.gate.passed for t in tiers.values()),
         "reasons": [f"{name}: {r}" for name, t in tiers.items() for r in t.gate.reasons],
