@@ -18,6 +18,7 @@ from rich.table import Table
 
 from dhsurvey.cli import DEFAULT_DATA, DEFAULT_INSTRUMENTS, app, console, friendly_errors
 from dhsurvey.errors import DhsurveyError
+from dhsurvey.io import load_yaml
 
 
 @app.command()
@@ -111,7 +112,7 @@ def write_instance_settings(home: Path) -> str | None:
     config = home / "dagster.yaml"
     if config.exists():
         try:
-            current = yaml.safe_load(config.read_text()) or {}
+            current = load_yaml(config.read_text()) or {}
         except yaml.YAMLError as exc:
             raise DhsurveyError(f"not valid YAML ({exc}); fix it or move it away, and "
                                 "dhsurvey ui writes the study's settings",

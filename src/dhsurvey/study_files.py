@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dhsurvey.errors import DhsurveyError
+from dhsurvey.io import load_yaml
 
 
 def lint_targets(paths: list[Path]) -> tuple[list[str | Path], list[tuple[str, Path, Path]]]:
@@ -53,7 +54,7 @@ def fielded_languages(workbooks: list[str | Path]) -> set[str] | None:
         folder = Path(target) if Path(target).is_dir() else Path(target).parent
         for path in sorted((folder / "countries").glob("*.yaml")):
             try:
-                data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+                data = load_yaml(path.read_text(encoding="utf-8")) or {}
             except (OSError, yaml.YAMLError):
                 continue  # reported by the country file's own check
             if not isinstance(data, dict):
@@ -167,8 +168,6 @@ def _config_finding(path: Path, rule: str, exc: DhsurveyError, lines: dict[str, 
 def _lint_country(path: Path, models: dict) -> tuple[list, Any]:
     """One country file as lint findings: what :func:`load_country` rejects, plus keys it
     does not read and simulation rates outside 0–1."""
-    import yaml
-
     from dhsurvey.fieldwork.config import COUNTRY_KEYS, load_country
     from dhsurvey.forms.lint import file_finding
 
@@ -180,7 +179,7 @@ def _lint_country(path: Path, models: dict) -> tuple[list, Any]:
     except (AttributeError, TypeError, ValueError) as exc:
         return [file_finding(path, None, "country-invalid", f"not a country file: {exc}")], None
     findings = []
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data = load_yaml(path.read_text(encoding="utf-8"))
     for key in sorted(set(data) - COUNTRY_KEYS, key=str):
         findings.append(file_finding(path, str(key), "country-key-unknown",
                                      f"'{key}' is not a country setting (the loader ignores "

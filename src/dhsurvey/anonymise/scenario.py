@@ -16,6 +16,7 @@ from typing import Any
 
 from dhsurvey.errors import DhsurveyError
 from dhsurvey.forms.model import FormModel
+from dhsurvey.io import load_yaml
 
 #: Name of the rules file beside the workbooks.
 RULES_FILE = "disclosure.yaml"
@@ -195,7 +196,7 @@ def load_rules(path: str | Path, models: Mapping[str, FormModel] | None = None) 
     if not path.exists():
         raise _error(path, "the disclosure rules file is missing")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = load_yaml(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise _error(path, f"not valid YAML: {exc}") from None
     if not isinstance(data, Mapping):

@@ -21,6 +21,7 @@ import yaml
 
 from dhsurvey.errors import ConfigError
 from dhsurvey.forms.model import FormModel, language_code, load_form
+from dhsurvey.io import load_yaml
 
 URBAN, RURAL = 1, 2
 
@@ -393,7 +394,7 @@ def load_country(path: str | Path, forms: Forms | None = None) -> CountryConfig:
     if not path.exists():
         raise ConfigError("country configuration not found", code="config-missing", file=path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', exc)}",

@@ -38,7 +38,7 @@ from dhsurvey.fieldwork.simulate import (
 )
 from dhsurvey.forms.model import FormModel
 from dhsurvey.ingest.canonical import META, RawForm
-from dhsurvey.io import atomic_write_json, atomic_write_parquet
+from dhsurvey.io import atomic_write_json, atomic_write_parquet, load_yaml
 from dhsurvey.parallel import forked_map, workers_for_countries
 from dhsurvey.store import BACKCHECK
 
@@ -178,12 +178,10 @@ def backcheck_plan(config: CountryConfig, models: Mapping[str, FormModel]
                    ) -> dict[str, Any] | None:
     """The study's back-check plan (form, id columns, enumerator, variables with their types)
     found beside the country file's folder, or None when the study has none."""
-    import yaml
-
     path = config.path.parent.parent / BACKCHECK_PLAN
     if not path.exists():
         return None
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = load_yaml(path.read_text(encoding="utf-8")) or {}
     for key in ("form", "id_columns", "variables"):
         if not data.get(key):
             raise ConfigError(f"missing '{key}'", code="config-missing", file=path, field=key)

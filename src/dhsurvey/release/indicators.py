@@ -37,11 +37,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from dhsurvey.errors import ConfigError
 from dhsurvey.forms.expressions import ExpressionError, evaluate, evaluate_bool, references
 from dhsurvey.forms.model import FormModel
+from dhsurvey.io import load_yaml
 from dhsurvey.weight.calibrate import Margins, rake
 from dhsurvey.weight.variance import Design, Estimate
 
@@ -89,7 +89,7 @@ def load_indicators(path: str | Path, models: Mapping[str, FormModel]
     """Read and check the indicator file against the forms: fields exist, expressions parse,
     every definition is stated, and no indicator or domain takes the name of a field."""
     path = Path(path)
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = load_yaml(path.read_text(encoding="utf-8")) or {}
     indicators = []
     for i, spec in enumerate(data.get("indicators", [])):
         where = f"indicators[{i}]"

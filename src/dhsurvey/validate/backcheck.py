@@ -31,7 +31,7 @@ import pandas as pd
 from dhsurvey.errors import DhsurveyError
 from dhsurvey.fieldwork.config import CountryConfig
 from dhsurvey.forms.model import FormModel
-from dhsurvey.io import atomic_write_parquet
+from dhsurvey.io import atomic_write_parquet, load_yaml
 from dhsurvey.store import Store
 
 TYPES = {1: "must not change: enumerator follow-up",
@@ -255,14 +255,12 @@ class Plan:
 
 def load_plan(path: str | Path) -> Plan:
     """Read and check a back-check plan; errors name the file and the key."""
-    import yaml
-
     from dhsurvey.errors import ConfigError
 
     path = Path(path)
     if not path.exists():
         raise ConfigError("back-check plan not found", code="config-missing", file=path)
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = load_yaml(path.read_text(encoding="utf-8")) or {}
     for key in ("form", "id_columns", "variables"):
         if not data.get(key):
             raise ConfigError(f"missing '{key}'", code="config-missing", file=path, field=key)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dhsurvey.errors import ConfigError
+from dhsurvey.io import load_yaml
 
 #: The file beside the instruments.
 MONITORING_FILE = "monitoring.yaml"
@@ -113,7 +114,7 @@ def load_thresholds(instruments: str | Path) -> Thresholds:
     if not path.exists():
         return Thresholds()
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = load_yaml(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"not valid YAML ({exc})", code="config-invalid", file=path) from None
     if not isinstance(data, dict):
