@@ -188,6 +188,24 @@ def test_write_codebook_files_are_deterministic(codebook, tmp_path: Path) -> Non
     assert "- **Universe:** Asked if: consent = Yes" in markdown
 
 
+def test_codebook_xlsx_cuts_text_longer_than_a_cell_holds(codebook, tmp_path: Path) -> None:
+    """A cell holds at most 32,767 characters: longer text is cut there with an ellipsis in
+    codebook.xlsx, and codebook.md keeps it whole."""
+    from dhsurvey.release.codebook import XLSX_CELL_TEXT
+
+    long = codebook.copy()
+    at = long.index[long["form"] == "child"][0]
+    text = "; ".join(f"{i} option {i}: 1 (0.1%)" for i in range(2000))
+    assert len(text) > XLSX_CELL_TEXT
+    long.loc[at, "frequencies"] = text
+    xlsx, md = write_codebook(long, tmp_path)
+    sheet = openpyxl.load_workbook(xlsx)["child"]
+    header = [cell.value for cell in sheet[1]]
+    cell = sheet.cell(2, header.index("frequencies") + 1).value
+    assert len(cell) == XLSX_CELL_TEXT and cell.endswith("…") and text.startswith(cell[:-1])
+    assert text in md.read_text(encoding="utf-8")
+
+
 def test_codebook_for_a_small_form(tmp_path: Path) -> None:
     model: FormModel = load_form(write_workbook(tmp_path / "f.xlsx"))
     df = pd.DataFrame({
