@@ -146,6 +146,28 @@ def test_the_phone_prefilter_keeps_every_number_phonenumbers_finds(text: str) ->
         identifiers.phones(text)
 
 
+def test_the_arrow_prefilter_keeps_every_text_a_pattern_is_found_in() -> None:
+    """``may_hold`` (Arrow, ASCII digit classes) is true of every text in which
+    ``pattern_hits`` finds an e-mail, UUID, coordinate pair or phone number: ASCII texts by
+    the patterns, others (Unicode digits, accents, non-breaking spaces) always."""
+    import pyarrow as pa
+
+    rng = np.random.default_rng(11)
+    pieces = ["0712 345 678", "+254 712 34 5678", "-1.2921, 36.8219", "ana@example.org",
+              "9f1c2d3e-4b5a-6789-abcd-ef0123456789", "١٢٣٤٥٦٧٨٩٠", "\u0660712 345 678",
+              "call\u00a00712\u00a0345678", "-0.35 32.58 1200 5", "1.2345 6.7890", "x", "é",
+              " ", "12", ".", "-", "@", "ok", "(020) 7946 0958", "3f8a921234567b0c"]
+    texts = ["".join(rng.choice(pieces, size=int(rng.integers(1, 4)))) for _ in range(3000)]
+    texts += pieces
+    kept = identifiers.may_hold(pa.array(texts), RestrictedValues([]))
+    found = [i for i, text in enumerate(texts) if identifiers.pattern_hits(text)]
+    assert len(found) > 1000 and all(kept[i] for i in found)
+    # and it still leaves out most of what holds nothing
+    hit = set(found)
+    clean = [i for i, text in enumerate(texts) if text.isascii() and i not in hit]
+    assert clean and sum(not kept[i] for i in clean) > len(clean) / 2
+
+
 @pytest.mark.parametrize("text", ["3f8a921234567b0c", "ab0712345678", "0712345678cd",
                                   "1234567", "2026-02", "13393.492854"])
 def test_no_phone_is_looked_for_in_ids_months_or_numbers(text: str) -> None:
