@@ -188,9 +188,9 @@ def test_write_codebook_files_are_deterministic(codebook, tmp_path: Path) -> Non
     assert "- **Universe:** Asked if: consent = Yes" in markdown
 
 
-def test_codebook_xlsx_cuts_text_longer_than_a_cell_holds(codebook, tmp_path: Path) -> None:
+def test_codebook_xlsx_cells_hold_what_a_cell_can(codebook, tmp_path: Path) -> None:
     """A cell holds at most 32,767 characters: longer text is cut there with an ellipsis in
-    codebook.xlsx, and codebook.md keeps it whole."""
+    codebook.xlsx, and codebook.md keeps it whole. Nor can it hold an infinite number."""
     from dhsurvey.release.codebook import XLSX_CELL_TEXT
 
     long = codebook.copy()
@@ -204,6 +204,10 @@ def test_codebook_xlsx_cuts_text_longer_than_a_cell_holds(codebook, tmp_path: Pa
     cell = sheet.cell(2, header.index("frequencies") + 1).value
     assert len(cell) == XLSX_CELL_TEXT and cell.endswith("…") and text.startswith(cell[:-1])
     assert text in md.read_text(encoding="utf-8")
+    # A cell's number cannot be infinite: such a statistic is written as text.
+    long.loc[at, "max"] = float("inf")
+    sheet = openpyxl.load_workbook(write_codebook(long, tmp_path)[0])["child"]
+    assert sheet.cell(2, header.index("max") + 1).value == "inf"
 
 
 def test_codebook_for_a_small_form(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ timestamps) so a rerun on the same data changes nothing in version control.
 from __future__ import annotations
 
 import io
+import math
 import re
 import zipfile
 from collections.abc import Mapping
@@ -650,9 +651,12 @@ def _normalise_xlsx(data: bytes) -> bytes:
 
 
 def _xlsx_text(value: Any) -> Any:
-    """A cell as codebook.xlsx holds it: text that could run as a formula quoted, and text
-    beyond a cell's 32,767 characters cut with an ellipsis (codebook.md keeps it whole)."""
+    """A cell as codebook.xlsx holds it: text that could run as a formula quoted, text
+    beyond a cell's 32,767 characters cut with an ellipsis (codebook.md keeps it whole), and
+    an infinite statistic as the text ``inf`` (a cell's number cannot be infinite)."""
     value = neutralise_formulas(_cell(value))
+    if isinstance(value, float) and math.isinf(value):
+        return neutralise_formulas(str(value))
     if isinstance(value, str) and len(value) > XLSX_CELL_TEXT:
         return value[:XLSX_CELL_TEXT - 1] + "…"
     return value
@@ -665,6 +669,7 @@ def _write_xlsx(codebook: pd.DataFrame, path: Path) -> Path:
     import xlsxwriter
 
     buffer = io.BytesIO()
+    # Text stays text: never a number, a formula or a link.
     book = xlsxwriter.Workbook(buffer, {"in_memory": True, "strings_to_numbers": False,
                                         "strings_to_formulas": False,
                                         "strings_to_urls": False})
