@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property, partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -606,24 +606,13 @@ def release(store: Store, study: Study, iso: str, *, key: bytes, k: int | None =
         rules = replaced(rules, k=k)
     if max_global_risk is not None:
         rules = replaced(rules, max_global_risk=max_global_risk)
-    from dhsurvey.parallel import beside
-
     country = _ReleaseInputs.of(store, study, iso)
-    tier = partial(_release_tier, store, study, iso, key, rules, country=country)
     # The tiers read the same inputs and write apart, so they are made side by side for a
     # country validated whole (one in batches is large: its tiers take turns, so memory
-    # follows one tier). The tier with replicate weights, the longest, is made here, where
-    # its scan still spreads over every core once the others are done; each other tier in a
-    # process beside it (see :func:`pool`).
+    # follows one tier).
     whole = all(len(store.accepted_parts(iso, f)) <= 1 for f in country.forms)
-    large = max(rules.tiers, key=lambda name: rules.tiers[name].design != "masked")
-    tiers: dict[str, CountryRelease] = {}
-    with contextlib.ExitStack() as stack:
-        others = {name: stack.enter_context(beside(partial(tier, name))) if whole
-                  else partial(tier, name) for name in rules.tiers if name != large}
-        tiers[large] = tier(large)
-        tiers.update({name: made() for name, made in others.items()})
-    tiers = {name: tiers[name] for name in rules.tiers}
+    tiers = _each_tier(rules, partial(_release_tier, store, study, iso, key, rules,
+                                     country=country), side_by_side=whole)
     store.write_gate(iso, {
         "passed": all(t.gate.passed for t in tiers.values()),
         "reasons": [f"{name}: {r}" for name, t in tiers.items() for r in t.gate.reasons],
@@ -635,6 +624,30 @@ def release(store: Store, study: Study, iso: str, *, key: bytes, k: int | None =
     public = tiers["public"]
     public.tiers = tiers
     return public
+
+
+_Made = TypeVar("_Made")
+
+
+def _each_tier(rules: Any, make: Callable[[str], _Made], *, side_by_side: bool = True
+              ) -> dict[str, _Made]:
+    """``make(name)`` for every tier of the disclosure ``rules``, in the rules' order.
+
+    A tier with replicate weights is several times one without: it is made here, where its
+    own pools (formats, scan) still spread over every core once the others are done, and
+    each other tier in a process beside it (:func:`~dhsurvey.parallel.beside`; as two pieces
+    of one pool, the large tier would use one core only), or after it here when not
+    ``side_by_side``."""
+    from dhsurvey.parallel import beside
+
+    large = max(rules.tiers, key=lambda name: rules.tiers[name].design != "masked")
+    made: dict[str, _Made] = {}
+    with contextlib.ExitStack() as stack:
+        others = {name: stack.enter_context(beside(partial(make, name))) if side_by_side
+                  else partial(make, name) for name in rules.tiers if name != large}
+        made[large] = make(large)
+        made.update({name: result() for name, result in others.items()})
+    return {name: made[name] for name in rules.tiers}
 
 
 @dataclass
@@ -1016,20 +1029,8 @@ def pool(store: Store, study: Study) -> Pooled:
     restricted: list[str] = []
     for iso in isos:
         restricted += restricted_values(store, iso, study)
-    # A tier with the countries' replicate weights is several times one without: it is pooled
-    # here, its formats written and its files scanned on every core, and each other tier in a
-    # process beside it (as two pieces of one pool, the large tier would use one core only).
-    from dhsurvey.parallel import beside
-
-    large = max(rules.tiers, key=lambda name: rules.tiers[name].design != "masked")
-    tiers: dict[str, Pooled] = {}
-    with contextlib.ExitStack() as stack:
-        others = {name: stack.enter_context(beside(partial(
-            _pool_tier, store, study, isos, left_out, rules.tiers[name], restricted)))
-            for name in rules.tiers if name != large}
-        tiers[large] = _pool_tier(store, study, isos, left_out, rules.tiers[large], restricted)
-        tiers.update({name: result() for name, result in others.items()})
-    tiers = {name: tiers[name] for name in rules.tiers}
+    tiers = _each_tier(rules, lambda name: _pool_tier(store, study, isos, left_out,
+                                                     rules.tiers[name], restricted))
     public = tiers["public"]
     public.tiers = tiers
     return public
