@@ -289,6 +289,29 @@ def test_raw_bytes_fold_as_str_casefold() -> None:
         assert scan._casefold_latin1(data) == data.decode("latin-1").casefold()
 
 
+def test_a_block_of_raw_bytes_is_decoded_whenever_its_text_holds_a_value() -> None:
+    """The raw-bytes scan decodes a block only when its byte runs may hold a restricted
+    value; on random blocks (upper case, Latin-1 letters, ß that folds to "ss", values split
+    by a break) every block whose decoded text holds one is decoded, and the bytes' line
+    breaks are counted as in their decoded text."""
+    values = ["zawadi", "strasse", "canary-4821", "UUID:00ab", "4821x"]
+    restricted = RestrictedValues(values)
+    pieces = [b"ZAWADI", b"Zawadi", b"STRA\xdfE", b"stra\xdfe", b"CANARY-4821", b"uuid:00AB",
+              b"4821X", b"\xc0\xdf", b"\r\n", b"\x85", b"\x00", b"a", b"7", b" ", b"\xff"]
+    rng = np.random.default_rng(12)
+    decoded = 0
+    for _ in range(2000):
+        data = b"".join(pieces[i] for i in rng.integers(0, len(pieces), int(rng.integers(0, 12))))
+        found = restricted.spans(scan._casefold_latin1(data), lines=True)
+        if found:
+            decoded += 1
+            assert scan._may_hold_restricted(restricted, data), data
+        end = int(rng.integers(0, len(data) + 1))
+        assert scan._breaks(data, end) == scan._breaks(data.decode("latin-1"), end)
+    assert decoded > 500
+    assert not scan._may_hold_restricted(restricted, bytes(range(1, 48)) * 50)
+
+
 def test_a_large_release_scanned_on_every_core_gives_the_same_findings(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Files spread over forked processes (each with its own memo) give the findings of one

@@ -18,6 +18,7 @@ so most strings are never turned into Python objects at all.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -222,6 +223,13 @@ class RestrictedValues:
 def phones(text: str) -> list[str]:
     """Valid phone numbers of :data:`PHONE_REGIONS` written in ``text`` (digits, spaces,
     dashes and brackets only: lists of statistics and dates are not phone numbers)."""
+    return list(_phones(text))
+
+
+@functools.lru_cache(maxsize=4096)
+def _phones(text: str) -> tuple[str, ...]:
+    """:func:`phones`, remembered: the same stretches of digits (counts, totals) recur in a
+    release's codebook, methods and manifest, and each costs five regions' parsing."""
     import phonenumbers
 
     found = []
@@ -236,7 +244,7 @@ def phones(text: str) -> list[str]:
             if not re.fullmatch(r"\+?[\d\s\-()]+", raw):
                 continue
             found.append(raw)
-    return sorted(set(found))
+    return tuple(sorted(set(found)))
 
 
 def may_hold_phone(text: str) -> bool:

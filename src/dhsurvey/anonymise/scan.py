@@ -465,17 +465,39 @@ def _after_last_break(data: bytes) -> int:
     return max(data.rfind(c, 0, end) for c in _LATIN1_BREAKS) + 1
 
 
+#: Every byte but the line breaks: what deleting them leaves is the breaks, counted in one pass.
+_NOT_BREAKS = bytes(c for c in range(256) if bytes([c]) not in _LATIN1_BREAKS)
+#: Latin-1 bytes → the token characters their case folding gives (A–Z → a–z; 0–9 and a–z
+#: themselves), a space for every other byte: the token runs of a block without decoding it.
+#: Only ß folds to token characters beyond these ("ss"); a block holding it is decoded.
+_BYTE_RUNS = bytes(c if 48 <= c <= 57 or 97 <= c <= 122 else c + 32 if 65 <= c <= 90 else 32
+                   for c in range(256))
+
+
 def _breaks(data: bytes | str, end: int) -> int:
     """Line breaks in ``data[:end]``, counted in C."""
     if isinstance(data, str):
         return sum(data.count(c.decode("latin-1"), 0, end) for c in _LATIN1_BREAKS) - \
             data.count("\r\n", 0, end)
-    return sum(data.count(c, 0, end) for c in _LATIN1_BREAKS) - data.count(b"\r\n", 0, end)
+    part = data if end >= len(data) else data[:end]
+    return len(part.translate(None, _NOT_BREAKS)) - part.count(b"\r\n")
+
+
+def _may_hold_restricted(restricted: RestrictedValues, data: bytes) -> bool:
+    """Whether a block of raw bytes may hold a restricted value: a token run of it (as the
+    case-folded text has them) indexes one, or a value is found by substring, or the block
+    holds ß. Most blocks of a binary file hold none and are never decoded."""
+    if b"\xdf" in data or restricted.untokened:
+        return True
+    runs = {run.decode("ascii") for run in set(data.translate(_BYTE_RUNS).split())}
+    return bool(restricted.indexed(runs))
 
 
 def _bytes_block(findings: _Findings, data: bytes, first_line: int, where: str) -> int:
     """Restricted values in ``data`` (whole lines of a file, the first numbered
     ``first_line``); returns the number of the line after them."""
+    if not _may_hold_restricted(findings.restricted, data):
+        return first_line + _breaks(data, len(data))
     text = _casefold_latin1(data)
     for start, end, i in findings.restricted.spans(text, lines=True):
         line_no = first_line + _breaks(text, start)
@@ -501,30 +523,36 @@ def _labels(findings: _Findings, value_labels: dict[Any, dict[Any, Any]],
         n += 1
 
 
+def _scan_readstat(findings: _Findings, path: Path, read: Callable[..., Any],
+                   kind: str) -> None:
+    """A Stata or SPSS file through ``pyreadstat``'s ``read``: each header, the cells of its
+    text columns in chunks, value and variable labels, then the raw bytes. Numbers and dates
+    hold no text (they are skipped when read), so the other columns, replicate weights above
+    all, are not read."""
+    import pyreadstat
+
+    _, meta = read(str(path), metadataonly=True)
+    texts = [c for c in meta.column_names if meta.readstat_variable_types.get(c) == "string"]
+    chunks = (frame for frame, _ in pyreadstat.read_file_in_chunks(
+        read, str(path), chunksize=CHUNK_ROWS, apply_value_formats=False,
+        usecols=texts)) if texts else iter(())
+    _frame_chunks(findings, chunks, kind, meta.column_names)
+    var_labels = dict(zip(meta.column_names, meta.column_labels or [], strict=False))
+    value_labels = meta.value_labels if kind == "dta" else meta.variable_value_labels
+    _labels(findings, value_labels or {}, var_labels, kind)
+    _scan_bytes(findings, path, f"{kind}:bytes")
+
+
 def _scan_dta(findings: _Findings, path: Path) -> None:
-    with pd.io.stata.StataReader(path, convert_categoricals=False,
-                                 chunksize=CHUNK_ROWS) as reader:
-        _frame_chunks(findings, reader, "dta", list(reader.variable_labels()))
-        labels = reader.value_labels()
-        var_labels = reader.variable_labels()
-    _labels(findings, labels, var_labels, "dta")
-    _scan_bytes(findings, path, "dta:bytes")
+    import pyreadstat
+
+    _scan_readstat(findings, path, pyreadstat.read_dta, "dta")
 
 
 def _scan_sav(findings: _Findings, path: Path) -> None:
     import pyreadstat
 
-    _, meta = pyreadstat.read_sav(str(path), metadataonly=True)
-    # Only text columns can hold text (numbers and dates are skipped when read): the
-    # others, replicate weights above all, are not read.
-    texts = [c for c in meta.column_names if meta.readstat_variable_types.get(c) == "string"]
-    chunks = (frame for frame, _ in pyreadstat.read_file_in_chunks(
-        pyreadstat.read_sav, str(path), chunksize=CHUNK_ROWS, apply_value_formats=False,
-        usecols=texts)) if texts else iter(())
-    _frame_chunks(findings, chunks, "sav", meta.column_names)
-    var_labels = dict(zip(meta.column_names, meta.column_labels or [], strict=False))
-    _labels(findings, meta.variable_value_labels or {}, var_labels, "sav")
-    _scan_bytes(findings, path, "sav:bytes")
+    _scan_readstat(findings, path, pyreadstat.read_sav, "sav")
 
 
 def _xlsx_texts(path: Path) -> set[str] | None:
