@@ -248,6 +248,7 @@ class ParquetSource:
         self.rows = self.file.metadata.num_rows
         self.batch_rows = max(1, int(batch_rows))
         self._whole: pd.DataFrame | None = None
+        self._group: pd.DataFrame | None = None
 
     def _index_columns(self) -> set[str]:
         if self._pandas is None:
@@ -259,24 +260,35 @@ class ParquetSource:
 
         A file of at most :data:`WHOLE_CELLS` cells (a usual country's) is read whole at the
         first column asked for and kept: reading a wide table a column at a time costs a
-        file read per column, far more than the table itself."""
+        file read per column, far more than the table itself. A larger file is read a group
+        of neighbouring columns at a time (at most :data:`WHOLE_CELLS` cells), the group
+        holding ``name`` kept until a column outside it is asked for: the columns are asked
+        for in order."""
         if self.rows * len(self.names) <= WHOLE_CELLS:
             if self._whole is None:
                 self._whole = self.file.read(use_pandas_metadata=True).to_pandas(
                 ).reset_index(drop=True)
             return self._whole[name]
-        table = self.file.read(columns=[name], use_pandas_metadata=True)
+        if self._group is None or name not in self._group.columns:
+            self._group = None  # the last group is let go before the next is read
+            at = self.names.index(name)
+            self._group = self._read(self.names[at:at + max(1, WHOLE_CELLS // max(self.rows, 1))])
+        return self._group[name]
+
+    def _read(self, names: list[str]) -> pd.DataFrame:
+        """The columns ``names`` as ``pd.read_parquet`` would give them."""
+        table = self.file.read(columns=names, use_pandas_metadata=True)
         meta = table.schema.metadata or {}
         if self._pandas is not None:  # the file's metadata, which the table carries
             # The file's pandas metadata lists every column, and converting looks each one
-            # up: keep the entries of the columns read (a wide table is read column by
-            # column, so that would cost columns² lookups).
+            # up: keep the entries of the columns read (a wide table is read in groups of
+            # columns, so that would cost columns² lookups).
             present = set(table.schema.names)
             pandas = {**self._pandas, "columns": [
                 c for c in self._pandas.get("columns", [])
                 if c.get("field_name", c.get("name")) in present]}
             table = table.replace_schema_metadata({**meta, b"pandas": json.dumps(pandas)})
-        return table.to_pandas().reset_index(drop=True)[name]
+        return table.to_pandas().reset_index(drop=True)
 
     def batches(self, limit: int) -> Iterator[pd.DataFrame]:
         """Blocks of at most ``batch_rows`` and ``limit`` rows, in order (none without rows).
