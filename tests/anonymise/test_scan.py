@@ -309,6 +309,8 @@ def test_a_block_of_raw_bytes_is_decoded_whenever_its_text_holds_a_value() -> No
         end = int(rng.integers(0, len(data) + 1))
         assert scan._breaks(data, end) == scan._breaks(data.decode("latin-1"), end)
     assert decoded > 500
+    assert scan._may_hold_restricted(restricted, b"\x00\x01STRA\xdfE\xff")  # ß folds to ss
+    assert not scan._may_hold_restricted(restricted, b"\x00\x01STRA\xdf\xff")
     assert not scan._may_hold_restricted(restricted, bytes(range(1, 48)) * 50)
 
 

@@ -469,7 +469,7 @@ def _after_last_break(data: bytes) -> int:
 _NOT_BREAKS = bytes(c for c in range(256) if bytes([c]) not in _LATIN1_BREAKS)
 #: Latin-1 bytes → the token characters their case folding gives (A–Z → a–z; 0–9 and a–z
 #: themselves), a space for every other byte: the token runs of a block without decoding it.
-#: Only ß folds to token characters beyond these ("ss"); a block holding it is decoded.
+#: Only ß folds to token characters beyond these ("ss"), and is replaced first.
 _BYTE_RUNS = bytes(c if 48 <= c <= 57 or 97 <= c <= 122 else c + 32 if 65 <= c <= 90 else 32
                    for c in range(256))
 
@@ -485,10 +485,12 @@ def _breaks(data: bytes | str, end: int) -> int:
 
 def _may_hold_restricted(restricted: RestrictedValues, data: bytes) -> bool:
     """Whether a block of raw bytes may hold a restricted value: a token run of it (as the
-    case-folded text has them) indexes one, or a value is found by substring, or the block
-    holds ß. Most blocks of a binary file hold none and are never decoded."""
-    if b"\xdf" in data or restricted.untokened:
+    case-folded text has them) indexes one, or a value is found by substring. Most blocks of
+    a binary file hold none and are never decoded."""
+    if restricted.untokened:
         return True
+    if b"\xdf" in data:
+        data = data.replace(b"\xdf", b"ss")
     runs = {run.decode("ascii") for run in set(data.translate(_BYTE_RUNS).split())}
     return bool(restricted.indexed(runs))
 
