@@ -107,9 +107,10 @@ def _float_cells(part: pd.DataFrame, at: list[int]) -> dict[int, list[str | None
     once: replicate weights repeat a few values across a row and down a stratum."""
     matrix = np.column_stack([part.iloc[:, i].to_numpy(dtype="float64", na_value=np.nan)
                               for i in at])
-    # Distinct bit patterns, so -0.0 keeps its sign; every NaN is a missing cell.
-    distinct, inverse = np.unique(matrix.view(np.int64).ravel(), return_inverse=True)
-    values = distinct.view(np.float64)
+    # Distinct bit patterns, so -0.0 keeps its sign; every NaN is a missing cell. Hashed, not
+    # sorted: a block of a pooled file holds millions of weights and a few thousand values.
+    inverse, distinct = pd.factorize(matrix.view(np.int64).ravel())
+    values = np.asarray(distinct, dtype=np.int64).view(np.float64)
     text = np.array(list(map(float.__repr__, values.tolist())), dtype=object)
     text[np.isnan(values)] = None
     cells = text[inverse.reshape(matrix.shape)]
