@@ -86,6 +86,10 @@ def _utc(stamp: str | None) -> dt.datetime | None:
 
 def _csv_line(cells: list[str]) -> str:
     """One record as Central's csv-stringify writes it: quote only when needed, ``\\n`` ends."""
+    line = ",".join(cells)
+    # Most records need no quotes: a search of the joined line, not of every cell.
+    if line.count(",") == len(cells) - 1 and not any(ch in line for ch in '"\n\r'):
+        return line + "\n"
     out = []
     for cell in cells:
         if any(ch in cell for ch in ',"\n\r'):
