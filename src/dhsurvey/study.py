@@ -245,10 +245,27 @@ def _forget_not_decrypted(store: Store, form: str, done: set[str]) -> None:
 
 def ingest(store: Store, study: Study, iso: str, *, private_key: bytes | None = None
            ) -> dict[str, Ingested]:
-    discovered: dict[Path, list[Any]] = {}  # the landing folder does not change meanwhile
-    return {form: ingest_form(store, study, iso, form, private_key=private_key,
-                              discovered=discovered)
-            for form in study.models}
+    """Every form's exports (:func:`ingest_form`). The household form, the largest, is read
+    here, where its decryption pool spreads over every core; the other forms are read in a
+    process beside it (:func:`~dhsurvey.parallel.beside`), which fills the time that reading
+    the household's Central export leaves a core idle. Each form writes its own raw files."""
+    from dhsurvey.forms.facts import study_facts
+    from dhsurvey.ingest.read import discover_folders
+    from dhsurvey.parallel import beside
+
+    # Every form reads every folder of instance XML: each is walked once, before the forms
+    # part (the landing folder does not change meanwhile).
+    discovered = discover_folders(p for form in study.models for p in store.exports(iso, form))
+
+    def read(forms: list[str]) -> dict[str, Ingested]:
+        return {form: ingest_form(store, study, iso, form, private_key=private_key,
+                                  discovered=discovered) for form in forms}
+
+    largest = study_facts(study.models).household_form or next(iter(study.models))
+    with beside(partial(read, [f for f in study.models if f != largest])) as others:
+        done = read([largest])
+        done.update(others())
+    return {form: done[form] for form in study.models}
 
 
 # -------------------------------------------------------------------------- validate

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from dhsurvey.errors import DhsurveyError
@@ -86,6 +86,12 @@ def _xml_form_ids(folder: Path, models: Mapping[str, FormModel]) -> list[str]:
     raise _unknown(folder, found[0] if found else None, models,
                    "no submission found: no instance XML with a form id (an ODK Collect "
                    "instances/ folder, Briefcase storage, or a folder of instance .xml files)")
+
+
+def discover_folders(paths: Iterable[str | Path]) -> dict[Path, list[Instance]]:
+    """The instances of each folder of instance XML among ``paths``, each folder walked once:
+    what :func:`read_export_forms` takes as ``discovered``."""
+    return {Path(p): discover_instances(p) for p in dict.fromkeys(paths) if Path(p).is_dir()}
 
 
 def read_export_forms(path: str | Path | Sequence[str | Path],

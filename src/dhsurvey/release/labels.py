@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from dhsurvey.errors import DhsurveyError
@@ -247,12 +248,19 @@ def select_multiple_dummies(df: pd.DataFrame, model: FormModel, *,
         if not drop_original:
             parts.append(df[column])
         text = df[column].astype("string")
-        answered = text.notna() & (text.str.strip() != "")
-        chosen = text.fillna("").str.split()
-        for dummy, code in by_field[column]:
-            flag = pd.Series([int(code in codes) for codes in chosen], index=chosen.index,
-                             dtype="Int64")
-            parts.append(flag.where(answered).rename(dummy))  # NA where unanswered
+        unanswered = (text.isna() | (text.str.strip() == "")).to_numpy(dtype=bool)
+        # Each answer's codes are looked at once, not once per choice.
+        at: dict[str, list[int]] = {}
+        for j, (_, code) in enumerate(by_field[column]):
+            at.setdefault(code, []).append(j)
+        flags = np.zeros((len(text), len(by_field[column])), dtype=np.int64)
+        for i, codes in enumerate(text.fillna("").str.split().tolist()):
+            for code in codes:
+                flags[i, at.get(code, [])] = 1
+        for j, (dummy, _) in enumerate(by_field[column]):  # NA where unanswered
+            parts.append(pd.Series(pd.arrays.IntegerArray(flags[:, j].copy(),
+                                                          unanswered.copy()),
+                                   index=df.index, name=dummy))
     return pd.concat(parts, axis=1) if parts else df.copy()
 
 
