@@ -738,6 +738,7 @@ def _release_tier(store: Store, study: Study, iso: str, key: bytes, rules: Any,
     )
     from dhsurvey.batched import release_memory, restore_keys, return_large_blocks
     from dhsurvey.io import atomic_write_json
+    from dhsurvey.parallel import beside
     from dhsurvey.release.codebook import build_codebook, write_codebook
     from dhsurvey.release.design import (
         masked_text,
@@ -772,26 +773,9 @@ def _release_tier(store: Store, study: Study, iso: str, key: bytes, rules: Any,
                                  rules=rules, tier=name, rng=release_rng(
                                      key, iso, f"{store.release_label}\x00{name}"))
 
-    weighted = {f: getattr(weights, f) for f in WEIGHTED}
-    anonymised = anonymise(weighted)
     notes: list[str] = []
-    passes = {"k": rules.k, "max_global_risk": rules.max_global_risk}
-    if not gate(anonymised, [], **passes).passed:
-        # The margin variables are never suppressed: a cell of stratum x sex x age group
-        # with fewer than k respondents cannot be protected while they are released. The
-        # tier is then released without them, if that protects it (no raking again, no
-        # margin domains; methods.md says so).
-        bare = anonymise({f: t.drop(columns=list(config.margins), errors="ignore")
-                          for f, t in weighted.items()})
-        if gate(bare, [], **passes).passed:
-            anonymised = bare
-            notes.append(
-                f"the margin variables ({', '.join(config.margins)}) are withheld from this "
-                "tier: some cell of stratum x margins held fewer than "
-                f"{rules.k} respondents, which no suppression of other keys could protect. "
-                "indicators.csv here uses the weights as released (not raked again; SEs "
-                "without the raking residuals) and has no margin domains")
-    del weighted
+    anonymised = _protected(anonymise, {f: getattr(weights, f) for f in WEIGHTED}, config,
+                            rules, notes)
     plan = ReleasePlan(anonymised, models, config, columns)
     for table_name, table in anonymised.restricted.items():
         atomic_write_parquet(restricted / f"{table_name}.parquet", table)
@@ -816,8 +800,8 @@ def _release_tier(store: Store, study: Study, iso: str, key: bytes, rules: Any,
     warnings: list[str] = [*notes, *(f"{name} is not released in this tier: {why}"
                                      for name, why in left_out.items())]
     for form in forms:
-        path = out / f"{form}.parquet"
-        with ParquetAppender(path, labelled[form], language=language) as appender:
+        with ParquetAppender(out / f"{form}.parquet", labelled[form],
+                             language=language) as appender:
             if form in planned:
                 _write_form(store, iso, form, plan, numbering,
                             None if masked or form not in WEIGHTED else
@@ -825,17 +809,26 @@ def _release_tier(store: Store, study: Study, iso: str, key: bytes, rules: Any,
                             name)
             else:
                 derive.sink(form, appender).write(plan.table(form))
-        width = len(columns[form]) + 200  # data and at most ~200 replicate columns
-        write_from_parquet(path, labelled[form], out, language=language, notes=warnings,
-                           batch_rows=max(500, WRITE_CELLS // width))
     release_memory()
     replicates = None if masked else replicate_info(weights.summary)
-    # Read a column at a time by the codebook and the manifest, never loaded whole.
-    tables = {f: ParquetTable(out / f"{f}.parquet") for f in forms}
     variance = masked_text() if masked else variance_text(replicates) if replicates else None
-    codebook = build_codebook(tables, labelled, weights={f: "weight" for f in WEIGHTED},
-                              language=language, variance=variance)
-    write_codebook(codebook, out)
+
+    def codebook() -> None:
+        # Read a column at a time, never loaded whole.
+        write_codebook(build_codebook({f: ParquetTable(out / f"{f}.parquet") for f in forms},
+                                      labelled, weights={f: "weight" for f in WEIGHTED},
+                                      language=language, variance=variance), out)
+
+    # The codebook (one core) is made from the Parquet files beside the other formats.
+    with beside(codebook) as codebook_written:
+        for form in forms:
+            width = len(columns[form]) + 200  # data and at most ~200 replicate columns
+            write_from_parquet(out / f"{form}.parquet", labelled[form], out,
+                               language=language, notes=warnings,
+                               batch_rows=max(500, WRITE_CELLS // width))
+        release_memory()
+        codebook_written()
+    tables = {f: ParquetTable(out / f"{f}.parquet") for f in forms}  # for the manifest
     if masked:
         write_masked(out)
     elif replicates:
@@ -861,6 +854,34 @@ def _release_tier(store: Store, study: Study, iso: str, key: bytes, rules: Any,
     return CountryRelease(out, {f: len(t) for f, t in tables.items()}, anonymised.report,
                           verdict, findings, replicates, manifest, warnings, name,
                           anonymised.merged_codes, indicators=table)
+
+
+def _protected(anonymise: Callable[[Mapping[str, pd.DataFrame]], Any],
+               weighted: Mapping[str, pd.DataFrame], config: CountryConfig, rules: Any,
+               notes: list[str]) -> Any:
+    """The tier's forms anonymised, without the margin variables when only that protects it.
+
+    The margin variables are never suppressed: a cell of stratum x sex x age group with
+    fewer than k respondents cannot be protected while they are released. The tier is then
+    released without them, if that protects it (no raking again, no margin domains;
+    methods.md says so, from the note added to ``notes``)."""
+    from dhsurvey.anonymise.release import gate
+
+    anonymised = anonymise(weighted)
+    passes = {"k": rules.k, "max_global_risk": rules.max_global_risk}
+    if gate(anonymised, [], **passes).passed:
+        return anonymised
+    bare = anonymise({f: t.drop(columns=list(config.margins), errors="ignore")
+                      for f, t in weighted.items()})
+    if not gate(bare, [], **passes).passed:
+        return anonymised
+    notes.append(
+        f"the margin variables ({', '.join(config.margins)}) are withheld from this "
+        "tier: some cell of stratum x margins held fewer than "
+        f"{rules.k} respondents, which no suppression of other keys could protect. "
+        "indicators.csv here uses the weights as released (not raked again; SEs "
+        "without the raking residuals) and has no margin domains")
+    return bare
 
 
 @dataclass
@@ -1058,6 +1079,7 @@ def _pool_tier(store: Store, study: Study, isos: list[str], left_out: dict[str, 
     """One tier's pooled release (see :func:`pool`)."""
     from dhsurvey.anonymise.ladder import harmonise
     from dhsurvey.anonymise.release import release_files, scan_release
+    from dhsurvey.parallel import beside
     from dhsurvey.release.codebook import build_codebook, write_codebook
     from dhsurvey.release.design import (
         masked_text,
@@ -1093,12 +1115,18 @@ def _pool_tier(store: Store, study: Study, isos: list[str], left_out: dict[str, 
     declared, domains = study.indicators
     labelled = _Derived(study, declared, domains).labelled(
         labelled, _margin_labels(study, study.config(isos[0])))
-    written = write_release(pooled.tables, labelled, out, language=language)
     variance = masked_text() if masked else \
         variance_text(pooled.replicates) if pooled.replicates else None
-    codebook = build_codebook(pooled.tables, labelled, weights={f: "weight" for f in WEIGHTED},
-                              language=language, variance=variance)
-    write_codebook(codebook, out)
+
+    def codebook() -> None:
+        write_codebook(build_codebook(pooled.tables, labelled,
+                                      weights={f: "weight" for f in WEIGHTED},
+                                      language=language, variance=variance), out)
+
+    # The codebook (one core) is made beside the data files (whose pools take every core).
+    with beside(codebook) as codebook_written:
+        written = write_release(pooled.tables, labelled, out, language=language)
+        codebook_written()
     if masked:
         write_masked(out)
     elif pooled.replicates:
