@@ -738,8 +738,6 @@ def _release_tier(store: Store, study: Study, iso: str, key: bytes, rules: Any,
     )
     from dhsurvey.batched import release_memory, restore_keys, return_large_blocks
     from dhsurvey.io import atomic_write_json
-    from dhsurvey.parallel import beside
-    from dhsurvey.release.codebook import build_codebook, write_codebook
     from dhsurvey.release.design import (
         masked_text,
         variance_text,
@@ -812,22 +810,15 @@ def _release_tier(store: Store, study: Study, iso: str, key: bytes, rules: Any,
     release_memory()
     replicates = None if masked else replicate_info(weights.summary)
     variance = masked_text() if masked else variance_text(replicates) if replicates else None
-
-    def codebook() -> None:
-        # Read a column at a time, never loaded whole.
-        write_codebook(build_codebook({f: ParquetTable(out / f"{f}.parquet") for f in forms},
-                                      labelled, weights={f: "weight" for f in WEIGHTED},
-                                      language=language, variance=variance), out)
-
-    # The codebook (one core) is made from the Parquet files beside the other formats.
-    with beside(codebook) as codebook_written:
+    # The codebook reads the Parquet files a column at a time, never loaded whole.
+    with _codebook_beside(lambda: {f: ParquetTable(out / f"{f}.parquet") for f in forms},
+                          labelled, out, language, variance):
         for form in forms:
             width = len(columns[form]) + 200  # data and at most ~200 replicate columns
             write_from_parquet(out / f"{form}.parquet", labelled[form], out,
                                language=language, notes=warnings,
                                batch_rows=max(500, WRITE_CELLS // width))
         release_memory()
-        codebook_written()
     tables = {f: ParquetTable(out / f"{f}.parquet") for f in forms}  # for the manifest
     if masked:
         write_masked(out)
@@ -854,6 +845,25 @@ def _release_tier(store: Store, study: Study, iso: str, key: bytes, rules: Any,
     return CountryRelease(out, {f: len(t) for f, t in tables.items()}, anonymised.report,
                           verdict, findings, replicates, manifest, warnings, name,
                           anonymised.merged_codes, indicators=table)
+
+
+@contextlib.contextmanager
+def _codebook_beside(tables: Callable[[], Mapping[str, Any]], labelled: Mapping[str, Any],
+                     out: Path, language: str | None, variance: str | None) -> Iterator[None]:
+    """The codebook of the release folder ``out`` made and written in a process beside the
+    block, which writes the data files (their pools take every core, the codebook one); its
+    tables are those ``tables()`` gives in that process. Done when the block is."""
+    from dhsurvey.parallel import beside
+    from dhsurvey.release.codebook import build_codebook, write_codebook
+
+    def codebook() -> None:
+        write_codebook(build_codebook(tables(), labelled,
+                                      weights={f: "weight" for f in WEIGHTED},
+                                      language=language, variance=variance), out)
+
+    with beside(codebook) as written:
+        yield
+        written()
 
 
 def _protected(anonymise: Callable[[Mapping[str, pd.DataFrame]], Any],
@@ -1079,8 +1089,6 @@ def _pool_tier(store: Store, study: Study, isos: list[str], left_out: dict[str, 
     """One tier's pooled release (see :func:`pool`)."""
     from dhsurvey.anonymise.ladder import harmonise
     from dhsurvey.anonymise.release import release_files, scan_release
-    from dhsurvey.parallel import beside
-    from dhsurvey.release.codebook import build_codebook, write_codebook
     from dhsurvey.release.design import (
         masked_text,
         variance_text,
@@ -1117,16 +1125,8 @@ def _pool_tier(store: Store, study: Study, isos: list[str], left_out: dict[str, 
         labelled, _margin_labels(study, study.config(isos[0])))
     variance = masked_text() if masked else \
         variance_text(pooled.replicates) if pooled.replicates else None
-
-    def codebook() -> None:
-        write_codebook(build_codebook(pooled.tables, labelled,
-                                      weights={f: "weight" for f in WEIGHTED},
-                                      language=language, variance=variance), out)
-
-    # The codebook (one core) is made beside the data files (whose pools take every core).
-    with beside(codebook) as codebook_written:
+    with _codebook_beside(lambda: pooled.tables, labelled, out, language, variance):
         written = write_release(pooled.tables, labelled, out, language=language)
-        codebook_written()
     if masked:
         write_masked(out)
     elif pooled.replicates:
