@@ -547,7 +547,8 @@ def backcheck(
     instruments: Annotated[Path, typer.Option(help="Instrument folder.")] = DEFAULT_INSTRUMENTS,
 ) -> None:
     """Compare back-check answers with the original interviews (types 1/2/3, tolerances)."""
-    from dhsurvey.validate.backcheck import load_plan, run_backcheck
+    from dhsurvey.fieldwork.config import load_plan
+    from dhsurvey.validate.backcheck import run_backcheck
 
     models = _models(instruments)
     result = run_backcheck(original, checks, load_plan(plan), models, out)

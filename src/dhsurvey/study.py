@@ -109,8 +109,8 @@ class Study:
     def backcheck_plan(self) -> Any:
         """The back-check plan (``backcheck.yaml``: the form and household id, the enumerator
         field, the re-asked variables with their types and tolerances;
-        :class:`~dhsurvey.validate.backcheck.Plan`), or None when the study has none."""
-        from dhsurvey.validate.backcheck import PLAN_FILE, load_plan
+        :class:`~dhsurvey.fieldwork.config.Plan`), or None when the study has none."""
+        from dhsurvey.fieldwork.config import PLAN_FILE, load_plan
 
         path = self.instruments / PLAN_FILE
         return load_plan(path) if path.exists() else None

@@ -126,12 +126,12 @@ def test_backcheck_command_on_simulated_exports(tmp_path) -> None:
     from typer.testing import CliRunner
 
     from dhsurvey.cli import app
-    from dhsurvey.fieldwork.config import load_country
+    from dhsurvey.fieldwork.config import load_country, load_plan
     from dhsurvey.fieldwork.exports import write_central_zip
     from dhsurvey.fieldwork.simulate import FORMS, simulate_country
     from dhsurvey.forms.model import load_form
     from dhsurvey.ingest.canonical import RawForm
-    from dhsurvey.validate.backcheck import load_plan, simulate_backcheck
+    from dhsurvey.validate.backcheck import simulate_backcheck
 
     instruments = Path(__file__).parents[2] / "instruments"
     models = {f: load_form(instruments / f"{f}.xlsx") for f in FORMS}

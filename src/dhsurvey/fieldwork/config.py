@@ -687,3 +687,47 @@ def stale_attachments(instruments: str | Path, configs: list[CountryConfig],
             if want != have:
                 problems.append((path, f"rows of {config.iso} differ from {config.path.name}"))
     return problems
+
+
+# -- the back-check plan ----------------------------------------------------------------------
+
+#: The back-check plan's file in the instruments folder.
+PLAN_FILE = "backcheck.yaml"
+
+#: What a difference in a back-checked variable of each type means, and who acts on it.
+TYPES = {1: "must not change: enumerator follow-up",
+         2: "hard to administer: retraining",
+         3: "stability: data quality"}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a back-check re-asks and how differences are read (``instruments/backcheck.yaml``).
+
+    Configuration like the country files: the simulator draws back-checks by it and validation
+    compares them by it, so both read it here."""
+
+    form: str
+    id_columns: list[str]
+    variables: dict[str, int]
+    tolerances: dict[str, float]
+    enumerator: str = "enum_id"
+
+
+def load_plan(path: str | Path) -> Plan:
+    """Read and check a back-check plan; errors name the file and the key."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError("back-check plan not found", code="config-missing", file=path)
+    data = load_yaml(path.read_text(encoding="utf-8")) or {}
+    for key in ("form", "id_columns", "variables"):
+        if not data.get(key):
+            raise ConfigError(f"missing '{key}'", code="config-missing", file=path, field=key)
+    bad = {v: t for v, t in data["variables"].items() if t not in TYPES}
+    if bad:
+        raise ConfigError(f"variable types must be 1, 2 or 3: {bad}", code="config-invalid",
+                          file=path, field="variables")
+    return Plan(str(data["form"]), [str(c) for c in data["id_columns"]],
+                {str(k): int(v) for k, v in data["variables"].items()},
+                {k: float(v) for k, v in (data.get("tolerances") or {}).items()},
+                str(data.get("enumerator", "enum_id")))

@@ -21,8 +21,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from dhsurvey.errors import ConfigError
-from dhsurvey.fieldwork.config import CountryConfig
+from dhsurvey.fieldwork.config import PLAN_FILE, CountryConfig, Plan, load_plan
 from dhsurvey.fieldwork.exports import (
     device_field,
     write_central_zip,
@@ -38,14 +37,11 @@ from dhsurvey.fieldwork.simulate import (
 )
 from dhsurvey.forms.model import FormModel
 from dhsurvey.ingest.canonical import META, RawForm
-from dhsurvey.io import atomic_write_json, atomic_write_parquet, load_yaml
+from dhsurvey.io import atomic_write_json, atomic_write_parquet
 from dhsurvey.parallel import forked_map, workers_for_countries
 from dhsurvey.store import BACKCHECK
 
 FORMATS = ("central", "kobo", "xml")
-#: The study's back-check plan, beside the folder of country files (read by the study with
-#: :func:`dhsurvey.validate.backcheck.load_plan`; the simulator may not import validation).
-BACKCHECK_PLAN = "backcheck.yaml"
 #: Share of each enumerator's completed households that is back-checked, and the least
 #: number per enumerator (every enumerator is checked, as back-check samples are drawn).
 BACKCHECK_SHARE = 0.10
@@ -108,7 +104,7 @@ def _simulate_country_to(out: Path, config: CountryConfig, *, models: dict[str, 
     plan = backcheck_plan(config, models)
     checked: tuple[RawForm, dict[str, Any]] | None = None
     if plan is not None:  # drawn from the interviews as done, before any fault
-        checked = simulate_backchecks(sim.forms[plan["form"]], models[plan["form"]], plan,
+        checked = simulate_backchecks(sim.forms[plan.form], models[plan.form], plan,
                                       seeded_rng(seed, config.iso, "backcheck"))
     if faults:
         inject_faults(sim, models, list(faults), seeded_rng(seed, config.iso, "faults"),
@@ -174,22 +170,14 @@ def on_devices(raw: RawForm, model: FormModel, devices: set[str] | None) -> RawF
 # --------------------------------------------------------------------------- back-checks
 
 
-def backcheck_plan(config: CountryConfig, models: Mapping[str, FormModel]
-                   ) -> dict[str, Any] | None:
-    """The study's back-check plan (form, id columns, enumerator, variables with their types)
-    found beside the country file's folder, or None when the study has none."""
-    path = config.path.parent.parent / BACKCHECK_PLAN
+def backcheck_plan(config: CountryConfig, models: Mapping[str, FormModel]) -> Plan | None:
+    """The study's back-check plan found beside the country file's folder, or None when the
+    study has none or lacks its form (a test's subset of the instruments)."""
+    path = config.path.parent.parent / PLAN_FILE
     if not path.exists():
         return None
-    data = load_yaml(path.read_text(encoding="utf-8")) or {}
-    for key in ("form", "id_columns", "variables"):
-        if not data.get(key):
-            raise ConfigError(f"missing '{key}'", code="config-missing", file=path, field=key)
-    if data["form"] not in models:
-        return None  # a study without the form (a test's subset of the instruments)
-    return {"form": str(data["form"]), "id_columns": [str(c) for c in data["id_columns"]],
-            "enumerator": str(data.get("enumerator", "enum_id")),
-            "variables": {str(k): int(v) for k, v in data["variables"].items()}}
+    plan = load_plan(path)
+    return plan if plan.form in models else None
 
 
 def _backcheck_sample(done: pd.DataFrame, enumerator: str, rng: np.random.Generator
@@ -205,7 +193,7 @@ def _backcheck_sample(done: pd.DataFrame, enumerator: str, rng: np.random.Genera
     return np.sort(np.array(rows, dtype=int))
 
 
-def simulate_backchecks(raw: RawForm, model: FormModel, plan: Mapping[str, Any],
+def simulate_backchecks(raw: RawForm, model: FormModel, plan: Plan,
                         rng: np.random.Generator) -> tuple[RawForm, dict[str, Any]]:
     """Back-checks of the completed interviews of ``raw`` as a back-check form's submissions
     (the id columns and re-asked variables; a new instanceID, received two to five days
@@ -213,8 +201,7 @@ def simulate_backchecks(raw: RawForm, model: FormModel, plan: Mapping[str, Any],
     interview with the chance :data:`BACKCHECK_ERRORS` of its type, :data:`WORSE_ERRORS` in
     the households of one or two enumerators (two when there are eight or more), becoming
     another answer seen in that column."""
-    ids, enumerator = list(plan["id_columns"]), str(plan["enumerator"])
-    variables: dict[str, int] = dict(plan["variables"])
+    ids, enumerator, variables = list(plan.id_columns), plan.enumerator, dict(plan.variables)
     root = raw.root
     if model.disposition_field is not None:
         root = root[root[model.disposition_field].isin(model.disposition_codes("I"))]
@@ -264,6 +251,6 @@ def write_backcheck(raw: RawForm, model: FormModel, folder: Path, formats: Seque
     return target / model.form_id
 
 
-__all__ = ["BACKCHECK_ERRORS", "BACKCHECK_LEAST", "BACKCHECK_PLAN", "BACKCHECK_SHARE",
+__all__ = ["BACKCHECK_ERRORS", "BACKCHECK_LEAST", "BACKCHECK_SHARE",
            "FORMATS", "WORSE_ERRORS", "CountryOutput", "backcheck_plan", "simulate_backchecks",
            "simulate_to", "write_backcheck", "write_design"]

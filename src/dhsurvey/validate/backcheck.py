@@ -21,7 +21,6 @@ writes per-enumerator error rates, with their teams, to ``clean/<ISO>/backcheck/
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -29,14 +28,11 @@ import numpy as np
 import pandas as pd
 
 from dhsurvey.errors import DhsurveyError
-from dhsurvey.fieldwork.config import CountryConfig
+from dhsurvey.fieldwork.config import TYPES, CountryConfig, Plan
 from dhsurvey.forms.model import FormModel
-from dhsurvey.io import atomic_write_parquet, load_yaml
+from dhsurvey.io import atomic_write_parquet
 from dhsurvey.store import Store
 
-TYPES = {1: "must not change: enumerator follow-up",
-         2: "hard to administer: retraining",
-         3: "stability: data quality"}
 ALL = "all"
 
 
@@ -236,41 +232,6 @@ def simulate_backcheck(original: pd.DataFrame, variables: Mapping[str, int], *,
         keep = list(dict.fromkeys([*id_columns, *variables]))
         sample = sample[keep]
     return sample.reset_index(drop=True)
-
-
-#: The back-check plan's file in the instruments folder.
-PLAN_FILE = "backcheck.yaml"
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What a back-check re-asks and how differences are read (``instruments/backcheck.yaml``)."""
-
-    form: str
-    id_columns: list[str]
-    variables: dict[str, int]
-    tolerances: dict[str, float]
-    enumerator: str = "enum_id"
-
-
-def load_plan(path: str | Path) -> Plan:
-    """Read and check a back-check plan; errors name the file and the key."""
-    from dhsurvey.errors import ConfigError
-
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError("back-check plan not found", code="config-missing", file=path)
-    data = load_yaml(path.read_text(encoding="utf-8")) or {}
-    for key in ("form", "id_columns", "variables"):
-        if not data.get(key):
-            raise ConfigError(f"missing '{key}'", code="config-missing", file=path, field=key)
-    bad = {v: t for v, t in data["variables"].items() if t not in TYPES}
-    if bad:
-        raise ConfigError(f"variable types must be 1, 2 or 3: {bad}", code="config-invalid",
-                          file=path, field="variables")
-    return Plan(str(data["form"]), list(data["id_columns"]), dict(data["variables"]),
-                {k: float(v) for k, v in (data.get("tolerances") or {}).items()},
-                str(data.get("enumerator", "enum_id")))
 
 
 def run_backcheck(original: str | Path, backcheck: str | Path, plan: Plan,
