@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import pandas as pd
 import typer
@@ -199,6 +199,11 @@ def ui(
     cmd = [str(dagster), "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)]
     console.print(f"Dagster UI on http://127.0.0.1:{port} (DAGSTER_HOME={home}); fieldwork "
                   f"quality reports on {env[REPORTS_URL_ENV]}; Ctrl-C stops.", soft_wrap=True)
+    # dagster dev stops on SIGTERM by handling it as SIGINT. Started from the background of a
+    # script or under nohup, this process holds SIGINT ignored, which the child would inherit
+    # and dagster dev would then ignore SIGTERM as well; caught here, SIGINT starts at its
+    # default in the child.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     proc = subprocess.Popen(cmd, env=env, start_new_session=True)
 
     def stop(_signum: int, _frame: object) -> None:
@@ -208,10 +213,31 @@ def ui(
     try:
         raise typer.Exit(proc.wait())
     except KeyboardInterrupt:
-        os.killpg(proc.pid, signal.SIGTERM)
-        raise typer.Exit(proc.wait()) from None
+        raise typer.Exit(_stop_group(proc)) from None
     finally:
         reports.shutdown()
+
+
+#: Seconds ``dagster dev`` has to stop its webserver, daemon and code servers after SIGTERM
+#: before its process group is killed.
+STOP_GRACE = 30
+
+
+def _stop_group(proc: Any) -> int:
+    """Stop ``proc`` and its process group: SIGTERM, then SIGKILL if the group's leader is
+    still running after :data:`STOP_GRACE` seconds, so that nothing lives on as an orphan.
+    Returns the leader's exit code."""
+    import signal
+    import subprocess
+
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        return int(proc.wait(timeout=STOP_GRACE))
+    except subprocess.TimeoutExpired:
+        console.print(f"dagster dev did not stop within {STOP_GRACE} s of SIGTERM; killed.",
+                      soft_wrap=True)
+        os.killpg(proc.pid, signal.SIGKILL)
+        return int(proc.wait())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -175,3 +175,44 @@ def test_ui_names_a_broken_dagster_yaml_instead_of_a_traceback(tmp_path: Path,
     assert result.exit_code == 2
     assert "dagster-settings" in result.output and "dagster.yaml" in result.output
     assert "Traceback" not in result.output
+
+
+def test_ui_kills_a_dagster_group_that_ignores_sigterm(monkeypatch) -> None:
+    """dhsurvey ui stops dagster dev's process group with SIGTERM; a group still running after
+    the grace period is killed, so no process of it lives on as an orphan."""
+    import signal
+    import subprocess
+    import sys
+
+    from pipelines import cli
+
+    monkeypatch.setattr(cli, "STOP_GRACE", 1)
+    leader = subprocess.Popen(
+        [sys.executable, "-c", "import signal, subprocess, sys, time; "
+         "signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+         "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+         "time.sleep(60)"], start_new_session=True)
+    import time
+
+    time.sleep(0.5)  # the leader has started its child and ignores SIGTERM
+    assert len(_running_in_group(leader.pid)) == 2
+    assert cli._stop_group(leader) == -signal.SIGKILL
+    deadline = time.monotonic() + 5
+    while _running_in_group(leader.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _running_in_group(leader.pid) == []
+
+
+def _running_in_group(group: int) -> list[int]:
+    """Processes of process group ``group`` that have not ended (zombies have)."""
+    from pathlib import Path
+
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found

@@ -73,14 +73,16 @@ def dagster_ui(tmp_path_factory: pytest.TempPathFactory, demo_run: DemoRun):
     env = {**os.environ, "DAGSTER_HOME": str(home), "DHSURVEY_DATA": str(run.data),
            "DHSURVEY_INSTRUMENTS": str(run.instruments), **run.key_env()}
     # As a data manager starts it (the README's `make ui`): `dhsurvey ui`, which runs
-    # `dagster dev` in a process group of its own.
+    # `dagster dev` in a process group of its own. Started as from the background of a script
+    # (or under nohup): SIGINT ignored, which its children would inherit.
     dhsurvey = Path(sys.executable).with_name("dhsurvey")
     # The reports where the run's metadata links to them (chosen before the run).
     proc = subprocess.Popen([str(dhsurvey), "ui", "--port", str(port), "--reports-port",
                              str(run.reports_port), "--workspace",
                              str(ROOT / "workspace.yaml")], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+                            start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         _wait(f"http://127.0.0.1:{port}/server_info", 120)
         yield f"http://127.0.0.1:{port}", base, proc
@@ -199,7 +201,35 @@ def test_stopping_dhsurvey_ui_stops_the_server(dagster_ui) -> None:
     import urllib.request
 
     url, _, proc = dagster_ui
+    port = url.rsplit(":", 1)[1]
+    # dhsurvey ui was started with SIGINT ignored; dagster dev, which handles SIGTERM as it
+    # handles SIGINT, must not have inherited that.
+    dev = [pid for pid, words in _processes_naming(port) if "dev" in words]
+    assert dev and not any(_ignores(pid, signal.SIGTERM) for pid in dev)
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=60)
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{url}/server_info", timeout=5)
+    # Nothing that served the UI lives on (dagster dev and its webserver name the port).
+    assert _processes_naming(port) == []
+
+
+def _processes_naming(port: str) -> list[tuple[int, list[str]]]:
+    """(pid, command line) of this machine's Dagster processes that name ``port``."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            words = cmdline.read_bytes().decode(errors="replace").split("\0")
+        except OSError:  # the process ended meanwhile
+            continue
+        if port in words and any("dagster" in w for w in words):
+            found.append((int(cmdline.parent.name), words))
+    return found
+
+
+def _ignores(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` ignores signal ``signum`` (its SigIgn mask in /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    return False
