@@ -4,11 +4,17 @@ Simulated KEN fieldwork (every fault kind planted) goes from landing/ to release
 through the ``dhsurvey run`` command (validated whole) and through the library with two batch
 sizes. Every file of both tiers — data in four formats, codebook, indicators, design set-ups,
 disclosure report — has the same SHA-256 each time, and the gate (with the file scan) ran.
+
+After the batched runs the restricted zones are owner-only: every file under landing/, raw/ and
+clean/ (accepted parts, work files, weights, the restricted mappings of release IDs) is either
+owner-only (no group or other permission bits) or sits below folders that are all owner-only
+from the zone down, and the zone folders themselves are 0700.
 """
 
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 
 import pytest
@@ -94,7 +100,43 @@ def test_whole_and_batched_runs_give_identical_releases(landed, monkeypatch) -> 
     for tier in ("public", "licensed"):
         records = read_parquet(data / "clean" / "KEN" / "restricted" / tier / "records.parquet")
         assert records["KEY"].str.startswith("uuid:").all()
-    assert oct((data / "clean").stat().st_mode & 0o777) == "0o700"
+    assert _not_owner_only(data) == []
+
+
+ZONES = ("landing", "raw", "clean")
+
+
+def _not_owner_only(data: Path) -> list[str]:
+    """What of the restricted zones others may read after a batched run: a zone folder (or
+    its country folder) that is not 0700, a file with group or other bits below such a
+    folder, a restricted mapping that is not 0600."""
+    def open_to_others(path: Path) -> bool:
+        return bool(stat.S_IMODE(path.stat().st_mode) & 0o077)
+
+    problems = []
+    for name in ZONES:
+        zone = data / name
+        problems += [f"{p.relative_to(data)} {oct(stat.S_IMODE(p.stat().st_mode))}"
+                     for p in (zone, zone / "KEN") if stat.S_IMODE(p.stat().st_mode) != 0o700]
+        for path in sorted(zone.rglob("*")):
+            if not path.is_file() or not open_to_others(path):
+                continue
+            folders = [p for p in path.parents if p == zone or zone in p.parents]
+            if any(open_to_others(p) for p in folders):
+                problems.append(f"{path.relative_to(data)} "
+                                f"{oct(stat.S_IMODE(path.stat().st_mode))}")
+    # The run wrote what this is about: batched parts and the restricted mappings.
+    clean = data / "clean" / "KEN"
+    if not sorted((clean / "child" / "accepted").glob("batch-*.parquet")):
+        problems.append("no batched parts of child were written")
+    mappings = sorted((clean / "restricted").rglob("*.parquet"))  # one folder per tier
+    for tier in ("public", "licensed"):
+        if not {p.name for p in mappings if p.parent.name == tier} >= {
+                "records.parquet", "households.parquet"}:
+            problems.append(f"restricted mappings of the {tier} tier missing")
+    problems += [f"{p.relative_to(data)} {oct(stat.S_IMODE(p.stat().st_mode))}"
+                 for p in mappings if stat.S_IMODE(p.stat().st_mode) != 0o600]
+    return problems
 
 
 def test_run_without_a_pseudonym_key_says_so(landed, monkeypatch) -> None:
