@@ -117,3 +117,29 @@ def test_large_arrays_are_mapped_on_their_own_so_freeing_returns_them() -> None:
 
     assert mapped_mb("default") == 0  # the behaviour being fixed
     assert mapped_mb("fixed") >= 2.2  # the 2.4 MB array has a mapping of its own
+
+
+def test_a_batched_countrys_tiers_go_side_by_side_only_when_memory_holds_two(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A country validated whole makes its tiers side by side; one validated in batches only
+    when the memory available holds two tiers of its size, else they take turns."""
+    from dhsurvey.io import atomic_write_parquet
+    from dhsurvey.study import TIER_BYTES_PER_HOUSEHOLD, tiers_side_by_side
+
+    store = Store(tmp_path / "data")
+    atomic_write_parquet(store.design_path("KEN"), pd.DataFrame({"hh": range(1000)}))
+    two_tiers = 2 * TIER_BYTES_PER_HOUSEHOLD * 1000
+    for available, together in ((0, False), (two_tiers - 1, False), (two_tiers, True)):
+        monkeypatch.setattr("dhsurvey.parallel.available_memory", lambda a=available: a)
+        assert tiers_side_by_side(store, "KEN", whole=False) is together, available
+        assert tiers_side_by_side(store, "KEN", whole=True)
+
+
+def test_available_memory_is_what_the_system_reports() -> None:
+    """Linux's MemAvailable: above nothing and within the machine's memory (the figure moves
+    with other processes, so it is not compared exactly)."""
+    from dhsurvey.parallel import available_memory
+
+    total = next(int(line.split()[1]) * 1024 for line in
+                 Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal:"))
+    assert 0 < available_memory() <= total

@@ -86,6 +86,12 @@ def test_whole_and_batched_runs_give_identical_releases(landed, monkeypatch) -> 
     for households in (150, 400):
         # Released rows assembled in several slices of the plan order, too.
         monkeypatch.setattr(study_module, "RELEASE_ROWS", 97 if households == 150 else 10**5)
+        # The tiers take turns (memory said to be short) in one batched run and are made side
+        # by side in the other.
+        short = households == 150
+        monkeypatch.setattr("dhsurvey.parallel.available_memory",
+                            (lambda: 0) if short else (lambda: 1 << 40))
+        assert study_module.tiers_side_by_side(Store(data), "KEN", whole=False) is not short
         run = run_country(Store(data), study, "KEN", key=KEY, batch_households=households)
         batches.append(run.validated.batches)
         assert run.release.gate.passed and run.release.findings == []

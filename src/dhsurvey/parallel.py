@@ -46,6 +46,20 @@ def workers_for_countries(countries: int, workers: int | None = None) -> int:
     return max(1, countries if countries <= cores + 1 else cores)
 
 
+def available_memory() -> int:
+    """Bytes of memory the system can give new work now without swapping (Linux's
+    MemAvailable), or 0 when it does not say: work that may run side by side only when
+    memory allows then runs in turn."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def can_fork() -> bool:
     """Whether this process may start forked workers: ``fork`` exists here and the process
     is not daemonic (a Celery or multiprocessing worker may not have children)."""

@@ -40,6 +40,9 @@ from dhsurvey.weight.study import WEIGHTED
 WHOLE_UP_TO = 100_000
 #: Households per batch when a country is validated in batches.
 BATCH_HOUSEHOLDS = 30_000
+#: Resident memory one tier of a release takes per sampled household, from the largest size
+#: measured (bench/pipeline.py: KEN grown to 376,470 households, 2.1 GB for one tier).
+TIER_BYTES_PER_HOUSEHOLD = 6_000
 #: Released rows assembled and appended at a time (a constant: the files do not depend on
 #: the batches validation used).
 RELEASE_ROWS = 100_000
@@ -624,12 +627,12 @@ def release(store: Store, study: Study, iso: str, *, key: bytes, k: int | None =
     if max_global_risk is not None:
         rules = replaced(rules, max_global_risk=max_global_risk)
     country = _ReleaseInputs.of(store, study, iso)
-    # The tiers read the same inputs and write apart, so they are made side by side for a
-    # country validated whole (one in batches is large: its tiers take turns, so memory
-    # follows one tier).
+    # The tiers read the same inputs and write apart, so they are made side by side unless
+    # memory must follow one tier.
     whole = all(len(store.accepted_parts(iso, f)) <= 1 for f in country.forms)
     tiers = _each_tier(rules, partial(_release_tier, store, study, iso, key, rules,
-                                     country=country), side_by_side=whole)
+                                     country=country),
+                       side_by_side=tiers_side_by_side(store, iso, whole=whole))
     store.write_gate(iso, {
         "passed": all(t.gate.passed for t in tiers.values()),
         "reasons": [f"{name}: {r}" for name, t in tiers.items() for r in t.gate.reasons],
@@ -641,6 +644,18 @@ def release(store: Store, study: Study, iso: str, *, key: bytes, k: int | None =
     public = tiers["public"]
     public.tiers = tiers
     return public
+
+
+def tiers_side_by_side(store: Store, iso: str, *, whole: bool) -> bool:
+    """Whether a country's tiers are made side by side: always for a country validated whole;
+    for one validated in batches (a large one) when the memory available now holds two tiers
+    of its size (:data:`TIER_BYTES_PER_HOUSEHOLD`), else they take turns and memory follows
+    one tier. The files are the same either way."""
+    from dhsurvey.parallel import available_memory
+
+    if whole:
+        return True
+    return available_memory() >= 2 * TIER_BYTES_PER_HOUSEHOLD * len(store.design(iso))
 
 
 _Made = TypeVar("_Made")
@@ -1217,12 +1232,13 @@ def run_countries(store: Store, study: Study, isos: list[str], *, key: bytes,
 
 
 __all__ = [
-    "BATCH_HOUSEHOLDS", "RELEASE_ROWS", "WHOLE_UP_TO",
+    "BATCH_HOUSEHOLDS", "RELEASE_ROWS", "TIER_BYTES_PER_HOUSEHOLD", "WHOLE_UP_TO",
     "CountryRelease", "CountryRun", "Ingested", "Numbering", "Pooled", "Study", "Validated",
     "CALIBRATED", "batches_for", "collected_indicators", "fetch_central", "file_indicators",
     "indicators", "ingest", "ingest_form", "masked_variance",
     "pool", "pooled_indicators", "release", "release_rng", "released_countries",
     "replicate_info",
-    "restricted_values", "run_countries", "run_country", "validate", "weight",
+    "restricted_values", "run_countries", "run_country", "tiers_side_by_side", "validate",
+    "weight",
     "weighted_tables",
 ]
