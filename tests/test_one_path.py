@@ -116,21 +116,22 @@ def _not_owner_only(data: Path) -> list[str]:
     """What of the restricted zones others may read after a batched run: a zone folder (or
     its country folder) that is not 0700, a file with group or other bits below such a
     folder, a restricted mapping that is not 0600."""
-    def open_to_others(path: Path) -> bool:
-        return bool(stat.S_IMODE(path.stat().st_mode) & 0o077)
+    def mode(path: Path) -> int:
+        return stat.S_IMODE(path.stat().st_mode)
+
+    def named(path: Path) -> str:
+        return f"{path.relative_to(data)} {oct(mode(path))}"
 
     problems = []
     for name in ZONES:
         zone = data / name
-        problems += [f"{p.relative_to(data)} {oct(stat.S_IMODE(p.stat().st_mode))}"
-                     for p in (zone, zone / "KEN") if stat.S_IMODE(p.stat().st_mode) != 0o700]
+        problems += [named(p) for p in (zone, zone / "KEN") if mode(p) != 0o700]
         for path in sorted(zone.rglob("*")):
-            if not path.is_file() or not open_to_others(path):
+            if not path.is_file() or not mode(path) & 0o077:
                 continue
             folders = [p for p in path.parents if p == zone or zone in p.parents]
-            if any(open_to_others(p) for p in folders):
-                problems.append(f"{path.relative_to(data)} "
-                                f"{oct(stat.S_IMODE(path.stat().st_mode))}")
+            if any(mode(p) & 0o077 for p in folders):
+                problems.append(named(path))
     # The run wrote what this is about: batched parts and the restricted mappings.
     clean = data / "clean" / "KEN"
     if not sorted((clean / "child" / "accepted").glob("batch-*.parquet")):
@@ -140,8 +141,7 @@ def _not_owner_only(data: Path) -> list[str]:
         if not {p.name for p in mappings if p.parent.name == tier} >= {
                 "records.parquet", "households.parquet"}:
             problems.append(f"restricted mappings of the {tier} tier missing")
-    problems += [f"{p.relative_to(data)} {oct(stat.S_IMODE(p.stat().st_mode))}"
-                 for p in mappings if stat.S_IMODE(p.stat().st_mode) != 0o600]
+    problems += [named(p) for p in mappings if mode(p) != 0o600]
     return problems
 
 

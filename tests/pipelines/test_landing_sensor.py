@@ -183,6 +183,7 @@ def test_ui_kills_a_dagster_group_that_ignores_sigterm(monkeypatch) -> None:
     import signal
     import subprocess
     import sys
+    import time
 
     from pipelines import cli
 
@@ -192,8 +193,6 @@ def test_ui_kills_a_dagster_group_that_ignores_sigterm(monkeypatch) -> None:
          "signal.signal(signal.SIGTERM, signal.SIG_IGN); "
          "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
          "time.sleep(60)"], start_new_session=True)
-    import time
-
     time.sleep(0.5)  # the leader has started its child and ignores SIGTERM
     assert len(_running_in_group(leader.pid)) == 2
     assert cli._stop_group(leader) == -signal.SIGKILL
