@@ -143,3 +143,40 @@ def test_available_memory_is_what_the_system_reports() -> None:
     total = next(int(line.split()[1]) * 1024 for line in
                  Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal:"))
     assert 0 < available_memory() <= total
+
+
+def test_private_memory_counts_what_this_process_alone_holds() -> None:
+    """A forked child holds nothing of its own at first (its pages are the parent's); it
+    holds an array once it writes one."""
+    import os
+
+    from dhsurvey.batched import private_memory
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its own memory before and after writing 64 MiB
+        before = private_memory() or 0
+        block = bytearray(64 << 20)
+        block[::4096] = b"x" * len(block[::4096])
+        os.write(write, f"{before} {private_memory() or 0}".encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    before, after = map(int, os.read(read, 100).split())
+    assert before < (16 << 20) and after - before >= (60 << 20)
+
+
+def test_memory_is_handed_back_only_by_a_process_holding_much(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Below RELEASE_FROM of its own a process skips the full collection (which walks every
+    object it holds); from there on it collects."""
+    import gc
+
+    import dhsurvey.batched as batched
+
+    collected: list[int] = []
+    monkeypatch.setattr(gc, "collect", lambda *a: collected.append(1) or 0)
+    for held, expected in ((batched.RELEASE_FROM - 1, 0), (batched.RELEASE_FROM, 1),
+                           (None, 2)):
+        monkeypatch.setattr(batched, "private_memory", lambda h=held: h)
+        batched.release_memory()
+        assert len(collected) == expected, held

@@ -206,8 +206,26 @@ def _glibc() -> Any:
         return None
 
 
+#: Private memory below which :func:`release_memory` does nothing: a process holding so
+#: little has little to hand back, and the full collection would cost more than it gives (it
+#: walks every object, millions in a process that also hosts Dagster or a test runner).
+RELEASE_FROM = 256 << 20
+
+
+def private_memory() -> int | None:
+    """Bytes of memory this process alone holds (resident, not shared with the process it
+    was forked from), or None where the system does not say (Linux's smaps_rollup)."""
+    try:
+        with open("/proc/self/smaps_rollup", encoding="ascii") as rollup:
+            return sum(int(line.split()[1]) * 1024 for line in rollup
+                       if line.startswith(("Private_Clean:", "Private_Dirty:")))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def release_memory() -> None:
-    """Hand freed memory back to the system between steps and batches.
+    """Hand freed memory back to the system between steps and batches, when this process
+    holds at least :data:`RELEASE_FROM` of its own.
 
     glibc and Arrow keep freed blocks for reuse, so a process's resident memory stays at its
     largest step; returning them lets the next step start from what is really in use.
@@ -216,6 +234,9 @@ def release_memory() -> None:
 
     import pyarrow as pa
 
+    held = private_memory()
+    if held is not None and held < RELEASE_FROM:
+        return
     gc.collect()
     pa.default_memory_pool().release_unused()
     libc = _glibc()
