@@ -154,14 +154,18 @@ def test_private_memory_counts_what_this_process_alone_holds() -> None:
 
     read, write = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: its own memory before and after writing 64 MiB
-        before = private_memory() or 0
-        block = bytearray(64 << 20)
-        block[::4096] = b"x" * len(block[::4096])
-        os.write(write, f"{before} {private_memory() or 0}".encode())
-        os._exit(0)
+    if pid == 0:  # the child: its own memory before and after writing 64 MiB, then it ends
+        try:
+            before = private_memory() or 0
+            block = bytearray(64 << 20)
+            block[::4096] = b"x" * len(block[::4096])
+            os.write(write, f"{before} {private_memory() or 0}".encode())
+        finally:
+            os._exit(0)
+    os.close(write)
     os.waitpid(pid, 0)
-    before, after = map(int, os.read(read, 100).split())
+    with os.fdopen(read) as answer:
+        before, after = map(int, answer.read().split())
     assert before < (16 << 20) and after - before >= (60 << 20)
 
 
