@@ -215,12 +215,9 @@ RELEASE_FROM = 256 << 20
 def private_memory() -> int | None:
     """Bytes of memory this process alone holds (resident, not shared with the process it
     was forked from), or None where the system does not say (Linux's smaps_rollup)."""
-    try:
-        with open("/proc/self/smaps_rollup", encoding="ascii") as rollup:
-            return sum(int(line.split()[1]) * 1024 for line in rollup
-                       if line.startswith(("Private_Clean:", "Private_Dirty:")))
-    except (OSError, ValueError, IndexError):
-        return None
+    from dhsurvey.parallel import proc_bytes
+
+    return proc_bytes("/proc/self/smaps_rollup", ("Private_Clean:", "Private_Dirty:"))
 
 
 def release_memory() -> None:

@@ -46,18 +46,21 @@ def workers_for_countries(countries: int, workers: int | None = None) -> int:
     return max(1, countries if countries <= cores + 1 else cores)
 
 
+def proc_bytes(path: str, names: tuple[str, ...]) -> int | None:
+    """The sum in bytes of the ``names`` lines (``Name:  123 kB``) of a Linux /proc file such
+    as /proc/meminfo, or None where the system does not have it."""
+    try:
+        with open(path, encoding="ascii") as lines:
+            return sum(int(line.split()[1]) * 1024 for line in lines if line.startswith(names))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def available_memory() -> int:
     """Bytes of memory the system can give new work now without swapping (Linux's
     MemAvailable), or 0 when it does not say: work that may run side by side only when
     memory allows then runs in turn."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as info:
-            for line in info:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
+    return proc_bytes("/proc/meminfo", ("MemAvailable:",)) or 0
 
 
 def can_fork() -> bool:
