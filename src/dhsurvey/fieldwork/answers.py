@@ -370,15 +370,15 @@ def _answer(run: _Run, item: Item, presets: Presets, relevant: np.ndarray) -> No
         # A preset may fix some rows only: the others are drawn like any answer.
         open_rows = relevant & ~fixed
         if open_rows.any():
-            values[open_rows] = _draw(run, item, open_rows).to_numpy()
+            values.loc[open_rows] = _draw(run, item, open_rows).to_numpy()
     elif item.default and not item.dynamic_default:
         values = _defaulted(run, item, relevant)
     else:
         values = pd.Series(None, index=table.index, dtype=object)
         if relevant.any():
-            values[relevant] = _draw(run, item, relevant).to_numpy()
+            values.loc[relevant] = _draw(run, item, relevant).to_numpy()
     values = values.astype(object)
-    values[~relevant] = None
+    values.loc[~relevant] = None
     if item.constraint and item.type != "calculate":
         values = _enforce(run, item, values, relevant, fixed=fixed)
     table[item.name] = values.to_numpy()
@@ -391,7 +391,7 @@ def _defaulted(run: _Run, item: Item, relevant: np.ndarray) -> pd.Series:
     if run.uniform and item.is_input:
         change = relevant & (run.rng.random(len(values)) < 0.5)
         if change.any():
-            values[change] = _draw(run, item, change).to_numpy()
+            values.loc[change] = _draw(run, item, change).to_numpy()
     return values
 
 
@@ -864,11 +864,11 @@ def _enforce(run: _Run, item: Item, values: pd.Series, relevant: np.ndarray, *,
                 redraw = pd.Series([_single(codes, row, run.rng) for row in mask],
                                    index=redraw.index, dtype=object)
         values = values.copy()
-        values[bad] = redraw.to_numpy()
+        values.loc[bad] = redraw.to_numpy()
     values, bad = _search(run, item, values, bad)
     if bad.any():
         values = values.copy()
-        values[bad] = None
+        values.loc[bad] = None
         run.give_up(item, "constraint", int(bad.sum()),
                     f"no value satisfies '{item.constraint}', left empty")
     return values

@@ -86,8 +86,10 @@ def select_sample(config: CountryConfig, frame: pd.DataFrame, rng: np.random.Gen
     sampling from each PSU's listing; numbers clusters 1..n in stratum order."""
     m = households_per_psu or config.households_per_psu
     psu_parts = []
+    # Each stratum's rows found in one pass (a frame holds a country's EAs: 10^5 rows).
+    rows = frame.groupby("stratum", sort=False).indices
     for s in config.strata:
-        units = frame[frame["stratum"] == s.code].reset_index(drop=True)
+        units = frame.iloc[rows.get(s.code, np.empty(0, dtype=np.intp))].reset_index(drop=True)
         idx, pi = pps_systematic(units["mos"].to_numpy(), s.psus, rng)
         chosen = units.iloc[idx].copy()
         chosen["psu_prob"] = pi[idx]
