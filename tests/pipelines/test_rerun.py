@@ -4,7 +4,7 @@ The reference is UGA's release in the demo's run of the session (tests/demo_run.
 landing folder, the demo's keys and its compiled forms are copied into a fresh data root,
 where a run is killed mid-way and rerun with the same keys: its release files must be those
 of the reference, byte for byte. (A run over a finished release rewriting it identically is
-tests/test_one_path.py's: three runs into one data root, the same files each time.)
+tests/test_one_path.py's: two runs into one data root, the same files each time.)
 """
 
 from __future__ import annotations
