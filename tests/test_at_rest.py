@@ -184,11 +184,11 @@ def run_with_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
         study = Study.load(INSTRUMENTS)
         root = tmp_path_factory.mktemp("data")
         store = Store(root)
-        simulate_to(store.landing(), [study.config("KEN")], study.models, seed=11,
+        simulate_to(store.landing(), [study.config("ZAF")], study.models, seed=11,
                     households=30, formats=("central",))
-        # Batches (about eight of the ~900 households' PSUs): the partition and its parts go
-        # through io too.
-        run_country(store, study, "KEN", key=bytes(range(32)), batch_households=120)
+        # ZAF's smallest sample (192 households) in two batches of PSUs: the partition and
+        # its parts go through io too.
+        run_country(store, study, "ZAF", key=bytes(range(32)), batch_households=120)
     return root
 
 
@@ -197,8 +197,10 @@ def test_a_country_run_with_the_key_encrypts_raw_and_clean_only(run_with_key: Pa
     root = run_with_key
     restricted = sorted([*(root / "raw").rglob("*.parquet"), *(root / "clean").rglob("*.parquet")])
     assert {"records.parquet", "households.parquet"} <= {
-        p.name for p in (root / "clean" / "KEN" / "restricted").rglob("*.parquet")}
-    assert any(p.parent.name == "accepted" for p in restricted)  # batched parts
+        p.name for p in (root / "clean" / "ZAF" / "restricted").rglob("*.parquet")}
+    # Batched parts: the child form's accepted rows in both batches.
+    assert len([p for p in restricted if p.parent.name == "accepted"
+                and p.parent.parent.name == "child"]) >= 2
     plain = [str(p.relative_to(root)) for p in restricted if not _needs_decryption(p)]
     assert plain == []
     released = sorted([*(root / "release").rglob("*.parquet"),
@@ -215,13 +217,13 @@ def test_a_country_run_with_the_key_encrypts_raw_and_clean_only(run_with_key: Pa
 def test_the_weights_pickle_is_sealed_too(run_with_key: Path, monkeypatch) -> None:
     """The weight step's hand-off (a pickle holding every instanceID and weight) is sealed
     with the same key; without it the store says which variable to set."""
-    path = run_with_key / "clean" / "KEN" / "weights" / "weights.pickle"
+    path = run_with_key / "clean" / "ZAF" / "weights" / "weights.pickle"
     data = path.read_bytes()
     assert data.startswith(b"DHSURVEY-SEALED-1\n") and b"uuid:" not in data
     store = Store(run_with_key)
     monkeypatch.delenv(AT_REST_KEY_ENV, raising=False)
     with pytest.raises(DhsurveyError) as caught:
-        store.read_weights("KEN")
+        store.read_weights("ZAF")
     assert caught.value.code == "at-rest-key-missing"
     monkeypatch.setenv(AT_REST_KEY_ENV, KEY)
-    assert len(store.read_weights("KEN").child) > 0
+    assert len(store.read_weights("ZAF").child) > 0

@@ -34,7 +34,7 @@ from tests.ingest.test_roundtrip import rsa_pair
 ROOT = Path(__file__).parents[2]
 INSTRUMENTS = ROOT / "instruments"
 MODELS = {f: load_form(INSTRUMENTS / f"{f}.xlsx") for f in FORMS}
-CONFIG = load_country(INSTRUMENTS / "countries" / "KEN.yaml")
+CONFIG = load_country(INSTRUMENTS / "countries" / "ZAF.yaml")
 FORM_DEFINITION = (b'<?xml version="1.0"?>\n<h:html xmlns="http://www.w3.org/2002/xforms" '
                    b'xmlns:h="http://www.w3.org/1999/xhtml"><h:head><h:title>form</h:title>'
                    b'</h:head><h:body/></h:html>\n')
@@ -42,7 +42,7 @@ FORM_DEFINITION = (b'<?xml version="1.0"?>\n<h:html xmlns="http://www.w3.org/200
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Simulated KEN fieldwork as instance folders, plain and encrypted (Collect's way)."""
+    """Simulated ZAF fieldwork as instance folders, plain and encrypted (Collect's way)."""
     base = tmp_path_factory.mktemp("layouts")
     private, public = rsa_pair()
     plain = simulate_to(base / "plain", [CONFIG], MODELS, seed=5, households=40,
@@ -186,7 +186,7 @@ def test_flat_folders_and_central_downloads_ingest(sim: dict[str, Path], tmp_pat
     assert sum(i.media is not None for i in found) == 1  # the one with its attachments
     results = ingest_exports([folder], MODELS, [CONFIG], tmp_path / "data")
     [household] = [r for r in results if r.form_id == "household"]
-    assert household.country == "KEN" and household.quarantined == 0
+    assert household.country == "ZAF" and household.quarantined == 0
     assert household.submissions == len(found)
     stored = pd.read_parquet(household.paths[0])
     assert set(stored["KEY"]) == set(expected(sim)["household"].root["KEY"])
@@ -196,7 +196,7 @@ def test_validate_takes_a_device_folder(sim: dict[str, Path], tmp_path: Path) ->
     device = collect_device(sim["plain"], tmp_path / "dev")
     out = tmp_path / "v"
     result = CliRunner().invoke(app, ["validate", str(device), "--out", str(out), "--country",
-                                      "KEN", "--instruments", str(INSTRUMENTS)])
+                                      "ZAF", "--instruments", str(INSTRUMENTS)])
     assert result.exit_code == 0, result.output
     for form, raw in expected(sim).items():
         rec = json.loads((out / form / "reconciliation.json").read_text())
@@ -298,12 +298,12 @@ def test_a_country_ingest_walks_each_instance_folder_once(tmp_path: Path,
     store = Store(tmp_path)
     simulate_to(store.landing(), [CONFIG], study.models, seed=5, households=20,
                 formats=("central", "xml"))
-    alone = {form: ingest_form(store, study, "KEN", form).raw for form in study.models}
+    alone = {form: ingest_form(store, study, "ZAF", form).raw for form in study.models}
     walked: list[Path] = []
     monkeypatch.setattr(read, "discover_instances",
                         lambda folder: walked.append(Path(folder)) or discover_instances(folder))
-    together = ingest(store, study, "KEN")
-    folders = [p for p in (store.landing("KEN") / "xml").iterdir() if p.is_dir()]
+    together = ingest(store, study, "ZAF")
+    folders = [p for p in (store.landing("ZAF") / "xml").iterdir() if p.is_dir()]
     assert len(folders) == len(study.models) and sorted(walked) == sorted(folders)
     for form, raw in alone.items():
         assert_same_content(together[form].raw, raw)
@@ -320,19 +320,19 @@ def test_folders_copied_off_some_tablets_add_nothing_to_central(tmp_path: Path) 
     store = Store(tmp_path / "both")
     simulate_to(store.landing(), [CONFIG], study.models, seed=5, households=60,
                 formats=("central", "xml"), devices=0.25)
-    central = {f: read_export(store.landing("KEN") / "central" / f"{f}.csv.zip", study.models)
+    central = {f: read_export(store.landing("ZAF") / "central" / f"{f}.csv.zip", study.models)
                for f in study.models}
     tablets = {f: set(central[f].root["deviceid"]) for f in central}
     seen = set().union(*tablets.values())
     pulled: set[str] = set()
     for form, raw in central.items():
-        folder = read_xml_folder(store.landing("KEN") / "xml" / form, study.models[form])
+        folder = read_xml_folder(store.landing("ZAF") / "xml" / form, study.models[form])
         on = set(folder.root["deviceid"])
         assert on < tablets[form] or len(tablets[form]) == 1
         pulled |= on
         by_key = raw.root.set_index("KEY")
         assert set(folder.root["KEY"]) == set(by_key.index[by_key["deviceid"].isin(on)])
-        assert_same_content(ingest_form(store, study, "KEN", form).raw, raw)
+        assert_same_content(ingest_form(store, study, "ZAF", form).raw, raw)
     assert len(pulled) == round(0.25 * len(seen))
 
     alone = simulate_to(tmp_path / "xml", [CONFIG], study.models, seed=5, households=60,
