@@ -224,20 +224,70 @@ STOP_GRACE = 30
 
 
 def _stop_group(proc: Any) -> int:
-    """Stop ``proc`` and its process group: SIGTERM, then SIGKILL if the group's leader is
-    still running after :data:`STOP_GRACE` seconds, so that nothing lives on as an orphan.
-    Returns the leader's exit code."""
+    """Stop ``proc`` and its process group: SIGTERM, then SIGKILL for whatever of the group is
+    still running :data:`STOP_GRACE` seconds later, the leader or a process it left behind
+    (a code server that outlives dagster dev would otherwise wait out its heartbeat as an
+    orphan), so that nothing lives on. Returns the leader's exit code."""
     import signal
     import subprocess
+    import time
 
+    deadline = time.monotonic() + STOP_GRACE
     os.killpg(proc.pid, signal.SIGTERM)
     try:
-        return int(proc.wait(timeout=STOP_GRACE))
+        code = int(proc.wait(timeout=STOP_GRACE))
     except subprocess.TimeoutExpired:
         console.print(f"dagster dev did not stop within {STOP_GRACE} s of SIGTERM; killed.",
                       soft_wrap=True)
-        os.killpg(proc.pid, signal.SIGKILL)
+        _kill_group(proc.pid)
         return int(proc.wait())
+    while _group_runs(proc.pid):
+        if time.monotonic() >= deadline:
+            console.print(f"processes dagster dev started were still running {STOP_GRACE} s "
+                          "after SIGTERM; killed.", soft_wrap=True)
+            _kill_group(proc.pid)
+            break
+        time.sleep(0.1)
+    return code
+
+
+def group_members(group: int) -> list[int] | None:
+    """The processes of process group ``group`` that have not ended (a zombie has: it only
+    waits for its parent to reap it), from Linux's /proc; None where there is no /proc."""
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():
+        return None
+    found = []
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _group_runs(group: int) -> bool:
+    """Whether process group ``group`` still has a running process (without /proc: whether
+    signal 0 reaches one, a zombie included)."""
+    members = group_members(group)
+    if members is not None:
+        return bool(members)
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _kill_group(group: int) -> None:
+    import signal
+
+    try:
+        os.killpg(group, signal.SIGKILL)
+    except ProcessLookupError:  # it ended meanwhile
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

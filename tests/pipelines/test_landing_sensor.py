@@ -194,24 +194,39 @@ def test_ui_kills_a_dagster_group_that_ignores_sigterm(monkeypatch) -> None:
          "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
          "time.sleep(60)"], start_new_session=True)
     time.sleep(0.5)  # the leader has started its child and ignores SIGTERM
-    assert len(_running_in_group(leader.pid)) == 2
+    assert len(cli.group_members(leader.pid) or []) == 2
     assert cli._stop_group(leader) == -signal.SIGKILL
     deadline = time.monotonic() + 5
-    while _running_in_group(leader.pid) and time.monotonic() < deadline:
+    while cli.group_members(leader.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _running_in_group(leader.pid) == []
+    assert cli.group_members(leader.pid) == []
 
 
-def _running_in_group(group: int) -> list[int]:
-    """Processes of process group ``group`` that have not ended (zombies have)."""
-    from pathlib import Path
+def test_ui_kills_what_dagster_dev_leaves_running_in_its_group(monkeypatch) -> None:
+    """dagster dev itself stops on SIGTERM, but a process it started does not (a code server
+    still loading): that process is killed after the grace period, not left as an orphan."""
+    import signal
+    import subprocess
+    import sys
+    import time
 
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # the process ended meanwhile
-            continue
-        if int(fields[2]) == group and fields[0] != "Z":
-            found.append(int(stat.parent.name))
-    return found
+    from pipelines import cli
+
+    monkeypatch.setattr(cli, "STOP_GRACE", 1)
+    leader = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys, time; "
+         "subprocess.Popen([sys.executable, '-c', 'import signal, time; "
+         "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)']); "
+         "time.sleep(60)"], start_new_session=True)
+    deadline = time.monotonic() + 10
+    while len(cli.group_members(leader.pid) or []) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # the child has set SIGTERM aside
+    assert len(cli.group_members(leader.pid) or []) == 2
+    started = time.monotonic()
+    assert cli._stop_group(leader) == -signal.SIGTERM  # the leader stopped as asked
+    assert time.monotonic() - started >= 0.9  # the one left had its grace, then was killed
+    deadline = time.monotonic() + 5
+    while cli.group_members(leader.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert cli.group_members(leader.pid) == []

@@ -24,6 +24,7 @@ import pytest
 from demo_run import DemoRun, free_port
 from workbooks import code_location_instruments
 
+from pipelines.cli import group_members
 from pipelines.study import countries
 
 ROOT = Path(__file__).parents[2]
@@ -209,12 +210,17 @@ def test_stopping_dhsurvey_ui_stops_the_server(dagster_ui) -> None:
     # handles SIGINT, must not have inherited that.
     dev = [pid for pid, words in _processes_naming(port) if "dev" in words]
     assert dev and not any(_ignores(pid, signal.SIGTERM) for pid in dev)
+    groups = {os.getpgid(pid) for pid in dev}
+    # dagster dev's group: its webserver, daemon, code server and the code server's child.
+    assert all(len(group_members(group) or []) >= 4 for group in groups)
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=60)
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{url}/server_info", timeout=5)
-    # Nothing that served the UI lives on (dagster dev and its webserver name the port).
+    # Nothing that served the UI lives on: neither what names the port (dagster dev, its
+    # webserver) nor anything else of dagster dev's process group (its code server).
     assert _processes_naming(port) == []
+    assert all(group_members(group) == [] for group in groups)
 
 
 def _processes_naming(port: str) -> list[tuple[int, list[str]]]:
