@@ -4,6 +4,7 @@ the real run queue, a warning that names a renamed download, a failure that name
 from __future__ import annotations
 
 import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -177,10 +178,16 @@ def test_ui_names_a_broken_dagster_yaml_instead_of_a_traceback(tmp_path: Path,
     assert "Traceback" not in result.output
 
 
-def test_ui_kills_a_dagster_group_that_ignores_sigterm(monkeypatch) -> None:
-    """dhsurvey ui stops dagster dev's process group with SIGTERM; a group still running after
-    the grace period is killed, so no process of it lives on as an orphan."""
-    import signal
+#: Python that sets SIGTERM aside, as a process that does not stop when asked.
+DEAF = "import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+
+
+@pytest.mark.parametrize("deaf, code", [("leader", -signal.SIGKILL), ("child", -signal.SIGTERM)])
+def test_ui_kills_what_of_dagster_devs_group_ignores_sigterm(monkeypatch, deaf: str,
+                                                             code: int) -> None:
+    """dhsurvey ui stops dagster dev's process group with SIGTERM; whatever of it still runs
+    after the grace period, dagster dev itself or a process it started (a code server still
+    loading), is killed, so nothing lives on as an orphan."""
     import subprocess
     import sys
     import time
@@ -188,44 +195,19 @@ def test_ui_kills_a_dagster_group_that_ignores_sigterm(monkeypatch) -> None:
     from pipelines import cli
 
     monkeypatch.setattr(cli, "STOP_GRACE", 1)
+    child = f"{DEAF if deaf == 'child' else ''}import time; time.sleep(60)"
     leader = subprocess.Popen(
-        [sys.executable, "-c", "import signal, subprocess, sys, time; "
-         "signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-         "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
-         "time.sleep(60)"], start_new_session=True)
-    time.sleep(0.5)  # the leader has started its child and ignores SIGTERM
-    assert len(cli.group_members(leader.pid) or []) == 2
-    assert cli._stop_group(leader) == -signal.SIGKILL
-    deadline = time.monotonic() + 5
-    while cli.group_members(leader.pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert cli.group_members(leader.pid) == []
-
-
-def test_ui_kills_what_dagster_dev_leaves_running_in_its_group(monkeypatch) -> None:
-    """dagster dev itself stops on SIGTERM, but a process it started does not (a code server
-    still loading): that process is killed after the grace period, not left as an orphan."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from pipelines import cli
-
-    monkeypatch.setattr(cli, "STOP_GRACE", 1)
-    leader = subprocess.Popen(
-        [sys.executable, "-c", "import subprocess, sys, time; "
-         "subprocess.Popen([sys.executable, '-c', 'import signal, time; "
-         "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)']); "
-         "time.sleep(60)"], start_new_session=True)
+        [sys.executable, "-c", f"{DEAF if deaf == 'leader' else ''}import subprocess, sys, "
+         f"time; subprocess.Popen([sys.executable, '-c', {child!r}]); time.sleep(60)"],
+        start_new_session=True)
     deadline = time.monotonic() + 10
     while len(cli.group_members(leader.pid) or []) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(0.3)  # the child has set SIGTERM aside
+    time.sleep(0.3)  # the deaf one has set SIGTERM aside
     assert len(cli.group_members(leader.pid) or []) == 2
     started = time.monotonic()
-    assert cli._stop_group(leader) == -signal.SIGTERM  # the leader stopped as asked
-    assert time.monotonic() - started >= 0.9  # the one left had its grace, then was killed
+    assert cli._stop_group(leader) == code
+    assert time.monotonic() - started >= 0.9  # the deaf one had its grace, then was killed
     deadline = time.monotonic() + 5
     while cli.group_members(leader.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
